@@ -1,0 +1,227 @@
+"""Cluster configs: LLMServingSim's cluster JSON, read unchanged, and the dataclasses it builds.
+
+Sizes in the JSON are in GB meaning GiB (as the reference simulator reads them), bandwidths in
+GB/s, latencies in ns. The same :class:`ClusterSpec` can be built in Python directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, UnsupportedFeature
+from .reader import Section, read_json
+
+# Per-instance keys of the JSON that override engine settings (JSON name -> EngineConfig field).
+INSTANCE_ENGINE_KEYS = {
+    "max_num_seqs": "max_num_seqs",
+    "max_num_batched_tokens": "max_num_batched_tokens",
+    "long_prefill_token_threshold": "long_prefill_token_threshold",
+    "block_size": "block_size",
+    "dtype": "dtype",
+    "kv_cache_dtype": "kv_cache_dtype",
+    "enable_chunked_prefill": "enable_chunked_prefill",
+    "enable_prefix_caching": "enable_prefix_caching",
+    "reserve_full_isl": "reserve_full_isl",
+    "num_gpu_blocks": "num_gpu_blocks",
+}
+# Keys that belong to features of later kernel versions; accepted by the schema, refused at run.
+INSTANCE_FEATURE_KEYS = ("enable_local_offloading", "enable_attn_offloading",
+                         "enable_sub_batch_interleaving", "enable_block_copy", "placement")
+INSTANCE_KEYS = ("model_name", "hardware", "npu_mem", "num_npus", "tp_size", "pp_size", "ep_size",
+                 "dp_group", "pd_type", "npu_num", "npu_group", "name",
+                 *INSTANCE_ENGINE_KEYS, *INSTANCE_FEATURE_KEYS)
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    mem_size: float          # GiB
+    mem_bw: float            # GB/s
+    mem_latency: float = 0   # ns
+
+    @property
+    def bytes(self) -> int:
+        return int(self.mem_size * 1024**3)
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    model_name: str
+    hardware: str
+    npu_mem: MemorySpec
+    tp_size: int = 1
+    pp_size: int = 1
+    ep_size: int | None = None
+    dp_group: str | None = None
+    pd_type: str | None = None
+    mem_util: float | None = None
+    engine_overrides: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+    where: str = ""
+
+    @property
+    def num_npus(self) -> int:
+        return self.tp_size * self.pp_size
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    instances: list[InstanceSpec]
+    cpu_mem: MemorySpec = MemorySpec(512, 256, 0)
+    power: dict | None = None
+    pim_config: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    nodes: list[NodeSpec]
+    link_bw: float | list[float] = 16.0          # GB/s per topology dimension
+    link_latency: float | list[float] = 20000.0  # ns per topology dimension
+    cxl_mem: dict | None = None
+    source: str = "cluster spec"
+
+    @property
+    def instances(self) -> list[InstanceSpec]:
+        return [inst for node in self.nodes for inst in node.instances]
+
+    @classmethod
+    def single(cls, model_name: str, hardware: str, mem_size: float, mem_bw: float = 0.0,
+               tp_size: int = 1, mem_util: float | None = None, link_bw: float = 16.0,
+               link_latency: float = 20000.0, **engine_overrides: Any) -> "ClusterSpec":
+        """One node, one instance: the common case, without writing JSON."""
+        inst = InstanceSpec(model_name, hardware, MemorySpec(mem_size, mem_bw), tp_size=tp_size,
+                            mem_util=mem_util, engine_overrides=engine_overrides)
+        return cls([NodeSpec([inst])], link_bw, link_latency)
+
+    def link(self, dim: int = 0) -> tuple[float, float]:
+        """(bandwidth GB/s, latency ns) of one topology dimension."""
+        def pick(v: float | list[float]) -> float:
+            return float(v[min(dim, len(v) - 1)]) if isinstance(v, list) else float(v)
+        return pick(self.link_bw), pick(self.link_latency)
+
+    def require_single_instance(self) -> InstanceSpec:
+        """The kernel of this version runs one instance; name what a config needs beyond that."""
+        src = self.source
+        insts = self.instances
+        if len(insts) != 1:
+            raise UnsupportedFeature(f"{len(insts)} instances need multi-instance routing, "
+                                     "which this version does not model yet", src, "nodes")
+        inst = insts[0]
+        if self.cxl_mem:
+            raise UnsupportedFeature("CXL memory tiers are not modelled yet", src, "cxl_mem")
+        node = self.nodes[0]
+        if node.power:
+            raise UnsupportedFeature("the power model is not available yet", src, "nodes[0].power")
+        if node.pim_config:
+            raise UnsupportedFeature("PIM attention offload is not modelled yet", src, "nodes[0].cpu_mem.pim_config")
+        w = inst.where
+        if inst.pp_size > 1:
+            raise UnsupportedFeature("pipeline parallelism (pp_size > 1) is not modelled yet", src, f"{w}.pp_size")
+        if inst.pd_type is not None:
+            raise UnsupportedFeature("prefill/decode disaggregation is not modelled yet", src, f"{w}.pd_type")
+        if inst.dp_group is not None:
+            raise UnsupportedFeature("data-parallel groups are not modelled yet", src, f"{w}.dp_group")
+        if inst.ep_size not in (None, 1):
+            raise UnsupportedFeature("expert parallelism is not modelled yet", src, f"{w}.ep_size")
+        for key, value in inst.features.items():
+            if key == "placement" and _placement_is_local(value):
+                continue
+            if value not in (False, None):
+                raise UnsupportedFeature(f"{key} is not modelled yet", src, f"{w}.{key}")
+        return inst
+
+
+def _placement_is_local(placement: Any) -> bool:
+    if not isinstance(placement, dict):
+        return False
+    values: list[Any] = []
+    for part in placement.values():
+        if isinstance(part, dict):
+            for v in part.values():
+                values.extend(v.values() if isinstance(v, dict) else [v])
+    return all(str(v).lower() == "npu" for v in values if not isinstance(v, (int, float)))
+
+
+def _memory(s: Section, with_util: bool = False) -> tuple[MemorySpec, float | None]:
+    allowed = {"mem_size", "mem_bw", "mem_latency"} | ({"mem_util"} if with_util else {"pim_config"})
+    s.reject_unknown(allowed)
+    mem = MemorySpec(
+        mem_size=s.number("mem_size", positive=True, maximum=1e7),
+        mem_bw=s.number("mem_bw", minimum=0, maximum=1e9),
+        mem_latency=s.number("mem_latency", required=False, default=0, minimum=0),
+    )
+    util = s.number("mem_util", required=False, default=None, positive=True, maximum=1.0) if with_util else None
+    return mem, util
+
+
+def _link_values(s: Section, key: str) -> float | list[float]:
+    v = s.data.get(key)
+    if isinstance(v, list):
+        if not v:
+            raise s.error(key, "empty list")
+        out = []
+        for i, x in enumerate(v):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0:
+                raise InputError(f"expected a number >= 0, got {x!r}", s.source, f"{key}[{i}]")
+            out.append(float(x))
+        return out
+    return s.number(key, minimum=0)
+
+
+def _instance(s: Section) -> InstanceSpec:
+    s.reject_unknown(INSTANCE_KEYS)
+    npu_mem, util = _memory(s.section("npu_mem"), with_util=True)
+    tp = s.integer("tp_size", required=False, default=None, minimum=1, maximum=4096)
+    pp = s.integer("pp_size", required=False, default=None, minimum=1, maximum=4096)
+    num = s.integer("num_npus", required=False, default=None, minimum=1, maximum=65536)
+    if num is None:
+        num = s.integer("npu_num", required=False, default=None, minimum=1, maximum=65536)
+    pp = pp or 1
+    if tp is None:
+        tp = (num // pp) if num else 1
+    if num is not None and num != tp * pp:
+        raise s.error("num_npus", f"{num} NPUs do not equal tp_size x pp_size = {tp} x {pp}")
+    pd_type = s.string("pd_type", required=False, default=None, choices=("prefill", "decode"))
+    overrides = {}
+    for key, field_name in INSTANCE_ENGINE_KEYS.items():
+        if s.has(key):
+            overrides[field_name] = s.data[key]
+    features = {k: s.data[k] for k in INSTANCE_FEATURE_KEYS if s.has(k)}
+    dp = s.data.get("dp_group", s.data.get("npu_group"))
+    return InstanceSpec(
+        model_name=s.string("model_name"),
+        hardware=s.string("hardware"),
+        npu_mem=npu_mem,
+        tp_size=tp,
+        pp_size=pp,
+        ep_size=s.integer("ep_size", required=False, default=None, minimum=1),
+        dp_group=None if dp is None else str(dp),
+        pd_type=pd_type,
+        mem_util=util,
+        engine_overrides=overrides,
+        features=features,
+        where=s.path,
+    )
+
+
+def load_cluster(path: str | Path) -> ClusterSpec:
+    """Read a cluster JSON as LLMServingSim writes it (current and older key names)."""
+    top = Section.of(read_json(path), path)
+    top.reject_unknown(("num_nodes", "link_bw", "link_latency", "nodes", "cxl_mem"))
+    nodes_s = top.sections("nodes")
+    num_nodes = top.integer("num_nodes", minimum=1)
+    if num_nodes != len(nodes_s):
+        raise top.error("num_nodes", f"says {num_nodes} but 'nodes' lists {len(nodes_s)}")
+    nodes = []
+    for ns in nodes_s:
+        ns.reject_unknown(("num_instances", "cpu_mem", "instances", "power"))
+        insts = [_instance(i) for i in ns.sections("instances")]
+        n_inst = ns.integer("num_instances", minimum=0)
+        if n_inst != len(insts):
+            raise ns.error("num_instances", f"says {n_inst} but 'instances' lists {len(insts)}")
+        cpu_s = ns.section("cpu_mem")
+        cpu, _ = _memory(cpu_s)
+        power = ns.data.get("power")
+        nodes.append(NodeSpec(insts, cpu, power if power else None, cpu_s.string("pim_config", required=False)))
+    cxl = top.data.get("cxl_mem") or None
+    return ClusterSpec(nodes, _link_values(top, "link_bw"), _link_values(top, "link_latency"), cxl, str(path))

@@ -1,0 +1,74 @@
+"""Engine settings, named as vLLM names them."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What ``vllm serve`` would be given. ``0`` means unlimited where vLLM allows it.
+
+    ``gpu_memory_utilization`` sizes the KV cache as in vLLM (memory x utilisation - weights);
+    ``num_gpu_blocks`` overrides that with an explicit block count (vLLM's
+    ``num_gpu_blocks_override``). ``reserve_full_isl`` admits a waiting request only when its
+    whole current sequence fits in free blocks, which keeps admissions from causing preemptions.
+    """
+
+    max_num_seqs: int = 128
+    max_num_batched_tokens: int = 2048
+    block_size: int = 16
+    gpu_memory_utilization: float = 0.9
+    num_gpu_blocks: int | None = None
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: bool = True
+    long_prefill_token_threshold: int = 0
+    max_model_len: int | None = None
+    reserve_full_isl: bool = True
+    dtype: str | None = None
+    kv_cache_dtype: str = "auto"
+    scheduler: str = "vllm_v1"
+    eviction: str = "lru"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, source: str | None = "engine settings") -> None:
+        def bad(key: str, msg: str) -> InputError:
+            return InputError(msg, source, key)
+
+        for key in ("max_num_seqs", "max_num_batched_tokens", "long_prefill_token_threshold"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise bad(key, f"must be a whole number >= 0, got {v!r}")
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size <= 0:
+            raise bad("block_size", f"must be a whole number > 0, got {self.block_size!r}")
+        u = self.gpu_memory_utilization
+        if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
+            raise bad("gpu_memory_utilization", f"must be in (0, 1], got {u!r}")
+        if self.num_gpu_blocks is not None and (not isinstance(self.num_gpu_blocks, int) or self.num_gpu_blocks <= 0):
+            raise bad("num_gpu_blocks", f"must be a whole number > 0, got {self.num_gpu_blocks!r}")
+        if self.max_model_len is not None and (not isinstance(self.max_model_len, int) or self.max_model_len <= 0):
+            raise bad("max_model_len", f"must be a whole number > 0, got {self.max_model_len!r}")
+        for key in ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_isl"):
+            if not isinstance(getattr(self, key), bool):
+                raise bad(key, f"expected true or false, got {getattr(self, key)!r}")
+        if self.kv_cache_dtype not in ("auto", "fp8"):
+            raise bad("kv_cache_dtype", f"must be 'auto' or 'fp8', got {self.kv_cache_dtype!r}")
+
+    def with_overrides(self, overrides: dict[str, Any], source: str | None = None) -> "EngineConfig":
+        known = {f.name for f in fields(self)}
+        for k in overrides:
+            if k not in known:
+                raise InputError("unknown engine setting", source, k)
+        new = replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        new.validate(source)
+        return new
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ENGINE_KEYS = tuple(f.name for f in fields(EngineConfig))

@@ -1,0 +1,123 @@
+"""Model facts from a Hugging Face ``config.json``, and the sizes derived from them.
+
+Sizes follow from the architecture alone (parameter shapes sharded the way vLLM shards them):
+column-parallel QKV and gate/up, row-parallel O and down, vocab-parallel embedding and LM head,
+replicated norms; KV heads are split across tensor-parallel ranks and layers across pipeline stages.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from .reader import Section, read_json
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "int8": 1}
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    model_type: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    torch_dtype: str = "bfloat16"
+    tie_word_embeddings: bool = False
+    qk_norm: bool = False
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    source: str = ""
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @classmethod
+    def from_hf_config(cls, path: str | Path, name: str | None = None) -> "ModelSpec":
+        s = Section.of(read_json(path), path)
+        hidden = s.integer("hidden_size", minimum=1)
+        heads = s.integer("num_attention_heads", minimum=1)
+        kv_heads = s.integer("num_key_value_heads", required=False, default=heads, minimum=1)
+        if heads % kv_heads:
+            raise s.error("num_key_value_heads", f"{kv_heads} does not divide num_attention_heads {heads}")
+        head_dim = s.integer("head_dim", required=False, default=None, minimum=1)
+        if head_dim is None:
+            if hidden % heads:
+                raise s.error("head_dim", "missing and hidden_size is not a multiple of num_attention_heads")
+            head_dim = hidden // heads
+        num_experts = s.integer("num_local_experts", required=False, default=None, minimum=0)
+        if num_experts is None:
+            num_experts = s.integer("num_experts", required=False, default=0, minimum=0)
+        experts_per_token = s.integer("num_experts_per_tok", required=False, default=0, minimum=0)
+        if num_experts and not experts_per_token:
+            raise s.error("num_experts_per_tok", "missing for a mixture-of-experts model")
+        model_type = s.string("model_type")
+        dtype = s.string("torch_dtype", required=False, default="bfloat16")
+        if dtype not in DTYPE_BYTES:
+            raise s.error("torch_dtype", f"unsupported dtype {dtype!r}; known: {sorted(DTYPE_BYTES)}")
+        return cls(
+            name=name or Path(path).stem,
+            model_type=model_type,
+            hidden_size=hidden,
+            num_layers=s.integer("num_hidden_layers", minimum=1),
+            num_heads=heads,
+            num_kv_heads=kv_heads,
+            head_dim=head_dim,
+            intermediate_size=s.integer("intermediate_size", minimum=1),
+            vocab_size=s.integer("vocab_size", minimum=1),
+            max_position_embeddings=s.integer("max_position_embeddings", minimum=1),
+            torch_dtype=dtype,
+            tie_word_embeddings=s.boolean("tie_word_embeddings", required=False, default=False),
+            qk_norm=model_type.startswith("qwen3"),
+            num_experts=num_experts,
+            experts_per_token=experts_per_token,
+            moe_intermediate_size=s.integer("moe_intermediate_size", required=False, default=0, minimum=0),
+            source=str(path),
+        )
+
+    # ---- derived sizes -------------------------------------------------------------------------
+    def check_parallelism(self, tp: int, pp: int = 1, source: str | None = None) -> None:
+        """vLLM needs heads (and KV heads, or replicates them) to split evenly across TP ranks."""
+        if self.num_heads % tp:
+            raise InputError(f"tp_size {tp} does not divide the model's {self.num_heads} attention heads",
+                             source, "tp_size")
+        if pp > self.num_layers:
+            raise InputError(f"pp_size {pp} exceeds the model's {self.num_layers} layers", source, "pp_size")
+
+    def kv_heads_per_rank(self, tp: int) -> int:
+        # vLLM replicates KV heads when tp exceeds them, so each rank keeps at least one.
+        return max(1, self.num_kv_heads // tp)
+
+    def kv_bytes_per_token(self, tp: int = 1, pp: int = 1, kv_dtype_bytes: int | None = None) -> int:
+        """K and V of one token on one rank (its share of KV heads and of layers)."""
+        b = kv_dtype_bytes or DTYPE_BYTES[self.torch_dtype]
+        layers_per_stage = -(-self.num_layers // pp)
+        return 2 * self.kv_heads_per_rank(tp) * self.head_dim * layers_per_stage * b
+
+    def weight_bytes_per_rank(self, tp: int = 1, pp: int = 1, ep: int = 1, dtype_bytes: int | None = None) -> int:
+        """Parameters held by one rank: the first pipeline stage's share, which is the largest."""
+        b = dtype_bytes or DTYPE_BYTES[self.torch_dtype]
+        h, hd = self.hidden_size, self.head_dim
+        q = self.num_heads * hd // tp
+        kv = self.kv_heads_per_rank(tp) * hd
+        vocab = -(-self.vocab_size // tp)
+        block = 2 * h + h * (q + 2 * kv) + q * h
+        if self.qk_norm:
+            block += 2 * hd
+        if self.is_moe:
+            local_experts = -(-self.num_experts // ep)
+            block += h * self.num_experts + local_experts * 3 * h * self.moe_intermediate_size
+        else:
+            block += 3 * h * (self.intermediate_size // tp)
+        layers = -(-self.num_layers // pp)
+        embed = vocab * h
+        head = h + (0 if self.tie_word_embeddings else vocab * h)
+        return (embed + layers * block + head) * b

@@ -1,0 +1,155 @@
+"""Reading data files safely, with errors that name the file and the key or line.
+
+Files are parsed as data only: ``json``, ``yaml.safe_load`` and ``csv``; nothing is evaluated.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from ..errors import InputError
+
+
+def read_text(path: str | Path) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise InputError("file does not exist", p)
+    if p.is_dir():
+        raise InputError("is a folder, expected a file", p)
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", p) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", p) from None
+
+
+def read_json(path: str | Path) -> Any:
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, f"line {exc.lineno}") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    text = read_text(path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        raise InputError(f"malformed YAML: {getattr(exc, 'problem', exc)}", path, where) from None
+
+
+@dataclass
+class Section:
+    """A mapping read from a file, with typed accessors whose errors name file and key path."""
+
+    data: dict
+    source: str
+    path: str = ""
+
+    @classmethod
+    def of(cls, data: Any, source: str | Path, path: str = "") -> "Section":
+        if not isinstance(data, dict):
+            raise InputError(f"expected an object, got {type(data).__name__}", source, path or None)
+        return cls(data, str(source), path)
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, message: str) -> InputError:
+        return InputError(message, self.source, self.key(name))
+
+    def has(self, name: str) -> bool:
+        return name in self.data and self.data[name] is not None
+
+    def _get(self, name: str, required: bool, default: Any) -> Any:
+        if name not in self.data or self.data[name] is None:
+            if required:
+                raise self.error(name, "missing required key")
+            return default
+        return self.data[name]
+
+    def number(self, name: str, required: bool = True, default: float | None = None,
+               minimum: float | None = None, positive: bool = False, maximum: float | None = None) -> float:
+        v = self._get(name, required, default)
+        if v is None:
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise self.error(name, f"expected a number, got {v!r}")
+        if positive and v <= 0:
+            raise self.error(name, f"must be > 0, got {v}")
+        if minimum is not None and v < minimum:
+            raise self.error(name, f"must be >= {minimum}, got {v}")
+        if maximum is not None and v > maximum:
+            raise self.error(name, f"must be <= {maximum}, got {v}")
+        return v
+
+    def integer(self, name: str, required: bool = True, default: int | None = None,
+                minimum: int | None = None, maximum: int | None = None) -> int:
+        v = self._get(name, required, default)
+        if v is None:
+            return v
+        if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            else:
+                raise self.error(name, f"expected a whole number, got {v!r}")
+        if minimum is not None and v < minimum:
+            raise self.error(name, f"must be >= {minimum}, got {v}")
+        if maximum is not None and v > maximum:
+            raise self.error(name, f"must be <= {maximum}, got {v}")
+        return v
+
+    def string(self, name: str, required: bool = True, default: str | None = None,
+               choices: Iterable[str] | None = None) -> str:
+        v = self._get(name, required, default)
+        if v is None:
+            return v
+        if not isinstance(v, str):
+            raise self.error(name, f"expected a string, got {v!r}")
+        if choices is not None and v not in choices:
+            raise self.error(name, f"must be one of {sorted(choices)}, got {v!r}")
+        return v
+
+    def boolean(self, name: str, required: bool = True, default: bool | None = None) -> bool:
+        v = self._get(name, required, default)
+        if v is None:
+            return v
+        if not isinstance(v, bool):
+            raise self.error(name, f"expected true or false, got {v!r}")
+        return v
+
+    def section(self, name: str, required: bool = True) -> "Section | None":
+        v = self._get(name, required, None)
+        if v is None:
+            return None
+        return Section.of(v, self.source, self.key(name))
+
+    def sections(self, name: str) -> list["Section"]:
+        v = self._get(name, True, None)
+        if not isinstance(v, list):
+            raise self.error(name, f"expected a list, got {type(v).__name__}")
+        return [Section.of(item, self.source, f"{self.key(name)}[{i}]") for i, item in enumerate(v)]
+
+    def reject_unknown(self, allowed: Iterable[str]) -> None:
+        allowed = set(allowed)
+        for k in self.data:
+            if k not in allowed:
+                hint = _closest(k, allowed)
+                extra = f" (did you mean {hint!r}?)" if hint else ""
+                raise InputError(f"unknown key{extra}", self.source, self.key(k))
+
+
+def _closest(word: str, options: Iterable[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, list(options), n=1, cutoff=0.75)
+    return found[0] if found else None

@@ -1,0 +1,32 @@
+"""One error type for everything a user can get wrong.
+
+Every bad input (config, trace, profile, CLI argument) ends in an :class:`InputError`
+that names the file and the key or line, so the CLI can print one clear line
+instead of a traceback.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LlmssError(Exception):
+    """Base class of the kit's own errors (never a bug in the kit)."""
+
+
+class InputError(LlmssError):
+    """Bad or missing input. ``source`` is the file (or "argument"), ``where`` the key or line."""
+
+    def __init__(self, message: str, source: str | Path | None = None, where: str | None = None):
+        self.message = message
+        self.source = str(source) if source is not None else None
+        self.where = where
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.source, self.where) if p]
+        prefix = ": ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class UnsupportedFeature(InputError):
+    """A config asks for a feature this version of the kernel does not model yet."""

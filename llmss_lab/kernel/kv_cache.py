@@ -1,0 +1,203 @@
+"""Paged KV cache with prefix caching, as vLLM V1 manages it.
+
+The pool holds ``num_blocks`` blocks of ``block_size`` tokens. A request owns a list of blocks
+covering its computed tokens. With prefix caching, every full block is indexed by a chained hash
+of its tokens (``h_i = hash((h_{i-1}, tokens of block i))``), so a later request with the same
+prefix can reuse it. Freed blocks keep their hash and stay reusable until the eviction policy
+hands them out again; blocks are freed last-block-first so a prefix outlives its tail.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+from .registry import Registry
+
+EVICTION = Registry["EvictionPolicy"]("eviction policy")
+HASH_SEED = 0x51ED270B  # any constant: the chain only needs to be deterministic
+
+
+class EvictionPolicy:
+    """Order of the free blocks: which free (possibly cached) block is reused next."""
+
+    name = "base"
+
+    def __len__(self) -> int: ...
+    def push(self, block: int) -> None: ...
+    def pop(self) -> int: ...
+    def remove(self, block: int) -> None: ...
+
+
+@EVICTION.register("lru")
+class LRUEviction(EvictionPolicy):
+    """Least recently freed first: vLLM's free-block queue."""
+
+    def __init__(self, blocks: Sequence[int]):
+        self._q: OrderedDict[int, None] = OrderedDict.fromkeys(blocks)
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def push(self, block: int) -> None:
+        self._q[block] = None
+
+    def pop(self) -> int:
+        return self._q.popitem(last=False)[0]
+
+    def remove(self, block: int) -> None:
+        del self._q[block]
+
+
+@EVICTION.register("mru")
+class MRUEviction(LRUEviction):
+    """Most recently freed first: keeps old prefixes, sacrifices the newest (for experiments)."""
+
+    def pop(self) -> int:
+        return self._q.popitem(last=True)[0]
+
+
+class BlockPool:
+    def __init__(self, num_blocks: int, eviction: str = "lru"):
+        self.num_blocks = num_blocks
+        self.free = EVICTION.get(eviction, "eviction")(range(num_blocks))
+        self.ref = [0] * num_blocks
+        self.block_hash: list[int | None] = [None] * num_blocks
+        self.cached: dict[int, int] = {}   # hash -> block
+        self.evictions = 0
+
+    @property
+    def num_free(self) -> int:
+        return len(self.free)
+
+    @property
+    def num_used(self) -> int:
+        return self.num_blocks - len(self.free)
+
+    def allocate(self, k: int) -> list[int]:
+        out = []
+        for _ in range(k):
+            b = self.free.pop()
+            h = self.block_hash[b]
+            if h is not None:  # reusing a cached block evicts its contents
+                del self.cached[h]
+                self.block_hash[b] = None
+                self.evictions += 1
+            self.ref[b] = 1
+            out.append(b)
+        return out
+
+    def touch(self, blocks: Sequence[int]) -> None:
+        """Take a reference on cached blocks found by a prefix lookup."""
+        for b in blocks:
+            if self.ref[b] == 0:
+                self.free.remove(b)
+            self.ref[b] += 1
+
+    def release(self, blocks: Sequence[int]) -> None:
+        """Drop a request's references, tail first, so its prefix is evicted last."""
+        for b in reversed(blocks):
+            self.ref[b] -= 1
+            if self.ref[b] == 0:
+                self.free.push(b)
+
+    def cache(self, block: int, h: int) -> None:
+        if h not in self.cached and self.block_hash[block] is None:
+            self.cached[h] = block
+            self.block_hash[block] = h
+
+
+class KVCacheManager:
+    """Per-request block tables over one pool, with prefix caching when enabled."""
+
+    def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool, eviction: str = "lru"):
+        self.pool = BlockPool(num_blocks, eviction)
+        self.block_size = block_size
+        self.prefix_caching = prefix_caching
+        self.blocks: dict[int, list[int]] = {}
+        self.num_cached: dict[int, int] = {}
+        self._hashes: dict[int, list[int]] = {}
+        self._token_ids: dict[int, Sequence[int] | None] = {}
+        self.queries = 0   # prompt tokens looked up
+        self.hits = 0      # of which found cached
+
+    def register(self, rid: int, token_ids: Sequence[int] | None) -> None:
+        self._token_ids[rid] = token_ids
+        self.blocks[rid] = []
+        self.num_cached[rid] = 0
+
+    def block_hashes(self, rid: int, n_blocks: int) -> list[int]:
+        """The request's chained block hashes, extended lazily to ``n_blocks`` full blocks.
+
+        Positions past the known token ids (generated tokens the trace does not list) hash
+        unique to the request, so they can only be found again by the request itself.
+        """
+        hs = self._hashes.setdefault(rid, [])
+        ids = self._token_ids.get(rid)
+        bs = self.block_size
+        prev = hs[-1] if hs else HASH_SEED
+        for i in range(len(hs), n_blocks):
+            lo = i * bs
+            if ids is not None and lo + bs <= len(ids):
+                prev = hash((prev, tuple(ids[lo:lo + bs])))
+            else:
+                prev = hash((prev, -1, rid, i))
+            hs.append(prev)
+        return hs
+
+    def lookup(self, rid: int, num_tokens: int) -> list[int]:
+        """Cached blocks that cover this request's prefix (at most ``num_tokens - 1`` tokens,
+        so at least one token is computed and yields logits)."""
+        if not self.prefix_caching:
+            return []
+        n = (num_tokens - 1) // self.block_size
+        found = []
+        cached = self.pool.cached
+        for h in self.block_hashes(rid, n)[:n]:
+            b = cached.get(h)
+            if b is None:
+                break
+            found.append(b)
+        return found
+
+    def can_allocate(self, rid: int, total_tokens: int, computed: Sequence[int] = ()) -> bool:
+        need = -(-total_tokens // self.block_size) - len(self.blocks[rid]) - len(computed)
+        reclaim = sum(1 for b in computed if self.pool.ref[b] == 0)
+        return need <= self.pool.num_free - reclaim
+
+    def allocate(self, rid: int, total_tokens: int, computed: Sequence[int] = ()) -> bool:
+        """Make room for ``total_tokens`` tokens (all or nothing); ``computed`` are prefix hits."""
+        if not self.can_allocate(rid, total_tokens, computed):
+            return False
+        blocks = self.blocks[rid]
+        if computed:
+            self.pool.touch(computed)
+            blocks.extend(computed)
+            self.num_cached[rid] = len(blocks)
+        need = -(-total_tokens // self.block_size) - len(blocks)
+        if need > 0:
+            blocks.extend(self.pool.allocate(need))
+        return True
+
+    def cache_full_blocks(self, rid: int, num_computed: int) -> None:
+        if not self.prefix_caching:
+            return
+        full = num_computed // self.block_size
+        done = self.num_cached[rid]
+        if full <= done:
+            return
+        hs = self.block_hashes(rid, full)
+        blocks = self.blocks[rid]
+        for i in range(done, full):
+            self.pool.cache(blocks[i], hs[i])
+        self.num_cached[rid] = full
+
+    def free(self, rid: int) -> None:
+        self.pool.release(self.blocks[rid])
+        self.blocks[rid] = []
+        self.num_cached[rid] = 0
+
+    def forget(self, rid: int) -> None:
+        """Drop per-request bookkeeping once the request has finished for good."""
+        self.free(rid)
+        self._hashes.pop(rid, None)
+        self._token_ids.pop(rid, None)

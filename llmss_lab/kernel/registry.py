@@ -1,0 +1,33 @@
+"""Policies are small classes registered by name, so a config or widget can pick one by string."""
+from __future__ import annotations
+
+from typing import Callable, Generic, TypeVar
+
+from ..errors import InputError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, type[T]] = {}
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        def deco(cls: type[T]) -> type[T]:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self._items[name] = cls
+            cls.name = name  # type: ignore[attr-defined]
+            return cls
+        return deco
+
+    def get(self, name: str, where: str | None = None) -> type[T]:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise InputError(f"unknown {self.kind} {name!r}; registered: {sorted(self._items)}",
+                             "settings", where or self.kind) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)

@@ -1,0 +1,31 @@
+"""Request state for a whole run as columns (numpy arrays indexed by request id).
+
+Columns instead of objects let the hot path update every running request with a handful of
+array operations per step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+UNSET = -1.0
+
+
+class RequestTable:
+    def __init__(self, arrival_ns: np.ndarray, prompt: np.ndarray, output: np.ndarray):
+        n = len(arrival_ns)
+        self.n = n
+        self.arrival = arrival_ns.astype(np.float64)
+        self.prompt = prompt.astype(np.int64)
+        self.output = output.astype(np.int64)          # tokens to generate
+        self.num_tokens = self.prompt.copy()           # prompt + generated so far
+        self.computed = np.zeros(n, np.int64)          # tokens whose KV is computed
+        self.nblocks = np.zeros(n, np.int64)           # KV blocks held
+        self.queued = np.full(n, UNSET)
+        self.scheduled = np.full(n, UNSET)             # first time scheduled
+        self.first_token = np.full(n, UNSET)
+        self.last_token = np.full(n, UNSET)
+        self.finished = np.full(n, UNSET)
+        self.preemptions = np.zeros(n, np.int64)
+        self.prefix_hit = np.full(n, -1, np.int64)     # cached prompt tokens at first admission
+        self.recomputed = np.zeros(n, np.int64)        # tokens computed again after preemption
+        self.instance = np.full(n, -1, np.int64)

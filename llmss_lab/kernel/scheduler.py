@@ -1,0 +1,200 @@
+"""Continuous-batching schedulers. ``vllm_v1`` follows vLLM V1's ``Scheduler.schedule``.
+
+One step, with a token budget of ``max_num_batched_tokens``:
+
+1. Running requests, in admission order, each get ``min(tokens still to compute, budget left)``
+   (capped by ``long_prefill_token_threshold``). A request that cannot get KV blocks preempts the
+   most recently admitted running request (recompute: its blocks are freed, it rejoins the front
+   of the waiting queue) until it fits or is itself the victim.
+2. If nothing was preempted, waiting requests are admitted in order while the budget lasts and
+   fewer than ``max_num_seqs`` run: prefix-cache lookup, then a chunk of the rest. Without
+   chunked prefill a prompt that does not fit the budget waits. Admission never preempts.
+
+Progress (``num_computed_tokens``) advances when a request is scheduled, as in vLLM.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config.engine import EngineConfig
+from .kv_cache import KVCacheManager
+from .registry import Registry
+from .requests import UNSET, RequestTable
+
+SCHEDULERS = Registry["Scheduler"]("scheduler")
+
+
+@dataclass
+class ScheduledStep:
+    rids: np.ndarray              # scheduled requests, running order
+    num_new: np.ndarray           # tokens computed for each this step
+    computed_before: np.ndarray   # their history (tokens already in KV)
+    preempted: list[int] = field(default_factory=list)
+
+
+class Scheduler:
+    """Holds the waiting queue and running list of one instance and builds its batches."""
+
+    name = "base"
+
+    def __init__(self, engine: EngineConfig, kv: KVCacheManager, reqs: RequestTable, max_model_len: int):
+        self.engine = engine
+        self.kv = kv
+        self.R = reqs
+        self.max_model_len = max_model_len
+        self.budget = engine.max_num_batched_tokens or max_model_len
+        self.max_seqs = engine.max_num_seqs or 1 << 30
+        self.threshold = engine.long_prefill_token_threshold
+        self.waiting: deque[int] = deque()
+        self.running: list[int] = []
+        self._run_arr: np.ndarray | None = None
+
+    def add(self, rid: int, token_ids) -> None:
+        self.kv.register(rid, token_ids)
+        self.waiting.append(rid)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def running_array(self) -> np.ndarray:
+        if self._run_arr is None:
+            self._run_arr = np.fromiter(self.running, np.int64, len(self.running))
+        return self._run_arr
+
+    def finish(self, rid: int) -> None:
+        self.running.remove(rid)
+        self._run_arr = None
+        self.kv.forget(rid)
+        self.R.nblocks[rid] = 0
+
+    def schedule(self, now: float) -> ScheduledStep | None:
+        raise NotImplementedError
+
+
+@SCHEDULERS.register("vllm_v1")
+class VLLMV1Scheduler(Scheduler):
+    def schedule(self, now: float) -> ScheduledStep | None:
+        R, kv, bs = self.R, self.kv, self.kv.block_size
+        budget = self.budget
+        rids: list[int] = []
+        news: list[int] = []
+        preempted: list[int] = []
+
+        # ---- phase A: running requests --------------------------------------------------------
+        if self.running:
+            run = self.running_array()
+            comp = R.computed[run]
+            need = R.num_tokens[run] - comp
+            if self.threshold:
+                np.minimum(need, self.threshold, out=need)
+            before = np.cumsum(need) - need
+            sched = np.clip(budget - before, 0, need)
+            blocks_after = (comp + sched + bs - 1) // bs
+            grow = np.where(sched > 0, blocks_after - R.nblocks[run], 0)
+            if int(grow[grow > 0].sum()) <= kv.pool.num_free:
+                for i in np.flatnonzero(grow > 0):  # everyone fits: allocate in order
+                    rid = int(run[i])
+                    kv.allocate(rid, int(comp[i] + sched[i]))
+                    R.nblocks[rid] = len(kv.blocks[rid])
+                mask = sched > 0
+                rids = run[mask].tolist()
+                news = sched[mask].tolist()
+                budget -= int(sched.sum())
+            else:
+                budget = self._running_with_preemption(rids, news, preempted)
+
+        # ---- phase B: waiting requests ----------------------------------------------------------
+        if not preempted:
+            budget = self._admit(now, budget, rids, news)
+
+        if not rids:
+            return None
+        ra = np.array(rids, np.int64)
+        na = np.array(news, np.int64)
+        before = R.computed[ra].copy()
+        R.computed[ra] = before + na
+        if kv.prefix_caching:
+            full = (before + na) // bs
+            for i in np.flatnonzero(full > before // bs):
+                kv.cache_full_blocks(int(ra[i]), int(before[i] + na[i]))
+        return ScheduledStep(ra, na, before, preempted)
+
+    def _running_with_preemption(self, rids: list[int], news: list[int], preempted: list[int]) -> int:
+        """The exact sequential loop, used when KV blocks run short."""
+        R, kv = self.R, self.kv
+        budget = self.budget
+        i = 0
+        while i < len(self.running) and budget > 0:
+            rid = self.running[i]
+            n = int(R.num_tokens[rid] - R.computed[rid])
+            if self.threshold:
+                n = min(n, self.threshold)
+            n = min(n, budget)
+            if n <= 0:
+                i += 1
+                continue
+            ok = True
+            while not kv.allocate(rid, int(R.computed[rid]) + n):
+                victim = self.running.pop()
+                self._preempt(victim)
+                preempted.append(victim)
+                if victim == rid:
+                    ok = False
+                    break
+            if not ok:
+                break
+            R.nblocks[rid] = len(kv.blocks[rid])
+            rids.append(rid)
+            news.append(n)
+            budget -= n
+            i += 1
+        self._run_arr = None
+        return budget
+
+    def _preempt(self, rid: int) -> None:
+        R = self.R
+        self.kv.free(rid)
+        R.nblocks[rid] = 0
+        R.recomputed[rid] += R.computed[rid]
+        R.computed[rid] = 0
+        R.preemptions[rid] += 1
+        self.waiting.appendleft(rid)
+
+    def _admit(self, now: float, budget: int, rids: list[int], news: list[int]) -> int:
+        R, kv, bs = self.R, self.kv, self.kv.block_size
+        eng = self.engine
+        while self.waiting and budget > 0 and len(self.running) < self.max_seqs:
+            rid = self.waiting[0]
+            total = int(R.num_tokens[rid])
+            hits = kv.lookup(rid, total)
+            n_hit = len(hits) * bs
+            n = total - n_hit
+            if not eng.enable_chunked_prefill and n > budget:
+                break
+            if self.threshold:
+                n = min(n, self.threshold)
+            n = min(n, budget)
+            if eng.reserve_full_isl and not kv.can_allocate(rid, total, hits):
+                break
+            if not kv.allocate(rid, n_hit + n, hits):
+                break
+            self.waiting.popleft()
+            self.running.append(rid)
+            self._run_arr = None
+            R.nblocks[rid] = len(kv.blocks[rid])
+            R.computed[rid] = n_hit
+            kv.queries += total
+            kv.hits += n_hit
+            if R.prefix_hit[rid] < 0:
+                R.prefix_hit[rid] = n_hit
+            else:  # a resumed request: what the cache gave back is not recomputed
+                R.recomputed[rid] = max(0, int(R.recomputed[rid]) - n_hit)
+            if R.scheduled[rid] == UNSET:
+                R.scheduled[rid] = now
+            rids.append(rid)
+            news.append(n)
+            budget -= n
+        return budget

@@ -1,0 +1,352 @@
+"""Profile bundles (LLMServingSim's current format) and lookups over their grids.
+
+A bundle is ``<root>/profiles/<HW>/<org>/<model>/<variant>/`` with ``meta.yaml`` and one folder
+per tensor-parallel degree, ``tpN/``, holding per-rank operator latencies measured on one GPU:
+
+* ``dense.csv`` (layer, tokens, time_us): token-parallel operators, keyed by the batch's tokens.
+* ``per_sequence.csv`` (layer, sequences, time_us): LM head and sampler, keyed by sequences.
+* ``attention.csv`` (prefill_chunk, kv_prefill, n_decode, kv_decode, time_us): one attention
+  layer for a batch with a prefill chunk over a history plus ``n_decode`` decodes of one length.
+* ``skew_fit.csv``: a correction for decodes of unequal lengths (see :class:`SkewFit`).
+
+Outside a grid: below the first point the first value is used (clamp); above the last point the
+last segment is extrapolated linearly. Inside, every axis is interpolated linearly.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config.reader import Section, read_text, read_yaml
+from ..errors import InputError
+
+
+# ---- generic helpers -----------------------------------------------------------------------------
+
+def read_csv(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
+    """Columns of a CSV as lists; numbers parsed, errors name the file, line and column."""
+    text = read_text(path)
+    reader = csv.reader(text.splitlines())
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError("empty CSV file", path) from None
+    header = [h.strip() for h in header]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise InputError(f"missing column {missing[0]!r} (has {header})", path, "line 1")
+    idx = [header.index(c) for c in columns]
+    out: dict[str, list] = {c: [] for c in columns}
+    for lineno, row in enumerate(reader, start=2):
+        if not row or not any(x.strip() for x in row):
+            continue
+        if len(row) < len(header):
+            raise InputError(f"expected {len(header)} fields, got {len(row)}", path, f"line {lineno}")
+        for c, i in zip(columns, idx):
+            v = row[i].strip()
+            if c in ("layer", "n_label", "skew_rate_label", "kv_big_label", "kp_label"):
+                out[c].append(v)
+                continue
+            try:
+                x = float(v)
+            except ValueError:
+                raise InputError(f"column {c!r}: not a number: {v!r}", path, f"line {lineno}") from None
+            if not math.isfinite(x):
+                raise InputError(f"column {c!r}: not a finite number: {v!r}", path, f"line {lineno}")
+            if c == "time_us" and x < 0:
+                raise InputError(f"negative latency {x}", path, f"line {lineno}")
+            out[c].append(x)
+    if not out[columns[0]]:
+        raise InputError("CSV has a header but no rows", path)
+    return out
+
+
+def bracket(axis: np.ndarray | list, x: float) -> tuple[int, int, float]:
+    """Indices (i, j) and weight w so that value = v[i] + w * (v[j] - v[i]).
+
+    Clamp below the first point, extrapolate linearly above the last one.
+    """
+    n = len(axis)
+    if n == 1 or x <= axis[0]:
+        return 0, 0, 0.0
+    if x >= axis[-1]:
+        i = n - 2
+    else:
+        i = bisect_right(axis, x) - 1
+    a0, a1 = axis[i], axis[i + 1]
+    return i, i + 1, (x - a0) / (a1 - a0)
+
+
+def interp1(axis: np.ndarray, values: np.ndarray, x: np.ndarray | float) -> np.ndarray:
+    """Vectorised 1-D version of :func:`bracket` (clamp below, extrapolate above)."""
+    x = np.asarray(x, dtype=float)
+    y = np.interp(x, axis, values)
+    if len(axis) > 1:
+        above = x > axis[-1]
+        if np.any(above):
+            slope = (values[-1] - values[-2]) / (axis[-1] - axis[-2])
+            y = np.where(above, values[-1] + slope * (x - axis[-1]), y)
+    return y
+
+
+# ---- attention ------------------------------------------------------------------------------------
+
+@dataclass
+class Grid2D:
+    """Latency over (prefill history, decode history) for one (chunk, n_decode) slice."""
+
+    kp: np.ndarray
+    kv: np.ndarray
+    values: np.ndarray  # [len(kp), len(kv)] in ns, holes filled along kv then kp
+
+    def __call__(self, kp: float, kv: float) -> float:
+        i0, i1, wi = bracket(self.kp, kp)
+        j0, j1, wj = bracket(self.kv, kv)
+        v = self.values
+        a = v[i0, j0] + wj * (v[i0, j1] - v[i0, j0])
+        b = v[i1, j0] + wj * (v[i1, j1] - v[i1, j0])
+        return a + wi * (b - a)
+
+    @classmethod
+    def from_points(cls, kp: np.ndarray, kv: np.ndarray, t: np.ndarray) -> "Grid2D":
+        kp_axis, kp_idx = np.unique(kp, return_inverse=True)
+        kv_axis, kv_idx = np.unique(kv, return_inverse=True)
+        grid = np.full((len(kp_axis), len(kv_axis)), np.nan)
+        grid[kp_idx, kv_idx] = t
+        for i in range(len(kp_axis)):  # fill holes along the decode-history axis
+            ok = ~np.isnan(grid[i])
+            if ok.any() and not ok.all():
+                grid[i] = interp1(kv_axis[ok], grid[i, ok], kv_axis)
+        for j in range(len(kv_axis)):  # then along the prefill-history axis
+            ok = ~np.isnan(grid[:, j])
+            if ok.any() and not ok.all():
+                grid[:, j] = interp1(kp_axis[ok], grid[ok, j], kp_axis)
+        return cls(kp_axis.astype(float), kv_axis.astype(float), np.maximum(grid, 0.0))
+
+
+class _Zero:
+    def __call__(self, kp: float, kv: float) -> float:
+        return 0.0
+
+
+@dataclass
+class AttentionTable:
+    """One attention layer's latency for a batch: 4-D lookup (chunk, n_decode, kp, kv_decode).
+
+    Bracket the chunk and decode-count axes, evaluate the four corner slices bilinearly over the
+    two history axes, then blend. A corner missing from the profile falls back to the nearest
+    profiled slice; the (0, 0) corner is an empty batch, zero time.
+    """
+
+    pcs: np.ndarray
+    ns: np.ndarray
+    slices: dict[tuple[float, float], Grid2D | _Zero]
+
+    @classmethod
+    def load(cls, path: Path) -> "AttentionTable":
+        cols = read_csv(path, ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
+        a = {k: np.asarray(v, dtype=float) for k, v in cols.items()}
+        for key in ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode"):
+            if (a[key] < 0).any():
+                raise InputError(f"negative value in column {key!r}", path)
+        keys = np.stack([a["prefill_chunk"], a["n_decode"]], axis=1)
+        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+        inv = inv.ravel()
+        order = np.argsort(inv, kind="stable")
+        bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
+        slices: dict[tuple[float, float], Grid2D | _Zero] = {}
+        for s, (pc, n) in enumerate(uniq):
+            rows = order[bounds[s]:bounds[s + 1]]
+            slices[(pc, n)] = Grid2D.from_points(a["kv_prefill"][rows], a["kv_decode"][rows],
+                                                 a["time_us"][rows] * 1000.0)
+        slices[(0.0, 0.0)] = _Zero()
+        pcs = np.unique(uniq[:, 0])
+        ns = np.unique(uniq[:, 1])
+        table = cls(np.union1d(pcs, [0.0]), np.union1d(ns, [0.0]), slices)
+        table._fill_missing_corners()
+        return table
+
+    def _fill_missing_corners(self) -> None:
+        have = [k for k, v in self.slices.items() if not isinstance(v, _Zero)]
+        pr = {p: i for i, p in enumerate(self.pcs)}
+        nr = {n: i for i, n in enumerate(self.ns)}
+        for pc in self.pcs:
+            for n in self.ns:
+                if (pc, n) in self.slices:
+                    continue
+                # nearest profiled slice by grid position, so both axes weigh alike
+                best = min(have, key=lambda k: (pr[k[0]] - pr[pc]) ** 2 + (nr[k[1]] - nr[n]) ** 2)
+                self.slices[(pc, n)] = self.slices[best]
+
+    def __call__(self, pc: float, kp: float, n: float, kv: float) -> float:
+        i0, i1, wi = bracket(self.pcs, pc)
+        j0, j1, wj = bracket(self.ns, n)
+        p0, p1, n0, n1 = self.pcs[i0], self.pcs[i1], self.ns[j0], self.ns[j1]
+        s = self.slices
+        a = s[(p0, n0)](kp, kv)
+        if wj:
+            a += wj * (s[(p0, n1)](kp, kv) - a)
+        if wi:
+            b = s[(p1, n0)](kp, kv)
+            if wj:
+                b += wj * (s[(p1, n1)](kp, kv) - b)
+            a += wi * (b - a)
+        return a if a > 1.0 else 1.0
+
+
+# ---- skew correction ------------------------------------------------------------------------------
+
+@dataclass
+class SkewFit:
+    """Heterogeneous decode lengths: attention time moves from the mean-length time toward the
+    max-length time by a fitted fraction alpha, bucketed by the batch's shape.
+
+    ``t = t(kv_mean) + alpha * (t(kv_max) - t(kv_mean))``. The bucket key is (prefill chunk, n,
+    skew rate = (mean - min) / (max - min), max length, prefill history). A chunk size that is not a
+    profiled grid point uses the nearest profiled one; a bucket with no fit uses ``alpha_default``.
+    """
+
+    alpha_default: float
+    pcs: np.ndarray
+    n_bins: list[float]
+    n_labels: list[str]
+    sr_bins: list[float]
+    sr_labels: list[str]
+    kvb_bins: list[float]
+    kvb_labels: list[str]
+    kp_bins: list[float]
+    kp_labels: list[str]
+    table: dict[tuple, float] = field(default_factory=dict)
+
+    @staticmethod
+    def _label(bins: list[float], labels: list[str], x: float) -> str:
+        # bins are (lo, hi]; bisect_left finds the first edge >= x
+        from bisect import bisect_left
+
+        i = bisect_left(bins, x) - 1
+        return labels[min(max(i, 0), len(labels) - 1)]
+
+    def alpha(self, pc: float, n: int, kv_mean: float, kv_min: float, kv_max: float, kp: float) -> float:
+        if pc > 0:
+            i = int(np.argmin(np.abs(np.log(self.pcs[self.pcs > 0]) - math.log(pc))))
+            pc_key = self.pcs[self.pcs > 0][i]
+        else:
+            pc_key = 0.0
+        sr = min(max((kv_mean - kv_min) / (kv_max - kv_min), 0.0), 1.0)
+        key = (pc_key, self._label(self.n_bins, self.n_labels, n), self._label(self.sr_bins, self.sr_labels, sr),
+               self._label(self.kvb_bins, self.kvb_labels, kv_max), self._label(self.kp_bins, self.kp_labels, kp))
+        return self.table.get(key, self.alpha_default)
+
+
+def _load_skew(meta: Section, tp: int, path: Path) -> SkewFit | None:
+    sf = meta.section("skew_fit", required=False)
+    if sf is None or not sf.boolean("enabled", required=False, default=False):
+        return None
+    axes = sf.section("bucket_axes")
+    per_tp = sf.data.get("per_tp") or {}
+    entry = per_tp.get(tp, per_tp.get(str(tp))) or {}
+    alpha_default = float(entry.get("alpha_default", 0.0))
+    if not path.is_file():
+        return None
+
+    def lst(key: str) -> list:
+        v = axes.data.get(key)
+        if not isinstance(v, list) or not v:
+            raise axes.error(key, "expected a non-empty list")
+        return v
+
+    cols = read_csv(path, ("pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha"))
+    table = {(float(pc), nl, sl, kl, pl): float(al) for pc, nl, sl, kl, pl, al in
+             zip(cols["pc"], cols["n_label"], cols["skew_rate_label"], cols["kv_big_label"],
+                 cols["kp_label"], cols["alpha"])}
+    return SkewFit(alpha_default, np.unique(np.asarray(cols["pc"], dtype=float)),
+                   lst("n_bins"), lst("n_labels"), lst("skew_rate_bins"), lst("skew_rate_labels"),
+                   lst("kv_big_bins"), lst("kv_big_labels"), lst("kp_bins"), lst("kp_labels"), table)
+
+
+# ---- a bundle ---------------------------------------------------------------------------------------
+
+@dataclass
+class TpProfile:
+    """Everything measured at one tensor-parallel degree, ready for per-step lookups."""
+
+    tp: int
+    dense: dict[str, tuple[np.ndarray, np.ndarray]]         # layer -> (tokens, ns)
+    per_sequence: dict[str, tuple[np.ndarray, np.ndarray]]  # layer -> (sequences, ns)
+    attention: AttentionTable
+    skew: SkewFit | None
+    moe: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # tokens, experts, ns
+
+
+@dataclass
+class ProfileBundle:
+    path: Path
+    hardware: str
+    model: str
+    variant: str
+    meta: dict
+    tps: dict[int, TpProfile]
+
+    def at_tp(self, tp: int) -> TpProfile:
+        if tp not in self.tps:
+            raise InputError(f"the profile has no tp{tp}/ folder (has {sorted(self.tps)}); "
+                             f"profile this model at TP={tp} or pick another tp_size", self.path, f"tp{tp}")
+        return self.tps[tp]
+
+
+def _layer_table(path: Path, key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    cols = read_csv(path, ("layer", key, "time_us"))
+    out: dict[str, list[tuple[float, float]]] = {}
+    for layer, x, t in zip(cols["layer"], cols[key], cols["time_us"]):
+        out.setdefault(layer, []).append((x, t))
+    tables = {}
+    for layer, pts in out.items():
+        pts.sort()
+        xs = np.array([p[0] for p in pts])
+        if len(np.unique(xs)) != len(xs):
+            raise InputError(f"layer {layer!r} has duplicate {key} values", path)
+        tables[layer] = (xs, np.array([p[1] for p in pts]) * 1000.0)
+    return tables
+
+
+@functools.lru_cache(maxsize=16)
+def _load_bundle_cached(path: str, stamp: float) -> ProfileBundle:
+    p = Path(path)
+    meta_path = p / "meta.yaml"
+    meta = Section.of(read_yaml(meta_path), meta_path)
+    tps: dict[int, TpProfile] = {}
+    for d in sorted(p.glob("tp*")):
+        if not d.is_dir() or not d.name[2:].isdigit():
+            continue
+        tp = int(d.name[2:])
+        moe = None
+        if (d / "moe.csv").is_file():
+            c = read_csv(d / "moe.csv", ("tokens", "activated_experts", "time_us"))
+            moe = (np.array(c["tokens"]), np.array(c["activated_experts"]), np.array(c["time_us"]) * 1000.0)
+        tps[tp] = TpProfile(
+            tp=tp,
+            dense=_layer_table(d / "dense.csv", "tokens"),
+            per_sequence=_layer_table(d / "per_sequence.csv", "sequences"),
+            attention=AttentionTable.load(d / "attention.csv"),
+            skew=_load_skew(meta, tp, d / "skew_fit.csv"),
+            moe=moe,
+        )
+    if not tps:
+        raise InputError("no tpN/ folders in the profile bundle", p)
+    return ProfileBundle(p, str(meta.data.get("hardware", p.parts[-4])), str(meta.data.get("model", "")),
+                         str(meta.data.get("variant", p.name)), meta.data, tps)
+
+
+def load_bundle(path: str | Path) -> ProfileBundle:
+    """Load (and cache) a profile bundle folder."""
+    p = Path(path)
+    if not (p / "meta.yaml").is_file():
+        raise InputError("not a profile bundle (no meta.yaml)", p)
+    stamp = max(f.stat().st_mtime for f in p.rglob("*") if f.is_file())
+    return _load_bundle_cached(str(p.resolve()), stamp)

@@ -1,0 +1,212 @@
+"""Simulation results as self-describing xarray Datasets.
+
+* ``requests`` (dim ``request``): timestamps, token counts, TTFT/TPOT/E2E, preemptions, prefix hits.
+* ``iterations`` (dim ``step``): every engine step of every instance, with its batch composition.
+* ``timeseries`` (dims ``time`` x ``instance``): 1 s bins, labelled by the bin's end as vLLM's
+  bench labels its ticks: throughputs, running/waiting at the bin's end, KV use, prefix hit rate.
+
+Every variable carries ``units`` and ``long_name``; run-level facts sit in the Dataset attrs
+(netCDF-safe: strings and numbers only, configs as JSON).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..errors import InputError
+from ..kernel.simulator import RawRun
+from .metrics import latency_summary, tpot_ms
+
+GROUPS = ("requests", "iterations", "timeseries")
+
+
+def _var(dims, data, units: str, long_name: str) -> xr.Variable:
+    return xr.Variable(dims, data, {"units": units, "long_name": long_name})
+
+
+def requests_dataset(raw: RawRun) -> xr.Dataset:
+    R = raw.requests
+    s = 1e-9
+    arrival = R.arrival * s
+    first = R.first_token * s
+    finish = R.finished * s
+    ttft = (first - arrival) * 1e3
+    data = {
+        "instance": _var("request", R.instance, "1", "instance that served the request"),
+        "arrival": _var("request", arrival, "s", "arrival time"),
+        "queued": _var("request", R.queued * s, "s", "time the engine took the request in"),
+        "scheduled": _var("request", R.scheduled * s, "s", "time first scheduled"),
+        "first_token": _var("request", first, "s", "time of the first output token"),
+        "finish": _var("request", finish, "s", "time of the last output token"),
+        "input_tokens": _var("request", R.prompt, "1", "prompt tokens"),
+        "output_tokens": _var("request", R.output, "1", "generated tokens"),
+        "ttft": _var("request", ttft, "ms", "time to first token (from arrival)"),
+        "tpot": _var("request", tpot_ms(first, finish, R.output), "ms", "time per output token after the first"),
+        "e2e_latency": _var("request", (finish - arrival) * 1e3, "ms", "end-to-end latency"),
+        "queue_delay": _var("request", (R.scheduled - R.arrival) * s * 1e3, "ms", "arrival to first scheduled"),
+        "preemptions": _var("request", R.preemptions, "1", "times preempted (recompute)"),
+        "recomputed_tokens": _var("request", R.recomputed, "1", "tokens computed again after preemption"),
+        "prefix_hit_tokens": _var("request", np.maximum(R.prefix_hit, 0), "1", "prompt tokens found in the prefix cache"),
+    }
+    return xr.Dataset(data, coords={"request": np.arange(R.n)})
+
+
+def iterations_dataset(raw: RawRun) -> xr.Dataset:
+    cols: dict[str, list] = {k: [] for k in ("instance", "start", "duration", "comm", "attention", "tokens", "seqs",
+                                              "prefill_tokens", "prefill_seqs", "decode_seqs", "decode_kv_mean",
+                                              "kv_blocks_used", "running", "waiting", "preempted")}
+    for inst in raw.instances:
+        log = inst.log
+        n = len(log.start)
+        cols["instance"].append(np.full(n, inst.iid))
+        for k in cols:
+            if k != "instance":
+                cols[k].append(np.asarray(getattr(log, k)))
+    arr = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
+    order = np.argsort(arr["start"], kind="stable")
+    arr = {k: v[order] for k, v in arr.items()}
+    d = "step"
+    data = {
+        "instance": _var(d, arr["instance"].astype(np.int64), "1", "instance"),
+        "start": _var(d, arr["start"] * 1e-9, "s", "step start"),
+        "duration": _var(d, arr["duration"] * 1e-6, "ms", "step latency"),
+        "comm": _var(d, arr["comm"] * 1e-6, "ms", "collective communication in the step"),
+        "attention": _var(d, arr["attention"] * 1e-6, "ms", "attention compute in the step"),
+        "num_tokens": _var(d, arr["tokens"].astype(np.int64), "1", "tokens computed"),
+        "num_seqs": _var(d, arr["seqs"].astype(np.int64), "1", "sequences in the batch"),
+        "prefill_tokens": _var(d, arr["prefill_tokens"].astype(np.int64), "1", "prefill-chunk tokens"),
+        "prefill_seqs": _var(d, arr["prefill_seqs"].astype(np.int64), "1", "sequences with a prefill chunk"),
+        "decode_seqs": _var(d, arr["decode_seqs"].astype(np.int64), "1", "decoding sequences"),
+        "decode_kv_mean": _var(d, arr["decode_kv_mean"], "1", "mean KV length of the decodes (tokens)"),
+        "kv_blocks_used": _var(d, arr["kv_blocks_used"].astype(np.int64), "1", "KV blocks in use"),
+        "running": _var(d, arr["running"].astype(np.int64), "1", "running requests after the step"),
+        "waiting": _var(d, arr["waiting"].astype(np.int64), "1", "waiting requests after the step"),
+        "preempted": _var(d, arr["preempted"].astype(np.int64), "1", "requests preempted in the step"),
+    }
+    return xr.Dataset(data, coords={"step": np.arange(len(order))})
+
+
+def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
+    nbins = max(1, int(np.ceil(raw.end_ns * 1e-9 / bin_s)))
+    edges = np.arange(nbins + 1) * bin_s
+    names = [s.name for s in raw.setups]
+    shape = (nbins, len(raw.instances))
+    prompt = np.zeros(shape)
+    gen = np.zeros(shape)
+    running = np.zeros(shape)
+    waiting = np.zeros(shape)
+    kv_pct = np.zeros(shape)
+    hit = np.full(shape, np.nan)
+    preempt = np.zeros(shape)
+    for j, inst in enumerate(raw.instances):
+        log = inst.log
+        if not log.start:
+            continue
+        end = (np.asarray(log.start) + np.asarray(log.duration)) * 1e-9
+        b = np.minimum((end // bin_s).astype(np.int64), nbins - 1)
+        prompt[:, j] = np.bincount(b, weights=log.prompt_done, minlength=nbins)[:nbins] / bin_s
+        gen[:, j] = np.bincount(b, weights=log.generated, minlength=nbins)[:nbins] / bin_s
+        preempt[:, j] = np.bincount(b, weights=log.preempted, minlength=nbins)[:nbins]
+        # state at the end of each bin: the last step that ended in or before it
+        last = np.searchsorted(end, edges[1:], side="right") - 1
+        has = last >= 0
+        idx = np.maximum(last, 0)
+        running[:, j] = np.where(has, np.asarray(log.running)[idx], 0)
+        waiting[:, j] = np.where(has, np.asarray(log.waiting)[idx], 0)
+        kv_pct[:, j] = np.where(has, np.asarray(log.kv_blocks_used)[idx] / raw.setups[j].num_blocks * 100, 0)
+        q = np.where(has, np.asarray(log.prefix_queries)[idx], 0).astype(float)
+        h = np.where(has, np.asarray(log.prefix_hits)[idx], 0).astype(float)
+        dq, dh = np.diff(q, prepend=0.0), np.diff(h, prepend=0.0)
+        hit[:, j] = np.where(dq > 0, dh / np.where(dq > 0, dq, 1) * 100, np.nan)
+    dims = ("time", "instance")
+    data = {
+        "prompt_throughput": _var(dims, prompt, "1/s", "prompt tokens per second (counted at first token)"),
+        "generation_throughput": _var(dims, gen, "1/s", "generated tokens per second"),
+        "running": _var(dims, running, "1", "running requests at the bin's end"),
+        "waiting": _var(dims, waiting, "1", "waiting requests at the bin's end"),
+        "kv_usage_pct": _var(dims, kv_pct, "%", "KV cache blocks in use"),
+        "prefix_hit_rate": _var(dims, hit, "%", "prefix cache hit rate of lookups in the bin"),
+        "preemptions": _var(dims, preempt, "1", "preemptions in the bin"),
+    }
+    time = xr.Variable("time", edges[1:], {"units": "s", "standard_name": "time", "long_name": "end of the 1 s bin"})
+    return xr.Dataset(data, coords={"time": time, "instance": names})
+
+
+@dataclass
+class Results:
+    """The outcome of one simulation: three Datasets plus a summary in vLLM bench names."""
+
+    requests: xr.Dataset
+    iterations: xr.Dataset
+    timeseries: xr.Dataset
+    attrs: dict = field(default_factory=dict)
+    itl_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @classmethod
+    def from_raw(cls, raw: RawRun, attrs: dict) -> "Results":
+        itls = [a for inst in raw.instances for a in inst.log.itl]
+        itl = np.concatenate(itls) * 1e-6 if itls else np.zeros(0)
+        res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), dict(attrs), itl)
+        res.attrs["summary_json"] = json.dumps(res.summary())
+        for ds in (res.requests, res.iterations, res.timeseries):
+            ds.attrs.update(res.attrs)
+        return res
+
+    def summary(self) -> dict[str, float]:
+        r = self.requests
+        arrival = r.arrival.values
+        finish = r.finish.values
+        duration = float(finish.max() - arrival.min())
+        n_out = int(r.output_tokens.sum())
+        n_in = int(r.input_tokens.sum())
+        out = {
+            "completed": int(r.sizes["request"]),
+            "duration_s": duration,
+            "total_input_tokens": n_in,
+            "total_output_tokens": n_out,
+            "request_throughput": r.sizes["request"] / duration,
+            "output_throughput": n_out / duration,
+            "total_token_throughput": (n_in + n_out) / duration,
+            "preemptions": int(r.preemptions.sum()),
+            "prefix_hit_tokens": int(r.prefix_hit_tokens.sum()),
+        }
+        out.update(latency_summary(r.ttft.values, r.tpot.values, self.itl_ms, r.e2e_latency.values))
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write all three Datasets as groups of one netCDF file, atomically (temp file, rename)."""
+        path = Path(path)
+        if path.parent and not path.parent.exists():
+            raise InputError("output folder does not exist", path.parent)
+        fd, tmp = tempfile.mkstemp(suffix=".nc.part", dir=path.parent or ".")
+        os.close(fd)
+        try:
+            mode = "w"
+            for g in GROUPS:
+                getattr(self, g).to_netcdf(tmp, group=g, mode=mode, engine="netcdf4")
+                mode = "a"
+            xr.Dataset({"itl": xr.Variable("token_gap", self.itl_ms, {"units": "ms", "long_name": "inter-token latency"})},
+                       attrs=self.attrs).to_netcdf(tmp, group="itl", mode="a", engine="netcdf4")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Results":
+        path = Path(path)
+        if not path.is_file():
+            raise InputError("results file does not exist", path)
+        try:
+            parts = {g: xr.load_dataset(path, group=g, engine="netcdf4") for g in (*GROUPS, "itl")}
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"not an llmss_lab results file ({exc})", path) from None
+        attrs = dict(parts["requests"].attrs)
+        return cls(parts["requests"], parts["iterations"], parts["timeseries"], attrs, parts["itl"].itl.values)

@@ -1,0 +1,219 @@
+"""Workloads: LLMServingSim JSONL traces and seeded synthetic generators.
+
+A :class:`Workload` is a finite, arrival-sorted list of requests held as numpy arrays, with the
+token ids of each prompt (and of the output, when the trace gives them) for prefix caching.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .config.reader import read_text
+from .errors import InputError
+
+TRACE_KEYS = {"input_toks", "output_toks", "arrival_time_ns", "input_tok_ids", "output_tok_ids",
+              "session_id", "sub_requests"}
+MAX_TOKENS = 10_000_000  # a sanity bound that catches unit slips (e.g. bytes for tokens)
+
+
+@dataclass
+class Workload:
+    arrival_ns: np.ndarray          # int64, sorted
+    input_toks: np.ndarray          # int64 >= 1
+    output_toks: np.ndarray         # int64 >= 1
+    token_ids: list[list[int] | None] = field(default_factory=list)  # prompt (+output) ids or None
+    name: str = "workload"
+    lines: list[int] | None = None  # trace line of each request, for error messages
+
+    def where(self, i: int) -> str:
+        return f"line {self.lines[i]}" if self.lines is not None else f"request {i}"
+
+    def __post_init__(self) -> None:
+        self.arrival_ns = np.asarray(self.arrival_ns, dtype=np.int64)
+        self.input_toks = np.asarray(self.input_toks, dtype=np.int64)
+        self.output_toks = np.asarray(self.output_toks, dtype=np.int64)
+        if not self.token_ids:
+            self.token_ids = [None] * len(self.arrival_ns)
+        n = len(self.arrival_ns)
+        if not (len(self.input_toks) == len(self.output_toks) == len(self.token_ids) == n):
+            raise InputError("arrays of different lengths", self.name)
+        if n == 0:
+            raise InputError("the workload has no requests", self.name)
+        if (self.input_toks < 1).any() or (self.output_toks < 1).any():
+            raise InputError("token counts must be >= 1", self.name)
+        if (np.diff(self.arrival_ns) < 0).any() or self.arrival_ns[0] < 0:
+            raise InputError("arrival times must be >= 0 and sorted", self.name)
+
+    def __len__(self) -> int:
+        return len(self.arrival_ns)
+
+    def head(self, n: int) -> "Workload":
+        """The first ``n`` requests (what ``--num-reqs`` selects)."""
+        return Workload(self.arrival_ns[:n], self.input_toks[:n], self.output_toks[:n],
+                        self.token_ids[:n], self.name, None if self.lines is None else self.lines[:n])
+
+    def describe(self) -> dict:
+        return {"requests": len(self), "input_mean": float(self.input_toks.mean()),
+                "output_mean": float(self.output_toks.mean()),
+                "duration_s": float((self.arrival_ns[-1] - self.arrival_ns[0]) / 1e9)}
+
+
+def _int_field(obj: dict, key: str, path: Path, lineno: int, minimum: int, required: bool = True) -> int | None:
+    if key not in obj:
+        if required:
+            raise InputError(f"missing required key {key!r}", path, f"line {lineno}")
+        return None
+    v = obj[key]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InputError(f"{key} must be a whole number, got {v!r}", path, f"line {lineno}")
+    if v < minimum or v > (MAX_TOKENS if key != "arrival_time_ns" else 10**18):
+        raise InputError(f"{key} out of range: {v}", path, f"line {lineno}")
+    return v
+
+
+def _ids(obj: dict, key: str, expected: int, path: Path, lineno: int) -> list[int] | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in v):
+        raise InputError(f"{key} must be a list of whole numbers", path, f"line {lineno}")
+    if len(v) != expected:
+        raise InputError(f"{key} has {len(v)} ids but the count says {expected}", path, f"line {lineno}")
+    return v
+
+
+def load_trace(path: str | Path, num_requests: int | None = None) -> Workload:
+    """Read an LLMServingSim JSONL trace; every problem names the file and line."""
+    path = Path(path)
+    text = read_text(path)
+    arrivals, ins, outs, ids, lines = [], [], [], [], []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if num_requests is not None and len(arrivals) >= num_requests:
+            break
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"malformed JSON: {exc.msg}", path, f"line {lineno}") from None
+        if not isinstance(obj, dict):
+            raise InputError("expected a JSON object per line", path, f"line {lineno}")
+        unknown = sorted(set(obj) - TRACE_KEYS)
+        if unknown:
+            raise InputError(f"unknown key {unknown[0]!r}", path, f"line {lineno}")
+        if "sub_requests" in obj:
+            raise InputError("agentic sessions (sub_requests) are not supported yet", path, f"line {lineno}")
+        n_in = _int_field(obj, "input_toks", path, lineno, 1)
+        n_out = _int_field(obj, "output_toks", path, lineno, 1)
+        t = _int_field(obj, "arrival_time_ns", path, lineno, 0)
+        if arrivals and t < arrivals[-1]:
+            raise InputError(f"arrival_time_ns {t} is earlier than the previous request's "
+                             f"{arrivals[-1]}; sort the trace by arrival", path, f"line {lineno}")
+        in_ids = _ids(obj, "input_tok_ids", n_in, path, lineno)
+        out_ids = _ids(obj, "output_tok_ids", n_out, path, lineno)
+        arrivals.append(t)
+        lines.append(lineno)
+        ins.append(n_in)
+        outs.append(n_out)
+        ids.append(None if in_ids is None else (in_ids + out_ids if out_ids is not None else in_ids))
+    if not arrivals:
+        raise InputError("the trace has no requests", path)
+    return Workload(np.array(arrivals), np.array(ins), np.array(outs), ids, name=str(path), lines=lines)
+
+
+# ---- synthetic workloads --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LengthDist:
+    """A token-length distribution: ``fixed``, ``uniform``, ``lognormal`` or ``sharegpt``.
+
+    ``sharegpt`` is a lognormal whose median and spread match the bundled ShareGPT traces
+    (prompt median ~730 tokens, output median ~630, clipped to their observed ranges).
+    """
+
+    kind: str = "fixed"
+    a: float = 128
+    b: float = 0.0
+    low: int = 1
+    high: int = 32768
+
+    @classmethod
+    def parse(cls, text: str, role: str = "input") -> "LengthDist":
+        """``"fixed:128"``, ``"uniform:100:1000"``, ``"lognormal:MEDIAN:SIGMA"``, ``"sharegpt"``."""
+        parts = str(text).split(":")
+        kind = parts[0]
+        try:
+            nums = [float(p) for p in parts[1:]]
+        except ValueError:
+            raise InputError(f"bad length distribution {text!r}", "argument", role) from None
+        if kind == "fixed" and len(nums) == 1 and nums[0] >= 1:
+            return cls("fixed", nums[0])
+        if kind == "uniform" and len(nums) == 2 and 1 <= nums[0] <= nums[1]:
+            return cls("uniform", nums[0], nums[1])
+        if kind == "lognormal" and len(nums) == 2 and nums[0] >= 1 and nums[1] >= 0:
+            return cls("lognormal", nums[0], nums[1])
+        if kind == "sharegpt" and not nums:
+            return cls("lognormal", 730, 0.55, 256, 4096) if role == "input" else cls("lognormal", 630, 0.2, 512, 1024)
+        raise InputError(f"bad length distribution {text!r}; use fixed:N, uniform:LO:HI, "
+                         "lognormal:MEDIAN:SIGMA or sharegpt", "argument", role)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.kind == "fixed":
+            x = np.full(n, self.a)
+        elif self.kind == "uniform":
+            x = rng.integers(int(self.a), int(self.b) + 1, size=n)
+        else:
+            x = rng.lognormal(np.log(self.a), self.b, size=n)
+        return np.clip(np.round(x), max(1, self.low), self.high).astype(np.int64)
+
+
+def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist | str = "sharegpt",
+              output_len: LengthDist | str = "sharegpt", arrival: str = "poisson", cv: float = 1.0,
+              seed: int = 0, shared_prefix_len: int = 0, num_prefixes: int = 4,
+              vocab_size: int = 32000) -> Workload:
+    """A seeded synthetic workload.
+
+    Arrivals are Poisson at ``rate`` req/s, or gamma with coefficient of variation ``cv``
+    (bursty for cv > 1). With ``shared_prefix_len`` > 0 every prompt starts with one of
+    ``num_prefixes`` shared prefixes (a system prompt), so prefix caching has something to find.
+    """
+    if num_requests < 1:
+        raise InputError(f"num_requests must be >= 1, got {num_requests}", "argument", "num_requests")
+    if not rate > 0:
+        raise InputError(f"rate must be > 0, got {rate}", "argument", "rate")
+    if arrival not in ("poisson", "gamma"):
+        raise InputError(f"arrival must be 'poisson' or 'gamma', got {arrival!r}", "argument", "arrival")
+    if not cv > 0:
+        raise InputError(f"cv must be > 0, got {cv}", "argument", "cv")
+    rng = np.random.default_rng(seed)
+    ind = input_len if isinstance(input_len, LengthDist) else LengthDist.parse(input_len, "input")
+    outd = output_len if isinstance(output_len, LengthDist) else LengthDist.parse(output_len, "output")
+    if arrival == "poisson":
+        gaps = rng.exponential(1.0 / rate, size=num_requests)
+    else:
+        shape = 1.0 / cv**2
+        gaps = rng.gamma(shape, 1.0 / (rate * shape), size=num_requests)
+    arrivals = np.round(np.cumsum(gaps) * 1e9).astype(np.int64)
+    ins = ind.sample(rng, num_requests)
+    outs = outd.sample(rng, num_requests)
+    ids: list[list[int] | None] = [None] * num_requests
+    if shared_prefix_len > 0:
+        prefixes = [rng.integers(0, vocab_size, size=shared_prefix_len).tolist() for _ in range(num_prefixes)]
+        ins = np.maximum(ins, shared_prefix_len + 1)
+        choice = rng.integers(0, num_prefixes, size=num_requests)
+        ids = [prefixes[c] + rng.integers(0, vocab_size, size=int(n) - shared_prefix_len).tolist()
+               for c, n in zip(choice, ins)]
+    name = f"synthetic({arrival}, {rate}/s, n={num_requests}, seed={seed})"
+    return Workload(arrivals, ins, outs, ids, name)
+
+
+def from_requests(requests: Sequence[tuple[float, int, int]], name: str = "requests") -> Workload:
+    """A workload from ``(arrival_s, input_toks, output_toks)`` tuples; handy in notebooks and tests."""
+    if not requests:
+        raise InputError("no requests given", name)
+    arr = np.array([round(r[0] * 1e9) for r in requests], dtype=np.int64)
+    return Workload(arr, np.array([r[1] for r in requests]), np.array([r[2] for r in requests]), name=name)
