@@ -208,8 +208,9 @@ class SkewFit:
     max-length time by a fitted fraction alpha, bucketed by the batch's shape.
 
     ``t = t(kv_mean) + alpha * (t(kv_max) - t(kv_mean))``. The bucket key is (prefill chunk, n,
-    skew rate = (mean - min) / (max - min), max length, prefill history). A chunk size that is not a
-    profiled grid point uses the nearest profiled one; a bucket with no fit uses ``alpha_default``.
+    skew rate = (mean - min) / (max - min), max length, prefill history). As the bundle's
+    ``meta.yaml`` defines it, the chunk part of the key is the raw chunk size, fitted only at profiled
+    grid points; any other chunk size, or a bucket with no fit, uses the bundle's ``alpha_default``.
     """
 
     alpha_default: float
@@ -224,6 +225,9 @@ class SkewFit:
     kp_labels: list[str]
     table: dict[tuple, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.pc_keys = frozenset(float(p) for p in self.pcs)
+
     @staticmethod
     def _label(bins: list[float], labels: list[str], x: float) -> str:
         # bins are (lo, hi]; bisect_left finds the first edge >= x
@@ -233,13 +237,10 @@ class SkewFit:
         return labels[min(max(i, 0), len(labels) - 1)]
 
     def alpha(self, pc: float, n: int, kv_mean: float, kv_min: float, kv_max: float, kp: float) -> float:
-        if pc > 0:
-            i = int(np.argmin(np.abs(np.log(self.pcs[self.pcs > 0]) - math.log(pc))))
-            pc_key = self.pcs[self.pcs > 0][i]
-        else:
-            pc_key = 0.0
+        if pc not in self.pc_keys:
+            return self.alpha_default
         sr = min(max((kv_mean - kv_min) / (kv_max - kv_min), 0.0), 1.0)
-        key = (pc_key, self._label(self.n_bins, self.n_labels, n), self._label(self.sr_bins, self.sr_labels, sr),
+        key = (float(pc), self._label(self.n_bins, self.n_labels, n), self._label(self.sr_bins, self.sr_labels, sr),
                self._label(self.kvb_bins, self.kvb_labels, kv_max), self._label(self.kp_bins, self.kp_labels, kp))
         return self.table.get(key, self.alpha_default)
 
