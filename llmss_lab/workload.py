@@ -79,7 +79,7 @@ def _ids(obj: dict, key: str, expected: int, path: Path, lineno: int) -> list[in
     v = obj.get(key)
     if v is None:
         return None
-    if not isinstance(v, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in v):
+    if not isinstance(v, list) or (v and np.asarray(v).dtype.kind not in "iu"):
         raise InputError(f"{key} must be a list of whole numbers", path, f"line {lineno}")
     if len(v) != expected:
         raise InputError(f"{key} has {len(v)} ids but the count says {expected}", path, f"line {lineno}")

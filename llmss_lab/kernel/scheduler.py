@@ -92,13 +92,15 @@ class VLLMV1Scheduler(Scheduler):
                 np.minimum(need, self.threshold, out=need)
             before = np.cumsum(need) - need
             sched = np.clip(budget - before, 0, need)
-            blocks_after = (comp + sched + bs - 1) // bs
-            grow = np.where(sched > 0, blocks_after - R.nblocks[run], 0)
-            if int(grow[grow > 0].sum()) <= kv.pool.num_free:
-                for i in np.flatnonzero(grow > 0):  # everyone fits: allocate in order
-                    rid = int(run[i])
-                    kv.allocate(rid, int(comp[i] + sched[i]))
-                    R.nblocks[rid] = len(kv.blocks[rid])
+            grow = (comp + sched + bs - 1) // bs - R.nblocks[run]
+            grow[sched == 0] = 0
+            if int(grow.sum()) <= kv.pool.num_free:
+                idx = np.flatnonzero(grow)
+                if len(idx):  # everyone fits: hand out blocks in running order
+                    pool_alloc, blocks = kv.pool.allocate, kv.blocks
+                    for rid, k in zip(run[idx].tolist(), grow[idx].tolist()):
+                        blocks[rid].extend(pool_alloc(k))
+                    R.nblocks[run[idx]] += grow[idx]
                 mask = sched > 0
                 rids = run[mask].tolist()
                 news = sched[mask].tolist()
@@ -117,9 +119,10 @@ class VLLMV1Scheduler(Scheduler):
         before = R.computed[ra].copy()
         R.computed[ra] = before + na
         if kv.prefix_caching:
-            full = (before + na) // bs
-            for i in np.flatnonzero(full > before // bs):
-                kv.cache_full_blocks(int(ra[i]), int(before[i] + na[i]))
+            after = before + na
+            idx = np.flatnonzero(after // bs > before // bs)
+            for rid, c in zip(ra[idx].tolist(), after[idx].tolist()):
+                kv.cache_full_blocks(rid, c)
         return ScheduledStep(ra, na, before, preempted)
 
     def _running_with_preemption(self, rids: list[int], news: list[int], preempted: list[int]) -> int:

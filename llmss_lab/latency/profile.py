@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..config.reader import Section, read_text, read_yaml
 from ..errors import InputError
@@ -29,8 +30,32 @@ from ..errors import InputError
 
 # ---- generic helpers -----------------------------------------------------------------------------
 
+TEXT_COLUMNS = ("layer", "n_label", "skew_rate_label", "kv_big_label", "kp_label")
+
+
 def read_csv(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
-    """Columns of a CSV as lists; numbers parsed, errors name the file, line and column."""
+    """Columns of a CSV as lists; numbers parsed, errors name the file, line and column.
+
+    pandas' C parser reads well-formed files fast; anything it rejects, or any value that is not
+    a finite number, is re-read line by line to say exactly where the problem is.
+    """
+    try:
+        df = pd.read_csv(path, encoding="utf-8", skipinitialspace=True)
+        df.columns = [str(c).strip() for c in df.columns]
+        out = {c: df[c].tolist() for c in columns}
+        nums = [c for c in columns if c not in TEXT_COLUMNS]
+        arr = df[nums].to_numpy(dtype=float) if nums else np.zeros((len(df), 0))
+        if len(df) and np.isfinite(arr).all() and not ("time_us" in nums and (df["time_us"] < 0).any()):
+            for c in columns:
+                if c in TEXT_COLUMNS:
+                    out[c] = [str(v).strip() for v in out[c]]
+            return out
+    except Exception:  # noqa: BLE001 - any parse problem is located by the careful reader below
+        pass
+    return _read_csv_slow(path, columns)
+
+
+def _read_csv_slow(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
     text = read_text(path)
     reader = csv.reader(text.splitlines())
     try:
@@ -50,7 +75,7 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
             raise InputError(f"expected {len(header)} fields, got {len(row)}", path, f"line {lineno}")
         for c, i in zip(columns, idx):
             v = row[i].strip()
-            if c in ("layer", "n_label", "skew_rate_label", "kv_big_label", "kp_label"):
+            if c in TEXT_COLUMNS:
                 out[c].append(v)
                 continue
             try:
@@ -287,18 +312,42 @@ class TpProfile:
 
 @dataclass
 class ProfileBundle:
+    """A bundle folder; each ``tpN/`` is read the first time it is asked for."""
+
     path: Path
     hardware: str
     model: str
     variant: str
-    meta: dict
-    tps: dict[int, TpProfile]
+    meta: Section
+    tp_dirs: dict[int, Path]
+    _tps: dict[int, TpProfile] = field(default_factory=dict)
+
+    @property
+    def tp_degrees(self) -> list[int]:
+        return sorted(self.tp_dirs)
 
     def at_tp(self, tp: int) -> TpProfile:
-        if tp not in self.tps:
-            raise InputError(f"the profile has no tp{tp}/ folder (has {sorted(self.tps)}); "
+        if tp not in self.tp_dirs:
+            raise InputError(f"the profile has no tp{tp}/ folder (has {['tp%d' % t for t in self.tp_degrees]}); "
                              f"profile this model at TP={tp} or pick another tp_size", self.path, f"tp{tp}")
-        return self.tps[tp]
+        if tp not in self._tps:
+            self._tps[tp] = _load_tp(self.meta, tp, self.tp_dirs[tp])
+        return self._tps[tp]
+
+
+def _load_tp(meta: Section, tp: int, d: Path) -> TpProfile:
+    moe = None
+    if (d / "moe.csv").is_file():
+        c = read_csv(d / "moe.csv", ("tokens", "activated_experts", "time_us"))
+        moe = (np.array(c["tokens"]), np.array(c["activated_experts"]), np.array(c["time_us"]) * 1000.0)
+    return TpProfile(
+        tp=tp,
+        dense=_layer_table(d / "dense.csv", "tokens"),
+        per_sequence=_layer_table(d / "per_sequence.csv", "sequences"),
+        attention=AttentionTable.load(d / "attention.csv"),
+        skew=_load_skew(meta, tp, d / "skew_fit.csv"),
+        moe=moe,
+    )
 
 
 def _layer_table(path: Path, key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -321,31 +370,15 @@ def _load_bundle_cached(path: str, stamp: float) -> ProfileBundle:
     p = Path(path)
     meta_path = p / "meta.yaml"
     meta = Section.of(read_yaml(meta_path), meta_path)
-    tps: dict[int, TpProfile] = {}
-    for d in sorted(p.glob("tp*")):
-        if not d.is_dir() or not d.name[2:].isdigit():
-            continue
-        tp = int(d.name[2:])
-        moe = None
-        if (d / "moe.csv").is_file():
-            c = read_csv(d / "moe.csv", ("tokens", "activated_experts", "time_us"))
-            moe = (np.array(c["tokens"]), np.array(c["activated_experts"]), np.array(c["time_us"]) * 1000.0)
-        tps[tp] = TpProfile(
-            tp=tp,
-            dense=_layer_table(d / "dense.csv", "tokens"),
-            per_sequence=_layer_table(d / "per_sequence.csv", "sequences"),
-            attention=AttentionTable.load(d / "attention.csv"),
-            skew=_load_skew(meta, tp, d / "skew_fit.csv"),
-            moe=moe,
-        )
-    if not tps:
+    tp_dirs = {int(d.name[2:]): d for d in p.glob("tp*") if d.is_dir() and d.name[2:].isdigit()}
+    if not tp_dirs:
         raise InputError("no tpN/ folders in the profile bundle", p)
     return ProfileBundle(p, str(meta.data.get("hardware", p.parts[-4])), str(meta.data.get("model", "")),
-                         str(meta.data.get("variant", p.name)), meta.data, tps)
+                         str(meta.data.get("variant", p.name)), meta, tp_dirs)
 
 
 def load_bundle(path: str | Path) -> ProfileBundle:
-    """Load (and cache) a profile bundle folder."""
+    """Open (and cache) a profile bundle folder; its files are re-read when they change."""
     p = Path(path)
     if not (p / "meta.yaml").is_file():
         raise InputError("not a profile bundle (no meta.yaml)", p)

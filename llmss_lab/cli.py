@@ -1,0 +1,206 @@
+"""The ``llmss`` command line: example, run, validate, summary, fetch-reference."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import LlmssError
+
+ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
+              "long_prefill_token_threshold", "max_model_len")
+ENGINE_BOOL = ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_isl")
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine settings (vLLM names; per-instance keys in the cluster config win)")
+    for name in ENGINE_INT:
+        g.add_argument("--" + name.replace("_", "-"), type=int, default=None, metavar="N")
+    g.add_argument("--gpu-memory-utilization", type=float, default=None, metavar="F")
+    for name in ENGINE_BOOL:
+        g.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--scheduler", default=None, help="scheduler policy (default vllm_v1)")
+    g.add_argument("--eviction", default=None, help="KV block eviction policy (lru, mru)")
+
+
+def _engine_from(args: argparse.Namespace):
+    from .config.engine import EngineConfig
+
+    keys = (*ENGINE_INT, *ENGINE_BOOL, "gpu_memory_utilization", "scheduler", "eviction")
+    overrides = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    return EngineConfig().with_overrides(overrides, "command line")
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None, None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="req", desc="simulating", leave=False, file=sys.stderr)
+    return bar, bar.update
+
+
+def format_summary(summary: dict, attrs: dict) -> str:
+    rows = [
+        ("requests completed", f"{summary['completed']}"),
+        ("simulated duration", f"{summary['duration_s']:.2f} s"),
+        ("request throughput", f"{summary['request_throughput']:.2f} req/s"),
+        ("output throughput", f"{summary['output_throughput']:.1f} tok/s"),
+        ("total token throughput", f"{summary['total_token_throughput']:.1f} tok/s"),
+        ("preemptions", f"{summary['preemptions']}"),
+        ("prefix-cache hit tokens", f"{summary['prefix_hit_tokens']}"),
+    ]
+    out = [f"{attrs.get('model', '')} on {attrs.get('hardware', '')} (TP{attrs.get('tp_size', '')}), "
+           f"{attrs.get('num_gpu_blocks', '')} KV blocks; {attrs.get('num_steps', '')} steps simulated in "
+           f"{attrs.get('sim_wall_s', float('nan')):.3f} s"]
+    out += [f"  {k:<26}{v}" for k, v in rows]
+    out.append(f"  {'':<26}{'mean':>10}{'median':>10}{'p90':>10}{'p99':>10}")
+    for m, label in (("ttft", "TTFT (ms)"), ("tpot", "TPOT (ms)"), ("itl", "ITL (ms)"), ("e2el", "E2E latency (ms)")):
+        vals = "".join(f"{summary[f'{s}_{m}_ms']:>10.1f}" for s in ("mean", "median", "p90", "p99"))
+        out.append(f"  {label:<26}{vals}")
+    return "\n".join(out)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .api import simulate
+    from .reference import ReferenceLayout, resolve_reference_dir
+    from .workload import load_trace, synthetic
+
+    engine = _engine_from(args)
+    if args.workload:
+        wl = Path(args.workload)
+        if not wl.exists() and not wl.is_absolute():
+            wl = ReferenceLayout(resolve_reference_dir(args.reference_dir)).resolve(wl)
+        workload = load_trace(wl, args.num_requests)
+    else:
+        workload = synthetic(args.num_requests or 100, args.rate, args.input_len, args.output_len, seed=args.seed)
+    if args.out and not Path(args.out).parent.exists():
+        from .errors import InputError
+
+        raise InputError("output folder does not exist", Path(args.out).parent, "--out")
+    bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
+    try:
+        res = simulate(args.cluster_config, workload, engine=engine, reference_dir=args.reference_dir, progress=cb)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(res.summary(), indent=2))
+    else:
+        print(format_summary(res.summary(), res.attrs))
+    if args.out:
+        res.save(args.out)
+        print(f"results written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_example(args: argparse.Namespace) -> int:
+    from .reference import resolve_reference_dir
+
+    root = resolve_reference_dir(args.reference_dir)
+    cluster = root / "measurements" / "RTXPRO6000" / "Llama-3.1-8B" / "config.json"
+    if not cluster.is_file():
+        cluster = root / "configs" / "cluster" / "single_node_single_instance.json"
+    ns = argparse.Namespace(cluster_config=str(cluster), workload="workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl",
+                            reference_dir=str(root), num_requests=None, out=args.out, json=False, quiet=args.quiet,
+                            **{k: None for k in (*ENGINE_INT, *ENGINE_BOOL, "gpu_memory_utilization", "scheduler",
+                                                 "eviction")})
+    print(f"Example: 300 ShareGPT requests at 10 req/s, Llama-3.1-8B on one RTX PRO 6000 ({cluster.name})")
+    return cmd_run(ns)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .reference import resolve_reference_dir
+    from .validate import format_report, validate
+
+    root = resolve_reference_dir(args.reference_dir)
+    report, _ = validate(args.measurement_dir, root)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report, f"Validation: {args.measurement_dir}"))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .results.dataset import Results
+
+    res = Results.load(args.results)
+    print(format_summary(res.summary(), res.attrs))
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .reference import fetch_reference
+
+    dest = fetch_reference(args.dest, progress=lambda items: tqdm(items, unit="file", desc="fetching"))
+    print(f"reference data in {dest} (use it with --reference-dir {dest}, or it is found automatically)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+    ref_help = "reference data root (default: $LLMSS_REFERENCE_DIR, ../shared/reference/llmservingsim, or the fetch cache)"
+
+    r = sub.add_parser("run", help="simulate a cluster config on a workload")
+    r.add_argument("cluster_config", help="cluster config JSON (LLMServingSim format)")
+    r.add_argument("--workload", help="JSONL trace; relative paths are also tried under the reference root. "
+                                      "Without it, a synthetic Poisson workload is generated")
+    r.add_argument("--reference-dir", help=ref_help)
+    r.add_argument("--num-requests", type=int, default=None, help="use only the first N requests (or generate N)")
+    r.add_argument("--rate", type=float, default=10.0, help="synthetic arrival rate, req/s (default 10)")
+    r.add_argument("--input-len", default="sharegpt", help="synthetic prompt lengths: fixed:N, uniform:LO:HI, "
+                                                           "lognormal:MEDIAN:SIGMA or sharegpt")
+    r.add_argument("--output-len", default="sharegpt", help="synthetic output lengths (same forms)")
+    r.add_argument("--seed", type=int, default=0, help="synthetic workload seed")
+    r.add_argument("--out", help="write results (netCDF) here")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _engine_args(r)
+    r.set_defaults(fn=cmd_run)
+
+    e = sub.add_parser("example", help="simulate the bundled example and print its summary")
+    e.add_argument("--reference-dir", help=ref_help)
+    e.add_argument("--out", help="write results (netCDF) here")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(fn=cmd_example)
+
+    v = sub.add_parser("validate", help="compare against a real vLLM run (bench measurement folder)")
+    v.add_argument("measurement_dir")
+    v.add_argument("--reference-dir", help=ref_help)
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.set_defaults(fn=cmd_validate)
+
+    s = sub.add_parser("summary", help="print the summary of a saved results file")
+    s.add_argument("results")
+    s.set_defaults(fn=cmd_summary)
+
+    f = sub.add_parser("fetch-reference", help="download the public reference files (pinned commit) to a cache")
+    f.add_argument("--dest", help="target folder (default: the per-user cache)")
+    f.set_defaults(fn=cmd_fetch)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.fn(args)
+    except LlmssError as exc:
+        print(f"llmss: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmss: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
