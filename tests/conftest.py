@@ -1,0 +1,58 @@
+"""Shared fixtures. Reference data is read in place from ../shared/reference (or $LLMSS_REFERENCE_DIR)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmss_lab.config.engine import EngineConfig
+from llmss_lab.kernel.kv_cache import KVCacheManager
+from llmss_lab.kernel.requests import RequestTable
+from llmss_lab.kernel.scheduler import VLLMV1Scheduler
+from llmss_lab.kernel.simulator import InstanceSetup
+from llmss_lab.latency.iteration import BatchShape, StepTime
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def reference_root() -> Path:
+    env = os.environ.get("LLMSS_REFERENCE_DIR")
+    return Path(env) if env else ROOT.parent / "shared" / "reference" / "llmservingsim"
+
+
+@pytest.fixture(scope="session")
+def ref() -> Path:
+    p = reference_root()
+    if not p.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"reference data missing at {p}")
+        pytest.skip(f"reference data not found at {p} (set LLMSS_REFERENCE_DIR)")
+    return p
+
+
+class ConstantLatency:
+    """A latency model for hand-worked schedules: every step takes the same time."""
+
+    def __init__(self, step_ns: float = 1e6):
+        self.step_ns = step_ns
+        self.shapes: list[BatchShape] = []
+
+    def step(self, b: BatchShape) -> StepTime:
+        self.shapes.append(b)
+        return StepTime(self.step_ns, 0.0, 0.0)
+
+
+def make_scheduler(prompts, outputs, engine: EngineConfig, num_blocks: int, token_ids=None):
+    n = len(prompts)
+    R = RequestTable(np.zeros(n, np.int64), np.array(prompts), np.array(outputs))
+    kv = KVCacheManager(num_blocks, engine.block_size, engine.enable_prefix_caching)
+    s = VLLMV1Scheduler(engine, kv, R, max_model_len=1 << 20)
+    for i in range(n):
+        s.add(i, None if token_ids is None else token_ids[i])
+    return s, R
+
+
+def setup(engine: EngineConfig, num_blocks: int, latency=None) -> InstanceSetup:
+    return InstanceSetup("test", engine, latency or ConstantLatency(), num_blocks, 1 << 20, {})

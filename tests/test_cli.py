@@ -1,0 +1,60 @@
+"""The command line: outputs, JSON shape, and clean errors with exit status 2."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmss_lab.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_run_with_a_synthetic_workload_writes_results(ref, capsys, tmp_path):
+    code, out, err = run(capsys, "run", str(ref / "configs/cluster/single_node_single_instance.json"),
+                         "--reference-dir", str(ref), "--num-requests", "20", "--max-num-seqs", "8",
+                         "--out", str(tmp_path / "r.nc"), "-q")
+    assert code == 0 and "TTFT (ms)" in out and (tmp_path / "r.nc").is_file()
+    code, out, _ = run(capsys, "summary", str(tmp_path / "r.nc"))
+    assert code == 0 and "requests completed        20" in out
+
+
+def test_validate_json_shape(ref, capsys):
+    code, out, _ = run(capsys, "validate", str(ref / "measurements/RTXPRO6000/Llama-3.1-8B"),
+                       "--reference-dir", str(ref), "--json")
+    d = json.loads(out)
+    assert code == 0 and set(d) == {"metrics", "mean_abs_err_pct", "sim_wall_s"}
+    assert len(d["metrics"]) == 15
+    assert set(d["metrics"]["ttft_mean"]) == {"vllm", "sim", "diff_pct"}
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["run", "missing.json"], "missing.json: file does not exist"),
+    (["run", "{ref}/configs/cluster/single_node_pd_instance.json", "--reference-dir", "{ref}"], "multi-instance"),
+    (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
+      "--gpu-memory-utilization", "2"], "gpu_memory_utilization: must be in"),
+    (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
+      "--workload", "nope.jsonl"], "nope.jsonl: file does not exist"),
+    (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
+      "--out", "/no/such/dir/r.nc"], "output folder does not exist"),
+    (["validate", "/no/such/measurement", "--reference-dir", "{ref}"], "measurement folder does not exist"),
+    (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "/no/such/ref"],
+     "reference folder does not exist"),
+])
+def test_errors_are_one_line(ref, capsys, argv, match):
+    code, out, err = run(capsys, *[a.format(ref=ref) for a in argv])
+    assert code == 2
+    assert match in err and "Traceback" not in err
+    assert err.startswith("llmss: error: ")
+
+
+def test_a_request_that_can_never_fit_is_refused_up_front(ref, capsys, tmp_path):
+    t = tmp_path / "big.jsonl"
+    t.write_text(json.dumps({"input_toks": 5000, "output_toks": 100, "arrival_time_ns": 0}) + "\n")
+    code, _, err = run(capsys, "run", str(ref / "configs/cluster/single_node_single_instance.json"),
+                       "--reference-dir", str(ref), "--workload", str(t), "--num-gpu-blocks", "100")
+    assert code == 2 and "big.jsonl: line 1: request needs 5100 tokens" in err

@@ -1,0 +1,99 @@
+"""Config parsing, derived sizes, and errors that name the file and key."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmss_lab.api import kv_cache_blocks
+from llmss_lab.config import EngineConfig, ModelSpec, load_cluster
+from llmss_lab.config.model import GIB
+from llmss_lab.errors import InputError, UnsupportedFeature
+
+
+def test_llama_sizes(ref):
+    m = ModelSpec.from_hf_config(ref / "configs/model/meta-llama/Llama-3.1-8B.json")
+    # 8.03 B parameters in bf16; K and V of 8 heads x 128 dims x 32 layers x 2 bytes
+    assert m.weight_bytes_per_rank() / GIB == pytest.approx(14.96, abs=0.01)
+    assert m.kv_bytes_per_token() == 2 * 8 * 128 * 32 * 2
+
+
+def test_qwen3_head_dim_comes_from_the_config(ref):
+    m = ModelSpec.from_hf_config(ref / "configs/model/Qwen/Qwen3-32B.json")
+    assert m.head_dim == 128 and m.hidden_size // m.num_heads == 80
+    assert m.kv_bytes_per_token(tp=2) == 2 * 4 * 128 * 64 * 2
+
+
+@pytest.mark.parametrize("case,blocks", [("Llama-3.1-8B", 36578), ("Qwen3-32B", 28614)])
+def test_kv_block_counts_match_the_reference_simulators_logs(ref, case, blocks):
+    spec = load_cluster(ref / f"measurements/RTXPRO6000/{case}/config.json")
+    inst = spec.require_single_instance()
+    m = ModelSpec.from_hf_config(ref / f"configs/model/{inst.model_name}.json")
+    assert kv_cache_blocks(m, inst, EngineConfig(), spec.source) == blocks
+
+
+def test_every_reference_cluster_config_parses(ref):
+    for p in sorted((ref / "configs/cluster").glob("*.json")):
+        spec = load_cluster(p)
+        assert spec.instances
+
+
+def write(tmp_path, name, obj):
+    p = tmp_path / name
+    p.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return p
+
+
+def base_cluster():
+    return {"num_nodes": 1, "link_bw": 16, "link_latency": 20000, "nodes": [{
+        "num_instances": 1, "cpu_mem": {"mem_size": 512, "mem_bw": 256, "mem_latency": 0},
+        "instances": [{"model_name": "meta-llama/Llama-3.1-8B", "hardware": "RTXPRO6000",
+                       "npu_mem": {"mem_size": 96, "mem_bw": 1597, "mem_latency": 0}, "num_npus": 1,
+                       "tp_size": 1, "pd_type": None}]}]}
+
+
+def test_malformed_json_names_the_line(tmp_path):
+    p = write(tmp_path, "c.json", '{\n "num_nodes": 1,\n "link_bw": ,\n}')
+    with pytest.raises(InputError, match=r"c\.json: line 3: malformed JSON"):
+        load_cluster(p)
+
+
+def test_unknown_key_is_named_with_a_hint(tmp_path):
+    c = base_cluster()
+    c["nodes"][0]["instances"][0]["tp_sise"] = 1
+    with pytest.raises(InputError, match=r"nodes\[0\]\.instances\[0\]\.tp_sise: unknown key \(did you mean 'tp_size'\?\)"):
+        load_cluster(write(tmp_path, "c.json", c))
+
+
+def test_negative_memory_is_named(tmp_path):
+    c = base_cluster()
+    c["nodes"][0]["instances"][0]["npu_mem"]["mem_size"] = -96
+    with pytest.raises(InputError, match=r"npu_mem\.mem_size: must be > 0"):
+        load_cluster(write(tmp_path, "c.json", c))
+
+
+def test_num_npus_must_match_tp(tmp_path):
+    c = base_cluster()
+    c["nodes"][0]["instances"][0]["num_npus"] = 3
+    with pytest.raises(InputError, match="num_npus: 3 NPUs do not equal"):
+        load_cluster(write(tmp_path, "c.json", c))
+
+
+def test_later_features_are_refused_by_name(ref):
+    with pytest.raises(UnsupportedFeature, match="multi-instance"):
+        load_cluster(ref / "configs/cluster/single_node_pd_instance.json").require_single_instance()
+    with pytest.raises(UnsupportedFeature, match="power model"):
+        load_cluster(ref / "configs/cluster/single_node_power_instance.json").require_single_instance()
+
+
+def test_tp_must_divide_heads(ref):
+    m = ModelSpec.from_hf_config(ref / "configs/model/meta-llama/Llama-3.1-8B.json")
+    with pytest.raises(InputError, match="tp_size 3 does not divide"):
+        m.check_parallelism(3, source="c.json")
+
+
+def test_engine_settings_are_checked():
+    with pytest.raises(InputError, match="gpu_memory_utilization: must be in"):
+        EngineConfig(gpu_memory_utilization=1.5)
+    with pytest.raises(InputError, match="max_num_seq: unknown engine setting"):
+        EngineConfig().with_overrides({"max_num_seq": 4}, "cli")

@@ -1,0 +1,56 @@
+"""Metric definitions (vLLM bench) and the validation harness's vLLM side."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from llmss_lab.reference import ReferenceLayout
+from llmss_lab.results.metrics import describe, tpot_ms
+from llmss_lab.validate import read_measurement
+
+
+def test_percentiles_interpolate_between_order_statistics():
+    d = describe(np.array([1.0, 2.0, 3.0, 4.0, 10.0]))
+    assert d["mean"] == 4.0 and d["median"] == 3.0
+    assert d["p90"] == pytest.approx(4 + 0.6 * 6)   # idx 0.9*4 = 3.6
+    assert d["p99"] == pytest.approx(4 + 0.96 * 6)
+
+
+def test_tpot_excludes_the_first_token_and_single_token_requests():
+    t = tpot_ms(np.array([1.0, 1.0]), np.array([2.0, 1.0]), np.array([11, 1]))
+    assert t[0] == pytest.approx(100.0) and np.isnan(t[1])
+
+
+def test_describe_ignores_nan():
+    assert describe(np.array([np.nan, 2.0]))["mean"] == 2.0
+
+
+def test_vllm_side_matches_the_published_summary(ref):
+    """Our reading of requests.jsonl reproduces the vLLM column of the reference's summary.txt."""
+    folder = ref / "measurements/RTXPRO6000/Llama-3.1-8B"
+    m = read_measurement(folder, ReferenceLayout(ref))
+    text = (folder / "validation/summary.txt").read_text()
+    published = {(a, b): float(v) for a, b, v in re.findall(r"^(TTFT|TPOT|Latency) (\w+)\s+([\d.]+)", text, re.M)}
+    ours = {"TTFT": describe(m.ttft_ms), "TPOT": describe(m.tpot_ms), "Latency": describe(m.e2e_ms)}
+    for (metric, stat), v in published.items():
+        assert ours[metric][stat.lower()] == pytest.approx(v, abs=0.06), (metric, stat)
+
+
+def test_measurement_from_a_hand_made_folder(tmp_path, ref):
+    folder = tmp_path / "case"
+    (folder / "vllm").mkdir(parents=True)
+    (folder / "config.json").write_text((ref / "measurements/RTXPRO6000/Llama-3.1-8B/config.json").read_text())
+    (folder / "vllm/meta.json").write_text(json.dumps({
+        "engine_kwargs": {"max_num_seqs": 4, "max_num_batched_tokens": 512, "dtype": "bfloat16", "kv_cache_dtype": "auto"},
+        "dataset_path": "workloads/example_trace.jsonl", "num_requests": 2}))
+    rows = [{"queued_ts": 10.0, "first_token_ts": 10.5, "last_token_ts": 12.5, "output_toks": 5},
+            {"queued_ts": 11.0, "first_token_ts": 11.1, "last_token_ts": 11.1, "output_toks": 1}]
+    (folder / "vllm/requests.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    m = read_measurement(folder, ReferenceLayout(ref))
+    assert m.ttft_ms.tolist() == pytest.approx([500.0, 100.0])
+    assert m.tpot_ms[0] == pytest.approx(500.0) and np.isnan(m.tpot_ms[1])
+    assert m.e2e_ms.tolist() == pytest.approx([2500.0, 100.0])
+    assert m.engine.max_num_seqs == 4 and m.num_requests == 2

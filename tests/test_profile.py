@@ -1,0 +1,92 @@
+"""Profile lookups against the bundle's own rows."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from llmss_lab.config.model import ModelSpec
+from llmss_lab.latency.iteration import BatchShape, IterationModel
+from llmss_lab.latency.profile import bracket, interp1, load_bundle
+
+BUNDLE = "profiles/RTXPRO6000/meta-llama/Llama-3.1-8B/bf16"
+
+
+@pytest.fixture(scope="module")
+def tp1(ref):
+    return load_bundle(ref / BUNDLE).at_tp(1)
+
+
+def rows(path, n=None):
+    with open(path) as f:
+        r = list(csv.DictReader(f))
+    return r if n is None else r[:: max(1, len(r) // n)]
+
+
+def test_bracket_clamps_below_and_extrapolates_above():
+    axis = [16.0, 32.0, 64.0]
+    assert bracket(axis, 4) == (0, 0, 0.0)
+    assert bracket(axis, 48) == (1, 2, 0.5)
+    i, j, w = bracket(axis, 96)
+    assert (i, j) == (1, 2) and w == pytest.approx(2.0)
+    assert interp1(np.array(axis), np.array([1.0, 2.0, 4.0]), 96.0) == pytest.approx(6.0)
+
+
+def test_dense_rows_are_reproduced_exactly(ref, tp1):
+    for r in rows(ref / BUNDLE / "tp1" / "dense.csv", 60):
+        x, v = tp1.dense[r["layer"]]
+        assert interp1(x, v, float(r["tokens"])) == pytest.approx(float(r["time_us"]) * 1000, rel=1e-9)
+
+
+def test_dense_is_linear_between_grid_points(tp1):
+    x, v = tp1.dense["gate_up_proj"]
+    i = int(np.searchsorted(x, 100))
+    mid = (x[i] + x[i + 1]) / 2
+    assert interp1(x, v, mid) == pytest.approx((v[i] + v[i + 1]) / 2)
+
+
+def test_attention_rows_are_reproduced(ref, tp1):
+    for r in rows(ref / BUNDLE / "tp1" / "attention.csv", 300):
+        got = tp1.attention(float(r["prefill_chunk"]), float(r["kv_prefill"]), float(r["n_decode"]), float(r["kv_decode"]))
+        assert got == pytest.approx(float(r["time_us"]) * 1000, rel=1e-6)
+
+
+def test_attention_interpolates_linearly_in_decode_history(tp1):
+    a = tp1.attention(0, 0, 64, 1024)
+    b = tp1.attention(0, 0, 64, 1152)
+    assert tp1.attention(0, 0, 64, 1088) == pytest.approx((a + b) / 2)
+
+
+def test_empty_batch_attention_is_free(tp1):
+    assert tp1.attention(0, 0, 0, 0) <= 1.0
+
+
+def test_skew_alpha_comes_from_the_fit_table(ref, tp1):
+    fit = tp1.skew
+    r = rows(ref / BUNDLE / "tp1" / "skew_fit.csv")[0]
+    assert float(r["pc"]) in fit.pc_keys
+    key = (float(r["pc"]), r["n_label"], r["skew_rate_label"], r["kv_big_label"], r["kp_label"])
+    assert fit.table[key] == pytest.approx(float(r["alpha"]))
+    # a chunk size that was never profiled uses the bundle's default
+    assert fit.alpha(777, 64, 1000, 100, 4000, 0) == fit.alpha_default
+
+
+def test_decode_step_sums_layers(ref, tp1):
+    """One decode at 1024 tokens of history: sum of rows, as the profile defines a forward."""
+    model = ModelSpec.from_hf_config(ref / "configs/model/meta-llama/Llama-3.1-8B.json")
+    m = IterationModel(tp1, model, 1)
+    t = m.step(BatchShape(1, 1, 0, 0, 1, 1024, 1024, 1024))
+    block = sum(v[0] for k, (x, v) in tp1.dense.items() if k not in ("embedding", "final_layernorm"))
+    block += tp1.dense["layernorm"][1][0]  # layernorm runs twice per block
+    expect = (tp1.dense["embedding"][1][0] + tp1.dense["final_layernorm"][1][0] + 32 * block
+              + 32 * tp1.attention(0, 0, 1, 1024) + tp1.per_sequence["lm_head"][1][0] + tp1.per_sequence["sampler"][1][0])
+    assert t.total_ns == pytest.approx(expect)
+    assert 10e6 < t.total_ns < 13e6  # ~11.3 ms, the figure NOTES-simulator.md derives from the same rows
+
+
+def test_missing_tp_folder_is_named(ref):
+    from llmss_lab.errors import InputError
+
+    with pytest.raises(InputError, match="no tp4/ folder"):
+        load_bundle(ref / BUNDLE).at_tp(4)

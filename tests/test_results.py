@@ -1,0 +1,67 @@
+"""Results: Datasets with units, consistent aggregates, netCDF round trip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import llmss_lab
+from llmss_lab import ClusterSpec, Results, synthetic
+
+
+@pytest.fixture(scope="module")
+def res(ref):
+    spec = ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, mem_bw=1597)
+    wl = synthetic(60, rate=20, input_len="uniform:100:1500", output_len="uniform:20:200", seed=3)
+    return llmss_lab.simulate(spec, wl, engine={"max_num_seqs": 16}, reference_dir=ref)
+
+
+def test_every_variable_has_units(res):
+    for ds in (res.requests, res.iterations, res.timeseries):
+        for name, v in ds.data_vars.items():
+            assert "units" in v.attrs and "long_name" in v.attrs, name
+    assert res.timeseries.time.attrs["units"] == "s"
+
+
+def test_aggregates_agree(res):
+    r, it, ts = res.requests, res.iterations, res.timeseries
+    assert int(ts.generation_throughput.sum()) == int(r.output_tokens.sum())
+    assert int(ts.prompt_throughput.sum()) == int(r.input_tokens.sum())
+    # every prompt token is computed once (no preemption here) minus cache hits; every later token once
+    computed = int(it.num_tokens.sum())
+    expected = int(r.input_tokens.sum() - r.prefix_hit_tokens.sum() + (r.output_tokens - 1).sum())
+    assert computed == expected
+    assert float(it.running.max()) <= 16
+
+
+def test_times_are_causal(res):
+    r = res.requests
+    for a, b in (("arrival", "queued"), ("queued", "scheduled"), ("scheduled", "first_token"), ("first_token", "finish")):
+        assert (r[a].values <= r[b].values + 1e-12).all(), (a, b)
+    it = res.iterations
+    end = it.start.values + it.duration.values / 1e3
+    assert (it.start.values[1:] >= end[:-1] - 1e-9).all()
+
+
+def test_summary_uses_vllm_bench_names(res):
+    s = res.summary()
+    for k in ("mean_ttft_ms", "median_tpot_ms", "p99_itl_ms", "p95_e2el_ms", "p90_ttft_ms",
+              "request_throughput", "output_throughput", "total_token_throughput"):
+        assert np.isfinite(s[k]), k
+    assert s["completed"] == 60
+
+
+def test_netcdf_round_trip(res, tmp_path):
+    p = res.save(tmp_path / "run.nc")
+    back = Results.load(p)
+    assert back.requests.identical(res.requests)
+    assert back.timeseries.equals(res.timeseries)
+    assert back.summary() == pytest.approx(res.summary(), nan_ok=True)
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_same_seed_same_results(ref, res):
+    spec = ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, mem_bw=1597)
+    wl = synthetic(60, rate=20, input_len="uniform:100:1500", output_len="uniform:20:200", seed=3)
+    again = llmss_lab.simulate(spec, wl, engine={"max_num_seqs": 16}, reference_dir=ref)
+    assert again.requests.drop_attrs().identical(res.requests.drop_attrs())
+    assert again.iterations.drop_attrs().identical(res.iterations.drop_attrs())

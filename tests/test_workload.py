@@ -1,0 +1,84 @@
+"""Traces and synthetic workloads; bad traces end in one message naming the file and line."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llmss_lab.errors import InputError
+from llmss_lab.workload import LengthDist, load_trace, synthetic
+
+
+def trace(tmp_path, lines, name="t.jsonl"):
+    p = tmp_path / name
+    p.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
+    return p
+
+
+def req(t=0, i=10, o=5, **kw):
+    return {"input_toks": i, "output_toks": o, "arrival_time_ns": t, **kw}
+
+
+def test_reads_the_reference_trace(ref):
+    wl = load_trace(ref / "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl")
+    assert len(wl) == 300
+    assert int(wl.input_toks.sum()) == 257239 and int(wl.output_toks.sum()) == 195753  # NOTES-simulator.md §5
+    assert len(wl.token_ids[0]) == wl.input_toks[0] + wl.output_toks[0]
+
+
+@pytest.mark.parametrize("lines,match", [
+    (["{not json"], r"t\.jsonl: line 1: malformed JSON"),
+    ([req(), {"input_toks": 3, "arrival_time_ns": 5}], r"line 2: missing required key 'output_toks'"),
+    ([req(i=-1)], r"line 1: input_toks out of range"),
+    ([req(i="12")], r"line 1: input_toks must be a whole number"),
+    ([req(t=100), req(t=50)], r"line 2: arrival_time_ns 50 is earlier"),
+    ([req(t=-5)], r"line 1: arrival_time_ns out of range"),
+    ([req(colour=3)], r"line 1: unknown key 'colour'"),
+    ([req(input_tok_ids=[1, 2])], r"line 1: input_tok_ids has 2 ids but the count says 10"),
+    ([req(input_tok_ids=["a"] * 10)], r"line 1: input_tok_ids must be a list of whole numbers"),
+    (["[1, 2]"], r"line 1: expected a JSON object"),
+    ([{"arrival_time_ns": 0, "sub_requests": []}], r"line 1: agentic sessions"),
+    ([""], r"the trace has no requests"),
+])
+def test_bad_traces(tmp_path, lines, match):
+    with pytest.raises(InputError, match=match):
+        load_trace(trace(tmp_path, lines))
+
+
+def test_non_utf8_and_missing_files(tmp_path):
+    p = tmp_path / "bin.jsonl"
+    p.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(InputError, match="not UTF-8"):
+        load_trace(p)
+    with pytest.raises(InputError, match="does not exist"):
+        load_trace(tmp_path / "nope.jsonl")
+
+
+def test_synthetic_is_seeded_and_shaped():
+    a = synthetic(500, rate=8, seed=1)
+    b = synthetic(500, rate=8, seed=1)
+    assert (a.arrival_ns == b.arrival_ns).all() and (a.input_toks == b.input_toks).all()
+    rate = 499 / ((a.arrival_ns[-1] - a.arrival_ns[0]) / 1e9)
+    assert 6.5 < rate < 9.5
+    g = synthetic(2000, rate=8, arrival="gamma", cv=3, seed=2)
+    gaps = np.diff(g.arrival_ns)
+    assert gaps.std() / gaps.mean() > 2  # bursty
+
+
+def test_length_distributions():
+    rng = np.random.default_rng(0)
+    assert (LengthDist.parse("fixed:128").sample(rng, 5) == 128).all()
+    u = LengthDist.parse("uniform:10:20").sample(rng, 1000)
+    assert u.min() >= 10 and u.max() <= 20
+    with pytest.raises(InputError, match="bad length distribution"):
+        LengthDist.parse("zipf:3")
+
+
+def test_shared_prefixes_give_prefix_hits(ref):
+    import llmss_lab
+
+    wl = synthetic(40, rate=50, input_len="fixed:600", output_len="fixed:8", shared_prefix_len=512, num_prefixes=2, seed=0)
+    spec = llmss_lab.ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, mem_bw=1597)
+    res = llmss_lab.simulate(spec, wl, reference_dir=ref)
+    assert res.summary()["prefix_hit_tokens"] >= 36 * 512
