@@ -27,5 +27,12 @@ class RequestTable:
         self.finished = np.full(n, UNSET)
         self.preemptions = np.zeros(n, np.int64)
         self.prefix_hit = np.full(n, -1, np.int64)     # cached prompt tokens at first admission
-        self.recomputed = np.zeros(n, np.int64)        # tokens computed again after preemption
+        self.lost = np.zeros(n, np.int64)              # computed tokens dropped by preemptions
+        self.cache_hits = np.zeros(n, np.int64)        # tokens found in the prefix cache, all admissions
         self.instance = np.full(n, -1, np.int64)
+
+    @property
+    def recomputed(self) -> np.ndarray:
+        """Tokens computed a second time because of preemption (net of what the cache gave back)."""
+        resumed_hits = self.cache_hits - np.maximum(self.prefix_hit, 0)
+        return np.maximum(self.lost - resumed_hits, 0)

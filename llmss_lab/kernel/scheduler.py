@@ -161,7 +161,7 @@ class VLLMV1Scheduler(Scheduler):
         R = self.R
         self.kv.free(rid)
         R.nblocks[rid] = 0
-        R.recomputed[rid] += R.computed[rid]
+        R.lost[rid] += R.computed[rid]
         R.computed[rid] = 0
         R.preemptions[rid] += 1
         self.waiting.appendleft(rid)
@@ -191,10 +191,9 @@ class VLLMV1Scheduler(Scheduler):
             R.computed[rid] = n_hit
             kv.queries += total
             kv.hits += n_hit
+            R.cache_hits[rid] += n_hit
             if R.prefix_hit[rid] < 0:
                 R.prefix_hit[rid] = n_hit
-            else:  # a resumed request: what the cache gave back is not recomputed
-                R.recomputed[rid] = max(0, int(R.recomputed[rid]) - n_hit)
             if R.scheduled[rid] == UNSET:
                 R.scheduled[rid] = now
             rids.append(rid)
