@@ -115,15 +115,16 @@ class Instance:
         R, step = self.R, self._step
         rids = step.rids
         produced = rids[R.computed[rids] >= R.num_tokens[rids]]
-        R.num_tokens[produced] += 1
-        first = produced[R.first_token[produced] == UNSET]
-        later = produced[R.first_token[produced] != UNSET]
+        ntok = R.num_tokens[produced] + 1
+        R.num_tokens[produced] = ntok
+        is_first = R.first_token[produced] == UNSET
+        first = produced[is_first]
         R.first_token[first] = now
         log = self.log
-        if len(later):
-            log.itl.append(now - R.last_token[later])
+        if len(first) < len(produced):
+            log.itl.append(now - R.last_token[produced[~is_first]])
         R.last_token[produced] = now
-        done = produced[R.num_tokens[produced] - R.prompt[produced] >= R.output[produced]]
+        done = produced[ntok - R.prompt[produced] >= R.output[produced]]
         for rid in done.tolist():
             R.finished[rid] = now
             self.scheduler.finish(rid)

@@ -120,25 +120,29 @@ class KVCacheManager:
         self.queries = 0   # prompt tokens looked up
         self.hits = 0      # of which found cached
 
-    def register(self, rid: int, token_ids: Sequence[int] | None) -> None:
+    def register(self, rid: int, token_ids: Sequence[int] | None, num_tokens: int = 0) -> None:
         self._token_ids[rid] = token_ids
         self.blocks[rid] = []
         self.num_cached[rid] = 0
+        if self.prefix_caching and num_tokens:
+            self.block_hashes(rid, num_tokens // self.block_size)
 
     def block_hashes(self, rid: int, n_blocks: int) -> list[int]:
-        """The request's chained block hashes, extended lazily to ``n_blocks`` full blocks.
+        """The request's chained block hashes, extended to ``n_blocks`` full blocks.
 
         Positions past the known token ids (generated tokens the trace does not list) hash
         unique to the request, so they can only be found again by the request itself.
         """
         hs = self._hashes.setdefault(rid, [])
+        if len(hs) >= n_blocks:
+            return hs
         ids = self._token_ids.get(rid)
         bs = self.block_size
+        known = len(ids) // bs if ids is not None else 0
         prev = hs[-1] if hs else HASH_SEED
         for i in range(len(hs), n_blocks):
-            lo = i * bs
-            if ids is not None and lo + bs <= len(ids):
-                prev = hash((prev, tuple(ids[lo:lo + bs])))
+            if i < known:
+                prev = hash((prev, tuple(ids[i * bs:(i + 1) * bs])))
             else:
                 prev = hash((prev, -1, rid, i))
             hs.append(prev)

@@ -53,7 +53,7 @@ class Scheduler:
         self._run_arr: np.ndarray | None = None
 
     def add(self, rid: int, token_ids) -> None:
-        self.kv.register(rid, token_ids)
+        self.kv.register(rid, token_ids, int(self.R.prompt[rid] + self.R.output[rid]))
         self.waiting.append(rid)
 
     def has_work(self) -> bool:
@@ -91,7 +91,7 @@ class VLLMV1Scheduler(Scheduler):
             if self.threshold:
                 np.minimum(need, self.threshold, out=need)
             before = np.cumsum(need) - need
-            sched = np.clip(budget - before, 0, need)
+            sched = np.minimum(np.maximum(budget - before, 0), need)
             grow = (comp + sched + bs - 1) // bs - R.nblocks[run]
             grow[sched == 0] = 0
             if int(grow.sum()) <= kv.pool.num_free:
