@@ -8,7 +8,7 @@ from llmss_lab.config.engine import EngineConfig
 from llmss_lab.kernel import simulator
 from llmss_lab.workload import Workload
 
-from .conftest import ConstantLatency, setup
+from .conftest import setup
 
 
 @st.composite

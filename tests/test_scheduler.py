@@ -1,11 +1,10 @@
 """The vLLM-V1 scheduler against hand-worked schedules."""
 from __future__ import annotations
 
-import numpy as np
 
 from llmss_lab.config.engine import EngineConfig
 from llmss_lab.kernel import simulator
-from llmss_lab.workload import Workload, from_requests
+from llmss_lab.workload import from_requests
 
 from .conftest import ConstantLatency, make_scheduler, setup
 
