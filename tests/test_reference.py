@@ -1,0 +1,41 @@
+"""Where reference data comes from, and the fetch command (with a fake downloader: no network here)."""
+from __future__ import annotations
+
+import pytest
+
+from llmss_lab.errors import InputError
+from llmss_lab.reference import PINNED_COMMIT, fetch_manifest, fetch_reference, resolve_reference_dir
+
+
+def test_explicit_then_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMSS_REFERENCE_DIR", str(tmp_path))
+    assert resolve_reference_dir() == tmp_path
+    assert resolve_reference_dir(tmp_path) == tmp_path
+    with pytest.raises(InputError, match="reference folder does not exist"):
+        resolve_reference_dir(tmp_path / "missing")
+
+
+def test_fetch_writes_the_layout_and_resumes(tmp_path):
+    urls = []
+
+    def opener(url: str) -> bytes:
+        urls.append(url)
+        return b"x"
+
+    fetch_reference(tmp_path, opener=opener)
+    assert len(urls) == len(fetch_manifest())
+    assert all(PINNED_COMMIT in u for u in urls)
+    assert (tmp_path / "profiles/RTXPRO6000/meta-llama/Llama-3.1-8B/bf16/tp1/attention.csv").is_file()
+    assert (tmp_path / "measurements/RTXPRO6000/Qwen3-32B/vllm/requests.jsonl").is_file()
+    assert not list(tmp_path.rglob("*.part"))
+    urls.clear()
+    fetch_reference(tmp_path, opener=opener)  # everything present: nothing downloaded again
+    assert urls == []
+
+
+def test_fetch_failure_is_a_clear_error(tmp_path):
+    def opener(url: str) -> bytes:
+        raise OSError("no route to host")
+
+    with pytest.raises(InputError, match="download failed"):
+        fetch_reference(tmp_path, opener=opener)
