@@ -153,10 +153,16 @@ class Results:
         itls = [a for inst in raw.instances for a in inst.log.itl]
         itl = np.concatenate(itls) * 1e-6 if itls else np.zeros(0)
         res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), dict(attrs), itl)
-        res.attrs["summary_json"] = json.dumps(res.summary())
         for ds in (res.requests, res.iterations, res.timeseries):
             ds.attrs.update(res.attrs)
+        res.set_attr("summary_json", json.dumps(res.summary()))
         return res
+
+    def set_attr(self, key: str, value) -> None:
+        """Set a run-level attribute on the results and on each Dataset alike."""
+        self.attrs[key] = value
+        for ds in (self.requests, self.iterations, self.timeseries):
+            ds.attrs[key] = value
 
     def summary(self) -> dict[str, float]:
         r = self.requests
