@@ -239,7 +239,7 @@ class SkewFit:
     """
 
     alpha_default: float
-    pcs: np.ndarray
+    pc_keys: frozenset[float]  # chunk sizes the table was fitted at
     n_bins: list[float]
     n_labels: list[str]
     sr_bins: list[float]
@@ -249,9 +249,6 @@ class SkewFit:
     kp_bins: list[float]
     kp_labels: list[str]
     table: dict[tuple, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.pc_keys = frozenset(float(p) for p in self.pcs)
 
     @staticmethod
     def _label(bins: list[float], labels: list[str], x: float) -> str:
@@ -291,7 +288,7 @@ def _load_skew(meta: Section, tp: int, path: Path) -> SkewFit | None:
     table = {(float(pc), nl, sl, kl, pl): float(al) for pc, nl, sl, kl, pl, al in
              zip(cols["pc"], cols["n_label"], cols["skew_rate_label"], cols["kv_big_label"],
                  cols["kp_label"], cols["alpha"])}
-    return SkewFit(alpha_default, np.unique(np.asarray(cols["pc"], dtype=float)),
+    return SkewFit(alpha_default, frozenset(float(p) for p in cols["pc"]),
                    lst("n_bins"), lst("n_labels"), lst("skew_rate_bins"), lst("skew_rate_labels"),
                    lst("kv_big_bins"), lst("kv_big_labels"), lst("kp_bins"), lst("kp_labels"), table)
 

@@ -152,9 +152,9 @@ class Results:
     def from_raw(cls, raw: RawRun, attrs: dict) -> "Results":
         itls = [a for inst in raw.instances for a in inst.log.itl]
         itl = np.concatenate(itls) * 1e-6 if itls else np.zeros(0)
-        res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), dict(attrs), itl)
-        for ds in (res.requests, res.iterations, res.timeseries):
-            ds.attrs.update(res.attrs)
+        res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), {}, itl)
+        for key, value in attrs.items():
+            res.set_attr(key, value)
         res.set_attr("summary_json", json.dumps(res.summary()))
         return res
 
