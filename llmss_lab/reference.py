@@ -63,19 +63,27 @@ class ReferenceLayout:
         self.root = Path(root)
 
     def model_config(self, model_name: str) -> Path:
-        p = self.root / "configs" / "model" / f"{model_name}.json"
-        if not p.is_file():
-            raise InputError(f"no model config for {model_name!r} (looked for {p})", self.root, "model_name")
-        return p
+        """``configs/model/<name>.json``, or ``model_config/<name>.json`` in the paper artifact's layout."""
+        tried = [self.root / "configs" / "model" / f"{model_name}.json", self.root / "model_config" / f"{model_name}.json"]
+        for p in tried:
+            if p.is_file():
+                return p
+        raise InputError(f"no model config for {model_name!r} (looked for {tried[0]} and {tried[1]})",
+                         self.root, "model_name")
 
     def profile_dir(self, hardware: str, model_name: str, variant: str = "bf16") -> Path:
-        p = self.root / "profiles" / hardware / model_name / variant
-        if not p.is_dir():
-            have = sorted(d.name for d in (self.root / "profiles").glob("*") if d.is_dir())
-            raise InputError(f"no profile bundle for hardware {hardware!r}, model {model_name!r}, "
-                             f"variant {variant!r} (looked for {p}; hardware with profiles: {have})",
-                             self.root, "hardware")
-        return p
+        """The profile of a (hardware, model): a current-format bundle ``<model>/<variant>/`` or,
+        in the paper artifact's format, the model folder holding ``tpN/layers.csv``."""
+        model_dir = self.root / "profiles" / hardware / model_name
+        p = model_dir / variant
+        if p.is_dir():
+            return p
+        if any((d / "layers.csv").is_file() for d in model_dir.glob("tp*")):
+            return model_dir
+        have = sorted(d.name for d in (self.root / "profiles").glob("*") if d.is_dir())
+        raise InputError(f"no profile for hardware {hardware!r}, model {model_name!r}, "
+                         f"variant {variant!r} (looked for {p}; hardware with profiles: {have})",
+                         self.root, "hardware")
 
     def resolve(self, relative: str | Path) -> Path:
         p = Path(relative)

@@ -38,10 +38,11 @@ class ConstantLatency:
     def __init__(self, step_ns: float = 1e6):
         self.step_ns = step_ns
         self.shapes: list[BatchShape] = []
+        self.layers = 1
 
-    def step(self, b: BatchShape) -> StepTime:
+    def step(self, b: BatchShape, padded_tokens=None, routing=None, ep_group_tokens=None) -> StepTime:
         self.shapes.append(b)
-        return StepTime(self.step_ns, 0.0, 0.0)
+        return StepTime(self.step_ns, 0.0, 0.0, stages=(self.step_ns,))
 
 
 def make_scheduler(prompts, outputs, engine: EngineConfig, num_blocks: int, token_ids=None):

@@ -27,7 +27,7 @@ def test_qwen3_head_dim_comes_from_the_config(ref):
 @pytest.mark.parametrize("case,blocks", [("Llama-3.1-8B", 36578), ("Qwen3-32B", 28614)])
 def test_kv_block_counts_match_the_reference_simulators_logs(ref, case, blocks):
     spec = load_cluster(ref / f"measurements/RTXPRO6000/{case}/config.json")
-    inst = spec.require_single_instance()
+    (inst,) = spec.instances
     m = ModelSpec.from_hf_config(ref / f"configs/model/{inst.model_name}.json")
     assert kv_cache_blocks(m, inst, EngineConfig(), spec.source) == blocks
 
@@ -80,10 +80,20 @@ def test_num_npus_must_match_tp(tmp_path):
 
 
 def test_later_features_are_refused_by_name(ref):
-    with pytest.raises(UnsupportedFeature, match="multi-instance"):
-        load_cluster(ref / "configs/cluster/single_node_pd_instance.json").require_single_instance()
+    load_cluster(ref / "configs/cluster/single_node_pd_instance.json").check_supported()
     with pytest.raises(UnsupportedFeature, match="power model"):
-        load_cluster(ref / "configs/cluster/single_node_power_instance.json").require_single_instance()
+        load_cluster(ref / "configs/cluster/single_node_power_instance.json").check_supported()
+    with pytest.raises(UnsupportedFeature, match="cxl_mem: CXL"):
+        load_cluster(ref / "configs/cluster/single_node_cxl_instance.json").check_supported()
+
+
+def test_artifact_keys_map_npu_group_to_pipeline_stages(tmp_path):
+    inst = {"model_name": "m", "hardware": "h", "npu_mem": {"mem_size": 40, "mem_bw": 768}, "npu_num": 4,
+            "npu_group": 2, "pd_type": None}
+    c = {"num_nodes": 1, "link_bw": 112, "link_latency": 0,
+         "nodes": [{"num_instances": 1, "cpu_mem": {"mem_size": 128, "mem_bw": 128}, "instances": [inst]}]}
+    (i,) = load_cluster(write(tmp_path, "c.json", c)).instances
+    assert (i.tp_size, i.pp_size, i.dp_group) == (2, 2, None)
 
 
 def test_tp_must_divide_heads(ref):

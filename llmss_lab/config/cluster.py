@@ -99,36 +99,48 @@ class ClusterSpec:
             return float(v[min(dim, len(v) - 1)]) if isinstance(v, list) else float(v)
         return pick(self.link_bw), pick(self.link_latency)
 
-    def require_single_instance(self) -> InstanceSpec:
-        """The kernel of this version runs one instance; name what a config needs beyond that."""
+    def node_of(self) -> list[int]:
+        """Node index of every instance, in :attr:`instances` order."""
+        return [n for n, node in enumerate(self.nodes) for _ in node.instances]
+
+    def check_supported(self) -> None:
+        """Name any feature of the config that this version does not model yet."""
         src = self.source
-        insts = self.instances
-        if len(insts) != 1:
-            raise UnsupportedFeature(f"{len(insts)} instances need multi-instance routing, "
-                                     "which this version does not model yet", src, "nodes")
-        inst = insts[0]
         if self.cxl_mem:
             raise UnsupportedFeature("CXL memory tiers are not modelled yet", src, "cxl_mem")
-        node = self.nodes[0]
-        if node.power:
-            raise UnsupportedFeature("the power model is not available yet", src, "nodes[0].power")
-        if node.pim_config:
-            raise UnsupportedFeature("PIM attention offload is not modelled yet", src, "nodes[0].cpu_mem.pim_config")
-        w = inst.where
-        if inst.pp_size > 1:
-            raise UnsupportedFeature("pipeline parallelism (pp_size > 1) is not modelled yet", src, f"{w}.pp_size")
-        if inst.pd_type is not None:
-            raise UnsupportedFeature("prefill/decode disaggregation is not modelled yet", src, f"{w}.pd_type")
-        if inst.dp_group is not None:
-            raise UnsupportedFeature("data-parallel groups are not modelled yet", src, f"{w}.dp_group")
-        if inst.ep_size not in (None, 1):
-            raise UnsupportedFeature("expert parallelism is not modelled yet", src, f"{w}.ep_size")
-        for key, value in inst.features.items():
-            if key == "placement" and _placement_is_local(value):
-                continue
-            if value not in (False, None):
-                raise UnsupportedFeature(f"{key} is not modelled yet", src, f"{w}.{key}")
-        return inst
+        for n, node in enumerate(self.nodes):
+            if node.power:
+                raise UnsupportedFeature("the power model is not available yet", src, f"nodes[{n}].power")
+            if node.pim_config:
+                raise UnsupportedFeature("PIM attention offload is not modelled yet", src, f"nodes[{n}].cpu_mem.pim_config")
+        insts = self.instances
+        if not insts:
+            raise InputError("the cluster has no instances", src, "nodes")
+        groups: dict[str, list[InstanceSpec]] = {}
+        for inst in insts:
+            for key, value in inst.features.items():
+                if key == "placement" and _placement_is_local(value):
+                    continue
+                if value not in (False, None):
+                    raise UnsupportedFeature(f"{key} is not modelled yet", src, f"{inst.where}.{key}")
+            if inst.dp_group is not None:
+                if inst.pd_type is not None:
+                    raise UnsupportedFeature("data-parallel groups of prefill/decode instances are not modelled",
+                                             src, f"{inst.where}.dp_group")
+                groups.setdefault(inst.dp_group, []).append(inst)
+        for name, members in groups.items():
+            first = members[0]
+            for m in members[1:]:
+                for key in ("model_name", "tp_size", "pp_size", "ep_size"):
+                    if getattr(m, key) != getattr(first, key):
+                        raise InputError(f"members of dp_group {name!r} must agree on {key} "
+                                         f"({getattr(first, key)!r} vs {getattr(m, key)!r})", src, f"{m.where}.{key}")
+        roles = {i.pd_type for i in insts}
+        if "prefill" in roles and "decode" not in roles:
+            raise InputError("prefill instances need at least one decode instance (pd_type 'decode')", src, "nodes")
+        if "decode" in roles and roles <= {"decode"}:
+            raise InputError("decode instances need a prefill or colocated instance to take new requests",
+                             src, "nodes")
 
 
 def _placement_is_local(placement: Any) -> bool:
@@ -174,8 +186,12 @@ def _instance(s: Section) -> InstanceSpec:
     tp = s.integer("tp_size", required=False, default=None, minimum=1, maximum=4096)
     pp = s.integer("pp_size", required=False, default=None, minimum=1, maximum=4096)
     num = s.integer("num_npus", required=False, default=None, minimum=1, maximum=65536)
-    if num is None:
+    if num is None:  # the paper artifact's keys: npu_num GPUs in npu_group pipeline stages
         num = s.integer("npu_num", required=False, default=None, minimum=1, maximum=65536)
+        if pp is None:
+            pp = s.integer("npu_group", required=False, default=None, minimum=1, maximum=4096)
+            if pp is not None and num is not None and num % pp:
+                raise s.error("npu_group", f"{pp} pipeline groups do not divide npu_num {num}")
     pp = pp or 1
     if tp is None:
         tp = (num // pp) if num else 1
@@ -187,7 +203,7 @@ def _instance(s: Section) -> InstanceSpec:
         if s.has(key):
             overrides[field_name] = s.data[key]
     features = {k: s.data[k] for k in INSTANCE_FEATURE_KEYS if s.has(k)}
-    dp = s.data.get("dp_group", s.data.get("npu_group"))
+    dp = s.data.get("dp_group")
     return InstanceSpec(
         model_name=s.string("model_name"),
         hardware=s.string("hardware"),

@@ -1,4 +1,10 @@
-"""A serving instance: one engine loop that schedules a batch, runs it, and repeats.
+"""Serving instances and the engines that step them.
+
+An :class:`Instance` is one model replica: a scheduler over its own KV cache, a latency model and
+a step log. An :class:`Engine` drives instances through steps: one instance on its own, or the
+members of a data-parallel group in lockstep (every member runs each step; an idle member runs a
+one-token dummy; all run at the group's largest token count and the step lasts as long as the
+slowest member), keeping up to ``pp`` steps in flight when the model is pipelined.
 
 Like vLLM's engine core, an instance takes in new requests only between steps: a request that
 arrives while a step runs is queued when that step ends (that is when vLLM stamps ``queued_ts``).
@@ -6,13 +12,17 @@ arrives while a step runs is queued when that step ends (that is when vLLM stamp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from ..latency.iteration import BatchShape, IterationModel
+from ..latency.iteration import BatchShape, IterationModel, StepTime
 from .events import EventLoop
+from .moe import Gate
 from .requests import UNSET, RequestTable
 from .scheduler import ScheduledStep, Scheduler
+
+DUMMY = BatchShape(1, 1, 0, 0, 1, 1.0, 1.0, 1.0)
 
 
 @dataclass
@@ -37,6 +47,7 @@ class StepLog:
     preempted: list[int] = field(default_factory=list)
     prefix_queries: list[int] = field(default_factory=list)
     prefix_hits: list[int] = field(default_factory=list)
+    end: list[float] = field(default_factory=list)
     itl: list[np.ndarray] = field(default_factory=list)
 
 
@@ -45,56 +56,74 @@ def batch_shape(step: ScheduledStep) -> BatchShape:
     pre = s > 1
     n_pre = int(np.count_nonzero(pre))
     n = len(s) - n_pre
+    rms = 0.0
     if n_pre:
-        pc, kp = int(s[pre].sum()), int(h[pre].sum())
+        chunks = s[pre]
+        pc, kp = int(chunks.sum()), int(h[pre].sum())
+        rms = float(np.sqrt(np.dot(chunks, chunks)))
         kv = h[~pre]
     else:
         pc = kp = 0
         kv = h
     if n:
         kv_sum = int(kv.sum())
-        return BatchShape(int(s.sum()), len(s), pc, kp, n, kv_sum / n, float(kv.min()), float(kv.max()))
-    return BatchShape(int(s.sum()), len(s), pc, kp)
+        return BatchShape(int(s.sum()), len(s), pc, kp, n, kv_sum / n, float(kv.min()), float(kv.max()), rms)
+    return BatchShape(int(s.sum()), len(s), pc, kp, prefill_rms=rms)
+
+
+@dataclass
+class Planned:
+    step: ScheduledStep
+    shape: BatchShape
 
 
 class Instance:
-    def __init__(self, iid: int, loop: EventLoop, scheduler: Scheduler, latency: IterationModel,
-                 reqs: RequestTable, on_finish=None):
+    """One model replica. ``role`` is ``None``, ``"prefill"`` or ``"decode"`` (disaggregated serving)."""
+
+    def __init__(self, iid: int, name: str, scheduler: Scheduler, latency: IterationModel,
+                 reqs: RequestTable, role: str | None = None):
         self.iid = iid
-        self.loop = loop
+        self.name = name
         self.scheduler = scheduler
         self.latency = latency
         self.R = reqs
-        self.busy = False
-        self.inbox: list[tuple[int, object]] = []
+        self.role = role
+        self.inbox: list[tuple[int, object, int]] = []
         self.log = StepLog()
-        self.on_finish = on_finish
-        self._step: ScheduledStep | None = None
+        self.engine: Engine | None = None
+
+    # ---- load, as routers see it -------------------------------------------------------------------
+    @property
+    def num_waiting(self) -> int:
+        return len(self.scheduler.waiting) + len(self.inbox)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.scheduler.running)
 
     # ---- arrivals ----------------------------------------------------------------------------------
-    def submit(self, rid: int, token_ids) -> None:
+    def submit(self, rid: int, token_ids, kv_ready: int = 0) -> None:
+        """A new request, or (``kv_ready`` > 0) one whose first ``kv_ready`` tokens' KV arrives with it."""
         self.R.instance[rid] = self.iid
-        if self.busy:
-            self.inbox.append((rid, token_ids))
-            return
-        self._enqueue(rid, token_ids)
-        self._start_step()
+        self.inbox.append((rid, token_ids, kv_ready))
+        self.engine.poke()
 
-    def _enqueue(self, rid: int, token_ids) -> None:
-        self.R.queued[rid] = self.loop.now
-        self.scheduler.add(rid, token_ids)
+    def take_inbox(self, now: float) -> None:
+        for rid, ids, ready in self.inbox:
+            if self.R.queued[rid] == UNSET:
+                self.R.queued[rid] = now
+            self.scheduler.add(rid, ids, ready)
+        self.inbox.clear()
 
-    # ---- the engine loop ---------------------------------------------------------------------------
-    def _start_step(self) -> None:
-        now = self.loop.now
+    # ---- steps -------------------------------------------------------------------------------------
+    def plan(self, now: float) -> Planned | None:
+        self.take_inbox(now)
         step = self.scheduler.schedule(now)
-        if step is None:
-            self.busy = False
-            return
-        shape = batch_shape(step)
-        t = self.latency.step(shape)
-        log = self.log
-        log.start.append(now)
+        return None if step is None else Planned(step, batch_shape(step))
+
+    def record(self, p: Planned, start: float, t: StepTime) -> None:
+        log, shape = self.log, p.shape
+        log.start.append(start)
         log.duration.append(t.total_ns)
         log.comm.append(t.comm_ns)
         log.attention.append(t.attention_ns)
@@ -105,39 +134,110 @@ class Instance:
         log.decode_seqs.append(shape.num_decodes)
         log.decode_kv_mean.append(shape.decode_kv_mean)
         log.kv_blocks_used.append(self.scheduler.kv.pool.num_used)
-        log.preempted.append(len(step.preempted))
-        self.busy = True
-        self._step = step
-        self.loop.at(now + t.total_ns, self._end_step)
+        log.preempted.append(len(p.step.preempted))
 
-    def _end_step(self) -> None:
-        now = self.loop.now
-        R, step = self.R, self._step
-        rids = step.rids
+    def complete(self, p: Planned, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of a finished step: returns (requests that got their first token, requests done)."""
+        R = self.R
+        rids = p.step.rids
         produced = rids[R.computed[rids] >= R.num_tokens[rids]]
         ntok = R.num_tokens[produced] + 1
         R.num_tokens[produced] = ntok
         is_first = R.first_token[produced] == UNSET
         first = produced[is_first]
-        R.first_token[first] = now
         log = self.log
-        if len(first) < len(produced):
-            log.itl.append(now - R.last_token[produced[~is_first]])
-        R.last_token[produced] = now
-        done = produced[ntok - R.prompt[produced] >= R.output[produced]]
+        if self.role == "prefill":
+            done = first  # handed over; the first token is stamped when its KV reaches the decoder
+        else:
+            R.first_token[first] = now
+            if len(first) < len(produced):
+                log.itl.append(now - R.last_token[produced[~is_first]])
+            R.last_token[produced] = now
+            done = produced[ntok - R.prompt[produced] >= R.output[produced]]
         for rid in done.tolist():
-            R.finished[rid] = now
             self.scheduler.finish(rid)
-            if self.on_finish is not None:
-                self.on_finish(rid)
         kv = self.scheduler.kv
+        log.end.append(now)
         log.prompt_done.append(int(R.prompt[first].sum()))
         log.generated.append(len(produced))
         log.prefix_queries.append(kv.queries)
         log.prefix_hits.append(kv.hits)
-        for rid, ids in self.inbox:
-            self._enqueue(rid, ids)
-        self.inbox.clear()
         log.running.append(len(self.scheduler.running))
-        log.waiting.append(len(self.scheduler.waiting))
-        self._start_step()
+        log.waiting.append(self.num_waiting)
+        return first, done
+
+
+class Engine:
+    """Steps one instance, or a data-parallel group in lockstep, with up to ``pp`` steps in flight."""
+
+    def __init__(self, loop: EventLoop, members: list[Instance], pp: int = 1, gate: Gate | None = None,
+                 on_step_done: Callable[[Instance, np.ndarray, np.ndarray, float, float, StepTime], None] | None = None):
+        self.loop = loop
+        self.members = members
+        self.pp = pp
+        self.gate = gate
+        self.on_step_done = on_step_done
+        self.inflight = 0
+        self.stage_free = [0.0] * pp
+        self.expert_load: np.ndarray | None = None   # [layers, E] token-expert pairs, summed
+        for m in members:
+            m.engine = self
+
+    @property
+    def name(self) -> str:
+        return self.members[0].name if len(self.members) == 1 else "+".join(m.name for m in self.members)
+
+    def poke(self) -> None:
+        """Start a step if the first pipeline stage is free and fewer than ``pp`` steps are in flight."""
+        now = self.loop.now
+        if self.inflight >= self.pp or self.stage_free[0] > now:
+            return
+        plans = [m.plan(now) for m in self.members]
+        if not any(plans):
+            return
+        shapes = [p.shape if p else DUMMY for p in plans]
+        T = max(s.num_tokens for s in shapes)
+        lockstep = len(self.members) > 1
+        routing = None
+        group_tokens = T * len(self.members)
+        if self.gate is not None:
+            routing = self.gate.route(group_tokens)
+            loads = routing.layer_loads(self.gate.layers)
+            self.expert_load = loads if self.expert_load is None else self.expert_load + loads
+        times = [m.latency.step(s, T if lockstep else None, routing, group_tokens) for m, s in zip(self.members, shapes)]
+        t = times[0] if len(times) == 1 else _slowest(times)
+        # walk the pipeline: each stage starts when the batch reaches it and the stage is free
+        clock = now
+        for s, dur in enumerate(t.stages):
+            start = max(clock, self.stage_free[s])
+            clock = start + dur
+            self.stage_free[s] = clock
+            if s < len(t.stages) - 1:
+                clock += t.p2p_ns
+        end = clock
+        for m, p in zip(self.members, plans):
+            if p is not None:
+                m.record(p, now, t)
+        self.inflight += 1
+        if self.pp > 1:
+            self.loop.at(self.stage_free[0], self.poke)
+        self.loop.at(end, lambda: self._done(plans, now, t))
+
+    def _done(self, plans: list[Planned | None], start: float, t: StepTime) -> None:
+        now = self.loop.now
+        self.inflight -= 1
+        for m, p in zip(self.members, plans):
+            if p is None:
+                continue
+            first, done = m.complete(p, now)
+            if self.on_step_done is not None:
+                self.on_step_done(m, first, done, start, now, t)
+        self.poke()
+
+
+def _slowest(times: list[StepTime]) -> StepTime:
+    """Lockstep: every stage lasts as long as the slowest member's."""
+    stages = tuple(max(s) for s in zip(*(t.stages for t in times)))
+    worst = max(times, key=lambda t: t.total_ns)
+    return StepTime(worst.compute_ns, worst.comm_ns, worst.attention_ns, worst.moe_ns, stages,
+                    max(t.p2p_ns for t in times))

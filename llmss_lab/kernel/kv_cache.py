@@ -17,6 +17,17 @@ EVICTION = Registry["EvictionPolicy"]("eviction policy")
 HASH_SEED = 0x51ED270B  # any constant: the chain only needs to be deterministic
 
 
+def chain_hashes(token_ids: Sequence[int], block_size: int, prev: int = HASH_SEED, first: int = 0,
+                 stop: int | None = None) -> list[int]:
+    """Chained hashes of the full blocks ``first .. stop`` of ``token_ids`` (``prev`` = the hash before)."""
+    last = len(token_ids) // block_size if stop is None else stop
+    out = []
+    for i in range(first, last):
+        prev = hash((prev, tuple(token_ids[i * block_size:(i + 1) * block_size])))
+        out.append(prev)
+    return out
+
+
 class EvictionPolicy:
     """Order of the free blocks: which free (possibly cached) block is reused next."""
 
@@ -139,14 +150,23 @@ class KVCacheManager:
         ids = self._token_ids.get(rid)
         bs = self.block_size
         known = len(ids) // bs if ids is not None else 0
+        if len(hs) < min(known, n_blocks):
+            hs.extend(chain_hashes(ids, bs, hs[-1] if hs else HASH_SEED, len(hs), min(known, n_blocks)))
         prev = hs[-1] if hs else HASH_SEED
         for i in range(len(hs), n_blocks):
-            if i < known:
-                prev = hash((prev, tuple(ids[i * bs:(i + 1) * bs])))
-            else:
-                prev = hash((prev, -1, rid, i))
+            prev = hash((prev, -1, rid, i))
             hs.append(prev)
         return hs
+
+    def cached_prefix_blocks(self, hashes: Sequence[int]) -> int:
+        """How many leading blocks of a hash chain the cache holds (a router's probe; no side effects)."""
+        cached = self.pool.cached
+        n = 0
+        for h in hashes:
+            if h not in cached:
+                break
+            n += 1
+        return n
 
     def lookup(self, rid: int, num_tokens: int) -> list[int]:
         """Cached blocks that cover this request's prefix (at most ``num_tokens - 1`` tokens,

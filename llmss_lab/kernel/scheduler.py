@@ -52,8 +52,11 @@ class Scheduler:
         self.running: list[int] = []
         self._run_arr: np.ndarray | None = None
 
-    def add(self, rid: int, token_ids) -> None:
+    def add(self, rid: int, token_ids, kv_ready: int = 0) -> None:
+        """Queue a request; ``kv_ready`` tokens of it already have KV (handed over by a prefill
+        instance), which admission allocates without computing."""
         self.kv.register(rid, token_ids, int(self.R.prompt[rid] + self.R.output[rid]))
+        self.R.kv_ready[rid] = kv_ready
         self.waiting.append(rid)
 
     def has_work(self) -> bool:
@@ -172,8 +175,9 @@ class VLLMV1Scheduler(Scheduler):
         while self.waiting and budget > 0 and len(self.running) < self.max_seqs:
             rid = self.waiting[0]
             total = int(R.num_tokens[rid])
-            hits = kv.lookup(rid, total)
-            n_hit = len(hits) * bs
+            ready = int(R.kv_ready[rid])
+            hits = [] if ready else kv.lookup(rid, total)
+            n_hit = ready or len(hits) * bs
             n = total - n_hit
             if not eng.enable_chunked_prefill and n > budget:
                 break
@@ -189,11 +193,15 @@ class VLLMV1Scheduler(Scheduler):
             self._run_arr = None
             R.nblocks[rid] = len(kv.blocks[rid])
             R.computed[rid] = n_hit
-            kv.queries += total
-            kv.hits += n_hit
-            R.cache_hits[rid] += n_hit
-            if R.prefix_hit[rid] < 0:
-                R.prefix_hit[rid] = n_hit
+            if ready:  # transferred KV: index it for later prefix hits, recompute it if preempted
+                R.kv_ready[rid] = 0
+                kv.cache_full_blocks(rid, ready)
+            else:
+                kv.queries += total
+                kv.hits += n_hit
+                R.cache_hits[rid] += n_hit
+                if R.prefix_hit[rid] < 0:
+                    R.prefix_hit[rid] = n_hit
             if R.scheduled[rid] == UNSET:
                 R.scheduled[rid] = now
             rids.append(rid)

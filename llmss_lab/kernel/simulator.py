@@ -1,17 +1,27 @@
-"""Wire instances, a router and a workload to the event loop and run to completion."""
+"""Wire instances, engines, routers and a workload to the event loop and run to completion.
+
+New requests are routed at arrival among the instances that take them (all but decode
+instances). In a prefill/decode split, a request whose prompt a prefill instance has processed is
+handed to a decode instance picked by the same policy; its KV cache travels over the fabric, layer
+by layer behind the prefill compute (``kv_transfer="layer"``) or after it (``"whole"``), and the
+first token counts as delivered when the KV has arrived.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from ..config.engine import EngineConfig
-from ..latency.iteration import IterationModel
+from ..latency.interconnect import Link
+from ..latency.iteration import IterationModel, StepTime
 from ..workload import Workload
 from .events import EventLoop
-from .instance import Instance
+from .fabric import Fabric
+from .instance import Engine, Instance
 from .kv_cache import KVCacheManager
+from .moe import GATES
 from .requests import RequestTable
 from .router import ROUTERS
 from .scheduler import SCHEDULERS
@@ -27,6 +37,13 @@ class InstanceSetup:
     num_blocks: int
     max_model_len: int
     info: dict  # descriptive facts for the results' attrs (hardware, model, tp, sizes)
+    role: str | None = None          # None, "prefill" or "decode"
+    node: int = 0
+    dp_group: str | None = None
+    pp: int = 1
+    lanes: int = 1                   # GPUs that each move their KV shard in a P/D hand-off
+    kv_bytes_per_token: float = 0.0  # per lane
+    moe: dict | None = None          # gate settings: num_experts, top_k, ep, num_layers, policy, seed, skew
 
 
 @dataclass
@@ -35,25 +52,93 @@ class RawRun:
     instances: list[Instance]
     setups: list[InstanceSetup]
     end_ns: float
+    engines: list[Engine] = field(default_factory=list)
+    kv_bytes_moved: float = 0.0
+
+
+def _engines(loop: EventLoop, instances: list[Instance], setups: list[InstanceSetup], on_step) -> list[Engine]:
+    groups: dict[str, list[int]] = {}
+    solo: list[list[int]] = []
+    for i, s in enumerate(setups):
+        if s.dp_group is None:
+            solo.append([i])
+        else:
+            groups.setdefault(s.dp_group, []).append(i)
+    engines = []
+    for members in solo + list(groups.values()):
+        s = setups[members[0]]
+        gate = None
+        if s.moe:
+            m = s.moe
+            gate = GATES.get(m["policy"], "expert_gate")(m["num_experts"], m["top_k"], m["ep"], m["num_layers"],
+                                                        seed=m.get("seed", 0), skew=m.get("skew", 1.0))
+        engines.append(Engine(loop, [instances[i] for i in members], s.pp, gate, on_step))
+    return engines
 
 
 def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_robin",
-        progress: Callable[[int], None] | None = None) -> RawRun:
+        progress: Callable[[int], None] | None = None, links: tuple[Link, Link] | None = None,
+        kv_transfer: str = "layer", seed: int = 0) -> RawRun:
+    """``links``: (intra-node, inter-node) links for P/D KV transfers."""
     loop = EventLoop()
     R = RequestTable(workload.arrival_ns, workload.input_toks, workload.output_toks)
-    on_finish = (lambda rid: progress(1)) if progress else None
-    instances = []
+    fabric = Fabric()
+    instances: list[Instance] = []
     for i, s in enumerate(setups):
         kv = KVCacheManager(s.num_blocks, s.engine.block_size, s.engine.enable_prefix_caching, s.engine.eviction)
         sched = SCHEDULERS.get(s.engine.scheduler, "scheduler")(s.engine, kv, R, s.max_model_len)
-        instances.append(Instance(i, loop, sched, s.latency, R, on_finish))
-    route = ROUTERS.get(router, "router")(instances)
+        instances.append(Instance(i, s.name, sched, s.latency, R, s.role))
+    entry = [i for i in instances if i.role != "decode"]
+    decoders = [i for i in instances if i.role == "decode"]
+    if not entry:
+        raise ValueError("no instance takes new requests (all are decode instances)")
+    if any(i.role == "prefill" for i in instances) and not decoders:
+        raise ValueError("prefill instances need at least one decode instance")
+    route = ROUTERS.get(router, "router")(entry, seed)
+    route_decode = ROUTERS.get(router, "router")(decoders, seed + 1) if decoders else None
     token_ids = workload.token_ids
+    intra, inter = links or (Link(16.0, 0.0), Link(16.0, 0.0))
+
+    def finished(rids: np.ndarray, now: float) -> None:
+        for rid in rids.tolist():
+            R.finished[rid] = now
+            if progress is not None:
+                progress(1)
+
+    def deliver(rid: int, dst: Instance, ready: float) -> None:
+        R.first_token[rid] = R.last_token[rid] = ready
+        R.kv_transfer[rid] = ready - R.kv_transfer[rid]
+        if R.output[rid] <= 1:
+            finished(np.array([rid]), ready)
+        else:
+            dst.submit(rid, token_ids[rid], int(R.prompt[rid]))
+
+    def on_step(inst: Instance, first: np.ndarray, done: np.ndarray, start: float, now: float, t: StepTime) -> None:
+        if inst.role != "prefill":
+            finished(done, now)
+            return
+        s = setups[inst.iid]
+        chunks = inst.latency.layers
+        for rid in first.tolist():
+            dst = decoders[route_decode.pick(rid, token_ids[rid])]
+            link = intra if setups[dst.iid].node == s.node else inter
+            per_lane = float(R.prompt[rid]) * s.kv_bytes_per_token
+            R.prefill_instance[rid] = inst.iid
+            R.kv_bytes[rid] = per_lane * s.lanes
+            R.kv_transfer[rid] = now
+            if kv_transfer == "layer":
+                ready = fabric.send(link, inst.iid, dst.iid, start + (now - start) / chunks, per_lane, s.lanes,
+                                    stream_until=now, chunks=chunks)
+            else:
+                ready = fabric.send(link, inst.iid, dst.iid, now, per_lane, s.lanes)
+            loop.at(ready, lambda rid=rid, dst=dst, ready=ready: deliver(rid, dst, ready))
+
+    engines = _engines(loop, instances, setups, on_step)
     arrivals = workload.arrival_ns.tolist()
 
     # arrivals are fed one at a time so the heap stays small
     def arrive(rid: int) -> None:
-        instances[route.pick(rid)].submit(rid, token_ids[rid])
+        entry[route.pick(rid, token_ids[rid])].submit(rid, token_ids[rid])
         if rid + 1 < len(arrivals):
             loop.at(float(arrivals[rid + 1]), lambda: arrive(rid + 1))
 
@@ -62,4 +147,4 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
     unfinished = int(np.count_nonzero(R.finished < 0))
     if unfinished:  # cannot happen for admitted requests; a guard against silent loss
         raise RuntimeError(f"{unfinished} requests never finished")
-    return RawRun(R, instances, setups, loop.now)
+    return RawRun(R, instances, setups, loop.now, engines, fabric.bytes_moved)

@@ -1,14 +1,24 @@
 """The latency of one engine step (iteration) from the batch's exact composition.
 
-A step runs the model once over every scheduled token:
+A step runs the model once over every scheduled token (``T``, or the data-parallel group's padded
+``T`` when members run in lockstep):
 
-* the prologue (embedding) and head (final norm) at ``T`` tokens, plus per block each token-parallel
-  operator of the profile at ``T`` tokens (``layernorm`` twice: before attention and before the MLP);
-* attention for the batch's prefill chunks (their tokens and histories summed into one
-  equivalent chunk) and its decodes (count, mean history), corrected for unequal decode lengths;
-* the LM head and sampler at the number of sequences;
-* with tensor parallelism, two ring all-reduces of the hidden state (``T x hidden x dtype`` bytes)
-  per block, after the attention output projection and after the MLP.
+* the prologue (embedding) at ``T`` tokens on the first pipeline stage, the head (final norm at
+  ``T`` tokens, LM head and sampler at the number of sequences) on the last;
+* per transformer block: each token-parallel operator of the profile at ``T`` tokens (``layernorm``
+  twice: before attention and before the MLP), attention for the batch's prefill chunks (their
+  tokens and histories summed into one equivalent chunk) and its decodes (count, mean history,
+  corrected for unequal decode lengths), and for MoE models the expert block of the busiest
+  expert-parallel rank;
+* collectives per block: with tensor parallelism a ring all-reduce of the hidden state
+  (``T x hidden x dtype`` bytes) after the attention output projection and another after a dense
+  MLP; an MoE block with expert parallelism instead dispatches with an all-gather of the tokens'
+  hidden states and router logits and combines with a reduce-scatter of the hidden states
+  (vLLM's all-gather/reduce-scatter all-to-all);
+* with pipeline parallelism, blocks are split over stages as vLLM splits them and each stage
+  boundary sends the hidden state point to point.
+
+A step's time is returned per pipeline stage, so the kernel can overlap micro-batches.
 """
 from __future__ import annotations
 
@@ -17,10 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config.model import DTYPE_BYTES, ModelSpec
-from .interconnect import Link, all_reduce_ns
-from .profile import TpProfile, interp1
+from .interconnect import Link, all_gather_ns, all_reduce_ns, reduce_scatter_ns
+from .profile import LatencyProfile, interp1
 
-EDGE_LAYERS = ("embedding", "final_layernorm")
+EDGE_FIRST = ("embedding",)
+EDGE_LAST = ("final_layernorm",)
 PER_BLOCK_REPEATS = {"layernorm": 2}
 
 
@@ -36,89 +47,169 @@ class BatchShape:
     decode_kv_mean: float = 0.0
     decode_kv_min: float = 0.0
     decode_kv_max: float = 0.0
+    prefill_rms: float = 0.0   # sqrt of the summed squared chunk sizes (for profiles keyed that way)
 
 
 @dataclass(frozen=True)
 class StepTime:
+    """Time of one step; ``stages`` is the wall time of each pipeline stage (compute and its
+    collectives), ``p2p_ns`` the hand-over between consecutive stages."""
+
     compute_ns: float
     comm_ns: float
     attention_ns: float
+    moe_ns: float = 0.0
+    stages: tuple[float, ...] = ()
+    p2p_ns: float = 0.0
 
     @property
     def total_ns(self) -> float:
-        return self.compute_ns + self.comm_ns
+        return sum(self.stages) + self.p2p_ns * (len(self.stages) - 1)
+
+
+def stage_layers(num_layers: int, pp: int) -> list[int]:
+    """Blocks per pipeline stage: an even split, the remainder on the stages before the last."""
+    base, extra = divmod(num_layers, pp)
+    parts = [base] * pp
+    for i in range(extra):
+        parts[-(i + 2) if pp > 1 else 0] += 1
+    return parts
 
 
 class IterationModel:
-    """Per-step latency of one instance (one model replica at a given TP degree)."""
+    """Per-step latency of one instance (one model replica at given TP/PP/EP degrees)."""
 
-    def __init__(self, profile: TpProfile, model: ModelSpec, tp: int = 1, link: Link | None = None,
-                 mem_bw_gbps: float = 0.0, skew_correction: bool = True):
+    def __init__(self, profile: LatencyProfile, model: ModelSpec, tp: int = 1, link: Link | None = None,
+                 mem_bw_gbps: float = 0.0, skew_correction: bool = True, pp: int = 1,
+                 ep_link: Link | None = None):
         self.profile = profile
         self.model = model
         self.tp = tp
+        self.pp = pp
         self.link = link
+        self.ep_link = ep_link or link
         self.mem_bw = mem_bw_gbps
         self.skew = profile.skew if skew_correction else None
+        self._rms_key = getattr(profile.attention, "prefill_key", "sum") == "rms"
         self.layers = model.num_layers
-        self._dense_axis, self._dense_vals = self._dense_sum(profile)
+        self.stage_blocks = stage_layers(self.layers, pp)
+        self._block_axis, self._block_vals = self._sum_table(profile.dense, None)
+        self._first_axis, self._first_vals = self._sum_table(profile.dense, EDGE_FIRST)
+        self._last_axis, self._last_vals = self._sum_table(profile.dense, EDGE_LAST)
         seq = profile.per_sequence
         axis = np.unique(np.concatenate([t[0] for t in seq.values()])) if seq else np.array([1.0])
         self._seq_axis = axis
         self._seq_vals = sum((interp1(x, v, axis) for x, v in seq.values()), np.zeros(len(axis)))
-        self._dense_cache: dict[int, float] = {}
-        self._seq_cache: dict[int, float] = {}
+        self._cache: dict[tuple[str, int], float] = {}
         self._hidden_bytes = model.hidden_size * DTYPE_BYTES[model.torch_dtype]
 
-    def _dense_sum(self, profile: TpProfile) -> tuple[np.ndarray, np.ndarray]:
-        """Sum every token-parallel operator of one whole forward on a common token axis.
-
-        Interpolating the sum equals summing the interpolations, so one lookup per step suffices.
-        """
-        dense = profile.dense
-        axis = np.unique(np.concatenate([t[0] for t in dense.values()]))
+    def _sum_table(self, dense: dict, only: tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Sum operators on a common token axis (the sum of interpolations is the interpolation of
+        the sum, so one lookup per step suffices): the prologue or head layers ``only``, or, with
+        ``only=None``, every per-block operator of one block."""
+        edge = EDGE_FIRST + EDGE_LAST
+        picked = {k: v for k, v in dense.items() if (k in only if only else k not in edge)}
+        if not picked:
+            return np.array([1.0]), np.array([0.0])
+        axis = np.unique(np.concatenate([t[0] for t in picked.values()]))
         total = np.zeros(len(axis))
-        for layer, (x, v) in dense.items():
-            times = 1 if layer in EDGE_LAYERS else self.layers * PER_BLOCK_REPEATS.get(layer, 1)
-            total += times * interp1(x, v, axis)
+        for layer, (x, v) in picked.items():
+            total += PER_BLOCK_REPEATS.get(layer, 1) * interp1(x, v, axis) if only is None else interp1(x, v, axis)
         return axis, total
 
-    def dense_ns(self, tokens: int) -> float:
-        v = self._dense_cache.get(tokens)
+    def _lookup(self, kind: str, axis: np.ndarray, vals: np.ndarray, x: int) -> float:
+        key = (kind, x)
+        v = self._cache.get(key)
         if v is None:
-            v = float(interp1(self._dense_axis, self._dense_vals, tokens)) if tokens > 0 else 0.0
-            self._dense_cache[tokens] = v
+            v = float(interp1(axis, vals, x)) if x > 0 else 0.0
+            self._cache[key] = v
         return v
 
+    def block_dense_ns(self, tokens: int) -> float:
+        return self._lookup("block", self._block_axis, self._block_vals, tokens)
+
+    def dense_ns(self, tokens: int) -> float:
+        """Every token-parallel operator of a whole forward pass."""
+        return (self.layers * self.block_dense_ns(tokens) + self._lookup("first", self._first_axis, self._first_vals, tokens)
+                + self._lookup("last", self._last_axis, self._last_vals, tokens))
+
     def per_sequence_ns(self, seqs: int) -> float:
-        v = self._seq_cache.get(seqs)
-        if v is None:
-            v = float(interp1(self._seq_axis, self._seq_vals, seqs)) if seqs > 0 else 0.0
-            self._seq_cache[seqs] = v
-        return v
+        return self._lookup("seq", self._seq_axis, self._seq_vals, seqs)
 
     def attention_ns(self, b: BatchShape) -> float:
         """One attention layer for the whole batch."""
         att = self.profile.attention
         n = b.num_decodes
-        t = att(b.prefill_tokens, b.prefill_history, n, b.decode_kv_mean)
+        pc = b.prefill_rms if self._rms_key else b.prefill_tokens
+        t = att(pc, b.prefill_history, n, b.decode_kv_mean)
         if self.skew is not None and n > 1 and b.decode_kv_max > b.decode_kv_mean:
-            alpha = self.skew.alpha(b.prefill_tokens, n, b.decode_kv_mean, b.decode_kv_min,
-                                    b.decode_kv_max, b.prefill_history)
+            alpha = self.skew.alpha(pc, n, b.decode_kv_mean, b.decode_kv_min, b.decode_kv_max, b.prefill_history)
             if alpha:
-                t_max = att(b.prefill_tokens, b.prefill_history, n, b.decode_kv_max)
+                t_max = att(pc, b.prefill_history, n, b.decode_kv_max)
                 if t_max > t:
                     t += alpha * (t_max - t)
         return t
 
     def allreduce_ns(self, tokens: int) -> float:
-        """Both tensor-parallel all-reduces of every block."""
+        """One tensor-parallel all-reduce of the hidden state."""
         if self.tp <= 1 or self.link is None or tokens <= 0:
             return 0.0
-        one = all_reduce_ns(self.link, self.tp, tokens * self._hidden_bytes, self.mem_bw)
-        return 2 * self.layers * one
+        v = self._cache.get(("ar", tokens))
+        if v is None:
+            v = all_reduce_ns(self.link, self.tp, tokens * self._hidden_bytes, self.mem_bw)
+            self._cache[("ar", tokens)] = v
+        return v
 
-    def step(self, b: BatchShape) -> StepTime:
-        attn = self.layers * self.attention_ns(b)
-        compute = self.dense_ns(b.num_tokens) + attn + self.per_sequence_ns(b.num_seqs)
-        return StepTime(compute, self.allreduce_ns(b.num_tokens), attn)
+    def ep_comm_ns(self, group_tokens: int, ep: int) -> float:
+        """Dispatch (all-gather of hidden + router logits) and combine (reduce-scatter) of one MoE block."""
+        if ep <= 1 or self.ep_link is None or group_tokens <= 0:
+            return 0.0
+        b = DTYPE_BYTES[self.model.torch_dtype]
+        h, E = self.model.hidden_size, self.model.num_experts
+        return (all_gather_ns(self.ep_link, ep, group_tokens * (h + E) * b)
+                + reduce_scatter_ns(self.ep_link, ep, group_tokens * h * b, self.mem_bw))
+
+    def p2p_ns(self, tokens: int) -> float:
+        if self.pp <= 1 or self.link is None:
+            return 0.0
+        return self.link.transfer_ns(tokens * self._hidden_bytes)
+
+    def step(self, b: BatchShape, padded_tokens: int | None = None, routing=None,
+             ep_group_tokens: int | None = None) -> StepTime:
+        """``padded_tokens``: the token count a lockstep group runs at; ``routing``: this step's
+        MoE routing (:mod:`llmss_lab.kernel.moe`); ``ep_group_tokens``: tokens across the EP group."""
+        T = padded_tokens or b.num_tokens
+        L = self.layers
+        attn = self.attention_ns(b)
+        block = self.block_dense_ns(T) + attn
+        ar = self.allreduce_ns(T)
+        moe_layers = None
+        ep = 1
+        if routing is not None and self.profile.moe is not None:
+            per_rank = self.profile.moe(routing)                       # [G, ep]
+            moe_layers = np.repeat(per_rank.max(axis=1), routing.repeat)[:L]
+            ep = routing.local_tokens.shape[1]
+        if ep > 1:   # attention all-reduce, then expert dispatch and combine
+            block_comm = ar + self.ep_comm_ns(ep_group_tokens or T, ep)
+        else:
+            block_comm = 2 * ar
+        first = self._lookup("first", self._first_axis, self._first_vals, T)
+        last = self._lookup("last", self._last_axis, self._last_vals, T) + self.per_sequence_ns(b.num_seqs)
+        stages = []
+        start = 0
+        moe_total = 0.0
+        for s, nb in enumerate(self.stage_blocks):
+            t = nb * (block + block_comm)
+            if moe_layers is not None:
+                m = float(moe_layers[start:start + nb].sum())
+                t += m
+                moe_total += m
+            start += nb
+            if s == 0:
+                t += first
+            if s == self.pp - 1:
+                t += last
+            stages.append(t)
+        comm = L * block_comm
+        compute = sum(stages) - comm
+        return StepTime(compute, comm, L * attn, moe_total, tuple(stages), self.p2p_ns(T))

@@ -20,6 +20,7 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -295,16 +296,49 @@ def _load_skew(meta: Section, tp: int, path: Path) -> SkewFit | None:
 
 # ---- a bundle ---------------------------------------------------------------------------------------
 
+class MoeTable:
+    """One MoE block (gate and experts) on one rank: 2-D lookup over (tokens reaching the rank,
+    experts it activates). Bracket the experts axis (clamp below, extrapolate above), interpolate
+    tokens within each profiled expert count, blend."""
+
+    def __init__(self, tokens: np.ndarray, experts: np.ndarray, ns: np.ndarray, source: str = ""):
+        self.experts = np.unique(experts).astype(float)
+        self.rows = []
+        for e in self.experts:
+            m = experts == e
+            order = np.argsort(tokens[m])
+            self.rows.append((tokens[m][order].astype(float), ns[m][order]))
+        self.source = source
+
+    def one(self, tokens: float, activated: float) -> float:
+        if tokens <= 0:
+            return 0.0
+        i, j, w = bracket(self.experts, activated)
+        a = float(interp1(*self.rows[i], tokens))
+        if w:
+            a += w * (float(interp1(*self.rows[j], tokens)) - a)
+        return max(a, 0.0)
+
+    def __call__(self, routing) -> np.ndarray:
+        """Per routed layer group and EP rank: [G, ep] ns."""
+        lt, act = routing.local_tokens, routing.activated
+        out = np.empty(lt.shape)
+        for idx in np.ndindex(lt.shape):
+            out[idx] = self.one(float(lt[idx]), float(act[idx]))
+        return out
+
+
 @dataclass
-class TpProfile:
-    """Everything measured at one tensor-parallel degree, ready for per-step lookups."""
+class LatencyProfile:
+    """What an iteration model needs from a profile at one TP degree, whatever its file format."""
 
     tp: int
-    dense: dict[str, tuple[np.ndarray, np.ndarray]]         # layer -> (tokens, ns)
-    per_sequence: dict[str, tuple[np.ndarray, np.ndarray]]  # layer -> (sequences, ns)
-    attention: AttentionTable
-    skew: SkewFit | None
-    moe: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # tokens, experts, ns
+    dense: dict[str, tuple[np.ndarray, np.ndarray]]          # layer -> (tokens, ns)
+    per_sequence: dict[str, tuple[np.ndarray, np.ndarray]]   # layer -> (sequences, ns)
+    attention: Callable[[float, float, float, float], float]  # (chunk, chunk history, n decode, kv) -> ns
+    skew: "SkewFit | None" = None
+    moe: Callable | None = None                               # routing -> [G, ep] ns
+    source: str = ""
 
 
 @dataclass
@@ -317,13 +351,13 @@ class ProfileBundle:
     variant: str
     meta: Section
     tp_dirs: dict[int, Path]
-    _tps: dict[int, TpProfile] = field(default_factory=dict)
+    _tps: dict[int, LatencyProfile] = field(default_factory=dict)
 
     @property
     def tp_degrees(self) -> list[int]:
         return sorted(self.tp_dirs)
 
-    def at_tp(self, tp: int) -> TpProfile:
+    def at_tp(self, tp: int) -> LatencyProfile:
         if tp not in self.tp_dirs:
             raise InputError(f"the profile has no tp{tp}/ folder (has {['tp%d' % t for t in self.tp_degrees]}); "
                              f"profile this model at TP={tp} or pick another tp_size", self.path, f"tp{tp}")
@@ -332,18 +366,20 @@ class ProfileBundle:
         return self._tps[tp]
 
 
-def _load_tp(meta: Section, tp: int, d: Path) -> TpProfile:
+def _load_tp(meta: Section, tp: int, d: Path) -> LatencyProfile:
     moe = None
     if (d / "moe.csv").is_file():
         c = read_csv(d / "moe.csv", ("tokens", "activated_experts", "time_us"))
-        moe = (np.array(c["tokens"]), np.array(c["activated_experts"]), np.array(c["time_us"]) * 1000.0)
-    return TpProfile(
+        moe = MoeTable(np.array(c["tokens"]), np.array(c["activated_experts"]), np.array(c["time_us"]) * 1000.0,
+                       str(d / "moe.csv"))
+    return LatencyProfile(
         tp=tp,
         dense=_layer_table(d / "dense.csv", "tokens"),
         per_sequence=_layer_table(d / "per_sequence.csv", "sequences"),
         attention=AttentionTable.load(d / "attention.csv"),
         skew=_load_skew(meta, tp, d / "skew_fit.csv"),
         moe=moe,
+        source=str(d),
     )
 
 

@@ -1,0 +1,38 @@
+"""Point-to-point transfers between instances, with contention.
+
+Every instance has one egress and one ingress port per GPU rank; a transfer occupies the sender's
+egress and the receiver's ingress for ``latency + bytes / bandwidth`` (each rank moves its own
+shard in parallel). Transfers that share a port queue behind each other in the order they were
+asked for, so two prefills sending KV to one decoder take twice as long as one.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..latency.interconnect import Link
+
+
+class Fabric:
+    def __init__(self) -> None:
+        self._free: dict[tuple[str, int], float] = defaultdict(float)
+        self.bytes_moved = 0.0
+
+    def reserve(self, src: int, dst: int, earliest: float, duration: float) -> tuple[float, float]:
+        """Book ``duration`` ns on ``src``'s egress and ``dst``'s ingress; returns (start, end)."""
+        ports = (("out", src), ("in", dst))
+        start = max(earliest, *(self._free[p] for p in ports))
+        end = start + duration
+        for p in ports:
+            self._free[p] = end
+        return start, end
+
+    def send(self, link: Link, src: int, dst: int, earliest: float, bytes_per_lane: float, lanes: int = 1,
+             stream_until: float | None = None, chunks: int = 1) -> float:
+        """Time the last byte arrives. With ``stream_until`` the data is produced in ``chunks``
+        equal parts up to that time (layer by layer) and the last part leaves only after it."""
+        duration = link.transfer_ns(bytes_per_lane)
+        _, end = self.reserve(src, dst, earliest, duration)
+        self.bytes_moved += bytes_per_lane * lanes
+        if stream_until is not None:
+            end = max(end, stream_until + link.transfer_ns(bytes_per_lane / chunks))
+        return end

@@ -1,0 +1,134 @@
+"""Profiles in the older format of the LLMServingSim 2.0 paper's artifact.
+
+``profiles/<HW>/<org>/<model>/tpN/``:
+
+* ``layers.csv`` (``layer_name,input,kv_cache,tp_size,latency(ns)``): each operator of one rank
+  at ``input`` tokens (1..2048). ``embedding`` runs once before the blocks and ``final_layernorm``
+  once after; ``lm_head`` is looked up at the number of sequences; every other operator runs once
+  per transformer block at the batch's token count. The ``attn`` row (a plain attention timing) is
+  superseded by the predictions below. MoE models list ``gate`` (per block, at all tokens) and
+  ``expert.w1``/``w3``/``w2`` (one full expert at the tokens routed to it); ``act_fn`` of an MoE
+  model is not charged separately because vLLM fuses it into the expert kernel.
+* ``predictions/attn_prefill_predictions.csv`` (``kv_cache_size,prefill_chunk_size,prediction``)
+  and ``attn_decode_predictions.csv`` (``batch_size,kv_cache_size,prediction``), in ns: one
+  attention layer for a prefill chunk over a history, and for a batch of decodes at a mean
+  history. A step's attention is the prefill part plus the decode part. Several prefill chunks
+  in one step count as one chunk of ``sqrt(sum of squared chunk sizes)`` tokens (attention work
+  grows with the square of a chunk) over their summed history.
+
+All lookups interpolate linearly on each axis, clamp below the first grid point and extrapolate
+linearly above the last, like the current format. Layers a profile lacks (the TPU profile has no
+``k_proj``/``v_proj`` rows) cost nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .profile import LatencyProfile, bracket, interp1, read_csv
+
+EXPERT_OPS = ("expert.w1", "expert.w3", "expert.w2")
+SKIP = ("attn", "lm_head")
+
+
+def is_legacy_dir(model_dir: Path) -> bool:
+    return any((d / "layers.csv").is_file() for d in model_dir.glob("tp*"))
+
+
+class Grid:
+    """A full 2-D table ``values[x, y]`` with the bracket rule on both axes."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, v: np.ndarray, path: Path):
+        xs, xi = np.unique(x, return_inverse=True)
+        ys, yi = np.unique(y, return_inverse=True)
+        grid = np.full((len(xs), len(ys)), np.nan)
+        grid[xi, yi] = v
+        for i in range(len(xs)):  # fill any holes along y
+            ok = ~np.isnan(grid[i])
+            if not ok.any():
+                raise InputError(f"no values for {xs[i]} in the first column", path)
+            if not ok.all():
+                grid[i] = interp1(ys[ok], grid[i, ok], ys)
+        self.x, self.y, self.v = xs.astype(float), ys.astype(float), grid
+
+    def __call__(self, x: float, y: float) -> float:
+        i0, i1, wi = bracket(self.x, x)
+        j0, j1, wj = bracket(self.y, y)
+        v = self.v
+        a = v[i0, j0] + wj * (v[i0, j1] - v[i0, j0])
+        b = v[i1, j0] + wj * (v[i1, j1] - v[i1, j0])
+        return max(a + wi * (b - a), 0.0)
+
+
+class LegacyAttention:
+    """Prefill part (equivalent chunk, history) plus decode part (count, mean history)."""
+
+    prefill_key = "rms"
+
+    def __init__(self, d: Path):
+        p = d / "predictions" / "attn_prefill_predictions.csv"
+        q = d / "predictions" / "attn_decode_predictions.csv"
+        for f in (p, q):
+            if not f.is_file():
+                raise InputError("attention predictions missing from the profile", f)
+        cp = read_csv(p, ("kv_cache_size", "prefill_chunk_size", "prediction"))
+        cd = read_csv(q, ("batch_size", "kv_cache_size", "prediction"))
+        self.prefill = Grid(np.asarray(cp["prefill_chunk_size"]), np.asarray(cp["kv_cache_size"]),
+                            np.asarray(cp["prediction"], float), p)
+        self.decode = Grid(np.asarray(cd["batch_size"]), np.asarray(cd["kv_cache_size"]),
+                           np.asarray(cd["prediction"], float), q)
+
+    def __call__(self, pc: float, kp: float, n: float, kv: float) -> float:
+        t = self.prefill(pc, kp) if pc > 0 else 0.0
+        if n > 0:
+            t += self.decode(n, kv)
+        return max(t, 1.0)
+
+
+class LegacyExperts:
+    """Expert block of each EP rank: the sum, over the experts it holds, of one expert's operators
+    at the tokens routed to it (experts placed in contiguous ranges)."""
+
+    def __init__(self, ops: dict[str, tuple[np.ndarray, np.ndarray]]):
+        axis = np.unique(np.concatenate([ops[k][0] for k in EXPERT_OPS]))
+        self.axis = axis
+        self.values = sum(interp1(*ops[k], axis) for k in EXPERT_OPS)
+
+    def __call__(self, routing) -> np.ndarray:
+        c = routing.expert_tokens                        # [G, E]
+        t = np.where(c > 0, interp1(self.axis, self.values, np.maximum(c, 1)), 0.0)
+        ep = routing.local_tokens.shape[1]
+        return t.reshape(t.shape[0], ep, -1).sum(axis=2)
+
+
+def load_legacy(model_dir: Path, tp: int, is_moe: bool) -> LatencyProfile:
+    d = model_dir / f"tp{tp}"
+    if not (d / "layers.csv").is_file():
+        have = sorted(p.name for p in model_dir.glob("tp*") if (p / "layers.csv").is_file())
+        raise InputError(f"the profile has no tp{tp}/layers.csv (has {have}); pick a tp_size it was profiled at",
+                         model_dir, f"tp{tp}")
+    cols = read_csv(d / "layers.csv", ("layer_name", "input", "latency(ns)"))
+    pts: dict[str, list[tuple[float, float]]] = {}
+    for name, x, t in zip(cols["layer_name"], cols["input"], cols["latency(ns)"]):
+        pts.setdefault(str(name), []).append((float(x), float(t)))
+    ops = {}
+    for name, p in pts.items():
+        p.sort()
+        xs = np.array([a for a, _ in p])
+        if len(np.unique(xs)) != len(xs):
+            raise InputError(f"layer {name!r} has duplicate input values", d / "layers.csv")
+        ops[name] = (xs, np.array([b for _, b in p]))
+    if "lm_head" not in ops:
+        raise InputError("no lm_head rows", d / "layers.csv", "layer_name")
+    moe = None
+    dense = {k: v for k, v in ops.items() if k not in SKIP and not k.startswith("expert.")}
+    if is_moe:
+        missing = [k for k in EXPERT_OPS if k not in ops]
+        if missing:
+            raise InputError(f"MoE model but no {missing} rows", d / "layers.csv", "layer_name")
+        moe = LegacyExperts(ops)
+        dense.pop("act_fn", None)
+    return LatencyProfile(tp=tp, dense=dense, per_sequence={"lm_head": ops["lm_head"]},
+                          attention=LegacyAttention(d), skew=None, moe=moe, source=str(d))
