@@ -83,7 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError("output folder does not exist", Path(args.out).parent, "--out")
     bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
     try:
-        res = simulate(args.cluster_config, workload, engine=engine, reference_dir=args.reference_dir, progress=cb)
+        res = simulate(args.cluster_config, workload, engine=engine, reference_dir=args.reference_dir, progress=cb,
+                       router=args.router, expert_gate=args.expert_gate, gate_skew=args.gate_skew,
+                       kv_transfer=args.kv_transfer, seed=args.seed)
     finally:
         if bar is not None:
             bar.close()
@@ -143,6 +145,33 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_figure_data(args: argparse.Namespace) -> int:
+    from .figures import SCENARIOS, compare, format_scores, write_figure_data
+    from .reference import resolve_reference_dir
+
+    ref = resolve_reference_dir(args.reference_dir)
+    if (ref / "ispass26").is_dir() and not (ref / "figures").is_dir():
+        ref = ref / "ispass26"
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        from .errors import InputError
+
+        raise InputError("not a folder", out, "--out")
+    for n in args.figures:
+        if n not in SCENARIOS:
+            from .errors import InputError
+
+            raise InputError(f"figure data exists for figures {sorted(SCENARIOS)}", "figure-data", str(n))
+    for n in args.figures:
+        files = write_figure_data(n, ref, out, on_scenario=lambda sc, wall: print(
+            f"{sc.label}: simulated in {wall:.2f} s", file=sys.stderr))
+        for f in files:
+            print(f)
+        if args.compare:
+            print(format_scores(compare(n, ref, out)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -163,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="write results (netCDF) here")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from .kernel.moe import GATES
+    from .kernel.router import ROUTERS
+
+    r.add_argument("--router", default="load_score", choices=ROUTERS.names(), help="request routing policy")
+    r.add_argument("--expert-gate", default="balanced", choices=GATES.names(), help="MoE expert routing policy")
+    r.add_argument("--gate-skew", type=float, default=1.0, help="Zipf exponent of the zipf expert gate")
+    r.add_argument("--kv-transfer", default="layer", choices=("layer", "whole"),
+                   help="P/D KV hand-off: streamed layer by layer behind the prefill, or whole after it")
     _engine_args(r)
     r.set_defaults(fn=cmd_run)
 
@@ -181,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="print the summary of a saved results file")
     s.add_argument("results")
     s.set_defaults(fn=cmd_summary)
+
+    g = sub.add_parser("figure-data", help="run the paper's scenarios of figures 5, 8, 9 and write the artifact's TSVs")
+    g.add_argument("figures", type=int, nargs="+", help="figure numbers (5, 8, 9)")
+    g.add_argument("--reference-dir", help="the paper artifact folder (.../llmservingsim/ispass26)")
+    g.add_argument("--out", required=True, help="output folder (figure_N/... is written inside)")
+    g.add_argument("--compare", action="store_true", help="also score the files against real vLLM")
+    g.set_defaults(fn=cmd_figure_data)
 
     f = sub.add_parser("fetch-reference", help="download the public reference files (pinned commit) to a cache")
     f.add_argument("--dest", help="target folder (default: the per-user cache)")

@@ -144,14 +144,19 @@ class ClusterSpec:
 
 
 def _placement_is_local(placement: Any) -> bool:
+    """True when every weight and KV placement is on the GPU (``kv_evict_loc`` only matters to a
+    lower prefix-cache tier, which such a config does not enable)."""
     if not isinstance(placement, dict):
         return False
-    values: list[Any] = []
-    for part in placement.values():
-        if isinstance(part, dict):
-            for v in part.values():
-                values.extend(v.values() if isinstance(v, dict) else [v])
-    return all(str(v).lower() == "npu" for v in values if not isinstance(v, (int, float)))
+    rules: list[Any] = [placement.get("default", {})]
+    rules += placement.get("blocks", []) or []
+    rules += list((placement.get("layers", {}) or {}).values())
+    for rule in rules:
+        if not isinstance(rule, dict):
+            return False
+        if any(str(rule.get(k, "npu")).lower() != "npu" for k in ("weights", "kv_loc")):
+            return False
+    return True
 
 
 def _memory(s: Section, with_util: bool = False) -> tuple[MemorySpec, float | None]:

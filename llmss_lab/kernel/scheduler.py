@@ -177,7 +177,7 @@ class VLLMV1Scheduler(Scheduler):
             total = int(R.num_tokens[rid])
             ready = int(R.kv_ready[rid])
             hits = [] if ready else kv.lookup(rid, total)
-            n_hit = ready or len(hits) * bs
+            n_hit = min(ready, total - 1) if ready else len(hits) * bs  # last token recomputed for logits
             n = total - n_hit
             if not eng.enable_chunked_prefill and n > budget:
                 break
@@ -195,7 +195,7 @@ class VLLMV1Scheduler(Scheduler):
             R.computed[rid] = n_hit
             if ready:  # transferred KV: index it for later prefix hits, recompute it if preempted
                 R.kv_ready[rid] = 0
-                kv.cache_full_blocks(rid, ready)
+                kv.cache_full_blocks(rid, n_hit)
             else:
                 kv.queries += total
                 kv.hits += n_hit

@@ -3,8 +3,9 @@
 New requests are routed at arrival among the instances that take them (all but decode
 instances). In a prefill/decode split, a request whose prompt a prefill instance has processed is
 handed to a decode instance picked by the same policy; its KV cache travels over the fabric, layer
-by layer behind the prefill compute (``kv_transfer="layer"``) or after it (``"whole"``), and the
-first token counts as delivered when the KV has arrived.
+by layer behind the prefill compute (``kv_transfer="layer"``) or after it (``"whole"``). As in vLLM's
+disaggregated serving, the decode instance then recomputes the last prompt token to get logits and
+streams the first token, so TTFT spans prefill, KV transfer, the wait for a decode step and that step.
 """
 from __future__ import annotations
 
@@ -106,12 +107,9 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
                 progress(1)
 
     def deliver(rid: int, dst: Instance, ready: float) -> None:
-        R.first_token[rid] = R.last_token[rid] = ready
         R.kv_transfer[rid] = ready - R.kv_transfer[rid]
-        if R.output[rid] <= 1:
-            finished(np.array([rid]), ready)
-        else:
-            dst.submit(rid, token_ids[rid], int(R.prompt[rid]))
+        R.num_tokens[rid] = R.prompt[rid]   # the prefill's sampled token is not sent on
+        dst.submit(rid, token_ids[rid], int(R.prompt[rid]))
 
     def on_step(inst: Instance, first: np.ndarray, done: np.ndarray, start: float, now: float, t: StepTime) -> None:
         if inst.role != "prefill":

@@ -31,7 +31,7 @@ from ..errors import InputError
 
 # ---- generic helpers -----------------------------------------------------------------------------
 
-TEXT_COLUMNS = ("layer", "n_label", "skew_rate_label", "kv_big_label", "kp_label")
+TEXT_COLUMNS = ("layer", "layer_name", "n_label", "skew_rate_label", "kv_big_label", "kp_label")
 
 
 def read_csv(path: Path, columns: tuple[str, ...]) -> dict[str, list]:

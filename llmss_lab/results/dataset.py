@@ -138,6 +138,19 @@ def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
     return xr.Dataset(data, coords={"time": time, "instance": names})
 
 
+def experts_dataset(raw: RawRun) -> xr.Dataset:
+    """Token-expert pairs per MoE layer and expert, summed over the run, per engine (an instance or
+    a data-parallel group, whose members route as one). Empty for dense models."""
+    moe = [e for e in raw.engines if e.expert_load is not None]
+    if not moe:
+        return xr.Dataset()
+    loads = np.stack([e.expert_load for e in moe])
+    data = {"expert_load": _var(("moe_group", "layer", "expert"), loads, "1",
+                                "token-expert pairs routed to each expert, whole run")}
+    return xr.Dataset(data, coords={"moe_group": [e.name for e in moe], "layer": np.arange(loads.shape[1]),
+                                    "expert": np.arange(loads.shape[2])})
+
+
 @dataclass
 class Results:
     """The outcome of one simulation: three Datasets plus a summary in vLLM bench names."""
@@ -147,12 +160,14 @@ class Results:
     timeseries: xr.Dataset
     attrs: dict = field(default_factory=dict)
     itl_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    experts: xr.Dataset = field(default_factory=xr.Dataset)
 
     @classmethod
     def from_raw(cls, raw: RawRun, attrs: dict) -> "Results":
         itls = [a for inst in raw.instances for a in inst.log.itl]
         itl = np.concatenate(itls) * 1e-6 if itls else np.zeros(0)
-        res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), {}, itl)
+        res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), {}, itl,
+                  experts_dataset(raw))
         for key, value in attrs.items():
             res.set_attr(key, value)
         res.set_attr("summary_json", json.dumps(res.summary()))
@@ -161,7 +176,7 @@ class Results:
     def set_attr(self, key: str, value) -> None:
         """Set a run-level attribute on the results and on each Dataset alike."""
         self.attrs[key] = value
-        for ds in (self.requests, self.iterations, self.timeseries):
+        for ds in (self.requests, self.iterations, self.timeseries, self.experts):
             ds.attrs[key] = value
 
     def summary(self) -> dict[str, float]:
@@ -199,6 +214,8 @@ class Results:
                 mode = "a"
             xr.Dataset({"itl": xr.Variable("token_gap", self.itl_ms, {"units": "ms", "long_name": "inter-token latency"})},
                        attrs=self.attrs).to_netcdf(tmp, group="itl", mode="a", engine="netcdf4")
+            if self.experts.data_vars:
+                self.experts.to_netcdf(tmp, group="experts", mode="a", engine="netcdf4")
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -214,5 +231,9 @@ class Results:
             parts = {g: xr.load_dataset(path, group=g, engine="netcdf4") for g in (*GROUPS, "itl")}
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"not an llmss_lab results file ({exc})", path) from None
+        try:
+            experts = xr.load_dataset(path, group="experts", engine="netcdf4")
+        except OSError:
+            experts = xr.Dataset()
         attrs = dict(parts["requests"].attrs)
-        return cls(parts["requests"], parts["iterations"], parts["timeseries"], attrs, parts["itl"].itl.values)
+        return cls(parts["requests"], parts["iterations"], parts["timeseries"], attrs, parts["itl"].itl.values, experts)
