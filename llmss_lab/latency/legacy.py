@@ -22,6 +22,7 @@ linearly above the last, like the current format. Layers a profile lacks (the TP
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +46,11 @@ class Grid:
         ys, yi = np.unique(y, return_inverse=True)
         grid = np.full((len(xs), len(ys)), np.nan)
         grid[xi, yi] = v
-        for i in range(len(xs)):  # fill any holes along y
+        for i in np.flatnonzero(np.isnan(grid).any(axis=1)):  # fill any holes along y
             ok = ~np.isnan(grid[i])
             if not ok.any():
                 raise InputError(f"no values for {xs[i]} in the first column", path)
-            if not ok.all():
-                grid[i] = interp1(ys[ok], grid[i, ok], ys)
+            grid[i] = interp1(ys[ok], grid[i, ok], ys)
         self.x, self.y, self.v = xs.astype(float), ys.astype(float), grid
 
     def __call__(self, x: float, y: float) -> float:
@@ -104,22 +104,32 @@ class LegacyExperts:
 
 
 def load_legacy(model_dir: Path, tp: int, is_moe: bool) -> LatencyProfile:
+    """The profile of one TP degree (cached while its files are unchanged)."""
+    d = model_dir / f"tp{tp}"
+    stamp = max((f.stat().st_mtime for f in d.rglob("*.csv")), default=0.0) if d.is_dir() else 0.0
+    return _load_legacy(str(model_dir), tp, is_moe, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_legacy(model_dir_s: str, tp: int, is_moe: bool, stamp: float) -> LatencyProfile:
+    model_dir = Path(model_dir_s)
     d = model_dir / f"tp{tp}"
     if not (d / "layers.csv").is_file():
         have = sorted(p.name for p in model_dir.glob("tp*") if (p / "layers.csv").is_file())
         raise InputError(f"the profile has no tp{tp}/layers.csv (has {have}); pick a tp_size it was profiled at",
                          model_dir, f"tp{tp}")
     cols = read_csv(d / "layers.csv", ("layer_name", "input", "latency(ns)"))
-    pts: dict[str, list[tuple[float, float]]] = {}
-    for name, x, t in zip(cols["layer_name"], cols["input"], cols["latency(ns)"]):
-        pts.setdefault(str(name), []).append((float(x), float(t)))
+    names = np.asarray(cols["layer_name"], dtype=object)
+    x_all = np.asarray(cols["input"], dtype=float)
+    t_all = np.asarray(cols["latency(ns)"], dtype=float)
     ops = {}
-    for name, p in pts.items():
-        p.sort()
-        xs = np.array([a for a, _ in p])
-        if len(np.unique(xs)) != len(xs):
+    for name in dict.fromkeys(names.tolist()):
+        m = names == name
+        order = np.argsort(x_all[m], kind="stable")
+        xs, ts = x_all[m][order], t_all[m][order]
+        if (np.diff(xs) == 0).any():
             raise InputError(f"layer {name!r} has duplicate input values", d / "layers.csv")
-        ops[name] = (xs, np.array([b for _, b in p]))
+        ops[str(name)] = (xs, ts)
     if "lm_head" not in ops:
         raise InputError("no lm_head rows", d / "layers.csv", "layer_name")
     moe = None
