@@ -1,0 +1,50 @@
+"""Figure data: files laid out as the artifact's parsed/ folders, and the scoring metric."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from llmss_lab.cli import main
+from llmss_lab.figures import SCENARIOS, throughput_error
+
+
+def header(path):
+    with open(path, newline="") as f:
+        return next(csv.reader(f, delimiter="\t"))
+
+
+def test_figure_9_files_match_the_artifacts_layout(ref, tmp_path, capsys):
+    art = ref / "ispass26"
+    assert main(["figure-data", "9", "--reference-dir", str(art), "--out", str(tmp_path)]) == 0
+    for name in ("SD_throughput.tsv", "SD_latency.tsv"):
+        ours, theirs = tmp_path / "figure_9/parsed" / name, art / "figures/figure_9/parsed" / name
+        assert header(ours) == header(theirs)
+    with open(tmp_path / "figure_9/parsed/SD_throughput.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert [int(r["time_s"]) for r in rows] == list(range(len(rows)))
+    assert float(rows[0]["throughput"]) == 0.0
+    total = sum(float(r["throughput"]) for r in rows)
+    with open(art / "dataset/sharegpt_req300_rate10_llama.jsonl") as f:
+        expected = sum(json.loads(line)["output_toks"] for line in f if line.strip())
+    assert total == pytest.approx(expected)   # every generated token lands in exactly one second
+
+
+def test_every_scenario_names_an_existing_config_and_dataset(ref):
+    art = ref / "ispass26"
+    for scs in SCENARIOS.values():
+        for sc in scs:
+            assert (art / sc.config).is_file() and (art / sc.dataset).is_file(), sc.label
+
+
+def test_throughput_error_is_normalised_absolute_error(tmp_path):
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    a.write_text("time_s\tthroughput\n0\t0\n1\t90\n2\t110\n3\t5\n")
+    b.write_text("time_s\tthroughput\n0\t0\n1\t100\n2\t100\n")
+    assert throughput_error(a, b) == pytest.approx((10 + 10 + 5) / 200 * 100)
+
+
+def test_unknown_figure_is_a_clear_error(capsys, tmp_path):
+    assert main(["figure-data", "7", "--out", str(tmp_path)]) == 2
+    assert "figure data exists for figures [5, 8, 9]" in capsys.readouterr().err
