@@ -59,6 +59,11 @@ def _git_hash() -> str:
         return "unknown"
 
 
+def pads_shapes(hardware: str) -> bool:
+    """vLLM on TPU runs precompiled power-of-two batch shapes; GPU runs here are eager (exact shapes)."""
+    return "tpu" in hardware.lower()
+
+
 def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, variant: str) -> LatencyProfile:
     """The instance's per-rank profile, from a current-format bundle or the paper artifact's format."""
     d = layout.profile_dir(inst.hardware, inst.model_name, variant)
@@ -94,7 +99,7 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
     profile = load_profile(layout, inst, model, profile_variant(dtype, eng.kv_cache_dtype))
     intra = Link(*cluster.link(0))
     latency = IterationModel(profile, model, inst.tp_size, intra, inst.npu_mem.mem_bw, pp=inst.pp_size,
-                             ep_link=ep_link or intra)
+                             ep_link=ep_link or intra, pad_shapes=pads_shapes(inst.hardware))
     max_len = min(eng.max_model_len or model.max_position_embeddings, model.max_position_embeddings)
     blocks = kv_cache_blocks(model, inst, eng, src, ep)
     kv_b = 1 if eng.kv_cache_dtype == "fp8" else DTYPE_BYTES[dtype]

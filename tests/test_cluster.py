@@ -229,3 +229,11 @@ def test_heterogeneous_cluster_runs_each_instance_on_its_own_hardware(ref):
     # same kind of work, different hardware: their step times differ
     dur = [float(it.duration.where(it.instance == i).median()) for i in (0, 1)]
     assert abs(dur[0] - dur[1]) / max(dur) > 0.05
+
+
+def test_tpu_runs_padded_shapes_gpus_run_exact_ones(ref):
+    from llmss_lab.api import pads_shapes
+    from llmss_lab.latency.iteration import pow2_bucket
+
+    assert [pow2_bucket(n, 16) for n in (1, 16, 17, 300, 2048)] == [16, 16, 32, 512, 2048]
+    assert pads_shapes("TPU-v6e-1") and not pads_shapes("A6000") and not pads_shapes("H100")

@@ -19,6 +19,10 @@ A step runs the model once over every scheduled token (``T``, or the data-parall
   boundary sends the hidden state point to point.
 
 A step's time is returned per pipeline stage, so the kernel can overlap micro-batches.
+
+Runtimes that execute precompiled shapes (vLLM on TPU compiles token counts and request counts in
+power-of-two buckets) run the token-parallel operators at the padded token count and the LM head at
+the padded request count (``pad_shapes``); attention runs on the real batch.
 """
 from __future__ import annotations
 
@@ -67,6 +71,11 @@ class StepTime:
         return sum(self.stages) + self.p2p_ns * (len(self.stages) - 1)
 
 
+def pow2_bucket(n: int, smallest: int) -> int:
+    """The compiled shape a padded runtime runs ``n`` at: the next power of two, at least ``smallest``."""
+    return max(smallest, 1 << max(0, int(n) - 1).bit_length())
+
+
 def stage_layers(num_layers: int, pp: int) -> list[int]:
     """Blocks per pipeline stage: an even split, the remainder on the stages before the last."""
     base, extra = divmod(num_layers, pp)
@@ -81,11 +90,12 @@ class IterationModel:
 
     def __init__(self, profile: LatencyProfile, model: ModelSpec, tp: int = 1, link: Link | None = None,
                  mem_bw_gbps: float = 0.0, skew_correction: bool = True, pp: int = 1,
-                 ep_link: Link | None = None):
+                 ep_link: Link | None = None, pad_shapes: bool = False):
         self.profile = profile
         self.model = model
         self.tp = tp
         self.pp = pp
+        self.pad_shapes = pad_shapes
         self.link = link
         self.ep_link = ep_link or link
         self.mem_bw = mem_bw_gbps
@@ -179,6 +189,9 @@ class IterationModel:
         """``padded_tokens``: the token count a lockstep group runs at; ``routing``: this step's
         MoE routing (:mod:`llmss_lab.kernel.moe`); ``ep_group_tokens``: tokens across the EP group."""
         T = padded_tokens or b.num_tokens
+        seqs = b.num_seqs
+        if self.pad_shapes:
+            T, seqs = pow2_bucket(T, 16), pow2_bucket(seqs, 8)
         L = self.layers
         attn = self.attention_ns(b)
         block = self.block_dense_ns(T) + attn
@@ -194,7 +207,7 @@ class IterationModel:
         else:
             block_comm = 2 * ar
         first = self._lookup("first", self._first_axis, self._first_vals, T)
-        last = self._lookup("last", self._last_axis, self._last_vals, T) + self.per_sequence_ns(b.num_seqs)
+        last = self._lookup("last", self._last_axis, self._last_vals, T) + self.per_sequence_ns(seqs)
         stages = []
         start = 0
         moe_total = 0.0
