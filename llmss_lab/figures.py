@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from .api import simulate
 from .config.engine import EngineConfig
 from .errors import InputError
@@ -196,7 +194,3 @@ def format_scores(scores: list[Score]) -> str:
             theirs = s.theirs.get(k, math.nan)
             lines.append(f"{s.scenario.label:<22} {k:<26} {v:>+10.2f} {theirs:>+18.2f}")
     return "\n".join(lines)
-
-
-def sim_seconds(path: Path) -> float:
-    return float(np.asarray([float(r["simulation_time_s"]) for r in read_tsv(path)])[0])

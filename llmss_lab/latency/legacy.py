@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .profile import LatencyProfile, bracket, interp1, read_csv
+from .profile import Grid2D, LatencyProfile, interp1, read_csv
 
 EXPERT_OPS = ("expert.w1", "expert.w3", "expert.w2")
 SKIP = ("attn", "lm_head")
@@ -36,30 +36,6 @@ SKIP = ("attn", "lm_head")
 
 def is_legacy_dir(model_dir: Path) -> bool:
     return any((d / "layers.csv").is_file() for d in model_dir.glob("tp*"))
-
-
-class Grid:
-    """A full 2-D table ``values[x, y]`` with the bracket rule on both axes."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, v: np.ndarray, path: Path):
-        xs, xi = np.unique(x, return_inverse=True)
-        ys, yi = np.unique(y, return_inverse=True)
-        grid = np.full((len(xs), len(ys)), np.nan)
-        grid[xi, yi] = v
-        for i in np.flatnonzero(np.isnan(grid).any(axis=1)):  # fill any holes along y
-            ok = ~np.isnan(grid[i])
-            if not ok.any():
-                raise InputError(f"no values for {xs[i]} in the first column", path)
-            grid[i] = interp1(ys[ok], grid[i, ok], ys)
-        self.x, self.y, self.v = xs.astype(float), ys.astype(float), grid
-
-    def __call__(self, x: float, y: float) -> float:
-        i0, i1, wi = bracket(self.x, x)
-        j0, j1, wj = bracket(self.y, y)
-        v = self.v
-        a = v[i0, j0] + wj * (v[i0, j1] - v[i0, j0])
-        b = v[i1, j0] + wj * (v[i1, j1] - v[i1, j0])
-        return max(a + wi * (b - a), 0.0)
 
 
 class LegacyAttention:
@@ -75,15 +51,15 @@ class LegacyAttention:
                 raise InputError("attention predictions missing from the profile", f)
         cp = read_csv(p, ("kv_cache_size", "prefill_chunk_size", "prediction"))
         cd = read_csv(q, ("batch_size", "kv_cache_size", "prediction"))
-        self.prefill = Grid(np.asarray(cp["prefill_chunk_size"]), np.asarray(cp["kv_cache_size"]),
-                            np.asarray(cp["prediction"], float), p)
-        self.decode = Grid(np.asarray(cd["batch_size"]), np.asarray(cd["kv_cache_size"]),
-                           np.asarray(cd["prediction"], float), q)
+        self.prefill = Grid2D.from_points(np.asarray(cp["prefill_chunk_size"]), np.asarray(cp["kv_cache_size"]),
+                                          np.asarray(cp["prediction"], float))
+        self.decode = Grid2D.from_points(np.asarray(cd["batch_size"]), np.asarray(cd["kv_cache_size"]),
+                                         np.asarray(cd["prediction"], float))
 
     def __call__(self, pc: float, kp: float, n: float, kv: float) -> float:
-        t = self.prefill(pc, kp) if pc > 0 else 0.0
+        t = max(self.prefill(pc, kp), 0.0) if pc > 0 else 0.0
         if n > 0:
-            t += self.decode(n, kv)
+            t += max(self.decode(n, kv), 0.0)
         return max(t, 1.0)
 
 
