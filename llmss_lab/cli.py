@@ -53,9 +53,11 @@ def format_summary(summary: dict, attrs: dict) -> str:
         ("preemptions", f"{summary['preemptions']}"),
         ("prefix-cache hit tokens", f"{summary['prefix_hit_tokens']}"),
     ]
-    out = [f"{attrs.get('model', '')} on {attrs.get('hardware', '')} (TP{attrs.get('tp_size', '')}), "
-           f"{attrs.get('num_gpu_blocks', '')} KV blocks; {attrs.get('num_steps', '')} steps simulated in "
-           f"{attrs.get('sim_wall_s', float('nan')):.3f} s"]
+    n_inst = attrs.get("num_instances", 1)
+    what = (f"{attrs.get('model', '')} on {attrs.get('hardware', '')} (TP{attrs.get('tp_size', '')}), "
+            f"{attrs.get('num_gpu_blocks', '')} KV blocks" if n_inst == 1 else
+            f"{n_inst} instances of {attrs.get('model', '')} on {attrs.get('hardware', '')} (first instance)")
+    out = [f"{what}; {attrs.get('num_steps', '')} steps simulated in {attrs.get('sim_wall_s', float('nan')):.3f} s"]
     out += [f"  {k:<26}{v}" for k, v in rows]
     out.append(f"  {'':<26}{'mean':>10}{'median':>10}{'p90':>10}{'p99':>10}")
     for m, label in (("ttft", "TTFT (ms)"), ("tpot", "TPOT (ms)"), ("itl", "ITL (ms)"), ("e2el", "E2E latency (ms)")):
@@ -106,12 +108,10 @@ def cmd_example(args: argparse.Namespace) -> int:
     cluster = root / "measurements" / "RTXPRO6000" / "Llama-3.1-8B" / "config.json"
     if not cluster.is_file():
         cluster = root / "configs" / "cluster" / "single_node_single_instance.json"
-    ns = argparse.Namespace(cluster_config=str(cluster), workload="workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl",
-                            reference_dir=str(root), num_requests=None, out=args.out, json=False, quiet=args.quiet,
-                            **{k: None for k in (*ENGINE_INT, *ENGINE_BOOL, "gpu_memory_utilization", "scheduler",
-                                                 "eviction")})
+    argv = ["run", str(cluster), "--workload", "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl",
+            "--reference-dir", str(root)] + (["--out", args.out] if args.out else []) + (["-q"] if args.quiet else [])
     print(f"Example: 300 ShareGPT requests at 10 req/s, Llama-3.1-8B on one RTX PRO 6000 ({cluster.name})")
-    return cmd_run(ns)
+    return cmd_run(build_parser().parse_args(argv))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

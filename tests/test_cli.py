@@ -58,3 +58,15 @@ def test_a_request_that_can_never_fit_is_refused_up_front(ref, capsys, tmp_path)
     code, _, err = run(capsys, "run", str(ref / "configs/cluster/single_node_single_instance.json"),
                        "--reference-dir", str(ref), "--workload", str(t), "--num-gpu-blocks", "100")
     assert code == 2 and "big.jsonl: line 1: request needs 5100 tokens" in err
+
+
+def test_example_runs_the_main_job(ref, capsys):
+    code, out, err = run(capsys, "example", "--reference-dir", str(ref), "-q")
+    assert code == 0 and "requests completed        300" in out
+
+
+def test_run_takes_cluster_policies(ref, capsys):
+    code, out, err = run(capsys, "run", str(ref / "configs/cluster/single_node_pd_instance.json"), "--reference-dir",
+                         str(ref), "--workload", "workloads/example_trace.jsonl", "--router", "least_loaded",
+                         "--kv-transfer", "whole", "-q", "--json")
+    assert code == 0 and json.loads(out)["completed"] > 0

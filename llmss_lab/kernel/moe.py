@@ -14,9 +14,9 @@ Policies (registered by name):
 * ``zipf`` - skewed routing: expert popularity follows a Zipf law with exponent ``skew`` (0 is
   uniform), the popularity order shuffled per layer with the seed.
 
-For the random policies the ``T k`` pairs are drawn as one multinomial per layer, with pairs
-above ``T`` on one expert (a token picks an expert at most once) redrawn over the others: exact
-in the totals, an approximation of per-token top-k sampling that is cheap at any ``T``.
+The random policies turn pick weights into each expert's chance of being among a token's ``k``
+distinct experts, then draw a step's pair counts per layer in one vectorised multinomial (see
+``_SampledGate.route``): exact in the totals, an approximation of token-by-token top-k sampling.
 """
 from __future__ import annotations
 
@@ -60,13 +60,12 @@ class Gate:
     def route(self, tokens: int) -> MoeRouting:
         raise NotImplementedError
 
-    def _from_counts(self, tokens: int, counts: np.ndarray, probs: np.ndarray) -> MoeRouting:
-        """Per-rank reach and activation from per-expert pair counts and routing probabilities."""
+    def _from_counts(self, tokens: int, counts: np.ndarray, pi: np.ndarray) -> MoeRouting:
+        """Per-rank reach and activation from per-expert pair counts and inclusion probabilities."""
         G = counts.shape[0]
         by_rank = counts.reshape(G, self.ep, self.per_rank)
         activated = np.count_nonzero(by_rank, axis=2)
-        q = probs.reshape(-1, self.ep, self.per_rank).sum(axis=2)        # P(one pick lands on rank)
-        reach = 1.0 - (1.0 - q) ** self.k
+        reach = 1.0 - np.prod(1.0 - pi.reshape(-1, self.ep, self.per_rank), axis=2)
         local = np.minimum(np.rint(tokens * reach), by_rank.sum(axis=2))
         return MoeRouting(tokens, counts.astype(float), local, activated, self.layers // G)
 
@@ -82,20 +81,45 @@ class BalancedGate(Gate):
         return MoeRouting(tokens, pairs, local, act, self.layers)
 
 
+def inclusion_probabilities(p: np.ndarray, k: int) -> np.ndarray:
+    """Chance that a token's ``k`` distinct experts include each expert, given pick weights ``p``:
+    ``min(1, c p)`` with ``c`` set so they sum to ``k`` (an expert hot enough is in every token's set)."""
+    pi = np.zeros_like(p, dtype=float)
+    active = np.ones(len(p), bool)
+    left = float(k)
+    while active.any():
+        c = left / p[active].sum()
+        sat = active & (c * p >= 1.0)
+        if not sat.any():
+            pi[active] = c * p[active]
+            break
+        pi[sat] = 1.0
+        left -= int(sat.sum())
+        active &= ~sat
+    return pi
+
+
 class _SampledGate(Gate):
-    def _probs(self) -> np.ndarray:
-        """[layers, E] routing probabilities."""
-        raise NotImplementedError
+    _p: np.ndarray   # [layers, E] pick weights
+
+    def _prepare(self) -> None:
+        self._pi = np.stack([inclusion_probabilities(row, self.k) for row in self._p])
+        self._sat = self._pi >= 1.0 - 1e-12
+        rest = np.where(self._sat, 0.0, self._pi)
+        sums = rest.sum(axis=1, keepdims=True)
+        self._q = np.divide(rest, sums, out=np.zeros_like(rest), where=sums > 0)
+        self._k_rest = self.k - self._sat.sum(axis=1)
 
     def route(self, tokens: int) -> MoeRouting:
-        p = self._p
-        counts = self.rng.multinomial(tokens * self.k, p)
+        """Experts in every token's set get T pairs; the rest of the T k pairs are one multinomial
+        per layer over the other experts by their inclusion chance, any expert above T (a token picks
+        an expert once) handing its excess to the others. Exact in the totals, cheap at any T."""
+        counts = self.rng.multinomial(tokens * self._k_rest, self._q) + tokens * self._sat
         for g in np.flatnonzero((counts > tokens).any(axis=1)):
-            self._cap(tokens, counts[g], p[g])
-        return self._from_counts(tokens, counts, p)
+            self._cap(tokens, counts[g], self._q[g])
+        return self._from_counts(tokens, counts, self._pi)
 
     def _cap(self, tokens: int, counts: np.ndarray, p: np.ndarray) -> None:
-        """Move pairs above T (a token picks an expert at most once) to the other experts."""
         while (over := counts > tokens).any():
             excess = int((counts[over] - tokens).sum())
             counts[over] = tokens
@@ -108,6 +132,7 @@ class RandomGate(_SampledGate):
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, **kw)
         self._p = np.full((self.layers, self.E), 1.0 / self.E)
+        self._prepare()
 
 
 @GATES.register("zipf")
@@ -119,3 +144,4 @@ class ZipfGate(_SampledGate):
         w = 1.0 / np.arange(1, self.E + 1) ** self.skew
         w /= w.sum()
         self._p = np.stack([w[self.rng.permutation(self.E)] for _ in range(self.layers)])
+        self._prepare()
