@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import LlmssError
+from .errors import InputError, LlmssError
 
 ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
               "long_prefill_token_threshold", "max_model_len")
@@ -80,8 +80,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         workload = synthetic(args.num_requests or 100, args.rate, args.input_len, args.output_len, seed=args.seed)
     if args.out and not Path(args.out).parent.exists():
-        from .errors import InputError
-
         raise InputError("output folder does not exist", Path(args.out).parent, "--out")
     bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
     try:
@@ -154,13 +152,9 @@ def cmd_figure_data(args: argparse.Namespace) -> int:
         ref = ref / "ispass26"
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        from .errors import InputError
-
         raise InputError("not a folder", out, "--out")
     for n in args.figures:
         if n not in SCENARIOS:
-            from .errors import InputError
-
             raise InputError(f"figure data exists for figures {sorted(SCENARIOS)}", "figure-data", str(n))
     for n in args.figures:
         files = write_figure_data(n, ref, out, on_scenario=lambda sc, wall: print(

@@ -17,21 +17,22 @@ class Fabric:
         self._free: dict[tuple[str, int], float] = defaultdict(float)
         self.bytes_moved = 0.0
 
-    def reserve(self, src: int, dst: int, earliest: float, duration: float) -> tuple[float, float]:
-        """Book ``duration`` ns on ``src``'s egress and ``dst``'s ingress; returns (start, end)."""
+    def reserve(self, src: int, dst: int, earliest: float, duration: float) -> float:
+        """Book ``duration`` ns on ``src``'s egress and ``dst``'s ingress, as soon as both are free
+        from ``earliest`` on; returns the end."""
         ports = (("out", src), ("in", dst))
         start = max(earliest, *(self._free[p] for p in ports))
         end = start + duration
         for p in ports:
             self._free[p] = end
-        return start, end
+        return end
 
     def send(self, link: Link, src: int, dst: int, earliest: float, bytes_per_lane: float, lanes: int = 1,
              stream_until: float | None = None, chunks: int = 1) -> float:
         """Time the last byte arrives. With ``stream_until`` the data is produced in ``chunks``
         equal parts up to that time (layer by layer) and the last part leaves only after it."""
         duration = link.transfer_ns(bytes_per_lane)
-        _, end = self.reserve(src, dst, earliest, duration)
+        end = self.reserve(src, dst, earliest, duration)
         self.bytes_moved += bytes_per_lane * lanes
         if stream_until is not None:
             end = max(end, stream_until + link.transfer_ns(bytes_per_lane / chunks))

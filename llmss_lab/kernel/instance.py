@@ -47,7 +47,6 @@ class StepLog:
     preempted: list[int] = field(default_factory=list)
     prefix_queries: list[int] = field(default_factory=list)
     prefix_hits: list[int] = field(default_factory=list)
-    end: list[float] = field(default_factory=list)
     itl: list[np.ndarray] = field(default_factory=list)
 
 
@@ -147,7 +146,7 @@ class Instance:
         first = produced[is_first]
         log = self.log
         if self.role == "prefill":
-            done = first  # handed over; the first token is stamped when its KV reaches the decoder
+            done = first  # handed over to a decode instance, which streams the first token
         else:
             R.first_token[first] = now
             if len(first) < len(produced):
@@ -157,7 +156,6 @@ class Instance:
         for rid in done.tolist():
             self.scheduler.finish(rid)
         kv = self.scheduler.kv
-        log.end.append(now)
         log.prompt_done.append(int(R.prompt[first].sum()))
         log.generated.append(len(produced))
         log.prefix_queries.append(kv.queries)
@@ -171,7 +169,7 @@ class Engine:
     """Steps one instance, or a data-parallel group in lockstep, with up to ``pp`` steps in flight."""
 
     def __init__(self, loop: EventLoop, members: list[Instance], pp: int = 1, gate: Gate | None = None,
-                 on_step_done: Callable[[Instance, np.ndarray, np.ndarray, float, float, StepTime], None] | None = None):
+                 on_step_done: Callable[[Instance, np.ndarray, np.ndarray, float, float], None] | None = None):
         self.loop = loop
         self.members = members
         self.pp = pp
@@ -221,9 +219,9 @@ class Engine:
         self.inflight += 1
         if self.pp > 1:
             self.loop.at(self.stage_free[0], self.poke)
-        self.loop.at(end, lambda: self._done(plans, now, t))
+        self.loop.at(end, lambda: self._done(plans, now))
 
-    def _done(self, plans: list[Planned | None], start: float, t: StepTime) -> None:
+    def _done(self, plans: list[Planned | None], start: float) -> None:
         now = self.loop.now
         self.inflight -= 1
         for m, p in zip(self.members, plans):
@@ -231,7 +229,7 @@ class Engine:
                 continue
             first, done = m.complete(p, now)
             if self.on_step_done is not None:
-                self.on_step_done(m, first, done, start, now, t)
+                self.on_step_done(m, first, done, start, now)
         self.poke()
 
 

@@ -34,7 +34,6 @@ class MoeRouting:
     """One step's routing. Arrays have a leading layer axis of length ``G``; each row stands for
     ``repeat`` consecutive layers (``G = 1, repeat = layers`` when every layer routes alike)."""
 
-    tokens: int
     expert_tokens: np.ndarray   # [G, E] token-expert pairs per expert
     local_tokens: np.ndarray    # [G, ep] tokens that reach each EP rank
     activated: np.ndarray       # [G, ep] experts with at least one token on each rank
@@ -67,7 +66,7 @@ class Gate:
         activated = np.count_nonzero(by_rank, axis=2)
         reach = 1.0 - np.prod(1.0 - pi.reshape(-1, self.ep, self.per_rank), axis=2)
         local = np.minimum(np.rint(tokens * reach), by_rank.sum(axis=2))
-        return MoeRouting(tokens, counts.astype(float), local, activated, self.layers // G)
+        return MoeRouting(counts.astype(float), local, activated, self.layers // G)
 
 
 @GATES.register("balanced")
@@ -78,7 +77,7 @@ class BalancedGate(Gate):
         p_rank = 1.0 - ((ep - 1) / ep) ** k if ep > 1 else 1.0
         local = np.full((1, ep), float(round(tokens * p_rank)))
         act = np.full((1, ep), float(min(round(tokens * k / ep), self.per_rank)))
-        return MoeRouting(tokens, pairs, local, act, self.layers)
+        return MoeRouting(pairs, local, act, self.layers)
 
 
 def inclusion_probabilities(p: np.ndarray, k: int) -> np.ndarray:

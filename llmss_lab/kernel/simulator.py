@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config.engine import EngineConfig
 from ..latency.interconnect import Link
-from ..latency.iteration import IterationModel, StepTime
+from ..latency.iteration import IterationModel
 from ..workload import Workload
 from .events import EventLoop
 from .fabric import Fabric
@@ -72,7 +72,7 @@ def _engines(loop: EventLoop, instances: list[Instance], setups: list[InstanceSe
         if s.moe:
             m = s.moe
             gate = GATES.get(m["policy"], "expert_gate")(m["num_experts"], m["top_k"], m["ep"], m["num_layers"],
-                                                        seed=m.get("seed", 0), skew=m.get("skew", 1.0))
+                                                        seed=m["seed"], skew=m["skew"])
         engines.append(Engine(loop, [instances[i] for i in members], s.pp, gate, on_step))
     return engines
 
@@ -106,12 +106,12 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             if progress is not None:
                 progress(1)
 
-    def deliver(rid: int, dst: Instance, ready: float) -> None:
-        R.kv_transfer[rid] = ready - R.kv_transfer[rid]
+    def deliver(rid: int, dst: Instance, prefilled: float, ready: float) -> None:
+        R.kv_transfer[rid] = ready - prefilled
         R.num_tokens[rid] = R.prompt[rid]   # the prefill's sampled token is not sent on
         dst.submit(rid, token_ids[rid], int(R.prompt[rid]))
 
-    def on_step(inst: Instance, first: np.ndarray, done: np.ndarray, start: float, now: float, t: StepTime) -> None:
+    def on_step(inst: Instance, first: np.ndarray, done: np.ndarray, start: float, now: float) -> None:
         if inst.role != "prefill":
             finished(done, now)
             return
@@ -123,13 +123,12 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             per_lane = float(R.prompt[rid]) * s.kv_bytes_per_token
             R.prefill_instance[rid] = inst.iid
             R.kv_bytes[rid] = per_lane * s.lanes
-            R.kv_transfer[rid] = now
             if kv_transfer == "layer":
                 ready = fabric.send(link, inst.iid, dst.iid, start + (now - start) / chunks, per_lane, s.lanes,
                                     stream_until=now, chunks=chunks)
             else:
                 ready = fabric.send(link, inst.iid, dst.iid, now, per_lane, s.lanes)
-            loop.at(ready, lambda rid=rid, dst=dst, ready=ready: deliver(rid, dst, ready))
+            loop.at(ready, lambda rid=rid, dst=dst, ready=ready: deliver(rid, dst, now, ready))
 
     engines = _engines(loop, instances, setups, on_step)
     arrivals = workload.arrival_ns.tolist()

@@ -71,6 +71,18 @@ class StepTime:
         return sum(self.stages) + self.p2p_ns * (len(self.stages) - 1)
 
 
+def _sum_table(ops: dict[str, tuple[np.ndarray, np.ndarray]],
+               repeats: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Operators summed on a common axis (the sum of interpolations is the interpolation of the sum)."""
+    if not ops:
+        return np.array([1.0]), np.array([0.0])
+    axis = np.unique(np.concatenate([x for x, _ in ops.values()]))
+    total = np.zeros(len(axis))
+    for layer, (x, v) in ops.items():
+        total += (repeats or {}).get(layer, 1) * interp1(x, v, axis)
+    return axis, total
+
+
 def pow2_bucket(n: int, smallest: int) -> int:
     """The compiled shape a padded runtime runs ``n`` at: the next power of two, at least ``smallest``."""
     return max(smallest, 1 << max(0, int(n) - 1).bit_length())
@@ -103,48 +115,24 @@ class IterationModel:
         self._rms_key = getattr(profile.attention, "prefill_key", "sum") == "rms"
         self.layers = model.num_layers
         self.stage_blocks = stage_layers(self.layers, pp)
-        self._block_axis, self._block_vals = self._sum_table(profile.dense, None)
-        self._first_axis, self._first_vals = self._sum_table(profile.dense, EDGE_FIRST)
-        self._last_axis, self._last_vals = self._sum_table(profile.dense, EDGE_LAST)
-        seq = profile.per_sequence
-        axis = np.unique(np.concatenate([t[0] for t in seq.values()])) if seq else np.array([1.0])
-        self._seq_axis = axis
-        self._seq_vals = sum((interp1(x, v, axis) for x, v in seq.values()), np.zeros(len(axis)))
+        edge = EDGE_FIRST + EDGE_LAST
+        block = {k: v for k, v in profile.dense.items() if k not in edge}
+        self._tables = {  # kind -> (axis, summed ns): one lookup per kind and step
+            "block": _sum_table(block, PER_BLOCK_REPEATS),
+            "first": _sum_table({k: v for k, v in profile.dense.items() if k in EDGE_FIRST}),
+            "last": _sum_table({k: v for k, v in profile.dense.items() if k in EDGE_LAST}),
+            "seq": _sum_table(profile.per_sequence),
+        }
         self._cache: dict[tuple[str, int], float] = {}
         self._hidden_bytes = model.hidden_size * DTYPE_BYTES[model.torch_dtype]
 
-    def _sum_table(self, dense: dict, only: tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray]:
-        """Sum operators on a common token axis (the sum of interpolations is the interpolation of
-        the sum, so one lookup per step suffices): the prologue or head layers ``only``, or, with
-        ``only=None``, every per-block operator of one block."""
-        edge = EDGE_FIRST + EDGE_LAST
-        picked = {k: v for k, v in dense.items() if (k in only if only else k not in edge)}
-        if not picked:
-            return np.array([1.0]), np.array([0.0])
-        axis = np.unique(np.concatenate([t[0] for t in picked.values()]))
-        total = np.zeros(len(axis))
-        for layer, (x, v) in picked.items():
-            total += PER_BLOCK_REPEATS.get(layer, 1) * interp1(x, v, axis) if only is None else interp1(x, v, axis)
-        return axis, total
-
-    def _lookup(self, kind: str, axis: np.ndarray, vals: np.ndarray, x: int) -> float:
+    def _lookup(self, kind: str, x: int) -> float:
         key = (kind, x)
         v = self._cache.get(key)
         if v is None:
-            v = float(interp1(axis, vals, x)) if x > 0 else 0.0
+            v = float(interp1(*self._tables[kind], x)) if x > 0 else 0.0
             self._cache[key] = v
         return v
-
-    def block_dense_ns(self, tokens: int) -> float:
-        return self._lookup("block", self._block_axis, self._block_vals, tokens)
-
-    def dense_ns(self, tokens: int) -> float:
-        """Every token-parallel operator of a whole forward pass."""
-        return (self.layers * self.block_dense_ns(tokens) + self._lookup("first", self._first_axis, self._first_vals, tokens)
-                + self._lookup("last", self._last_axis, self._last_vals, tokens))
-
-    def per_sequence_ns(self, seqs: int) -> float:
-        return self._lookup("seq", self._seq_axis, self._seq_vals, seqs)
 
     def attention_ns(self, b: BatchShape) -> float:
         """One attention layer for the whole batch."""
@@ -194,7 +182,7 @@ class IterationModel:
             T, seqs = pow2_bucket(T, 16), pow2_bucket(seqs, 8)
         L = self.layers
         attn = self.attention_ns(b)
-        block = self.block_dense_ns(T) + attn
+        block = self._lookup("block", T) + attn
         ar = self.allreduce_ns(T)
         moe_layers = None
         ep = 1
@@ -206,8 +194,8 @@ class IterationModel:
             block_comm = ar + self.ep_comm_ns(ep_group_tokens or T, ep)
         else:
             block_comm = 2 * ar
-        first = self._lookup("first", self._first_axis, self._first_vals, T)
-        last = self._lookup("last", self._last_axis, self._last_vals, T) + self.per_sequence_ns(seqs)
+        first = self._lookup("first", T)
+        last = self._lookup("last", T) + self._lookup("seq", seqs)
         stages = []
         start = 0
         moe_total = 0.0

@@ -310,17 +310,8 @@ class MoeTable:
             self.rows.append((tokens[m][order].astype(float), ns[m][order]))
         self.source = source
 
-    def one(self, tokens: float, activated: float) -> float:
-        if tokens <= 0:
-            return 0.0
-        i, j, w = bracket(self.experts, activated)
-        a = float(interp1(*self.rows[i], tokens))
-        if w:
-            a += w * (float(interp1(*self.rows[j], tokens)) - a)
-        return max(a, 0.0)
-
     def __call__(self, routing) -> np.ndarray:
-        """Per routed layer group and EP rank: [G, ep] ns (:meth:`one`, vectorised)."""
+        """Per routed layer group and EP rank: [G, ep] ns."""
         lt = np.asarray(routing.local_tokens, float)
         act = np.asarray(routing.activated, float)
         vals = np.stack([interp1(x, v, lt) for x, v in self.rows])       # [rows, G, ep]
