@@ -10,14 +10,15 @@ from typing import Any, Callable
 import numpy as np
 
 from . import __version__
-from .config.cluster import ClusterSpec, InstanceSpec, load_cluster
+from .config.cluster import EDGE_LAYERS, ClusterSpec, InstanceSpec, load_cluster, resolve_placement
 from .config.engine import EngineConfig
 from .config.model import DTYPE_BYTES, GIB, ModelSpec
-from .errors import InputError
-from .kernel import simulator
+from .errors import InputError, UnsupportedFeature
+from .kernel import power, simulator
 from .latency.interconnect import Link
 from .latency.iteration import IterationModel
 from .latency.legacy import is_legacy_dir, load_legacy
+from .latency.pim import PimAttention, load_pim_device, pim_channels
 from .latency.profile import LatencyProfile, load_bundle
 from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
@@ -32,14 +33,16 @@ def profile_variant(dtype: str, kv_cache_dtype: str) -> str:
     return v if kv_cache_dtype == "auto" else f"{v}-kv{kv_cache_dtype}"
 
 
-def kv_cache_blocks(model: ModelSpec, inst: InstanceSpec, engine: EngineConfig, source: str, ep: int = 1) -> int:
-    """vLLM's sizing: (memory x utilisation - weights) / bytes per block, per rank."""
+def kv_cache_blocks(model: ModelSpec, inst: InstanceSpec, engine: EngineConfig, source: str, ep: int = 1,
+                    offloaded: float = 0.0) -> int:
+    """vLLM's sizing: (memory x utilisation - weights) / bytes per block, per rank; weights kept
+    in CPU or CXL memory (``offloaded`` bytes per rank) leave their room to the KV cache."""
     if engine.num_gpu_blocks:
         return engine.num_gpu_blocks
     dtype_b = DTYPE_BYTES[engine.dtype or model.torch_dtype]
     kv_b = 1 if engine.kv_cache_dtype == "fp8" else dtype_b
     util = inst.mem_util if inst.mem_util is not None else engine.gpu_memory_utilization
-    weights = model.weight_bytes_per_rank(inst.tp_size, inst.pp_size, ep, dtype_b)
+    weights = model.weight_bytes_per_rank(inst.tp_size, inst.pp_size, ep, dtype_b) - offloaded
     budget = inst.npu_mem.mem_size * GIB * util - weights
     per_block = model.kv_bytes_per_token(inst.tp_size, inst.pp_size, kv_b) * engine.block_size
     blocks = int(budget // per_block)
@@ -77,9 +80,57 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
     return profile
 
 
+def weight_placement(cluster: ClusterSpec, inst: InstanceSpec, model: ModelSpec, ep: int, dtype_b: int
+                     ) -> tuple[float, dict[str, float]]:
+    """Weights kept off the NPU: (bytes per rank offloaded, bytes each tier streams per step)."""
+    placement = inst.features.get("placement")
+    if not placement:
+        return 0.0, {}
+    num_cxl = cluster.cxl_mem.num_devices if cluster.cxl_mem else 0
+    where = resolve_placement(placement, model.num_layers, num_cxl, cluster.source, inst.where)
+    parts = model.weight_parts(inst.tp_size, ep, dtype_b)
+    per_rank: dict[str, float] = {}
+    for tier in where["blocks"]:
+        per_rank[tier] = per_rank.get(tier, 0.0) + parts["block"]
+    for edge in EDGE_LAYERS:
+        per_rank[where[edge]] = per_rank.get(where[edge], 0.0) + parts[edge]
+    per_rank.pop("npu", None)
+    if per_rank and inst.pp_size > 1:
+        raise UnsupportedFeature("weights outside NPU memory with pipeline parallelism are not modelled",
+                                 cluster.source, f"{inst.where}.placement")
+    stream = {(t if t != "cpu" else "cpu:{node}"): b * inst.tp_size for t, b in per_rank.items()}
+    return sum(per_rank.values()), stream
+
+
+def pim_for(cluster: ClusterSpec, inst: InstanceSpec, node: int, model: ModelSpec, layout: ReferenceLayout,
+            attn_offload: bool, sub_batches: bool) -> PimAttention | None:
+    """The PIM attention model of an instance that offloads decode attention, else None."""
+    feats = inst.features
+    offload = bool(feats.get("enable_attn_offloading", attn_offload))
+    sbi = bool(feats.get("enable_sub_batch_interleaving", sub_batches))
+    src = cluster.source
+    if sbi and not offload:
+        raise InputError("sub-batch interleaving needs attention offloading", src,
+                         f"{inst.where}.enable_sub_batch_interleaving")
+    if not offload:
+        return None
+    spec = cluster.nodes[node]
+    if not spec.pim_config:
+        raise InputError("attention offloading needs a PIM device (cpu_mem.pim_config) on the node", src,
+                         f"nodes[{node}].cpu_mem.pim_config")
+    if inst.pp_size > 1 or inst.dp_group is not None or model.is_moe:
+        raise UnsupportedFeature("PIM attention offload is modelled for dense models without pipeline or "
+                                 "data parallelism", src, f"{inst.where}.enable_attn_offloading")
+    device = load_pim_device(spec.pim_config, layout.pim_dirs())
+    channels = pim_channels(spec.cpu_mem.mem_size, device)
+    return PimAttention(device, channels, model.num_heads // inst.tp_size, model.kv_heads_per_rank(inst.tp_size),
+                        model.head_dim)
+
+
 def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfig, layout: ReferenceLayout,
                    node: int = 0, expert_gate: str = "balanced", gate_skew: float = 1.0,
-                   seed: int = 0, ep_link: Link | None = None) -> simulator.InstanceSetup:
+                   seed: int = 0, ep_link: Link | None = None, attn_offload: bool = False,
+                   sub_batches: bool = False) -> simulator.InstanceSetup:
     src = cluster.source
     model = ModelSpec.from_hf_config(layout.model_config(inst.model_name), inst.model_name)
     eng = engine.with_overrides(inst.engine_overrides, src)
@@ -98,11 +149,19 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
                          "instance needs a dp_group", src, f"{inst.where}.ep_size")
     profile = load_profile(layout, inst, model, profile_variant(dtype, eng.kv_cache_dtype))
     intra = Link(*cluster.link(0))
+    pim = pim_for(cluster, inst, node, model, layout, attn_offload, sub_batches)
     latency = IterationModel(profile, model, inst.tp_size, intra, inst.npu_mem.mem_bw, pp=inst.pp_size,
-                             ep_link=ep_link or intra, pad_shapes=pads_shapes(inst.hardware))
+                             ep_link=ep_link or intra, pad_shapes=pads_shapes(inst.hardware), pim=pim,
+                             sub_batches=pim is not None and bool(inst.features.get("enable_sub_batch_interleaving",
+                                                                                    sub_batches)))
     max_len = min(eng.max_model_len or model.max_position_embeddings, model.max_position_embeddings)
-    blocks = kv_cache_blocks(model, inst, eng, src, ep)
+    offloaded, stream = weight_placement(cluster, inst, model, ep, DTYPE_BYTES[dtype])
+    stream = {k.format(node=node): v for k, v in stream.items()}
+    blocks = kv_cache_blocks(model, inst, eng, src, ep, offloaded)
     kv_b = 1 if eng.kv_cache_dtype == "fp8" else DTYPE_BYTES[dtype]
+    kv_tok = model.kv_bytes_per_token(inst.tp_size, inst.pp_size, kv_b)
+    resident = (model.weight_bytes_per_rank(inst.tp_size, inst.pp_size, ep, DTYPE_BYTES[dtype]) - offloaded
+                + model.runtime_buffer_bytes(DTYPE_BYTES[dtype]))
     moe = None
     if model.is_moe:
         moe = {"num_experts": model.num_experts, "top_k": model.experts_per_token, "ep": ep,
@@ -110,15 +169,18 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
     info = {"model": inst.model_name, "hardware": inst.hardware, "tp_size": inst.tp_size, "pp_size": inst.pp_size,
             "ep_size": ep, "dp_group": inst.dp_group or "", "pd_type": inst.pd_type or "", "node": node,
             "num_gpu_blocks": blocks, "kv_cache_tokens": blocks * eng.block_size,
-            "latency_source": f"profile:{profile.source}", "engine_json": json.dumps(eng.to_dict())}
+            "latency_source": f"profile:{profile.source}", "engine_json": json.dumps(eng.to_dict()),
+            "attn_offload": f"pim:{pim.device.name}x{pim.num_channels}" if pim else "",
+            "sub_batch_interleaving": int(latency.sub_batches)}
     return simulator.InstanceSetup(inst.where or "instance0", eng, latency, blocks, max_len, info, role=inst.pd_type,
                                    node=node, dp_group=inst.dp_group, pp=inst.pp_size, lanes=inst.num_npus,
-                                   kv_bytes_per_token=model.kv_bytes_per_token(inst.tp_size, inst.pp_size, kv_b),
-                                   moe=moe)
+                                   kv_bytes_per_token=kv_tok, moe=moe, weight_bytes=resident,
+                                   block_bytes=kv_tok * eng.block_size, weight_stream=stream)
 
 
 def build_setups(spec: ClusterSpec, engine: EngineConfig, layout: ReferenceLayout, expert_gate: str = "balanced",
-                 gate_skew: float = 1.0, seed: int = 0) -> list[simulator.InstanceSetup]:
+                 gate_skew: float = 1.0, seed: int = 0, attn_offload: bool = False,
+                 sub_batches: bool = False) -> list[simulator.InstanceSetup]:
     """One setup per instance of the cluster, in config order."""
     spec.check_supported()
     nodes = spec.node_of()
@@ -131,8 +193,55 @@ def build_setups(spec: ClusterSpec, engine: EngineConfig, layout: ReferenceLayou
     for inst, n in zip(spec.instances, nodes):
         spans_nodes = inst.dp_group is not None and len(group_nodes[inst.dp_group]) > 1
         setups.append(build_instance(spec, inst, engine, layout, n, expert_gate, gate_skew, seed,
-                                     inter if spans_nodes else None))
+                                     inter if spans_nodes else None, attn_offload, sub_batches))
     return setups
+
+
+def memory_setup(spec: ClusterSpec, setups: list[simulator.InstanceSetup], prefix_storage: str | None,
+                 prefix_sharing: str) -> simulator.MemorySetup:
+    """CPU memory of every node and the CXL devices as tiers, and the lower prefix pool settings."""
+    if prefix_storage not in (None, "cpu", "cxl"):
+        raise InputError(f"must be 'cpu', 'cxl' or none, got {prefix_storage!r}", "settings", "prefix_storage")
+    if prefix_sharing not in ("instance", "node", "cluster"):
+        raise InputError(f"must be 'instance', 'node' or 'cluster', got {prefix_sharing!r}", "settings",
+                         "prefix_sharing")
+    tiers = [simulator.TierSetup(f"cpu:{n}", node.cpu_mem.bytes, node.cpu_mem.mem_bw, node.cpu_mem.mem_latency)
+             for n, node in enumerate(spec.nodes)]
+    cxl = spec.cxl_mem
+    if cxl is not None:
+        per = cxl.mem_size * GIB / cxl.num_devices
+        tiers += [simulator.TierSetup(f"cxl:{k}", per, cxl.mem_bw, cxl.mem_latency) for k in range(cxl.num_devices)]
+        tiers.append(simulator.TierSetup("cxl", cxl.mem_size * GIB, cxl.mem_bw * cxl.num_devices, cxl.mem_latency))
+    elif prefix_storage == "cxl":
+        raise InputError("prefix_storage 'cxl' needs a cxl_mem section", spec.source, "cxl_mem")
+    if prefix_storage:
+        for s in setups:
+            if not s.engine.enable_prefix_caching:
+                raise InputError(f"a lower prefix-cache tier needs prefix caching on ({s.name} has it off)",
+                                 "settings", "prefix_storage")
+    for s in setups:
+        for name in s.weight_stream:
+            if name not in {t.name for t in tiers}:
+                raise InputError(f"weights placed on {name!r}, which the cluster does not have", spec.source,
+                                 "cxl_mem")
+    return simulator.MemorySetup(tiers, prefix_storage, prefix_sharing)
+
+
+def node_power(spec: ClusterSpec, setups: list[simulator.InstanceSetup]) -> list[power.NodePower | None]:
+    """Power specs per node; a node whose PIM device computes draws the device's channel powers
+    in place of its DIMMs'."""
+    out: list[power.NodePower | None] = []
+    for n, node in enumerate(spec.nodes):
+        if not node.power:
+            out.append(None)
+            continue
+        pims = [s.latency.pim for s in setups if s.node == n and s.latency.pim is not None]
+        if pims:
+            dev, ch = pims[0].device, pims[0].num_channels
+            out.append(power.NodePower(node.power, node.cpu_mem.mem_size, ch * dev.idle_w, dev.peak_w - dev.idle_w))
+        else:
+            out.append(power.NodePower(node.power, node.cpu_mem.mem_size))
+    return out
 
 
 def _check_fits(workload: Workload, setups: list[simulator.InstanceSetup]) -> None:
@@ -153,7 +262,9 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
              engine: EngineConfig | dict[str, Any] | None = None, reference_dir: str | Path | None = None,
              num_requests: int | None = None, progress: Callable[[int], None] | None = None,
              router: str = "load_score", expert_gate: str = "balanced", gate_skew: float = 1.0,
-             kv_transfer: str = "layer", seed: int = 0) -> Results:
+             kv_transfer: str = "layer", seed: int = 0, prefix_storage: str | None = None,
+             prefix_sharing: str = "instance", attn_offload: bool = False,
+             sub_batch_interleaving: bool = False) -> Results:
     """Simulate serving ``workload`` on ``cluster`` and return the results.
 
     ``cluster`` is a cluster JSON path or a :class:`ClusterSpec`; ``workload`` a JSONL trace path
@@ -163,6 +274,11 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     (:data:`llmss_lab.kernel.router.ROUTERS`), ``expert_gate`` and ``gate_skew`` the MoE gate
     (:data:`llmss_lab.kernel.moe.GATES`), ``kv_transfer`` how a prefill/decode split moves KV
     (``"layer"``: streamed behind the prefill, ``"whole"``: after it); ``seed`` seeds every random policy.
+    ``prefix_storage`` (``"cpu"`` or ``"cxl"``) adds a lower prefix-cache tier in the manner of LMCache,
+    ``prefix_sharing`` says who shares a pool (``"instance"``, ``"node"`` or ``"cluster"``).
+    ``attn_offload`` runs decode attention on the node's PIM device (``cpu_mem.pim_config``),
+    ``sub_batch_interleaving`` overlaps NPU and PIM work of two sub-batches; per-instance keys
+    ``enable_attn_offloading`` / ``enable_sub_batch_interleaving`` in the cluster config win.
     """
     if kv_transfer not in ("layer", "whole"):
         raise InputError(f"must be 'layer' or 'whole', got {kv_transfer!r}", "settings", "kv_transfer")
@@ -179,10 +295,12 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
         workload = load_trace(wl_path, num_requests)
     elif num_requests:
         workload = workload.head(num_requests)
-    setups = build_setups(spec, engine, layout, expert_gate, gate_skew, seed)
+    setups = build_setups(spec, engine, layout, expert_gate, gate_skew, seed, attn_offload, sub_batch_interleaving)
     _check_fits(workload, setups)
+    memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))
-    raw = simulator.run(setups, workload, router, progress, links, kv_transfer, seed)
+    raw = simulator.run(setups, workload, router, progress, links, kv_transfer, seed, memory)
+    energy = power.account(raw, node_power(spec, setups))
     attrs = {
         "title": "llmss_lab simulation",
         "Conventions": "CF-1.10",
@@ -195,7 +313,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     }
     attrs.update({k: v for k, v in setups[0].info.items() if len(setups) == 1 or k in ("model", "hardware")})
     attrs.update({"num_instances": len(setups), "router": router, "kv_transfer": kv_transfer,
-                  "expert_gate": expert_gate, "seed": seed, "kv_bytes_transferred": raw.kv_bytes_moved})
-    res = Results.from_raw(raw, attrs)
+                  "expert_gate": expert_gate, "seed": seed, "kv_bytes_transferred": raw.kv_bytes_moved,
+                  "prefix_storage": prefix_storage or "", "prefix_sharing": prefix_sharing if prefix_storage else ""})
+    res = Results.from_raw(raw, attrs, energy)
     res.set_attr("sim_wall_s", time.perf_counter() - t0)  # inputs read to results built
     return res

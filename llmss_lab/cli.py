@@ -53,6 +53,11 @@ def format_summary(summary: dict, attrs: dict) -> str:
         ("preemptions", f"{summary['preemptions']}"),
         ("prefix-cache hit tokens", f"{summary['prefix_hit_tokens']}"),
     ]
+    if "pool_hit_pct" in summary:
+        rows.append(("lower-pool hit rate", ", ".join(f"{v:.1f} %" for v in summary["pool_hit_pct"])))
+    if "total_energy_J" in summary:
+        rows.append(("energy", f"{summary['total_energy_J']:.0f} J, "
+                               f"{summary['energy_per_output_token_J']:.4f} J per output token"))
     n_inst = attrs.get("num_instances", 1)
     what = (f"{attrs.get('model', '')} on {attrs.get('hardware', '')} (TP{attrs.get('tp_size', '')}), "
             f"{attrs.get('num_gpu_blocks', '')} KV blocks" if n_inst == 1 else
@@ -85,7 +90,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         res = simulate(args.cluster_config, workload, engine=engine, reference_dir=args.reference_dir, progress=cb,
                        router=args.router, expert_gate=args.expert_gate, gate_skew=args.gate_skew,
-                       kv_transfer=args.kv_transfer, seed=args.seed)
+                       kv_transfer=args.kv_transfer, seed=args.seed, prefix_storage=args.prefix_storage,
+                       prefix_sharing=args.prefix_sharing, attn_offload=args.attn_offload,
+                       sub_batch_interleaving=args.sub_batch_interleaving)
     finally:
         if bar is not None:
             bar.close()
@@ -194,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gate-skew", type=float, default=1.0, help="Zipf exponent of the zipf expert gate")
     r.add_argument("--kv-transfer", default="layer", choices=("layer", "whole"),
                    help="P/D KV hand-off: streamed layer by layer behind the prefill, or whole after it")
+    r.add_argument("--prefix-storage", choices=("cpu", "cxl"), default=None,
+                   help="lower prefix-cache tier (LMCache-like pool in CPU or CXL memory)")
+    r.add_argument("--prefix-sharing", choices=("instance", "node", "cluster"), default="instance",
+                   help="who shares a lower prefix pool")
+    r.add_argument("--attn-offload", action="store_true",
+                   help="run decode attention on the node's PIM device (cpu_mem.pim_config)")
+    r.add_argument("--sub-batch-interleaving", action="store_true",
+                   help="with --attn-offload: overlap NPU and PIM work of two sub-batches")
     _engine_args(r)
     r.set_defaults(fn=cmd_run)
 

@@ -85,6 +85,10 @@ class ReferenceLayout:
                          f"variant {variant!r} (looked for {p}; hardware with profiles: {have})",
                          self.root, "hardware")
 
+    def pim_dirs(self) -> list[Path]:
+        """Folders of PIM device INIs: ``configs/pim`` or the paper artifact's ``pim_config``."""
+        return [self.root / "configs" / "pim", self.root / "pim_config"]
+
     def resolve(self, relative: str | Path) -> Path:
         p = Path(relative)
         return p if p.is_absolute() else self.root / p

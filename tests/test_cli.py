@@ -34,7 +34,6 @@ def test_validate_json_shape(ref, capsys):
 
 @pytest.mark.parametrize("argv,match", [
     (["run", "missing.json"], "missing.json: file does not exist"),
-    (["run", "{ref}/configs/cluster/single_node_power_instance.json", "--reference-dir", "{ref}"], "power: the power model is not available yet"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
       "--gpu-memory-utilization", "2"], "gpu_memory_utilization: must be in"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",

@@ -79,12 +79,35 @@ def test_num_npus_must_match_tp(tmp_path):
         load_cluster(write(tmp_path, "c.json", c))
 
 
-def test_later_features_are_refused_by_name(ref):
-    load_cluster(ref / "configs/cluster/single_node_pd_instance.json").check_supported()
-    with pytest.raises(UnsupportedFeature, match="power model"):
-        load_cluster(ref / "configs/cluster/single_node_power_instance.json").check_supported()
-    with pytest.raises(UnsupportedFeature, match="cxl_mem: CXL"):
-        load_cluster(ref / "configs/cluster/single_node_cxl_instance.json").check_supported()
+def test_power_and_cxl_sections_are_read(ref):
+    power = load_cluster(ref / "configs/cluster/single_node_power_instance.json").nodes[0].power
+    assert power.base_node_w == 60 and power.npu["RTXPRO6000"].standby_s == 18
+    # the reference's worked example: 60 + 35 + (10 + 190 x 0.15) + 2 x 16 + 5 + 20 + 10 = 200.5 W
+    assert sum(power.static_w(512, {"RTXPRO6000": 1}).values()) == pytest.approx(200.5)
+    cxl = load_cluster(ref / "configs/cluster/single_node_cxl_instance.json").cxl_mem
+    assert (cxl.mem_size, cxl.mem_bw, cxl.mem_latency, cxl.num_devices) == (1024, 60, 250, 4)
+
+
+def test_kv_outside_the_npu_is_refused_by_name(tmp_path):
+    from llmss_lab.config.cluster import resolve_placement
+    with pytest.raises(UnsupportedFeature, match=r"placement\.default\.kv_loc"):
+        resolve_placement({"default": {"kv_loc": "cpu"}}, 32, 0, "c.json", "nodes[0].instances[0]")
+    with pytest.raises(InputError, match="outside the model's 32 blocks"):
+        resolve_placement({"blocks": [{"blocks": "30-40", "weights": "cpu"}]}, 32, 0, "c.json", "i")
+    with pytest.raises(InputError, match="CXL device 2 but cxl_mem has 1"):
+        resolve_placement({"default": {"weights": "cxl:2"}}, 32, 1, "c.json", "i")
+
+
+def test_power_section_errors_name_the_key(tmp_path):
+    c = base_cluster()
+    c["nodes"][0]["power"] = {"base_node_power": 60, "npu": {"OTHER": {"idle_power": 1, "active_power": 2}},
+                              "cpu": {"idle_power": 1, "active_power": 2, "util": 0.1},
+                              "dram": {"dimm_size": 32, "idle_power": 1, "energy_per_bit": 1}}
+    with pytest.raises(InputError, match=r"nodes\[0\]\.power\.npu: no NPU power entry for hardware"):
+        load_cluster(write(tmp_path, "c.json", c))
+    c["nodes"][0]["power"]["cpu"]["util"] = 2
+    with pytest.raises(InputError, match=r"power\.cpu\.util: must be <= 1"):
+        load_cluster(write(tmp_path, "c.json", c))
 
 
 def test_artifact_keys_map_npu_group_to_pipeline_stages(tmp_path):

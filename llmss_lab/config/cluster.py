@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, UnsupportedFeature
+from .power import PowerSpec, parse_power
 from .reader import Section, read_json
 
 # Per-instance keys of the JSON that override engine settings (JSON name -> EngineConfig field).
@@ -68,8 +69,18 @@ class InstanceSpec:
 class NodeSpec:
     instances: list[InstanceSpec]
     cpu_mem: MemorySpec = MemorySpec(512, 256, 0)
-    power: dict | None = None
+    power: PowerSpec | None = None
     pim_config: str | None = None
+
+
+@dataclass(frozen=True)
+class CxlSpec:
+    """CXL memory shared by the cluster: ``mem_size`` GiB in all, split evenly over the devices."""
+
+    mem_size: float
+    mem_bw: float            # GB/s per device
+    mem_latency: float = 0   # ns
+    num_devices: int = 1
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,7 @@ class ClusterSpec:
     nodes: list[NodeSpec]
     link_bw: float | list[float] = 16.0          # GB/s per topology dimension
     link_latency: float | list[float] = 20000.0  # ns per topology dimension
-    cxl_mem: dict | None = None
+    cxl_mem: CxlSpec | None = None
     source: str = "cluster spec"
 
     @property
@@ -106,20 +117,13 @@ class ClusterSpec:
     def check_supported(self) -> None:
         """Name any feature of the config that this version does not model yet."""
         src = self.source
-        if self.cxl_mem:
-            raise UnsupportedFeature("CXL memory tiers are not modelled yet", src, "cxl_mem")
-        for n, node in enumerate(self.nodes):
-            if node.power:
-                raise UnsupportedFeature("the power model is not available yet", src, f"nodes[{n}].power")
-            if node.pim_config:
-                raise UnsupportedFeature("PIM attention offload is not modelled yet", src, f"nodes[{n}].cpu_mem.pim_config")
         insts = self.instances
         if not insts:
             raise InputError("the cluster has no instances", src, "nodes")
         groups: dict[str, list[InstanceSpec]] = {}
         for inst in insts:
             for key, value in inst.features.items():
-                if key == "placement" and _placement_is_local(value):
+                if key in ("placement", "enable_attn_offloading", "enable_sub_batch_interleaving"):
                     continue
                 if value not in (False, None):
                     raise UnsupportedFeature(f"{key} is not modelled yet", src, f"{inst.where}.{key}")
@@ -143,20 +147,84 @@ class ClusterSpec:
                              src, "nodes")
 
 
-def _placement_is_local(placement: Any) -> bool:
-    """True when every weight and KV placement is on the GPU (``kv_evict_loc`` only matters to a
-    lower prefix-cache tier, which such a config does not enable)."""
+EDGE_LAYERS = ("embedding", "final_layernorm", "lm_head")
+
+
+def _tier_name(value: Any, num_cxl: int, source: str, where: str) -> str:
+    v = str(value).strip().lower()
+    if v in ("npu", "cpu"):
+        return v
+    if v.startswith("cxl:"):
+        k = v[4:]
+        if not k.isdigit() or int(k) >= num_cxl:
+            raise InputError(f"{value!r} names CXL device {k} but cxl_mem has {num_cxl} device(s)", source, where)
+        return f"cxl:{int(k)}"
+    raise InputError(f"must be 'npu', 'cpu' or 'cxl:<device>', got {value!r}", source, where)
+
+
+def _block_numbers(text: Any, num_layers: int, source: str, where: str) -> list[int]:
+    """``"0-3,8"`` -> [0, 1, 2, 3, 8]."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        lo, _, hi = part.partition("-")
+        if not lo.strip().isdigit() or (hi and not hi.strip().isdigit()):
+            raise InputError(f"expected block ranges like '0-3,8', got {text!r}", source, where)
+        a, b = int(lo), int(hi or lo)
+        if b < a or b >= num_layers:
+            raise InputError(f"block range {part!r} is outside the model's {num_layers} blocks", source, where)
+        out.extend(range(a, b + 1))
+    return out
+
+
+def resolve_placement(placement: Any, num_layers: int, num_cxl: int, source: str, where: str) -> dict[str, Any]:
+    """Where each part's weights live: ``{"blocks": [tier per block], "embedding": tier, ...}``.
+
+    ``default`` applies first, then ``blocks`` rules in order, then ``layers`` rules by name.
+    KV must stay on the NPU (``kv_loc``); ``kv_evict_loc`` is checked but the lower prefix tier is
+    chosen by the run's ``prefix_storage`` setting.
+    """
+    where = f"{where}.placement"
     if not isinstance(placement, dict):
-        return False
-    rules: list[Any] = [placement.get("default", {})]
-    rules += placement.get("blocks", []) or []
-    rules += list((placement.get("layers", {}) or {}).values())
-    for rule in rules:
+        raise InputError(f"expected an object, got {type(placement).__name__}", source, where)
+    unknown = set(placement) - {"default", "blocks", "layers"}
+    if unknown:
+        raise InputError(f"unknown key {sorted(unknown)[0]!r}", source, where)
+
+    def rule_tier(rule: Any, at: str) -> str | None:
         if not isinstance(rule, dict):
-            return False
-        if any(str(rule.get(k, "npu")).lower() != "npu" for k in ("weights", "kv_loc")):
-            return False
-    return True
+            raise InputError(f"expected an object, got {type(rule).__name__}", source, at)
+        bad = set(rule) - {"weights", "kv_loc", "kv_evict_loc", "blocks"}
+        if bad:
+            raise InputError(f"unknown key {sorted(bad)[0]!r}", source, at)
+        if "kv_loc" in rule and _tier_name(rule["kv_loc"], num_cxl, source, f"{at}.kv_loc") != "npu":
+            raise UnsupportedFeature("a KV cache outside NPU memory (kv_loc) is not modelled; use "
+                                     "prefix_storage for a lower prefix-cache tier", source, f"{at}.kv_loc")
+        if "kv_evict_loc" in rule:
+            _tier_name(rule["kv_evict_loc"], num_cxl, source, f"{at}.kv_evict_loc")
+        return _tier_name(rule["weights"], num_cxl, source, f"{at}.weights") if "weights" in rule else None
+
+    default = rule_tier(placement.get("default", {}), f"{where}.default") or "npu"
+    out: dict[str, Any] = {"blocks": [default] * num_layers, **{e: default for e in EDGE_LAYERS}}
+    for i, rule in enumerate(placement.get("blocks", []) or []):
+        at = f"{where}.blocks[{i}]"
+        tier = rule_tier(rule, at)
+        if "blocks" not in rule:
+            raise InputError("missing required key 'blocks'", source, at)
+        for b in _block_numbers(rule["blocks"], num_layers, source, f"{at}.blocks"):
+            if tier:
+                out["blocks"][b] = tier
+    layers = placement.get("layers", {}) or {}
+    if not isinstance(layers, dict):
+        raise InputError("expected an object of layer name -> rule", source, f"{where}.layers")
+    for name, rule in layers.items():
+        at = f"{where}.layers.{name}"
+        if name not in EDGE_LAYERS:
+            raise InputError(f"unknown layer (known: {list(EDGE_LAYERS)})", source, at)
+        tier = rule_tier(rule, at)
+        if tier:
+            out[name] = tier
+    return out
 
 
 def _memory(s: Section, with_util: bool = False) -> tuple[MemorySpec, float | None]:
@@ -242,7 +310,16 @@ def load_cluster(path: str | Path) -> ClusterSpec:
             raise ns.error("num_instances", f"says {n_inst} but 'instances' lists {len(insts)}")
         cpu_s = ns.section("cpu_mem")
         cpu, _ = _memory(cpu_s)
-        power = ns.data.get("power")
-        nodes.append(NodeSpec(insts, cpu, power if power else None, cpu_s.string("pim_config", required=False)))
-    cxl = top.data.get("cxl_mem") or None
+        power = parse_power(ns.section("power")) if ns.data.get("power") else None
+        if power is not None:
+            for inst in insts:
+                power.npu_of(inst.hardware, str(path), ns.key("power"))
+        nodes.append(NodeSpec(insts, cpu, power, cpu_s.string("pim_config", required=False)))
+    cxl = None
+    if top.data.get("cxl_mem"):
+        c = top.section("cxl_mem")
+        c.reject_unknown(("mem_size", "mem_bw", "mem_latency", "num_devices"))
+        cxl = CxlSpec(c.number("mem_size", positive=True, maximum=1e7), c.number("mem_bw", positive=True, maximum=1e9),
+                      c.number("mem_latency", required=False, default=0, minimum=0),
+                      c.integer("num_devices", required=False, default=1, minimum=1, maximum=4096))
     return ClusterSpec(nodes, _link_values(top, "link_bw"), _link_values(top, "link_latency"), cxl, str(path))

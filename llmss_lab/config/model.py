@@ -102,8 +102,9 @@ class ModelSpec:
         layers_per_stage = -(-self.num_layers // pp)
         return 2 * self.kv_heads_per_rank(tp) * self.head_dim * layers_per_stage * b
 
-    def weight_bytes_per_rank(self, tp: int = 1, pp: int = 1, ep: int = 1, dtype_bytes: int | None = None) -> int:
-        """Parameters held by one rank: the first pipeline stage's share, which is the largest."""
+    def weight_parts(self, tp: int = 1, ep: int = 1, dtype_bytes: int | None = None) -> dict[str, int]:
+        """Bytes one rank holds of the embedding, of one transformer block, of the final norm and
+        of the LM head (zero when tied to the embedding)."""
         b = dtype_bytes or DTYPE_BYTES[self.torch_dtype]
         h, hd = self.hidden_size, self.head_dim
         q = self.num_heads * hd // tp
@@ -117,7 +118,16 @@ class ModelSpec:
             block += h * self.num_experts + local_experts * 3 * h * self.moe_intermediate_size
         else:
             block += 3 * h * (self.intermediate_size // tp)
+        return {"embedding": vocab * h * b, "block": block * b, "final_layernorm": h * b,
+                "lm_head": 0 if self.tie_word_embeddings else vocab * h * b}
+
+    def weight_bytes_per_rank(self, tp: int = 1, pp: int = 1, ep: int = 1, dtype_bytes: int | None = None) -> int:
+        """Parameters held by one rank: the first pipeline stage's share, which is the largest."""
+        w = self.weight_parts(tp, ep, dtype_bytes)
         layers = -(-self.num_layers // pp)
-        embed = vocab * h
-        head = h + (0 if self.tie_word_embeddings else vocab * h)
-        return (embed + layers * block + head) * b
+        return w["embedding"] + layers * w["block"] + w["final_layernorm"] + w["lm_head"]
+
+    def runtime_buffer_bytes(self, dtype_bytes: int | None = None) -> int:
+        """Model buffers besides the parameters: vLLM keeps a rotary cos/sin table of
+        ``max_position_embeddings x head_dim`` values in the model dtype on every rank."""
+        return self.max_position_embeddings * self.head_dim * (dtype_bytes or DTYPE_BYTES[self.torch_dtype])

@@ -21,6 +21,7 @@ from .events import EventLoop
 from .moe import Gate
 from .requests import UNSET, RequestTable
 from .scheduler import ScheduledStep, Scheduler
+from .tiers import Tier
 
 DUMMY = BatchShape(1, 1, 0, 0, 1, 1.0, 1.0, 1.0)
 
@@ -40,6 +41,12 @@ class StepLog:
     decode_seqs: list[int] = field(default_factory=list)
     decode_kv_mean: list[float] = field(default_factory=list)
     kv_blocks_used: list[int] = field(default_factory=list)
+    kv_blocks_holding: list[int] = field(default_factory=list)   # in use or cached
+    busy: list[float] = field(default_factory=list)              # sum of pipeline-stage times (ns)
+    wire_bytes: list[float] = field(default_factory=list)
+    recall: list[float] = field(default_factory=list)            # wait for a lower-tier prefix recall (ns)
+    tier_bytes: list[float] = field(default_factory=list)        # bytes read from / written to CPU or CXL
+    pim_busy: list[float] = field(default_factory=list)          # PIM channel-time of the step (ns), if PIM
     running: list[int] = field(default_factory=list)
     waiting: list[int] = field(default_factory=list)
     prompt_done: list[int] = field(default_factory=list)   # prompt tokens of requests whose first token came
@@ -80,8 +87,11 @@ class Instance:
     """One model replica. ``role`` is ``None``, ``"prefill"`` or ``"decode"`` (disaggregated serving)."""
 
     def __init__(self, iid: int, name: str, scheduler: Scheduler, latency: IterationModel,
-                 reqs: RequestTable, role: str | None = None):
+                 reqs: RequestTable, role: str | None = None, recall_bytes_per_token: float = 0.0,
+                 weight_stream: list[tuple[Tier, float]] | None = None):
         self.iid = iid
+        self.recall_bytes_per_token = recall_bytes_per_token   # KV of one token, all ranks
+        self.weight_stream = weight_stream or []               # (tier, bytes read from it every step)
         self.name = name
         self.scheduler = scheduler
         self.latency = latency
@@ -120,10 +130,16 @@ class Instance:
         step = self.scheduler.schedule(now)
         return None if step is None else Planned(step, batch_shape(step))
 
-    def record(self, p: Planned, start: float, t: StepTime) -> None:
+    def record(self, p: Planned, start: float, t: StepTime, duration: float, recall_ns: float,
+               tier_bytes: float) -> None:
         log, shape = self.log, p.shape
         log.start.append(start)
-        log.duration.append(t.total_ns)
+        log.duration.append(duration)
+        log.busy.append(sum(t.stages))
+        log.wire_bytes.append(t.wire_bytes)
+        log.recall.append(recall_ns)
+        log.tier_bytes.append(tier_bytes)
+        log.kv_blocks_holding.append(self.scheduler.kv.pool.num_holding)
         log.comm.append(t.comm_ns)
         log.attention.append(t.attention_ns)
         log.tokens.append(shape.num_tokens)
@@ -178,6 +194,7 @@ class Engine:
         self.inflight = 0
         self.stage_free = [0.0] * pp
         self.expert_load: np.ndarray | None = None   # [layers, E] token-expert pairs, summed
+        self.offload = getattr(members[0].latency, "pim", None) is not None   # decode attention on PIM
         for m in members:
             m.engine = self
 
@@ -202,20 +219,40 @@ class Engine:
             routing = self.gate.route(group_tokens)
             loads = routing.layer_loads(self.gate.layers)
             self.expert_load = loads if self.expert_load is None else self.expert_load + loads
-        times = [m.latency.step(s, T if lockstep else None, routing, group_tokens) for m, s in zip(self.members, shapes)]
+        if self.offload:   # PIM offload: a lone instance, one stage
+            times = [_offloaded(self.members[0].latency, plans[0].step)]
+        else:
+            times = [m.latency.step(s, T if lockstep else None, routing, group_tokens)
+                     for m, s in zip(self.members, shapes)]
         t = times[0] if len(times) == 1 else _slowest(times)
-        # walk the pipeline: each stage starts when the batch reaches it and the stage is free
+        # KV recalled from a lower-tier prefix pool must arrive before the step computes on it
         clock = now
+        moved = [0.0] * len(self.members)
+        for i, (m, p) in enumerate(zip(self.members, plans)):
+            if p is not None and p.step.recall_tokens:
+                nbytes = p.step.recall_tokens * m.recall_bytes_per_token
+                clock = max(clock, m.scheduler.kv.lower.tier.move(now, nbytes))
+                moved[i] += nbytes
+        recall_ns = clock - now
+        # weights kept in CPU or CXL memory stream in during the step, layer ahead of compute
+        streamed = now
+        for i, m in enumerate(self.members):
+            for tier, nbytes in m.weight_stream:
+                streamed = max(streamed, tier.move(clock, nbytes))
+                moved[i] += nbytes
+        # walk the pipeline: each stage starts when the batch reaches it and the stage is free
         for s, dur in enumerate(t.stages):
             start = max(clock, self.stage_free[s])
             clock = start + dur
             self.stage_free[s] = clock
             if s < len(t.stages) - 1:
                 clock += t.p2p_ns
-        end = clock
-        for m, p in zip(self.members, plans):
+        end = max(clock, streamed)
+        for m, p, b in zip(self.members, plans, moved):
             if p is not None:
-                m.record(p, now, t)
+                m.record(p, now, t, end - now, recall_ns, b)
+                if self.offload:
+                    m.log.pim_busy.append(t.pim_busy_ns)
         self.inflight += 1
         if self.pp > 1:
             self.loop.at(self.stage_free[0], self.poke)
@@ -233,9 +270,30 @@ class Engine:
         self.poke()
 
 
+def _split(step: ScheduledStep) -> list[ScheduledStep]:
+    """Two sub-batches with balanced new tokens: longest first, each to the lighter half."""
+    order = np.argsort(-step.num_new, kind="stable")
+    halves: list[list[int]] = [[], []]
+    load = [0, 0]
+    for i in order.tolist():
+        k = 0 if load[0] <= load[1] else 1
+        halves[k].append(i)
+        load[k] += int(step.num_new[i])
+    return [ScheduledStep(step.rids[h], step.num_new[h], step.computed_before[h]) for h in map(np.array, halves)]
+
+
+def _offloaded(latency: IterationModel, step: ScheduledStep) -> StepTime:
+    parts = _split(step) if latency.sub_batches and len(step.rids) > 1 else [step]
+    halves = []
+    for part in parts:
+        decode = part.num_new == 1
+        halves.append((batch_shape(part), part.computed_before[decode] + 1))
+    return latency.offloaded_step(halves)
+
+
 def _slowest(times: list[StepTime]) -> StepTime:
     """Lockstep: every stage lasts as long as the slowest member's."""
     stages = tuple(max(s) for s in zip(*(t.stages for t in times)))
     worst = max(times, key=lambda t: t.total_ns)
     return StepTime(worst.compute_ns, worst.comm_ns, worst.attention_ns, worst.moe_ns, stages,
-                    max(t.p2p_ns for t in times))
+                    max(t.p2p_ns for t in times), max(t.wire_bytes for t in times))

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from typing import Sequence
 
 from .registry import Registry
+from .tiers import CHUNK_TOKENS, PrefixPool
 
 EVICTION = Registry["EvictionPolicy"]("eviction policy")
 HASH_SEED = 0x51ED270B  # any constant: the chain only needs to be deterministic
@@ -75,10 +76,16 @@ class BlockPool:
         self.block_hash: list[int | None] = [None] * num_blocks
         self.cached: dict[int, int] = {}   # hash -> block
         self.evictions = 0
+        self.free_cached = 0               # free blocks that still hold a cached prefix
 
     @property
     def num_free(self) -> int:
         return len(self.free)
+
+    @property
+    def num_holding(self) -> int:
+        """Blocks whose memory holds KV: in use, or free but still cached."""
+        return self.num_blocks - len(self.free) + self.free_cached
 
     @property
     def num_used(self) -> int:
@@ -93,6 +100,7 @@ class BlockPool:
                 del self.cached[h]
                 self.block_hash[b] = None
                 self.evictions += 1
+                self.free_cached -= 1
             self.ref[b] = 1
             out.append(b)
         return out
@@ -102,6 +110,7 @@ class BlockPool:
         for b in blocks:
             if self.ref[b] == 0:
                 self.free.remove(b)
+                self.free_cached -= 1 if self.block_hash[b] is not None else 0
             self.ref[b] += 1
 
     def release(self, blocks: Sequence[int]) -> None:
@@ -110,6 +119,8 @@ class BlockPool:
             self.ref[b] -= 1
             if self.ref[b] == 0:
                 self.free.push(b)
+                if self.block_hash[b] is not None:
+                    self.free_cached += 1
 
     def cache(self, block: int, h: int) -> None:
         if h not in self.cached and self.block_hash[block] is None:
@@ -120,8 +131,11 @@ class BlockPool:
 class KVCacheManager:
     """Per-request block tables over one pool, with prefix caching when enabled."""
 
-    def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool, eviction: str = "lru"):
+    def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool, eviction: str = "lru",
+                 lower: PrefixPool | None = None):
         self.pool = BlockPool(num_blocks, eviction)
+        self.lower = lower                       # a prefix pool in CPU or CXL memory, if any
+        self.chunk_blocks = CHUNK_TOKENS // block_size
         self.block_size = block_size
         self.prefix_caching = prefix_caching
         self.blocks: dict[int, list[int]] = {}
@@ -202,7 +216,8 @@ class KVCacheManager:
             blocks.extend(self.pool.allocate(need))
         return True
 
-    def cache_full_blocks(self, rid: int, num_computed: int) -> None:
+    def cache_full_blocks(self, rid: int, num_computed: int, now: float = 0.0) -> None:
+        """Index the request's newly completed blocks; write completed chunks through to the lower pool."""
         if not self.prefix_caching:
             return
         full = num_computed // self.block_size
@@ -214,6 +229,25 @@ class KVCacheManager:
         for i in range(done, full):
             self.pool.cache(blocks[i], hs[i])
         self.num_cached[rid] = full
+        if self.lower is not None:
+            cb = self.chunk_blocks
+            ends = range((done // cb + 1) * cb, full + 1, cb)   # chunk ends newly covered
+            if ends:
+                self.lower.store(now, [hs[e - 1] for e in ends])
+
+    def lower_hit_tokens(self, rid: int, num_tokens: int, npu_hit_tokens: int) -> int:
+        """Tokens beyond the NPU's own hit that the lower pool can supply (whole chunks, at most
+        ``num_tokens - 1`` tokens in all)."""
+        pool = self.lower
+        if pool is None or not self.prefix_caching:
+            return 0
+        cb = self.chunk_blocks
+        n_chunks = (num_tokens - 1) // CHUNK_TOKENS
+        if n_chunks * CHUNK_TOKENS <= npu_hit_tokens:
+            return 0
+        hs = self.block_hashes(rid, n_chunks * cb)
+        found = pool.match([hs[(c + 1) * cb - 1] for c in range(n_chunks)]) * CHUNK_TOKENS
+        return max(0, found - npu_hit_tokens)
 
     def free(self, rid: int) -> None:
         self.pool.release(self.blocks[rid])

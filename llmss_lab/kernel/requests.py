@@ -29,6 +29,7 @@ class RequestTable:
         self.prefix_hit = np.full(n, -1, np.int64)     # cached prompt tokens at first admission
         self.lost = np.zeros(n, np.int64)              # computed tokens dropped by preemptions
         self.cache_hits = np.zeros(n, np.int64)        # tokens found in the prefix cache, all admissions
+        self.recalled = np.zeros(n, np.int64)          # of which loaded from a lower-tier pool
         self.kv_ready = np.zeros(n, np.int64)           # tokens whose KV arrives with the request (P/D)
         self.instance = np.full(n, -1, np.int64)       # instance that produced the output tokens
         self.prefill_instance = np.full(n, -1, np.int64)

@@ -33,6 +33,7 @@ class ScheduledStep:
     num_new: np.ndarray           # tokens computed for each this step
     computed_before: np.ndarray   # their history (tokens already in KV)
     preempted: list[int] = field(default_factory=list)
+    recall_tokens: int = 0        # prefix tokens loaded from a lower-tier pool before the step
 
 
 class Scheduler:
@@ -112,8 +113,9 @@ class VLLMV1Scheduler(Scheduler):
                 budget = self._running_with_preemption(rids, news, preempted)
 
         # ---- phase B: waiting requests ----------------------------------------------------------
+        recall = 0
         if not preempted:
-            budget = self._admit(now, budget, rids, news)
+            budget, recall = self._admit(now, budget, rids, news)
 
         if not rids:
             return None
@@ -125,8 +127,8 @@ class VLLMV1Scheduler(Scheduler):
             after = before + na
             idx = np.flatnonzero(after // bs > before // bs)
             for rid, c in zip(ra[idx].tolist(), after[idx].tolist()):
-                kv.cache_full_blocks(rid, c)
-        return ScheduledStep(ra, na, before, preempted)
+                kv.cache_full_blocks(rid, c, now)
+        return ScheduledStep(ra, na, before, preempted, recall)
 
     def _running_with_preemption(self, rids: list[int], news: list[int], preempted: list[int]) -> int:
         """The exact sequential loop, used when KV blocks run short."""
@@ -169,15 +171,20 @@ class VLLMV1Scheduler(Scheduler):
         R.preemptions[rid] += 1
         self.waiting.appendleft(rid)
 
-    def _admit(self, now: float, budget: int, rids: list[int], news: list[int]) -> int:
+    def _admit(self, now: float, budget: int, rids: list[int], news: list[int]) -> tuple[int, int]:
+        """Admit waiting requests; returns the budget left and the tokens recalled from a lower pool."""
         R, kv, bs = self.R, self.kv, self.kv.block_size
         eng = self.engine
+        recall = 0
         while self.waiting and budget > 0 and len(self.running) < self.max_seqs:
             rid = self.waiting[0]
             total = int(R.num_tokens[rid])
             ready = int(R.kv_ready[rid])
             hits = [] if ready else kv.lookup(rid, total)
             n_hit = min(ready, total - 1) if ready else len(hits) * bs  # last token recomputed for logits
+            extra = 0 if ready else kv.lower_hit_tokens(rid, total, n_hit)
+            n_npu = n_hit
+            n_hit += extra
             n = total - n_hit
             if not eng.enable_chunked_prefill and n > budget:
                 break
@@ -193,12 +200,16 @@ class VLLMV1Scheduler(Scheduler):
             self._run_arr = None
             R.nblocks[rid] = len(kv.blocks[rid])
             R.computed[rid] = n_hit
-            if ready:  # transferred KV: index it for later prefix hits, recompute it if preempted
+            if ready or extra:  # KV that arrives rather than is computed: index it for later hits
                 R.kv_ready[rid] = 0
-                kv.cache_full_blocks(rid, n_hit)
-            else:
+                kv.cache_full_blocks(rid, n_hit, now)
+            if not ready:
                 kv.queries += total
-                kv.hits += n_hit
+                kv.hits += n_npu
+                if kv.lower is not None:
+                    kv.lower.count(now, total, extra)
+                    recall += extra
+                R.recalled[rid] += extra
                 R.cache_hits[rid] += n_hit
                 if R.prefix_hit[rid] < 0:
                     R.prefix_hit[rid] = n_hit
@@ -207,4 +218,4 @@ class VLLMV1Scheduler(Scheduler):
             rids.append(rid)
             news.append(n)
             budget -= n
-        return budget
+        return budget, recall

@@ -26,6 +26,7 @@ from .moe import GATES
 from .requests import RequestTable
 from .router import ROUTERS
 from .scheduler import SCHEDULERS
+from .tiers import CHUNK_TOKENS, PrefixPool, Tier
 
 
 @dataclass
@@ -45,6 +46,31 @@ class InstanceSetup:
     lanes: int = 1                   # GPUs that each move their KV shard in a P/D hand-off
     kv_bytes_per_token: float = 0.0  # per lane
     moe: dict | None = None          # gate settings: num_experts, top_k, ep, num_layers, policy, seed, skew
+    weight_bytes: float = 0.0        # resident on each NPU (weights kept in CPU/CXL memory excluded)
+    block_bytes: float = 0.0         # one KV block on one NPU
+    weight_stream: dict[str, float] = field(default_factory=dict)   # tier -> weight bytes read per step
+
+
+@dataclass(frozen=True)
+class TierSetup:
+    name: str                # "cpu:<node>", "cxl:<device>" or "cxl" (all devices, striped)
+    capacity_bytes: float
+    bandwidth_gbps: float
+    latency_ns: float = 0.0
+
+
+@dataclass
+class MemorySetup:
+    """Memory below the NPUs and the lower prefix-cache tier, if any.
+
+    ``prefix_storage`` is ``None``, ``"cpu"`` or ``"cxl"``; ``prefix_sharing`` is ``"instance"``
+    (a private pool each, splitting the tier between the instances that use it), ``"node"`` (one
+    pool per node; with CXL, one for the cluster) or ``"cluster"`` (one pool for everyone).
+    """
+
+    tiers: list[TierSetup] = field(default_factory=list)
+    prefix_storage: str | None = None
+    prefix_sharing: str = "instance"
 
 
 @dataclass
@@ -55,6 +81,9 @@ class RawRun:
     end_ns: float
     engines: list[Engine] = field(default_factory=list)
     kv_bytes_moved: float = 0.0
+    tiers: dict[str, Tier] = field(default_factory=dict)
+    pools: list[PrefixPool] = field(default_factory=list)
+    pool_of: list[int] = field(default_factory=list)    # instance -> index into pools, or -1
 
 
 def _engines(loop: EventLoop, instances: list[Instance], setups: list[InstanceSetup], on_step) -> list[Engine]:
@@ -77,18 +106,58 @@ def _engines(loop: EventLoop, instances: list[Instance], setups: list[InstanceSe
     return engines
 
 
+def _pools(setups: list[InstanceSetup], memory: MemorySetup, tiers: dict[str, Tier]
+           ) -> tuple[list[PrefixPool], list[int]]:
+    """The lower prefix pools and which instance uses which."""
+    if memory.prefix_storage is None:
+        return [], [-1] * len(setups)
+    keys = []
+    for s in setups:
+        tier = f"cpu:{s.node}" if memory.prefix_storage == "cpu" else "cxl"
+        if memory.prefix_sharing == "instance":
+            keys.append((tier, s.name))
+        elif memory.prefix_sharing == "node" and memory.prefix_storage == "cpu":
+            keys.append((tier, ""))
+        else:
+            keys.append(("cpu:0" if memory.prefix_storage == "cpu" else "cxl", ""))
+    users: dict[str, int] = {}
+    for tier, _ in set(keys):
+        users[tier] = users.get(tier, 0) + 1
+    pools: list[PrefixPool] = []
+    index: dict[tuple[str, str], int] = {}
+    pool_of = []
+    for s, key in zip(setups, keys):
+        chunk = s.kv_bytes_per_token * s.lanes * CHUNK_TOKENS
+        if key not in index:
+            tier = tiers[key[0]]
+            index[key] = len(pools)
+            name = f"{key[0]}:{key[1]}" if key[1] else key[0]
+            pools.append(PrefixPool(name, tier, chunk, tier.capacity_bytes / users[key[0]]))
+        elif pools[index[key]].chunk_bytes != chunk:
+            raise ValueError(f"instances sharing the prefix pool {pools[index[key]].name} must have the same "
+                             "model, KV dtype and parallel layout")
+        pool_of.append(index[key])
+    return pools, pool_of
+
+
 def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_robin",
         progress: Callable[[int], None] | None = None, links: tuple[Link, Link] | None = None,
-        kv_transfer: str = "layer", seed: int = 0) -> RawRun:
-    """``links``: (intra-node, inter-node) links for P/D KV transfers."""
+        kv_transfer: str = "layer", seed: int = 0, memory: MemorySetup | None = None) -> RawRun:
+    """``links``: (intra-node, inter-node) links for P/D KV transfers; ``memory``: lower tiers."""
     loop = EventLoop()
     R = RequestTable(workload.arrival_ns, workload.input_toks, workload.output_toks)
     fabric = Fabric()
+    memory = memory or MemorySetup()
+    tiers = {t.name: Tier(t.name, t.capacity_bytes, t.bandwidth_gbps, t.latency_ns) for t in memory.tiers}
+    pools, pool_of = _pools(setups, memory, tiers)
     instances: list[Instance] = []
     for i, s in enumerate(setups):
-        kv = KVCacheManager(s.num_blocks, s.engine.block_size, s.engine.enable_prefix_caching, s.engine.eviction)
+        lower = pools[pool_of[i]] if pool_of[i] >= 0 else None
+        kv = KVCacheManager(s.num_blocks, s.engine.block_size, s.engine.enable_prefix_caching, s.engine.eviction,
+                            lower)
         sched = SCHEDULERS.get(s.engine.scheduler, "scheduler")(s.engine, kv, R, s.max_model_len)
-        instances.append(Instance(i, s.name, sched, s.latency, R, s.role))
+        stream = [(tiers[name], b) for name, b in s.weight_stream.items()]
+        instances.append(Instance(i, s.name, sched, s.latency, R, s.role, s.kv_bytes_per_token * s.lanes, stream))
     entry = [i for i in instances if i.role != "decode"]
     decoders = [i for i in instances if i.role == "decode"]
     if not entry:
@@ -144,4 +213,4 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
     unfinished = int(np.count_nonzero(R.finished < 0))
     if unfinished:  # cannot happen for admitted requests; a guard against silent loss
         raise RuntimeError(f"{unfinished} requests never finished")
-    return RawRun(R, instances, setups, loop.now, engines, fabric.bytes_moved)
+    return RawRun(R, instances, setups, loop.now, engines, fabric.bytes_moved, tiers, pools, pool_of)

@@ -65,6 +65,8 @@ class StepTime:
     moe_ns: float = 0.0
     stages: tuple[float, ...] = ()
     p2p_ns: float = 0.0
+    wire_bytes: float = 0.0   # bytes the step's collectives and stage hand-overs put on links
+    pim_busy_ns: float = 0.0  # PIM channel-time (sum over channels) of offloaded attention
 
     @property
     def total_ns(self) -> float:
@@ -102,7 +104,9 @@ class IterationModel:
 
     def __init__(self, profile: LatencyProfile, model: ModelSpec, tp: int = 1, link: Link | None = None,
                  mem_bw_gbps: float = 0.0, skew_correction: bool = True, pp: int = 1,
-                 ep_link: Link | None = None, pad_shapes: bool = False):
+                 ep_link: Link | None = None, pad_shapes: bool = False, pim=None, sub_batches: bool = False):
+        self.pim = pim                    # PimAttention for decode attention offload, or None
+        self.sub_batches = sub_batches    # sub-batch interleaving of NPU and PIM work
         self.profile = profile
         self.model = model
         self.tp = tp
@@ -167,6 +171,56 @@ class IterationModel:
         return (all_gather_ns(self.ep_link, ep, group_tokens * (h + E) * b)
                 + reduce_scatter_ns(self.ep_link, ep, group_tokens * h * b, self.mem_bw))
 
+    def offloaded_step(self, halves: list[tuple[BatchShape, np.ndarray]]) -> StepTime:
+        """A step whose decode attention runs on PIM channels (``self.pim``), one layer at a time.
+
+        ``halves`` is the whole batch, or its two sub-batches under sub-batch interleaving: each a
+        shape and the KV lengths of its decodes. Per layer the NPU runs a sub-batch's
+        token-parallel operators and prefill attention, then PIM runs its decode attention; with
+        two sub-batches the NPU works on one while PIM works on the other. NPU and PIM are each
+        one resource that serves the sub-batches in order.
+        """
+        gpu, pim, busy = [], [], 0.0
+        for b, kv in halves:
+            g = self._lookup("block", b.num_tokens)
+            if b.prefill_tokens:
+                att = self.profile.attention
+                pc = b.prefill_rms if self._rms_key else b.prefill_tokens
+                g += att(pc, b.prefill_history, 0, 0.0)
+            gpu.append(g + 2 * self.allreduce_ns(b.num_tokens))
+            span, channel_time = self.pim.layer_time(kv) if len(kv) else (0.0, 0.0)
+            pim.append(span)
+            busy += channel_time
+        gpu_free = pim_free = 0.0
+        ready = [0.0] * len(halves)      # when each sub-batch's previous attention finished
+        for _ in range(self.layers):
+            for i in range(len(halves)):
+                gpu_free = max(gpu_free, ready[i]) + gpu[i]
+                pim_free = max(pim_free, gpu_free) + pim[i]
+                ready[i] = pim_free
+        edges = sum(self._lookup("first", b.num_tokens) + self._lookup("last", b.num_tokens)
+                    + self._lookup("seq", b.num_seqs) for b, _ in halves)
+        total = max(ready) + edges
+        comm = self.layers * sum(2 * self.allreduce_ns(b.num_tokens) for b, _ in halves)
+        wire = sum(self.wire_bytes(b.num_tokens, b.num_tokens, 1, 2) for b, _ in halves)
+        return StepTime(total - comm, comm, self.layers * sum(pim), 0.0, (total,), 0.0, wire, busy * self.layers)
+
+    def wire_bytes(self, tokens: int, ep_group_tokens: int, ep: int, dense_reductions: int) -> float:
+        """Bytes on the wire per step, as the ring algorithms move them: ``2 (N-1)/N x S`` per
+        all-reduce, ``(N-1)/N x S`` per all-gather or reduce-scatter, ``S`` per stage hand-over."""
+        b = DTYPE_BYTES[self.model.torch_dtype]
+        h = self.model.hidden_size
+        L = self.layers
+        out = 0.0
+        if self.tp > 1:
+            out += L * dense_reductions * 2 * (self.tp - 1) / self.tp * tokens * h * b
+        if ep > 1:
+            s = ep_group_tokens * ((h + self.model.num_experts) * b + h * b)
+            out += L * (ep - 1) / ep * s
+        if self.pp > 1:
+            out += (self.pp - 1) * tokens * h * b
+        return out
+
     def p2p_ns(self, tokens: int) -> float:
         if self.pp <= 1 or self.link is None:
             return 0.0
@@ -213,4 +267,5 @@ class IterationModel:
             stages.append(t)
         comm = L * block_comm
         compute = sum(stages) - comm
-        return StepTime(compute, comm, L * attn, moe_total, tuple(stages), self.p2p_ns(T))
+        wire = self.wire_bytes(T, ep_group_tokens or T, ep, 1 if ep > 1 else 2)
+        return StepTime(compute, comm, L * attn, moe_total, tuple(stages), self.p2p_ns(T), wire)

@@ -20,10 +20,14 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
+from ..config.power import COMPONENTS
+from ..kernel.power import PowerAccount
 from ..kernel.simulator import RawRun
 from .metrics import latency_summary, tpot_ms
 
 GROUPS = ("requests", "iterations", "timeseries")
+OPTIONAL = ("experts", "memory", "power")   # present when the run has MoE, memory tiers, power specs
+MIB = 2**20
 
 
 def _var(dims, data, units: str, long_name: str) -> xr.Variable:
@@ -151,6 +155,91 @@ def experts_dataset(raw: RawRun) -> xr.Dataset:
                                     "expert": np.arange(loads.shape[2])})
 
 
+def _at(times: np.ndarray, values: np.ndarray, t: np.ndarray, before: float = 0.0) -> np.ndarray:
+    """The value of a step function (changing at ``times``) at each of ``t``."""
+    if len(times) == 0:
+        return np.full(len(t), before, dtype=float)
+    k = np.searchsorted(times, t, side="right") - 1
+    return np.where(k >= 0, np.asarray(values, dtype=float)[np.maximum(k, 0)], before)
+
+
+def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
+    """Memory per NPU and per lower-tier pool, sampled at the end of every bin.
+
+    On an NPU: resident weights (and model buffers), KV of running requests, and cached prefix
+    blocks that no request holds (kept until their blocks are reused). ``prefix_hit_pct`` is the
+    cumulative share of looked-up prompt tokens found, as vLLM's counters give it.
+    """
+    nbins = max(1, int(np.ceil(raw.end_ns * 1e-9 / bin_s)))
+    t_ns = (np.arange(nbins) + 1) * bin_s * 1e9
+    n_inst = len(raw.instances)
+    kv = np.zeros((nbins, n_inst))
+    cached = np.zeros((nbins, n_inst))
+    hit = np.zeros((nbins, n_inst))
+    weights = np.array([s.weight_bytes / MIB for s in raw.setups])
+    for j, inst in enumerate(raw.instances):
+        log, s = inst.log, raw.setups[j]
+        start = np.asarray(log.start)
+        used = np.asarray(log.kv_blocks_used, dtype=float)
+        holding = np.asarray(log.kv_blocks_holding, dtype=float)
+        kv[:, j] = _at(start, used, t_ns) * s.block_bytes / MIB
+        cached[:, j] = _at(start, holding - used, t_ns) * s.block_bytes / MIB
+        end = start + np.asarray(log.duration)
+        q = _at(end, log.prefix_queries, t_ns)
+        h = _at(end, log.prefix_hits, t_ns)
+        hit[:, j] = np.where(q > 0, h / np.where(q > 0, q, 1) * 100, 0.0)
+    di = ("time", "instance")
+    data = {
+        "npu_weights": _var("instance", weights, "MiB", "weights and model buffers on each NPU"),
+        "npu_kv": _var(di, kv, "MiB", "KV cache of running requests, per NPU"),
+        "npu_prefix_cache": _var(di, cached, "MiB", "cached prefix blocks no request holds, per NPU"),
+        "npu_used": _var(di, weights[None, :] + kv + cached, "MiB", "NPU memory in use (weights + KV + prefix cache)"),
+        "prefix_hit_pct": _var(di, hit, "%", "cumulative NPU prefix-cache hit rate (tokens)"),
+    }
+    coords = {"time": xr.Variable("time", t_ns * 1e-9, {"units": "s", "long_name": "end of the 1 s bin"}),
+              "instance": [s.name for s in raw.setups]}
+    if raw.pools:
+        used = np.zeros((nbins, len(raw.pools)))
+        phit = np.zeros((nbins, len(raw.pools)))
+        for k, pool in enumerate(raw.pools):
+            if pool.used_log:
+                tl, cl = zip(*pool.used_log)
+                used[:, k] = _at(np.asarray(tl), np.asarray(cl), t_ns) * pool.chunk_bytes / MIB
+            if pool.stats_log:
+                tl, ql, hl = (np.asarray(x, dtype=float) for x in zip(*pool.stats_log))
+                q, h = _at(tl, ql, t_ns), _at(tl, hl, t_ns)
+                phit[:, k] = np.where(q > 0, h / np.where(q > 0, q, 1) * 100, 0.0)
+        dp = ("time", "pool")
+        data["pool_used"] = _var(dp, used, "MiB", "prefix chunks held by each lower-tier pool")
+        data["pool_hit_pct"] = _var(dp, phit, "%", "cumulative tokens recalled from the pool per prompt token looked up")
+        data["pool_capacity"] = _var("pool", np.array([p.capacity_bytes / MIB for p in raw.pools]), "MiB", "pool size")
+        data["pool_tier"] = xr.Variable("pool", np.array([p.tier.name for p in raw.pools]), {"long_name": "memory tier"})
+        coords["pool"] = [p.name for p in raw.pools]
+    if raw.tiers:
+        names = list(raw.tiers)
+        data["tier_bytes_read"] = _var("tier", np.array([raw.tiers[n].bytes_read for n in names]), "B", "bytes read")
+        data["tier_bytes_written"] = _var("tier", np.array([raw.tiers[n].bytes_written for n in names]), "B",
+                                          "bytes written")
+        data["tier_busy"] = _var("tier", np.array([raw.tiers[n].busy_ns * 1e-9 for n in names]), "s",
+                                 "time the tier's port was busy")
+        coords["tier"] = names
+    return xr.Dataset(data, coords=coords)
+
+
+def power_dataset(acc: PowerAccount, output_tokens: int) -> xr.Dataset:
+    edges = acc.edges_s
+    data = {
+        "power": _var(("time", "node", "component"), acc.power_w, "W", "mean power in the bin"),
+        "energy": _var(("node", "component"), acc.energy_j, "J", "energy over the run"),
+    }
+    coords = {"time": xr.Variable("time", edges[1:], {"units": "s", "long_name": "end of the bin"}),
+              "node": np.arange(acc.power_w.shape[1]), "component": list(COMPONENTS)}
+    ds = xr.Dataset(data, coords=coords)
+    ds.attrs["total_energy_J"] = acc.total_j
+    ds.attrs["energy_per_output_token_J"] = acc.total_j / output_tokens if output_tokens else float("nan")
+    return ds
+
+
 @dataclass
 class Results:
     """The outcome of one simulation: three Datasets plus a summary in vLLM bench names."""
@@ -161,13 +250,16 @@ class Results:
     attrs: dict = field(default_factory=dict)
     itl_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     experts: xr.Dataset = field(default_factory=xr.Dataset)
+    memory: xr.Dataset = field(default_factory=xr.Dataset)
+    power: xr.Dataset = field(default_factory=xr.Dataset)
 
     @classmethod
-    def from_raw(cls, raw: RawRun, attrs: dict) -> "Results":
+    def from_raw(cls, raw: RawRun, attrs: dict, power: PowerAccount | None = None) -> "Results":
         itls = [a for inst in raw.instances for a in inst.log.itl]
         itl = np.concatenate(itls) * 1e-6 if itls else np.zeros(0)
         res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), {}, itl,
-                  experts_dataset(raw))
+                  experts_dataset(raw), memory_dataset(raw),
+                  power_dataset(power, int(raw.requests.output.sum())) if power is not None else xr.Dataset())
         for key, value in attrs.items():
             res.set_attr(key, value)
         res.set_attr("summary_json", json.dumps(res.summary()))
@@ -176,7 +268,7 @@ class Results:
     def set_attr(self, key: str, value) -> None:
         """Set a run-level attribute on the results and on each Dataset alike."""
         self.attrs[key] = value
-        for ds in (self.requests, self.iterations, self.timeseries, self.experts):
+        for ds in (self.requests, self.iterations, self.timeseries, self.experts, self.memory, self.power):
             ds.attrs[key] = value
 
     def summary(self) -> dict[str, float]:
@@ -198,6 +290,11 @@ class Results:
             "prefix_hit_tokens": int(r.prefix_hit_tokens.sum()),
         }
         out.update(latency_summary(r.ttft.values, r.tpot.values, self.itl_ms, r.e2e_latency.values))
+        if self.power.data_vars:
+            out["total_energy_J"] = float(self.power.attrs["total_energy_J"])
+            out["energy_per_output_token_J"] = float(self.power.attrs["energy_per_output_token_J"])
+        if "pool_hit_pct" in self.memory:
+            out["pool_hit_pct"] = [float(v) for v in self.memory.pool_hit_pct.isel(time=-1).values]
         return out
 
     def save(self, path: str | Path) -> Path:
@@ -214,8 +311,9 @@ class Results:
                 mode = "a"
             xr.Dataset({"itl": xr.Variable("token_gap", self.itl_ms, {"units": "ms", "long_name": "inter-token latency"})},
                        attrs=self.attrs).to_netcdf(tmp, group="itl", mode="a", engine="netcdf4")
-            if self.experts.data_vars:
-                self.experts.to_netcdf(tmp, group="experts", mode="a", engine="netcdf4")
+            for g in OPTIONAL:
+                if getattr(self, g).data_vars:
+                    getattr(self, g).to_netcdf(tmp, group=g, mode="a", engine="netcdf4")
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -231,9 +329,12 @@ class Results:
             parts = {g: xr.load_dataset(path, group=g, engine="netcdf4") for g in (*GROUPS, "itl")}
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"not an llmss_lab results file ({exc})", path) from None
-        try:
-            experts = xr.load_dataset(path, group="experts", engine="netcdf4")
-        except OSError:
-            experts = xr.Dataset()
+        extra = {}
+        for g in OPTIONAL:
+            try:
+                extra[g] = xr.load_dataset(path, group=g, engine="netcdf4")
+            except OSError:
+                extra[g] = xr.Dataset()
         attrs = dict(parts["requests"].attrs)
-        return cls(parts["requests"], parts["iterations"], parts["timeseries"], attrs, parts["itl"].itl.values, experts)
+        return cls(parts["requests"], parts["iterations"], parts["timeseries"], attrs, parts["itl"].itl.values,
+                   **extra)

@@ -1,0 +1,142 @@
+"""Power and energy per node and component, from what the run did.
+
+Each node draws a constant power (base board, idle NPUs, the host CPU at its background load,
+DRAM DIMMs, links, NICs, disks; see :meth:`PowerSpec.static_w`) for the whole run. On top of it,
+events add energy where they happen in time:
+
+* an NPU computing: ``(active - idle) x step time`` per NPU (each pipeline stage's NPUs for the
+  time of their stage), and the host CPU's extra power while it feeds the NPU;
+* an NPU that has just gone idle stays in standby, ``(standby - idle)`` per NPU, for at most
+  ``standby_duration`` seconds of each idle gap (clocks stay up in case work returns);
+* DRAM: ``energy_per_bit x 8 x bytes`` moved to or from CPU or CXL memory (prefix-pool writes and
+  recalls, weights read from a lower tier), and a PIM device's active power while it computes;
+* links: ``energy_per_bit x 8 x bytes`` on the wire for collectives, stage hand-overs and P/D KV.
+
+Energies of an interval (a step, a standby period, a transfer) are spread evenly over it, so the
+per-second power is the energy of each second. Summing it over time gives the same total as
+summing the events (energy = integral of power).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config.power import COMPONENTS, PowerSpec
+from .simulator import RawRun
+
+PJ = 1e-12
+
+
+@dataclass(frozen=True)
+class NodePower:
+    spec: PowerSpec
+    cpu_mem_gib: float
+    dram_idle_w: float | None = None   # replaces DIMM idle power (a PIM device's channels)
+    pim_active_w: float = 0.0          # extra power of one PIM channel while it computes
+
+
+@dataclass
+class PowerAccount:
+    edges_s: np.ndarray        # bin edges, seconds
+    power_w: np.ndarray        # [bin, node, component] mean power in the bin
+    energy_j: np.ndarray       # [node, component] over the run
+
+    @property
+    def total_j(self) -> float:
+        return float(self.energy_j.sum())
+
+
+def spread(starts: np.ndarray, ends: np.ndarray, energy: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Energy of each bin when every interval's energy is spread evenly over it (instants fall
+    into the bin that contains them)."""
+    out = np.zeros(len(edges) - 1)
+    if len(starts) == 0:
+        return out
+    d = ends - starts
+    point = d <= 0
+    if point.any():
+        idx = np.clip(np.searchsorted(edges, starts[point], side="right") - 1, 0, len(out) - 1)
+        out += np.bincount(idx, weights=energy[point], minlength=len(out))
+    rate = energy[~point] / d[~point]
+    F = _ramps(starts[~point], rate, edges) - _ramps(ends[~point], rate, edges)
+    out += np.diff(F)
+    return out
+
+
+def _ramps(x: np.ndarray, rate: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """sum_i rate_i * max(t - x_i, 0) at every t."""
+    order = np.argsort(x)
+    xs, rs = x[order], rate[order]
+    cr = np.concatenate([[0.0], np.cumsum(rs)])
+    crx = np.concatenate([[0.0], np.cumsum(rs * xs)])
+    k = np.searchsorted(xs, t, side="right")
+    return t * cr[k] - crx[k]
+
+
+def _standby(starts: np.ndarray, ends: np.ndarray, horizon: float, limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Standby intervals: the first ``limit`` seconds of every idle gap after a busy period."""
+    if len(starts) == 0 or limit <= 0:
+        return np.zeros(0), np.zeros(0)
+    order = np.argsort(starts, kind="stable")
+    s, e = starts[order], np.maximum.accumulate(ends[order])
+    gap_from = e[:-1]
+    gap_to = s[1:]
+    is_gap = gap_to > gap_from
+    a = np.concatenate([gap_from[is_gap], [e[-1]]])
+    b = np.concatenate([gap_to[is_gap], [max(horizon, e[-1])]])
+    return a, np.minimum(b, a + limit)
+
+
+def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None = None) -> PowerAccount | None:
+    """Per-second power and energy of every node that has a power spec (others count zero)."""
+    if not any(nodes):
+        return None
+    horizon = max(raw.end_ns * 1e-9, horizon_s or 0.0)
+    nb = max(1, int(np.ceil(horizon - 1e-12)))
+    edges = np.minimum(np.arange(nb + 1, dtype=float), horizon)
+    edges[-1] = horizon
+    widths = np.diff(edges)
+    C = {c: i for i, c in enumerate(COMPONENTS)}
+    energy_bins = np.zeros((nb, len(nodes), len(COMPONENTS)))
+    for n, node in enumerate(nodes):
+        if node is None:
+            continue
+        spec = node.spec
+        npus: dict[str, int] = {}
+        for s in raw.setups:
+            if s.node == n:
+                npus[s.info["hardware"]] = npus.get(s.info["hardware"], 0) + s.lanes
+        for comp, watts in spec.static_w(node.cpu_mem_gib, npus, node.dram_idle_w).items():
+            energy_bins[:, n, C[comp]] += watts * widths
+    for inst, s in zip(raw.instances, raw.setups):
+        node = nodes[s.node]
+        if node is None or not inst.log.start:
+            continue
+        spec = node.spec
+        npu = spec.npu[s.info["hardware"]]
+        log = inst.log
+        start = np.asarray(log.start) * 1e-9
+        end = start + np.asarray(log.duration) * 1e-9
+        busy = np.asarray(log.busy) * 1e-9
+        per_stage = s.lanes // max(1, s.pp)
+        n = s.node
+        energy_bins[:, n, C["npu"]] += spread(start, end, (npu.active_w - npu.idle_w) * busy * per_stage, edges)
+        energy_bins[:, n, C["cpu"]] += spread(start, end, spec.cpu_busy_extra_w * busy, edges)
+        a, b = _standby(start, end, horizon, npu.standby_s)
+        energy_bins[:, n, C["npu"]] += spread(a, b, (npu.standby_w - npu.idle_w) * (b - a) * s.lanes, edges)
+        bits = 8 * PJ
+        energy_bins[:, n, C["dram"]] += spread(start, end, spec.dram_pj_per_bit * bits * np.asarray(log.tier_bytes), edges)
+        if log.pim_busy:
+            energy_bins[:, n, C["dram"]] += spread(start, end, node.pim_active_w * np.asarray(log.pim_busy) * 1e-9, edges)
+        energy_bins[:, n, C["link"]] += spread(start, end, spec.link_pj_per_bit * bits * np.asarray(log.wire_bytes), edges)
+    R = raw.requests
+    bits = 8 * PJ
+    for rid in np.flatnonzero(R.kv_bytes > 0).tolist():   # P/D hand-offs, charged to the sender's links
+        s = raw.setups[int(R.prefill_instance[rid])]
+        node = nodes[s.node]
+        if node is not None:   # counted when the decode side has it: its first token
+            t = np.array([R.first_token[rid] * 1e-9])
+            energy_bins[:, s.node, C["link"]] += spread(t, t, np.array([node.spec.link_pj_per_bit * bits * R.kv_bytes[rid]]), edges)
+    power = energy_bins / widths[:, None, None]
+    return PowerAccount(edges, power, energy_bins.sum(axis=0))
