@@ -228,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("results")
     s.set_defaults(fn=cmd_summary)
 
-    g = sub.add_parser("figure-data", help="run the paper's scenarios of figures 5, 8, 9 and write the artifact's TSVs")
-    g.add_argument("figures", type=int, nargs="+", help="figure numbers (5, 8, 9)")
+    g = sub.add_parser("figure-data", help="run the paper's scenarios of figures 5-10 and write the artifact's TSVs")
+    g.add_argument("figures", type=int, nargs="+", help="figure numbers (5, 6, 7, 8, 9, 10)")
     g.add_argument("--reference-dir", help="the paper artifact folder (.../llmservingsim/ispass26)")
     g.add_argument("--out", required=True, help="output folder (figure_N/... is written inside)")
     g.add_argument("--compare", action="store_true", help="also score the files against real vLLM")

@@ -33,6 +33,9 @@ class Scenario:
     dataset: str
     prefix_caching: bool = False
     outputs: tuple[str, ...] = ("throughput",)
+    config_name: str | None = None          # config file stem when it is not ``<name>_config``
+    engine: tuple[tuple[str, object], ...] = ()    # engine settings beyond ENGINE
+    options: tuple[tuple[str, object], ...] = ()   # further simulate() arguments
 
     @property
     def folder(self) -> str:
@@ -40,7 +43,7 @@ class Scenario:
 
     @property
     def config(self) -> str:
-        return f"figures/{self.folder}/config/{self.name}_config.json"
+        return f"figures/{self.folder}/config/{self.config_name or self.name + '_config'}.json"
 
     @property
     def label(self) -> str:
@@ -58,7 +61,24 @@ SCENARIOS: dict[int, list[Scenario]] = {
     8: [Scenario(8, name, None, _dataset("mixtral" if name == "SM" else "llama"), outputs=("latency", "sim_time"))
         for name in ("SD", "MD", "PDD", "SM")],
     9: [Scenario(9, "SD", None, _dataset("llama"), outputs=("throughput", "latency"))],
+    # Fig 6: vLLM 0.11.1 defaults, prefix caching off; three bursts of ten requests
+    6: [Scenario(6, f"tp{tp}", None, "dataset/sharegpt_pulse_req10_n3_delay60.jsonl", outputs=("power",),
+                 config_name=f"power_config_tp{tp}") for tp in (1, 2)],
+    # Fig 7: vLLM 0.13 with max_num_seqs 128 and max_model_len 2048; LMCache as a CPU pool shared by both
+    7: [Scenario(7, name, None, "dataset/sharegpt_pulse_req50_n6_delay15_pc.jsonl", prefix_caching=True,
+                 outputs=("memory",), engine=(("max_num_seqs", 128), ("max_model_len", 2048)),
+                 options=(("prefix_storage", "cpu"), ("prefix_sharing", "node")) if name == "MD+PC+PS" else ())
+        for name in ("SD+PC", "MD+PC+PS")],
+    # Fig 10: 256 fixed requests (128 in, 512 out), GPU only vs decode attention on HBM2 PIM
+    10: [Scenario(10, name, None, "dataset/fixed_in128_out512_req256_rate10.jsonl", outputs=("pim",),
+                  config_name="gpu_only_config" if name == "gpu_only" else "pim_config",
+                  options=(("attn_offload", name != "gpu_only"), ("sub_batch_interleaving", name == "pim_sbi")))
+         for name in ("gpu_only", "pim", "pim_sbi")],
 }
+# The artifact's component names (figures 6 and 10) for the power model's components.
+COMPONENT_LABELS = {"Others": "base_node", "GPU": "npu", "CPU": "cpu", "Memory": "dram", "Link": "link",
+                    "NIC": "nic", "Storage": "storage"}
+ENERGY_COLUMNS = {6: {"tp1": "TP 1", "tp2": "TP 2"}, 10: {"gpu_only": "gpu-only", "pim": "pim", "pim_sbi": "pim-sbi"}}
 
 ENGINE = EngineConfig(max_num_seqs=256, max_num_batched_tokens=2048, block_size=16, gpu_memory_utilization=0.9,
                       enable_chunked_prefill=True)
@@ -70,8 +90,32 @@ def run_scenario(sc: Scenario, reference_dir: Path) -> Results:
     if not cfg.is_file():
         raise InputError(f"not the paper artifact folder: {sc.config} is missing "
                          "(pass --reference-dir .../llmservingsim/ispass26)", ref)
-    engine = ENGINE.with_overrides({"enable_prefix_caching": sc.prefix_caching})
-    return simulate(cfg, ref / sc.dataset, engine, reference_dir=ref, router="round_robin")
+    engine = ENGINE.with_overrides({"enable_prefix_caching": sc.prefix_caching, **dict(sc.engine)})
+    return simulate(cfg, ref / sc.dataset, engine, reference_dir=ref, router="round_robin", **dict(sc.options))
+
+
+def power_rows(res: Results) -> list[tuple[int, float]]:
+    """Server power per second: row ``t`` is the mean power over [t, t+1) s of the run."""
+    p = res.power.power.sum(["node", "component"])
+    return [(int(round(t - 1)), float(w)) for t, w in zip(p.time.values, p.values) if t - 1 >= 0]
+
+
+def memory_rows(res: Results, instance: int | None = None, pool: int | None = None) -> list[tuple[int, float, float]]:
+    """Memory (MiB) and cumulative prefix-hit rate once a second, from the first sample after the
+    first arrival (the real traces start at the first sample that shows a request)."""
+    m = res.memory
+    first = float(res.requests.arrival.min())
+    if pool is None:
+        mem, hit = m.npu_used.isel(instance=instance), m.prefix_hit_pct.isel(instance=instance)
+    else:
+        mem, hit = m.pool_used.isel(pool=pool), m.pool_hit_pct.isel(pool=pool)
+    keep = m.time.values > first
+    return [(k, float(a), float(b)) for k, (a, b) in enumerate(zip(mem.values[keep], hit.values[keep]))]
+
+
+def energy_by_label(res: Results) -> dict[str, float]:
+    e = res.power.energy.sum("node")
+    return {label: float(e.sel(component=comp)) for label, comp in COMPONENT_LABELS.items()}
 
 
 def throughput_rows(res: Results) -> list[tuple[int, float]]:
@@ -105,6 +149,7 @@ def write_figure_data(figure: int, reference_dir: str | Path, out: str | Path,
     if figure not in SCENARIOS:
         raise InputError(f"figure data exists for figures {sorted(SCENARIOS)}", "figure-data", str(figure))
     written = []
+    energies: dict[str, tuple[dict[str, float], float]] = {}
     for sc in SCENARIOS[figure]:
         t0 = time.perf_counter()
         res = run_scenario(sc, Path(reference_dir))
@@ -123,8 +168,41 @@ def write_figure_data(figure: int, reference_dir: str | Path, out: str | Path,
             p = parsed / f"{sc.name}_sim_time.tsv"
             _write_tsv(p, ["simulation_time_s"], [[f"{wall:.3f}"]])
             written.append(p)
+        if "power" in sc.outputs:
+            p = parsed / f"power_{sc.name}.tsv"
+            _write_tsv(p, ["time_s", "power_w"], [[t, f"{w:.2f}"] for t, w in power_rows(res)])
+            written.append(p)
+        if "memory" in sc.outputs:
+            if sc.name == "SD+PC":
+                targets = [("SD+PC", 0, None)]
+            else:
+                targets = [(f"{sc.name}_inst{i}", i, None) for i in range(res.memory.sizes["instance"])]
+                targets.append((f"{sc.name}_shared_cpu", None, 0))
+            for fname, inst, pool in targets:
+                header = ["time_s", "gpu_mem_mb", "prefix_hit_pct"] if pool is None else \
+                    ["time_s", "shared_cpu_mem_mb", "shared_cpu_prefix_hit_pct"]
+                p = parsed / f"{fname}.tsv"
+                _write_tsv(p, header, [[t, f"{a:.2f}", f"{b:.2f}"] for t, a, b in memory_rows(res, inst, pool)])
+                written.append(p)
+        if "pim" in sc.outputs:
+            p = parsed / f"{sc.name}_b256_throughput.tsv"
+            _write_tsv(p, ["time_s", "throughput"], [[t, f"{g:.1f}"] for t, g in throughput_rows(res)])
+            written.append(p)
+        if figure in ENERGY_COLUMNS:
+            energies[ENERGY_COLUMNS[figure][sc.name]] = (energy_by_label(res), res.power.attrs["energy_per_output_token_J"])
         if on_scenario is not None:
             on_scenario(sc, wall)
+    if energies:
+        parsed = Path(out) / f"figure_{figure}" / "parsed"
+        cols = list(energies)
+        p = parsed / "component_energy.tsv"
+        _write_tsv(p, ["component", *cols], [[label, *(f"{energies[c][0][label]:.2f}" for c in cols)]
+                                             for label in COMPONENT_LABELS])
+        written.append(p)
+        if figure == 10:
+            p = parsed / "energy_per_token.tsv"
+            _write_tsv(p, cols, [[repr(energies[c][1]) for c in cols]])
+            written.append(p)
     return written
 
 
@@ -161,6 +239,45 @@ def latency_errors(sim: Path, real: Path) -> dict[str, float]:
     return out
 
 
+def _columns(path: Path) -> list[list[float]]:
+    rows = read_tsv(path)
+    if not rows:
+        raise InputError("no rows", path)
+    keys = list(rows[0])
+    try:
+        return [[float(r[k]) for r in rows] for k in keys]
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"not a numeric table ({exc})", path) from None
+
+
+def power_errors(sim: Path, real: Path) -> dict[str, float]:
+    """Total energy error and per-second NMAE of power, over the seconds both traces cover."""
+    _, a = _columns(sim)
+    _, b = _columns(real)
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    return {"energy_err_pct": (sum(a) - sum(b)) / sum(b) * 100.0,
+            "power_nmae_pct": sum(abs(x - y) for x, y in zip(a, b)) / sum(b) * 100.0}
+
+
+def memory_errors(sim: Path, real: Path) -> dict[str, float]:
+    """Memory NMAE (%) and mean absolute prefix-hit error (points), over the seconds both cover."""
+    _, ma, ha = _columns(sim)
+    _, mb, hb = _columns(real)
+    n = min(len(ma), len(mb))
+    return {"memory_nmae_pct": sum(abs(x - y) for x, y in zip(ma[:n], mb[:n])) / sum(mb[:n]) * 100.0,
+            "hit_mae_points": sum(abs(x - y) for x, y in zip(ha[:n], hb[:n])) / n}
+
+
+def pim_facts(parsed: Path, name: str) -> dict[str, float]:
+    """Figure 10 has no real measurement: its facts are compared with LLMServingSim 2.0's."""
+    t, g = _columns(parsed / f"{name}_b256_throughput.tsv")
+    label = ENERGY_COLUMNS[10][name]
+    ept = dict(zip(read_tsv(parsed / "energy_per_token.tsv")[0], _columns(parsed / "energy_per_token.tsv")))[label][0]
+    return {"energy_per_token_J": ept, "completion_s": max(t for t, x in zip(t, g) if x > 0),
+            "peak_throughput_tok_s": max(g)}
+
+
 @dataclass
 class Score:
     scenario: Scenario
@@ -177,6 +294,14 @@ def compare(figure: int, reference_dir: str | Path, out: str | Path) -> list[Sco
         score = Score(sc)
         for who, base in (("ours", Path(out) / sc.folder / "parsed"), ("theirs", ref / "figures" / sc.folder / "parsed")):
             d = getattr(score, who)
+            if "power" in sc.outputs:
+                d.update(power_errors(base / f"power_{sc.name}.tsv", real_dir / f"server_power_{sc.name}.tsv"))
+            if "memory" in sc.outputs:
+                names = ["SD+PC"] if sc.name == "SD+PC" else [f"{sc.name}_{x}" for x in ("inst0", "inst1", "shared_cpu")]
+                for nm in names:
+                    d.update({f"{nm} {k}": v for k, v in memory_errors(base / f"{nm}.tsv", real_dir / f"{nm}.tsv").items()})
+            if "pim" in sc.outputs:
+                d.update(pim_facts(base, sc.name))
             if "throughput" in sc.outputs:
                 d["throughput_nmae_pct"] = throughput_error(base / f"{sc.name}_throughput.tsv",
                                                             real_dir / f"{sc.name}_throughput.tsv")
@@ -188,9 +313,10 @@ def compare(figure: int, reference_dir: str | Path, out: str | Path) -> list[Sco
 
 
 def format_scores(scores: list[Score]) -> str:
-    lines = [f"{'scenario':<22} {'metric':<26} {'llmss_lab':>10} {'LLMServingSim 2.0':>18}"]
+    lines = [f"{'scenario':<22} {'metric':<40} {'llmss_lab':>10} {'LLMServingSim 2.0':>18}"]
     for s in scores:
         for k, v in s.ours.items():
             theirs = s.theirs.get(k, math.nan)
-            lines.append(f"{s.scenario.label:<22} {k:<26} {v:>+10.2f} {theirs:>+18.2f}")
+            fmt = "{:>+10.4f}" if k.endswith("_J") else "{:>+10.2f}"
+            lines.append(f"{s.scenario.label:<22} {k:<40} {fmt.format(v)} {fmt.format(theirs):>18}")
     return "\n".join(lines)
