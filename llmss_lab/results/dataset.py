@@ -57,6 +57,7 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
         "preemptions": _var("request", R.preemptions, "1", "times preempted (recompute)"),
         "recomputed_tokens": _var("request", R.recomputed, "1", "tokens computed again after preemption"),
         "prefix_hit_tokens": _var("request", np.maximum(R.prefix_hit, 0), "1", "prompt tokens found in the prefix cache"),
+        "recalled_tokens": _var("request", R.recalled, "1", "prefix tokens loaded from a lower-tier pool"),
     }
     return xr.Dataset(data, coords={"request": np.arange(R.n)})
 
