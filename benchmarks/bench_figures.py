@@ -36,7 +36,7 @@ def main() -> int:
 
     ref = Path(args.reference_dir)
     print(f"{'scenario':<24}{'cold min s':>11}{'cold med s':>11}{'warm min s':>11}{'warm med s':>11}  target <= 0.5 s")
-    for fig in (5, 8, 9):
+    for fig in sorted(SCENARIOS):
         for sc in SCENARIOS[fig]:
             cold = [float(subprocess.run([sys.executable, "-c", CHILD, str(fig), sc.name, sc.hardware or "", str(ref)],
                                          capture_output=True, text=True, check=True).stdout) for _ in range(args.repeat)]
