@@ -145,3 +145,22 @@ def test_pim_offload_counts_channel_power(ref):
     assert float(pim.power.energy.sel(node=0, component="dram")) > 64 * 0.623 * T
     assert float(gpu.power.energy.sel(node=0, component="dram")) == pytest.approx(16 * 2.0 * float(gpu.power.time[-1]))
     assert pim.summary()["completed"] == 30
+
+
+def test_pd_kv_handoff_costs_link_energy(ref, tmp_path):
+    import json
+    pd_cfg = json.loads((ref / "configs/cluster/single_node_pd_instance.json").read_text())
+    power = json.loads((ref / "configs/cluster/single_node_power_instance.json").read_text())["nodes"][0]["power"]
+    power["link"]["idle_power"] = 0.0
+    pd_cfg["nodes"][0]["power"] = power
+    path = tmp_path / "pd_power.json"
+    path.write_text(json.dumps(pd_cfg))
+    hw = {i["hardware"] for i in pd_cfg["nodes"][0]["instances"]}
+    if hw != {"RTXPRO6000"}:
+        pytest.skip("power entry is for RTXPRO6000 only")
+    res = simulate(path, synthetic(10, rate=20, input_len="fixed:500", output_len="fixed:5", seed=0), reference_dir=ref)
+    link = float(res.power.energy.sel(node=0, component="link"))
+    kv = float(res.attrs["kv_bytes_transferred"])
+    assert kv > 0
+    # at least the KV bytes at 4 pJ/bit (collectives add more when TP > 1)
+    assert link >= power["link"]["energy_per_bit"] * 8e-12 * kv - 1e-9

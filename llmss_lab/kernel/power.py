@@ -25,7 +25,7 @@ import numpy as np
 from ..config.power import COMPONENTS, PowerSpec
 from .simulator import RawRun
 
-PJ = 1e-12
+BIT_PJ = 8e-12   # joules per byte for each pJ/bit of a transfer's energy
 
 
 @dataclass(frozen=True)
@@ -125,18 +125,17 @@ def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None 
         energy_bins[:, n, C["cpu"]] += spread(start, end, spec.cpu_busy_extra_w * busy, edges)
         a, b = _standby(start, end, horizon, npu.standby_s)
         energy_bins[:, n, C["npu"]] += spread(a, b, (npu.standby_w - npu.idle_w) * (b - a) * s.lanes, edges)
-        bits = 8 * PJ
-        energy_bins[:, n, C["dram"]] += spread(start, end, spec.dram_pj_per_bit * bits * np.asarray(log.tier_bytes), edges)
+        energy_bins[:, n, C["dram"]] += spread(start, end, spec.dram_pj_per_bit * BIT_PJ * np.asarray(log.tier_bytes), edges)
         if log.pim_busy:
             energy_bins[:, n, C["dram"]] += spread(start, end, node.pim_active_w * np.asarray(log.pim_busy) * 1e-9, edges)
-        energy_bins[:, n, C["link"]] += spread(start, end, spec.link_pj_per_bit * bits * np.asarray(log.wire_bytes), edges)
+        energy_bins[:, n, C["link"]] += spread(start, end, spec.link_pj_per_bit * BIT_PJ * np.asarray(log.wire_bytes), edges)
     R = raw.requests
-    bits = 8 * PJ
-    for rid in np.flatnonzero(R.kv_bytes > 0).tolist():   # P/D hand-offs, charged to the sender's links
-        s = raw.setups[int(R.prefill_instance[rid])]
-        node = nodes[s.node]
-        if node is not None:   # counted when the decode side has it: its first token
-            t = np.array([R.first_token[rid] * 1e-9])
-            energy_bins[:, s.node, C["link"]] += spread(t, t, np.array([node.spec.link_pj_per_bit * bits * R.kv_bytes[rid]]), edges)
+    sent = np.flatnonzero(R.kv_bytes > 0)   # P/D hand-offs, charged to the sender's links when the decode
+    sender = np.array([raw.setups[i].node for i in R.prefill_instance[sent]], dtype=np.int64)  # side has them
+    for n, node in enumerate(nodes):
+        mine = sent[sender == n]
+        if node is not None and len(mine):
+            t = R.first_token[mine] * 1e-9
+            energy_bins[:, n, C["link"]] += spread(t, t, node.spec.link_pj_per_bit * BIT_PJ * R.kv_bytes[mine], edges)
     power = energy_bins / widths[:, None, None]
     return PowerAccount(edges, power, energy_bins.sum(axis=0))
