@@ -80,8 +80,8 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
     return profile
 
 
-def weight_placement(cluster: ClusterSpec, inst: InstanceSpec, model: ModelSpec, ep: int, dtype_b: int
-                     ) -> tuple[float, dict[str, float]]:
+def weight_placement(cluster: ClusterSpec, inst: InstanceSpec, model: ModelSpec, ep: int, dtype_b: int,
+                     node: int) -> tuple[float, dict[str, float]]:
     """Weights kept off the NPU: (bytes per rank offloaded, bytes each tier streams per step)."""
     placement = inst.features.get("placement")
     if not placement:
@@ -98,13 +98,14 @@ def weight_placement(cluster: ClusterSpec, inst: InstanceSpec, model: ModelSpec,
     if per_rank and inst.pp_size > 1:
         raise UnsupportedFeature("weights outside NPU memory with pipeline parallelism are not modelled",
                                  cluster.source, f"{inst.where}.placement")
-    stream = {(t if t != "cpu" else "cpu:{node}"): b * inst.tp_size for t, b in per_rank.items()}
+    stream = {(t if t != "cpu" else f"cpu:{node}"): b * inst.tp_size for t, b in per_rank.items()}
     return sum(per_rank.values()), stream
 
 
 def pim_for(cluster: ClusterSpec, inst: InstanceSpec, node: int, model: ModelSpec, layout: ReferenceLayout,
-            attn_offload: bool, sub_batches: bool) -> PimAttention | None:
-    """The PIM attention model of an instance that offloads decode attention, else None."""
+            attn_offload: bool, sub_batches: bool) -> tuple[PimAttention | None, bool]:
+    """The PIM attention model of an instance that offloads decode attention (else None), and
+    whether it interleaves two sub-batches."""
     feats = inst.features
     offload = bool(feats.get("enable_attn_offloading", attn_offload))
     sbi = bool(feats.get("enable_sub_batch_interleaving", sub_batches))
@@ -113,7 +114,7 @@ def pim_for(cluster: ClusterSpec, inst: InstanceSpec, node: int, model: ModelSpe
         raise InputError("sub-batch interleaving needs attention offloading", src,
                          f"{inst.where}.enable_sub_batch_interleaving")
     if not offload:
-        return None
+        return None, False
     spec = cluster.nodes[node]
     if not spec.pim_config:
         raise InputError("attention offloading needs a PIM device (cpu_mem.pim_config) on the node", src,
@@ -124,7 +125,7 @@ def pim_for(cluster: ClusterSpec, inst: InstanceSpec, node: int, model: ModelSpe
     device = load_pim_device(spec.pim_config, layout.pim_dirs())
     channels = pim_channels(spec.cpu_mem.mem_size, device)
     return PimAttention(device, channels, model.num_heads // inst.tp_size, model.kv_heads_per_rank(inst.tp_size),
-                        model.head_dim)
+                        model.head_dim), sbi
 
 
 def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfig, layout: ReferenceLayout,
@@ -149,14 +150,12 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
                          "instance needs a dp_group", src, f"{inst.where}.ep_size")
     profile = load_profile(layout, inst, model, profile_variant(dtype, eng.kv_cache_dtype))
     intra = Link(*cluster.link(0))
-    pim = pim_for(cluster, inst, node, model, layout, attn_offload, sub_batches)
+    pim, sbi = pim_for(cluster, inst, node, model, layout, attn_offload, sub_batches)
     latency = IterationModel(profile, model, inst.tp_size, intra, inst.npu_mem.mem_bw, pp=inst.pp_size,
                              ep_link=ep_link or intra, pad_shapes=pads_shapes(inst.hardware), pim=pim,
-                             sub_batches=pim is not None and bool(inst.features.get("enable_sub_batch_interleaving",
-                                                                                    sub_batches)))
+                             sub_batches=sbi)
     max_len = min(eng.max_model_len or model.max_position_embeddings, model.max_position_embeddings)
-    offloaded, stream = weight_placement(cluster, inst, model, ep, DTYPE_BYTES[dtype])
-    stream = {k.format(node=node): v for k, v in stream.items()}
+    offloaded, stream = weight_placement(cluster, inst, model, ep, DTYPE_BYTES[dtype], node)
     blocks = kv_cache_blocks(model, inst, eng, src, ep, offloaded)
     kv_b = 1 if eng.kv_cache_dtype == "fp8" else DTYPE_BYTES[dtype]
     kv_tok = model.kv_bytes_per_token(inst.tp_size, inst.pp_size, kv_b)
@@ -219,11 +218,6 @@ def memory_setup(spec: ClusterSpec, setups: list[simulator.InstanceSetup], prefi
             if not s.engine.enable_prefix_caching:
                 raise InputError(f"a lower prefix-cache tier needs prefix caching on ({s.name} has it off)",
                                  "settings", "prefix_storage")
-    for s in setups:
-        for name in s.weight_stream:
-            if name not in {t.name for t in tiers}:
-                raise InputError(f"weights placed on {name!r}, which the cluster does not have", spec.source,
-                                 "cxl_mem")
     return simulator.MemorySetup(tiers, prefix_storage, prefix_sharing)
 
 

@@ -83,7 +83,6 @@ class RawRun:
     kv_bytes_moved: float = 0.0
     tiers: dict[str, Tier] = field(default_factory=dict)
     pools: list[PrefixPool] = field(default_factory=list)
-    pool_of: list[int] = field(default_factory=list)    # instance -> index into pools, or -1
 
 
 def _engines(loop: EventLoop, instances: list[Instance], setups: list[InstanceSetup], on_step) -> list[Engine]:
@@ -111,15 +110,13 @@ def _pools(setups: list[InstanceSetup], memory: MemorySetup, tiers: dict[str, Ti
     """The lower prefix pools and which instance uses which."""
     if memory.prefix_storage is None:
         return [], [-1] * len(setups)
-    keys = []
+    keys = []   # (tier, owner): one pool per key
     for s in setups:
-        tier = f"cpu:{s.node}" if memory.prefix_storage == "cpu" else "cxl"
-        if memory.prefix_sharing == "instance":
-            keys.append((tier, s.name))
-        elif memory.prefix_sharing == "node" and memory.prefix_storage == "cpu":
-            keys.append((tier, ""))
+        if memory.prefix_storage == "cxl":
+            tier = "cxl"
         else:
-            keys.append(("cpu:0" if memory.prefix_storage == "cpu" else "cxl", ""))
+            tier = "cpu:0" if memory.prefix_sharing == "cluster" else f"cpu:{s.node}"
+        keys.append((tier, s.name if memory.prefix_sharing == "instance" else ""))
     users: dict[str, int] = {}
     for tier, _ in set(keys):
         users[tier] = users.get(tier, 0) + 1
@@ -213,4 +210,4 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
     unfinished = int(np.count_nonzero(R.finished < 0))
     if unfinished:  # cannot happen for admitted requests; a guard against silent loss
         raise RuntimeError(f"{unfinished} requests never finished")
-    return RawRun(R, instances, setups, loop.now, engines, fabric.bytes_moved, tiers, pools, pool_of)
+    return RawRun(R, instances, setups, loop.now, engines, fabric.bytes_moved, tiers, pools)

@@ -26,7 +26,7 @@ the padded request count (``pad_shapes``); attention runs on the real batch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -183,10 +183,9 @@ class IterationModel:
         gpu, pim, busy = [], [], 0.0
         for b, kv in halves:
             g = self._lookup("block", b.num_tokens)
-            if b.prefill_tokens:
-                att = self.profile.attention
-                pc = b.prefill_rms if self._rms_key else b.prefill_tokens
-                g += att(pc, b.prefill_history, 0, 0.0)
+            if b.prefill_tokens:   # prefill attention stays on the NPU
+                g += self.attention_ns(replace(b, num_decodes=0, decode_kv_mean=0.0, decode_kv_min=0.0,
+                                               decode_kv_max=0.0))
             gpu.append(g + 2 * self.allreduce_ns(b.num_tokens))
             span, channel_time = self.pim.layer_time(kv) if len(kv) else (0.0, 0.0)
             pim.append(span)

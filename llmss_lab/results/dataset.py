@@ -63,7 +63,7 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
 
 
 def iterations_dataset(raw: RawRun) -> xr.Dataset:
-    cols: dict[str, list] = {k: [] for k in ("instance", "start", "duration", "comm", "attention", "tokens", "seqs",
+    cols: dict[str, list] = {k: [] for k in ("instance", "start", "duration", "comm", "attention", "recall", "tokens", "seqs",
                                               "prefill_tokens", "prefill_seqs", "decode_seqs", "decode_kv_mean",
                                               "kv_blocks_used", "running", "waiting", "preempted")}
     for inst in raw.instances:
@@ -83,6 +83,7 @@ def iterations_dataset(raw: RawRun) -> xr.Dataset:
         "duration": _var(d, arr["duration"] * 1e-6, "ms", "step latency"),
         "comm": _var(d, arr["comm"] * 1e-6, "ms", "collective communication in the step"),
         "attention": _var(d, arr["attention"] * 1e-6, "ms", "attention compute in the step"),
+        "recall": _var(d, arr["recall"] * 1e-6, "ms", "wait for prefix KV loaded from a lower-tier pool"),
         "num_tokens": _var(d, arr["tokens"].astype(np.int64), "1", "tokens computed"),
         "num_seqs": _var(d, arr["seqs"].astype(np.int64), "1", "sequences in the batch"),
         "prefill_tokens": _var(d, arr["prefill_tokens"].astype(np.int64), "1", "prefill-chunk tokens"),
