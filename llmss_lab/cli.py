@@ -1,4 +1,4 @@
-"""The ``llmss`` command line: example, run, validate, summary, fetch-reference."""
+"""The ``llmss`` command line: lab, example, run, validate, summary, figure-data, fetch-reference."""
 from __future__ import annotations
 
 import argparse
@@ -119,6 +119,12 @@ def cmd_example(args: argparse.Namespace) -> int:
     return cmd_run(build_parser().parse_args(argv))
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    from .lab import launch
+
+    return launch(args.port, args.no_browser, args.reference_dir, args.notebook)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .reference import resolve_reference_dir
     from .validate import format_report, validate
@@ -217,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="write results (netCDF) here")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(fn=cmd_example)
+
+    lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook (the explorer)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL")
+    lab.add_argument("--port", type=int, help="port (default: Jupyter's, 8888 or the next free one)")
+    lab.add_argument("--notebook", default="00_quickstart.ipynb", help="notebook to open, from notebooks/")
+    lab.add_argument("--reference-dir", help=ref_help)
+    lab.set_defaults(fn=cmd_lab)
 
     v = sub.add_parser("validate", help="compare against a real vLLM run (bench measurement folder)")
     v.add_argument("measurement_dir")

@@ -189,6 +189,9 @@ def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist
         raise InputError(f"arrival must be 'poisson' or 'gamma', got {arrival!r}", "argument", "arrival")
     if not cv > 0:
         raise InputError(f"cv must be > 0, got {cv}", "argument", "cv")
+    if shared_prefix_len < 0 or (shared_prefix_len > 0 and num_prefixes < 1):
+        raise InputError(f"need shared_prefix_len >= 0 and num_prefixes >= 1, got {shared_prefix_len} and "
+                         f"{num_prefixes}", "argument", "num_prefixes" if shared_prefix_len > 0 else "shared_prefix_len")
     rng = np.random.default_rng(seed)
     ind = input_len if isinstance(input_len, LengthDist) else LengthDist.parse(input_len, "input")
     outd = output_len if isinstance(output_len, LengthDist) else LengthDist.parse(output_len, "output")

@@ -295,7 +295,12 @@ def _instance(s: Section) -> InstanceSpec:
 
 def load_cluster(path: str | Path) -> ClusterSpec:
     """Read a cluster JSON as LLMServingSim writes it (current and older key names)."""
-    top = Section.of(read_json(path), path)
+    return cluster_from_dict(read_json(path), str(path))
+
+
+def cluster_from_dict(data: Any, path: str) -> ClusterSpec:
+    """Build a cluster from the parsed JSON; ``path`` names it in error messages."""
+    top = Section.of(data, path)
     top.reject_unknown(("num_nodes", "link_bw", "link_latency", "nodes", "cxl_mem"))
     nodes_s = top.sections("nodes")
     num_nodes = top.integer("num_nodes", minimum=1)

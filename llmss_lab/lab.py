@@ -1,0 +1,49 @@
+"""``llmss lab``: open JupyterLab on the quickstart notebook (the explorer)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import InputError
+from .reference import resolve_reference_dir
+
+QUICKSTART = "00_quickstart.ipynb"
+
+
+def notebooks_dir() -> Path:
+    """The checkout's ``notebooks/`` (the kit is installed from a checkout with ``pip install -e .``)."""
+    d = Path(__file__).resolve().parent.parent / "notebooks"
+    if not (d / QUICKSTART).is_file():
+        raise InputError("the notebooks/ folder is not beside the installed package; install from a checkout "
+                         "with `python -m pip install -e .`", d, QUICKSTART)
+    return d
+
+
+def lab_command(port: int | None = None, no_browser: bool = False, notebook: str = QUICKSTART) -> list[str]:
+    root = notebooks_dir()
+    if not (root / notebook).is_file():
+        raise InputError(f"no notebook {notebook!r} (have: {', '.join(sorted(p.name for p in root.glob('*.ipynb')))})",
+                         root, "notebook")
+    cmd = [sys.executable, "-m", "jupyterlab", str(root / notebook), f"--ServerApp.root_dir={root}",
+           "--ServerApp.ip=127.0.0.1"]
+    if port:
+        cmd.append(f"--ServerApp.port={port}")
+    headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if no_browser or headless:
+        cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    return cmd
+
+
+def launch(port: int | None = None, no_browser: bool = False, reference_dir: str | None = None,
+           notebook: str = QUICKSTART) -> int:
+    """Run JupyterLab until it is stopped; kernels find the reference data and load BokehJS inline."""
+    env = dict(os.environ, LLMSS_REFERENCE_DIR=str(resolve_reference_dir(reference_dir)), BOKEH_RESOURCES="inline")
+    cmd = lab_command(port, no_browser, notebook)
+    if "--no-browser" in cmd:
+        print("JupyterLab is starting; open the http://127.0.0.1:... URL it prints below (Ctrl-C stops it).",
+              file=sys.stderr)
+    return subprocess.call(cmd, env=env)

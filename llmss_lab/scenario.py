@@ -1,0 +1,232 @@
+"""A scenario: every input of one run as plain values, so it can be shown in controls, saved as
+JSON, swept over and run again.
+
+A scenario either names a cluster config file or builds one from its shape fields
+(instances x DP x TP x PP, EP, a prefill/decode split, memory tiers, power); the built config is
+LLMServingSim's cluster JSON, so ``Scenario.cluster_json()`` can be saved and run by ``llmss run``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .api import simulate
+from .catalog import scan
+from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
+from .errors import InputError
+from .reference import resolve_reference_dir
+from .results.dataset import Results
+from .workload import Workload, load_trace, synthetic
+
+WEIGHT_TIERS = ("npu", "cpu", "cxl")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    # hardware and model
+    hardware: str = "RTXPRO6000"
+    model: str = "meta-llama/Llama-3.1-8B"
+    npu_mem_gib: float = 96.0
+    npu_mem_bw: float = 1597.0
+    cluster_config: str = ""          # a cluster JSON (path, or a stem from the catalog); overrides the shape
+    # cluster shape
+    instances: int = 1                # engine replicas behind the router
+    dp: int = 1                       # data-parallel members per replica (one dp_group)
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    prefill_instances: int = 0        # > 0: the first N replicas prefill, the rest decode
+    # engine (vLLM names)
+    max_num_seqs: int = 128
+    max_num_batched_tokens: int = 2048
+    block_size: int = 16
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: bool = True
+    gpu_memory_utilization: float = 0.9
+    # policies
+    router: str = "load_score"
+    expert_gate: str = "balanced"
+    gate_skew: float = 1.0
+    eviction: str = "lru"
+    kv_transfer: str = "layer"
+    # memory tiers, PIM, power
+    weights_on: str = "npu"           # npu, cpu or cxl (the CXL devices in turn)
+    cpu_mem_gib: float = 512.0
+    cpu_mem_bw: float = 256.0
+    cxl_mem_gib: float = 0.0          # 0: no CXL memory
+    cxl_mem_bw: float = 64.0          # GB/s per device
+    cxl_devices: int = 1
+    prefix_storage: str = ""          # "", "cpu" or "cxl"
+    prefix_sharing: str = "instance"
+    pim_device: str = ""              # a PIM INI stem; with attn_offload, decode attention runs there
+    attn_offload: bool = False
+    sub_batch_interleaving: bool = False
+    power: bool = False               # use the power section a reference config gives this hardware
+    # workload: a trace, or a generator
+    trace: str = ""                   # a JSONL trace (path, or a stem from the catalog)
+    num_requests: int = 100
+    rate: float = 10.0
+    input_len: str = "sharegpt"
+    output_len: str = "sharegpt"
+    arrival: str = "poisson"
+    shared_prefix_len: int = 0
+    num_prefixes: int = 4             # distinct shared prefixes the prompts start with
+    seed: int = 0
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "scenario") -> "Scenario":
+        """Check names and types, so a typo in a saved scenario is named rather than ignored."""
+        if not isinstance(data, dict):
+            raise InputError("a scenario must be a JSON object", source)
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InputError(f"unknown scenario key(s) {unknown}", source, unknown[0])
+        default = cls()
+        clean = {}
+        for k, v in data.items():
+            want = type(getattr(default, k))
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if type(v) is not want:
+                raise InputError(f"must be {want.__name__}, got {v!r}", source, k)
+            clean[k] = v
+        return cls(**clean)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the scenario as JSON, atomically."""
+        return _atomic_write(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Scenario":
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+        except OSError as exc:
+            raise InputError(f"cannot read scenario ({exc.strerror})", p) from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"malformed JSON: {exc.msg}", p, f"line {exc.lineno}") from None
+        return cls.from_dict(data, str(p))
+
+    def replace(self, **changes: Any) -> "Scenario":
+        return replace(self, **changes)
+
+    # ---- building the inputs ---------------------------------------------------------------------
+    def cluster_json(self, reference_dir: str | Path | None = None) -> dict[str, Any]:
+        """The cluster in LLMServingSim's JSON format, built from the shape fields."""
+        src = "scenario"
+        for key in ("instances", "dp", "tp", "pp", "ep", "cxl_devices"):
+            if getattr(self, key) < 1:
+                raise InputError(f"must be >= 1, got {getattr(self, key)}", src, key)
+        if self.prefill_instances < 0 or 0 < self.instances <= self.prefill_instances:
+            raise InputError(f"must leave at least one decode replica (0 <= value < instances = {self.instances})",
+                             src, "prefill_instances")
+        if self.weights_on not in WEIGHT_TIERS:
+            raise InputError(f"must be one of {WEIGHT_TIERS}, got {self.weights_on!r}", src, "weights_on")
+        if self.weights_on == "cxl" and self.cxl_mem_gib <= 0:
+            raise InputError("weights on CXL need CXL memory (cxl_mem_gib > 0)", src, "weights_on")
+        insts = []
+        for r in range(self.instances):
+            for _ in range(self.dp):
+                inst: dict[str, Any] = {
+                    "model_name": self.model, "hardware": self.hardware,
+                    "npu_mem": {"mem_size": self.npu_mem_gib, "mem_bw": self.npu_mem_bw, "mem_latency": 0},
+                    "tp_size": self.tp, "pp_size": self.pp,
+                }
+                if self.ep > 1:
+                    inst["ep_size"] = self.ep
+                if self.dp > 1:
+                    inst["dp_group"] = f"replica{r}"
+                if self.prefill_instances:
+                    inst["pd_type"] = "prefill" if r < self.prefill_instances else "decode"
+                if self.weights_on == "cpu":
+                    inst["placement"] = {"default": {"weights": "cpu"}}
+                elif self.weights_on == "cxl":
+                    inst["placement"] = {"default": {"weights": "cxl:0"}}
+                insts.append(inst)
+        cpu: dict[str, Any] = {"mem_size": self.cpu_mem_gib, "mem_bw": self.cpu_mem_bw, "mem_latency": 0}
+        if self.pim_device:
+            cpu["pim_config"] = self.pim_device
+        node: dict[str, Any] = {"num_instances": len(insts), "cpu_mem": cpu, "instances": insts}
+        if self.power:
+            hw = scan(resolve_reference_dir(reference_dir)).hardware.get(self.hardware)
+            if hw is None or hw.power is None:
+                raise InputError(f"no reference cluster config gives a power section for {self.hardware!r}", src,
+                                 "power")
+            node["power"] = hw.power
+        out: dict[str, Any] = {"num_nodes": 1, "link_bw": 16, "link_latency": 20000, "nodes": [node]}
+        if self.cxl_mem_gib > 0:
+            out["cxl_mem"] = {"mem_size": self.cxl_mem_gib, "mem_bw": self.cxl_mem_bw, "mem_latency": 250,
+                              "num_devices": self.cxl_devices}
+        return out
+
+    def cluster(self, reference_dir: str | Path | None = None) -> ClusterSpec:
+        if self.cluster_config:
+            return load_cluster(self._find(self.cluster_config, reference_dir, "cluster_config"))
+        return cluster_from_dict(self.cluster_json(reference_dir), "scenario (built cluster)")
+
+    def workload(self, reference_dir: str | Path | None = None) -> Workload:
+        if self.trace:
+            return load_trace(self._find(self.trace, reference_dir, "trace"), self.num_requests or None)
+        try:
+            return synthetic(self.num_requests, self.rate, self.input_len, self.output_len, self.arrival,
+                             seed=self.seed, shared_prefix_len=self.shared_prefix_len,
+                             num_prefixes=self.num_prefixes)
+        except InputError as exc:   # name the scenario's key, not the generator's argument
+            key = {"input": "input_len", "output": "output_len"}.get(exc.where or "", exc.where)
+            raise InputError(exc.message, "scenario", key) from None
+
+    def engine(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("max_num_seqs", "max_num_batched_tokens", "block_size",
+                                              "enable_prefix_caching", "enable_chunked_prefill",
+                                              "gpu_memory_utilization", "eviction")}
+
+    def _find(self, name: str, reference_dir: str | Path | None, key: str) -> Path:
+        """A path as given, or a catalog stem (``single_node_pd_instance``)."""
+        p = Path(name)
+        if p.is_file():
+            return p
+        cat = scan(resolve_reference_dir(reference_dir))
+        table = cat.cluster_configs if key == "cluster_config" else cat.traces
+        if name in table:
+            return table[name]
+        if not p.is_absolute() and (cat.root / p).is_file():
+            return cat.root / p
+        raise InputError(f"no such file or catalog entry {name!r} (catalog has: {', '.join(sorted(table)) or 'none'})",
+                         "scenario", key)
+
+    def run(self, reference_dir: str | Path | None = None, progress: Callable[[int], None] | None = None,
+            workload: Workload | None = None) -> Results:
+        """Simulate the scenario (on ``workload`` if the caller has built it already); the scenario
+        itself is stored in the results' attrs."""
+        workload = workload if workload is not None else self.workload(reference_dir)
+        res = simulate(self.cluster(reference_dir), workload, self.engine(),
+                       reference_dir=reference_dir, progress=progress, router=self.router,
+                       expert_gate=self.expert_gate, gate_skew=self.gate_skew, kv_transfer=self.kv_transfer,
+                       seed=self.seed, prefix_storage=self.prefix_storage or None,
+                       prefix_sharing=self.prefix_sharing, attn_offload=self.attn_offload,
+                       sub_batch_interleaving=self.sub_batch_interleaving)
+        res.set_attr("scenario_json", json.dumps(self.to_dict()))
+        return res
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    if not path.parent.is_dir():
+        raise InputError("output folder does not exist", path.parent)
+    fd, tmp = tempfile.mkstemp(suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,270 @@
+"""Pure functions from :class:`~llmss_lab.results.dataset.Results` to Bokeh figures.
+
+Every view takes the run (``a``) and optionally a baseline (``b``) and overlays them: the run in
+colour, the baseline in grey dashes (or its own labelled rows in the Gantt views). Time views accept
+an ``x_range`` so that :func:`dashboard` can link their x axes. Nothing here runs a simulation or
+touches widgets.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from bokeh.layouts import column, row
+from bokeh.models import (ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, LinearColorMapper, Range1d,
+                          Tabs, TabPanel)
+from bokeh.palettes import Category10_10, Viridis256
+from bokeh.plotting import figure
+
+from ..config.power import COMPONENTS
+from ..results.dataset import Results
+
+A_NAME, B_NAME = "run", "baseline"
+B_COLOR = "#888888"
+WIDTH = 900
+TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
+
+
+def _fig(title: str, y_label: str, x_range=None, height: int = 220, **kw) -> figure:
+    p = figure(title=title, height=height, width=WIDTH, tools=TOOLS, active_scroll="xwheel_zoom",
+               x_axis_label="time (s)", y_axis_label=y_label, **({"x_range": x_range} if x_range is not None else {}),
+               **kw)
+    p.toolbar.logo = None
+    return p
+
+
+def time_range(a: Results, b: Results | None = None) -> Range1d:
+    """A shared x range covering both runs, from 0 to the last finish."""
+    end = max(float(r.requests.finish.max()) for r in (a, b) if r is not None)
+    return Range1d(0.0, end * 1.02, bounds=(0.0, end * 1.05))
+
+
+def _short(label: str) -> str:
+    """``nodes[0].instances[1]`` -> ``n0/i1``: row labels that fit beside a plot."""
+    m = re.fullmatch(r"nodes\[(\d+)\]\.instances\[(\d+)\]", str(label))
+    return f"n{m[1]}/i{m[2]}" if m else str(label)
+
+
+def _runs(a: Results, b: Results | None) -> list[tuple[str, Results]]:
+    return [(A_NAME, a)] + ([(B_NAME, b)] if b is not None else [])
+
+
+# ---- batch timeline -------------------------------------------------------------------------------
+
+def batch_timeline(a: Results, b: Results | None = None, x_range=None) -> figure:
+    """A Gantt of engine steps, one row per instance, coloured by the prefill share of the batch's
+    tokens (0 = pure decode, 1 = pure prefill); hover shows the batch composition."""
+    rows: list[str] = []
+    parts: list[dict[str, np.ndarray]] = []
+    for name, r in _runs(a, b):
+        it = r.iterations
+        keys = np.array([f"{name}: {_short(lab)}" if b is not None else _short(lab)
+                         for lab in r.timeseries.instance.values])
+        rows += list(keys)
+        tok = it.num_tokens.values
+        parts.append({"y": keys[it.instance.values], "left": it.start.values,
+                      "right": it.start.values + it.duration.values * 1e-3,
+                      "share": np.where(tok > 0, it.prefill_tokens.values / np.maximum(tok, 1), 0.0), "tokens": tok,
+                      "seqs": it.num_seqs.values, "duration": it.duration.values, "step": it.step.values,
+                      **{k: it[k].values for k in ("prefill_tokens", "prefill_seqs", "decode_seqs")}})
+    cols = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    p = _fig("Batch timeline: engine steps per instance", "", x_range, height=max(160, 60 + 45 * len(rows)),
+             y_range=FactorRange(*reversed(rows)))
+    mapper = LinearColorMapper(palette=Viridis256, low=0.0, high=1.0)
+    src = ColumnDataSource(cols)
+    p.hbar(y="y", left="left", right="right", height=0.8, source=src, line_color=None,
+           fill_color={"field": "share", "transform": mapper}, name="steps")
+    p.add_tools(HoverTool(tooltips=[("step", "@step"), ("latency", "@duration{0.00} ms"), ("tokens", "@tokens"),
+                                    ("sequences", "@seqs"), ("prefill", "@prefill_tokens tok in @prefill_seqs seqs"),
+                                    ("decodes", "@decode_seqs")]))
+    p.add_layout(ColorBar(color_mapper=mapper, title="prefill share", width=8), "right")
+    return p
+
+
+# ---- request lifelines ----------------------------------------------------------------------------
+
+PHASES = (("queued", "arrival", "scheduled", "#bbbbbb"), ("prefill", "scheduled", "first_token", "#d62728"),
+          ("decode", "first_token", "finish", "#1f77b4"))
+
+
+def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_requests: int = 400) -> figure:
+    """One line per request: queued, then prefill (to the first token), then decode. The baseline's
+    requests sit just below the run's, thinner and greyed."""
+    p = _fig("Request lifelines (queued, prefill, decode)", "request", x_range, height=320)
+    for name, r, dy, alpha, width in ((A_NAME, a, 0.0, 0.9, 2), (B_NAME, b, 0.4, 0.45, 1)):
+        if r is None:
+            continue
+        req = r.requests.isel(request=slice(0, max_requests))
+        n = req.sizes["request"]
+        ids = req.request.values
+        phase = np.repeat([ph for ph, *_ in PHASES], n)
+        color = np.repeat([c if name == A_NAME else B_COLOR for *_, c in PHASES], n)
+        src = ColumnDataSource({
+            "y": np.tile(ids + dy, 3), "id": np.tile(ids, 3), "phase": phase, "color": color,
+            "x0": np.concatenate([req[t0].values for _, t0, _, _ in PHASES]),
+            "x1": np.concatenate([req[t1].values for _, _, t1, _ in PHASES]),
+            "ttft": np.tile(req.ttft.values, 3), "e2e": np.tile(req.e2e_latency.values, 3)})
+        legend = {"legend_field": "phase"} if name == A_NAME else {"legend_label": f"{B_NAME} (grey)"}
+        p.segment(x0="x0", y0="y", x1="x1", y1="y", source=src, line_width=width, alpha=alpha, color="color",
+                  **legend)
+    p.add_tools(HoverTool(tooltips=[("request", "@id"), ("phase", "@phase"), ("TTFT", "@ttft{0.0} ms"),
+                                    ("E2E", "@e2e{0.0} ms")]))
+    p.y_range.flipped = True
+    p.legend.location = "bottom_right"
+    return p
+
+
+# ---- time series ------------------------------------------------------------------------------------
+
+def _overlay_lines(p: figure, series: list[tuple[str, np.ndarray, np.ndarray]], dashed: bool) -> None:
+    for k, (label, t, v) in enumerate(series):
+        color = B_COLOR if dashed else Category10_10[k % 10]
+        p.line(t, v, line_width=2, color=color, line_dash="dashed" if dashed else "solid", legend_label=label)
+
+
+def throughput(a: Results, b: Results | None = None, x_range=None) -> figure:
+    """Prompt and generation tokens per second over time, summed over instances."""
+    p = _fig("Throughput", "tokens / s", x_range)
+    for name, r in _runs(a, b):
+        ts = r.timeseries
+        t = ts.time.values
+        tag = "" if b is None else f"{name}: "
+        _overlay_lines(p, [(f"{tag}generation", t, ts.generation_throughput.sum("instance").values),
+                           (f"{tag}prompt", t, ts.prompt_throughput.sum("instance").values)], name == B_NAME)
+    p.legend.click_policy = "hide"
+    p.legend.location = "top_right"
+    return p
+
+
+def memory(a: Results, b: Results | None = None, x_range=None) -> figure:
+    """Memory in use per tier over time: NPU KV and cached prefix blocks (all instances), and each
+    lower-tier prefix pool, in GiB."""
+    p = _fig("Memory per tier", "GiB", x_range)
+    for name, r in _runs(a, b):
+        m = r.memory
+        tag = "" if b is None else f"{name}: "
+        if "npu_kv" not in m:   # results saved without the memory group: KV use from the time series
+            ts = r.timeseries
+            _overlay_lines(p, [(f"{tag}NPU KV (% of blocks)", ts.time.values,
+                                ts.kv_usage_pct.mean("instance").values)], name == B_NAME)
+            continue
+        t = m.time.values
+        series = [(f"{tag}NPU KV", t, m.npu_kv.sum("instance").values / 1024),
+                  (f"{tag}NPU prefix cache", t, m.npu_prefix_cache.sum("instance").values / 1024)]
+        if "pool_used" in m:
+            for pool in m.pool.values:
+                tier = str(m.pool_tier.sel(pool=pool).values)
+                series.append((f"{tag}{tier} pool {pool}", t, m.pool_used.sel(pool=pool).values / 1024))
+        _overlay_lines(p, series, name == B_NAME)
+    p.legend.click_policy = "hide"
+    p.legend.location = "top_left"
+    return p
+
+
+def power(a: Results, b: Results | None = None, x_range=None) -> figure:
+    """Power per component over time (all nodes), stacked; the baseline's total as a dashed line."""
+    p = _fig("Power per component", "W", x_range)
+    pw = a.power
+    if "power" in pw:
+        t = pw.time.values
+        per = pw.power.sum("node")
+        names = [c for c in COMPONENTS if float(per.sel(component=c).max()) > 0]
+        data = {"t": t, **{c: per.sel(component=c).values for c in names}}
+        p.varea_stack(names, x="t", source=ColumnDataSource(data),
+                      color=[Category10_10[k % 10] for k in range(len(names))], legend_label=names)
+    else:
+        p.title.text += " (this run has no power model: add a node power section or tick 'power')"
+    if b is not None and "power" in b.power:
+        bp = b.power
+        p.line(bp.time.values, bp.power.sum(("node", "component")).values, color=B_COLOR, line_dash="dashed",
+               line_width=2, legend_label=f"{B_NAME}: total")
+    if p.legend:
+        p.legend.click_policy = "hide"
+        p.add_layout(p.legend[0], "right")
+    return p
+
+
+def expert_load(r: Results) -> figure:
+    """Token-expert pairs per MoE layer and expert (summed over groups): where a gate's skew lands."""
+    load = r.experts.expert_load.sum("moe_group")
+    n_layers, n_experts = load.sizes["layer"], load.sizes["expert"]
+    p = figure(title="Expert load (token-expert pairs)", height=300, width=WIDTH, tools="hover,save,reset",
+               x_axis_label="expert", y_axis_label="MoE layer", x_range=(-0.5, n_experts - 0.5),
+               y_range=(-0.5, n_layers - 0.5), tooltips=[("layer", "$y{0}"), ("expert", "$x{0}"), ("pairs", "@image")])
+    p.toolbar.logo = None
+    values = load.transpose("layer", "expert").values.astype(float)
+    mapper = LinearColorMapper(palette=Viridis256, low=float(values.min()), high=float(values.max()))
+    p.image(image=[values], x=-0.5, y=-0.5, dw=n_experts, dh=n_layers, color_mapper=mapper)
+    p.add_layout(ColorBar(color_mapper=mapper, width=8), "right")
+    return p
+
+
+# ---- latency distributions -------------------------------------------------------------------------
+
+METRICS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e_latency", "E2E latency"))
+
+
+def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft") -> figure:
+    """Empirical CDF of a per-request latency (ms)."""
+    title = dict(METRICS).get(metric, metric)
+    p = figure(title=f"{title} CDF", height=260, width=WIDTH // 3, tools="pan,wheel_zoom,box_zoom,reset,save",
+               x_axis_label=f"{title} (ms)", y_axis_label="fraction of requests", y_range=(0, 1.02))
+    p.toolbar.logo = None
+    for name, r in _runs(a, b):
+        v = np.sort(r.requests[metric].values)
+        v = v[np.isfinite(v)]
+        if not len(v):
+            continue
+        frac = np.arange(1, len(v) + 1) / len(v)
+        p.step(v, frac, mode="after", line_width=2, color=Category10_10[0] if name == A_NAME else B_COLOR,
+               line_dash="solid" if name == A_NAME else "dashed", legend_label=name)
+    if p.legend:
+        p.legend.location = "bottom_right"
+    return p
+
+
+def latency_cdfs(a: Results, b: Results | None = None):
+    return row(*[latency_cdf(a, b, m) for m, _ in METRICS])
+
+
+# ---- the summary table and the dashboard -------------------------------------------------------------
+
+SUMMARY_ROWS = (("completed", "requests completed", "{:.0f}"), ("duration_s", "duration (s)", "{:.2f}"),
+                ("output_throughput", "output tokens/s", "{:.1f}"), ("request_throughput", "requests/s", "{:.2f}"),
+                ("mean_ttft_ms", "mean TTFT (ms)", "{:.1f}"), ("p99_ttft_ms", "p99 TTFT (ms)", "{:.1f}"),
+                ("mean_tpot_ms", "mean TPOT (ms)", "{:.2f}"), ("p99_tpot_ms", "p99 TPOT (ms)", "{:.2f}"),
+                ("p99_itl_ms", "p99 ITL (ms)", "{:.2f}"), ("mean_e2el_ms", "mean E2E (ms)", "{:.0f}"), ("preemptions", "preemptions", "{:.0f}"),
+                ("prefix_hit_tokens", "prefix-hit tokens", "{:.0f}"),
+                ("energy_per_output_token_J", "J per output token", "{:.4f}"))
+
+
+def summary_table(a: Results, b: Results | None = None) -> str:
+    """The summary as an HTML table; with a baseline, its column and the relative change."""
+    sa = a.summary()
+    sb = b.summary() if b is not None else None
+    head = "<tr><th style='text-align:left'>metric</th><th>run</th>" + (
+        "<th>baseline</th><th>change</th>" if sb else "") + "</tr>"
+    body = []
+    for key, label, fmt in SUMMARY_ROWS:
+        if key not in sa and not (sb and key in sb):
+            continue
+        va = sa.get(key)
+        cells = [f"<td style='text-align:left'>{label}</td>", f"<td>{fmt.format(va) if va is not None else '-'}</td>"]
+        if sb is not None:
+            vb = sb.get(key)
+            cells.append(f"<td>{fmt.format(vb) if vb is not None else '-'}</td>")
+            change = f"{(va - vb) / vb * 100:+.1f} %" if va is not None and vb else "-"
+            cells.append(f"<td>{change}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return ("<table class='llmss-summary' style='border-collapse:collapse;font-family:monospace'>" + head
+            + "".join(body) + "</table>")
+
+
+def dashboard(a: Results, b: Results | None = None):
+    """Every view of one run (and its baseline) in tabs; the time views share one x range."""
+    x = time_range(a, b)
+    timeline = column(batch_timeline(a, b, x), request_lifelines(a, b, x))
+    series = column(throughput(a, b, x), memory(a, b, x), power(a, b, x))
+    return Tabs(tabs=[TabPanel(child=timeline, title="Timeline"), TabPanel(child=series, title="Throughput, memory, power"),
+                      TabPanel(child=latency_cdfs(a, b), title="Latency CDFs"),
+                      TabPanel(child=Div(text=summary_table(a, b)), title="Summary")])

@@ -1,0 +1,309 @@
+"""The Explorer: ipywidgets controls for a :class:`~llmss_lab.scenario.Scenario`, a Run button with a
+progress bar, and the Bokeh views of the result (and of a kept baseline) in one panel.
+
+The panel's logic lives in plain methods (``scenario()``, ``run()``, ``keep_baseline()``, ...)
+so tests drive it without a browser: set ``explorer.controls[name].value``, call
+``explorer.run_button.click()``, read ``explorer.result`` and ``explorer.figures``.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+from .. import views
+from ..catalog import scan
+from ..errors import LlmssError
+from ..kernel.kv_cache import EVICTION
+from ..kernel.moe import GATES
+from ..kernel.router import ROUTERS
+from ..reference import resolve_reference_dir
+from ..results.dataset import Results
+from ..scenario import WEIGHT_TIERS, Scenario
+
+log = logging.getLogger(__name__)
+
+GROUPS = {
+    "Hardware & model": ("cluster_config", "hardware", "model", "npu_mem_gib", "npu_mem_bw"),
+    "Cluster shape": ("instances", "dp", "tp", "pp", "ep", "prefill_instances"),
+    "Engine": ("max_num_seqs", "max_num_batched_tokens", "block_size", "enable_prefix_caching",
+               "enable_chunked_prefill", "gpu_memory_utilization"),
+    "Policies": ("router", "expert_gate", "gate_skew", "eviction", "kv_transfer"),
+    "Memory & power": ("weights_on", "cpu_mem_gib", "cpu_mem_bw", "cxl_mem_gib", "cxl_mem_bw", "cxl_devices",
+                       "prefix_storage", "prefix_sharing", "pim_device", "attn_offload", "sub_batch_interleaving",
+                       "power"),
+    "Workload": ("trace", "num_requests", "rate", "input_len", "output_len", "arrival", "shared_prefix_len", "num_prefixes", "seed"),
+}
+SHAPE_KEYS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "dp", "tp", "pp", "ep",
+              "prefill_instances", "weights_on", "cpu_mem_gib", "cpu_mem_bw", "cxl_mem_gib", "cxl_mem_bw",
+              "cxl_devices", "pim_device", "power")
+GENERATOR_KEYS = ("rate", "input_len", "output_len", "arrival", "shared_prefix_len", "num_prefixes")
+LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU bandwidth (GB/s)", "cpu_mem_gib": "CPU memory (GiB)",
+          "cpu_mem_bw": "CPU bandwidth (GB/s)", "cxl_mem_gib": "CXL memory (GiB)", "cxl_mem_bw": "CXL GB/s per device",
+          "rate": "rate (req/s)", "prefill_instances": "prefill replicas", "instances": "replicas",
+          "dp": "DP", "tp": "TP", "pp": "PP", "ep": "EP", "pim_device": "PIM device", "weights_on": "weights on",
+          "attn_offload": "attention on PIM", "sub_batch_interleaving": "sub-batch interleaving",
+          "power": "power model"}
+BOUNDS: dict[str, tuple[float, float]] = {
+    "npu_mem_gib": (1, 4096), "npu_mem_bw": (1, 1e6), "instances": (1, 64), "dp": (1, 16), "pp": (1, 16),
+    "ep": (1, 64), "prefill_instances": (0, 63), "max_num_seqs": (1, 4096), "max_num_batched_tokens": (16, 1 << 20),
+    "gpu_memory_utilization": (0.05, 1.0), "gate_skew": (0.0, 10.0), "cpu_mem_gib": (1, 1e5), "cpu_mem_bw": (1, 1e5),
+    "cxl_mem_gib": (0, 1e5), "cxl_mem_bw": (1, 1e5), "cxl_devices": (1, 64), "num_requests": (1, 100_000),
+    "rate": (0.01, 1e4), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000), "seed": (0, 2**31 - 1)}
+
+
+class Explorer:
+    """An interactive panel: pick hardware and policies, run, compare against a kept baseline."""
+
+    def __init__(self, reference_dir: str | Path | None = None, scenario: Scenario | None = None):
+        self.reference_dir = resolve_reference_dir(reference_dir)
+        self.catalog = scan(self.reference_dir)
+        self.result: Results | None = None
+        self.baseline: Results | None = None
+        self.baseline_scenario: Scenario | None = None
+        self.scenario_shown: Scenario | None = None   # the scenario of ``result``
+        self.figures = None            # the Bokeh layout on show
+        self.last_wall_s = float("nan")
+        self.controls: dict[str, w.ValueWidget] = {f.name: self._control(f.name, f.type) for f in fields(Scenario)}
+        self.controls["hardware"].observe(self._on_hardware, "value")
+        self.controls["model"].observe(self._on_model, "value")
+        self.controls["cluster_config"].observe(self._on_switches, "value")
+        self.controls["trace"].observe(self._on_switches, "value")
+        self.set_scenario(scenario or Scenario())
+
+        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
+        self.keep_button = w.Button(description="Keep as baseline", icon="thumb-tack", disabled=True)
+        self.clear_button = w.Button(description="Clear baseline", disabled=True)
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="requests", bar_style="info")
+        self.status = w.HTML("Set the controls and press <b>Run</b>.")
+        self.summary = w.HTML()
+        self.plots = w.Box(layout=w.Layout(width="100%"))
+        self.results_path = w.Text(value="llmss_results.nc", description="results file")
+        self.scenario_path = w.Text(value="llmss_scenario.json", description="scenario file")
+        self.save_results_button = w.Button(description="Save results", icon="save", disabled=True)
+        self.save_scenario_button = w.Button(description="Save scenario", icon="save")
+        self.run_button.on_click(lambda _: self.run())
+        self.keep_button.on_click(lambda _: self.keep_baseline())
+        self.clear_button.on_click(lambda _: self.clear_baseline())
+        self.save_results_button.on_click(lambda _: self.save_results())
+        self.save_scenario_button.on_click(lambda _: self.save_scenario())
+
+        tabs = w.Tab(children=[w.VBox([self.controls[k] for k in keys]) for keys in GROUPS.values()])
+        for i, title in enumerate(GROUPS):
+            tabs.set_title(i, title)
+        self.view = w.VBox([
+            tabs,
+            w.HBox([self.run_button, self.progress, self.keep_button, self.clear_button]),
+            self.status,
+            self.summary,
+            self.plots,
+            w.HBox([self.results_path, self.save_results_button, self.scenario_path, self.save_scenario_button]),
+        ], layout=w.Layout(width="100%"))
+        self.view.add_class("llmss-explorer")
+
+    # ---- controls ------------------------------------------------------------------------------
+    def _control(self, name: str, kind: Any) -> w.ValueWidget:
+        cat = self.catalog
+        label = LABELS.get(name, name.replace("_", " "))
+        style = {"description_width": "190px"}
+        choices: dict[str, list] = {
+            "hardware": sorted(cat.hardware),
+            "model": [],
+            "tp": [1],
+            "cluster_config": [("(built from the controls)", "")] + sorted(cat.cluster_configs),
+            "trace": [("(generator)", "")] + sorted(cat.traces),
+            "block_size": [8, 16, 32, 64, 128],
+            "router": ROUTERS.names(), "expert_gate": GATES.names(), "eviction": EVICTION.names(),
+            "kv_transfer": ["layer", "whole"], "weights_on": list(WEIGHT_TIERS),
+            "prefix_storage": [("none", ""), "cpu", "cxl"], "prefix_sharing": ["instance", "node", "cluster"],
+            "pim_device": [("none", "")] + list(cat.pim_devices), "arrival": ["poisson", "gamma"],
+        }
+        if name in choices:
+            ctl = w.Dropdown(options=_pairs(choices[name]), description=label, style=style)
+        elif kind in (bool, "bool"):
+            ctl = w.Checkbox(description=label, indent=False)
+        elif kind in (int, "int"):
+            lo, hi = BOUNDS.get(name, (0, 1 << 30))
+            ctl = w.BoundedIntText(min=int(lo), max=int(hi), description=label, style=style)
+        elif kind in (float, "float"):
+            lo, hi = BOUNDS.get(name, (0.0, 1e9))
+            ctl = w.BoundedFloatText(min=lo, max=hi, description=label, style=style)
+        else:
+            ctl = w.Text(description=label, style=style)
+        ctl.layout = w.Layout(width="420px")
+        return ctl
+
+    def scenario(self) -> Scenario:
+        """The scenario the controls describe."""
+        return Scenario(**{k: c.value for k, c in self.controls.items()})
+
+    def set_scenario(self, scenario: Scenario) -> None:
+        """Show a scenario in the controls (options follow the hardware and model first)."""
+        c = self.controls
+        if scenario.hardware in self.catalog.hardware:
+            c["hardware"].value = scenario.hardware
+        self._refresh_models(scenario.model)
+        for k, v in scenario.to_dict().items():
+            if k in ("hardware", "model"):
+                continue
+            if isinstance(c[k], w.Dropdown) and v not in [o[1] for o in c[k].options]:
+                c[k].options = list(c[k].options) + [(str(v), v)]   # a saved scenario's value outside the catalog
+            c[k].value = v
+        self._on_switches()
+
+    def _refresh_models(self, prefer: str | None = None) -> None:
+        hw = self.catalog.hardware.get(self.controls["hardware"].value)
+        models = sorted(hw.models) if hw else []
+        ctl = self.controls["model"]
+        ctl.options = _pairs(models)
+        if prefer in models:
+            ctl.value = prefer
+        self._refresh_tp()
+
+    def _refresh_tp(self) -> None:
+        hw = self.catalog.hardware.get(self.controls["hardware"].value)
+        tps = list(hw.models.get(self.controls["model"].value, (1,))) if hw else [1]
+        ctl = self.controls["tp"]
+        old = ctl.value
+        ctl.options = _pairs(tps)
+        ctl.value = old if old in tps else tps[0]
+
+    def _on_hardware(self, change: dict) -> None:
+        self._refresh_models(self.controls["model"].value)
+        hw = self.catalog.hardware.get(change["new"])
+        if hw and hw.mem_size:
+            self.controls["npu_mem_gib"].value = hw.mem_size
+            self.controls["npu_mem_bw"].value = hw.mem_bw
+        self.controls["power"].disabled = not (hw and hw.power)
+        if self.controls["power"].disabled:
+            self.controls["power"].value = False
+
+    def _on_model(self, _change: dict) -> None:
+        self._refresh_tp()
+
+    def _on_switches(self, _change: dict | None = None) -> None:
+        from_file = bool(self.controls["cluster_config"].value)
+        for k in SHAPE_KEYS:
+            self.controls[k].disabled = from_file
+        if not from_file:
+            hw = self.catalog.hardware.get(self.controls["hardware"].value)
+            self.controls["power"].disabled = not (hw and hw.power)
+        from_trace = bool(self.controls["trace"].value)
+        for k in GENERATOR_KEYS:
+            self.controls[k].disabled = from_trace
+
+    # ---- actions ---------------------------------------------------------------------------------
+    def run(self) -> Results | None:
+        """Simulate the scenario on show; errors go to the status line, never up as a traceback."""
+        scen = self.scenario()
+        t0 = time.perf_counter()
+        self.run_button.disabled = True
+        self.status.value = "Running..."
+        try:
+            workload = scen.workload(self.reference_dir)
+            self.progress.value, self.progress.max = 0, len(workload)
+            step = max(1, len(workload) // 50)   # ~50 bar updates whatever the run's size
+            done = [0]
+
+            def tick(n: int) -> None:
+                done[0] += n
+                if done[0] % step == 0 or done[0] == len(workload):
+                    self.progress.value = done[0]
+
+            self.result = scen.run(self.reference_dir, tick, workload=workload)
+        except LlmssError as exc:
+            self.status.value = f"<span style='color:#b00'><b>Cannot run:</b> {html.escape(str(exc))}</span>"
+            return None
+        except Exception as exc:   # a bug in the kit: keep the panel alive, log the traceback
+            log.exception("simulation failed")
+            self.status.value = (f"<span style='color:#b00'><b>Internal error</b> ({type(exc).__name__}: "
+                                 f"{html.escape(str(exc))}); please report it with the saved scenario.</span>")
+            return None
+        finally:
+            self.run_button.disabled = False
+        self.progress.value = self.progress.max
+        self.scenario_shown = scen
+        self._render()
+        self.last_wall_s = time.perf_counter() - t0
+        a = self.result.attrs
+        self.status.value = (f"{html.escape(str(a.get('model', scen.model)))} on {html.escape(str(a.get('hardware', '')))}: "
+                             f"{len(workload)} requests, {a['num_steps']} steps, {a['simulated_s']:.1f} s simulated "
+                             f"in {a['sim_wall_s']:.2f} s (panel {self.last_wall_s:.2f} s)")
+        self.keep_button.disabled = False
+        self.save_results_button.disabled = False
+        return self.result
+
+    def _render(self) -> None:
+        from jupyter_bokeh.widgets import BokehModel   # imports Bokeh's Jupyter glue: only once there is a result
+        self.figures = views.dashboard(self.result, self.baseline)
+        self.summary.value = views.summary_table(self.result, self.baseline)
+        self.plots.children = [BokehModel(self.figures, layout=w.Layout(width="100%"))]
+
+    def keep_baseline(self) -> None:
+        """Keep the current result to compare the next runs against."""
+        if self.result is None:
+            return
+        self.baseline, self.baseline_scenario = self.result, self.scenario_shown
+        self.clear_button.disabled = False
+        self.status.value = "Kept as baseline: change the controls and press <b>Run</b> to compare."
+        self._render()
+
+    def clear_baseline(self) -> None:
+        self.baseline = self.baseline_scenario = None
+        self.clear_button.disabled = True
+        if self.result is not None:
+            self._render()
+
+    def save_results(self) -> Path | None:
+        return self._save(lambda p: self.result.save(p), self.results_path.value, "results")
+
+    def save_scenario(self) -> Path | None:
+        return self._save(lambda p: self.scenario().save(p), self.scenario_path.value, "scenario")
+
+    def _save(self, write, path: str, what: str) -> Path | None:
+        if what == "results" and self.result is None:
+            self.status.value = "Nothing to save yet: press <b>Run</b> first."
+            return None
+        try:
+            out = write(Path(path).expanduser())
+        except (LlmssError, OSError) as exc:
+            self.status.value = f"<span style='color:#b00'><b>Cannot save {what}:</b> {html.escape(str(exc))}</span>"
+            return None
+        self.status.value = f"Saved the {what} to <code>{html.escape(str(out))}</code>."
+        return out
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+        load_bokeh()
+        display(self.view)
+
+
+def _pairs(options: list) -> list[tuple[str, Any]]:
+    """Dropdown options as (label, value) pairs: ipywidgets reads a mixed list as values only."""
+    return [o if isinstance(o, tuple) else (str(o), o) for o in options]
+
+
+_BOKEH_LOADED = False
+
+
+def show(obj) -> None:
+    """Display a Bokeh figure or layout in a notebook, as a widget (BokehJS inline, so offline too)."""
+    from IPython.display import display
+    from jupyter_bokeh.widgets import BokehModel
+    load_bokeh()
+    display(BokehModel(obj))
+
+
+def load_bokeh() -> None:
+    """Load BokehJS inline (works offline) before the first Bokeh widget is shown."""
+    global _BOKEH_LOADED
+    if not _BOKEH_LOADED:
+        from bokeh.io import output_notebook
+        from bokeh.resources import INLINE
+        output_notebook(INLINE, hide_banner=True)
+        _BOKEH_LOADED = True
