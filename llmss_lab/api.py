@@ -250,13 +250,14 @@ def _check_fits(workload: Workload, setups: list[simulator.InstanceSetup]) -> No
             raise InputError(f"request needs {int(total[i])} tokens (input {int(workload.input_toks[i])} + output "
                              f"{int(workload.output_toks[i])}) but the {what} of {s.name} holds at most {cap}"
                              f" ({len(bad)} such requests)", workload.name, workload.where(i))
-        if not s.engine.enable_chunked_prefill:   # vLLM refuses this at start-up; here it would never schedule
-            long = np.flatnonzero(workload.input_toks > s.engine.max_num_batched_tokens)
+        budget = s.engine.max_num_batched_tokens or s.max_model_len   # 0: no budget of its own
+        if not s.engine.enable_chunked_prefill and s.role != "decode":   # vLLM refuses this at start-up
+            long = np.flatnonzero(workload.input_toks > budget)
             if len(long):
                 i = int(long[0])
                 raise InputError(f"with chunked prefill off, a prompt must fit one step, but request has "
                                  f"{int(workload.input_toks[i])} input tokens > max_num_batched_tokens "
-                                 f"{s.engine.max_num_batched_tokens} of {s.name} ({len(long)} such requests); raise "
+                                 f"{budget} of {s.name} ({len(long)} such requests); raise "
                                  "max_num_batched_tokens or turn chunked prefill on", workload.name, workload.where(i))
 
 

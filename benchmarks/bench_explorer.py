@@ -1,0 +1,54 @@
+"""How long the explorer takes to answer Run on its default scenario.
+
+Run: python benchmarks/bench_explorer.py [--reference-dir ROOT] [--repeat 10]
+Measures, in one process as a JupyterLab kernel would: building the panel, the first Run (imports,
+profile loading, first Bokeh document), then repeated Runs of the same scenario, without and with a
+kept baseline. A Run is the whole button press: simulate, build the Bokeh views and the BokehModel
+widget. Target: a re-run under 1 s on the 2-core CI machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    here = Path(__file__).resolve().parent.parent
+    p = argparse.ArgumentParser()
+    p.add_argument("--reference-dir", default=os.environ.get("LLMSS_REFERENCE_DIR",
+                                                             str(here.parent / "shared/reference/llmservingsim")))
+    p.add_argument("--repeat", type=int, default=10)
+    args = p.parse_args()
+
+    t0 = time.perf_counter()
+    from llmss_lab.widgets import Explorer
+    ex = Explorer(args.reference_dir)
+    t1 = time.perf_counter()
+    assert ex.run() is not None, ex.status.value
+    t2 = time.perf_counter()
+    print(f"scenario: {ex.scenario_shown.num_requests} generated requests, {ex.result.attrs['num_steps']} steps")
+    print(f"import + build panel   {t1 - t0:6.3f} s")
+    print(f"first Run              {t2 - t1:6.3f} s")
+
+    def runs(label: str) -> None:
+        walls, sims = [], []
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            ex.run()
+            walls.append(time.perf_counter() - t)
+            sims.append(ex.result.attrs["sim_wall_s"])
+        print(f"{label:<22} min {min(walls):.3f}  median {statistics.median(walls):.3f}  max {max(walls):.3f} s"
+              f"  (of which simulation median {statistics.median(sims):.3f} s)  target < 1 s")
+
+    runs("re-run")
+    ex.keep_baseline()
+    runs("re-run with baseline")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

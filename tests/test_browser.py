@@ -1,0 +1,110 @@
+"""The explorer in a real browser: JupyterLab on a loopback port, the quickstart notebook run in
+headless Chromium, a control changed, Run pressed, and the Bokeh timeline redrawn.
+
+Needs Debian's chromium (``.ci/run`` installs it) and the playwright package; without them the
+test is skipped with the reason shown. The screenshot lands in ``build/test-artifacts/``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "build" / "test-artifacts"
+CHROMIUM = os.environ.get("LLMSS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium browser on PATH (apt-get install chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def lab(ref, tmp_path):
+    """JupyterLab serving a copy of the quickstart notebook; yields its base URL."""
+    shutil.copy(ROOT / "notebooks" / "00_quickstart.ipynb", tmp_path)
+    port = _free_port()
+    env = dict(os.environ, LLMSS_REFERENCE_DIR=str(ref), BOKEH_RESOURCES="inline", JUPYTER_PLATFORM_DIRS="1")
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+           "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
+           f"--ServerApp.root_dir={tmp_path}", "--allow-root", "--LabApp.news_url=None"]
+    log = open(tmp_path / "lab.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_explorer_runs_and_redraws_in_jupyterlab(lab):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        try:
+            page.goto(f"{lab}/lab/workspaces/t{uuid.uuid4().hex[:8]}/tree/00_quickstart.ipynb?reset")
+            nb = page.locator(".jp-NotebookPanel:visible")
+            nb.locator(".jp-Notebook").wait_for(timeout=60_000)
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=60_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+            explorer = page.locator(".llmss-explorer")
+            explorer.wait_for(timeout=120_000)
+            plot = explorer.locator(".bk-Canvas, canvas").first     # Bokeh draws into a canvas
+            plot.wait_for(timeout=120_000)
+            status = explorer.locator(".widget-html-content").first
+            page.wait_for_function("() => [...document.querySelectorAll('.llmss-explorer .widget-html-content')]"
+                                   ".some(e => e.textContent.includes('steps'))", timeout=120_000)
+            first_status = status.text_content()
+            time.sleep(1.0)   # let Bokeh finish its first paint
+            before = plot.screenshot()
+
+            explorer.locator(".lm-TabBar-tab", has_text="Engine").first.click()
+            box = explorer.locator(".widget-inline-hbox", has=page.locator("label", has_text="max num seqs")).first
+            field = box.locator("input")
+            field.fill("4")
+            field.press("Enter")
+            explorer.locator("button.mod-primary").first.click()     # Run
+            page.wait_for_function(
+                "(old) => { const e = document.querySelector('.llmss-explorer .widget-html-content');"
+                " return e && e.textContent.includes('steps') && e.textContent !== old; }",
+                arg=first_status, timeout=120_000)
+            time.sleep(1.0)
+            plot = explorer.locator(".bk-Canvas, canvas").first
+            plot.wait_for(timeout=60_000)
+            after = plot.screenshot()
+            page.screenshot(path=str(ARTIFACTS / "explorer_browser.png"), full_page=True)
+        finally:
+            browser.close()
+    assert before != after, "the Bokeh timeline did not change after Run"

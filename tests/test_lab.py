@@ -1,0 +1,60 @@
+"""``llmss lab``: the README's first command starts JupyterLab on the quickstart notebook."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from llmss_lab.lab import QUICKSTART, lab_command, notebooks_dir
+
+
+def test_lab_command_opens_the_quickstart_headless():
+    cmd = lab_command(port=9999, no_browser=True)
+    assert cmd[:3] == [sys.executable, "-m", "jupyterlab"]
+    assert cmd[3].endswith(QUICKSTART) and "--no-browser" in cmd and "--ServerApp.port=9999" in cmd
+    assert f"--ServerApp.root_dir={notebooks_dir()}" in cmd
+
+
+def test_unknown_notebook_is_named():
+    from llmss_lab.errors import InputError
+    with pytest.raises(InputError, match="00_quickstart.ipynb"):
+        lab_command(notebook="nope.ipynb")
+
+
+def test_llmss_lab_serves_the_quickstart(ref, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path), JUPYTER_PLATFORM_DIRS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "llmss_lab", "lab", "--no-browser", "--port", str(port),
+                             "--reference-dir", str(ref)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                files = [f for f in tmp_path.glob("jpserver-*.json")]
+                if files:
+                    token = json.loads(files[0].read_text())["token"]
+                    url = f"http://127.0.0.1:{port}/api/contents/{QUICKSTART}?content=0&token={token}"
+                    info = json.loads(urllib.request.urlopen(url, timeout=2).read())
+                    break
+            except (OSError, ValueError):
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"llmss lab did not serve the notebook:\n{proc.stdout.read()[-3000:]}")
+            time.sleep(0.3)
+        assert info["name"] == QUICKSTART and info["type"] == "notebook"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

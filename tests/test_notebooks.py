@@ -1,0 +1,39 @@
+"""Every notebook under papermill with its parameters changed (nbval runs them as they are: see
+pyproject's pytest options). Kept small: one kernel per notebook, a few requests per run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+papermill = pytest.importorskip("papermill")
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_every_notebook_is_committed_clean_with_a_parameters_cell():
+    assert len(NOTEBOOKS) >= 8
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, path.name
+        assert all(not c.get("outputs") and c.get("execution_count") is None
+                   for c in nb.cells if c.cell_type == "code"), f"{path.name} has outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_under_papermill_with_changed_parameters(path, ref, tmp_path):
+    params = {"reference_dir": str(ref), "num_requests": 24, "seed": 3}
+    if path.stem == "00_quickstart":
+        params["max_num_seqs"] = 16
+    out = tmp_path / path.name
+    papermill.execute_notebook(str(path), str(out), parameters=params, cwd=str(path.parent), progress_bar=False,
+                               kernel_name="python3", execution_timeout=600)
+    nb = nbformat.read(out, as_version=4)
+    assert nb.metadata.papermill.parameters == params
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "num_requests = 24" in injected[0].source
+    if path.stem == "00_quickstart":
+        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+        assert "24 requests" in text

@@ -1,0 +1,99 @@
+"""Scenario (JSON in/out, cluster building, errors) and the reference catalog."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmss_lab.catalog import scan
+from llmss_lab.config.cluster import load_cluster
+from llmss_lab.errors import InputError
+from llmss_lab.scenario import Scenario
+
+
+def test_catalog_lists_what_the_reference_folder_holds(ref):
+    cat = scan(ref)
+    hw = cat.hardware["RTXPRO6000"]
+    assert "meta-llama/Llama-3.1-8B" in hw.models and 1 in hw.models["meta-llama/Llama-3.1-8B"]
+    assert hw.mem_size == 96 and hw.power is not None   # from the shipped power config
+    assert "single_node_pd_instance" in cat.cluster_configs
+    assert "sharegpt-llama-3.1-8b-300-sps10" in cat.traces
+    assert "DDR4_8GB_3200_pim" in cat.pim_devices
+    legacy = scan(ref / "ispass26")    # the paper artifact's layout: tpN folders straight under the model
+    assert legacy.hardware["H100"].models["meta-llama/Llama-3.1-70B"] == (1, 2, 4)
+
+
+def test_scenario_json_round_trip(tmp_path):
+    s = Scenario(instances=3, prefill_instances=1, rate=2.5, trace="", power=True)
+    path = s.save(tmp_path / "s.json")
+    assert Scenario.load(path) == s
+    assert json.loads(path.read_text())["instances"] == 3
+
+
+@pytest.mark.parametrize("data, key", [({"max_num_seq": 4}, "max_num_seq"), ({"tp": "2"}, "tp"),
+                                       ({"power": 1}, "power")])
+def test_scenario_rejects_unknown_keys_and_wrong_types(data, key):
+    with pytest.raises(InputError) as err:
+        Scenario.from_dict(data, "my.json")
+    assert err.value.source == "my.json" and err.value.where == key
+
+
+def test_malformed_scenario_file_names_the_line(tmp_path):
+    p = tmp_path / "bad.json"
+    p.write_text('{"tp": 2,\n "dp": }')
+    with pytest.raises(InputError) as err:
+        Scenario.load(p)
+    assert err.value.where == "line 2"
+
+
+def test_built_cluster_has_the_requested_shape(ref, tmp_path):
+    s = Scenario(instances=2, dp=2, tp=2, prefill_instances=0, weights_on="cpu", power=True)
+    spec = s.cluster(ref)
+    insts = spec.instances
+    assert len(insts) == 4 and {i.tp_size for i in insts} == {2}
+    assert [i.dp_group for i in insts] == ["replica0", "replica0", "replica1", "replica1"]
+    assert all(i.features["placement"] == {"default": {"weights": "cpu"}} for i in insts)
+    assert spec.nodes[0].power is not None
+    # the built JSON is LLMServingSim's format: it loads through the file reader unchanged
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(s.cluster_json(ref)))
+    assert len(load_cluster(p).instances) == 4
+    pd_spec = Scenario(instances=3, prefill_instances=1).cluster(ref)
+    assert [i.pd_type for i in pd_spec.instances] == ["prefill", "decode", "decode"]
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"instances": 2, "prefill_instances": 2}, "prefill_instances"),
+    ({"tp": 0}, "tp"),
+    ({"weights_on": "cxl"}, "weights_on"),        # no CXL memory given
+    ({"weights_on": "disk"}, "weights_on"),
+    ({"hardware": "RTX3090", "power": True}, "power"),   # no reference config gives its power figures
+])
+def test_bad_shapes_name_the_key(ref, changes, key):
+    with pytest.raises(InputError) as err:
+        Scenario(**changes).cluster(ref)
+    assert err.value.where == key
+
+
+def test_workload_errors_name_the_scenario_key(ref):
+    with pytest.raises(InputError) as err:
+        Scenario(input_len="bimodal").workload(ref)
+    assert (err.value.source, err.value.where) == ("scenario", "input_len")
+    with pytest.raises(InputError) as err:
+        Scenario(trace="no_such_trace").workload(ref)
+    assert err.value.where == "trace" and "sharegpt-llama-3.1-8b-300-sps10" in str(err.value)
+
+
+def test_trace_and_config_by_catalog_name(ref):
+    s = Scenario(trace="sharegpt-llama-3.1-8b-300-sps10", num_requests=30, cluster_config="single_node_pd_instance")
+    res = s.run(ref)
+    assert res.summary()["completed"] == 30
+    assert res.attrs["num_instances"] == 2
+    assert Scenario.from_dict(json.loads(res.attrs["scenario_json"])) == s
+
+
+def test_prompt_longer_than_budget_without_chunking_is_refused(ref):
+    s = Scenario(num_requests=20, input_len="fixed:3000", enable_chunked_prefill=False)
+    with pytest.raises(InputError, match="max_num_batched_tokens"):
+        s.run(ref)
+    assert s.replace(max_num_batched_tokens=4096).run(ref).summary()["completed"] == 20

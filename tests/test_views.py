@@ -1,0 +1,86 @@
+"""Bokeh views: the figures carry the run's data, overlay a baseline, and share the time axis."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from bokeh.models import ColumnDataSource, GlyphRenderer, Tabs
+
+from llmss_lab import views
+from llmss_lab.scenario import Scenario
+
+
+@pytest.fixture(scope="module")
+def runs(ref):
+    a = Scenario(num_requests=60, power=True).run(ref)
+    b = Scenario(num_requests=60, max_num_seqs=8).run(ref)
+    return a, b
+
+
+def _sources(fig) -> list[ColumnDataSource]:
+    return [r.data_source for r in fig.renderers if isinstance(r, GlyphRenderer)]
+
+
+def test_batch_timeline_has_one_bar_per_step_and_rows_per_run(runs):
+    a, b = runs
+    fig = views.batch_timeline(a)
+    (src,) = _sources(fig)
+    assert len(src.data["left"]) == a.iterations.sizes["step"]
+    np.testing.assert_allclose(src.data["right"] - src.data["left"], a.iterations.duration.values * 1e-3)
+    share = src.data["share"]
+    assert share.min() >= 0 and share.max() <= 1 and share.max() > 0   # some prefill, some pure decode
+    both = views.batch_timeline(a, b)
+    assert list(both.y_range.factors) == ["baseline: n0/i0", "run: n0/i0"]
+    assert len(_sources(both)[0].data["left"]) == a.iterations.sizes["step"] + b.iterations.sizes["step"]
+
+
+def test_lifelines_cover_every_phase_of_every_request(runs):
+    a, _ = runs
+    (src,) = _sources(views.request_lifelines(a))
+    n = a.requests.sizes["request"]
+    assert len(src.data["x0"]) == 3 * n
+    assert np.all(src.data["x1"] >= src.data["x0"])
+    decode = src.data["phase"] == "decode"
+    np.testing.assert_allclose(src.data["x1"][decode], a.requests.finish.values)
+
+
+def test_time_views_share_one_x_range(runs):
+    a, b = runs
+    dash = views.dashboard(a, b)
+    assert isinstance(dash, Tabs)
+    figs = [views.batch_timeline, views.request_lifelines, views.throughput, views.memory, views.power]
+    x = views.time_range(a, b)
+    assert all(f(a, b, x).x_range is x for f in figs)
+    assert x.end >= max(float(a.requests.finish.max()), float(b.requests.finish.max()))
+
+
+def test_throughput_integrates_to_the_tokens_generated(runs):
+    a, _ = runs
+    fig = views.throughput(a)
+    gen = next(s for s in _sources(fig) if "y" in s.data and s.data["y"].sum() > 0)
+    total = a.requests.output_tokens.sum().item()
+    assert gen.data["y"].sum() == pytest.approx(total, rel=1e-9)   # 1 s bins: tokens/s x 1 s
+
+
+def test_power_view_stacks_components_and_says_when_there_is_none(runs):
+    a, b = runs
+    fig = views.power(a, b)
+    stacked = [s for s in _sources(fig) if "npu" in s.data]
+    assert stacked and np.allclose(stacked[0].data["t"], a.power.time.values)
+    assert "no power model" in views.power(b).title.text
+
+
+def test_cdfs_and_summary_table_compare_two_runs(runs):
+    a, b = runs
+    fig = views.latency_cdf(a, b, "ttft")
+    xs = [s.data["x"] for s in _sources(fig)]
+    assert len(xs) == 2 and np.allclose(np.sort(a.requests.ttft.values), xs[0])
+    html = views.summary_table(a, b)
+    assert "baseline" in html and "change" in html and "J per output token" in html
+
+
+def test_expert_load_heatmap(ref):
+    r = Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", num_requests=8, expert_gate="zipf").run(ref)
+    fig = views.expert_load(r)
+    img = _sources(fig)[0].data["image"][0]
+    assert img.shape == (r.experts.sizes["layer"], r.experts.sizes["expert"])
+    assert img.sum() == r.experts.expert_load.sum().item()

@@ -1,0 +1,107 @@
+"""The Explorer panel driven as a user would: set controls, press buttons, read what comes out."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from bokeh.models import GlyphRenderer
+
+from llmss_lab import load_results
+from llmss_lab.scenario import Scenario
+from llmss_lab.widgets import Explorer
+
+
+@pytest.fixture()
+def explorer(ref):
+    return Explorer(ref, Scenario(num_requests=40))
+
+
+def _timeline_steps(ex: Explorer) -> int:
+    fig = ex.figures.tabs[0].child.children[0]
+    (r,) = [r for r in fig.renderers if isinstance(r, GlyphRenderer)]
+    return len(r.data_source.data["left"])
+
+
+def test_run_shows_summary_and_figures(explorer):
+    ex = explorer
+    assert ex.controls["hardware"].value == "RTXPRO6000" and ex.controls["model"].value == "meta-llama/Llama-3.1-8B"
+    ex.controls["max_num_seqs"].value = 8
+    ex.run_button.click()
+    assert ex.result is not None, ex.status.value
+    assert ex.scenario_shown.max_num_seqs == 8
+    assert ex.progress.value == ex.progress.max == 40
+    assert _timeline_steps(ex) == ex.result.iterations.sizes["step"]
+    assert "mean TTFT" in ex.summary.value and "40 requests" in ex.status.value
+    assert len(ex.plots.children) == 1        # the BokehModel widget
+
+
+def test_baseline_overlays_and_reports_change(explorer):
+    ex = explorer
+    ex.run_button.click()
+    first = ex.result
+    ex.keep_button.click()
+    assert ex.baseline is first and not ex.clear_button.disabled
+    ex.controls["enable_prefix_caching"].value = False
+    ex.controls["max_num_seqs"].value = 4
+    ex.run_button.click()
+    assert ex.result is not first
+    assert _timeline_steps(ex) == first.iterations.sizes["step"] + ex.result.iterations.sizes["step"]
+    assert "baseline" in ex.summary.value and "%" in ex.summary.value
+    ex.clear_button.click()
+    assert ex.baseline is None and _timeline_steps(ex) == ex.result.iterations.sizes["step"]
+
+
+def test_bad_values_are_reported_not_raised(explorer):
+    ex = explorer
+    ex.controls["input_len"].value = "bimodal"
+    assert ex.run() is None
+    assert "input_len" in ex.status.value and ex.result is None
+    assert not ex.run_button.disabled          # the panel stays usable
+    ex.controls["max_num_seqs"].value = 10**9   # bounded controls clamp
+    assert ex.controls["max_num_seqs"].value == 4096
+
+
+def test_hardware_and_model_drive_the_other_controls(ref):
+    ex = Explorer(ref / "ispass26", Scenario(hardware="H100", model="meta-llama/Llama-3.1-70B", npu_mem_gib=80.0))
+    assert [v for _, v in ex.controls["tp"].options] == [1, 2, 4]
+    ex.controls["hardware"].value = "TPU-v6e-1"
+    assert [v for _, v in ex.controls["model"].options] == ["meta-llama/Llama-3.1-8B"]
+    assert [v for _, v in ex.controls["tp"].options] == [1]
+    assert ex.controls["npu_mem_gib"].value == 32
+    assert ex.controls["power"].disabled            # no config gives TPU power figures
+
+
+def test_picking_a_config_or_trace_disables_what_they_replace(explorer):
+    ex = explorer
+    ex.controls["cluster_config"].value = "single_node_pd_instance"
+    assert ex.controls["tp"].disabled and ex.controls["instances"].disabled
+    ex.controls["trace"].value = "sharegpt-llama-3.1-8b-300-sps10"
+    assert ex.controls["rate"].disabled and not ex.controls["num_requests"].disabled
+    ex.run_button.click()
+    assert ex.result.attrs["num_instances"] == 2 and ex.result.summary()["completed"] == 40
+    ex.controls["cluster_config"].value = ""
+    assert not ex.controls["tp"].disabled
+
+
+def test_save_results_and_scenario(explorer, tmp_path):
+    ex = explorer
+    ex.save_results_button.click()            # nothing to save yet: a message, not an error
+    assert not (tmp_path / "r.nc").exists()
+    ex.controls["rate"].value = 5.0
+    ex.run_button.click()
+    ex.results_path.value = str(tmp_path / "r.nc")
+    ex.scenario_path.value = str(tmp_path / "s.json")
+    ex.save_results_button.click()
+    ex.save_scenario_button.click()
+    back = load_results(tmp_path / "r.nc")
+    assert back.summary()["completed"] == 40
+    assert Scenario.load(tmp_path / "s.json").rate == 5.0
+    assert json.loads(back.attrs["scenario_json"])["rate"] == 5.0
+    ex.results_path.value = str(tmp_path / "missing" / "r.nc")
+    assert ex.save_results() is None and "Cannot save results" in ex.status.value
+
+
+def test_a_saved_scenario_comes_back_into_the_controls(ref):
+    s = Scenario(num_requests=12, instances=2, prefill_instances=1, router="round_robin", shared_prefix_len=64)
+    ex = Explorer(ref, s)
+    assert ex.scenario() == s
