@@ -105,3 +105,12 @@ def test_a_saved_scenario_comes_back_into_the_controls(ref):
     s = Scenario(num_requests=12, instances=2, prefill_instances=1, router="round_robin", shared_prefix_len=64)
     ex = Explorer(ref, s)
     assert ex.scenario() == s
+
+
+def test_a_trace_path_can_be_typed_in(explorer, ref):
+    ex = explorer
+    ex.controls["trace"].value = str(ref / "workloads" / "example_trace.jsonl")
+    assert ex.controls["rate"].disabled
+    assert ex.run() is not None, ex.status.value
+    ex.controls["trace"].value = str(ref / "workloads" / "missing.jsonl")
+    assert ex.run() is None and "trace" in ex.status.value

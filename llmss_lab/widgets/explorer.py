@@ -115,15 +115,19 @@ class Explorer:
             "hardware": sorted(cat.hardware),
             "model": [],
             "tp": [1],
-            "cluster_config": [("(built from the controls)", "")] + sorted(cat.cluster_configs),
-            "trace": [("(generator)", "")] + sorted(cat.traces),
             "block_size": [8, 16, 32, 64, 128],
             "router": ROUTERS.names(), "expert_gate": GATES.names(), "eviction": EVICTION.names(),
             "kv_transfer": ["layer", "whole"], "weights_on": list(WEIGHT_TIERS),
             "prefix_storage": [("none", ""), "cpu", "cxl"], "prefix_sharing": ["instance", "node", "cluster"],
             "pim_device": [("none", "")] + list(cat.pim_devices), "arrival": ["poisson", "gamma"],
         }
-        if name in choices:
+        files = {"cluster_config": (cat.cluster_configs, "empty: built from the controls"),
+                 "trace": (cat.traces, "empty: the generator below")}
+        if name in files:   # a catalog entry, or any path typed in
+            table, hint = files[name]
+            ctl = w.Combobox(options=sorted(table), placeholder=hint, ensure_option=False, description=label,
+                             style=style)
+        elif name in choices:
             ctl = w.Dropdown(options=_pairs(choices[name]), description=label, style=style)
         elif kind in (bool, "bool"):
             ctl = w.Checkbox(description=label, indent=False)
