@@ -6,6 +6,7 @@ test is skipped with the reason shown. The screenshot lands in ``build/test-arti
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -66,6 +67,19 @@ def lab(ref, tmp_path):
         log.close()
 
 
+def _wait_for_idle_kernel(url: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            sessions = json.loads(urllib.request.urlopen(f"{url}/api/sessions", timeout=5).read())
+            if any(sess["kernel"]["execution_state"] == "idle" for sess in sessions):
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    pytest.fail("the notebook's kernel did not become idle")
+
+
 def test_explorer_runs_and_redraws_in_jupyterlab(lab):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
@@ -75,7 +89,7 @@ def test_explorer_runs_and_redraws_in_jupyterlab(lab):
             page.goto(f"{lab}/lab/workspaces/t{uuid.uuid4().hex[:8]}/tree/00_quickstart.ipynb?reset")
             nb = page.locator(".jp-NotebookPanel:visible")
             nb.locator(".jp-Notebook").wait_for(timeout=60_000)
-            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=60_000)
+            _wait_for_idle_kernel(lab)    # a cold kernel (fresh install: no bytecode yet) can take a while
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
@@ -105,6 +119,9 @@ def test_explorer_runs_and_redraws_in_jupyterlab(lab):
             plot.wait_for(timeout=60_000)
             after = plot.screenshot()
             page.screenshot(path=str(ARTIFACTS / "explorer_browser.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "explorer_browser_failure.png"), full_page=True)
+            raise
         finally:
             browser.close()
     assert before != after, "the Bokeh timeline did not change after Run"
