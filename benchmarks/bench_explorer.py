@@ -9,18 +9,14 @@ widget. Target: a re-run under 1 s on the 2-core CI machine.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 
 def main() -> int:
-    here = Path(__file__).resolve().parent.parent
     p = argparse.ArgumentParser()
-    p.add_argument("--reference-dir", default=os.environ.get("LLMSS_REFERENCE_DIR",
-                                                             str(here.parent / "shared/reference/llmservingsim")))
+    p.add_argument("--reference-dir", help="default: $LLMSS_REFERENCE_DIR or ../shared/reference beside the checkout")
     p.add_argument("--repeat", type=int, default=10)
     args = p.parse_args()
 

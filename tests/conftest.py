@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,22 @@ def ref() -> Path:
             pytest.fail(f"reference data missing at {p}")
         pytest.skip(f"reference data not found at {p} (set LLMSS_REFERENCE_DIR)")
     return p
+
+
+def free_port() -> int:
+    """A free loopback port for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server a test started: politely, then for sure."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 class ConstantLatency:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from .conftest import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "build" / "test-artifacts"
@@ -29,17 +30,11 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium browser on PATH (apt-get install chromium)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def lab(ref, tmp_path):
     """JupyterLab serving a copy of the quickstart notebook; yields its base URL."""
     shutil.copy(ROOT / "notebooks" / "00_quickstart.ipynb", tmp_path)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, LLMSS_REFERENCE_DIR=str(ref), BOKEH_RESOURCES="inline", JUPYTER_PLATFORM_DIRS="1")
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
@@ -59,11 +54,7 @@ def lab(ref, tmp_path):
                 time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 

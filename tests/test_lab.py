@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ import urllib.request
 import pytest
 
 from llmss_lab.lab import QUICKSTART, lab_command, notebooks_dir
+
+from .conftest import free_port, stop
 
 
 def test_lab_command_opens_the_quickstart_headless():
@@ -28,9 +29,7 @@ def test_unknown_notebook_is_named():
 
 
 def test_llmss_lab_serves_the_quickstart(ref, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path), JUPYTER_PLATFORM_DIRS="1")
     proc = subprocess.Popen([sys.executable, "-m", "llmss_lab", "lab", "--no-browser", "--port", str(port),
                              "--reference-dir", str(ref)], env=env, stdout=subprocess.PIPE,
@@ -53,8 +52,4 @@ def test_llmss_lab_serves_the_quickstart(ref, tmp_path):
             time.sleep(0.3)
         assert info["name"] == QUICKSTART and info["type"] == "notebook"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
