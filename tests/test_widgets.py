@@ -47,6 +47,7 @@ def test_baseline_overlays_and_reports_change(explorer):
     assert ex.result is not first
     assert _timeline_steps(ex) == first.iterations.sizes["step"] + ex.result.iterations.sizes["step"]
     assert "baseline" in ex.summary.value and "%" in ex.summary.value
+    assert "max_num_seqs 4 (baseline 128)" in ex.summary.value and "enable_prefix_caching False" in ex.summary.value
     ex.clear_button.click()
     assert ex.baseline is None and _timeline_steps(ex) == ex.result.iterations.sizes["step"]
 

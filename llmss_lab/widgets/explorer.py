@@ -245,8 +245,16 @@ class Explorer:
     def _render(self) -> None:
         from jupyter_bokeh.widgets import BokehModel   # imports Bokeh's Jupyter glue: only once there is a result
         self.figures = views.dashboard(self.result, self.baseline)
-        self.summary.value = views.summary_table(self.result, self.baseline)
+        self.summary.value = self._differences() + views.summary_table(self.result, self.baseline)
         self.plots.children = [BokehModel(self.figures, layout=w.Layout(width="100%"))]
+
+    def _differences(self) -> str:
+        """What the run changed against its baseline, so a comparison says what it compares."""
+        if self.baseline is None or self.baseline_scenario is None or self.scenario_shown is None:
+            return ""
+        a, b = self.scenario_shown.to_dict(), self.baseline_scenario.to_dict()
+        diff = [f"{k} {a[k]!r} (baseline {b[k]!r})" for k in a if a[k] != b[k]]
+        return f"<p>Run vs baseline: {html.escape(', '.join(diff) or 'same scenario')}</p>"
 
     def keep_baseline(self) -> None:
         """Keep the current result to compare the next runs against."""
