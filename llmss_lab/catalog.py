@@ -36,10 +36,6 @@ class Catalog:
     traces: dict[str, Path]                   # stem -> path
     pim_devices: tuple[str, ...]
 
-    def models_on(self, hardware: str) -> list[str]:
-        hw = self.hardware.get(hardware)
-        return sorted(hw.models) if hw else []
-
 
 def _tps(model_dir: Path) -> tuple[int, ...]:
     """TP degrees profiled for one model: ``<variant>/tpN`` (current format) or ``tpN`` (paper artifact)."""

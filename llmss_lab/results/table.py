@@ -13,5 +13,6 @@ DEFAULT_KEYS = ("mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "p99_itl_ms", "ou
 
 def compare(runs: Mapping[str, Results], keys: Sequence[str] = DEFAULT_KEYS) -> pd.DataFrame:
     """One row per named run; a metric a run lacks (energy without a power model) is NaN."""
-    rows = {name: {k: r.summary().get(k, float("nan")) for k in keys} for name, r in runs.items()}
+    summaries = {name: r.summary() for name, r in runs.items()}
+    rows = {name: {k: s.get(k, float("nan")) for k in keys} for name, s in summaries.items()}
     return pd.DataFrame.from_dict(rows, orient="index")[list(keys)]

@@ -160,8 +160,12 @@ class Explorer:
             c[k].value = v
         self._on_switches()
 
+    def _hardware(self):
+        """The catalog entry of the hardware on show (None for a saved scenario's unknown hardware)."""
+        return self.catalog.hardware.get(self.controls["hardware"].value)
+
     def _refresh_models(self, prefer: str | None = None) -> None:
-        hw = self.catalog.hardware.get(self.controls["hardware"].value)
+        hw = self._hardware()
         models = sorted(hw.models) if hw else []
         ctl = self.controls["model"]
         ctl.options = _pairs(models)
@@ -170,7 +174,7 @@ class Explorer:
         self._refresh_tp()
 
     def _refresh_tp(self) -> None:
-        hw = self.catalog.hardware.get(self.controls["hardware"].value)
+        hw = self._hardware()
         tps = list(hw.models.get(self.controls["model"].value, (1,))) if hw else [1]
         ctl = self.controls["tp"]
         old = ctl.value
@@ -179,13 +183,13 @@ class Explorer:
 
     def _on_hardware(self, change: dict) -> None:
         self._refresh_models(self.controls["model"].value)
-        hw = self.catalog.hardware.get(change["new"])
+        hw = self._hardware()
         if hw and hw.mem_size:
             self.controls["npu_mem_gib"].value = hw.mem_size
             self.controls["npu_mem_bw"].value = hw.mem_bw
-        self.controls["power"].disabled = not (hw and hw.power)
-        if self.controls["power"].disabled:
+        if not (hw and hw.power):
             self.controls["power"].value = False
+        self._on_switches()
 
     def _on_model(self, _change: dict) -> None:
         self._refresh_tp()
@@ -195,7 +199,7 @@ class Explorer:
         for k in SHAPE_KEYS:
             self.controls[k].disabled = from_file
         if not from_file:
-            hw = self.catalog.hardware.get(self.controls["hardware"].value)
+            hw = self._hardware()
             self.controls["power"].disabled = not (hw and hw.power)
         from_trace = bool(self.controls["trace"].value)
         for k in GENERATOR_KEYS:
@@ -230,7 +234,6 @@ class Explorer:
             return None
         finally:
             self.run_button.disabled = False
-        self.progress.value = self.progress.max
         self.scenario_shown = scen
         self._render()
         self.last_wall_s = time.perf_counter() - t0
