@@ -157,12 +157,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_figure_data(args: argparse.Namespace) -> int:
-    from .figures import SCENARIOS, compare, format_scores, write_figure_data
-    from .reference import resolve_reference_dir
+    from .figures import SCENARIOS, artifact_root, compare, format_scores, write_figure_data
 
-    ref = resolve_reference_dir(args.reference_dir)
-    if (ref / "ispass26").is_dir() and not (ref / "figures").is_dir():
-        ref = ref / "ispass26"
+    ref = artifact_root(args.reference_dir)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError("not a folder", out, "--out")

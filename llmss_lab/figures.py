@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from .api import simulate
 from .config.engine import EngineConfig
@@ -84,20 +84,50 @@ ENGINE = EngineConfig(max_num_seqs=256, max_num_batched_tokens=2048, block_size=
                       enable_chunked_prefill=True)
 
 
-def run_scenario(sc: Scenario, reference_dir: Path) -> Results:
+def artifact_root(reference_dir: str | Path | None = None) -> Path:
+    """The paper artifact folder: ``reference_dir`` itself, or its ``ispass26`` sub-folder
+    (so the same reference root serves the bench measurements and the paper figures)."""
+    from .reference import resolve_reference_dir
+
+    ref = resolve_reference_dir(reference_dir)
+    if not (ref / "figures").is_dir() and (ref / "ispass26" / "figures").is_dir():
+        ref = ref / "ispass26"
+    return ref
+
+
+def select(figure: int, only: Iterable[str] | None = None) -> list[Scenario]:
+    """The scenarios of a figure, or those named in ``only`` (``MD`` or ``A6000/MD``)."""
+    if figure not in SCENARIOS:
+        raise InputError(f"figure data exists for figures {sorted(SCENARIOS)}", "figure", str(figure))
+    scs = SCENARIOS[figure]
+    if only is None:
+        return list(scs)
+    wanted = list(only)
+    keys = {sc: {sc.name, f"{sc.hardware}/{sc.name}", sc.hardware} for sc in scs}
+    unknown = [w for w in wanted if not any(w in k for k in keys.values())]
+    if unknown:
+        names = sorted({n for k in keys.values() for n in k if n})
+        raise InputError(f"no scenario {unknown[0]!r} in figure {figure} (it has {names})", "scenarios", unknown[0])
+    return [sc for sc in scs if keys[sc] & set(wanted)]
+
+
+def run_scenario(sc: Scenario, reference_dir: Path, num_requests: int | None = None, seed: int = 0) -> Results:
+    """Run one paper scenario; ``num_requests`` keeps the first N requests of its trace (quick looks)."""
     ref = Path(reference_dir)
     cfg = ref / sc.config
     if not cfg.is_file():
         raise InputError(f"not the paper artifact folder: {sc.config} is missing "
                          "(pass --reference-dir .../llmservingsim/ispass26)", ref)
     engine = ENGINE.with_overrides({"enable_prefix_caching": sc.prefix_caching, **dict(sc.engine)})
-    return simulate(cfg, ref / sc.dataset, engine, reference_dir=ref, router="round_robin", **dict(sc.options))
+    return simulate(cfg, ref / sc.dataset, engine, reference_dir=ref, router="round_robin",
+                    num_requests=num_requests, seed=seed, **dict(sc.options))
 
 
 def power_rows(res: Results) -> list[tuple[int, float]]:
-    """Server power per second: row ``t`` is the mean power over [t, t+1) s of the run."""
+    """Server power per second: row ``t`` is the mean power over [t, t+1) s of the run (the samples
+    are stamped at the end of their interval; the last interval may be shorter than a second)."""
     p = res.power.power.sum(["node", "component"])
-    return [(int(round(t - 1)), float(w)) for t, w in zip(p.time.values, p.values) if t - 1 >= 0]
+    return [(math.ceil(t) - 1, float(w)) for t, w in zip(p.time.values, p.values) if t > 0]
 
 
 def memory_rows(res: Results, instance: int | None = None, pool: int | None = None) -> list[tuple[int, float, float]]:
@@ -144,15 +174,16 @@ def _write_tsv(path: Path, header: list[str], rows: list[list]) -> None:
 
 
 def write_figure_data(figure: int, reference_dir: str | Path, out: str | Path,
-                      on_scenario: Callable[[Scenario, float], None] | None = None) -> list[Path]:
-    """Run every scenario of a figure and write its TSVs under ``out/figure_N/...``; returns the files."""
-    if figure not in SCENARIOS:
-        raise InputError(f"figure data exists for figures {sorted(SCENARIOS)}", "figure-data", str(figure))
+                      on_scenario: Callable[[Scenario, float], None] | None = None,
+                      only: Iterable[str] | None = None, num_requests: int | None = None,
+                      seed: int = 0) -> list[Path]:
+    """Run the scenarios of a figure (all, or those in ``only``) and write their TSVs under
+    ``out/figure_N/...``; returns the files. ``on_scenario`` hears each scenario's wall time."""
     written = []
     energies: dict[str, tuple[dict[str, float], float]] = {}
-    for sc in SCENARIOS[figure]:
+    for sc in select(figure, only):
         t0 = time.perf_counter()
-        res = run_scenario(sc, Path(reference_dir))
+        res = run_scenario(sc, Path(reference_dir), num_requests, seed)
         wall = time.perf_counter() - t0
         parsed = Path(out) / sc.folder / "parsed"
         if "throughput" in sc.outputs:
@@ -285,11 +316,11 @@ class Score:
     theirs: dict[str, float] = field(default_factory=dict)   # LLMServingSim 2.0's parsed/ files
 
 
-def compare(figure: int, reference_dir: str | Path, out: str | Path) -> list[Score]:
+def compare(figure: int, reference_dir: str | Path, out: str | Path, only: Iterable[str] | None = None) -> list[Score]:
     """Score written figure data (and the artifact's own simulator output) against real vLLM."""
     ref = Path(reference_dir)
     scores = []
-    for sc in SCENARIOS[figure]:
+    for sc in select(figure, only):
         real_dir = ref / "figures" / sc.folder / "reference"
         score = Score(sc)
         for who, base in (("ours", Path(out) / sc.folder / "parsed"), ("theirs", ref / "figures" / sc.folder / "parsed")):
