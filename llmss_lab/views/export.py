@@ -1,0 +1,101 @@
+"""Figures to files, headless: standalone HTML (BokehJS inline, works offline), PNG screenshots of
+that HTML in headless Chromium (Playwright), and PNG renderings of PDF pages (pypdfium2).
+
+Chromium: Playwright's own build when ``playwright install chromium`` has been run, else a system
+Chromium found on PATH (Debian's ``chromium`` package), else ``$LLMSS_CHROMIUM``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from bokeh.embed import file_html
+from bokeh.resources import INLINE
+
+from ..errors import InputError
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def save_html(obj, path: str | Path, title: str) -> Path:
+    """A standalone HTML page of a Bokeh object, with BokehJS inline (no network needed to view it)."""
+    return _atomic_write(Path(path), file_html(obj, INLINE, title).encode("utf-8"))
+
+
+def chromium_executable() -> str | None:
+    """A system Chromium to drive when Playwright has no browser of its own (None: use Playwright's)."""
+    env = os.environ.get("LLMSS_CHROMIUM")
+    if env:
+        return env
+    for name in BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _launch(pw):
+    try:
+        return pw.chromium.launch()
+    except Exception:   # noqa: BLE001 - Playwright raises its own Error when its browser is not installed
+        exe = chromium_executable()
+        if exe is None:
+            raise InputError("no headless Chromium: run `python -m playwright install chromium`, install "
+                             "Debian's chromium, or set $LLMSS_CHROMIUM", "png export") from None
+        return pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+
+
+def html_to_png(html: str | Path, png: str | Path, width: int = 1400, timeout_s: float = 60.0) -> Path:
+    """Screenshot a Bokeh HTML page once BokehJS has drawn it (the whole page, at 2x for print)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise InputError("PNG export needs Playwright: pip install -e '.[figures]'", "png export") from None
+    html, png = Path(html).resolve(), Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(png.stem + ".part.png")
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 100}, device_scale_factor=2)
+            page.goto(html.as_uri())
+            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle",
+                                   timeout=timeout_s * 1000)
+            page.screenshot(path=str(tmp), full_page=True)
+        finally:
+            browser.close()
+    tmp.replace(png)
+    return png
+
+
+def pdf_to_png(pdf: str | Path, png: str | Path, scale: float = 2.0) -> Path:
+    """The first page of a PDF (the paper's published figure) as a PNG."""
+    try:
+        import pypdfium2 as pdfium
+    except ImportError:
+        raise InputError("rendering the published PDFs needs pypdfium2: pip install -e '.[figures]'", pdf) from None
+    pdf, png = Path(pdf), Path(png)
+    if not pdf.is_file():
+        raise InputError("file does not exist", pdf)
+    try:
+        doc = pdfium.PdfDocument(str(pdf))
+    except pdfium.PdfiumError as exc:
+        raise InputError(f"not a readable PDF ({exc})", pdf) from None
+    try:
+        image = doc[0].render(scale=scale).to_pil()
+    finally:
+        doc.close()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(png.stem + ".part.png")
+    image.save(tmp)
+    tmp.replace(png)
+    return png

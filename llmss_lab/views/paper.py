@@ -1,0 +1,270 @@
+"""The LLMServingSim 2.0 paper's validation figures (Figs 5-10) drawn with Bokeh in the paper's layout.
+
+Each function takes the frames of :func:`llmss_lab.paper.frames` for its figure and returns a Bokeh
+layout. The real system is a thick grey line, LLMServingSim 2.0 green dashes and llmss_lab a solid
+blue line, in every panel; where several series share a panel (Figs 7, 10) colour tells the series
+and the dash tells the source.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from bokeh.layouts import column, gridplot, row
+from bokeh.models import (ColumnDataSource, Div, FactorRange, HoverTool, LabelSet, LinearAxis, NumeralTickFormatter,
+                          Range1d, Span)
+from bokeh.plotting import figure
+
+from ..paper import LONG_NAMES, OURS, PEERS, REAL, SIMULATORS, THEIRS, normalised
+
+STYLE = {REAL: dict(color="#9e9e9e", line_width=4, line_alpha=0.8),
+         THEIRS: dict(color="#2ca02c", line_width=2, line_dash="dashed"),
+         OURS: dict(color="#1f77b4", line_width=2)}
+DASH = {REAL: "solid", THEIRS: "dashed", OURS: "solid"}
+WIDTH = {REAL: 5, THEIRS: 2, OURS: 1.5}
+ALPHA = {REAL: 0.35, THEIRS: 1.0, OURS: 1.0}
+BAR = {"LLMServingSim 1.0": "#a9c5b4", "TokenSim": "#dde1e6", "Vidur": "#6c757d", "APEX": "#212529",
+       THEIRS: "#2ca02c", OURS: "#1f77b4", REAL: "#9e9e9e"}
+COMPONENT_COLORS = {"Others": "#555555", "GPU": "#e8453c", "CPU": "#fbbc05", "Memory": "#4caf50",
+                    "Link": "#64b5f6", "NIC": "#0d47a1", "Storage": "#212121", "Measured": "#9e9e9e"}
+SERIES_COLORS = ["#3366bb", "#d6325a", "#3cb521"]
+TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+
+
+def _kilo() -> NumeralTickFormatter:
+    """Ticks as 500, 1k, 1.5k (a fresh model per axis: a Bokeh model lives in one document)."""
+    return NumeralTickFormatter(format="0.[0]a")
+
+
+def _fig(title: str, y_label: str, x_label: str = "time (s)", width: int = 320, height: int = 220, **kw) -> figure:
+    p = figure(title=title, width=width, height=height, tools=TOOLS, x_axis_label=x_label, y_axis_label=y_label, **kw)
+    p.toolbar.logo = None
+    p.xgrid.grid_line_color = None
+    return p
+
+
+def _caption(text: str) -> Div:
+    return Div(text=f"<p style='margin:4px 0;font-size:13px'>{text}</p>")
+
+
+def _lines(p: figure, df: pd.DataFrame, legend: bool, sources=(REAL, THEIRS, OURS), **style) -> None:
+    for s in sources:
+        if s not in df.columns:
+            continue
+        y = df[s].dropna()
+        kw = {**STYLE[s], **style}
+        if legend:
+            kw["legend_label"] = s
+        p.line(y.index.values, y.values, **kw)
+    if legend:
+        p.legend.location = "bottom_center"
+        p.legend.click_policy = "hide"
+        p.legend.label_text_font_size = "9pt"
+        p.legend.background_fill_alpha = 0.6
+
+
+def figure_5(frames: dict[str, pd.DataFrame]) -> column:
+    """Generation throughput over time, A6000 row above H100 row, MD / SD+PC / PDD / SM."""
+    panels = []
+    for i, (key, df) in enumerate(frames.items()):
+        p = _fig(key.replace("/", " / "), "tokens/s" if i % 4 == 0 else "", y_range=(0, 4200))
+        p.yaxis.formatter = _kilo()
+        _lines(p, df, legend=i == 0)
+        panels.append(p)
+    return column(_caption("<b>Figure 5.</b> Generation throughput over time: real vLLM (grey), "
+                           "LLMServingSim 2.0 (green dashes), llmss_lab (blue)."),
+                  gridplot(panels, ncols=4, merge_tools=True, toolbar_location="right"))
+
+
+def _stacked_energy(energy: pd.DataFrame, title: str, groups: list[str]) -> figure:
+    """Stacked component energy per (config, source); a lone 'Measured' bar holds the real total."""
+    sources = [s for s in (REAL, THEIRS, OURS) if s in set(energy["source"])]
+    x = [(g, s) for g in groups for s in sources if ((energy.config == g) & (energy.source == s)).any()]
+    comps = [c for c in COMPONENT_COLORS if c in set(energy["component"])]
+    table = energy.pivot_table(index=["config", "source"], columns="component", values="energy_J", aggfunc="sum")
+    table = table.reindex(index=pd.MultiIndex.from_tuples(x), columns=comps).fillna(0.0)
+    src = ColumnDataSource({"x": x, **{c: table[c].values for c in comps},
+                            "total": table.sum(axis=1).values})
+    p = _fig(title, "energy (J)", x_label="", width=520, height=380, x_range=FactorRange(*x))
+    p.vbar_stack(comps, x="x", width=0.8, source=src, color=[COMPONENT_COLORS[c] for c in comps],
+                 legend_label=comps, line_color="black", line_width=0.5)
+    p.add_tools(HoverTool(tooltips=[("bar", "@x"), ("total J", "@total{0,0}")]))
+    p.yaxis.formatter = _kilo()
+    p.xaxis.major_label_orientation = 0.6
+    p.xaxis.major_label_text_font_size = "8pt"
+    p.y_range.start = 0
+    p.legend.label_text_font_size = "8pt"
+    p.add_layout(p.legend[0], "right")
+    return p
+
+
+def figure_6(frames: dict[str, pd.DataFrame]) -> column:
+    """(a, b) server power per second for TP1 and TP2; (c) energy per component, with the measured total."""
+    traces = []
+    for i, key in enumerate(k for k in frames if k.startswith("power_")):
+        tp = key.removeprefix("power_").upper()
+        p = _fig(f"({'ab'[i] if i < 2 else i}) server power, {tp}", "power (W)", width=520, height=260)
+        _lines(p, frames[key], legend=i == 0)
+        traces.append(p)
+    groups = list(dict.fromkeys(frames["energy"]["config"]))
+    bars = _stacked_energy(frames["energy"], "(c) energy per component", groups)
+    return column(_caption("<b>Figure 6.</b> Server power of the A6000 node under three bursts of ten requests, "
+                           "and the energy of each component (the grey bar is the measured total)."),
+                  row(column(*traces), bars))
+
+
+def figure_7(frames: dict[str, pd.DataFrame]) -> column:
+    """GPU memory (GB) and prefix-hit rate (%) over time; left one instance, right two sharing a CPU pool."""
+    left = [k.split("/")[0] for k in frames if k.startswith("SD+PC/")][:1]
+    right = list(dict.fromkeys(k.split("/")[0] for k in frames if not k.startswith("SD+PC/")))
+    grid = []
+    for quantity, label in (("memory", "memory (GB)"), ("hit", "prefix hit rate (%)")):
+        line = []
+        for names, title in ((left, "single instance (SD+PC)"), (right, "two instances + shared CPU pool")):
+            if not names:
+                continue
+            p = _fig(f"{title}: {label}", label, width=520, height=260)
+            for j, nm in enumerate(names):
+                df = frames[f"{nm}/{quantity}"] / (1024.0 if quantity == "memory" else 1.0)
+                color = "#333333" if len(names) == 1 else SERIES_COLORS[j % 3]
+                for s in (REAL, THEIRS, OURS):
+                    y = df[s].dropna()
+                    p.line(y.index.values, y.values, color=color, line_dash=DASH[s], line_width=WIDTH[s],
+                           line_alpha=ALPHA[s], legend_label=nm.replace("MD+PC+PS_", "").replace("_", " "))
+            p.legend.location = "top_left"
+            p.legend.label_text_font_size = "8pt"
+            p.legend.background_fill_alpha = 0.6
+            line.append(p)
+        grid.append(line)
+    return column(_caption("<b>Figure 7.</b> GPU memory and prefix-cache hit rate on the A6000: real (thick, light), "
+                           "LLMServingSim 2.0 (dashed), llmss_lab (thin solid)."), gridplot(grid, merge_tools=True))
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if v >= 1000 else f"{v:.3g}"
+
+
+def _bars_with_marks(p: figure, x: list, values: list[float], colors: list[str], top: float, bottom: float,
+                     mark_y: float) -> None:
+    """Bars clipped to the axis with their value printed when off it, and an x where a system cannot run."""
+    shown = [min(v, top) if not math.isnan(v) else math.nan for v in values]
+    src = ColumnDataSource({"x": x, "top": shown, "value": values, "color": colors,
+                            "label": [_fmt(v) if not math.isnan(v) else "" for v in values]})
+    p.vbar(x="x", top="top", bottom=bottom, width=0.85, color="color", line_color="black", line_width=0.5, source=src)
+    p.add_tools(HoverTool(tooltips=[("bar", "@x"), ("value", "@value{0.000}")]))
+    off = ColumnDataSource({"x": [a for a, v in zip(x, values) if not math.isnan(v) and v > top],
+                            "y": [top for v in values if not math.isnan(v) and v > top],
+                            "t": [_fmt(v) for v in values if not math.isnan(v) and v > top]})
+    p.add_layout(LabelSet(x="x", y="y", text="t", source=off, text_font_size="8pt", text_align="center", y_offset=2))
+    missing = ColumnDataSource({"x": [a for a, v in zip(x, values) if math.isnan(v)],
+                                "y": [mark_y] * sum(math.isnan(v) for v in values)})
+    p.scatter("x", "y", source=missing, marker="x", size=9, line_width=2, color="black")
+
+
+def figure_8(frames: dict[str, pd.DataFrame]) -> column:
+    """(a) TPS, TTFT, TPOT normalised to vLLM for every simulator; (b) simulation time per scenario."""
+    norm = normalised(frames["latency"])
+    systems = [s for s in (*PEERS, THEIRS, OURS) if s in norm.columns]
+    x, vals, cols = [], [], []
+    for (sc, metric), r in norm.iterrows():
+        for s in systems:
+            x.append((LONG_NAMES.get(sc, sc), metric, s))
+            vals.append(float(r[s]))
+            cols.append(BAR[s])
+    a = _fig("(a) accuracy: value / vLLM (× = cannot run that scenario)", "normalised to vLLM", x_label="",
+             width=1250, height=300, x_range=FactorRange(*x), y_range=Range1d(0.4, 1.45))
+    a.xaxis.major_label_text_font_size = "0pt"
+    a.xaxis.group_text_font_size = "9pt"
+    _bars_with_marks(a, x, vals, cols, top=1.4, bottom=0.4, mark_y=0.46)
+    a.add_layout(Span(location=1.0, dimension="width", line_color="#c0392b", line_dash="dashed", line_width=2))
+    for s in systems:   # legend entries only
+        a.scatter([x[0]], [-1], marker="square", size=10, color=BAR[s], legend_label=s)
+    a.legend.orientation = "horizontal"
+    a.legend.label_text_font_size = "8pt"
+    a.add_layout(a.legend[0], "below")
+
+    st = frames["sim_time"]
+    systems_t = list(st.columns)
+    xt = [(LONG_NAMES.get(sc, sc), s) for sc in st.index for s in systems_t]
+    vt = [float(st.at[sc, s]) for sc in st.index for s in systems_t]
+    b = _fig("(b) simulation time (log scale; the paper's host for the others, this machine for llmss_lab)",
+             "simulation time (s)", x_label="", width=1250, height=300, x_range=FactorRange(*xt),
+             y_axis_type="log", y_range=Range1d(0.01, 1e6))
+    b.xaxis.major_label_text_font_size = "0pt"
+    b.xaxis.group_text_font_size = "9pt"
+    _bars_with_marks(b, xt, vt, [BAR[s] for _, s in xt], top=1e6, bottom=0.01, mark_y=0.02)
+    labels = ColumnDataSource({"x": [a for a, v in zip(xt, vt) if not math.isnan(v)],
+                               "y": [v for v in vt if not math.isnan(v)],
+                               "t": [_fmt(v) for v in vt if not math.isnan(v)]})
+    b.add_layout(LabelSet(x="x", y="y", text="t", source=labels, text_font_size="8pt", text_align="center", y_offset=2))
+    for s in systems_t:
+        b.scatter([xt[0]], [1e-6], marker="square", size=10, color=BAR[s], legend_label=s)
+    b.legend.orientation = "horizontal"
+    b.legend.label_text_font_size = "8pt"
+    b.add_layout(b.legend[0], "below")
+    return column(_caption("<b>Figure 8.</b> Comparison with prior LLM-serving simulators on H100 "
+                           "(TokenSim, Vidur, APEX and LLMServingSim numbers from the paper's artifact)."), a, b)
+
+
+def _error_table_html(lat: pd.DataFrame) -> str:
+    """Fig 9b: % error of TPS, TPOT, ITL and their geometric mean; TTFT below, as the paper leaves it out."""
+    err = {s: (lat[s] - lat[REAL]).abs() / lat[REAL] * 100.0 for s in SIMULATORS}
+    rows = [m for m in ("TPS", "TPOT", "ITL") if m in lat.index]
+    geo = {s: float(np.exp(np.mean(np.log([err[s][m] for m in rows])))) for s in SIMULATORS}
+    head = "".join(f"<th style='padding:2px 10px'>{s}</th>" for s in SIMULATORS)
+    body = "".join(f"<tr><td>{m}</td>" + "".join(f"<td align='right'>{err[s][m]:.3f} %</td>" for s in SIMULATORS)
+                   + "</tr>" for m in rows)
+    body += "<tr><td><b>Geomean</b></td>" + "".join(f"<td align='right'><b>{geo[s]:.3f} %</b></td>"
+                                                    for s in SIMULATORS) + "</tr>"
+    if "TTFT" in lat.index:
+        body += "<tr><td><i>TTFT (not in the paper's table)</i></td>" + "".join(
+            f"<td align='right'><i>{err[s]['TTFT']:.2f} %</i></td>" for s in SIMULATORS) + "</tr>"
+    return (f"<b>(b) error against vLLM-TPU</b><table style='border-collapse:collapse;font-size:13px'>"
+            f"<tr><th>metric</th>{head}</tr>{body}</table>")
+
+
+def figure_9(frames: dict[str, pd.DataFrame]) -> column:
+    """(a) TPU-v6e throughput over time; (b) the error table."""
+    key = next(k for k in frames if k != "latency")
+    p = _fig("(a) TPU-v6e-1, Llama-3.1-8B: throughput", "tokens/s", width=560, height=300)
+    p.yaxis.formatter = _kilo()
+    _lines(p, frames[key], legend=True)
+    lat = frames["latency"].loc[key]
+    return column(_caption("<b>Figure 9.</b> Google Cloud TPU-v6e-1: vLLM-TPU (grey), LLMServingSim 2.0 "
+                           "(green dashes), llmss_lab (blue)."), row(p, Div(text=_error_table_html(lat), width=420)))
+
+
+def figure_10(frames: dict[str, pd.DataFrame]) -> column:
+    """GPU-only vs GPU+PIM vs PIM with sub-batch interleaving: throughput, and energy with J/token."""
+    p = _fig("throughput (LLMServingSim 2.0 dashed, llmss_lab solid)", "tokens/s", width=620, height=380)
+    p.yaxis.formatter = _kilo()
+    names = [k.split("/")[1] for k in frames if k.startswith("throughput/")]
+    for j, nm in enumerate(names):
+        df = frames[f"throughput/{nm}"]
+        for s in SIMULATORS:
+            y = df[s].dropna()
+            p.line(y.index.values, y.values, color=SERIES_COLORS[j % 3], line_width=2,
+                   line_dash=DASH[s], legend_label=nm)
+    p.legend.location = "top_left"
+    p.legend.label_text_font_size = "8pt"
+    groups = list(dict.fromkeys(frames["energy"]["config"]))
+    e = _stacked_energy(frames["energy"], "total energy, and J per output token (dots)", groups)
+    ept = frames["energy_per_token"]
+    top = float(ept.max().max()) * 1.4
+    e.extra_y_ranges = {"jpt": Range1d(0, top)}
+    e.add_layout(LinearAxis(y_range_name="jpt", axis_label="J / token"), "right")
+    for s in SIMULATORS:
+        x = [(g, s) for g in ept.index]
+        e.line(x, ept[s].values, y_range_name="jpt", color="#6a1bd1", line_dash="dashed", line_width=2)
+        e.scatter(x, ept[s].values, y_range_name="jpt", color="#6a1bd1", size=10)
+    return column(_caption("<b>Figure 10.</b> PIM attention offload on an A6000 node (256 requests, 128 in / 512 out). "
+                           "No real system: llmss_lab against LLMServingSim 2.0."), row(p, e))
+
+
+FIGURES = {5: figure_5, 6: figure_6, 7: figure_7, 8: figure_8, 9: figure_9, 10: figure_10}
+
+
+def draw(figure: int, frames: dict[str, pd.DataFrame]):
+    """The layout of paper figure ``figure`` from its frames."""
+    return FIGURES[figure](frames)
