@@ -1,10 +1,11 @@
-"""The ``llmss`` command line: lab, example, run, validate, summary, figure-data, fetch-reference."""
+"""The ``llmss`` command line: lab, example, run, validate, summary, figure-data, figures, fetch-reference."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -176,6 +177,29 @@ def cmd_figure_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_figures(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .paper_run import notebooks, run_all
+
+    todo = notebooks(args.only)
+    bar = tqdm(total=len(todo), unit="notebook", desc="paper figures", disable=args.quiet)
+
+    def done(run) -> None:
+        bar.update(1)
+        state = f"FAILED: {run.error}" if run.error else "ok"
+        bar.write(f"{run.notebook.name}: {run.seconds:.1f} s, {state}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    index, runs = run_all(args.reference_dir, args.out, args.only, args.num_requests, args.seed, not args.no_png, done)
+    bar.close()
+    failed = [r for r in runs if r.error]
+    print(f"{len(runs) - len(failed)} of {len(runs)} notebooks ran in {time.perf_counter() - t0:.0f} s; open {index}")
+    for r in failed:
+        print(f"failed: {r.notebook.name}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -244,6 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="output folder (figure_N/... is written inside)")
     g.add_argument("--compare", action="store_true", help="also score the files against real vLLM")
     g.set_defaults(fn=cmd_figure_data)
+
+    fg = sub.add_parser("figures", help="regenerate the paper's figures 5-10 and the validation summary "
+                                        "(papermill notebooks of paper_figures/, HTML + PNG + the published figure)")
+    fg.add_argument("only", nargs="*", help="figure numbers and/or 'summary' (default: all)")
+    fg.add_argument("--reference-dir", help=ref_help)
+    fg.add_argument("--out", help="output folder (default: paper_figures/output)")
+    fg.add_argument("--num-requests", type=int, default=0,
+                    help="only the first N requests of each trace (a quick look; default: the full traces)")
+    fg.add_argument("--seed", type=int, default=0, help="seed of every random policy")
+    fg.add_argument("--no-png", action="store_true", help="skip the PNG screenshots (no Chromium needed)")
+    fg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    fg.set_defaults(fn=cmd_figures)
 
     f = sub.add_parser("fetch-reference", help="download the public reference files (pinned commit) to a cache")
     f.add_argument("--dest", help="target folder (default: the per-user cache)")

@@ -12,6 +12,7 @@ the real system (:func:`errors`), and one row per case and metric for the valida
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from pathlib import Path
@@ -23,6 +24,7 @@ import pandas as pd
 from .errors import InputError
 from .figures import COMPONENT_LABELS, ENERGY_COLUMNS, SCENARIOS, Scenario, compare, select
 
+log = logging.getLogger(__name__)
 REAL, THEIRS, OURS = "vLLM", "LLMServingSim 2.0", "llmss_lab"
 SIMULATORS = (THEIRS, OURS)
 # Fig 8's scenario names as the paper prints them, and the other simulators of its comparison.
@@ -285,6 +287,30 @@ def measurement_summary(report: dict, folder: Path) -> list[dict]:
     return rows
 
 
+def measurement_root(root: str | Path) -> Path:
+    """The reference root that holds ``measurements/`` (the parent, when given the paper artifact)."""
+    root = Path(root)
+    if not (root / "measurements").is_dir() and (root.parent / "measurements").is_dir():
+        return root.parent
+    return root
+
+
+def measurement_folders(root: str | Path, names: Iterable[str] | None = None) -> list[Path]:
+    """The bench measurement folders (``measurements/<HW>/<model>`` with a real vLLM run), all or those named."""
+    base = measurement_root(root) / "measurements"
+    runs = [p.parent.parent for p in sorted(base.glob("*/*/vllm/requests.jsonl"))]
+    found = {f"{d.parent.name}/{d.name}": d for d in runs}
+    if names is None:
+        if not found:
+            log.warning("no bench measurements under %s: the summary has the paper figures only", base)
+        return list(found.values())
+    wanted = list(names)
+    for w in wanted:
+        if w not in found:
+            raise InputError(f"no measurement {w!r} (have: {sorted(found)})", base, "measurements")
+    return [found[w] for w in wanted]
+
+
 def summary(rows: Iterable[dict]) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=SUMMARY_COLUMNS)
 
@@ -297,4 +323,5 @@ def headline(table: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["REAL", "THEIRS", "OURS", "SIMULATORS", "LONG_NAMES", "PEERS", "SCENARIOS", "frames", "errors",
-           "normalised", "figure_summary", "measurement_summary", "reference_summary", "summary", "headline"]
+           "normalised", "figure_summary", "measurement_folders", "measurement_root", "measurement_summary",
+           "reference_summary", "summary", "headline"]

@@ -262,6 +262,27 @@ def figure_10(frames: dict[str, pd.DataFrame]) -> column:
                            "No real system: llmss_lab against LLMServingSim 2.0."), row(p, e))
 
 
+def validation_scatter(table: pd.DataFrame) -> figure:
+    """Each summary row as a dot: LLMServingSim 2.0's |error| across, llmss_lab's up (log-log, floored at
+    0.001); below the diagonal llmss_lab is closer to the real system."""
+    t = table.dropna(subset=[f"{THEIRS} error", f"{OURS} error"])
+    floor = 1e-3
+    p = _fig("|error| per case and metric (below the diagonal: llmss_lab closer)", "llmss_lab |error|",
+             x_label=f"{THEIRS} |error|", width=620, height=520, x_axis_type="log", y_axis_type="log",
+             x_range=Range1d(floor, 100), y_range=Range1d(floor, 100))
+    p.line([floor, 100], [floor, 100], color="#888888", line_dash="dashed")
+    for j, (kind, g) in enumerate(t.groupby("error kind")):
+        src = ColumnDataSource({"x": np.maximum(g[f"{THEIRS} error"].abs().values, floor),
+                                "y": np.maximum(g[f"{OURS} error"].abs().values, floor),
+                                "case": g["case"].values, "metric": g["metric"].values})
+        p.scatter("x", "y", source=src, size=8, alpha=0.8, color=(*SERIES_COLORS, "#ff7f0e")[j % 4], legend_label=kind)
+    p.add_tools(HoverTool(tooltips=[("case", "@case"), ("metric", "@metric"), (THEIRS, "@x{0.000}"),
+                                    (OURS, "@y{0.000}")]))
+    p.legend.location = "top_left"
+    p.legend.label_text_font_size = "8pt"
+    return p
+
+
 FIGURES = {5: figure_5, 6: figure_6, 7: figure_7, 8: figure_8, 9: figure_9, 10: figure_10}
 
 
