@@ -152,7 +152,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     from .reference import fetch_reference
 
-    dest = fetch_reference(args.dest, progress=lambda items: tqdm(items, unit="file", desc="fetching"))
+    dest = fetch_reference(args.dest, progress=lambda items: tqdm(items, unit="file", desc="fetching"),
+                           artifact=args.artifact)
     print(f"reference data in {dest} (use it with --reference-dir {dest}, or it is found automatically)")
     return 0
 
@@ -283,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fetch-reference", help="download the public reference files (pinned commit) to a cache")
     f.add_argument("--dest", help="target folder (default: the per-user cache)")
+    f.add_argument("--artifact", action="store_true",
+                   help="also fetch the paper artifact's figure data, datasets and profiles (for `llmss figures`)")
     f.set_defaults(fn=cmd_fetch)
     return p
 

@@ -49,7 +49,7 @@ def resolve_reference_dir(explicit: str | Path | None = None) -> Path:
             raise InputError("reference folder does not exist", p, f"${ENV_VAR}")
         return p
     for p in [*_beside_checkout(), default_cache_dir()]:
-        if (p / "configs").is_dir() or (p / "profiles").is_dir():
+        if (p / "configs").is_dir() or (p / "profiles").is_dir() or (p / "ispass26").is_dir():
             return p
     raise InputError(
         "no reference data found: pass --reference-dir, set $LLMSS_REFERENCE_DIR, "
@@ -128,34 +128,95 @@ def fetch_manifest() -> list[tuple[str, str]]:
     return files
 
 
+# The paper's artifact (branch ispass26-artifact): what the paper notebooks read, laid out under
+# ``ispass26/`` as in ``../shared/reference``. Figure files live under ``evaluation/artifacts/figure_N``
+# (with ``evaluation/figure_N`` as a second place to look), profiles under ``llm_profile/perf_models``.
+ARTIFACT_REF = "ispass26-artifact"
+_FIGURE_FILES = {
+    5: [f"{hw}/{kind}/{sc}_{suffix}" for hw in ("A6000", "H100") for sc in ("MD", "SD+PC", "PDD", "SM")
+        for kind, suffix in (("config", "config.json"), ("reference", "throughput.tsv"), ("parsed", "throughput.tsv"))]
+       + ["figure_5_ref.pdf"],
+    6: [f"config/power_config_tp{t}.json" for t in (1, 2)] + [f"reference/server_power_tp{t}.tsv" for t in (1, 2)]
+       + [f"parsed/power_tp{t}.tsv" for t in (1, 2)] + ["parsed/component_energy.tsv"]
+       + [f"figure_6{x}_ref.pdf" for x in "abc"],
+    7: [f"config/{sc}_config.json" for sc in ("SD+PC", "MD+PC+PS")]
+       + [f"{kind}/{nm}.tsv" for kind in ("reference", "parsed")
+          for nm in ("SD+PC", "MD+PC+PS_inst0", "MD+PC+PS_inst1", "MD+PC+PS_shared_cpu")] + ["figure_7_ref.pdf"],
+    8: [f"config/{sc}_config.json" for sc in ("SD", "MD", "PDD", "SM")]
+       + [f"{kind}/{sc}_{what}.tsv" for kind in ("reference", "parsed") for sc in ("SD", "MD", "PDD", "SM")
+          for what in ("latency", "sim_time")] + [f"figure_8{x}_ref.pdf" for x in "ab"],
+    9: ["config/SD_config.json"] + [f"{kind}/SD_{what}.tsv" for kind in ("reference", "parsed")
+                                    for what in ("latency", "throughput")] + [f"figure_9{x}_ref.pdf" for x in "ab"],
+    10: [f"config/{c}_config.json" for c in ("gpu_only", "pim")]
+        + [f"parsed/{v}_b256_throughput.tsv" for v in ("gpu_only", "pim", "pim_sbi")]
+        + ["parsed/component_energy.tsv", "parsed/energy_per_token.tsv", "figure_10_ref.pdf"],
+}
+_ARTIFACT_DATASETS = ("sharegpt_req300_rate10_llama.jsonl", "sharegpt_req300_rate10_phi.jsonl",
+                      "sharegpt_req300_rate10_mixtral.jsonl", "sharegpt_pulse_req10_n3_delay60.jsonl",
+                      "sharegpt_pulse_req50_n6_delay15_pc.jsonl", "fixed_in128_out512_req256_rate10.jsonl")
+_ARTIFACT_MODELS = ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-70B", "microsoft/Phi-mini-MoE-instruct",
+                    "mistralai/Mixtral-8x7B-v0.1")
+_ARTIFACT_PROFILES = ("A6000/meta-llama/Llama-3.1-8B/tp1", "A6000/meta-llama/Llama-3.1-8B/tp2",
+                      "A6000/microsoft/Phi-mini-MoE-instruct/tp1", "H100/meta-llama/Llama-3.1-70B/tp4",
+                      "H100/mistralai/Mixtral-8x7B-v0.1/tp4", "TPU-v6e-1/meta-llama/Llama-3.1-8B/tp1")
+_LEGACY_FILES = ("layers.csv", "predictions/attn_prefill_predictions.csv", "predictions/attn_decode_predictions.csv")
+
+
+def artifact_manifest() -> list[tuple[tuple[str, ...], str]]:
+    """(upstream paths to try in order, local path) of the paper artifact's files the figures read."""
+    files: list[tuple[tuple[str, ...], str]] = []
+    for n, rels in _FIGURE_FILES.items():
+        for rel in rels:
+            files.append(((f"evaluation/artifacts/figure_{n}/{rel}", f"evaluation/figure_{n}/{rel}"),
+                          f"ispass26/figures/figure_{n}/{rel}"))
+    files += [((f"dataset/{d}",), f"ispass26/dataset/{d}") for d in _ARTIFACT_DATASETS]
+    files += [((f"model_config/{m}.json",), f"ispass26/model_config/{m}.json") for m in _ARTIFACT_MODELS]
+    files.append((("pim_config/HBM2_1GB_2000_pim.ini",), "ispass26/pim_config/HBM2_1GB_2000_pim.ini"))
+    files += [((f"llm_profile/perf_models/{p}/{f}",), f"ispass26/profiles/{p}/{f}")
+              for p in _ARTIFACT_PROFILES for f in _LEGACY_FILES]
+    return files
+
+
 def fetch_reference(dest: str | Path | None = None, commit: str = PINNED_COMMIT,
                     progress: Callable[[Iterable], Iterable] | None = None,
-                    opener: Callable[[str], bytes] | None = None) -> Path:
-    """Download the public reference files at a pinned commit into ``dest`` (the user cache).
+                    opener: Callable[[str], bytes] | None = None, artifact: bool = False) -> Path:
+    """Download the public reference files at a pinned commit into ``dest`` (the user cache); with
+    ``artifact``, also the paper artifact's files (branch ``ispass26-artifact``) under ``dest/ispass26``.
 
     Files already present are kept, so an interrupted fetch resumes. Each file is written to a
     temporary name and renamed, so a partial download never looks complete.
     """
     dest = Path(dest) if dest is not None else default_cache_dir()
     opener = opener or _http_get
-    items = fetch_manifest()
+    items = [((u,), local, commit) for u, local in fetch_manifest()]
+    if artifact:
+        items += [(ups, local, ARTIFACT_REF) for ups, local in artifact_manifest()]
     it = progress(items) if progress else items
-    for upstream, local in it:
+    for upstreams, local, ref in it:
         target = dest / local
         if target.is_file():
             continue
-        url = RAW_URL.format(repo=UPSTREAM, commit=commit, path=upstream)
-        try:
-            data = opener(url)
-        except (urllib.error.URLError, OSError) as exc:
-            raise InputError(f"download failed ({exc}); the machine may have no internet access. "
-                             f"Point --reference-dir at a copy instead", url) from None
+        data = _download([RAW_URL.format(repo=UPSTREAM, commit=ref, path=u) for u in upstreams], opener)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".part")
         tmp.write_bytes(data)
         tmp.replace(target)
     log.info("reference data ready in %s", dest)
     return dest
+
+
+def _download(urls: list[str], opener: Callable[[str], bytes]) -> bytes:
+    """The first of ``urls`` that exists; a 404 moves on to the next, any other failure stops."""
+    for url in urls:
+        try:
+            return opener(url)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise InputError(f"download failed ({exc})", url) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise InputError(f"download failed ({exc}); the machine may have no internet access. "
+                             f"Point --reference-dir at a copy instead", url) from None
+    raise InputError(f"not found upstream (tried {len(urls)} places)", urls[0])
 
 
 def _http_get(url: str) -> bytes:

@@ -1,0 +1,260 @@
+"""The paper figures: frames and errors read from the three sources, the Bokeh layouts, the export, the
+`llmss figures` runner and the artifact fetch list. Figure 9 (one scenario) keeps the runs quick."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from bokeh.models import LabelSet, Scatter
+
+from llmss_lab import paper
+from llmss_lab.cli import main
+from llmss_lab.errors import InputError
+from llmss_lab.figures import SCENARIOS, select, throughput_error, write_figure_data
+from llmss_lab.reference import artifact_manifest, fetch_reference
+from llmss_lab.views import paper as pv
+from llmss_lab.views.export import chromium_executable, html_to_png, pdf_to_png, save_html
+
+needs_chromium = pytest.mark.skipif(chromium_executable() is None, reason="no chromium on PATH")
+
+
+@pytest.fixture(scope="module")
+def art(ref) -> Path:
+    return ref / "ispass26"
+
+
+@pytest.fixture(scope="module")
+def written(art, tmp_path_factory) -> Path:
+    """Figures 6, 8 and 9 run in full once for the module."""
+    out = tmp_path_factory.mktemp("figs")
+    for n in (6, 8, 9):
+        write_figure_data(n, art, out)
+    return out
+
+
+def test_select_by_name_hardware_or_both():
+    assert [s.name for s in select(5, ["H100"])] == ["MD", "SD+PC", "PDD", "SM"]
+    assert [(s.hardware, s.name) for s in select(5, ["A6000/SM", "H100/MD"])] == [("A6000", "SM"), ("H100", "MD")]
+    assert len(select(5)) == 8
+    with pytest.raises(InputError, match="no scenario 'XX' in figure 8"):
+        select(8, ["XX"])
+
+
+def test_frames_hold_each_source_as_written(art, written):
+    f = paper.frames(9, art, written)
+    s = f["SD"]
+    assert list(s.columns) == [paper.REAL, paper.THEIRS, paper.OURS]
+    ours = pd.read_csv(written / "figure_9/parsed/SD_throughput.tsv", sep="\t")
+    real = pd.read_csv(art / "figures/figure_9/reference/SD_throughput.tsv", sep="\t")
+    assert s[paper.OURS].sum() == pytest.approx(ours.throughput.sum())
+    assert s[paper.REAL].sum() == pytest.approx(real.throughput.sum())
+    lat = f["latency"].loc["SD"]
+    assert set(lat.index) == {"TPS", "TTFT", "TPOT", "ITL"}
+    assert lat.at["TPS", paper.REAL] == pytest.approx(1899.51)
+
+
+def test_errors_match_the_scoring_formula(art, written):
+    e = paper.errors(9, art, written)
+    expected = throughput_error(written / "figure_9/parsed/SD_throughput.tsv",
+                                art / "figures/figure_9/reference/SD_throughput.tsv")
+    assert e.at[("SD", "throughput_nmae_pct"), paper.OURS] == pytest.approx(expected)
+    lat = paper.frames(9, art, written)["latency"].loc["SD"]
+    tpot = (lat.at["TPOT", paper.THEIRS] - lat.at["TPOT", paper.REAL]) / lat.at["TPOT", paper.REAL] * 100
+    assert e.at[("SD", "mean_tpot_ms_err_pct"), paper.THEIRS] == pytest.approx(tpot)
+
+
+def test_figure_8_normalises_to_vllm_and_keeps_missing_systems_missing(art, written):
+    f = paper.frames(8, art, written)
+    norm = paper.normalised(f["latency"])
+    assert norm.at[("SD", "TPS"), "APEX"] == pytest.approx(1833.95 / 1833.89)
+    assert math.isnan(norm.at[("PDD", "TTFT"), "Vidur"])                 # 'X' in the artifact
+    assert f["sim_time"].at["SD", "LLMServingSim 1.0"] == pytest.approx(182164.2394)
+    assert (f["sim_time"][paper.OURS] > 0).all()
+
+
+def test_figure_6_energy_has_the_measured_total_and_both_breakdowns(art, written):
+    f = paper.frames(6, art, written)
+    e = f["energy"]
+    measured = e[(e.source == paper.REAL) & (e.config == "TP 1")].energy_J.sum()
+    assert measured == pytest.approx(f["power_tp1"][paper.REAL].sum())
+    ours = e[(e.source == paper.OURS) & (e.config == "TP 1")].energy_J.sum()
+    theirs = e[(e.source == paper.THEIRS) & (e.config == "TP 1")].energy_J.sum()
+    assert ours == pytest.approx(theirs, rel=0.05)     # same power config, same workload: same few-% budget
+
+
+def test_summary_rows_carry_values_errors_and_wall_times(art, written):
+    rows = paper.figure_summary(8, art, written, walls={"SD": 0.25})
+    t = paper.summary(rows)
+    sd = t[(t.case == "Fig 8 SD") & (t.metric == "TTFT")].iloc[0]
+    assert sd[paper.REAL] == pytest.approx(61.5)
+    assert sd[f"{paper.OURS} error"] == pytest.approx((sd[paper.OURS] - 61.5) / 61.5 * 100)
+    assert sd[f"{paper.THEIRS} wall s"] == pytest.approx(302.252)
+    assert sd[f"{paper.OURS} wall s"] == 0.25
+    h = paper.headline(t)
+    assert h.at["signed %", "rows"] == len(t)
+
+
+def test_reference_summary_and_measurement_folders(ref):
+    folders = paper.measurement_folders(ref)
+    assert [f"{f.parent.name}/{f.name}" for f in folders] == ["RTXPRO6000/Llama-3.1-8B", "RTXPRO6000/Qwen3-32B"]
+    assert paper.measurement_folders(ref / "ispass26", ["RTXPRO6000/Qwen3-32B"]) == folders[1:]
+    with pytest.raises(InputError, match="no measurement 'X/Y'"):
+        paper.measurement_folders(ref, ["X/Y"])
+    s = paper.reference_summary(folders[0] / "validation/summary.txt")
+    assert s["TTFT Mean"] == (7097.2, 6815.7) and s["Latency P99"] == (37638.8, 37027.3)
+
+
+def test_bad_tables_are_clear_errors(tmp_path):
+    with pytest.raises(InputError, match="file does not exist"):
+        paper.read_table(tmp_path / "none.tsv")
+    p = tmp_path / "bad.tsv"
+    p.write_bytes(b"time_s\tthroughput\n0\t\xff\xfe\n")
+    with pytest.raises(InputError, match="bad.tsv"):
+        paper._series({paper.REAL: p})
+    q = tmp_path / "summary.txt"
+    q.write_text("nothing here\n")
+    with pytest.raises(InputError, match="no 'Metric vLLM Sim Diff%' rows"):
+        paper.reference_summary(q)
+
+
+def test_figure_8_draws_every_bar_and_marks_what_cannot_run(art, written):
+    lay = pv.figure_8(paper.frames(8, art, written))
+    a = lay.children[1]
+    x_marks = [r for r in a.renderers if isinstance(r.glyph, Scatter) and r.glyph.marker == "x"]
+    norm = paper.normalised(paper.frames(8, art, written)["latency"])
+    assert len(x_marks[0].data_source.data["x"]) == int(norm.isna().sum().sum())
+    off = [m for m in a.center if isinstance(m, LabelSet)][0].source.data["t"]
+    assert sorted(off) == sorted(f"{v:.3g}" for v in norm.values.ravel() if v > 1.4)   # TokenSim's 5.2, 7.2 ...
+
+
+@pytest.mark.parametrize("figure", [6, 8, 9])
+def test_each_figure_saves_as_standalone_html(art, written, tmp_path, figure):
+    lay = pv.draw(figure, paper.frames(figure, art, written))
+    html = save_html(lay, tmp_path / f"f{figure}.html", f"Figure {figure}").read_text()
+    assert "<script type=\"text/javascript\" src=" not in html     # BokehJS inline: opens offline
+    assert "Bokeh" in html and not list(tmp_path.glob("*.part"))
+
+
+def test_published_pdf_renders_and_a_broken_one_is_a_clear_error(art, tmp_path):
+    png = pdf_to_png(art / "figures/figure_9/figure_9b_ref.pdf", tmp_path / "9b.png", scale=1)
+    from PIL import Image
+    w, h = Image.open(png).size
+    assert abs(w - 232.25) <= 1 and abs(h - 183.2) <= 1       # the PDF page is 232.25 x 183.2 pt
+    bad = tmp_path / "bad.pdf"
+    bad.write_text("not a pdf")
+    with pytest.raises(InputError, match="not a readable PDF"):
+        pdf_to_png(bad, tmp_path / "x.png")
+
+
+@needs_chromium
+def test_png_export_screenshots_the_drawn_figure(art, written, tmp_path):
+    html = save_html(pv.draw(9, paper.frames(9, art, written)), tmp_path / "f9.html", "Figure 9")
+    png = html_to_png(html, tmp_path / "f9.png")
+    from PIL import Image
+    img = np.asarray(Image.open(png).convert("L"))
+    assert img.shape[1] >= 1000 and img.shape[0] > 300
+    assert (img < 128).mean() > 0.005            # something dark was drawn, not a blank page
+
+
+def test_artifact_fetch_list_is_enough_to_regenerate_the_figures(ref, tmp_path):
+    """Fetch through a fake downloader serving the local copy: the fetched tree runs every figure."""
+    local = {up[0]: ref / rel for up, rel in artifact_manifest()}
+    urls = []
+
+    def opener(url: str) -> bytes:
+        urls.append(url)
+        path = url.split("/ispass26-artifact/", 1)[1] if "/ispass26-artifact/" in url else None
+        if path not in local:
+            return b"x"                      # the main-branch files: not what this test is about
+        return local[path].read_bytes()
+
+    fetch_reference(tmp_path, opener=opener, artifact=True)
+    assert sum("/ispass26-artifact/" in u for u in urls) == len(artifact_manifest())
+    out = tmp_path / "out"
+    for n in SCENARIOS:
+        write_figure_data(n, tmp_path / "ispass26", out, num_requests=20)
+        assert paper.frames(n, tmp_path / "ispass26", out)
+
+
+def test_artifact_fetch_tries_the_second_place_on_404(tmp_path):
+    import urllib.error
+
+    tried = []
+
+    def opener(url: str) -> bytes:
+        tried.append(url)
+        if "evaluation/artifacts/figure_5/figure_5_ref.pdf" in url:
+            raise urllib.error.HTTPError(url, 404, "not found", None, None)
+        return b"x"
+
+    fetch_reference(tmp_path, opener=opener, artifact=True)
+    assert any(u.endswith("evaluation/figure_5/figure_5_ref.pdf") for u in tried)
+    assert (tmp_path / "ispass26/figures/figure_5/figure_5_ref.pdf").is_file()
+
+
+# ---- the runner --------------------------------------------------------------------------------
+
+def test_notebook_selection():
+    from llmss_lab.paper_run import notebooks
+    assert [p.name for p in notebooks(["9", "summary"])] == ["figure_09.ipynb", "validation_summary.ipynb"]
+    assert len(notebooks()) == 7
+    with pytest.raises(InputError, match="no paper notebook '11'"):
+        notebooks(["11"])
+
+
+def test_figures_command_rejects_bad_arguments(capsys):
+    assert main(["figures", "11"]) == 2
+    assert "no paper notebook '11'" in capsys.readouterr().err
+    assert main(["figures", "9", "--num-requests", "-1"]) == 2
+    assert "--num-requests" in capsys.readouterr().err
+
+
+def test_paper_notebooks_are_committed_clean_with_the_parameters_the_issue_names():
+    from llmss_lab.paper_run import notebooks
+    for path in notebooks():
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, path.name
+        for name in ("reference_dir", "output_dir", "num_requests", "seed"):
+            assert f"\n{name}:" in "\n" + tagged[0].source, (path.name, name)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
+
+
+@needs_chromium
+def test_figures_command_writes_notebook_html_png_and_the_published_figure(ref, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["figures", "9", "--reference-dir", str(ref), "--out", str(out), "--num-requests", "40",
+                 "--seed", "2", "-q"]) == 0
+    for name in ("figure_09.ipynb", "figure_09.notebook.html", "figure_9.html", "figure_9.png",
+                 "published/figure_9a_ref.png", "published/figure_9b_ref.png", "figure_9_errors.tsv", "index.html"):
+        assert (out / name).is_file(), name
+    nb = nbformat.read(out / "figure_09.ipynb", as_version=4)
+    assert nb.metadata.papermill.parameters["num_requests"] == 40
+    assert "figure_9.png" in (out / "index.html").read_text()
+    assert "1 of 1 notebooks ran" in capsys.readouterr().out
+
+
+def test_a_failing_notebook_is_reported_and_the_others_still_run(ref, tmp_path, monkeypatch):
+    import llmss_lab.paper_run as pr
+
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    for name, src in (("figure_98", "raise ValueError('broken on purpose')"), ("figure_99", "x = 1"),
+                      ("validation_summary", "y = 2")):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        params = nbformat.v4.new_code_cell("reference_dir = ''\noutput_dir = ''\nnum_requests = 0\nseed = 0")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(src)]
+        nbformat.write(nb, nbdir / f"{name}.ipynb")
+    monkeypatch.setattr(pr, "notebooks_dir", lambda: nbdir)
+    index, runs = pr.run_all(ref, tmp_path / "out", png=False)
+    assert [r.notebook.stem for r in runs] == ["figure_98", "figure_99", "validation_summary"]
+    assert "ValueError: broken on purpose" in runs[0].error
+    assert runs[1].error is None and runs[2].error is None
+    assert (tmp_path / "out/figure_99.ipynb").is_file() and (tmp_path / "out/figure_98.ipynb").is_file()
+    assert "broken on purpose" in index.read_text()
