@@ -13,6 +13,7 @@ scores LLMServingSim 2.0's own ``parsed/`` files the same way.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -93,6 +94,37 @@ def artifact_root(reference_dir: str | Path | None = None) -> Path:
     if not (ref / "figures").is_dir() and (ref / "ispass26" / "figures").is_dir():
         ref = ref / "ispass26"
     return ref
+
+
+def as_names(value: Iterable[str | int] | str | None, key: str) -> list[str]:
+    """A list of names from a list, a comma-separated string or a JSON list (as ``papermill -p`` passes it)."""
+    if value is None:
+        return []
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise InputError(f"not a list of names: {value!r}", "parameters", key) from None
+        else:
+            return [v.strip() for v in text.split(",") if v.strip()]
+    names = list(value)
+    if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in names):
+        raise InputError(f"expected names, got {names!r}", "parameters", key)
+    return [str(v) for v in names]
+
+
+def scenario_filter(scenarios: Iterable[str] | str | None = None,
+                    hardware: Iterable[str] | str | None = None) -> list[str] | None:
+    """The ``only`` list for :func:`select` from a notebook's ``scenarios`` and (figure 5) ``hardware``
+    parameters; None when both are empty (every scenario)."""
+    sc, hw = as_names(scenarios, "scenarios"), as_names(hardware, "hardware")
+    if not hw:
+        return sc or None
+    return [f"{h}/{s}" for h in hw for s in sc] if sc else hw
 
 
 def select(figure: int, only: Iterable[str] | None = None) -> list[Scenario]:

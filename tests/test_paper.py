@@ -258,3 +258,16 @@ def test_a_failing_notebook_is_reported_and_the_others_still_run(ref, tmp_path, 
     assert runs[1].error is None and runs[2].error is None
     assert (tmp_path / "out/figure_99.ipynb").is_file() and (tmp_path / "out/figure_98.ipynb").is_file()
     assert "broken on purpose" in index.read_text()
+
+
+def test_notebook_parameters_accept_lists_commas_and_json_strings():
+    from llmss_lab.figures import as_names, scenario_filter
+    assert scenario_filter([]) is None and scenario_filter("") is None
+    assert scenario_filter('["SD", "PDD"]') == ["SD", "PDD"]          # papermill -p passes strings
+    assert scenario_filter("MD, SM", "H100") == ["H100/MD", "H100/SM"]
+    assert scenario_filter(None, ["A6000"]) == ["A6000"]
+    assert as_names(9, "figures") == ["9"] and as_names([5, "6"], "figures") == ["5", "6"]
+    with pytest.raises(InputError, match="parameters: scenarios: not a list of names"):
+        scenario_filter("[SD")
+    with pytest.raises(InputError, match="expected names"):
+        as_names([1.5], "figures")
