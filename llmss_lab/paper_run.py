@@ -119,6 +119,9 @@ def run_all(reference_dir: str | Path | None = None, out: str | Path | None = No
         raise InputError(f"must be >= 0, got {num_requests}", "figures", "--num-requests")
     root = resolve_reference_dir(reference_dir)
     art = artifact_root(root)
+    if not (art / "figures").is_dir():
+        raise InputError("no paper artifact here: expected figures/ or ispass26/figures/ "
+                         "(`llmss fetch-reference --artifact` downloads it)", root, "--reference-dir")
     nbs = notebooks(only)
     out = Path(out) if out is not None else notebooks_dir() / "output"
     if out.exists() and not out.is_dir():

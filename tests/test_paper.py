@@ -206,6 +206,12 @@ def test_notebook_selection():
         notebooks(["11"])
 
 
+def test_figures_command_without_the_artifact_says_how_to_get_it(tmp_path, capsys):
+    assert main(["figures", "9", "--reference-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no paper artifact here" in err and "fetch-reference --artifact" in err and str(tmp_path) in err
+
+
 def test_figures_command_rejects_bad_arguments(capsys):
     assert main(["figures", "11"]) == 2
     assert "no paper notebook '11'" in capsys.readouterr().err
