@@ -1,4 +1,5 @@
-"""The ``llmss`` command line: lab, example, run, validate, summary, figure-data, figures, fetch-reference."""
+"""The ``llmss`` command line: lab, example, run, validate, summary, figure-data, figures, sweep, capacity,
+fetch-reference."""
 from __future__ import annotations
 
 import argparse
@@ -201,6 +202,71 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _slo(args: argparse.Namespace, required: bool):
+    from .sweeps import SLO
+
+    if args.slo_ttft_ms is None and args.slo_tpot_ms is None:
+        if required:
+            raise InputError("give --slo-ttft-ms and/or --slo-tpot-ms", "capacity", "--slo-ttft-ms")
+        return None
+    return SLO(args.slo_ttft_ms, args.slo_tpot_ms, args.slo_quantile)
+
+
+def _sweep_table(ds, columns: list[str]) -> str:
+    import pandas as pd
+
+    keep = [c for c in columns if c in ds]
+    frame = ds[keep + ["status"]].to_dataframe()
+    with pd.option_context("display.width", 200, "display.max_rows", 60, "display.max_columns", 20):
+        return frame.round(3).to_string()
+
+
+def _quiet_dask(args: argparse.Namespace) -> None:
+    """dask sets its loggers to INFO when imported; they would print through our root handler."""
+    import distributed  # noqa: F401 - imported for its logging set-up, then quietened
+
+    if not args.verbose:
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .scenario import Scenario
+    from .sweeps import read_grid, sweep
+
+    _quiet_dask(args)
+    base = Scenario.load(args.scenario)
+    grid = read_grid(args.grid)
+    out = Path(args.out)
+    ds = sweep(base, grid, client=args.scheduler, reference_dir=args.reference_dir, n_workers=args.workers,
+               slo=_slo(args, False), save_to=out, resume=args.resume, progress=not args.quiet)
+    print(_sweep_table(ds, ["output_throughput", "mean_ttft_ms", "mean_tpot_ms", "goodput",
+                            "energy_per_output_token_J", "num_gpus", "wall_s"]))
+    errors = ds.error.to_series()
+    for where, status in ds.status.to_series().items():
+        if status == "failed":
+            print(f"failed: {dict(zip(ds.status.dims, where if isinstance(where, tuple) else (where,)))}: "
+                  f"{errors[where]}", file=sys.stderr)
+    print(f"{ds.attrs['points_ok']} ok, {ds.attrs['points_failed']} failed"
+          f"{', ' + str(ds.attrs['points_resumed']) + ' reused from ' + str(out) if ds.attrs['points_resumed'] else ''}; "
+          f"wrote {out}")
+    return 0
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from .scenario import Scenario
+    from .sweeps import capacity, read_grid, save
+
+    _quiet_dask(args)
+    base = Scenario.load(args.scenario)
+    grid = read_grid(args.grid) if args.grid else None
+    ds = capacity(base, _slo(args, True), grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.scheduler,
+                  reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet)
+    if args.out:
+        save(ds, args.out)
+    print(_sweep_table(ds, ["max_rate", "bound", "goodput", "energy_per_output_token_J", "num_gpus", "rounds"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -281,6 +347,33 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--no-png", action="store_true", help="skip the PNG screenshots (no Chromium needed)")
     fg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     fg.set_defaults(fn=cmd_figures)
+
+    def dask_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--scheduler", help="dask scheduler address (tcp://host:8786); default: a local cluster")
+        q.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per core)")
+        q.add_argument("--reference-dir", help=ref_help)
+        q.add_argument("--slo-ttft-ms", type=float, help="SLO: TTFT limit (ms) at --slo-quantile")
+        q.add_argument("--slo-tpot-ms", type=float, help="SLO: TPOT limit (ms) at --slo-quantile")
+        q.add_argument("--slo-quantile", type=float, default=0.9, help="SLO quantile (default 0.9)")
+        q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    sw = sub.add_parser("sweep", help="run a scenario over a grid of settings on dask; one netCDF Dataset")
+    sw.add_argument("scenario", help="scenario JSON (as the explorer saves it)")
+    sw.add_argument("--grid", required=True, help="YAML: {field: [values]} (cartesian) or points: [{field: value}]")
+    sw.add_argument("--out", required=True, help="results (netCDF), written as points arrive")
+    sw.add_argument("--resume", action="store_true", help="reuse the points already done in --out")
+    dask_args(sw)
+    sw.set_defaults(fn=cmd_sweep)
+
+    cp = sub.add_parser("capacity", help="highest request rate within an SLO, per grid point (bisection)")
+    cp.add_argument("scenario", help="scenario JSON with a synthetic workload")
+    cp.add_argument("--grid", help="YAML grid of configurations (default: the scenario alone)")
+    cp.add_argument("--rate-min", type=float, default=0.5, help="lowest rate searched, req/s (default 0.5)")
+    cp.add_argument("--rate-max", type=float, default=64.0, help="highest rate searched, req/s (default 64)")
+    cp.add_argument("--rel-tol", type=float, default=0.05, help="stop when high/low <= 1 + this (default 0.05)")
+    cp.add_argument("--out", help="write the results (netCDF) here")
+    dask_args(cp)
+    cp.set_defaults(fn=cmd_capacity)
 
     f = sub.add_parser("fetch-reference", help="download the public reference files (pinned commit) to a cache")
     f.add_argument("--dest", help="target folder (default: the per-user cache)")

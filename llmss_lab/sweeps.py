@@ -1,0 +1,482 @@
+"""Design-space sweeps and capacity search on dask.distributed, with the results as one xarray Dataset.
+
+A sweep runs a :class:`~llmss_lab.scenario.Scenario` at every point of a grid — a mapping
+``{field: [values]}`` (the cartesian product; each field becomes a dimension) or a list of
+``{field: value}`` points (one ``point`` dimension). Each point is an independent task on a
+dask.distributed cluster: a LocalCluster of worker processes by default, or any ``Client`` or
+scheduler address unchanged. Points that fail (a TP the profile lacks, a model that does not fit)
+are marked ``failed`` with the error kept; the others complete. With ``save_to`` the Dataset is
+written (atomically) as points arrive, and ``resume`` reuses every point already done there.
+
+:func:`capacity` finds, for each point of a grid, the highest arrival rate whose run meets an
+SLO (a percentile of TTFT and/or TPOT), by bisection on the rate; :func:`pareto_front` marks the
+points no other point beats on every objective.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+
+from .errors import InputError, LlmssError
+from .reference import resolve_reference_dir
+from .scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+Grid = Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]
+UNITS = {"_ms": "ms", "_J": "J", "_s": "s", "throughput": "1/s", "goodput": "req/s", "rate": "req/s"}
+
+
+@dataclass(frozen=True)
+class SLO:
+    """A service-level objective: the ``quantile`` of TTFT and of TPOT must stay within the limits
+    (None: no limit on that metric), and every request must finish."""
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    quantile: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.ttft_ms is None and self.tpot_ms is None:
+            raise InputError("an SLO needs a TTFT or a TPOT limit", "slo")
+        for key in ("ttft_ms", "tpot_ms"):
+            v = getattr(self, key)
+            if v is not None and not (isinstance(v, (int, float)) and v > 0):
+                raise InputError(f"must be a positive number of ms, got {v!r}", "slo", key)
+        if not 0 < self.quantile <= 1:
+            raise InputError(f"must be in (0, 1], got {self.quantile!r}", "slo", "quantile")
+
+    def evaluate(self, ttft_ms: np.ndarray, tpot_ms: np.ndarray, duration_s: float, expected: int) -> dict[str, float]:
+        """Goodput (requests meeting both limits per second of the run), the quantiles and whether the run meets the SLO."""
+        ok = np.ones(len(ttft_ms), bool)
+        out: dict[str, float] = {}
+        met = len(ttft_ms) == expected
+        for name, values, limit in (("ttft", ttft_ms, self.ttft_ms), ("tpot", tpot_ms, self.tpot_ms)):
+            if limit is None:
+                continue
+            v = np.nan_to_num(values, nan=0.0)      # one-token outputs have no TPOT: no limit to break
+            q = float(np.quantile(v, self.quantile)) if len(v) else math.inf
+            out[f"slo_{name}_ms"] = q
+            met = met and q <= limit
+            ok &= v <= limit
+        out["goodput"] = float(ok.sum() / duration_s) if duration_s > 0 else 0.0
+        out["slo_met"] = float(met)
+        return out
+
+
+# ---- one point ------------------------------------------------------------------------------------
+
+def num_gpus(scenario: Scenario, reference_dir: str | Path | None = None) -> int:
+    """Accelerators the scenario occupies (the cost axis of a Pareto view)."""
+    return sum(i.num_npus for i in scenario.cluster(reference_dir).instances)
+
+
+def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | None = None) -> dict[str, Any]:
+    """Run one point; never raises (a sweep must not lose its other points): failures come back as
+    ``{"status": "failed", "error": ...}``. Module-level so dask can ship it to any worker."""
+    t0 = time.perf_counter()
+    try:
+        sc = Scenario.from_dict(scenario, "sweep point")
+        res = sc.run(reference_dir)
+        metrics = {k: float(v) for k, v in res.summary().items() if isinstance(v, (int, float))}
+        metrics["num_gpus"] = float(num_gpus(sc, reference_dir))
+        if slo is not None:
+            r = res.requests
+            metrics.update(slo.evaluate(r.ttft.values, r.tpot.values, metrics["duration_s"], sc.num_requests
+                                        if not sc.trace else len(r.request)))
+        return {"status": "ok", "metrics": metrics, "error": "", "wall_s": time.perf_counter() - t0}
+    except LlmssError as exc:
+        error = str(exc)
+    except Exception as exc:   # noqa: BLE001 - a bug in one point is reported there, the rest go on
+        error = f"{type(exc).__name__}: {exc}"
+    return {"status": "failed", "metrics": {}, "error": error, "wall_s": time.perf_counter() - t0}
+
+
+# ---- grids ----------------------------------------------------------------------------------------
+
+def expand(base: Scenario, grid: Grid) -> tuple[dict[str, list], list[dict[str, Any]]]:
+    """The sweep's dimensions and the scenario dict of every point (in C order over the dims).
+
+    A mapping is a cartesian grid: ``{"tp": [1, 2], "max_num_seqs": [64, 256]}`` -> dims tp x
+    max_num_seqs. A list of mappings is a list of points -> dim ``point`` of that length. Field
+    names and value types are checked here, so a typo stops the sweep before any point runs.
+    """
+    known = {f.name for f in fields(Scenario)}
+    if isinstance(grid, Mapping):
+        if not grid:
+            raise InputError("the grid is empty: give at least one field with a list of values", "grid")
+        for key, values in grid.items():
+            if key not in known:
+                raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", "grid", key)
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
+                raise InputError(f"must be a non-empty list of values, got {values!r}", "grid", key)
+        dims = {k: list(v) for k, v in grid.items()}
+        overrides = [dict(zip(dims, combo)) for combo in itertools.product(*dims.values())]
+    elif isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)) and len(grid) > 0:
+        overrides = []
+        for i, point in enumerate(grid):
+            if not isinstance(point, Mapping):
+                raise InputError(f"point {i} must be a mapping of scenario fields, got {point!r}", "grid", f"points[{i}]")
+            for key in point:
+                if key not in known:
+                    raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", "grid",
+                                     f"points[{i}].{key}")
+            overrides.append(dict(point))
+        dims = {"point": list(range(len(overrides)))}
+    else:
+        raise InputError("a grid is a mapping {field: [values]} or a non-empty list of points", "grid")
+    base_dict = base.to_dict()
+    points = []
+    for i, o in enumerate(overrides):
+        where = f"grid point {i} ({', '.join(f'{k}={v!r}' for k, v in o.items())})"
+        points.append(Scenario.from_dict({**base_dict, **o}, where).to_dict())
+    return dims, points
+
+
+def read_grid(path: str | Path) -> Grid:
+    """A grid from a YAML (or JSON) file: ``{field: [values], ...}`` or ``points: [{field: value}, ...]``."""
+    from .config.reader import read_yaml
+
+    data = read_yaml(path)
+    if isinstance(data, Mapping) and set(data) == {"points"}:
+        data = data["points"]
+    known = {f.name for f in fields(Scenario)}
+    if isinstance(data, Mapping):
+        for key in data:
+            if key not in known:
+                raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", path, str(key))
+    elif isinstance(data, list):
+        for i, point in enumerate(data):
+            if not isinstance(point, Mapping):
+                raise InputError(f"must be a mapping of scenario fields, got {point!r}", path, f"points[{i}]")
+            for key in point:
+                if key not in known:
+                    raise InputError("not a scenario field", path, f"points[{i}].{key}")
+    else:
+        raise InputError("a grid file holds a mapping {field: [values]} or `points:` with a list of mappings", path)
+    return data
+
+
+def _key(point: dict[str, Any]) -> str:
+    return json.dumps(point, sort_keys=True)
+
+
+# ---- the Dataset ----------------------------------------------------------------------------------
+
+def _units(name: str) -> str:
+    return next((u for suffix, u in UNITS.items() if name.endswith(suffix) or name == suffix), "")
+
+
+def to_dataset(base: Scenario, grid: Grid, dims: dict[str, list], points: list[dict], results: list[dict | None],
+               slo: SLO | None = None) -> xr.Dataset:
+    """Results laid out on the sweep's dims: one variable per metric (NaN where a point failed or is
+    pending), ``status``, ``error``, ``wall_s`` and the ``scenario`` JSON of every point."""
+    shape = tuple(len(v) for v in dims.values())
+    names: list[str] = []
+    for r in results:
+        for k in (r or {}).get("metrics", {}):
+            if k not in names:
+                names.append(k)
+    data = {k: np.full(len(points), np.nan) for k in names}
+    status = np.array(["pending"] * len(points), dtype=object)
+    error = np.array([""] * len(points), dtype=object)
+    wall = np.full(len(points), np.nan)
+    for i, r in enumerate(results):
+        if r is None:
+            continue
+        status[i], error[i], wall[i] = r["status"], r["error"], r["wall_s"]
+        for k, v in r["metrics"].items():
+            data[k][i] = v
+    dim_names = list(dims)
+    coords: dict[str, Any] = {d: _coord(v) for d, v in dims.items()}
+    if dim_names == ["point"]:   # a list of points: every field that varies is a coordinate along it
+        varying = sorted({k for p in (grid if not isinstance(grid, Mapping) else []) for k in p})
+        for k in varying:
+            coords[k] = ("point", _coord([p[k] for p in points]))
+    variables = {k: (dim_names, v.reshape(shape), {"units": _units(k)}) for k, v in data.items()}
+    variables["status"] = (dim_names, status.reshape(shape).astype(str), {"description": "ok, failed or pending"})
+    variables["error"] = (dim_names, error.reshape(shape).astype(str), {"description": "why a point failed"})
+    variables["wall_s"] = (dim_names, wall.reshape(shape), {"units": "s", "description": "simulation wall time"})
+    variables["scenario"] = (dim_names, np.array([json.dumps(p) for p in points], dtype=object)
+                             .reshape(shape).astype(str), {"description": "the scenario of each point (JSON)"})
+    ds = xr.Dataset(variables, coords=coords)
+    ds.attrs.update({"title": "llmss_lab sweep", "base_scenario": json.dumps(base.to_dict()),
+                     "grid": json.dumps(grid if isinstance(grid, Mapping) else list(grid), default=str),
+                     "slo": json.dumps(asdict(slo)) if slo else "",
+                     "points_ok": int((status == "ok").sum()), "points_failed": int((status == "failed").sum())})
+    return ds
+
+
+def _coord(values: list) -> np.ndarray:
+    if all(isinstance(v, bool) for v in values):
+        return np.array(values, dtype=bool)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return np.array(values)
+    return np.array([str(v) for v in values], dtype=str)
+
+
+def save(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write a sweep Dataset to netCDF atomically: an interrupted write leaves the previous file."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError("output folder does not exist", path.parent)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        ds.to_netcdf(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | Path) -> xr.Dataset:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file does not exist", path)
+    try:
+        with xr.open_dataset(path) as ds:
+            ds = ds.load()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"not a netCDF sweep file ({exc})", path) from None
+    if "scenario" not in ds or "status" not in ds:
+        raise InputError("not a sweep file (no scenario/status variables)", path)
+    return ds
+
+
+def _done(path: Path) -> dict[str, dict]:
+    """Points already finished (ok) in a saved sweep, keyed by their scenario JSON."""
+    ds = load(path)
+    out = {}
+    metrics = [v for v in ds.data_vars if v not in ("status", "error", "wall_s", "scenario")]
+    for idx in np.ndindex(ds.status.shape):
+        if str(ds.status.values[idx]) != "ok":
+            continue
+        point = json.loads(str(ds.scenario.values[idx]))
+        out[_key(point)] = {"status": "ok", "error": "", "wall_s": float(ds.wall_s.values[idx]),
+                            "metrics": {m: float(ds[m].values[idx]) for m in metrics
+                                        if not np.isnan(ds[m].values[idx])}}
+    return out
+
+
+# ---- running --------------------------------------------------------------------------------------
+
+@contextmanager
+def _client(client: Any, n_workers: int | None, n_tasks: int) -> Iterator[Any]:
+    """The given Client, a Client on a scheduler address, or a LocalCluster of worker processes."""
+    from distributed import Client, LocalCluster
+
+    if client is None:
+        n = n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        c = Client(cluster)
+        try:
+            yield c
+        finally:
+            c.close()
+            cluster.close()
+    elif isinstance(client, str):
+        try:
+            c = Client(client, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot reach the dask scheduler ({exc})", client, "scheduler") from None
+        try:
+            yield c
+        finally:
+            c.close()
+    else:
+        yield client
+
+
+def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, client: Any = None,
+               n_workers: int | None = None, progress: bool = True, desc: str = "sweep",
+               on_result: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """Run scenario dicts as dask tasks; ``on_result(i, result)`` hears each as it arrives."""
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    results: list[dict | None] = [None] * len(points)
+    if not points:
+        return []
+    with _client(client, n_workers, len(points)) as c:
+        futures = {c.submit(run_point, p, reference_dir, slo, pure=False): i for i, p in enumerate(points)}
+        bar = tqdm(total=len(points), desc=desc, unit="point", disable=not progress)
+        try:
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    results[i] = fut.result()
+                except Exception as exc:   # noqa: BLE001 - a worker that died: this point fails, the rest go on
+                    results[i] = {"status": "failed", "metrics": {}, "error": f"worker lost: {exc}", "wall_s": math.nan}
+                bar.update(1)
+                if on_result is not None:
+                    on_result(i, results[i])
+        finally:
+            bar.close()
+            c.cancel(list(futures))
+    return results   # type: ignore[return-value]
+
+
+def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | Path | None = None,
+          n_workers: int | None = None, slo: SLO | None = None, save_to: str | Path | None = None,
+          resume: bool = False, progress: bool = True, save_every_s: float = 2.0,
+          on_point: Callable[[int, dict], None] | None = None) -> xr.Dataset:
+    """Run ``base`` at every point of ``grid`` and return the results on the grid's dims.
+
+    ``client``: None (a LocalCluster of ``n_workers`` processes, started and stopped here), a
+    scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``. Workers read the
+    reference data at the path resolved here, so remote workers need it at the same path.
+    ``slo`` adds ``goodput``, ``slo_met`` and the SLO quantiles. ``save_to`` writes the Dataset as
+    points arrive (at most every ``save_every_s``, and at the end, also when interrupted); with
+    ``resume``, points already ``ok`` in that file are not run again.
+    """
+    dims, points = expand(base, grid)
+    ref = str(resolve_reference_dir(reference_dir))
+    results: list[dict | None] = [None] * len(points)
+    if resume:
+        if save_to is None:
+            raise InputError("resume needs the file to resume from (save_to)", "sweep", "resume")
+        if Path(save_to).is_file():
+            done = _done(Path(save_to))
+            for i, p in enumerate(points):
+                results[i] = done.get(_key(p))
+    todo = [i for i, r in enumerate(results) if r is None]
+    resumed = len(points) - len(todo)
+    if resumed:
+        log.info("resuming: %d of %d points already done", resumed, len(points))
+    last_save = [time.monotonic()]
+
+    def write() -> None:
+        ds = to_dataset(base, grid, dims, points, results, slo)
+        ds.attrs["points_resumed"] = resumed
+        save(ds, save_to)   # type: ignore[arg-type]
+        last_save[0] = time.monotonic()
+
+    def arrived(k: int, result: dict) -> None:
+        results[todo[k]] = result
+        if save_to is not None and time.monotonic() - last_save[0] >= save_every_s:
+            write()
+        if on_point is not None:
+            on_point(todo[k], result)
+
+    try:
+        run_points([points[i] for i in todo], ref, slo, client, n_workers, progress, on_result=arrived)
+    finally:
+        if save_to is not None:
+            write()
+    ds = to_dataset(base, grid, dims, points, results, slo)
+    ds.attrs["points_resumed"] = resumed
+    return ds
+
+
+# ---- capacity search ------------------------------------------------------------------------------
+
+def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tuple[float, float] = (0.5, 64.0),
+             rel_tol: float = 0.05, client: Any = None, reference_dir: str | Path | None = None,
+             n_workers: int | None = None, progress: bool = True) -> xr.Dataset:
+    """The highest arrival rate (req/s) each grid point sustains within ``slo``, by bisection.
+
+    Every configuration is searched at once: each round submits one rate per unresolved
+    configuration. The bracket starts at ``rate_range`` and halves (geometrically) until
+    hi / lo <= 1 + ``rel_tol``. ``max_rate`` is the highest rate seen to meet the SLO; ``bound`` says
+    whether it lies ``inside`` the range, at its top (``above``: even the highest rate met it) or
+    below it (``below``: even the lowest failed; ``max_rate`` is NaN). The metrics of the run at
+    ``max_rate`` come along (goodput, energy per token, ...).
+    """
+    if base.trace:
+        raise InputError("capacity search varies the synthetic arrival rate; this scenario replays a trace",
+                         "scenario", "trace")
+    lo0, hi0 = (float(r) for r in rate_range)
+    if not 0 < lo0 < hi0:
+        raise InputError(f"must be 0 < low < high, got {rate_range!r}", "capacity", "rate_range")
+    if rel_tol <= 0:
+        raise InputError(f"must be > 0, got {rel_tol!r}", "capacity", "rel_tol")
+    dims, points = expand(base, grid if grid is not None else [{}])
+    ref = str(resolve_reference_dir(reference_dir))
+    n = len(points)
+    lo = np.full(n, float(lo0))
+    hi = np.full(n, float(hi0))
+    best: list[dict | None] = [None] * n
+    state = np.array(["searching"] * n, dtype=object)
+    errors = [""] * n
+    rounds = np.zeros(n, int)
+    with _client(client, n_workers, 2 * n) as c:
+        # round 0: both ends of the range
+        ends = run_points([{**p, "rate": float(r)} for p in points for r in (lo0, hi0)], ref, slo, c,
+                          progress=progress, desc="capacity: range ends")
+        for i in range(n):
+            at_lo, at_hi = ends[2 * i], ends[2 * i + 1]
+            rounds[i] = 1
+            failed = next((r for r in (at_lo, at_hi) if r["status"] == "failed"), None)
+            if failed is not None:
+                state[i], errors[i] = "failed", failed["error"]
+            elif at_hi["metrics"]["slo_met"]:
+                state[i], best[i], lo[i] = "above", at_hi, hi0
+            elif not at_lo["metrics"]["slo_met"]:
+                state[i] = "below"
+            else:
+                best[i] = at_lo
+        while True:
+            active = [i for i in range(n) if state[i] == "searching" and hi[i] / lo[i] > 1 + rel_tol]
+            if not active:
+                break
+            mids = {i: math.sqrt(lo[i] * hi[i]) for i in active}
+            res = run_points([{**points[i], "rate": mids[i]} for i in active], ref, slo, c, progress=progress,
+                             desc=f"capacity: round {int(rounds.max())}")
+            for i, r in zip(active, res):
+                rounds[i] += 1
+                if r["status"] == "failed":
+                    state[i], errors[i] = "failed", r["error"]
+                elif r["metrics"]["slo_met"]:
+                    lo[i], best[i] = mids[i], r
+                else:
+                    hi[i] = mids[i]
+    for i in range(n):
+        if state[i] == "searching":
+            state[i] = "inside"
+    ds = to_dataset(base, grid if grid is not None else [{}], dims, points,
+                    [b if b is not None else {"status": "failed" if state[i] == "failed" else "ok", "metrics": {},
+                                              "error": errors[i], "wall_s": math.nan}
+                     for i, b in enumerate(best)], slo)
+    shape = tuple(len(v) for v in dims.values())
+    max_rate = np.where([b is not None for b in best], lo, np.nan)
+    ds["max_rate"] = (list(dims), max_rate.reshape(shape), {"units": "req/s",
+                                                             "description": "highest rate seen to meet the SLO"})
+    ds["bound"] = (list(dims), state.astype(str).reshape(shape),
+                   {"description": "inside the range, above its top, below its bottom, or failed"})
+    ds["rounds"] = (list(dims), rounds.reshape(shape), {"description": "runs spent on this configuration"})
+    ds.attrs.update({"title": "llmss_lab capacity search", "rate_range": list(rate_range), "rel_tol": rel_tol})
+    return ds
+
+
+# ---- Pareto ---------------------------------------------------------------------------------------
+
+def pareto_front(ds: xr.Dataset, maximize: Sequence[str] = ("goodput",),
+                 minimize: Sequence[str] = ("energy_per_output_token_J", "num_gpus")) -> xr.DataArray:
+    """True where a point is on the Pareto front: no other ok point is at least as good on every
+    objective and better on one. Points that failed or lack an objective are never on it."""
+    for name in (*maximize, *minimize):
+        if name not in ds:
+            raise InputError(f"no variable {name!r} in the sweep (has: {', '.join(sorted(map(str, ds.data_vars)))})",
+                             "pareto", name)
+    cols = [ds[m].values.ravel() for m in maximize] + [-ds[m].values.ravel() for m in minimize]
+    score = np.stack(cols, axis=1)                    # larger is better in every column
+    valid = (ds.status.values.ravel() == "ok") & np.isfinite(score).all(axis=1)
+    front = np.zeros(len(score), bool)
+    idx = np.flatnonzero(valid)
+    s = score[idx]
+    for j, row in enumerate(s):
+        dominated = np.any(np.all(s >= row, axis=1) & np.any(s > row, axis=1))
+        front[idx[j]] = not dominated
+    return xr.DataArray(front.reshape(ds.status.shape), dims=ds.status.dims, coords=ds.status.coords,
+                        name="pareto", attrs={"maximize": list(maximize), "minimize": list(minimize)})
