@@ -35,7 +35,8 @@ from .scenario import Scenario
 log = logging.getLogger(__name__)
 
 Grid = Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]
-UNITS = {"_ms": "ms", "_J": "J", "_s": "s", "throughput": "1/s", "goodput": "req/s", "rate": "req/s"}
+UNITS = {"_ms": "ms", "_J": "J", "_s": "s", "request_throughput": "req/s", "token_throughput": "tok/s",
+         "output_throughput": "tok/s", "goodput": "req/s", "rate": "req/s", "tokens": "tokens"}
 
 
 @dataclass(frozen=True)
@@ -283,8 +284,14 @@ def _client(client: Any, n_workers: int | None, n_tasks: int) -> Iterator[Any]:
         try:
             yield c
         finally:
-            c.close()
-            cluster.close()
+            dask_log = logging.getLogger("distributed")
+            level = dask_log.level
+            dask_log.setLevel(logging.CRITICAL)   # heartbeats racing the shutdown log errors nobody can act on
+            try:
+                c.close()
+                cluster.close()
+            finally:
+                dask_log.setLevel(level)
     elif isinstance(client, str):
         try:
             c = Client(client, timeout="20s")
@@ -300,17 +307,20 @@ def _client(client: Any, n_workers: int | None, n_tasks: int) -> Iterator[Any]:
 
 def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, client: Any = None,
                n_workers: int | None = None, progress: bool = True, desc: str = "sweep",
-               on_result: Callable[[int, dict], None] | None = None) -> list[dict]:
-    """Run scenario dicts as dask tasks; ``on_result(i, result)`` hears each as it arrives."""
+               on_result: Callable[[int, dict], None] | None = None, bar: Any = None) -> list[dict]:
+    """Run scenario dicts as dask tasks; ``on_result(i, result)`` hears each as it arrives. A caller
+    that runs several batches passes its own progress ``bar``."""
     from distributed import as_completed
     from tqdm.auto import tqdm
 
     results: list[dict | None] = [None] * len(points)
     if not points:
         return []
+    own_bar = bar is None
     with _client(client, n_workers, len(points)) as c:
         futures = {c.submit(run_point, p, reference_dir, slo, pure=False): i for i, p in enumerate(points)}
-        bar = tqdm(total=len(points), desc=desc, unit="point", disable=not progress)
+        if own_bar:
+            bar = tqdm(total=len(points), desc=desc, unit="point", disable=not progress)
         try:
             for fut in as_completed(futures):
                 i = futures[fut]
@@ -322,7 +332,8 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
                 if on_result is not None:
                     on_result(i, results[i])
         finally:
-            bar.close()
+            if own_bar:
+                bar.close()
             c.cancel(list(futures))
     return results   # type: ignore[return-value]
 
@@ -410,10 +421,13 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     state = np.array(["searching"] * n, dtype=object)
     errors = [""] * n
     rounds = np.zeros(n, int)
+    from tqdm.auto import tqdm
+
+    steps = math.ceil(math.log2(math.log(hi0 / lo0) / math.log1p(rel_tol))) if hi0 / lo0 > 1 + rel_tol else 0
+    bar = tqdm(total=n * (2 + steps), desc="capacity", unit="run", disable=not progress)
     with _client(client, n_workers, 2 * n) as c:
         # round 0: both ends of the range
-        ends = run_points([{**p, "rate": float(r)} for p in points for r in (lo0, hi0)], ref, slo, c,
-                          progress=progress, desc="capacity: range ends")
+        ends = run_points([{**p, "rate": float(r)} for p in points for r in (lo0, hi0)], ref, slo, c, bar=bar)
         for i in range(n):
             at_lo, at_hi = ends[2 * i], ends[2 * i + 1]
             rounds[i] = 1
@@ -431,8 +445,7 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
             if not active:
                 break
             mids = {i: math.sqrt(lo[i] * hi[i]) for i in active}
-            res = run_points([{**points[i], "rate": mids[i]} for i in active], ref, slo, c, progress=progress,
-                             desc=f"capacity: round {int(rounds.max())}")
+            res = run_points([{**points[i], "rate": mids[i]} for i in active], ref, slo, c, bar=bar)
             for i, r in zip(active, res):
                 rounds[i] += 1
                 if r["status"] == "failed":
@@ -441,6 +454,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
                     lo[i], best[i] = mids[i], r
                 else:
                     hi[i] = mids[i]
+    bar.total = bar.n     # configurations that settled early needed fewer runs than budgeted
+    bar.close()
     for i in range(n):
         if state[i] == "searching":
             state[i] = "inside"

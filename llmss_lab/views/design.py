@@ -1,0 +1,114 @@
+"""Bokeh views of sweeps (:func:`llmss_lab.sweep`) and capacity searches: heat maps over two sweep
+dimensions, a Pareto scatter, and bars of the highest rate within an SLO."""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from bokeh.models import BasicTicker, ColorBar, ColumnDataSource, FactorRange, HoverTool, LinearColorMapper
+from bokeh.palettes import Viridis256
+from bokeh.plotting import figure
+
+from ..errors import InputError
+
+TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+
+
+def _check(ds: xr.Dataset, var: str, dims: tuple[str, ...]) -> None:
+    if var not in ds:
+        raise InputError(f"no variable {var!r} (has: {', '.join(sorted(map(str, ds.data_vars)))})", "view", var)
+    for d in dims:
+        if d not in ds.dims:
+            raise InputError(f"not a sweep dimension (dims: {', '.join(map(str, ds.dims))})", "view", d)
+
+
+def _labels(values) -> list[str]:
+    return [str(v) for v in np.asarray(values).tolist()]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
+def heatmap(ds: xr.Dataset, var: str, x: str, y: str, title: str | None = None, **select) -> figure:
+    """``var`` over sweep dims ``x`` and ``y`` (other dims fixed by ``select``, e.g. ``tp=2``); each
+    cell shows its value, failed points are grey and say so on hover."""
+    _check(ds, var, (x, y))
+    sub = ds.sel(**select) if select else ds
+    rest = [d for d in sub[var].dims if d not in (x, y)]
+    if rest:
+        raise InputError(f"fix the other sweep dims with keyword arguments, e.g. {rest[0]}=...", "view", rest[0])
+    da, status, error = (sub[v].transpose(y, x) for v in (var, "status", "error"))
+    xs, ys = _labels(sub[x].values), _labels(sub[y].values)
+    cx, cy, val, text, st, err = [], [], [], [], [], []
+    for j, yv in enumerate(ys):
+        for i, xv in enumerate(xs):
+            v = float(da.values[j, i])
+            cx.append(xv), cy.append(yv), val.append(v), st.append(str(status.values[j, i]))
+            err.append(str(error.values[j, i])[:160])
+            text.append("failed" if st[-1] == "failed" else ("" if np.isnan(v) else _fmt(v)))
+    finite = [v for v in val if np.isfinite(v)]
+    mapper = LinearColorMapper(palette=Viridis256, low=min(finite, default=0.0), high=max(finite, default=1.0),
+                               nan_color="#d9d9d9")
+    unit = ds[var].attrs.get("units", "")
+    p = figure(title=title or f"{var}{f' ({unit})' if unit else ''}", x_range=FactorRange(*xs), y_range=FactorRange(*ys),
+               width=max(360, 70 * len(xs) + 160), height=max(260, 45 * len(ys) + 110), tools=TOOLS,
+               x_axis_label=x, y_axis_label=y)
+    p.toolbar.logo = None
+    src = ColumnDataSource({"x": cx, "y": cy, "value": val, "text": text, "status": st, "error": err})
+    p.rect("x", "y", 1, 1, source=src, fill_color={"field": "value", "transform": mapper}, line_color="white")
+    p.text("x", "y", text="text", source=src, text_align="center", text_baseline="middle", text_font_size="9pt",
+           text_color="white")
+    p.add_tools(HoverTool(tooltips=[(x, "@x"), (y, "@y"), (var, "@value{0.000}"), ("status", "@status"),
+                                    ("error", "@error")]))
+    p.add_layout(ColorBar(color_mapper=mapper, ticker=BasicTicker(desired_num_ticks=6), width=10), "right")
+    p.grid.grid_line_color = None
+    return p
+
+
+def pareto(ds: xr.Dataset, x: str, y: str, front: xr.DataArray | None = None, label_dims: list[str] | None = None,
+           title: str | None = None) -> figure:
+    """Every ok point of a sweep at (``x``, ``y``); points on ``front`` (:func:`llmss_lab.pareto_front`) are
+    red and joined; hover names each point by its sweep coordinates."""
+    _check(ds, x, ())
+    _check(ds, y, ())
+    dims = label_dims or list(ds.status.dims)
+    flat = ds.stack(_p=list(ds.status.dims)) if len(ds.status.dims) > 1 else ds.rename({ds.status.dims[0]: "_p"})
+    ok = flat.status.values == "ok"
+    xs, ys = flat[x].values[ok], flat[y].values[ok]
+    names = [", ".join(f"{d}={flat[d].values[k]}" for d in dims) for k in np.flatnonzero(ok)]
+    on = np.zeros(ok.sum(), bool)
+    if front is not None:
+        f = front.stack(_p=list(front.dims)) if len(front.dims) > 1 else front.rename({front.dims[0]: "_p"})
+        on = f.values[ok].astype(bool)
+    p = figure(title=title or f"{y} vs {x} (red: Pareto front)", width=620, height=420, tools=TOOLS,
+               x_axis_label=f"{x} ({ds[x].attrs.get('units', '')})".replace(" ()", ""),
+               y_axis_label=f"{y} ({ds[y].attrs.get('units', '')})".replace(" ()", ""))
+    p.toolbar.logo = None
+    src = ColumnDataSource({"x": xs, "y": ys, "name": names, "color": np.where(on, "#d62728", "#1f77b4"),
+                            "size": np.where(on, 11, 7)})
+    p.scatter("x", "y", source=src, color="color", size="size", alpha=0.8)
+    if on.any():
+        order = np.argsort(xs[on])
+        p.line(xs[on][order], ys[on][order], color="#d62728", line_dash="dashed")
+    p.add_tools(HoverTool(tooltips=[("point", "@name"), (x, "@x{0.000}"), (y, "@y{0.000}")]))
+    return p
+
+
+def capacity_bars(cap: xr.Dataset, title: str | None = None) -> figure:
+    """The highest rate within the SLO for each configuration of a capacity search."""
+    _check(cap, "max_rate", ())
+    flat = cap.stack(_p=list(cap.max_rate.dims)) if cap.max_rate.ndim > 1 else cap.rename({cap.max_rate.dims[0]: "_p"})
+    dims = list(cap.max_rate.dims)
+    names = [", ".join(f"{d}={flat[d].values[k]}" for d in dims) for k in range(flat.sizes["_p"])]
+    rate = np.nan_to_num(flat.max_rate.values, nan=0.0)
+    p = figure(title=title or "highest request rate within the SLO", x_range=FactorRange(*names), width=620,
+               height=320, tools=TOOLS, y_axis_label="req/s")
+    p.toolbar.logo = None
+    src = ColumnDataSource({"x": names, "rate": rate, "bound": flat.bound.values.astype(str),
+                            "gpus": flat.num_gpus.values if "num_gpus" in flat else np.full(len(names), np.nan)})
+    p.vbar(x="x", top="rate", width=0.7, source=src, color="#1f77b4")
+    p.add_tools(HoverTool(tooltips=[("config", "@x"), ("max rate", "@rate{0.00} req/s"), ("bound", "@bound"),
+                                    ("GPUs", "@gpus")]))
+    p.xaxis.major_label_orientation = 0.5
+    p.y_range.start = 0
+    return p
