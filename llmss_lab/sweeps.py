@@ -279,7 +279,9 @@ def _client(client: Any, n_workers: int | None, n_tasks: int) -> Iterator[Any]:
 
     if client is None:
         n = n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        # processes: the kernel is pure Python, so threads would share one GIL; the dashboard on a free
+        # port (":8787" may be taken, and None does not turn it off)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
         c = Client(cluster)
         try:
             yield c

@@ -1,0 +1,222 @@
+"""Sweeps on dask.distributed: grids, same numbers as one-by-one runs, failed points kept, a separate
+scheduler/worker, resume after an interruption, SLO goodput, capacity search, Pareto front, CLI, views."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import llmss_lab as ll
+from llmss_lab.cli import main
+from llmss_lab.errors import InputError
+from llmss_lab.sweeps import SLO, expand, load, pareto_front, read_grid, run_point
+from llmss_lab.views import design
+
+from .conftest import free_port, stop
+
+distributed = pytest.importorskip("distributed")
+BASE = ll.Scenario(num_requests=16, seed=5)
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def test_a_mapping_is_a_cartesian_grid_and_a_list_is_points():
+    dims, points = expand(BASE, {"tp": [1, 2], "rate": [4, 8.0, 16]})
+    assert dims == {"tp": [1, 2], "rate": [4, 8.0, 16]} and len(points) == 6
+    assert [(p["tp"], p["rate"]) for p in points] == [(1, 4.0), (1, 8.0), (1, 16.0), (2, 4.0), (2, 8.0), (2, 16.0)]
+    assert all(p["num_requests"] == 16 and p["seed"] == 5 for p in points)
+    dims, points = expand(BASE, [{"tp": 2}, {"max_num_seqs": 8, "rate": 2.0}])
+    assert dims == {"point": [0, 1]} and points[1]["max_num_seqs"] == 8 and points[0]["tp"] == 2
+
+
+@pytest.mark.parametrize("grid,message", [
+    ({"tpp": [1]}, "grid: tpp: not a scenario field"),
+    ({"tp": 2}, "grid: tp: must be a non-empty list"),
+    ({"tp": []}, "grid: tp: must be a non-empty list"),
+    ({}, "the grid is empty"),
+    ({"tp": [1, "two"]}, "grid point 1 (tp='two'): tp: must be int"),
+    ([{"rate": 1.0}, 3], "grid: points[1]: point 1 must be a mapping"),
+    ("tp", "a grid is a mapping"),
+])
+def test_bad_grids_are_named_before_anything_runs(grid, message):
+    with pytest.raises(InputError) as exc:
+        expand(BASE, grid)
+    assert message in str(exc.value)
+
+
+def test_grid_files(tmp_path):
+    good = tmp_path / "g.yaml"
+    good.write_text("tp: [1, 2]\nmax_num_seqs: [8]\n")
+    assert read_grid(good) == {"tp": [1, 2], "max_num_seqs": [8]}
+    pts = tmp_path / "p.yaml"
+    pts.write_text("points:\n  - {tp: 2}\n  - {rate: 3.5}\n")
+    assert read_grid(pts) == [{"tp": 2}, {"rate": 3.5}]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tp: [1]\nmax_num_sqs: [8]\n")
+    with pytest.raises(InputError, match=r"bad.yaml: max_num_sqs: not a scenario field"):
+        read_grid(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("tp: [1, 2\n")
+    with pytest.raises(InputError, match="broken.yaml"):
+        read_grid(broken)
+
+
+def test_sweep_gives_exactly_the_numbers_of_one_by_one_runs_and_keeps_failed_points(client, ref):
+    ds = ll.sweep(BASE, {"tp": [1, 2, 4], "max_num_seqs": [8, 64]}, client=client, reference_dir=ref, progress=False)
+    assert ds.sizes == {"tp": 3, "max_num_seqs": 2}
+    assert (ds.status.sel(tp=[1, 2]) == "ok").all() and (ds.status.sel(tp=4) == "failed").all()
+    assert "no tp4/ folder" in str(ds.error.sel(tp=4, max_num_seqs=8).values)
+    assert np.isnan(ds.output_throughput.sel(tp=4)).all()
+    assert ds.attrs["points_ok"] == 4 and ds.attrs["points_failed"] == 2
+    for tp in (1, 2):
+        for seqs in (8, 64):
+            direct = BASE.replace(tp=tp, max_num_seqs=seqs).run(ref).summary()
+            point = ds.sel(tp=tp, max_num_seqs=seqs)
+            for key in ("output_throughput", "mean_ttft_ms", "p99_tpot_ms", "duration_s", "preemptions"):
+                assert float(point[key]) == direct[key], (tp, seqs, key)
+            assert ll.Scenario.from_dict(__import__("json").loads(str(point.scenario.values))) == \
+                BASE.replace(tp=tp, max_num_seqs=seqs)
+    assert ds.num_gpus.sel(tp=2, max_num_seqs=8) == 2
+
+
+def test_sweep_through_a_separate_scheduler_and_worker_on_loopback(ref, tmp_path):
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    sched = subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                              "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        worker = subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--nworkers", "1", "--nthreads",
+                                   "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  cwd=tmp_path)
+        with distributed.Client(address, timeout="60s") as c:   # wait for the worker before sweeping
+            c.wait_for_workers(1, timeout=120)
+        ds = ll.sweep(BASE, [{"rate": 4.0}, {"rate": 12.0}], client=address, reference_dir=ref, progress=False)
+    finally:
+        for proc in (worker, sched):
+            if proc is not None:
+                stop(proc)
+    assert list(ds.status.values) == ["ok", "ok"]
+    assert list(ds.rate.values) == [4.0, 12.0]
+    assert float(ds.output_throughput[1]) == BASE.replace(rate=12.0).run(ref).summary()["output_throughput"]
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(ref):
+    with pytest.raises(InputError, match="cannot reach the dask scheduler"):
+        ll.sweep(BASE, {"tp": [1]}, client=f"tcp://127.0.0.1:{free_port()}", reference_dir=ref, progress=False)
+
+
+def test_an_interrupted_sweep_leaves_its_results_and_resumes(client, ref, tmp_path):
+    out = tmp_path / "s.nc"
+    grid = {"max_num_seqs": [4, 8, 16, 32, 64, 128]}
+    seen = []
+
+    def interrupt(i, result):
+        seen.append(i)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ll.sweep(BASE, grid, client=client, reference_dir=ref, save_to=out, progress=False, on_point=interrupt)
+    partial = load(out)
+    assert int((partial.status == "ok").sum()) == 2 and not list(tmp_path.glob("*.part"))
+    assert set(partial.status.values) <= {"ok", "pending"}
+    resumed = ll.sweep(BASE, grid, client=client, reference_dir=ref, save_to=out, resume=True, progress=False)
+    assert resumed.attrs["points_resumed"] == 2 and (resumed.status == "ok").all()
+    fresh = ll.sweep(BASE, grid, client=client, reference_dir=ref, progress=False)
+    xr.testing.assert_equal(resumed.output_throughput, fresh.output_throughput)
+    assert load(out).attrs["points_ok"] == 6
+
+
+def test_resume_needs_a_file(ref):
+    with pytest.raises(InputError, match="resume needs the file"):
+        ll.sweep(BASE, {"tp": [1]}, reference_dir=ref, resume=True, progress=False)
+
+
+def test_slo_goodput_and_limits():
+    slo = SLO(ttft_ms=100, tpot_ms=20, quantile=0.5)
+    out = slo.evaluate(np.array([50.0, 150.0, 90.0, 80.0]), np.array([10.0, 10.0, 30.0, np.nan]), 2.0, 4)
+    assert out["goodput"] == pytest.approx(2 / 2.0)            # requests 0 and 3 meet both limits
+    assert out["slo_ttft_ms"] == pytest.approx(85.0) and out["slo_met"] == 1.0
+    assert SLO(ttft_ms=60).evaluate(np.array([50.0, 70.0]), np.array([1.0, 1.0]), 1.0, 2)["slo_met"] == 0.0
+    assert SLO(ttft_ms=1e9).evaluate(np.array([1.0]), np.array([1.0]), 1.0, 2)["slo_met"] == 0.0  # one unfinished
+    for kwargs, key in (({}, "an SLO needs"), ({"ttft_ms": -1}, "ttft_ms"), ({"tpot_ms": 5, "quantile": 1.5}, "quantile")):
+        with pytest.raises(InputError, match=key):
+            SLO(**kwargs)
+
+
+def test_capacity_finds_the_edge_of_the_slo(client, ref):
+    slo = SLO(ttft_ms=100, tpot_ms=40)     # p90 TTFT of this trace: 74 ms at 4 req/s, 119 ms at 16 req/s
+    cap = ll.capacity(BASE, slo, {"max_num_seqs": [64]}, rate_range=(1.0, 64.0), rel_tol=0.1, client=client,
+                      reference_dir=ref, progress=False)
+    rate = float(cap.max_rate.sel(max_num_seqs=64))
+    assert str(cap.bound.sel(max_num_seqs=64).values) == "inside" and 4.0 <= rate < 16.0
+    at = run_point(BASE.replace(max_num_seqs=64, rate=rate).to_dict(), str(ref), slo)
+    assert at["metrics"]["slo_met"] == 1.0
+    assert float(cap.goodput.sel(max_num_seqs=64)) == at["metrics"]["goodput"]
+    above = run_point(BASE.replace(max_num_seqs=64, rate=rate * 1.25).to_dict(), str(ref), slo)
+    assert above["metrics"]["slo_met"] == 0.0        # the bracket closed within rel_tol of the edge
+
+
+def test_capacity_reports_ranges_that_are_all_fine_or_all_too_much(client, ref):
+    easy = ll.capacity(BASE, SLO(ttft_ms=1e6), rate_range=(1.0, 2.0), client=client, reference_dir=ref,
+                       progress=False)
+    assert str(easy.bound.values[0]) == "above" and float(easy.max_rate[0]) == 2.0
+    hard = ll.capacity(BASE, SLO(ttft_ms=0.001), rate_range=(1.0, 2.0), client=client, reference_dir=ref,
+                       progress=False)
+    assert str(hard.bound.values[0]) == "below" and np.isnan(hard.max_rate.values[0])
+    with pytest.raises(InputError, match="replays a trace"):
+        ll.capacity(BASE.replace(trace="x.jsonl"), SLO(ttft_ms=1), reference_dir=ref)
+    with pytest.raises(InputError, match="rate_range"):
+        ll.capacity(BASE, SLO(ttft_ms=1), rate_range=(4.0, 2.0), reference_dir=ref)
+
+
+def test_pareto_front_keeps_only_undominated_ok_points():
+    ds = xr.Dataset({"goodput": ("p", [1.0, 2.0, 2.0, 3.0, 9.0]), "energy": ("p", [1.0, 1.0, 2.0, 3.0, 0.1]),
+                     "status": ("p", ["ok", "ok", "ok", "ok", "failed"])}, coords={"p": range(5)})
+    front = pareto_front(ds, maximize=["goodput"], minimize=["energy"])
+    assert list(front.values) == [False, True, False, True, False]
+    with pytest.raises(InputError, match="no variable 'watts'"):
+        pareto_front(ds, maximize=["watts"], minimize=[])
+
+
+def test_sweep_and_capacity_commands(ref, tmp_path, capsys):
+    scenario = BASE.save(tmp_path / "base.json")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("tp: [1, 4]\n")
+    out = tmp_path / "sweep.nc"
+    assert main(["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "--workers", "1",
+                 "--reference-dir", str(ref), "-q"]) == 0
+    captured = capsys.readouterr()
+    assert "1 ok, 1 failed; wrote" in captured.out and "no tp4/ folder" in captured.err
+    assert list(load(out).status.values) == ["ok", "failed"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tp: [1]\nspeed: [2]\n")
+    assert main(["sweep", str(scenario), "--grid", str(bad), "--out", str(out), "-q"]) == 2
+    assert "bad.yaml: speed: not a scenario field" in capsys.readouterr().err
+    assert main(["capacity", str(scenario), "--reference-dir", str(ref), "-q"]) == 2
+    assert "--slo-ttft-ms" in capsys.readouterr().err
+
+
+def test_design_views_show_values_failures_and_the_front(client, ref):
+    ds = ll.sweep(BASE, {"tp": [1, 4], "max_num_seqs": [8, 64]}, client=client, reference_dir=ref, progress=False)
+    p = design.heatmap(ds, "output_throughput", "max_num_seqs", "tp")
+    data = p.renderers[0].data_source.data
+    assert data["text"].count("failed") == 2 and len(data["value"]) == 4
+    front = pareto_front(ds, maximize=["output_throughput"], minimize=["num_gpus"])
+    sc = design.pareto(ds, "num_gpus", "output_throughput", front).renderers[0].data_source.data
+    assert len(sc["x"]) == 2 and list(sc["color"]).count("#d62728") == int(front.sum())
+    with pytest.raises(InputError, match="fix the other sweep dims"):
+        design.heatmap(ds.expand_dims(rate=[1.0, 2.0]), "output_throughput", "max_num_seqs", "tp")
+    time.sleep(0)   # keep the module's cluster for the next test
