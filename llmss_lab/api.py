@@ -1,6 +1,8 @@
 """``simulate(...)``: resolve the inputs, build the kernel, run it, return xarray results."""
 from __future__ import annotations
 
+import functools
+
 import json
 import subprocess
 import time
@@ -53,7 +55,9 @@ def kv_cache_blocks(model: ModelSpec, inst: InstanceSpec, engine: EngineConfig, 
     return blocks
 
 
+@functools.lru_cache(maxsize=1)
 def _git_hash() -> str:
+    """The checkout's commit, asked once per process (sweeps run thousands of points)."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).parent, timeout=5)

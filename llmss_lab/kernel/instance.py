@@ -155,7 +155,9 @@ class Instance:
         """Tokens of a finished step: returns (requests that got their first token, requests done)."""
         R = self.R
         rids = p.step.rids
-        produced = rids[R.computed[rids] >= R.num_tokens[rids]]
+        # a token comes out for a request whose chunk in *this* step reached its end; with PP a later
+        # micro-batch may already have advanced R.computed, so the step's own range decides
+        produced = rids[p.step.computed_before + p.step.num_new >= R.num_tokens[rids]]
         ntok = R.num_tokens[produced] + 1
         R.num_tokens[produced] = ntok
         is_first = R.first_token[produced] == UNSET

@@ -193,6 +193,8 @@ def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
     di = ("time", "instance")
     data = {
         "npu_weights": _var("instance", weights, "MiB", "weights and model buffers on each NPU"),
+        "npu_kv_capacity": _var("instance", np.array([s.num_blocks * s.block_bytes / MIB for s in raw.setups]), "MiB",
+                                "the KV cache's size on each NPU (its paged blocks)"),
         "npu_kv": _var(di, kv, "MiB", "KV cache of running requests, per NPU"),
         "npu_prefix_cache": _var(di, cached, "MiB", "cached prefix blocks no request holds, per NPU"),
         "npu_used": _var(di, weights[None, :] + kv + cached, "MiB", "NPU memory in use (weights + KV + prefix cache)"),
