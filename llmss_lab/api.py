@@ -21,7 +21,7 @@ from .latency.interconnect import Link
 from .latency.iteration import IterationModel
 from .latency.legacy import is_legacy_dir, load_legacy
 from .latency.pim import PimAttention, load_pim_device, pim_channels
-from .latency.profile import LatencyProfile, load_bundle
+from .latency.profile import LatencyProfile, load_bundle, require_layers
 from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
 from .workload import Workload, load_trace
@@ -77,6 +77,7 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
     if is_legacy_dir(d):
         return load_legacy(d, inst.tp_size, model.is_moe)
     profile = load_bundle(d).at_tp(inst.tp_size)
+    require_layers(profile, model.is_moe)
     if model.is_moe and profile.moe is None:
         profile.moe = load_bundle(d).at_tp(1).moe   # MoE blocks are profiled at TP=1 only
         if profile.moe is None:

@@ -238,7 +238,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = read_grid(args.grid)
     out = Path(args.out)
     ds = sweep(base, grid, client=args.scheduler, reference_dir=args.reference_dir, n_workers=args.workers,
-               slo=_slo(args, False), save_to=out, resume=args.resume, progress=not args.quiet)
+               slo=_slo(args, False), save_to=out, resume=args.resume, progress=not args.quiet, grid_source=args.grid)
     print(_sweep_table(ds, ["output_throughput", "mean_ttft_ms", "mean_tpot_ms", "goodput",
                             "energy_per_output_token_J", "num_gpus", "wall_s"]))
     errors = ds.error.to_series()
@@ -260,7 +260,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid) if args.grid else None
     ds = capacity(base, _slo(args, True), grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.scheduler,
-                  reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet)
+                  reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet,
+                  grid_source=args.grid or "grid")
     if args.out:
         save(ds, args.out)
     print(_sweep_table(ds, ["max_rate", "bound", "goodput", "energy_per_output_token_J", "num_gpus", "rounds"]))

@@ -198,11 +198,15 @@ def latency_row(res: Results) -> dict[str, float]:
 def _write_tsv(path: Path, header: list[str], rows: list[list]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".part")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-    tmp.replace(path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(header)
+            w.writerows(rows)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_figure_data(figure: int, reference_dir: str | Path, out: str | Path,

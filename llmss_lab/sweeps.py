@@ -105,7 +105,7 @@ def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | No
 
 # ---- grids ----------------------------------------------------------------------------------------
 
-def expand(base: Scenario, grid: Grid) -> tuple[dict[str, list], list[dict[str, Any]]]:
+def expand(base: Scenario, grid: Grid, source: str = "grid") -> tuple[dict[str, list], list[dict[str, Any]]]:
     """The sweep's dimensions and the scenario dict of every point (in C order over the dims).
 
     A mapping is a cartesian grid: ``{"tp": [1, 2], "max_num_seqs": [64, 256]}`` -> dims tp x
@@ -115,31 +115,31 @@ def expand(base: Scenario, grid: Grid) -> tuple[dict[str, list], list[dict[str, 
     known = {f.name for f in fields(Scenario)}
     if isinstance(grid, Mapping):
         if not grid:
-            raise InputError("the grid is empty: give at least one field with a list of values", "grid")
+            raise InputError("the grid is empty: give at least one field with a list of values", source)
         for key, values in grid.items():
             if key not in known:
-                raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", "grid", key)
+                raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", source, key)
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
-                raise InputError(f"must be a non-empty list of values, got {values!r}", "grid", key)
+                raise InputError(f"must be a non-empty list of values, got {values!r}", source, key)
         dims = {k: list(v) for k, v in grid.items()}
         overrides = [dict(zip(dims, combo)) for combo in itertools.product(*dims.values())]
     elif isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)) and len(grid) > 0:
         overrides = []
         for i, point in enumerate(grid):
             if not isinstance(point, Mapping):
-                raise InputError(f"point {i} must be a mapping of scenario fields, got {point!r}", "grid", f"points[{i}]")
+                raise InputError(f"point {i} must be a mapping of scenario fields, got {point!r}", source, f"points[{i}]")
             for key in point:
                 if key not in known:
-                    raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", "grid",
+                    raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", source,
                                      f"points[{i}].{key}")
             overrides.append(dict(point))
         dims = {"point": list(range(len(overrides)))}
     else:
-        raise InputError("a grid is a mapping {field: [values]} or a non-empty list of points", "grid")
+        raise InputError("a grid is a mapping {field: [values]} or a non-empty list of points", source)
     base_dict = base.to_dict()
     points = []
     for i, o in enumerate(overrides):
-        where = f"grid point {i} ({', '.join(f'{k}={v!r}' for k, v in o.items())})"
+        where = f"{source}: point {i} ({', '.join(f'{k}={v!r}' for k, v in o.items())})"
         points.append(Scenario.from_dict({**base_dict, **o}, where).to_dict())
     return dims, points
 
@@ -343,7 +343,7 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
 def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | Path | None = None,
           n_workers: int | None = None, slo: SLO | None = None, save_to: str | Path | None = None,
           resume: bool = False, progress: bool = True, save_every_s: float = 2.0,
-          on_point: Callable[[int, dict], None] | None = None) -> xr.Dataset:
+          on_point: Callable[[int, dict], None] | None = None, grid_source: str = "grid") -> xr.Dataset:
     """Run ``base`` at every point of ``grid`` and return the results on the grid's dims.
 
     ``client``: None (a LocalCluster of ``n_workers`` processes, started and stopped here), a
@@ -351,9 +351,10 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     reference data at the path resolved here, so remote workers need it at the same path.
     ``slo`` adds ``goodput``, ``slo_met`` and the SLO quantiles. ``save_to`` writes the Dataset as
     points arrive (at most every ``save_every_s``, and at the end, also when interrupted); with
-    ``resume``, points already ``ok`` in that file are not run again.
+    ``resume``, points already ``ok`` in that file are not run again. ``grid_source`` names the grid
+    (its file) in error messages.
     """
-    dims, points = expand(base, grid)
+    dims, points = expand(base, grid, grid_source)
     ref = str(resolve_reference_dir(reference_dir))
     results: list[dict | None] = [None] * len(points)
     if resume:
@@ -396,7 +397,7 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
 
 def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tuple[float, float] = (0.5, 64.0),
              rel_tol: float = 0.05, client: Any = None, reference_dir: str | Path | None = None,
-             n_workers: int | None = None, progress: bool = True) -> xr.Dataset:
+             n_workers: int | None = None, progress: bool = True, grid_source: str = "grid") -> xr.Dataset:
     """The highest arrival rate (req/s) each grid point sustains within ``slo``, by bisection.
 
     Every configuration is searched at once: each round submits one rate per unresolved
@@ -414,7 +415,7 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
         raise InputError(f"must be 0 < low < high, got {rate_range!r}", "capacity", "rate_range")
     if rel_tol <= 0:
         raise InputError(f"must be > 0, got {rel_tol!r}", "capacity", "rel_tol")
-    dims, points = expand(base, grid if grid is not None else [{}])
+    dims, points = expand(base, grid if grid is not None else [{}], grid_source)
     ref = str(resolve_reference_dir(reference_dir))
     n = len(points)
     lo = np.full(n, float(lo0))

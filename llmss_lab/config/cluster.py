@@ -232,7 +232,7 @@ def _memory(s: Section, with_util: bool = False) -> tuple[MemorySpec, float | No
     s.reject_unknown(allowed)
     mem = MemorySpec(
         mem_size=s.number("mem_size", positive=True, maximum=1e7),
-        mem_bw=s.number("mem_bw", minimum=0, maximum=1e9),
+        mem_bw=s.number("mem_bw", positive=True, maximum=1e9),
         mem_latency=s.number("mem_latency", required=False, default=0, minimum=0),
     )
     util = s.number("mem_util", required=False, default=None, positive=True, maximum=1.0) if with_util else None

@@ -365,6 +365,18 @@ class ProfileBundle:
         return self._tps[tp]
 
 
+def require_layers(profile: LatencyProfile, is_moe: bool) -> None:
+    """Refuse a bundle that lost an operator every step runs: it would simulate a faster model
+    without a word. MoE models run their MLP from moe.csv instead of dense.csv."""
+    d = Path(profile.source)
+    needed = {"dense.csv": (profile.dense, {"qkv_proj", "o_proj"} | (set() if is_moe else {"gate_up_proj", "down_proj"})),
+              "per_sequence.csv": (profile.per_sequence, {"lm_head"})}
+    for name, (table, layers) in needed.items():
+        missing = sorted(layers - set(table))
+        if missing:
+            raise InputError(f"no rows for layer(s) {missing}: every transformer step runs them", d / name, "layer")
+
+
 def _load_tp(meta: Section, tp: int, d: Path) -> LatencyProfile:
     moe = None
     if (d / "moe.csv").is_file():

@@ -63,17 +63,20 @@ def html_to_png(html: str | Path, png: str | Path, width: int = 1400, timeout_s:
     html, png = Path(html).resolve(), Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     tmp = png.with_name(png.stem + ".part.png")
-    with sync_playwright() as pw:
-        browser = _launch(pw)
-        try:
-            page = browser.new_page(viewport={"width": width, "height": 100}, device_scale_factor=2)
-            page.goto(html.as_uri())
-            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle",
-                                   timeout=timeout_s * 1000)
-            page.screenshot(path=str(tmp), full_page=True)
-        finally:
-            browser.close()
-    tmp.replace(png)
+    try:
+        with sync_playwright() as pw:
+            browser = _launch(pw)
+            try:
+                page = browser.new_page(viewport={"width": width, "height": 100}, device_scale_factor=2)
+                page.goto(html.as_uri())
+                page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 "
+                                       "&& Bokeh.documents[0].is_idle", timeout=timeout_s * 1000)
+                page.screenshot(path=str(tmp), full_page=True)
+            finally:
+                browser.close()
+        tmp.replace(png)
+    finally:
+        tmp.unlink(missing_ok=True)
     return png
 
 
@@ -96,6 +99,9 @@ def pdf_to_png(pdf: str | Path, png: str | Path, scale: float = 2.0) -> Path:
         doc.close()
     png.parent.mkdir(parents=True, exist_ok=True)
     tmp = png.with_name(png.stem + ".part.png")
-    image.save(tmp)
-    tmp.replace(png)
+    try:
+        image.save(tmp)
+        tmp.replace(png)
+    finally:
+        tmp.unlink(missing_ok=True)
     return png

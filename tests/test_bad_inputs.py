@@ -1,0 +1,185 @@
+"""The corpus of bad inputs (tests/bad_inputs/): each one through the command line and through the
+Python API. Each must end in one clear message naming the file and the key or line - exit status 2
+and ``llmss: error: ...`` on the CLI, an InputError from the API - never a traceback, a hang or a
+(partial) result file.
+
+Profile and model-config cases swap one file of the real reference data for a broken one in a
+temporary tree of symlinks (the reference data itself is never copied or changed).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import llmss_lab as ll
+from llmss_lab.cli import main
+from llmss_lab.config.engine import EngineConfig
+from llmss_lab.errors import InputError
+
+CORPUS = Path(__file__).resolve().parent / "bad_inputs"
+GOOD_CLUSTER = "configs/cluster/single_node_single_instance.json"
+TRACE = "workloads/example_trace.jsonl"
+BUNDLE = "profiles/RTXPRO6000/meta-llama/Llama-3.1-8B/bf16"
+
+# (case, kind, corpus file or argument, what the message must say)
+CASES = [
+    ("cluster-malformed", "cluster", "cluster/malformed.json", ["malformed.json", "line 4", "malformed JSON"]),
+    ("cluster-not-an-object", "cluster", "cluster/not_an_object.json", ["not_an_object.json", "object"]),
+    ("cluster-empty", "cluster", "cluster/empty.json", ["empty.json", "malformed JSON"]),
+    ("cluster-not-utf8", "cluster", "cluster/not_utf8.json", ["not_utf8.json", "not UTF-8"]),
+    ("cluster-missing-nodes", "cluster", "cluster/missing_nodes.json", ["missing_nodes.json", "nodes"]),
+    ("cluster-unknown-key", "cluster", "cluster/unknown_key.json", ["unknown_key.json", "tp_sise", "tp_size"]),
+    ("cluster-wrong-type", "cluster", "cluster/wrong_type_mem.json", ["wrong_type_mem.json", "mem_size", "'lots'"]),
+    ("cluster-negative-size", "cluster", "cluster/negative_mem.json", ["negative_mem.json", "mem_size", "-8"]),
+    ("cluster-zero-bandwidth", "cluster", "cluster/zero_bandwidth.json", ["zero_bandwidth.json", "mem_bw"]),
+    ("cluster-tp-heads", "cluster", "cluster/tp_not_dividing_heads.json", ["tp_not_dividing_heads.json", "tp_size",
+                                                                            "does not divide"]),
+    ("cluster-more-npus", "cluster", "cluster/more_npus_than_exist.json", ["more_npus_than_exist.json", "num_npus"]),
+    ("cluster-unknown-model", "cluster", "cluster/unknown_model.json", ["acme/NoSuchModel-7B", "model_name"]),
+    ("cluster-unknown-hardware", "cluster", "cluster/unknown_hardware.json", ["'H900'", "hardware"]),
+    ("cluster-absurd-tp", "cluster", "cluster/absurd_tp.json", ["absurd_tp.json", "tp_size"]),
+    ("cluster-instance-count", "cluster", "cluster/instance_count_mismatch.json", ["instance_count_mismatch.json",
+                                                                                    "num_instances"]),
+    ("cluster-weights-do-not-fit", "cluster", "cluster/weights_do_not_fit.json", ["weights_do_not_fit.json",
+                                                                                  "mem_size", "no room"]),
+    ("cluster-bool-for-int", "cluster", "cluster/bool_for_int.json", ["bool_for_int.json", "tp_size"]),
+    ("cluster-missing-file", "cluster", "cluster/no_such_config.json", ["no_such_config.json", "does not exist"]),
+    ("trace-malformed", "trace", "trace/malformed.jsonl", ["malformed.jsonl", "line 2"]),
+    ("trace-missing-field", "trace", "trace/missing_field.jsonl", ["missing_field.jsonl", "line 2", "output_toks"]),
+    ("trace-negative-arrival", "trace", "trace/negative_arrival.jsonl", ["negative_arrival.jsonl", "line 1",
+                                                                        "arrival_time_ns"]),
+    ("trace-unsorted", "trace", "trace/unsorted_arrivals.jsonl", ["unsorted_arrivals.jsonl", "line 2"]),
+    ("trace-empty", "trace", "trace/empty.jsonl", ["empty.jsonl", "no requests"]),
+    ("trace-zero-input", "trace", "trace/zero_input.jsonl", ["zero_input.jsonl", "line 1", "input_toks"]),
+    ("trace-wrong-type", "trace", "trace/wrong_type.jsonl", ["wrong_type.jsonl", "line 1", "output_toks"]),
+    ("trace-absurd-output", "trace", "trace/absurd_output.jsonl", ["absurd_output.jsonl", "line 1"]),
+    ("trace-not-an-object", "trace", "trace/not_an_object.jsonl", ["not_an_object.jsonl", "line 2"]),
+    ("trace-token-ids", "trace", "trace/token_ids_mismatch.jsonl", ["token_ids_mismatch.jsonl", "line 1",
+                                                                    "input_tok_ids"]),
+    ("trace-not-utf8", "trace", "trace/not_utf8.jsonl", ["not_utf8.jsonl", "UTF-8"]),
+    ("trace-missing-file", "trace", "trace/no_such_trace.jsonl", ["no_such_trace.jsonl", "does not exist"]),
+    ("profile-bad-header", "profile:tp1/dense.csv", "profile/dense_bad_header.csv", ["dense.csv", "tokens"]),
+    ("profile-not-numeric", "profile:tp1/dense.csv", "profile/dense_not_numeric.csv", ["dense.csv", "line 2"]),
+    ("profile-negative-time", "profile:tp1/dense.csv", "profile/dense_negative_time.csv", ["dense.csv", "line 2"]),
+    ("profile-grid-gap", "profile:tp1/dense.csv", "profile/dense_one_layer_only.csv", ["dense.csv", "qkv_proj"]),
+    ("profile-empty-table", "profile:tp1/attention.csv", "profile/attention_empty.csv", ["attention.csv"]),
+    ("profile-meta-malformed", "profile:meta.yaml", "profile/meta_malformed.yaml", ["meta.yaml", "line"]),
+    ("profile-missing-file", "profile:tp1/per_sequence.csv", None, ["per_sequence.csv"]),
+    ("model-missing-key", "model", "model/missing_heads.json", ["Llama-3.1-8B.json", "num_attention_heads"]),
+    ("scenario-unknown-key", "scenario", "scenario/unknown_key.json", ["unknown_key.json", "max_num_seq"]),
+    ("scenario-wrong-type", "scenario", "scenario/wrong_type.json", ["wrong_type.json", "tp", "'two'"]),
+    ("scenario-malformed", "scenario", "scenario/malformed.json", ["malformed.json", "line 1"]),
+    ("grid-unknown-field", "grid", "scenario/grid_unknown_field.yaml", ["grid_unknown_field.yaml", "batch"]),
+    ("grid-malformed", "grid", "scenario/grid_malformed.yaml", ["grid_malformed.yaml", "line"]),
+    ("grid-not-a-list", "grid", "scenario/grid_not_a_list.yaml", ["grid_not_a_list.yaml", "tp", "non-empty list"]),
+    ("grid-wrong-type", "grid", "scenario/grid_wrong_type.yaml", ["grid_wrong_type.yaml", "point 1", "max_num_seqs", "'many'"]),
+    ("results-garbage", "results", "results/garbage.nc", ["garbage.nc"]),
+    ("measurement-incomplete", "measurement", "measurement/only_requests", ["only_requests", "meta.json"]),
+    ("engine-negative-seqs", "engine", "max_num_seqs=-1", ["max_num_seqs", "-1"]),
+    ("engine-zero-block", "engine", "block_size=0", ["block_size", "> 0"]),
+    ("engine-utilisation", "engine", "gpu_memory_utilization=1.5", ["gpu_memory_utilization", "1.5"]),
+    ("reference-missing", "reference", "/no/such/reference", ["/no/such/reference", "does not exist"]),
+]
+
+
+def overlay(ref: Path, tmp: Path, rel: str, replacement: Path | None) -> Path:
+    """A reference root of symlinks to ``ref`` in which ``rel`` is ``replacement`` (or missing)."""
+    root = tmp / "refroot"
+    parts = Path(rel).parts
+    here, src = root, ref
+    for depth, name in enumerate(parts):
+        here.mkdir(parents=True, exist_ok=True)
+        for entry in src.iterdir():
+            if entry.name != name and not (here / entry.name).exists():
+                (here / entry.name).symlink_to(entry)
+        if depth == len(parts) - 1:
+            if replacement is not None:
+                (here / name).symlink_to(replacement)
+        here, src = here / name, src / name
+    return root
+
+
+def invoke(kind: str, arg: str | None, ref: Path, tmp: Path):
+    """(CLI argv, API call, the result file the CLI would write) for one case."""
+    out = tmp / "out.nc"
+    path = str(CORPUS / arg) if arg and not arg.startswith("/") and "=" not in arg else arg
+    if kind == "cluster":
+        return (["run", path, "--workload", TRACE, "--num-requests", "5", "--reference-dir", str(ref), "--out", str(out),
+                 "-q"], lambda: ll.simulate(path, TRACE, reference_dir=ref, num_requests=5), out)
+    if kind == "trace":
+        return (["run", str(ref / GOOD_CLUSTER), "--workload", path, "--reference-dir", str(ref), "--out", str(out), "-q"],
+                lambda: ll.simulate(ref / GOOD_CLUSTER, path, reference_dir=ref), out)
+    if kind.startswith("profile:") or kind == "model":
+        rel = f"{BUNDLE}/{kind.split(':', 1)[1]}" if kind != "model" else "configs/model/meta-llama/Llama-3.1-8B.json"
+        root = overlay(ref, tmp, rel, Path(path) if path else None)
+        return (["run", str(root / GOOD_CLUSTER), "--workload", TRACE, "--num-requests", "5", "--reference-dir",
+                 str(root), "--out", str(out), "-q"],
+                lambda: ll.simulate(root / GOOD_CLUSTER, TRACE, reference_dir=root, num_requests=5), out)
+    if kind in ("scenario", "grid"):
+        good_grid = tmp / "grid.yaml"
+        good_grid.write_text("tp: [1]\n")
+        good_scenario = ll.Scenario(num_requests=4).save(tmp / "scenario.json")
+        scenario, grid = (path, good_grid) if kind == "scenario" else (good_scenario, path)
+
+        def api():
+            from llmss_lab.sweeps import read_grid
+            base = ll.Scenario.load(scenario)
+            return ll.sweep(base, read_grid(grid), reference_dir=ref, progress=False, grid_source=str(grid))
+        return (["sweep", str(scenario), "--grid", str(grid), "--reference-dir", str(ref), "--out", str(out),
+                 "--workers", "1", "-q"], api, out)
+    if kind == "results":
+        return ["summary", path], lambda: ll.load_results(path), None
+    if kind == "measurement":
+        from llmss_lab.validate import validate
+        return ["validate", path, "--reference-dir", str(ref)], lambda: validate(path, ref), None
+    if kind == "engine":
+        key, value = arg.split("=")
+        flag = "--" + key.replace("_", "-")
+        return (["run", str(ref / GOOD_CLUSTER), "--reference-dir", str(ref), "--num-requests", "5", flag, value,
+                 "--out", str(out), "-q"], lambda: EngineConfig(**{key: float(value) if "." in value else int(value)}), out)
+    if kind == "reference":
+        return (["run", str(ref / GOOD_CLUSTER), "--reference-dir", arg, "--out", str(out), "-q"],
+                lambda: ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=arg), out)
+    raise AssertionError(kind)
+
+
+def test_the_corpus_has_at_least_forty_inputs():
+    assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+    on_disk = {str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*") if p.is_file()}
+    used = {c[2] for c in CASES if c[2]} | {c[2] + "/vllm/requests.jsonl" for c in CASES if c[1] == "measurement"}
+    assert on_disk <= used, on_disk - used          # every file in the corpus is exercised
+
+
+@pytest.mark.parametrize("case,kind,arg,expect", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_clear_message(case, kind, arg, expect, ref, tmp_path, capsys):
+    argv, api, result_file = invoke(kind, arg, ref, tmp_path)
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert code == 2, err
+    assert lines and lines[-1].startswith("llmss: error: ") and "Traceback" not in err, err
+    for word in expect:
+        assert word in lines[-1], (word, lines[-1])
+    if result_file is not None:
+        assert not result_file.exists() and not list(tmp_path.glob("*.part")), "a result file was left behind"
+    with pytest.raises(InputError) as exc:
+        api()
+    for word in expect:
+        if not word.startswith("--"):
+            assert word in str(exc.value), (word, str(exc.value))
+
+
+def test_nothing_executes_strings_from_input_files():
+    """Configs and traces are data: no eval/exec, no pickle, YAML through the safe loader only."""
+    pkg = Path(ll.__file__).resolve().parent
+    offenders = []
+    for py in pkg.rglob("*.py"):
+        text = py.read_text()
+        for bad in ("eval(", "exec(", "pickle", "yaml.load(text)", "yaml.unsafe_load", "allow_pickle=True",
+                    "yaml.Loader", "FullLoader"):
+            if bad in text:
+                offenders.append(f"{py.relative_to(pkg)}: {bad}")
+    assert not offenders, offenders
+    assert os.path.isdir(CORPUS)

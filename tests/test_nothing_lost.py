@@ -1,0 +1,93 @@
+"""Nothing lost: every result file is written to a temporary name and renamed, so a crash or an
+interruption while writing (or while simulating) leaves the previous file as it was."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import xarray as xr
+
+import llmss_lab as ll
+from llmss_lab.cli import main
+from llmss_lab.figures import _write_tsv
+from llmss_lab.sweeps import save as save_sweep
+
+BASE = ll.Scenario(num_requests=6)
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def previous(ref, tmp_path):
+    path = BASE.run(ref).save(tmp_path / "r.nc")
+    return path, digest(path)
+
+
+def test_a_crash_while_writing_results_keeps_the_previous_file(ref, previous, monkeypatch):
+    path, before = previous
+    res = BASE.replace(num_requests=9).run(ref)
+    calls = {"n": 0}
+    real = xr.Dataset.to_netcdf
+
+    def crash_on_second_group(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", crash_on_second_group)
+    with pytest.raises(OSError, match="disk full"):
+        res.save(path)
+    assert digest(path) == before and not list(path.parent.glob("*.part"))
+    assert ll.load_results(path).summary()["completed"] == 6
+
+
+def test_an_interrupted_cli_run_keeps_the_previous_file(ref, previous, monkeypatch, capsys):
+    path, before = previous
+    import llmss_lab.api as api
+
+    real = api.simulator.run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api.simulator, "run", interrupted)
+    code = main(["run", str(ref / "configs/cluster/single_node_single_instance.json"), "--reference-dir", str(ref),
+                 "--num-requests", "5", "--out", str(path), "-q"])
+    monkeypatch.setattr(api.simulator, "run", real)
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+    assert digest(path) == before and not list(path.parent.glob("*.part"))
+
+
+def test_scenario_sweep_and_figure_files_are_replaced_whole(tmp_path, monkeypatch):
+    scenario = BASE.save(tmp_path / "s.json")
+    before = digest(scenario)
+    monkeypatch.setattr("os.replace", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):       # interrupted at the last moment: the new text is written
+        BASE.replace(tp=2).save(scenario)
+    monkeypatch.undo()
+    assert digest(scenario) == before and not list(tmp_path.glob("*.part"))
+
+    ds = xr.Dataset({"status": ("point", ["ok"]), "scenario": ("point", ["{}"])})
+    sweep_file = save_sweep(ds, tmp_path / "sweep.nc")
+    before = digest(sweep_file)
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", lambda self, *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        save_sweep(ds, sweep_file)
+    monkeypatch.undo()
+    assert digest(sweep_file) == before and not list(tmp_path.glob("*.part"))
+
+    tsv = tmp_path / "figure_9" / "parsed" / "SD_throughput.tsv"
+    _write_tsv(tsv, ["time_s", "throughput"], [[0, 0.0], [1, 10.0]])
+    before = digest(tsv)
+
+    class Boom(list):
+        def __iter__(self):
+            yield [0, 0.0]
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _write_tsv(tsv, ["time_s", "throughput"], Boom())
+    assert digest(tsv) == before and not list(tsv.parent.glob("*.part"))
