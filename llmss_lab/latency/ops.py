@@ -1,0 +1,144 @@
+"""Operator shapes of a transformer step, derived from the model's Hugging Face config (never stored):
+the FLOPs and the bytes each operator of one layer moves on one tensor-parallel rank, for a batch.
+
+These are the inputs of the analytical (roofline) latency model for hardware without a profile.
+Conventions: a multiply-add is 2 FLOPs; bytes are what the operator reads and writes in device memory
+(weights once per step, activations in and out, the KV cache it reads and writes); ``dtype_bytes`` is
+the width of weights, activations and KV (2 for BF16). Attention is causal: a prefill chunk of ``c``
+new tokens over ``k`` cached ones scores ``c*k + c*(c+1)/2`` query-key pairs; a decode over ``L``
+cached tokens scores ``L + 1``. Column-parallel GEMMs (QKV, gate/up) and row-parallel ones (O, down)
+split their weights over the ``tp`` ranks; attention splits its heads; the vocabulary-parallel LM
+head and embedding split the vocabulary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config.model import ModelSpec
+from ..errors import InputError
+
+ELEMENTWISE_FLOPS = {"rms_norm": 4, "rotary_emb": 3, "act_fn": 5}   # per element, order of magnitude
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One operator of one layer on one rank: FLOPs and bytes moved (weights, activations, KV)."""
+    name: str
+    flops: float
+    weight_bytes: float
+    act_bytes: float
+    kv_bytes: float = 0.0
+
+    @property
+    def bytes(self) -> float:
+        return self.weight_bytes + self.act_bytes + self.kv_bytes
+
+    @property
+    def intensity(self) -> float:
+        """FLOPs per byte moved: where the operator sits against a roofline."""
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+
+class Shapes:
+    """Per-rank operator costs of a model at a tensor-parallel degree."""
+
+    def __init__(self, model: ModelSpec, tp: int = 1, dtype_bytes: int = 2):
+        if tp < 1 or model.num_heads % tp or model.num_kv_heads % tp and tp % model.num_kv_heads:
+            raise InputError(f"tp {tp} does not split the model's {model.num_heads} heads / "
+                             f"{model.num_kv_heads} KV heads", model.source or model.name, "tp")
+        self.m, self.tp, self.b = model, tp, dtype_bytes
+        self.h = model.hidden_size
+        self.hd = model.head_dim
+        self.q_heads = model.num_heads // tp
+        self.kv_heads = max(1, model.num_kv_heads // tp)   # replicated when tp > KV heads
+        self.ffn = model.intermediate_size // tp
+        self.vocab = -(-model.vocab_size // tp)
+
+    def _gemm(self, name: str, tokens: int, k: int, n: int) -> OpCost:
+        """[tokens, k] x [k, n]: weights k*n, activations in and out."""
+        b = self.b
+        return OpCost(name, 2.0 * tokens * k * n, float(k * n * b), float(tokens * (k + n) * b))
+
+    def qkv_proj(self, tokens: int) -> OpCost:
+        return self._gemm("qkv_proj", tokens, self.h, (self.q_heads + 2 * self.kv_heads) * self.hd)
+
+    def o_proj(self, tokens: int) -> OpCost:
+        return self._gemm("o_proj", tokens, self.q_heads * self.hd, self.h)
+
+    def gate_up_proj(self, tokens: int) -> OpCost:
+        return self._gemm("gate_up_proj", tokens, self.h, 2 * self.ffn)
+
+    def down_proj(self, tokens: int) -> OpCost:
+        return self._gemm("down_proj", tokens, self.ffn, self.h)
+
+    def act_fn(self, tokens: int) -> OpCost:
+        """SiLU(gate) * up: reads both halves, writes one."""
+        return OpCost("act_fn", ELEMENTWISE_FLOPS["act_fn"] * tokens * self.ffn, 0.0, 3.0 * tokens * self.ffn * self.b)
+
+    def rms_norm(self, tokens: int) -> OpCost:
+        return OpCost("rms_norm", ELEMENTWISE_FLOPS["rms_norm"] * tokens * self.h, float(self.h * self.b),
+                      2.0 * tokens * self.h * self.b)
+
+    def rotary_emb(self, tokens: int) -> OpCost:
+        elems = tokens * (self.q_heads + self.kv_heads) * self.hd
+        return OpCost("rotary_emb", ELEMENTWISE_FLOPS["rotary_emb"] * elems, 0.0, 2.0 * elems * self.b)
+
+    def embedding(self, tokens: int) -> OpCost:
+        """A row gather from this rank's slice of the vocabulary, then the all-reduce assembles it."""
+        return OpCost("embedding", 0.0, 0.0, 2.0 * tokens * self.h * self.b)
+
+    def attention_prefill(self, chunk: int, history: int) -> OpCost:
+        """One sequence's prefill chunk over its cached tokens (causal)."""
+        pairs = chunk * history + chunk * (chunk + 1) / 2
+        b, hd = self.b, self.hd
+        kv_read = (history + chunk) * 2 * self.kv_heads * hd * b
+        kv_write = chunk * 2 * self.kv_heads * hd * b
+        qo = 2 * chunk * self.q_heads * hd * b
+        return OpCost("attention_prefill", 4.0 * pairs * hd * self.q_heads, 0.0, float(qo), float(kv_read + kv_write))
+
+    def attention_decode(self, kv_len: int) -> OpCost:
+        """One sequence's decode token over ``kv_len`` cached tokens."""
+        b, hd = self.b, self.hd
+        kv_read = kv_len * 2 * self.kv_heads * hd * b
+        kv_write = 2 * self.kv_heads * hd * b
+        return OpCost("attention_decode", 4.0 * (kv_len + 1) * hd * self.q_heads, 0.0, 2.0 * self.q_heads * hd * b,
+                      float(kv_read + kv_write))
+
+    def lm_head(self, sequences: int) -> OpCost:
+        """Logits of the sampled rows only (one per sequence), over this rank's vocabulary slice."""
+        return self._gemm("lm_head", sequences, self.h, self.vocab)
+
+    def sampler(self, sequences: int) -> OpCost:
+        """Softmax and sampling over the full vocabulary in FP32."""
+        v = self.m.vocab_size
+        return OpCost("sampler", 5.0 * sequences * v, 0.0, 2.0 * sequences * v * 4)
+
+    def moe_experts(self, tokens: int, activated: int) -> OpCost:
+        """The routed MLP: ``tokens`` x top-k expert passes (gate, up, down of ``moe_intermediate_size``)
+        over ``activated`` distinct experts' weights, plus the router's [tokens, hidden] x [hidden, E]."""
+        m = self.m
+        if not m.is_moe:
+            raise InputError("not a mixture-of-experts model", m.source or m.name, "num_experts")
+        inter, b = m.moe_intermediate_size // self.tp, self.b
+        pairs = tokens * m.experts_per_token
+        flops = 2.0 * pairs * 3 * self.h * inter + 2.0 * tokens * self.h * m.num_experts
+        weights = activated * 3 * self.h * inter * b + self.h * m.num_experts * b
+        acts = pairs * (2 * self.h + 3 * inter) * b
+        return OpCost("moe_experts", flops, float(weights), float(acts))
+
+    def layer(self, tokens: int) -> list[OpCost]:
+        """The token-parallel operators of one decoder layer for a batch of ``tokens`` (no attention core)."""
+        ops = [self.rms_norm(tokens), self.qkv_proj(tokens), self.rotary_emb(tokens), self.o_proj(tokens),
+               self.rms_norm(tokens)]
+        if not self.m.is_moe:
+            ops += [self.gate_up_proj(tokens), self.act_fn(tokens), self.down_proj(tokens)]
+        return ops
+
+    def weight_bytes_per_rank(self) -> float:
+        """Every weight one rank holds: layers, embedding and LM head (a cross-check with ModelSpec)."""
+        layer = sum(op.weight_bytes for op in self.layer(1))
+        if self.m.is_moe:
+            layer += self.moe_experts(1, self.m.num_experts).weight_bytes
+        vocab = self.vocab * self.h * self.b
+        head = 0 if self.m.tie_word_embeddings else vocab
+        return layer * self.m.num_layers + vocab + head + self.h * self.b
