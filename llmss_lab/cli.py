@@ -268,6 +268,46 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile_fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .latency import roofline
+    from .latency.specs import load_specs
+    from .reference import resolve_reference_dir
+
+    root = resolve_reference_dir(args.reference_dir)
+    specs = load_specs()
+    samples = roofline.all_samples(root, specs)
+    eff = roofline.fit(samples, specs)
+    path = roofline.save_efficiency(eff, samples, specs, Path(args.out) if args.out else roofline.EFFICIENCY_FILE)
+    print(f"fitted on {len(samples)} operator timings of {len({x.bundle for x in samples})} profiles; wrote {path}")
+    for c, e in eff.items():
+        print(f"  {c:<11} e_max {e.e_max:.3f}  f_half {e.f_half:.3g}  u {e.u:.3f}  t0 {e.t0_us:.2f} us")
+    if args.leave_one_out:
+        print(f"leave-one-out, median |error| %:\n  {'profile':<50}{'all':>7}{'gemm':>7}{'attention':>10}")
+        for b in sorted({x.bundle for x in samples}):
+            test = [x for x in samples if x.bundle == b]
+            e = roofline.errors_pct(test, roofline.fit([x for x in samples if x.bundle != b], specs), specs)
+            med = {c: float(np.median(np.abs(e[[x.cls == c for x in test]]))) if any(x.cls == c for x in test)
+                   else float("nan") for c in ("gemm", "attention")}
+            print(f"  {b:<50}{np.median(np.abs(e)):>7.1f}{med['gemm']:>7.1f}{med['attention']:>10.1f}")
+    return 0
+
+
+def cmd_profile_check(args: argparse.Namespace) -> int:
+    from .latency import roofline
+    from .reference import resolve_reference_dir
+
+    table = roofline.check(resolve_reference_dir(args.reference_dir), args.hardware, args.model, args.tp,
+                           args.leave_one_out)
+    how = "a fit on every other profile" if args.leave_one_out else "the stored fit (profiles/efficiency.yaml)"
+    print(f"analytical model vs the profile of {args.model} on {args.hardware}, with {how}")
+    print(f"{'operator':<14}{'samples':>8}{'median |err| %':>16}{'p90 |err| %':>13}{'median err %':>14}")
+    for op, s in table.items():
+        print(f"{op:<14}{s['n']:>8}{s['median_abs_pct']:>16.1f}{s['p90_abs_pct']:>13.1f}{s['median_signed_pct']:>+14.1f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -375,6 +415,21 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--out", help="write the results (netCDF) here")
     dask_args(cp)
     cp.set_defaults(fn=cmd_capacity)
+
+    pf = sub.add_parser("profile-fit", help="fit the analytical model's efficiency curves on every profiled bundle")
+    pf.add_argument("--reference-dir", help=ref_help)
+    pf.add_argument("--out", help="where to write the fit (default: profiles/efficiency.yaml)")
+    pf.add_argument("--leave-one-out", action="store_true", help="also report each profile predicted by a fit "
+                                                                 "on the others")
+    pf.set_defaults(fn=cmd_profile_fit)
+
+    pc = sub.add_parser("profile-check", help="compare the analytical model with a profile, operator by operator")
+    pc.add_argument("hardware", help="profiled hardware, e.g. RTXPRO6000")
+    pc.add_argument("model", help="model, e.g. meta-llama/Llama-3.1-8B")
+    pc.add_argument("--tp", type=int, help="only this TP degree (default: every profiled one)")
+    pc.add_argument("--reference-dir", help=ref_help)
+    pc.add_argument("--leave-one-out", action="store_true", help="fit on every other profile first")
+    pc.set_defaults(fn=cmd_profile_check)
 
     f = sub.add_parser("fetch-reference", help="download the public reference files (pinned commit) to a cache")
     f.add_argument("--dest", help="target folder (default: the per-user cache)")

@@ -1,0 +1,300 @@
+"""The analytical latency of an operator on hardware without a profile: its FLOPs and bytes
+(:mod:`.ops`) against the accelerator's roofline (:mod:`.specs`), scaled by efficiency curves fitted
+once on the profiled bundles of the reference data.
+
+For an operator class (the GEMMs, attention, and each element-wise operator on its own) with
+parameters ``e_max, f_half, u, t0``::
+
+    t = t0 + max((F + f_half) / (P * e_max),  B / (W * u))
+
+``P`` is the peak dense BF16 FLOP/s and ``W`` the memory bandwidth of the spec. The compute term is
+the roofline's ``F / P`` at an achieved fraction ``e_max * F / (F + f_half)`` of peak that grows with
+the size of the work; ``u`` is the achieved fraction of bandwidth and ``t0`` a launch overhead. The
+few parameters per class are shared by every accelerator: what differs between accelerators is
+their spec. :func:`fit` finds them by least squares on log time over every profiled operator
+sample; the numbers live in ``profiles/efficiency.yaml`` with the fit's provenance.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import yaml
+
+from ..config.model import ModelSpec
+from ..config.reader import read_yaml
+from ..errors import InputError
+from .ops import OpCost, Shapes
+from .profile import read_csv
+from .specs import SPECS_DIR, HardwareSpec, load_specs
+
+log = logging.getLogger(__name__)
+EFFICIENCY_FILE = SPECS_DIR.parent / "efficiency.yaml"
+CLASSES = ("gemm", "attention", "rms_norm", "rotary_emb", "act_fn", "embedding", "sampler")
+OP_CLASS = {"qkv_proj": "gemm", "o_proj": "gemm", "gate_up_proj": "gemm", "down_proj": "gemm", "lm_head": "gemm",
+            "q_proj": "gemm", "k_proj": "gemm", "v_proj": "gemm", "gate_proj": "gemm", "up_proj": "gemm",
+            "attention": "attention", "act_fn": "act_fn", "rms_norm": "rms_norm", "rotary_emb": "rotary_emb",
+            "embedding": "embedding", "sampler": "sampler"}
+LEGACY_NAMES = {"input_layernorm": "rms_norm", "post_layernorm": "rms_norm", "final_layernorm": "rms_norm",
+                "rope": "rotary_emb"}
+PER_BUNDLE_OP = 120        # samples kept per (bundle, operator): spread over the profiled grid
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    e_max: float      # highest fraction of peak FLOP/s reached
+    f_half: float     # FLOPs at which half of e_max is reached
+    u: float          # fraction of peak memory bandwidth reached
+    t0_us: float      # launch overhead
+
+    def time_ns(self, flops, nbytes, spec: HardwareSpec):
+        compute = (np.asarray(flops, float) + self.f_half) / (spec.bf16_tflops * 1e12 * self.e_max)
+        memory = np.asarray(nbytes, float) / (spec.memory_bw_gbs * 1e9 * self.u)
+        return self.t0_us * 1e3 + np.maximum(compute, memory) * 1e9
+
+
+@dataclass(frozen=True)
+class Sample:
+    bundle: str       # "HW/org/model/tpN"
+    hardware: str
+    op: str
+    flops: float
+    nbytes: float
+    time_ns: float
+
+    @property
+    def cls(self) -> str:
+        return OP_CLASS[self.op]
+
+
+# ---- samples from the profiled bundles --------------------------------------------------------------
+
+def _spread(rows: list, k: int = PER_BUNDLE_OP) -> list:
+    if len(rows) <= k:
+        return rows
+    return [rows[i] for i in np.unique(np.linspace(0, len(rows) - 1, k).round().astype(int))]
+
+
+def _cost(shapes: Shapes, op: str, n: int) -> OpCost | None:
+    m = shapes.m
+    if op in ("q_proj", "k_proj", "v_proj"):
+        heads = shapes.q_heads if op == "q_proj" else shapes.kv_heads
+        return shapes._gemm(op, n, shapes.h, heads * shapes.hd)
+    if op in ("gate_proj", "up_proj"):
+        return shapes._gemm(op, n, shapes.h, shapes.ffn)
+    if op in ("act_fn", "gate_up_proj", "down_proj") and m.is_moe:
+        return None        # an MoE model's MLP is its experts
+    method = getattr(shapes, op, None)
+    return method(n) if method is not None and op in OP_CLASS else None
+
+
+def _attention(shapes: Shapes, pc: float, kp: float, n: float, kv: float) -> tuple[float, float]:
+    f = b = 0.0
+    if pc > 0:
+        c = shapes.attention_prefill(int(pc), int(kp))
+        f, b = f + c.flops, b + c.bytes
+    if n > 0:
+        d = shapes.attention_decode(int(kv))
+        f, b = f + n * d.flops, b + n * d.bytes
+    return f, b
+
+
+def bundle_samples(tp_dir: Path, model: ModelSpec, spec: HardwareSpec, tp: int, name: str) -> list[Sample]:
+    """Every operator timing of one profiled ``tpN/`` folder (current or artifact format) with its cost."""
+    shapes = Shapes(model, tp)
+    out: list[Sample] = []
+    if (tp_dir / "dense.csv").is_file():
+        for fname, key in (("dense.csv", "tokens"), ("per_sequence.csv", "sequences")):
+            cols = read_csv(tp_dir / fname, ("layer", key, "time_us"))
+            by_op: dict[str, list] = {}
+            for layer, x, t in zip(cols["layer"], cols[key], cols["time_us"]):
+                by_op.setdefault(layer, []).append((int(x), float(t) * 1e3))
+            for op, rows in by_op.items():
+                for x, t in _spread(sorted(rows)):
+                    c = _cost(shapes, op, x)
+                    if c is not None:
+                        out.append(Sample(name, spec.name, op, c.flops, c.bytes, t))
+        a = read_csv(tp_dir / "attention.csv", ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
+        rows = list(zip(a["prefill_chunk"], a["kv_prefill"], a["n_decode"], a["kv_decode"], a["time_us"]))
+        for pc, kp, n, kv, t in _spread(rows, 4 * PER_BUNDLE_OP):
+            f, b = _attention(shapes, pc, kp, n, kv)
+            if f > 0:
+                out.append(Sample(name, spec.name, "attention", f, b, float(t) * 1e3))
+        return out
+    cols = read_csv(tp_dir / "layers.csv", ("layer_name", "input", "kv_cache", "tp_size", "latency(ns)"))
+    by_op = {}
+    for layer, x, t in zip(cols["layer_name"], cols["input"], cols["latency(ns)"]):
+        by_op.setdefault(LEGACY_NAMES.get(layer, layer), []).append((int(x), float(t)))
+    for op, rows in by_op.items():
+        if op == "lm_head" or op not in OP_CLASS:
+            continue          # the artifact's lm_head rows time every token, not the sampled rows
+        for x, t in _spread(sorted(rows)):
+            c = _cost(shapes, op, x)
+            if c is not None:
+                out.append(Sample(name, spec.name, op, c.flops, c.bytes, t))
+    # The artifact's attention files are a predictor's output, not timings. Its prefill predictions
+    # stop growing with the history (A6000 TP1: 0.65 ms from 2.7 to 131 TFLOP of attention work), so
+    # only its decode predictions are fitted on.
+    d = read_csv(tp_dir / "predictions" / "attn_decode_predictions.csv", ("batch_size", "kv_cache_size", "prediction"))
+    for n, kv, t in _spread(list(zip(d["batch_size"], d["kv_cache_size"], d["prediction"])), 2 * PER_BUNDLE_OP):
+        f, b = _attention(shapes, 0, 0, n, kv)
+        if f > 0:
+            out.append(Sample(name, spec.name, "attention", f, b, float(t)))
+    return out
+
+
+def profiled_bundles(root: Path) -> list[tuple[Path, str, str, int]]:
+    """(tpN folder, hardware, model name, tp) of every bundle under a reference root, both formats."""
+    found = []
+    for base, pattern in ((root / "profiles", "*/*/*/bf16/tp*"), (root / "ispass26" / "profiles", "*/*/*/tp*"),
+                          (root / "profiles", "*/*/*/tp*")):
+        for d in sorted(base.glob(pattern)):
+            if not d.is_dir() or not d.name[2:].isdigit():
+                continue
+            if not ((d / "dense.csv").is_file() or ((d / "layers.csv").is_file() and (d / "predictions").is_dir())):
+                continue
+            parts = d.relative_to(base).parts
+            hw, model = parts[0], f"{parts[1]}/{parts[2]}"
+            key = (hw, model, int(d.name[2:]))
+            if all((f[1], f[2], f[3]) != key for f in found):
+                found.append((d, *key))
+    return found
+
+
+def _model_config(root: Path, model: str) -> ModelSpec:
+    for p in (root / "configs" / "model" / f"{model}.json", root / "ispass26" / "model_config" / f"{model}.json",
+              root / "model_config" / f"{model}.json"):
+        if p.is_file():
+            return ModelSpec.from_hf_config(p)
+    raise InputError(f"no model config for {model!r}", root, "model")
+
+
+def all_samples(root: Path, specs: dict[str, HardwareSpec] | None = None) -> list[Sample]:
+    specs = specs if specs is not None else load_specs()
+    out = []
+    for d, hw, model, tp in profiled_bundles(root):
+        if hw not in specs:
+            log.warning("no hardware spec for %s: its profiles are left out of the fit", hw)
+            continue
+        out += bundle_samples(d, _model_config(root, model), specs[hw], tp, f"{hw}/{model}/tp{tp}")
+    return out
+
+
+# ---- fitting and storing --------------------------------------------------------------------------
+
+def _predict(theta: np.ndarray, f: np.ndarray, b: np.ndarray, peak: np.ndarray, bw: np.ndarray) -> np.ndarray:
+    e_max, f_half, u, t0 = np.exp(theta)
+    return t0 * 1e3 + np.maximum((f + f_half) / (peak * e_max), b / (bw * u)) * 1e9
+
+
+def fit(samples: Iterable[Sample], specs: dict[str, HardwareSpec] | None = None) -> dict[str, Efficiency]:
+    """Least squares on log time, per operator class, over every sample given."""
+    from scipy.optimize import least_squares
+
+    specs = specs if specs is not None else load_specs()
+    samples = list(samples)
+    out = {}
+    for cls in CLASSES:
+        s = [x for x in samples if x.cls == cls and x.time_ns > 0]
+        if not s:
+            raise InputError(f"no profiled samples of {cls} operators to fit", "profiles", cls)
+        f = np.array([x.flops for x in s])
+        b = np.array([x.nbytes for x in s])
+        t = np.array([x.time_ns for x in s])
+        peak = np.array([specs[x.hardware].bf16_tflops * 1e12 for x in s])
+        bw = np.array([specs[x.hardware].memory_bw_gbs * 1e9 for x in s])
+        x0 = np.log([0.6, 1e8, 0.7, 5.0])
+        lo, hi = np.log([0.02, 1.0, 0.02, 0.05]), np.log([1.0, 1e13, 1.0, 500.0])
+        res = least_squares(lambda th: np.log(_predict(th, f, b, peak, bw)) - np.log(t), x0, bounds=(lo, hi),
+                            loss="soft_l1", f_scale=0.2)
+        out[cls] = Efficiency(*(float(v) for v in np.exp(res.x)))
+    return out
+
+
+def errors_pct(samples: list[Sample], eff: dict[str, Efficiency], specs: dict[str, HardwareSpec]) -> np.ndarray:
+    """Signed % error of the analytical time against each profiled sample."""
+    pred = np.array([float(eff[x.cls].time_ns(x.flops, x.nbytes, specs[x.hardware])) for x in samples])
+    meas = np.array([x.time_ns for x in samples])
+    return (pred - meas) / meas * 100.0
+
+
+def save_efficiency(eff: dict[str, Efficiency], samples: list[Sample], specs: dict[str, HardwareSpec],
+                    path: Path = EFFICIENCY_FILE) -> Path:
+    from .. import __version__
+    from ..api import _git_hash
+
+    err = errors_pct(samples, eff, specs)
+    per_class = {c: float(np.median(np.abs(err[[x.cls == c for x in samples]]))) for c in CLASSES}
+    doc = {
+        "model": "t = t0 + max((F + f_half) / (P * e_max), B / (W * u)); P, W from profiles/hardware",
+        "classes": {c: {"e_max": round(e.e_max, 5), "f_half": float(f"{e.f_half:.5g}"), "u": round(e.u, 5),
+                        "t0_us": round(e.t0_us, 4)} for c, e in eff.items()},
+        "provenance": {
+            "fitted_on": sorted({x.bundle for x in samples}),
+            "samples": len(samples),
+            "median_abs_error_pct": {c: round(v, 2) for c, v in per_class.items()},
+            "fitted_at": datetime.date.today().isoformat(),
+            "llmss_lab": f"{__version__} ({_git_hash()})",
+            "command": "llmss profile-fit --reference-dir ROOT",
+        },
+    }
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False, width=110))
+    tmp.replace(path)
+    return path
+
+
+def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:
+    data = read_yaml(path)
+    classes = data.get("classes") if isinstance(data, dict) else None
+    if not isinstance(classes, dict):
+        raise InputError("missing the fitted 'classes' (run `llmss profile-fit`)", path, "classes")
+    out = {}
+    for c in CLASSES:
+        p = classes.get(c)
+        if not isinstance(p, dict):
+            raise InputError("missing fitted parameters", path, f"classes.{c}")
+        try:
+            out[c] = Efficiency(float(p["e_max"]), float(p["f_half"]), float(p["u"]), float(p["t0_us"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"bad parameter ({exc})", path, f"classes.{c}") from None
+    return out
+
+
+def summary(err: np.ndarray) -> dict[str, float]:
+    a = np.abs(err)
+    return {"n": int(len(err)), "median_abs_pct": float(np.median(a)) if len(a) else math.nan,
+            "p90_abs_pct": float(np.percentile(a, 90)) if len(a) else math.nan,
+            "median_signed_pct": float(np.median(err)) if len(err) else math.nan}
+
+
+def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_one_out: bool = False,
+          specs: dict[str, HardwareSpec] | None = None) -> dict[str, dict[str, float]]:
+    """Operator-by-operator error of the analytical model against one profiled (hardware, model):
+    with the stored fit, or (``leave_one_out``) with a fit on every other bundle."""
+    specs = specs if specs is not None else load_specs()
+    if hardware not in specs:
+        raise InputError(f"no spec for hardware {hardware!r} (have: {', '.join(sorted(specs))})", SPECS_DIR, "name")
+    picked = [b for b in profiled_bundles(root) if b[1] == hardware and b[2] == model and (tp is None or b[3] == tp)]
+    if not picked:
+        have = sorted({f"{b[1]} {b[2]} tp{b[3]}" for b in profiled_bundles(root)})
+        raise InputError(f"no profile of {model} on {hardware}{f' at tp{tp}' if tp else ''} (profiled: {have})",
+                         root, "profile")
+    test = []
+    for d, hw, m, t in picked:
+        test += bundle_samples(d, _model_config(root, m), specs[hw], t, f"{hw}/{m}/tp{t}")
+    if leave_one_out:
+        names = {x.bundle for x in test}
+        eff = fit([x for x in all_samples(root, specs) if x.bundle not in names], specs)
+    else:
+        eff = load_efficiency()
+    err = errors_pct(test, eff, specs)
+    ops = sorted({x.op for x in test}, key=lambda o: (CLASSES.index(OP_CLASS[o]), o))
+    table = {op: summary(err[[x.op == op for x in test]]) for op in ops}
+    table["all"] = summary(err)
+    return table
