@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 from .api import simulate
 from .config.engine import EngineConfig
 from .errors import InputError
+from .files import replacing
 from .results.dataset import Results
 
 
@@ -197,16 +198,10 @@ def latency_row(res: Results) -> dict[str, float]:
 
 def _write_tsv(path: Path, header: list[str], rows: list[list]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
-    try:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(header)
-            w.writerows(rows)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
 
 
 def write_figure_data(figure: int, reference_dir: str | Path, out: str | Path,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import InputError
+from .files import write_text
 from .figures import artifact_root
 from .reference import resolve_reference_dir
 
@@ -68,10 +69,7 @@ def _notebook_html(executed: Path, target: Path) -> Path:
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    tmp = target.with_name(target.name + ".part")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return write_text(target, body)
 
 
 def run_notebook(nb: Path, out: Path, parameters: dict, png: bool, art: Path | None) -> NotebookRun:
@@ -158,8 +156,4 @@ def write_index(out: Path, runs: list[NotebookRun], params: dict) -> Path:
         left = "".join(f"<img src='{f.name}'>" for f in ours) or "<p>(no PNG)</p>"
         right = "".join(f"<img src='published/{f.name}'>" for f in theirs)
         parts.append(f"<div class='pair'><div>{left}</div><div>{right}</div></div>")
-    index = out / "index.html"
-    tmp = index.with_name("index.html.part")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(index)
-    return index
+    return write_text(out / "index.html", "\n".join(parts))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import InputError
+from .files import write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +199,7 @@ def fetch_reference(dest: str | Path | None = None, commit: str = PINNED_COMMIT,
             continue
         data = _download([RAW_URL.format(repo=UPSTREAM, commit=ref, path=u) for u in upstreams], opener)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        write_bytes(target, data)
     log.info("reference data ready in %s", dest)
     return dest
 

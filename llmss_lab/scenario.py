@@ -8,8 +8,6 @@ LLMServingSim's cluster JSON, so ``Scenario.cluster_json()`` can be saved and ru
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +16,7 @@ from .api import simulate
 from .catalog import scan
 from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
 from .errors import InputError
+from .files import write_text
 from .reference import resolve_reference_dir
 from .results.dataset import Results
 from .workload import Workload, load_trace, synthetic
@@ -221,12 +220,4 @@ class Scenario:
 def _atomic_write(path: Path, text: str) -> Path:
     if not path.parent.is_dir():
         raise InputError("output folder does not exist", path.parent)
-    fd, tmp = tempfile.mkstemp(suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, text)

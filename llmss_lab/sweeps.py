@@ -29,6 +29,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import InputError, LlmssError
+from .files import replacing
 from .reference import resolve_reference_dir
 from .scenario import Scenario
 
@@ -201,7 +202,7 @@ def to_dataset(base: Scenario, grid: Grid, dims: dict[str, list], points: list[d
     dim_names = list(dims)
     coords: dict[str, Any] = {d: _coord(v) for d, v in dims.items()}
     if dim_names == ["point"]:   # a list of points: every field that varies is a coordinate along it
-        varying = sorted({k for p in (grid if not isinstance(grid, Mapping) else []) for k in p})
+        varying = sorted({k for p in grid for k in p})
         for k in varying:
             coords[k] = ("point", _coord([p[k] for p in points]))
     variables = {k: (dim_names, v.reshape(shape), {"units": _units(k)}) for k, v in data.items()}
@@ -231,13 +232,8 @@ def save(ds: xr.Dataset, path: str | Path) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError("output folder does not exist", path.parent)
-    tmp = path.with_name(path.name + ".part")
-    try:
+    with replacing(path) as tmp:
         ds.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -54,22 +54,22 @@ class Shapes:
         self.ffn = model.intermediate_size // tp
         self.vocab = -(-model.vocab_size // tp)
 
-    def _gemm(self, name: str, tokens: int, k: int, n: int) -> OpCost:
+    def gemm(self, name: str, tokens: int, k: int, n: int) -> OpCost:
         """[tokens, k] x [k, n]: weights k*n, activations in and out."""
         b = self.b
         return OpCost(name, 2.0 * tokens * k * n, float(k * n * b), float(tokens * (k + n) * b))
 
     def qkv_proj(self, tokens: int) -> OpCost:
-        return self._gemm("qkv_proj", tokens, self.h, (self.q_heads + 2 * self.kv_heads) * self.hd)
+        return self.gemm("qkv_proj", tokens, self.h, (self.q_heads + 2 * self.kv_heads) * self.hd)
 
     def o_proj(self, tokens: int) -> OpCost:
-        return self._gemm("o_proj", tokens, self.q_heads * self.hd, self.h)
+        return self.gemm("o_proj", tokens, self.q_heads * self.hd, self.h)
 
     def gate_up_proj(self, tokens: int) -> OpCost:
-        return self._gemm("gate_up_proj", tokens, self.h, 2 * self.ffn)
+        return self.gemm("gate_up_proj", tokens, self.h, 2 * self.ffn)
 
     def down_proj(self, tokens: int) -> OpCost:
-        return self._gemm("down_proj", tokens, self.ffn, self.h)
+        return self.gemm("down_proj", tokens, self.ffn, self.h)
 
     def act_fn(self, tokens: int) -> OpCost:
         """SiLU(gate) * up: reads both halves, writes one."""
@@ -106,7 +106,7 @@ class Shapes:
 
     def lm_head(self, sequences: int) -> OpCost:
         """Logits of the sampled rows only (one per sequence), over this rank's vocabulary slice."""
-        return self._gemm("lm_head", sequences, self.h, self.vocab)
+        return self.gemm("lm_head", sequences, self.h, self.vocab)
 
     def sampler(self, sequences: int) -> OpCost:
         """Softmax and sampling over the full vocabulary in FP32."""

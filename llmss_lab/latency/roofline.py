@@ -29,6 +29,7 @@ import yaml
 from ..config.model import ModelSpec
 from ..config.reader import read_yaml
 from ..errors import InputError
+from ..files import write_text
 from .ops import OpCost, Shapes
 from .profile import read_csv
 from .specs import SPECS_DIR, HardwareSpec, load_specs
@@ -84,9 +85,9 @@ def _cost(shapes: Shapes, op: str, n: int) -> OpCost | None:
     m = shapes.m
     if op in ("q_proj", "k_proj", "v_proj"):
         heads = shapes.q_heads if op == "q_proj" else shapes.kv_heads
-        return shapes._gemm(op, n, shapes.h, heads * shapes.hd)
+        return shapes.gemm(op, n, shapes.h, heads * shapes.hd)
     if op in ("gate_proj", "up_proj"):
-        return shapes._gemm(op, n, shapes.h, shapes.ffn)
+        return shapes.gemm(op, n, shapes.h, shapes.ffn)
     if op in ("act_fn", "gate_up_proj", "down_proj") and m.is_moe:
         return None        # an MoE model's MLP is its experts
     method = getattr(shapes, op, None)
@@ -243,10 +244,7 @@ def save_efficiency(eff: dict[str, Efficiency], samples: list[Sample], specs: di
             "command": "llmss profile-fit --reference-dir ROOT",
         },
     }
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False, width=110))
-    tmp.replace(path)
-    return path
+    return write_text(path, yaml.safe_dump(doc, sort_keys=False, width=110))
 
 
 def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:

@@ -11,8 +11,6 @@ Every variable carries ``units`` and ``long_name``; run-level facts sit in the D
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
+from ..files import replacing
 from ..config.power import COMPONENTS
 from ..kernel.power import PowerAccount
 from ..kernel.simulator import RawRun
@@ -306,9 +305,7 @@ class Results:
         path = Path(path)
         if path.parent and not path.parent.exists():
             raise InputError("output folder does not exist", path.parent)
-        fd, tmp = tempfile.mkstemp(suffix=".nc.part", dir=path.parent or ".")
-        os.close(fd)
-        try:
+        with replacing(path) as tmp:
             mode = "w"
             for g in GROUPS:
                 getattr(self, g).to_netcdf(tmp, group=g, mode=mode, engine="netcdf4")
@@ -318,10 +315,6 @@ class Results:
             for g in OPTIONAL:
                 if getattr(self, g).data_vars:
                     getattr(self, g).to_netcdf(tmp, group=g, mode="a", engine="netcdf4")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     @classmethod

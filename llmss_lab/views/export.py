@@ -14,21 +14,16 @@ from bokeh.embed import file_html
 from bokeh.resources import INLINE
 
 from ..errors import InputError
+from ..files import replacing, write_bytes
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
-
-
 def save_html(obj, path: str | Path, title: str) -> Path:
     """A standalone HTML page of a Bokeh object, with BokehJS inline (no network needed to view it)."""
-    return _atomic_write(Path(path), file_html(obj, INLINE, title).encode("utf-8"))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_bytes(path, file_html(obj, INLINE, title).encode("utf-8"))
 
 
 def chromium_executable() -> str | None:
@@ -62,21 +57,16 @@ def html_to_png(html: str | Path, png: str | Path, width: int = 1400, timeout_s:
         raise InputError("PNG export needs Playwright: pip install -e '.[figures]'", "png export") from None
     html, png = Path(html).resolve(), Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(png.stem + ".part.png")
-    try:
-        with sync_playwright() as pw:
-            browser = _launch(pw)
-            try:
-                page = browser.new_page(viewport={"width": width, "height": 100}, device_scale_factor=2)
-                page.goto(html.as_uri())
-                page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 "
-                                       "&& Bokeh.documents[0].is_idle", timeout=timeout_s * 1000)
-                page.screenshot(path=str(tmp), full_page=True)
-            finally:
-                browser.close()
-        tmp.replace(png)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(png, keep_suffix=True) as tmp, sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 100}, device_scale_factor=2)
+            page.goto(html.as_uri())
+            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 "
+                                   "&& Bokeh.documents[0].is_idle", timeout=timeout_s * 1000)
+            page.screenshot(path=str(tmp), full_page=True)
+        finally:
+            browser.close()
     return png
 
 
@@ -98,10 +88,6 @@ def pdf_to_png(pdf: str | Path, png: str | Path, scale: float = 2.0) -> Path:
     finally:
         doc.close()
     png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(png.stem + ".part.png")
-    try:
+    with replacing(png, keep_suffix=True) as tmp:
         image.save(tmp)
-        tmp.replace(png)
-    finally:
-        tmp.unlink(missing_ok=True)
     return png
