@@ -1,8 +1,17 @@
-"""Wall time of each validation simulation (and its accuracy), measured in fresh processes.
+"""Wall time and accuracy of each validation simulation, measured in fresh processes, with the
+measured profile and with the analytical (roofline) latency model.
 
 Run: python benchmarks/bench_validation.py [--reference-dir ROOT] [--repeat 5]
-Prints, per case, the wall time from reading the inputs to finished results (the ``sim_wall_s``
-of ``llmss validate --json``), as min / median over the repeats, and the mean |Diff %|.
+Prints, per case and latency source, the wall time from reading the inputs to finished results
+(the ``sim_wall_s`` of ``llmss validate --json``) as min / median / max over the repeats, and the
+mean |Diff %| against the real vLLM run. Latency sources:
+
+* ``profile``: the case's measured profile bundle;
+* ``analytical``: the roofline model with the stored fit (profiles/efficiency.yaml, which saw this
+  hardware and model's profile among the others);
+* ``analytical (LOO)``: the roofline model fitted without any profile of this hardware and model
+  (``llmss profile-fit --leave-out``), the honest stand-in for hardware that has no profile.
+
 Target: <= 0.5 s per case on the 2-core CI machine.
 """
 from __future__ import annotations
@@ -13,9 +22,16 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-CASES = ("RTXPRO6000/Llama-3.1-8B", "RTXPRO6000/Qwen3-32B")
+CASES = {"RTXPRO6000/Llama-3.1-8B": "RTXPRO6000/meta-llama/Llama-3.1-8B",
+         "RTXPRO6000/Qwen3-32B": "RTXPRO6000/Qwen/Qwen3-32B"}
+
+
+def llmss(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "llmss_lab", *args], capture_output=True, text=True,
+                          check=True).stdout
 
 
 def main() -> int:
@@ -25,18 +41,22 @@ def main() -> int:
                                                              str(here.parent / "shared/reference/llmservingsim")))
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args()
-    print(f"{'case':<28}{'min s':>8}{'median s':>10}{'max s':>8}{'err %':>8}  target <= 0.5 s")
-    for case in CASES:
-        walls, err = [], None
-        for _ in range(args.repeat):
-            out = subprocess.run([sys.executable, "-m", "llmss_lab", "validate",
-                                  str(Path(args.reference_dir) / "measurements" / case),
-                                  "--reference-dir", args.reference_dir, "--json"],
-                                 capture_output=True, text=True, check=True)
-            rep = json.loads(out.stdout)
-            walls.append(rep["sim_wall_s"])
-            err = rep["mean_abs_err_pct"]
-        print(f"{case:<28}{min(walls):>8.3f}{statistics.median(walls):>10.3f}{max(walls):>8.3f}{err:>8.2f}")
+    ref = args.reference_dir
+    print(f"{'case':<26}{'latency source':<19}{'min s':>7}{'median s':>10}{'max s':>7}{'err %':>8}  target <= 0.5 s")
+    with tempfile.TemporaryDirectory() as tmp:
+        for case, pair in CASES.items():
+            loo = str(Path(tmp) / "loo.yaml")
+            llmss("profile-fit", "--reference-dir", ref, "--out", loo, "--leave-out", pair)
+            for label, extra in (("profile", ["--latency", "profile"]), ("analytical", ["--latency", "analytical"]),
+                                 ("analytical (LOO)", ["--latency", "analytical", "--efficiency", loo])):
+                walls, err = [], None
+                for _ in range(args.repeat):
+                    rep = json.loads(llmss("validate", str(Path(ref) / "measurements" / case), "--reference-dir", ref,
+                                           "--json", *extra))
+                    walls.append(rep["sim_wall_s"])
+                    err = rep["mean_abs_err_pct"]
+                print(f"{case:<26}{label:<19}{min(walls):>7.3f}{statistics.median(walls):>10.3f}{max(walls):>7.3f}"
+                      f"{err:>8.2f}")
     return 0
 
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import functools
-
 import json
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,11 +17,13 @@ from .config.engine import EngineConfig
 from .config.model import DTYPE_BYTES, GIB, ModelSpec
 from .errors import InputError, UnsupportedFeature
 from .kernel import power, simulator
+from .latency.analytical import WhatIf, analytical_profile, efficiency, find_spec
 from .latency.interconnect import Link
 from .latency.iteration import IterationModel
 from .latency.legacy import is_legacy_dir, load_legacy
 from .latency.pim import PimAttention, load_pim_device, pim_channels
 from .latency.profile import LatencyProfile, load_bundle, require_layers
+from .latency.roofline import EFFICIENCY_FILE
 from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
 from .workload import Workload, load_trace
@@ -71,8 +73,40 @@ def pads_shapes(hardware: str) -> bool:
     return "tpu" in hardware.lower()
 
 
-def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, variant: str) -> LatencyProfile:
-    """The instance's per-rank profile, from a current-format bundle or the paper artifact's format."""
+LATENCY_MODES = ("auto", "profile", "analytical")
+
+
+@dataclass(frozen=True)
+class LatencyChoice:
+    """Where step latencies come from: ``auto`` (a measured profile where one exists for the
+    hardware, model and TP degree, else the analytical model), ``profile`` or ``analytical``;
+    ``what_if`` scales the hardware spec (analytical only); ``efficiency_file`` the fitted curves."""
+
+    mode: str = "auto"
+    what_if: WhatIf = WhatIf()
+    efficiency_file: str = ""
+
+    @classmethod
+    def of(cls, mode: str = "auto", what_if: dict | WhatIf | None = None, efficiency_file: str | Path | None = None,
+           source: str = "settings") -> "LatencyChoice":
+        if mode not in LATENCY_MODES:
+            raise InputError(f"must be one of {LATENCY_MODES}, got {mode!r}", source, "latency")
+        wi = what_if if isinstance(what_if, WhatIf) else WhatIf.from_dict(what_if, source)
+        if mode == "profile" and wi.active:
+            raise InputError("a hardware what-if needs the analytical model (latency 'analytical' or 'auto'): "
+                             "a measured profile cannot be scaled", source, "what_if")
+        return cls(mode, wi, str(efficiency_file or ""))
+
+
+def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, variant: str,
+                 choice: LatencyChoice = LatencyChoice()) -> LatencyProfile:
+    """The instance's per-rank profile: measured (current-format bundle or the paper artifact's
+    format) or computed from the hardware spec, as ``choice`` says."""
+    measured = choice.mode == "profile" or (
+        choice.mode == "auto" and not choice.what_if.active
+        and layout.has_profile(inst.hardware, inst.model_name, variant, inst.tp_size))
+    if not measured:
+        return _analytical(inst, model, variant, choice)
     d = layout.profile_dir(inst.hardware, inst.model_name, variant)
     if is_legacy_dir(d):
         return load_legacy(d, inst.tp_size, model.is_moe)
@@ -83,6 +117,16 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
         if profile.moe is None:
             raise InputError("mixture-of-experts model but the profile has no moe.csv", d, "tp1/moe.csv")
     return profile
+
+
+def _analytical(inst: InstanceSpec, model: ModelSpec, variant: str, choice: LatencyChoice) -> LatencyProfile:
+    if variant not in ("bf16", "fp16"):
+        raise UnsupportedFeature(f"the analytical latency model covers 16-bit weights and KV cache, not {variant!r}; "
+                                 "use a measured profile", inst.where or "instance", "dtype")
+    spec = choice.what_if.apply(find_spec(inst.hardware))
+    eff_path = Path(choice.efficiency_file) if choice.efficiency_file else EFFICIENCY_FILE
+    note = "; ".join(x for x in (choice.what_if.label(), f"fit {eff_path.name}") if x)
+    return analytical_profile(model, spec, inst.tp_size, efficiency(eff_path), note=note)
 
 
 def weight_placement(cluster: ClusterSpec, inst: InstanceSpec, model: ModelSpec, ep: int, dtype_b: int,
@@ -136,7 +180,7 @@ def pim_for(cluster: ClusterSpec, inst: InstanceSpec, node: int, model: ModelSpe
 def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfig, layout: ReferenceLayout,
                    node: int = 0, expert_gate: str = "balanced", gate_skew: float = 1.0,
                    seed: int = 0, ep_link: Link | None = None, attn_offload: bool = False,
-                   sub_batches: bool = False) -> simulator.InstanceSetup:
+                   sub_batches: bool = False, latency: LatencyChoice = LatencyChoice()) -> simulator.InstanceSetup:
     src = cluster.source
     model = ModelSpec.from_hf_config(layout.model_config(inst.model_name), inst.model_name)
     eng = engine.with_overrides(inst.engine_overrides, src)
@@ -153,7 +197,7 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
     if inst.dp_group is None and ep > inst.tp_size:
         raise InputError(f"ep_size {ep} exceeds tp_size {inst.tp_size}; expert parallelism wider than one "
                          "instance needs a dp_group", src, f"{inst.where}.ep_size")
-    profile = load_profile(layout, inst, model, profile_variant(dtype, eng.kv_cache_dtype))
+    profile = load_profile(layout, inst, model, profile_variant(dtype, eng.kv_cache_dtype), latency)
     intra = Link(*cluster.link(0))
     pim, sbi = pim_for(cluster, inst, node, model, layout, attn_offload, sub_batches)
     latency = IterationModel(profile, model, inst.tp_size, intra, inst.npu_mem.mem_bw, pp=inst.pp_size,
@@ -173,7 +217,7 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
     info = {"model": inst.model_name, "hardware": inst.hardware, "tp_size": inst.tp_size, "pp_size": inst.pp_size,
             "ep_size": ep, "dp_group": inst.dp_group or "", "pd_type": inst.pd_type or "", "node": node,
             "num_gpu_blocks": blocks, "kv_cache_tokens": blocks * eng.block_size,
-            "latency_source": f"profile:{profile.source}", "engine_json": json.dumps(eng.to_dict()),
+            "latency_source": f"{profile.kind}:{profile.source}", "engine_json": json.dumps(eng.to_dict()),
             "attn_offload": f"pim:{pim.device.name}x{pim.num_channels}" if pim else "",
             "sub_batch_interleaving": int(latency.sub_batches)}
     return simulator.InstanceSetup(inst.where or "instance0", eng, latency, blocks, max_len, info, role=inst.pd_type,
@@ -184,7 +228,7 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
 
 def build_setups(spec: ClusterSpec, engine: EngineConfig, layout: ReferenceLayout, expert_gate: str = "balanced",
                  gate_skew: float = 1.0, seed: int = 0, attn_offload: bool = False,
-                 sub_batches: bool = False) -> list[simulator.InstanceSetup]:
+                 sub_batches: bool = False, latency: LatencyChoice = LatencyChoice()) -> list[simulator.InstanceSetup]:
     """One setup per instance of the cluster, in config order."""
     spec.check_supported()
     nodes = spec.node_of()
@@ -197,7 +241,7 @@ def build_setups(spec: ClusterSpec, engine: EngineConfig, layout: ReferenceLayou
     for inst, n in zip(spec.instances, nodes):
         spans_nodes = inst.dp_group is not None and len(group_nodes[inst.dp_group]) > 1
         setups.append(build_instance(spec, inst, engine, layout, n, expert_gate, gate_skew, seed,
-                                     inter if spans_nodes else None, attn_offload, sub_batches))
+                                     inter if spans_nodes else None, attn_offload, sub_batches, latency))
     return setups
 
 
@@ -272,7 +316,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
              router: str = "load_score", expert_gate: str = "balanced", gate_skew: float = 1.0,
              kv_transfer: str = "layer", seed: int = 0, prefix_storage: str | None = None,
              prefix_sharing: str = "instance", attn_offload: bool = False,
-             sub_batch_interleaving: bool = False) -> Results:
+             sub_batch_interleaving: bool = False, latency: str = "auto", what_if: dict | None = None,
+             efficiency_file: str | Path | None = None) -> Results:
     """Simulate serving ``workload`` on ``cluster`` and return the results.
 
     ``cluster`` is a cluster JSON path or a :class:`ClusterSpec`; ``workload`` a JSONL trace path
@@ -287,9 +332,14 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     ``attn_offload`` runs decode attention on the node's PIM device (``cpu_mem.pim_config``),
     ``sub_batch_interleaving`` overlaps NPU and PIM work of two sub-batches; per-instance keys
     ``enable_attn_offloading`` / ``enable_sub_batch_interleaving`` in the cluster config win.
+    ``latency`` picks where step latencies come from (``"auto"``: a measured profile where one
+    exists, else the analytical model from ``profiles/hardware``; ``"profile"``; ``"analytical"``),
+    ``what_if`` scales the hardware spec for the analytical model (``{"memory_bw_gbs": 2}``) and
+    ``efficiency_file`` replaces its fitted curves; the results' ``latency_source`` attr says which ran.
     """
     if kv_transfer not in ("layer", "whole"):
         raise InputError(f"must be 'layer' or 'whole', got {kv_transfer!r}", "settings", "kv_transfer")
+    choice = LatencyChoice.of(latency, what_if, efficiency_file)
     t0 = time.perf_counter()
     if isinstance(engine, dict):
         engine = EngineConfig().with_overrides(engine, "engine settings")
@@ -303,7 +353,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
         workload = load_trace(wl_path, num_requests)
     elif num_requests:
         workload = workload.head(num_requests)
-    setups = build_setups(spec, engine, layout, expert_gate, gate_skew, seed, attn_offload, sub_batch_interleaving)
+    setups = build_setups(spec, engine, layout, expert_gate, gate_skew, seed, attn_offload, sub_batch_interleaving,
+                          choice)
     _check_fits(workload, setups)
     memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))
@@ -318,8 +369,11 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
         "workload": workload.name,
         "simulated_s": raw.end_ns * 1e-9,
         "num_steps": sum(len(i.log.start) for i in raw.instances),
+        "latency_model": choice.mode,
+        "what_if": choice.what_if.label(),
     }
     attrs.update({k: v for k, v in setups[0].info.items() if len(setups) == 1 or k in ("model", "hardware")})
+    attrs["latency_source"] = " | ".join(dict.fromkeys(s.info["latency_source"] for s in setups))
     attrs.update({"num_instances": len(setups), "router": router, "kv_transfer": kv_transfer,
                   "expert_gate": expert_gate, "seed": seed, "kv_bytes_transferred": raw.kv_bytes_moved,
                   "prefix_storage": prefix_storage or "", "prefix_sharing": prefix_sharing if prefix_storage else ""})

@@ -16,6 +16,8 @@ ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_b
               "long_prefill_token_threshold", "max_model_len")
 ENGINE_BOOL = ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_isl")
 
+log = logging.getLogger("llmss_lab.cli")
+
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine settings (vLLM names; per-instance keys in the cluster config win)")
@@ -94,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        router=args.router, expert_gate=args.expert_gate, gate_skew=args.gate_skew,
                        kv_transfer=args.kv_transfer, seed=args.seed, prefix_storage=args.prefix_storage,
                        prefix_sharing=args.prefix_sharing, attn_offload=args.attn_offload,
-                       sub_batch_interleaving=args.sub_batch_interleaving)
+                       sub_batch_interleaving=args.sub_batch_interleaving, **_latency_kwargs(args))
     finally:
         if bar is not None:
             bar.close()
@@ -132,11 +134,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .validate import format_report, validate
 
     root = resolve_reference_dir(args.reference_dir)
-    report, _ = validate(args.measurement_dir, root)
+    report, res = validate(args.measurement_dir, root, **_latency_kwargs(args))
+    report["latency_source"] = res.attrs["latency_source"]
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(format_report(report, f"Validation: {args.measurement_dir}"))
+        print(f"Latencies from {report['latency_source']}")
     return 0
 
 
@@ -278,19 +282,29 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
     root = resolve_reference_dir(args.reference_dir)
     specs = load_specs()
     samples = roofline.all_samples(root, specs)
+    for item in args.leave_out:
+        hw, _, model = item.partition("/")
+        kept = roofline.leave_out(samples, hw, model)
+        if len(kept) == len(samples):
+            raise InputError(f"no profile of {model!r} on {hw!r} to leave out", "command line", "--leave-out")
+        samples = kept
     eff = roofline.fit(samples, specs)
     path = roofline.save_efficiency(eff, samples, specs, Path(args.out) if args.out else roofline.EFFICIENCY_FILE)
     print(f"fitted on {len(samples)} operator timings of {len({x.bundle for x in samples})} profiles; wrote {path}")
     for c, e in eff.items():
-        print(f"  {c:<11} e_max {e.e_max:.3f}  f_half {e.f_half:.3g}  u {e.u:.3f}  t0 {e.t0_us:.2f} us")
+        print(f"  {c:<28} e_max {e.e_max:.3f}  f_half {e.f_half:.3g}  u {e.u:.3f}  t0 {e.t0_us:.2f} us")
     if args.leave_one_out:
-        print(f"leave-one-out, median |error| %:\n  {'profile':<50}{'all':>7}{'gemm':>7}{'attention':>10}")
-        for b in sorted({x.bundle for x in samples}):
-            test = [x for x in samples if x.bundle == b]
-            e = roofline.errors_pct(test, roofline.fit([x for x in samples if x.bundle != b], specs), specs)
-            med = {c: float(np.median(np.abs(e[[x.cls == c for x in test]]))) if any(x.cls == c for x in test)
-                   else float("nan") for c in ("gemm", "attention")}
-            print(f"  {b:<50}{np.median(np.abs(e)):>7.1f}{med['gemm']:>7.1f}{med['attention']:>10.1f}")
+        cols = ("gemm", "attention_prefill", "attention_decode", "attention_mixed")
+        print("leave-one-out (fit without any profile of the same hardware and model), median |error| %:")
+        print(f"  {'profile':<50}{'all':>7}" + "".join(f"{c.replace('attention_', 'attn ')[:11]:>12}" for c in cols))
+        for hw, model in dict.fromkeys((x.hardware, x.bundle.rsplit("/tp", 1)[0].split("/", 1)[1]) for x in samples):
+            eff_loo = roofline.fit(roofline.leave_out(samples, hw, model), specs)
+            for b in sorted({x.bundle for x in samples if x.bundle.startswith(f"{hw}/{model}/tp")}):
+                test = [x for x in samples if x.bundle == b]
+                e = roofline.errors_pct(test, eff_loo, specs)
+                med = [float(np.median(np.abs(e[[x.cls == c for x in test]]))) if any(x.cls == c for x in test)
+                       else float("nan") for c in cols]
+                print(f"  {b:<50}{np.median(np.abs(e)):>7.1f}" + "".join(f"{m:>12.1f}" for m in med))
     return 0
 
 
@@ -306,6 +320,52 @@ def cmd_profile_check(args: argparse.Namespace) -> int:
     for op, s in table.items():
         print(f"{op:<14}{s['n']:>8}{s['median_abs_pct']:>16.1f}{s['p90_abs_pct']:>13.1f}{s['median_signed_pct']:>+14.1f}")
     return 0
+
+
+def cmd_profile_iterations(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from . import calibration
+    from .reference import resolve_reference_dir
+
+    root = resolve_reference_dir(args.reference_dir)
+    log.info("simulating the bench workloads for their batch compositions")
+    rows = calibration.iteration_check(root, leave_one_out=not args.stored_fit,
+                                       progress=lambda what: log.info("checking %s", what))
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+        return 0
+    how = "the stored fit" if args.stored_fit else "a fit without any profile of the same hardware and model"
+    print(f"analytical vs measured step latency over {rows[0].steps if rows else 0} bench steps, with {how}")
+    print(f"{'hardware':<11}{'model':<36}{'tp':>3}{'stack':>9}{'median|err|%':>13}{'p90':>7}{'signed':>8}"
+          f"{'no-attn':>8}{'attn share':>11}{'profile ms':>11}{'model ms':>9}")
+    for r in rows:
+        print(f"{r.hardware:<11}{r.model:<36}{r.tp:>3}{r.stack:>9}{r.median_abs_pct:>13.1f}{r.p90_abs_pct:>7.1f}"
+              f"{r.median_signed_pct:>+8.1f}{r.no_attention_median_abs_pct:>8.1f}{r.attention_share:>11.0%}"
+              f"{r.profiled_ms:>11.2f}{r.analytical_ms:>9.2f}")
+    return 0
+
+
+def _latency_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--latency", choices=("auto", "profile", "analytical"), default="auto",
+                   help="step latencies from a measured profile, the analytical model (profiles/hardware), or "
+                        "auto: the profile where one exists (default)")
+    p.add_argument("--what-if", action="append", default=[], metavar="FIELD=X",
+                   help="scale the hardware spec for the analytical model, e.g. memory_bw_gbs=2 (repeatable)")
+    p.add_argument("--efficiency", help="fitted efficiency curves (default: profiles/efficiency.yaml)")
+
+
+def _latency_kwargs(args: argparse.Namespace) -> dict:
+    what_if = {}
+    for item in args.what_if:
+        name, sep, value = item.partition("=")
+        try:
+            what_if[name] = float(value) if sep else None
+        except ValueError:
+            what_if[name] = None
+        if what_if[name] is None:
+            raise InputError(f"expected FIELD=NUMBER, got {item!r}", "command line", "--what-if")
+    return {"latency": args.latency, "what_if": what_if, "efficiency_file": args.efficiency}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run decode attention on the node's PIM device (cpu_mem.pim_config)")
     r.add_argument("--sub-batch-interleaving", action="store_true",
                    help="with --attn-offload: overlap NPU and PIM work of two sub-batches")
+    _latency_args(r)
     _engine_args(r)
     r.set_defaults(fn=cmd_run)
 
@@ -364,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("measurement_dir")
     v.add_argument("--reference-dir", help=ref_help)
     v.add_argument("--json", action="store_true", help="print one JSON object")
+    _latency_args(v)
     v.set_defaults(fn=cmd_validate)
 
     s = sub.add_parser("summary", help="print the summary of a saved results file")
@@ -419,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     pf = sub.add_parser("profile-fit", help="fit the analytical model's efficiency curves on every profiled bundle")
     pf.add_argument("--reference-dir", help=ref_help)
     pf.add_argument("--out", help="where to write the fit (default: profiles/efficiency.yaml)")
+    pf.add_argument("--leave-out", action="append", default=[], metavar="HW/ORG/MODEL",
+                    help="fit without this hardware's profiles of this model (repeatable), e.g. "
+                         "RTXPRO6000/meta-llama/Llama-3.1-8B")
     pf.add_argument("--leave-one-out", action="store_true", help="also report each profile predicted by a fit "
                                                                  "on the others")
     pf.set_defaults(fn=cmd_profile_fit)
@@ -430,6 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--reference-dir", help=ref_help)
     pc.add_argument("--leave-one-out", action="store_true", help="fit on every other profile first")
     pc.set_defaults(fn=cmd_profile_check)
+
+    pi = sub.add_parser("profile-iterations", help="per-step error of the analytical model against every profile, "
+                                                   "over the bench workloads' batches")
+    pi.add_argument("--reference-dir", help=ref_help)
+    pi.add_argument("--stored-fit", action="store_true",
+                    help="use profiles/efficiency.yaml instead of a leave-one-out fit per (hardware, model)")
+    pi.add_argument("--json", action="store_true", help="print one JSON list")
+    pi.set_defaults(fn=cmd_profile_iterations)
 
     f = sub.add_parser("fetch-reference", help="download the public reference files (pinned commit) to a cache")
     f.add_argument("--dest", help="target folder (default: the per-user cache)")
@@ -451,6 +524,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("llmss: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:        # output piped into `head`: stop quietly
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

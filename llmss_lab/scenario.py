@@ -32,6 +32,9 @@ class Scenario:
     npu_mem_gib: float = 96.0
     npu_mem_bw: float = 1597.0
     cluster_config: str = ""          # a cluster JSON (path, or a stem from the catalog); overrides the shape
+    latency: str = "auto"             # auto (a profile where one exists), profile or analytical
+    what_if_mem_bw: float = 1.0       # analytical model: memory bandwidth x this
+    what_if_flops: float = 1.0        # analytical model: peak FLOP/s x this
     # cluster shape
     instances: int = 1                # engine replicas behind the router
     dp: int = 1                       # data-parallel members per replica (one dp_group)
@@ -188,6 +191,11 @@ class Scenario:
                                               "enable_prefix_caching", "enable_chunked_prefill",
                                               "gpu_memory_utilization", "eviction")}
 
+    def what_if(self) -> dict[str, float]:
+        """The hardware spec multipliers that differ from 1."""
+        w = {"memory_bw_gbs": self.what_if_mem_bw, "bf16_tflops": self.what_if_flops}
+        return {k: v for k, v in w.items() if v != 1.0}
+
     def _find(self, name: str, reference_dir: str | Path | None, key: str) -> Path:
         """A path as given, or a catalog stem (``single_node_pd_instance``)."""
         p = Path(name)
@@ -212,7 +220,8 @@ class Scenario:
                        expert_gate=self.expert_gate, gate_skew=self.gate_skew, kv_transfer=self.kv_transfer,
                        seed=self.seed, prefix_storage=self.prefix_storage or None,
                        prefix_sharing=self.prefix_sharing, attn_offload=self.attn_offload,
-                       sub_batch_interleaving=self.sub_batch_interleaving)
+                       sub_batch_interleaving=self.sub_batch_interleaving, latency=self.latency,
+                       what_if=self.what_if())
         res.set_attr("scenario_json", json.dumps(self.to_dict()))
         return res
 

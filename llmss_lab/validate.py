@@ -124,14 +124,16 @@ def compare(meas: Measurement, res: Results) -> dict:
     return {"metrics": metrics, "mean_abs_err_pct": float(np.mean(errs)), "sim_wall_s": res.attrs["sim_wall_s"]}
 
 
-def validate(folder: str | Path, reference_dir: str | Path) -> tuple[dict, Results]:
+def validate(folder: str | Path, reference_dir: str | Path, **settings) -> tuple[dict, Results]:
+    """Replay a measurement folder's run; ``settings`` go to :func:`~llmss_lab.api.simulate`
+    (``latency="analytical"`` validates the analytical model instead of the profile)."""
     from .api import simulate
 
     layout = ReferenceLayout(reference_dir)
     meas = read_measurement(folder, layout)
     t0 = time.perf_counter()
     res = simulate(meas.cluster_path, meas.dataset, engine=meas.engine, reference_dir=reference_dir,
-                   num_requests=meas.num_requests)
+                   num_requests=meas.num_requests, **settings)
     report = compare(meas, res)
     report["sim_wall_s"] = time.perf_counter() - t0
     return report, res

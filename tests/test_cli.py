@@ -27,7 +27,7 @@ def test_validate_json_shape(ref, capsys):
     code, out, _ = run(capsys, "validate", str(ref / "measurements/RTXPRO6000/Llama-3.1-8B"),
                        "--reference-dir", str(ref), "--json")
     d = json.loads(out)
-    assert code == 0 and set(d) == {"metrics", "mean_abs_err_pct", "sim_wall_s"}
+    assert code == 0 and set(d) == {"metrics", "mean_abs_err_pct", "sim_wall_s", "latency_source"}
     assert len(d["metrics"]) == 15
     assert set(d["metrics"]["ttft_mean"]) == {"vllm", "sim", "diff_pct"}
 

@@ -115,3 +115,34 @@ def test_a_trace_path_can_be_typed_in(explorer, ref):
     assert ex.run() is not None, ex.status.value
     ex.controls["trace"].value = str(ref / "workloads" / "missing.jsonl")
     assert ex.run() is None and "trace" in ex.status.value
+
+
+def test_hardware_without_a_profile_and_a_bandwidth_what_if(explorer):
+    """Pick a GPU known only by its spec, run it on the analytical model, keep it, double its memory
+    bandwidth: the panel says which latency model ran and what changed."""
+    ex = explorer
+    labels = dict((v, k) for k, v in ex.controls["hardware"].options)
+    assert labels["H200"] == "H200 (spec only: analytical)" and labels["RTXPRO6000"] == "RTXPRO6000"
+    ex.controls["hardware"].value = "H200"
+    assert ex.controls["npu_mem_gib"].value == 141 and ex.controls["npu_mem_bw"].value == 4800
+    assert "meta-llama/Llama-3.1-70B" in [v for _, v in ex.controls["model"].options]
+    ex.controls["model"].value = "meta-llama/Llama-3.1-8B"
+    assert ex.run() is not None and "latencies from analytical" in ex.status.value
+    ex.keep_baseline()
+    ex.controls["what_if_mem_bw"].value = 2.0
+    ex.run()
+    assert "latencies from analytical (memory_bw_gbs x2)" in ex.status.value
+    assert "what_if_mem_bw 2.0 (baseline 1.0)" in ex.summary.value
+    assert float(ex.result.requests.tpot.mean()) < float(ex.baseline.requests.tpot.mean())
+
+
+def test_a_what_if_against_a_profiled_baseline_is_flagged(explorer):
+    ex = explorer
+    ex.run()
+    assert "latencies from profile" in ex.status.value
+    ex.keep_baseline()
+    ex.controls["what_if_flops"].value = 1.5
+    ex.run()
+    assert "one run used a measured profile and the other the analytical model" in ex.summary.value
+    ex.controls["latency"].value = "profile"
+    assert ex.run() is None and "cannot be scaled" in ex.status.value

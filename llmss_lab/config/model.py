@@ -79,7 +79,9 @@ class ModelSpec:
             qk_norm=model_type.startswith("qwen3"),
             num_experts=num_experts,
             experts_per_token=experts_per_token,
-            moe_intermediate_size=s.integer("moe_intermediate_size", required=False, default=0, minimum=0),
+            # Mixtral-style configs size their experts with intermediate_size (no moe_intermediate_size)
+            moe_intermediate_size=s.integer("moe_intermediate_size", required=False, minimum=0,
+                                            default=s.integer("intermediate_size") if num_experts else 0),
             source=str(path),
         )
 

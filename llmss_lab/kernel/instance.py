@@ -40,6 +40,10 @@ class StepLog:
     prefill_seqs: list[int] = field(default_factory=list)
     decode_seqs: list[int] = field(default_factory=list)
     decode_kv_mean: list[float] = field(default_factory=list)
+    decode_kv_min: list[float] = field(default_factory=list)
+    decode_kv_max: list[float] = field(default_factory=list)
+    prefill_history: list[int] = field(default_factory=list)
+    prefill_rms: list[float] = field(default_factory=list)
     kv_blocks_used: list[int] = field(default_factory=list)
     kv_blocks_holding: list[int] = field(default_factory=list)   # in use or cached
     busy: list[float] = field(default_factory=list)              # sum of pipeline-stage times (ns)
@@ -148,6 +152,10 @@ class Instance:
         log.prefill_seqs.append(shape.num_seqs - shape.num_decodes)
         log.decode_seqs.append(shape.num_decodes)
         log.decode_kv_mean.append(shape.decode_kv_mean)
+        log.decode_kv_min.append(shape.decode_kv_min)
+        log.decode_kv_max.append(shape.decode_kv_max)
+        log.prefill_history.append(shape.prefill_history)
+        log.prefill_rms.append(shape.prefill_rms)
         log.kv_blocks_used.append(self.scheduler.kv.pool.num_used)
         log.preempted.append(len(p.step.preempted))
 

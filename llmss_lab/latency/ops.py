@@ -57,7 +57,7 @@ class Shapes:
     def gemm(self, name: str, tokens: int, k: int, n: int) -> OpCost:
         """[tokens, k] x [k, n]: weights k*n, activations in and out."""
         b = self.b
-        return OpCost(name, 2.0 * tokens * k * n, float(k * n * b), float(tokens * (k + n) * b))
+        return OpCost(name, 2.0 * tokens * k * n, float(k * n * b), 1.0 * tokens * (k + n) * b)
 
     def qkv_proj(self, tokens: int) -> OpCost:
         return self.gemm("qkv_proj", tokens, self.h, (self.q_heads + 2 * self.kv_heads) * self.hd)
@@ -113,18 +113,19 @@ class Shapes:
         v = self.m.vocab_size
         return OpCost("sampler", 5.0 * sequences * v, 0.0, 2.0 * sequences * v * 4)
 
-    def moe_experts(self, tokens: int, activated: int) -> OpCost:
-        """The routed MLP: ``tokens`` x top-k expert passes (gate, up, down of ``moe_intermediate_size``)
-        over ``activated`` distinct experts' weights, plus the router's [tokens, hidden] x [hidden, E]."""
+    def moe_experts(self, tokens, activated, pairs=None) -> OpCost:
+        """The routed MLP: ``pairs`` token-expert passes (gate, up, down of ``moe_intermediate_size``;
+        ``tokens`` x top-k when not given) over ``activated`` distinct experts' weights, plus the
+        router's [tokens, hidden] x [hidden, E]. Arguments may be arrays (one cost per EP rank)."""
         m = self.m
         if not m.is_moe:
             raise InputError("not a mixture-of-experts model", m.source or m.name, "num_experts")
         inter, b = m.moe_intermediate_size // self.tp, self.b
-        pairs = tokens * m.experts_per_token
+        pairs = tokens * m.experts_per_token if pairs is None else pairs
         flops = 2.0 * pairs * 3 * self.h * inter + 2.0 * tokens * self.h * m.num_experts
         weights = activated * 3 * self.h * inter * b + self.h * m.num_experts * b
         acts = pairs * (2 * self.h + 3 * inter) * b
-        return OpCost("moe_experts", flops, float(weights), float(acts))
+        return OpCost("moe_experts", flops, weights, acts)
 
     def layer(self, tokens: int) -> list[OpCost]:
         """The token-parallel operators of one decoder layer for a batch of ``tokens`` (no attention core)."""

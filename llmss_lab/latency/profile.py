@@ -338,6 +338,7 @@ class LatencyProfile:
     skew: "SkewFit | None" = None
     moe: Callable | None = None                               # routing -> [G, ep] ns
     source: str = ""
+    kind: str = "profile"                                     # or "analytical" (computed, not measured)
 
 
 @dataclass

@@ -36,14 +36,24 @@ from .specs import SPECS_DIR, HardwareSpec, load_specs
 
 log = logging.getLogger(__name__)
 EFFICIENCY_FILE = SPECS_DIR.parent / "efficiency.yaml"
-CLASSES = ("gemm", "attention", "rms_norm", "rotary_emb", "act_fn", "embedding", "sampler")
+CLASSES = ("gemm", "attention_prefill", "attention_decode", "attention_mixed", "rms_norm", "rotary_emb", "act_fn",
+           "embedding", "sampler")
 OP_CLASS = {"qkv_proj": "gemm", "o_proj": "gemm", "gate_up_proj": "gemm", "down_proj": "gemm", "lm_head": "gemm",
             "q_proj": "gemm", "k_proj": "gemm", "v_proj": "gemm", "gate_proj": "gemm", "up_proj": "gemm",
-            "attention": "attention", "act_fn": "act_fn", "rms_norm": "rms_norm", "rotary_emb": "rotary_emb",
-            "embedding": "embedding", "sampler": "sampler"}
-LEGACY_NAMES = {"input_layernorm": "rms_norm", "post_layernorm": "rms_norm", "final_layernorm": "rms_norm",
-                "rope": "rotary_emb"}
+            "attention_prefill": "attention_prefill", "attention_decode": "attention_decode",
+            "attention_mixed": "attention_mixed", "act_fn": "act_fn", "rms_norm": "rms_norm", "rotary_emb": "rotary_emb",
+            "embedding": "embedding", "sampler": "sampler", "moe_experts": "gemm",
+            "expert.w1": "gemm", "expert.w2": "gemm", "expert.w3": "gemm"}
+ALIASES = {"layernorm": "rms_norm", "input_layernorm": "rms_norm", "post_layernorm": "rms_norm",
+           "final_layernorm": "rms_norm", "rope": "rotary_emb"}   # profile names of the same operator
 PER_BUNDLE_OP = 120        # samples kept per (bundle, operator): spread over the profiled grid
+# The software that ran an operator shapes its efficiency as much as the chip: vLLM V1 fuses
+# norms, rotary and activation and runs FlashAttention and a fused MoE kernel ("vllm", the current
+# profile format); the paper artifact's profiler timed eager per-operator kernels, one expert at a
+# time, with attention from a learned predictor ("artifact"); its TPU profile ran XLA-compiled
+# ("xla"). GEMMs are the same vendor library calls everywhere and share one curve.
+STACKS = ("vllm", "artifact", "xla")
+SHARED = ("gemm",)
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,26 @@ class Efficiency:
         return self.t0_us * 1e3 + np.maximum(compute, memory) * 1e9
 
 
+def key(stack: str, cls: str) -> str:
+    """Where a class's curve is stored: shared, or per software stack (``artifact/attention``)."""
+    return cls if cls in SHARED or stack == "vllm" else f"{stack}/{cls}"
+
+
+def lookup(eff: dict[str, Efficiency], stack: str, cls: str) -> Efficiency:
+    """A stack's curve for a class, or vLLM's when that stack has none (vLLM is what the kernel models).
+    A stack that timed no mixed batches (the artifact adds its prefill and decode predictions) runs
+    a mixed batch's decodes on its decode curve."""
+    if cls == "attention_mixed" and stack != "vllm" and key(stack, cls) not in eff and key(stack, "attention_decode") in eff:
+        cls = "attention_decode"
+    return eff.get(key(stack, cls)) or eff[cls]
+
+
+def stack_of(tp_dir: Path, hardware: str) -> str:
+    if (tp_dir / "dense.csv").is_file():
+        return "vllm"
+    return "xla" if "tpu" in hardware.lower() else "artifact"
+
+
 @dataclass(frozen=True)
 class Sample:
     bundle: str       # "HW/org/model/tpN"
@@ -67,10 +97,17 @@ class Sample:
     flops: float
     nbytes: float
     time_ns: float
+    stack: str = "vllm"
+    pre_flops: float = 0.0    # a mixed attention batch: its prefill part, timed by the prefill curve
+    pre_bytes: float = 0.0
 
     @property
     def cls(self) -> str:
         return OP_CLASS[self.op]
+
+    @property
+    def key(self) -> str:
+        return key(self.stack, self.cls)
 
 
 # ---- samples from the profiled bundles --------------------------------------------------------------
@@ -88,21 +125,38 @@ def _cost(shapes: Shapes, op: str, n: int) -> OpCost | None:
         return shapes.gemm(op, n, shapes.h, heads * shapes.hd)
     if op in ("gate_proj", "up_proj"):
         return shapes.gemm(op, n, shapes.h, shapes.ffn)
+    if op.startswith("expert."):       # the artifact times one whole (unsharded) expert
+        inter = m.moe_intermediate_size
+        return shapes.gemm(op, n, inter, shapes.h) if op == "expert.w2" else shapes.gemm(op, n, shapes.h, inter)
     if op in ("act_fn", "gate_up_proj", "down_proj") and m.is_moe:
         return None        # an MoE model's MLP is its experts
     method = getattr(shapes, op, None)
     return method(n) if method is not None and op in OP_CLASS else None
 
 
-def _attention(shapes: Shapes, pc: float, kp: float, n: float, kv: float) -> tuple[float, float]:
-    f = b = 0.0
+def _attention(shapes: Shapes, pc: float, kp: float, n: float, kv: float) -> tuple[float, float, float, float]:
+    """(FLOPs, bytes) of a batch's prefill part and of its decode part."""
+    pf = pb = df = db = 0.0
     if pc > 0:
         c = shapes.attention_prefill(int(pc), int(kp))
-        f, b = f + c.flops, b + c.bytes
+        pf, pb = c.flops, c.bytes
     if n > 0:
         d = shapes.attention_decode(int(kv))
-        f, b = f + n * d.flops, b + n * d.bytes
-    return f, b
+        df, db = n * d.flops, n * d.bytes
+    return pf, pb, df, db
+
+
+def attention_sample(name: str, hw: str, stack: str, shapes: Shapes, pc, kp, n, kv, t_ns: float) -> Sample | None:
+    """A prefill-only, decode-only or mixed batch; a mixed one carries its prefill part aside, since
+    decodes that share a step with a prefill chunk run at their own (lower) efficiency."""
+    pf, pb, df, db = _attention(shapes, pc, kp, n, kv)
+    if df and pf:
+        return Sample(name, hw, "attention_mixed", df, db, t_ns, stack, pf, pb)
+    if df:
+        return Sample(name, hw, "attention_decode", df, db, t_ns, stack)
+    if pf:
+        return Sample(name, hw, "attention_prefill", pf, pb, t_ns, stack)
+    return None
 
 
 def bundle_samples(tp_dir: Path, model: ModelSpec, spec: HardwareSpec, tp: int, name: str) -> list[Sample]:
@@ -114,50 +168,60 @@ def bundle_samples(tp_dir: Path, model: ModelSpec, spec: HardwareSpec, tp: int, 
             cols = read_csv(tp_dir / fname, ("layer", key, "time_us"))
             by_op: dict[str, list] = {}
             for layer, x, t in zip(cols["layer"], cols[key], cols["time_us"]):
-                by_op.setdefault(layer, []).append((int(x), float(t) * 1e3))
+                by_op.setdefault(ALIASES.get(layer, layer), []).append((int(x), float(t) * 1e3))
             for op, rows in by_op.items():
                 for x, t in _spread(sorted(rows)):
                     c = _cost(shapes, op, x)
                     if c is not None:
                         out.append(Sample(name, spec.name, op, c.flops, c.bytes, t))
+        if (tp_dir / "moe.csv").is_file():      # one rank's gate and experts, profiled at TP=1
+            c = read_csv(tp_dir / "moe.csv", ("tokens", "activated_experts", "time_us"))
+            one = Shapes(model, 1)
+            for x, e, t in _spread(sorted(zip(c["tokens"], c["activated_experts"], c["time_us"]))):
+                cost = one.moe_experts(int(x), int(e))
+                out.append(Sample(name, spec.name, "moe_experts", cost.flops, cost.bytes, float(t) * 1e3))
         a = read_csv(tp_dir / "attention.csv", ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
         rows = list(zip(a["prefill_chunk"], a["kv_prefill"], a["n_decode"], a["kv_decode"], a["time_us"]))
         for pc, kp, n, kv, t in _spread(rows, 4 * PER_BUNDLE_OP):
-            f, b = _attention(shapes, pc, kp, n, kv)
-            if f > 0:
-                out.append(Sample(name, spec.name, "attention", f, b, float(t) * 1e3))
+            x = attention_sample(name, spec.name, "vllm", shapes, pc, kp, n, kv, float(t) * 1e3)
+            if x is not None:
+                out.append(x)
         return out
+    stack = stack_of(tp_dir, spec.name)
     cols = read_csv(tp_dir / "layers.csv", ("layer_name", "input", "kv_cache", "tp_size", "latency(ns)"))
     by_op = {}
     for layer, x, t in zip(cols["layer_name"], cols["input"], cols["latency(ns)"]):
-        by_op.setdefault(LEGACY_NAMES.get(layer, layer), []).append((int(x), float(t)))
+        by_op.setdefault(ALIASES.get(layer, layer), []).append((int(x), float(t)))
     for op, rows in by_op.items():
         if op == "lm_head" or op not in OP_CLASS:
             continue          # the artifact's lm_head rows time every token, not the sampled rows
         for x, t in _spread(sorted(rows)):
             c = _cost(shapes, op, x)
             if c is not None:
-                out.append(Sample(name, spec.name, op, c.flops, c.bytes, t))
+                out.append(Sample(name, spec.name, op, c.flops, c.bytes, t, stack))
     # The artifact's attention files are a predictor's output, not timings. Its prefill predictions
     # stop growing with the history (A6000 TP1: 0.65 ms from 2.7 to 131 TFLOP of attention work), so
-    # only its decode predictions are fitted on.
+    # only its decode predictions are fitted on. Some folders have no predictions: operators only.
+    if not (tp_dir / "predictions").is_dir():
+        return out
     d = read_csv(tp_dir / "predictions" / "attn_decode_predictions.csv", ("batch_size", "kv_cache_size", "prediction"))
     for n, kv, t in _spread(list(zip(d["batch_size"], d["kv_cache_size"], d["prediction"])), 2 * PER_BUNDLE_OP):
-        f, b = _attention(shapes, 0, 0, n, kv)
-        if f > 0:
-            out.append(Sample(name, spec.name, "attention", f, b, float(t)))
+        x = attention_sample(name, spec.name, stack, shapes, 0, 0, n, kv, float(t))
+        if x is not None:
+            out.append(x)
     return out
 
 
 def profiled_bundles(root: Path) -> list[tuple[Path, str, str, int]]:
-    """(tpN folder, hardware, model name, tp) of every bundle under a reference root, both formats."""
+    """(tpN folder, hardware, model name, tp) of every profiled folder under a reference root, both
+    formats; artifact folders without attention predictions give operator timings only."""
     found = []
     for base, pattern in ((root / "profiles", "*/*/*/bf16/tp*"), (root / "ispass26" / "profiles", "*/*/*/tp*"),
                           (root / "profiles", "*/*/*/tp*")):
         for d in sorted(base.glob(pattern)):
             if not d.is_dir() or not d.name[2:].isdigit():
                 continue
-            if not ((d / "dense.csv").is_file() or ((d / "layers.csv").is_file() and (d / "predictions").is_dir())):
+            if not ((d / "dense.csv").is_file() or (d / "layers.csv").is_file()):
                 continue
             parts = d.relative_to(base).parts
             hw, model = parts[0], f"{parts[1]}/{parts[2]}"
@@ -167,7 +231,7 @@ def profiled_bundles(root: Path) -> list[tuple[Path, str, str, int]]:
     return found
 
 
-def _model_config(root: Path, model: str) -> ModelSpec:
+def model_config(root: Path, model: str) -> ModelSpec:
     for p in (root / "configs" / "model" / f"{model}.json", root / "ispass26" / "model_config" / f"{model}.json",
               root / "model_config" / f"{model}.json"):
         if p.is_file():
@@ -182,7 +246,7 @@ def all_samples(root: Path, specs: dict[str, HardwareSpec] | None = None) -> lis
         if hw not in specs:
             log.warning("no hardware spec for %s: its profiles are left out of the fit", hw)
             continue
-        out += bundle_samples(d, _model_config(root, model), specs[hw], tp, f"{hw}/{model}/tp{tp}")
+        out += bundle_samples(d, model_config(root, model), specs[hw], tp, f"{hw}/{model}/tp{tp}")
     return out
 
 
@@ -194,32 +258,64 @@ def _predict(theta: np.ndarray, f: np.ndarray, b: np.ndarray, peak: np.ndarray, 
 
 
 def fit(samples: Iterable[Sample], specs: dict[str, HardwareSpec] | None = None) -> dict[str, Efficiency]:
-    """Least squares on log time, per operator class, over every sample given."""
+    """Least squares on log time, per operator class (and software stack, see :data:`STACKS`),
+    over every sample given. vLLM's classes must all be present; other stacks' are fitted where
+    they have samples. Mixed attention batches are fitted last, on what their prefill part (by the
+    prefill curve just fitted) leaves of their time."""
     from scipy.optimize import least_squares
 
     specs = specs if specs is not None else load_specs()
-    samples = list(samples)
-    out = {}
-    for cls in CLASSES:
-        s = [x for x in samples if x.cls == cls and x.time_ns > 0]
-        if not s:
-            raise InputError(f"no profiled samples of {cls} operators to fit", "profiles", cls)
+    groups: dict[str, list[Sample]] = {}
+    for x in samples:
+        if x.time_ns > 0:
+            groups.setdefault(x.key, []).append(x)
+    missing = [c for c in CLASSES if c not in groups]
+    if missing:
+        raise InputError(f"no profiled samples of {missing} operators (vLLM profiles) to fit", "profiles", missing[0])
+    out: dict[str, Efficiency] = {}
+    for k in sorted(groups, key=lambda k: (k.count("/"), CLASSES.index(k.rsplit("/", 1)[-1]))):
+        s = groups[k]
+        t = np.array([x.time_ns for x in s])
+        if s[0].cls == "attention_mixed":
+            pre = np.array([float(lookup(out, x.stack, "attention_prefill").time_ns(x.pre_flops, x.pre_bytes,
+                                                                                    specs[x.hardware])) for x in s])
+            keep = t - pre > 0.05 * t
+            s, t = [x for x, k_ in zip(s, keep) if k_], (t - pre)[keep]
+            if len(s) < 8:
+                continue
         f = np.array([x.flops for x in s])
         b = np.array([x.nbytes for x in s])
-        t = np.array([x.time_ns for x in s])
         peak = np.array([specs[x.hardware].bf16_tflops * 1e12 for x in s])
         bw = np.array([specs[x.hardware].memory_bw_gbs * 1e9 for x in s])
         x0 = np.log([0.6, 1e8, 0.7, 5.0])
         lo, hi = np.log([0.02, 1.0, 0.02, 0.05]), np.log([1.0, 1e13, 1.0, 500.0])
         res = least_squares(lambda th: np.log(_predict(th, f, b, peak, bw)) - np.log(t), x0, bounds=(lo, hi),
                             loss="soft_l1", f_scale=0.2)
-        out[cls] = Efficiency(*(float(v) for v in np.exp(res.x)))
+        out[k] = Efficiency(*(float(v) for v in np.exp(res.x)))
     return out
+
+
+def predict_ns(samples: list[Sample], eff: dict[str, Efficiency], specs: dict[str, HardwareSpec]) -> np.ndarray:
+    """The analytical time of each sample (a mixed attention batch: prefill part plus decode part)."""
+    out = []
+    for x in samples:
+        spec = specs[x.hardware]
+        t = float(lookup(eff, x.stack, x.cls).time_ns(x.flops, x.nbytes, spec))
+        if x.pre_flops:
+            t += float(lookup(eff, x.stack, "attention_prefill").time_ns(x.pre_flops, x.pre_bytes, spec))
+        out.append(t)
+    return np.array(out)
+
+
+def leave_out(samples: list[Sample], hardware: str, model: str) -> list[Sample]:
+    """Every sample except those of one (hardware, model) at any TP degree: a leave-one-out fit
+    must not see the same operators at another TP degree."""
+    return [x for x in samples if not (x.hardware == hardware and x.bundle.startswith(f"{hardware}/{model}/tp"))]
 
 
 def errors_pct(samples: list[Sample], eff: dict[str, Efficiency], specs: dict[str, HardwareSpec]) -> np.ndarray:
     """Signed % error of the analytical time against each profiled sample."""
-    pred = np.array([float(eff[x.cls].time_ns(x.flops, x.nbytes, specs[x.hardware])) for x in samples])
+    pred = predict_ns(samples, eff, specs)
     meas = np.array([x.time_ns for x in samples])
     return (pred - meas) / meas * 100.0
 
@@ -230,9 +326,10 @@ def save_efficiency(eff: dict[str, Efficiency], samples: list[Sample], specs: di
     from ..api import _git_hash
 
     err = errors_pct(samples, eff, specs)
-    per_class = {c: float(np.median(np.abs(err[[x.cls == c for x in samples]]))) for c in CLASSES}
+    per_class = {k: float(np.median(np.abs(err[[x.key == k for x in samples]]))) for k in eff}
     doc = {
-        "model": "t = t0 + max((F + f_half) / (P * e_max), B / (W * u)); P, W from profiles/hardware",
+        "model": "t = t0 + max((F + f_half) / (P * e_max), B / (W * u)); P, W from profiles/hardware; "
+                 "a class per software stack (STACKS in llmss_lab/latency/roofline.py), 'STACK/CLASS' when not vLLM's",
         "classes": {c: {"e_max": round(e.e_max, 5), "f_half": float(f"{e.f_half:.5g}"), "u": round(e.u, 5),
                         "t0_us": round(e.t0_us, 4)} for c, e in eff.items()},
         "provenance": {
@@ -252,15 +349,15 @@ def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:
     classes = data.get("classes") if isinstance(data, dict) else None
     if not isinstance(classes, dict):
         raise InputError("missing the fitted 'classes' (run `llmss profile-fit`)", path, "classes")
+    missing = [c for c in CLASSES if not isinstance(classes.get(c), dict)]
+    if missing:
+        raise InputError("missing fitted parameters", path, f"classes.{missing[0]}")
     out = {}
-    for c in CLASSES:
-        p = classes.get(c)
-        if not isinstance(p, dict):
-            raise InputError("missing fitted parameters", path, f"classes.{c}")
+    for k, p in classes.items():
         try:
-            out[c] = Efficiency(float(p["e_max"]), float(p["f_half"]), float(p["u"]), float(p["t0_us"]))
+            out[str(k)] = Efficiency(float(p["e_max"]), float(p["f_half"]), float(p["u"]), float(p["t0_us"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"bad parameter ({exc})", path, f"classes.{c}") from None
+            raise InputError(f"bad parameter ({exc})", path, f"classes.{k}") from None
     return out
 
 
@@ -274,7 +371,7 @@ def summary(err: np.ndarray) -> dict[str, float]:
 def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_one_out: bool = False,
           specs: dict[str, HardwareSpec] | None = None) -> dict[str, dict[str, float]]:
     """Operator-by-operator error of the analytical model against one profiled (hardware, model):
-    with the stored fit, or (``leave_one_out``) with a fit on every other bundle."""
+    with the stored fit, or (``leave_one_out``) with a fit on every other (hardware, model)."""
     specs = specs if specs is not None else load_specs()
     if hardware not in specs:
         raise InputError(f"no spec for hardware {hardware!r} (have: {', '.join(sorted(specs))})", SPECS_DIR, "name")
@@ -285,10 +382,9 @@ def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_on
                          root, "profile")
     test = []
     for d, hw, m, t in picked:
-        test += bundle_samples(d, _model_config(root, m), specs[hw], t, f"{hw}/{m}/tp{t}")
+        test += bundle_samples(d, model_config(root, m), specs[hw], t, f"{hw}/{m}/tp{t}")
     if leave_one_out:
-        names = {x.bundle for x in test}
-        eff = fit([x for x in all_samples(root, specs) if x.bundle not in names], specs)
+        eff = fit(leave_out(all_samples(root, specs), hardware, model), specs)
     else:
         eff = load_efficiency()
     err = errors_pct(test, eff, specs)

@@ -64,6 +64,7 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
 def iterations_dataset(raw: RawRun) -> xr.Dataset:
     cols: dict[str, list] = {k: [] for k in ("instance", "start", "duration", "comm", "attention", "recall", "tokens", "seqs",
                                               "prefill_tokens", "prefill_seqs", "decode_seqs", "decode_kv_mean",
+                                              "decode_kv_min", "decode_kv_max", "prefill_history", "prefill_rms",
                                               "kv_blocks_used", "running", "waiting", "preempted")}
     for inst in raw.instances:
         log = inst.log
@@ -89,6 +90,11 @@ def iterations_dataset(raw: RawRun) -> xr.Dataset:
         "prefill_seqs": _var(d, arr["prefill_seqs"].astype(np.int64), "1", "sequences with a prefill chunk"),
         "decode_seqs": _var(d, arr["decode_seqs"].astype(np.int64), "1", "decoding sequences"),
         "decode_kv_mean": _var(d, arr["decode_kv_mean"], "1", "mean KV length of the decodes (tokens)"),
+        "decode_kv_min": _var(d, arr["decode_kv_min"], "1", "shortest KV length of the decodes (tokens)"),
+        "decode_kv_max": _var(d, arr["decode_kv_max"], "1", "longest KV length of the decodes (tokens)"),
+        "prefill_history": _var(d, arr["prefill_history"].astype(np.int64), "1",
+                                "cached tokens the prefill chunks attend to (summed)"),
+        "prefill_rms": _var(d, arr["prefill_rms"], "1", "root of the summed squared chunk sizes"),
         "kv_blocks_used": _var(d, arr["kv_blocks_used"].astype(np.int64), "1", "KV blocks in use"),
         "running": _var(d, arr["running"].astype(np.int64), "1", "running requests after the step"),
         "waiting": _var(d, arr["waiting"].astype(np.int64), "1", "waiting requests after the step"),

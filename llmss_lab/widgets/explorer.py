@@ -22,6 +22,7 @@ from ..errors import LlmssError
 from ..kernel.kv_cache import EVICTION
 from ..kernel.moe import GATES
 from ..kernel.router import ROUTERS
+from ..latency.specs import load_specs
 from ..reference import resolve_reference_dir
 from ..results.dataset import Results
 from ..scenario import WEIGHT_TIERS, Scenario
@@ -29,7 +30,8 @@ from ..scenario import WEIGHT_TIERS, Scenario
 log = logging.getLogger(__name__)
 
 GROUPS = {
-    "Hardware & model": ("cluster_config", "hardware", "model", "npu_mem_gib", "npu_mem_bw"),
+    "Hardware & model": ("cluster_config", "hardware", "model", "npu_mem_gib", "npu_mem_bw", "latency",
+                         "what_if_mem_bw", "what_if_flops"),
     "Cluster shape": ("instances", "dp", "tp", "pp", "ep", "prefill_instances"),
     "Engine": ("max_num_seqs", "max_num_batched_tokens", "block_size", "enable_prefix_caching",
                "enable_chunked_prefill", "gpu_memory_utilization"),
@@ -48,13 +50,18 @@ LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU bandwidth (GB/s)
           "rate": "rate (req/s)", "prefill_instances": "prefill replicas", "instances": "replicas",
           "dp": "DP", "tp": "TP", "pp": "PP", "ep": "EP", "pim_device": "PIM device", "weights_on": "weights on",
           "attn_offload": "attention on PIM", "sub_batch_interleaving": "sub-batch interleaving",
-          "power": "power model"}
+          "power": "power model", "latency": "latency model", "what_if_mem_bw": "what if: memory BW x",
+          "what_if_flops": "what if: peak FLOP/s x"}
 BOUNDS: dict[str, tuple[float, float]] = {
     "npu_mem_gib": (1, 4096), "npu_mem_bw": (1, 1e6), "instances": (1, 64), "dp": (1, 16), "pp": (1, 16),
     "ep": (1, 64), "prefill_instances": (0, 63), "max_num_seqs": (1, 4096), "max_num_batched_tokens": (16, 1 << 20),
     "gpu_memory_utilization": (0.05, 1.0), "gate_skew": (0.0, 10.0), "cpu_mem_gib": (1, 1e5), "cpu_mem_bw": (1, 1e5),
     "cxl_mem_gib": (0, 1e5), "cxl_mem_bw": (1, 1e5), "cxl_devices": (1, 64), "num_requests": (1, 100_000),
-    "rate": (0.01, 1e4), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000), "seed": (0, 2**31 - 1)}
+    "rate": (0.01, 1e4), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000), "seed": (0, 2**31 - 1),
+    "what_if_mem_bw": (0.01, 100), "what_if_flops": (0.01, 100)}
+LATENCY_CHOICES = [("auto: profile where one exists", "auto"), ("measured profile", "profile"),
+                   ("analytical (roofline)", "analytical")]
+SPEC_TPS = (1, 2, 4, 8)      # TP degrees offered for hardware known only by its spec
 
 
 class Explorer:
@@ -63,6 +70,8 @@ class Explorer:
     def __init__(self, reference_dir: str | Path | None = None, scenario: Scenario | None = None):
         self.reference_dir = resolve_reference_dir(reference_dir)
         self.catalog = scan(self.reference_dir)
+        self.specs = load_specs()      # hardware the analytical model can run without a profile
+        self.all_models = _model_configs(self.reference_dir)
         self.result: Results | None = None
         self.baseline: Results | None = None
         self.baseline_scenario: Scenario | None = None
@@ -112,7 +121,9 @@ class Explorer:
         label = LABELS.get(name, name.replace("_", " "))
         style = {"description_width": "190px"}
         choices: dict[str, list] = {
-            "hardware": sorted(cat.hardware),
+            "hardware": [h if h in cat.hardware else (f"{h} (spec only: analytical)", h)
+                         for h in sorted(set(cat.hardware) | set(self.specs))],
+            "latency": LATENCY_CHOICES,
             "model": [],
             "tp": [1],
             "block_size": [8, 16, 32, 64, 128],
@@ -149,7 +160,7 @@ class Explorer:
     def set_scenario(self, scenario: Scenario) -> None:
         """Show a scenario in the controls (options follow the hardware and model first)."""
         c = self.controls
-        if scenario.hardware in self.catalog.hardware:
+        if scenario.hardware in self.catalog.hardware or scenario.hardware in self.specs:
             c["hardware"].value = scenario.hardware
         self._refresh_models(scenario.model)
         for k, v in scenario.to_dict().items():
@@ -166,7 +177,7 @@ class Explorer:
 
     def _refresh_models(self, prefer: str | None = None) -> None:
         hw = self._hardware()
-        models = sorted(hw.models) if hw else []
+        models = sorted(hw.models) if hw else (self.all_models if self.controls["hardware"].value in self.specs else [])
         ctl = self.controls["model"]
         ctl.options = _pairs(models)
         if prefer in models:
@@ -175,7 +186,7 @@ class Explorer:
 
     def _refresh_tp(self) -> None:
         hw = self._hardware()
-        tps = list(hw.models.get(self.controls["model"].value, (1,))) if hw else [1]
+        tps = list(hw.models.get(self.controls["model"].value, (1,))) if hw else list(SPEC_TPS)
         ctl = self.controls["tp"]
         old = ctl.value
         ctl.options = _pairs(tps)
@@ -184,9 +195,13 @@ class Explorer:
     def _on_hardware(self, change: dict) -> None:
         self._refresh_models(self.controls["model"].value)
         hw = self._hardware()
+        spec = self.specs.get(self.controls["hardware"].value)
         if hw and hw.mem_size:
             self.controls["npu_mem_gib"].value = hw.mem_size
             self.controls["npu_mem_bw"].value = hw.mem_bw
+        elif spec is not None:
+            self.controls["npu_mem_gib"].value = spec.memory_gib
+            self.controls["npu_mem_bw"].value = spec.memory_bw_gbs
         if not (hw and hw.power):
             self.controls["power"].value = False
         self._on_switches()
@@ -240,7 +255,8 @@ class Explorer:
         a = self.result.attrs
         self.status.value = (f"{html.escape(str(a.get('model', scen.model)))} on {html.escape(str(a.get('hardware', '')))}: "
                              f"{len(workload)} requests, {a['num_steps']} steps, {a['simulated_s']:.1f} s simulated "
-                             f"in {a['sim_wall_s']:.2f} s (panel {self.last_wall_s:.2f} s)")
+                             f"in {a['sim_wall_s']:.2f} s (panel {self.last_wall_s:.2f} s); latencies from "
+                             f"{html.escape(_latency_label(a))}")
         self.keep_button.disabled = False
         self.save_results_button.disabled = False
         return self.result
@@ -257,7 +273,13 @@ class Explorer:
             return ""
         a, b = self.scenario_shown.to_dict(), self.baseline_scenario.to_dict()
         diff = [f"{k} {a[k]!r} (baseline {b[k]!r})" for k in a if a[k] != b[k]]
-        return f"<p>Run vs baseline: {html.escape(', '.join(diff) or 'same scenario')}</p>"
+        out = f"<p>Run vs baseline: {html.escape(', '.join(diff) or 'same scenario')}</p>"
+        kinds = {_latency_label(r.attrs).split(" ")[0] for r in (self.result, self.baseline) if r is not None}
+        if len(kinds) > 1:
+            out += ("<p><b>Note:</b> one run used a measured profile and the other the analytical model, so the "
+                    "difference mixes the change with the model's error; set the latency model to analytical for "
+                    "both to see a what-if alone.</p>")
+        return out
 
     def keep_baseline(self) -> None:
         """Keep the current result to compare the next runs against."""
@@ -296,6 +318,21 @@ class Explorer:
         from IPython.display import display
         load_bokeh()
         display(self.view)
+
+
+def _latency_label(attrs: dict) -> str:
+    """``profile`` or ``analytical``, with the what-if if any (from a result's attrs)."""
+    kind = str(attrs.get("latency_source", "profile:")).split(":", 1)[0]
+    wi = attrs.get("what_if", "")
+    return f"{kind} ({wi})" if wi else kind
+
+
+def _model_configs(root: Path) -> list[str]:
+    """Every model with a Hugging Face config under the reference root (``org/name``)."""
+    names = set()
+    for base in (root / "configs" / "model", root / "model_config"):
+        names |= {str(p.relative_to(base).with_suffix("")) for p in base.glob("*/*.json")}
+    return sorted(names)
 
 
 def _pairs(options: list) -> list[tuple[str, Any]]:

@@ -1,0 +1,126 @@
+"""How well the analytical latency model stands in for a measured profile, step by step.
+
+The batch compositions are those of the bench workloads: every step the simulator runs when it
+replays the shipped measurement cases (``measurements/<HW>/<model>/``) on their profiles. Each
+profiled (hardware, model, TP) evaluates those steps twice, once with its measured profile and
+once with the analytical model, and the step latencies are compared. Collectives are left out on
+both sides (they do not depend on the profile). With ``leave_one_out`` the efficiency curves are
+fitted without any profile of that (hardware, model).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .config.model import ModelSpec
+from .errors import InputError
+from .kernel.moe import BalancedGate
+from .latency import roofline
+from .latency.analytical import analytical_profile
+from .latency.iteration import BatchShape, IterationModel
+from .latency.legacy import is_legacy_dir, load_legacy
+from .latency.profile import LatencyProfile, load_bundle
+from .latency.specs import HardwareSpec, load_specs
+
+log = logging.getLogger(__name__)
+BENCH_CASES = ("RTXPRO6000/Llama-3.1-8B", "RTXPRO6000/Qwen3-32B")
+
+
+def bench_shapes(root: Path, cases: Iterable[str] = BENCH_CASES) -> list[BatchShape]:
+    """Every step's batch composition when the bench measurement cases are simulated."""
+    from .validate import validate
+
+    shapes: list[BatchShape] = []
+    for case in cases:
+        _, res = validate(root / "measurements" / case, root)
+        it = res.iterations
+        cols = [it[k].values for k in ("num_tokens", "num_seqs", "prefill_tokens", "prefill_history", "decode_seqs",
+                                      "decode_kv_mean", "decode_kv_min", "decode_kv_max", "prefill_rms")]
+        for t, s, pc, kp, n, kv, lo, hi, rms in zip(*cols):
+            shapes.append(BatchShape(int(t), int(s), int(pc), int(kp), int(n), float(kv), float(lo), float(hi),
+                                     float(rms)))
+    return shapes
+
+
+def measured_profile(folder: Path, tp: int, model: ModelSpec) -> LatencyProfile | None:
+    """The profile of one ``tpN`` folder, or None when it cannot drive a step (no attention)."""
+    model_dir = folder.parent
+    if is_legacy_dir(model_dir):
+        if not (folder / "predictions").is_dir():
+            return None
+        return load_legacy(model_dir, tp, model.is_moe)
+    bundle = load_bundle(model_dir)
+    prof = bundle.at_tp(tp)
+    if model.is_moe and prof.moe is None:
+        prof.moe = bundle.at_tp(1).moe
+    return prof
+
+
+def step_times(profile: LatencyProfile, model: ModelSpec, tp: int, shapes: list[BatchShape],
+               pad_shapes: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Compute time (ns) of each step without collectives, and its attention part; MoE models
+    route with the balanced gate."""
+    m = IterationModel(profile, model, tp, link=None, pad_shapes=pad_shapes, skew_correction=profile.skew is not None)
+    gate = BalancedGate(model.num_experts, model.experts_per_token, tp, model.num_layers) if model.is_moe else None
+    total, attention = np.empty(len(shapes)), np.empty(len(shapes))
+    for i, b in enumerate(shapes):
+        st = m.step(b, routing=gate.route(b.num_tokens) if gate else None)
+        total[i], attention[i] = st.total_ns, st.attention_ns
+    return total, attention
+
+
+@dataclass(frozen=True)
+class PairError:
+    hardware: str
+    model: str
+    tp: int
+    steps: int
+    median_abs_pct: float
+    p90_abs_pct: float
+    median_signed_pct: float
+    stack: str
+    profiled_ms: float     # mean measured-profile step time
+    analytical_ms: float
+    no_attention_median_abs_pct: float   # the same steps without their attention time
+    attention_share: float               # of the measured step time
+
+
+def iteration_check(root: Path, leave_one_out: bool = True, only: Callable[[str, str], bool] | None = None,
+                    shapes: list[BatchShape] | None = None, specs: dict[str, HardwareSpec] | None = None,
+                    progress: Callable[[str], None] | None = None) -> list[PairError]:
+    """Per-step error of the analytical model against every profiled (hardware, model, TP)."""
+    specs = specs if specs is not None else load_specs()
+    shapes = shapes if shapes is not None else bench_shapes(root)
+    if not shapes:
+        raise InputError("the bench workloads produced no steps", root / "measurements")
+    samples = roofline.all_samples(root, specs) if leave_one_out else []
+    stored = None if leave_one_out else roofline.load_efficiency()
+    fits: dict[tuple[str, str], dict] = {}
+    out = []
+    for folder, hw, model_name, tp in roofline.profiled_bundles(root):
+        if hw not in specs or (only and not only(hw, model_name)):
+            continue
+        model = roofline.model_config(root, model_name)
+        prof = measured_profile(folder, tp, model)
+        if prof is None:
+            continue
+        if progress:
+            progress(f"{hw} {model_name} tp{tp}")
+        if leave_one_out and (hw, model_name) not in fits:
+            fits[(hw, model_name)] = roofline.fit(roofline.leave_out(samples, hw, model_name), specs)
+        eff = fits[(hw, model_name)] if leave_one_out else stored
+        pad = "tpu" in hw.lower()
+        meas, meas_att = step_times(prof, model, tp, shapes, pad)
+        stack = roofline.stack_of(folder, hw)
+        pred, pred_att = step_times(analytical_profile(model, specs[hw], tp, eff, stack), model, tp, shapes, pad)
+        err = (pred - meas) / meas * 100.0
+        a = np.abs(err)
+        rest = np.abs((pred - pred_att) / (meas - meas_att) - 1.0) * 100.0
+        out.append(PairError(hw, model_name, tp, len(shapes), float(np.median(a)), float(np.percentile(a, 90)),
+                             float(np.median(err)), stack, float(meas.mean() / 1e6), float(pred.mean() / 1e6),
+                             float(np.median(rest)), float(meas_att.sum() / meas.sum())))
+    return out

@@ -1,0 +1,172 @@
+"""A latency profile computed instead of measured: every operator the kernel looks up, from its FLOPs
+and bytes (:mod:`.ops`) against a hardware spec's roofline with the fitted efficiency curves
+(:mod:`.roofline`).
+
+It has the shape of a measured :class:`~.profile.LatencyProfile` (token-parallel operators tabulated
+on a token grid, the LM head and sampler on a sequence grid, attention and the MoE block as
+callables), so the iteration model, TP/PP/EP collectives, PIM offload and everything downstream
+run unchanged. :func:`iteration_errors` compares it step by step with a measured profile.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config.model import ModelSpec
+from ..errors import InputError
+from .ops import Shapes
+from .profile import LatencyProfile
+from .roofline import CLASSES, EFFICIENCY_FILE, Efficiency, load_efficiency, lookup
+from .specs import SPECS_DIR, HardwareSpec, load_specs
+
+TOKEN_GRID = np.unique(np.round(np.geomspace(1, 1 << 17, 260)))
+SEQ_GRID = np.unique(np.round(np.geomspace(1, 1 << 13, 140)))
+WHAT_IF_KEYS = ("memory_bw_gbs", "bf16_tflops")
+
+
+class _Roof:
+    """One operator class on one accelerator, as scalar arithmetic (attention is evaluated every step)."""
+
+    def __init__(self, eff: Efficiency, spec: HardwareSpec):
+        self.t0 = eff.t0_us * 1e3
+        self.f_half = eff.f_half
+        self.per_flop = 1e9 / (spec.bf16_tflops * 1e12 * eff.e_max)
+        self.per_byte = 1e9 / (spec.memory_bw_gbs * 1e9 * eff.u)
+
+    def __call__(self, flops, nbytes):
+        return self.t0 + np.maximum((flops + self.f_half) * self.per_flop, nbytes * self.per_byte)
+
+
+class AnalyticalAttention:
+    """One attention layer of a batch: its prefill chunks (summed into one chunk over the summed
+    history, as the kernel hands them over) on the prefill curve, its decodes at their mean KV
+    length on the decode curve, or on the mixed-batch curve when they share the step with a chunk."""
+
+    prefill_key = "sum"
+
+    def __init__(self, shapes: Shapes, prefill: _Roof, decode: _Roof, mixed: _Roof):
+        s = shapes
+        self.prefill, self.decode, self.mixed = prefill, decode, mixed
+        self.qk = 4.0 * s.hd * s.q_heads           # FLOPs per query-key pair (QK^T and PV)
+        self.kv_tok = 2.0 * s.kv_heads * s.hd * s.b   # K and V bytes per token
+        self.q_tok = 2.0 * s.q_heads * s.hd * s.b     # query in, output out, per token
+
+    def __call__(self, pc: float, kp: float, n: float, kv: float) -> float:
+        t = 0.0
+        if pc > 0:
+            t += float(self.prefill(self.qk * (pc * kp + pc * (pc + 1) / 2), (kp + 2 * pc) * self.kv_tok + pc * self.q_tok))
+        if n > 0:
+            roof = self.mixed if pc > 0 else self.decode
+            t += float(roof(self.qk * n * (kv + 1), n * ((kv + 1) * self.kv_tok + self.q_tok)))
+        return t if t > 1.0 else 1.0
+
+
+class AnalyticalExperts:
+    """The MoE block of each expert-parallel rank: the router plus its experts' GEMMs for the
+    token-expert pairs that reach it, as one fused kernel (vLLM) or (``per_expert``, the paper
+    artifact's eager loop) three GEMMs per expert that has tokens."""
+
+    def __init__(self, shapes: Shapes, roof: _Roof, per_expert: bool = False):
+        self.shapes, self.roof, self.per_expert = shapes, roof, per_expert
+
+    def __call__(self, routing) -> np.ndarray:
+        ep = routing.local_tokens.shape[1]
+        G = routing.expert_tokens.shape[0]
+        if self.per_expert:
+            s, n = self.shapes, routing.expert_tokens
+            inter = s.m.moe_intermediate_size
+            up = s.gemm("w1", n, s.h, inter)
+            down = s.gemm("w2", n, inter, s.h)
+            t = np.where(n > 0, 2 * self.roof(up.flops, up.bytes) + self.roof(down.flops, down.bytes), 0.0)
+            return t.reshape(G, ep, -1).sum(axis=2)
+        pairs = routing.expert_tokens.reshape(G, ep, -1).sum(axis=2)
+        c = self.shapes.moe_experts(routing.local_tokens, routing.activated, pairs)
+        return np.where(routing.local_tokens > 0, self.roof(c.flops, c.bytes), 0.0)
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """Multipliers on a spec: ``WhatIf(memory_bw_gbs=2)`` asks "what if memory bandwidth were 2x"."""
+
+    memory_bw_gbs: float = 1.0
+    bf16_tflops: float = 1.0
+
+    @classmethod
+    def from_dict(cls, data: dict | None, source: str = "settings") -> "WhatIf":
+        data = data or {}
+        if not isinstance(data, dict):
+            raise InputError("hardware what-if must be a mapping {spec field: multiplier}", source, "what_if")
+        for k, v in data.items():
+            if k not in WHAT_IF_KEYS:
+                raise InputError(f"unknown what-if field {k!r} (known: {', '.join(WHAT_IF_KEYS)})", source,
+                                 f"what_if.{k}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.01 <= v <= 100:
+                raise InputError(f"must be a multiplier between 0.01 and 100, got {v!r}", source, f"what_if.{k}")
+        return cls(**{k: float(v) for k, v in data.items()})
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, k) != 1.0 for k in WHAT_IF_KEYS)
+
+    def apply(self, spec: HardwareSpec) -> HardwareSpec:
+        return spec.scaled(**{k: getattr(self, k) for k in WHAT_IF_KEYS}) if self.active else spec
+
+    def label(self) -> str:
+        return ", ".join(f"{k} x{getattr(self, k):g}" for k in WHAT_IF_KEYS if getattr(self, k) != 1.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _specs(folder: str) -> dict[str, HardwareSpec]:
+    return load_specs(folder)
+
+
+def find_spec(hardware: str, folder: str | Path = SPECS_DIR) -> HardwareSpec:
+    """The spec of a hardware name as cluster configs write it (``H100``, ``TPU-v6e-1``)."""
+    specs = _specs(str(folder))
+    if hardware in specs:
+        return specs[hardware]
+    raise InputError(f"no profile and no hardware spec for {hardware!r}; add profiles/hardware/{hardware}.yaml "
+                     f"(specs: {', '.join(sorted(specs))})", Path(folder), "name")
+
+
+@functools.lru_cache(maxsize=8)
+def _efficiency(path: str, stamp: float) -> dict[str, Efficiency]:
+    return load_efficiency(Path(path))
+
+
+def efficiency(path: str | Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:
+    """The fitted curves (cached while the file is unchanged)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no efficiency fit (run `llmss profile-fit`)", p)
+    return _efficiency(str(p.resolve()), p.stat().st_mtime)
+
+
+def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[str, Efficiency] | None = None,
+                       stack: str = "vllm", note: str = "") -> LatencyProfile:
+    """A profile of ``model`` at TP ``tp`` on ``spec``, computed from the roofline with the
+    efficiency curves of a software stack (:data:`.roofline.STACKS`; vLLM's by default)."""
+    eff = eff if eff is not None else efficiency()
+    sh = Shapes(model, tp)
+    roof = {c: _Roof(lookup(eff, stack, c), spec) for c in CLASSES}
+    T = TOKEN_GRID
+
+    def tab(cls: str, cost, axis=T):
+        c = cost(axis)
+        return axis, np.asarray(roof[cls](c.flops, c.bytes), float)
+
+    dense = {"embedding": tab("embedding", sh.embedding), "layernorm": tab("rms_norm", sh.rms_norm),
+             "qkv_proj": tab("gemm", sh.qkv_proj), "rotary_emb": tab("rotary_emb", sh.rotary_emb),
+             "o_proj": tab("gemm", sh.o_proj), "final_layernorm": tab("rms_norm", sh.rms_norm)}
+    if not model.is_moe:
+        dense.update(gate_up_proj=tab("gemm", sh.gate_up_proj), act_fn=tab("act_fn", sh.act_fn),
+                     down_proj=tab("gemm", sh.down_proj))
+    per_seq = {"lm_head": tab("gemm", sh.lm_head, SEQ_GRID), "sampler": tab("sampler", sh.sampler, SEQ_GRID)}
+    moe = AnalyticalExperts(Shapes(model, 1), roof["gemm"], stack == "artifact") if model.is_moe else None
+    src = f"{spec.name} spec ({Path(spec.path).name or 'in memory'}){'; ' + note if note else ''}"
+    return LatencyProfile(tp=tp, dense=dense, per_sequence=per_seq, attention=AnalyticalAttention(sh, roof["attention_prefill"], roof["attention_decode"],
+                                                        roof["attention_mixed"]),
+                          skew=None, moe=moe, source=src, kind="analytical")
