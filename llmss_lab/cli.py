@@ -1,5 +1,5 @@
 """The ``llmss`` command line: lab, example, run, validate, summary, figure-data, figures, sweep, capacity,
-fetch-reference."""
+fetch-reference, profile-fit, profile-check, profile-iterations."""
 from __future__ import annotations
 
 import argparse
