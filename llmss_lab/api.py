@@ -107,10 +107,14 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
         and layout.has_profile(inst.hardware, inst.model_name, variant, inst.tp_size))
     if not measured:
         return _analytical(inst, model, variant, choice)
-    d = layout.profile_dir(inst.hardware, inst.model_name, variant)
+    return measured_profile(layout.profile_dir(inst.hardware, inst.model_name, variant), inst.tp_size, model)
+
+
+def measured_profile(d: Path, tp: int, model: ModelSpec) -> LatencyProfile:
+    """A profile folder (a current-format bundle, or the artifact's model folder) at TP ``tp``."""
     if is_legacy_dir(d):
-        return load_legacy(d, inst.tp_size, model.is_moe)
-    profile = load_bundle(d).at_tp(inst.tp_size)
+        return load_legacy(d, tp, model.is_moe)
+    profile = load_bundle(d).at_tp(tp)
     require_layers(profile, model.is_moe)
     if model.is_moe and profile.moe is None:
         profile.moe = load_bundle(d).at_tp(1).moe   # MoE blocks are profiled at TP=1 only

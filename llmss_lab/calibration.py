@@ -9,24 +9,23 @@ fitted without any profile of that (hardware, model).
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
+from . import api
 from .config.model import ModelSpec
 from .errors import InputError
 from .kernel.moe import BalancedGate
 from .latency import roofline
 from .latency.analytical import analytical_profile
 from .latency.iteration import BatchShape, IterationModel
-from .latency.legacy import is_legacy_dir, load_legacy
-from .latency.profile import LatencyProfile, load_bundle
+from .latency.legacy import is_legacy_dir
+from .latency.profile import LatencyProfile
 from .latency.specs import HardwareSpec, load_specs
 
-log = logging.getLogger(__name__)
 BENCH_CASES = ("RTXPRO6000/Llama-3.1-8B", "RTXPRO6000/Qwen3-32B")
 
 
@@ -47,17 +46,11 @@ def bench_shapes(root: Path, cases: Iterable[str] = BENCH_CASES) -> list[BatchSh
 
 
 def measured_profile(folder: Path, tp: int, model: ModelSpec) -> LatencyProfile | None:
-    """The profile of one ``tpN`` folder, or None when it cannot drive a step (no attention)."""
-    model_dir = folder.parent
-    if is_legacy_dir(model_dir):
-        if not (folder / "predictions").is_dir():
-            return None
-        return load_legacy(model_dir, tp, model.is_moe)
-    bundle = load_bundle(model_dir)
-    prof = bundle.at_tp(tp)
-    if model.is_moe and prof.moe is None:
-        prof.moe = bundle.at_tp(1).moe
-    return prof
+    """The profile of one ``tpN`` folder, or None when it cannot drive a step (the artifact's
+    folders without attention predictions)."""
+    if is_legacy_dir(folder.parent) and not (folder / "predictions").is_dir():
+        return None
+    return api.measured_profile(folder.parent, tp, model)
 
 
 def step_times(profile: LatencyProfile, model: ModelSpec, tp: int, shapes: list[BatchShape],
