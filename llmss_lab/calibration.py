@@ -106,7 +106,7 @@ def iteration_check(root: Path, leave_one_out: bool = True, only: Callable[[str,
         if leave_one_out and (hw, model_name) not in fits:
             fits[(hw, model_name)] = roofline.fit(roofline.leave_out(samples, hw, model_name), specs)
         eff = fits[(hw, model_name)] if leave_one_out else stored
-        pad = "tpu" in hw.lower()
+        pad = api.pads_shapes(hw)
         meas, meas_att = step_times(prof, model, tp, shapes, pad)
         stack = roofline.stack_of(folder, hw)
         pred, pred_att = step_times(analytical_profile(model, specs[hw], tp, eff, stack), model, tp, shapes, pad)

@@ -358,13 +358,11 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
 def _latency_kwargs(args: argparse.Namespace) -> dict:
     what_if = {}
     for item in args.what_if:
-        name, sep, value = item.partition("=")
+        name, _, value = item.partition("=")
         try:
-            what_if[name] = float(value) if sep else None
+            what_if[name] = float(value)
         except ValueError:
-            what_if[name] = None
-        if what_if[name] is None:
-            raise InputError(f"expected FIELD=NUMBER, got {item!r}", "command line", "--what-if")
+            raise InputError(f"expected FIELD=NUMBER, got {item!r}", "command line", "--what-if") from None
     return {"latency": args.latency, "what_if": what_if, "efficiency_file": args.efficiency}
 
 

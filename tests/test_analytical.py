@@ -13,7 +13,7 @@ from llmss_lab.config.model import ModelSpec
 from llmss_lab.errors import InputError
 from llmss_lab.kernel.moe import BalancedGate
 from llmss_lab.latency import roofline
-from llmss_lab.latency.analytical import WhatIf, _Roof, analytical_profile, efficiency, find_spec
+from llmss_lab.latency.analytical import WhatIf, analytical_profile, efficiency, find_spec
 from llmss_lab.latency.iteration import BatchShape, IterationModel
 from llmss_lab.latency.ops import Shapes
 from llmss_lab.latency.profile import require_layers
@@ -30,7 +30,7 @@ def test_attention_costs_match_the_operator_counts(llama):
     spec, eff = find_spec("H100"), efficiency()
     prof = analytical_profile(llama, spec, 2, eff)
     s = Shapes(llama, 2)
-    pre, dec, mix = (_Roof(roofline.lookup(eff, "vllm", c), spec)
+    pre, dec, mix = (roofline.lookup(eff, "vllm", c).on(spec)
                      for c in ("attention_prefill", "attention_decode", "attention_mixed"))
     p, d = s.attention_prefill(512, 1000), s.attention_decode(700)
     assert prof.attention(512, 1000, 0, 0) == pytest.approx(float(pre(p.flops, p.bytes)), rel=1e-9)

@@ -19,25 +19,12 @@ from ..config.model import ModelSpec
 from ..errors import InputError
 from .ops import Shapes
 from .profile import LatencyProfile
-from .roofline import CLASSES, EFFICIENCY_FILE, Efficiency, load_efficiency, lookup
+from .roofline import CLASSES, EFFICIENCY_FILE, Efficiency, Roof, load_efficiency, lookup
 from .specs import SPECS_DIR, HardwareSpec, load_specs
 
 TOKEN_GRID = np.unique(np.round(np.geomspace(1, 1 << 17, 260)))
 SEQ_GRID = np.unique(np.round(np.geomspace(1, 1 << 13, 140)))
 WHAT_IF_KEYS = ("memory_bw_gbs", "bf16_tflops")
-
-
-class _Roof:
-    """One operator class on one accelerator, as scalar arithmetic (attention is evaluated every step)."""
-
-    def __init__(self, eff: Efficiency, spec: HardwareSpec):
-        self.t0 = eff.t0_us * 1e3
-        self.f_half = eff.f_half
-        self.per_flop = 1e9 / (spec.bf16_tflops * 1e12 * eff.e_max)
-        self.per_byte = 1e9 / (spec.memory_bw_gbs * 1e9 * eff.u)
-
-    def __call__(self, flops, nbytes):
-        return self.t0 + np.maximum((flops + self.f_half) * self.per_flop, nbytes * self.per_byte)
 
 
 class AnalyticalAttention:
@@ -47,20 +34,17 @@ class AnalyticalAttention:
 
     prefill_key = "sum"
 
-    def __init__(self, shapes: Shapes, prefill: _Roof, decode: _Roof, mixed: _Roof):
-        s = shapes
-        self.prefill, self.decode, self.mixed = prefill, decode, mixed
-        self.qk = 4.0 * s.hd * s.q_heads           # FLOPs per query-key pair (QK^T and PV)
-        self.kv_tok = 2.0 * s.kv_heads * s.hd * s.b   # K and V bytes per token
-        self.q_tok = 2.0 * s.q_heads * s.hd * s.b     # query in, output out, per token
+    def __init__(self, shapes: Shapes, prefill: Roof, decode: Roof, mixed: Roof):
+        self.shapes, self.prefill, self.decode, self.mixed = shapes, prefill, decode, mixed
 
     def __call__(self, pc: float, kp: float, n: float, kv: float) -> float:
         t = 0.0
         if pc > 0:
-            t += float(self.prefill(self.qk * (pc * kp + pc * (pc + 1) / 2), (kp + 2 * pc) * self.kv_tok + pc * self.q_tok))
+            c = self.shapes.attention_prefill(pc, kp)
+            t += float(self.prefill(c.flops, c.bytes))
         if n > 0:
-            roof = self.mixed if pc > 0 else self.decode
-            t += float(roof(self.qk * n * (kv + 1), n * ((kv + 1) * self.kv_tok + self.q_tok)))
+            d = self.shapes.attention_decode(kv)
+            t += float((self.mixed if pc > 0 else self.decode)(n * d.flops, n * d.bytes))
         return t if t > 1.0 else 1.0
 
 
@@ -69,7 +53,7 @@ class AnalyticalExperts:
     token-expert pairs that reach it, as one fused kernel (vLLM) or (``per_expert``, the paper
     artifact's eager loop) three GEMMs per expert that has tokens."""
 
-    def __init__(self, shapes: Shapes, roof: _Roof, per_expert: bool = False):
+    def __init__(self, shapes: Shapes, roof: Roof, per_expert: bool = False):
         self.shapes, self.roof, self.per_expert = shapes, roof, per_expert
 
     def __call__(self, routing) -> np.ndarray:
@@ -151,7 +135,7 @@ def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[
     efficiency curves of a software stack (:data:`.roofline.STACKS`; vLLM's by default)."""
     eff = eff if eff is not None else efficiency()
     sh = Shapes(model, tp)
-    roof = {c: _Roof(lookup(eff, stack, c), spec) for c in CLASSES}
+    roof = {c: lookup(eff, stack, c).on(spec) for c in CLASSES}
     T = TOKEN_GRID
 
     def tab(cls: str, cost, axis=T):

@@ -63,10 +63,25 @@ class Efficiency:
     u: float          # fraction of peak memory bandwidth reached
     t0_us: float      # launch overhead
 
+    def on(self, spec: HardwareSpec) -> "Roof":
+        return Roof(self, spec)
+
     def time_ns(self, flops, nbytes, spec: HardwareSpec):
-        compute = (np.asarray(flops, float) + self.f_half) / (spec.bf16_tflops * 1e12 * self.e_max)
-        memory = np.asarray(nbytes, float) / (spec.memory_bw_gbs * 1e9 * self.u)
-        return self.t0_us * 1e3 + np.maximum(compute, memory) * 1e9
+        return self.on(spec)(flops, nbytes)
+
+
+class Roof:
+    """One operator class on one accelerator: the curve with the spec's peaks folded in, so the
+    kernel's per-step lookups are plain arithmetic."""
+
+    def __init__(self, eff: Efficiency, spec: HardwareSpec):
+        self.t0 = eff.t0_us * 1e3
+        self.f_half = eff.f_half
+        self.per_flop = 1e9 / (spec.bf16_tflops * 1e12 * eff.e_max)
+        self.per_byte = 1e9 / (spec.memory_bw_gbs * 1e9 * eff.u)
+
+    def __call__(self, flops, nbytes):
+        return self.t0 + np.maximum((flops + self.f_half) * self.per_flop, nbytes * self.per_byte)
 
 
 def key(stack: str, cls: str) -> str:
