@@ -122,11 +122,6 @@ class BlockPool:
                 if self.block_hash[b] is not None:
                     self.free_cached += 1
 
-    def cache(self, block: int, h: int) -> None:
-        if h not in self.cached and self.block_hash[block] is None:
-            self.cached[h] = block
-            self.block_hash[block] = h
-
 
 class KVCacheManager:
     """Per-request block tables over one pool, with prefix caching when enabled."""
@@ -224,10 +219,16 @@ class KVCacheManager:
         done = self.num_cached[rid]
         if full <= done:
             return
-        hs = self.block_hashes(rid, full)
+        hs = self._hashes.get(rid)
+        if hs is None or len(hs) < full:
+            hs = self.block_hashes(rid, full)
         blocks = self.blocks[rid]
-        for i in range(done, full):
-            self.pool.cache(blocks[i], hs[i])
+        cached, block_hash = self.pool.cached, self.pool.block_hash
+        for i in range(done, full):   # BlockPool.cache, inlined: this runs for every filled block
+            b, h = blocks[i], hs[i]
+            if h not in cached and block_hash[b] is None:
+                cached[h] = b
+                block_hash[b] = h
         self.num_cached[rid] = full
         if self.lower is not None:
             cb = self.chunk_blocks

@@ -25,6 +25,7 @@ from .registry import Registry
 from .requests import UNSET, RequestTable
 
 SCHEDULERS = Registry["Scheduler"]("scheduler")
+add = np.add.reduce   # sum of a small array without ndarray.sum's Python-level wrapper
 
 
 @dataclass
@@ -83,9 +84,10 @@ class VLLMV1Scheduler(Scheduler):
     def schedule(self, now: float) -> ScheduledStep | None:
         R, kv, bs = self.R, self.kv, self.kv.block_size
         budget = self.budget
-        rids: list[int] = []
+        rids: list[int] = []      # requests scheduled one by one (admission, the preemption path)
         news: list[int] = []
         preempted: list[int] = []
+        ra = na = before = None   # running requests scheduled all at once, as arrays
 
         # ---- phase A: running requests --------------------------------------------------------
         if self.running:
@@ -94,21 +96,20 @@ class VLLMV1Scheduler(Scheduler):
             need = R.num_tokens[run] - comp
             if self.threshold:
                 np.minimum(need, self.threshold, out=need)
-            before = np.cumsum(need) - need
-            sched = np.minimum(np.maximum(budget - before, 0), need)
+            sched = np.minimum(np.maximum(budget - (need.cumsum() - need), 0), need)
             grow = (comp + sched + bs - 1) // bs - R.nblocks[run]
             grow[sched == 0] = 0
-            if int(grow.sum()) <= kv.pool.num_free:
-                idx = np.flatnonzero(grow)
+            if int(add(grow)) <= kv.pool.num_free:
+                idx = grow.nonzero()[0]
                 if len(idx):  # everyone fits: hand out blocks in running order
                     pool_alloc, blocks = kv.pool.allocate, kv.blocks
-                    for rid, k in zip(run[idx].tolist(), grow[idx].tolist()):
+                    rows, ks = run[idx], grow[idx]
+                    for rid, k in zip(rows.tolist(), ks.tolist()):
                         blocks[rid].extend(pool_alloc(k))
-                    R.nblocks[run[idx]] += grow[idx]
+                    R.nblocks[rows] += ks
                 mask = sched > 0
-                rids = run[mask].tolist()
-                news = sched[mask].tolist()
-                budget -= int(sched.sum())
+                ra, na, before = run[mask], sched[mask], comp[mask]
+                budget -= int(add(sched))
             else:
                 budget = self._running_with_preemption(rids, news, preempted)
 
@@ -117,15 +118,20 @@ class VLLMV1Scheduler(Scheduler):
         if not preempted:
             budget, recall = self._admit(now, budget, rids, news)
 
-        if not rids:
+        if rids:
+            more = np.array(rids, np.int64)
+            if ra is None:
+                ra, na, before = more, np.array(news, np.int64), R.computed[more]
+            else:
+                ra = np.concatenate((ra, more))
+                na = np.concatenate((na, news))
+                before = np.concatenate((before, R.computed[more]))
+        if ra is None or not len(ra):
             return None
-        ra = np.array(rids, np.int64)
-        na = np.array(news, np.int64)
-        before = R.computed[ra].copy()
-        R.computed[ra] = before + na
+        after = before + na
+        R.computed[ra] = after
         if kv.prefix_caching:
-            after = before + na
-            idx = np.flatnonzero(after // bs > before // bs)
+            idx = (after // bs > before // bs).nonzero()[0]
             for rid, c in zip(ra[idx].tolist(), after[idx].tolist()):
                 kv.cache_full_blocks(rid, c, now)
         return ScheduledStep(ra, na, before, preempted, recall)

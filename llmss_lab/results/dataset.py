@@ -24,6 +24,10 @@ from ..kernel.power import PowerAccount
 from ..kernel.simulator import RawRun
 from .metrics import latency_summary, tpot_ms
 
+# xarray imports dask (when installed) the first time it wraps an array, about 0.5 s of module
+# loading; do it here, with the other imports, rather than inside the first simulation
+xr.Variable("x", np.zeros(1))
+
 GROUPS = ("requests", "iterations", "timeseries")
 OPTIONAL = ("experts", "memory", "power")   # present when the run has MoE, memory tiers, power specs
 MIB = 2**20
