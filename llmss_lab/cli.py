@@ -14,7 +14,7 @@ from .errors import InputError, LlmssError
 
 ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
               "long_prefill_token_threshold", "max_model_len")
-ENGINE_BOOL = ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_isl")
+ENGINE_BOOL = ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_isl", "async_scheduling")
 
 log = logging.getLogger("llmss_lab.cli")
 

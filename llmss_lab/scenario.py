@@ -48,6 +48,7 @@ class Scenario:
     block_size: int = 16
     enable_prefix_caching: bool = True
     enable_chunked_prefill: bool = True
+    async_scheduling: bool = False    # vLLM >= 0.14 turns it on by default
     gpu_memory_utilization: float = 0.9
     # policies
     router: str = "load_score"
@@ -189,7 +190,7 @@ class Scenario:
     def engine(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("max_num_seqs", "max_num_batched_tokens", "block_size",
                                               "enable_prefix_caching", "enable_chunked_prefill",
-                                              "gpu_memory_utilization", "eviction")}
+                                              "async_scheduling", "gpu_memory_utilization", "eviction")}
 
     def what_if(self) -> dict[str, float]:
         """The hardware spec multipliers that differ from 1."""

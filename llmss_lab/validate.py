@@ -43,9 +43,31 @@ class Measurement:
     e2e_ms: np.ndarray
 
 
+ASYNC_DEFAULT_FROM = (0, 14)   # vLLM schedules asynchronously by default from this release
+
+
+def _vllm_release(meta: Section) -> tuple[int, int] | None:
+    version = meta.string("vllm_version", required=False, default=None)
+    if version is None:
+        return None
+    parts = version.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        raise meta.error("vllm_version", f"expected a release such as 0.19.0, got {version!r}") from None
+
+
 def _engine_from_meta(meta: Section) -> EngineConfig:
+    """The run's engine settings: what ``engine_kwargs`` sets, and vLLM's defaults of the recorded
+    release for the rest (async scheduling)."""
     kw = meta.section("engine_kwargs")
     settings: dict = {}
+    release = _vllm_release(meta)
+    if release is not None:
+        settings["async_scheduling"] = release >= ASYNC_DEFAULT_FROM
+    a = kw.boolean("async_scheduling", required=False, default=None)
+    if a is not None:
+        settings["async_scheduling"] = a
     for key in ("max_num_seqs", "max_num_batched_tokens", "max_model_len"):
         v = kw.integer(key, required=False, default=None, minimum=0)
         if v is not None:

@@ -31,6 +31,7 @@ def scenarios(draw):
         long_prefill_token_threshold=draw(st.sampled_from([0, 0, 16])),
         reserve_full_isl=draw(st.booleans()),
         eviction=draw(st.sampled_from(["lru", "mru"])),
+        async_scheduling=draw(st.booleans()),
     )
     if not eng.enable_chunked_prefill:  # every prompt must fit one step, as vLLM requires
         eng = eng.with_overrides({"max_num_batched_tokens": max(eng.max_num_batched_tokens, max(prompts) + max(outputs))})

@@ -54,7 +54,7 @@ def scenarios(draw) -> Scenario:
               max_num_batched_tokens=draw(st.sampled_from([64, 512, 2048] if chunked else [2048, 2048, 2048, 256])),
               block_size=draw(st.sampled_from([8, 16, 32])), enable_prefix_caching=draw(st.booleans()),
               enable_chunked_prefill=chunked, router=draw(st.sampled_from(ROUTERS.names())),
-              eviction=draw(st.sampled_from(["lru", "mru"])))
+              eviction=draw(st.sampled_from(["lru", "mru"])), async_scheduling=draw(st.booleans()))
     tier = draw(st.sampled_from(["", "", "cpu", "cxl"]))
     if tier:
         kw["prefix_storage"] = tier

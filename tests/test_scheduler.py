@@ -115,3 +115,24 @@ def test_kernel_run_produces_every_token_once():
     # request 1 arrived mid-step 1: queued at the step's end (engine takes requests between steps)
     assert R.queued[1] == 1e6
     assert sum(b.num_tokens for b in lat.shapes) == 100 + 30 + 7 + (5 - 1) + (3 - 1)
+
+
+def test_async_scheduling_plans_each_step_while_the_previous_one_runs():
+    # 1 ms steps. req0 (10-token prompt, 3 out) at 0; req1 (10, 2 out) arrives at 0.5 ms.
+    # Async: at 0 the engine plans step 1 (req0's prompt) and step 2 (req0's first decode, counting the
+    # token step 1 will give it); req1 is taken in when step 1 ends (1 ms) and planned into step 3, which
+    # runs 2-3 ms. Step 4 (planned at 2 ms) has no decode for req0: its token from step 3 is its last.
+    eng = EngineConfig(max_num_batched_tokens=64, enable_prefix_caching=False, async_scheduling=True)
+    wl = from_requests([(0.0, 10, 3), (0.0005, 10, 2)])
+    lat = ConstantLatency(1e6)
+    raw = simulator.run([setup(eng, 100, lat)], wl)
+    R = raw.requests
+    assert R.first_token.tolist() == [1e6, 3e6]
+    assert R.finished.tolist() == [3e6, 4e6]
+    assert R.queued[1] == 1e6 and R.scheduled[1] == 1e6
+    assert [b.num_tokens for b in lat.shapes] == [10, 1, 11, 1]    # no step wasted on a finished request
+    assert raw.instances[0].log.start == [0.0, 1e6, 2e6, 3e6]
+    assert (R.pending == 0).all()
+    # the same run scheduled synchronously: req1 joins step 2 and both finish with step 3
+    sync = simulator.run([setup(eng.with_overrides({"async_scheduling": False}), 100, ConstantLatency(1e6))], wl)
+    assert sync.requests.first_token.tolist() == [1e6, 2e6] and sync.requests.finished.tolist() == [3e6, 3e6]

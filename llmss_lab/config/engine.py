@@ -15,6 +15,8 @@ class EngineConfig:
     ``num_gpu_blocks`` overrides that with an explicit block count (vLLM's
     ``num_gpu_blocks_override``). ``reserve_full_isl`` admits a waiting request only when its
     whole current sequence fits in free blocks, which keeps admissions from causing preemptions.
+    ``async_scheduling`` schedules each step while the one before it runs (vLLM's
+    ``--async-scheduling``, on by default from vLLM 0.14; off with pipeline parallelism).
     """
 
     max_num_seqs: int = 128
@@ -27,6 +29,7 @@ class EngineConfig:
     long_prefill_token_threshold: int = 0
     max_model_len: int | None = None
     reserve_full_isl: bool = True
+    async_scheduling: bool = False
     dtype: str | None = None
     kv_cache_dtype: str = "auto"
     scheduler: str = "vllm_v1"
@@ -52,7 +55,7 @@ class EngineConfig:
             raise bad("num_gpu_blocks", f"must be a whole number > 0, got {self.num_gpu_blocks!r}")
         if self.max_model_len is not None and (not isinstance(self.max_model_len, int) or self.max_model_len <= 0):
             raise bad("max_model_len", f"must be a whole number > 0, got {self.max_model_len!r}")
-        for key in ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_isl"):
+        for key in ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_isl", "async_scheduling"):
             if not isinstance(getattr(self, key), bool):
                 raise bad(key, f"expected true or false, got {getattr(self, key)!r}")
         if self.kv_cache_dtype not in ("auto", "fp8"):

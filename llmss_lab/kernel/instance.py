@@ -166,6 +166,8 @@ class Instance:
         # a token comes out for a request whose chunk in *this* step reached its end; with PP a later
         # micro-batch may already have advanced R.computed, so the step's own range decides
         produced = rids[p.step.computed_before + p.step.num_new >= R.num_tokens[rids]]
+        if self.scheduler.lookahead:
+            R.pending[produced] -= 1
         ntok = R.num_tokens[produced] + 1
         R.num_tokens[produced] = ntok
         is_first = R.first_token[produced] == UNSET
@@ -195,10 +197,15 @@ class Engine:
     """Steps one instance, or a data-parallel group in lockstep, with up to ``pp`` steps in flight."""
 
     def __init__(self, loop: EventLoop, members: list[Instance], pp: int = 1, gate: Gate | None = None,
-                 on_step_done: Callable[[Instance, np.ndarray, np.ndarray, float, float], None] | None = None):
+                 on_step_done: Callable[[Instance, np.ndarray, np.ndarray, float, float], None] | None = None,
+                 lookahead: bool = False):
         self.loop = loop
         self.members = members
         self.pp = pp
+        # steps in flight: one per pipeline stage, or (async scheduling) one queued behind the running one
+        self.depth = 2 if lookahead and pp == 1 else pp
+        for m in members:
+            m.scheduler.lookahead = self.depth > pp
         self.gate = gate
         self.on_step_done = on_step_done
         self.inflight = 0
@@ -213,13 +220,19 @@ class Engine:
         return self.members[0].name if len(self.members) == 1 else "+".join(m.name for m in self.members)
 
     def poke(self) -> None:
-        """Start a step if the first pipeline stage is free and fewer than ``pp`` steps are in flight."""
+        """Schedule steps while fewer than ``depth`` are in flight; with pipeline stages, only when
+        the first stage is free."""
         now = self.loop.now
-        if self.inflight >= self.pp or self.stage_free[0] > now:
-            return
+        while self.inflight < self.depth and (self.pp == 1 or self.stage_free[0] <= now):
+            if not self._launch(now):
+                return
+
+    def _launch(self, now: float) -> bool:
+        """Schedule one step now; it runs once the first stage is free. False if there is nothing to run."""
         plans = [m.plan(now) for m in self.members]
         if not any(plans):
-            return
+            return False
+        begin = max(now, self.stage_free[0])
         shapes = [p.shape if p else DUMMY for p in plans]
         T = max(s.num_tokens for s in shapes)
         lockstep = len(self.members) > 1
@@ -236,16 +249,16 @@ class Engine:
                      for m, s in zip(self.members, shapes)]
         t = times[0] if len(times) == 1 else _slowest(times)
         # KV recalled from a lower-tier prefix pool must arrive before the step computes on it
-        clock = now
+        clock = begin
         moved = [0.0] * len(self.members)
         for i, (m, p) in enumerate(zip(self.members, plans)):
             if p is not None and p.step.recall_tokens:
                 nbytes = p.step.recall_tokens * m.recall_bytes_per_token
                 clock = max(clock, m.scheduler.kv.lower.tier.move(now, nbytes))
                 moved[i] += nbytes
-        recall_ns = clock - now
+        recall_ns = clock - begin
         # weights kept in CPU or CXL memory stream in during the step, layer ahead of compute
-        streamed = now
+        streamed = begin
         for i, m in enumerate(self.members):
             for tier, nbytes in m.weight_stream:
                 streamed = max(streamed, tier.move(clock, nbytes))
@@ -258,15 +271,18 @@ class Engine:
             if s < len(t.stages) - 1:
                 clock += t.p2p_ns
         end = max(clock, streamed)
+        if self.pp == 1:   # a lone stage is busy until the step ends, weight stream included
+            self.stage_free[0] = end
         for m, p, b in zip(self.members, plans, moved):
             if p is not None:
-                m.record(p, now, t, end - now, recall_ns, b)
+                m.record(p, begin, t, end - begin, recall_ns, b)
                 if self.offload:
                     m.log.pim_busy.append(t.pim_busy_ns)
         self.inflight += 1
         if self.pp > 1:
             self.loop.at(self.stage_free[0], self.poke)
-        self.loop.at(end, lambda: self._done(plans, now))
+        self.loop.at(end, lambda: self._done(plans, begin))
+        return True
 
     def _done(self, plans: list[Planned | None], start: float) -> None:
         now = self.loop.now

@@ -19,6 +19,7 @@ class RequestTable:
         self.output = output.astype(np.int64)          # tokens to generate
         self.num_tokens = self.prompt.copy()           # prompt + generated so far
         self.computed = np.zeros(n, np.int64)          # tokens whose KV is computed
+        self.pending = np.zeros(n, np.int64)           # tokens still to come from steps in flight (async)
         self.nblocks = np.zeros(n, np.int64)           # KV blocks held
         self.queued = np.full(n, UNSET)
         self.scheduled = np.full(n, UNSET)             # first time scheduled

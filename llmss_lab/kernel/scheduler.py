@@ -11,6 +11,11 @@ One step, with a token budget of ``max_num_batched_tokens``:
    chunked prefill a prompt that does not fit the budget waits. Admission never preempts.
 
 Progress (``num_computed_tokens``) advances when a request is scheduled, as in vLLM.
+
+With ``lookahead`` (vLLM's async scheduling) a step is scheduled while the one before it runs: a
+request counts the token that step will give it (``RequestTable.pending``, vLLM's output
+placeholders), gets no further step once that token is its last, and holds its slot and blocks
+until the step's output is in.
 """
 from __future__ import annotations
 
@@ -53,6 +58,8 @@ class Scheduler:
         self.waiting: deque[int] = deque()
         self.running: list[int] = []
         self._run_arr: np.ndarray | None = None
+        self.lookahead = False          # schedule while the previous step runs (set by the engine's builder)
+        self.output_cap: int | None = None   # a prefill instance stops a request after its first token
 
     def add(self, rid: int, token_ids, kv_ready: int = 0) -> None:
         """Queue a request; ``kv_ready`` tokens of it already have KV (handed over by a prefill
@@ -70,7 +77,11 @@ class Scheduler:
         return self._run_arr
 
     def finish(self, rid: int) -> None:
-        self.running.remove(rid)
+        if rid in self.running:
+            self.running.remove(rid)
+        else:   # preempted while its last token was in flight (lookahead): the KV it dropped,
+            self.waiting.remove(rid)   # everything but that token, is never recomputed
+            self.R.lost[rid] -= self.R.num_tokens[rid] - 1
         self._run_arr = None
         self.kv.forget(rid)
         self.R.nblocks[rid] = 0
@@ -93,7 +104,12 @@ class VLLMV1Scheduler(Scheduler):
         if self.running:
             run = self.running_array()
             comp = R.computed[run]
-            need = R.num_tokens[run] - comp
+            if self.lookahead:
+                ahead = R.num_tokens[run] + R.pending[run]   # tokens once the step in flight is out
+                need = ahead - comp
+                need[ahead - R.prompt[run] >= self._outputs(run)] = 0
+            else:
+                need = R.num_tokens[run] - comp
             if self.threshold:
                 np.minimum(need, self.threshold, out=need)
             sched = np.minimum(np.maximum(budget - (need.cumsum() - need), 0), need)
@@ -129,6 +145,8 @@ class VLLMV1Scheduler(Scheduler):
         if ra is None or not len(ra):
             return None
         after = before + na
+        if self.lookahead:   # the step will give these a token
+            R.pending[ra[after >= R.num_tokens[ra] + R.pending[ra]]] += 1
         R.computed[ra] = after
         if kv.prefix_caching:
             idx = (after // bs > before // bs).nonzero()[0]
@@ -143,7 +161,9 @@ class VLLMV1Scheduler(Scheduler):
         i = 0
         while i < len(self.running) and budget > 0:
             rid = self.running[i]
-            n = int(R.num_tokens[rid] - R.computed[rid])
+            n = int(R.num_tokens[rid] + R.pending[rid] - R.computed[rid])
+            if R.pending[rid] and R.num_tokens[rid] + R.pending[rid] - R.prompt[rid] >= self._output(rid):
+                n = 0
             if self.threshold:
                 n = min(n, self.threshold)
             n = min(n, budget)
@@ -167,6 +187,14 @@ class VLLMV1Scheduler(Scheduler):
             i += 1
         self._run_arr = None
         return budget
+
+    def _outputs(self, rids: np.ndarray) -> np.ndarray:
+        out = self.R.output[rids]
+        return out if self.output_cap is None else np.minimum(out, self.output_cap)
+
+    def _output(self, rid: int) -> int:
+        out = int(self.R.output[rid])
+        return out if self.output_cap is None else min(out, self.output_cap)
 
     def _preempt(self, rid: int) -> None:
         R = self.R

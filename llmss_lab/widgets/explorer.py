@@ -34,7 +34,7 @@ GROUPS = {
                          "what_if_mem_bw", "what_if_flops"),
     "Cluster shape": ("instances", "dp", "tp", "pp", "ep", "prefill_instances"),
     "Engine": ("max_num_seqs", "max_num_batched_tokens", "block_size", "enable_prefix_caching",
-               "enable_chunked_prefill", "gpu_memory_utilization"),
+               "enable_chunked_prefill", "async_scheduling", "gpu_memory_utilization"),
     "Policies": ("router", "expert_gate", "gate_skew", "eviction", "kv_transfer"),
     "Memory & power": ("weights_on", "cpu_mem_gib", "cpu_mem_bw", "cxl_mem_gib", "cxl_mem_bw", "cxl_devices",
                        "prefix_storage", "prefix_sharing", "pim_device", "attn_offload", "sub_batch_interleaving",
