@@ -79,7 +79,7 @@ def _ids(obj: dict, key: str, expected: int, path: Path, lineno: int) -> list[in
     v = obj.get(key)
     if v is None:
         return None
-    if not isinstance(v, list) or (v and np.asarray(v).dtype.kind not in "iu"):
+    if not isinstance(v, list) or not set(map(type, v)) <= {int}:   # JSON whole numbers (not bools)
         raise InputError(f"{key} must be a list of whole numbers", path, f"line {lineno}")
     if len(v) != expected:
         raise InputError(f"{key} has {len(v)} ids but the count says {expected}", path, f"line {lineno}")

@@ -37,6 +37,8 @@ def test_reads_the_reference_trace(ref):
     ([req(colour=3)], r"line 1: unknown key 'colour'"),
     ([req(input_tok_ids=[1, 2])], r"line 1: input_tok_ids has 2 ids but the count says 10"),
     ([req(input_tok_ids=["a"] * 10)], r"line 1: input_tok_ids must be a list of whole numbers"),
+    ([req(input_tok_ids=[1.5] * 10)], r"line 1: input_tok_ids must be a list of whole numbers"),
+    ([req(input_tok_ids=[True] * 10)], r"line 1: input_tok_ids must be a list of whole numbers"),
     (["[1, 2]"], r"line 1: expected a JSON object"),
     ([{"arrival_time_ns": 0, "sub_requests": []}], r"line 1: agentic sessions"),
     ([""], r"the trace has no requests"),
