@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import functools
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -131,12 +131,16 @@ class Grid2D:
     kv: np.ndarray
     values: np.ndarray  # [len(kp), len(kv)] in ns, holes filled along kv then kp
 
+    def __post_init__(self) -> None:
+        # lookups run every step: Python lists index and bisect several times faster than arrays
+        self._kp, self._kv, self._v = self.kp.tolist(), self.kv.tolist(), self.values.tolist()
+
     def __call__(self, kp: float, kv: float) -> float:
-        i0, i1, wi = bracket(self.kp, kp)
-        j0, j1, wj = bracket(self.kv, kv)
-        v = self.values
-        a = v[i0, j0] + wj * (v[i0, j1] - v[i0, j0])
-        b = v[i1, j0] + wj * (v[i1, j1] - v[i1, j0])
+        i0, i1, wi = bracket(self._kp, kp)
+        j0, j1, wj = bracket(self._kv, kv)
+        r0, r1 = self._v[i0], self._v[i1]
+        a = r0[j0] + wj * (r0[j1] - r0[j0])
+        b = r1[j0] + wj * (r1[j1] - r1[j0])
         return a + wi * (b - a)
 
     @classmethod
@@ -173,6 +177,9 @@ class AttentionTable:
     pcs: np.ndarray
     ns: np.ndarray
     slices: dict[tuple[float, float], Grid2D | _Zero]
+
+    def __post_init__(self) -> None:
+        self._pcs, self._ns = self.pcs.tolist(), self.ns.tolist()   # see Grid2D
 
     @classmethod
     def load(cls, path: Path) -> "AttentionTable":
@@ -211,9 +218,10 @@ class AttentionTable:
                 self.slices[(pc, n)] = self.slices[best]
 
     def __call__(self, pc: float, kp: float, n: float, kv: float) -> float:
-        i0, i1, wi = bracket(self.pcs, pc)
-        j0, j1, wj = bracket(self.ns, n)
-        p0, p1, n0, n1 = self.pcs[i0], self.pcs[i1], self.ns[j0], self.ns[j1]
+        pcs, ns = self._pcs, self._ns
+        i0, i1, wi = bracket(pcs, pc)
+        j0, j1, wj = bracket(ns, n)
+        p0, p1, n0, n1 = pcs[i0], pcs[i1], ns[j0], ns[j1]
         s = self.slices
         a = s[(p0, n0)](kp, kv)
         if wj:
@@ -254,8 +262,6 @@ class SkewFit:
     @staticmethod
     def _label(bins: list[float], labels: list[str], x: float) -> str:
         # bins are (lo, hi]; bisect_left finds the first edge >= x
-        from bisect import bisect_left
-
         i = bisect_left(bins, x) - 1
         return labels[min(max(i, 0), len(labels) - 1)]
 
