@@ -180,11 +180,11 @@ class Instance:
             if len(first) < len(produced):
                 log.itl.append(now - R.last_token[produced[~is_first]])
             R.last_token[produced] = now
-            done = produced[ntok - R.prompt[produced] >= R.output[produced]]
+            done = produced[ntok >= R.final[produced]]
         for rid in done.tolist():
             self.scheduler.finish(rid)
         kv = self.scheduler.kv
-        log.prompt_done.append(int(R.prompt[first].sum()))
+        log.prompt_done.append(int(R.prompt[first].sum()) if len(first) else 0)
         log.generated.append(len(produced))
         log.prefix_queries.append(kv.queries)
         log.prefix_hits.append(kv.hits)

@@ -17,6 +17,7 @@ class RequestTable:
         self.arrival = arrival_ns.astype(np.float64)
         self.prompt = prompt.astype(np.int64)
         self.output = output.astype(np.int64)          # tokens to generate
+        self.final = self.prompt + self.output         # tokens a request holds when it is done
         self.num_tokens = self.prompt.copy()           # prompt + generated so far
         self.computed = np.zeros(n, np.int64)          # tokens whose KV is computed
         self.pending = np.zeros(n, np.int64)           # tokens still to come from steps in flight (async)

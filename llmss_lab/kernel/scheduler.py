@@ -47,7 +47,8 @@ class Scheduler:
 
     name = "base"
 
-    def __init__(self, engine: EngineConfig, kv: KVCacheManager, reqs: RequestTable, max_model_len: int):
+    def __init__(self, engine: EngineConfig, kv: KVCacheManager, reqs: RequestTable, max_model_len: int,
+                 output_cap: int | None = None):
         self.engine = engine
         self.kv = kv
         self.R = reqs
@@ -58,8 +59,9 @@ class Scheduler:
         self.waiting: deque[int] = deque()
         self.running: list[int] = []
         self._run_arr: np.ndarray | None = None
-        self.lookahead = False          # schedule while the previous step runs (set by the engine's builder)
-        self.output_cap: int | None = None   # a prefill instance stops a request after its first token
+        self.lookahead = False          # schedule while the previous step runs (set by the engine)
+        # tokens a request holds when this instance is done with it (a prefill instance: prompt + 1)
+        self.final = reqs.final if output_cap is None else reqs.prompt + np.minimum(reqs.output, output_cap)
 
     def add(self, rid: int, token_ids, kv_ready: int = 0) -> None:
         """Queue a request; ``kv_ready`` tokens of it already have KV (handed over by a prefill
@@ -107,7 +109,7 @@ class VLLMV1Scheduler(Scheduler):
             if self.lookahead:
                 ahead = R.num_tokens[run] + R.pending[run]   # tokens once the step in flight is out
                 need = ahead - comp
-                need[ahead - R.prompt[run] >= self._outputs(run)] = 0
+                need[ahead >= self.final[run]] = 0
             else:
                 need = R.num_tokens[run] - comp
             if self.threshold:
@@ -162,7 +164,7 @@ class VLLMV1Scheduler(Scheduler):
         while i < len(self.running) and budget > 0:
             rid = self.running[i]
             n = int(R.num_tokens[rid] + R.pending[rid] - R.computed[rid])
-            if R.pending[rid] and R.num_tokens[rid] + R.pending[rid] - R.prompt[rid] >= self._output(rid):
+            if R.pending[rid] and R.num_tokens[rid] + R.pending[rid] >= self.final[rid]:
                 n = 0
             if self.threshold:
                 n = min(n, self.threshold)
@@ -187,14 +189,6 @@ class VLLMV1Scheduler(Scheduler):
             i += 1
         self._run_arr = None
         return budget
-
-    def _outputs(self, rids: np.ndarray) -> np.ndarray:
-        out = self.R.output[rids]
-        return out if self.output_cap is None else np.minimum(out, self.output_cap)
-
-    def _output(self, rid: int) -> int:
-        out = int(self.R.output[rid])
-        return out if self.output_cap is None else min(out, self.output_cap)
 
     def _preempt(self, rid: int) -> None:
         R = self.R

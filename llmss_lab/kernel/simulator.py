@@ -152,9 +152,8 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
         lower = pools[pool_of[i]] if pool_of[i] >= 0 else None
         kv = KVCacheManager(s.num_blocks, s.engine.block_size, s.engine.enable_prefix_caching, s.engine.eviction,
                             lower)
-        sched = SCHEDULERS.get(s.engine.scheduler, "scheduler")(s.engine, kv, R, s.max_model_len)
-        if s.role == "prefill":
-            sched.output_cap = 1
+        sched = SCHEDULERS.get(s.engine.scheduler, "scheduler")(s.engine, kv, R, s.max_model_len,
+                                                                 1 if s.role == "prefill" else None)
         stream = [(tiers[name], b) for name, b in s.weight_stream.items()]
         instances.append(Instance(i, s.name, sched, s.latency, R, s.role, s.kv_bytes_per_token * s.lanes, stream))
     entry = [i for i in instances if i.role != "decode"]
