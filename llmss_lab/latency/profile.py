@@ -149,6 +149,8 @@ class Grid2D:
         kv_axis, kv_idx = np.unique(kv, return_inverse=True)
         grid = np.full((len(kp_axis), len(kv_axis)), np.nan)
         grid[kp_idx, kv_idx] = t
+        if not np.isnan(grid).any():
+            return cls(kp_axis.astype(float), kv_axis.astype(float), np.maximum(grid, 0.0))
         for i in range(len(kp_axis)):  # fill holes along the decode-history axis
             ok = ~np.isnan(grid[i])
             if ok.any() and not ok.all():
