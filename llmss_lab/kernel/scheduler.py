@@ -114,7 +114,12 @@ class VLLMV1Scheduler(Scheduler):
                 need = R.num_tokens[run] - comp
             if self.threshold:
                 np.minimum(need, self.threshold, out=need)
-            sched = np.minimum(np.maximum(budget - (need.cumsum() - need), 0), need)
+            total = int(add(need))
+            if total <= budget:   # the usual case: everyone gets all it needs
+                sched = need
+            else:                 # in running order until the budget is spent
+                sched = np.minimum(np.maximum(budget - (need.cumsum() - need), 0), need)
+                total = budget
             grow = (comp + sched + bs - 1) // bs - R.nblocks[run]
             grow[sched == 0] = 0
             if int(add(grow)) <= kv.pool.num_free:
@@ -127,7 +132,7 @@ class VLLMV1Scheduler(Scheduler):
                     R.nblocks[rows] += ks
                 mask = sched > 0
                 ra, na, before = run[mask], sched[mask], comp[mask]
-                budget -= int(add(sched))
+                budget -= total
             else:
                 budget = self._running_with_preemption(rids, news, preempted)
 
