@@ -24,6 +24,8 @@ from .scheduler import ScheduledStep, Scheduler
 from .tiers import Tier
 
 DUMMY = BatchShape(1, 1, 0, 0, 1, 1.0, 1.0, 1.0)
+# reductions of small arrays without ndarray.sum/min/max's Python-level wrappers (hot: every step)
+_sum, _min, _max = np.add.reduce, np.minimum.reduce, np.maximum.reduce
 
 
 @dataclass
@@ -69,16 +71,17 @@ def batch_shape(step: ScheduledStep) -> BatchShape:
     rms = 0.0
     if n_pre:
         chunks = s[pre]
-        pc, kp = int(chunks.sum()), int(h[pre].sum())
+        pc, kp = int(_sum(chunks)), int(_sum(h[pre]))
         rms = float(np.sqrt(np.dot(chunks, chunks)))
         kv = h[~pre]
     else:
         pc = kp = 0
         kv = h
+    tokens = pc + n
     if n:
-        kv_sum = int(kv.sum())
-        return BatchShape(int(s.sum()), len(s), pc, kp, n, kv_sum / n, float(kv.min()), float(kv.max()), rms)
-    return BatchShape(int(s.sum()), len(s), pc, kp, prefill_rms=rms)
+        kv_sum = int(_sum(kv))
+        return BatchShape(tokens, len(s), pc, kp, n, kv_sum / n, float(_min(kv)), float(_max(kv)), rms)
+    return BatchShape(tokens, len(s), pc, kp, prefill_rms=rms)
 
 
 @dataclass
