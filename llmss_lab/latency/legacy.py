@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .profile import Grid2D, LatencyProfile, interp1, read_csv
+from .profile import Grid2D, LatencyProfile, interp1, read_columns, read_csv
 
 EXPERT_OPS = ("expert.w1", "expert.w3", "expert.w2")
 SKIP = ("attn", "lm_head")
@@ -49,12 +49,10 @@ class LegacyAttention:
         for f in (p, q):
             if not f.is_file():
                 raise InputError("attention predictions missing from the profile", f)
-        cp = read_csv(p, ("kv_cache_size", "prefill_chunk_size", "prediction"))
-        cd = read_csv(q, ("batch_size", "kv_cache_size", "prediction"))
-        self.prefill = Grid2D.from_points(np.asarray(cp["prefill_chunk_size"]), np.asarray(cp["kv_cache_size"]),
-                                          np.asarray(cp["prediction"], float))
-        self.decode = Grid2D.from_points(np.asarray(cd["batch_size"]), np.asarray(cd["kv_cache_size"]),
-                                         np.asarray(cd["prediction"], float))
+        cp = read_columns(p, ("kv_cache_size", "prefill_chunk_size", "prediction"))
+        cd = read_columns(q, ("batch_size", "kv_cache_size", "prediction"))
+        self.prefill = Grid2D.from_points(cp["prefill_chunk_size"], cp["kv_cache_size"], cp["prediction"])
+        self.decode = Grid2D.from_points(cd["batch_size"], cd["kv_cache_size"], cd["prediction"])
 
     def __call__(self, pc: float, kp: float, n: float, kv: float) -> float:
         t = max(self.prefill(pc, kp), 0.0) if pc > 0 else 0.0

@@ -40,20 +40,35 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
     pandas' C parser reads well-formed files fast; anything it rejects, or any value that is not
     a finite number, is re-read line by line to say exactly where the problem is.
     """
+    df = _read_frame(path, columns)
+    if df is None:
+        return _read_csv_slow(path, columns)
+    return {c: [str(v).strip() for v in df[c].tolist()] if c in TEXT_COLUMNS else df[c].tolist()
+            for c in columns}
+
+
+def read_columns(path: Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Numeric columns of a large CSV as float arrays, with :func:`read_csv`'s checks."""
+    df = _read_frame(path, columns)
+    if df is None:
+        return {c: np.asarray(v, dtype=float) for c, v in _read_csv_slow(path, columns).items()}
+    return {c: df[c].to_numpy(dtype=float) for c in columns}
+
+
+def _read_frame(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """The file through pandas when it is well formed (every number finite, no negative time), else None."""
     try:
         df = pd.read_csv(path, encoding="utf-8", skipinitialspace=True)
         df.columns = [str(c).strip() for c in df.columns]
-        out = {c: df[c].tolist() for c in columns}
+        if any(c not in df.columns for c in columns):
+            return None
         nums = [c for c in columns if c not in TEXT_COLUMNS]
         arr = df[nums].to_numpy(dtype=float) if nums else np.zeros((len(df), 0))
         if len(df) and np.isfinite(arr).all() and not ("time_us" in nums and (df["time_us"] < 0).any()):
-            for c in columns:
-                if c in TEXT_COLUMNS:
-                    out[c] = [str(v).strip() for v in out[c]]
-            return out
+            return df
     except Exception:  # noqa: BLE001 - any parse problem is located by the careful reader below
         pass
-    return _read_csv_slow(path, columns)
+    return None
 
 
 def _read_csv_slow(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
@@ -185,8 +200,7 @@ class AttentionTable:
 
     @classmethod
     def load(cls, path: Path) -> "AttentionTable":
-        cols = read_csv(path, ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
-        a = {k: np.asarray(v, dtype=float) for k, v in cols.items()}
+        a = read_columns(path, ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
         for key in ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode"):
             if (a[key] < 0).any():
                 raise InputError(f"negative value in column {key!r}", path)
