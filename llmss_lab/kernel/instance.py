@@ -84,7 +84,7 @@ def batch_shape(step: ScheduledStep) -> BatchShape:
     return BatchShape(tokens, len(s), pc, kp, prefill_rms=rms)
 
 
-@dataclass
+@dataclass(slots=True)
 class Planned:
     step: ScheduledStep
     shape: BatchShape

@@ -33,7 +33,7 @@ SCHEDULERS = Registry["Scheduler"]("scheduler")
 add = np.add.reduce   # sum of a small array without ndarray.sum's Python-level wrapper
 
 
-@dataclass
+@dataclass(slots=True)
 class ScheduledStep:
     rids: np.ndarray              # scheduled requests, running order
     num_new: np.ndarray           # tokens computed for each this step
