@@ -174,14 +174,17 @@ class Instance:
         ntok = R.num_tokens[produced] + 1
         R.num_tokens[produced] = ntok
         is_first = R.first_token[produced] == UNSET
-        first = produced[is_first]
+        if is_first.any():
+            first, later = produced[is_first], produced[~is_first]
+        else:   # the usual decode step
+            first, later = produced[:0], produced
         log = self.log
         if self.role == "prefill":
             done = first  # handed over to a decode instance, which streams the first token
         else:
             R.first_token[first] = now
-            if len(first) < len(produced):
-                log.itl.append(now - R.last_token[produced[~is_first]])
+            if len(later):
+                log.itl.append(now - R.last_token[later])
             R.last_token[produced] = now
             done = produced[ntok >= R.final[produced]]
         for rid in done.tolist():

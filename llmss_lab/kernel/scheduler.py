@@ -120,8 +120,11 @@ class VLLMV1Scheduler(Scheduler):
             else:                 # in running order until the budget is spent
                 sched = np.minimum(np.maximum(budget - (need.cumsum() - need), 0), need)
                 total = budget
+            mask = sched > 0
+            everyone = bool(mask.all())
             grow = (comp + sched + bs - 1) // bs - R.nblocks[run]
-            grow[sched == 0] = 0
+            if not everyone:
+                grow[~mask] = 0
             if int(add(grow)) <= kv.pool.num_free:
                 idx = grow.nonzero()[0]
                 if len(idx):  # everyone fits: hand out blocks in running order
@@ -130,8 +133,7 @@ class VLLMV1Scheduler(Scheduler):
                     for rid, k in zip(rows.tolist(), ks.tolist()):
                         blocks[rid].extend(pool_alloc(k))
                     R.nblocks[rows] += ks
-                mask = sched > 0
-                ra, na, before = run[mask], sched[mask], comp[mask]
+                ra, na, before = (run, sched, comp) if everyone else (run[mask], sched[mask], comp[mask])
                 budget -= total
             else:
                 budget = self._running_with_preemption(rids, news, preempted)
