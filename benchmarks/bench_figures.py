@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import banner
+
 CHILD = """
 import sys, time
 from pathlib import Path
@@ -35,6 +37,7 @@ def main() -> int:
     from llmss_lab.figures import SCENARIOS, run_scenario
 
     ref = Path(args.reference_dir)
+    print(banner())
     print(f"{'scenario':<24}{'cold min s':>11}{'cold med s':>11}{'warm min s':>11}{'warm med s':>11}  target <= 0.5 s")
     for fig in sorted(SCENARIOS):
         for sc in SCENARIOS[fig]:

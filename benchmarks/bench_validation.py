@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import banner
+
 CASES = {"RTXPRO6000/Llama-3.1-8B": "RTXPRO6000/meta-llama/Llama-3.1-8B",
          "RTXPRO6000/Qwen3-32B": "RTXPRO6000/Qwen/Qwen3-32B"}
 
@@ -50,6 +52,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args()
     ref = args.reference_dir
+    print(banner())
     print(f"{'case':<26}{'latency source':<19}{'min s':>7}{'median s':>10}{'max s':>7}{'process s':>11}{'err %':>8}  target <= 0.5 s")
     with tempfile.TemporaryDirectory() as tmp:
         for case, pair in CASES.items():
