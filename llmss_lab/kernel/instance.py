@@ -19,13 +19,11 @@ import numpy as np
 from ..latency.iteration import BatchShape, IterationModel, StepTime
 from .events import EventLoop
 from .moe import Gate
-from .requests import UNSET, RequestTable
+from .requests import UNSET, RequestTable, col_max, col_min, col_sum
 from .scheduler import ScheduledStep, Scheduler
 from .tiers import Tier
 
 DUMMY = BatchShape(1, 1, 0, 0, 1, 1.0, 1.0, 1.0)
-# reductions of small arrays without ndarray.sum/min/max's Python-level wrappers (hot: every step)
-_sum, _min, _max = np.add.reduce, np.minimum.reduce, np.maximum.reduce
 
 
 @dataclass
@@ -71,7 +69,7 @@ def batch_shape(step: ScheduledStep) -> BatchShape:
     rms = 0.0
     if n_pre:
         chunks = s[pre]
-        pc, kp = int(_sum(chunks)), int(_sum(h[pre]))
+        pc, kp = int(col_sum(chunks)), int(col_sum(h[pre]))
         rms = float(np.sqrt(np.dot(chunks, chunks)))
         kv = h[~pre]
     else:
@@ -79,8 +77,8 @@ def batch_shape(step: ScheduledStep) -> BatchShape:
         kv = h
     tokens = pc + n
     if n:
-        kv_sum = int(_sum(kv))
-        return BatchShape(tokens, len(s), pc, kp, n, kv_sum / n, float(_min(kv)), float(_max(kv)), rms)
+        kv_sum = int(col_sum(kv))
+        return BatchShape(tokens, len(s), pc, kp, n, kv_sum / n, float(col_min(kv)), float(col_max(kv)), rms)
     return BatchShape(tokens, len(s), pc, kp, prefill_rms=rms)
 
 
@@ -203,15 +201,12 @@ class Engine:
     """Steps one instance, or a data-parallel group in lockstep, with up to ``pp`` steps in flight."""
 
     def __init__(self, loop: EventLoop, members: list[Instance], pp: int = 1, gate: Gate | None = None,
-                 on_step_done: Callable[[Instance, np.ndarray, np.ndarray, float, float], None] | None = None,
-                 lookahead: bool = False):
+                 on_step_done: Callable[[Instance, np.ndarray, np.ndarray, float, float], None] | None = None):
         self.loop = loop
         self.members = members
         self.pp = pp
         # steps in flight: one per pipeline stage, or (async scheduling) one queued behind the running one
-        self.depth = 2 if lookahead and pp == 1 else pp
-        for m in members:
-            m.scheduler.lookahead = self.depth > pp
+        self.depth = 2 if members[0].scheduler.lookahead else pp
         self.gate = gate
         self.on_step_done = on_step_done
         self.inflight = 0

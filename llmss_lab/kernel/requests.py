@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 UNSET = -1.0
+# reductions of the small per-step column slices, without ndarray.sum/min/max's Python-level wrappers
+col_sum, col_min, col_max = np.add.reduce, np.minimum.reduce, np.maximum.reduce
 
 
 class RequestTable:

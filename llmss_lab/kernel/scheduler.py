@@ -27,10 +27,9 @@ import numpy as np
 from ..config.engine import EngineConfig
 from .kv_cache import KVCacheManager
 from .registry import Registry
-from .requests import UNSET, RequestTable
+from .requests import UNSET, RequestTable, col_sum
 
 SCHEDULERS = Registry["Scheduler"]("scheduler")
-add = np.add.reduce   # sum of a small array without ndarray.sum's Python-level wrapper
 
 
 @dataclass(slots=True)
@@ -48,7 +47,7 @@ class Scheduler:
     name = "base"
 
     def __init__(self, engine: EngineConfig, kv: KVCacheManager, reqs: RequestTable, max_model_len: int,
-                 output_cap: int | None = None):
+                 output_cap: int | None = None, lookahead: bool = False):
         self.engine = engine
         self.kv = kv
         self.R = reqs
@@ -59,7 +58,7 @@ class Scheduler:
         self.waiting: deque[int] = deque()
         self.running: list[int] = []
         self._run_arr: np.ndarray | None = None
-        self.lookahead = False          # schedule while the previous step runs (set by the engine)
+        self.lookahead = lookahead      # schedule while the previous step runs (async scheduling)
         # tokens a request holds when this instance is done with it (a prefill instance: prompt + 1)
         self.final = reqs.final if output_cap is None else reqs.prompt + np.minimum(reqs.output, output_cap)
 
@@ -114,7 +113,7 @@ class VLLMV1Scheduler(Scheduler):
                 need = R.num_tokens[run] - comp
             if self.threshold:
                 np.minimum(need, self.threshold, out=need)
-            total = int(add(need))
+            total = int(col_sum(need))
             if total <= budget:   # the usual case: everyone gets all it needs
                 sched = need
             else:                 # in running order until the budget is spent
@@ -125,7 +124,7 @@ class VLLMV1Scheduler(Scheduler):
             grow = (comp + sched + bs - 1) // bs - R.nblocks[run]
             if not everyone:
                 grow[~mask] = 0
-            if int(add(grow)) <= kv.pool.num_free:
+            if int(col_sum(grow)) <= kv.pool.num_free:
                 idx = grow.nonzero()[0]
                 if len(idx):  # everyone fits: hand out blocks in running order
                     pool_alloc, blocks = kv.pool.allocate, kv.blocks

@@ -101,7 +101,7 @@ def _engines(loop: EventLoop, instances: list[Instance], setups: list[InstanceSe
             m = s.moe
             gate = GATES.get(m["policy"], "expert_gate")(m["num_experts"], m["top_k"], m["ep"], m["num_layers"],
                                                         seed=m["seed"], skew=m["skew"])
-        engines.append(Engine(loop, [instances[i] for i in members], s.pp, gate, on_step, s.engine.async_scheduling))
+        engines.append(Engine(loop, [instances[i] for i in members], s.pp, gate, on_step))
     return engines
 
 
@@ -152,8 +152,10 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
         lower = pools[pool_of[i]] if pool_of[i] >= 0 else None
         kv = KVCacheManager(s.num_blocks, s.engine.block_size, s.engine.enable_prefix_caching, s.engine.eviction,
                             lower)
+        # vLLM schedules pipeline-parallel engines synchronously, whatever async_scheduling says
         sched = SCHEDULERS.get(s.engine.scheduler, "scheduler")(s.engine, kv, R, s.max_model_len,
-                                                                 1 if s.role == "prefill" else None)
+                                                                 1 if s.role == "prefill" else None,
+                                                                 s.engine.async_scheduling and s.pp == 1)
         stream = [(tiers[name], b) for name, b in s.weight_stream.items()]
         instances.append(Instance(i, s.name, sched, s.latency, R, s.role, s.kv_bytes_per_token * s.lanes, stream))
     entry = [i for i in instances if i.role != "decode"]
