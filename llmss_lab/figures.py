@@ -25,6 +25,7 @@ from .config.engine import EngineConfig
 from .errors import InputError
 from .files import replacing
 from .results.dataset import Results
+from .workload import load_trace
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Scenario:
     config_name: str | None = None          # config file stem when it is not ``<name>_config``
     engine: tuple[tuple[str, object], ...] = ()    # engine settings beyond ENGINE
     options: tuple[tuple[str, object], ...] = ()   # further simulate() arguments
+    sent_one_late: bool = False   # the real run's client sent each request at its predecessor's trace time
 
     @property
     def folder(self) -> str:
@@ -65,11 +67,12 @@ SCENARIOS: dict[int, list[Scenario]] = {
     9: [Scenario(9, "SD", None, _dataset("llama"), outputs=("throughput", "latency"))],
     # Fig 6: vLLM 0.11.1 defaults, prefix caching off; three bursts of ten requests
     6: [Scenario(6, f"tp{tp}", None, "dataset/sharegpt_pulse_req10_n3_delay60.jsonl", outputs=("power",),
-                 config_name=f"power_config_tp{tp}") for tp in (1, 2)],
+                 config_name=f"power_config_tp{tp}", sent_one_late=True) for tp in (1, 2)],
     # Fig 7: vLLM 0.13 with max_num_seqs 128 and max_model_len 2048; LMCache as a CPU pool shared by both
     7: [Scenario(7, name, None, "dataset/sharegpt_pulse_req50_n6_delay15_pc.jsonl", prefix_caching=True,
                  outputs=("memory",), engine=(("max_num_seqs", 128), ("max_model_len", 2048)),
-                 options=(("prefix_storage", "cpu"), ("prefix_sharing", "node")) if name == "MD+PC+PS" else ())
+                 options=(("prefix_storage", "cpu"), ("prefix_sharing", "node")) if name == "MD+PC+PS" else (),
+                 sent_one_late=True)
         for name in ("SD+PC", "MD+PC+PS")],
     # Fig 10: 256 fixed requests (128 in, 512 out), GPU only vs decode attention on HBM2 PIM
     10: [Scenario(10, name, None, "dataset/fixed_in128_out512_req256_rate10.jsonl", outputs=("pim",),
@@ -152,8 +155,11 @@ def run_scenario(sc: Scenario, reference_dir: Path, num_requests: int | None = N
         raise InputError(f"not the paper artifact folder: {sc.config} is missing "
                          "(pass --reference-dir .../llmservingsim/ispass26)", ref)
     engine = ENGINE.with_overrides({"enable_prefix_caching": sc.prefix_caching, **dict(sc.engine)})
-    return simulate(cfg, ref / sc.dataset, engine, reference_dir=ref, router="round_robin",
-                    num_requests=num_requests, seed=seed, **dict(sc.options))
+    workload = load_trace(ref / sc.dataset, num_requests)
+    if sc.sent_one_late:
+        workload = workload.sent_one_late()
+    return simulate(cfg, workload, engine, reference_dir=ref, router="round_robin",
+                    seed=seed, **dict(sc.options))
 
 
 def power_rows(res: Results) -> list[tuple[int, float]]:

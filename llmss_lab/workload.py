@@ -56,6 +56,14 @@ class Workload:
         return Workload(self.arrival_ns[:n], self.input_toks[:n], self.output_toks[:n],
                         self.token_ids[:n], self.name, None if self.lines is None else self.lines[:n])
 
+    def sent_one_late(self) -> "Workload":
+        """The trace as a client that sleeps *after* each send delivers it: request ``i`` leaves at
+        the trace time of request ``i - 1`` (the first keeps its own). A pause in the trace then
+        comes one request late, so a burst takes in the first request of the next one; the real
+        runs of the paper's Figs 6 and 7 were fed this way (README, "Paper figures")."""
+        arrival = np.concatenate((self.arrival_ns[:1], self.arrival_ns[:-1]))
+        return Workload(arrival, self.input_toks, self.output_toks, self.token_ids, self.name, self.lines)
+
     def describe(self) -> dict:
         return {"requests": len(self), "input_mean": float(self.input_toks.mean()),
                 "output_mean": float(self.output_toks.mean()),

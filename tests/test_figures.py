@@ -31,6 +31,33 @@ def test_figure_9_files_match_the_artifacts_layout(ref, tmp_path, capsys):
     assert total == pytest.approx(expected)   # every generated token lands in exactly one second
 
 
+def _prefix_counter(path):
+    with open(path) as f:
+        return [int(float(r["vllm:prefix_cache_queries_total"])) for r in csv.DictReader(f)]
+
+
+def test_the_pulse_runs_were_fed_one_request_late(ref):
+    """Why figures 6 and 7 replay their traces with ``sent_one_late``: vLLM counts every prompt
+    token it looks up in the prefix cache, and in the real Fig 7 runs the count held still between
+    bursts at the prompt sums of the first 51, 101, ..., 251 requests of the trace, not 50, 100, ...
+    (on instance 0 of the two-instance run, which took the even requests, at 26, 51, ... of them)."""
+    art = ref / "ispass26"
+    with open(art / "dataset/sharegpt_pulse_req50_n6_delay15_pc.jsonl") as f:
+        prompts = [json.loads(line)["input_toks"] for line in f if line.strip()]
+    raw = art / "figures/figure_7/raw_data"
+
+    def plateaus(counts):   # values held for 5 samples or more: the pauses between bursts
+        return sorted({v for i, v in enumerate(counts[:-4]) if v > 0 and len(set(counts[i:i + 5])) == 1})
+
+    for counter, served in (("SD+PC/kv_metrics_sd.csv", range(300)),
+                            ("MD+PC+PS/kv_metrics_md_inst1_no_SFC.csv", range(0, 300, 2))):
+        held = plateaus(_prefix_counter(raw / counter))[:5]
+        sums = {k: sum(prompts[i] for i in served if i < k) for k in range(1, 301)}
+        one_late = [sums[50 * b + 1] for b in range(1, 6)]
+        on_time = [sums[50 * b] for b in range(1, 6)]
+        assert held == one_late and held != on_time, counter
+
+
 def test_every_scenario_names_an_existing_config_and_dataset(ref):
     art = ref / "ispass26"
     for scs in SCENARIOS.values():
@@ -67,7 +94,8 @@ def test_memory_power_pim_figures_match_the_artifacts_layout(ref, tmp_path, figu
     ours = {k: v for s in scores for k, v in s.ours.items()}
     # guards against regressions, with room above what this version measures (README lists the numbers)
     if figure == 6:
-        assert abs(ours["energy_err_pct"]) < 1.5 and ours["power_nmae_pct"] < 4.0
+        for s in scores:
+            assert abs(s.ours["energy_err_pct"]) < 2.0 and s.ours["power_nmae_pct"] < 3.5, s.scenario.name
     if figure == 7:
         mem = [v for k, v in ours.items() if k.endswith("memory_nmae_pct")]
         hit = [v for k, v in ours.items() if k.endswith("hit_mae_points")]

@@ -57,6 +57,16 @@ def test_non_utf8_and_missing_files(tmp_path):
         load_trace(tmp_path / "nope.jsonl")
 
 
+def test_sent_one_late_moves_each_request_to_its_predecessors_time():
+    from llmss_lab.workload import from_requests
+    w = from_requests([(1.0, 10, 5), (1.5, 20, 6), (16.5, 30, 7), (17.0, 40, 8)])
+    late = w.sent_one_late()
+    # the 15 s pause now comes after the third request, not the second
+    assert late.arrival_ns.tolist() == [1_000_000_000, 1_000_000_000, 1_500_000_000, 16_500_000_000]
+    assert late.input_toks.tolist() == w.input_toks.tolist() and late.output_toks.tolist() == w.output_toks.tolist()
+    assert late.token_ids is w.token_ids and len(late) == len(w)
+
+
 def test_synthetic_is_seeded_and_shaped():
     a = synthetic(500, rate=8, seed=1)
     b = synthetic(500, rate=8, seed=1)
