@@ -90,3 +90,24 @@ def test_missing_tp_folder_is_named(ref):
 
     with pytest.raises(InputError, match="no tp4/ folder"):
         load_bundle(ref / BUNDLE).at_tp(4)
+
+
+def test_grid_from_points_is_the_same_whatever_the_row_order():
+    from llmss_lab.latency.profile import Grid2D
+
+    kp, kv = np.meshgrid([0.0, 128.0, 512.0], [1.0, 16.0, 64.0, 256.0], indexing="ij")
+    t = 1000 + 3 * kp + 7 * kv
+    rng = np.random.default_rng(0)
+    layouts = [(kp.ravel(), kv.ravel(), t.ravel()),          # kp outer, as written row by row
+               (kp.T.ravel(), kv.T.ravel(), t.T.ravel())]    # kv outer
+    perm = rng.permutation(t.size)
+    layouts.append((kp.ravel()[perm], kv.ravel()[perm], t.ravel()[perm]))   # no order at all
+    grids = [Grid2D.from_points(*x) for x in layouts]
+    for g in grids:
+        assert g.kp.tolist() == [0.0, 128.0, 512.0] and g.kv.tolist() == [1.0, 16.0, 64.0, 256.0]
+        assert np.array_equal(g.values, t)
+        assert g(128.0, 40.0) == pytest.approx(1000 + 3 * 128 + 7 * 40)
+    # a missing point is filled along the decode-history axis
+    keep = ~((kp.ravel() == 128.0) & (kv.ravel() == 64.0))
+    holey = Grid2D.from_points(kp.ravel()[keep], kv.ravel()[keep], t.ravel()[keep])
+    assert holey(128.0, 64.0) == pytest.approx(1000 + 3 * 128 + 7 * 64)

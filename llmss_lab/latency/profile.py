@@ -160,6 +160,10 @@ class Grid2D:
 
     @classmethod
     def from_points(cls, kp: np.ndarray, kv: np.ndarray, t: np.ndarray) -> "Grid2D":
+        laid_out = _full_grid(kp, kv, t)
+        if laid_out is not None:   # the usual file: no sorting needed
+            kp_axis, kv_axis, grid = laid_out
+            return cls(kp_axis.astype(float), kv_axis.astype(float), np.maximum(grid, 0.0))
         kp_axis, kp_idx = np.unique(kp, return_inverse=True)
         kv_axis, kv_idx = np.unique(kv, return_inverse=True)
         grid = np.full((len(kp_axis), len(kv_axis)), np.nan)
@@ -175,6 +179,24 @@ class Grid2D:
             if ok.any() and not ok.all():
                 grid[:, j] = interp1(kp_axis[ok], grid[ok, j], kp_axis)
         return cls(kp_axis.astype(float), kv_axis.astype(float), np.maximum(grid, 0.0))
+
+
+def _full_grid(kp: np.ndarray, kv: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(kp axis, kv axis, values[kp, kv]) when the points are a full grid written row by row, either
+    axis outer, both increasing (as the profilers write them); None otherwise."""
+    n = len(t)
+    for outer, inner, swap in ((kp, kv, False), (kv, kp, True)):
+        change = np.flatnonzero(outer != outer[0])
+        m = int(change[0]) if len(change) else n   # points per row
+        if m < 1 or n % m:
+            continue
+        rows_o, rows_i = outer.reshape(-1, m), inner.reshape(-1, m)
+        o_axis, i_axis = rows_o[:, 0], rows_i[0]
+        if ((rows_o == o_axis[:, None]).all() and (rows_i == i_axis).all()
+                and (np.diff(o_axis) > 0).all() and (np.diff(i_axis) > 0).all()):
+            v = np.asarray(t, dtype=float).reshape(-1, m)
+            return (i_axis, o_axis, v.T) if swap else (o_axis, i_axis, v)
+    return None
 
 
 class _Zero:
