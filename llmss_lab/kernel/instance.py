@@ -131,7 +131,8 @@ class Instance:
 
     # ---- steps -------------------------------------------------------------------------------------
     def plan(self, now: float) -> Planned | None:
-        self.take_inbox(now)
+        if self.inbox:
+            self.take_inbox(now)
         step = self.scheduler.schedule(now)
         return None if step is None else Planned(step, batch_shape(step))
 
@@ -172,7 +173,7 @@ class Instance:
         ntok = R.num_tokens[produced] + 1
         R.num_tokens[produced] = ntok
         is_first = R.first_token[produced] == UNSET
-        if is_first.any():
+        if np.count_nonzero(is_first):
             first, later = produced[is_first], produced[~is_first]
         else:   # the usual decode step
             first, later = produced[:0], produced

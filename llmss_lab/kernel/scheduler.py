@@ -119,10 +119,10 @@ class VLLMV1Scheduler(Scheduler):
             else:                 # in running order until the budget is spent
                 sched = np.minimum(np.maximum(budget - (need.cumsum() - need), 0), need)
                 total = budget
-            mask = sched > 0
-            everyone = bool(mask.all())
-            grow = (comp + sched + bs - 1) // bs - R.nblocks[run]
+            everyone = np.count_nonzero(sched) == len(sched)
+            grow = (comp + sched + (bs - 1)) // bs - R.nblocks[run]
             if not everyone:
+                mask = sched > 0
                 grow[~mask] = 0
             if int(col_sum(grow)) <= kv.pool.num_free:
                 idx = grow.nonzero()[0]
@@ -139,7 +139,7 @@ class VLLMV1Scheduler(Scheduler):
 
         # ---- phase B: waiting requests ----------------------------------------------------------
         recall = 0
-        if not preempted:
+        if not preempted and self.waiting:
             budget, recall = self._admit(now, budget, rids, news)
 
         if rids:

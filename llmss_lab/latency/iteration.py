@@ -208,6 +208,8 @@ class IterationModel:
     def wire_bytes(self, tokens: int, ep_group_tokens: int, ep: int, dense_reductions: int) -> float:
         """Bytes on the wire per step, as the ring algorithms move them: ``2 (N-1)/N x S`` per
         all-reduce, ``(N-1)/N x S`` per all-gather or reduce-scatter, ``S`` per stage hand-over."""
+        if self.tp <= 1 and ep <= 1 and self.pp <= 1:   # one device: nothing on the wire
+            return 0.0
         b = DTYPE_BYTES[self.model.torch_dtype]
         h = self.model.hidden_size
         L = self.layers
