@@ -2,6 +2,7 @@
 pyproject's pytest options). Kept small: one kernel per notebook, a few requests per run."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -14,6 +15,9 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 def test_every_notebook_is_committed_clean_with_a_parameters_cell():
     assert len(NOTEBOOKS) >= 8
+    papers = sorted((NOTEBOOKS[0].parent.parent / "paper_figures").glob("*.ipynb"))
+    for path in NOTEBOOKS + papers:   # cell ids: nbformat says a missing one will become an error
+        assert all("id" in c for c in json.loads(path.read_text())["cells"]), f"{path.name}: a cell has no id"
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
