@@ -321,7 +321,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
              kv_transfer: str = "layer", seed: int = 0, prefix_storage: str | None = None,
              prefix_sharing: str = "instance", attn_offload: bool = False,
              sub_batch_interleaving: bool = False, latency: str = "auto", what_if: dict | None = None,
-             efficiency_file: str | Path | None = None) -> Results:
+             efficiency_file: str | Path | None = None, memory_sample_s: float = 1.0) -> Results:
     """Simulate serving ``workload`` on ``cluster`` and return the results.
 
     ``cluster`` is a cluster JSON path or a :class:`ClusterSpec`; ``workload`` a JSONL trace path
@@ -340,7 +340,12 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     exists, else the analytical model from ``profiles/hardware``; ``"profile"``; ``"analytical"``),
     ``what_if`` scales the hardware spec for the analytical model (``{"memory_bw_gbs": 2}``) and
     ``efficiency_file`` replaces its fitted curves; the results' ``latency_source`` attr says which ran.
+    ``memory_sample_s`` spaces the samples of ``Results.memory`` (finer, to read memory at exact instants).
     """
+    if isinstance(memory_sample_s, bool) or not (isinstance(memory_sample_s, (int, float))
+                                                  and 0.001 <= memory_sample_s <= 3600):
+        raise InputError(f"must be a number of seconds in [0.001, 3600], got {memory_sample_s!r}", "settings",
+                         "memory_sample_s")
     if kv_transfer not in ("layer", "whole"):
         raise InputError(f"must be 'layer' or 'whole', got {kv_transfer!r}", "settings", "kv_transfer")
     choice = LatencyChoice.of(latency, what_if, efficiency_file)
@@ -381,6 +386,6 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     attrs.update({"num_instances": len(setups), "router": router, "kv_transfer": kv_transfer,
                   "expert_gate": expert_gate, "seed": seed, "kv_bytes_transferred": raw.kv_bytes_moved,
                   "prefix_storage": prefix_storage or "", "prefix_sharing": prefix_sharing if prefix_storage else ""})
-    res = Results.from_raw(raw, attrs, energy)
+    res = Results.from_raw(raw, attrs, energy, memory_sample_s)
     res.set_attr("sim_wall_s", time.perf_counter() - t0)  # inputs read to results built
     return res

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
+
 from .api import simulate
 from .config.engine import EngineConfig
 from .errors import InputError
@@ -58,6 +60,15 @@ def _dataset(model: str) -> str:
     return f"dataset/sharegpt_req300_rate10_{model}.jsonl"
 
 
+# How the real Fig 7 series were sampled: (memory period, hit-rate period) in seconds, each read off the
+# timestamps in the artifact's raw_data/ (tests/test_figures.py recomputes them). GPU memory (and the MD hit rate)
+# are vLLM's /metrics scraped every ~1.02 s (kv_metrics_*.csv); the SD+PC hit rate is vLLM's 1 s log line; the
+# shared pool is LMCache's log line. A series starts at the sampler's first tick after its instance's first prefix
+# lookup (the pool: after its first stored chunk); that tick can fall anywhere in the period, and we take the middle.
+SAMPLERS = {"SD+PC": (1.0265, 1.0), "MD+PC+PS_inst0": (1.0222, 1.0222), "MD+PC+PS_inst1": (1.0222, 1.0222),
+            "MD+PC+PS_shared_cpu": (1.0125, 1.0125)}
+FINE_S = 0.01   # memory sample spacing of the Fig 7 runs, so the samplers' instants can be read off
+
 SCENARIOS: dict[int, list[Scenario]] = {
     5: [Scenario(5, name, hw, _dataset({"A6000": "phi", "H100": "mixtral"}[hw] if name == "SM" else "llama"),
                  prefix_caching=name == "SD+PC")
@@ -71,8 +82,8 @@ SCENARIOS: dict[int, list[Scenario]] = {
     # Fig 7: vLLM 0.13 with max_num_seqs 128 and max_model_len 2048; LMCache as a CPU pool shared by both
     7: [Scenario(7, name, None, "dataset/sharegpt_pulse_req50_n6_delay15_pc.jsonl", prefix_caching=True,
                  outputs=("memory",), engine=(("max_num_seqs", 128), ("max_model_len", 2048)),
-                 options=(("prefix_storage", "cpu"), ("prefix_sharing", "node")) if name == "MD+PC+PS" else (),
-                 sent_one_late=True)
+                 options=((("prefix_storage", "cpu"), ("prefix_sharing", "node")) if name == "MD+PC+PS" else ())
+                 + (("memory_sample_s", FINE_S),), sent_one_late=True)
         for name in ("SD+PC", "MD+PC+PS")],
     # Fig 10: 256 fixed requests (128 in, 512 out), GPU only vs decode attention on HBM2 PIM
     10: [Scenario(10, name, None, "dataset/fixed_in128_out512_req256_rate10.jsonl", outputs=("pim",),
@@ -169,17 +180,26 @@ def power_rows(res: Results) -> list[tuple[int, float]]:
     return [(math.ceil(t) - 1, float(w)) for t, w in zip(p.time.values, p.values) if t > 0]
 
 
-def memory_rows(res: Results, instance: int | None = None, pool: int | None = None) -> list[tuple[int, float, float]]:
-    """Memory (MiB) and cumulative prefix-hit rate once a second, from the first sample after the
-    first arrival (the real traces start at the first sample that shows a request)."""
+def memory_rows(res: Results, instance: int | None = None, pool: int | None = None,
+                periods: tuple[float, float] = (1.0, 1.0)) -> list[tuple[int, float, float]]:
+    """Memory (MiB) and cumulative prefix-hit rate as a sampler with the given (memory, hit-rate)
+    periods saw them: row ``k`` is the sample at ``start + period / 2 + k x period``, where ``start`` is
+    the instance's first prefix lookup (a pool's first stored chunk), until the run ends."""
     m = res.memory
-    first = float(res.requests.arrival.min())
+    t = m.time.values
     if pool is None:
-        mem, hit = m.npu_used.isel(instance=instance), m.prefix_hit_pct.isel(instance=instance)
+        mem, hit = m.npu_used.isel(instance=instance).values, m.prefix_hit_pct.isel(instance=instance).values
+        r = res.requests
+        start = float(r.scheduled.values[r.instance.values == instance].min())
     else:
-        mem, hit = m.pool_used.isel(pool=pool), m.pool_hit_pct.isel(pool=pool)
-    keep = m.time.values > first
-    return [(k, float(a), float(b)) for k, (a, b) in enumerate(zip(mem.values[keep], hit.values[keep]))]
+        mem, hit = m.pool_used.isel(pool=pool).values, m.pool_hit_pct.isel(pool=pool).values
+        stored = np.flatnonzero(mem > 0)
+        start = float(t[stored[0]]) if len(stored) else float(t[0])
+    n = int((t[-1] - start) / max(periods) - 0.5)
+    # the state at an instant is the sample that ends at or after it (samples end every memory_sample_s)
+    at = [np.minimum(np.searchsorted(t, start + p * (0.5 + np.arange(n)), side="left"), len(t) - 1)
+          for p in periods]
+    return [(k, float(a), float(b)) for k, (a, b) in enumerate(zip(mem[at[0]], hit[at[1]]))]
 
 
 def energy_by_label(res: Results) -> dict[str, float]:
@@ -250,7 +270,8 @@ def write_figure_data(figure: int, reference_dir: str | Path, out: str | Path,
                 header = ["time_s", "gpu_mem_mb", "prefix_hit_pct"] if pool is None else \
                     ["time_s", "shared_cpu_mem_mb", "shared_cpu_prefix_hit_pct"]
                 p = parsed / f"{fname}.tsv"
-                _write_tsv(p, header, [[t, f"{a:.2f}", f"{b:.2f}"] for t, a, b in memory_rows(res, inst, pool)])
+                rows = memory_rows(res, inst, pool, SAMPLERS.get(fname, (1.0, 1.0)))
+                _write_tsv(p, header, [[t, f"{a:.2f}", f"{b:.2f}"] for t, a, b in rows])
                 written.append(p)
         if "pim" in sc.outputs:
             p = parsed / f"{sc.name}_b256_throughput.tsv"

@@ -58,6 +58,59 @@ def test_the_pulse_runs_were_fed_one_request_late(ref):
         assert held == one_late and held != on_time, counter
 
 
+def test_memory_rows_sample_at_the_middle_of_each_period():
+    from types import SimpleNamespace
+
+    import numpy as np
+    import xarray as xr
+
+    from llmss_lab.figures import memory_rows
+
+    t = np.round(np.arange(1, 1001) * 0.01, 2)   # samples end every 10 ms, up to 10 s
+    mem = xr.Dataset({"npu_used": (("time", "instance"), t[:, None] * 100),
+                      "prefix_hit_pct": (("time", "instance"), t[:, None])}, coords={"time": t})
+    reqs = xr.Dataset({"scheduled": ("request", [1.0, 3.0]), "instance": ("request", [0, 0])})
+    rows = memory_rows(SimpleNamespace(memory=mem, requests=reqs), 0, None, (1.0, 2.0))
+    # the first lookup is at 1.0 s: memory at 1.5, 2.5, ...; the hit rate (period 2 s) at 2.0, 4.0, ...
+    assert [k for k, _, _ in rows] == list(range(len(rows))) and len(rows) == 4
+    assert [round(a) for _, a, _ in rows] == [150, 250, 350, 450]
+    assert [round(b, 2) for _, _, b in rows] == [2.0, 4.0, 6.0, 8.0]
+
+
+def test_fig7_sampler_periods_are_those_of_the_raw_timestamps(ref):
+    """The real series' sampling periods (figures.SAMPLERS) against the artifact's raw files, and
+    which sampler each reference column came from."""
+    import re
+    from datetime import datetime
+
+    from llmss_lab.figures import SAMPLERS
+
+    raw = ref / "ispass26/figures/figure_7/raw_data"
+
+    def scrape_period(name):
+        with open(raw / name) as f:
+            ts = [datetime.fromisoformat(r["timestamp"]).timestamp() for r in csv.DictReader(f)]
+        return (ts[-1] - ts[0]) / (len(ts) - 1)
+
+    def log_period(name, marker, pattern, fmt):
+        stamps = [datetime.strptime(re.search(pattern, line).group(1), fmt).timestamp()
+                  for line in open(raw / name, errors="replace") if marker in line]
+        return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+
+    assert scrape_period("SD+PC/kv_metrics_sd.csv") == pytest.approx(SAMPLERS["SD+PC"][0], abs=2e-3)
+    for name in ("kv_metrics_md_inst1_no_SFC.csv", "kv_metrics_md_inst2_no_SFC.csv"):
+        assert scrape_period(f"MD+PC+PS/{name}") == pytest.approx(SAMPLERS["MD+PC+PS_inst0"][0], abs=2e-3)
+    assert log_period("SD+PC/SD_pulse_vllm.txt", "Prefix cache hit rate", r"(\d\d-\d\d \d\d:\d\d:\d\d)",
+                      "%m-%d %H:%M:%S") == pytest.approx(SAMPLERS["SD+PC"][1], abs=2e-3)
+    assert log_period("MD+PC+PS/lmcache_server_no_SFC.txt", "memory usage", r"\[(\d{4}-[\d:, -]+)\]",
+                      "%Y-%m-%d %H:%M:%S,%f") == pytest.approx(SAMPLERS["MD+PC+PS_shared_cpu"][0], abs=2e-3)
+    # SD+PC's hit rate is the log line's (one decimal); the two-instance run's is the scrape's hits / queries
+    logged = [float(m.group(1)) for line in open(raw / "SD+PC/SD_pulse_vllm.txt", errors="replace")
+              if (m := re.search(r"Prefix cache hit rate: ([0-9.]+)%", line))]
+    with open(ref / "ispass26/figures/figure_7/reference/SD+PC.tsv") as f:
+        assert [float(r["prefix_hit_pct"]) for r in csv.DictReader(f, delimiter="\t")] == logged[:125]
+
+
 def test_every_scenario_names_an_existing_config_and_dataset(ref):
     art = ref / "ispass26"
     for scs in SCENARIOS.values():
@@ -99,7 +152,7 @@ def test_memory_power_pim_figures_match_the_artifacts_layout(ref, tmp_path, figu
     if figure == 7:
         mem = [v for k, v in ours.items() if k.endswith("memory_nmae_pct")]
         hit = [v for k, v in ours.items() if k.endswith("hit_mae_points")]
-        assert len(mem) == 4 and max(mem) < 2.0 and max(hit) < 0.6
+        assert len(mem) == 4 and max(mem) < 2.5 and max(hit) < 0.4
     if figure == 10:
         per = {s.scenario.name: s.ours["energy_per_token_J"] for s in scores}
         # the paper's direction and size: PIM saves energy per token, interleaving at batch 256 does not

@@ -65,3 +65,19 @@ def test_same_seed_same_results(ref, res):
     again = llmss_lab.simulate(spec, wl, engine={"max_num_seqs": 16}, reference_dir=ref)
     assert again.requests.drop_attrs().identical(res.requests.drop_attrs())
     assert again.iterations.drop_attrs().identical(res.iterations.drop_attrs())
+
+
+def test_memory_sample_spacing_is_a_setting(ref, res):
+    from llmss_lab.errors import InputError
+
+    spec = ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, mem_bw=1597)
+    wl = synthetic(60, rate=20, input_len="uniform:100:1500", output_len="uniform:20:200", seed=3)
+    fine = llmss_lab.simulate(spec, wl, engine={"max_num_seqs": 16}, reference_dir=ref, memory_sample_s=0.1)
+    assert np.allclose(np.diff(fine.memory.time.values), 0.1)
+    assert np.allclose(np.diff(res.memory.time.values), 1.0)
+    # every tenth fine sample is a 1 s sample
+    coarse = fine.memory.npu_used.values[9::10][:res.memory.sizes["time"]]
+    assert np.array_equal(coarse, res.memory.npu_used.values[:len(coarse)])
+    for bad in (0, -1, "1", True):
+        with pytest.raises(InputError, match="memory_sample_s"):
+            llmss_lab.simulate(spec, wl, reference_dir=ref, memory_sample_s=bad)

@@ -209,7 +209,7 @@ def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
         "npu_used": _var(di, weights[None, :] + kv + cached, "MiB", "NPU memory in use (weights + KV + prefix cache)"),
         "prefix_hit_pct": _var(di, hit, "%", "cumulative NPU prefix-cache hit rate (tokens)"),
     }
-    coords = {"time": xr.Variable("time", t_ns * 1e-9, {"units": "s", "long_name": "end of the 1 s bin"}),
+    coords = {"time": xr.Variable("time", t_ns * 1e-9, {"units": "s", "long_name": f"end of the {bin_s:g} s bin"}),
               "instance": [s.name for s in raw.setups]}
     if raw.pools:
         used = np.zeros((nbins, len(raw.pools)))
@@ -267,11 +267,12 @@ class Results:
     power: xr.Dataset = field(default_factory=xr.Dataset)
 
     @classmethod
-    def from_raw(cls, raw: RawRun, attrs: dict, power: PowerAccount | None = None) -> "Results":
+    def from_raw(cls, raw: RawRun, attrs: dict, power: PowerAccount | None = None,
+                 memory_sample_s: float = 1.0) -> "Results":
         itls = [a for inst in raw.instances for a in inst.log.itl]
         itl = np.concatenate(itls) * 1e-6 if itls else np.zeros(0)
         res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), {}, itl,
-                  experts_dataset(raw), memory_dataset(raw),
+                  experts_dataset(raw), memory_dataset(raw, memory_sample_s),
                   power_dataset(power, int(raw.requests.output.sum())) if power is not None else xr.Dataset())
         for key, value in attrs.items():
             res.set_attr(key, value)
