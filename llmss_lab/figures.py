@@ -190,7 +190,8 @@ def memory_rows(res: Results, instance: int | None = None, pool: int | None = No
     if pool is None:
         mem, hit = m.npu_used.isel(instance=instance).values, m.prefix_hit_pct.isel(instance=instance).values
         r = res.requests
-        start = float(r.scheduled.values[r.instance.values == instance].min())
+        mine = r.instance.values == instance   # an instance given no request starts with the run's first
+        start = float(r.scheduled.values[mine].min() if mine.any() else r.scheduled.values.min())
     else:
         mem, hit = m.pool_used.isel(pool=pool).values, m.pool_hit_pct.isel(pool=pool).values
         stored = np.flatnonzero(mem > 0)

@@ -115,7 +115,7 @@ def run_all(reference_dir: str | Path | None = None, out: str | Path | None = No
     that shows them beside the published figures, and one record per notebook."""
     if num_requests < 0:
         raise InputError(f"must be >= 0, got {num_requests}", "figures", "--num-requests")
-    root = resolve_reference_dir(reference_dir)
+    root = resolve_reference_dir(reference_dir).resolve()   # the notebooks run in paper_figures/
     art = artifact_root(root)
     if not (art / "figures").is_dir():
         raise InputError("no paper artifact here: expected figures/ or ispass26/figures/ "

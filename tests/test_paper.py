@@ -244,6 +244,16 @@ def test_figures_command_writes_notebook_html_png_and_the_published_figure(ref, 
     assert "1 of 1 notebooks ran" in capsys.readouterr().out
 
 
+def test_figures_take_a_relative_reference_dir_and_a_one_request_run(ref, tmp_path, monkeypatch, capsys):
+    # the notebooks run in paper_figures/, so a relative folder must reach them resolved; with one request
+    # the second instance of Fig 7's two-instance run gets none and still has a (flat) memory series
+    monkeypatch.chdir(ref.parent)
+    out = tmp_path / "out"
+    assert main(["figures", "7", "--reference-dir", ref.name, "--out", str(out), "--num-requests", "1",
+                 "--no-png", "-q"]) == 0, capsys.readouterr()
+    assert (out / "figure_7.html").is_file()
+
+
 def test_a_failing_notebook_is_reported_and_the_others_still_run(ref, tmp_path, monkeypatch):
     import llmss_lab.paper_run as pr
 
