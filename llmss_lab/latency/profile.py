@@ -185,10 +185,10 @@ def _full_grid(kp: np.ndarray, kv: np.ndarray, t: np.ndarray) -> tuple[np.ndarra
     """(kp axis, kv axis, values[kp, kv]) when the points are a full grid written row by row, either
     axis outer, both increasing (as the profilers write them); None otherwise."""
     n = len(t)
-    for outer, inner, swap in ((kp, kv, False), (kv, kp, True)):
+    for outer, inner, swap in ((kp, kv, False), (kv, kp, True)) if n else ():
         change = np.flatnonzero(outer != outer[0])
         m = int(change[0]) if len(change) else n   # points per row
-        if m < 1 or n % m:
+        if n % m:
             continue
         rows_o, rows_i = outer.reshape(-1, m), inner.reshape(-1, m)
         o_axis, i_axis = rows_o[:, 0], rows_i[0]
