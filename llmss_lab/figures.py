@@ -76,7 +76,7 @@ SCENARIOS: dict[int, list[Scenario]] = {
     8: [Scenario(8, name, None, _dataset("mixtral" if name == "SM" else "llama"), outputs=("latency", "sim_time"))
         for name in ("SD", "MD", "PDD", "SM")],
     9: [Scenario(9, "SD", None, _dataset("llama"), outputs=("throughput", "latency"))],
-    # Fig 6: vLLM 0.11.1 defaults, prefix caching off; three bursts of ten requests
+    # Fig 6: vLLM 0.11.1 defaults, prefix caching off; the trace's three bursts of ten, as sent: 11, 10, 9
     6: [Scenario(6, f"tp{tp}", None, "dataset/sharegpt_pulse_req10_n3_delay60.jsonl", outputs=("power",),
                  config_name=f"power_config_tp{tp}", sent_one_late=True) for tp in (1, 2)],
     # Fig 7: vLLM 0.13 with max_num_seqs 128 and max_model_len 2048; LMCache as a CPU pool shared by both
