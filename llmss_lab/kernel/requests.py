@@ -8,8 +8,23 @@ from __future__ import annotations
 import numpy as np
 
 UNSET = -1.0
-# reductions of the small per-step column slices, without ndarray.sum/min/max's Python-level wrappers
-col_sum, col_min, col_max = np.add.reduce, np.minimum.reduce, np.maximum.reduce
+# Reductions of the per-step integer column slices (a batch's chunk sizes, histories, block needs).
+# Batches are mostly small, where Python's own sum/min/max over a list take a fifth of numpy's
+# reduce (0.2 vs 0.9 us for 9 items); past about 80 items numpy's is faster. Integers, so
+# both give the same exact answer.
+SMALL = 64
+
+
+def col_sum(x: np.ndarray) -> int:
+    return sum(x.tolist()) if len(x) <= SMALL else int(np.add.reduce(x))
+
+
+def col_min(x: np.ndarray) -> int:
+    return min(x.tolist()) if len(x) <= SMALL else int(np.minimum.reduce(x))
+
+
+def col_max(x: np.ndarray) -> int:
+    return max(x.tolist()) if len(x) <= SMALL else int(np.maximum.reduce(x))
 
 
 class RequestTable:
