@@ -19,7 +19,7 @@ import numpy as np
 from ..latency.iteration import BatchShape, IterationModel, StepTime
 from .events import EventLoop
 from .moe import Gate
-from .requests import UNSET, RequestTable, col_max, col_min, col_sum
+from .requests import UNSET, RequestTable, col_max, col_stats, col_sum
 from .scheduler import ScheduledStep, Scheduler
 from .tiers import Tier
 
@@ -63,22 +63,22 @@ class StepLog:
 
 def batch_shape(step: ScheduledStep) -> BatchShape:
     s, h = step.num_new, step.computed_before
-    pre = s > 1
-    n_pre = int(np.count_nonzero(pre))
-    n = len(s) - n_pre
-    rms = 0.0
-    if n_pre:
+    if col_max(s) > 1:   # prefill chunks in the batch
+        pre = s > 1
         chunks = s[pre]
-        pc, kp = int(col_sum(chunks)), int(col_sum(h[pre]))
+        n_pre = len(chunks)
+        pc, kp = col_sum(chunks), col_sum(h[pre])
         rms = float(np.sqrt(np.dot(chunks, chunks)))
         kv = h[~pre]
-    else:
-        pc = kp = 0
+    else:                # decodes only
+        n_pre = pc = kp = 0
+        rms = 0.0
         kv = h
+    n = len(s) - n_pre
     tokens = pc + n
     if n:
-        kv_sum = int(col_sum(kv))
-        return BatchShape(tokens, len(s), pc, kp, n, kv_sum / n, float(col_min(kv)), float(col_max(kv)), rms)
+        kv_sum, kv_min, kv_max = col_stats(kv)
+        return BatchShape(tokens, len(s), pc, kp, n, kv_sum / n, float(kv_min), float(kv_max), rms)
     return BatchShape(tokens, len(s), pc, kp, prefill_rms=rms)
 
 

@@ -19,12 +19,16 @@ def col_sum(x: np.ndarray) -> int:
     return sum(x.tolist()) if len(x) <= SMALL else int(np.add.reduce(x))
 
 
-def col_min(x: np.ndarray) -> int:
-    return min(x.tolist()) if len(x) <= SMALL else int(np.minimum.reduce(x))
-
-
 def col_max(x: np.ndarray) -> int:
     return max(x.tolist()) if len(x) <= SMALL else int(np.maximum.reduce(x))
+
+
+def col_stats(x: np.ndarray) -> tuple[int, int, int]:
+    """Sum, min and max of a non-empty column, in one pass over its list when it is small."""
+    if len(x) <= SMALL:
+        v = x.tolist()
+        return sum(v), min(v), max(v)
+    return int(np.add.reduce(x)), int(np.minimum.reduce(x)), int(np.maximum.reduce(x))
 
 
 class RequestTable:
