@@ -128,16 +128,16 @@ class IterationModel:
             "last": _sum_table({k: v for k, v in profile.dense.items() if k in EDGE_LAST}),
             "seq": _sum_table(profile.per_sequence),
         }
-        self._cache: dict[tuple[str, int], float] = {}
+        self._cols: dict[str, list[float]] = {kind: [0.0] for kind in self._tables}   # value at 0, 1, 2, ...
+        self._allreduce: dict[int, float] = {}   # tokens -> ns
         self._hidden_bytes = model.hidden_size * DTYPE_BYTES[model.torch_dtype]
 
     def _lookup(self, kind: str, x: int) -> float:
-        key = (kind, x)
-        v = self._cache.get(key)
-        if v is None:
-            v = float(interp1(*self._tables[kind], x)) if x > 0 else 0.0
-            self._cache[key] = v
-        return v
+        """The table of ``kind`` at ``x`` tokens (or sequences); 0 at 0."""
+        col = self._cols[kind]
+        if x >= len(col):   # one vectorised interpolation for a run of sizes, then list indexing
+            col.extend(interp1(*self._tables[kind], np.arange(len(col), max(2 * len(col), x + 1, 256))).tolist())
+        return col[x]
 
     def attention_ns(self, b: BatchShape) -> float:
         """One attention layer for the whole batch."""
@@ -157,10 +157,10 @@ class IterationModel:
         """One tensor-parallel all-reduce of the hidden state."""
         if self.tp <= 1 or self.link is None or tokens <= 0:
             return 0.0
-        v = self._cache.get(("ar", tokens))
+        v = self._allreduce.get(tokens)
         if v is None:
             v = all_reduce_ns(self.link, self.tp, tokens * self._hidden_bytes, self.mem_bw)
-            self._cache[("ar", tokens)] = v
+            self._allreduce[tokens] = v
         return v
 
     def ep_comm_ns(self, group_tokens: int, ep: int) -> float:
