@@ -11,7 +11,7 @@ arrives while a step runs is queued when that step ends (that is when vLLM stamp
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -26,37 +26,39 @@ from .tiers import Tier
 DUMMY = BatchShape(1, 1, 0, 0, 1, 1.0, 1.0, 1.0)
 
 
-# A step's columns in the log: those known when it is launched, and those known when it completes.
-LAUNCH = ("start", "duration",
-          "busy",                  # sum of pipeline-stage times (ns)
-          "wire_bytes",
-          "recall",                # wait for a lower-tier prefix recall (ns)
-          "tier_bytes",            # bytes read from / written to CPU or CXL
-          "kv_blocks_holding",     # in use or cached
-          "comm", "attention", "tokens", "seqs", "prefill_tokens", "prefill_seqs", "decode_seqs",
-          "decode_kv_mean", "decode_kv_min", "decode_kv_max", "prefill_history", "prefill_rms",
-          "kv_blocks_used", "preempted")
-OUTCOME = ("prompt_done",          # prompt tokens of requests whose first token came
-           "generated", "prefix_queries", "prefix_hits", "running", "waiting")
-
-
+@dataclass
 class StepLog:
-    """One row per step. While the run goes, a step is one tuple appended at launch and one at completion
-    (not one append per column: this runs every step); :meth:`close` then lays them out as named columns
-    of Python lists (``log.start``, ``log.generated``, ...). ``itl`` (an array of inter-token latencies
-    per step) and ``pim_busy`` (PIM channel-time per step, if PIM) are lists throughout."""
+    """One row per step, kept as Python lists while running and turned into arrays at the end."""
 
-    def __init__(self) -> None:
-        self.launched: list[tuple] = []
-        self.outcomes: list[tuple] = []
-        self.itl: list[np.ndarray] = []
-        self.pim_busy: list[float] = []
-
-    def close(self) -> None:
-        for names, rows in ((LAUNCH, self.launched), (OUTCOME, self.outcomes)):
-            cols = list(zip(*rows)) if rows else [()] * len(names)
-            for name, col in zip(names, cols):
-                setattr(self, name, list(col))
+    start: list[float] = field(default_factory=list)
+    duration: list[float] = field(default_factory=list)
+    comm: list[float] = field(default_factory=list)
+    attention: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    prefill_tokens: list[int] = field(default_factory=list)
+    prefill_seqs: list[int] = field(default_factory=list)
+    decode_seqs: list[int] = field(default_factory=list)
+    decode_kv_mean: list[float] = field(default_factory=list)
+    decode_kv_min: list[float] = field(default_factory=list)
+    decode_kv_max: list[float] = field(default_factory=list)
+    prefill_history: list[int] = field(default_factory=list)
+    prefill_rms: list[float] = field(default_factory=list)
+    kv_blocks_used: list[int] = field(default_factory=list)
+    kv_blocks_holding: list[int] = field(default_factory=list)   # in use or cached
+    busy: list[float] = field(default_factory=list)              # sum of pipeline-stage times (ns)
+    wire_bytes: list[float] = field(default_factory=list)
+    recall: list[float] = field(default_factory=list)            # wait for a lower-tier prefix recall (ns)
+    tier_bytes: list[float] = field(default_factory=list)        # bytes read from / written to CPU or CXL
+    pim_busy: list[float] = field(default_factory=list)          # PIM channel-time of the step (ns), if PIM
+    running: list[int] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)
+    prompt_done: list[int] = field(default_factory=list)   # prompt tokens of requests whose first token came
+    generated: list[int] = field(default_factory=list)
+    preempted: list[int] = field(default_factory=list)
+    prefix_queries: list[int] = field(default_factory=list)
+    prefix_hits: list[int] = field(default_factory=list)
+    itl: list[np.ndarray] = field(default_factory=list)
 
 
 def batch_shape(step: ScheduledStep) -> BatchShape:
@@ -136,12 +138,28 @@ class Instance:
 
     def record(self, p: Planned, start: float, t: StepTime, duration: float, recall_ns: float,
                tier_bytes: float) -> None:
-        shape, pool = p.shape, self.scheduler.kv.pool
-        self.log.launched.append((   # in LAUNCH's order
-            start, duration, sum(t.stages), t.wire_bytes, recall_ns, tier_bytes, pool.num_holding, t.comm_ns,
-            t.attention_ns, shape.num_tokens, shape.num_seqs, shape.prefill_tokens,
-            shape.num_seqs - shape.num_decodes, shape.num_decodes, shape.decode_kv_mean, shape.decode_kv_min,
-            shape.decode_kv_max, shape.prefill_history, shape.prefill_rms, pool.num_used, len(p.step.preempted)))
+        log, shape = self.log, p.shape
+        log.start.append(start)
+        log.duration.append(duration)
+        log.busy.append(sum(t.stages))
+        log.wire_bytes.append(t.wire_bytes)
+        log.recall.append(recall_ns)
+        log.tier_bytes.append(tier_bytes)
+        log.kv_blocks_holding.append(self.scheduler.kv.pool.num_holding)
+        log.comm.append(t.comm_ns)
+        log.attention.append(t.attention_ns)
+        log.tokens.append(shape.num_tokens)
+        log.seqs.append(shape.num_seqs)
+        log.prefill_tokens.append(shape.prefill_tokens)
+        log.prefill_seqs.append(shape.num_seqs - shape.num_decodes)
+        log.decode_seqs.append(shape.num_decodes)
+        log.decode_kv_mean.append(shape.decode_kv_mean)
+        log.decode_kv_min.append(shape.decode_kv_min)
+        log.decode_kv_max.append(shape.decode_kv_max)
+        log.prefill_history.append(shape.prefill_history)
+        log.prefill_rms.append(shape.prefill_rms)
+        log.kv_blocks_used.append(self.scheduler.kv.pool.num_used)
+        log.preempted.append(len(p.step.preempted))
 
     def complete(self, p: Planned, now: float) -> tuple[np.ndarray, np.ndarray]:
         """Tokens of a finished step: returns (requests that got their first token, requests done)."""
@@ -171,8 +189,12 @@ class Instance:
         for rid in done.tolist():
             self.scheduler.finish(rid)
         kv = self.scheduler.kv
-        log.outcomes.append((int(R.prompt[first].sum()) if len(first) else 0, len(produced),   # OUTCOME's order
-                             kv.queries, kv.hits, len(self.scheduler.running), self.num_waiting))
+        log.prompt_done.append(int(R.prompt[first].sum()) if len(first) else 0)
+        log.generated.append(len(produced))
+        log.prefix_queries.append(kv.queries)
+        log.prefix_hits.append(kv.hits)
+        log.running.append(len(self.scheduler.running))
+        log.waiting.append(self.num_waiting)
         return first, done
 
 

@@ -210,8 +210,6 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
 
     loop.at(float(arrivals[0]), lambda: arrive(0))
     loop.run()
-    for inst in instances:
-        inst.log.close()
     unfinished = int(np.count_nonzero(R.finished < 0))
     if unfinished:  # cannot happen for admitted requests; a guard against silent loss
         raise RuntimeError(f"{unfinished} requests never finished")
