@@ -189,7 +189,7 @@ class Instance:
         for rid in done.tolist():
             self.scheduler.finish(rid)
         kv = self.scheduler.kv
-        log.prompt_done.append(int(R.prompt[first].sum()) if len(first) else 0)
+        log.prompt_done.append(col_sum(R.prompt[first]))
         log.generated.append(len(produced))
         log.prefix_queries.append(kv.queries)
         log.prefix_hits.append(kv.hits)

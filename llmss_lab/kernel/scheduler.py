@@ -113,7 +113,7 @@ class VLLMV1Scheduler(Scheduler):
                 need = R.num_tokens[run] - comp
             if self.threshold:
                 np.minimum(need, self.threshold, out=need)
-            total = int(col_sum(need))
+            total = col_sum(need)
             if total <= budget:   # the usual case: everyone gets all it needs
                 sched = need
             else:                 # in running order until the budget is spent
@@ -124,7 +124,7 @@ class VLLMV1Scheduler(Scheduler):
             if not everyone:
                 mask = sched > 0
                 grow[~mask] = 0
-            if int(col_sum(grow)) <= kv.pool.num_free:
+            if col_sum(grow) <= kv.pool.num_free:
                 idx = grow.nonzero()[0]
                 if len(idx):  # everyone fits: hand out blocks in running order
                     pool_alloc, blocks = kv.pool.allocate, kv.blocks
