@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,8 +27,11 @@ from .api import simulate
 from .config.engine import EngineConfig
 from .errors import InputError
 from .files import replacing
+from .instruments import RAW_FILES, Fig7Instruments, clock_offset
 from .results.dataset import Results
 from .workload import load_trace
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -180,27 +184,75 @@ def power_rows(res: Results) -> list[tuple[int, float]]:
     return [(math.ceil(t) - 1, float(w)) for t, w in zip(p.time.values, p.values) if t > 0]
 
 
-def memory_rows(res: Results, instance: int | None = None, pool: int | None = None,
-                periods: tuple[float, float] = (1.0, 1.0)) -> list[tuple[int, float, float]]:
-    """Memory (MiB) and cumulative prefix-hit rate as a sampler with the given (memory, hit-rate)
-    periods saw them: row ``k`` is the sample at ``start + period / 2 + k x period``, where ``start`` is
-    the instance's first prefix lookup (a pool's first stored chunk), until the run ends."""
+def periodic_instants(res: Results, instance: int | None = None, pool: int | None = None,
+                      periods: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Memory and hit-rate instants of a sampler with the given periods, when the real instants are not
+    at hand: row ``k`` at ``start + period / 2 + k x period``, where ``start`` is the instance's first
+    prefix lookup (a pool's first stored chunk), until the run ends."""
     m = res.memory
     t = m.time.values
     if pool is None:
-        mem, hit = m.npu_used.isel(instance=instance).values, m.prefix_hit_pct.isel(instance=instance).values
         r = res.requests
         mine = r.instance.values == instance   # an instance given no request starts with the run's first
         start = float(r.scheduled.values[mine].min() if mine.any() else r.scheduled.values.min())
     else:
-        mem, hit = m.pool_used.isel(pool=pool).values, m.pool_hit_pct.isel(pool=pool).values
-        stored = np.flatnonzero(mem > 0)
+        stored = np.flatnonzero(m.pool_used.isel(pool=pool).values > 0)
         start = float(t[stored[0]]) if len(stored) else float(t[0])
     n = int((t[-1] - start) / max(periods) - 0.5)
-    # the state at an instant is the sample that ends at or after it (samples end every memory_sample_s)
-    at = [np.minimum(np.searchsorted(t, start + p * (0.5 + np.arange(n)), side="left"), len(t) - 1)
-          for p in periods]
-    return [(k, float(a), float(b)) for k, (a, b) in enumerate(zip(mem[at[0]], hit[at[1]]))]
+    mem_at, hit_at = (start + p * (0.5 + np.arange(n)) for p in periods)
+    return mem_at, hit_at
+
+
+def lookup_counters(res: Results) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per instance: when prompts were first looked up (scheduled) and the prompt tokens looked up so far."""
+    r = res.requests
+    out = []
+    for i in range(res.memory.sizes["instance"]):
+        mine = r.instance.values == i
+        t, n = r.scheduled.values[mine], r.input_tokens.values[mine]
+        order = np.argsort(t, kind="stable")
+        out.append((t[order], np.cumsum(n[order])))
+    return out
+
+
+def memory_rows(res: Results, instance: int | None, pool: int | None,
+                mem_at: np.ndarray, hit_at: np.ndarray) -> list[tuple[int, float, float]]:
+    """Memory (MiB) and cumulative prefix-hit rate at the given simulated instants, row by row. The state
+    at an instant is the sample that ends at or after it (samples end every ``memory_sample_s``); after
+    the run it stays the last one."""
+    m = res.memory
+    t = m.time.values
+    if pool is None:
+        mem, hit = m.npu_used.isel(instance=instance).values, m.prefix_hit_pct.isel(instance=instance).values
+    else:
+        mem, hit = m.pool_used.isel(pool=pool).values, m.pool_hit_pct.isel(pool=pool).values
+    n = min(len(mem_at), len(hit_at))
+    a, b = (np.minimum(np.searchsorted(t, np.asarray(x[:n]), side="left"), len(t) - 1) for x in (mem_at, hit_at))
+    return [(k, float(x), float(y)) for k, (x, y) in enumerate(zip(mem[a], hit[b]))]
+
+
+def fig7_series(res: Results, sc: Scenario, reference_dir: Path) -> dict[str, tuple[int | None, int | None,
+                                                                                 np.ndarray, np.ndarray]]:
+    """Each series of a Fig 7 scenario: its instance (or pool) and its (memory, hit-rate) instants in
+    simulated time. They are the real instruments' own instants (``llmss_lab.instruments``) when the
+    artifact has its raw data, else periodic sampling at the middle phase (``SAMPLERS``)."""
+    targets = {"SD+PC": (0, None)} if sc.name == "SD+PC" else \
+        {**{f"{sc.name}_inst{i}": (i, None) for i in range(res.memory.sizes["instance"])},
+         f"{sc.name}_shared_cpu": (None, 0)}
+    raw = Path(reference_dir) / "figures/figure_7/raw_data" / sc.name
+    if sc.name in RAW_FILES and raw.is_dir():
+        real = Fig7Instruments.read(raw, sc.name)
+        shift = clock_offset(real.scrapes, lookup_counters(res))
+        out = {}
+        for n, (inst, pool) in targets.items():
+            if pool is None:
+                mem, hit = real.scrapes[inst].time, real.hit_instants[min(inst, len(real.hit_instants) - 1)]
+            else:
+                mem, hit = real.pool_instants, real.pool_hit_instants()
+            out[n] = (inst, pool, mem - shift, hit - shift)
+        return out
+    log.warning("%s has no raw data: sampling Fig 7 at the middle of each instrument's period", raw)
+    return {n: (inst, pool, *periodic_instants(res, inst, pool, SAMPLERS[n])) for n, (inst, pool) in targets.items()}
 
 
 def energy_by_label(res: Results) -> dict[str, float]:
@@ -262,16 +314,11 @@ def write_figure_data(figure: int, reference_dir: str | Path, out: str | Path,
             _write_tsv(p, ["time_s", "power_w"], [[t, f"{w:.2f}"] for t, w in power_rows(res)])
             written.append(p)
         if "memory" in sc.outputs:
-            if sc.name == "SD+PC":
-                targets = [("SD+PC", 0, None)]
-            else:
-                targets = [(f"{sc.name}_inst{i}", i, None) for i in range(res.memory.sizes["instance"])]
-                targets.append((f"{sc.name}_shared_cpu", None, 0))
-            for fname, inst, pool in targets:
+            for fname, (inst, pool, mem_at, hit_at) in fig7_series(res, sc, Path(reference_dir)).items():
                 header = ["time_s", "gpu_mem_mb", "prefix_hit_pct"] if pool is None else \
                     ["time_s", "shared_cpu_mem_mb", "shared_cpu_prefix_hit_pct"]
                 p = parsed / f"{fname}.tsv"
-                rows = memory_rows(res, inst, pool, SAMPLERS.get(fname, (1.0, 1.0)))
+                rows = memory_rows(res, inst, pool, mem_at, hit_at)
                 _write_tsv(p, header, [[t, f"{a:.2f}", f"{b:.2f}"] for t, a, b in rows])
                 written.append(p)
         if "pim" in sc.outputs:
