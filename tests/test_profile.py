@@ -111,3 +111,34 @@ def test_grid_from_points_is_the_same_whatever_the_row_order():
     keep = ~((kp.ravel() == 128.0) & (kv.ravel() == 64.0))
     holey = Grid2D.from_points(kp.ravel()[keep], kv.ravel()[keep], t.ravel()[keep])
     assert holey(128.0, 64.0) == pytest.approx(1000 + 3 * 128 + 7 * 64)
+
+
+@pytest.mark.parametrize("folder,prefill,decode", [
+    ("A6000/meta-llama/Llama-3.1-8B/tp1", 10.0, 3.5), ("A6000/meta-llama/Llama-3.1-8B/tp2", 10.0, 3.5),
+    ("A6000/microsoft/Phi-mini-MoE-instruct/tp1", 3.0, 12.0), ("A6000/microsoft/Phi-mini-MoE-instruct/tp2", 3.0, 12.0),
+    ("H100/meta-llama/Llama-3.1-70B/tp4", 1.0, 1.0), ("H100/mistralai/Mixtral-8x7B-v0.1/tp4", 7.0, 15.0),
+])
+def test_artifact_attention_predictions_are_the_measured_timings_times_one_constant(ref, folder, prefill, decode):
+    """A fact about the paper artifact's profiles that README ("Paper figures") reports: on every grid point
+    the two files share, its attention "predictions" are its measured attention.csv (vidur-style, ms)
+    times one round constant per profile and phase (decode rows from 128 tokens of history, 128 requests)."""
+    d = ref / "ispass26/profiles" / folder
+
+    def table(name, keys, value, keep=lambda row: True, scale=1.0):
+        with open(d / name, newline="") as f:
+            groups: dict = {}
+            for row in csv.DictReader(f):
+                if keep(row):
+                    groups.setdefault(tuple(int(row[k]) for k in keys), []).append(float(row[value]) * scale)
+        return {k: sum(v) / len(v) for k, v in groups.items()}
+
+    ms = 1e6   # ns per ms
+    for phase, factor, keys in (("prefill", prefill, ("prefill_chunk_size", "kv_cache_size")),
+                                ("decode", decode, ("batch_size", "kv_cache_size"))):
+        measured = table("attention.csv", keys, f"time_stats.attn_{phase}.mean",
+                         keep=lambda r, p=phase: (r["is_prefill"] == "True") == (p == "prefill"), scale=ms)
+        predicted = table(f"predictions/attn_{phase}_predictions.csv", keys, "prediction")
+        shared = [k for k in measured if k in predicted and (phase == "prefill" or (k[1] >= 128 and k[0] <= 128))]
+        assert len(shared) > 100
+        ratios = np.array([predicted[k] / measured[k] for k in shared])
+        assert np.percentile(ratios, 10) > 0.98 * factor and np.percentile(ratios, 90) < 1.02 * factor, phase
