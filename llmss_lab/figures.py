@@ -246,7 +246,7 @@ def fig7_series(res: Results, sc: Scenario, reference_dir: Path) -> dict[str, tu
         out = {}
         for n, (inst, pool) in targets.items():
             if pool is None:
-                mem, hit = real.scrapes[inst].time, real.hit_instants[min(inst, len(real.hit_instants) - 1)]
+                mem, hit = real.scrapes[inst].time, real.hit_instants[inst]
             else:
                 mem, hit = real.pool_instants, real.pool_hit_instants()
             out[n] = (inst, pool, mem - shift, hit - shift)

@@ -71,11 +71,14 @@ def _log_stamps(path: Path, pattern: re.Pattern, fmt: str, year: int | None = No
     stamps = []
     try:
         with open(path, errors="replace") as f:
-            for line in f:
+            for lineno, line in enumerate(f, start=1):
                 m = pattern.search(line)
                 if m:
                     text = m.group(1) if year is None else f"{year}-{m.group(1)}"
-                    stamps.append(_seconds(datetime.strptime(text, fmt)))
+                    try:
+                        stamps.append(_seconds(datetime.strptime(text, fmt)))
+                    except ValueError as exc:
+                        raise InputError(f"bad time stamp ({exc})", path, f"line {lineno}") from None
     except OSError as exc:
         raise InputError(f"cannot read ({exc.strerror})", path) from None
     if not stamps:

@@ -137,7 +137,7 @@ def test_fig7_instruments_are_the_rows_of_the_reference(ref):
 
 def test_fig7_raw_files_with_bad_rows_name_the_file_and_line(tmp_path):
     from llmss_lab.errors import InputError
-    from llmss_lab.instruments import Scrape
+    from llmss_lab.instruments import Fig7Instruments, Scrape
     p = tmp_path / "kv_metrics.csv"
     p.write_text("timestamp,vllm:prefix_cache_queries_total\n2025-12-13T12:41:07.7,0.0\nyesterday,5\n")
     with pytest.raises(InputError, match=r"kv_metrics.csv.*line 3"):
@@ -145,6 +145,16 @@ def test_fig7_raw_files_with_bad_rows_name_the_file_and_line(tmp_path):
     p.write_text("timestamp,vllm:prefix_cache_queries_total\n2025-12-13T12:41:07.7,0.0\n")
     with pytest.raises(InputError, match="no prefix lookup"):
         Scrape.read(p)
+    log = tmp_path / "lmcache.txt"
+    log.write_text("[2025-12-13 12:41:32,113] LMCache INFO: memory usage: entries=1\n"
+                   "[2025-13-13 12:41:33,113] LMCache INFO: memory usage: entries=2\n")
+    (tmp_path / "kv_metrics_md_inst1_no_SFC.csv").write_text(
+        "timestamp,vllm:prefix_cache_queries_total\n2025-12-13T12:41:07.7,3.0\n")
+    (tmp_path / "kv_metrics_md_inst2_no_SFC.csv").write_text(
+        "timestamp,vllm:prefix_cache_queries_total\n2025-12-13T12:41:07.8,5.0\n")
+    log.rename(tmp_path / "lmcache_server_no_SFC.txt")
+    with pytest.raises(InputError, match=r"lmcache_server_no_SFC.txt.*line 2"):
+        Fig7Instruments.read(tmp_path, "MD+PC+PS")
 
 
 def test_fig7_sampler_periods_are_those_of_the_raw_timestamps(ref):
