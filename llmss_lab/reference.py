@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 from .errors import InputError
 from .files import write_bytes
-from .instruments import RAW_FILES
+from .instruments import raw_paths
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +151,7 @@ _FIGURE_FILES = {
     7: [f"config/{sc}_config.json" for sc in ("SD+PC", "MD+PC+PS")]
        + [f"{kind}/{nm}.tsv" for kind in ("reference", "parsed")
           for nm in ("SD+PC", "MD+PC+PS_inst0", "MD+PC+PS_inst1", "MD+PC+PS_shared_cpu")] + ["figure_7_ref.pdf"]
-       + [f"raw_data/{sc}/{f}" for sc, kinds in RAW_FILES.items() for names in kinds.values()
-          for f in ((names,) if isinstance(names, str) else names)],
+       + [f"raw_data/{p}" for p in raw_paths()],
     8: [f"config/{sc}_config.json" for sc in ("SD", "MD", "PDD", "SM")]
        + [f"{kind}/{sc}_{what}.tsv" for kind in ("reference", "parsed") for sc in ("SD", "MD", "PDD", "SM")
           for what in ("latency", "sim_time")] + [f"figure_8{x}_ref.pdf" for x in "ab"],
