@@ -316,9 +316,16 @@ def cmd_profile_check(args: argparse.Namespace) -> int:
                            args.leave_one_out)
     how = "a fit on every other profile" if args.leave_one_out else "the stored fit (profiles/efficiency.yaml)"
     print(f"analytical model vs the profile of {args.model} on {args.hardware}, with {how}")
-    print(f"{'operator':<14}{'samples':>8}{'median |err| %':>16}{'p90 |err| %':>13}{'median err %':>14}")
+    print(f"{'operator':<18}{'samples':>8}{'median |err| %':>16}{'p90 |err| %':>13}{'median err %':>14}"
+          f"{'below roofline %':>18}")
     for op, s in table.items():
-        print(f"{op:<14}{s['n']:>8}{s['median_abs_pct']:>16.1f}{s['p90_abs_pct']:>13.1f}{s['median_signed_pct']:>+14.1f}")
+        print(f"{op:<18}{s['n']:>8}{s['median_abs_pct']:>16.1f}{s['p90_abs_pct']:>13.1f}{s['median_signed_pct']:>+14.1f}"
+              f"{s['below_roofline_pct']:>18.1f}")
+    short = {op: s["below_roofline_pct"] for op, s in table.items() if op != "all" and s["below_roofline_pct"] >= 0.05}
+    if short:
+        print("below roofline: timings shorter than the counted FLOPs and bytes take at the spec's peak. The kernel "
+              "did less work than counted (fused away, or data served from cache), and the analytical model, which "
+              "never beats the roofline, cannot match them: " + ", ".join(f"{op} {v:.1f} %" for op, v in short.items()))
     return 0
 
 

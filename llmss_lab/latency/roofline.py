@@ -376,11 +376,29 @@ def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:
     return out
 
 
-def summary(err: np.ndarray) -> dict[str, float]:
+def floor_ratio(samples: list[Sample], specs: dict[str, HardwareSpec]) -> np.ndarray:
+    """Each timing over the least time physics allows: its FLOPs at the spec's peak FLOP/s or its
+    bytes at the peak memory bandwidth, whichever is longer (a mixed batch: both parts). Below 1, the
+    timing cannot be of the work the profile says was done, so no roofline model can match it."""
+    out = []
+    for x in samples:
+        spec = specs[x.hardware]
+        peak, bw = spec.bf16_tflops * 1e12, spec.memory_bw_gbs * 1e9
+        floor = max(x.flops / peak, x.nbytes / bw) + max(x.pre_flops / peak, x.pre_bytes / bw)
+        out.append(x.time_ns / (floor * 1e9) if floor > 0 else math.inf)
+    return np.array(out)
+
+
+def summary(err: np.ndarray, ratio: np.ndarray | None = None) -> dict[str, float]:
+    """Error statistics; with ``ratio`` (:func:`floor_ratio`), also the share of timings faster
+    than the roofline allows."""
     a = np.abs(err)
-    return {"n": int(len(err)), "median_abs_pct": float(np.median(a)) if len(a) else math.nan,
-            "p90_abs_pct": float(np.percentile(a, 90)) if len(a) else math.nan,
-            "median_signed_pct": float(np.median(err)) if len(err) else math.nan}
+    out = {"n": int(len(err)), "median_abs_pct": float(np.median(a)) if len(a) else math.nan,
+           "p90_abs_pct": float(np.percentile(a, 90)) if len(a) else math.nan,
+           "median_signed_pct": float(np.median(err)) if len(err) else math.nan}
+    if ratio is not None:
+        out["below_roofline_pct"] = float(np.mean(ratio < 1.0) * 100.0) if len(ratio) else math.nan
+    return out
 
 
 def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_one_out: bool = False,
@@ -403,7 +421,11 @@ def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_on
     else:
         eff = load_efficiency()
     err = errors_pct(test, eff, specs)
+    ratio = floor_ratio(test, specs)
     ops = sorted({x.op for x in test}, key=lambda o: (CLASSES.index(OP_CLASS[o]), o))
-    table = {op: summary(err[[x.op == op for x in test]]) for op in ops}
-    table["all"] = summary(err)
+    table = {}
+    for op in ops:
+        m = np.array([x.op == op for x in test])
+        table[op] = summary(err[m], ratio[m])
+    table["all"] = summary(err, ratio)
     return table
