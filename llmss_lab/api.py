@@ -330,7 +330,9 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     ``progress`` is called with 1 for every finished request. ``router`` picks the routing policy
     (:data:`llmss_lab.kernel.router.ROUTERS`), ``expert_gate`` and ``gate_skew`` the MoE gate
     (:data:`llmss_lab.kernel.moe.GATES`), ``kv_transfer`` how a prefill/decode split moves KV
-    (``"layer"``: streamed behind the prefill, ``"whole"``: after it); ``seed`` seeds every random policy.
+    (``"layer"``: pushed, streamed behind the prefill; ``"whole"``: pushed after it; ``"pull"``: read by the
+    decode instance once it sees the request, as vLLM V1's asynchronous connectors do); ``seed`` seeds
+    every random policy.
     ``prefix_storage`` (``"cpu"`` or ``"cxl"``) adds a lower prefix-cache tier in the manner of LMCache,
     ``prefix_sharing`` says who shares a pool (``"instance"``, ``"node"`` or ``"cluster"``).
     ``attn_offload`` runs decode attention on the node's PIM device (``cpu_mem.pim_config``),
@@ -346,8 +348,9 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
                                                   and 0.001 <= memory_sample_s <= 3600):
         raise InputError(f"must be a number of seconds in [0.001, 3600], got {memory_sample_s!r}", "settings",
                          "memory_sample_s")
-    if kv_transfer not in ("layer", "whole"):
-        raise InputError(f"must be 'layer' or 'whole', got {kv_transfer!r}", "settings", "kv_transfer")
+    if kv_transfer not in simulator.KV_TRANSFERS:
+        raise InputError(f"must be one of {', '.join(simulator.KV_TRANSFERS)}, got {kv_transfer!r}", "settings",
+                         "kv_transfer")
     choice = LatencyChoice.of(latency, what_if, efficiency_file)
     t0 = time.perf_counter()
     if isinstance(engine, dict):

@@ -394,13 +394,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from .kernel.moe import GATES
+    from .kernel.simulator import KV_TRANSFERS
     from .kernel.router import ROUTERS
 
     r.add_argument("--router", default="load_score", choices=ROUTERS.names(), help="request routing policy")
     r.add_argument("--expert-gate", default="balanced", choices=GATES.names(), help="MoE expert routing policy")
     r.add_argument("--gate-skew", type=float, default=1.0, help="Zipf exponent of the zipf expert gate")
-    r.add_argument("--kv-transfer", default="layer", choices=("layer", "whole"),
-                   help="P/D KV hand-off: streamed layer by layer behind the prefill, or whole after it")
+    r.add_argument("--kv-transfer", default="layer", choices=KV_TRANSFERS,
+                   help="P/D KV hand-off: pushed layer by layer behind the prefill, pushed whole after it, or "
+                        "pulled by the decode instance when it sees the request (vLLM V1's asynchronous connectors)")
     r.add_argument("--prefix-storage", choices=("cpu", "cxl"), default=None,
                    help="lower prefix-cache tier (LMCache-like pool in CPU or CXL memory)")
     r.add_argument("--prefix-sharing", choices=("instance", "node", "cluster"), default="instance",

@@ -68,13 +68,14 @@ def pd_setups(model: ModelSpec, kv_per_token: float):
     return [p, d]
 
 
-def test_pd_hand_off_conserves_requests_tokens_and_kv_bytes(ref):
+@pytest.mark.parametrize("mode", simulator.KV_TRANSFERS)
+def test_pd_hand_off_conserves_requests_tokens_and_kv_bytes(ref, mode):
     model = ModelSpec.from_hf_config(ref / "configs/model/meta-llama/Llama-3.1-8B.json")
     kvb = model.kv_bytes_per_token()
     rng = np.random.default_rng(3)
     n = 40
     wl = wl_of(np.sort(rng.integers(0, 2e9, n)), rng.integers(5, 300, n), rng.integers(1, 40, n))
-    raw = simulator.run(pd_setups(model, kvb), wl, links=(Link(16.0, 2000.0), Link(16.0, 2000.0)))
+    raw = simulator.run(pd_setups(model, kvb), wl, links=(Link(16.0, 2000.0), Link(16.0, 2000.0)), kv_transfer=mode)
     R = raw.requests
     pre, dec = raw.instances
     prefill_tokens = sum(pre.log.tokens)
@@ -85,6 +86,27 @@ def test_pd_hand_off_conserves_requests_tokens_and_kv_bytes(ref):
     assert raw.kv_bytes_moved == pytest.approx(float((R.prompt * kvb).sum()))
     assert (R.kv_transfer > 0).all()
     assert (R.first_token >= R.arrival + 2e6 + R.kv_transfer).all()   # TTFT spans prefill and transfer
+
+
+def test_pd_pull_reads_the_kv_at_a_step_boundary_and_schedules_one_step_later(ref):
+    """Prefill 2 ms, decode step 1 ms, 10-token prompts of Llama-3.1-8B (1.25 MiB of KV) over a
+    16 GiB/s link with 2 us latency: a read takes 2 + 76.29 us. Request A finds the decode instance
+    idle, so pulling and pushing hand it over alike: KV in at 2.078 ms, first token at 3.078 ms.
+    Request B's prefill ends at 7.5 ms while A decodes (boundaries at 7.078, 8.078, ... ms). Pushed,
+    its KV is in at 7.578 and it runs in the 8.078 step. Pulled, the decode side sees it at 8.078,
+    the read ends at 8.156, and it runs in the 9.078 step: one step later."""
+    model = ModelSpec.from_hf_config(ref / "configs/model/meta-llama/Llama-3.1-8B.json")
+    read = 2000.0 + 10 * model.kv_bytes_per_token() / (16 * 2**30) * 1e9
+    first = {}
+    for mode in ("whole", "pull"):
+        raw = simulator.run(pd_setups(model, model.kv_bytes_per_token()), wl_of([0, 5.5e6], [10, 10], [30, 3]),
+                            links=(Link(16.0, 2000.0), Link(16.0, 2000.0)), kv_transfer=mode)
+        first[mode] = raw.requests.first_token.copy()
+        if mode == "pull":
+            # from the end of the prefill to the end of the read: B waited 0.5 ms + one read to be seen
+            assert raw.requests.kv_transfer.tolist() == pytest.approx([read, (8e6 + 2 * read) - 7.5e6])
+    assert first["whole"].tolist() == pytest.approx([2e6 + read + 1e6, 8e6 + read + 1e6])
+    assert first["pull"].tolist() == pytest.approx([2e6 + read + 1e6, 9e6 + read + 1e6])
 
 
 def test_pd_whole_transfer_is_never_faster_than_layer_streaming(ref):

@@ -45,7 +45,7 @@ def scenarios(draw) -> Scenario:
         kw["pp"] = draw(st.sampled_from([1, 1, 2]))
     if instances > 1 and kw.get("dp", 1) == 1 and draw(st.booleans()):   # P/D of DP groups is not modelled
         kw["prefill_instances"] = draw(st.integers(1, instances - 1))
-        kw["kv_transfer"] = draw(st.sampled_from(["layer", "whole"]))
+        kw["kv_transfer"] = draw(st.sampled_from(["layer", "whole", "pull"]))
     # memory from tight (a few hundred KV blocks: preemption) to roomy; the odd refusal stays in the mix
     kw["npu_mem_gib"] = draw(st.sampled_from([17.2, 24.0, 40.0, 96.0]) if model == LLAMA else st.just(96.0))
     kw["gpu_memory_utilization"] = draw(st.sampled_from([0.9, 0.9, 0.9, 0.5]))

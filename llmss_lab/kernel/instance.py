@@ -103,13 +103,15 @@ class Instance:
         self.R = reqs
         self.role = role
         self.inbox: list[tuple[int, object, int]] = []
+        self.to_pull: list[tuple[int, object, int, Callable[[float], float]]] = []   # handed over, not yet seen
+        self.loading: list[tuple[int, object, int, float]] = []    # KV being read: (..., when the read ends)
         self.log = StepLog()
         self.engine: Engine | None = None
 
     # ---- load, as routers see it -------------------------------------------------------------------
     @property
     def num_waiting(self) -> int:
-        return len(self.scheduler.waiting) + len(self.inbox)
+        return len(self.scheduler.waiting) + len(self.inbox) + len(self.to_pull) + len(self.loading)
 
     @property
     def num_running(self) -> int:
@@ -122,7 +124,28 @@ class Instance:
         self.inbox.append((rid, token_ids, kv_ready))
         self.engine.poke()
 
+    def pull(self, rid: int, token_ids, kv_ready: int, fetch: Callable[[float], float]) -> None:
+        """A handed-over request whose KV this instance reads itself, as vLLM V1's asynchronous KV
+        connectors do: it is seen at a step boundary, ``fetch(now)`` starts the read there and returns
+        when the read ends, and the request is scheduled from the first later boundary after that."""
+        self.R.instance[rid] = self.iid
+        self.to_pull.append((rid, token_ids, kv_ready, fetch))
+        self.engine.poke()
+
     def take_inbox(self, now: float) -> None:
+        if self.loading:    # reads started at an earlier boundary and finished by now join the queue
+            pending = []
+            for rid, ids, ready, until in self.loading:
+                if until <= now:
+                    self.scheduler.add(rid, ids, ready)
+                else:
+                    pending.append((rid, ids, ready, until))
+            self.loading = pending
+        for rid, ids, ready, fetch in self.to_pull:
+            until = fetch(now)
+            self.loading.append((rid, ids, ready, until))
+            self.engine.loop.at(until, self.engine.poke)   # an idle engine wakes when the read ends
+        self.to_pull.clear()
         for rid, ids, ready in self.inbox:
             if self.R.queued[rid] == UNSET:
                 self.R.queued[rid] = now
@@ -131,7 +154,7 @@ class Instance:
 
     # ---- steps -------------------------------------------------------------------------------------
     def plan(self, now: float) -> Planned | None:
-        if self.inbox:
+        if self.inbox or self.to_pull or self.loading:
             self.take_inbox(now)
         step = self.scheduler.schedule(now)
         return None if step is None else Planned(step, batch_shape(step))

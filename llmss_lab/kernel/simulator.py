@@ -3,9 +3,12 @@
 New requests are routed at arrival among the instances that take them (all but decode
 instances). In a prefill/decode split, a request whose prompt a prefill instance has processed is
 handed to a decode instance picked by the same policy; its KV cache travels over the fabric, layer
-by layer behind the prefill compute (``kv_transfer="layer"``) or after it (``"whole"``). As in vLLM's
-disaggregated serving, the decode instance then recomputes the last prompt token to get logits and
-streams the first token, so TTFT spans prefill, KV transfer, the wait for a decode step and that step.
+by layer behind the prefill compute (``kv_transfer="layer"``) or after it (``"whole"``), pushed by the
+prefill side. With ``"pull"`` the decode instance reads it, as vLLM V1's asynchronous connectors (such
+as NixlConnector) do: it sees the request at a step boundary, reads the KV during that step, and
+schedules the request from the first boundary after the read ends, one step later at the least. As in
+vLLM's disaggregated serving, the decode instance then recomputes the last prompt token to get logits
+and streams the first token, so TTFT spans prefill, KV transfer, the wait for a decode step and that step.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from .requests import RequestTable
 from .router import ROUTERS
 from .scheduler import SCHEDULERS
 from .tiers import CHUNK_TOKENS, PrefixPool, Tier
+
+KV_TRANSFERS = ("layer", "whole", "pull")   # how a prefill/decode split moves KV (module docstring)
 
 
 @dataclass
@@ -192,12 +197,25 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             per_lane = float(R.prompt[rid]) * s.kv_bytes_per_token
             R.prefill_instance[rid] = inst.iid
             R.kv_bytes[rid] = per_lane * s.lanes
+            if kv_transfer == "pull":
+                R.num_tokens[rid] = R.prompt[rid]   # the prefill's sampled token is not sent on
+                dst.pull(rid, token_ids[rid], int(R.prompt[rid]),
+                         lambda at, rid=rid, dst=dst, link=link, per_lane=per_lane, lanes=s.lanes, src=inst.iid:
+                         _read(rid, src, dst.iid, link, at, per_lane, lanes, now))
+                continue
             if kv_transfer == "layer":
                 ready = fabric.send(link, inst.iid, dst.iid, start + (now - start) / chunks, per_lane, s.lanes,
                                     stream_until=now, chunks=chunks)
             else:
                 ready = fabric.send(link, inst.iid, dst.iid, now, per_lane, s.lanes)
             loop.at(ready, lambda rid=rid, dst=dst, ready=ready: deliver(rid, dst, now, ready))
+
+    def _read(rid: int, src: int, dst: int, link: Link, at: float, per_lane: float, lanes: int,
+              prefilled: float) -> float:
+        """The decode side's read of a handed-over KV cache, started when it sees the request."""
+        ready = fabric.send(link, src, dst, at, per_lane, lanes)
+        R.kv_transfer[rid] = ready - prefilled
+        return ready
 
     engines = _engines(loop, instances, setups, on_step)
     arrivals = workload.arrival_ns.tolist()

@@ -22,6 +22,7 @@ from ..errors import LlmssError
 from ..kernel.kv_cache import EVICTION
 from ..kernel.moe import GATES
 from ..kernel.router import ROUTERS
+from ..kernel.simulator import KV_TRANSFERS
 from ..latency.specs import load_specs
 from ..reference import resolve_reference_dir
 from ..results.dataset import Results
@@ -128,7 +129,7 @@ class Explorer:
             "tp": [1],
             "block_size": [8, 16, 32, 64, 128],
             "router": ROUTERS.names(), "expert_gate": GATES.names(), "eviction": EVICTION.names(),
-            "kv_transfer": ["layer", "whole"], "weights_on": list(WEIGHT_TIERS),
+            "kv_transfer": list(KV_TRANSFERS), "weights_on": list(WEIGHT_TIERS),
             "prefix_storage": [("none", ""), "cpu", "cxl"], "prefix_sharing": ["instance", "node", "cluster"],
             "pim_device": [("none", "")] + list(cat.pim_devices), "arrival": ["poisson", "gamma"],
         }
