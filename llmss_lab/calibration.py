@@ -80,6 +80,7 @@ class PairError:
     analytical_ms: float
     no_attention_median_abs_pct: float   # the same steps without their attention time
     attention_share: float               # of the measured step time
+    attention_below_roofline_pct: float  # steps whose profiled attention beats the roofline (no model can match)
 
 
 def iteration_check(root: Path, leave_one_out: bool = True, only: Callable[[str, str], bool] | None = None,
@@ -110,10 +111,13 @@ def iteration_check(root: Path, leave_one_out: bool = True, only: Callable[[str,
         meas, meas_att = step_times(prof, model, tp, shapes, pad)
         stack = roofline.stack_of(folder, hw)
         pred, pred_att = step_times(analytical_profile(model, specs[hw], tp, eff, stack), model, tp, shapes, pad)
+        ideal = {k: roofline.Efficiency(1.0, 0.0, 1.0, 0.0) for k in eff}   # at peak, no overhead: the floor
+        _, floor_att = step_times(analytical_profile(model, specs[hw], tp, ideal, stack), model, tp, shapes, pad)
         err = (pred - meas) / meas * 100.0
         a = np.abs(err)
         rest = np.abs((pred - pred_att) / (meas - meas_att) - 1.0) * 100.0
         out.append(PairError(hw, model_name, tp, len(shapes), float(np.median(a)), float(np.percentile(a, 90)),
                              float(np.median(err)), stack, float(meas.mean() / 1e6), float(pred.mean() / 1e6),
-                             float(np.median(rest)), float(meas_att.sum() / meas.sum())))
+                             float(np.median(rest)), float(meas_att.sum() / meas.sum()),
+                             float(np.mean(meas_att < floor_att) * 100.0)))
     return out

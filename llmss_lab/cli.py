@@ -345,11 +345,11 @@ def cmd_profile_iterations(args: argparse.Namespace) -> int:
     how = "the stored fit" if args.stored_fit else "a fit without any profile of the same hardware and model"
     print(f"analytical vs measured step latency over {rows[0].steps if rows else 0} bench steps, with {how}")
     print(f"{'hardware':<11}{'model':<36}{'tp':>3}{'stack':>9}{'median|err|%':>13}{'p90':>7}{'signed':>8}"
-          f"{'no-attn':>8}{'attn share':>11}{'profile ms':>11}{'model ms':>9}")
+          f"{'no-attn':>8}{'attn share':>11}{'attn<roof':>10}{'profile ms':>11}{'model ms':>9}")
     for r in rows:
         print(f"{r.hardware:<11}{r.model:<36}{r.tp:>3}{r.stack:>9}{r.median_abs_pct:>13.1f}{r.p90_abs_pct:>7.1f}"
               f"{r.median_signed_pct:>+8.1f}{r.no_attention_median_abs_pct:>8.1f}{r.attention_share:>11.0%}"
-              f"{r.profiled_ms:>11.2f}{r.analytical_ms:>9.2f}")
+              f"{r.attention_below_roofline_pct / 100:>10.0%}{r.profiled_ms:>11.2f}{r.analytical_ms:>9.2f}")
     return 0
 
 
