@@ -111,8 +111,8 @@ def iteration_check(root: Path, leave_one_out: bool = True, only: Callable[[str,
         meas, meas_att = step_times(prof, model, tp, shapes, pad)
         stack = roofline.stack_of(folder, hw)
         pred, pred_att = step_times(analytical_profile(model, specs[hw], tp, eff, stack), model, tp, shapes, pad)
-        ideal = {k: roofline.Efficiency(1.0, 0.0, 1.0, 0.0) for k in eff}   # at peak, no overhead: the floor
-        _, floor_att = step_times(analytical_profile(model, specs[hw], tp, ideal, stack), model, tp, shapes, pad)
+        _, floor_att = step_times(analytical_profile(model, specs[hw], tp, roofline.IDEAL, stack), model, tp, shapes,
+                                  pad)
         err = (pred - meas) / meas * 100.0
         a = np.abs(err)
         rest = np.abs((pred - pred_att) / (meas - meas_att) - 1.0) * 100.0

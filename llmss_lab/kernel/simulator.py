@@ -12,6 +12,7 @@ and streams the first token, so TTFT spans prefill, KV transfer, the wait for a 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -182,8 +183,14 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
 
     def deliver(rid: int, dst: Instance, prefilled: float, ready: float) -> None:
         R.kv_transfer[rid] = ready - prefilled
-        R.num_tokens[rid] = R.prompt[rid]   # the prefill's sampled token is not sent on
         dst.submit(rid, token_ids[rid], int(R.prompt[rid]))
+
+    def read(rid: int, src: int, dst: int, link: Link, per_lane: float, lanes: int, prefilled: float,
+             at: float) -> float:
+        """The decode side's read of a handed-over KV cache, started when it sees the request."""
+        ready = fabric.send(link, src, dst, at, per_lane, lanes)
+        R.kv_transfer[rid] = ready - prefilled
+        return ready
 
     def on_step(inst: Instance, first: np.ndarray, done: np.ndarray, start: float, now: float) -> None:
         if inst.role != "prefill":
@@ -197,11 +204,10 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             per_lane = float(R.prompt[rid]) * s.kv_bytes_per_token
             R.prefill_instance[rid] = inst.iid
             R.kv_bytes[rid] = per_lane * s.lanes
+            R.num_tokens[rid] = R.prompt[rid]   # the prefill's sampled token is not sent on
             if kv_transfer == "pull":
-                R.num_tokens[rid] = R.prompt[rid]   # the prefill's sampled token is not sent on
                 dst.pull(rid, token_ids[rid], int(R.prompt[rid]),
-                         lambda at, rid=rid, dst=dst, link=link, per_lane=per_lane, lanes=s.lanes, src=inst.iid:
-                         _read(rid, src, dst.iid, link, at, per_lane, lanes, now))
+                         functools.partial(read, rid, inst.iid, dst.iid, link, per_lane, s.lanes, now))
                 continue
             if kv_transfer == "layer":
                 ready = fabric.send(link, inst.iid, dst.iid, start + (now - start) / chunks, per_lane, s.lanes,
@@ -209,13 +215,6 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             else:
                 ready = fabric.send(link, inst.iid, dst.iid, now, per_lane, s.lanes)
             loop.at(ready, lambda rid=rid, dst=dst, ready=ready: deliver(rid, dst, now, ready))
-
-    def _read(rid: int, src: int, dst: int, link: Link, at: float, per_lane: float, lanes: int,
-              prefilled: float) -> float:
-        """The decode side's read of a handed-over KV cache, started when it sees the request."""
-        ready = fabric.send(link, src, dst, at, per_lane, lanes)
-        R.kv_transfer[rid] = ready - prefilled
-        return ready
 
     engines = _engines(loop, instances, setups, on_step)
     arrivals = workload.arrival_ns.tolist()

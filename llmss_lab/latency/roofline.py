@@ -376,17 +376,17 @@ def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:
     return out
 
 
+# Every class at peak FLOP/s and bandwidth with no overhead: the least time physics allows
+IDEAL = {c: Efficiency(1.0, 0.0, 1.0, 0.0) for c in CLASSES}
+
+
 def floor_ratio(samples: list[Sample], specs: dict[str, HardwareSpec]) -> np.ndarray:
-    """Each timing over the least time physics allows: its FLOPs at the spec's peak FLOP/s or its
-    bytes at the peak memory bandwidth, whichever is longer (a mixed batch: both parts). Below 1, the
-    timing cannot be of the work the profile says was done, so no roofline model can match it."""
-    out = []
-    for x in samples:
-        spec = specs[x.hardware]
-        peak, bw = spec.bf16_tflops * 1e12, spec.memory_bw_gbs * 1e9
-        floor = max(x.flops / peak, x.nbytes / bw) + max(x.pre_flops / peak, x.pre_bytes / bw)
-        out.append(x.time_ns / (floor * 1e9) if floor > 0 else math.inf)
-    return np.array(out)
+    """Each timing over the least time physics allows (:data:`IDEAL`; a mixed batch: both parts).
+    Below 1, the timing cannot be of the work the profile says was done, so no roofline model can
+    match it."""
+    floor = predict_ns(samples, IDEAL, specs)
+    t = np.array([x.time_ns for x in samples])
+    return np.where(floor > 0, t / np.where(floor > 0, floor, 1.0), math.inf)
 
 
 def summary(err: np.ndarray, ratio: np.ndarray | None = None) -> dict[str, float]:
