@@ -190,8 +190,9 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
     eng = engine.with_overrides(inst.engine_overrides, src)
     dtype = eng.dtype or model.torch_dtype
     if dtype not in _SHORT_DTYPE:
-        raise InputError(f"unsupported dtype {dtype!r}", src, "dtype")
-    model.check_parallelism(inst.tp_size, inst.pp_size, src)
+        where = f"{inst.where}.dtype" if "dtype" in inst.engine_overrides else "dtype"
+        raise InputError(f"unsupported dtype {dtype!r}", src, where)
+    model.check_parallelism(inst.tp_size, inst.pp_size, src, inst.where)
     ep = inst.ep_size or (inst.tp_size if model.is_moe else 1)
     if model.is_moe and model.num_experts % ep:
         raise InputError(f"ep_size {ep} does not divide the model's {model.num_experts} experts", src,

@@ -86,13 +86,16 @@ class ModelSpec:
         )
 
     # ---- derived sizes -------------------------------------------------------------------------
-    def check_parallelism(self, tp: int, pp: int = 1, source: str | None = None) -> None:
-        """vLLM needs heads (and KV heads, or replicates them) to split evenly across TP ranks."""
+    def check_parallelism(self, tp: int, pp: int = 1, source: str | None = None, where: str = "") -> None:
+        """vLLM needs heads (and KV heads, or replicates them) to split evenly across TP ranks.
+        ``where`` is the instance's key path in the cluster config, for the error."""
+        prefix = f"{where}." if where else ""
         if self.num_heads % tp:
             raise InputError(f"tp_size {tp} does not divide the model's {self.num_heads} attention heads",
-                             source, "tp_size")
+                             source, f"{prefix}tp_size")
         if pp > self.num_layers:
-            raise InputError(f"pp_size {pp} exceeds the model's {self.num_layers} layers", source, "pp_size")
+            raise InputError(f"pp_size {pp} exceeds the model's {self.num_layers} layers", source,
+                             f"{prefix}pp_size")
 
     def kv_heads_per_rank(self, tp: int) -> int:
         # vLLM replicates KV heads when tp exceeds them, so each rank keeps at least one.
