@@ -169,7 +169,8 @@ _ARTIFACT_MODELS = ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-70B", "micr
 _ARTIFACT_PROFILES = ("A6000/meta-llama/Llama-3.1-8B/tp1", "A6000/meta-llama/Llama-3.1-8B/tp2",
                       "A6000/microsoft/Phi-mini-MoE-instruct/tp1", "H100/meta-llama/Llama-3.1-70B/tp4",
                       "H100/mistralai/Mixtral-8x7B-v0.1/tp4", "TPU-v6e-1/meta-llama/Llama-3.1-8B/tp1")
-_LEGACY_FILES = ("layers.csv", "predictions/attn_prefill_predictions.csv", "predictions/attn_decode_predictions.csv")
+_LEGACY_FILES = ("layers.csv", "attention.csv", "predictions/attn_prefill_predictions.csv",
+                 "predictions/attn_decode_predictions.csv")
 
 
 def artifact_manifest() -> list[tuple[tuple[str, ...], str]]:

@@ -7,6 +7,7 @@ import pytest
 
 from llmss_lab.cli import main
 from llmss_lab.config.reader import read_yaml
+from llmss_lab.errors import InputError
 from llmss_lab.latency import roofline as R
 from llmss_lab.latency.specs import HardwareSpec, load_specs
 
@@ -106,11 +107,11 @@ def test_floor_ratio_is_one_at_the_roofline_and_the_model_never_beats_it():
     "A6000/microsoft/Phi-mini-MoE-instruct/tp1", "A6000/microsoft/Phi-mini-MoE-instruct/tp2",
     "H100/meta-llama/Llama-3.1-70B/tp4", "H100/mistralai/Mixtral-8x7B-v0.1/tp4"])
 def test_artifact_decode_attention_timings_are_faster_than_their_kv_read_allows(ref, folder):
-    """A fact about the paper artifact's measured attention.csv that README ("What the predictions are")
+    """A fact about the paper artifact's measured attention.csv that README ("How the artifact's attention was measured")
     reports: most decode rows are shorter than reading ``batch_size x kv_cache_size`` cached tokens at
     the GPU's peak memory bandwidth takes, while every prefill row is physically possible. Read as
-    ``kv_cache_size`` tokens for the whole batch, every decode row with at least one token per request
-    would be possible."""
+    ``kv_cache_size`` tokens for the whole batch, as the profiler made them, every decode row with at
+    least one token per request is possible."""
     import csv
 
     from llmss_lab.latency.ops import Shapes
@@ -135,3 +136,38 @@ def test_artifact_decode_attention_timings_are_faster_than_their_kv_read_allows(
     assert np.mean(R.floor_ratio(per_request, specs) < 1.0) > 0.5
     assert (R.floor_ratio(prefill, specs) >= 1.0).all()
     assert (R.floor_ratio(whole_batch, specs) >= 1.0).all()
+
+
+def test_artifact_decode_rows_read_kv_cache_size_as_the_whole_batch(tmp_path):
+    """The artifact profiler splits one K/V tensor of ``kv_cache_size`` tokens among the batch, so a row
+    of 4 requests and 10 tokens is 4 requests of 2 cached tokens (the remainder unused); a row with
+    fewer tokens than requests reads nothing and is dropped; prefill rows are not decode timings."""
+    head = ("time_stats.attn_prefill.median,time_stats.attn_decode.median,batch_size,prefill_chunk_size,"
+            "kv_cache_size,is_prefill\n")
+    (tmp_path / "attention.csv").write_text(head + "0.02,,1,32,64,True\n,0.01,4,0,10,False\n"
+                                            ",0.5,8,0,4,False\n,0.003,1,0,32,False\n")
+    assert R.artifact_decode_rows(tmp_path) == [(4, 2, 10_000.0), (1, 32, 3_000.0)]
+    (tmp_path / "attention.csv").write_text(head + ",-0.01,4,0,10,False\n")
+    with pytest.raises(InputError, match="attention.csv.*line 2"):
+        R.artifact_decode_rows(tmp_path)
+    # another profiler's format (the TPU's) and a folder without the file: no measured decode rows
+    (tmp_path / "attention.csv").write_text("prefill_chunk_size,kv_cache_size,batch_size,is_prefill,p50_ns\n"
+                                            "0,64,4,False,900\n")
+    assert R.artifact_decode_rows(tmp_path) is None
+    assert R.artifact_decode_rows(tmp_path / "nowhere") is None
+
+
+@pytest.mark.parametrize("folder", ["A6000/meta-llama/Llama-3.1-8B/tp1", "H100/meta-llama/Llama-3.1-70B/tp4",
+                                    "H100/mistralai/Mixtral-8x7B-v0.1/tp4"])
+def test_the_fit_sees_the_artifact_decode_attention_as_measured_and_possible(ref, folder):
+    """Read as the profiler made them, the artifact's decode timings the fit uses are all physically
+    possible, and they are the measured ones (not the predictions, which carry a hand-set factor)."""
+    hw, org, name, tp = folder.split("/")
+    spec = load_specs()[hw]
+    d = ref / "ispass26/profiles" / folder
+    xs = [x for x in R.bundle_samples(d, R.model_config(ref, f"{org}/{name}"), spec, int(tp[2:]), folder)
+          if x.op == "attention_decode"]
+    assert len(xs) >= 100
+    assert (R.floor_ratio(xs, {hw: spec}) >= 1.0).all()
+    measured = {t for _, _, t in R.artifact_decode_rows(d)}
+    assert all(x.time_ns in measured for x in xs)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from ..config.model import ModelSpec
@@ -214,22 +215,61 @@ def bundle_samples(tp_dir: Path, model: ModelSpec, spec: HardwareSpec, tp: int, 
             c = _cost(shapes, op, x)
             if c is not None:
                 out.append(Sample(name, spec.name, op, c.flops, c.bytes, t, stack))
-    # The artifact's attention files are a predictor's output, not timings. Its prefill predictions
-    # stop growing with the history (A6000 TP1: 0.65 ms from 2.7 to 131 TFLOP of attention work), so
-    # only its decode predictions are fitted on. Some folders have no predictions: operators only.
-    if not (tp_dir / "predictions").is_dir():
-        return out
-    d = read_csv(tp_dir / "predictions" / "attn_decode_predictions.csv", ("batch_size", "kv_cache_size", "prediction"))
-    for n, kv, t in _spread(list(zip(d["batch_size"], d["kv_cache_size"], d["prediction"])), 2 * PER_BUNDLE_OP):
+    # Attention: the measured decode timings of the profiler's attention.csv (a GPU folder), else the
+    # predictions (the TPU's XLA profile has a format of its own). The prefill timings are left out:
+    # the profiler's prefill keys leave out the chunk's own tokens, so their work is not the counted one.
+    rows = artifact_decode_rows(tp_dir)
+    if rows is None and (tp_dir / "predictions").is_dir():
+        d = read_csv(tp_dir / "predictions" / "attn_decode_predictions.csv",
+                     ("batch_size", "kv_cache_size", "prediction"))
+        rows = list(zip(d["batch_size"], d["kv_cache_size"], d["prediction"]))
+    for n, kv, t in _spread(rows or [], 2 * PER_BUNDLE_OP):
         x = attention_sample(name, spec.name, stack, shapes, 0, 0, n, kv, float(t))
         if x is not None:
             out.append(x)
     return out
 
 
+ARTIFACT_DECODE = ("batch_size", "kv_cache_size", "is_prefill", "time_stats.attn_decode.median")
+
+
+def artifact_decode_rows(tp_dir: Path) -> list[tuple[int, int, float]] | None:
+    """(requests, cached tokens per request, ns) of the artifact profiler's measured decode attention,
+    or None when the folder has no such ``attention.csv``.
+
+    The file's ``kv_cache_size`` is the whole batch's cache, not each request's: the profiler (vidur
+    style, LLMServingSim's ``llm_profile/profiler/attention/attention_profiler.py``) fills one K and one V
+    tensor of ``kv_cache_size`` tokens and gives each of the ``batch_size`` queries
+    ``kv_cache_size // batch_size`` of them. Rows where that is zero read no cache and are skipped.
+    Timings are in milliseconds.
+    """
+    path = tp_dir / "attention.csv"
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path, encoding="utf-8", skipinitialspace=True)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"unreadable CSV: {e}", path) from None
+    if ARTIFACT_DECODE[-1] not in df.columns:
+        return None     # another profiler's format (the TPU's)
+    missing = [c for c in ARTIFACT_DECODE if c not in df.columns]
+    if missing:
+        raise InputError(f"missing column {missing[0]!r}", path, "line 1")
+    dec = df[~df["is_prefill"].astype(str).str.strip().str.lower().eq("true")]
+    n = dec["batch_size"].to_numpy(dtype=float)
+    per_request = np.floor(dec["kv_cache_size"].to_numpy(dtype=float) / np.maximum(n, 1))
+    t_ms = dec[ARTIFACT_DECODE[-1]].to_numpy(dtype=float)
+    bad = ~(np.isfinite(t_ms) & (t_ms > 0) & (n >= 1))
+    if bad.any():
+        line = int(dec.index[np.flatnonzero(bad)[0]]) + 2
+        raise InputError(f"decode timing is not a positive number: {t_ms[bad][0]!r}", path, f"line {line}")
+    keep = per_request >= 1
+    return [(int(a), int(b), float(c) * 1e6) for a, b, c in zip(n[keep], per_request[keep], t_ms[keep])]
+
+
 def profiled_bundles(root: Path) -> list[tuple[Path, str, str, int]]:
     """(tpN folder, hardware, model name, tp) of every profiled folder under a reference root, both
-    formats; artifact folders without attention predictions give operator timings only."""
+    formats; artifact folders without attention timings or predictions give operator timings only."""
     found = []
     for base, pattern in ((root / "profiles", "*/*/*/bf16/tp*"), (root / "ispass26" / "profiles", "*/*/*/tp*"),
                           (root / "profiles", "*/*/*/tp*")):
