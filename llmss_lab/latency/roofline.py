@@ -261,8 +261,9 @@ def artifact_decode_rows(tp_dir: Path) -> list[tuple[int, int, float]] | None:
     t_ms = dec[ARTIFACT_DECODE[-1]].to_numpy(dtype=float)
     bad = ~(np.isfinite(t_ms) & (t_ms > 0) & (n >= 1))
     if bad.any():
-        line = int(dec.index[np.flatnonzero(bad)[0]]) + 2
-        raise InputError(f"decode timing is not a positive number: {t_ms[bad][0]!r}", path, f"line {line}")
+        i = np.flatnonzero(bad)[0]
+        raise InputError(f"a decode row needs a positive timing and batch_size, got {t_ms[i]!r} ms for "
+                         f"batch_size {n[i]:g}", path, f"line {int(dec.index[i]) + 2}")
     keep = per_request >= 1
     return [(int(a), int(b), float(c) * 1e6) for a, b, c in zip(n[keep], per_request[keep], t_ms[keep])]
 
