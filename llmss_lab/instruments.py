@@ -32,14 +32,14 @@ RAW_FILES = {
                  "pool_log": "lmcache_server_no_SFC.txt"},
 }
 _EPOCH = datetime(1970, 1, 1)
+_VLLM_STAMP = re.compile(r"INFO (\d\d-\d\d \d\d:\d\d:\d\d) .*Prefix cache hit rate")
+_LMCACHE_STAMP = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*memory usage")
 
 
 def raw_paths() -> list[str]:
     """Every raw file above, as ``<scenario>/<file>`` under ``raw_data/`` (what a download must fetch)."""
     return [f"{sc}/{name}" for sc, files in RAW_FILES.items()
             for names in files.values() for name in ((names,) if isinstance(names, str) else names)]
-_VLLM_STAMP = re.compile(r"INFO (\d\d-\d\d \d\d:\d\d:\d\d) .*Prefix cache hit rate")
-_LMCACHE_STAMP = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*memory usage")
 
 
 def _seconds(stamp: datetime) -> float:
