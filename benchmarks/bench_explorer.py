@@ -13,12 +13,16 @@ import statistics
 import sys
 import time
 
+from machine import banner
+
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--reference-dir", help="default: $LLMSS_REFERENCE_DIR or ../shared/reference beside the checkout")
+    p.add_argument("--reference-dir",
+                   help="default: $LLMSS_REFERENCE_DIR or ../shared/reference/llmservingsim beside the checkout")
     p.add_argument("--repeat", type=int, default=10)
     args = p.parse_args()
+    print(banner())
 
     t0 = time.perf_counter()
     from llmss_lab.widgets import Explorer

@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from machine import banner
+
 
 def warm(reference_dir: str) -> None:
     from llmss_lab.scenario import Scenario
@@ -44,6 +46,7 @@ def main() -> int:
     p.add_argument("--num-requests", type=int, default=60)
     p.add_argument("--reference-dir")
     args = p.parse_args()
+    print(banner())
     logging.getLogger("distributed").setLevel(logging.ERROR)
     ref = str(resolve_reference_dir(args.reference_dir))
     base = ll.Scenario(num_requests=args.num_requests)

@@ -241,7 +241,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid)
     out = Path(args.out)
-    ds = sweep(base, grid, client=args.scheduler, reference_dir=args.reference_dir, n_workers=args.workers,
+    ds = sweep(base, grid, client=args.dask_scheduler, reference_dir=args.reference_dir, n_workers=args.workers,
                slo=_slo(args, False), save_to=out, resume=args.resume, progress=not args.quiet, grid_source=args.grid)
     print(_sweep_table(ds, ["output_throughput", "mean_ttft_ms", "mean_tpot_ms", "goodput",
                             "energy_per_output_token_J", "num_gpus", "wall_s"]))
@@ -263,7 +263,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     _quiet_dask(args)
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid) if args.grid else None
-    ds = capacity(base, _slo(args, True), grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.scheduler,
+    ds = capacity(base, _slo(args, True), grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.dask_scheduler,
                   reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet,
                   grid_source=args.grid or "grid")
     if args.out:
@@ -459,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     fg.set_defaults(fn=cmd_figures)
 
     def dask_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--scheduler", help="dask scheduler address (tcp://host:8786); default: a local cluster")
+        q.add_argument("--dask-scheduler", "--scheduler", dest="dask_scheduler", metavar="ADDR",
+                       help="dask scheduler address (tcp://host:8786); default: a local cluster")
         q.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per core)")
         q.add_argument("--reference-dir", help=ref_help)
         q.add_argument("--slo-ttft-ms", type=float, help="SLO: TTFT limit (ms) at --slo-quantile")

@@ -1,8 +1,8 @@
 """Figures to files, headless: standalone HTML (BokehJS inline, works offline), PNG screenshots of
 that HTML in headless Chromium (Playwright), and PNG renderings of PDF pages (pypdfium2).
 
-Chromium: Playwright's own build when ``playwright install chromium`` has been run, else a system
-Chromium found on PATH (Debian's ``chromium`` package), else ``$LLMSS_CHROMIUM``.
+Chromium: ``$LLMSS_CHROMIUM`` when set (an explicit choice wins), else Playwright's own build when
+``playwright install chromium`` has been run, else a system Chromium on PATH (Debian's ``chromium`` package).
 """
 from __future__ import annotations
 
@@ -27,18 +27,16 @@ def save_html(obj, path: str | Path, title: str) -> Path:
 
 
 def chromium_executable() -> str | None:
-    """A system Chromium to drive when Playwright has no browser of its own (None: use Playwright's)."""
-    env = os.environ.get("LLMSS_CHROMIUM")
-    if env:
-        return env
-    for name in BROWSERS:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+    """The Chromium to drive instead of Playwright's own: ``$LLMSS_CHROMIUM``, else one on PATH."""
+    return os.environ.get("LLMSS_CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
 
 
 def _launch(pw):
+    env = os.environ.get("LLMSS_CHROMIUM")
+    if env:
+        if not Path(env).is_file():
+            raise InputError("no such browser executable", env, "$LLMSS_CHROMIUM")
+        return pw.chromium.launch(executable_path=env, args=["--no-sandbox"])
     try:
         return pw.chromium.launch()
     except Exception:   # noqa: BLE001 - Playwright raises its own Error when its browser is not installed
