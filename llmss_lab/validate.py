@@ -14,18 +14,21 @@ and the simulator records when its engine loop took the request in.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .config.cluster import ClusterSpec, load_cluster
 from .config.engine import EngineConfig
 from .config.reader import Section, read_json, read_text
 from .errors import InputError
 from .reference import ReferenceLayout
 from .results.dataset import Results
 from .results.metrics import STATS, describe, diff_pct, tpot_ms
+from .workload import Workload, load_trace
 
 METRICS = ("ttft", "tpot", "e2e")
 LABELS = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "Latency"}
@@ -41,6 +44,7 @@ class Measurement:
     ttft_ms: np.ndarray
     tpot_ms: np.ndarray
     e2e_ms: np.ndarray
+    workload: Workload      # what the simulation replays: the first ``num_requests`` of ``dataset``
 
 
 ASYNC_DEFAULT_FROM = (0, 14)   # vLLM schedules asynchronously by default from this release
@@ -91,41 +95,112 @@ def _engine_from_meta(meta: Section) -> EngineConfig:
     return EngineConfig().with_overrides(settings, meta.source)
 
 
+def _check_meta_matches_cluster(meta: Section, cluster: ClusterSpec, cluster_path: Path) -> None:
+    """The simulation runs ``config.json``; ``meta.json`` records what vLLM ran. If they name a
+    different model or tensor parallelism, the comparison would be between two different set-ups."""
+    kw = meta.section("engine_kwargs")
+    recorded = [(meta, "model", meta.string("model", required=False, default=None)),
+                (kw, "model", kw.string("model", required=False, default=None))]
+    tp = kw.integer("tensor_parallel_size", required=False, default=None, minimum=1)
+    for inst in cluster.instances:
+        for section, key, value in recorded:
+            if value is not None and value != inst.model_name:
+                raise section.error(key, f"the run used {value!r} but {cluster_path} ({inst.where}.model_name) "
+                                         f"simulates {inst.model_name!r}")
+        if tp is not None and tp != inst.tp_size:
+            raise kw.error("tensor_parallel_size", f"the run used {tp} but {cluster_path} ({inst.where}.tp_size) "
+                                                   f"simulates {inst.tp_size}")
+
+
+TIMESTAMPS = ("queued_ts", "scheduled_ts", "first_token_ts", "last_token_ts")  # in the order they must come
+
+
+def _field(obj: dict, key: str, source: Path, where: str, whole: bool = False,
+           required: bool = True) -> float | int | None:
+    """One number of a requests.jsonl line; every error names the field (JSON allows NaN and Infinity)."""
+    if obj.get(key) is None:
+        if required:
+            raise InputError(f"missing required key {key!r}", source, where)
+        return None
+    v = obj[key]
+    if whole:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise InputError(f"{key} must be a whole number >= 1, got {v!r}", source, where)
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise InputError(f"{key} must be a finite number of seconds, got {v!r}", source, where)
+    return float(v)
+
+
+def _read_requests(req_path: Path, workload: Workload, dataset_note: str) -> np.ndarray:
+    """The real run's (queued, first, last, output tokens) per request. The run must have replayed the
+    simulated workload, request for request: else the statistics compare two different request sets."""
+    rows = []
+    last_line = 0
+    for lineno, line in enumerate(read_text(req_path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        last_line = lineno
+        where = f"line {lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"malformed JSON: {exc.msg}", req_path, where) from None
+        if not isinstance(obj, dict):
+            raise InputError("expected a JSON object per line", req_path, where)
+        ts = {k: _field(obj, k, req_path, where, required=k != "scheduled_ts") for k in TIMESTAMPS}
+        present = [k for k in TIMESTAMPS if ts[k] is not None]
+        for before, after in zip(present, present[1:]):
+            if ts[after] < ts[before]:
+                raise InputError(f"{after} {ts[after]!r} is earlier than {before} {ts[before]!r} "
+                                 f"(expected {' <= '.join(TIMESTAMPS)})", req_path, where)
+        n_out = _field(obj, "output_toks", req_path, where, whole=True)
+        n_in = _field(obj, "input_toks", req_path, where, whole=True, required=False)
+        i = len(rows)
+        if i >= len(workload):
+            raise InputError(f"more requests than the simulated workload, which has {len(workload)} "
+                             f"({dataset_note})", req_path, where)
+        for key, value, expected in (("input_toks", n_in, workload.input_toks[i]),
+                                     ("output_toks", n_out, workload.output_toks[i])):
+            if value is not None and value != expected:
+                raise InputError(f"{key} {value} differs from the simulated workload's {expected} "
+                                 f"({workload.where(i)} of {dataset_note})", req_path, where)
+        rows.append((ts["queued_ts"], ts["first_token_ts"], ts["last_token_ts"], n_out))
+    if not rows:
+        raise InputError("no requests", req_path)
+    if len(rows) < len(workload):
+        raise InputError(f"ends after {len(rows)} requests, but the simulated workload has {len(workload)} "
+                         f"({dataset_note})", req_path, f"line {last_line + 1}")
+    return np.array(rows)
+
+
 def read_measurement(folder: str | Path, layout: ReferenceLayout) -> Measurement:
     folder = Path(folder)
+    if folder.is_file():
+        raise InputError("is a file, not a measurement folder (give the folder holding config.json and vllm/)",
+                         folder)
     if not folder.is_dir():
         raise InputError("measurement folder does not exist", folder)
     meta_path = folder / "vllm" / "meta.json"
     meta = Section.of(read_json(meta_path), meta_path)
     engine = _engine_from_meta(meta)
+    cluster = folder / "config.json"
+    if not cluster.is_file():
+        raise InputError("missing the cluster config of the run", cluster)
+    _check_meta_matches_cluster(meta, load_cluster(cluster), cluster)
     dataset = layout.resolve(meta.string("dataset_path"))
     if not dataset.is_file():
         raise InputError(f"the workload {dataset} does not exist under the reference folder",
                          meta_path, "dataset_path")
     n = meta.integer("num_requests", required=False, default=None, minimum=1)
-    req_path = folder / "vllm" / "requests.jsonl"
-    rows = []
-    for lineno, line in enumerate(read_text(req_path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON: {exc.msg}", req_path, f"line {lineno}") from None
-        try:
-            rows.append((float(obj["queued_ts"]), float(obj["first_token_ts"]), float(obj["last_token_ts"]),
-                         int(obj["output_toks"])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"missing or bad field {exc}", req_path, f"line {lineno}") from None
-    if not rows:
-        raise InputError("no requests", req_path)
-    a = np.array(rows)
+    workload = load_trace(dataset, n)
+    if n is not None and len(workload) < n:
+        raise meta.error("num_requests", f"says {n} but the workload {dataset} has only {len(workload)} requests")
+    note = f"{dataset}" + (f", num_requests {n} in {meta_path}" if n is not None else "")
+    a = _read_requests(folder / "vllm" / "requests.jsonl", workload, note)
     queued, first, last, out = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
-    cluster = folder / "config.json"
-    if not cluster.is_file():
-        raise InputError("missing the cluster config of the run", cluster)
     return Measurement(folder, cluster, engine, dataset, n, (first - queued) * 1e3, tpot_ms(first, last, out),
-                       (last - queued) * 1e3)
+                       (last - queued) * 1e3, workload)
 
 
 def sim_latencies(res: Results) -> dict[str, np.ndarray]:
@@ -154,8 +229,7 @@ def validate(folder: str | Path, reference_dir: str | Path, **settings) -> tuple
     layout = ReferenceLayout(reference_dir)
     meas = read_measurement(folder, layout)
     t0 = time.perf_counter()
-    res = simulate(meas.cluster_path, meas.dataset, engine=meas.engine, reference_dir=reference_dir,
-                   num_requests=meas.num_requests, **settings)
+    res = simulate(meas.cluster_path, meas.workload, engine=meas.engine, reference_dir=reference_dir, **settings)
     report = compare(meas, res)
     report["sim_wall_s"] = time.perf_counter() - t0
     return report, res

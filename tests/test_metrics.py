@@ -43,9 +43,12 @@ def test_measurement_from_a_hand_made_folder(tmp_path, ref):
     folder = tmp_path / "case"
     (folder / "vllm").mkdir(parents=True)
     (folder / "config.json").write_text((ref / "measurements/RTXPRO6000/Llama-3.1-8B/config.json").read_text())
+    trace = tmp_path / "trace.jsonl"    # the requests the real run served: 5 output tokens, then 1
+    trace.write_text('{"input_toks": 20, "output_toks": 5, "arrival_time_ns": 0}\n'
+                     '{"input_toks": 30, "output_toks": 1, "arrival_time_ns": 1000000000}\n')
     (folder / "vllm/meta.json").write_text(json.dumps({
         "engine_kwargs": {"max_num_seqs": 4, "max_num_batched_tokens": 512, "dtype": "bfloat16", "kv_cache_dtype": "auto"},
-        "dataset_path": "workloads/example_trace.jsonl", "num_requests": 2}))
+        "dataset_path": str(trace), "num_requests": 2}))
     rows = [{"queued_ts": 10.0, "first_token_ts": 10.5, "last_token_ts": 12.5, "output_toks": 5},
             {"queued_ts": 11.0, "first_token_ts": 11.1, "last_token_ts": 11.1, "output_toks": 1}]
     (folder / "vllm/requests.jsonl").write_text("\n".join(json.dumps(r) for r in rows))

@@ -1,0 +1,155 @@
+"""Bad measurement folders for ``llmss validate``: each gives one InputError naming the file and the key
+or line, before anything is simulated, instead of a report built on garbage."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmss_lab.cli import main
+from llmss_lab.errors import InputError
+from llmss_lab.reference import ReferenceLayout
+from llmss_lab.validate import read_measurement
+
+CASE = "measurements/RTXPRO6000/Llama-3.1-8B"
+
+
+def _copy(ref: Path, tmp_path: Path) -> Path:
+    """The small files of the Llama bench folder, writable, under ``tmp_path``."""
+    folder = tmp_path / "run"
+    (folder / "vllm").mkdir(parents=True)
+    for rel in ("config.json", "vllm/meta.json", "vllm/requests.jsonl", "vllm/timeseries.csv"):
+        shutil.copyfile(ref / CASE / rel, folder / rel)
+    return folder
+
+
+def _edit_request(folder: Path, lineno: int, **changes) -> None:
+    path = folder / "vllm/requests.jsonl"
+    lines = path.read_text().splitlines()
+    obj = json.loads(lines[lineno - 1])
+    obj.update(changes)
+    lines[lineno - 1] = json.dumps(obj)   # writes NaN / Infinity as JSON's non-standard literals
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _edit_meta(folder: Path, engine: bool = False, **changes) -> None:
+    path = folder / "vllm/meta.json"
+    meta = json.loads(path.read_text())
+    (meta["engine_kwargs"] if engine else meta).update(changes)
+    path.write_text(json.dumps(meta))
+
+
+def _error(folder: Path, ref: Path) -> InputError:
+    with pytest.raises(InputError) as exc:
+        read_measurement(folder, ReferenceLayout(ref))
+    return exc.value
+
+
+def test_the_shipped_folder_reads_and_carries_the_simulated_workload(ref, tmp_path):
+    m = read_measurement(_copy(ref, tmp_path), ReferenceLayout(ref))
+    assert len(m.ttft_ms) == len(m.workload) == 300
+
+
+# 1. the real requests must be the simulated workload
+def test_fewer_requests_than_the_workload_names_the_first_missing_line(ref, tmp_path):
+    folder = _copy(ref, tmp_path)
+    path = folder / "vllm/requests.jsonl"
+    path.write_text("\n".join(path.read_text().splitlines()[:50]) + "\n")
+    e = _error(folder, ref)
+    assert e.source == str(path) and e.where == "line 51"
+    assert "50 requests" in e.message and "300" in e.message
+
+
+def test_more_requests_than_the_workload_names_the_first_extra_line(ref, tmp_path):
+    folder = _copy(ref, tmp_path)
+    _edit_meta(folder, num_requests=100)
+    e = _error(folder, ref)
+    assert e.source.endswith("requests.jsonl") and e.where == "line 101"
+
+
+@pytest.mark.parametrize("key", ["input_toks", "output_toks"])
+def test_token_counts_must_match_the_workload_request(ref, tmp_path, key):
+    folder = _copy(ref, tmp_path)
+    _edit_request(folder, 5, **{key: 7})
+    e = _error(folder, ref)
+    assert e.source.endswith("requests.jsonl") and e.where == "line 5" and key in e.message
+
+
+def test_num_requests_beyond_the_workload_names_meta_json(ref, tmp_path):
+    folder = _copy(ref, tmp_path)
+    _edit_meta(folder, num_requests=100000)
+    e = _error(folder, ref)
+    assert e.source.endswith("meta.json") and e.where == "num_requests"
+
+
+# 2. timestamps out of order
+@pytest.mark.parametrize("changes, field", [
+    ({"first_token_ts": 1.0}, "first_token_ts"),
+    ({"last_token_ts": 479748.9}, "last_token_ts"),
+    ({"scheduled_ts": 479748.0}, "scheduled_ts"),
+])
+def test_timestamps_out_of_order_name_line_and_field(ref, tmp_path, changes, field):
+    folder = _copy(ref, tmp_path)
+    _edit_request(folder, 5, **changes)
+    e = _error(folder, ref)
+    assert e.source.endswith("requests.jsonl") and e.where == "line 5" and field in e.message
+
+
+# 3. NaN / inf
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("field", ["queued_ts", "first_token_ts", "last_token_ts", "scheduled_ts"])
+def test_non_finite_timestamps_name_line_and_field(ref, tmp_path, field, value):
+    folder = _copy(ref, tmp_path)
+    _edit_request(folder, 5, **{field: value})
+    e = _error(folder, ref)
+    assert e.where == "line 5" and field in e.message
+
+
+# 4. meta.json (what vLLM ran) against config.json (what is simulated)
+@pytest.mark.parametrize("engine, changes, key", [
+    (True, {"tensor_parallel_size": 3}, "engine_kwargs.tensor_parallel_size"),
+    (False, {"model": "foo/bar"}, "model"),
+    (True, {"model": "foo/bar"}, "engine_kwargs.model"),
+])
+def test_meta_disagreeing_with_the_cluster_config_names_both_files(ref, tmp_path, engine, changes, key):
+    folder = _copy(ref, tmp_path)
+    _edit_meta(folder, engine=engine, **changes)
+    e = _error(folder, ref)
+    assert e.source.endswith("meta.json") and e.where == key
+    assert str(folder / "config.json") in e.message
+
+
+# 5. a string where a number belongs
+@pytest.mark.parametrize("field, value", [("first_token_ts", "soon"), ("queued_ts", True), ("output_toks", "x"),
+                                          ("output_toks", 2.5), ("last_token_ts", None)])
+def test_a_bad_field_is_named(ref, tmp_path, field, value):
+    folder = _copy(ref, tmp_path)
+    _edit_request(folder, 5, **{field: value})
+    e = _error(folder, ref)
+    assert e.where == "line 5" and field in e.message
+
+
+def test_a_line_that_is_not_an_object(ref, tmp_path):
+    folder = _copy(ref, tmp_path)
+    path = folder / "vllm/requests.jsonl"
+    lines = path.read_text().splitlines()
+    lines[2] = "[1, 2]"
+    path.write_text("\n".join(lines))
+    assert _error(folder, ref).where == "line 3"
+
+
+# 6. a file where the folder belongs
+def test_a_file_instead_of_the_folder(ref, tmp_path):
+    folder = _copy(ref, tmp_path)
+    e = _error(folder / "config.json", ref)
+    assert "is a file, not a measurement folder" in e.message
+
+
+def test_the_cli_prints_one_line_and_exits_2(ref, tmp_path, capsys):
+    folder = _copy(ref, tmp_path)
+    _edit_request(folder, 5, first_token_ts=1.0)
+    assert main(["validate", str(folder), "--reference-dir", str(ref)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("llmss: error: ") and "requests.jsonl: line 5: first_token_ts" in err[-1]
