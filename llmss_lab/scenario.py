@@ -8,6 +8,7 @@ LLMServingSim's cluster JSON, so ``Scenario.cluster_json()`` can be saved and ru
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +16,7 @@ from typing import Any, Callable
 from .api import simulate
 from .catalog import scan
 from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
+from .config.reader import read_json
 from .errors import InputError
 from .files import write_text
 from .reference import resolve_reference_dir
@@ -22,6 +24,18 @@ from .results.dataset import Results
 from .workload import Workload, load_trace, synthetic
 
 WEIGHT_TIERS = ("npu", "cpu", "cxl")
+# the range of each numeric field: (lowest, is the lowest itself allowed); the upper bounds that depend on the
+# hardware or the engine (memory, utilisation, skew) are checked where the run is built
+POSITIVE, NON_NEGATIVE, AT_LEAST_ONE = (0, False), (0, True), (1, True)
+FIELD_RANGES: dict[str, tuple[float, bool]] = {
+    "npu_mem_gib": POSITIVE, "npu_mem_bw": POSITIVE, "what_if_mem_bw": POSITIVE, "what_if_flops": POSITIVE,
+    "instances": AT_LEAST_ONE, "dp": AT_LEAST_ONE, "tp": AT_LEAST_ONE, "pp": AT_LEAST_ONE, "ep": AT_LEAST_ONE,
+    "prefill_instances": NON_NEGATIVE, "max_num_seqs": NON_NEGATIVE, "max_num_batched_tokens": NON_NEGATIVE,
+    "block_size": AT_LEAST_ONE, "gpu_memory_utilization": POSITIVE, "gate_skew": NON_NEGATIVE,
+    "cpu_mem_gib": POSITIVE, "cpu_mem_bw": POSITIVE, "cxl_mem_gib": NON_NEGATIVE, "cxl_mem_bw": POSITIVE,
+    "cxl_devices": AT_LEAST_ONE, "num_requests": NON_NEGATIVE, "rate": POSITIVE, "shared_prefix_len": NON_NEGATIVE,
+    "num_prefixes": AT_LEAST_ONE, "seed": NON_NEGATIVE,
+}
 
 
 @dataclass(frozen=True)
@@ -102,7 +116,29 @@ class Scenario:
             if type(v) is not want:
                 raise InputError(f"must be {want.__name__}, got {v!r}", source, k)
             clean[k] = v
-        return cls(**clean)
+        scenario = cls(**clean)
+        scenario.validate(source)
+        return scenario
+
+    def validate(self, source: str = "scenario") -> None:
+        """Check the range of every numeric field, so a bad value (a negative seed, a NaN rate) is named
+        here instead of surfacing as a bare error from numpy deep inside a run."""
+        default = type(self)()
+        for key, (low, inclusive) in FIELD_RANGES.items():
+            v = getattr(self, key)
+            whole = isinstance(getattr(default, key), int)
+            kind = "a whole number" if whole else "a finite number"
+            rule = f">= {low}" if inclusive else f"> {low}"
+            if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)):
+                raise InputError(f"must be {kind} {rule}, got {v!r}", source, key)
+            if not math.isfinite(v) or v < low or (v == low and not inclusive):
+                raise InputError(f"must be {kind} {rule}, got {v!r}", source, key)
+        if self.gpu_memory_utilization > 1:
+            raise InputError(f"must be in (0, 1], got {self.gpu_memory_utilization!r}", source,
+                             "gpu_memory_utilization")
+        if not self.trace and self.num_requests < 1:
+            raise InputError("must be >= 1 for a generated workload (0 means the whole trace, with a trace)",
+                             source, "num_requests")
 
     def save(self, path: str | Path) -> Path:
         """Write the scenario as JSON, atomically."""
@@ -110,13 +146,9 @@ class Scenario:
 
     @classmethod
     def load(cls, path: str | Path) -> "Scenario":
+        """A scenario saved as JSON; errors name the file and the key or line."""
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except OSError as exc:
-            raise InputError(f"cannot read scenario ({exc.strerror})", p) from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON: {exc.msg}", p, f"line {exc.lineno}") from None
+        data = read_json(p)
         return cls.from_dict(data, str(p))
 
     def replace(self, **changes: Any) -> "Scenario":
@@ -177,6 +209,7 @@ class Scenario:
         return cluster_from_dict(self.cluster_json(reference_dir), "scenario (built cluster)")
 
     def workload(self, reference_dir: str | Path | None = None) -> Workload:
+        self.validate()
         if self.trace:
             return load_trace(self._find(self.trace, reference_dir, "trace"), self.num_requests or None)
         try:
@@ -215,6 +248,7 @@ class Scenario:
             workload: Workload | None = None) -> Results:
         """Simulate the scenario (on ``workload`` if the caller has built it already); the scenario
         itself is stored in the results' attrs."""
+        self.validate()
         workload = workload if workload is not None else self.workload(reference_dir)
         res = simulate(self.cluster(reference_dir), workload, self.engine(),
                        reference_dir=reference_dir, progress=progress, router=self.router,

@@ -36,6 +36,9 @@ from .scenario import Scenario
 log = logging.getLogger(__name__)
 
 Grid = Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]
+CONNECT_TIMEOUT_S = 20.0   # a scheduler address that does not answer within this is an error, not a hang
+WORKER_WAIT_S = 60.0       # nor is a scheduler that has no worker to run the points after this
+MIN_REL_TOL = 1e-6         # a finer bracket than this only spends runs on float rounding
 UNITS = {"_ms": "ms", "_J": "J", "_s": "s", "request_throughput": "req/s", "token_throughput": "tok/s",
          "output_throughput": "tok/s", "goodput": "req/s", "rate": "req/s", "tokens": "tokens"}
 
@@ -122,6 +125,9 @@ def expand(base: Scenario, grid: Grid, source: str = "grid") -> tuple[dict[str, 
                 raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", source, key)
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
                 raise InputError(f"must be a non-empty list of values, got {values!r}", source, key)
+            twice = next((v for j, v in enumerate(values) if v in list(values)[:j]), None)
+            if twice is not None:
+                raise InputError(f"lists {twice!r} twice: each value is one point of the sweep", source, key)
         dims = {k: list(v) for k, v in grid.items()}
         overrides = [dict(zip(dims, combo)) for combo in itertools.product(*dims.values())]
     elif isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)) and len(grid) > 0:
@@ -251,9 +257,8 @@ def load(path: str | Path) -> xr.Dataset:
     return ds
 
 
-def _done(path: Path) -> dict[str, dict]:
+def _done(ds: xr.Dataset) -> dict[str, dict]:
     """Points already finished (ok) in a saved sweep, keyed by their scenario JSON."""
-    ds = load(path)
     out = {}
     metrics = [v for v in ds.data_vars if v not in ("status", "error", "wall_s", "scenario")]
     for idx in np.ndindex(ds.status.shape):
@@ -266,19 +271,78 @@ def _done(path: Path) -> dict[str, dict]:
     return out
 
 
+def _check_same_sweep(old: xr.Dataset, base: Scenario, dims: dict[str, list], points: list[dict],
+                      path: Path) -> None:
+    """Resuming rewrites the file with this sweep's points: refuse if it holds another sweep's results,
+    which would be lost."""
+    old_points = [json.loads(str(s)) for s in old.scenario.values.ravel()]
+    if list(old.scenario.dims) == list(dims) and old_points == points:
+        return
+    what = []
+    try:
+        old_base = json.loads(str(old.attrs.get("base_scenario", "")))
+    except ValueError:
+        old_base = None
+    new_base = base.to_dict()
+    if isinstance(old_base, dict) and old_base != new_base:
+        keys = sorted(k for k in set(old_base) | set(new_base) if old_base.get(k) != new_base.get(k))
+        what.append("base scenario: " + ", ".join(f"{k} {old_base.get(k)!r} there, {new_base.get(k)!r} here"
+                                                  for k in keys[:4]) + (", ..." if len(keys) > 4 else ""))
+
+    def shape(d: Mapping[str, list]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in d.items())
+
+    old_dims = {str(d): [v.item() for v in old[d].values] if d in old.coords else list(range(old.sizes[d]))
+                for d in old.scenario.dims}
+    same = list(old_dims) == list(dims) and all(
+        old_dims[d] == list(v) or old_dims[d] == [str(x) for x in v] for d, v in dims.items())
+    if not same:
+        what.append(f"grid: {shape(old_dims)} there, {shape(dims)} here")
+    if not what:
+        what.append("the points' scenarios differ")
+    raise InputError(f"holds the results of a different sweep ({'; '.join(what)}); resuming would overwrite "
+                     "them: give another --out (save_to), or resume with the same scenario and grid",
+                     path, "--resume")
+
+
 # ---- running --------------------------------------------------------------------------------------
 
+def _check_cluster_args(client: Any, n_workers: Any, source: str) -> None:
+    """Bad cluster arguments fail here, before anything runs: a LocalCluster of no workers waits
+    forever, and a malformed address is a bare ValueError deep inside dask."""
+    if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1):
+        raise InputError(f"must be a whole number of worker processes >= 1, got {n_workers!r}", source,
+                         "--workers (n_workers)")
+    if isinstance(client, str):
+        from distributed.comm import get_address_host_port, parse_address
+
+        where = "--dask-scheduler (client)"
+        try:
+            scheme, _ = parse_address(client)
+            if scheme in ("tcp", "tls", "ws", "wss"):
+                host, port = get_address_host_port(client)
+                if not host or not 0 < port < 65536:
+                    raise ValueError("needs a host and a port from 1 to 65535")
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{client!r} is not a dask scheduler address ({exc}); give tcp://HOST:PORT",
+                             source, where) from None
+    elif client is not None and not hasattr(client, "submit"):
+        raise InputError(f"must be a scheduler address or a distributed.Client, got {client!r}", source,
+                         "--dask-scheduler (client)")
+
+
 @contextmanager
-def _client(client: Any, n_workers: int | None, n_tasks: int) -> Iterator[Any]:
+def _client(client: Any, n_workers: int | None, n_tasks: int, source: str = "sweep") -> Iterator[Any]:
     """The given Client, a Client on a scheduler address, or a LocalCluster of worker processes."""
     from distributed import Client, LocalCluster
 
+    _check_cluster_args(client, n_workers, source)
     if client is None:
         n = n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
         # processes: the kernel is pure Python, so threads would share one GIL; the dashboard on a free
         # port (":8787" may be taken, and None does not turn it off)
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
-        c = Client(cluster)
+        c = Client(cluster, set_as_default=False)   # no global dask config left behind
         try:
             yield c
         finally:
@@ -291,11 +355,19 @@ def _client(client: Any, n_workers: int | None, n_tasks: int) -> Iterator[Any]:
             finally:
                 dask_log.setLevel(level)
     elif isinstance(client, str):
+        where = "--dask-scheduler (client)"
         try:
-            c = Client(client, timeout="20s")
-        except (OSError, TimeoutError) as exc:
-            raise InputError(f"cannot reach the dask scheduler ({exc})", client, "scheduler") from None
+            c = Client(client, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
+        except Exception as exc:   # noqa: BLE001 - whatever answers there (not dask: any error), say which address
+            raise InputError(f"cannot reach the dask scheduler at {client!r} ({type(exc).__name__}: {exc}); is a "
+                             "dask scheduler listening there?", source, where) from None
         try:
+            try:
+                c.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            except (OSError, TimeoutError) as exc:
+                raise InputError(f"the dask scheduler at {client!r} has no workers to run the points (waited "
+                                 f"{WORKER_WAIT_S:g} s: {exc}); start one with `dask worker {client}`",
+                                 source, where) from None
             yield c
         finally:
             c.close()
@@ -351,13 +423,16 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     (its file) in error messages.
     """
     dims, points = expand(base, grid, grid_source)
+    _check_cluster_args(client, n_workers, "sweep")
     ref = str(resolve_reference_dir(reference_dir))
     results: list[dict | None] = [None] * len(points)
     if resume:
         if save_to is None:
             raise InputError("resume needs the file to resume from (save_to)", "sweep", "resume")
         if Path(save_to).is_file():
-            done = _done(Path(save_to))
+            old = load(save_to)
+            _check_same_sweep(old, base, dims, points, Path(save_to))
+            done = _done(old)
             for i, p in enumerate(points):
                 results[i] = done.get(_key(p))
     todo = [i for i, r in enumerate(results) if r is None]
@@ -365,6 +440,7 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     if resumed:
         log.info("resuming: %d of %d points already done", resumed, len(points))
     last_save = [time.monotonic()]
+    arrivals = [0]
 
     def write() -> None:
         ds = to_dataset(base, grid, dims, points, results, slo)
@@ -374,15 +450,18 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
 
     def arrived(k: int, result: dict) -> None:
         results[todo[k]] = result
+        arrivals[0] += 1
         if save_to is not None and time.monotonic() - last_save[0] >= save_every_s:
             write()
         if on_point is not None:
             on_point(todo[k], result)
 
+    finished = False
     try:
         run_points([points[i] for i in todo], ref, slo, client, n_workers, progress, on_result=arrived)
+        finished = True
     finally:
-        if save_to is not None:
+        if save_to is not None and (finished or arrivals[0]):   # a sweep that never started leaves the file alone
             write()
     ds = to_dataset(base, grid, dims, points, results, slo)
     ds.attrs["points_resumed"] = resumed
@@ -406,11 +485,22 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     if base.trace:
         raise InputError("capacity search varies the synthetic arrival rate; this scenario replays a trace",
                          "scenario", "trace")
-    lo0, hi0 = (float(r) for r in rate_range)
-    if not 0 < lo0 < hi0:
-        raise InputError(f"must be 0 < low < high, got {rate_range!r}", "capacity", "rate_range")
-    if rel_tol <= 0:
-        raise InputError(f"must be > 0, got {rel_tol!r}", "capacity", "rel_tol")
+    where = "rate_range (--rate-min/--rate-max)"
+    try:
+        lo0, hi0 = (float(r) for r in rate_range)
+    except (TypeError, ValueError):
+        raise InputError(f"must be two numbers (low, high) in req/s, got {rate_range!r}", "capacity", where) from None
+    if not (math.isfinite(lo0) and math.isfinite(hi0) and 0 < lo0 < hi0 and math.isfinite(hi0 / lo0)):
+        raise InputError(f"must be finite rates with 0 < low < high, got {rate_range!r}", "capacity", where)
+    try:
+        tol = float(rel_tol)
+    except (TypeError, ValueError):
+        tol = math.nan
+    if isinstance(rel_tol, bool) or not (math.isfinite(tol) and tol >= MIN_REL_TOL):
+        raise InputError(f"must be a finite number >= {MIN_REL_TOL:g} (0.05: within 5%), got {rel_tol!r}",
+                         "capacity", "rel_tol (--rel-tol)")
+    rel_tol = tol
+    _check_cluster_args(client, n_workers, "capacity")
     dims, points = expand(base, grid if grid is not None else [{}], grid_source)
     ref = str(resolve_reference_dir(reference_dir))
     n = len(points)
@@ -424,7 +514,7 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
 
     steps = math.ceil(math.log2(math.log(hi0 / lo0) / math.log1p(rel_tol))) if hi0 / lo0 > 1 + rel_tol else 0
     bar = tqdm(total=n * (2 + steps), desc="capacity", unit="run", disable=not progress)
-    with _client(client, n_workers, 2 * n) as c:
+    with _client(client, n_workers, 2 * n, "capacity") as c:
         # round 0: both ends of the range
         ends = run_points([{**p, "rate": float(r)} for p in points for r in (lo0, hi0)], ref, slo, c, bar=bar)
         for i in range(n):

@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 import llmss_lab as ll
+import llmss_lab.sweeps as sweeps
 from llmss_lab.cli import main
 from llmss_lab.errors import InputError
 from llmss_lab.sweeps import SLO, expand, load, pareto_front, read_grid, run_point
@@ -112,7 +113,8 @@ def test_sweep_through_a_separate_scheduler_and_worker_on_loopback(ref, tmp_path
     assert float(ds.output_throughput[1]) == BASE.replace(rate=12.0).run(ref).summary()["output_throughput"]
 
 
-def test_an_unreachable_scheduler_is_a_clear_error(ref):
+def test_an_unreachable_scheduler_is_a_clear_error(ref, monkeypatch):
+    monkeypatch.setattr(sweeps, "CONNECT_TIMEOUT_S", 2.0)   # the default 20 s would only slow the test
     with pytest.raises(InputError, match="cannot reach the dask scheduler"):
         ll.sweep(BASE, {"tp": [1]}, client=f"tcp://127.0.0.1:{free_port()}", reference_dir=ref, progress=False)
 
@@ -201,6 +203,11 @@ def test_sweep_and_capacity_commands(ref, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "1 ok, 1 failed; wrote" in captured.out and "no tp4/ folder" in captured.err
     assert list(load(out).status.values) == ["ok", "failed"]
+    only_bad = tmp_path / "only_bad.yaml"     # every point fails: the command says so in its exit status
+    only_bad.write_text("tp: [4]\n")
+    assert main(["sweep", str(scenario), "--grid", str(only_bad), "--out", str(tmp_path / "none.nc"), "--workers", "1",
+                 "--reference-dir", str(ref), "-q"]) == 1
+    assert "0 ok, 1 failed" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text("tp: [1]\nspeed: [2]\n")
     assert main(["sweep", str(scenario), "--grid", str(bad), "--out", str(out), "-q"]) == 2

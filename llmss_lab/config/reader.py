@@ -29,18 +29,54 @@ def read_text(path: str | Path) -> str:
         raise InputError(f"cannot read: {exc.strerror}", p) from None
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects whose keys repeat are refused: json.loads would silently keep the last value."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
 def read_json(path: str | Path) -> Any:
     text = read_text(path)
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, f"line {exc.lineno}") from None
+    except _DuplicateKey as exc:
+        key = str(exc)
+        quoted = json.dumps(key)
+        second = text.find(quoted, text.find(quoted) + 1)
+        where = f"line {text.count(chr(10), 0, second) + 1}" if second >= 0 else None
+        raise InputError(f"key {key!r} given twice in one object", path, where) from None
+
+
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # data only, no tags
+    """YAML keeps the last of two equal keys without a word; here a repeated key is an error."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[str] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                if key.value in seen:
+                    raise _DuplicateKey(key.value, key.start_mark.line + 1)
+                seen.add(key.value)
+        return super().construct_mapping(node, deep)
 
 
 def read_yaml(path: str | Path) -> Any:
     text = read_text(path)
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # data only, no tags
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as exc:
+        key, line = exc.args
+        raise InputError(f"key {key!r} given twice in one mapping", path, f"line {line}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None

@@ -1,0 +1,160 @@
+"""Bad inputs to sweeps and capacity searches: each is a clear InputError naming the file and the key,
+never a traceback, a hang, or results lost (a resume onto another sweep's file)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+import llmss_lab as ll
+import llmss_lab.sweeps as sweeps
+from llmss_lab.errors import InputError
+from llmss_lab.sweeps import SLO, expand, load, read_grid
+
+from .conftest import free_port, stop
+
+distributed = pytest.importorskip("distributed")
+BASE = ll.Scenario(num_requests=10, rate=5.0)
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def test_resume_refuses_a_file_of_another_sweep_and_keeps_its_results(client, ref, tmp_path):
+    out = tmp_path / "s.nc"
+    ll.sweep(BASE, {"max_num_seqs": [64, 128]}, client=client, reference_dir=ref, save_to=out, progress=False)
+    before = out.read_bytes()
+    with pytest.raises(InputError) as exc:
+        ll.sweep(BASE, {"max_num_seqs": [32]}, client=client, reference_dir=ref, save_to=out, resume=True,
+                 progress=False)
+    assert exc.value.source == str(out) and "max_num_seqs=[64, 128] there, max_num_seqs=[32] here" in str(exc.value)
+    assert "another --out" in str(exc.value)
+    with pytest.raises(InputError, match="base scenario: seed 0 there, 3 here"):
+        ll.sweep(BASE.replace(seed=3), {"max_num_seqs": [64, 128]}, client=client, reference_dir=ref, save_to=out,
+                 resume=True, progress=False)
+    assert out.read_bytes() == before and list(load(out).status.values) == ["ok", "ok"]
+    same = ll.sweep(BASE, {"max_num_seqs": [64, 128]}, client=client, reference_dir=ref, save_to=out, resume=True,
+                    progress=False)
+    assert same.attrs["points_resumed"] == 2
+
+
+@pytest.mark.parametrize("n", [0, -2, 1.5, True])
+def test_worker_counts_below_one_are_refused_not_waited_on(n, ref):
+    t0 = time.monotonic()
+    with pytest.raises(InputError) as exc:
+        ll.sweep(BASE, {"tp": [1]}, n_workers=n, reference_dir=ref, progress=False)
+    assert "--workers" in exc.value.where and "n_workers" in exc.value.where and repr(n) in str(exc.value)
+    with pytest.raises(InputError, match="--workers"):
+        ll.capacity(BASE, SLO(ttft_ms=100), n_workers=n, reference_dir=ref, progress=False)
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("address", ["notanaddress", "tcp://host:abc", "tcp://:8786", "tcp://host:70000",
+                                     "foo://host:1"])
+def test_malformed_scheduler_addresses_are_named(address, ref):
+    with pytest.raises(InputError) as exc:
+        ll.sweep(BASE, {"tp": [1]}, client=address, reference_dir=ref, progress=False)
+    assert "--dask-scheduler" in exc.value.where and repr(address) in str(exc.value)
+
+
+def test_a_scheduler_without_workers_is_an_error_not_a_hang(ref, monkeypatch):
+    monkeypatch.setattr(sweeps, "WORKER_WAIT_S", 1.0)
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    sched = subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                              "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with pytest.raises(InputError, match="has no workers"):
+            ll.sweep(BASE, {"tp": [1]}, client=address, reference_dir=ref, progress=False)
+    finally:
+        stop(sched)
+
+
+def test_a_sweep_that_never_started_leaves_an_existing_file_alone(ref, tmp_path, monkeypatch):
+    monkeypatch.setattr(sweeps, "CONNECT_TIMEOUT_S", 1.0)
+    out = tmp_path / "earlier.nc"
+    out.write_bytes(b"earlier results")
+    with pytest.raises(InputError, match="cannot reach the dask scheduler at 'tcp://127.0.0.1:"):
+        ll.sweep(BASE, {"tp": [1]}, client=f"tcp://127.0.0.1:{free_port()}", reference_dir=ref, save_to=out,
+                 progress=False)
+    assert out.read_bytes() == b"earlier results"
+
+
+@pytest.mark.parametrize("rate_range, rel_tol, key", [
+    ((0.5, float("inf")), 0.05, "rate_range"),
+    ((float("nan"), 4.0), 0.05, "rate_range"),
+    ((0.0, 4.0), 0.05, "rate_range"),
+    ((8.0, 4.0), 0.05, "rate_range"),
+    ((1.0,), 0.05, "rate_range"),
+    ((1e-300, 1e300), 0.05, "rate_range"),     # each end finite, the ratio not
+    ((0.5, 64.0), float("nan"), "rel_tol"),
+    ((0.5, 64.0), float("inf"), "rel_tol"),
+    ((0.5, 64.0), 1e-320, "rel_tol"),
+    ((0.5, 64.0), 0.0, "rel_tol"),
+])
+def test_capacity_ranges_and_tolerances_must_be_finite(rate_range, rel_tol, key, ref):
+    with pytest.raises(InputError) as exc:
+        ll.capacity(BASE, SLO(ttft_ms=100), rate_range=rate_range, rel_tol=rel_tol, reference_dir=ref, progress=False)
+    assert exc.value.source == "capacity" and exc.value.where.startswith(key)
+
+
+def test_a_scenario_file_that_is_not_utf8_or_repeats_a_key_is_named(tmp_path):
+    p = tmp_path / "latin1.json"
+    p.write_bytes(b'{"num_requests": 20, "model": "x\xff"}')
+    with pytest.raises(InputError) as exc:
+        ll.Scenario.load(p)
+    assert exc.value.source == str(p) and "not UTF-8" in str(exc.value)
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"seed": 1, "rate": 2.0, "seed": 2}')
+    with pytest.raises(InputError) as exc:
+        ll.Scenario.load(twice)
+    assert (exc.value.source, exc.value.where) == (str(twice), "line 1") and "'seed' given twice" in str(exc.value)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("seed", -1), ("rate", float("nan")), ("rate", float("inf")), ("rate", -5.0), ("gate_skew", float("nan")),
+    ("num_requests", 0), ("num_requests", -3), ("npu_mem_gib", 0.0), ("cpu_mem_bw", -1.0),
+    ("gpu_memory_utilization", 7.0), ("what_if_flops", float("inf")), ("tp", 0), ("cxl_mem_gib", -1.0),
+    ("shared_prefix_len", -1), ("num_prefixes", 0), ("block_size", 0), ("max_num_seqs", -1),
+])
+def test_out_of_range_scenario_fields_are_named(key, value, ref, tmp_path):
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps({**BASE.to_dict(), key: value}))     # NaN and Infinity: Python's JSON writes them
+    with pytest.raises(InputError) as exc:
+        ll.Scenario.load(p)
+    assert (exc.value.source, exc.value.where) == (str(p), key)
+    with pytest.raises(InputError) as exc:   # a grid point: the whole sweep stops before any point runs
+        expand(BASE, {key: [value]}, "g.yaml")
+    assert exc.value.where == key and str(exc.value).startswith(f"g.yaml: point 0 ({key}=")
+    with pytest.raises(InputError) as exc:   # built in Python and run
+        BASE.replace(**{key: value}).run(ref)
+    assert exc.value.where == key
+
+
+def test_num_requests_zero_means_the_whole_trace():
+    assert ll.Scenario.from_dict({"trace": "t.jsonl", "num_requests": 0}).num_requests == 0
+
+
+def test_grid_files_with_a_key_or_a_value_twice_are_refused(tmp_path):
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("max_num_seqs: [64]\ntp: [1]\nmax_num_seqs: [128]\n")
+    with pytest.raises(InputError) as exc:
+        read_grid(keys)
+    assert (exc.value.source, exc.value.where) == (str(keys), "line 3") and "'max_num_seqs' given twice" in str(exc.value)
+    points = tmp_path / "points.yaml"
+    points.write_text("points:\n  - {tp: 1, tp: 2}\n")
+    with pytest.raises(InputError, match="points.yaml: line 2: key 'tp' given twice"):
+        read_grid(points)
+    values = tmp_path / "values.yaml"
+    values.write_text("max_num_seqs: [64, 64]\n")
+    with pytest.raises(InputError, match="values.yaml: max_num_seqs: lists 64 twice"):
+        expand(BASE, read_grid(values), str(values))
