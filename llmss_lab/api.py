@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import subprocess
 import time
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import numpy as np
 
 from . import __version__
 from .config.cluster import EDGE_LAYERS, ClusterSpec, InstanceSpec, load_cluster, resolve_placement
-from .config.engine import EngineConfig
+from .config.engine import MAX_KV_BLOCKS, EngineConfig
 from .config.model import DTYPE_BYTES, GIB, ModelSpec
 from .errors import InputError, UnsupportedFeature
 from .kernel import power, simulator
@@ -27,6 +28,8 @@ from .latency.roofline import EFFICIENCY_FILE
 from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
 from .workload import Workload, load_trace
+
+log = logging.getLogger(__name__)
 
 _SHORT_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "fp8": "fp8", "int8": "int8"}
 
@@ -54,6 +57,10 @@ def kv_cache_blocks(model: ModelSpec, inst: InstanceSpec, engine: EngineConfig, 
         raise InputError(f"the weights ({weights / GIB:.2f} GiB per GPU) leave no room for a KV cache in "
                          f"{inst.npu_mem.mem_size} GiB x {util} utilisation; raise mem_size or tp_size",
                          source, f"{inst.where}.npu_mem.mem_size")
+    if blocks > MAX_KV_BLOCKS:
+        raise InputError(f"{blocks} KV blocks of {engine.block_size} tokens is more than the kernel tracks "
+                         f"({MAX_KV_BLOCKS}); check mem_size (GiB) or raise block_size", source,
+                         f"{inst.where}.npu_mem.mem_size")
     return blocks
 
 
@@ -74,6 +81,7 @@ def pads_shapes(hardware: str) -> bool:
 
 
 LATENCY_MODES = ("auto", "profile", "analytical")
+MAX_GATE_SKEW = 20.0   # Zipf exponent: beyond this every token already goes to one expert
 
 
 @dataclass(frozen=True)
@@ -99,14 +107,19 @@ class LatencyChoice:
 
 
 def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, variant: str,
-                 choice: LatencyChoice = LatencyChoice()) -> LatencyProfile:
+                 choice: LatencyChoice = LatencyChoice(), source: str = "cluster spec") -> LatencyProfile:
     """The instance's per-rank profile: measured (current-format bundle or the paper artifact's
     format) or computed from the hardware spec, as ``choice`` says."""
     measured = choice.mode == "profile" or (
         choice.mode == "auto" and not choice.what_if.active
         and layout.has_profile(inst.hardware, inst.model_name, variant, inst.tp_size))
     if not measured:
-        return _analytical(inst, model, variant, choice)
+        folder = layout.root / "profiles" / inst.hardware / inst.model_name
+        if choice.mode == "auto" and not choice.what_if.active and folder.is_dir():
+            log.warning("%s has no usable %s profile at TP%d (no %s/meta.yaml with a tp%d/ folder, nor the artifact's "
+                        "tp%d/layers.csv); using the analytical model", folder, variant, inst.tp_size, variant,
+                        inst.tp_size, inst.tp_size)
+        return _analytical(inst, model, variant, choice, source)
     return measured_profile(layout.profile_dir(inst.hardware, inst.model_name, variant), inst.tp_size, model)
 
 
@@ -123,11 +136,18 @@ def measured_profile(d: Path, tp: int, model: ModelSpec) -> LatencyProfile:
     return profile
 
 
-def _analytical(inst: InstanceSpec, model: ModelSpec, variant: str, choice: LatencyChoice) -> LatencyProfile:
+def _analytical(inst: InstanceSpec, model: ModelSpec, variant: str, choice: LatencyChoice,
+                source: str = "cluster spec") -> LatencyProfile:
     if variant not in ("bf16", "fp16"):
         raise UnsupportedFeature(f"the analytical latency model covers 16-bit weights and KV cache, not {variant!r}; "
-                                 "use a measured profile", inst.where or "instance", "dtype")
-    spec = choice.what_if.apply(find_spec(inst.hardware))
+                                 "use a measured profile", source, f"{inst.where}.dtype" if inst.where else "dtype")
+    try:
+        spec = find_spec(inst.hardware)
+    except InputError as e:     # an unknown name is the config's fault: say where, then what exists
+        if e.where != "name":   # a broken spec file names its own file and key
+            raise
+        raise InputError(e.message, source, f"{inst.where}.hardware" if inst.where else "hardware") from None
+    spec = choice.what_if.apply(spec)
     eff_path = Path(choice.efficiency_file) if choice.efficiency_file else EFFICIENCY_FILE
     note = "; ".join(x for x in (choice.what_if.label(), f"fit {eff_path.name}") if x)
     return analytical_profile(model, spec, inst.tp_size, efficiency(eff_path), note=note)
@@ -175,7 +195,17 @@ def pim_for(cluster: ClusterSpec, inst: InstanceSpec, node: int, model: ModelSpe
     if inst.pp_size > 1 or inst.dp_group is not None or model.is_moe:
         raise UnsupportedFeature("PIM attention offload is modelled for dense models without pipeline or "
                                  "data parallelism", src, f"{inst.where}.enable_attn_offloading")
-    device = load_pim_device(spec.pim_config, layout.pim_dirs())
+    key, name = f"nodes[{node}].cpu_mem.pim_config", Path(spec.pim_config)
+    if (name.suffix == ".ini" or name.parent != Path(".")) and not name.is_absolute() and Path(src).is_file():
+        name = Path(src).parent / name          # a path in a config is relative to the config's folder
+    if name.suffix == ".ini" and not name.is_file():
+        raise InputError(f"no PIM device file {name}", src, key)
+    try:
+        device = load_pim_device(name, layout.pim_dirs())
+    except InputError as e:
+        if e.where != "pim_config":    # a problem inside the device file: that file and line say it best
+            raise
+        raise InputError(e.message, src, key) from None
     channels = pim_channels(spec.cpu_mem.mem_size, device)
     return PimAttention(device, channels, model.num_heads // inst.tp_size, model.kv_heads_per_rank(inst.tp_size),
                         model.head_dim), sbi
@@ -187,7 +217,8 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
                    sub_batches: bool = False, latency: LatencyChoice = LatencyChoice()) -> simulator.InstanceSetup:
     src = cluster.source
     model = ModelSpec.from_hf_config(layout.model_config(inst.model_name), inst.model_name)
-    eng = engine.with_overrides(inst.engine_overrides, src)
+    eng = engine.with_overrides(inst.engine_overrides, src,
+                                lambda k: f"{inst.where}.{k}" if k in inst.engine_overrides else k)
     dtype = eng.dtype or model.torch_dtype
     if dtype not in _SHORT_DTYPE:
         where = f"{inst.where}.dtype" if "dtype" in inst.engine_overrides else "dtype"
@@ -202,7 +233,7 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
     if inst.dp_group is None and ep > inst.tp_size:
         raise InputError(f"ep_size {ep} exceeds tp_size {inst.tp_size}; expert parallelism wider than one "
                          "instance needs a dp_group", src, f"{inst.where}.ep_size")
-    profile = load_profile(layout, inst, model, profile_variant(dtype, eng.kv_cache_dtype), latency)
+    profile = load_profile(layout, inst, model, profile_variant(dtype, eng.kv_cache_dtype), latency, src)
     intra = Link(*cluster.link(0))
     pim, sbi = pim_for(cluster, inst, node, model, layout, attn_offload, sub_batches)
     latency = IterationModel(profile, model, inst.tp_size, intra, inst.npu_mem.mem_bw, pp=inst.pp_size,
@@ -352,6 +383,14 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     if kv_transfer not in simulator.KV_TRANSFERS:
         raise InputError(f"must be one of {', '.join(simulator.KV_TRANSFERS)}, got {kv_transfer!r}", "settings",
                          "kv_transfer")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"must be a whole number >= 0, got {seed!r}", "settings", "seed")
+    if isinstance(gate_skew, bool) or not (isinstance(gate_skew, (int, float)) and 0 <= gate_skew <= MAX_GATE_SKEW):
+        raise InputError(f"must be a number from 0 (uniform) to {MAX_GATE_SKEW}, got {gate_skew!r}", "settings",
+                         "gate_skew")
+    if num_requests is not None and (isinstance(num_requests, bool) or not isinstance(num_requests, int)
+                                     or num_requests < 1):
+        raise InputError(f"must be a whole number >= 1, got {num_requests!r}", "settings", "num_requests")
     choice = LatencyChoice.of(latency, what_if, efficiency_file)
     t0 = time.perf_counter()
     if isinstance(engine, dict):

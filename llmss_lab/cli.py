@@ -5,18 +5,48 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .errors import InputError, LlmssError
+from .files import check_writable_file, check_writable_folder
 
 ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
               "long_prefill_token_threshold", "max_model_len")
 ENGINE_BOOL = ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_isl", "async_scheduling")
 
 log = logging.getLogger("llmss_lab.cli")
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum`` (argparse names the flag in its error)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {v}")
+        return v
+    return parse
+
+
+def _number(low: float, high: float = math.inf, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high] ((low, high] with ``low_open``)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(v) and (v > low if low_open else v >= low) and v <= high):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if low_open else '>='} {low:g}"
+                                             f"{f' and <= {high:g}' if math.isfinite(high) else ''}, got {text}")
+        return v
+    return parse
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
@@ -35,7 +65,18 @@ def _engine_from(args: argparse.Namespace):
 
     keys = (*ENGINE_INT, *ENGINE_BOOL, "gpu_memory_utilization", "scheduler", "eviction")
     overrides = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
-    return EngineConfig().with_overrides(overrides, "command line")
+    return EngineConfig().with_overrides(overrides, "command line", lambda k: "--" + k.replace("_", "-"))
+
+
+def _json_safe(obj):
+    """JSON has no NaN or Infinity: an undefined statistic (TPOT of one-token requests) becomes null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def _progress(total: int, enabled: bool):
@@ -67,6 +108,8 @@ def format_summary(summary: dict, attrs: dict) -> str:
             f"{attrs.get('num_gpu_blocks', '')} KV blocks" if n_inst == 1 else
             f"{n_inst} instances of {attrs.get('model', '')} on {attrs.get('hardware', '')} (first instance)")
     out = [f"{what}; {attrs.get('num_steps', '')} steps simulated in {attrs.get('sim_wall_s', float('nan')):.3f} s"]
+    if not str(attrs.get("latency_source", "profile")).startswith("profile"):
+        rows.insert(0, ("latency model", attrs["latency_source"]))
     out += [f"  {k:<26}{v}" for k, v in rows]
     out.append(f"  {'':<26}{'mean':>10}{'median':>10}{'p90':>10}{'p99':>10}")
     for m, label in (("ttft", "TTFT (ms)"), ("tpot", "TPOT (ms)"), ("itl", "ITL (ms)"), ("e2el", "E2E latency (ms)")):
@@ -88,8 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         workload = load_trace(wl, args.num_requests)
     else:
         workload = synthetic(args.num_requests or 100, args.rate, args.input_len, args.output_len, seed=args.seed)
-    if args.out and not Path(args.out).parent.exists():
-        raise InputError("output folder does not exist", Path(args.out).parent, "--out")
+    if args.out:
+        check_writable_file(args.out)
     bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
     try:
         res = simulate(args.cluster_config, workload, engine=engine, reference_dir=args.reference_dir, progress=cb,
@@ -101,13 +144,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     if args.json:
-        print(json.dumps(res.summary(), indent=2))
+        print(json.dumps(_json_safe(res.summary()), indent=2))
     else:
         print(format_summary(res.summary(), res.attrs))
     if args.out:
-        res.save(args.out)
+        _save_or_rescue(res, args.out)
         print(f"results written to {args.out}", file=sys.stderr)
     return 0
+
+
+def _save_or_rescue(res, out: str) -> None:
+    """Results that cannot be written where asked (disk full, ...) go to a temporary file, not lost."""
+    import tempfile
+
+    try:
+        res.save(out)
+    except OSError as e:
+        fd, rescue = tempfile.mkstemp(prefix="llmss-results-", suffix=".nc")
+        os.close(fd)
+        res.save(rescue)
+        raise InputError(f"could not write the results ({e.strerror or e}); they were saved to {rescue}",
+                         out, "--out") from None
 
 
 def cmd_example(args: argparse.Namespace) -> int:
@@ -137,7 +194,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     report, res = validate(args.measurement_dir, root, **_latency_kwargs(args))
     report["latency_source"] = res.attrs["latency_source"]
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(_json_safe(report), indent=2))
     else:
         print(format_report(report, f"Validation: {args.measurement_dir}"))
         print(f"Latencies from {report['latency_source']}")
@@ -167,12 +224,10 @@ def cmd_figure_data(args: argparse.Namespace) -> int:
     from .figures import SCENARIOS, artifact_root, compare, format_scores, write_figure_data
 
     ref = artifact_root(args.reference_dir)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError("not a folder", out, "--out")
     for n in args.figures:
         if n not in SCENARIOS:
             raise InputError(f"figure data exists for figures {sorted(SCENARIOS)}", "figure-data", str(n))
+    out = check_writable_folder(args.out)
     for n in args.figures:
         files = write_figure_data(n, ref, out, on_scenario=lambda sc, wall: print(
             f"{sc.label}: simulated in {wall:.2f} s", file=sys.stderr))
@@ -240,7 +295,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _quiet_dask(args)
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid)
-    out = Path(args.out)
+    out = check_writable_file(args.out)
     ds = sweep(base, grid, client=args.dask_scheduler, reference_dir=args.reference_dir, n_workers=args.workers,
                slo=_slo(args, False), save_to=out, resume=args.resume, progress=not args.quiet, grid_source=args.grid)
     print(_sweep_table(ds, ["output_throughput", "mean_ttft_ms", "mean_tpot_ms", "goodput",
@@ -253,7 +308,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"{ds.attrs['points_ok']} ok, {ds.attrs['points_failed']} failed"
           f"{', ' + str(ds.attrs['points_resumed']) + ' reused from ' + str(out) if ds.attrs['points_resumed'] else ''}; "
           f"wrote {out}")
-    return 0
+    return 1 if ds.attrs["points_failed"] and not ds.attrs["points_ok"] else 0   # nothing ran: a script should know
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
@@ -263,13 +318,15 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     _quiet_dask(args)
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid) if args.grid else None
+    if args.out:
+        check_writable_file(args.out)
     ds = capacity(base, _slo(args, True), grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.dask_scheduler,
                   reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet,
                   grid_source=args.grid or "grid")
     if args.out:
         save(ds, args.out)
     print(_sweep_table(ds, ["max_rate", "bound", "goodput", "energy_per_output_token_J", "num_gpus", "rounds"]))
-    return 0
+    return 1 if (ds.bound == "failed").all() else 0
 
 
 def cmd_profile_fit(args: argparse.Namespace) -> int:
@@ -384,12 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workload", help="JSONL trace; relative paths are also tried under the reference root. "
                                       "Without it, a synthetic Poisson workload is generated")
     r.add_argument("--reference-dir", help=ref_help)
-    r.add_argument("--num-requests", type=int, default=None, help="use only the first N requests (or generate N)")
-    r.add_argument("--rate", type=float, default=10.0, help="synthetic arrival rate, req/s (default 10)")
+    r.add_argument("--num-requests", type=_whole(1), default=None, help="use only the first N requests (or generate N)")
+    r.add_argument("--rate", type=_number(0, low_open=True), default=10.0,
+                   help="synthetic arrival rate, req/s (default 10)")
     r.add_argument("--input-len", default="sharegpt", help="synthetic prompt lengths: fixed:N, uniform:LO:HI, "
                                                            "lognormal:MEDIAN:SIGMA or sharegpt")
     r.add_argument("--output-len", default="sharegpt", help="synthetic output lengths (same forms)")
-    r.add_argument("--seed", type=int, default=0, help="synthetic workload seed")
+    r.add_argument("--seed", type=_whole(0), default=0, help="seed of the synthetic workload and of every random policy")
     r.add_argument("--out", help="write results (netCDF) here")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -399,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r.add_argument("--router", default="load_score", choices=ROUTERS.names(), help="request routing policy")
     r.add_argument("--expert-gate", default="balanced", choices=GATES.names(), help="MoE expert routing policy")
-    r.add_argument("--gate-skew", type=float, default=1.0, help="Zipf exponent of the zipf expert gate")
+    r.add_argument("--gate-skew", type=_number(0, 20), default=1.0,
+                   help="Zipf exponent of the zipf expert gate (0 = uniform, up to 20)")
     r.add_argument("--kv-transfer", default="layer", choices=KV_TRANSFERS,
                    help="P/D KV hand-off: pushed layer by layer behind the prefill, pushed whole after it, or "
                         "pulled by the decode instance when it sees the request (vLLM V1's asynchronous connectors)")
@@ -423,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook (the explorer)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL")
-    lab.add_argument("--port", type=int, help="port (default: Jupyter's, 8888 or the next free one)")
+    lab.add_argument("--port", type=_whole(1), help="port (default: Jupyter's, 8888 or the next free one)")
     lab.add_argument("--notebook", default="00_quickstart.ipynb", help="notebook to open, from notebooks/")
     lab.add_argument("--reference-dir", help=ref_help)
     lab.set_defaults(fn=cmd_lab)
@@ -451,9 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("only", nargs="*", help="figure numbers and/or 'summary' (default: all)")
     fg.add_argument("--reference-dir", help=ref_help)
     fg.add_argument("--out", help="output folder (default: paper_figures/output)")
-    fg.add_argument("--num-requests", type=int, default=0,
+    fg.add_argument("--num-requests", type=_whole(0), default=0,
                     help="only the first N requests of each trace (a quick look; default: the full traces)")
-    fg.add_argument("--seed", type=int, default=0, help="seed of every random policy")
+    fg.add_argument("--seed", type=_whole(0), default=0, help="seed of every random policy")
     fg.add_argument("--no-png", action="store_true", help="skip the PNG screenshots (no Chromium needed)")
     fg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     fg.set_defaults(fn=cmd_figures)
@@ -461,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     def dask_args(q: argparse.ArgumentParser) -> None:
         q.add_argument("--dask-scheduler", "--scheduler", dest="dask_scheduler", metavar="ADDR",
                        help="dask scheduler address (tcp://host:8786); default: a local cluster")
-        q.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per core)")
+        q.add_argument("--workers", type=_whole(1), help="worker processes of the local cluster (default: one per core)")
         q.add_argument("--reference-dir", help=ref_help)
         q.add_argument("--slo-ttft-ms", type=float, help="SLO: TTFT limit (ms) at --slo-quantile")
         q.add_argument("--slo-tpot-ms", type=float, help="SLO: TPOT limit (ms) at --slo-quantile")
@@ -479,9 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("capacity", help="highest request rate within an SLO, per grid point (bisection)")
     cp.add_argument("scenario", help="scenario JSON with a synthetic workload")
     cp.add_argument("--grid", help="YAML grid of configurations (default: the scenario alone)")
-    cp.add_argument("--rate-min", type=float, default=0.5, help="lowest rate searched, req/s (default 0.5)")
-    cp.add_argument("--rate-max", type=float, default=64.0, help="highest rate searched, req/s (default 64)")
-    cp.add_argument("--rel-tol", type=float, default=0.05, help="stop when high/low <= 1 + this (default 0.05)")
+    cp.add_argument("--rate-min", type=_number(0, low_open=True), default=0.5, help="lowest rate searched, req/s (default 0.5)")
+    cp.add_argument("--rate-max", type=_number(0, low_open=True), default=64.0, help="highest rate searched, req/s (default 64)")
+    cp.add_argument("--rel-tol", type=_number(0, low_open=True), default=0.05, help="stop when high/low <= 1 + this (default 0.05)")
     cp.add_argument("--out", help="write the results (netCDF) here")
     dask_args(cp)
     cp.set_defaults(fn=cmd_capacity)
@@ -499,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc = sub.add_parser("profile-check", help="compare the analytical model with a profile, operator by operator")
     pc.add_argument("hardware", help="profiled hardware, e.g. RTXPRO6000")
     pc.add_argument("model", help="model, e.g. meta-llama/Llama-3.1-8B")
-    pc.add_argument("--tp", type=int, help="only this TP degree (default: every profiled one)")
+    pc.add_argument("--tp", type=_whole(1), help="only this TP degree (default: every profiled one)")
     pc.add_argument("--reference-dir", help=ref_help)
     pc.add_argument("--leave-one-out", action="store_true", help="fit on every other profile first")
     pc.set_defaults(fn=cmd_profile_check)
@@ -522,7 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:       # argparse has printed usage and the error (or the help): its status
+        return int(exc.code or 0)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.fn(args)

@@ -4,9 +4,12 @@ temporary one."""
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from .errors import InputError
 
 
 @contextmanager
@@ -33,3 +36,35 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     with replacing(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def _probe(folder: Path, key: str) -> None:
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".llmss-probe-"):
+            pass
+    except OSError as e:
+        raise InputError(f"cannot write a file in this folder ({e.strerror or e})", folder, key) from None
+
+
+def check_writable_file(path: str | Path, key: str = "--out") -> Path:
+    """Refuse an output file that cannot be written before any work is done, so no result is lost."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("is a folder; give a file name", path, key)
+    if not path.parent.is_dir():
+        raise InputError("output folder does not exist", path.parent, key)
+    _probe(path.parent, key)
+    return path
+
+
+def check_writable_folder(path: str | Path, key: str = "--out") -> Path:
+    """An output folder that exists (created if need be) and takes files, checked before any work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError("not a folder", path, key)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create the folder ({e.strerror or e})", path, key) from None
+    _probe(path, key)
+    return path

@@ -41,6 +41,8 @@ def resolve_reference_dir(explicit: str | Path | None = None) -> Path:
     """The reference root to read from, or an error that says how to get one."""
     if explicit is not None:
         p = Path(explicit).expanduser()
+        if p.is_file():
+            raise InputError("is a file, not the reference folder", p, "--reference-dir")
         if not p.is_dir():
             raise InputError("reference folder does not exist", p, "--reference-dir")
         return p

@@ -6,6 +6,7 @@ token ids of each prompt (and of the output, when the trace gives them) for pref
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +19,8 @@ from .errors import InputError
 TRACE_KEYS = {"input_toks", "output_toks", "arrival_time_ns", "input_tok_ids", "output_tok_ids",
               "session_id", "sub_requests"}
 MAX_TOKENS = 10_000_000  # a sanity bound that catches unit slips (e.g. bytes for tokens)
+MAX_ARRIVAL_NS = 30 * 86_400 * 10**9   # 30 days: results keep per-second series, so a longer span is a slip
+MAX_REQUESTS = 10_000_000              # synthetic workloads: beyond this the arrays alone take gigabytes
 
 
 @dataclass
@@ -78,8 +81,10 @@ def _int_field(obj: dict, key: str, path: Path, lineno: int, minimum: int, requi
     v = obj[key]
     if isinstance(v, bool) or not isinstance(v, int):
         raise InputError(f"{key} must be a whole number, got {v!r}", path, f"line {lineno}")
-    if v < minimum or v > (MAX_TOKENS if key != "arrival_time_ns" else 10**18):
-        raise InputError(f"{key} out of range: {v}", path, f"line {lineno}")
+    limit = MAX_TOKENS if key != "arrival_time_ns" else MAX_ARRIVAL_NS
+    if v < minimum or v > limit:
+        raise InputError(f"{key} out of range: {v} (allowed {minimum} to {limit:.3g}"
+                         f"{' ns, 30 days' if key == 'arrival_time_ns' else ''})", path, f"line {lineno}")
     return v
 
 
@@ -158,16 +163,19 @@ class LengthDist:
             nums = [float(p) for p in parts[1:]]
         except ValueError:
             raise InputError(f"bad length distribution {text!r}", "argument", role) from None
-        if kind == "fixed" and len(nums) == 1 and nums[0] >= 1:
+        top = cls.high
+        whole = all(n.is_integer() and 1 <= n <= top for n in nums)   # False for nan and inf
+        if kind == "fixed" and len(nums) == 1 and whole:
             return cls("fixed", nums[0])
-        if kind == "uniform" and len(nums) == 2 and 1 <= nums[0] <= nums[1]:
+        if kind == "uniform" and len(nums) == 2 and whole and nums[0] <= nums[1]:
             return cls("uniform", nums[0], nums[1])
-        if kind == "lognormal" and len(nums) == 2 and nums[0] >= 1 and nums[1] >= 0:
+        if kind == "lognormal" and len(nums) == 2 and 1 <= nums[0] <= top and 0 <= nums[1] <= 5:
             return cls("lognormal", nums[0], nums[1])
         if kind == "sharegpt" and not nums:
             return cls("lognormal", 730, 0.55, 256, 4096) if role == "input" else cls("lognormal", 630, 0.2, 512, 1024)
-        raise InputError(f"bad length distribution {text!r}; use fixed:N, uniform:LO:HI, "
-                         "lognormal:MEDIAN:SIGMA or sharegpt", "argument", role)
+        raise InputError(f"bad length distribution {text!r}; use fixed:N, uniform:LO:HI (whole numbers from 1 to "
+                         f"{top}), lognormal:MEDIAN:SIGMA (median 1 to {top}, sigma 0 to 5) or sharegpt",
+                         "argument", role)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         if self.kind == "fixed":
@@ -189,10 +197,15 @@ def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist
     (bursty for cv > 1). With ``shared_prefix_len`` > 0 every prompt starts with one of
     ``num_prefixes`` shared prefixes (a system prompt), so prefix caching has something to find.
     """
-    if num_requests < 1:
-        raise InputError(f"num_requests must be >= 1, got {num_requests}", "argument", "num_requests")
-    if not rate > 0:
-        raise InputError(f"rate must be > 0, got {rate}", "argument", "rate")
+    if not 1 <= num_requests <= MAX_REQUESTS:
+        raise InputError(f"num_requests must be 1 to {MAX_REQUESTS}, got {num_requests}", "argument", "num_requests")
+    if not (rate > 0 and math.isfinite(rate)):
+        raise InputError(f"rate must be a positive number, got {rate}", "argument", "rate")
+    if num_requests / rate > MAX_ARRIVAL_NS / 1e9:
+        raise InputError(f"{num_requests} requests at {rate} req/s span more than 30 days; raise the rate",
+                         "argument", "rate")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0, got {seed!r}", "argument", "seed")
     if arrival not in ("poisson", "gamma"):
         raise InputError(f"arrival must be 'poisson' or 'gamma', got {arrival!r}", "argument", "arrival")
     if not cv > 0:

@@ -45,6 +45,12 @@ CASES = [
     ("cluster-weights-do-not-fit", "cluster", "cluster/weights_do_not_fit.json", ["weights_do_not_fit.json",
                                                                                   "mem_size", "no room"]),
     ("cluster-bool-for-int", "cluster", "cluster/bool_for_int.json", ["bool_for_int.json", "tp_size"]),
+    ("cluster-engine-key", "cluster", "cluster/instance_block_size_zero.json", ["instance_block_size_zero.json",
+                                                                           "instances[0].block_size", "> 0"]),
+    ("cluster-absurd-kv-cache", "cluster", "cluster/absurd_kv_cache.json", ["absurd_kv_cache.json", "mem_size",
+                                                                           "KV blocks"]),
+    ("cluster-duplicate-key", "cluster", "cluster/duplicate_key.json", ["duplicate_key.json", "line 24",
+                                                                         "'num_npus' given twice"]),
     ("cluster-missing-file", "cluster", "cluster/no_such_config.json", ["no_such_config.json", "does not exist"]),
     ("trace-malformed", "trace", "trace/malformed.jsonl", ["malformed.jsonl", "line 2"]),
     ("trace-missing-field", "trace", "trace/missing_field.jsonl", ["missing_field.jsonl", "line 2", "output_toks"]),
@@ -59,10 +65,14 @@ CASES = [
     ("trace-token-ids", "trace", "trace/token_ids_mismatch.jsonl", ["token_ids_mismatch.jsonl", "line 1",
                                                                     "input_tok_ids"]),
     ("trace-not-utf8", "trace", "trace/not_utf8.jsonl", ["not_utf8.jsonl", "UTF-8"]),
+    ("trace-beyond-30-days", "trace", "trace/arrival_beyond_30_days.jsonl", ["arrival_beyond_30_days.jsonl", "line 2",
+                                                                            "30 days"]),
     ("trace-missing-file", "trace", "trace/no_such_trace.jsonl", ["no_such_trace.jsonl", "does not exist"]),
     ("profile-bad-header", "profile:tp1/dense.csv", "profile/dense_bad_header.csv", ["dense.csv", "tokens"]),
     ("profile-not-numeric", "profile:tp1/dense.csv", "profile/dense_not_numeric.csv", ["dense.csv", "line 2"]),
     ("profile-negative-time", "profile:tp1/dense.csv", "profile/dense_negative_time.csv", ["dense.csv", "line 2"]),
+    ("profile-absurd-time", "profile:tp1/dense.csv", "profile/dense_huge_time.csv", ["dense.csv", "line 2", "60 s"]),
+    ("profile-zero-time", "profile:tp1/dense.csv", "profile/dense_zero_time.csv", ["dense.csv", "line 2", "> 0"]),
     ("profile-grid-gap", "profile:tp1/dense.csv", "profile/dense_one_layer_only.csv", ["dense.csv", "qkv_proj"]),
     ("profile-empty-table", "profile:tp1/attention.csv", "profile/attention_empty.csv", ["attention.csv"]),
     ("profile-meta-malformed", "profile:meta.yaml", "profile/meta_malformed.yaml", ["meta.yaml", "line"]),
@@ -77,9 +87,10 @@ CASES = [
     ("grid-wrong-type", "grid", "scenario/grid_wrong_type.yaml", ["grid_wrong_type.yaml", "point 1", "max_num_seqs", "'many'"]),
     ("results-garbage", "results", "results/garbage.nc", ["garbage.nc"]),
     ("measurement-incomplete", "measurement", "measurement/only_requests", ["only_requests", "meta.json"]),
-    ("engine-negative-seqs", "engine", "max_num_seqs=-1", ["max_num_seqs", "-1"]),
-    ("engine-zero-block", "engine", "block_size=0", ["block_size", "> 0"]),
-    ("engine-utilisation", "engine", "gpu_memory_utilization=1.5", ["gpu_memory_utilization", "1.5"]),
+    ("engine-negative-seqs", "engine", "max_num_seqs=-1", ["--max-num-seqs", "-1"]),
+    ("engine-absurd-blocks", "engine", "num_gpu_blocks=100000000", ["--num-gpu-blocks", "100000000"]),
+    ("engine-zero-block", "engine", "block_size=0", ["--block-size", "> 0"]),
+    ("engine-utilisation", "engine", "gpu_memory_utilization=1.5", ["--gpu-memory-utilization", "1.5"]),
     ("reference-missing", "reference", "/no/such/reference", ["/no/such/reference", "does not exist"]),
 ]
 
@@ -169,6 +180,8 @@ def test_bad_input_gives_one_clear_message(case, kind, arg, expect, ref, tmp_pat
     for word in expect:
         if not word.startswith("--"):
             assert word in str(exc.value), (word, str(exc.value))
+    if kind == "engine":   # the CLI names the flag, the API the setting
+        assert arg.split("=")[0] in str(exc.value), str(exc.value)
 
 
 def test_nothing_executes_strings_from_input_files():
@@ -183,3 +196,98 @@ def test_nothing_executes_strings_from_input_files():
                 offenders.append(f"{py.relative_to(pkg)}: {bad}")
     assert not offenders, offenders
     assert os.path.isdir(CORPUS)
+
+
+# command-line values argparse or the run command refuse: (extra arguments, what the message must say)
+BAD_ARGUMENTS = [
+    (["--seed", "-1"], "--seed"),
+    (["--num-requests", "0"], "--num-requests"),
+    (["--rate", "nan"], "--rate"),
+    (["--rate", "1e-300"], "30 days"),
+    (["--gate-skew", "-5"], "--gate-skew"),
+    (["--input-len", "uniform:1:1e30"], "uniform:1:1e30"),
+    (["--output-len", "fixed:1.5"], "fixed:1.5"),
+]
+
+
+@pytest.mark.parametrize("extra,word", BAD_ARGUMENTS, ids=[" ".join(a) for a, _ in BAD_ARGUMENTS])
+def test_bad_command_line_values_are_refused(extra, word, ref, tmp_path, capsys):
+    out = tmp_path / "out.nc"
+    code = main(["run", str(ref / GOOD_CLUSTER), "--reference-dir", str(ref), "--out", str(out), "-q", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and word in err.strip().splitlines()[-1] and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_simulating(ref, tmp_path, capsys):
+    cluster = str(ref / GOOD_CLUSTER)
+    assert main(["run", cluster, "--reference-dir", str(ref), "--out", str(tmp_path), "-q"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    if Path("/proc/self").is_dir():      # Linux: nothing can be created in /proc, not even by root
+        assert main(["run", cluster, "--reference-dir", str(ref), "--out", "/proc/llmss.nc", "-q"]) == 2
+        assert "/proc: --out: cannot write a file" in capsys.readouterr().err
+        assert main(["figure-data", "6", "--reference-dir", str(ref), "--out", "/proc/llmss-fd"]) == 2
+        assert "/proc/llmss-fd: --out: cannot create" in capsys.readouterr().err
+
+
+def test_results_that_cannot_be_saved_at_the_end_are_kept_elsewhere(ref, tmp_path, capsys, monkeypatch):
+    """A disk that fills up during the run: the results go to a temporary file and the message says where."""
+    from llmss_lab.results.dataset import Results
+
+    out, real_save = tmp_path / "out.nc", Results.save
+
+    def full_disk(self, path):
+        if Path(path) == out:
+            raise OSError(28, "No space left on device")
+        return real_save(self, path)
+
+    monkeypatch.setattr(Results, "save", full_disk)
+    code = main(["run", str(ref / GOOD_CLUSTER), "--reference-dir", str(ref), "--num-requests", "5",
+                 "--out", str(out), "-q"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "No space left on device" in last and "saved to" in last, last
+    rescue = Path(last.rsplit("saved to ", 1)[1])
+    try:
+        assert ll.load_results(rescue).summary()["completed"] == 5
+    finally:
+        rescue.unlink()
+
+
+def test_a_run_that_would_last_for_months_stops_with_a_message(ref, tmp_path):
+    """Operator timings that are plausible one by one (50 s, under the reader's limit) but add up to
+    months of simulated time: the kernel stops at its horizon instead of filling memory with bins."""
+    import pandas as pd
+
+    dense = pd.read_csv(ref / BUNDLE / "tp1/dense.csv")
+    dense["time_us"] = 5e7
+    slow = tmp_path / "dense.csv"
+    dense.to_csv(slow, index=False)
+    root = overlay(ref, tmp_path, f"{BUNDLE}/tp1/dense.csv", slow)
+    with pytest.raises(InputError, match="more than 100 simulated days"):
+        ll.simulate(root / GOOD_CLUSTER, "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl", reference_dir=root)
+
+
+def test_a_results_file_without_a_variable_is_refused(ref, tmp_path, capsys):
+    import xarray as xr
+
+    res = ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=ref, num_requests=3)
+    full = res.save(tmp_path / "full.nc")
+    cut = tmp_path / "cut.nc"
+    for i, group in enumerate(("requests", "iterations", "timeseries", "itl")):
+        part = xr.load_dataset(full, group=group, engine="netcdf4")
+        part.drop_vars(["ttft"] if group == "requests" else []).to_netcdf(cut, group=group, mode="a" if i else "w",
+                                                                          engine="netcdf4")
+    assert main(["summary", str(cut)]) == 2
+    assert "cut.nc: not a complete llmss_lab results file (no requests/ttft)" in capsys.readouterr().err
+    assert main(["summary", str(tmp_path)]) == 2
+    assert "is a folder, not a results file" in capsys.readouterr().err
+
+
+def test_a_skew_fit_default_that_is_not_a_number_names_its_key(ref, tmp_path):
+    meta = (ref / BUNDLE / "meta.yaml").read_text()
+    assert "alpha_default: 0.0543" in meta
+    bad = tmp_path / "meta.yaml"
+    bad.write_text(meta.replace("alpha_default: 0.0543", "alpha_default: lots"))
+    root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", bad)
+    with pytest.raises(InputError, match=r"meta.yaml: skew_fit.per_tp.1.alpha_default: expected a number, got 'lots'"):
+        ll.simulate(root / GOOD_CLUSTER, TRACE, reference_dir=root, num_requests=3)

@@ -35,7 +35,7 @@ def test_validate_json_shape(ref, capsys):
 @pytest.mark.parametrize("argv,match", [
     (["run", "missing.json"], "missing.json: file does not exist"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
-      "--gpu-memory-utilization", "2"], "gpu_memory_utilization: must be in"),
+      "--gpu-memory-utilization", "2"], "command line: --gpu-memory-utilization: must be in"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
       "--workload", "nope.jsonl"], "nope.jsonl: file does not exist"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",

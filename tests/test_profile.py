@@ -72,6 +72,22 @@ def test_skew_alpha_comes_from_the_fit_table(ref, tp1):
     assert fit.alpha(777, 64, 1000, 100, 4000, 0) == fit.alpha_default
 
 
+@pytest.mark.parametrize("alpha", [-735.0, -0.5, 0.05, 0.9, 26.9, 1e9])
+def test_skew_corrected_attention_stays_between_all_shortest_and_all_longest(ref, tp1, alpha):
+    """Fitted alphas of thin buckets run from -735 to 26.9 in the bundles; whatever alpha a bucket holds,
+    a batch of unequal decode lengths takes no less than all-shortest and no more than all-longest."""
+    from dataclasses import replace
+
+    model = ModelSpec.from_hf_config(ref / "configs/model/meta-llama/Llama-3.1-8B.json")
+    m = IterationModel(replace(tp1, skew=replace(tp1.skew, table={}, alpha_default=alpha)), model, 1)
+    b = BatchShape(40, 40, 0, 0, 40, 1500.0, 200.0, 6000.0)
+    t_min, t_mean, t_max = (tp1.attention(0, 0, 40, kv) for kv in (200.0, 1500.0, 6000.0))
+    t = m.attention_ns(b)
+    assert t_min <= t <= t_max
+    fitted = t_mean + alpha * (t_max - t_mean)
+    assert t == pytest.approx(min(max(fitted, t_min), t_max))   # inside the range: the fitted value, unchanged
+
+
 def test_decode_step_sums_layers(ref, tp1):
     """One decode at 1024 tokens of history: sum of rows, as the profile defines a forward."""
     model = ModelSpec.from_hf_config(ref / "configs/model/meta-llama/Llama-3.1-8B.json")

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import InputError
+
+MAX_KV_BLOCKS = 1 << 22   # ~4M blocks: far above any GPU's KV cache; the kernel keeps a queue entry per block
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,9 @@ class EngineConfig:
         u = self.gpu_memory_utilization
         if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
             raise bad("gpu_memory_utilization", f"must be in (0, 1], got {u!r}")
-        if self.num_gpu_blocks is not None and (not isinstance(self.num_gpu_blocks, int) or self.num_gpu_blocks <= 0):
-            raise bad("num_gpu_blocks", f"must be a whole number > 0, got {self.num_gpu_blocks!r}")
+        n = self.num_gpu_blocks
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_KV_BLOCKS):
+            raise bad("num_gpu_blocks", f"must be a whole number from 1 to {MAX_KV_BLOCKS}, got {n!r}")
         if self.max_model_len is not None and (not isinstance(self.max_model_len, int) or self.max_model_len <= 0):
             raise bad("max_model_len", f"must be a whole number > 0, got {self.max_model_len!r}")
         for key in ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_isl", "async_scheduling"):
@@ -61,14 +64,17 @@ class EngineConfig:
         if self.kv_cache_dtype not in ("auto", "fp8"):
             raise bad("kv_cache_dtype", f"must be 'auto' or 'fp8', got {self.kv_cache_dtype!r}")
 
-    def with_overrides(self, overrides: dict[str, Any], source: str | None = None) -> "EngineConfig":
+    def with_overrides(self, overrides: dict[str, Any], source: str | None = None,
+                       key: Callable[[str], str] = str) -> "EngineConfig":
+        """A copy with ``overrides``; an error names ``source`` and ``key(name)`` (a flag, a key path)."""
         known = {f.name for f in fields(self)}
         for k in overrides:
             if k not in known:
-                raise InputError("unknown engine setting", source, k)
-        new = replace(self, **{k: v for k, v in overrides.items() if v is not None})
-        new.validate(source)
-        return new
+                raise InputError("unknown engine setting", source, key(k))
+        try:
+            return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        except InputError as e:   # raised by __post_init__, which cannot know where the value came from
+            raise InputError(e.message, source, key(e.where or "")) from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

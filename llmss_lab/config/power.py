@@ -11,6 +11,8 @@ from ..errors import InputError
 from .reader import Section
 
 COMPONENTS = ("base_node", "npu", "cpu", "dram", "link", "nic", "storage")
+MAX_WATTS = 1e6          # one component of one node: a megawatt means a unit slip (mW, kW)
+MAX_PJ_PER_BIT = 1e4     # DRAM and links take ~1-20 pJ/bit
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,9 @@ def parse_power(s: Section) -> PowerSpec:
     for hw in npu_s.data:
         e = npu_s.section(hw)
         e.reject_unknown(("idle_power", "standby_power", "active_power", "standby_duration"))
-        idle = e.number("idle_power", minimum=0)
-        active = e.number("active_power", minimum=0)
-        standby = e.number("standby_power", required=False, default=idle, minimum=0)
+        idle = e.number("idle_power", minimum=0, maximum=MAX_WATTS)
+        active = e.number("active_power", minimum=0, maximum=MAX_WATTS)
+        standby = e.number("standby_power", required=False, default=idle, minimum=0, maximum=MAX_WATTS)
         if active < idle:
             raise e.error("active_power", f"{active} W is below idle_power {idle} W")
         npus[hw] = NpuPower(idle, standby, active, e.number("standby_duration", required=False, default=0, minimum=0))
@@ -96,24 +98,24 @@ def parse_power(s: Section) -> PowerSpec:
     nic.reject_unknown(("num_nics", "idle_power"))
     sto = s.section("storage", required=False) or Section.of({}, s.source, s.key("storage"))
     sto.reject_unknown(("num_devices", "idle_power"))
-    cpu_idle = cpu.number("idle_power", minimum=0)
-    cpu_active = cpu.number("active_power", minimum=0)
+    cpu_idle = cpu.number("idle_power", minimum=0, maximum=MAX_WATTS)
+    cpu_active = cpu.number("active_power", minimum=0, maximum=MAX_WATTS)
     if cpu_active < cpu_idle:
         raise cpu.error("active_power", f"{cpu_active} W is below idle_power {cpu_idle} W")
     return PowerSpec(
-        base_node_w=s.number("base_node_power", minimum=0),
+        base_node_w=s.number("base_node_power", minimum=0, maximum=MAX_WATTS),
         npu=npus,
         cpu_idle_w=cpu_idle,
         cpu_active_w=cpu_active,
         cpu_util=cpu.number("util", minimum=0, maximum=1),
         dram_dimm_gb=dram.number("dimm_size", positive=True),
-        dram_idle_w=dram.number("idle_power", minimum=0),
-        dram_pj_per_bit=dram.number("energy_per_bit", minimum=0),
+        dram_idle_w=dram.number("idle_power", minimum=0, maximum=MAX_WATTS),
+        dram_pj_per_bit=dram.number("energy_per_bit", minimum=0, maximum=MAX_PJ_PER_BIT),
         link_count=link.integer("num_links", required=False, default=0, minimum=0),
-        link_idle_w=link.number("idle_power", required=False, default=0, minimum=0),
-        link_pj_per_bit=link.number("energy_per_bit", required=False, default=0, minimum=0),
+        link_idle_w=link.number("idle_power", required=False, default=0, minimum=0, maximum=MAX_WATTS),
+        link_pj_per_bit=link.number("energy_per_bit", required=False, default=0, minimum=0, maximum=MAX_PJ_PER_BIT),
         nic_count=nic.integer("num_nics", required=False, default=0, minimum=0),
-        nic_idle_w=nic.number("idle_power", required=False, default=0, minimum=0),
+        nic_idle_w=nic.number("idle_power", required=False, default=0, minimum=0, maximum=MAX_WATTS),
         storage_count=sto.integer("num_devices", required=False, default=0, minimum=0),
-        storage_idle_w=sto.number("idle_power", required=False, default=0, minimum=0),
+        storage_idle_w=sto.number("idle_power", required=False, default=0, minimum=0, maximum=MAX_WATTS),
     )

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..config.engine import EngineConfig
+from ..errors import InputError
 from ..latency.interconnect import Link
 from ..latency.iteration import IterationModel
 from ..workload import Workload
@@ -33,6 +34,7 @@ from .scheduler import SCHEDULERS
 from .tiers import CHUNK_TOKENS, PrefixPool, Tier
 
 KV_TRANSFERS = ("layer", "whole", "pull")   # how a prefill/decode split moves KV (module docstring)
+HORIZON_NS = 100 * 86_400e9   # results keep per-second series: a run this long is a unit slip, not a workload
 
 
 @dataclass
@@ -226,7 +228,12 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             loop.at(float(arrivals[rid + 1]), lambda: arrive(rid + 1))
 
     loop.at(float(arrivals[0]), lambda: arrive(0))
-    loop.run()
+    loop.run(until=HORIZON_NS)
+    if len(loop):
+        raise InputError(f"the run would last more than {HORIZON_NS / 86_400e9:.0f} simulated days (at "
+                         f"{loop.now / 86_400e9:.1f} days, {int(np.count_nonzero(R.finished >= 0))} of "
+                         f"{len(R.finished)} requests done): a step latency or an arrival time is off by orders "
+                         "of magnitude; check the profile and the trace", "simulation")
     unfinished = int(np.count_nonzero(R.finished < 0))
     if unfinished:  # cannot happen for admitted requests; a guard against silent loss
         raise RuntimeError(f"{unfinished} requests never finished")

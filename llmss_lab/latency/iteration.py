@@ -150,7 +150,11 @@ class IterationModel:
             if alpha:
                 t_max = att(pc, b.prefill_history, n, b.decode_kv_max)
                 if t_max > t:
-                    t += alpha * (t_max - t)
+                    # a batch of unequal lengths takes between all-shortest and all-longest time; the fitted
+                    # alpha of a thinly sampled bucket (down to -735 in the bundles) would leave that range
+                    t_skew = t + alpha * (t_max - t)
+                    t = min(t_skew, t_max) if alpha > 0 else max(t_skew, att(pc, b.prefill_history, n,
+                                                                              b.decode_kv_min))
         return t
 
     def allreduce_ns(self, tokens: int) -> float:

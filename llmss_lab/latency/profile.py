@@ -32,6 +32,21 @@ from ..errors import InputError
 # ---- generic helpers -----------------------------------------------------------------------------
 
 TEXT_COLUMNS = ("layer", "layer_name", "n_label", "skew_rate_label", "kv_big_label", "kp_label")
+# operator timings and their unit in seconds; each must be > 0 and at most a minute (a unit slip otherwise)
+TIME_COLUMNS = {"time_us": 1e-6, "latency(ns)": 1e-9, "prediction": 1e-9}
+MAX_OP_S = 60.0
+# sizes and counts: never negative
+COUNT_COLUMNS = ("tokens", "sequences", "activated_experts", "prefill_chunk", "kv_prefill", "n_decode", "kv_decode",
+                 "input", "kv_cache", "tp_size", "batch_size", "kv_cache_size", "prefill_chunk_size", "pc", "n_samples")
+
+
+def _bad_value(column: str, x: float) -> str | None:
+    """Why a parsed number cannot be right for its column, or None."""
+    if column in TIME_COLUMNS and not 0 < x * TIME_COLUMNS[column] <= MAX_OP_S:
+        return f"column {column!r}: a latency must be > 0 and at most {MAX_OP_S:g} s, got {x:g}"
+    if column in COUNT_COLUMNS and x < 0:
+        return f"column {column!r}: a size or count cannot be negative, got {x:g}"
+    return None
 
 
 def read_csv(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
@@ -64,7 +79,9 @@ def _read_frame(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
             return None
         nums = [c for c in columns if c not in TEXT_COLUMNS]
         arr = df[nums].to_numpy(dtype=float) if nums else np.zeros((len(df), 0))
-        if len(df) and np.isfinite(arr).all() and not ("time_us" in nums and (df["time_us"] < 0).any()):
+        if len(df) and np.isfinite(arr).all() and not any(
+                ((df[c] <= 0) | (df[c] * TIME_COLUMNS[c] > MAX_OP_S)).any() if c in TIME_COLUMNS
+                else (df[c] < 0).any() for c in nums if c in TIME_COLUMNS or c in COUNT_COLUMNS):
             return df
     except Exception:  # noqa: BLE001 - any parse problem is located by the careful reader below
         pass
@@ -100,8 +117,9 @@ def _read_csv_slow(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
                 raise InputError(f"column {c!r}: not a number: {v!r}", path, f"line {lineno}") from None
             if not math.isfinite(x):
                 raise InputError(f"column {c!r}: not a finite number: {v!r}", path, f"line {lineno}")
-            if c == "time_us" and x < 0:
-                raise InputError(f"negative latency {x}", path, f"line {lineno}")
+            why = _bad_value(c, x)
+            if why:
+                raise InputError(why, path, f"line {lineno}")
             out[c].append(x)
     if not out[columns[0]]:
         raise InputError("CSV has a header but no rows", path)
@@ -317,9 +335,10 @@ def _load_skew(meta: Section, tp: int, path: Path) -> SkewFit | None:
     if sf is None or not sf.boolean("enabled", required=False, default=False):
         return None
     axes = sf.section("bucket_axes")
-    per_tp = sf.data.get("per_tp") or {}
-    entry = per_tp.get(tp, per_tp.get(str(tp))) or {}
-    alpha_default = float(entry.get("alpha_default", 0.0))
+    per_tp = sf.section("per_tp", required=False)
+    entry = per_tp and (per_tp.data.get(tp) or per_tp.data.get(str(tp)))
+    alpha_default = (Section.of(entry, meta.source, per_tp.key(str(tp))).number("alpha_default", False, 0.0)
+                     if entry is not None else 0.0)
     if not path.is_file():
         return None
 

@@ -30,6 +30,10 @@ xr.Variable("x", np.zeros(1))
 
 GROUPS = ("requests", "iterations", "timeseries")
 OPTIONAL = ("experts", "memory", "power")   # present when the run has MoE, memory tiers, power specs
+# what the summary and the views read, checked when a file is loaded
+REQUIRED = {"requests": ("arrival", "finish", "ttft", "tpot", "e2e_latency", "input_tokens", "output_tokens",
+                         "preemptions", "prefix_hit_tokens"),
+            "iterations": ("start", "duration"), "timeseries": (), "itl": ("itl",)}
 MIB = 2**20
 
 
@@ -331,12 +335,17 @@ class Results:
     @classmethod
     def load(cls, path: str | Path) -> "Results":
         path = Path(path)
+        if path.is_dir():
+            raise InputError("is a folder, not a results file", path)
         if not path.is_file():
             raise InputError("results file does not exist", path)
         try:
             parts = {g: xr.load_dataset(path, group=g, engine="netcdf4") for g in (*GROUPS, "itl")}
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"not an llmss_lab results file ({exc})", path) from None
+        missing = [f"{g}/{v}" for g, names in REQUIRED.items() for v in names if v not in parts[g]]
+        if missing:
+            raise InputError(f"not a complete llmss_lab results file (no {', '.join(missing)})", path)
         extra = {}
         for g in OPTIONAL:
             try:
