@@ -392,7 +392,7 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
         if own_bar:
             bar = tqdm(total=len(points), desc=desc, unit="point", disable=not progress)
         try:
-            for fut in as_completed(futures):
+            for fut in as_completed(futures, loop=c.loop):   # c is not dask's default client
                 i = futures[fut]
                 try:
                     results[i] = fut.result()

@@ -193,6 +193,21 @@ def test_pareto_front_keeps_only_undominated_ok_points():
         pareto_front(ds, maximize=["watts"], minimize=[])
 
 
+def test_a_sweep_in_a_fresh_process_runs(ref, tmp_path):
+    """As a user runs it: no dask client exists in the process beforehand (in this test session other
+    tests' clients could otherwise stand in for the one the sweep makes)."""
+    import subprocess
+    import sys
+
+    scenario = BASE.save(tmp_path / "base.json")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("max_num_seqs: [8, 16]\n")
+    done = subprocess.run([sys.executable, "-m", "llmss_lab", "sweep", str(scenario), "--grid", str(grid), "--out",
+                           str(tmp_path / "s.nc"), "--workers", "1", "--reference-dir", str(ref), "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "2 ok, 0 failed" in done.stdout, done.stderr[-2000:]
+
+
 def test_sweep_and_capacity_commands(ref, tmp_path, capsys):
     scenario = BASE.save(tmp_path / "base.json")
     grid = tmp_path / "grid.yaml"
