@@ -172,6 +172,14 @@ def weight_placement(cluster: ClusterSpec, inst: InstanceSpec, model: ModelSpec,
         raise UnsupportedFeature("weights outside NPU memory with pipeline parallelism are not modelled",
                                  cluster.source, f"{inst.where}.placement")
     stream = {(t if t != "cpu" else f"cpu:{node}"): b * inst.tp_size for t, b in per_rank.items()}
+    for tier, b in stream.items():   # the whole instance's share of the weights must fit the tier
+        if tier.startswith("cxl"):
+            cap, key = cluster.cxl_mem.mem_size * GIB / cluster.cxl_mem.num_devices, "cxl_mem.mem_size"
+        else:
+            cap, key = cluster.nodes[node].cpu_mem.bytes, f"nodes[{node}].cpu_mem.mem_size"
+        if b > cap:
+            raise InputError(f"the weights {inst.where} places in {tier} ({b / GIB:.2f} GiB) do not fit its "
+                             f"{cap / GIB:g} GiB", cluster.source, key)
     return sum(per_rank.values()), stream
 
 
@@ -239,7 +247,12 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
     latency = IterationModel(profile, model, inst.tp_size, intra, inst.npu_mem.mem_bw, pp=inst.pp_size,
                              ep_link=ep_link or intra, pad_shapes=pads_shapes(inst.hardware), pim=pim,
                              sub_batches=sbi)
-    max_len = min(eng.max_model_len or model.max_position_embeddings, model.max_position_embeddings)
+    if eng.max_model_len and eng.max_model_len > model.max_position_embeddings:   # vLLM refuses it as well
+        own = "max_model_len" in inst.engine_overrides
+        raise InputError(f"{eng.max_model_len} is longer than {inst.model_name} allows "
+                         f"({model.max_position_embeddings} tokens)", src if own else "engine settings",
+                         f"{inst.where}.max_model_len" if own else "max_model_len")
+    max_len = eng.max_model_len or model.max_position_embeddings
     offloaded, stream = weight_placement(cluster, inst, model, ep, DTYPE_BYTES[dtype], node)
     blocks = kv_cache_blocks(model, inst, eng, src, ep, offloaded)
     kv_b = 1 if eng.kv_cache_dtype == "fp8" else DTYPE_BYTES[dtype]
@@ -346,6 +359,17 @@ def _check_fits(workload: Workload, setups: list[simulator.InstanceSetup]) -> No
                                  "max_num_batched_tokens or turn chunked prefill on", workload.name, workload.where(i))
 
 
+def _check_handoffs(setups: list[simulator.InstanceSetup], source: str) -> None:
+    """A decode instance continues from the KV cache a prefill instance hands it: both must run the same
+    model with the same KV layout (dtype and tensor-parallel shards)."""
+    split = [s for s in setups if s.role in ("prefill", "decode")]
+    kinds = {(s.info["model"], s.kv_bytes_per_token * s.lanes) for s in split}
+    if len(kinds) > 1:
+        names = ", ".join(sorted(f"{s.name} ({s.role}: {s.info['model']}, TP{s.info['tp_size']})" for s in split))
+        raise InputError(f"prefill and decode instances must serve one model with one KV layout, got {names}",
+                         source, "pd_type")
+
+
 def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
              engine: EngineConfig | dict[str, Any] | None = None, reference_dir: str | Path | None = None,
              num_requests: int | None = None, progress: Callable[[int], None] | None = None,
@@ -407,6 +431,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
         workload = workload.head(num_requests)
     setups = build_setups(spec, engine, layout, expert_gate, gate_skew, seed, attn_offload, sub_batch_interleaving,
                           choice)
+    _check_handoffs(setups, spec.source)
     _check_fits(workload, setups)
     memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))

@@ -113,7 +113,8 @@ def format_summary(summary: dict, attrs: dict) -> str:
     out += [f"  {k:<26}{v}" for k, v in rows]
     out.append(f"  {'':<26}{'mean':>10}{'median':>10}{'p90':>10}{'p99':>10}")
     for m, label in (("ttft", "TTFT (ms)"), ("tpot", "TPOT (ms)"), ("itl", "ITL (ms)"), ("e2el", "E2E latency (ms)")):
-        vals = "".join(f"{summary[f'{s}_{m}_ms']:>10.1f}" for s in ("mean", "median", "p90", "p99"))
+        vals = "".join(f"{v:>10.1f}" if math.isfinite(v) else f"{'n/a':>10}"     # TPOT of one-token requests
+                       for v in (summary[f"{s}_{m}_ms"] for s in ("mean", "median", "p90", "p99")))
         out.append(f"  {label:<26}{vals}")
     return "\n".join(out)
 
@@ -214,6 +215,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     from .reference import fetch_reference
 
+    if args.dest:
+        check_writable_folder(args.dest, "--dest")
     dest = fetch_reference(args.dest, progress=lambda items: tqdm(items, unit="file", desc="fetching"),
                            artifact=args.artifact)
     print(f"reference data in {dest} (use it with --reference-dir {dest}, or it is found automatically)")
@@ -336,6 +339,7 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
     from .latency.specs import load_specs
     from .reference import resolve_reference_dir
 
+    out = check_writable_file(args.out or roofline.EFFICIENCY_FILE)
     root = resolve_reference_dir(args.reference_dir)
     specs = load_specs()
     samples = roofline.all_samples(root, specs)
@@ -346,7 +350,7 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
             raise InputError(f"no profile of {model!r} on {hw!r} to leave out", "command line", "--leave-out")
         samples = kept
     eff = roofline.fit(samples, specs)
-    path = roofline.save_efficiency(eff, samples, specs, Path(args.out) if args.out else roofline.EFFICIENCY_FILE)
+    path = roofline.save_efficiency(eff, samples, specs, out)
     print(f"fitted on {len(samples)} operator timings of {len({x.bundle for x in samples})} profiles; wrote {path}")
     for c, e in eff.items():
         print(f"  {c:<28} e_max {e.e_max:.3f}  f_half {e.f_half:.3g}  u {e.u:.3f}  t0 {e.t0_us:.2f} us")
@@ -423,6 +427,8 @@ def _latency_kwargs(args: argparse.Namespace) -> dict:
     what_if = {}
     for item in args.what_if:
         name, _, value = item.partition("=")
+        if name in what_if:
+            raise InputError(f"{name} given twice ({what_if[name]:g} and {value})", "command line", "--what-if")
         try:
             what_if[name] = float(value)
         except ValueError:

@@ -345,11 +345,20 @@ def write_figure_data(figure: int, reference_dir: str | Path, out: str | Path,
 
 # ---- scoring -------------------------------------------------------------------------------------
 
+NOT_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
 def read_tsv(path: Path) -> list[dict[str, str]]:
+    """A figure table's rows; a NaN or infinite cell is refused with its line, so no score turns into nan."""
     if not path.is_file():
         raise InputError("file does not exist", path)
     with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    for lineno, row in enumerate(rows, start=2):
+        bad = next((k for k, v in row.items() if isinstance(v, str) and v.strip().lower() in NOT_FINITE), None)
+        if bad is not None:
+            raise InputError(f"column {bad!r}: not a finite number: {row[bad]!r}", path, f"line {lineno}")
+    return rows
 
 
 def throughput_error(sim: Path, real: Path) -> float:

@@ -251,7 +251,7 @@ def load(path: str | Path) -> xr.Dataset:
         with xr.open_dataset(path) as ds:
             ds = ds.load()
     except (OSError, ValueError) as exc:
-        raise InputError(f"not a netCDF sweep file ({exc})", path) from None
+        raise InputError(f"not a netCDF sweep file ({str(exc).splitlines()[0]})", path) from None
     if "scenario" not in ds or "status" not in ds:
         raise InputError("not a sweep file (no scenario/status variables)", path)
     return ds

@@ -94,6 +94,8 @@ def _ids(obj: dict, key: str, expected: int, path: Path, lineno: int) -> list[in
         return None
     if not isinstance(v, list) or not set(map(type, v)) <= {int}:   # JSON whole numbers (not bools)
         raise InputError(f"{key} must be a list of whole numbers", path, f"line {lineno}")
+    if v and min(v) < 0:
+        raise InputError(f"{key} holds a negative token id ({min(v)})", path, f"line {lineno}")
     if len(v) != expected:
         raise InputError(f"{key} has {len(v)} ids but the count says {expected}", path, f"line {lineno}")
     return v

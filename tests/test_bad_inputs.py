@@ -67,6 +67,8 @@ CASES = [
     ("trace-not-utf8", "trace", "trace/not_utf8.jsonl", ["not_utf8.jsonl", "UTF-8"]),
     ("trace-beyond-30-days", "trace", "trace/arrival_beyond_30_days.jsonl", ["arrival_beyond_30_days.jsonl", "line 2",
                                                                             "30 days"]),
+    ("trace-negative-token-id", "trace", "trace/negative_token_id.jsonl", ["negative_token_id.jsonl", "line 1",
+                                                                          "negative token id"]),
     ("trace-missing-file", "trace", "trace/no_such_trace.jsonl", ["no_such_trace.jsonl", "does not exist"]),
     ("profile-bad-header", "profile:tp1/dense.csv", "profile/dense_bad_header.csv", ["dense.csv", "tokens"]),
     ("profile-not-numeric", "profile:tp1/dense.csv", "profile/dense_not_numeric.csv", ["dense.csv", "line 2"]),
@@ -291,3 +293,62 @@ def test_a_skew_fit_default_that_is_not_a_number_names_its_key(ref, tmp_path):
     root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", bad)
     with pytest.raises(InputError, match=r"meta.yaml: skew_fit.per_tp.1.alpha_default: expected a number, got 'lots'"):
         ll.simulate(root / GOOD_CLUSTER, TRACE, reference_dir=root, num_requests=3)
+
+
+def _edited_json(src: Path, dst: Path, edit) -> Path:
+    import json
+
+    data = json.loads(src.read_text())
+    edit(data)
+    dst.write_text(json.dumps(data))
+    return dst
+
+
+def test_configs_that_cannot_work_together_are_refused(ref, tmp_path):
+    """Each file is valid alone; together with the model or the rest of the cluster it cannot run."""
+    def decode_other_model(d):
+        d["nodes"][0]["instances"][1]["model_name"] = "Qwen/Qwen3-32B"
+    pd = _edited_json(ref / "configs/cluster/single_node_pd_instance.json", tmp_path / "pd.json", decode_other_model)
+    with pytest.raises(InputError, match="pd.json: pd_type: prefill and decode instances must serve one model"):
+        ll.simulate(pd, TRACE, reference_dir=ref, num_requests=3)
+
+    def tiny_cxl(d):
+        d["cxl_mem"]["mem_size"] = 0.001
+    cxl = _edited_json(ref / "configs/cluster/single_node_cxl_instance.json", tmp_path / "cxl.json", tiny_cxl)
+    with pytest.raises(InputError, match=r"cxl.json: cxl_mem.mem_size: the weights .* do not fit"):
+        ll.simulate(cxl, TRACE, reference_dir=ref, num_requests=3)
+    with pytest.raises(InputError, match="max_model_len: 200000 is longer than meta-llama/Llama-3.1-8B allows"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, {"max_model_len": 200000}, reference_dir=ref, num_requests=3)
+
+
+@pytest.mark.parametrize("value,message", [("0", "must be >= 0.001, got 0"), ("-0.5", "must be >= 0.001"),
+                                           (".nan", "expected a number, got nan"), ("1.5", "must be <= 1.0")])
+def test_efficiency_curves_out_of_range_name_the_class_and_key(ref, tmp_path, value, message):
+    from llmss_lab.latency.roofline import EFFICIENCY_FILE
+
+    text = EFFICIENCY_FILE.read_text()
+    bad = tmp_path / "eff.yaml"
+    bad.write_text(text.replace("  gemm:\n    e_max:", f"  gemm:\n    e_max: {value}\n    old_e_max:", 1))
+    with pytest.raises(InputError, match=f"eff.yaml: classes.gemm.e_max: {message}"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=ref, num_requests=3, latency="analytical",
+                    efficiency_file=bad)
+
+
+def test_more_command_line_mistakes(ref, tmp_path, capsys):
+    cluster = str(ref / GOOD_CLUSTER)
+    assert main(["run", cluster, "--reference-dir", str(ref), "-q", "--what-if", "memory_bw_gbs=2",
+                 "--what-if", "memory_bw_gbs=0.5"]) == 2
+    assert "--what-if: memory_bw_gbs given twice" in capsys.readouterr().err
+    assert main(["profile-fit", "--reference-dir", str(ref), "--out", str(tmp_path)]) == 2
+    assert "--out: is a folder" in capsys.readouterr().err
+    assert main(["fetch-reference", "--dest", cluster]) == 2     # refused before any download is tried
+    assert "--dest: not a folder" in capsys.readouterr().err
+
+
+def test_a_figure_table_with_a_nan_cell_names_the_line(tmp_path):
+    from llmss_lab.figures import read_tsv
+
+    table = tmp_path / "power.tsv"
+    table.write_text("time_s\tpower_w\n0\t480.5\n1\tnan\n")
+    with pytest.raises(InputError, match="power.tsv: line 3: column 'power_w': not a finite number"):
+        read_tsv(table)

@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from ..config.model import ModelSpec
-from ..config.reader import read_yaml
+from ..config.reader import Section, read_yaml
 from ..errors import InputError
 from ..files import write_text
 from .ops import OpCost, Shapes
@@ -410,10 +410,10 @@ def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:
         raise InputError("missing fitted parameters", path, f"classes.{missing[0]}")
     out = {}
     for k, p in classes.items():
-        try:
-            out[str(k)] = Efficiency(float(p["e_max"]), float(p["f_half"]), float(p["u"]), float(p["t0_us"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"bad parameter ({exc})", path, f"classes.{k}") from None
+        sec = Section.of(p, path, f"classes.{k}")
+        # fractions of peak FLOP/s and bandwidth (the fit keeps them in [0.02, 1]); a size and a launch time
+        out[str(k)] = Efficiency(sec.number("e_max", minimum=0.001, maximum=1.0), sec.number("f_half", minimum=0),
+                                 sec.number("u", minimum=0.001, maximum=1.0), sec.number("t0_us", minimum=0))
     return out
 
 

@@ -342,7 +342,7 @@ class Results:
         try:
             parts = {g: xr.load_dataset(path, group=g, engine="netcdf4") for g in (*GROUPS, "itl")}
         except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"not an llmss_lab results file ({exc})", path) from None
+            raise InputError(f"not an llmss_lab results file ({str(exc).splitlines()[0]})", path) from None
         missing = [f"{g}/{v}" for g, names in REQUIRED.items() for v in names if v not in parts[g]]
         if missing:
             raise InputError(f"not a complete llmss_lab results file (no {', '.join(missing)})", path)
