@@ -359,6 +359,17 @@ def _check_fits(workload: Workload, setups: list[simulator.InstanceSetup]) -> No
                                  "max_num_batched_tokens or turn chunked prefill on", workload.name, workload.where(i))
 
 
+def _warn_unused_options(setups: list[simulator.InstanceSetup], kv_transfer: str, expert_gate: str,
+                         prefix_storage: str | None, prefix_sharing: str) -> None:
+    """Policies that this cluster never exercises: say so, as a user who asked for them expects an effect."""
+    if kv_transfer != "layer" and not any(s.role == "prefill" for s in setups):
+        log.warning("kv_transfer=%r has no effect: the cluster has no prefill/decode split", kv_transfer)
+    if prefix_sharing != "instance" and prefix_storage is None:
+        log.warning("prefix_sharing=%r has no effect without a lower prefix tier (prefix_storage)", prefix_sharing)
+    if expert_gate != "balanced" and not any(s.moe for s in setups):
+        log.warning("expert_gate=%r has no effect: no instance serves a mixture-of-experts model", expert_gate)
+
+
 def _check_handoffs(setups: list[simulator.InstanceSetup], source: str) -> None:
     """A decode instance continues from the KV cache a prefill instance hands it: both must run the same
     model with the same KV layout (dtype and tensor-parallel shards)."""
@@ -432,6 +443,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     setups = build_setups(spec, engine, layout, expert_gate, gate_skew, seed, attn_offload, sub_batch_interleaving,
                           choice)
     _check_handoffs(setups, spec.source)
+    _warn_unused_options(setups, kv_transfer, expert_gate, prefix_storage, prefix_sharing)
     _check_fits(workload, setups)
     memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))

@@ -352,3 +352,31 @@ def test_a_figure_table_with_a_nan_cell_names_the_line(tmp_path):
     table.write_text("time_s\tpower_w\n0\t480.5\n1\tnan\n")
     with pytest.raises(InputError, match="power.tsv: line 3: column 'power_w': not a finite number"):
         read_tsv(table)
+
+
+def test_a_bundle_that_lost_an_operator_or_names_another_model_is_refused(ref, tmp_path):
+    """Both built at test time from the real bundle (never copied into the repository)."""
+    import pandas as pd
+
+    dense = pd.read_csv(ref / BUNDLE / "tp1/dense.csv")
+    no_act = tmp_path / "dense.csv"
+    dense[dense.layer != "act_fn"].to_csv(no_act, index=False)
+    root = overlay(ref, tmp_path / "a", f"{BUNDLE}/tp1/dense.csv", no_act)
+    with pytest.raises(InputError, match=r"dense.csv: layer: no rows for layer\(s\) \['act_fn'\]"):
+        ll.simulate(root / GOOD_CLUSTER, TRACE, reference_dir=root, num_requests=3)
+    meta = tmp_path / "meta.yaml"
+    meta.write_text((ref / BUNDLE / "meta.yaml").read_text().replace("model: meta-llama/Llama-3.1-8B",
+                                                                     "model: Qwen/Qwen3-32B", 1))
+    root = overlay(ref, tmp_path / "b", f"{BUNDLE}/meta.yaml", meta)
+    with pytest.raises(InputError, match="meta.yaml: model: says 'Qwen/Qwen3-32B' but the bundle sits in the "
+                                         "folder of 'meta-llama/Llama-3.1-8B'"):
+        ll.simulate(root / GOOD_CLUSTER, TRACE, reference_dir=root, num_requests=3)
+
+
+def test_options_the_cluster_never_uses_are_reported(ref, caplog):
+    with caplog.at_level("WARNING", logger="llmss_lab.api"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=ref, num_requests=3, kv_transfer="pull",
+                    expert_gate="zipf", prefix_sharing="node")
+    said = caplog.text
+    assert "kv_transfer='pull' has no effect" in said and "expert_gate='zipf' has no effect" in said
+    assert "prefix_sharing='node' has no effect" in said

@@ -433,7 +433,8 @@ def require_layers(profile: LatencyProfile, is_moe: bool) -> None:
     """Refuse a bundle that lost an operator every step runs: it would simulate a faster model
     without a word. MoE models run their MLP from moe.csv instead of dense.csv."""
     d = Path(profile.source)
-    needed = {"dense.csv": (profile.dense, {"qkv_proj", "o_proj"} | (set() if is_moe else {"gate_up_proj", "down_proj"})),
+    every = {"embedding", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "final_layernorm"}
+    needed = {"dense.csv": (profile.dense, every | (set() if is_moe else {"gate_up_proj", "act_fn", "down_proj"})),
               "per_sequence.csv": (profile.per_sequence, {"lm_head"})}
     for name, (table, layers) in needed.items():
         missing = sorted(layers - set(table))
@@ -481,8 +482,16 @@ def _load_bundle_cached(path: str, stamp: float) -> ProfileBundle:
     tp_dirs = {int(d.name[2:]): d for d in p.glob("tp*") if d.is_dir() and d.name[2:].isdigit()}
     if not tp_dirs:
         raise InputError("no tpN/ folders in the profile bundle", p)
-    return ProfileBundle(p, str(meta.data.get("hardware", p.parts[-4])), str(meta.data.get("model", "")),
-                         str(meta.data.get("variant", p.name)), meta, tp_dirs)
+    # the folder is <HW>/<org>/<model>/<variant>: a meta.yaml that says otherwise was copied from another bundle
+    folder = {"hardware": p.parts[-4], "model": "/".join(p.parts[-3:-1]), "variant": p.name}
+    laid_out = len(p.parts) >= 5 and p.parts[-5] == "profiles"
+    for key, expected in folder.items() if laid_out else ():
+        said = meta.string(key, required=False)
+        if said is not None and said != expected:
+            raise meta.error(key, f"says {said!r} but the bundle sits in the folder of {expected!r}")
+    return ProfileBundle(p, meta.string("hardware", required=False) or folder["hardware"],
+                         meta.string("model", required=False) or "", meta.string("variant", required=False) or p.name,
+                         meta, tp_dirs)
 
 
 def load_bundle(path: str | Path) -> ProfileBundle:
