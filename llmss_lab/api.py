@@ -55,7 +55,8 @@ def kv_cache_blocks(model: ModelSpec, inst: InstanceSpec, engine: EngineConfig, 
     blocks = int(budget // per_block)
     if blocks <= 0:
         raise InputError(f"the weights ({weights / GIB:.2f} GiB per GPU) leave no room for a KV cache in "
-                         f"{inst.npu_mem.mem_size} GiB x {util} utilisation; raise mem_size or tp_size",
+                         f"{inst.npu_mem.mem_size} GiB x {util} utilisation; raise mem_size, "
+                         "gpu_memory_utilization or tp_size",
                          source, f"{inst.where}.npu_mem.mem_size")
     if blocks > MAX_KV_BLOCKS:
         raise InputError(f"{blocks} KV blocks of {engine.block_size} tokens is more than the kernel tracks "

@@ -100,12 +100,27 @@ def test_save_results_and_scenario(explorer, tmp_path):
     assert json.loads(back.attrs["scenario_json"])["rate"] == 5.0
     ex.results_path.value = str(tmp_path / "missing" / "r.nc")
     assert ex.save_results() is None and "Cannot save results" in ex.status.value
+    for bad, why in (("", "give a file name"), (".", "is a folder"), (str(tmp_path), "is a folder"),
+                     ("a\0b.nc", "give a file name"), ("~no-such-user-here/x.nc", "no home folder")):
+        ex.results_path.value = ex.scenario_path.value = bad     # the status line says why; nothing escapes
+        assert ex.save_results() is None and why in ex.status.value, ex.status.value
+        assert ex.save_scenario() is None and why in ex.status.value, ex.status.value
+    ex.controls["rate"].value = float("nan")                      # a file Scenario.load would refuse is not written
+    ex.scenario_path.value = str(tmp_path / "nan.json")
+    assert ex.save_scenario() is None and "rate: must be a finite number" in ex.status.value
+    assert not (tmp_path / "nan.json").exists()
 
 
 def test_a_saved_scenario_comes_back_into_the_controls(ref):
     s = Scenario(num_requests=12, instances=2, prefill_instances=1, router="round_robin", shared_prefix_len=64)
     ex = Explorer(ref, s)
     assert ex.scenario() == s
+
+
+def test_a_scenario_the_controls_cannot_show_is_named(ref):
+    ex = Explorer(ref, Scenario(num_requests=12, instances=1000, hardware="NoSuchGPU"))
+    assert "cannot show this scenario as saved" in ex.status.value
+    assert "instances 1000 (shown as 64)" in ex.status.value and "NoSuchGPU" in ex.status.value
 
 
 def test_a_trace_path_can_be_typed_in(explorer, ref):

@@ -18,7 +18,7 @@ import ipywidgets as w
 
 from .. import views
 from ..catalog import scan
-from ..errors import LlmssError
+from ..errors import InputError, LlmssError
 from ..kernel.kv_cache import EVICTION
 from ..kernel.moe import GATES
 from ..kernel.router import ROUTERS
@@ -57,7 +57,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "npu_mem_gib": (1, 4096), "npu_mem_bw": (1, 1e6), "instances": (1, 64), "dp": (1, 16), "pp": (1, 16),
     "ep": (1, 64), "prefill_instances": (0, 63), "max_num_seqs": (1, 4096), "max_num_batched_tokens": (16, 1 << 20),
     "gpu_memory_utilization": (0.05, 1.0), "gate_skew": (0.0, 10.0), "cpu_mem_gib": (1, 1e5), "cpu_mem_bw": (1, 1e5),
-    "cxl_mem_gib": (0, 1e5), "cxl_mem_bw": (1, 1e5), "cxl_devices": (1, 64), "num_requests": (1, 100_000),
+    "cxl_mem_gib": (0, 1e5), "cxl_mem_bw": (1, 1e5), "cxl_devices": (1, 64), "num_requests": (1, 20_000),
     "rate": (0.01, 1e4), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000), "seed": (0, 2**31 - 1),
     "what_if_mem_bw": (0.01, 100), "what_if_flops": (0.01, 100)}
 LATENCY_CHOICES = [("auto: profile where one exists", "auto"), ("measured profile", "profile"),
@@ -84,13 +84,13 @@ class Explorer:
         self.controls["model"].observe(self._on_model, "value")
         self.controls["cluster_config"].observe(self._on_switches, "value")
         self.controls["trace"].observe(self._on_switches, "value")
+        self.status = w.HTML("Set the controls and press <b>Run</b>.")
         self.set_scenario(scenario or Scenario())
 
         self.run_button = w.Button(description="Run", button_style="primary", icon="play")
         self.keep_button = w.Button(description="Keep as baseline", icon="thumb-tack", disabled=True)
         self.clear_button = w.Button(description="Clear baseline", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=1, description="requests", bar_style="info")
-        self.status = w.HTML("Set the controls and press <b>Run</b>.")
         self.summary = w.HTML()
         self.plots = w.Box(layout=w.Layout(width="100%"))
         self.results_path = w.Text(value="llmss_results.nc", description="results file")
@@ -159,7 +159,9 @@ class Explorer:
         return Scenario(**{k: c.value for k, c in self.controls.items()})
 
     def set_scenario(self, scenario: Scenario) -> None:
-        """Show a scenario in the controls (options follow the hardware and model first)."""
+        """Show a scenario in the controls (options follow the hardware and model first). A value the
+        controls cannot hold (an unknown hardware, a count above a slider's range) is named in the status
+        line, so the scenario that runs is never silently another one."""
         c = self.controls
         if scenario.hardware in self.catalog.hardware or scenario.hardware in self.specs:
             c["hardware"].value = scenario.hardware
@@ -171,6 +173,11 @@ class Explorer:
                 c[k].options = list(c[k].options) + [(str(v), v)]   # a saved scenario's value outside the catalog
             c[k].value = v
         self._on_switches()
+        shown = self.scenario().to_dict()
+        changed = [f"{k} {v!r} (shown as {shown[k]!r})" for k, v in scenario.to_dict().items() if shown[k] != v]
+        if changed:
+            self.status.value = ("<span style='color:#b00'><b>The controls cannot show this scenario as saved:</b> "
+                                 f"{html.escape(', '.join(changed))}; check them before pressing Run.</span>")
 
     def _hardware(self):
         """The catalog entry of the hardware on show (None for a saved scenario's unknown hardware)."""
@@ -248,6 +255,9 @@ class Explorer:
             self.status.value = (f"<span style='color:#b00'><b>Internal error</b> ({type(exc).__name__}: "
                                  f"{html.escape(str(exc))}); please report it with the saved scenario.</span>")
             return None
+        except KeyboardInterrupt:   # the kernel's interrupt button: say so, and let the interrupt go on
+            self.status.value = "Interrupted: the plots still show the previous run."
+            raise
         finally:
             self.run_button.disabled = False
         self.scenario_shown = scen
@@ -301,15 +311,27 @@ class Explorer:
         return self._save(lambda p: self.result.save(p), self.results_path.value, "results")
 
     def save_scenario(self) -> Path | None:
-        return self._save(lambda p: self.scenario().save(p), self.scenario_path.value, "scenario")
+        def write(p: Path) -> Path:
+            scen = self.scenario()
+            scen.validate("the controls")   # never write a file that Scenario.load would refuse
+            return scen.save(p)
+        return self._save(write, self.scenario_path.value, "scenario")
 
     def _save(self, write, path: str, what: str) -> Path | None:
         if what == "results" and self.result is None:
             self.status.value = "Nothing to save yet: press <b>Run</b> first."
             return None
         try:
-            out = write(Path(path).expanduser())
-        except (LlmssError, OSError) as exc:
+            if not path.strip() or "\0" in path:
+                raise InputError("give a file name", repr(path), f"{what} file")
+            try:
+                target = Path(path).expanduser()
+            except RuntimeError:   # "~name" of a user that does not exist
+                raise InputError("no home folder for that user", path, f"{what} file") from None
+            if target.is_dir() or not target.name or target.name in (".", ".."):
+                raise InputError("is a folder; give a file name", target, f"{what} file")
+            out = write(target)
+        except (LlmssError, OSError, ValueError) as exc:
             self.status.value = f"<span style='color:#b00'><b>Cannot save {what}:</b> {html.escape(str(exc))}</span>"
             return None
         self.status.value = f"Saved the {what} to <code>{html.escape(str(out))}</code>."
