@@ -248,8 +248,10 @@ class Scenario:
             workload: Workload | None = None) -> Results:
         """Simulate the scenario (on ``workload`` if the caller has built it already); the scenario
         itself is stored in the results' attrs."""
-        self.validate()
-        workload = workload if workload is not None else self.workload(reference_dir)
+        if workload is None:
+            workload = self.workload(reference_dir)   # validates the scenario first
+        else:
+            self.validate()
         res = simulate(self.cluster(reference_dir), workload, self.engine(),
                        reference_dir=reference_dir, progress=progress, router=self.router,
                        expert_gate=self.expert_gate, gate_skew=self.gate_skew, kv_transfer=self.kv_transfer,

@@ -423,7 +423,7 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     (its file) in error messages.
     """
     dims, points = expand(base, grid, grid_source)
-    _check_cluster_args(client, n_workers, "sweep")
+    _check_cluster_args(client, n_workers, "sweep")   # here too: a fully resumed sweep never opens a client
     ref = str(resolve_reference_dir(reference_dir))
     results: list[dict | None] = [None] * len(points)
     if resume:
@@ -500,7 +500,6 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
         raise InputError(f"must be a finite number >= {MIN_REL_TOL:g} (0.05: within 5%), got {rel_tol!r}",
                          "capacity", "rel_tol (--rel-tol)")
     rel_tol = tol
-    _check_cluster_args(client, n_workers, "capacity")
     dims, points = expand(base, grid if grid is not None else [{}], grid_source)
     ref = str(resolve_reference_dir(reference_dir))
     n = len(points)

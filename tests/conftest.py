@@ -75,3 +75,15 @@ def make_scheduler(prompts, outputs, engine: EngineConfig, num_blocks: int, toke
 
 def setup(engine: EngineConfig, num_blocks: int, latency=None) -> InstanceSetup:
     return InstanceSetup("test", engine, latency or ConstantLatency(), num_blocks, 1 << 20, {})
+
+
+def local_dask_client(n_workers: int):
+    """A LocalCluster of worker processes and its client, for a module-scoped fixture to yield from."""
+    import distributed
+
+    cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0")
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()

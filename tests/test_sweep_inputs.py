@@ -14,7 +14,7 @@ import llmss_lab.sweeps as sweeps
 from llmss_lab.errors import InputError
 from llmss_lab.sweeps import SLO, expand, load, read_grid
 
-from .conftest import free_port, stop
+from .conftest import free_port, local_dask_client, stop
 
 distributed = pytest.importorskip("distributed")
 BASE = ll.Scenario(num_requests=10, rate=5.0)
@@ -22,11 +22,7 @@ BASE = ll.Scenario(num_requests=10, rate=5.0)
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
+    yield from local_dask_client(1)
 
 
 def test_resume_refuses_a_file_of_another_sweep_and_keeps_its_results(client, ref, tmp_path):

@@ -17,7 +17,7 @@ from llmss_lab.errors import InputError
 from llmss_lab.sweeps import SLO, expand, load, pareto_front, read_grid, run_point
 from llmss_lab.views import design
 
-from .conftest import free_port, stop
+from .conftest import free_port, local_dask_client, stop
 
 distributed = pytest.importorskip("distributed")
 BASE = ll.Scenario(num_requests=16, seed=5, latency="profile")   # profiled TP1/TP2 only: a TP4 point fails
@@ -25,11 +25,7 @@ BASE = ll.Scenario(num_requests=16, seed=5, latency="profile")   # profiled TP1/
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
+    yield from local_dask_client(2)
 
 
 def test_a_mapping_is_a_cartesian_grid_and_a_list_is_points():
