@@ -17,6 +17,7 @@ import llmss_lab as ll
 from llmss_lab.cli import main
 from llmss_lab.config.engine import EngineConfig
 from llmss_lab.errors import InputError
+from llmss_lab.latency.profile import load_bundle
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 GOOD_CLUSTER = "configs/cluster/single_node_single_instance.json"
@@ -79,6 +80,14 @@ CASES = [
     ("profile-empty-table", "profile:tp1/attention.csv", "profile/attention_empty.csv", ["attention.csv"]),
     ("profile-meta-malformed", "profile:meta.yaml", "profile/meta_malformed.yaml", ["meta.yaml", "line"]),
     ("profile-missing-file", "profile:tp1/per_sequence.csv", None, ["per_sequence.csv"]),
+    ("profile-skew-unknown-label", "profile:tp1/skew_fit.csv", "profile/skew_fit_unknown_label.csv",
+     ["skew_fit.csv", "line 3", "column 'kp_label'", "'kp<=3k'", "kp<=8k"]),
+    ("profile-skew-negative-samples", "profile:tp1/skew_fit.csv", "profile/skew_fit_negative_samples.csv",
+     ["skew_fit.csv", "line 2", "column 'n_samples'", "-2"]),
+    ("profile-skew-fractional-samples", "profile:tp1/skew_fit.csv", "profile/skew_fit_fractional_samples.csv",
+     ["skew_fit.csv", "line 2", "column 'n_samples'", "whole number", "2.5"]),
+    ("profile-skew-alpha-not-numeric", "profile:tp1/skew_fit.csv", "profile/skew_fit_alpha_not_numeric.csv",
+     ["skew_fit.csv", "line 2", "column 'alpha'", "'lots'"]),
     ("model-missing-key", "model", "model/missing_heads.json", ["Llama-3.1-8B.json", "num_attention_heads"]),
     ("scenario-unknown-key", "scenario", "scenario/unknown_key.json", ["unknown_key.json", "max_num_seq"]),
     ("scenario-wrong-type", "scenario", "scenario/wrong_type.json", ["wrong_type.json", "tp", "'two'"]),
@@ -293,6 +302,42 @@ def test_a_skew_fit_default_that_is_not_a_number_names_its_key(ref, tmp_path):
     root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", bad)
     with pytest.raises(InputError, match=r"meta.yaml: skew_fit.per_tp.1.alpha_default: expected a number, got 'lots'"):
         ll.simulate(root / GOOD_CLUSTER, TRACE, reference_dir=root, num_requests=3)
+
+
+HEADER = "pc,n_label,skew_rate_label,kv_big_label,kp_label,alpha,n_samples\n"
+ROW = "0,n<=128,sr<=15%,kvB<=16k,kp=0,0.0328,4\n"
+
+
+@pytest.mark.parametrize("text,message", [
+    (HEADER + ROW.replace(",4\n", ",0\n"), r"line 2: column 'n_samples': expected a whole number >= 1, got 0"),
+    (HEADER + "16.5" + ROW[1:], r"line 2: column 'pc': expected a whole number >= 0, got 16.5"),
+    (HEADER + ROW + "\n" + ROW, "line 4: the same pc, n_label, skew_rate_label, kv_big_label, kp_label as line 2"),
+    (HEADER.replace(",n_samples", "") + ROW.replace(",4\n", "\n"), r"line 1: missing column 'n_samples'"),
+], ids=["zero-samples", "fractional-pc", "duplicate-bucket", "no-n-samples"])
+def test_skew_fit_rows_are_checked_like_every_profile_table(ref, tmp_path, text, message):
+    bad = tmp_path / "skew_fit.csv"
+    bad.write_text(text)
+    root = overlay(ref, tmp_path, f"{BUNDLE}/tp1/skew_fit.csv", bad)
+    with pytest.raises(InputError, match=r"tp1/skew_fit.csv: " + message):
+        load_bundle(root / BUNDLE).at_tp(1)
+
+
+def test_skew_fit_labels_must_match_the_bins_of_meta_yaml(ref, tmp_path):
+    meta = (ref / BUNDLE / "meta.yaml").read_text()
+    bad = tmp_path / "meta.yaml"
+    bad.write_text(meta.replace("kp_labels: [kp=0, ", "kp_labels: [", 1))
+    root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", bad)
+    with pytest.raises(InputError, match="meta.yaml: skew_fit.bucket_axes.kp_labels: 6 labels for 8 bin edges"):
+        load_bundle(root / BUNDLE).at_tp(1)
+
+
+def test_profile_check_reads_the_skew_fit(ref, tmp_path, capsys):
+    """profile-check reads every table of the bundle, so a skew fit a simulation would refuse fails it too."""
+    root = overlay(ref, tmp_path, f"{BUNDLE}/tp1/skew_fit.csv", CORPUS / "profile/skew_fit_alpha_not_numeric.csv")
+    assert main(["profile-check", "RTXPRO6000", "meta-llama/Llama-3.1-8B", "--tp", "1",
+                 "--reference-dir", str(root)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("llmss: error: ") and "tp1/skew_fit.csv: line 2: column 'alpha': not a number: 'lots'" in last
 
 
 def _edited_json(src: Path, dst: Path, edit) -> Path:

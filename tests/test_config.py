@@ -32,10 +32,14 @@ def test_kv_block_counts_match_the_reference_simulators_logs(ref, case, blocks):
     assert kv_cache_blocks(m, inst, EngineConfig(), spec.source) == blocks
 
 
-def test_every_reference_cluster_config_parses(ref):
-    for p in sorted((ref / "configs/cluster").glob("*.json")):
-        spec = load_cluster(p)
-        assert spec.instances
+def test_every_reference_cluster_config_parses(ref, caplog):
+    paths = sorted((ref / "configs/cluster").glob("*.json")) + sorted((ref / "ispass26/cluster_config").glob("*.json"))
+    assert len(paths) > 30
+    with caplog.at_level("WARNING", logger="llmss_lab.config.cluster"):
+        for p in paths:
+            spec = load_cluster(p)
+            assert spec.instances
+    assert not caplog.records, caplog.text          # their link lists have one or two values, of equal length
 
 
 def write(tmp_path, name, obj):
@@ -63,6 +67,30 @@ def test_unknown_key_is_named_with_a_hint(tmp_path):
     c["nodes"][0]["instances"][0]["tp_sise"] = 1
     with pytest.raises(InputError, match=r"nodes\[0\]\.instances\[0\]\.tp_sise: unknown key \(did you mean 'tp_size'\?\)"):
         load_cluster(write(tmp_path, "c.json", c))
+
+
+def test_a_link_list_of_three_says_which_values_are_used(tmp_path, caplog):
+    c = base_cluster() | {"link_bw": [128, 64, 16], "link_latency": [500, 1000, 20000]}
+    p = write(tmp_path, "c.json", c)
+    with caplog.at_level("WARNING", logger="llmss_lab.config.cluster"):
+        spec = load_cluster(p)
+    assert spec.link(0) == (128, 500) and spec.link(-1) == (16, 20000)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and all(str(p) in m for m in said), said
+    assert "link_bw: llmss_lab uses the first value (128 GB/s) for links inside a node and the last (16 GB/s)" in said[0]
+    assert "the middle one (64 GB/s, LLMServingSim's PP dimension) is not used" in said[0]
+    assert "link_latency: llmss_lab uses the first value (500 ns)" in said[1]
+
+
+@pytest.mark.parametrize("bw,lat,message", [
+    ([128, 16], [500, 1000, 20000], "link_latency: a list of length 3 where link_bw has length 2"),
+    ([128, 16], [500], "link_latency: a list of length 1 where link_bw has length 2"),
+    ([1, 2, 3, 4], 500, "link_bw: 4 values, but a topology has at most 3 dimensions"),
+])
+def test_link_lists_that_cannot_be_one_value_per_dimension_are_refused(tmp_path, bw, lat, message):
+    p = write(tmp_path, "c.json", base_cluster() | {"link_bw": bw, "link_latency": lat})
+    with pytest.raises(InputError, match=r"c\.json: " + message):
+        load_cluster(p)
 
 
 def test_negative_memory_is_named(tmp_path):

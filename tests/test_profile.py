@@ -72,6 +72,18 @@ def test_skew_alpha_comes_from_the_fit_table(ref, tp1):
     assert fit.alpha(777, 64, 1000, 100, 4000, 0) == fit.alpha_default
 
 
+def test_every_shipped_skew_fit_loads_whole(ref):
+    """The format checks (labels from meta.yaml, whole chunk sizes and sample counts, no bucket twice)
+    accept every bundle of the reference data, row for row."""
+    bundles = sorted(p.parent for p in (ref / "profiles").glob("*/*/*/*/meta.yaml"))
+    assert bundles
+    for path in bundles:
+        b = load_bundle(path)
+        for tp in b.tp_degrees:
+            fit = b.skew_fit(tp)
+            assert fit is not None and len(fit.table) == len(rows(path / f"tp{tp}" / "skew_fit.csv")), (path, tp)
+
+
 @pytest.mark.parametrize("alpha", [-735.0, -0.5, 0.05, 0.9, 26.9, 1e9])
 def test_skew_corrected_attention_stays_between_all_shortest_and_all_longest(ref, tp1, alpha):
     """Fitted alphas of thin buckets run from -735 to 26.9 in the bundles; whatever alpha a bucket holds,

@@ -5,6 +5,7 @@ GB/s, latencies in ns. The same :class:`ClusterSpec` can be built in Python dire
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 from ..errors import InputError, UnsupportedFeature
 from .power import PowerSpec, parse_power
 from .reader import Section, read_json
+
+log = logging.getLogger(__name__)
 
 # Per-instance keys of the JSON that override engine settings (JSON name -> EngineConfig field).
 INSTANCE_ENGINE_KEYS = {
@@ -253,6 +256,21 @@ def _link_values(s: Section, key: str) -> float | list[float]:
     return s.number(key, minimum=0)
 
 
+def _check_links(top: Section, bw: float | list[float], lat: float | list[float]) -> None:
+    """LLMServingSim reads a list as one value per topology dimension (at most three: TP, PP, DP) and
+    needs one for each dimension; llmss_lab models two links, so say which values it takes."""
+    if isinstance(bw, list) and isinstance(lat, list) and len(bw) != len(lat):
+        raise top.error("link_latency", f"a list of length {len(lat)} where link_bw has length {len(bw)}: LLMServingSim "
+                                        "needs one value of each per topology dimension")
+    for key, v, unit in (("link_bw", bw, "GB/s"), ("link_latency", lat, "ns")):
+        if isinstance(v, list) and len(v) > 3:
+            raise top.error(key, f"{len(v)} values, but a topology has at most 3 dimensions (TP, PP, DP)")
+        if isinstance(v, list) and len(v) == 3:
+            log.warning("%s: %s: llmss_lab uses the first value (%g %s) for links inside a node and the last "
+                        "(%g %s) for links between nodes; the middle one (%g %s, LLMServingSim's PP dimension) is not used",
+                        top.source, key, v[0], unit, v[-1], unit, v[1], unit)
+
+
 def _instance(s: Section) -> InstanceSpec:
     s.reject_unknown(INSTANCE_KEYS)
     npu_mem, util = _memory(s.section("npu_mem"), with_util=True)
@@ -327,4 +345,6 @@ def cluster_from_dict(data: Any, path: str) -> ClusterSpec:
         cxl = CxlSpec(c.number("mem_size", positive=True, maximum=1e7), c.number("mem_bw", positive=True, maximum=1e9),
                       c.number("mem_latency", required=False, default=0, minimum=0),
                       c.integer("num_devices", required=False, default=1, minimum=1, maximum=4096))
-    return ClusterSpec(nodes, _link_values(top, "link_bw"), _link_values(top, "link_latency"), cxl, str(path))
+    bw, lat = _link_values(top, "link_bw"), _link_values(top, "link_latency")
+    _check_links(top, bw, lat)
+    return ClusterSpec(nodes, bw, lat, cxl, str(path))

@@ -38,6 +38,9 @@ MAX_OP_S = 60.0
 # sizes and counts: never negative
 COUNT_COLUMNS = ("tokens", "sequences", "activated_experts", "prefill_chunk", "kv_prefill", "n_decode", "kv_decode",
                  "input", "kv_cache", "tp_size", "batch_size", "kv_cache_size", "prefill_chunk_size", "pc", "n_samples")
+# counts that must also be whole, with their least value: a skew-fit bucket sits at a profiled chunk size and
+# was fitted on at least one sample
+WHOLE_COLUMNS = {"pc": 0, "n_samples": 1}
 
 
 def _bad_value(column: str, x: float) -> str | None:
@@ -46,49 +49,69 @@ def _bad_value(column: str, x: float) -> str | None:
         return f"column {column!r}: a latency must be > 0 and at most {MAX_OP_S:g} s, got {x:g}"
     if column in COUNT_COLUMNS and x < 0:
         return f"column {column!r}: a size or count cannot be negative, got {x:g}"
+    least = WHOLE_COLUMNS.get(column)
+    if least is not None and (x != int(x) or x < least):
+        return f"column {column!r}: expected a whole number >= {least}, got {x:g}"
     return None
 
 
-def read_csv(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
+def _any_bad(x: pd.Series, column: str) -> bool:
+    """Whether any value of a column breaks :func:`_bad_value`'s rules (the fast path's check)."""
+    if column in TIME_COLUMNS and ((x <= 0) | (x * TIME_COLUMNS[column] > MAX_OP_S)).any():
+        return True
+    if column in COUNT_COLUMNS and (x < 0).any():
+        return True
+    least = WHOLE_COLUMNS.get(column)
+    return least is not None and bool(((x % 1 != 0) | (x < least)).any())
+
+
+def read_csv(path: Path, columns: tuple[str, ...], labels: dict[str, list[str]] | None = None,
+             unique: tuple[str, ...] = ()) -> dict[str, list]:
     """Columns of a CSV as lists; numbers parsed, errors name the file, line and column.
 
-    pandas' C parser reads well-formed files fast; anything it rejects, or any value that is not
-    a finite number, is re-read line by line to say exactly where the problem is.
+    ``labels`` gives the values a text column may hold; no two rows may agree on all ``unique``
+    columns. pandas' C parser reads well-formed files fast; anything it rejects, or any value that
+    breaks a rule, is re-read line by line to say exactly where the problem is.
     """
-    df = _read_frame(path, columns)
+    labels = labels or {}
+    df = _read_frame(path, columns, labels, unique)
     if df is None:
-        return _read_csv_slow(path, columns)
-    return {c: [str(v).strip() for v in df[c].tolist()] if c in TEXT_COLUMNS else df[c].tolist()
-            for c in columns}
+        return _read_csv_slow(path, columns, labels, unique)
+    return {c: df[c].tolist() for c in columns}
 
 
 def read_columns(path: Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Numeric columns of a large CSV as float arrays, with :func:`read_csv`'s checks."""
-    df = _read_frame(path, columns)
+    df = _read_frame(path, columns, {}, ())
     if df is None:
-        return {c: np.asarray(v, dtype=float) for c, v in _read_csv_slow(path, columns).items()}
+        return {c: np.asarray(v, dtype=float) for c, v in _read_csv_slow(path, columns, {}, ()).items()}
     return {c: df[c].to_numpy(dtype=float) for c in columns}
 
 
-def _read_frame(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
-    """The file through pandas when it is well formed (every number finite, no negative time), else None."""
+def _read_frame(path: Path, columns: tuple[str, ...], labels: dict[str, list[str]],
+                unique: tuple[str, ...]) -> pd.DataFrame | None:
+    """The file through pandas when it is well formed (every number finite and within its column's
+    rules, every label known, no repeated row), else None."""
     try:
         df = pd.read_csv(path, encoding="utf-8", skipinitialspace=True)
         df.columns = [str(c).strip() for c in df.columns]
         if any(c not in df.columns for c in columns):
             return None
         nums = [c for c in columns if c not in TEXT_COLUMNS]
+        for c in set(columns) - set(nums):
+            df[c] = df[c].astype(str).str.strip()
         arr = df[nums].to_numpy(dtype=float) if nums else np.zeros((len(df), 0))
-        if len(df) and np.isfinite(arr).all() and not any(
-                ((df[c] <= 0) | (df[c] * TIME_COLUMNS[c] > MAX_OP_S)).any() if c in TIME_COLUMNS
-                else (df[c] < 0).any() for c in nums if c in TIME_COLUMNS or c in COUNT_COLUMNS):
+        if (len(df) and np.isfinite(arr).all() and not any(_any_bad(df[c], c) for c in nums)
+                and all(df[c].isin(ok).all() for c, ok in labels.items())
+                and not (unique and df.duplicated(list(unique)).any())):
             return df
     except Exception:  # noqa: BLE001 - any parse problem is located by the careful reader below
         pass
     return None
 
 
-def _read_csv_slow(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
+def _read_csv_slow(path: Path, columns: tuple[str, ...], labels: dict[str, list[str]],
+                   unique: tuple[str, ...]) -> dict[str, list]:
     text = read_text(path)
     reader = csv.reader(text.splitlines())
     try:
@@ -101,6 +124,7 @@ def _read_csv_slow(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
         raise InputError(f"missing column {missing[0]!r} (has {header})", path, "line 1")
     idx = [header.index(c) for c in columns]
     out: dict[str, list] = {c: [] for c in columns}
+    seen: dict[tuple, int] = {}
     for lineno, row in enumerate(reader, start=2):
         if not row or not any(x.strip() for x in row):
             continue
@@ -109,6 +133,9 @@ def _read_csv_slow(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
         for c, i in zip(columns, idx):
             v = row[i].strip()
             if c in TEXT_COLUMNS:
+                if c in labels and v not in labels[c]:
+                    raise InputError(f"column {c!r}: unknown label {v!r} (expected one of {labels[c]})", path,
+                                     f"line {lineno}")
                 out[c].append(v)
                 continue
             try:
@@ -121,6 +148,11 @@ def _read_csv_slow(path: Path, columns: tuple[str, ...]) -> dict[str, list]:
             if why:
                 raise InputError(why, path, f"line {lineno}")
             out[c].append(x)
+        if unique:
+            key = tuple(out[c][-1] for c in unique)
+            if key in seen:
+                raise InputError(f"the same {', '.join(unique)} as line {seen[key]}", path, f"line {lineno}")
+            seen[key] = lineno
     if not out[columns[0]]:
         raise InputError("CSV has a header but no rows", path)
     return out
@@ -330,7 +362,17 @@ class SkewFit:
         return self.table.get(key, self.alpha_default)
 
 
+SKEW_KEY = ("pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label")
+SKEW_AXES = {"n_label": "n", "skew_rate_label": "skew_rate", "kv_big_label": "kv_big", "kp_label": "kp"}
+
+
 def _load_skew(meta: Section, tp: int, path: Path) -> SkewFit | None:
+    """The bundle's skew fit at one TP degree, or None when meta.yaml turns it off or the file is absent.
+
+    Every column of ``skew_fit.csv`` is checked: a label outside meta.yaml's bucket axes, a chunk size
+    or sample count that is not a whole number, or a bucket given twice would otherwise drop or replace
+    a fitted alpha without a word.
+    """
     sf = meta.section("skew_fit", required=False)
     if sf is None or not sf.boolean("enabled", required=False, default=False):
         return None
@@ -341,20 +383,26 @@ def _load_skew(meta: Section, tp: int, path: Path) -> SkewFit | None:
                      if entry is not None else 0.0)
     if not path.is_file():
         return None
-
-    def lst(key: str) -> list:
-        v = axes.data.get(key)
-        if not isinstance(v, list) or not v:
-            raise axes.error(key, "expected a non-empty list")
-        return v
-
-    cols = read_csv(path, ("pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha"))
+    bins = {c: _skew_axis(axes, name) for c, name in SKEW_AXES.items()}
+    cols = read_csv(path, (*SKEW_KEY, "alpha", "n_samples"), labels={c: b[1] for c, b in bins.items()},
+                    unique=SKEW_KEY)
     table = {(float(pc), nl, sl, kl, pl): float(al) for pc, nl, sl, kl, pl, al in
-             zip(cols["pc"], cols["n_label"], cols["skew_rate_label"], cols["kv_big_label"],
-                 cols["kp_label"], cols["alpha"])}
-    return SkewFit(alpha_default, frozenset(float(p) for p in cols["pc"]),
-                   lst("n_bins"), lst("n_labels"), lst("skew_rate_bins"), lst("skew_rate_labels"),
-                   lst("kv_big_bins"), lst("kv_big_labels"), lst("kp_bins"), lst("kp_labels"), table)
+             zip(*(cols[c] for c in SKEW_KEY), cols["alpha"])}
+    (nb, nl), (sb, sl), (kb, kl), (pb, pl) = bins.values()
+    return SkewFit(alpha_default, frozenset(float(p) for p in cols["pc"]), nb, nl, sb, sl, kb, kl, pb, pl, table)
+
+
+def _skew_axis(axes: Section, name: str) -> tuple[list[float], list[str]]:
+    """(bin edges, labels) of one bucket axis: increasing numbers, and one label between each two edges."""
+    edges, labels = axes.data.get(f"{name}_bins"), axes.data.get(f"{name}_labels")
+    numbers = isinstance(edges, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                              and math.isfinite(x) for x in edges)
+    if not numbers or len(edges) < 2 or any(a >= b for a, b in zip(edges, edges[1:])):
+        raise axes.error(f"{name}_bins", f"expected at least two increasing numbers, got {edges!r}")
+    if not isinstance(labels, list) or len(labels) != len(edges) - 1:
+        n = len(labels) if isinstance(labels, list) else 0
+        raise axes.error(f"{name}_labels", f"{n} labels for {len(edges)} bin edges; expected {len(edges) - 1}")
+    return [float(x) for x in edges], [str(x) for x in labels]
 
 
 # ---- a bundle ---------------------------------------------------------------------------------------
@@ -427,6 +475,11 @@ class ProfileBundle:
         if tp not in self._tps:
             self._tps[tp] = _load_tp(self.meta, tp, self.tp_dirs[tp])
         return self._tps[tp]
+
+    def skew_fit(self, tp: int) -> SkewFit | None:
+        """The skew fit of one ``tpN/`` folder alone, checked as :meth:`at_tp` checks it (for
+        ``llmss profile-check``, which reads the timing tables its own way)."""
+        return _load_skew(self.meta, tp, self.tp_dirs[tp] / "skew_fit.csv")
 
 
 def require_layers(profile: LatencyProfile, is_moe: bool) -> None:

@@ -32,7 +32,7 @@ from ..config.reader import Section, read_yaml
 from ..errors import InputError
 from ..files import write_text
 from .ops import OpCost, Shapes
-from .profile import read_csv
+from .profile import load_bundle, read_csv
 from .specs import SPECS_DIR, HardwareSpec, load_specs
 
 log = logging.getLogger(__name__)
@@ -457,6 +457,8 @@ def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_on
     test = []
     for d, hw, m, t in picked:
         test += bundle_samples(d, model_config(root, m), specs[hw], t, f"{hw}/{m}/tp{t}")
+        if (d.parent / "meta.yaml").is_file():      # a current bundle: its skew fit is part of the profile too
+            load_bundle(d.parent).skew_fit(t)
     if leave_one_out:
         eff = fit(leave_out(all_samples(root, specs), hardware, model), specs)
     else:
