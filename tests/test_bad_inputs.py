@@ -331,6 +331,33 @@ def test_skew_fit_labels_must_match_the_bins_of_meta_yaml(ref, tmp_path):
         load_bundle(root / BUNDLE).at_tp(1)
 
 
+def test_a_skew_table_that_meta_yaml_names_must_be_there(ref, tmp_path):
+    """Was: the missing table silently turned the whole correction off, alpha_default included."""
+    root = overlay(ref, tmp_path, f"{BUNDLE}/tp1/skew_fit.csv", None)
+    with pytest.raises(InputError, match=r"meta.yaml: skew_fit.per_tp.1.bucket_table: names 'tp1/skew_fit.csv', "
+                                         r"but .*tp1/skew_fit.csv is missing"):
+        load_bundle(root / BUNDLE).at_tp(1)
+
+
+def test_without_a_skew_table_every_bucket_takes_alpha_default(ref, tmp_path):
+    """LLMServingSim's order: the table's alpha, else the TP degree's alpha_default, else none."""
+    meta = (ref / BUNDLE / "meta.yaml").read_text()
+    assert meta.count("bucket_table: tp1/skew_fit.csv") == 1
+    edited = tmp_path / "meta.yaml"
+    edited.write_text(meta.replace("      bucket_table: tp1/skew_fit.csv\n", ""))
+    assert "tp1/skew_fit.csv" not in edited.read_text()
+    root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", edited)
+    tp1 = root / BUNDLE / "tp1"
+    tp1.unlink()
+    tp1.mkdir()
+    for entry in (ref / BUNDLE / "tp1").iterdir():
+        if entry.name != "skew_fit.csv":
+            (tp1 / entry.name).symlink_to(entry)
+    fit = load_bundle(root / BUNDLE).at_tp(1).skew
+    assert fit is not None and fit.table == {} and fit.alpha_default == pytest.approx(0.0543)
+    assert fit.alpha(0, 64, 1000, 100, 4000, 0) == pytest.approx(0.0543)
+
+
 def test_profile_check_reads_the_skew_fit(ref, tmp_path, capsys):
     """profile-check reads every table of the bundle, so a skew fit a simulation would refuse fails it too."""
     root = overlay(ref, tmp_path, f"{BUNDLE}/tp1/skew_fit.csv", CORPUS / "profile/skew_fit_alpha_not_numeric.csv")

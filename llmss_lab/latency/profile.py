@@ -367,7 +367,9 @@ SKEW_AXES = {"n_label": "n", "skew_rate_label": "skew_rate", "kv_big_label": "kv
 
 
 def _load_skew(meta: Section, tp: int, path: Path) -> SkewFit | None:
-    """The bundle's skew fit at one TP degree, or None when meta.yaml turns it off or the file is absent.
+    """The bundle's skew fit at one TP degree, or None when meta.yaml turns it off or leaves nothing to
+    apply. Without a table every bucket takes the TP degree's ``alpha_default``, as LLMServingSim does;
+    a table that meta.yaml names but the bundle lacks is an error (the bundle is incomplete).
 
     Every column of ``skew_fit.csv`` is checked: a label outside meta.yaml's bucket axes, a chunk size
     or sample count that is not a whole number, or a bucket given twice would otherwise drop or replace
@@ -381,9 +383,13 @@ def _load_skew(meta: Section, tp: int, path: Path) -> SkewFit | None:
     entry = per_tp and (per_tp.data.get(tp) or per_tp.data.get(str(tp)))
     alpha_default = (Section.of(entry, meta.source, per_tp.key(str(tp))).number("alpha_default", False, 0.0)
                      if entry is not None else 0.0)
-    if not path.is_file():
-        return None
     bins = {c: _skew_axis(axes, name) for c, name in SKEW_AXES.items()}
+    if not path.is_file():
+        if entry is not None and "bucket_table" in entry:
+            raise per_tp.error(f"{tp}.bucket_table", f"names {entry['bucket_table']!r}, but {path} is missing")
+        if not alpha_default:
+            return None
+        return SkewFit(alpha_default, frozenset(), *(x for b in bins.values() for x in b))
     cols = read_csv(path, (*SKEW_KEY, "alpha", "n_samples"), labels={c: b[1] for c, b in bins.items()},
                     unique=SKEW_KEY)
     table = {(float(pc), nl, sl, kl, pl): float(al) for pc, nl, sl, kl, pl, al in
