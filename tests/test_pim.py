@@ -142,6 +142,12 @@ def test_bad_ini_structure(tmp_path):
         PimDevice.from_ini(p)
     assert e.value.source == str(p) and e.value.where.startswith("line ")
 
+    p = tmp_path / "one_long_line.ini"      # a path given by mistake: the message quotes it cut short
+    p.write_text("x" * 5000 + "\n")
+    with pytest.raises(InputError) as e:
+        PimDevice.from_ini(p)
+    assert (e.value.where, e.value.message) == ("line 1", f"expected 'key = value', got {'x' * 60 + '...'!r}")
+
 
 def test_missing_and_non_utf8_file(tmp_path):
     missing = tmp_path / "nope.ini"

@@ -54,6 +54,11 @@ _REAL_KEYS = ("channel_size", "data_rate", "CL", "tCK", "idle_power", "peak_powe
 _SECTION = re.compile(r"\[([^\]]*)\]$")
 
 
+def _quoted(line: str, limit: int = 60) -> str:
+    """A line of the file for an error message, cut short: a path given by mistake may name any text file."""
+    return repr(line if len(line) <= limit else line[:limit] + "...")
+
+
 def parse_ini(path: str | Path) -> dict[str, tuple[str, int]]:
     """Flatten a DRAMSim3 INI into ``{key: (value, line)}``.
 
@@ -70,12 +75,12 @@ def parse_ini(path: str | Path) -> dict[str, tuple[str, int]]:
             continue
         if line.startswith("["):
             if not _SECTION.match(line):
-                raise InputError(f"malformed section header {line!r}", path, f"line {lineno}")
+                raise InputError(f"malformed section header {_quoted(line)}", path, f"line {lineno}")
             continue
         key, sep, value = line.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key:
-            raise InputError(f"expected 'key = value', got {line!r}", path, f"line {lineno}")
+            raise InputError(f"expected 'key = value', got {_quoted(line)}", path, f"line {lineno}")
         if key in out:
             raise InputError(f"key given twice (lines {out[key][1]} and {lineno})", path, key)
         out[key] = (value, lineno)
