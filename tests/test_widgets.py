@@ -161,3 +161,81 @@ def test_a_what_if_against_a_profiled_baseline_is_flagged(explorer):
     assert "one run used a measured profile and the other the analytical model" in ex.summary.value
     ex.controls["latency"].value = "profile"
     assert ex.run() is None and "cannot be scaled" in ex.status.value
+
+
+def test_a_failed_run_marks_the_plots_stale_until_a_run_succeeds(explorer):
+    ex = explorer
+    ex.run_button.click()
+    first, plots = ex.result, ex.plots.children
+    assert ex.stale.value == ""
+    ex.controls["npu_mem_gib"].value = 4.0               # no room for the KV cache: the run fails
+    ex.run_button.click()
+    assert "Cannot run" in ex.status.value
+    assert ex.result is first and ex.plots.children == plots     # the old plots stay on show...
+    assert "Not these settings" in ex.stale.value                # ...marked as the last successful run's
+    assert f"at {ex.shown_at}" in ex.stale.value and "NPU memory (GiB) 96.0 (tried 4.0)" in ex.stale.value
+    assert ex.view.children.index(ex.stale) < ex.view.children.index(ex.summary)   # above the table too
+    ex.controls["npu_mem_gib"].value = 96.0
+    ex.run_button.click()
+    assert ex.result is not first and ex.stale.value == ""
+
+
+def test_an_interrupted_run_marks_the_plots_stale(explorer, monkeypatch):
+    ex = explorer
+    ex.run()
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Scenario, "run", interrupted)
+    ex.controls["max_num_seqs"].value = 4
+    with pytest.raises(KeyboardInterrupt):
+        ex.run()
+    assert "Interrupted" in ex.status.value and "max num seqs 128 (tried 4)" in ex.stale.value
+
+
+def test_no_stale_mark_without_earlier_plots(explorer):
+    ex = explorer
+    ex.controls["tp"].options = [(str(t), t) for t in (1, 3)]
+    ex.controls["tp"].value = 3
+    assert ex.run() is None and ex.stale.value == ""
+
+
+@pytest.mark.parametrize(("control", "value", "label"), [
+    ("npu_mem_gib", 4.0, "NPU memory (GiB)"),                 # the built cluster's nodes[0].instances[0].npu_mem.mem_size
+    ("attn_offload", True, "PIM device"),                     # nodes[0].cpu_mem.pim_config: no PIM device picked
+    ("input_len", "bimodal", "input len"),                   # a Scenario field
+])
+def test_a_bad_value_names_the_control(explorer, control, value, label):
+    ex = explorer
+    ex.controls[control].value = value
+    assert ex.run() is None
+    assert f"check <b>{label}</b>" in ex.status.value, ex.status.value
+
+
+def test_a_bad_tp_names_the_control_and_its_tab(explorer):
+    ex = explorer
+    ex.controls["tp"].options = [(str(t), t) for t in (1, 3)]   # as a loaded scenario's value outside the catalog
+    ex.controls["tp"].value = 3
+    assert ex.run() is None
+    assert "check <b>TP</b> (Cluster shape tab)" in ex.status.value
+    assert "nodes[0].instances[0].tp_size" in ex.status.value      # the key is still given
+
+
+def test_a_cluster_file_key_is_not_blamed_on_a_disabled_control(explorer, tmp_path):
+    """With a cluster file chosen, the TP control is disabled: the error names the file's key, not TP."""
+    ex = explorer
+    cfg = json.loads(ex.catalog.cluster_configs["single_node_single_instance"].read_text())
+    cfg["nodes"][0]["instances"][0].update(tp_size=3, num_npus=3)
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    ex.controls["cluster_config"].value = str(tmp_path / "c.json")
+    assert ex.run() is None and "nodes[0].instances[0].tp_size" in ex.status.value
+    assert "check" not in ex.status.value, ex.status.value
+
+
+def test_save_scenario_names_the_control(explorer, tmp_path):
+    ex = explorer
+    ex.controls["rate"].value = float("nan")
+    ex.scenario_path.value = str(tmp_path / "s.json")
+    assert ex.save_scenario() is None
+    assert "check <b>rate (req/s)</b> (Workload tab)" in ex.status.value and "rate: must be" in ex.status.value

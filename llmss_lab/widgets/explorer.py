@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -53,6 +54,21 @@ LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU bandwidth (GB/s)
           "attn_offload": "attention on PIM", "sub_batch_interleaving": "sub-batch interleaving",
           "power": "power model", "latency": "latency model", "what_if_mem_bw": "what if: memory BW x",
           "what_if_flops": "what if: peak FLOP/s x"}
+# the keys an error can name for a value a control sets, other than a Scenario field (which names its control
+# itself): the cluster config the controls build (list indices written []) and the run settings; a control that
+# writes a new key adds one entry, so the status line can name the control a user sees
+KEY_CONTROLS: dict[str, tuple[str, ...]] = {
+    "nodes[].instances[].hardware": ("hardware",), "nodes[].instances[].model_name": ("model",),
+    "nodes[].instances[].npu_mem.mem_size": ("npu_mem_gib",), "nodes[].instances[].npu_mem.mem_bw": ("npu_mem_bw",),
+    "nodes[].instances[].tp_size": ("tp",), "nodes[].instances[].pp_size": ("pp",),
+    "nodes[].instances[].ep_size": ("ep",), "nodes[].instances[].dp_group": ("dp",),
+    "nodes[].instances[].pd_type": ("prefill_instances",), "nodes[].instances[].placement": ("weights_on",),
+    "nodes[].instances[].enable_attn_offloading": ("attn_offload",),
+    "nodes[].instances[].enable_sub_batch_interleaving": ("sub_batch_interleaving",),
+    "nodes[].cpu_mem.mem_size": ("cpu_mem_gib",), "nodes[].cpu_mem.mem_bw": ("cpu_mem_bw",),
+    "nodes[].cpu_mem.pim_config": ("pim_device",), "nodes[].power": ("power",),
+    "cxl_mem": ("cxl_mem_gib",), "cxl_mem.mem_size": ("cxl_mem_gib",), "cxl_mem.mem_bw": ("cxl_mem_bw",),
+    "cxl_mem.num_devices": ("cxl_devices",), "what_if": ("what_if_mem_bw", "what_if_flops")}
 BOUNDS: dict[str, tuple[float, float]] = {
     "npu_mem_gib": (1, 4096), "npu_mem_bw": (1, 1e6), "instances": (1, 64), "dp": (1, 16), "pp": (1, 16),
     "ep": (1, 64), "prefill_instances": (0, 63), "max_num_seqs": (1, 4096), "max_num_batched_tokens": (16, 1 << 20),
@@ -63,6 +79,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 LATENCY_CHOICES = [("auto: profile where one exists", "auto"), ("measured profile", "profile"),
                    ("analytical (roofline)", "analytical")]
 SPEC_TPS = (1, 2, 4, 8)      # TP degrees offered for hardware known only by its spec
+TAB_OF = {k: tab for tab, keys in GROUPS.items() for k in keys}
 
 
 class Explorer:
@@ -77,6 +94,7 @@ class Explorer:
         self.baseline: Results | None = None
         self.baseline_scenario: Scenario | None = None
         self.scenario_shown: Scenario | None = None   # the scenario of ``result``
+        self.shown_at = ""             # when ``result`` was run (HH:MM:SS), for the stale-plots note
         self.figures = None            # the Bokeh layout on show
         self.last_wall_s = float("nan")
         self.controls: dict[str, w.ValueWidget] = {f.name: self._control(f.name, f.type) for f in fields(Scenario)}
@@ -91,6 +109,7 @@ class Explorer:
         self.keep_button = w.Button(description="Keep as baseline", icon="thumb-tack", disabled=True)
         self.clear_button = w.Button(description="Clear baseline", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=1, description="requests", bar_style="info")
+        self.stale = w.HTML()          # a note while the table and plots are an earlier run's (the last failed)
         self.summary = w.HTML()
         self.plots = w.Box(layout=w.Layout(width="100%"))
         self.results_path = w.Text(value="llmss_results.nc", description="results file")
@@ -110,6 +129,7 @@ class Explorer:
             tabs,
             w.HBox([self.run_button, self.progress, self.keep_button, self.clear_button]),
             self.status,
+            self.stale,
             self.summary,
             self.plots,
             w.HBox([self.results_path, self.save_results_button, self.scenario_path, self.save_scenario_button]),
@@ -248,19 +268,24 @@ class Explorer:
 
             self.result = scen.run(self.reference_dir, tick, workload=workload)
         except LlmssError as exc:
-            self.status.value = f"<span style='color:#b00'><b>Cannot run:</b> {html.escape(str(exc))}</span>"
+            self.status.value = (f"<span style='color:#b00'><b>Cannot run:</b> {self._controls_of(exc, scen)}"
+                                 f"{html.escape(str(exc))}</span>")
+            self._mark_stale(scen)
             return None
         except Exception as exc:   # a bug in the kit: keep the panel alive, log the traceback
             log.exception("simulation failed")
             self.status.value = (f"<span style='color:#b00'><b>Internal error</b> ({type(exc).__name__}: "
                                  f"{html.escape(str(exc))}); please report it with the saved scenario.</span>")
+            self._mark_stale(scen)
             return None
         except KeyboardInterrupt:   # the kernel's interrupt button: say so, and let the interrupt go on
             self.status.value = "Interrupted: the plots still show the previous run."
+            self._mark_stale(scen)
             raise
         finally:
             self.run_button.disabled = False
-        self.scenario_shown = scen
+        self.scenario_shown, self.shown_at = scen, time.strftime("%H:%M:%S")
+        self.stale.value = ""
         self._render()
         self.last_wall_s = time.perf_counter() - t0
         a = self.result.attrs
@@ -271,6 +296,33 @@ class Explorer:
         self.keep_button.disabled = False
         self.save_results_button.disabled = False
         return self.result
+
+    def _label(self, name: str) -> str:
+        """A control's label as the user sees it (not the Scenario field name)."""
+        return self.controls[name].description
+
+    def _controls_of(self, exc: Exception, scen: Scenario) -> str:
+        """The controls (label and tab) behind the key an error names, as HTML, since a user sees sliders,
+        not the config they build; "" for a key no control sets, or one a chosen cluster file sets instead."""
+        where = exc.where if isinstance(exc, InputError) and exc.where else ""
+        key = re.sub(r"\[\d+\]", "[]", where)
+        names = (key,) if key in self.controls else KEY_CONTROLS.get(key, ())
+        names = tuple(n for n in names if not (scen.cluster_config and n in SHAPE_KEYS))
+        if not names:
+            return ""
+        shown = ", ".join(f"<b>{html.escape(self._label(n))}</b> ({html.escape(TAB_OF[n])} tab)" for n in names)
+        return f"check {shown}. "
+
+    def _mark_stale(self, tried: Scenario) -> None:
+        """After a failed or interrupted run, say that the table and plots are the last successful run's,
+        so they are not read as the answer to the settings just tried."""
+        if self.result is None or self.scenario_shown is None:
+            return
+        a, b = self.scenario_shown.to_dict(), tried.to_dict()
+        diff = ", ".join(f"{self._label(k)} {a[k]!r} (tried {b[k]!r})" for k in a if a[k] != b[k])
+        self.stale.value = ("<div style='border-left:4px solid #b00;background:#fff4e5;padding:2px 8px'>"
+                            "<b>Not these settings:</b> the table and plots below are from the last successful run, "
+                            f"at {self.shown_at}, with {html.escape(diff or 'the same settings')}.</div>")
 
     def _render(self) -> None:
         from jupyter_bokeh.widgets import BokehModel   # imports Bokeh's Jupyter glue: only once there is a result
@@ -332,7 +384,8 @@ class Explorer:
                 raise InputError("is a folder; give a file name", target, f"{what} file")
             out = write(target)
         except (LlmssError, OSError, ValueError) as exc:
-            self.status.value = f"<span style='color:#b00'><b>Cannot save {what}:</b> {html.escape(str(exc))}</span>"
+            self.status.value = (f"<span style='color:#b00'><b>Cannot save {what}:</b> "
+                                 f"{self._controls_of(exc, self.scenario())}{html.escape(str(exc))}</span>")
             return None
         self.status.value = f"Saved the {what} to <code>{html.escape(str(out))}</code>."
         return out
