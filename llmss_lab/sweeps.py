@@ -500,6 +500,7 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
         raise InputError(f"must be a finite number >= {MIN_REL_TOL:g} (0.05: within 5%), got {rel_tol!r}",
                          "capacity", "rel_tol (--rel-tol)")
     rel_tol = tol
+    _check_cluster_args(client, n_workers, "capacity")   # before the progress bar opens
     dims, points = expand(base, grid if grid is not None else [{}], grid_source)
     ref = str(resolve_reference_dir(reference_dir))
     n = len(points)

@@ -62,6 +62,15 @@ def test_malformed_scheduler_addresses_are_named(address, ref):
     assert "--dask-scheduler" in exc.value.where and repr(address) in str(exc.value)
 
 
+def test_a_refused_dask_argument_leaves_no_progress_bar_behind(ref, capsys):
+    """The check runs before capacity's bar opens: the error is the only thing printed."""
+    with pytest.raises(InputError, match="--workers"):
+        ll.capacity(BASE, SLO(ttft_ms=100), n_workers=0, reference_dir=ref, progress=True)
+    with pytest.raises(InputError, match="--dask-scheduler"):
+        ll.sweep(BASE, {"tp": [1]}, client="notanaddress", reference_dir=ref, progress=True)
+    assert capsys.readouterr().err == ""
+
+
 def test_a_scheduler_without_workers_is_an_error_not_a_hang(ref, monkeypatch):
     monkeypatch.setattr(sweeps, "WORKER_WAIT_S", 1.0)
     port = free_port()
