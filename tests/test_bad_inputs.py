@@ -358,6 +358,30 @@ def test_without_a_skew_table_every_bucket_takes_alpha_default(ref, tmp_path):
     assert fit.alpha(0, 64, 1000, 100, 4000, 0) == pytest.approx(0.0543)
 
 
+def test_the_skew_table_is_the_file_meta_yaml_names(ref, tmp_path):
+    """bucket_table is read relative to the bundle, as LLMServingSim reads it; a null one names no table."""
+    meta = (ref / BUNDLE / "meta.yaml").read_text()
+    real = ref / BUNDLE / "tp1" / "skew_fit.csv"
+    lines = real.read_text().splitlines(keepends=True)
+    renamed = tmp_path / "fit_v2.csv"
+    renamed.write_text("".join(lines[:2]))                 # the header and one bucket
+    edited = tmp_path / "meta.yaml"
+    edited.write_text(meta.replace("bucket_table: tp1/skew_fit.csv", "bucket_table: tp1/fit_v2.csv"))
+    root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", edited)
+    tp1 = root / BUNDLE / "tp1"
+    tp1.unlink()
+    tp1.mkdir()
+    for entry in (ref / BUNDLE / "tp1").iterdir():
+        (tp1 / entry.name).symlink_to(entry)
+    (tp1 / "fit_v2.csv").symlink_to(renamed)
+    assert len(load_bundle(root / BUNDLE).at_tp(1).skew.table) == 1      # not the 3,9xx rows of skew_fit.csv
+
+    edited.write_text(meta.replace("bucket_table: tp1/skew_fit.csv", "bucket_table: null"))
+    (tp1 / "skew_fit.csv").unlink()
+    fit = load_bundle(root / BUNDLE).at_tp(1).skew
+    assert fit.table == {} and fit.alpha_default == pytest.approx(0.0543)
+
+
 def test_profile_check_reads_the_skew_fit(ref, tmp_path, capsys):
     """profile-check reads every table of the bundle, so a skew fit a simulation would refuse fails it too."""
     root = overlay(ref, tmp_path, f"{BUNDLE}/tp1/skew_fit.csv", CORPUS / "profile/skew_fit_alpha_not_numeric.csv")

@@ -366,10 +366,12 @@ SKEW_KEY = ("pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label")
 SKEW_AXES = {"n_label": "n", "skew_rate_label": "skew_rate", "kv_big_label": "kv_big", "kp_label": "kp"}
 
 
-def _load_skew(meta: Section, tp: int, path: Path) -> SkewFit | None:
+def _load_skew(meta: Section, tp: int, tp_dir: Path) -> SkewFit | None:
     """The bundle's skew fit at one TP degree, or None when meta.yaml turns it off or leaves nothing to
-    apply. Without a table every bucket takes the TP degree's ``alpha_default``, as LLMServingSim does;
-    a table that meta.yaml names but the bundle lacks is an error (the bundle is incomplete).
+    apply. The table is the file ``per_tp.N.bucket_table`` names (relative to the bundle), else
+    ``tpN/skew_fit.csv``; without one every bucket takes the TP degree's ``alpha_default``. A table
+    that meta.yaml names but the bundle lacks is an error (LLMServingSim only warns): the bundle is
+    incomplete, and its fitted alphas would silently be lost.
 
     Every column of ``skew_fit.csv`` is checked: a label outside meta.yaml's bucket axes, a chunk size
     or sample count that is not a whole number, or a bucket given twice would otherwise drop or replace
@@ -381,12 +383,14 @@ def _load_skew(meta: Section, tp: int, path: Path) -> SkewFit | None:
     axes = sf.section("bucket_axes")
     per_tp = sf.section("per_tp", required=False)
     entry = per_tp and (per_tp.data.get(tp) or per_tp.data.get(str(tp)))
-    alpha_default = (Section.of(entry, meta.source, per_tp.key(str(tp))).number("alpha_default", False, 0.0)
-                     if entry is not None else 0.0)
+    tp_meta = Section.of(entry, meta.source, per_tp.key(str(tp))) if entry is not None else None
+    alpha_default = tp_meta.number("alpha_default", False, 0.0) if tp_meta else 0.0
+    named = tp_meta.string("bucket_table", required=False) if tp_meta else None
+    path = tp_dir.parent / named if named else tp_dir / "skew_fit.csv"
     bins = {c: _skew_axis(axes, name) for c, name in SKEW_AXES.items()}
     if not path.is_file():
-        if entry is not None and "bucket_table" in entry:
-            raise per_tp.error(f"{tp}.bucket_table", f"names {entry['bucket_table']!r}, but {path} is missing")
+        if named:
+            raise tp_meta.error("bucket_table", f"names {named!r}, but {path} is missing")
         if not alpha_default:
             return None
         return SkewFit(alpha_default, frozenset(), *(x for b in bins.values() for x in b))
@@ -485,7 +489,7 @@ class ProfileBundle:
     def skew_fit(self, tp: int) -> SkewFit | None:
         """The skew fit of one ``tpN/`` folder alone, checked as :meth:`at_tp` checks it (for
         ``llmss profile-check``, which reads the timing tables its own way)."""
-        return _load_skew(self.meta, tp, self.tp_dirs[tp] / "skew_fit.csv")
+        return _load_skew(self.meta, tp, self.tp_dirs[tp])
 
 
 def require_layers(profile: LatencyProfile, is_moe: bool) -> None:
@@ -512,7 +516,7 @@ def _load_tp(meta: Section, tp: int, d: Path) -> LatencyProfile:
         dense=_layer_table(d / "dense.csv", "tokens"),
         per_sequence=_layer_table(d / "per_sequence.csv", "sequences"),
         attention=AttentionTable.load(d / "attention.csv"),
-        skew=_load_skew(meta, tp, d / "skew_fit.csv"),
+        skew=_load_skew(meta, tp, d),
         moe=moe,
         source=str(d),
     )
