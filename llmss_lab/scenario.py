@@ -38,6 +38,9 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
 }
 
 
+BUILT_CLUSTER = "scenario (built cluster)"   # the source errors name for the config a scenario builds
+
+
 @dataclass(frozen=True)
 class Scenario:
     # hardware and model
@@ -206,7 +209,7 @@ class Scenario:
     def cluster(self, reference_dir: str | Path | None = None) -> ClusterSpec:
         if self.cluster_config:
             return load_cluster(self._find(self.cluster_config, reference_dir, "cluster_config"))
-        return cluster_from_dict(self.cluster_json(reference_dir), "scenario (built cluster)")
+        return cluster_from_dict(self.cluster_json(reference_dir), BUILT_CLUSTER)
 
     def workload(self, reference_dir: str | Path | None = None) -> Workload:
         self.validate()

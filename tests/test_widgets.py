@@ -203,6 +203,7 @@ def test_no_stale_mark_without_earlier_plots(explorer):
 
 @pytest.mark.parametrize(("control", "value", "label"), [
     ("npu_mem_gib", 4.0, "NPU memory (GiB)"),                 # the built cluster's nodes[0].instances[0].npu_mem.mem_size
+    ("gpu_memory_utilization", 0.05, "gpu memory utilization"),   # the same key: either control can fix it
     ("attn_offload", True, "PIM device"),                     # nodes[0].cpu_mem.pim_config: no PIM device picked
     ("input_len", "bimodal", "input len"),                   # a Scenario field
 ])
@@ -210,7 +211,7 @@ def test_a_bad_value_names_the_control(explorer, control, value, label):
     ex = explorer
     ex.controls[control].value = value
     assert ex.run() is None
-    assert f"check <b>{label}</b>" in ex.status.value, ex.status.value
+    assert f"<b>{label}</b>" in ex.status.value and "check <b>" in ex.status.value, ex.status.value
 
 
 def test_a_bad_tp_names_the_control_and_its_tab(explorer):
@@ -230,6 +231,19 @@ def test_a_cluster_file_key_is_not_blamed_on_a_disabled_control(explorer, tmp_pa
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     ex.controls["cluster_config"].value = str(tmp_path / "c.json")
     assert ex.run() is None and "nodes[0].instances[0].tp_size" in ex.status.value
+    assert "check" not in ex.status.value, ex.status.value
+
+
+def test_a_cluster_file_key_is_not_blamed_on_an_enabled_control_either(explorer, tmp_path):
+    """The file's per-instance switches win over the memory-tab checkboxes, so its error names no control
+    (was: "check sub-batch interleaving" while that box was unticked)."""
+    ex = explorer
+    cfg = json.loads(ex.catalog.cluster_configs["single_node_single_instance"].read_text())
+    cfg["nodes"][0]["instances"][0]["enable_sub_batch_interleaving"] = True
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    ex.controls["cluster_config"].value = str(tmp_path / "c.json")
+    assert ex.controls["sub_batch_interleaving"].value is False
+    assert ex.run() is None and "enable_sub_batch_interleaving" in ex.status.value
     assert "check" not in ex.status.value, ex.status.value
 
 

@@ -27,7 +27,7 @@ from ..kernel.simulator import KV_TRANSFERS
 from ..latency.specs import load_specs
 from ..reference import resolve_reference_dir
 from ..results.dataset import Results
-from ..scenario import WEIGHT_TIERS, Scenario
+from ..scenario import BUILT_CLUSTER, WEIGHT_TIERS, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU bandwidth (GB/s)
 # writes a new key adds one entry, so the status line can name the control a user sees
 KEY_CONTROLS: dict[str, tuple[str, ...]] = {
     "nodes[].instances[].hardware": ("hardware",), "nodes[].instances[].model_name": ("model",),
-    "nodes[].instances[].npu_mem.mem_size": ("npu_mem_gib",), "nodes[].instances[].npu_mem.mem_bw": ("npu_mem_bw",),
+    "nodes[].instances[].npu_mem.mem_size": ("npu_mem_gib", "gpu_memory_utilization"), "nodes[].instances[].npu_mem.mem_bw": ("npu_mem_bw",),
     "nodes[].instances[].tp_size": ("tp",), "nodes[].instances[].pp_size": ("pp",),
     "nodes[].instances[].ep_size": ("ep",), "nodes[].instances[].dp_group": ("dp",),
     "nodes[].instances[].pd_type": ("prefill_instances",), "nodes[].instances[].placement": ("weights_on",),
@@ -306,7 +306,12 @@ class Explorer:
         not the config they build; "" for a key no control sets, or one a chosen cluster file sets instead."""
         where = exc.where if isinstance(exc, InputError) and exc.where else ""
         key = re.sub(r"\[\d+\]", "[]", where)
-        names = (key,) if key in self.controls else KEY_CONTROLS.get(key, ())
+        if key in self.controls:
+            names: tuple[str, ...] = (key,)
+        elif exc.source == BUILT_CLUSTER or not key.startswith(("nodes[", "cxl_mem")):
+            names = KEY_CONTROLS.get(key, ())
+        else:                  # a key of the chosen cluster file: the file set it, whatever the controls say
+            names = ()
         names = tuple(n for n in names if not (scen.cluster_config and n in SHAPE_KEYS))
         if not names:
             return ""
