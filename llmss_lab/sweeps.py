@@ -336,7 +336,6 @@ def _client(client: Any, n_workers: int | None, n_tasks: int, source: str = "swe
     """The given Client, a Client on a scheduler address, or a LocalCluster of worker processes."""
     from distributed import Client, LocalCluster
 
-    _check_cluster_args(client, n_workers, source)
     if client is None:
         n = n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
         # processes: the kernel is pure Python, so threads would share one GIL; the dashboard on a free
@@ -423,7 +422,7 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     (its file) in error messages.
     """
     dims, points = expand(base, grid, grid_source)
-    _check_cluster_args(client, n_workers, "sweep")   # here too: a fully resumed sweep never opens a client
+    _check_cluster_args(client, n_workers, "sweep")   # up front: a fully resumed sweep never opens a client
     ref = str(resolve_reference_dir(reference_dir))
     results: list[dict | None] = [None] * len(points)
     if resume:
@@ -500,7 +499,7 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
         raise InputError(f"must be a finite number >= {MIN_REL_TOL:g} (0.05: within 5%), got {rel_tol!r}",
                          "capacity", "rel_tol (--rel-tol)")
     rel_tol = tol
-    _check_cluster_args(client, n_workers, "capacity")   # before the progress bar opens
+    _check_cluster_args(client, n_workers, "capacity")   # up front: before the progress bar opens
     dims, points = expand(base, grid if grid is not None else [{}], grid_source)
     ref = str(resolve_reference_dir(reference_dir))
     n = len(points)

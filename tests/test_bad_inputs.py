@@ -339,6 +339,16 @@ def test_a_skew_table_that_meta_yaml_names_must_be_there(ref, tmp_path):
         load_bundle(root / BUNDLE).at_tp(1)
 
 
+def _own_tp1(ref: Path, root: Path) -> Path:
+    """Make the overlay's tp1/ a folder of its own (links to each reference file), so files can be added or removed."""
+    tp1 = root / BUNDLE / "tp1"
+    tp1.unlink()
+    tp1.mkdir()
+    for entry in (ref / BUNDLE / "tp1").iterdir():
+        (tp1 / entry.name).symlink_to(entry)
+    return tp1
+
+
 def test_without_a_skew_table_every_bucket_takes_alpha_default(ref, tmp_path):
     """LLMServingSim's order: the table's alpha, else the TP degree's alpha_default, else none."""
     meta = (ref / BUNDLE / "meta.yaml").read_text()
@@ -347,12 +357,7 @@ def test_without_a_skew_table_every_bucket_takes_alpha_default(ref, tmp_path):
     edited.write_text(meta.replace("      bucket_table: tp1/skew_fit.csv\n", ""))
     assert "tp1/skew_fit.csv" not in edited.read_text()
     root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", edited)
-    tp1 = root / BUNDLE / "tp1"
-    tp1.unlink()
-    tp1.mkdir()
-    for entry in (ref / BUNDLE / "tp1").iterdir():
-        if entry.name != "skew_fit.csv":
-            (tp1 / entry.name).symlink_to(entry)
+    (_own_tp1(ref, root) / "skew_fit.csv").unlink()
     fit = load_bundle(root / BUNDLE).at_tp(1).skew
     assert fit is not None and fit.table == {} and fit.alpha_default == pytest.approx(0.0543)
     assert fit.alpha(0, 64, 1000, 100, 4000, 0) == pytest.approx(0.0543)
@@ -368,11 +373,7 @@ def test_the_skew_table_is_the_file_meta_yaml_names(ref, tmp_path):
     edited = tmp_path / "meta.yaml"
     edited.write_text(meta.replace("bucket_table: tp1/skew_fit.csv", "bucket_table: tp1/fit_v2.csv"))
     root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", edited)
-    tp1 = root / BUNDLE / "tp1"
-    tp1.unlink()
-    tp1.mkdir()
-    for entry in (ref / BUNDLE / "tp1").iterdir():
-        (tp1 / entry.name).symlink_to(entry)
+    tp1 = _own_tp1(ref, root)
     (tp1 / "fit_v2.csv").symlink_to(renamed)
     assert len(load_bundle(root / BUNDLE).at_tp(1).skew.table) == 1      # not the 3,9xx rows of skew_fit.csv
 
