@@ -1,12 +1,13 @@
 """``llmss lab``: open JupyterLab on the quickstart notebook (the explorer)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, LlmssError
 from .reference import resolve_reference_dir
 
 QUICKSTART = "00_quickstart.ipynb"
@@ -40,10 +41,20 @@ def lab_command(port: int | None = None, no_browser: bool = False, notebook: str
 
 def launch(port: int | None = None, no_browser: bool = False, reference_dir: str | None = None,
            notebook: str = QUICKSTART) -> int:
-    """Run JupyterLab until it is stopped; kernels find the reference data and load BokehJS inline."""
+    """Run JupyterLab until it is stopped; kernels find the reference data and load BokehJS inline.
+
+    On POSIX this process becomes JupyterLab (exec), so a signal that stops it stops the server
+    too, instead of leaving an orphan holding the port."""
     env = dict(os.environ, LLMSS_REFERENCE_DIR=str(resolve_reference_dir(reference_dir)), BOKEH_RESOURCES="inline")
     cmd = lab_command(port, no_browser, notebook)
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise LlmssError(f"JupyterLab is not installed in this Python ({sys.executable}); install the kit with "
+                         "`python -m pip install -e .`")
     if "--no-browser" in cmd:
         print("JupyterLab is starting; open the http://127.0.0.1:... URL it prints below (Ctrl-C stops it).",
               file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execve(cmd[0], cmd, env)
     return subprocess.call(cmd, env=env)

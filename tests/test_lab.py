@@ -53,3 +53,6 @@ def test_llmss_lab_serves_the_quickstart(ref, tmp_path):
         assert info["name"] == QUICKSTART and info["type"] == "notebook"
     finally:
         stop(proc)
+    # stopping `llmss lab` stops JupyterLab too: no orphan left serving the port
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=2)
