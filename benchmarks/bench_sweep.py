@@ -23,12 +23,10 @@ def warm(reference_dir: str) -> None:
 
 
 def timed_sweep(base, grid, ref: str, workers: int):
-    from distributed import Client, LocalCluster
-
     import llmss_lab as ll
+    from llmss_lab.sweeps import local_client
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with local_client(workers) as client:
         client.run(warm, ref)
         t0 = time.perf_counter()
         ds = ll.sweep(base, grid, client=client, reference_dir=ref, progress=False)

@@ -28,5 +28,9 @@ class InputError(LlmssError):
         return f"{prefix}: {self.message}" if prefix else self.message
 
 
+class ClusterStartError(LlmssError):
+    """The machine could not start what a run needs (a local dask cluster): not the user's input."""
+
+
 class UnsupportedFeature(InputError):
     """A config asks for a feature this version of the kernel does not model yet."""

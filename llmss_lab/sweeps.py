@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from .errors import InputError, LlmssError
+from .errors import ClusterStartError, InputError, LlmssError
 from .files import replacing
 from .reference import resolve_reference_dir
 from .scenario import Scenario
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 Grid = Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]
 CONNECT_TIMEOUT_S = 20.0   # a scheduler address that does not answer within this is an error, not a hang
 WORKER_WAIT_S = 60.0       # nor is a scheduler that has no worker to run the points after this
+LOCAL_START_TRIES = 2      # starts of a LocalCluster before its failure is an error
 MIN_REL_TOL = 1e-6         # a finer bracket than this only spends runs on float rounding
 UNITS = {"_ms": "ms", "_J": "J", "_s": "s", "request_throughput": "req/s", "token_throughput": "tok/s",
          "output_throughput": "tok/s", "goodput": "req/s", "rate": "req/s", "tokens": "tokens"}
@@ -332,27 +333,50 @@ def _check_cluster_args(client: Any, n_workers: Any, source: str) -> None:
 
 
 @contextmanager
-def _client(client: Any, n_workers: int | None, n_tasks: int, source: str = "sweep") -> Iterator[Any]:
-    """The given Client, a Client on a scheduler address, or a LocalCluster of worker processes."""
+def local_client(n_workers: int) -> Iterator[Any]:
+    """A Client on a LocalCluster of ``n_workers`` worker processes, both closed on exit.
+
+    distributed gives its event-loop thread a fixed 10 s to start; a machine busy for a moment
+    can miss that, so a failed start is tried once more before it is an error."""
     from distributed import Client, LocalCluster
 
-    if client is None:
-        n = n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
-        # processes: the kernel is pure Python, so threads would share one GIL; the dashboard on a free
-        # port (":8787" may be taken, and None does not turn it off)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
-        c = Client(cluster, set_as_default=False)   # no global dask config left behind
+    for attempt in range(1, LOCAL_START_TRIES + 1):
         try:
-            yield c
+            # processes: the kernel is pure Python, so threads would share one GIL; the dashboard on a
+            # free port (":8787" may be taken, and None does not turn it off)
+            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0")
+            break
+        except (AssertionError, RuntimeError, TimeoutError, OSError) as exc:
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if attempt == LOCAL_START_TRIES:
+                raise ClusterStartError(
+                    f"dask could not start a local cluster of {n_workers} worker process(es) in "
+                    f"{LOCAL_START_TRIES} tries (last: {why}); the machine may be short of CPU or memory: try "
+                    "fewer --workers, or start a dask cluster yourself and give --dask-scheduler") from exc
+            log.warning("dask's local cluster did not start (%s); trying once more", why)
+    c = Client(cluster, set_as_default=False)   # no global dask config left behind
+    try:
+        yield c
+    finally:
+        dask_log = logging.getLogger("distributed")
+        level = dask_log.level
+        dask_log.setLevel(logging.CRITICAL)   # heartbeats racing the shutdown log errors nobody can act on
+        try:
+            c.close()
+            cluster.close()
         finally:
-            dask_log = logging.getLogger("distributed")
-            level = dask_log.level
-            dask_log.setLevel(logging.CRITICAL)   # heartbeats racing the shutdown log errors nobody can act on
-            try:
-                c.close()
-                cluster.close()
-            finally:
-                dask_log.setLevel(level)
+            dask_log.setLevel(level)
+
+
+@contextmanager
+def _client(client: Any, n_workers: int | None, n_tasks: int, source: str = "sweep") -> Iterator[Any]:
+    """The given Client, a Client on a scheduler address, or a LocalCluster of worker processes."""
+    from distributed import Client
+
+    if client is None:
+        with local_client(n_workers or max(1, min(os.cpu_count() or 1, n_tasks))) as c:
+            yield c
     elif isinstance(client, str):
         where = "--dask-scheduler (client)"
         try:

@@ -79,11 +79,7 @@ def setup(engine: EngineConfig, num_blocks: int, latency=None) -> InstanceSetup:
 
 def local_dask_client(n_workers: int):
     """A LocalCluster of worker processes and its client, for a module-scoped fixture to yield from."""
-    import distributed
+    from llmss_lab.sweeps import local_client
 
-    cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0")
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
+    with local_client(n_workers) as c:
+        yield c

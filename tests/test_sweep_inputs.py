@@ -11,7 +11,7 @@ import pytest
 
 import llmss_lab as ll
 import llmss_lab.sweeps as sweeps
-from llmss_lab.errors import InputError
+from llmss_lab.errors import ClusterStartError, InputError
 from llmss_lab.sweeps import SLO, expand, load, read_grid
 
 from .conftest import free_port, local_dask_client, stop
@@ -163,3 +163,47 @@ def test_grid_files_with_a_key_or_a_value_twice_are_refused(tmp_path):
     values.write_text("max_num_seqs: [64, 64]\n")
     with pytest.raises(InputError, match="values.yaml: max_num_seqs: lists 64 twice"):
         expand(BASE, read_grid(values), str(values))
+
+
+class _FlakyCluster:
+    """Stands in for distributed.LocalCluster: the first ``fails`` starts fail as dask's do when its
+    event-loop thread misses its 10 s (a bare AssertionError)."""
+    starts = 0
+
+    def __init__(self, fails: int):
+        self.fails = fails
+
+    def __call__(self, **kwargs):
+        type(self).starts += 1
+        if type(self).starts <= self.fails:
+            raise AssertionError
+        return self
+
+    def close(self):
+        self.closed = True
+
+
+class _Client:
+    def __init__(self, cluster, set_as_default=True):
+        self.cluster, self.closed = cluster, False
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("fails", [1, 2])
+def test_a_local_cluster_that_fails_to_start_is_tried_once_more_then_named(fails, monkeypatch, caplog):
+    monkeypatch.setattr(distributed, "LocalCluster", _FlakyCluster(fails))
+    monkeypatch.setattr(distributed, "Client", _Client)
+    monkeypatch.setattr(_FlakyCluster, "starts", 0)
+    if fails < sweeps.LOCAL_START_TRIES:
+        with sweeps.local_client(2) as c:
+            assert not c.closed
+        assert c.closed and c.cluster.closed and _FlakyCluster.starts == 2
+        assert "did not start (AssertionError); trying once more" in caplog.text
+    else:
+        with pytest.raises(ClusterStartError) as exc:
+            with sweeps.local_client(2):
+                pytest.fail("no client without a cluster")
+        assert "could not start a local cluster of 2 worker process(es) in 2 tries (last: AssertionError)" in str(exc.value)
+        assert "--workers" in str(exc.value) and "--dask-scheduler" in str(exc.value)
