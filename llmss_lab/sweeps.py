@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import socket
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -369,6 +370,17 @@ def local_client(n_workers: int) -> Iterator[Any]:
             dask_log.setLevel(level)
 
 
+def _knock(address: str) -> None:
+    """Raise OSError at once if nothing listens at a network scheduler address: dask's Client would
+    retry a refused connection until its timeout, and leaves its event-loop thread running when it
+    gives up."""
+    from distributed.comm import get_address_host_port, parse_address
+
+    if parse_address(address)[0] in ("tcp", "tls", "ws", "wss"):
+        with socket.create_connection(get_address_host_port(address), timeout=CONNECT_TIMEOUT_S):
+            pass
+
+
 @contextmanager
 def _client(client: Any, n_workers: int | None, n_tasks: int, source: str = "sweep") -> Iterator[Any]:
     """The given Client, a Client on a scheduler address, or a LocalCluster of worker processes."""
@@ -380,6 +392,7 @@ def _client(client: Any, n_workers: int | None, n_tasks: int, source: str = "swe
     elif isinstance(client, str):
         where = "--dask-scheduler (client)"
         try:
+            _knock(client)
             c = Client(client, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
         except Exception as exc:   # noqa: BLE001 - whatever answers there (not dask: any error), say which address
             raise InputError(f"cannot reach the dask scheduler at {client!r} ({type(exc).__name__}: {exc}); is a "

@@ -3,6 +3,7 @@ never a traceback, a hang, or results lost (a resume onto another sweep's file).
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -78,6 +79,14 @@ def test_a_scheduler_without_workers_is_an_error_not_a_hang(ref, monkeypatch):
     sched = subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        deadline = time.monotonic() + 60     # as a user would: run once the scheduler listens
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert sched.poll() is None and time.monotonic() < deadline, "the dask scheduler did not start"
+                time.sleep(0.2)
         with pytest.raises(InputError, match="has no workers"):
             ll.sweep(BASE, {"tp": [1]}, client=address, reference_dir=ref, progress=False)
     finally:
@@ -85,7 +94,9 @@ def test_a_scheduler_without_workers_is_an_error_not_a_hang(ref, monkeypatch):
 
 
 def test_a_sweep_that_never_started_leaves_an_existing_file_alone(ref, tmp_path, monkeypatch):
-    monkeypatch.setattr(sweeps, "CONNECT_TIMEOUT_S", 1.0)
+    def no_client(*args, **kwargs):   # a refused connection is known at once: no Client waits out its timeout
+        pytest.fail("a Client was made for an address where nothing listens")
+    monkeypatch.setattr(distributed, "Client", no_client)
     out = tmp_path / "earlier.nc"
     out.write_bytes(b"earlier results")
     with pytest.raises(InputError, match="cannot reach the dask scheduler at 'tcp://127.0.0.1:"):
