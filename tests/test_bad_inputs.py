@@ -35,6 +35,8 @@ CASES = [
     ("cluster-wrong-type", "cluster", "cluster/wrong_type_mem.json", ["wrong_type_mem.json", "mem_size", "'lots'"]),
     ("cluster-negative-size", "cluster", "cluster/negative_mem.json", ["negative_mem.json", "mem_size", "-8"]),
     ("cluster-zero-bandwidth", "cluster", "cluster/zero_bandwidth.json", ["zero_bandwidth.json", "mem_bw"]),
+    ("cluster-zero-link-bandwidth", "cluster", "cluster/zero_link_bandwidth.json",
+     ["zero_link_bandwidth.json", "link_bw", "> 0"]),
     ("cluster-tp-heads", "cluster", "cluster/tp_not_dividing_heads.json", ["tp_not_dividing_heads.json",
                                                                             "instances[0].tp_size", "does not divide"]),
     ("cluster-more-npus", "cluster", "cluster/more_npus_than_exist.json", ["more_npus_than_exist.json", "num_npus"]),

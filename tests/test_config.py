@@ -1,12 +1,14 @@
 """Config parsing, derived sizes, and errors that name the file and key."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from llmss_lab.api import kv_cache_blocks
 from llmss_lab.config import EngineConfig, ModelSpec, load_cluster
+from llmss_lab.config.cluster import ClusterSpec
 from llmss_lab.config.model import GIB
 from llmss_lab.errors import InputError, UnsupportedFeature
 
@@ -91,6 +93,24 @@ def test_link_lists_that_cannot_be_one_value_per_dimension_are_refused(tmp_path,
     p = write(tmp_path, "c.json", base_cluster() | {"link_bw": bw, "link_latency": lat})
     with pytest.raises(InputError, match=r"c\.json: " + message):
         load_cluster(p)
+
+
+@pytest.mark.parametrize("bw,lat,where", [
+    (0, 20000, "link_bw: expected a number > 0 \\(GB/s\\), got 0"),
+    (-5, 20000, "link_bw: expected a number > 0 \\(GB/s\\), got -5"),
+    ("fast", 20000, "link_bw: expected a number > 0 \\(GB/s\\), got 'fast'"),
+    (16, float("nan"), "link_latency: expected a number >= 0 \\(ns\\), got nan"),
+    ([16, True], [1, 2], r"link_bw\[1\]: expected a number > 0"),
+    ([], 1, "link_bw: empty list"),
+    ([1, 2, 3, 4], 500, "link_bw: 4 values"),
+    ((128, 16), [500], "link_latency: a list of length 1 where link_bw has length 2"),
+])
+def test_a_spec_built_in_python_is_held_to_the_file_link_checks(bw, lat, where):
+    with pytest.raises(InputError, match="^cluster spec: " + where):
+        ClusterSpec.single("meta-llama/Llama-3.1-8B", "A6000", 48, link_bw=bw, link_latency=lat)
+    if where.startswith("link_bw: expected"):   # and a changed copy too, as the explorer's what-ifs make them
+        with pytest.raises(InputError, match="^cluster spec: " + where):
+            dataclasses.replace(ClusterSpec.single("meta-llama/Llama-3.1-8B", "A6000", 48), link_bw=bw)
 
 
 def test_negative_memory_is_named(tmp_path):

@@ -6,6 +6,7 @@ GB/s, latencies in ns. The same :class:`ClusterSpec` can be built in Python dire
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,38 @@ class ClusterSpec:
     link_latency: float | list[float] = 20000.0  # ns per topology dimension
     cxl_mem: CxlSpec | None = None
     source: str = "cluster spec"
+
+    def __post_init__(self) -> None:
+        """The links are checked here, so a spec built in Python is held to what a file is.
+
+        LLMServingSim reads a list as one value per topology dimension (at most three: TP, PP, DP)
+        and needs one for each; llmss_lab models two links, so a third value is named as unused."""
+        lengths = {}
+        for key, unit, positive in (("link_bw", "GB/s", True), ("link_latency", "ns", False)):
+            v = getattr(self, key)
+            many = isinstance(v, (list, tuple))
+            values = list(v) if many else [v]
+            if not values:
+                raise InputError("empty list", self.source, key)
+            if len(values) > 3:
+                raise InputError(f"{len(values)} values, but a topology has at most 3 dimensions (TP, PP, DP)",
+                                 self.source, key)
+            for i, x in enumerate(values):
+                if (isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)
+                        or x < 0 or (positive and x == 0)):
+                    raise InputError(f"expected a number {'> 0' if positive else '>= 0'} ({unit}), got {x!r}",
+                                     self.source, f"{key}[{i}]" if many else key)
+            if many:
+                object.__setattr__(self, key, [float(x) for x in values])
+                lengths[key] = len(values)
+            if len(values) == 3:
+                log.warning("%s: %s: llmss_lab uses the first value (%g %s) for links inside a node and the last "
+                            "(%g %s) for links between nodes; the middle one (%g %s, LLMServingSim's PP dimension) "
+                            "is not used", self.source, key, values[0], unit, values[-1], unit, values[1], unit)
+        if len(lengths) == 2 and lengths["link_bw"] != lengths["link_latency"]:
+            raise InputError(f"a list of length {lengths['link_latency']} where link_bw has length "
+                             f"{lengths['link_bw']}: LLMServingSim needs one value of each per topology dimension",
+                             self.source, "link_latency")
 
     @property
     def instances(self) -> list[InstanceSpec]:
@@ -242,35 +275,6 @@ def _memory(s: Section, with_util: bool = False) -> tuple[MemorySpec, float | No
     return mem, util
 
 
-def _link_values(s: Section, key: str) -> float | list[float]:
-    v = s.data.get(key)
-    if isinstance(v, list):
-        if not v:
-            raise s.error(key, "empty list")
-        out = []
-        for i, x in enumerate(v):
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0:
-                raise InputError(f"expected a number >= 0, got {x!r}", s.source, f"{key}[{i}]")
-            out.append(float(x))
-        return out
-    return s.number(key, minimum=0)
-
-
-def _check_links(top: Section, bw: float | list[float], lat: float | list[float]) -> None:
-    """LLMServingSim reads a list as one value per topology dimension (at most three: TP, PP, DP) and
-    needs one for each dimension; llmss_lab models two links, so say which values it takes."""
-    if isinstance(bw, list) and isinstance(lat, list) and len(bw) != len(lat):
-        raise top.error("link_latency", f"a list of length {len(lat)} where link_bw has length {len(bw)}: LLMServingSim "
-                                        "needs one value of each per topology dimension")
-    for key, v, unit in (("link_bw", bw, "GB/s"), ("link_latency", lat, "ns")):
-        if isinstance(v, list) and len(v) > 3:
-            raise top.error(key, f"{len(v)} values, but a topology has at most 3 dimensions (TP, PP, DP)")
-        if isinstance(v, list) and len(v) == 3:
-            log.warning("%s: %s: llmss_lab uses the first value (%g %s) for links inside a node and the last "
-                        "(%g %s) for links between nodes; the middle one (%g %s, LLMServingSim's PP dimension) is not used",
-                        top.source, key, v[0], unit, v[-1], unit, v[1], unit)
-
-
 def _instance(s: Section) -> InstanceSpec:
     s.reject_unknown(INSTANCE_KEYS)
     npu_mem, util = _memory(s.section("npu_mem"), with_util=True)
@@ -345,6 +349,7 @@ def cluster_from_dict(data: Any, path: str) -> ClusterSpec:
         cxl = CxlSpec(c.number("mem_size", positive=True, maximum=1e7), c.number("mem_bw", positive=True, maximum=1e9),
                       c.number("mem_latency", required=False, default=0, minimum=0),
                       c.integer("num_devices", required=False, default=1, minimum=1, maximum=4096))
-    bw, lat = _link_values(top, "link_bw"), _link_values(top, "link_latency")
-    _check_links(top, bw, lat)
-    return ClusterSpec(nodes, bw, lat, cxl, str(path))
+    for key in ("link_bw", "link_latency"):
+        if not top.has(key):
+            raise top.error(key, "missing required key")
+    return ClusterSpec(nodes, top.data["link_bw"], top.data["link_latency"], cxl, str(path))
