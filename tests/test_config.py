@@ -113,6 +113,21 @@ def test_a_spec_built_in_python_is_held_to_the_file_link_checks(bw, lat, where):
             dataclasses.replace(ClusterSpec.single("meta-llama/Llama-3.1-8B", "A6000", 48), link_bw=bw)
 
 
+@pytest.mark.parametrize("field,value,where", [
+    ("mem_size", -1, r"npu_mem\.mem_size: expected a number > 0, got -1"),
+    ("mem_size", "48", r"npu_mem\.mem_size: expected a number > 0, got '48'"),
+    ("mem_size", float("nan"), r"npu_mem\.mem_size: expected a number > 0, got nan"),
+    ("mem_bw", -3, r"npu_mem\.mem_bw: expected a number >= 0, got -3"),
+    ("tp_size", 0, r"tp_size: expected a whole number >= 1, got 0"),
+    ("tp_size", 2.5, r"tp_size: expected a whole number >= 1, got 2\.5"),
+    ("mem_util", 2.0, r"npu_mem\.mem_util: expected a fraction in \(0, 1\], got 2\.0"),
+])
+def test_an_instance_built_in_python_is_held_to_the_file_checks(field, value, where):
+    with pytest.raises(InputError, match=r"^cluster spec: nodes\[0\]\.instances\[0\]\." + where):
+        ClusterSpec.single(**({"model_name": "meta-llama/Llama-3.1-8B", "hardware": "A6000", "mem_size": 48}
+                              | {field: value}))
+
+
 def test_negative_memory_is_named(tmp_path):
     c = base_cluster()
     c["nodes"][0]["instances"][0]["npu_mem"]["mem_size"] = -96

@@ -87,6 +87,18 @@ class CxlSpec:
     num_devices: int = 1
 
 
+def _is_number(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _check_memory(mem: MemorySpec | CxlSpec, where: str, source: str) -> None:
+    """A size > 0 GiB; a bandwidth and a latency >= 0 (a bandwidth of 0: none given)."""
+    for key, positive in (("mem_size", True), ("mem_bw", False), ("mem_latency", False)):
+        v = getattr(mem, key)
+        if not _is_number(v) or v < 0 or (positive and v == 0):
+            raise InputError(f"expected a number {'> 0' if positive else '>= 0'}, got {v!r}", source, f"{where}.{key}")
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
     nodes: list[NodeSpec]
@@ -96,9 +108,28 @@ class ClusterSpec:
     source: str = "cluster spec"
 
     def __post_init__(self) -> None:
-        """The links are checked here, so a spec built in Python is held to what a file is.
+        """Checked here, so a spec built in Python is held to what a file is (a file's parser has
+        named the same faults first, with its own key paths)."""
+        self._check_links()
+        for n, node in enumerate(self.nodes):
+            at = f"nodes[{n}]"
+            _check_memory(node.cpu_mem, f"{at}.cpu_mem", self.source)
+            for i, inst in enumerate(node.instances):
+                where = f"{at}.instances[{i}]"
+                _check_memory(inst.npu_mem, f"{where}.npu_mem", self.source)
+                for key in ("tp_size", "pp_size", "ep_size"):
+                    v = getattr(inst, key)
+                    if not (v is None and key == "ep_size") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                        raise InputError(f"expected a whole number >= 1, got {v!r}", self.source, f"{where}.{key}")
+                u = inst.mem_util
+                if u is not None and not (_is_number(u) and 0 < u <= 1):
+                    raise InputError(f"expected a fraction in (0, 1], got {u!r}", self.source,
+                                     f"{where}.npu_mem.mem_util")
+        if self.cxl_mem is not None:
+            _check_memory(self.cxl_mem, "cxl_mem", self.source)
 
-        LLMServingSim reads a list as one value per topology dimension (at most three: TP, PP, DP)
+    def _check_links(self) -> None:
+        """LLMServingSim reads a list as one value per topology dimension (at most three: TP, PP, DP)
         and needs one for each; llmss_lab models two links, so a third value is named as unused."""
         lengths = {}
         for key, unit, positive in (("link_bw", "GB/s", True), ("link_latency", "ns", False)):
@@ -111,8 +142,7 @@ class ClusterSpec:
                 raise InputError(f"{len(values)} values, but a topology has at most 3 dimensions (TP, PP, DP)",
                                  self.source, key)
             for i, x in enumerate(values):
-                if (isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)
-                        or x < 0 or (positive and x == 0)):
+                if not _is_number(x) or x < 0 or (positive and x == 0):
                     raise InputError(f"expected a number {'> 0' if positive else '>= 0'} ({unit}), got {x!r}",
                                      self.source, f"{key}[{i}]" if many else key)
             if many:
