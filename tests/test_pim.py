@@ -148,6 +148,15 @@ def test_bad_ini_structure(tmp_path):
         PimDevice.from_ini(p)
     assert (e.value.where, e.value.message) == ("line 1", f"expected 'key = value', got {'x' * 60 + '...'!r}")
 
+    p.write_text(f"{'k' * 5000} = 1\n{'k' * 5000} = 2\n")      # so is a long key given twice
+    with pytest.raises(InputError) as e:
+        PimDevice.from_ini(p)
+    assert (e.value.where, e.value.message) == ("k" * 60 + "...", "key given twice (lines 1 and 2)")
+    p.write_text(GOOD_INI.replace("CL = ", f"CL = {'9' * 5000}x #"))   # and a long value that is not a number
+    with pytest.raises(InputError) as e:
+        PimDevice.from_ini(p)
+    assert (e.value.where, e.value.message) == ("CL", f"expected a number, got {'9' * 60 + '...'!r}")
+
 
 def test_missing_and_non_utf8_file(tmp_path):
     missing = tmp_path / "nope.ini"

@@ -54,9 +54,13 @@ _REAL_KEYS = ("channel_size", "data_rate", "CL", "tCK", "idle_power", "peak_powe
 _SECTION = re.compile(r"\[([^\]]*)\]$")
 
 
-def _quoted(line: str, limit: int = 60) -> str:
-    """A line of the file for an error message, cut short: a path given by mistake may name any text file."""
-    return repr(line if len(line) <= limit else line[:limit] + "...")
+def _cut(text: str, limit: int = 60) -> str:
+    """Text of the file for an error message, cut short: a path given by mistake may name any text file."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _quoted(text: str) -> str:
+    return repr(_cut(text))
 
 
 def parse_ini(path: str | Path) -> dict[str, tuple[str, int]]:
@@ -82,7 +86,7 @@ def parse_ini(path: str | Path) -> dict[str, tuple[str, int]]:
         if not sep or not key:
             raise InputError(f"expected 'key = value', got {_quoted(line)}", path, f"line {lineno}")
         if key in out:
-            raise InputError(f"key given twice (lines {out[key][1]} and {lineno})", path, key)
+            raise InputError(f"key given twice (lines {out[key][1]} and {lineno})", path, _cut(key))
         out[key] = (value, lineno)
     return out
 
@@ -94,7 +98,7 @@ def _number(ini: dict[str, tuple[str, int]], key: str, path: Path, whole: bool) 
     try:
         x = float(value)
     except ValueError:
-        raise InputError(f"expected a number, got {value!r}", path, key) from None
+        raise InputError(f"expected a number, got {_quoted(value)}", path, key) from None
     if not math.isfinite(x) or x <= 0:
         raise InputError(f"must be a positive number, got {value!r}", path, key)
     if whole and x != int(x):
