@@ -314,14 +314,22 @@ ROW = "0,n<=128,sr<=15%,kvB<=16k,kp=0,0.0328,4\n"
     (HEADER + ROW.replace(",4\n", ",0\n"), r"line 2: column 'n_samples': expected a whole number >= 1, got 0"),
     (HEADER + "16.5" + ROW[1:], r"line 2: column 'pc': expected a whole number >= 0, got 16.5"),
     (HEADER + ROW + "\n" + ROW, "line 4: the same pc, n_label, skew_rate_label, kv_big_label, kp_label as line 2"),
-    (HEADER.replace(",n_samples", "") + ROW.replace(",4\n", "\n"), r"line 1: missing column 'n_samples'"),
-], ids=["zero-samples", "fractional-pc", "duplicate-bucket", "no-n-samples"])
+    (HEADER.replace(",alpha", "") + ROW.replace(",0.0328", ""), r"line 1: missing column 'alpha'"),
+], ids=["zero-samples", "fractional-pc", "duplicate-bucket", "no-alpha"])
 def test_skew_fit_rows_are_checked_like_every_profile_table(ref, tmp_path, text, message):
     bad = tmp_path / "skew_fit.csv"
     bad.write_text(text)
     root = overlay(ref, tmp_path, f"{BUNDLE}/tp1/skew_fit.csv", bad)
     with pytest.raises(InputError, match=r"tp1/skew_fit.csv: " + message):
         load_bundle(root / BUNDLE).at_tp(1)
+
+
+def test_a_skew_fit_without_sample_counts_loads(ref, tmp_path):
+    """n_samples is informative: LLMServingSim checks it only where a table has it, and so do we."""
+    fit = tmp_path / "skew_fit.csv"
+    fit.write_text(HEADER.replace(",n_samples", "") + ROW.replace(",4\n", "\n"))
+    root = overlay(ref, tmp_path, f"{BUNDLE}/tp1/skew_fit.csv", fit)
+    assert load_bundle(root / BUNDLE).at_tp(1).skew.table == {(0.0, "n<=128", "sr<=15%", "kvB<=16k", "kp=0"): 0.0328}
 
 
 def test_skew_fit_labels_must_match_the_bins_of_meta_yaml(ref, tmp_path):

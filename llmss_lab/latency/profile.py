@@ -394,7 +394,10 @@ def _load_skew(meta: Section, tp: int, tp_dir: Path) -> SkewFit | None:
         if not alpha_default:
             return None
         return SkewFit(alpha_default, frozenset(), *(x for b in bins.values() for x in b))
-    cols = read_csv(path, (*SKEW_KEY, "alpha", "n_samples"), labels={c: b[1] for c, b in bins.items()},
+    with path.open(encoding="utf-8", errors="replace") as f:
+        header = [c.strip() for c in f.readline().split(",")]
+    counted = ("n_samples",) if "n_samples" in header else ()   # as in LLMServingSim: checked when given
+    cols = read_csv(path, (*SKEW_KEY, "alpha", *counted), labels={c: b[1] for c, b in bins.items()},
                     unique=SKEW_KEY)
     table = {(float(pc), nl, sl, kl, pl): float(al) for pc, nl, sl, kl, pl, al in
              zip(*(cols[c] for c in SKEW_KEY), cols["alpha"])}
