@@ -184,7 +184,7 @@ def cmd_example(args: argparse.Namespace) -> int:
 def cmd_lab(args: argparse.Namespace) -> int:
     from .lab import launch
 
-    return launch(args.port, args.no_browser, args.reference_dir, args.notebook)
+    return launch(args.port, args.no_browser, args.reference_dir, args.notebook, replace=True)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

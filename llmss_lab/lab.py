@@ -40,11 +40,12 @@ def lab_command(port: int | None = None, no_browser: bool = False, notebook: str
 
 
 def launch(port: int | None = None, no_browser: bool = False, reference_dir: str | None = None,
-           notebook: str = QUICKSTART) -> int:
+           notebook: str = QUICKSTART, replace: bool = False) -> int:
     """Run JupyterLab until it is stopped; kernels find the reference data and load BokehJS inline.
 
-    On POSIX this process becomes JupyterLab (exec), so a signal that stops it stops the server
-    too, instead of leaving an orphan holding the port."""
+    ``replace`` (the CLI's choice): on POSIX this process becomes JupyterLab (exec), so a signal
+    that stops ``llmss lab`` stops the server too, instead of leaving an orphan holding the port.
+    A Python caller keeps its process and waits for JupyterLab as a child."""
     env = dict(os.environ, LLMSS_REFERENCE_DIR=str(resolve_reference_dir(reference_dir)), BOKEH_RESOURCES="inline")
     cmd = lab_command(port, no_browser, notebook)
     if importlib.util.find_spec("jupyterlab") is None:
@@ -55,6 +56,6 @@ def launch(port: int | None = None, no_browser: bool = False, reference_dir: str
               file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
-    if os.name == "posix":
+    if replace and os.name == "posix":
         os.execve(cmd[0], cmd, env)
     return subprocess.call(cmd, env=env)
