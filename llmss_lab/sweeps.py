@@ -356,29 +356,33 @@ def local_client(n_workers: int) -> Iterator[Any]:
                     f"{LOCAL_START_TRIES} tries (last: {why}); the machine may be short of CPU or memory: try "
                     "fewer --workers, or start a dask cluster yourself and give --dask-scheduler") from exc
             log.warning("dask's local cluster did not start (%s); trying once more", why)
-    c = Client(cluster, set_as_default=False)   # no global dask config left behind
+    c = None
     try:
+        c = Client(cluster, set_as_default=False)   # no global dask config left behind
         yield c
     finally:
         dask_log = logging.getLogger("distributed")
         level = dask_log.level
         dask_log.setLevel(logging.CRITICAL)   # heartbeats racing the shutdown log errors nobody can act on
         try:
-            c.close()
+            if c is not None:
+                c.close()
             cluster.close()
         finally:
             dask_log.setLevel(level)
 
 
-def _knock(address: str) -> None:
-    """Raise OSError at once if nothing listens at a network scheduler address: dask's Client would
+def _knock(address: str) -> float:
+    """Raise OSError at once if nothing listens at a network scheduler address (dask's Client would
     retry a refused connection until its timeout, and leaves its event-loop thread running when it
-    gives up."""
+    gives up); returns the seconds of CONNECT_TIMEOUT_S left for the Client."""
     from distributed.comm import get_address_host_port, parse_address
 
+    t0 = time.monotonic()
     if parse_address(address)[0] in ("tcp", "tls", "ws", "wss"):
         with socket.create_connection(get_address_host_port(address), timeout=CONNECT_TIMEOUT_S):
             pass
+    return max(1.0, CONNECT_TIMEOUT_S - (time.monotonic() - t0))
 
 
 @contextmanager
@@ -392,8 +396,8 @@ def _client(client: Any, n_workers: int | None, n_tasks: int, source: str = "swe
     elif isinstance(client, str):
         where = "--dask-scheduler (client)"
         try:
-            _knock(client)
-            c = Client(client, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
+            left = _knock(client)
+            c = Client(client, timeout=f"{left:.1f}s", set_as_default=False)
         except Exception as exc:   # noqa: BLE001 - whatever answers there (not dask: any error), say which address
             raise InputError(f"cannot reach the dask scheduler at {client!r} ({type(exc).__name__}: {exc}); is a "
                              "dask scheduler listening there?", source, where) from None

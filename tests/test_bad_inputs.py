@@ -312,10 +312,12 @@ ROW = "0,n<=128,sr<=15%,kvB<=16k,kp=0,0.0328,4\n"
 
 @pytest.mark.parametrize("text,message", [
     (HEADER + ROW.replace(",4\n", ",0\n"), r"line 2: column 'n_samples': expected a whole number >= 1, got 0"),
+    (HEADER.replace("n_samples", '"n_samples"') + ROW.replace(",4\n", ",0\n"),
+     r"line 2: column 'n_samples': expected a whole number >= 1, got 0"),
     (HEADER + "16.5" + ROW[1:], r"line 2: column 'pc': expected a whole number >= 0, got 16.5"),
     (HEADER + ROW + "\n" + ROW, "line 4: the same pc, n_label, skew_rate_label, kv_big_label, kp_label as line 2"),
     (HEADER.replace(",alpha", "") + ROW.replace(",0.0328", ""), r"line 1: missing column 'alpha'"),
-], ids=["zero-samples", "fractional-pc", "duplicate-bucket", "no-alpha"])
+], ids=["zero-samples", "zero-samples-quoted-header", "fractional-pc", "duplicate-bucket", "no-alpha"])
 def test_skew_fit_rows_are_checked_like_every_profile_table(ref, tmp_path, text, message):
     bad = tmp_path / "skew_fit.csv"
     bad.write_text(text)

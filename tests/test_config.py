@@ -128,6 +128,39 @@ def test_an_instance_built_in_python_is_held_to_the_file_checks(field, value, wh
                               | {field: value}))
 
 
+def test_numpy_and_other_real_numbers_are_welcome_in_a_python_spec():
+    """What a notebook computes (numpy scalars and arrays, 2.0, fractions) builds the same spec as plain numbers."""
+    import fractions
+
+    import numpy as np
+
+    plain = ClusterSpec.single("meta-llama/Llama-3.1-8B", "A6000", 48, 768, tp_size=2, mem_util=0.9,
+                               link_bw=[128.0, 16.0], link_latency=500)
+    for kw in (dict(tp_size=np.int64(2), mem_size=np.int32(48), mem_bw=np.float32(768), mem_util=np.float32(0.9),
+                    link_bw=np.array([128, 16]), link_latency=np.int64(500)),
+               dict(tp_size=2.0, mem_size=fractions.Fraction(48), link_bw=(128, 16))):
+        spec = ClusterSpec.single(**({"model_name": "meta-llama/Llama-3.1-8B", "hardware": "A6000", "mem_size": 48,
+                                      "mem_bw": 768, "tp_size": 2, "mem_util": 0.9, "link_bw": [128.0, 16.0],
+                                      "link_latency": 500} | kw))
+        inst = spec.instances[0]
+        assert type(inst.tp_size) is int and inst.tp_size == 2 and spec.link_bw == [128.0, 16.0]
+        assert spec.link(0) == plain.link(0) and spec.link(-1) == plain.link(-1)
+        assert inst.npu_mem.bytes == plain.instances[0].npu_mem.bytes == 48 * 1024**3   # no int32 overflow
+        assert type(inst.npu_mem.mem_size) is float and abs(inst.mem_util - 0.9) < 1e-6
+
+
+def test_cpu_and_cxl_memories_need_a_bandwidth_and_cxl_a_device(tmp_path):
+    from llmss_lab.config.cluster import CxlSpec, MemorySpec, NodeSpec
+
+    inst = ClusterSpec.single("meta-llama/Llama-3.1-8B", "A6000", 48).instances[0]
+    with pytest.raises(InputError, match=r"^cluster spec: nodes\[0\]\.cpu_mem\.mem_bw: expected a number > 0, got 0"):
+        ClusterSpec([NodeSpec([inst], MemorySpec(512, 0))])
+    with pytest.raises(InputError, match=r"^cluster spec: cxl_mem\.num_devices: expected a whole number >= 1, got 0"):
+        ClusterSpec([NodeSpec([inst])], cxl_mem=CxlSpec(64, 64, 250, 0))
+    with pytest.raises(InputError, match=r"^cluster spec: cxl_mem\.mem_bw: expected a number > 0, got 0"):
+        ClusterSpec([NodeSpec([inst])], cxl_mem=CxlSpec(64, 0))
+
+
 def test_negative_memory_is_named(tmp_path):
     c = base_cluster()
     c["nodes"][0]["instances"][0]["npu_mem"]["mem_size"] = -96

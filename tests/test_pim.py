@@ -156,6 +156,10 @@ def test_bad_ini_structure(tmp_path):
     with pytest.raises(InputError) as e:
         PimDevice.from_ini(p)
     assert (e.value.where, e.value.message) == ("CL", f"expected a number, got {'9' * 60 + '...'!r}")
+    p.write_text(GOOD_INI.replace("CL = ", f"CL = -{'9' * 5000} #"))     # a number, but -inf
+    with pytest.raises(InputError) as e:
+        PimDevice.from_ini(p)
+    assert (e.value.where, e.value.message) == ("CL", f"must be a positive number, got {'-' + '9' * 59 + '...'!r}")
 
 
 def test_missing_and_non_utf8_file(tmp_path):

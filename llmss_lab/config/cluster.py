@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import InputError, UnsupportedFeature
 from .power import PowerSpec, parse_power
@@ -88,15 +91,25 @@ class CxlSpec:
 
 
 def _is_number(x: Any) -> bool:
-    return not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
+    """A finite real number of any kind (numpy's too), but not a bool."""
+    return (not isinstance(x, (bool, np.bool_)) and isinstance(x, numbers.Real)
+            and math.isfinite(float(x)))
 
 
-def _check_memory(mem: MemorySpec | CxlSpec, where: str, source: str) -> None:
-    """A size > 0 GiB; a bandwidth and a latency >= 0 (a bandwidth of 0: none given)."""
-    for key, positive in (("mem_size", True), ("mem_bw", False), ("mem_latency", False)):
+def _whole(x: Any) -> int | None:
+    """x as an int if it is a whole number (2, np.int64(2), 2.0), else None."""
+    if _is_number(x) and float(x).is_integer():
+        return int(x)
+    return None
+
+
+def _check_memory(mem: MemorySpec | CxlSpec, where: str, source: str, bw_needed: bool) -> None:
+    """A size > 0 GiB, a latency >= 0, a bandwidth > 0 (>= 0 where 0 means none given)."""
+    for key, positive in (("mem_size", True), ("mem_bw", bw_needed), ("mem_latency", False)):
         v = getattr(mem, key)
         if not _is_number(v) or v < 0 or (positive and v == 0):
             raise InputError(f"expected a number {'> 0' if positive else '>= 0'}, got {v!r}", source, f"{where}.{key}")
+        object.__setattr__(mem, key, float(v))   # a plain float from here on (an np.int32 GiB count would overflow)
 
 
 @dataclass(frozen=True)
@@ -113,20 +126,30 @@ class ClusterSpec:
         self._check_links()
         for n, node in enumerate(self.nodes):
             at = f"nodes[{n}]"
-            _check_memory(node.cpu_mem, f"{at}.cpu_mem", self.source)
+            _check_memory(node.cpu_mem, f"{at}.cpu_mem", self.source, bw_needed=True)
             for i, inst in enumerate(node.instances):
                 where = f"{at}.instances[{i}]"
-                _check_memory(inst.npu_mem, f"{where}.npu_mem", self.source)
+                _check_memory(inst.npu_mem, f"{where}.npu_mem", self.source, bw_needed=False)
                 for key in ("tp_size", "pp_size", "ep_size"):
                     v = getattr(inst, key)
-                    if not (v is None and key == "ep_size") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                    if v is None and key == "ep_size":
+                        continue
+                    k = _whole(v)
+                    if k is None or k < 1:
                         raise InputError(f"expected a whole number >= 1, got {v!r}", self.source, f"{where}.{key}")
+                    object.__setattr__(inst, key, k)   # a plain int from here on (numpy's or 2.0 given)
                 u = inst.mem_util
                 if u is not None and not (_is_number(u) and 0 < u <= 1):
                     raise InputError(f"expected a fraction in (0, 1], got {u!r}", self.source,
                                      f"{where}.npu_mem.mem_util")
+                if u is not None:
+                    object.__setattr__(inst, "mem_util", float(u))
         if self.cxl_mem is not None:
-            _check_memory(self.cxl_mem, "cxl_mem", self.source)
+            _check_memory(self.cxl_mem, "cxl_mem", self.source, bw_needed=True)
+            d = self.cxl_mem.num_devices
+            if _whole(d) is None or d < 1:
+                raise InputError(f"expected a whole number >= 1, got {d!r}", self.source, "cxl_mem.num_devices")
+            object.__setattr__(self.cxl_mem, "num_devices", int(d))
 
     def _check_links(self) -> None:
         """LLMServingSim reads a list as one value per topology dimension (at most three: TP, PP, DP)
@@ -134,7 +157,7 @@ class ClusterSpec:
         lengths = {}
         for key, unit, positive in (("link_bw", "GB/s", True), ("link_latency", "ns", False)):
             v = getattr(self, key)
-            many = isinstance(v, (list, tuple))
+            many = isinstance(v, (list, tuple, np.ndarray))
             values = list(v) if many else [v]
             if not values:
                 raise InputError("empty list", self.source, key)

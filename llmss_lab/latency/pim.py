@@ -100,9 +100,9 @@ def _number(ini: dict[str, tuple[str, int]], key: str, path: Path, whole: bool) 
     except ValueError:
         raise InputError(f"expected a number, got {_quoted(value)}", path, key) from None
     if not math.isfinite(x) or x <= 0:
-        raise InputError(f"must be a positive number, got {value!r}", path, key)
+        raise InputError(f"must be a positive number, got {_quoted(value)}", path, key)
     if whole and x != int(x):
-        raise InputError(f"must be a whole number, got {value!r}", path, key)
+        raise InputError(f"must be a whole number, got {_quoted(value)}", path, key)
     return x
 
 

@@ -394,8 +394,8 @@ def _load_skew(meta: Section, tp: int, tp_dir: Path) -> SkewFit | None:
         if not alpha_default:
             return None
         return SkewFit(alpha_default, frozenset(), *(x for b in bins.values() for x in b))
-    with path.open(encoding="utf-8", errors="replace") as f:
-        header = [c.strip() for c in f.readline().split(",")]
+    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+        header = [c.strip() for c in next(csv.reader([f.readline()]), [])]
     counted = ("n_samples",) if "n_samples" in header else ()   # as in LLMServingSim: checked when given
     cols = read_csv(path, (*SKEW_KEY, "alpha", *counted), labels={c: b[1] for c, b in bins.items()},
                     unique=SKEW_KEY)
