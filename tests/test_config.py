@@ -161,6 +161,14 @@ def test_cpu_and_cxl_memories_need_a_bandwidth_and_cxl_a_device(tmp_path):
         ClusterSpec([NodeSpec([inst])], cxl_mem=CxlSpec(64, 0))
 
 
+def test_an_integer_too_large_for_a_float_is_named_not_a_crash(tmp_path):
+    """Was: a bare OverflowError from the finiteness check (JSON reads 1 followed by 400 zeros as an int)."""
+    text = json.dumps(base_cluster()).replace('"mem_size": 96', '"mem_size": 1' + "0" * 400)
+    assert "0" * 400 in text
+    with pytest.raises(InputError, match=r"npu_mem\.mem_size: must be <= 10000000"):
+        load_cluster(write(tmp_path, "c.json", text))
+
+
 def test_negative_memory_is_named(tmp_path):
     c = base_cluster()
     c["nodes"][0]["instances"][0]["npu_mem"]["mem_size"] = -96

@@ -6,8 +6,6 @@ GB/s, latencies in ns. The same :class:`ClusterSpec` can be built in Python dire
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError, UnsupportedFeature
 from .power import PowerSpec, parse_power
-from .reader import Section, read_json
+from .reader import Section, as_whole, is_real, read_json
 
 log = logging.getLogger(__name__)
 
@@ -90,24 +88,11 @@ class CxlSpec:
     num_devices: int = 1
 
 
-def _is_number(x: Any) -> bool:
-    """A finite real number of any kind (numpy's too), but not a bool."""
-    return (not isinstance(x, (bool, np.bool_)) and isinstance(x, numbers.Real)
-            and math.isfinite(float(x)))
-
-
-def _whole(x: Any) -> int | None:
-    """x as an int if it is a whole number (2, np.int64(2), 2.0), else None."""
-    if _is_number(x) and float(x).is_integer():
-        return int(x)
-    return None
-
-
 def _check_memory(mem: MemorySpec | CxlSpec, where: str, source: str, bw_needed: bool) -> None:
     """A size > 0 GiB, a latency >= 0, a bandwidth > 0 (>= 0 where 0 means none given)."""
     for key, positive in (("mem_size", True), ("mem_bw", bw_needed), ("mem_latency", False)):
         v = getattr(mem, key)
-        if not _is_number(v) or v < 0 or (positive and v == 0):
+        if not is_real(v) or v < 0 or (positive and v == 0):
             raise InputError(f"expected a number {'> 0' if positive else '>= 0'}, got {v!r}", source, f"{where}.{key}")
         object.__setattr__(mem, key, float(v))   # a plain float from here on (an np.int32 GiB count would overflow)
 
@@ -134,20 +119,20 @@ class ClusterSpec:
                     v = getattr(inst, key)
                     if v is None and key == "ep_size":
                         continue
-                    k = _whole(v)
+                    k = as_whole(v)
                     if k is None or k < 1:
                         raise InputError(f"expected a whole number >= 1, got {v!r}", self.source, f"{where}.{key}")
                     object.__setattr__(inst, key, k)   # a plain int from here on (numpy's or 2.0 given)
                 u = inst.mem_util
-                if u is not None and not (_is_number(u) and 0 < u <= 1):
-                    raise InputError(f"expected a fraction in (0, 1], got {u!r}", self.source,
-                                     f"{where}.npu_mem.mem_util")
                 if u is not None:
+                    if not (is_real(u) and 0 < u <= 1):
+                        raise InputError(f"expected a fraction in (0, 1], got {u!r}", self.source,
+                                         f"{where}.npu_mem.mem_util")
                     object.__setattr__(inst, "mem_util", float(u))
         if self.cxl_mem is not None:
             _check_memory(self.cxl_mem, "cxl_mem", self.source, bw_needed=True)
             d = self.cxl_mem.num_devices
-            if _whole(d) is None or d < 1:
+            if as_whole(d) is None or d < 1:
                 raise InputError(f"expected a whole number >= 1, got {d!r}", self.source, "cxl_mem.num_devices")
             object.__setattr__(self.cxl_mem, "num_devices", int(d))
 
@@ -165,7 +150,7 @@ class ClusterSpec:
                 raise InputError(f"{len(values)} values, but a topology has at most 3 dimensions (TP, PP, DP)",
                                  self.source, key)
             for i, x in enumerate(values):
-                if not _is_number(x) or x < 0 or (positive and x == 0):
+                if not is_real(x) or x < 0 or (positive and x == 0):
                     raise InputError(f"expected a number {'> 0' if positive else '>= 0'} ({unit}), got {x!r}",
                                      self.source, f"{key}[{i}]" if many else key)
             if many:

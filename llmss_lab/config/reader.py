@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import yaml
 
 from ..errors import InputError
@@ -83,6 +85,22 @@ def read_yaml(path: str | Path) -> Any:
         raise InputError(f"malformed YAML: {getattr(exc, 'problem', exc)}", path, where) from None
 
 
+def is_real(x: Any) -> bool:
+    """A finite real number of any kind (numpy's and Python's ints of any size too), not a bool."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+        return False
+    return isinstance(x, numbers.Integral) or math.isfinite(float(x))
+
+
+def as_whole(x: Any) -> int | None:
+    """x as an int if it is a whole number (2, np.int64(2), 2.0), else None."""
+    if not is_real(x):
+        return None
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    return int(x) if float(x).is_integer() else None
+
+
 @dataclass
 class Section:
     """A mapping read from a file, with typed accessors whose errors name file and key path."""
@@ -118,7 +136,7 @@ class Section:
         v = self._get(name, required, default)
         if v is None:
             return v
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not is_real(v):
             raise self.error(name, f"expected a number, got {v!r}")
         if positive and v <= 0:
             raise self.error(name, f"must be > 0, got {v}")
@@ -133,11 +151,10 @@ class Section:
         v = self._get(name, required, default)
         if v is None:
             return v
-        if isinstance(v, bool) or not isinstance(v, int):
-            if isinstance(v, float) and v.is_integer():
-                v = int(v)
-            else:
-                raise self.error(name, f"expected a whole number, got {v!r}")
+        k = as_whole(v)
+        if k is None:
+            raise self.error(name, f"expected a whole number, got {v!r}")
+        v = k
         if minimum is not None and v < minimum:
             raise self.error(name, f"must be >= {minimum}, got {v}")
         if maximum is not None and v > maximum:
