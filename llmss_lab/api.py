@@ -16,6 +16,7 @@ from . import __version__
 from .config.cluster import EDGE_LAYERS, ClusterSpec, InstanceSpec, load_cluster, resolve_placement
 from .config.engine import MAX_KV_BLOCKS, EngineConfig
 from .config.model import DTYPE_BYTES, GIB, ModelSpec
+from .config.reader import plain
 from .errors import InputError, UnsupportedFeature
 from .kernel import power, simulator
 from .latency.analytical import WhatIf, analytical_profile, efficiency, find_spec
@@ -412,6 +413,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     ``efficiency_file`` replaces its fitted curves; the results' ``latency_source`` attr says which ran.
     ``memory_sample_s`` spaces the samples of ``Results.memory`` (finer, to read memory at exact instants).
     """
+    # numpy scalars (from a user's arrays) as the plain values they hold
+    num_requests, seed, gate_skew, memory_sample_s = map(plain, (num_requests, seed, gate_skew, memory_sample_s))
     if isinstance(memory_sample_s, bool) or not (isinstance(memory_sample_s, (int, float))
                                                   and 0.001 <= memory_sample_s <= 3600):
         raise InputError(f"must be a number of seconds in [0.001, 3600], got {memory_sample_s!r}", "settings",
@@ -419,7 +422,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     if kv_transfer not in simulator.KV_TRANSFERS:
         raise InputError(f"must be one of {', '.join(simulator.KV_TRANSFERS)}, got {kv_transfer!r}", "settings",
                          "kv_transfer")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"must be a whole number >= 0, got {seed!r}", "settings", "seed")
     if isinstance(gate_skew, bool) or not (isinstance(gate_skew, (int, float)) and 0 <= gate_skew <= MAX_GATE_SKEW):
         raise InputError(f"must be a number from 0 (uniform) to {MAX_GATE_SKEW}, got {gate_skew!r}", "settings",

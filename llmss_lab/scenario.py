@@ -16,7 +16,7 @@ from typing import Any, Callable
 from .api import simulate
 from .catalog import scan
 from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
-from .config.reader import read_json
+from .config.reader import as_whole, plain, read_json
 from .errors import InputError
 from .files import write_text
 from .reference import resolve_reference_dir
@@ -97,6 +97,12 @@ class Scenario:
     num_prefixes: int = 4             # distinct shared prefixes the prompts start with
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for f in fields(self):   # numpy scalars (from a user's arrays) are kept as the plain values they hold
+            v = getattr(self, f.name)
+            if plain(v) is not v:
+                object.__setattr__(self, f.name, plain(v))
+
     # ---- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,8 +120,11 @@ class Scenario:
         clean = {}
         for k, v in data.items():
             want = type(getattr(default, k))
+            v = plain(v)
             if want is float and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
+            elif want is int and isinstance(v, float) and as_whole(v) is not None:
+                v = int(v)   # 2.0 is the whole number 2, as the config readers take it
             if type(v) is not want:
                 raise InputError(f"must be {want.__name__}, got {v!r}", source, k)
             clean[k] = v

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from .config.reader import plain
 from .errors import ClusterStartError, InputError, LlmssError
 from .files import replacing
 from .reference import resolve_reference_dir
@@ -122,15 +123,19 @@ def expand(base: Scenario, grid: Grid, source: str = "grid") -> tuple[dict[str, 
     if isinstance(grid, Mapping):
         if not grid:
             raise InputError("the grid is empty: give at least one field with a list of values", source)
+        dims: dict[str, list] = {}
         for key, values in grid.items():
             if key not in known:
                 raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", source, key)
+            if isinstance(values, np.ndarray) and values.ndim == 1:
+                values = values.tolist()   # np.arange(...), np.linspace(...): plain Python values
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
                 raise InputError(f"must be a non-empty list of values, got {values!r}", source, key)
-            twice = next((v for j, v in enumerate(values) if v in list(values)[:j]), None)
+            values = [plain(v) for v in values]
+            twice = next((v for j, v in enumerate(values) if v in values[:j]), None)
             if twice is not None:
                 raise InputError(f"lists {twice!r} twice: each value is one point of the sweep", source, key)
-        dims = {k: list(v) for k, v in grid.items()}
+            dims[key] = values
         overrides = [dict(zip(dims, combo)) for combo in itertools.product(*dims.values())]
     elif isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)) and len(grid) > 0:
         overrides = []

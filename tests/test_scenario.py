@@ -97,3 +97,42 @@ def test_prompt_longer_than_budget_without_chunking_is_refused(ref):
     with pytest.raises(InputError, match="max_num_batched_tokens"):
         s.run(ref)
     assert s.replace(max_num_batched_tokens=4096).run(ref).summary()["completed"] == 20
+
+
+def test_numpy_values_from_a_notebook_are_stored_as_plain_values(tmp_path):
+    """np.arange / np.linspace / a DataFrame hand numpy scalars over; they save as JSON and compare equal."""
+    import numpy as np
+
+    from llmss_lab.config.engine import EngineConfig
+
+    plain = Scenario(tp=2, rate=2.5, power=True, hardware="A6000")
+    for built in (Scenario(tp=np.int64(2), rate=np.float32(2.5), power=np.bool_(True), hardware=np.str_("A6000")),
+                  Scenario.from_dict({"tp": np.int32(2), "rate": np.array(2.5), "power": np.bool_(True),
+                                      "hardware": "A6000"}),
+                  Scenario.from_dict({"tp": 2.0, "rate": 2.5, "power": True, "hardware": "A6000"})):
+        assert built == plain and [type(getattr(built, k)) for k in ("tp", "rate", "power", "hardware")] == \
+            [int, float, bool, str]
+        assert Scenario.load(built.save(tmp_path / "s.json")) == plain
+    engine = EngineConfig(max_num_seqs=np.int64(64), gpu_memory_utilization=np.float64(0.8),
+                          enable_prefix_caching=np.bool_(False))
+    assert engine == EngineConfig(max_num_seqs=64, gpu_memory_utilization=0.8, enable_prefix_caching=False)
+    assert type(engine.max_num_seqs) is int and type(engine.enable_prefix_caching) is bool
+    with pytest.raises(InputError, match="max_num_seqs: must be a whole number >= 0, got 2.5"):
+        EngineConfig(max_num_seqs=np.float64(2.5))
+    with pytest.raises(InputError) as err:
+        Scenario.from_dict({"tp": np.float64(2.5)}, "my.json")
+    assert err.value.where == "tp"
+
+
+def test_simulate_takes_numpy_settings_as_their_plain_values(ref):
+    import numpy as np
+
+    import llmss_lab as ll
+
+    cluster, trace = ref / "configs/cluster/single_node_single_instance.json", "workloads/example_trace.jsonl"
+    a = ll.simulate(cluster, trace, reference_dir=ref, num_requests=np.int64(5), seed=np.uint8(3),
+                    gate_skew=np.float32(1.5), memory_sample_s=np.float32(0.5), engine={"max_num_seqs": np.int64(4)})
+    b = ll.simulate(cluster, trace, reference_dir=ref, num_requests=5, seed=3, gate_skew=1.5, memory_sample_s=0.5,
+                    engine={"max_num_seqs": 4})
+    assert a.attrs["seed"] == 3 and type(a.attrs["seed"]) is int
+    assert a.requests.equals(b.requests)

@@ -218,3 +218,17 @@ def test_a_local_cluster_that_fails_to_start_is_tried_once_more_then_named(fails
                 pytest.fail("no client without a cluster")
         assert "could not start a local cluster of 2 worker process(es) in 2 tries (last: AssertionError)" in str(exc.value)
         assert "--workers" in str(exc.value) and "--dask-scheduler" in str(exc.value)
+
+
+def test_a_grid_of_numpy_arrays_expands_to_plain_values():
+    import numpy as np
+
+    dims, points = expand(ll.Scenario(), {"max_num_seqs": np.arange(32, 97, 32), "rate": np.linspace(1, 2, 2)})
+    assert dims == {"max_num_seqs": [32, 64, 96], "rate": [1.0, 2.0]}
+    assert [type(v) for v in dims["max_num_seqs"] + dims["rate"]] == [int] * 3 + [float] * 2
+    assert [(p["max_num_seqs"], p["rate"]) for p in points] == [(s, r) for s in (32, 64, 96) for r in (1.0, 2.0)]
+    json.dumps(points)   # every point saves as it is
+    with pytest.raises(InputError, match="lists 32 twice"):
+        expand(ll.Scenario(), {"max_num_seqs": np.array([32, 32])})
+    with pytest.raises(InputError, match="must be a non-empty list"):
+        expand(ll.Scenario(), {"max_num_seqs": np.arange(0)})

@@ -92,6 +92,14 @@ def is_real(x: Any) -> bool:
     return isinstance(x, numbers.Integral) or math.isfinite(float(x))
 
 
+def plain(x: Any) -> Any:
+    """A numpy scalar (or 0-d array) as the Python value it holds (np.int64(2) -> 2, np.bool_ -> bool,
+    np.str_ -> str), so values from numpy grids and arrays are stored and saved as JSON's own kinds."""
+    if isinstance(x, np.generic) or (isinstance(x, np.ndarray) and x.ndim == 0):
+        return x.item()
+    return x
+
+
 def as_whole(x: Any) -> int | None:
     """x as an int if it is a whole number (2, np.int64(2), 2.0), else None."""
     if not is_real(x):
