@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from .config.reader import plain
+from .config.reader import is_real, plain
 from .errors import ClusterStartError, InputError, LlmssError
 from .files import replacing
 from .reference import resolve_reference_dir
@@ -57,11 +57,13 @@ class SLO:
     def __post_init__(self) -> None:
         if self.ttft_ms is None and self.tpot_ms is None:
             raise InputError("an SLO needs a TTFT or a TPOT limit", "slo")
+        for key in ("ttft_ms", "tpot_ms", "quantile"):   # numpy scalars kept as the plain values they hold
+            object.__setattr__(self, key, plain(getattr(self, key)))
         for key in ("ttft_ms", "tpot_ms"):
             v = getattr(self, key)
-            if v is not None and not (isinstance(v, (int, float)) and v > 0):
+            if v is not None and not (is_real(v) and v > 0):
                 raise InputError(f"must be a positive number of ms, got {v!r}", "slo", key)
-        if not 0 < self.quantile <= 1:
+        if not (is_real(self.quantile) and 0 < self.quantile <= 1):
             raise InputError(f"must be in (0, 1], got {self.quantile!r}", "slo", "quantile")
 
     def evaluate(self, ttft_ms: np.ndarray, tpot_ms: np.ndarray, duration_s: float, expected: int) -> dict[str, float]:

@@ -6,14 +6,13 @@ token ids of each prompt (and of the output, when the trace gives them) for pref
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 import numpy as np
 
-from .config.reader import read_text
+from .config.reader import Section, as_whole, is_real, read_text
 from .errors import InputError
 
 TRACE_KEYS = {"input_toks", "output_toks", "arrival_time_ns", "input_tok_ids", "output_tok_ids",
@@ -36,9 +35,9 @@ class Workload:
         return f"line {self.lines[i]}" if self.lines is not None else f"request {i}"
 
     def __post_init__(self) -> None:
-        self.arrival_ns = np.asarray(self.arrival_ns, dtype=np.int64)
-        self.input_toks = np.asarray(self.input_toks, dtype=np.int64)
-        self.output_toks = np.asarray(self.output_toks, dtype=np.int64)
+        self.arrival_ns = _whole_array(self.arrival_ns, "arrival_ns", self.name, MAX_ARRIVAL_NS, rounding=True)
+        self.input_toks = _whole_array(self.input_toks, "input_toks", self.name, MAX_TOKENS)
+        self.output_toks = _whole_array(self.output_toks, "output_toks", self.name, MAX_TOKENS)
         if not self.token_ids:
             self.token_ids = [None] * len(self.arrival_ns)
         n = len(self.arrival_ns)
@@ -71,6 +70,35 @@ class Workload:
         return {"requests": len(self), "input_mean": float(self.input_toks.mean()),
                 "output_mean": float(self.output_toks.mean()),
                 "duration_s": float((self.arrival_ns[-1] - self.arrival_ns[0]) / 1e9)}
+
+
+def _whole_array(values: object, key: str, name: str, limit: int, rounding: bool = False) -> np.ndarray:
+    """``values`` as int64, or an error that names the first bad entry (numpy alone would truncate 1.5 to 1,
+    or fail on NaN or text with a bare ValueError). ``rounding`` takes fractional values (nanoseconds from
+    seconds x 1e9) to the nearest whole number."""
+    try:
+        a = np.asarray(values)
+    except (TypeError, ValueError):   # ragged nesting
+        raise InputError("expected a flat list of numbers", name, key) from None
+    if a.ndim != 1:
+        raise InputError(f"expected a flat list of numbers, got an array of shape {a.shape}", name, key)
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64) if not len(a) or a.max() <= limit else _refuse(a, a <= limit, key, name, limit)
+    if a.dtype.kind == "f":
+        ok = np.isfinite(a) & (a == np.round(a) if not rounding else True) & (np.abs(a) <= limit)
+    else:   # booleans, text, None, a mix: one by one
+        ok = np.array([(is_real(x) if rounding else as_whole(x) is not None) and abs(x) <= limit
+                       for x in a.tolist()], bool)
+    if not ok.all():
+        _refuse(a, ok, key, name, limit)
+    return np.round(a.astype(np.float64)).astype(np.int64)
+
+
+def _refuse(a: np.ndarray, ok: np.ndarray, key: str, name: str, limit: int) -> NoReturn:
+    i = int(np.flatnonzero(~ok)[0])
+    x = a[i].item() if isinstance(a[i], np.generic) else a[i]
+    what = f"a whole number up to {limit:,}" if key != "arrival_ns" else f"a time in ns up to {limit:,}"
+    raise InputError(f"expected {what}, got {x!r}", name, f"{key}[{i}]")
 
 
 def _int_field(obj: dict, key: str, path: Path, lineno: int, minimum: int, required: bool = True) -> int | None:
@@ -199,22 +227,18 @@ def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist
     (bursty for cv > 1). With ``shared_prefix_len`` > 0 every prompt starts with one of
     ``num_prefixes`` shared prefixes (a system prompt), so prefix caching has something to find.
     """
-    if not 1 <= num_requests <= MAX_REQUESTS:
-        raise InputError(f"num_requests must be 1 to {MAX_REQUESTS}, got {num_requests}", "argument", "num_requests")
-    if not (rate > 0 and math.isfinite(rate)):
-        raise InputError(f"rate must be a positive number, got {rate}", "argument", "rate")
+    args = Section({"num_requests": num_requests, "rate": rate, "cv": cv, "seed": seed, "vocab_size": vocab_size,
+                    "shared_prefix_len": shared_prefix_len, "num_prefixes": num_prefixes}, "argument")
+    num_requests = args.integer("num_requests", minimum=1, maximum=MAX_REQUESTS)
+    rate, cv = float(args.number("rate", positive=True)), float(args.number("cv", positive=True))
+    seed = args.integer("seed", minimum=0)
+    shared_prefix_len = args.integer("shared_prefix_len", minimum=0, maximum=MAX_TOKENS - 1)
+    num_prefixes, vocab_size = args.integer("num_prefixes", minimum=1), args.integer("vocab_size", minimum=1)
     if num_requests / rate > MAX_ARRIVAL_NS / 1e9:
         raise InputError(f"{num_requests} requests at {rate} req/s span more than 30 days; raise the rate",
                          "argument", "rate")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed must be a whole number >= 0, got {seed!r}", "argument", "seed")
     if arrival not in ("poisson", "gamma"):
         raise InputError(f"arrival must be 'poisson' or 'gamma', got {arrival!r}", "argument", "arrival")
-    if not cv > 0:
-        raise InputError(f"cv must be > 0, got {cv}", "argument", "cv")
-    if shared_prefix_len < 0 or (shared_prefix_len > 0 and num_prefixes < 1):
-        raise InputError(f"need shared_prefix_len >= 0 and num_prefixes >= 1, got {shared_prefix_len} and "
-                         f"{num_prefixes}", "argument", "num_prefixes" if shared_prefix_len > 0 else "shared_prefix_len")
     rng = np.random.default_rng(seed)
     ind = input_len if isinstance(input_len, LengthDist) else LengthDist.parse(input_len, "input")
     outd = output_len if isinstance(output_len, LengthDist) else LengthDist.parse(output_len, "output")

@@ -232,3 +232,14 @@ def test_a_grid_of_numpy_arrays_expands_to_plain_values():
         expand(ll.Scenario(), {"max_num_seqs": np.array([32, 32])})
     with pytest.raises(InputError, match="must be a non-empty list"):
         expand(ll.Scenario(), {"max_num_seqs": np.arange(0)})
+
+
+def test_slo_limits_of_the_wrong_kind_are_named_and_numpy_ones_taken():
+    import numpy as np
+
+    assert SLO(ttft_ms=np.float32(200), quantile=np.float64(0.5)) == SLO(ttft_ms=200.0, quantile=0.5)
+    for kwargs, key in (({"ttft_ms": 200, "quantile": "0.9"}, "quantile"), ({"ttft_ms": "200"}, "ttft_ms"),
+                        ({"tpot_ms": float("nan")}, "tpot_ms")):
+        with pytest.raises(InputError) as err:
+            SLO(**kwargs)
+        assert err.value.where == key

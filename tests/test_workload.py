@@ -94,3 +94,45 @@ def test_shared_prefixes_give_prefix_hits(ref):
     spec = llmss_lab.ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, mem_bw=1597)
     res = llmss_lab.simulate(spec, wl, reference_dir=ref)
     assert res.summary()["prefix_hit_tokens"] >= 36 * 512
+
+
+@pytest.mark.parametrize("kwargs, where, match", [
+    (dict(input_toks=[1.5, 2]), "input_toks[0]", "got 1.5"),            # numpy alone would keep 1
+    (dict(input_toks=["a", 2]), "input_toks[0]", "got 'a'"),
+    (dict(output_toks=[1, None]), "output_toks[1]", "got None"),
+    (dict(output_toks=[1, 2**40]), "output_toks[1]", "up to 10,000,000"),
+    (dict(arrival_ns=[0.0, float("nan")]), "arrival_ns[1]", "got nan"),
+    (dict(arrival_ns=[0, [1]]), "arrival_ns", "flat list"),
+    (dict(arrival_ns=[[0, 1]]), "arrival_ns", "shape"),
+])
+def test_a_workload_built_in_python_names_its_first_bad_entry(kwargs, where, match):
+    from llmss_lab.workload import Workload
+
+    args = dict(arrival_ns=[0, 10], input_toks=[5, 6], output_toks=[3, 4]) | kwargs
+    with pytest.raises(InputError, match=match) as err:
+        Workload(**args, name="mine")
+    assert err.value.source == "mine" and err.value.where == where
+
+
+def test_a_workload_takes_seconds_times_1e9_and_numpy_arrays():
+    from llmss_lab.workload import Workload
+
+    w = Workload(np.array([0.0, 0.25, 1.5]) * 1e9 + 0.4, np.array([5, 6, 7], np.uint16), [3.0, 4.0, 5.0])
+    assert w.arrival_ns.tolist() == [0, 250_000_000, 1_500_000_000] and w.input_toks.dtype == np.int64
+    assert w.output_toks.tolist() == [3, 4, 5]
+
+
+@pytest.mark.parametrize("kwargs, key", [({"num_requests": "100"}, "num_requests"), ({"num_requests": 2.5}, "num_requests"),
+                                         ({"rate": "10"}, "rate"), ({"rate": float("nan")}, "rate"),
+                                         ({"cv": "1", "arrival": "gamma"}, "cv"), ({"seed": True}, "seed"),
+                                         ({"shared_prefix_len": 2.5}, "shared_prefix_len"),
+                                         ({"num_prefixes": 1.5, "shared_prefix_len": 3}, "num_prefixes")])
+def test_synthetic_arguments_of_the_wrong_kind_are_named(kwargs, key):
+    with pytest.raises(InputError) as err:
+        synthetic(**kwargs)
+    assert err.value.source == "argument" and err.value.where == key
+
+
+def test_synthetic_takes_numpy_scalars():
+    assert synthetic(np.int64(20), np.float32(5.0), seed=np.uint8(1)).arrival_ns.tolist() == \
+        synthetic(20, 5.0, seed=1).arrival_ns.tolist()
