@@ -16,9 +16,11 @@ from . import __version__
 from .config.cluster import EDGE_LAYERS, ClusterSpec, InstanceSpec, load_cluster, resolve_placement
 from .config.engine import MAX_KV_BLOCKS, EngineConfig
 from .config.model import DTYPE_BYTES, GIB, ModelSpec
-from .config.reader import plain
+from .config.reader import as_path, plain
 from .errors import InputError, UnsupportedFeature
 from .kernel import power, simulator
+from .kernel.moe import GATES
+from .kernel.router import ROUTERS
 from .latency.analytical import WhatIf, analytical_profile, efficiency, find_spec
 from .latency.interconnect import Link
 from .latency.iteration import IterationModel
@@ -299,11 +301,6 @@ def build_setups(spec: ClusterSpec, engine: EngineConfig, layout: ReferenceLayou
 def memory_setup(spec: ClusterSpec, setups: list[simulator.InstanceSetup], prefix_storage: str | None,
                  prefix_sharing: str) -> simulator.MemorySetup:
     """CPU memory of every node and the CXL devices as tiers, and the lower prefix pool settings."""
-    if prefix_storage not in (None, "cpu", "cxl"):
-        raise InputError(f"must be 'cpu', 'cxl' or none, got {prefix_storage!r}", "settings", "prefix_storage")
-    if prefix_sharing not in ("instance", "node", "cluster"):
-        raise InputError(f"must be 'instance', 'node' or 'cluster', got {prefix_sharing!r}", "settings",
-                         "prefix_sharing")
     tiers = [simulator.TierSetup(f"cpu:{n}", node.cpu_mem.bytes, node.cpu_mem.mem_bw, node.cpu_mem.mem_latency)
              for n, node in enumerate(spec.nodes)]
     cxl = spec.cxl_mem
@@ -419,6 +416,23 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
                                                   and 0.001 <= memory_sample_s <= 3600):
         raise InputError(f"must be a number of seconds in [0.001, 3600], got {memory_sample_s!r}", "settings",
                          "memory_sample_s")
+    if not isinstance(cluster, ClusterSpec):
+        as_path(cluster, "cluster", "settings")
+    if not isinstance(workload, Workload):
+        as_path(workload, "workload", "settings")
+    if engine is not None and not isinstance(engine, (EngineConfig, dict)):
+        raise InputError(f"expected an EngineConfig, a dict of vLLM settings or None, got {engine!r}", "settings",
+                         "engine")
+    if progress is not None and not callable(progress):
+        raise InputError(f"expected a function called with each finished request, got {progress!r}", "settings",
+                         "progress")
+    ROUTERS.get(router, "router")
+    GATES.get(expert_gate, "expert_gate")   # a typo is named even where no MoE model would use the gate
+    if prefix_storage not in (None, "cpu", "cxl"):
+        raise InputError(f"must be 'cpu', 'cxl' or none, got {prefix_storage!r}", "settings", "prefix_storage")
+    if prefix_sharing not in ("instance", "node", "cluster"):
+        raise InputError(f"must be 'instance', 'node' or 'cluster', got {prefix_sharing!r}", "settings",
+                         "prefix_sharing")
     if kv_transfer not in simulator.KV_TRANSFERS:
         raise InputError(f"must be one of {', '.join(simulator.KV_TRANSFERS)}, got {kv_transfer!r}", "settings",
                          "kv_transfer")

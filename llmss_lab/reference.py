@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .config.reader import as_path
 from .errors import InputError
 from .files import write_bytes
 from .instruments import raw_paths
@@ -40,7 +41,7 @@ def _beside_checkout() -> list[Path]:
 def resolve_reference_dir(explicit: str | Path | None = None) -> Path:
     """The reference root to read from, or an error that says how to get one."""
     if explicit is not None:
-        p = Path(explicit).expanduser()
+        p = as_path(explicit, "--reference-dir", "reference data").expanduser()
         if p.is_file():
             raise InputError("is a file, not the reference folder", p, "--reference-dir")
         if not p.is_dir():

@@ -125,17 +125,19 @@ class Scenario:
                 v = float(v)
             elif want is int and isinstance(v, float) and as_whole(v) is not None:
                 v = int(v)   # 2.0 is the whole number 2, as the config readers take it
-            if type(v) is not want:
-                raise InputError(f"must be {want.__name__}, got {v!r}", source, k)
             clean[k] = v
         scenario = cls(**clean)
         scenario.validate(source)
         return scenario
 
     def validate(self, source: str = "scenario") -> None:
-        """Check the range of every numeric field, so a bad value (a negative seed, a NaN rate) is named
-        here instead of surfacing as a bare error from numpy deep inside a run."""
+        """Check the kind of every field and the range of every number, so a bad value (a negative seed, a NaN
+        rate, a text where a number goes) is named here instead of surfacing as a bare error deep inside a run."""
         default = type(self)()
+        for f in fields(self):
+            v, want = getattr(self, f.name), type(getattr(default, f.name))
+            if type(v) is not want and not (want is float and type(v) is int):
+                raise InputError(f"must be {want.__name__}, got {v!r}", source, f.name)
         for key, (low, inclusive) in FIELD_RANGES.items():
             v = getattr(self, key)
             whole = isinstance(getattr(default, key), int)
@@ -170,6 +172,7 @@ class Scenario:
     def cluster_json(self, reference_dir: str | Path | None = None) -> dict[str, Any]:
         """The cluster in LLMServingSim's JSON format, built from the shape fields."""
         src = "scenario"
+        self.validate(src)
         for key in ("instances", "dp", "tp", "pp", "ep", "cxl_devices"):
             if getattr(self, key) < 1:
                 raise InputError(f"must be >= 1, got {getattr(self, key)}", src, key)

@@ -12,7 +12,7 @@ from typing import NoReturn, Sequence
 
 import numpy as np
 
-from .config.reader import Section, as_whole, is_real, read_text
+from .config.reader import Section, as_path, as_whole, is_real, read_text
 from .errors import InputError
 
 TRACE_KEYS = {"input_toks", "output_toks", "arrival_time_ns", "input_tok_ids", "output_tok_ids",
@@ -55,6 +55,9 @@ class Workload:
 
     def head(self, n: int) -> "Workload":
         """The first ``n`` requests (what ``--num-reqs`` selects)."""
+        if as_whole(n) is None or n < 1:
+            raise InputError(f"must be a whole number >= 1, got {n!r}", self.name, "head")
+        n = int(n)
         return Workload(self.arrival_ns[:n], self.input_toks[:n], self.output_toks[:n],
                         self.token_ids[:n], self.name, None if self.lines is None else self.lines[:n])
 
@@ -131,7 +134,13 @@ def _ids(obj: dict, key: str, expected: int, path: Path, lineno: int) -> list[in
 
 def load_trace(path: str | Path, num_requests: int | None = None) -> Workload:
     """Read an LLMServingSim JSONL trace; every problem names the file and line."""
-    path = Path(path)
+    path = as_path(path, "workload")
+    if num_requests is not None:
+        n = as_whole(num_requests)
+        if n is None or n < 1:
+            raise InputError(f"must be a whole number >= 1 (or None for the whole trace), got {num_requests!r}",
+                             "argument", "num_requests")
+        num_requests = n
     text = read_text(path)
     arrivals, ins, outs, ids, lines = [], [], [], [], []
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -183,6 +192,22 @@ class LengthDist:
     b: float = 0.0
     low: int = 1
     high: int = 32768
+
+    def __post_init__(self) -> None:
+        """One built in Python is held to what ``parse`` takes (a NaN median or a list gave numpy's own errors)."""
+        where = "length distribution"
+        if self.kind not in ("fixed", "uniform", "lognormal"):
+            raise InputError(f"must be 'fixed', 'uniform' or 'lognormal', got {self.kind!r}", where, "kind")
+        args = Section({"a": self.a, "b": self.b, "low": self.low, "high": self.high}, where)
+        low = args.integer("low", minimum=1)
+        high = args.integer("high", minimum=low, maximum=MAX_TOKENS)
+        if self.kind == "lognormal":
+            args.number("a", minimum=1, maximum=high)
+            args.number("b", minimum=0, maximum=5)
+        else:
+            a = args.integer("a", minimum=low, maximum=high)
+            if self.kind == "uniform":
+                args.integer("b", minimum=a, maximum=high)
 
     @classmethod
     def parse(cls, text: str, role: str = "input") -> "LengthDist":

@@ -489,3 +489,32 @@ def test_options_the_cluster_never_uses_are_reported(ref, caplog):
     said = caplog.text
     assert "kv_transfer='pull' has no effect" in said and "expert_gate='zipf' has no effect" in said
     assert "prefix_sharing='node' has no effect" in said
+
+
+# Python arguments of the wrong kind, as a notebook user mistypes them: each is an InputError naming the argument
+# (before, most were bare TypeErrors or AttributeErrors from pathlib, numpy or deep inside the kernel).
+PY_ARGS = [
+    ("cluster", lambda r: ll.simulate(2.5, TRACE, reference_dir=r)),
+    ("workload", lambda r: ll.simulate(r / GOOD_CLUSTER, None, reference_dir=r)),
+    ("--reference-dir", lambda r: ll.simulate(r / GOOD_CLUSTER, TRACE, reference_dir=["x"])),
+    ("engine", lambda r: ll.simulate(r / GOOD_CLUSTER, TRACE, reference_dir=r, engine="max_num_seqs=4")),
+    ("progress", lambda r: ll.simulate(r / GOOD_CLUSTER, TRACE, reference_dir=r, progress=True)),
+    ("router", lambda r: ll.simulate(r / GOOD_CLUSTER, TRACE, reference_dir=r, router=["load_score"])),
+    ("expert_gate", lambda r: ll.simulate(r / GOOD_CLUSTER, TRACE, reference_dir=r, expert_gate="zipff")),
+    ("path", lambda r: ll.load_cluster(None)),
+    ("path", lambda r: ll.load_results(3)),
+    ("num_requests", lambda r: ll.load_trace(r / TRACE, "5")),
+    ("head", lambda r: ll.load_trace(r / TRACE).head(2.5)),
+    ("a", lambda r: ll.LengthDist("lognormal", float("nan"), 0.5)),
+    ("kind", lambda r: ll.LengthDist("sharegpt")),
+    ("high", lambda r: ll.LengthDist("fixed", 128, high=[])),
+    ("tp", lambda r: ll.Scenario(tp="2").cluster_json(r)),
+    ("hardware", lambda r: ll.Scenario(hardware=None).cluster_json(r)),
+]
+
+
+@pytest.mark.parametrize("key, call", PY_ARGS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(PY_ARGS)])
+def test_python_arguments_of_the_wrong_kind_are_named(key, call, ref):
+    with pytest.raises(InputError) as err:
+        call(ref)
+    assert err.value.where == key

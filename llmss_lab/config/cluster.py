@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError, UnsupportedFeature
 from .power import PowerSpec, parse_power
-from .reader import Section, as_whole, is_real, read_json
+from .reader import Section, as_path, as_whole, is_real, read_json
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,7 @@ def _instance(s: Section) -> InstanceSpec:
 
 def load_cluster(path: str | Path) -> ClusterSpec:
     """Read a cluster JSON as LLMServingSim writes it (current and older key names)."""
-    return cluster_from_dict(read_json(path), str(path))
+    return cluster_from_dict(read_json(path), str(as_path(path, "cluster")))
 
 
 def cluster_from_dict(data: Any, path: str) -> ClusterSpec:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,8 +18,18 @@ import yaml
 from ..errors import InputError
 
 
+def as_path(value: Any, key: str = "path", source: str = "argument") -> Path:
+    """``value`` as a Path; anything but a string or path-like object is named (pathlib's own TypeError does not
+    say which argument was wrong)."""
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, (str, os.PathLike)) or (isinstance(value, str) and not value.strip()):
+        raise InputError(f"expected a file path, got {value!r}", source, key)
+    return Path(value)
+
+
 def read_text(path: str | Path) -> str:
-    p = Path(path)
+    p = as_path(path)
     if not p.exists():
         raise InputError("file does not exist", p)
     if p.is_dir():

@@ -23,11 +23,10 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str, where: str | None = None) -> type[T]:
-        try:
+        if isinstance(name, str) and name in self._items:
             return self._items[name]
-        except KeyError:
-            raise InputError(f"unknown {self.kind} {name!r}; registered: {sorted(self._items)}",
-                             "settings", where or self.kind) from None
+        raise InputError(f"unknown {self.kind} {name!r}; registered: {sorted(self._items)}",
+                         "settings", where or self.kind)
 
     def names(self) -> list[str]:
         return sorted(self._items)

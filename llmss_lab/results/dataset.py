@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..config.reader import as_path
 from ..errors import InputError
 from ..files import replacing
 from ..config.power import COMPONENTS
@@ -334,7 +335,7 @@ class Results:
 
     @classmethod
     def load(cls, path: str | Path) -> "Results":
-        path = Path(path)
+        path = as_path(path)
         if path.is_dir():
             raise InputError("is a folder, not a results file", path)
         if not path.is_file():
