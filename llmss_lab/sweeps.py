@@ -19,7 +19,9 @@ import json
 import logging
 import math
 import os
+import re
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -340,6 +342,35 @@ def _check_cluster_args(client: Any, n_workers: Any, source: str) -> None:
                          "--dask-scheduler (client)")
 
 
+def _main_script() -> Path | None:
+    """The script (or ``python -m`` module) this process runs, if a new worker process would import it again:
+    dask starts workers by spawning, and a spawned process re-runs the main module's top-level code."""
+    import dask
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)   # none in Jupyter, the REPL and python -c
+    name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if not path or name.endswith("__main__") or \
+            dask.config.get("distributed.worker.multiprocessing-method", "spawn") == "fork":
+        return None   # a package's __main__ (python -m llmss_lab, python -m pytest) is not run again
+    return Path(path)
+
+
+def _check_main_guard() -> None:
+    """A script that starts a sweep at its top level, unguarded, would start it again in every worker it spawns,
+    and the workers die with an error that reaches the user as 'Nanny failed to start': say what to do instead."""
+    script = _main_script()
+    if script is None:
+        return
+    try:
+        text = script.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    if not re.search(r"""__name__\s*==\s*['"]__main__['"]""", text):
+        raise InputError("a sweep starts dask worker processes, and each of them imports this script again: put "
+                         "the code that runs the sweep under `if __name__ == \"__main__\":`", script)
+
+
 @contextmanager
 def local_client(n_workers: int) -> Iterator[Any]:
     """A Client on a LocalCluster of ``n_workers`` worker processes, both closed on exit.
@@ -348,6 +379,7 @@ def local_client(n_workers: int) -> Iterator[Any]:
     can miss that, so a failed start is tried once more before it is an error."""
     from distributed import Client, LocalCluster
 
+    _check_main_guard()
     for attempt in range(1, LOCAL_START_TRIES + 1):
         try:
             # processes: the kernel is pure Python, so threads would share one GIL; the dashboard on a
@@ -358,10 +390,13 @@ def local_client(n_workers: int) -> Iterator[Any]:
         except (AssertionError, RuntimeError, TimeoutError, OSError) as exc:
             why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if attempt == LOCAL_START_TRIES:
+                script = _main_script()
+                hint = (f"; if {script.name} starts the sweep outside `if __name__ == \"__main__\":`, move it under "
+                        "that guard (each worker process imports the script again)") if script else ""
                 raise ClusterStartError(
                     f"dask could not start a local cluster of {n_workers} worker process(es) in "
                     f"{LOCAL_START_TRIES} tries (last: {why}); the machine may be short of CPU or memory: try "
-                    "fewer --workers, or start a dask cluster yourself and give --dask-scheduler") from exc
+                    f"fewer --workers, or start a dask cluster yourself and give --dask-scheduler{hint}") from exc
             log.warning("dask's local cluster did not start (%s); trying once more", why)
     c = None
     try:

@@ -243,3 +243,20 @@ def test_slo_limits_of_the_wrong_kind_are_named_and_numpy_ones_taken():
         with pytest.raises(InputError) as err:
             SLO(**kwargs)
         assert err.value.where == key
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(ref, tmp_path):
+    """dask spawns its workers, and each re-runs an unguarded script's top level (and its sweep): the user got
+    'Nanny failed to start' and advice about CPU and memory; now the script is named with the fix."""
+    call = (f"import llmss_lab as ll\nds = ll.sweep(ll.Scenario(num_requests=3), {{'max_num_seqs': [4, 8]}}, "
+            f"n_workers=1, progress=False, reference_dir={str(ref)!r})\nprint(ds.status.values.tolist())\n")
+    bare = tmp_path / "bare.py"
+    bare.write_text(call)
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text("def main():\n" + "".join(f"    {line}\n" for line in call.splitlines())
+                       + "\n\nif __name__ == '__main__':\n    main()\n")
+    out = subprocess.run([sys.executable, str(bare)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode != 0 and "Nanny" not in out.stderr
+    assert f"{bare}: a sweep starts dask worker processes" in out.stderr and '__name__ == "__main__"' in out.stderr
+    out = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == "['ok', 'ok']", out.stderr[-2000:]
