@@ -19,7 +19,7 @@ class InputError(LlmssError):
     def __init__(self, message: str, source: str | Path | None = None, where: str | None = None):
         self.message = message
         self.source = str(source) if source is not None else None
-        self.where = where
+        self.where = str(where) if where is not None else None
         super().__init__(self.__str__())
 
     def __str__(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from .api import simulate
 from .catalog import scan
 from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
-from .config.reader import as_whole, plain, read_json
+from .config.reader import as_path, as_whole, plain, read_json
 from .errors import InputError
 from .files import write_text
 from .reference import resolve_reference_dir
@@ -156,7 +156,7 @@ class Scenario:
 
     def save(self, path: str | Path) -> Path:
         """Write the scenario as JSON, atomically."""
-        return _atomic_write(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+        return _atomic_write(as_path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "Scenario":

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from .config.reader import is_real, plain
+from .config.reader import as_path, is_real, plain
 from .errors import ClusterStartError, InputError, LlmssError
 from .files import replacing
 from .reference import resolve_reference_dir
@@ -246,7 +246,7 @@ def _coord(values: list) -> np.ndarray:
 
 def save(ds: xr.Dataset, path: str | Path) -> Path:
     """Write a sweep Dataset to netCDF atomically: an interrupted write leaves the previous file."""
-    path = Path(path)
+    path = as_path(path)
     if not path.parent.is_dir():
         raise InputError("output folder does not exist", path.parent)
     with replacing(path) as tmp:
@@ -255,7 +255,7 @@ def save(ds: xr.Dataset, path: str | Path) -> Path:
 
 
 def load(path: str | Path) -> xr.Dataset:
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
         raise InputError("file does not exist", path)
     try:
@@ -651,6 +651,10 @@ def pareto_front(ds: xr.Dataset, maximize: Sequence[str] = ("goodput",),
                  minimize: Sequence[str] = ("energy_per_output_token_J", "num_gpus")) -> xr.DataArray:
     """True where a point is on the Pareto front: no other ok point is at least as good on every
     objective and better on one. Points that failed or lack an objective are never on it."""
+    maximize, minimize = ([names] if isinstance(names, str) else names for names in (maximize, minimize))
+    for key, names in (("maximize", maximize), ("minimize", minimize)):
+        if not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+            raise InputError(f"expected a list of variable names, got {names!r}", "pareto", key)
     for name in (*maximize, *minimize):
         if name not in ds:
             raise InputError(f"no variable {name!r} in the sweep (has: {', '.join(sorted(map(str, ds.data_vars)))})",

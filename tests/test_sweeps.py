@@ -185,6 +185,10 @@ def test_pareto_front_keeps_only_undominated_ok_points():
     assert list(front.values) == [False, True, False, True, False]
     with pytest.raises(InputError, match="no variable 'watts'"):
         pareto_front(ds, maximize=["watts"], minimize=[])
+    assert list(pareto_front(ds, maximize="goodput", minimize="energy").values) == list(front.values)   # one name
+    with pytest.raises(InputError) as err:
+        pareto_front(ds, maximize=None)
+    assert err.value.where == "maximize"
 
 
 def test_a_sweep_in_a_fresh_process_runs(ref, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 from bokeh.models import ColumnDataSource, GlyphRenderer, Tabs
 
 from llmss_lab import views
+from llmss_lab.views import plots
 from llmss_lab.scenario import Scenario
 
 
@@ -84,3 +85,17 @@ def test_expert_load_heatmap(ref):
     img = _sources(fig)[0].data["image"][0]
     assert img.shape == (r.experts.sizes["layer"], r.experts.sizes["expert"])
     assert img.sum() == r.experts.expert_load.sum().item()
+
+
+def test_views_name_an_argument_of_the_wrong_kind(runs):
+    from llmss_lab.errors import InputError
+
+    a, b = runs
+    for call, key in ((lambda: plots.dashboard("run.nc"), "a"), (lambda: plots.throughput(a, a.requests), "b"),
+                      (lambda: plots.latency_cdf(a, metric="ttf"), "metric"),
+                      (lambda: plots.request_lifelines(a, max_requests=2.5), "max_requests"),
+                      (lambda: plots.expert_load(None), "a"), (lambda: plots.summary_table(a, 3), "b")):
+        with pytest.raises(InputError) as err:
+            call()
+        assert err.value.where == key
+    assert plots.request_lifelines(a, max_requests=np.int64(5)) is not None

@@ -318,7 +318,7 @@ class Results:
 
     def save(self, path: str | Path) -> Path:
         """Write all three Datasets as groups of one netCDF file, atomically (temp file, rename)."""
-        path = Path(path)
+        path = as_path(path)
         if path.parent and not path.parent.exists():
             raise InputError("output folder does not exist", path.parent)
         with replacing(path) as tmp:

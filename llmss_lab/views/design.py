@@ -14,10 +14,12 @@ TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
 
 def _check(ds: xr.Dataset, var: str, dims: tuple[str, ...]) -> None:
-    if var not in ds:
+    if not isinstance(ds, xr.Dataset):
+        raise InputError(f"expected a sweep's Dataset, got {type(ds).__name__}", "view", "ds")
+    if not isinstance(var, str) or var not in ds:
         raise InputError(f"no variable {var!r} (has: {', '.join(sorted(map(str, ds.data_vars)))})", "view", var)
     for d in dims:
-        if d not in ds.dims:
+        if not isinstance(d, str) or d not in ds.dims:
             raise InputError(f"not a sweep dimension (dims: {', '.join(map(str, ds.dims))})", "view", d)
 
 

@@ -17,6 +17,8 @@ from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
 from ..config.power import COMPONENTS
+from ..config.reader import as_whole
+from ..errors import InputError
 from ..results.dataset import Results
 
 A_NAME, B_NAME = "run", "baseline"
@@ -33,8 +35,18 @@ def _fig(title: str, y_label: str, x_range=None, height: int = 220, **kw) -> fig
     return p
 
 
+def _check_runs(a: object, b: object = None) -> None:
+    """Views draw Results; anything else (a Dataset, a path, a sweep) is named, not an AttributeError."""
+    for key, r in (("a", a), ("b", b)):
+        if (key == "a" or r is not None) and not isinstance(r, Results):
+            hint = " (load a saved run with llmss_lab.load_results)" if isinstance(r, str) else ""
+            raise InputError(f"expected the Results of a run{' or None' if key == 'b' else ''}, got "
+                             f"{type(r).__name__}{hint}", "view", key)
+
+
 def time_range(a: Results, b: Results | None = None) -> Range1d:
     """A shared x range covering both runs, from 0 to the last finish."""
+    _check_runs(a, b)
     end = max(float(r.requests.finish.max()) for r in (a, b) if r is not None)
     return Range1d(0.0, end * 1.02, bounds=(0.0, end * 1.05))
 
@@ -46,6 +58,7 @@ def _short(label: str) -> str:
 
 
 def _runs(a: Results, b: Results | None) -> list[tuple[str, Results]]:
+    _check_runs(a, b)
     return [(A_NAME, a)] + ([(B_NAME, b)] if b is not None else [])
 
 
@@ -90,6 +103,10 @@ PHASES = (("queued", "arrival", "scheduled", "#bbbbbb"), ("prefill", "scheduled"
 def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_requests: int = 400) -> figure:
     """One line per request: queued, then prefill (to the first token), then decode. The baseline's
     requests sit just below the run's, thinner and greyed."""
+    _check_runs(a, b)
+    if as_whole(max_requests) is None or max_requests < 1:
+        raise InputError(f"must be a whole number >= 1, got {max_requests!r}", "view", "max_requests")
+    max_requests = int(max_requests)
     p = _fig("Request lifelines (queued, prefill, decode)", "request", x_range, height=320)
     for name, r, dy, alpha, width in ((A_NAME, a, 0.0, 0.9, 2), (B_NAME, b, 0.4, 0.45, 1)):
         if r is None:
@@ -139,6 +156,7 @@ def throughput(a: Results, b: Results | None = None, x_range=None) -> figure:
 def memory(a: Results, b: Results | None = None, x_range=None) -> figure:
     """Memory in use per tier over time: NPU KV and cached prefix blocks (all instances), and each
     lower-tier prefix pool, in GiB."""
+    _check_runs(a, b)
     p = _fig("Memory per tier", "GiB", x_range)
     for name, r in _runs(a, b):
         m = r.memory
@@ -163,6 +181,7 @@ def memory(a: Results, b: Results | None = None, x_range=None) -> figure:
 
 def power(a: Results, b: Results | None = None, x_range=None) -> figure:
     """Power per component over time (all nodes), stacked; the baseline's total as a dashed line."""
+    _check_runs(a, b)
     p = _fig("Power per component", "W", x_range)
     pw = a.power
     if "power" in pw:
@@ -186,6 +205,7 @@ def power(a: Results, b: Results | None = None, x_range=None) -> figure:
 
 def expert_load(r: Results) -> figure:
     """Token-expert pairs per MoE layer and expert (summed over groups): where a gate's skew lands."""
+    _check_runs(r)
     load = r.experts.expert_load.sum("moe_group")
     n_layers, n_experts = load.sizes["layer"], load.sizes["expert"]
     p = figure(title="Expert load (token-expert pairs)", height=300, width=WIDTH, tools="hover,save,reset",
@@ -206,6 +226,8 @@ METRICS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e_latency", "E2E latency"))
 
 def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft") -> figure:
     """Empirical CDF of a per-request latency (ms)."""
+    if not (isinstance(metric, str) and metric in dict(METRICS)):
+        raise InputError(f"must be one of {', '.join(m for m, _ in METRICS)}, got {metric!r}", "view", "metric")
     title = dict(METRICS).get(metric, metric)
     p = figure(title=f"{title} CDF", height=260, width=WIDTH // 3, tools="pan,wheel_zoom,box_zoom,reset,save",
                x_axis_label=f"{title} (ms)", y_axis_label="fraction of requests", y_range=(0, 1.02))
@@ -240,6 +262,7 @@ SUMMARY_ROWS = (("completed", "requests completed", "{:.0f}"), ("duration_s", "d
 
 def summary_table(a: Results, b: Results | None = None) -> str:
     """The summary as an HTML table; with a baseline, its column and the relative change."""
+    _check_runs(a, b)
     sa = a.summary()
     sb = b.summary() if b is not None else None
     head = "<tr><th style='text-align:left'>metric</th><th>run</th>" + (
