@@ -38,6 +38,7 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
 }
 
 
+KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}   # of the fields, in errors
 BUILT_CLUSTER = "scenario (built cluster)"   # the source errors name for the config a scenario builds
 
 
@@ -137,14 +138,12 @@ class Scenario:
         for f in fields(self):
             v, want = getattr(self, f.name), type(getattr(default, f.name))
             if type(v) is not want and not (want is float and type(v) is int):
-                raise InputError(f"must be {want.__name__}, got {v!r}", source, f.name)
+                raise InputError(f"must be {KINDS[want]}, got {v!r}", source, f.name)
         for key, (low, inclusive) in FIELD_RANGES.items():
             v = getattr(self, key)
             whole = isinstance(getattr(default, key), int)
             kind = "a whole number" if whole else "a finite number"
             rule = f">= {low}" if inclusive else f"> {low}"
-            if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)):
-                raise InputError(f"must be {kind} {rule}, got {v!r}", source, key)
             if not math.isfinite(v) or v < low or (v == low and not inclusive):
                 raise InputError(f"must be {kind} {rule}, got {v!r}", source, key)
         if self.gpu_memory_utilization > 1:
@@ -172,10 +171,7 @@ class Scenario:
     def cluster_json(self, reference_dir: str | Path | None = None) -> dict[str, Any]:
         """The cluster in LLMServingSim's JSON format, built from the shape fields."""
         src = "scenario"
-        self.validate(src)
-        for key in ("instances", "dp", "tp", "pp", "ep", "cxl_devices"):
-            if getattr(self, key) < 1:
-                raise InputError(f"must be >= 1, got {getattr(self, key)}", src, key)
+        self.validate(src)   # kinds and ranges (instances, dp, tp, pp, ep and cxl_devices >= 1)
         if self.prefill_instances < 0 or 0 < self.instances <= self.prefill_instances:
             raise InputError(f"must leave at least one decode replica (0 <= value < instances = {self.instances})",
                              src, "prefill_instances")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -86,22 +86,18 @@ def _whole_array(values: object, key: str, name: str, limit: int, rounding: bool
     if a.ndim != 1:
         raise InputError(f"expected a flat list of numbers, got an array of shape {a.shape}", name, key)
     if a.dtype.kind in "iu":
-        return a.astype(np.int64) if not len(a) or a.max() <= limit else _refuse(a, a <= limit, key, name, limit)
-    if a.dtype.kind == "f":
+        ok = a <= limit   # the lower bounds (>= 1 token, >= 0 ns) are checked by the caller
+    elif a.dtype.kind == "f":
         ok = np.isfinite(a) & (a == np.round(a) if not rounding else True) & (np.abs(a) <= limit)
     else:   # booleans, text, None, a mix: one by one
         ok = np.array([(is_real(x) if rounding else as_whole(x) is not None) and abs(x) <= limit
                        for x in a.tolist()], bool)
     if not ok.all():
-        _refuse(a, ok, key, name, limit)
-    return np.round(a.astype(np.float64)).astype(np.int64)
-
-
-def _refuse(a: np.ndarray, ok: np.ndarray, key: str, name: str, limit: int) -> NoReturn:
-    i = int(np.flatnonzero(~ok)[0])
-    x = a[i].item() if isinstance(a[i], np.generic) else a[i]
-    what = f"a whole number up to {limit:,}" if key != "arrival_ns" else f"a time in ns up to {limit:,}"
-    raise InputError(f"expected {what}, got {x!r}", name, f"{key}[{i}]")
+        i = int(np.flatnonzero(~ok)[0])
+        x = a[i].item() if isinstance(a[i], np.generic) else a[i]
+        what = f"a whole number up to {limit:,}" if key != "arrival_ns" else f"a time in ns up to {limit:,}"
+        raise InputError(f"expected {what}, got {x!r}", name, f"{key}[{i}]")
+    return a.astype(np.int64) if a.dtype.kind in "iu" else np.round(a.astype(np.float64)).astype(np.int64)
 
 
 def _int_field(obj: dict, key: str, path: Path, lineno: int, minimum: int, required: bool = True) -> int | None:

@@ -41,7 +41,7 @@ def test_a_mapping_is_a_cartesian_grid_and_a_list_is_points():
     ({"tp": 2}, "grid: tp: must be a non-empty list"),
     ({"tp": []}, "grid: tp: must be a non-empty list"),
     ({}, "the grid is empty"),
-    ({"tp": [1, "two"]}, "grid: point 1 (tp='two'): tp: must be int"),
+    ({"tp": [1, "two"]}, "grid: point 1 (tp='two'): tp: must be a whole number"),
     ([{"rate": 1.0}, 3], "grid: points[1]: point 1 must be a mapping"),
     ("tp", "a grid is a mapping"),
 ])

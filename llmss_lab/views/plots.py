@@ -156,7 +156,6 @@ def throughput(a: Results, b: Results | None = None, x_range=None) -> figure:
 def memory(a: Results, b: Results | None = None, x_range=None) -> figure:
     """Memory in use per tier over time: NPU KV and cached prefix blocks (all instances), and each
     lower-tier prefix pool, in GiB."""
-    _check_runs(a, b)
     p = _fig("Memory per tier", "GiB", x_range)
     for name, r in _runs(a, b):
         m = r.memory
