@@ -35,9 +35,9 @@ class Workload:
         return f"line {self.lines[i]}" if self.lines is not None else f"request {i}"
 
     def __post_init__(self) -> None:
-        self.arrival_ns = _whole_array(self.arrival_ns, "arrival_ns", self.name, MAX_ARRIVAL_NS, rounding=True)
-        self.input_toks = _whole_array(self.input_toks, "input_toks", self.name, MAX_TOKENS)
-        self.output_toks = _whole_array(self.output_toks, "output_toks", self.name, MAX_TOKENS)
+        self.arrival_ns = _whole_array(self.arrival_ns, "arrival_ns", self.name, 0, MAX_ARRIVAL_NS, rounding=True)
+        self.input_toks = _whole_array(self.input_toks, "input_toks", self.name, 1, MAX_TOKENS)
+        self.output_toks = _whole_array(self.output_toks, "output_toks", self.name, 1, MAX_TOKENS)
         if not self.token_ids:
             self.token_ids = [None] * len(self.arrival_ns)
         n = len(self.arrival_ns)
@@ -45,10 +45,9 @@ class Workload:
             raise InputError("arrays of different lengths", self.name)
         if n == 0:
             raise InputError("the workload has no requests", self.name)
-        if (self.input_toks < 1).any() or (self.output_toks < 1).any():
-            raise InputError("token counts must be >= 1", self.name)
-        if (np.diff(self.arrival_ns) < 0).any() or self.arrival_ns[0] < 0:
-            raise InputError("arrival times must be >= 0 and sorted", self.name)
+        late = np.flatnonzero(np.diff(self.arrival_ns) < 0)
+        if len(late):
+            raise InputError("arrival times must be sorted", self.name, f"arrival_ns[{late[0] + 1}]")
 
     def __len__(self) -> int:
         return len(self.arrival_ns)
@@ -75,28 +74,30 @@ class Workload:
                 "duration_s": float((self.arrival_ns[-1] - self.arrival_ns[0]) / 1e9)}
 
 
-def _whole_array(values: object, key: str, name: str, limit: int, rounding: bool = False) -> np.ndarray:
-    """``values`` as int64, or an error that names the first bad entry (numpy alone would truncate 1.5 to 1,
-    or fail on NaN or text with a bare ValueError). ``rounding`` takes fractional values (nanoseconds from
-    seconds x 1e9) to the nearest whole number."""
+def _whole_array(values: object, key: str, name: str, low: int, high: int, rounding: bool = False) -> np.ndarray:
+    """``values`` as int64, or an error that names the first entry that is not a whole number from ``low`` to
+    ``high`` (numpy alone would truncate 1.5 to 1, take True as 1, or fail on NaN or text with a bare error).
+    ``rounding`` takes fractional values (nanoseconds from seconds x 1e9) to the nearest whole number."""
     try:
         a = np.asarray(values)
     except (TypeError, ValueError):   # ragged nesting
         raise InputError("expected a flat list of numbers", name, key) from None
     if a.ndim != 1:
         raise InputError(f"expected a flat list of numbers, got an array of shape {a.shape}", name, key)
+    if isinstance(values, (list, tuple)) and (a.dtype.kind not in "iuf" or any(type(x) is bool for x in values)):
+        a = np.array(values, dtype=object)   # as given: numpy made [1, ""] text and [1, True] the numbers 1, 1
     if a.dtype.kind in "iu":
-        ok = a <= limit   # the lower bounds (>= 1 token, >= 0 ns) are checked by the caller
+        ok = (a >= low) & (a <= high)
     elif a.dtype.kind == "f":
-        ok = np.isfinite(a) & (a == np.round(a) if not rounding else True) & (np.abs(a) <= limit)
+        ok = np.isfinite(a) & (a == np.round(a) if not rounding else True) & (a >= low) & (a <= high)
     else:   # booleans, text, None, a mix: one by one
-        ok = np.array([(is_real(x) if rounding else as_whole(x) is not None) and abs(x) <= limit
+        ok = np.array([(is_real(x) if rounding else as_whole(x) is not None) and low <= x <= high
                        for x in a.tolist()], bool)
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
         x = a[i].item() if isinstance(a[i], np.generic) else a[i]
-        what = f"a whole number up to {limit:,}" if key != "arrival_ns" else f"a time in ns up to {limit:,}"
-        raise InputError(f"expected {what}, got {x!r}", name, f"{key}[{i}]")
+        what = "a whole number" if key != "arrival_ns" else "a time in ns"
+        raise InputError(f"expected {what} from {low} to {high:,}, got {x!r}", name, f"{key}[{i}]")
     return a.astype(np.int64) if a.dtype.kind in "iu" else np.round(a.astype(np.float64)).astype(np.int64)
 
 

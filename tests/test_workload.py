@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from llmss_lab.errors import InputError
 from llmss_lab.workload import LengthDist, load_trace, synthetic
@@ -100,7 +102,7 @@ def test_shared_prefixes_give_prefix_hits(ref):
     (dict(input_toks=[1.5, 2]), "input_toks[0]", "got 1.5"),            # numpy alone would keep 1
     (dict(input_toks=["a", 2]), "input_toks[0]", "got 'a'"),
     (dict(output_toks=[1, None]), "output_toks[1]", "got None"),
-    (dict(output_toks=[1, 2**40]), "output_toks[1]", "up to 10,000,000"),
+    (dict(output_toks=[1, 2**40]), "output_toks[1]", "from 1 to 10,000,000"),
     (dict(arrival_ns=[0.0, float("nan")]), "arrival_ns[1]", "got nan"),
     (dict(arrival_ns=[0, [1]]), "arrival_ns", "flat list"),
     (dict(arrival_ns=[[0, 1]]), "arrival_ns", "shape"),
@@ -136,3 +138,22 @@ def test_synthetic_arguments_of_the_wrong_kind_are_named(kwargs, key):
 def test_synthetic_takes_numpy_scalars():
     assert synthetic(np.int64(20), np.float32(5.0), seed=np.uint8(1)).arrival_ns.tolist() == \
         synthetic(20, 5.0, seed=1).arrival_ns.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(-3, 20_000_000), st.floats(allow_nan=True, allow_infinity=True),
+                          st.text(max_size=3), st.none(), st.booleans()), min_size=1, max_size=6))
+def test_token_counts_are_taken_exactly_or_the_first_bad_one_is_named(values):
+    """Every entry that is a whole number from 1 to 10M is kept as it is; otherwise the error names the first
+    entry that is not one (numpy's own conversion truncates 1.5, takes True as 1 or fails with a bare error)."""
+    from llmss_lab.workload import MAX_TOKENS, Workload
+
+    n = len(values)
+    good = [not isinstance(v, (bool, str, type(None))) and math.isfinite(v) and float(v).is_integer()
+            and 1 <= v <= MAX_TOKENS for v in values]
+    if all(good):
+        assert Workload(range(n), values, [1] * n).input_toks.tolist() == [int(v) for v in values]
+        return
+    with pytest.raises(InputError) as err:
+        Workload(range(n), values, [1] * n)
+    assert err.value.where == f"input_toks[{good.index(False)}]"
