@@ -285,7 +285,11 @@ def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist
 
 def from_requests(requests: Sequence[tuple[float, int, int]], name: str = "requests") -> Workload:
     """A workload from ``(arrival_s, input_toks, output_toks)`` tuples; handy in notebooks and tests."""
-    if not requests:
-        raise InputError("no requests given", name)
-    arr = np.array([round(r[0] * 1e9) for r in requests], dtype=np.int64)
-    return Workload(arr, np.array([r[1] for r in requests]), np.array([r[2] for r in requests]), name=name)
+    if not isinstance(requests, Sequence) or not requests:
+        raise InputError(f"expected a non-empty list of (arrival_s, input_toks, output_toks), got {requests!r}", name)
+    for i, r in enumerate(requests):
+        if isinstance(r, (str, bytes)) or not isinstance(r, Sequence) or len(r) != 3 or not is_real(r[0]):
+            raise InputError(f"expected (arrival_s, input_toks, output_toks) with a time in seconds, got {r!r}",
+                             name, f"requests[{i}]")
+    # list entries, so that Workload names a bad count by its index, the request's own
+    return Workload([r[0] * 1e9 for r in requests], [r[1] for r in requests], [r[2] for r in requests], name=name)

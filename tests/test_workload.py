@@ -157,3 +157,13 @@ def test_token_counts_are_taken_exactly_or_the_first_bad_one_is_named(values):
     with pytest.raises(InputError) as err:
         Workload(range(n), values, [1] * n)
     assert err.value.where == f"input_toks[{good.index(False)}]"
+
+
+def test_from_requests_names_a_malformed_request():
+    from llmss_lab.workload import from_requests
+
+    for requests, where in (([(0.0, 5)], "requests[0]"), ([(0.0, 5, 1), ("1s", 5, 1)], "requests[1]"),
+                            ([(0.0, 5, 1), (1.0, 2.5, 1)], "input_toks[1]")):
+        with pytest.raises(InputError) as err:
+            from_requests(requests)
+        assert err.value.where == where
