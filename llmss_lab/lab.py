@@ -11,6 +11,9 @@ from .errors import InputError, LlmssError
 from .reference import resolve_reference_dir
 
 QUICKSTART = "00_quickstart.ipynb"
+# a Jupyter config folder put first on JUPYTER_CONFIG_PATH for the server it starts: its page_config turns off
+# JupyterLab's "get Jupyter news?" toast, which covers the explorer's plots (the user's own settings still apply)
+LAB_CONFIG = Path(__file__).resolve().parent / "lab_config"
 
 
 def notebooks_dir() -> Path:
@@ -46,7 +49,9 @@ def launch(port: int | None = None, no_browser: bool = False, reference_dir: str
     ``replace`` (the CLI's choice): on POSIX this process becomes JupyterLab (exec), so a signal
     that stops ``llmss lab`` stops the server too, instead of leaving an orphan holding the port.
     A Python caller keeps its process and waits for JupyterLab as a child."""
-    env = dict(os.environ, LLMSS_REFERENCE_DIR=str(resolve_reference_dir(reference_dir)), BOKEH_RESOURCES="inline")
+    config_path = os.pathsep.join(p for p in (str(LAB_CONFIG), os.environ.get("JUPYTER_CONFIG_PATH")) if p)
+    env = dict(os.environ, LLMSS_REFERENCE_DIR=str(resolve_reference_dir(reference_dir)), BOKEH_RESOURCES="inline",
+               JUPYTER_CONFIG_PATH=config_path)
     cmd = lab_command(port, no_browser, notebook)
     if importlib.util.find_spec("jupyterlab") is None:
         raise LlmssError(f"JupyterLab is not installed in this Python ({sys.executable}); install the kit with "

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from llmss_lab.lab import LAB_CONFIG
+
 from .conftest import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +37,8 @@ def lab(ref, tmp_path):
     """JupyterLab serving a copy of the quickstart notebook; yields its base URL."""
     shutil.copy(ROOT / "notebooks" / "00_quickstart.ipynb", tmp_path)
     port = free_port()
-    env = dict(os.environ, LLMSS_REFERENCE_DIR=str(ref), BOKEH_RESOURCES="inline", JUPYTER_PLATFORM_DIRS="1")
+    env = dict(os.environ, LLMSS_REFERENCE_DIR=str(ref), BOKEH_RESOURCES="inline", JUPYTER_PLATFORM_DIRS="1",
+               JUPYTER_CONFIG_PATH=str(LAB_CONFIG))   # as `llmss lab` starts it
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
            f"--ServerApp.root_dir={tmp_path}", "--allow-root", "--LabApp.news_url=None"]
@@ -110,9 +113,11 @@ def test_explorer_runs_and_redraws_in_jupyterlab(lab):
             plot.wait_for(timeout=60_000)
             after = plot.screenshot()
             page.screenshot(path=str(ARTIFACTS / "explorer_browser.png"), full_page=True)
+            news = page.get_by_text("Jupyter news").count()   # the toast would have shown long before now
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "explorer_browser_failure.png"), full_page=True)
             raise
         finally:
             browser.close()
     assert before != after, "the Bokeh timeline did not change after Run"
+    assert news == 0, "JupyterLab's news toast covers the explorer"

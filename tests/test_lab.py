@@ -51,6 +51,9 @@ def test_llmss_lab_serves_the_quickstart(ref, tmp_path):
                 pytest.fail(f"llmss lab did not serve the notebook:\n{proc.stdout.read()[-3000:]}")
             time.sleep(0.3)
         assert info["name"] == QUICKSTART and info["type"] == "notebook"
+        # the page config turns off JupyterLab's news toast (it covers the explorer's plots)
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10).read().decode()
+        assert "@jupyterlab/apputils-extension:announcements" in page
     finally:
         stop(proc)
     # stopping `llmss lab` stops JupyterLab too: no orphan left serving the port
