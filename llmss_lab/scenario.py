@@ -16,7 +16,7 @@ from typing import Any, Callable
 from .api import simulate
 from .catalog import scan
 from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
-from .config.reader import as_path, as_whole, plain, read_json
+from .config.reader import as_path, as_whole, plain, read_json, store_plain
 from .errors import InputError
 from .files import write_text
 from .reference import resolve_reference_dir
@@ -99,10 +99,7 @@ class Scenario:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for f in fields(self):   # numpy scalars (from a user's arrays) are kept as the plain values they hold
-            v = getattr(self, f.name)
-            if plain(v) is not v:
-                object.__setattr__(self, f.name, plain(v))
+        store_plain(self)
 
     # ---- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from .config.reader import as_path, is_real, plain
+from .config.reader import as_path, is_real, plain, store_plain
 from .errors import ClusterStartError, InputError, LlmssError
 from .files import replacing
 from .reference import resolve_reference_dir
@@ -59,8 +59,7 @@ class SLO:
     def __post_init__(self) -> None:
         if self.ttft_ms is None and self.tpot_ms is None:
             raise InputError("an SLO needs a TTFT or a TPOT limit", "slo")
-        for key in ("ttft_ms", "tpot_ms", "quantile"):   # numpy scalars kept as the plain values they hold
-            object.__setattr__(self, key, plain(getattr(self, key)))
+        store_plain(self)
         for key in ("ttft_ms", "tpot_ms"):
             v = getattr(self, key)
             if v is not None and not (is_real(v) and v > 0):

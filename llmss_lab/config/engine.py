@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable
 
 from ..errors import InputError
-from .reader import plain
+from .reader import store_plain
 
 MAX_KV_BLOCKS = 1 << 22   # ~4M blocks: far above any GPU's KV cache; the kernel keeps a queue entry per block
 
@@ -39,10 +39,7 @@ class EngineConfig:
     eviction: str = "lru"
 
     def __post_init__(self) -> None:
-        for f in fields(self):   # numpy scalars (from a user's arrays) are kept as the plain values they hold
-            v = getattr(self, f.name)
-            if plain(v) is not v:
-                object.__setattr__(self, f.name, plain(v))
+        store_plain(self)
         self.validate()
 
     def validate(self, source: str | None = "engine settings") -> None:

@@ -8,7 +8,7 @@ import json
 import math
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -109,6 +109,15 @@ def plain(x: Any) -> Any:
     if isinstance(x, np.generic) or (isinstance(x, np.ndarray) and x.ndim == 0):
         return x.item()
     return x
+
+
+def store_plain(obj: Any, names: Iterable[str] | None = None) -> None:
+    """Replace numpy scalars in the fields of a (frozen) dataclass by the plain values they hold; all fields, or
+    ``names``. Settings built from a user's arrays then compare, print and save as plain numbers."""
+    for name in names if names is not None else (f.name for f in fields(obj)):
+        v = getattr(obj, name)
+        if plain(v) is not v:
+            object.__setattr__(obj, name, plain(v))
 
 
 def as_whole(x: Any) -> int | None:
