@@ -111,13 +111,13 @@ def plain(x: Any) -> Any:
     return x
 
 
-def store_plain(obj: Any, names: Iterable[str] | None = None) -> None:
-    """Replace numpy scalars in the fields of a (frozen) dataclass by the plain values they hold; all fields, or
-    ``names``. Settings built from a user's arrays then compare, print and save as plain numbers."""
-    for name in names if names is not None else (f.name for f in fields(obj)):
-        v = getattr(obj, name)
+def store_plain(obj: Any) -> None:
+    """Replace numpy scalars in the fields of a (frozen) dataclass by the plain values they hold, so settings
+    built from a user's arrays compare, print and save as plain numbers."""
+    for f in fields(obj):
+        v = getattr(obj, f.name)
         if plain(v) is not v:
-            object.__setattr__(obj, name, plain(v))
+            object.__setattr__(obj, f.name, plain(v))
 
 
 def as_whole(x: Any) -> int | None:
