@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from llmss_lab.config.engine import EngineConfig
@@ -63,6 +64,11 @@ def test_kernel_invariants(sc):
     computed = sum(log.tokens)
     assert computed == R.prompt.sum() + (R.output - 1).sum() + R.lost.sum() - R.cache_hits.sum()
     assert (R.recomputed >= 0).all() and (R.recomputed <= R.lost).all()
+    # the folded inter-token gaps: one per token after the first, and per request they add up to
+    # the time from first to last token
+    gaps, counts = log.itl.pairs()
+    assert counts.sum() == (R.output - 1).sum() and (counts > 0).all() and (np.diff(gaps) > 0).all()
+    assert np.dot(gaps, counts) == pytest.approx((R.finished - R.first_token).sum(), rel=1e-9, abs=1e-3)
     # the KV pool is whole again at the end
     kv = raw.instances[0].scheduler.kv
     assert kv.pool.num_free == blocks and all(r == 0 for r in kv.pool.ref)

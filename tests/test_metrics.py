@@ -6,9 +6,12 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
+
+from llmss_lab.kernel.instance import GapTally
 
 from llmss_lab.reference import ReferenceLayout
-from llmss_lab.results.metrics import describe, tpot_ms
+from llmss_lab.results.metrics import describe, repeated_percentiles, tpot_ms
 from llmss_lab.validate import read_measurement
 
 
@@ -57,3 +60,32 @@ def test_measurement_from_a_hand_made_folder(tmp_path, ref):
     assert m.tpot_ms[0] == pytest.approx(500.0) and np.isnan(m.tpot_ms[1])
     assert m.e2e_ms.tolist() == pytest.approx([2500.0, 100.0])
     assert m.engine.max_num_seqs == 4 and m.num_requests == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1e4, allow_nan=False), st.integers(1, 50)), min_size=1, max_size=30),
+       st.lists(st.floats(0, 100), min_size=1, max_size=5))
+def test_percentiles_of_folded_values_are_those_of_the_repeated_values(pairs, q):
+    values, counts = np.array([v for v, _ in pairs]), np.array([c for _, c in pairs])
+    flat = np.repeat(values, counts)
+    assert repeated_percentiles(values, counts, tuple(q)) == pytest.approx(np.percentile(flat, q), rel=1e-12, abs=1e-12)
+    assert describe(values, counts) == pytest.approx(describe(flat), rel=1e-12, abs=1e-12)
+
+
+def test_folded_describe_skips_nan_values_and_zero_counts():
+    d = describe(np.array([np.nan, 2.0, 5.0, 7.0]), np.array([3, 2, 0, 1]))
+    assert d == pytest.approx(describe(np.array([2.0, 2.0, 7.0])))
+    assert np.isnan(describe(np.array([1.0]), np.array([0]))["mean"])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 20), max_size=8), max_size=40), st.integers(1, 5))
+def test_a_gap_tally_folds_to_the_distinct_gaps_and_their_counts(steps, fold):
+    tally = GapTally()
+    tally.FOLD = fold
+    for gaps in steps:
+        tally.add(np.array(gaps, dtype=float))
+    flat = np.array([g for gaps in steps for g in gaps], dtype=float)
+    values, counts = tally.pairs()
+    want_v, want_c = np.unique(flat, return_counts=True)
+    assert np.array_equal(values, want_v) and np.array_equal(counts, want_c)

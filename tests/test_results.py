@@ -16,7 +16,7 @@ def res(ref):
 
 
 def test_every_variable_has_units(res):
-    for ds in (res.requests, res.iterations, res.timeseries):
+    for ds in (res.requests, res.iterations, res.timeseries, res.itl):
         for name, v in ds.data_vars.items():
             assert "units" in v.attrs and "long_name" in v.attrs, name
     assert res.timeseries.time.attrs["units"] == "s"
@@ -57,6 +57,22 @@ def test_netcdf_round_trip(res, tmp_path):
     assert back.timeseries.equals(res.timeseries)
     assert back.summary() == pytest.approx(res.summary(), nan_ok=True)
     assert not list(tmp_path.glob("*.part"))
+    assert back.itl.identical(res.itl)
+
+
+def test_a_results_file_with_one_entry_per_token_gap_still_loads(res, tmp_path):
+    """Files written before the gaps were folded keep their summary."""
+    import xarray as xr
+
+    p = res.save(tmp_path / "new.nc")
+    old = tmp_path / "old.nc"
+    for i, g in enumerate(("requests", "iterations", "timeseries")):
+        xr.load_dataset(p, group=g, engine="netcdf4").to_netcdf(old, group=g, mode="a" if i else "w", engine="netcdf4")
+    flat = np.repeat(res.itl.itl.values, res.itl.gaps.values)
+    xr.Dataset({"itl": ("token_gap", flat)}).to_netcdf(old, group="itl", mode="a", engine="netcdf4")
+    back = Results.load(old)
+    assert back.itl.gaps.sum() == (res.requests.output_tokens - 1).sum()
+    assert back.summary() == pytest.approx(res.summary(), nan_ok=True)
 
 
 def test_same_seed_same_results(ref, res):

@@ -26,6 +26,55 @@ from .tiers import Tier
 DUMMY = BatchShape(1, 1, 0, 0, 1, 1.0, 1.0, 1.0)
 
 
+def merge_counts(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct ``values`` with the summed ``counts`` of each."""
+    distinct, where = np.unique(values, return_inverse=True)
+    return distinct, np.bincount(where, weights=counts, minlength=len(distinct)).astype(np.int64)
+
+
+class GapTally:
+    """Inter-token gaps (ns) as (gap, count) pairs.
+
+    The requests of a decode step mostly share one gap, the time since the step before, so a run's
+    millions of token gaps fold into about one pair per step: memory grows with steps, not tokens.
+    Gaps are folded every ``FOLD`` steps, off the step loop, and merged into distinct pairs at the end.
+    """
+
+    FOLD = 1024
+
+    def __init__(self) -> None:
+        self._fresh: list[np.ndarray] = []
+        self._folded: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, gaps: np.ndarray) -> None:
+        if len(gaps):
+            self._fresh.append(gaps)
+            if len(self._fresh) >= self.FOLD:
+                self._fold()
+
+    def _fold(self) -> None:
+        """A step whose gaps are all one value becomes one pair at the cost of a min and a max;
+        only the few mixed steps are sorted."""
+        if not self._fresh:
+            return
+        lens = np.fromiter(map(len, self._fresh), np.int64, len(self._fresh))
+        v = np.concatenate(self._fresh)
+        self._fresh = []
+        starts = np.cumsum(lens) - lens
+        lo, hi = np.minimum.reduceat(v, starts), np.maximum.reduceat(v, starts)
+        same = lo == hi
+        mixed_v, mixed_c = np.unique(v[np.repeat(~same, lens)], return_counts=True)
+        self._folded.append((np.concatenate([lo[same], mixed_v]), np.concatenate([lens[same], mixed_c])))
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct gaps and how many token gaps had each."""
+        self._fold()
+        if not self._folded:
+            return np.zeros(0), np.zeros(0, np.int64)
+        return merge_counts(np.concatenate([v for v, _ in self._folded]),
+                            np.concatenate([c for _, c in self._folded]))
+
+
 @dataclass
 class StepLog:
     """One row per step, kept as Python lists while running and turned into arrays at the end."""
@@ -58,7 +107,7 @@ class StepLog:
     preempted: list[int] = field(default_factory=list)
     prefix_queries: list[int] = field(default_factory=list)
     prefix_hits: list[int] = field(default_factory=list)
-    itl: list[np.ndarray] = field(default_factory=list)
+    itl: GapTally = field(default_factory=GapTally)
 
 
 def batch_shape(step: ScheduledStep) -> BatchShape:
@@ -206,7 +255,7 @@ class Instance:
         else:
             R.first_token[first] = now
             if len(later):
-                log.itl.append(now - R.last_token[later])
+                log.itl.add(now - R.last_token[later])
             R.last_token[produced] = now
             done = produced[ntok >= R.final[produced]]
         for rid in done.tolist():

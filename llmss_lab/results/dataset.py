@@ -4,6 +4,7 @@
 * ``iterations`` (dim ``step``): every engine step of every instance, with its batch composition.
 * ``timeseries`` (dims ``time`` x ``instance``): 1 s bins, labelled by the bin's end as vLLM's
   bench labels its ticks: throughputs, running/waiting at the bin's end, KV use, prefix hit rate.
+* ``itl`` (dim ``itl``): every distinct inter-token gap (ms) and how many token gaps had it.
 
 Every variable carries ``units`` and ``long_name``; run-level facts sit in the Dataset attrs
 (netCDF-safe: strings and numbers only, configs as JSON).
@@ -21,6 +22,7 @@ from ..config.reader import as_path
 from ..errors import InputError
 from ..files import replacing
 from ..config.power import COMPONENTS
+from ..kernel.instance import merge_counts
 from ..kernel.power import PowerAccount
 from ..kernel.simulator import RawRun
 from .metrics import latency_summary, tpot_ms
@@ -40,6 +42,14 @@ MIB = 2**20
 
 def _var(dims, data, units: str, long_name: str) -> xr.Variable:
     return xr.Variable(dims, data, {"units": units, "long_name": long_name})
+
+
+def itl_dataset(gaps_ms: np.ndarray, counts: np.ndarray, attrs: dict | None = None) -> xr.Dataset:
+    """Inter-token latency as a distribution: each distinct gap and how many token gaps had it."""
+    return xr.Dataset({"gaps": ("itl", np.asarray(counts, np.int64),
+                                {"units": "1", "long_name": "token gaps of this length"})},
+                      coords={"itl": ("itl", np.asarray(gaps_ms, float),
+                                      {"units": "ms", "long_name": "inter-token latency"})}, attrs=attrs or {})
 
 
 def requests_dataset(raw: RawRun) -> xr.Dataset:
@@ -266,7 +276,7 @@ class Results:
     iterations: xr.Dataset
     timeseries: xr.Dataset
     attrs: dict = field(default_factory=dict)
-    itl_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    itl: xr.Dataset = field(default_factory=lambda: itl_dataset(np.zeros(0), np.zeros(0, np.int64)))
     experts: xr.Dataset = field(default_factory=xr.Dataset)
     memory: xr.Dataset = field(default_factory=xr.Dataset)
     power: xr.Dataset = field(default_factory=xr.Dataset)
@@ -274,10 +284,10 @@ class Results:
     @classmethod
     def from_raw(cls, raw: RawRun, attrs: dict, power: PowerAccount | None = None,
                  memory_sample_s: float = 1.0) -> "Results":
-        itls = [a for inst in raw.instances for a in inst.log.itl]
-        itl = np.concatenate(itls) * 1e-6 if itls else np.zeros(0)
-        res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), {}, itl,
-                  experts_dataset(raw), memory_dataset(raw, memory_sample_s),
+        pairs = [inst.log.itl.pairs() for inst in raw.instances]
+        gaps, counts = merge_counts(np.concatenate([g for g, _ in pairs]), np.concatenate([c for _, c in pairs]))
+        res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), {},
+                  itl_dataset(gaps * 1e-6, counts), experts_dataset(raw), memory_dataset(raw, memory_sample_s),
                   power_dataset(power, int(raw.requests.output.sum())) if power is not None else xr.Dataset())
         for key, value in attrs.items():
             res.set_attr(key, value)
@@ -287,7 +297,7 @@ class Results:
     def set_attr(self, key: str, value) -> None:
         """Set a run-level attribute on the results and on each Dataset alike."""
         self.attrs[key] = value
-        for ds in (self.requests, self.iterations, self.timeseries, self.experts, self.memory, self.power):
+        for ds in (self.requests, self.iterations, self.timeseries, self.itl, self.experts, self.memory, self.power):
             ds.attrs[key] = value
 
     def summary(self) -> dict[str, float]:
@@ -308,7 +318,8 @@ class Results:
             "preemptions": int(r.preemptions.sum()),
             "prefix_hit_tokens": int(r.prefix_hit_tokens.sum()),
         }
-        out.update(latency_summary(r.ttft.values, r.tpot.values, self.itl_ms, r.e2e_latency.values))
+        out.update(latency_summary(r.ttft.values, r.tpot.values, self.itl.itl.values, r.e2e_latency.values,
+                                   self.itl.gaps.values))
         if self.power.data_vars:
             out["total_energy_J"] = float(self.power.attrs["total_energy_J"])
             out["energy_per_output_token_J"] = float(self.power.attrs["energy_per_output_token_J"])
@@ -323,11 +334,9 @@ class Results:
             raise InputError("output folder does not exist", path.parent)
         with replacing(path) as tmp:
             mode = "w"
-            for g in GROUPS:
+            for g in (*GROUPS, "itl"):
                 getattr(self, g).to_netcdf(tmp, group=g, mode=mode, engine="netcdf4")
                 mode = "a"
-            xr.Dataset({"itl": xr.Variable("token_gap", self.itl_ms, {"units": "ms", "long_name": "inter-token latency"})},
-                       attrs=self.attrs).to_netcdf(tmp, group="itl", mode="a", engine="netcdf4")
             for g in OPTIONAL:
                 if getattr(self, g).data_vars:
                     getattr(self, g).to_netcdf(tmp, group=g, mode="a", engine="netcdf4")
@@ -354,5 +363,7 @@ class Results:
             except OSError:
                 extra[g] = xr.Dataset()
         attrs = dict(parts["requests"].attrs)
-        return cls(parts["requests"], parts["iterations"], parts["timeseries"], attrs, parts["itl"].itl.values,
-                   **extra)
+        itl = parts["itl"]
+        if "token_gap" in itl.dims:   # an older file: one entry per token gap
+            itl = itl_dataset(*np.unique(itl.itl.values, return_counts=True), attrs)
+        return cls(parts["requests"], parts["iterations"], parts["timeseries"], attrs, itl, **extra)
