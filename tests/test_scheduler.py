@@ -131,7 +131,7 @@ def test_async_scheduling_plans_each_step_while_the_previous_one_runs():
     assert R.finished.tolist() == [3e6, 4e6]
     assert R.queued[1] == 1e6 and R.scheduled[1] == 1e6
     assert [b.num_tokens for b in lat.shapes] == [10, 1, 11, 1]    # no step wasted on a finished request
-    assert raw.instances[0].log.start == [0.0, 1e6, 2e6, 3e6]
+    assert raw.instances[0].log.start.tolist() == [0.0, 1e6, 2e6, 3e6]
     assert (R.pending == 0).all()
     # the same run scheduled synchronously: req1 joins step 2 and both finish with step 3
     sync = simulator.run([setup(eng.with_overrides({"async_scheduling": False}), 100, ConstantLatency(1e6))], wl)

@@ -11,6 +11,7 @@ arrives while a step runs is queued when that step ends (that is when vLLM stamp
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -75,38 +76,47 @@ class GapTally:
                             np.concatenate([c for _, c in self._folded]))
 
 
+def _ints() -> array:
+    return array("q")
+
+
+def _floats() -> array:
+    return array("d")
+
+
 @dataclass
 class StepLog:
-    """One row per step, kept as Python lists while running and turned into arrays at the end."""
+    """One row per step, appended to typed arrays (8 bytes a value, where a list of Python numbers
+    takes about 40) and read as numpy arrays at the end."""
 
-    start: list[float] = field(default_factory=list)
-    duration: list[float] = field(default_factory=list)
-    comm: list[float] = field(default_factory=list)
-    attention: list[float] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-    seqs: list[int] = field(default_factory=list)
-    prefill_tokens: list[int] = field(default_factory=list)
-    prefill_seqs: list[int] = field(default_factory=list)
-    decode_seqs: list[int] = field(default_factory=list)
-    decode_kv_mean: list[float] = field(default_factory=list)
-    decode_kv_min: list[float] = field(default_factory=list)
-    decode_kv_max: list[float] = field(default_factory=list)
-    prefill_history: list[int] = field(default_factory=list)
-    prefill_rms: list[float] = field(default_factory=list)
-    kv_blocks_used: list[int] = field(default_factory=list)
-    kv_blocks_holding: list[int] = field(default_factory=list)   # in use or cached
-    busy: list[float] = field(default_factory=list)              # sum of pipeline-stage times (ns)
-    wire_bytes: list[float] = field(default_factory=list)
-    recall: list[float] = field(default_factory=list)            # wait for a lower-tier prefix recall (ns)
-    tier_bytes: list[float] = field(default_factory=list)        # bytes read from / written to CPU or CXL
-    pim_busy: list[float] = field(default_factory=list)          # PIM channel-time of the step (ns), if PIM
-    running: list[int] = field(default_factory=list)
-    waiting: list[int] = field(default_factory=list)
-    prompt_done: list[int] = field(default_factory=list)   # prompt tokens of requests whose first token came
-    generated: list[int] = field(default_factory=list)
-    preempted: list[int] = field(default_factory=list)
-    prefix_queries: list[int] = field(default_factory=list)
-    prefix_hits: list[int] = field(default_factory=list)
+    start: array = field(default_factory=_floats)
+    duration: array = field(default_factory=_floats)
+    comm: array = field(default_factory=_floats)
+    attention: array = field(default_factory=_floats)
+    tokens: array = field(default_factory=_ints)
+    seqs: array = field(default_factory=_ints)
+    prefill_tokens: array = field(default_factory=_ints)
+    prefill_seqs: array = field(default_factory=_ints)
+    decode_seqs: array = field(default_factory=_ints)
+    decode_kv_mean: array = field(default_factory=_floats)
+    decode_kv_min: array = field(default_factory=_floats)
+    decode_kv_max: array = field(default_factory=_floats)
+    prefill_history: array = field(default_factory=_ints)
+    prefill_rms: array = field(default_factory=_floats)
+    kv_blocks_used: array = field(default_factory=_ints)
+    kv_blocks_holding: array = field(default_factory=_ints)   # in use or cached
+    busy: array = field(default_factory=_floats)              # sum of pipeline-stage times (ns)
+    wire_bytes: array = field(default_factory=_floats)
+    recall: array = field(default_factory=_floats)            # wait for a lower-tier prefix recall (ns)
+    tier_bytes: array = field(default_factory=_floats)        # bytes read from / written to CPU or CXL
+    pim_busy: array = field(default_factory=_floats)          # PIM channel-time of the step (ns), if PIM
+    running: array = field(default_factory=_ints)
+    waiting: array = field(default_factory=_ints)
+    prompt_done: array = field(default_factory=_ints)   # prompt tokens of requests whose first token came
+    generated: array = field(default_factory=_ints)
+    preempted: array = field(default_factory=_ints)
+    prefix_queries: array = field(default_factory=_ints)
+    prefix_hits: array = field(default_factory=_ints)
     itl: GapTally = field(default_factory=GapTally)
 
 
