@@ -79,6 +79,18 @@ def test_cdfs_and_summary_table_compare_two_runs(runs):
     assert "baseline" in html and "change" in html and "J per output token" in html
 
 
+def test_the_itl_cdf_counts_every_token_gap(runs):
+    a, b = runs
+    src = _sources(views.latency_cdf(a, b, "itl"))[0]
+    flat = np.repeat(a.itl.itl.values, a.itl.gaps.values)
+    assert len(flat) == int((a.requests.output_tokens - 1).sum())
+    # at each distinct gap, the share of token gaps at or below it
+    want = np.searchsorted(np.sort(flat), src.data["x"], side="right") / len(flat)
+    np.testing.assert_allclose(src.data["y"], want)
+    assert src.data["y"][-1] == pytest.approx(1.0)
+    assert len(views.latency_cdfs(a, b).children) == 2   # two rows of two
+
+
 def test_expert_load_heatmap(ref):
     r = Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", num_requests=8, expert_gate="zipf").run(ref)
     fig = views.expert_load(r)

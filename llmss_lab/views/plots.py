@@ -11,8 +11,8 @@ import re
 
 import numpy as np
 from bokeh.layouts import column, row
-from bokeh.models import (ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, LinearColorMapper, Range1d,
-                          Tabs, TabPanel)
+from bokeh.models import (ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, LinearColorMapper,
+                          NumeralTickFormatter, Range1d, Tabs, TabPanel)
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
@@ -220,32 +220,49 @@ def expert_load(r: Results) -> figure:
 
 # ---- latency distributions -------------------------------------------------------------------------
 
-METRICS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e_latency", "E2E latency"))
+METRICS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2e_latency", "E2E latency"))
+
+
+def _distribution(r: Results, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted finite values of a latency and the fraction at or below each: per request, or per token
+    gap for ITL (kept as distinct gaps and their counts)."""
+    if metric == "itl":
+        v, n = r.itl.itl.values, r.itl.gaps.values
+    else:
+        v = np.sort(r.requests[metric].values)
+        n = np.ones(len(v), np.int64)
+    ok = np.isfinite(v) & (n > 0)
+    v, n = v[ok], n[ok]
+    return v, np.cumsum(n) / n.sum() if len(n) else n
 
 
 def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft") -> figure:
-    """Empirical CDF of a per-request latency (ms)."""
+    """Empirical CDF of a latency (ms): per request, or for ITL per token gap."""
     if not (isinstance(metric, str) and metric in dict(METRICS)):
         raise InputError(f"must be one of {', '.join(m for m, _ in METRICS)}, got {metric!r}", "view", "metric")
-    title = dict(METRICS).get(metric, metric)
-    p = figure(title=f"{title} CDF", height=260, width=WIDTH // 3, tools="pan,wheel_zoom,box_zoom,reset,save",
-               x_axis_label=f"{title} (ms)", y_axis_label="fraction of requests", y_range=(0, 1.02))
+    title = dict(METRICS)[metric]
+    p = figure(title=f"{title} CDF", height=240, width=WIDTH // 2, tools="pan,wheel_zoom,box_zoom,reset,save",
+               x_axis_label=f"{title} (ms)", y_range=(0, 1.02),
+               y_axis_label="fraction of token gaps" if metric == "itl" else "fraction of requests")
     p.toolbar.logo = None
     for name, r in _runs(a, b):
-        v = np.sort(r.requests[metric].values)
-        v = v[np.isfinite(v)]
+        v, frac = _distribution(r, metric)
         if not len(v):
             continue
-        frac = np.arange(1, len(v) + 1) / len(v)
         p.step(v, frac, mode="after", line_width=2, color=Category10_10[0] if name == A_NAME else B_COLOR,
                line_dash="solid" if name == A_NAME else "dashed", legend_label=name)
+    p.xaxis.formatter = NumeralTickFormatter(format="0,0.[0]")   # 150,000 ms, not 1.500e+5
     if p.legend:
         p.legend.location = "bottom_right"
+        p.legend.background_fill_alpha = 0.6
+        p.legend.label_text_font_size = "9pt"
     return p
 
 
 def latency_cdfs(a: Results, b: Results | None = None):
-    return row(*[latency_cdf(a, b, m) for m, _ in METRICS])
+    """TTFT and TPOT above, ITL and E2E latency below."""
+    figs = [latency_cdf(a, b, m) for m, _ in METRICS]
+    return column(row(*figs[:2]), row(*figs[2:]))
 
 
 # ---- the summary table and the dashboard -------------------------------------------------------------
