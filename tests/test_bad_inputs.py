@@ -292,6 +292,12 @@ def test_a_results_file_without_a_variable_is_refused(ref, tmp_path, capsys):
                                                                           engine="netcdf4")
     assert main(["summary", str(cut)]) == 2
     assert "cut.nc: not a complete llmss_lab results file (no requests/ttft)" in capsys.readouterr().err
+    for i, group in enumerate(("requests", "iterations", "timeseries", "itl")):
+        part = xr.load_dataset(full, group=group, engine="netcdf4")
+        part.drop_vars(["gaps"] if group == "itl" else []).to_netcdf(cut, group=group, mode="a" if i else "w",
+                                                                     engine="netcdf4")
+    assert main(["summary", str(cut)]) == 2
+    assert "cut.nc: not a complete llmss_lab results file (no itl/gaps)" in capsys.readouterr().err
     assert main(["summary", str(tmp_path)]) == 2
     assert "is a folder, not a results file" in capsys.readouterr().err
 

@@ -36,7 +36,7 @@ OPTIONAL = ("experts", "memory", "power")   # present when the run has MoE, memo
 # what the summary and the views read, checked when a file is loaded
 REQUIRED = {"requests": ("arrival", "finish", "ttft", "tpot", "e2e_latency", "input_tokens", "output_tokens",
                          "preemptions", "prefix_hit_tokens"),
-            "iterations": ("start", "duration"), "timeseries": (), "itl": ("itl",)}
+            "iterations": ("start", "duration"), "timeseries": (), "itl": ("itl", "gaps")}
 MIB = 2**20
 
 
@@ -353,6 +353,8 @@ class Results:
             parts = {g: xr.load_dataset(path, group=g, engine="netcdf4") for g in (*GROUPS, "itl")}
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"not an llmss_lab results file ({str(exc).splitlines()[0]})", path) from None
+        if "token_gap" in parts["itl"].dims:   # an older file: one entry per token gap
+            parts["itl"] = itl_dataset(*np.unique(parts["itl"].itl.values, return_counts=True), parts["itl"].attrs)
         missing = [f"{g}/{v}" for g, names in REQUIRED.items() for v in names if v not in parts[g]]
         if missing:
             raise InputError(f"not a complete llmss_lab results file (no {', '.join(missing)})", path)
@@ -363,7 +365,4 @@ class Results:
             except OSError:
                 extra[g] = xr.Dataset()
         attrs = dict(parts["requests"].attrs)
-        itl = parts["itl"]
-        if "token_gap" in itl.dims:   # an older file: one entry per token gap
-            itl = itl_dataset(*np.unique(itl.itl.values, return_counts=True), attrs)
-        return cls(parts["requests"], parts["iterations"], parts["timeseries"], attrs, itl, **extra)
+        return cls(parts["requests"], parts["iterations"], parts["timeseries"], attrs, parts["itl"], **extra)
