@@ -111,3 +111,11 @@ def test_views_name_an_argument_of_the_wrong_kind(runs):
             call()
         assert err.value.where == key
     assert plots.request_lifelines(a, max_requests=np.int64(5)) is not None
+
+
+def test_a_baselines_series_are_told_apart_by_their_dashes(runs):
+    a, b = runs
+    for fig in (views.throughput(a, b), views.memory(a, b)):
+        lines = [r.glyph for r in fig.renderers if isinstance(r, GlyphRenderer)]
+        grey = [g for g in lines if g.line_color == plots.B_COLOR]
+        assert len(grey) >= 2 and len({tuple(g.line_dash) for g in grey}) == len(grey), fig.title.text

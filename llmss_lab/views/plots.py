@@ -133,10 +133,14 @@ def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_re
 
 # ---- time series ------------------------------------------------------------------------------------
 
+B_DASHES = ("dashed", "dotted", "dotdash", "dashdot")   # the baseline's series, all grey, told apart by dash
+
+
 def _overlay_lines(p: figure, series: list[tuple[str, np.ndarray, np.ndarray]], dashed: bool) -> None:
     for k, (label, t, v) in enumerate(series):
         color = B_COLOR if dashed else Category10_10[k % 10]
-        p.line(t, v, line_width=2, color=color, line_dash="dashed" if dashed else "solid", legend_label=label)
+        p.line(t, v, line_width=2, color=color, line_dash=B_DASHES[k % len(B_DASHES)] if dashed else "solid",
+               legend_label=label)
 
 
 def throughput(a: Results, b: Results | None = None, x_range=None) -> figure:
@@ -150,6 +154,7 @@ def throughput(a: Results, b: Results | None = None, x_range=None) -> figure:
                            (f"{tag}prompt", t, ts.prompt_throughput.sum("instance").values)], name == B_NAME)
     p.legend.click_policy = "hide"
     p.legend.location = "top_right"
+    p.legend.background_fill_alpha = 0.6
     return p
 
 
@@ -175,6 +180,7 @@ def memory(a: Results, b: Results | None = None, x_range=None) -> figure:
         _overlay_lines(p, series, name == B_NAME)
     p.legend.click_policy = "hide"
     p.legend.location = "top_left"
+    p.legend.background_fill_alpha = 0.6
     return p
 
 
@@ -192,6 +198,8 @@ def power(a: Results, b: Results | None = None, x_range=None) -> figure:
                       color=[Category10_10[k % 10] for k in range(len(names))], legend_label=names)
     else:
         p.title.text += " (this run has no power model: add a node power section or tick 'power')"
+        if b is None or "power" not in b.power:
+            p.height = 90   # nothing to draw: the title says why
     if b is not None and "power" in b.power:
         bp = b.power
         p.line(bp.time.values, bp.power.sum(("node", "component")).values, color=B_COLOR, line_dash="dashed",
@@ -276,6 +284,10 @@ SUMMARY_ROWS = (("completed", "requests completed", "{:.0f}"), ("duration_s", "d
                 ("energy_per_output_token_J", "J per output token", "{:.4f}"))
 
 
+PAD = "padding:1px 12px 1px 0"
+CELL = f"text-align:right;{PAD}"   # numbers line up on the right, with room between the columns
+
+
 def summary_table(a: Results, b: Results | None = None) -> str:
     """The summary as an HTML table; with a baseline, its column and the relative change."""
     _check_runs(a, b)
@@ -283,18 +295,19 @@ def summary_table(a: Results, b: Results | None = None) -> str:
     sb = b.summary() if b is not None else None
     head = "<tr><th style='text-align:left'>metric</th><th>run</th>" + (
         "<th>baseline</th><th>change</th>" if sb else "") + "</tr>"
+    head = head.replace("<th>", f"<th style='{CELL}'>")
     body = []
     for key, label, fmt in SUMMARY_ROWS:
         if key not in sa and not (sb and key in sb):
             continue
         va = sa.get(key)
-        cells = [f"<td style='text-align:left'>{label}</td>", f"<td>{fmt.format(va) if va is not None else '-'}</td>"]
+        cells = [f"<td style='text-align:left;{PAD}'>{label}</td>", f"<td>{fmt.format(va) if va is not None else '-'}</td>"]
         if sb is not None:
             vb = sb.get(key)
             cells.append(f"<td>{fmt.format(vb) if vb is not None else '-'}</td>")
             change = f"{(va - vb) / vb * 100:+.1f} %" if va is not None and vb else "-"
             cells.append(f"<td>{change}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        body.append("<tr>" + "".join(cells).replace("<td>", f"<td style='{CELL}'>") + "</tr>")
     return ("<table class='llmss-summary' style='border-collapse:collapse;font-family:monospace'>" + head
             + "".join(body) + "</table>")
 
