@@ -127,7 +127,8 @@ def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_re
     p.add_tools(HoverTool(tooltips=[("request", "@id"), ("phase", "@phase"), ("TTFT", "@ttft{0.0} ms"),
                                     ("E2E", "@e2e{0.0} ms")]))
     p.y_range.flipped = True
-    p.legend.location = "bottom_right"
+    p.legend.location = "bottom_left"   # late requests arrive late: that corner stays empty
+    p.legend.background_fill_alpha = 0.6
     return p
 
 
