@@ -401,6 +401,50 @@ def test_the_skew_table_is_the_file_meta_yaml_names(ref, tmp_path):
     assert fit.table == {} and fit.alpha_default == pytest.approx(0.0543)
 
 
+def _inline_meta(ref: Path, tmp_path: Path, entries: dict) -> Path:
+    """meta.yaml of the bundle with tp1's bucket_table replaced by an inline alpha_by_bucket."""
+    import yaml
+
+    meta = yaml.safe_load((ref / BUNDLE / "meta.yaml").read_text())
+    tp1 = meta["skew_fit"]["per_tp"][1]
+    del tp1["bucket_table"]
+    tp1["alpha_by_bucket"] = entries
+    edited = tmp_path / "meta.yaml"
+    edited.write_text(yaml.safe_dump(meta))
+    return overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", edited)
+
+
+def test_an_inline_skew_table_of_an_older_meta_file_is_read(ref, tmp_path):
+    """Older meta files keep the table inline (``alpha_by_bucket``); it was ignored, every bucket taking alpha_default."""
+    full = load_bundle(ref / BUNDLE).at_tp(1).skew.table
+    keys = sorted(full)[:40]
+    inline = {f"pc={int(k[0])}|{'|'.join(k[1:])}": full[k] for k in keys}
+    root = _inline_meta(ref, tmp_path, inline)
+    (_own_tp1(ref, root) / "skew_fit.csv").unlink()
+    fit = load_bundle(root / BUNDLE).at_tp(1).skew
+    assert fit.table == {k: full[k] for k in keys} and fit.alpha_default == pytest.approx(0.0543)
+    assert fit.pc_keys == frozenset(k[0] for k in keys)
+
+
+@pytest.mark.parametrize("key,message", [
+    ("n<=128|sr<=15%|kvB<=16k|kp=0", "expected a bucket key 'pc=<chunk>"),
+    ("pc=16.5|n<=128|sr<=15%|kvB<=16k|kp=0", "expected a bucket key 'pc=<chunk>"),
+    ("pc=16|n<=100|sr<=15%|kvB<=16k|kp=0", "'n<=100' is not one of meta.yaml's n_labels"),
+    ("pc=16|n<=128|sr<=15%|kvB<=16k|kp=0|attn", "expected a bucket key"),
+])
+def test_a_bad_inline_skew_key_is_named(ref, tmp_path, key, message):
+    root = _inline_meta(ref, tmp_path, {key: 0.1})
+    with pytest.raises(InputError) as err:
+        load_bundle(root / BUNDLE).at_tp(1)
+    assert f"meta.yaml: skew_fit.per_tp.1.alpha_by_bucket.{key}: " in str(err.value) and message in str(err.value)
+
+
+def test_an_inline_skew_alpha_must_be_a_number(ref, tmp_path):
+    root = _inline_meta(ref, tmp_path, {"pc=16|n<=128|sr<=15%|kvB<=16k|kp=0": "high"})
+    with pytest.raises(InputError, match=r"alpha_by_bucket.pc=16\|n<=128\|sr<=15%\|kvB<=16k\|kp=0: expected a number"):
+        load_bundle(root / BUNDLE).at_tp(1)
+
+
 def test_profile_check_reads_the_skew_fit(ref, tmp_path, capsys):
     """profile-check reads every table of the bundle, so a skew fit a simulation would refuse fails it too."""
     root = overlay(ref, tmp_path, f"{BUNDLE}/tp1/skew_fit.csv", CORPUS / "profile/skew_fit_alpha_not_numeric.csv")

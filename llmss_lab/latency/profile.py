@@ -368,10 +368,11 @@ SKEW_AXES = {"n_label": "n", "skew_rate_label": "skew_rate", "kv_big_label": "kv
 
 def _load_skew(meta: Section, tp: int, tp_dir: Path) -> SkewFit | None:
     """The bundle's skew fit at one TP degree, or None when meta.yaml turns it off or leaves nothing to
-    apply. The table is the file ``per_tp.N.bucket_table`` names (relative to the bundle), else
-    ``tpN/skew_fit.csv``; without one every bucket takes the TP degree's ``alpha_default``. A table
-    that meta.yaml names but the bundle lacks is an error (LLMServingSim only warns): the bundle is
-    incomplete, and its fitted alphas would silently be lost.
+    apply. The table is the file ``per_tp.N.bucket_table`` names (relative to the bundle), else the
+    inline ``per_tp.N.alpha_by_bucket`` of older meta files (``"pc=0|n<=128|sr<=15%|kvB<=16k|kp=0":
+    alpha``), else ``tpN/skew_fit.csv``; without one every bucket takes the TP degree's
+    ``alpha_default``. A table that meta.yaml names but the bundle lacks is an error (LLMServingSim
+    only warns): the bundle is incomplete, and its fitted alphas would silently be lost.
 
     Every column of ``skew_fit.csv`` is checked: a label outside meta.yaml's bucket axes, a chunk size
     or sample count that is not a whole number, or a bucket given twice would otherwise drop or replace
@@ -388,6 +389,11 @@ def _load_skew(meta: Section, tp: int, tp_dir: Path) -> SkewFit | None:
     named = tp_meta.string("bucket_table", required=False) if tp_meta else None
     path = tp_dir.parent / named if named else tp_dir / "skew_fit.csv"
     bins = {c: _skew_axis(axes, name) for c, name in SKEW_AXES.items()}
+    (nb, nl), (sb, sl), (kb, kl), (pb, pl) = bins.values()
+    inline = tp_meta.section("alpha_by_bucket", required=False) if tp_meta else None
+    if inline is not None and not named:
+        table = _inline_skew_table(inline, bins)
+        return SkewFit(alpha_default, frozenset(k[0] for k in table), nb, nl, sb, sl, kb, kl, pb, pl, table)
     if not path.is_file():
         if named:
             raise tp_meta.error("bucket_table", f"names {named!r}, but {path} is missing")
@@ -399,10 +405,30 @@ def _load_skew(meta: Section, tp: int, tp_dir: Path) -> SkewFit | None:
     counted = ("n_samples",) if "n_samples" in header else ()   # as in LLMServingSim: checked when given
     cols = read_csv(path, (*SKEW_KEY, "alpha", *counted), labels={c: b[1] for c, b in bins.items()},
                     unique=SKEW_KEY)
-    table = {(float(pc), nl, sl, kl, pl): float(al) for pc, nl, sl, kl, pl, al in
+    table = {(float(pc), n_, sr, kvb, kp): float(al) for pc, n_, sr, kvb, kp, al in
              zip(*(cols[c] for c in SKEW_KEY), cols["alpha"])}
-    (nb, nl), (sb, sl), (kb, kl), (pb, pl) = bins.values()
     return SkewFit(alpha_default, frozenset(float(p) for p in cols["pc"]), nb, nl, sb, sl, kb, kl, pb, pl, table)
+
+
+def _inline_skew_table(inline: Section, bins: dict[str, tuple[list[float], list[str]]]) -> dict[tuple, float]:
+    """``alpha_by_bucket`` of an older meta.yaml: keys ``pc=<chunk>|<n>|<skew rate>|<max kv>|<history>``
+    with the labels of meta.yaml's bucket axes, each naming its alpha."""
+    table: dict[tuple, float] = {}
+    for key in inline.data:
+        parts = str(key).split("|")
+        pc = parts[0][3:] if parts[0].startswith("pc=") else ""
+        try:
+            chunk = float(pc)
+        except ValueError:
+            chunk = -1.0
+        if len(parts) != 5 or not (chunk >= 0 and chunk.is_integer()):
+            raise inline.error(str(key), "expected a bucket key 'pc=<chunk>|<n label>|<skew-rate label>|"
+                                         "<kv_big label>|<kp label>'")
+        for label, (axis, (_, labels)) in zip(parts[1:], bins.items()):
+            if label not in labels:
+                raise inline.error(str(key), f"{label!r} is not one of meta.yaml's {SKEW_AXES[axis]}_labels {labels}")
+        table[(chunk, *parts[1:])] = inline.number(key)
+    return table
 
 
 def _skew_axis(axes: Section, name: str) -> tuple[list[float], list[str]]:
