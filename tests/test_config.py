@@ -202,6 +202,41 @@ def test_kv_outside_the_npu_is_refused_by_name(tmp_path):
         resolve_placement({"default": {"weights": "cxl:2"}}, 32, 1, "c.json", "i")
 
 
+def test_placement_numbers_are_ascii_digits():
+    """'²' passes str.isdigit but not int(): a named error, not a ValueError."""
+    from llmss_lab.config.cluster import resolve_placement
+    with pytest.raises(InputError, match=r"i\.placement\.blocks\[0\]\.blocks: expected block ranges like '0-3,8', got '²'"):
+        resolve_placement({"blocks": [{"blocks": "²", "weights": "cpu"}]}, 32, 0, "c.json", "i")
+    with pytest.raises(InputError, match="names CXL device ²"):
+        resolve_placement({"default": {"weights": "cxl:²"}}, 32, 1, "c.json", "i")
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("enable_attn_offloading", "false", r"instances\[0\]\.enable_attn_offloading: expected true or false, got 'false'"),
+    ("enable_sub_batch_interleaving", 1, r"enable_sub_batch_interleaving: expected true or false, got 1"),
+    ("dp_group", [1, 2], r"instances\[0\]\.dp_group: expected a group name"),
+])
+def test_instance_switches_are_not_read_by_truthiness(tmp_path, key, value, says):
+    """The string "false" once switched PIM offload on."""
+    c = base_cluster()
+    c["nodes"][0]["instances"][0][key] = value
+    with pytest.raises(InputError, match=says):
+        load_cluster(write(tmp_path, "c.json", c))
+
+
+@pytest.mark.parametrize("where, value, says", [
+    ("power", {}, r"nodes\[0\]\.power\.npu: missing required key"),
+    ("power", 0, r"nodes\[0\]\.power: expected an object, got int"),
+    ("power", False, r"nodes\[0\]\.power: expected an object, got bool"),
+    ("cxl_mem", {}, r"cxl_mem\.mem_size: missing required key"),
+])
+def test_empty_or_falsy_sections_are_not_skipped(tmp_path, where, value, says):
+    c = base_cluster()
+    (c["nodes"][0] if where == "power" else c)[where] = value
+    with pytest.raises(InputError, match=says):
+        load_cluster(write(tmp_path, "c.json", c))
+
+
 def test_power_section_errors_name_the_key(tmp_path):
     c = base_cluster()
     c["nodes"][0]["power"] = {"base_node_power": 60, "npu": {"OTHER": {"idle_power": 1, "active_power": 2}},

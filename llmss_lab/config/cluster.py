@@ -230,10 +230,16 @@ def _tier_name(value: Any, num_cxl: int, source: str, where: str) -> str:
         return v
     if v.startswith("cxl:"):
         k = v[4:]
-        if not k.isdigit() or int(k) >= num_cxl:
+        if not (k.isascii() and k.isdigit()) or int(k) >= num_cxl:
             raise InputError(f"{value!r} names CXL device {k} but cxl_mem has {num_cxl} device(s)", source, where)
         return f"cxl:{int(k)}"
     raise InputError(f"must be 'npu', 'cpu' or 'cxl:<device>', got {value!r}", source, where)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also passes '²', which ``int`` refuses."""
+    text = text.strip()
+    return text.isascii() and text.isdigit()
 
 
 def _block_numbers(text: Any, num_layers: int, source: str, where: str) -> list[int]:
@@ -242,7 +248,7 @@ def _block_numbers(text: Any, num_layers: int, source: str, where: str) -> list[
     for part in str(text).split(","):
         part = part.strip()
         lo, _, hi = part.partition("-")
-        if not lo.strip().isdigit() or (hi and not hi.strip().isdigit()):
+        if not _digits(lo) or (hi and not _digits(hi)):
             raise InputError(f"expected block ranges like '0-3,8', got {text!r}", source, where)
         a, b = int(lo), int(hi or lo)
         if b < a or b >= num_layers:
@@ -335,8 +341,10 @@ def _instance(s: Section) -> InstanceSpec:
     for key, field_name in INSTANCE_ENGINE_KEYS.items():
         if s.has(key):
             overrides[field_name] = s.data[key]
-    features = {k: s.data[k] for k in INSTANCE_FEATURE_KEYS if s.has(k)}
+    features = {k: s.data[k] if k == "placement" else s.boolean(k) for k in INSTANCE_FEATURE_KEYS if s.has(k)}
     dp = s.data.get("dp_group")
+    if dp is not None and (isinstance(dp, bool) or not isinstance(dp, (str, int))):
+        raise s.error("dp_group", f"expected a group name (a string or a whole number), got {dp!r}")
     return InstanceSpec(
         model_name=s.string("model_name"),
         hardware=s.string("hardware"),
@@ -375,13 +383,13 @@ def cluster_from_dict(data: Any, path: str) -> ClusterSpec:
             raise ns.error("num_instances", f"says {n_inst} but 'instances' lists {len(insts)}")
         cpu_s = ns.section("cpu_mem")
         cpu, _ = _memory(cpu_s)
-        power = parse_power(ns.section("power")) if ns.data.get("power") else None
+        power = parse_power(ns.section("power")) if ns.has("power") else None
         if power is not None:
             for inst in insts:
                 power.npu_of(inst.hardware, str(path), ns.key("power"))
         nodes.append(NodeSpec(insts, cpu, power, cpu_s.string("pim_config", required=False)))
     cxl = None
-    if top.data.get("cxl_mem"):
+    if top.has("cxl_mem"):
         c = top.section("cxl_mem")
         c.reject_unknown(("mem_size", "mem_bw", "mem_latency", "num_devices"))
         cxl = CxlSpec(c.number("mem_size", positive=True, maximum=1e7), c.number("mem_bw", positive=True, maximum=1e9),
