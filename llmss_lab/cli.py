@@ -126,12 +126,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     engine = _engine_from(args)
     if args.workload:
+        for flag in ("rate", "input_len", "output_len"):
+            if getattr(args, flag) is not None:
+                raise InputError("shapes a synthetic workload only; drop it, or drop --workload", "command line",
+                                 f"--{flag.replace('_', '-')}")
         wl = Path(args.workload)
         if not wl.exists() and not wl.is_absolute():
             wl = ReferenceLayout(resolve_reference_dir(args.reference_dir)).resolve(wl)
         workload = load_trace(wl, args.num_requests)
+        if args.num_requests and len(workload) < args.num_requests:
+            log.warning("%s holds %d requests; running all of them (--num-requests %d asked for more)",
+                        wl, len(workload), args.num_requests)
     else:
-        workload = synthetic(args.num_requests or 100, args.rate, args.input_len, args.output_len, seed=args.seed)
+        workload = synthetic(args.num_requests or 100, 10.0 if args.rate is None else args.rate,
+                             "sharegpt" if args.input_len is None else args.input_len,
+                             "sharegpt" if args.output_len is None else args.output_len, seed=args.seed)
     if args.out:
         check_writable_file(args.out)
     bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
@@ -448,11 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "Without it, a synthetic Poisson workload is generated")
     r.add_argument("--reference-dir", help=ref_help)
     r.add_argument("--num-requests", type=_whole(1), default=None, help="use only the first N requests (or generate N)")
-    r.add_argument("--rate", type=_number(0, low_open=True), default=10.0,
+    r.add_argument("--rate", type=_number(0, low_open=True), default=None,
                    help="synthetic arrival rate, req/s (default 10)")
-    r.add_argument("--input-len", default="sharegpt", help="synthetic prompt lengths: fixed:N, uniform:LO:HI, "
-                                                           "lognormal:MEDIAN:SIGMA or sharegpt")
-    r.add_argument("--output-len", default="sharegpt", help="synthetic output lengths (same forms)")
+    r.add_argument("--input-len", help="synthetic prompt lengths: fixed:N, uniform:LO:HI, "
+                                       "lognormal:MEDIAN:SIGMA or sharegpt (default)")
+    r.add_argument("--output-len", help="synthetic output lengths (same forms; default sharegpt)")
     r.add_argument("--seed", type=_whole(0), default=0, help="seed of the synthetic workload and of every random policy")
     r.add_argument("--out", help="write results (netCDF) here")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -38,6 +38,11 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
 }
 
 
+# what a cluster file sets in place of the shape fields, and a trace in place of the generator's
+SHAPE_FIELDS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "dp", "tp", "pp", "ep",
+                "prefill_instances", "weights_on", "cpu_mem_gib", "cpu_mem_bw", "cxl_mem_gib", "cxl_mem_bw",
+                "cxl_devices", "pim_device", "power")
+GENERATOR_FIELDS = ("rate", "input_len", "output_len", "arrival", "shared_prefix_len", "num_prefixes")
 KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}   # of the fields, in errors
 BUILT_CLUSTER = "scenario (built cluster)"   # the source errors name for the config a scenario builds
 
@@ -160,6 +165,16 @@ class Scenario:
         p = Path(path)
         data = read_json(p)
         return cls.from_dict(data, str(p))
+
+    def ignored(self) -> dict[str, str]:
+        """The fields this scenario does not use, each with the reason: the shape with a cluster file, the
+        generator with a trace. A sweep over one of them would run the same point again and again."""
+        out = {}
+        if self.cluster_config:
+            out.update({k: f"cluster_config {self.cluster_config!r} sets the cluster" for k in SHAPE_FIELDS})
+        if self.trace:
+            out.update({k: f"trace {self.trace!r} gives the workload" for k in GENERATOR_FIELDS})
+        return out
 
     def replace(self, **changes: Any) -> "Scenario":
         return replace(self, **changes)

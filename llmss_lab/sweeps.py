@@ -35,7 +35,7 @@ from .config.reader import as_path, is_real, plain, store_plain
 from .errors import ClusterStartError, InputError, LlmssError
 from .files import replacing
 from .reference import resolve_reference_dir
-from .scenario import Scenario
+from .scenario import SHAPE_FIELDS, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,14 @@ def expand(base: Scenario, grid: Grid, source: str = "grid") -> tuple[dict[str, 
     points = []
     for i, o in enumerate(overrides):
         where = f"{source}: point {i} ({', '.join(f'{k}={v!r}' for k, v in o.items())})"
-        points.append(Scenario.from_dict({**base_dict, **o}, where).to_dict())
+        sc = Scenario.from_dict({**base_dict, **o}, where)
+        ignored = sc.ignored()
+        for key in o:
+            if key in ignored:
+                raise InputError(f"has no effect: {ignored[key]} (every value would run the same point); "
+                                 "drop this field from the grid, or sweep without the "
+                                 f"{'cluster_config' if key in SHAPE_FIELDS else 'trace'}", where, key)
+        points.append(sc.to_dict())
     return dims, points
 
 

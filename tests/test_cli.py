@@ -40,6 +40,11 @@ def test_validate_json_shape(ref, capsys):
       "--workload", "nope.jsonl"], "nope.jsonl: file does not exist"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
       "--out", "/no/such/dir/r.nc"], "output folder does not exist"),
+    (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
+      "--workload", "workloads/example_trace.jsonl", "--rate", "100"],
+     "command line: --rate: shapes a synthetic workload only; drop it, or drop --workload"),
+    (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
+      "--workload", "workloads/example_trace.jsonl", "--input-len", "fixed:5000"], "command line: --input-len: shapes"),
     (["validate", "/no/such/measurement", "--reference-dir", "{ref}"], "measurement folder does not exist"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "/no/such/ref"],
      "reference folder does not exist"),
@@ -57,6 +62,15 @@ def test_a_request_that_can_never_fit_is_refused_up_front(ref, capsys, tmp_path)
     code, _, err = run(capsys, "run", str(ref / "configs/cluster/single_node_single_instance.json"),
                        "--reference-dir", str(ref), "--workload", str(t), "--num-gpu-blocks", "100")
     assert code == 2 and "big.jsonl: line 1: request needs 5100 tokens" in err
+
+
+def test_asking_a_trace_for_more_requests_than_it_holds_says_so(ref, capsys, caplog):
+    code, out, err = run(capsys, "run", str(ref / "configs/cluster/single_node_single_instance.json"),
+                         "--reference-dir", str(ref), "--workload", "workloads/example_trace.jsonl",
+                         "--num-requests", "100000", "-q", "--json")
+    n = json.loads(out)["completed"]
+    assert code == 0 and 0 < n < 100000
+    assert f"holds {n} requests; running all of them (--num-requests 100000 asked for more)" in caplog.text
 
 
 def test_example_runs_the_main_job(ref, capsys):

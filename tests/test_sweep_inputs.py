@@ -3,6 +3,7 @@ never a traceback, a hang, or results lost (a resume onto another sweep's file).
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -260,3 +261,23 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(ref, tmp_path):
     assert f"{bare}: a sweep starts dask worker processes" in out.stderr and '__name__ == "__main__"' in out.stderr
     out = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.strip() == "['ok', 'ok']", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("base, grid, says", [
+    (BASE.replace(cluster_config="single_node_single_instance"), {"tp": [1, 2]},
+     "tp: has no effect: cluster_config 'single_node_single_instance' sets the cluster"),
+    (BASE.replace(cluster_config="single_node_single_instance"), [{"hardware": "H100"}], "hardware: has no effect"),
+    (BASE.replace(trace="example_trace", num_requests=0), {"rate": [1.0, 100.0]},
+     "rate: has no effect: trace 'example_trace' gives the workload"),
+    (BASE, {"trace": ["", "example_trace"], "input_len": ["fixed:100", "fixed:200"]},
+     "point 2 (trace='example_trace', input_len='fixed:100'): input_len: has no effect"),
+])
+def test_a_grid_field_the_scenario_ignores_is_refused(base, grid, says):
+    """Such a sweep once returned identical points, each marked ok."""
+    with pytest.raises(InputError, match=re.escape(says)):
+        expand(base, grid)
+
+
+def test_fields_a_scenario_uses_are_swept_beside_a_cluster_file():
+    dims, points = expand(BASE.replace(cluster_config="single_node_single_instance"), {"max_num_seqs": [8, 16]})
+    assert [p["max_num_seqs"] for p in points] == [8, 16]

@@ -27,7 +27,7 @@ from ..kernel.simulator import KV_TRANSFERS
 from ..latency.specs import load_specs
 from ..reference import resolve_reference_dir
 from ..results.dataset import Results
-from ..scenario import BUILT_CLUSTER, WEIGHT_TIERS, Scenario
+from ..scenario import BUILT_CLUSTER, GENERATOR_FIELDS, SHAPE_FIELDS, WEIGHT_TIERS, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ GROUPS = {
                        "power"),
     "Workload": ("trace", "num_requests", "rate", "input_len", "output_len", "arrival", "shared_prefix_len", "num_prefixes", "seed"),
 }
-SHAPE_KEYS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "dp", "tp", "pp", "ep",
-              "prefill_instances", "weights_on", "cpu_mem_gib", "cpu_mem_bw", "cxl_mem_gib", "cxl_mem_bw",
-              "cxl_devices", "pim_device", "power")
-GENERATOR_KEYS = ("rate", "input_len", "output_len", "arrival", "shared_prefix_len", "num_prefixes")
 LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU bandwidth (GB/s)", "cpu_mem_gib": "CPU memory (GiB)",
           "cpu_mem_bw": "CPU bandwidth (GB/s)", "cxl_mem_gib": "CXL memory (GiB)", "cxl_mem_bw": "CXL GB/s per device",
           "rate": "rate (req/s)", "prefill_instances": "prefill replicas", "instances": "replicas",
@@ -239,13 +235,13 @@ class Explorer:
 
     def _on_switches(self, _change: dict | None = None) -> None:
         from_file = bool(self.controls["cluster_config"].value)
-        for k in SHAPE_KEYS:
+        for k in SHAPE_FIELDS:
             self.controls[k].disabled = from_file
         if not from_file:
             hw = self._hardware()
             self.controls["power"].disabled = not (hw and hw.power)
         from_trace = bool(self.controls["trace"].value)
-        for k in GENERATOR_KEYS:
+        for k in GENERATOR_FIELDS:
             self.controls[k].disabled = from_trace
 
     # ---- actions ---------------------------------------------------------------------------------
@@ -312,7 +308,7 @@ class Explorer:
             names = KEY_CONTROLS.get(key, ())
         else:                  # a key of the chosen cluster file: the file set it, whatever the controls say
             names = ()
-        names = tuple(n for n in names if not (scen.cluster_config and n in SHAPE_KEYS))
+        names = tuple(n for n in names if not (scen.cluster_config and n in SHAPE_FIELDS))
         if not names:
             return ""
         shown = ", ".join(f"<b>{html.escape(self._label(n))}</b> ({html.escape(TAB_OF[n])} tab)" for n in names)
