@@ -13,9 +13,12 @@ and the simulator records when its engine loop took the request in.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +76,7 @@ def _engine_from_meta(meta: Section) -> EngineConfig:
     if a is not None:
         settings["async_scheduling"] = a
     for key in ("max_num_seqs", "max_num_batched_tokens", "max_model_len"):
-        v = kw.integer(key, required=False, default=None, minimum=0)
+        v = kw.integer(key, required=False, default=None, minimum=1)   # vLLM refuses 0
         if v is not None:
             settings[key] = v
     for key in ("dtype", "kv_cache_dtype"):
@@ -92,7 +95,9 @@ def _engine_from_meta(meta: Section) -> EngineConfig:
         pc = kv.boolean("enable_prefix_caching", required=False, default=None)
         if pc is not None:
             settings["enable_prefix_caching"] = pc
-    return EngineConfig().with_overrides(settings, meta.source)
+    kv_keys = ("num_gpu_blocks", "block_size", "gpu_memory_utilization", "enable_prefix_caching")
+    return EngineConfig().with_overrides(settings, meta.source,
+                                         lambda k: f"kv_cache.{k}" if k in kv_keys else f"engine_kwargs.{k}")
 
 
 def _check_meta_matches_cluster(meta: Section, cluster: ClusterSpec, cluster_path: Path) -> None:
@@ -102,7 +107,17 @@ def _check_meta_matches_cluster(meta: Section, cluster: ClusterSpec, cluster_pat
     recorded = [(meta, "model", meta.string("model", required=False, default=None)),
                 (kw, "model", kw.string("model", required=False, default=None))]
     tp = kw.integer("tensor_parallel_size", required=False, default=None, minimum=1)
+    pp = kw.integer("pipeline_parallel_size", required=False, default=None, minimum=1)
+    dp = kw.integer("data_parallel_size", required=False, default=None, minimum=1)
+    groups = Counter(inst.dp_group for inst in cluster.instances if inst.dp_group is not None)
+    sim_dp = max(groups.values(), default=1)
+    if dp is not None and dp != sim_dp:
+        raise kw.error("data_parallel_size", f"the run used {dp} but {cluster_path} simulates "
+                                             + (f"dp_groups of {sim_dp}" if groups else "no dp_group (1)"))
     for inst in cluster.instances:
+        if pp is not None and pp != inst.pp_size:
+            raise kw.error("pipeline_parallel_size", f"the run used {pp} but {cluster_path} ({inst.where}.pp_size) "
+                                                     f"simulates {inst.pp_size}")
         for section, key, value in recorded:
             if value is not None and value != inst.model_name:
                 raise section.error(key, f"the run used {value!r} but {cluster_path} ({inst.where}.model_name) "
@@ -192,6 +207,7 @@ def read_measurement(folder: str | Path, layout: ReferenceLayout) -> Measurement
     if not dataset.is_file():
         raise InputError(f"the workload {dataset} does not exist under the reference folder",
                          meta_path, "dataset_path")
+    _check_hash(meta, dataset)
     n = meta.integer("num_requests", required=False, default=None, minimum=1)
     workload = load_trace(dataset, n)
     if n is not None and len(workload) < n:
@@ -201,6 +217,20 @@ def read_measurement(folder: str | Path, layout: ReferenceLayout) -> Measurement
     queued, first, last, out = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
     return Measurement(folder, cluster, engine, dataset, n, (first - queued) * 1e3, tpot_ms(first, last, out),
                        (last - queued) * 1e3, workload)
+
+
+def _check_hash(meta: Section, dataset: Path) -> None:
+    """The run recorded its workload's sha256: replaying another file (an edited or re-sampled trace of
+    the same name) would score the simulator against requests vLLM never saw."""
+    want = meta.string("dataset_hash", required=False, default=None)
+    if want is None:
+        return
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", want):
+        raise meta.error("dataset_hash", f"expected a sha256 (64 hex digits), got {want!r}")
+    got = hashlib.sha256(dataset.read_bytes()).hexdigest()
+    if got != want.lower():
+        raise meta.error("dataset_hash", f"the run's workload had sha256 {want[:12]}..., but {dataset} has "
+                                         f"{got[:12]}...: not the requests vLLM served")
 
 
 def sim_latencies(res: Results) -> dict[str, np.ndarray]:

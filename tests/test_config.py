@@ -269,3 +269,7 @@ def test_engine_settings_are_checked():
         EngineConfig(gpu_memory_utilization=1.5)
     with pytest.raises(InputError, match="max_num_seq: unknown engine setting"):
         EngineConfig().with_overrides({"max_num_seq": 4}, "cli")
+    with pytest.raises(InputError, match="max_model_len: must be a whole number > 0, got True"):
+        EngineConfig(max_model_len=True)      # a bool is not a length (it once read as 1)
+    with pytest.raises(InputError, match=r"dtype: must be one of \['bfloat16'.*got 'int4'"):
+        EngineConfig(dtype="int4")

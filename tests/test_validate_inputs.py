@@ -110,6 +110,8 @@ def test_non_finite_timestamps_name_line_and_field(ref, tmp_path, field, value):
 # 4. meta.json (what vLLM ran) against config.json (what is simulated)
 @pytest.mark.parametrize("engine, changes, key", [
     (True, {"tensor_parallel_size": 3}, "engine_kwargs.tensor_parallel_size"),
+    (True, {"pipeline_parallel_size": 2}, "engine_kwargs.pipeline_parallel_size"),
+    (True, {"data_parallel_size": 2}, "engine_kwargs.data_parallel_size"),   # was ignored
     (False, {"model": "foo/bar"}, "model"),
     (True, {"model": "foo/bar"}, "engine_kwargs.model"),
 ])
@@ -119,6 +121,35 @@ def test_meta_disagreeing_with_the_cluster_config_names_both_files(ref, tmp_path
     e = _error(folder, ref)
     assert e.source.endswith("meta.json") and e.where == key
     assert str(folder / "config.json") in e.message
+
+
+@pytest.mark.parametrize("value, says", [
+    ("ab" * 32, "the run's workload had sha256 abababababab..., but"),
+    ("not-a-hash", "expected a sha256 (64 hex digits), got 'not-a-hash'"),
+])
+def test_a_workload_that_is_not_the_one_vllm_served_is_refused(ref, tmp_path, value, says):
+    """meta.json records the workload's sha256; replaying another file would score against other requests."""
+    folder = _copy(ref, tmp_path)
+    _edit_meta(folder, dataset_hash=value)
+    e = _error(folder, ref)
+    assert e.source.endswith("meta.json") and e.where == "dataset_hash" and says in e.message
+
+
+@pytest.mark.parametrize("key", ["max_num_seqs", "max_num_batched_tokens"])
+def test_a_zero_engine_limit_is_refused_as_vllm_would(ref, tmp_path, key):
+    """0 once ran as 'unlimited' (a 46 % error), a setting vLLM itself refuses."""
+    folder = _copy(ref, tmp_path)
+    _edit_meta(folder, engine=True, **{key: 0})
+    e = _error(folder, ref)
+    assert e.where == f"engine_kwargs.{key}" and "must be >= 1, got 0" in e.message
+
+
+def test_an_unknown_dtype_is_named_in_meta_json(ref, tmp_path):
+    """It was blamed on config.json, which does not set it."""
+    folder = _copy(ref, tmp_path)
+    _edit_meta(folder, engine=True, dtype="bogus")
+    e = _error(folder, ref)
+    assert e.source.endswith("meta.json") and e.where == "engine_kwargs.dtype" and "'bogus'" in e.message
 
 
 # 5. a string where a number belongs

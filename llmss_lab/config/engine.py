@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable
 
 from ..errors import InputError
+from .model import DTYPE_BYTES
 from .reader import store_plain
 
 MAX_KV_BLOCKS = 1 << 22   # ~4M blocks: far above any GPU's KV cache; the kernel keeps a queue entry per block
@@ -58,11 +59,14 @@ class EngineConfig:
         n = self.num_gpu_blocks
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_KV_BLOCKS):
             raise bad("num_gpu_blocks", f"must be a whole number from 1 to {MAX_KV_BLOCKS}, got {n!r}")
-        if self.max_model_len is not None and (not isinstance(self.max_model_len, int) or self.max_model_len <= 0):
+        if self.max_model_len is not None and (isinstance(self.max_model_len, bool) or not isinstance(self.max_model_len, int)
+                                               or self.max_model_len <= 0):
             raise bad("max_model_len", f"must be a whole number > 0, got {self.max_model_len!r}")
         for key in ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_isl", "async_scheduling"):
             if not isinstance(getattr(self, key), bool):
                 raise bad(key, f"expected true or false, got {getattr(self, key)!r}")
+        if self.dtype is not None and self.dtype not in DTYPE_BYTES:
+            raise bad("dtype", f"must be one of {sorted(DTYPE_BYTES)} (or unset: the model's own), got {self.dtype!r}")
         if self.kv_cache_dtype not in ("auto", "fp8"):
             raise bad("kv_cache_dtype", f"must be 'auto' or 'fp8', got {self.kv_cache_dtype!r}")
 
