@@ -107,6 +107,11 @@ class LatencyChoice:
         if mode == "profile" and wi.active:
             raise InputError("a hardware what-if needs the analytical model (latency 'analytical' or 'auto'): "
                              "a measured profile cannot be scaled", source, "what_if")
+        if efficiency_file:
+            if mode == "profile":
+                raise InputError("efficiency curves shape the analytical model; a measured profile (latency "
+                                 "'profile') never reads them", source, "efficiency_file")
+            efficiency(Path(efficiency_file))   # read now: a missing or broken file is named before any run
         return cls(mode, wi, str(efficiency_file or ""))
 
 

@@ -83,3 +83,15 @@ def test_run_takes_cluster_policies(ref, capsys):
                          str(ref), "--workload", "workloads/example_trace.jsonl", "--router", "least_loaded",
                          "--kv-transfer", "whole", "-q", "--json")
     assert code == 0 and json.loads(out)["completed"] > 0
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--efficiency", "/no/such/eff.yaml"], "/no/such/eff.yaml: no efficiency fit"),
+    (["--efficiency", "/no/such/eff.yaml", "--latency", "profile"], "efficiency_file: efficiency curves shape the "
+                                                                     "analytical model; a measured profile"),
+])
+def test_an_efficiency_file_is_never_silently_ignored(ref, capsys, extra, says):
+    """With a measured profile the file was never read, so a wrong path went unnoticed."""
+    code, _, err = run(capsys, "run", str(ref / "configs/cluster/single_node_single_instance.json"),
+                       "--reference-dir", str(ref), "--num-requests", "3", "-q", *extra)
+    assert code == 2 and says in err and "Traceback" not in err
