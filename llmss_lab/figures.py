@@ -13,6 +13,7 @@ scores LLMServingSim 2.0's own ``parsed/`` files the same way.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -346,81 +347,187 @@ def write_figure_data(figure: int, reference_dir: str | Path, out: str | Path,
 # ---- scoring -------------------------------------------------------------------------------------
 
 NOT_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+LATENCY_KEYS = ("throughput_tok_s", "mean_ttft_ms", "mean_tpot_ms", "mean_itl_ms")
+NOT_MEASURED = "X"   # a cell of Fig 8's reference tables: that system could not run the scenario
+
+Row = tuple[int, dict[str, str]]   # a data row and its line number in the file
+
+
+def _read_table(path: Path) -> tuple[list[str], list[Row]]:
+    """Header and data rows (with their line numbers) of a figure table. Refuses what would crash or
+    mis-score later, naming the line: bytes that are not UTF-8, no data rows, a row whose field count is
+    not the header's (a line cut short), a repeated column, a NaN or infinite cell. Blank lines are skipped."""
+    if not path.is_file():
+        raise InputError("file does not exist", path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text (byte {raw[exc.start]:#04x})", path, f"line {line}") from None
+    # QUOTE_NONE: a stray quote stays in its cell (and fails as a number) instead of swallowing lines
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = next(reader, None)
+    if header is None:
+        raise InputError("no rows (the file is empty)", path)
+    twice = next((h for h in header if header.count(h) > 1), None)
+    if twice is not None:
+        raise InputError(f"column {twice!r} appears twice", path, "line 1")
+    rows: list[Row] = []
+    for fields in reader:
+        if not fields:
+            continue
+        line = reader.line_num
+        if len(fields) != len(header):
+            raise InputError(f"expected {len(header)} fields, got {len(fields)}", path, f"line {line}")
+        row = dict(zip(header, fields))
+        bad = next((k for k, v in row.items() if v.strip().lower() in NOT_FINITE), None)
+        if bad is not None:
+            raise InputError(f"column {bad!r}: not a finite number: {row[bad]!r}", path, f"line {line}")
+        rows.append((line, row))
+    if not rows:
+        raise InputError("no rows (only a header)", path)
+    return header, rows
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:
-    """A figure table's rows; a NaN or infinite cell is refused with its line, so no score turns into nan."""
-    if not path.is_file():
-        raise InputError("file does not exist", path)
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    for lineno, row in enumerate(rows, start=2):
-        bad = next((k for k, v in row.items() if isinstance(v, str) and v.strip().lower() in NOT_FINITE), None)
-        if bad is not None:
-            raise InputError(f"column {bad!r}: not a finite number: {row[bad]!r}", path, f"line {lineno}")
-    return rows
+    """A figure table's rows, checked as :func:`_read_table` does, so no score turns into nan or a crash."""
+    return [row for _, row in _read_table(path)[1]]
+
+
+def _require(path: Path, header: list[str], columns: Iterable[str]) -> None:
+    missing = next((c for c in columns if c not in header), None)
+    if missing is not None:
+        raise InputError(f"no column {missing!r} (the header has {header})", path, "line 1")
+
+
+def _number(path: Path, line: int, row: dict[str, str], column: str) -> float:
+    """A cell as a number; every quantity of these tables (seconds, tokens/s, ms, W, MiB, %, J) is >= 0."""
+    text = row[column]
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"column {column!r}: not a number: {text!r}", path, f"line {line}") from None
+    if value < 0:
+        raise InputError(f"column {column!r} is negative ({text.strip()})", path, f"line {line}")
+    return value
+
+
+def _nonzero(total: float, path: Path, column: str) -> float:
+    """A reference total the error is divided by: 0 cannot be scored against."""
+    if total == 0:
+        raise InputError(f"column {column!r} is 0 on every row; cannot score against it", path)
+    return total
+
+
+def throughput_series(path: Path) -> dict[int, float]:
+    """Tokens per second by second of a ``time_s, throughput`` table. Seconds must be whole and
+    increasing: a repeated, shuffled or fractional second would be silently merged or misaligned."""
+    header, rows = _read_table(path)
+    _require(path, header, ("time_s", "throughput"))
+    out: dict[int, float] = {}
+    last: float | None = None
+    for line, row in rows:
+        t = _number(path, line, row, "time_s")
+        if t != int(t):
+            raise InputError(f"column 'time_s' is not a whole second: {row['time_s']!r}", path, f"line {line}")
+        if last is not None and t <= last:
+            raise InputError(f"column 'time_s' does not increase ({t:g} after {last:g})", path, f"line {line}")
+        out[int(t)] = _number(path, line, row, "throughput")
+        last = t
+    return out
 
 
 def throughput_error(sim: Path, real: Path) -> float:
     """Normalised mean absolute error of per-second throughput: sum |sim - real| / sum real, over
     every second either file covers (a second one file lacks counts as 0)."""
-    def load(p: Path) -> dict[int, float]:
-        return {int(float(r["time_s"])): float(r["throughput"]) for r in read_tsv(p)}
-    a, b = load(sim), load(real)
+    a, b = throughput_series(sim), throughput_series(real)
+    if b[max(b)] != 0:
+        # a real run is recorded until it drains (every artifact file ends at 0): a file cut short does not
+        log.warning("%s: the last second has %g tok/s, not 0: is the file cut short?", real, b[max(b)])
     secs = sorted(set(a) | set(b))
     num = sum(abs(a.get(t, 0.0) - b.get(t, 0.0)) for t in secs)
-    den = sum(b.get(t, 0.0) for t in secs)
+    den = _nonzero(sum(b.values()), real, "throughput")
     return num / den * 100.0
 
 
+def _system_row(path: Path) -> Row:
+    """The vLLM row of a latency table: the row whose ``framework`` is vLLM when the table lists several
+    systems (Fig 8's reference), else its only row. Never a guess: a missing or ambiguous row is an error."""
+    header, rows = _read_table(path)
+    if "framework" in header:
+        vllm = [(line, r) for line, r in rows if r["framework"].strip() == "vLLM"]
+        if not vllm:
+            systems = [r["framework"] for _, r in rows]
+            raise InputError(f"no vLLM row (column 'framework' has {systems})", path)
+        if len(vllm) > 1:
+            raise InputError("a second vLLM row", path, f"line {vllm[1][0]}")
+        return vllm[0]
+    if len(rows) > 1:
+        raise InputError(f"expected one row, got {len(rows)} (and no 'framework' column naming the vLLM one)",
+                         path, f"line {rows[1][0]}")
+    return rows[0]
+
+
 def latency_errors(sim: Path, real: Path) -> dict[str, float]:
-    """Signed % error of each latency-table metric against the vLLM row of ``real``."""
-    rows = read_tsv(real)
-    vllm = next((r for r in rows if r.get("framework", "vLLM") == "vLLM"), rows[0])
-    s = read_tsv(sim)[0]
+    """Signed % error of each latency-table metric against the vLLM row of ``real``; a metric ``real``
+    lacks (Fig 8 has no ITL) or marks ``X`` (not measured) is left out."""
+    sim_line, s = _system_row(sim)
+    real_line, r = _system_row(real)
+    _require(sim, list(s), LATENCY_KEYS)
+    _require(real, list(r), LATENCY_KEYS[:3])
     out = {}
-    for key in ("throughput_tok_s", "mean_ttft_ms", "mean_tpot_ms", "mean_itl_ms"):
-        if key in s and key in vllm and vllm[key] not in ("X", ""):
-            out[key] = (float(s[key]) - float(vllm[key])) / float(vllm[key]) * 100.0
+    for key in LATENCY_KEYS:
+        if key not in r or r[key].strip() == NOT_MEASURED:
+            continue
+        want = _number(real, real_line, r, key)
+        if want == 0:
+            raise InputError(f"column {key!r} is 0; cannot score against it", real, f"line {real_line}")
+        out[key] = (_number(sim, sim_line, s, key) - want) / want * 100.0
     return out
 
 
-def _columns(path: Path) -> list[list[float]]:
-    rows = read_tsv(path)
-    if not rows:
-        raise InputError("no rows", path)
-    keys = list(rows[0])
-    try:
-        return [[float(r[k]) for r in rows] for k in keys]
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"not a numeric table ({exc})", path) from None
+def _columns(path: Path, n: int | None = None) -> tuple[list[str], list[list[float]]]:
+    """The header and columns of an all-numeric table (of ``n`` columns, when given)."""
+    header, rows = _read_table(path)
+    if n is not None and len(header) != n:
+        raise InputError(f"expected {n} columns, got {len(header)} ({header})", path, "line 1")
+    return header, [[_number(path, line, r, k) for line, r in rows] for k in header]
 
 
 def power_errors(sim: Path, real: Path) -> dict[str, float]:
     """Total energy error and per-second NMAE of power, over the seconds both traces cover."""
-    _, a = _columns(sim)
-    _, b = _columns(real)
+    _, (_, a) = _columns(sim, 2)
+    header, (_, b) = _columns(real, 2)
     n = min(len(a), len(b))
     a, b = a[:n], b[:n]
-    return {"energy_err_pct": (sum(a) - sum(b)) / sum(b) * 100.0,
-            "power_nmae_pct": sum(abs(x - y) for x, y in zip(a, b)) / sum(b) * 100.0}
+    total = _nonzero(sum(b), real, header[1])
+    return {"energy_err_pct": (sum(a) - sum(b)) / total * 100.0,
+            "power_nmae_pct": sum(abs(x - y) for x, y in zip(a, b)) / total * 100.0}
 
 
 def memory_errors(sim: Path, real: Path) -> dict[str, float]:
     """Memory NMAE (%) and mean absolute prefix-hit error (points), over the seconds both cover."""
-    _, ma, ha = _columns(sim)
-    _, mb, hb = _columns(real)
+    _, (_, ma, ha) = _columns(sim, 3)
+    header, (_, mb, hb) = _columns(real, 3)
     n = min(len(ma), len(mb))
-    return {"memory_nmae_pct": sum(abs(x - y) for x, y in zip(ma[:n], mb[:n])) / sum(mb[:n]) * 100.0,
+    total = _nonzero(sum(mb[:n]), real, header[1])
+    return {"memory_nmae_pct": sum(abs(x - y) for x, y in zip(ma[:n], mb[:n])) / total * 100.0,
             "hit_mae_points": sum(abs(x - y) for x, y in zip(ha[:n], hb[:n])) / n}
 
 
 def pim_facts(parsed: Path, name: str) -> dict[str, float]:
     """Figure 10 has no real measurement: its facts are compared with LLMServingSim 2.0's."""
-    t, g = _columns(parsed / f"{name}_b256_throughput.tsv")
+    path = parsed / f"{name}_b256_throughput.tsv"
+    _, (t, g) = _columns(path, 2)
+    busy = [s for s, x in zip(t, g) if x > 0]
+    if not busy:
+        raise InputError("column 'throughput' is 0 on every row: no token was generated", path)
     label = ENERGY_COLUMNS[10][name]
-    ept = dict(zip(read_tsv(parsed / "energy_per_token.tsv")[0], _columns(parsed / "energy_per_token.tsv")))[label][0]
-    return {"energy_per_token_J": ept, "completion_s": max(t for t, x in zip(t, g) if x > 0),
+    ept_path = parsed / "energy_per_token.tsv"
+    header, values = _columns(ept_path)
+    _require(ept_path, header, (label,))
+    return {"energy_per_token_J": values[header.index(label)][0], "completion_s": max(busy),
             "peak_throughput_tok_s": max(g)}
 
 
