@@ -249,6 +249,21 @@ def test_power_section_errors_name_the_key(tmp_path):
         load_cluster(write(tmp_path, "c.json", c))
 
 
+@pytest.mark.parametrize("edit, says", [
+    (lambda p: p["npu"]["RTXPRO6000"].update(standby_power=5), r"npu\.RTXPRO6000\.standby_power: 5 W is outside"),
+    (lambda p: p["npu"]["RTXPRO6000"].update(standby_power=900), r"standby_power: 900 W is outside idle_power"),
+    (lambda p: p["dram"].update(dimm_size=1e-9), r"power\.dram\.dimm_size: must be >= 0\.25"),
+    (lambda p: p["link"].update(num_links=10**15), r"power\.link\.num_links: must be <= 4096"),
+    (lambda p: p["nic"].update(num_nics=10**15), r"power\.nic\.num_nics: must be <= 4096"),
+])
+def test_power_values_outside_any_machine_are_refused(ref, tmp_path, edit, says):
+    """A typo here once gave 8e15 J for a minute's run."""
+    c = json.loads((ref / "configs/cluster/single_node_power_instance.json").read_text())
+    edit(c["nodes"][0]["power"])
+    with pytest.raises(InputError, match=says):
+        load_cluster(write(tmp_path, "c.json", c))
+
+
 def test_artifact_keys_map_npu_group_to_pipeline_stages(tmp_path):
     inst = {"model_name": "m", "hardware": "h", "npu_mem": {"mem_size": 40, "mem_bw": 768}, "npu_num": 4,
             "npu_group": 2, "pd_type": None}

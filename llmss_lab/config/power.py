@@ -13,6 +13,8 @@ from .reader import Section
 COMPONENTS = ("base_node", "npu", "cpu", "dram", "link", "nic", "storage")
 MAX_WATTS = 1e6          # one component of one node: a megawatt means a unit slip (mW, kW)
 MAX_PJ_PER_BIT = 1e4     # DRAM and links take ~1-20 pJ/bit
+MIN_DIMM_GB, MAX_DIMM_GB = 0.25, 4096   # DIMMs hold 0.25-512 GB; the DIMM count (cpu_mem / dimm_size) sets DRAM idle power
+MAX_DEVICES = 4096       # links, NICs or disks of one node
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ def parse_power(s: Section) -> PowerSpec:
         standby = e.number("standby_power", required=False, default=idle, minimum=0, maximum=MAX_WATTS)
         if active < idle:
             raise e.error("active_power", f"{active} W is below idle_power {idle} W")
+        if not idle <= standby <= active:
+            raise e.error("standby_power", f"{standby} W is outside idle_power {idle} W .. active_power {active} W "
+                                           "(a GPU kept warm between steps draws between the two)")
         npus[hw] = NpuPower(idle, standby, active, e.number("standby_duration", required=False, default=0, minimum=0))
     cpu = s.section("cpu")
     cpu.reject_unknown(("idle_power", "active_power", "util"))
@@ -108,14 +113,14 @@ def parse_power(s: Section) -> PowerSpec:
         cpu_idle_w=cpu_idle,
         cpu_active_w=cpu_active,
         cpu_util=cpu.number("util", minimum=0, maximum=1),
-        dram_dimm_gb=dram.number("dimm_size", positive=True),
+        dram_dimm_gb=dram.number("dimm_size", minimum=MIN_DIMM_GB, maximum=MAX_DIMM_GB),
         dram_idle_w=dram.number("idle_power", minimum=0, maximum=MAX_WATTS),
         dram_pj_per_bit=dram.number("energy_per_bit", minimum=0, maximum=MAX_PJ_PER_BIT),
-        link_count=link.integer("num_links", required=False, default=0, minimum=0),
+        link_count=link.integer("num_links", required=False, default=0, minimum=0, maximum=MAX_DEVICES),
         link_idle_w=link.number("idle_power", required=False, default=0, minimum=0, maximum=MAX_WATTS),
         link_pj_per_bit=link.number("energy_per_bit", required=False, default=0, minimum=0, maximum=MAX_PJ_PER_BIT),
-        nic_count=nic.integer("num_nics", required=False, default=0, minimum=0),
+        nic_count=nic.integer("num_nics", required=False, default=0, minimum=0, maximum=MAX_DEVICES),
         nic_idle_w=nic.number("idle_power", required=False, default=0, minimum=0, maximum=MAX_WATTS),
-        storage_count=sto.integer("num_devices", required=False, default=0, minimum=0),
+        storage_count=sto.integer("num_devices", required=False, default=0, minimum=0, maximum=MAX_DEVICES),
         storage_idle_w=sto.number("idle_power", required=False, default=0, minimum=0, maximum=MAX_WATTS),
     )
