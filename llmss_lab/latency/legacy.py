@@ -17,8 +17,10 @@
   grows with the square of a chunk) over their summed history.
 
 All lookups interpolate linearly on each axis, clamp below the first grid point and extrapolate
-linearly above the last, like the current format. Layers a profile lacks (the TPU profile has no
-``k_proj``/``v_proj`` rows) cost nothing.
+linearly above the last, like the current format. The optional layers a profile lacks (the TPU
+profile has no ``k_proj``/``v_proj`` rows) cost nothing; an unknown layer name (it would be charged on
+every step), a missing required layer, a ``tp_size`` other than the folder's, or a key given twice
+in any table is refused.
 """
 from __future__ import annotations
 
@@ -32,6 +34,12 @@ from .profile import Grid2D, LatencyProfile, interp1, read_columns, read_csv
 
 EXPERT_OPS = ("expert.w1", "expert.w3", "expert.w2")
 SKIP = ("attn", "lm_head")
+# layer names of the artifact's profiler (LLMServingSim's profiler/v0): those every model runs, and the
+# MLP of a dense or of a mixture-of-experts model; OPTIONAL ones may be missing (fused away on TPU, or superseded)
+REQUIRED = ("embedding", "input_layernorm", "q_proj", "rope", "o_proj", "post_layernorm", "final_layernorm", "lm_head")
+OPTIONAL = ("k_proj", "v_proj", "attn")
+DENSE_MLP = ("gate_proj", "up_proj", "act_fn", "down_proj")
+MOE_MLP = ("gate", *EXPERT_OPS)
 
 
 def is_legacy_dir(model_dir: Path) -> bool:
@@ -49,8 +57,9 @@ class LegacyAttention:
         for f in (p, q):
             if not f.is_file():
                 raise InputError("attention predictions missing from the profile", f)
-        cp = read_columns(p, ("kv_cache_size", "prefill_chunk_size", "prediction"))
-        cd = read_columns(q, ("batch_size", "kv_cache_size", "prediction"))
+        cp = read_columns(p, ("kv_cache_size", "prefill_chunk_size", "prediction"),
+                          unique=("kv_cache_size", "prefill_chunk_size"))
+        cd = read_columns(q, ("batch_size", "kv_cache_size", "prediction"), unique=("batch_size", "kv_cache_size"))
         self.prefill = Grid2D.from_points(cp["prefill_chunk_size"], cp["kv_cache_size"], cp["prediction"])
         self.decode = Grid2D.from_points(cd["batch_size"], cd["kv_cache_size"], cd["prediction"])
 
@@ -92,7 +101,15 @@ def _load_legacy(model_dir_s: str, tp: int, is_moe: bool, stamp: float) -> Laten
         have = sorted(p.name for p in model_dir.glob("tp*") if (p / "layers.csv").is_file())
         raise InputError(f"the profile has no tp{tp}/layers.csv (has {have}); pick a tp_size it was profiled at",
                          model_dir, f"tp{tp}")
-    cols = read_csv(d / "layers.csv", ("layer_name", "input", "latency(ns)"))
+    path = d / "layers.csv"
+    required = REQUIRED + (MOE_MLP if is_moe else DENSE_MLP)
+    known = sorted({*required, *OPTIONAL, "act_fn"})   # an MoE model's act_fn is fused into its experts (not charged)
+    cols = read_csv(path, ("layer_name", "input", "tp_size", "latency(ns)"), labels={"layer_name": known},
+                    unique=("layer_name", "input"))
+    tps = set(cols["tp_size"])
+    if tps != {tp}:
+        raise InputError(f"says {sorted(tps - {tp})[0]:g} in a tp{tp}/ folder: profiled at another TP degree",
+                         path, "tp_size")
     names = np.asarray(cols["layer_name"], dtype=object)
     x_all = np.asarray(cols["input"], dtype=float)
     t_all = np.asarray(cols["latency(ns)"], dtype=float)
@@ -100,18 +117,13 @@ def _load_legacy(model_dir_s: str, tp: int, is_moe: bool, stamp: float) -> Laten
     for name in dict.fromkeys(names.tolist()):
         m = names == name
         order = np.argsort(x_all[m], kind="stable")
-        xs, ts = x_all[m][order], t_all[m][order]
-        if (np.diff(xs) == 0).any():
-            raise InputError(f"layer {name!r} has duplicate input values", d / "layers.csv")
-        ops[str(name)] = (xs, ts)
-    if "lm_head" not in ops:
-        raise InputError("no lm_head rows", d / "layers.csv", "layer_name")
+        ops[str(name)] = (x_all[m][order], t_all[m][order])
+    missing = [k for k in required if k not in ops]
+    if missing:
+        raise InputError(f"no rows for layer(s) {missing}: every transformer step runs them", path, "layer_name")
     moe = None
     dense = {k: v for k, v in ops.items() if k not in SKIP and not k.startswith("expert.")}
     if is_moe:
-        missing = [k for k in EXPERT_OPS if k not in ops]
-        if missing:
-            raise InputError(f"MoE model but no {missing} rows", d / "layers.csv", "layer_name")
         moe = LegacyExperts(ops)
         dense.pop("act_fn", None)
     return LatencyProfile(tp=tp, dense=dense, per_sequence={"lm_head": ops["lm_head"]},

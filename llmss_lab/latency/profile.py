@@ -70,8 +70,10 @@ def read_csv(path: Path, columns: tuple[str, ...], labels: dict[str, list[str]] 
     """Columns of a CSV as lists; numbers parsed, errors name the file, line and column.
 
     ``labels`` gives the values a text column may hold; no two rows may agree on all ``unique``
-    columns. pandas' C parser reads well-formed files fast; anything it rejects, or any value that
-    breaks a rule, is re-read line by line to say exactly where the problem is.
+    columns (the last would silently win). Every row must have as many fields as the header: an extra
+    one (a decimal comma: ``2,67733`` for 2.67733) would otherwise shift or drop a value. pandas' C
+    parser reads well-formed files fast; anything it rejects, or any value that breaks a rule, is
+    re-read line by line to say exactly where the problem is.
     """
     labels = labels or {}
     df = _read_frame(path, columns, labels, unique)
@@ -80,22 +82,26 @@ def read_csv(path: Path, columns: tuple[str, ...], labels: dict[str, list[str]] 
     return {c: df[c].tolist() for c in columns}
 
 
-def read_columns(path: Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+def read_columns(path: Path, columns: tuple[str, ...], unique: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Numeric columns of a large CSV as float arrays, with :func:`read_csv`'s checks."""
-    df = _read_frame(path, columns, {}, ())
+    df = _read_frame(path, columns, {}, unique)
     if df is None:
-        return {c: np.asarray(v, dtype=float) for c, v in _read_csv_slow(path, columns, {}, ()).items()}
+        return {c: np.asarray(v, dtype=float) for c, v in _read_csv_slow(path, columns, {}, unique).items()}
     return {c: df[c].to_numpy(dtype=float) for c in columns}
 
 
 def _read_frame(path: Path, columns: tuple[str, ...], labels: dict[str, list[str]],
                 unique: tuple[str, ...]) -> pd.DataFrame | None:
-    """The file through pandas when it is well formed (every number finite and within its column's
-    rules, every label known, no repeated row), else None."""
+    """The file through pandas when it is well formed (as many fields in every row as in the header,
+    every number finite and within its column's rules, every label known, no repeated row), else None.
+    pandas refuses a row with extra fields, except when the first row has them: it then takes the
+    leading fields for an index, so anything but its default index means a bad field count; a short
+    row leaves empty cells."""
     try:
         df = pd.read_csv(path, encoding="utf-8", skipinitialspace=True)
         df.columns = [str(c).strip() for c in df.columns]
-        if any(c not in df.columns for c in columns):
+        if (not isinstance(df.index, pd.RangeIndex) or df.isna().to_numpy().any()
+                or any(c not in df.columns for c in columns)):
             return None
         nums = [c for c in columns if c not in TEXT_COLUMNS]
         for c in set(columns) - set(nums):
@@ -128,7 +134,7 @@ def _read_csv_slow(path: Path, columns: tuple[str, ...], labels: dict[str, list[
     for lineno, row in enumerate(reader, start=2):
         if not row or not any(x.strip() for x in row):
             continue
-        if len(row) < len(header):
+        if len(row) != len(header):
             raise InputError(f"expected {len(header)} fields, got {len(row)}", path, f"line {lineno}")
         for c, i in zip(columns, idx):
             v = row[i].strip()
@@ -272,10 +278,8 @@ class AttentionTable:
 
     @classmethod
     def load(cls, path: Path) -> "AttentionTable":
-        a = read_columns(path, ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
-        for key in ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode"):
-            if (a[key] < 0).any():
-                raise InputError(f"negative value in column {key!r}", path)
+        key = ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode")
+        a = read_columns(path, (*key, "time_us"), unique=key)
         keys = np.stack([a["prefill_chunk"], a["n_decode"]], axis=1)
         uniq, inv = np.unique(keys, axis=0, return_inverse=True)
         inv = inv.ravel()
@@ -376,7 +380,10 @@ def _load_skew(meta: Section, tp: int, tp_dir: Path) -> SkewFit | None:
 
     Every column of ``skew_fit.csv`` is checked: a label outside meta.yaml's bucket axes, a chunk size
     or sample count that is not a whole number, or a bucket given twice would otherwise drop or replace
-    a fitted alpha without a word.
+    a fitted alpha without a word. ``alpha_default``, the fit over all samples, cannot be negative. A
+    bucket's alpha is only checked to be finite: fitted on few samples it ranges from -735 to 27 in the
+    shipped bundles, and the iteration model keeps the corrected time between the batch's all-shortest
+    and all-longest times whatever alpha says.
     """
     sf = meta.section("skew_fit", required=False)
     if sf is None or not sf.boolean("enabled", required=False, default=False):
@@ -385,7 +392,8 @@ def _load_skew(meta: Section, tp: int, tp_dir: Path) -> SkewFit | None:
     per_tp = sf.section("per_tp", required=False)
     entry = per_tp and (per_tp.data.get(tp) or per_tp.data.get(str(tp)))
     tp_meta = Section.of(entry, meta.source, per_tp.key(str(tp))) if entry is not None else None
-    alpha_default = tp_meta.number("alpha_default", False, 0.0) if tp_meta else 0.0
+    # the fit over all of a TP degree's samples: a negative one would make unequal decodes faster than equal ones
+    alpha_default = tp_meta.number("alpha_default", False, 0.0, minimum=0.0) if tp_meta else 0.0
     named = tp_meta.string("bucket_table", required=False) if tp_meta else None
     path = tp_dir.parent / named if named else tp_dir / "skew_fit.csv"
     bins = {c: _skew_axis(axes, name) for c, name in SKEW_AXES.items()}
@@ -521,6 +529,13 @@ class ProfileBundle:
         return _load_skew(self.meta, tp, self.tp_dirs[tp])
 
 
+# operator names of the current format's tables (LLMServingSim's architecture YAMLs: llama, qwen3, qwen3_moe,
+# mixtral, phimoe); any other name would be charged on every step without a word
+DENSE_LAYERS = ("embedding", "layernorm", "qkv_proj", "qk_norm", "rotary_emb", "o_proj", "gate_up_proj", "act_fn",
+                "down_proj", "final_layernorm")
+PER_SEQUENCE_LAYERS = ("lm_head", "sampler")
+
+
 def require_layers(profile: LatencyProfile, is_moe: bool) -> None:
     """Refuse a bundle that lost an operator every step runs: it would simulate a faster model
     without a word. MoE models run their MLP from moe.csv instead of dense.csv."""
@@ -537,13 +552,13 @@ def require_layers(profile: LatencyProfile, is_moe: bool) -> None:
 def _load_tp(meta: Section, tp: int, d: Path) -> LatencyProfile:
     moe = None
     if (d / "moe.csv").is_file():
-        c = read_csv(d / "moe.csv", ("tokens", "activated_experts", "time_us"))
+        c = read_csv(d / "moe.csv", ("tokens", "activated_experts", "time_us"), unique=("tokens", "activated_experts"))
         moe = MoeTable(np.array(c["tokens"]), np.array(c["activated_experts"]), np.array(c["time_us"]) * 1000.0,
                        str(d / "moe.csv"))
     return LatencyProfile(
         tp=tp,
-        dense=_layer_table(d / "dense.csv", "tokens"),
-        per_sequence=_layer_table(d / "per_sequence.csv", "sequences"),
+        dense=_layer_table(d / "dense.csv", "tokens", DENSE_LAYERS),
+        per_sequence=_layer_table(d / "per_sequence.csv", "sequences", PER_SEQUENCE_LAYERS),
         attention=AttentionTable.load(d / "attention.csv"),
         skew=_load_skew(meta, tp, d),
         moe=moe,
@@ -551,18 +566,17 @@ def _load_tp(meta: Section, tp: int, d: Path) -> LatencyProfile:
     )
 
 
-def _layer_table(path: Path, key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    cols = read_csv(path, ("layer", key, "time_us"))
+def _layer_table(path: Path, key: str, known: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each operator's (sizes, ns), sorted; only ``known`` operators, each size once (another name would be
+    charged on every step, a repeated size would pick one of two timings)."""
+    cols = read_csv(path, ("layer", key, "time_us"), labels={"layer": list(known)}, unique=("layer", key))
     out: dict[str, list[tuple[float, float]]] = {}
     for layer, x, t in zip(cols["layer"], cols[key], cols["time_us"]):
         out.setdefault(layer, []).append((x, t))
     tables = {}
     for layer, pts in out.items():
         pts.sort()
-        xs = np.array([p[0] for p in pts])
-        if len(np.unique(xs)) != len(xs):
-            raise InputError(f"layer {layer!r} has duplicate {key} values", path)
-        tables[layer] = (xs, np.array([p[1] for p in pts]) * 1000.0)
+        tables[layer] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]) * 1000.0)
     return tables
 
 
