@@ -264,6 +264,21 @@ def test_power_values_outside_any_machine_are_refused(ref, tmp_path, edit, says)
         load_cluster(write(tmp_path, "c.json", c))
 
 
+@pytest.mark.parametrize("edit, says", [
+    (lambda c: c.update(link_latency=1e20), r"c\.json: link_latency: 1e\+20 ns is over 10 s: the unit is ns"),
+    (lambda c: c.update(link_bw=[16, 1e-300]), r"link_bw\[1\]: 1e-300 GB/s is below any real memory or link"),
+    (lambda c: c["nodes"][0]["cpu_mem"].update(mem_bw=1e-6), r"nodes\[0\]\.cpu_mem\.mem_bw: 1e-06 GB/s is below"),
+    (lambda c: c["nodes"][0]["instances"][0]["npu_mem"].update(mem_latency=1e12),
+     r"instances\[0\]\.npu_mem\.mem_latency: 1e\+12 ns is over 10 s"),
+])
+def test_bandwidths_and_latencies_no_machine_has_are_named(tmp_path, edit, says):
+    """They used to run until the 100-day horizon and end in an error that named no key."""
+    c = base_cluster()
+    edit(c)
+    with pytest.raises(InputError, match=says):
+        load_cluster(write(tmp_path, "c.json", c))
+
+
 def test_artifact_keys_map_npu_group_to_pipeline_stages(tmp_path):
     inst = {"model_name": "m", "hardware": "h", "npu_mem": {"mem_size": 40, "mem_bw": 768}, "npu_num": 4,
             "npu_group": 2, "pd_type": None}

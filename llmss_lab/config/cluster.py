@@ -88,12 +88,25 @@ class CxlSpec:
     num_devices: int = 1
 
 
+# what any memory or link of a real machine offers: a value outside is a unit slip (bytes/s for GB/s, s for ns), and a
+# run on it would only end in "more than 100 simulated days" without naming the key
+MIN_BW_GBS, MAX_LATENCY_NS = 1e-3, 1e10
+
+
+def _plausible(key: str, v: float, unit: str, source: str, where: str) -> None:
+    if key.endswith("_bw") and 0 < v < MIN_BW_GBS:
+        raise InputError(f"{v:g} {unit} is below any real memory or link ({MIN_BW_GBS:g} GB/s = 1 MB/s)", source, where)
+    if key.endswith("_latency") and v > MAX_LATENCY_NS:
+        raise InputError(f"{v:g} {unit} is over {MAX_LATENCY_NS / 1e9:g} s: the unit is ns", source, where)
+
+
 def _check_memory(mem: MemorySpec | CxlSpec, where: str, source: str, bw_needed: bool) -> None:
     """A size > 0 GiB, a latency >= 0, a bandwidth > 0 (>= 0 where 0 means none given)."""
     for key, positive in (("mem_size", True), ("mem_bw", bw_needed), ("mem_latency", False)):
         v = getattr(mem, key)
         if not is_real(v) or v < 0 or (positive and v == 0):
             raise InputError(f"expected a number {'> 0' if positive else '>= 0'}, got {v!r}", source, f"{where}.{key}")
+        _plausible(key, v, "GB/s" if key == "mem_bw" else "ns", source, f"{where}.{key}")
         object.__setattr__(mem, key, float(v))   # a plain float from here on (an np.int32 GiB count would overflow)
 
 
@@ -153,6 +166,7 @@ class ClusterSpec:
                 if not is_real(x) or x < 0 or (positive and x == 0):
                     raise InputError(f"expected a number {'> 0' if positive else '>= 0'} ({unit}), got {x!r}",
                                      self.source, f"{key}[{i}]" if many else key)
+                _plausible(key, x, unit, self.source, f"{key}[{i}]" if many else key)
             if many:
                 object.__setattr__(self, key, [float(x) for x in values])
                 lengths[key] = len(values)
