@@ -303,3 +303,14 @@ def test_engine_settings_are_checked():
         EngineConfig(max_model_len=True)      # a bool is not a length (it once read as 1)
     with pytest.raises(InputError, match=r"dtype: must be one of \['bfloat16'.*got 'int4'"):
         EngineConfig(dtype="int4")
+
+
+@pytest.mark.parametrize("source, value, hint", [
+    ("eff.yaml", "1e9", "(YAML reads an exponent without a dot as text: write 1.0e9)"),
+    ("c.json", "1597", "(a number in quotes is text: drop the quotes)"),
+])
+def test_a_number_read_as_text_says_why(source, value, hint):
+    from llmss_lab.config.reader import Section
+    with pytest.raises(InputError) as exc:
+        Section.of({"mem_bw": value}, source).number("mem_bw")
+    assert str(exc.value) == f"{source}: mem_bw: expected a number, got {value!r} {hint}"

@@ -8,6 +8,7 @@ import json
 import math
 import numbers
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -165,7 +166,7 @@ class Section:
         if v is None:
             return v
         if not is_real(v):
-            raise self.error(name, f"expected a number, got {v!r}")
+            raise self.error(name, f"expected a number, got {v!r}{_text_number_hint(v, self.source)}")
         if positive and v <= 0:
             raise self.error(name, f"must be > 0, got {v}")
         if minimum is not None and v < minimum:
@@ -227,6 +228,19 @@ class Section:
                 hint = _closest(k, allowed)
                 extra = f" (did you mean {hint!r}?)" if hint else ""
                 raise InputError(f"unknown key{extra}", self.source, self.key(k))
+
+
+def _text_number_hint(v: Any, source: str) -> str:
+    """Why a number arrived as text: YAML 1.1 reads ``1e9`` (no dot) as a string; JSON keeps quotes."""
+    if not isinstance(v, str):
+        return ""
+    try:
+        float(v)
+    except ValueError:
+        return ""
+    if source.lower().endswith((".yaml", ".yml")) and re.fullmatch(r"\s*[-+]?\d+[eE][-+]?\d+\s*", v):
+        return f" (YAML reads an exponent without a dot as text: write {v.strip().lower().replace('e', '.0e', 1)})"
+    return " (a number in quotes is text: drop the quotes)"
 
 
 def _closest(word: str, options: Iterable[str]) -> str | None:
