@@ -161,3 +161,19 @@ def test_a_negative_skew_alpha_default_is_refused(ref, tmp_path):
     root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", bad)
     with pytest.raises(InputError, match=r"meta.yaml: skew_fit.per_tp.1.alpha_default: must be >= 0.0, got -5$"):
         load_bundle(root / BUNDLE).at_tp(1)
+
+
+@pytest.mark.parametrize("line, says", [
+    ("tp_degrees: [1]", "tp_degrees: lists [1] but the bundle has the folders ['tp1', 'tp2']"),
+    ("tp_degrees: [1, 2, 4]", "lists [1, 2, 4] but the bundle has the folders"),
+    ("tp_degrees: x", "tp_degrees: expected a list of TP degrees such as [1, 2], got 'x'"),
+])
+def test_meta_yaml_tp_degrees_must_match_the_folders(ref, tmp_path, line, says):
+    """The list was never read: a bundle copied without one of its folders went unnoticed."""
+    src = ref / BUNDLE / "meta.yaml"
+    text = re.sub(r"(?m)^tp_degrees:.*$", line, src.read_text())
+    assert line in text
+    (tmp_path / "meta.yaml").write_text(text)
+    root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", tmp_path / "meta.yaml")
+    with pytest.raises(InputError, match=re.escape(says)):
+        load_bundle(root / BUNDLE)

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..config.reader import Section, read_text, read_yaml
+from ..config.reader import Section, as_whole, read_text, read_yaml
 from ..errors import InputError
 
 
@@ -588,6 +588,13 @@ def _load_bundle_cached(path: str, stamp: float) -> ProfileBundle:
     tp_dirs = {int(d.name[2:]): d for d in p.glob("tp*") if d.is_dir() and d.name[2:].isdigit()}
     if not tp_dirs:
         raise InputError("no tpN/ folders in the profile bundle", p)
+    if meta.has("tp_degrees"):   # what the profiler ran: a folder more or less is a partial copy or a stray one
+        listed = meta.data["tp_degrees"]
+        if not isinstance(listed, list) or not listed or any(as_whole(t) is None or as_whole(t) < 1 for t in listed):
+            raise meta.error("tp_degrees", f"expected a list of TP degrees such as [1, 2], got {listed!r}")
+        if sorted(as_whole(t) for t in listed) != sorted(tp_dirs):
+            raise meta.error("tp_degrees", f"lists {listed} but the bundle has the folders "
+                                           f"{['tp%d' % t for t in sorted(tp_dirs)]}")
     # the folder is <HW>/<org>/<model>/<variant>: a meta.yaml that says otherwise was copied from another bundle
     folder = {"hardware": p.parts[-4], "model": "/".join(p.parts[-3:-1]), "variant": p.name}
     laid_out = len(p.parts) >= 5 and p.parts[-5] == "profiles"
