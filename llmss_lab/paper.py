@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .figures import COMPONENT_LABELS, ENERGY_COLUMNS, SCENARIOS, Scenario, compare, select
+from .figures import COMPONENT_LABELS, ENERGY_COLUMNS, SCENARIOS, Scenario, compare, read_tsv, select
 
 log = logging.getLogger(__name__)
 REAL, THEIRS, OURS = "vLLM", "LLMServingSim 2.0", "llmss_lab"
@@ -37,6 +37,7 @@ def read_table(path: Path) -> pd.DataFrame:
     """A TSV file of the artifact's layout; ``X`` (cannot run) reads as missing."""
     if not path.is_file():
         raise InputError("file does not exist (run the figure's scenarios first)", path)
+    read_tsv(path)   # the scorer's checks first: a short row, a NaN cell, bytes that are not UTF-8 are named by line
     try:
         return pd.read_csv(path, sep="\t", na_values=["X"])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

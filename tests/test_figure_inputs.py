@@ -150,3 +150,12 @@ def test_figure_data_compare_on_a_broken_reference_exits_2_naming_file_and_line(
     art = broken_tree(ref, tmp_path, rel, insert_line(3, "1"))
     assert main(["figure-data", "9", "--reference-dir", str(art), "--out", str(tmp_path / "o"), "--compare"]) == 2
     assert f"llmss: error: {art / rel}: line 4: expected 2 fields, got 1" in capsys.readouterr().err
+
+
+def test_the_paper_summary_reads_tables_with_the_same_checks(tmp_path):
+    """`llmss figures` reads the tables with pandas, which filled a short row with NaN."""
+    from llmss_lab.paper import read_table
+    bad = tmp_path / "SD_throughput.tsv"
+    bad.write_text("time_s\tthroughput\n0\t0\n1\n2\t5\n")
+    with pytest.raises(InputError, match=r"SD_throughput\.tsv: line 3: expected 2 fields, got 1"):
+        read_table(bad)
