@@ -7,6 +7,7 @@ import logging
 import subprocess
 import time
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ from . import __version__
 from .config.cluster import EDGE_LAYERS, ClusterSpec, InstanceSpec, load_cluster, resolve_placement
 from .config.engine import MAX_KV_BLOCKS, EngineConfig
 from .config.model import DTYPE_BYTES, GIB, ModelSpec
-from .config.reader import as_path, plain
+from .config.reader import plain
 from .errors import InputError, UnsupportedFeature
 from .kernel import power, simulator
 from .kernel.moe import GATES
@@ -233,7 +234,11 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
                    seed: int = 0, ep_link: Link | None = None, attn_offload: bool = False,
                    sub_batches: bool = False, latency: LatencyChoice = LatencyChoice()) -> simulator.InstanceSetup:
     src = cluster.source
-    model = ModelSpec.from_hf_config(layout.model_config(inst.model_name), inst.model_name)
+    try:
+        config = layout.model_config(inst.model_name)
+    except InputError as e:     # the cluster file names the model: point there, then say where we looked
+        raise InputError(e.message, src, f"{inst.where}.model_name" if inst.where else "model_name") from None
+    model = ModelSpec.from_hf_config(config, inst.model_name)
     eng = engine.with_overrides(inst.engine_overrides, src,
                                 lambda k: f"{inst.where}.{k}" if k in inst.engine_overrides else k)
     dtype = eng.dtype or model.torch_dtype
@@ -385,6 +390,23 @@ def _check_handoffs(setups: list[simulator.InstanceSetup], source: str) -> None:
                          source, "pd_type")
 
 
+def _is_path(value: Any) -> bool:
+    return isinstance(value, PathLike) or (isinstance(value, str) and bool(value.strip()))
+
+
+def _check_names(spec: ClusterSpec) -> None:
+    """A spec built in Python names its model and hardware as a file's must: they pick files in the
+    reference folder, so anything but a name would surface as an error from deep in pathlib."""
+    examples = {"model_name": "meta-llama/Llama-3.1-8B", "hardware": "RTXPRO6000"}
+    for n, node in enumerate(spec.nodes):
+        for i, inst in enumerate(node.instances):
+            for key, example in examples.items():
+                v = getattr(inst, key)
+                if not isinstance(v, str) or not v.strip():
+                    where = f"{inst.where or f'nodes[{n}].instances[{i}]'}.{key}"
+                    raise InputError(f"expected a name such as {example!r}, got {v!r}", spec.source, where)
+
+
 def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
              engine: EngineConfig | dict[str, Any] | None = None, reference_dir: str | Path | None = None,
              num_requests: int | None = None, progress: Callable[[int], None] | None = None,
@@ -421,10 +443,14 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
                                                   and 0.001 <= memory_sample_s <= 3600):
         raise InputError(f"must be a number of seconds in [0.001, 3600], got {memory_sample_s!r}", "settings",
                          "memory_sample_s")
-    if not isinstance(cluster, ClusterSpec):
-        as_path(cluster, "cluster", "settings")
-    if not isinstance(workload, Workload):
-        as_path(workload, "workload", "settings")
+    if isinstance(cluster, ClusterSpec):
+        _check_names(cluster)
+    elif not _is_path(cluster):
+        raise InputError(f"expected a ClusterSpec (ClusterSpec.single(model, hardware, mem_size) builds one) or "
+                         f"the path of a cluster JSON, got {cluster!r}", "settings", "cluster")
+    if not isinstance(workload, Workload) and not _is_path(workload):
+        raise InputError(f"expected a Workload (synthetic() or load_trace() builds one) or the path of a JSONL "
+                         f"trace, got {workload!r}", "settings", "workload")
     if engine is not None and not isinstance(engine, (EngineConfig, dict)):
         raise InputError(f"expected an EngineConfig, a dict of vLLM settings or None, got {engine!r}", "settings",
                          "engine")
@@ -457,10 +483,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     spec = cluster if isinstance(cluster, ClusterSpec) else load_cluster(cluster)
     layout = ReferenceLayout(resolve_reference_dir(reference_dir))
     if not isinstance(workload, Workload):
-        wl_path = Path(workload)
-        if not wl_path.exists() and not wl_path.is_absolute() and layout.resolve(wl_path).exists():
-            wl_path = layout.resolve(wl_path)
-        workload = load_trace(wl_path, num_requests)
+        workload = load_trace(layout.find(workload), num_requests)
     elif num_requests:
         workload = workload.head(num_requests)
     setups = build_setups(spec, engine, layout, expert_gate, gate_skew, seed, attn_offload, sub_batch_interleaving,

@@ -9,7 +9,6 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import InputError, LlmssError
@@ -130,9 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if getattr(args, flag) is not None:
                 raise InputError("shapes a synthetic workload only; drop it, or drop --workload", "command line",
                                  f"--{flag.replace('_', '-')}")
-        wl = Path(args.workload)
-        if not wl.exists() and not wl.is_absolute():
-            wl = ReferenceLayout(resolve_reference_dir(args.reference_dir)).resolve(wl)
+        wl = ReferenceLayout(resolve_reference_dir(args.reference_dir)).find(args.workload)
         workload = load_trace(wl, args.num_requests)
         if args.num_requests and len(workload) < args.num_requests:
             log.warning("%s holds %d requests; running all of them (--num-requests %d asked for more)",

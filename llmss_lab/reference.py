@@ -50,6 +50,8 @@ def resolve_reference_dir(explicit: str | Path | None = None) -> Path:
     env = os.environ.get(ENV_VAR)
     if env:
         p = Path(env).expanduser()
+        if p.exists() and not p.is_dir():
+            raise InputError("is a file, not the reference folder", p, f"${ENV_VAR}")
         if not p.is_dir():
             raise InputError("reference folder does not exist", p, f"${ENV_VAR}")
         return p
@@ -104,6 +106,17 @@ class ReferenceLayout:
     def resolve(self, relative: str | Path) -> Path:
         p = Path(relative)
         return p if p.is_absolute() else self.root / p
+
+    def find(self, path: str | Path) -> Path:
+        """A user's file: ``path`` as given (relative to the working directory), else under the reference
+        root. One found in neither place is named with both, as the user may have meant either."""
+        p = Path(path)
+        if p.exists() or p.is_absolute():
+            return p     # what reads it names a missing absolute path, or a folder, itself
+        if self.resolve(p).exists():
+            return self.resolve(p)
+        raise InputError(f"file does not exist (looked in the current directory, {Path.cwd() / p}, and in the "
+                         f"reference folder, {self.resolve(p)})", p)
 
 
 # What `llmss fetch-reference` downloads: upstream path -> path under the cache root.

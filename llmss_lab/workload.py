@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from itertools import compress, count, repeat
+from operator import is_not
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .config.reader import Section, as_path, as_whole, is_real, read_text
+from .config.reader import Section, DuplicateKey, unique_keys, as_path, as_whole, is_real, read_text
 from .errors import InputError
 
 TRACE_KEYS = {"input_toks", "output_toks", "arrival_time_ns", "input_tok_ids", "output_tok_ids",
@@ -20,6 +22,11 @@ TRACE_KEYS = {"input_toks", "output_toks", "arrival_time_ns", "input_tok_ids", "
 MAX_TOKENS = 10_000_000  # a sanity bound that catches unit slips (e.g. bytes for tokens)
 MAX_ARRIVAL_NS = 30 * 86_400 * 10**9   # 30 days: results keep per-second series, so a longer span is a slip
 MAX_REQUESTS = 10_000_000              # synthetic workloads: beyond this the arrays alone take gigabytes
+MAX_CV = 10.0        # gamma arrivals: beyond this a handful of huge gaps hold nearly all the time
+REGULAR_CV = 1e-12   # below this gaps vary by under a trillionth: regular arrivals (far below, 1/cv**2 overflows)
+MAX_VOCAB = 2**31    # token ids of real tokenizers fit 32 bits (the largest vocabularies hold ~256k)
+MAX_PREFIXES = 10**12  # any count above num_requests acts alike (each request picks one); keeps it an int64
+EAGER_PREFIX_TOKENS = 2**22  # prefix tokens drawn up front, as before, so seeded workloads stay the same
 
 
 @dataclass
@@ -38,16 +45,34 @@ class Workload:
         self.arrival_ns = _whole_array(self.arrival_ns, "arrival_ns", self.name, 0, MAX_ARRIVAL_NS, rounding=True)
         self.input_toks = _whole_array(self.input_toks, "input_toks", self.name, 1, MAX_TOKENS)
         self.output_toks = _whole_array(self.output_toks, "output_toks", self.name, 1, MAX_TOKENS)
-        if not self.token_ids:
-            self.token_ids = [None] * len(self.arrival_ns)
         n = len(self.arrival_ns)
+        if self.token_ids is None or (isinstance(self.token_ids, (list, tuple)) and not self.token_ids):
+            self.token_ids = [None] * n
+        if not isinstance(self.token_ids, (list, tuple)):
+            raise InputError(f"expected a list with the token ids (or None) of each request, got "
+                             f"{type(self.token_ids).__name__}", self.name, "token_ids")
         if not (len(self.input_toks) == len(self.output_toks) == len(self.token_ids) == n):
             raise InputError("arrays of different lengths", self.name)
         if n == 0:
             raise InputError("the workload has no requests", self.name)
+        self._check_token_ids()
         late = np.flatnonzero(np.diff(self.arrival_ns) < 0)
         if len(late):
             raise InputError("arrival times must be sorted", self.name, f"arrival_ns[{late[0] + 1}]")
+
+    def _check_token_ids(self) -> None:
+        """Each request's ids cover its prompt, or its prompt and output, as a trace's do: the kernel hashes
+        the ids into prefix-cache blocks, so a short or long list would give silently wrong cache hits."""
+        for i in compress(count(), map(is_not, self.token_ids, repeat(None))):   # fast over a list of Nones
+            ids = self.token_ids[i]
+            where = self.where(i) if self.lines is not None else f"token_ids[{i}]"
+            if not isinstance(ids, (list, tuple, np.ndarray)) or (isinstance(ids, np.ndarray) and ids.ndim != 1):
+                raise InputError(f"expected a flat list of token ids or None, got {type(ids).__name__}",
+                                 self.name, where)
+            n_in, n_out = int(self.input_toks[i]), int(self.output_toks[i])
+            if len(ids) not in (n_in, n_in + n_out):
+                raise InputError(f"has {len(ids)} token ids, but input_toks[{i}] is {n_in}: give the ids of the "
+                                 f"prompt ({n_in}) or of the prompt and the output ({n_in + n_out})", self.name, where)
 
     def __len__(self) -> int:
         return len(self.arrival_ns)
@@ -146,9 +171,11 @@ def load_trace(path: str | Path, num_requests: int | None = None) -> Workload:
         if num_requests is not None and len(arrivals) >= num_requests:
             break
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=unique_keys)   # json alone keeps the last of two equal keys
         except json.JSONDecodeError as exc:
             raise InputError(f"malformed JSON: {exc.msg}", path, f"line {lineno}") from None
+        except DuplicateKey as exc:
+            raise InputError(f"key {str(exc)!r} given twice in one object", path, f"line {lineno}") from None
         if not isinstance(obj, dict):
             raise InputError("expected a JSON object per line", path, f"line {lineno}")
         unknown = sorted(set(obj) - TRACE_KEYS)
@@ -245,17 +272,20 @@ def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist
               vocab_size: int = 32000) -> Workload:
     """A seeded synthetic workload.
 
-    Arrivals are Poisson at ``rate`` req/s, or gamma with coefficient of variation ``cv``
-    (bursty for cv > 1). With ``shared_prefix_len`` > 0 every prompt starts with one of
-    ``num_prefixes`` shared prefixes (a system prompt), so prefix caching has something to find.
+    Arrivals are Poisson at ``rate`` req/s, or gamma with coefficient of variation ``cv`` from 0 to
+    10 (bursty for cv > 1; below 1e-12, 0 included, regular: one request every 1/rate s). With
+    ``shared_prefix_len`` > 0 every prompt starts with one of ``num_prefixes`` shared prefixes
+    (a system prompt), so prefix caching has something to find; token ids are drawn from
+    ``vocab_size`` (at most 2**31) ids.
     """
     args = Section({"num_requests": num_requests, "rate": rate, "cv": cv, "seed": seed, "vocab_size": vocab_size,
                     "shared_prefix_len": shared_prefix_len, "num_prefixes": num_prefixes}, "argument")
     num_requests = args.integer("num_requests", minimum=1, maximum=MAX_REQUESTS)
-    rate, cv = float(args.number("rate", positive=True)), float(args.number("cv", positive=True))
+    rate, cv = float(args.number("rate", positive=True)), float(args.number("cv", minimum=0, maximum=MAX_CV))
     seed = args.integer("seed", minimum=0)
     shared_prefix_len = args.integer("shared_prefix_len", minimum=0, maximum=MAX_TOKENS - 1)
-    num_prefixes, vocab_size = args.integer("num_prefixes", minimum=1), args.integer("vocab_size", minimum=1)
+    num_prefixes = args.integer("num_prefixes", minimum=1, maximum=MAX_PREFIXES)
+    vocab_size = args.integer("vocab_size", minimum=1, maximum=MAX_VOCAB)
     if num_requests / rate > MAX_ARRIVAL_NS / 1e9:
         raise InputError(f"{num_requests} requests at {rate} req/s span more than 30 days; raise the rate",
                          "argument", "rate")
@@ -266,21 +296,43 @@ def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist
     outd = output_len if isinstance(output_len, LengthDist) else LengthDist.parse(output_len, "output")
     if arrival == "poisson":
         gaps = rng.exponential(1.0 / rate, size=num_requests)
+    elif cv < REGULAR_CV:   # the limit cv -> 0: one request every 1/rate s
+        gaps = np.full(num_requests, 1.0 / rate)
     else:
         shape = 1.0 / cv**2
         gaps = rng.gamma(shape, 1.0 / (rate * shape), size=num_requests)
-    arrivals = np.round(np.cumsum(gaps) * 1e9).astype(np.int64)
+    times = np.cumsum(gaps)
+    if times[-1] > MAX_ARRIVAL_NS / 1e9:   # bursty gaps can stretch past the mean span checked above
+        raise InputError(f"the drawn arrivals span {times[-1] / 86_400:.0f} days, more than 30; raise the rate"
+                         + (" or lower cv" if arrival == "gamma" else ""), "argument", "rate")
+    arrivals = np.round(times * 1e9).astype(np.int64)
     ins = ind.sample(rng, num_requests)
     outs = outd.sample(rng, num_requests)
     ids: list[list[int] | None] = [None] * num_requests
     if shared_prefix_len > 0:
-        prefixes = [rng.integers(0, vocab_size, size=shared_prefix_len).tolist() for _ in range(num_prefixes)]
         ins = np.maximum(ins, shared_prefix_len + 1)
-        choice = rng.integers(0, num_prefixes, size=num_requests)
+        choice, prefixes = _prefixes(rng, num_requests, shared_prefix_len, num_prefixes, vocab_size)
         ids = [prefixes[c] + rng.integers(0, vocab_size, size=int(n) - shared_prefix_len).tolist()
-               for c, n in zip(choice, ins)]
+               for c, n in zip(choice.tolist(), ins)]
     name = f"synthetic({arrival}, {rate}/s, n={num_requests}, seed={seed})"
     return Workload(arrivals, ins, outs, ids, name)
+
+
+def _prefixes(rng: np.random.Generator, n: int, length: int, num: int,
+              vocab_size: int) -> tuple[np.ndarray, dict[int, list[int]]]:
+    """Which prefix each of ``n`` requests starts with, and the token ids of the prefixes used.
+
+    At most ``n`` of the ``num`` prefixes can be used. Up to a few million prefix tokens (or when
+    ``num <= n``, i.e. no more tokens than the prompts hold anyway) every prefix is drawn before the
+    choice, in the order of earlier versions, so a seed gives the same workload as it did; beyond, the
+    choice comes first and only the prefixes used are drawn, where drawing all would take hours.
+    """
+    if num <= n or num * length <= EAGER_PREFIX_TOKENS:
+        drawn = [rng.integers(0, vocab_size, size=length) for _ in range(num)]
+        choice = rng.integers(0, num, size=n)
+        return choice, {c: drawn[c].tolist() for c in set(choice.tolist())}
+    choice = rng.integers(0, num, size=n)
+    return choice, {c: rng.integers(0, vocab_size, size=length).tolist() for c in sorted(set(choice.tolist()))}
 
 
 def from_requests(requests: Sequence[tuple[float, int, int]], name: str = "requests") -> Workload:

@@ -95,3 +95,15 @@ def test_an_efficiency_file_is_never_silently_ignored(ref, capsys, extra, says):
     code, _, err = run(capsys, "run", str(ref / "configs/cluster/single_node_single_instance.json"),
                        "--reference-dir", str(ref), "--num-requests", "3", "-q", *extra)
     assert code == 2 and says in err and "Traceback" not in err
+
+
+def test_an_unknown_model_is_blamed_on_the_cluster_key(ref, capsys, tmp_path):
+    """It was reported against the reference folder, which the user did not write."""
+    cfg = json.loads((ref / "configs/cluster/single_node_single_instance.json").read_text())
+    cfg["nodes"][0]["instances"][0]["model_name"] = "meta-llama/Llama-9B"
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    code, _, err = run(capsys, "run", str(path), "--reference-dir", str(ref), "--num-requests", "3", "-q")
+    assert code == 2
+    assert err.startswith(f"llmss: error: {path}: nodes[0].instances[0].model_name: no model config for "
+                          "'meta-llama/Llama-9B' (looked for ")

@@ -121,9 +121,17 @@ class ClusterSpec:
     def __post_init__(self) -> None:
         """Checked here, so a spec built in Python is held to what a file is (a file's parser has
         named the same faults first, with its own key paths)."""
+        if not isinstance(self.nodes, (list, tuple)) or not all(isinstance(n, NodeSpec) for n in self.nodes):
+            raise InputError(f"expected a list of NodeSpec, got {self.nodes!r}: ClusterSpec.single(model, hardware, "
+                             "mem_size) builds a one-GPU cluster, load_cluster(path) reads a cluster JSON",
+                             self.source, "nodes")
         self._check_links()
         for n, node in enumerate(self.nodes):
             at = f"nodes[{n}]"
+            if not isinstance(node.instances, (list, tuple)) or not all(isinstance(i, InstanceSpec)
+                                                                        for i in node.instances):
+                raise InputError(f"expected a list of InstanceSpec, got {node.instances!r}", self.source,
+                                 f"{at}.instances")
             _check_memory(node.cpu_mem, f"{at}.cpu_mem", self.source, bw_needed=True)
             for i, inst in enumerate(node.instances):
                 where = f"{at}.instances[{i}]"

@@ -43,16 +43,16 @@ def read_text(path: str | Path) -> str:
         raise InputError(f"cannot read: {exc.strerror}", p) from None
 
 
-class _DuplicateKey(Exception):
-    pass
+class DuplicateKey(Exception):
+    """A key given twice in one object (JSON or YAML); each reader names its file and line."""
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """JSON objects whose keys repeat are refused: json.loads would silently keep the last value."""
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
-            raise _DuplicateKey(k)
+            raise DuplicateKey(k)
         out[k] = v
     return out
 
@@ -60,10 +60,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def read_json(path: str | Path) -> Any:
     text = read_text(path)
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        return json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, f"line {exc.lineno}") from None
-    except _DuplicateKey as exc:
+    except DuplicateKey as exc:
         key = str(exc)
         quoted = json.dumps(key)
         second = text.find(quoted, text.find(quoted) + 1)
@@ -79,7 +79,7 @@ class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # data 
         for key, _ in node.value:
             if isinstance(key, yaml.ScalarNode) and key.value != "<<":
                 if key.value in seen:
-                    raise _DuplicateKey(key.value, key.start_mark.line + 1)
+                    raise DuplicateKey(key.value, key.start_mark.line + 1)
                 seen.add(key.value)
         return super().construct_mapping(node, deep)
 
@@ -88,7 +88,7 @@ def read_yaml(path: str | Path) -> Any:
     text = read_text(path)
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
-    except _DuplicateKey as exc:
+    except DuplicateKey as exc:
         key, line = exc.args
         raise InputError(f"key {key!r} given twice in one mapping", path, f"line {line}") from None
     except yaml.YAMLError as exc:
