@@ -138,7 +138,7 @@ def measured_profile(d: Path, tp: int, model: ModelSpec) -> LatencyProfile:
     if is_legacy_dir(d):
         return load_legacy(d, tp, model.is_moe)
     profile = load_bundle(d).at_tp(tp)
-    require_layers(profile, model.is_moe)
+    require_layers(profile, model.is_moe, model.qk_norm)
     if model.is_moe and profile.moe is None:
         profile.moe = load_bundle(d).at_tp(1).moe   # MoE blocks are profiled at TP=1 only
         if profile.moe is None:

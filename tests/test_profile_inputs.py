@@ -177,3 +177,24 @@ def test_meta_yaml_tp_degrees_must_match_the_folders(ref, tmp_path, line, says):
     root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", tmp_path / "meta.yaml")
     with pytest.raises(InputError, match=re.escape(says)):
         load_bundle(root / BUNDLE)
+
+
+QWEN_DENSE = "profiles/RTXPRO6000/Qwen/Qwen3-32B/bf16"
+
+
+def test_qk_norm_rows_must_match_the_model(ref, tmp_path):
+    """Qwen3 runs a query/key norm each layer and Llama does not: a bundle without (or with) its rows
+    would have simulated a faster (or slower) model."""
+    from llmss_lab.latency.profile import require_layers
+    (tmp_path / "q").mkdir()
+    (tmp_path / "l").mkdir()
+    qwen = current(ref, tmp_path / "q", "dense.csv", lambda ls: [x for x in ls if not x.startswith("qk_norm,")],
+                   QWEN_DENSE)
+    with pytest.raises(InputError, match=r"dense\.csv: layer: no rows for layer\(s\) \['qk_norm'\]"):
+        require_layers(qwen, is_moe=False, qk_norm=True)
+    rows = (ref / QWEN_DENSE / "tp1/dense.csv").read_text().splitlines()
+    llama = current(ref, tmp_path / "l", "dense.csv", lambda ls: ls + [x for x in rows if x.startswith("qk_norm,")])
+    with pytest.raises(InputError, match="rows for qk_norm, which this model does not run"):
+        require_layers(llama, is_moe=False, qk_norm=False)
+    require_layers(load_bundle(ref / QWEN_DENSE).at_tp(1), is_moe=False, qk_norm=True)   # the shipped bundles pass
+    require_layers(load_bundle(ref / BUNDLE).at_tp(1), is_moe=False, qk_norm=False)

@@ -536,17 +536,22 @@ DENSE_LAYERS = ("embedding", "layernorm", "qkv_proj", "qk_norm", "rotary_emb", "
 PER_SEQUENCE_LAYERS = ("lm_head", "sampler")
 
 
-def require_layers(profile: LatencyProfile, is_moe: bool) -> None:
-    """Refuse a bundle that lost an operator every step runs: it would simulate a faster model
-    without a word. MoE models run their MLP from moe.csv instead of dense.csv."""
+def require_layers(profile: LatencyProfile, is_moe: bool, qk_norm: bool = False) -> None:
+    """Refuse a bundle that lost an operator every step runs, or has one the model does not run: it would
+    simulate a faster or slower model without a word. MoE models run their MLP from moe.csv instead of
+    dense.csv; only models with a query/key norm (Qwen3) run qk_norm."""
     d = Path(profile.source)
     every = {"embedding", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "final_layernorm"}
+    every |= {"qk_norm"} if qk_norm else set()
     needed = {"dense.csv": (profile.dense, every | (set() if is_moe else {"gate_up_proj", "act_fn", "down_proj"})),
               "per_sequence.csv": (profile.per_sequence, {"lm_head"})}
     for name, (table, layers) in needed.items():
         missing = sorted(layers - set(table))
         if missing:
             raise InputError(f"no rows for layer(s) {missing}: every transformer step runs them", d / name, "layer")
+    if not qk_norm and "qk_norm" in profile.dense:
+        raise InputError("rows for qk_norm, which this model does not run (it has no query/key norm): "
+                         "a profile of another model?", d / "dense.csv", "layer")
 
 
 def _load_tp(meta: Section, tp: int, d: Path) -> LatencyProfile:
