@@ -208,3 +208,12 @@ def test_a_cluster_spec_of_the_wrong_parts_is_named(build, says):
     with pytest.raises(InputError) as exc:
         build()
     assert str(exc.value).startswith(says)
+
+
+def test_a_python_built_spec_names_its_instance_and_suggests_the_setting(ref):
+    """The key read '.max_num_seq' (no instance) and offered no correction."""
+    spec = ll.ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, max_num_seq=4)
+    with pytest.raises(InputError) as exc:
+        ll.simulate(spec, synthetic(3), reference_dir=ref)
+    assert str(exc.value) == ("cluster spec: nodes[0].instances[0].max_num_seq: unknown engine setting "
+                              "(did you mean 'max_num_seqs'?)")

@@ -135,6 +135,8 @@ class ClusterSpec:
             _check_memory(node.cpu_mem, f"{at}.cpu_mem", self.source, bw_needed=True)
             for i, inst in enumerate(node.instances):
                 where = f"{at}.instances[{i}]"
+                if not inst.where:   # built in Python: later errors name the instance as a file's would
+                    object.__setattr__(inst, "where", where)
                 _check_memory(inst.npu_mem, f"{where}.npu_mem", self.source, bw_needed=False)
                 for key in ("tp_size", "pp_size", "ep_size"):
                     v = getattr(inst, key)

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from ..errors import InputError
 from .model import DTYPE_BYTES
-from .reader import store_plain
+from .reader import closest, store_plain
 
 MAX_KV_BLOCKS = 1 << 22   # ~4M blocks: far above any GPU's KV cache; the kernel keeps a queue entry per block
 
@@ -76,7 +76,8 @@ class EngineConfig:
         known = {f.name for f in fields(self)}
         for k in overrides:
             if k not in known:
-                raise InputError("unknown engine setting", source, key(k))
+                hint = closest(k, known)
+                raise InputError("unknown engine setting" + (f" (did you mean {hint!r}?)" if hint else ""), source, key(k))
         try:
             return replace(self, **{k: v for k, v in overrides.items() if v is not None})
         except InputError as e:   # raised by __post_init__, which cannot know where the value came from

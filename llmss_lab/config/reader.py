@@ -225,7 +225,7 @@ class Section:
         allowed = set(allowed)
         for k in self.data:
             if k not in allowed:
-                hint = _closest(k, allowed)
+                hint = closest(k, allowed)
                 extra = f" (did you mean {hint!r}?)" if hint else ""
                 raise InputError(f"unknown key{extra}", self.source, self.key(k))
 
@@ -243,7 +243,7 @@ def _text_number_hint(v: Any, source: str) -> str:
     return " (a number in quotes is text: drop the quotes)"
 
 
-def _closest(word: str, options: Iterable[str]) -> str | None:
+def closest(word: str, options: Iterable[str]) -> str | None:
     import difflib
 
     found = difflib.get_close_matches(word, list(options), n=1, cutoff=0.75)
