@@ -17,13 +17,23 @@ def replacing(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield the temporary path to write; on leaving the block it replaces ``path``, or, on any error
     (KeyboardInterrupt included), it is deleted. ``keep_suffix`` names it ``x.part.png`` rather than
     ``x.png.part``, for writers that choose the format from the extension."""
-    path = Path(path)
+    path = _regular(Path(path))
     tmp = path.with_name(f"{path.stem}.part{path.suffix}" if keep_suffix else f"{path.name}.part")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _regular(path: Path, key: str | None = None) -> Path:
+    """The file a write lands in: a link's target (renaming over the link would cut it), and never a
+    device, pipe or socket, which renaming would replace with a plain file (as root, /dev/full itself)."""
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise InputError("not a regular file (a device, pipe or socket); give a file name", path, key)
+    return path
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -48,7 +58,7 @@ def _probe(folder: Path, key: str) -> None:
 
 def check_writable_file(path: str | Path, key: str = "--out") -> Path:
     """Refuse an output file that cannot be written before any work is done, so no result is lost."""
-    path = Path(path)
+    path = _regular(Path(path), key)
     if path.is_dir():
         raise InputError("is a folder; give a file name", path, key)
     if not path.parent.is_dir():

@@ -91,3 +91,25 @@ def test_scenario_sweep_and_figure_files_are_replaced_whole(tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         _write_tsv(tsv, ["time_s", "throughput"], Boom())
     assert digest(tsv) == before and not list(tsv.parent.glob("*.part"))
+
+
+def test_a_write_follows_a_link_and_never_replaces_a_device_or_pipe(tmp_path):
+    """Renaming the finished file over the target cut a link and, as root, turned /dev/full into a file."""
+    import os
+    import stat
+
+    from llmss_lab.errors import InputError
+    from llmss_lab.files import check_writable_file, write_text
+
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for call in (lambda: write_text(fifo, "x"), lambda: check_writable_file(fifo)):
+        with pytest.raises(InputError, match="not a regular file"):
+            call()
+    assert stat.S_ISFIFO(fifo.stat().st_mode)

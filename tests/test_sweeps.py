@@ -191,6 +191,16 @@ def test_pareto_front_keeps_only_undominated_ok_points():
     assert err.value.where == "maximize"
 
 
+def test_the_pareto_view_of_a_one_dimensional_sweep_names_its_points():
+    """A sweep of one field (or a list of points) raised KeyError: renaming its dimension dropped the labels."""
+    ds = xr.Dataset({"goodput": ("point", [1.0, 2.0, 3.0]), "num_gpus": ("point", [1.0, 1.0, 2.0]),
+                     "status": ("point", ["ok", "ok", "ok"])}, coords={"point": [0, 1, 2]})
+    front = pareto_front(ds, maximize=["goodput"], minimize=["num_gpus"])
+    data = design.pareto(ds, "num_gpus", "goodput", front).renderers[0].data_source.data
+    assert list(data["name"]) == ["point=0", "point=1", "point=2"]
+    assert list(data["color"]) == ["#1f77b4", "#d62728", "#d62728"]
+
+
 def test_a_sweep_in_a_fresh_process_runs(ref, tmp_path):
     """As a user runs it: no dask client exists in the process beforehand (in this test session other
     tests' clients could otherwise stand in for the one the sweep makes)."""

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 from bokeh.models import GlyphRenderer
@@ -105,6 +107,14 @@ def test_save_results_and_scenario(explorer, tmp_path):
         ex.results_path.value = ex.scenario_path.value = bad     # the status line says why; nothing escapes
         assert ex.save_results() is None and why in ex.status.value, ex.status.value
         assert ex.save_scenario() is None and why in ex.status.value, ex.status.value
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    long_name = str(tmp_path / ("x" * 300 + ".nc"))                # the system refuses it (ENAMETOOLONG)
+    for bad, why in ((str(fifo), "not a regular file"), (long_name, "cannot write (File name too long)")):
+        ex.results_path.value = ex.scenario_path.value = bad     # an OSError raised AttributeError here
+        assert ex.save_results() is None and why in ex.status.value, ex.status.value
+        assert ex.save_scenario() is None and why in ex.status.value, ex.status.value
+    assert stat.S_ISFIFO(fifo.stat().st_mode)                     # not replaced by a plain file
     ex.controls["rate"].value = float("nan")                      # a file Scenario.load would refuse is not written
     ex.scenario_path.value = str(tmp_path / "nan.json")
     assert ex.save_scenario() is None and "rate: must be a finite number" in ex.status.value

@@ -74,13 +74,13 @@ def pareto(ds: xr.Dataset, x: str, y: str, front: xr.DataArray | None = None, la
     _check(ds, x, ())
     _check(ds, y, ())
     dims = label_dims or list(ds.status.dims)
-    flat = ds.stack(_p=list(ds.status.dims)) if len(ds.status.dims) > 1 else ds.rename({ds.status.dims[0]: "_p"})
+    flat = ds.stack(_p=list(ds.status.dims))   # one dimension too: renaming it would drop its labels
     ok = flat.status.values == "ok"
     xs, ys = flat[x].values[ok], flat[y].values[ok]
     names = [", ".join(f"{d}={flat[d].values[k]}" for d in dims) for k in np.flatnonzero(ok)]
     on = np.zeros(ok.sum(), bool)
     if front is not None:
-        f = front.stack(_p=list(front.dims)) if len(front.dims) > 1 else front.rename({front.dims[0]: "_p"})
+        f = front.stack(_p=list(front.dims))
         on = f.values[ok].astype(bool)
     p = figure(title=title or f"{y} vs {x} (red: Pareto front)", width=620, height=420, tools=TOOLS,
                x_axis_label=f"{x} ({ds[x].attrs.get('units', '')})".replace(" ()", ""),

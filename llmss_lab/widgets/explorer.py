@@ -300,7 +300,9 @@ class Explorer:
     def _controls_of(self, exc: Exception, scen: Scenario) -> str:
         """The controls (label and tab) behind the key an error names, as HTML, since a user sees sliders,
         not the config they build; "" for a key no control sets, or one a chosen cluster file sets instead."""
-        where = exc.where if isinstance(exc, InputError) and exc.where else ""
+        if not isinstance(exc, InputError):
+            return ""
+        where = exc.where or ""
         key = re.sub(r"\[\d+\]", "[]", where)
         if key in self.controls:
             names: tuple[str, ...] = (key,)
@@ -385,6 +387,8 @@ class Explorer:
                 raise InputError("is a folder; give a file name", target, f"{what} file")
             out = write(target)
         except (LlmssError, OSError, ValueError) as exc:
+            if isinstance(exc, OSError):   # a full disk, a read-only place: the system's words, with the file
+                exc = InputError(f"cannot write ({exc.strerror or exc})", exc.filename or path, f"{what} file")
             self.status.value = (f"<span style='color:#b00'><b>Cannot save {what}:</b> "
                                  f"{self._controls_of(exc, self.scenario())}{html.escape(str(exc))}</span>")
             return None
