@@ -37,6 +37,9 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
     "num_prefixes": AT_LEAST_ONE, "seed": NON_NEGATIVE,
 }
 
+# a scenario builds one node: past these a run takes minutes per point (the cost grows faster than the count);
+# a larger cluster is a cluster config
+FIELD_MAXIMA = {"instances": 256, "dp": 64}
 
 # what a cluster file sets in place of the shape fields, and a trace in place of the generator's
 SHAPE_FIELDS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "dp", "tp", "pp", "ep",
@@ -148,6 +151,10 @@ class Scenario:
             rule = f">= {low}" if inclusive else f"> {low}"
             if not math.isfinite(v) or v < low or (v == low and not inclusive):
                 raise InputError(f"must be {kind} {rule}, got {v!r}", source, key)
+        for key, high in FIELD_MAXIMA.items():
+            if getattr(self, key) > high:
+                raise InputError(f"must be <= {high} (one node; write a cluster_config for more), got "
+                                 f"{getattr(self, key)!r}", source, key)
         if self.gpu_memory_utilization > 1:
             raise InputError(f"must be in (0, 1], got {self.gpu_memory_utilization!r}", source,
                              "gpu_memory_utilization")

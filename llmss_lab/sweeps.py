@@ -33,7 +33,7 @@ import xarray as xr
 
 from .config.reader import as_path, is_real, plain, store_plain
 from .errors import ClusterStartError, InputError, LlmssError
-from .files import replacing
+from .files import check_writable_file, replacing
 from .reference import resolve_reference_dir
 from .scenario import SHAPE_FIELDS, Scenario
 
@@ -496,6 +496,17 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
     return results   # type: ignore[return-value]
 
 
+def _check_run_args(base: Any, slo: Any, source: str, slo_needed: bool = False) -> None:
+    """A scenario and an SLO of the right kind, named before any point runs (a dict for an SLO reached
+    dataclasses.asdict deep in the run)."""
+    if not isinstance(base, Scenario):
+        raise InputError(f"expected a Scenario (ll.Scenario(...) or Scenario.load(path)), got {type(base).__name__}",
+                         source, "base")
+    if not isinstance(slo, SLO) and (slo_needed or slo is not None):
+        raise InputError(f"expected an SLO (ll.SLO(ttft_ms=..., tpot_ms=...)){'' if slo_needed else ' or None'}, "
+                         f"got {slo!r}", source, "slo")
+
+
 def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | Path | None = None,
           n_workers: int | None = None, slo: SLO | None = None, save_to: str | Path | None = None,
           resume: bool = False, progress: bool = True, save_every_s: float = 2.0,
@@ -510,6 +521,9 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     ``resume``, points already ``ok`` in that file are not run again. ``grid_source`` names the grid
     (its file) in error messages.
     """
+    _check_run_args(base, slo, "sweep")
+    if save_to is not None:
+        check_writable_file(save_to, "save_to")   # before any point runs, not when the results are in
     dims, points = expand(base, grid, grid_source)
     _check_cluster_args(client, n_workers, "sweep")   # up front: a fully resumed sweep never opens a client
     ref = str(resolve_reference_dir(reference_dir))
@@ -570,9 +584,14 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     below it (``below``: even the lowest failed; ``max_rate`` is NaN). The metrics of the run at
     ``max_rate`` come along (goodput, energy per token, ...).
     """
+    _check_run_args(base, slo, "capacity", slo_needed=True)
     if base.trace:
         raise InputError("capacity search varies the synthetic arrival rate; this scenario replays a trace",
                          "scenario", "trace")
+    points = [grid] if isinstance(grid, Mapping) else grid if isinstance(grid, Sequence) else []
+    if any(isinstance(p, Mapping) and "rate" in p for p in points):
+        raise InputError("capacity search sets the rate itself (--rate-min/--rate-max, rate_range); drop it from "
+                         "the grid", grid_source, "rate")
     where = "rate_range (--rate-min/--rate-max)"
     try:
         lo0, hi0 = (float(r) for r in rate_range)

@@ -136,3 +136,10 @@ def test_simulate_takes_numpy_settings_as_their_plain_values(ref):
                     engine={"max_num_seqs": 4})
     assert a.attrs["seed"] == 3 and type(a.attrs["seed"]) is int
     assert a.requests.equals(b.requests)
+
+
+@pytest.mark.parametrize("key, value", [("instances", 1_000_000), ("dp", 10_000)])
+def test_a_node_of_absurd_size_is_refused_up_front(key, value):
+    """instances=1e6 ran for minutes with no word; one node of a scenario holds at most 256 replicas."""
+    with pytest.raises(InputError, match=rf"^s\.json: {key}: must be <= \d+ \(one node; write a cluster_config"):
+        Scenario.from_dict({key: value}, "s.json")

@@ -281,3 +281,20 @@ def test_a_grid_field_the_scenario_ignores_is_refused(base, grid, says):
 def test_fields_a_scenario_uses_are_swept_beside_a_cluster_file():
     dims, points = expand(BASE.replace(cluster_config="single_node_single_instance"), {"max_num_seqs": [8, 16]})
     assert [p["max_num_seqs"] for p in points] == [8, 16]
+
+
+@pytest.mark.parametrize("call, where, says", [
+    (lambda tmp: ll.sweep(None, {"tp": [1]}), "base", "expected a Scenario"),
+    (lambda tmp: ll.sweep(BASE, {"tp": [1]}, slo={"ttft_ms": 5}), "slo", "expected an SLO"),
+    (lambda tmp: ll.sweep(BASE, {"tp": [1]}, save_to=tmp), "save_to", "is a folder"),
+    (lambda tmp: ll.capacity(BASE, {"ttft_ms": 500}), "slo", "expected an SLO"),
+    (lambda tmp: ll.capacity(BASE, None), "slo", "expected an SLO"),
+    (lambda tmp: ll.capacity(BASE, SLO(ttft_ms=500), {"rate": [1.0, 2.0]}), "rate", "sets the rate itself"),
+    (lambda tmp: ll.capacity(BASE, SLO(ttft_ms=500), [{"tp": 1}, {"rate": 2.0}]), "rate", "sets the rate itself"),
+])
+def test_sweep_and_capacity_arguments_are_named_before_any_point_runs(tmp_path, call, where, says):
+    """These ran every point and then failed (a dict SLO, a folder to save to) or returned identical rows
+    (a capacity grid over the rate it searches)."""
+    with pytest.raises(InputError) as exc:
+        call(tmp_path)
+    assert exc.value.where == where and says in exc.value.message
