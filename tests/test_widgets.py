@@ -128,9 +128,9 @@ def test_a_saved_scenario_comes_back_into_the_controls(ref):
 
 
 def test_a_scenario_the_controls_cannot_show_is_named(ref):
-    ex = Explorer(ref, Scenario(num_requests=12, instances=1000, hardware="NoSuchGPU"))
+    ex = Explorer(ref, Scenario(num_requests=12, instances=100, hardware="NoSuchGPU"))
     assert "cannot show this scenario as saved" in ex.status.value
-    assert "instances 1000 (shown as 64)" in ex.status.value and "NoSuchGPU" in ex.status.value
+    assert "instances 100 (shown as 64)" in ex.status.value and "NoSuchGPU" in ex.status.value
 
 
 def test_a_trace_path_can_be_typed_in(explorer, ref):
@@ -263,3 +263,16 @@ def test_save_scenario_names_the_control(explorer, tmp_path):
     ex.scenario_path.value = str(tmp_path / "s.json")
     assert ex.save_scenario() is None
     assert "check <b>rate (req/s)</b> (Workload tab)" in ex.status.value and "rate: must be" in ex.status.value
+
+
+@pytest.mark.parametrize("scenario, says", [
+    (Scenario(input_len=5), "scenario: input_len: must be text, got 5"),
+    (Scenario(enable_prefix_caching="yes"), "scenario: enable_prefix_caching: must be true or false, got 'yes'"),
+    ("s.json", "explorer: scenario: expected a Scenario, got str"),
+])
+def test_a_scenario_of_wrong_kinds_is_refused_by_field(ref, scenario, says):
+    """It raised a TraitError from the control that could not hold the value."""
+    from llmss_lab.errors import InputError
+    with pytest.raises(InputError) as exc:
+        Explorer(ref, scenario=scenario)
+    assert str(exc.value) == says

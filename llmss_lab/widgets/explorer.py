@@ -177,7 +177,11 @@ class Explorer:
     def set_scenario(self, scenario: Scenario) -> None:
         """Show a scenario in the controls (options follow the hardware and model first). A value the
         controls cannot hold (an unknown hardware, a count above a slider's range) is named in the status
-        line, so the scenario that runs is never silently another one."""
+        line, so the scenario that runs is never silently another one. A scenario of wrong kinds (a number
+        for a length, text for a switch) is refused by field, as Scenario.load refuses it."""
+        if not isinstance(scenario, Scenario):
+            raise InputError(f"expected a Scenario, got {type(scenario).__name__}", "explorer", "scenario")
+        scenario.validate("scenario")
         c = self.controls
         if scenario.hardware in self.catalog.hardware or scenario.hardware in self.specs:
             c["hardware"].value = scenario.hardware
