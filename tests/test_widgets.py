@@ -276,3 +276,11 @@ def test_a_scenario_of_wrong_kinds_is_refused_by_field(ref, scenario, says):
     with pytest.raises(InputError) as exc:
         Explorer(ref, scenario=scenario)
     assert str(exc.value) == says
+
+
+def test_the_npu_bandwidth_control_says_what_it_changes(explorer):
+    """At TP 1 it changes nothing (it is the reductions' local memory traffic): the label and tooltip say so,
+    and point to the what-if that does scale operator times."""
+    c = explorer.controls["npu_mem_bw"]
+    assert "collectives" in c.description and "what if: memory BW x" in c.tooltip
+    assert explorer.controls["what_if_mem_bw"].description in c.tooltip

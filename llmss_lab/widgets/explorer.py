@@ -43,7 +43,7 @@ GROUPS = {
                        "power"),
     "Workload": ("trace", "num_requests", "rate", "input_len", "output_len", "arrival", "shared_prefix_len", "num_prefixes", "seed"),
 }
-LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU bandwidth (GB/s)", "cpu_mem_gib": "CPU memory (GiB)",
+LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU BW, collectives (GB/s)", "cpu_mem_gib": "CPU memory (GiB)",
           "cpu_mem_bw": "CPU bandwidth (GB/s)", "cxl_mem_gib": "CXL memory (GiB)", "cxl_mem_bw": "CXL GB/s per device",
           "rate": "rate (req/s)", "prefill_instances": "prefill replicas", "instances": "replicas",
           "dp": "DP", "tp": "TP", "pp": "PP", "ep": "EP", "pim_device": "PIM device", "weights_on": "weights on",
@@ -72,6 +72,14 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "cxl_mem_gib": (0, 1e5), "cxl_mem_bw": (1, 1e5), "cxl_devices": (1, 64), "num_requests": (1, 20_000),
     "rate": (0.01, 1e4), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000), "seed": (0, 2**31 - 1),
     "what_if_mem_bw": (0.01, 100), "what_if_flops": (0.01, 100)}
+# what a control changes, where its label cannot say it all (shown on hover)
+TOOLTIPS = {
+    "npu_mem_bw": "The config's npu_mem.mem_bw: the local reads and writes of TP/EP reductions. Operator times come "
+                  "from the profile or the hardware spec; to scale those, pick the analytical model and set "
+                  "'what if: memory BW x'.",
+    "what_if_mem_bw": "Scales the hardware spec's memory bandwidth in the analytical model (not a measured profile).",
+    "what_if_flops": "Scales the hardware spec's peak FLOP/s in the analytical model (not a measured profile).",
+}
 LATENCY_CHOICES = [("auto: profile where one exists", "auto"), ("measured profile", "profile"),
                    ("analytical (roofline)", "analytical")]
 SPEC_TPS = (1, 2, 4, 8)      # TP degrees offered for hardware known only by its spec
@@ -168,6 +176,8 @@ class Explorer:
         else:
             ctl = w.Text(description=label, style=style)
         ctl.layout = w.Layout(width="420px")
+        if name in TOOLTIPS:
+            ctl.tooltip = TOOLTIPS[name]
         return ctl
 
     def scenario(self) -> Scenario:
