@@ -97,3 +97,64 @@ def test_memory_sample_spacing_is_a_setting(ref, res):
     for bad in (0, -1, "1", True):
         with pytest.raises(InputError, match="memory_sample_s"):
             llmss_lab.simulate(spec, wl, reference_dir=ref, memory_sample_s=bad)
+
+
+def _rewrite(run, path, **edits):
+    """``run`` saved to ``path``, then written again with ``edits[group]`` applied to that group."""
+    import xarray as xr
+
+    run.save(path)
+    names = ("requests", "iterations", "timeseries", "itl") + (("power",) if "power" in edits else ())
+    groups = {g: xr.load_dataset(path, group=g, engine="netcdf4") for g in names}
+    for g, edit in edits.items():
+        groups[g] = edit(groups[g])
+        for v in groups[g].variables.values():
+            v.encoding.clear()    # the loaded chunking cannot hold an empty dimension
+    for i, (g, ds) in enumerate(groups.items()):
+        ds.to_netcdf(path, group=g, mode="a" if i else "w", engine="netcdf4")
+    return path
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda ds: ds.isel(request=slice(0, 0)), "requests: holds no requests"),
+    (lambda ds: ds.assign(finish=ds.finish.astype(str)), "requests/finish: holds <U"),
+    (lambda ds: ds.assign(finish=ds.finish.where(ds.request != 3)), "requests/finish: a request has no finish time"),
+    (lambda ds: ds.assign(ttft=ds.ttft.expand_dims(extra=2)), "requests/ttft: has dimensions ('extra', 'request')"),
+])
+def test_a_damaged_results_file_is_named_by_variable(res, tmp_path, damage, says):
+    """These crashed in a reduction, or printed a duration of nan s and a TTFT of 0.0."""
+    from llmss_lab.errors import InputError
+
+    path = _rewrite(res, tmp_path / "r.nc", requests=damage)
+    with pytest.raises(InputError) as exc:
+        Results.load(path)
+    assert str(exc.value).startswith(f"{path}: {says}")
+
+
+def test_a_sweep_file_given_for_a_run_says_what_it_is(tmp_path):
+    import xarray as xr
+
+    from llmss_lab.errors import InputError
+
+    path = tmp_path / "sweep.nc"
+    xr.Dataset({"status": ("point", ["ok"])}).to_netcdf(path, engine="netcdf4")
+    with pytest.raises(InputError, match="it is a sweep's file"):
+        Results.load(path)
+
+
+def test_a_power_group_without_its_energy_totals_is_named(ref, tmp_path):
+    """The summary read them as a KeyError."""
+    from llmss_lab.errors import InputError
+
+    run = llmss_lab.simulate(ref / "configs/cluster/single_node_power_instance.json",
+                             synthetic(5, seed=0), reference_dir=ref)
+
+    def lose_total(ds):
+        ds = ds.copy()
+        del ds.attrs["total_energy_J"]
+        return ds
+
+    path = _rewrite(run, tmp_path / "p.nc", power=lose_total)
+    with pytest.raises(InputError, match=r"p\.nc: power: the power group lacks its total_energy_J"):
+        Results.load(path)
+    assert run.summary()["total_energy_J"] > 0

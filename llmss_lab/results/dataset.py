@@ -40,6 +40,26 @@ REQUIRED = {"requests": ("arrival", "finish", "ttft", "tpot", "e2e_latency", "in
 MIB = 2**20
 
 
+POWER_ATTRS = ("total_energy_J", "energy_per_output_token_J")   # what the summary reads of the power group
+DIMS = {"requests": "request", "iterations": "step", "itl": "itl"}
+
+
+def _check_parts(parts: dict[str, xr.Dataset], path: Path) -> None:
+    """The variables the summary and views read are numbers along their group's dimension, and a run has
+    requests: a damaged or hand-edited file is named here, not met as a numpy error in a percentile."""
+    for g, names in REQUIRED.items():
+        for v in names:
+            x = parts[g][v]
+            if x.dims != (DIMS[g],):
+                raise InputError(f"has dimensions {x.dims}, expected ({DIMS[g]!r},)", path, f"{g}/{v}")
+            if not np.issubdtype(x.dtype, np.number):
+                raise InputError(f"holds {x.dtype} values, not numbers", path, f"{g}/{v}")
+    if parts["requests"].sizes.get("request", 0) == 0:
+        raise InputError("holds no requests", path, "requests")
+    if not np.isfinite(parts["requests"].finish.values).all():
+        raise InputError("a request has no finish time (NaN): a run's file always has one", path, "requests/finish")
+
+
 def _var(dims, data, units: str, long_name: str) -> xr.Variable:
     return xr.Variable(dims, data, {"units": units, "long_name": long_name})
 
@@ -352,17 +372,28 @@ class Results:
         try:
             parts = {g: xr.load_dataset(path, group=g, engine="netcdf4") for g in (*GROUPS, "itl")}
         except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"not an llmss_lab results file ({str(exc).splitlines()[0]})", path) from None
+            hint = ""
+            try:
+                if "status" in xr.load_dataset(path, engine="netcdf4"):   # the root of a sweep's file
+                    hint = ": it is a sweep's file (read it with llmss_lab.sweeps.load)"
+            except (OSError, ValueError, KeyError):
+                pass
+            raise InputError(f"not an llmss_lab results file{hint or f' ({str(exc).splitlines()[0]})'}", path) from None
         if "token_gap" in parts["itl"].dims:   # an older file: one entry per token gap
             parts["itl"] = itl_dataset(*np.unique(parts["itl"].itl.values, return_counts=True), parts["itl"].attrs)
         missing = [f"{g}/{v}" for g, names in REQUIRED.items() for v in names if v not in parts[g]]
         if missing:
             raise InputError(f"not a complete llmss_lab results file (no {', '.join(missing)})", path)
+        _check_parts(parts, path)
         extra = {}
         for g in OPTIONAL:
             try:
                 extra[g] = xr.load_dataset(path, group=g, engine="netcdf4")
             except OSError:
                 extra[g] = xr.Dataset()
+        lost = [k for k in POWER_ATTRS if extra["power"].data_vars and k not in extra["power"].attrs]
+        if lost:
+            raise InputError(f"the power group lacks its {', '.join(lost)}: not a complete results file", path,
+                             "power")
         attrs = dict(parts["requests"].attrs)
         return cls(parts["requests"], parts["iterations"], parts["timeseries"], attrs, parts["itl"], **extra)
