@@ -676,7 +676,12 @@ def pareto_front(ds: xr.Dataset, maximize: Sequence[str] = ("goodput",),
                  minimize: Sequence[str] = ("energy_per_output_token_J", "num_gpus")) -> xr.DataArray:
     """True where a point is on the Pareto front: no other ok point is at least as good on every
     objective and better on one. Points that failed or lack an objective are never on it."""
+    if not isinstance(ds, xr.Dataset) or "status" not in ds:
+        hint = " (load a saved sweep with llmss_lab.sweeps.load)" if isinstance(ds, (str, Path)) else ""
+        raise InputError(f"expected a sweep's Dataset, got {type(ds).__name__}{hint}", "pareto", "ds")
     maximize, minimize = ([names] if isinstance(names, str) else names for names in (maximize, minimize))
+    if isinstance(maximize, Sequence) and isinstance(minimize, Sequence) and not (*maximize, *minimize):
+        raise InputError("give at least one objective to maximize or minimize", "pareto", "maximize")
     for key, names in (("maximize", maximize), ("minimize", minimize)):
         if not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
             raise InputError(f"expected a list of variable names, got {names!r}", "pareto", key)

@@ -191,6 +191,22 @@ def test_pareto_front_keeps_only_undominated_ok_points():
     assert err.value.where == "maximize"
 
 
+def test_design_views_and_the_front_name_a_wrong_argument():
+    """Each raised a bare ValueError, KeyError, TypeError or AttributeError."""
+    ds = xr.Dataset({v: (("tp", "max_num_seqs"), [[1.0, 2.0]]) for v in ("goodput", "num_gpus")},
+                    coords={"tp": [1], "max_num_seqs": [8, 16]})
+    ds = ds.assign(status=(("tp", "max_num_seqs"), [["ok", "ok"]]), error=(("tp", "max_num_seqs"), [["", ""]]))
+    for call, where, says in (
+            (lambda: design.heatmap(ds, "goodput", "max_num_seqs", "max_num_seqs"), "y", "x and y are both"),
+            (lambda: design.heatmap(ds, "goodput", "max_num_seqs", "tp", pp=2), "pp", "not a sweep dimension"),
+            (lambda: pareto_front(None), "ds", "expected a sweep's Dataset, got NoneType"),
+            (lambda: pareto_front("s.nc"), "ds", "load a saved sweep with llmss_lab.sweeps.load"),
+            (lambda: pareto_front(ds, [], []), "maximize", "give at least one objective")):
+        with pytest.raises(InputError) as err:
+            call()
+        assert err.value.where == where and says in err.value.message
+
+
 def test_the_pareto_view_of_a_one_dimensional_sweep_names_its_points():
     """A sweep of one field (or a list of points) raised KeyError: renaming its dimension dropped the labels."""
     ds = xr.Dataset({"goodput": ("point", [1.0, 2.0, 3.0]), "num_gpus": ("point", [1.0, 1.0, 2.0]),

@@ -106,7 +106,8 @@ def test_views_name_an_argument_of_the_wrong_kind(runs):
     for call, key in ((lambda: plots.dashboard("run.nc"), "a"), (lambda: plots.throughput(a, a.requests), "b"),
                       (lambda: plots.latency_cdf(a, metric="ttf"), "metric"),
                       (lambda: plots.request_lifelines(a, max_requests=2.5), "max_requests"),
-                      (lambda: plots.expert_load(None), "a"), (lambda: plots.summary_table(a, 3), "b")):
+                      (lambda: plots.expert_load(None), "a"), (lambda: plots.summary_table(a, 3), "b"),
+                      (lambda: plots.expert_load(a), "r")):     # a dense run: AttributeError before
         with pytest.raises(InputError) as err:
             call()
         assert err.value.where == key

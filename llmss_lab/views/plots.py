@@ -214,6 +214,9 @@ def power(a: Results, b: Results | None = None, x_range=None) -> figure:
 def expert_load(r: Results) -> figure:
     """Token-expert pairs per MoE layer and expert (summed over groups): where a gate's skew lands."""
     _check_runs(r)
+    if "expert_load" not in r.experts:
+        raise InputError(f"the run of {r.attrs.get('model', 'this model')} has no experts: expert load is for "
+                         "mixture-of-experts models", "view", "r")
     load = r.experts.expert_load.sum("moe_group")
     n_layers, n_experts = load.sizes["layer"], load.sizes["expert"]
     p = figure(title="Expert load (token-expert pairs)", height=300, width=WIDTH, tools="hover,save,reset",
