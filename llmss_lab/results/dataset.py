@@ -125,9 +125,11 @@ def iterations_dataset(raw: RawRun) -> xr.Dataset:
         "recall": _var(d, arr["recall"] * 1e-6, "ms", "wait for prefix KV loaded from a lower-tier pool"),
         "num_tokens": _var(d, arr["tokens"].astype(np.int64), "1", "tokens computed"),
         "num_seqs": _var(d, arr["seqs"].astype(np.int64), "1", "sequences in the batch"),
-        "prefill_tokens": _var(d, arr["prefill_tokens"].astype(np.int64), "1", "prefill-chunk tokens"),
-        "prefill_seqs": _var(d, arr["prefill_seqs"].astype(np.int64), "1", "sequences with a prefill chunk"),
-        "decode_seqs": _var(d, arr["decode_seqs"].astype(np.int64), "1", "decoding sequences"),
+        "prefill_tokens": _var(d, arr["prefill_tokens"].astype(np.int64), "1", "tokens of prefill chunks of 2+ tokens (a one-token "
+                                 "chunk costs and counts as a decode)"),
+        "prefill_seqs": _var(d, arr["prefill_seqs"].astype(np.int64), "1", "sequences with a prefill chunk of 2+ tokens"),
+        "decode_seqs": _var(d, arr["decode_seqs"].astype(np.int64), "1", "sequences computing one token (decodes, one-token "
+                                                                  "prefill chunks)"),
         "decode_kv_mean": _var(d, arr["decode_kv_mean"], "1", "mean KV length of the decodes (tokens)"),
         "decode_kv_min": _var(d, arr["decode_kv_min"], "1", "shortest KV length of the decodes (tokens)"),
         "decode_kv_max": _var(d, arr["decode_kv_max"], "1", "longest KV length of the decodes (tokens)"),
