@@ -271,6 +271,9 @@ class Scenario:
             return table[name]
         if not p.is_absolute() and (cat.root / p).is_file():
             return cat.root / p
+        if p.is_dir():
+            raise InputError(f"{name!r} is a folder; give a {'cluster JSON' if key == 'cluster_config' else 'JSONL trace'}"
+                             " file or a catalog name", "scenario", key)
         raise InputError(f"no such file or catalog entry {name!r} (catalog has: {', '.join(sorted(table)) or 'none'})",
                          "scenario", key)
 

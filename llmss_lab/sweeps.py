@@ -149,7 +149,11 @@ def expand(base: Scenario, grid: Grid, source: str = "grid") -> tuple[dict[str, 
                 if key not in known:
                     raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", source,
                                      f"points[{i}].{key}")
-            overrides.append(dict(point))
+            point = {k: plain(v) for k, v in point.items()}
+            if point in overrides:
+                raise InputError(f"is point {overrides.index(point)} again: each point runs once", source,
+                                 f"points[{i}]")
+            overrides.append(point)
         dims = {"point": list(range(len(overrides)))}
     else:
         raise InputError("a grid is a mapping {field: [values]} or a non-empty list of points", source)

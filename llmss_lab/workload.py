@@ -236,13 +236,15 @@ class LengthDist:
     @classmethod
     def parse(cls, text: str, role: str = "input") -> "LengthDist":
         """``"fixed:128"``, ``"uniform:100:1000"``, ``"lognormal:MEDIAN:SIGMA"``, ``"sharegpt"``."""
+        top = cls.high
+        forms = (f"use fixed:N, uniform:LO:HI (whole numbers from 1 to {top}), lognormal:MEDIAN:SIGMA (median 1 to "
+                 f"{top}, sigma 0 to 5) or sharegpt")
         parts = str(text).split(":")
         kind = parts[0]
         try:
             nums = [float(p) for p in parts[1:]]
         except ValueError:
-            raise InputError(f"bad length distribution {text!r}", "argument", role) from None
-        top = cls.high
+            raise InputError(f"bad length distribution {text!r}; {forms}", "argument", role) from None
         whole = all(n.is_integer() and 1 <= n <= top for n in nums)   # False for nan and inf
         if kind == "fixed" and len(nums) == 1 and whole:
             return cls("fixed", nums[0])
@@ -252,9 +254,7 @@ class LengthDist:
             return cls("lognormal", nums[0], nums[1])
         if kind == "sharegpt" and not nums:
             return cls("lognormal", 730, 0.55, 256, 4096) if role == "input" else cls("lognormal", 630, 0.2, 512, 1024)
-        raise InputError(f"bad length distribution {text!r}; use fixed:N, uniform:LO:HI (whole numbers from 1 to "
-                         f"{top}), lognormal:MEDIAN:SIGMA (median 1 to {top}, sigma 0 to 5) or sharegpt",
-                         "argument", role)
+        raise InputError(f"bad length distribution {text!r}; {forms}", "argument", role)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         if self.kind == "fixed":

@@ -143,3 +143,15 @@ def test_a_node_of_absurd_size_is_refused_up_front(key, value):
     """instances=1e6 ran for minutes with no word; one node of a scenario holds at most 256 replicas."""
     with pytest.raises(InputError, match=rf"^s\.json: {key}: must be <= \d+ \(one node; write a cluster_config"):
         Scenario.from_dict({key: value}, "s.json")
+
+
+@pytest.mark.parametrize("key", ["trace", "cluster_config"])
+def test_a_folder_for_a_file_field_is_named_as_a_folder(ref, tmp_path, key):
+    with pytest.raises(InputError, match=rf"^scenario: {key}: '.*' is a folder; give a"):
+        sc = Scenario(**{key: str(tmp_path)})
+        sc.workload(ref) if key == "trace" else sc.cluster(ref)
+
+
+def test_a_length_distribution_that_is_not_numbers_lists_the_forms():
+    with pytest.raises(InputError, match=r"input_len: bad length distribution 'lognormal:abc'; use fixed:N"):
+        Scenario(input_len="lognormal:abc").workload()

@@ -298,3 +298,8 @@ def test_sweep_and_capacity_arguments_are_named_before_any_point_runs(tmp_path, 
     with pytest.raises(InputError) as exc:
         call(tmp_path)
     assert exc.value.where == where and says in exc.value.message
+
+
+def test_a_point_listed_twice_is_refused_like_a_value_listed_twice():
+    with pytest.raises(InputError, match=r"^grid: points\[2\]: is point 0 again: each point runs once"):
+        expand(BASE, [{"tp": 1}, {"tp": 2}, {"tp": 1}])
