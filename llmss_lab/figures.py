@@ -149,11 +149,15 @@ def scenario_filter(scenarios: Iterable[str] | str | None = None,
 
 def select(figure: int, only: Iterable[str] | None = None) -> list[Scenario]:
     """The scenarios of a figure, or those named in ``only`` (``MD`` or ``A6000/MD``)."""
-    if figure not in SCENARIOS:
-        raise InputError(f"figure data exists for figures {sorted(SCENARIOS)}", "figure", str(figure))
+    if isinstance(figure, bool) or figure not in SCENARIOS:
+        kind = f" (a {type(figure).__name__}: give the number)" if isinstance(figure, str) else ""
+        raise InputError(f"figure data exists for figures {sorted(SCENARIOS)}{kind}", "figure", str(figure))
     scs = SCENARIOS[figure]
     if only is None:
         return list(scs)
+    if isinstance(only, str) or not isinstance(only, Iterable) or not all(isinstance(w, str) for w in only):
+        raise InputError(f"expected a list of scenario names such as ['MD', 'A6000/SD+PC'], got {only!r}",
+                         "scenarios", "only")
     wanted = list(only)
     keys = {sc: {sc.name, f"{sc.hardware}/{sc.name}", sc.hardware} for sc in scs}
     unknown = [w for w in wanted if not any(w in k for k in keys.values())]

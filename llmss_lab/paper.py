@@ -21,6 +21,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from .config.reader import as_path
 from .errors import InputError
 from .figures import COMPONENT_LABELS, ENERGY_COLUMNS, SCENARIOS, Scenario, compare, read_tsv, select
 
@@ -76,8 +77,8 @@ def _energy(files: dict[str, Path], columns: dict[str, str]) -> pd.DataFrame:
 def frames(figure: int, reference_dir: str | Path, out: str | Path,
            only: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
     """What figure ``figure`` plots, one frame per panel, each with a column per source."""
-    ref, out = Path(reference_dir), Path(out)
     scs = select(figure, only)
+    ref, out = as_path(reference_dir, "reference_dir", "paper"), as_path(out, "out", "paper")
     f: dict[str, pd.DataFrame] = {}
     if figure in (5, 9):
         for sc in scs:

@@ -287,3 +287,21 @@ def test_notebook_parameters_accept_lists_commas_and_json_strings():
         scenario_filter("[SD")
     with pytest.raises(InputError, match="expected names"):
         as_names([1.5], "figures")
+
+
+def test_paper_functions_name_a_wrong_argument(tmp_path):
+    """Each raised a TypeError, KeyError or AttributeError from deep inside."""
+    from llmss_lab import paper
+    from llmss_lab.errors import InputError
+    from llmss_lab.views import paper as views_paper
+
+    for call, where, says in (
+            (lambda: paper.frames(5, None, tmp_path), "reference_dir", "expected a file path, got None"),
+            (lambda: paper.frames(5, tmp_path, tmp_path, only=5), "only", "expected a list of scenario names"),
+            (lambda: paper.frames("5", tmp_path, tmp_path), "5", "(a str: give the number)"),
+            (lambda: views_paper.draw(11, {}), "figure", "can be drawn, got 11"),
+            (lambda: views_paper.draw(6, {"throughput": None}), "frames", "not figure 6's frames"),
+            (lambda: views_paper.draw(5, None), "frames", "expected the frames of figure 5")):
+        with pytest.raises(InputError) as err:
+            call()
+        assert err.value.where == where and says in err.value.message

@@ -16,6 +16,7 @@ from bokeh.models import (ColumnDataSource, Div, FactorRange, HoverTool, LabelSe
                           Range1d, Span)
 from bokeh.plotting import figure
 
+from ..errors import InputError
 from ..paper import LONG_NAMES, OURS, PEERS, REAL, SIMULATORS, THEIRS, normalised
 
 STYLE = {REAL: dict(color="#9e9e9e", line_width=4, line_alpha=0.8),
@@ -287,5 +288,13 @@ FIGURES = {5: figure_5, 6: figure_6, 7: figure_7, 8: figure_8, 9: figure_9, 10: 
 
 
 def draw(figure: int, frames: dict[str, pd.DataFrame]):
-    """The layout of paper figure ``figure`` from its frames."""
-    return FIGURES[figure](frames)
+    """The layout of paper figure ``figure`` from its frames (:func:`llmss_lab.paper.frames`)."""
+    if isinstance(figure, bool) or figure not in FIGURES:
+        raise InputError(f"figures {sorted(FIGURES)} can be drawn, got {figure!r}", "view", "figure")
+    if not isinstance(frames, dict) or not frames:
+        raise InputError(f"expected the frames of figure {figure} (llmss_lab.paper.frames({figure}, ...)), got "
+                         f"{type(frames).__name__ if not isinstance(frames, dict) else 'no frames'}", "view", "frames")
+    try:
+        return FIGURES[figure](frames)
+    except KeyError as exc:   # the frames of another figure, or of a subset of its scenarios
+        raise InputError(f"these are not figure {figure}'s frames (no {exc.args[0]!r})", "view", "frames") from None
