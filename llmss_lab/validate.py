@@ -127,6 +127,7 @@ def _check_meta_matches_cluster(meta: Section, cluster: ClusterSpec, cluster_pat
                                                    f"simulates {inst.tp_size}")
 
 
+MAX_REQUEST_S = 86_400.0   # a request served for over a day
 TIMESTAMPS = ("queued_ts", "scheduled_ts", "first_token_ts", "last_token_ts")  # in the order they must come
 
 
@@ -169,6 +170,10 @@ def _read_requests(req_path: Path, workload: Workload, dataset_note: str) -> np.
             if ts[after] < ts[before]:
                 raise InputError(f"{after} {ts[after]!r} is earlier than {before} {ts[before]!r} "
                                  f"(expected {' <= '.join(TIMESTAMPS)})", req_path, where)
+        span = ts["last_token_ts"] - ts["queued_ts"]
+        if span > MAX_REQUEST_S:   # seconds; a bench run lasts minutes, so this is a unit slip (ms, ns)
+            raise InputError(f"last_token_ts is {span:.3g} s after queued_ts; timestamps are in seconds",
+                             req_path, where)
         n_out = _field(obj, "output_toks", req_path, where, whole=True)
         n_in = _field(obj, "input_toks", req_path, where, whole=True, required=False)
         i = len(rows)

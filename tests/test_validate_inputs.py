@@ -97,6 +97,14 @@ def test_timestamps_out_of_order_name_line_and_field(ref, tmp_path, changes, fie
     assert e.source.endswith("requests.jsonl") and e.where == "line 5" and field in e.message
 
 
+def test_a_request_lasting_over_a_day_is_a_unit_slip(ref, tmp_path):
+    """last_token_ts 1e300 passed the order check and was scored."""
+    folder = _copy(ref, tmp_path)
+    _edit_request(folder, 5, last_token_ts=1e300)
+    e = _error(folder, ref)
+    assert e.where == "line 5" and "last_token_ts is 1e+300 s after queued_ts" in e.message
+
+
 # 3. NaN / inf
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("field", ["queued_ts", "first_token_ts", "last_token_ts", "scheduled_ts"])
