@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,20 @@ def ref() -> Path:
             pytest.fail(f"reference data missing at {p}")
         pytest.skip(f"reference data not found at {p} (set LLMSS_REFERENCE_DIR)")
     return p
+
+
+@contextmanager
+def alarm(seconds: int):
+    """A call that takes this long is stuck: fail it instead of hanging CI."""
+    def stuck(signum, frame):
+        raise TimeoutError(f"no result after {seconds} s")
+    old = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import resource
-import signal
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from llmss_lab.errors import InputError
 from llmss_lab.reference import ENV_VAR, ReferenceLayout, resolve_reference_dir
 from llmss_lab.workload import Workload, load_trace, synthetic
 
+from .conftest import alarm
+
 CLUSTER = "configs/cluster/single_node_single_instance.json"
 TRACE = "workloads/example_trace.jsonl"
 
@@ -25,19 +26,14 @@ TRACE = "workloads/example_trace.jsonl"
 def within(seconds: int, more_bytes: int = 2 * 2**30):
     """A call that takes this long, or this much more memory, is stuck: fail it instead of hanging the run
     (or of filling the machine's memory)."""
-    def stuck(signum, frame):
-        raise TimeoutError(f"no result after {seconds} s")
-    old = signal.signal(signal.SIGALRM, stuck)
     limits = resource.getrlimit(resource.RLIMIT_AS)
     in_use = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
     if limits[1] == resource.RLIM_INFINITY or in_use + more_bytes < limits[1]:
         resource.setrlimit(resource.RLIMIT_AS, (in_use + more_bytes, limits[1]))
-    signal.alarm(seconds)
     try:
-        yield
+        with alarm(seconds):
+            yield
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
         resource.setrlimit(resource.RLIMIT_AS, limits)
 
 

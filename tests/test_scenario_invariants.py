@@ -10,8 +10,6 @@ names where (never another exception, never a hang: an alarm turns a stuck run i
 from __future__ import annotations
 
 import os
-import signal
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -21,6 +19,8 @@ from llmss_lab.errors import LlmssError
 from llmss_lab.kernel.moe import GATES
 from llmss_lab.kernel.router import ROUTERS
 from llmss_lab.scenario import Scenario
+
+from .conftest import alarm
 
 LLAMA, QWEN, MOE = "meta-llama/Llama-3.1-8B", "Qwen/Qwen3-32B", "Qwen/Qwen3-30B-A3B-Instruct-2507"
 PIM = ("HBM2_1GB_2000_pim", "LPDDR5_2GB_6400_pim")
@@ -80,20 +80,6 @@ def scenarios(draw) -> Scenario:
                   num_requests=20, rate=50.0, output_len="uniform:32:160", block_size=16,
                   max_num_seqs=draw(st.integers(16, 48)))
     return Scenario(**kw)
-
-
-@contextmanager
-def alarm(seconds: int):
-    """A run that takes this long is stuck: fail it instead of hanging CI."""
-    def stuck(signum, frame):
-        raise TimeoutError(f"no result after {seconds} s")
-    old = signal.signal(signal.SIGALRM, stuck)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def check(sc: Scenario, res) -> None:
