@@ -150,13 +150,13 @@ def _analytical(inst: InstanceSpec, model: ModelSpec, variant: str, choice: Late
                 source: str = "cluster spec") -> LatencyProfile:
     if variant not in ("bf16", "fp16"):
         raise UnsupportedFeature(f"the analytical latency model covers 16-bit weights and KV cache, not {variant!r}; "
-                                 "use a measured profile", source, f"{inst.where}.dtype" if inst.where else "dtype")
+                                 "use a measured profile", source, f"{inst.where}.dtype")
     try:
         spec = find_spec(inst.hardware)
     except InputError as e:     # an unknown name is the config's fault: say where, then what exists
         if e.where != "name":   # a broken spec file names its own file and key
             raise
-        raise InputError(e.message, source, f"{inst.where}.hardware" if inst.where else "hardware") from None
+        raise InputError(e.message, source, f"{inst.where}.hardware") from None
     spec = choice.what_if.apply(spec)
     eff_path = Path(choice.efficiency_file) if choice.efficiency_file else EFFICIENCY_FILE
     note = "; ".join(x for x in (choice.what_if.label(), f"fit {eff_path.name}") if x)
@@ -237,7 +237,7 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
     try:
         config = layout.model_config(inst.model_name)
     except InputError as e:     # the cluster file names the model: point there, then say where we looked
-        raise InputError(e.message, src, f"{inst.where}.model_name" if inst.where else "model_name") from None
+        raise InputError(e.message, src, f"{inst.where}.model_name") from None
     model = ModelSpec.from_hf_config(config, inst.model_name)
     eng = engine.with_overrides(inst.engine_overrides, src,
                                 lambda k: f"{inst.where}.{k}" if k in inst.engine_overrides else k)
@@ -283,7 +283,7 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
             "latency_source": f"{profile.kind}:{profile.source}", "engine_json": json.dumps(eng.to_dict()),
             "attn_offload": f"pim:{pim.device.name}x{pim.num_channels}" if pim else "",
             "sub_batch_interleaving": int(latency.sub_batches)}
-    return simulator.InstanceSetup(inst.where or "instance0", eng, latency, blocks, max_len, info, role=inst.pd_type,
+    return simulator.InstanceSetup(inst.where, eng, latency, blocks, max_len, info, role=inst.pd_type,
                                    node=node, dp_group=inst.dp_group, pp=inst.pp_size, lanes=inst.num_npus,
                                    kv_bytes_per_token=kv_tok, moe=moe, weight_bytes=resident,
                                    block_bytes=kv_tok * eng.block_size, weight_stream=stream)
@@ -394,19 +394,6 @@ def _is_path(value: Any) -> bool:
     return isinstance(value, PathLike) or (isinstance(value, str) and bool(value.strip()))
 
 
-def _check_names(spec: ClusterSpec) -> None:
-    """A spec built in Python names its model and hardware as a file's must: they pick files in the
-    reference folder, so anything but a name would surface as an error from deep in pathlib."""
-    examples = {"model_name": "meta-llama/Llama-3.1-8B", "hardware": "RTXPRO6000"}
-    for n, node in enumerate(spec.nodes):
-        for i, inst in enumerate(node.instances):
-            for key, example in examples.items():
-                v = getattr(inst, key)
-                if not isinstance(v, str) or not v.strip():
-                    where = f"{inst.where or f'nodes[{n}].instances[{i}]'}.{key}"
-                    raise InputError(f"expected a name such as {example!r}, got {v!r}", spec.source, where)
-
-
 def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
              engine: EngineConfig | dict[str, Any] | None = None, reference_dir: str | Path | None = None,
              num_requests: int | None = None, progress: Callable[[int], None] | None = None,
@@ -443,9 +430,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
                                                   and 0.001 <= memory_sample_s <= 3600):
         raise InputError(f"must be a number of seconds in [0.001, 3600], got {memory_sample_s!r}", "settings",
                          "memory_sample_s")
-    if isinstance(cluster, ClusterSpec):
-        _check_names(cluster)
-    elif not _is_path(cluster):
+    if not isinstance(cluster, ClusterSpec) and not _is_path(cluster):
         raise InputError(f"expected a ClusterSpec (ClusterSpec.single(model, hardware, mem_size) builds one) or "
                          f"the path of a cluster JSON, got {cluster!r}", "settings", "cluster")
     if not isinstance(workload, Workload) and not _is_path(workload):

@@ -124,20 +124,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .workload import load_trace, synthetic
 
     engine = _engine_from(args)
+    shape = {k: getattr(args, k) for k in ("rate", "input_len", "output_len") if getattr(args, k) is not None}
     if args.workload:
-        for flag in ("rate", "input_len", "output_len"):
-            if getattr(args, flag) is not None:
-                raise InputError("shapes a synthetic workload only; drop it, or drop --workload", "command line",
-                                 f"--{flag.replace('_', '-')}")
+        if shape:
+            raise InputError("shapes a synthetic workload only; drop it, or drop --workload", "command line",
+                             f"--{next(iter(shape)).replace('_', '-')}")
         wl = ReferenceLayout(resolve_reference_dir(args.reference_dir)).find(args.workload)
         workload = load_trace(wl, args.num_requests)
         if args.num_requests and len(workload) < args.num_requests:
             log.warning("%s holds %d requests; running all of them (--num-requests %d asked for more)",
                         wl, len(workload), args.num_requests)
     else:
-        workload = synthetic(args.num_requests or 100, 10.0 if args.rate is None else args.rate,
-                             "sharegpt" if args.input_len is None else args.input_len,
-                             "sharegpt" if args.output_len is None else args.output_len, seed=args.seed)
+        workload = synthetic(args.num_requests or 100, seed=args.seed, **shape)   # synthetic's defaults otherwise
     if args.out:
         check_writable_file(args.out)
     bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())

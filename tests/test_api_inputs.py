@@ -151,9 +151,9 @@ def test_token_ids_of_the_prompt_or_of_prompt_and_output_are_taken():
                                          ("model_name", dict(model_name=None))])
 def test_a_spec_without_a_model_or_hardware_name_is_named(ref, key, kwargs):
     args = dict(model_name="meta-llama/Llama-3.1-8B", hardware="RTXPRO6000") | kwargs
-    spec = ll.ClusterSpec.single(args["model_name"], args["hardware"], mem_size=96)
-    with pytest.raises(InputError, match="expected a name") as err:
-        ll.simulate(spec, ref / TRACE, reference_dir=ref)
+    with pytest.raises(InputError, match="expected a name") as err:   # named as the spec is built
+        ll.simulate(ll.ClusterSpec.single(args["model_name"], args["hardware"], mem_size=96), ref / TRACE,
+                    reference_dir=ref)
     assert err.value.where == f"nodes[0].instances[0].{key}"
 
 

@@ -137,6 +137,11 @@ class ClusterSpec:
                 where = f"{at}.instances[{i}]"
                 if not inst.where:   # built in Python: later errors name the instance as a file's would
                     object.__setattr__(inst, "where", where)
+                for key, example in (("model_name", "meta-llama/Llama-3.1-8B"), ("hardware", "RTXPRO6000")):
+                    v = getattr(inst, key)   # names that pick reference files: anything else fails deep in pathlib
+                    if not isinstance(v, str) or not v.strip():
+                        raise InputError(f"expected a name such as {example!r}, got {v!r}", self.source,
+                                         f"{where}.{key}")
                 _check_memory(inst.npu_mem, f"{where}.npu_mem", self.source, bw_needed=False)
                 for key in ("tp_size", "pp_size", "ep_size"):
                     v = getattr(inst, key)
@@ -254,7 +259,7 @@ def _tier_name(value: Any, num_cxl: int, source: str, where: str) -> str:
         return v
     if v.startswith("cxl:"):
         k = v[4:]
-        if not (k.isascii() and k.isdigit()) or int(k) >= num_cxl:
+        if not _digits(k) or int(k) >= num_cxl:
             raise InputError(f"{value!r} names CXL device {k} but cxl_mem has {num_cxl} device(s)", source, where)
         return f"cxl:{int(k)}"
     raise InputError(f"must be 'npu', 'cpu' or 'cxl:<device>', got {value!r}", source, where)

@@ -278,8 +278,8 @@ class AttentionTable:
 
     @classmethod
     def load(cls, path: Path) -> "AttentionTable":
-        key = ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode")
-        a = read_columns(path, (*key, "time_us"), unique=key)
+        axes = ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode")
+        a = read_columns(path, (*axes, "time_us"), unique=axes)
         keys = np.stack([a["prefill_chunk"], a["n_decode"]], axis=1)
         uniq, inv = np.unique(keys, axis=0, return_inverse=True)
         inv = inv.ravel()

@@ -125,11 +125,12 @@ def iterations_dataset(raw: RawRun) -> xr.Dataset:
         "recall": _var(d, arr["recall"] * 1e-6, "ms", "wait for prefix KV loaded from a lower-tier pool"),
         "num_tokens": _var(d, arr["tokens"].astype(np.int64), "1", "tokens computed"),
         "num_seqs": _var(d, arr["seqs"].astype(np.int64), "1", "sequences in the batch"),
-        "prefill_tokens": _var(d, arr["prefill_tokens"].astype(np.int64), "1", "tokens of prefill chunks of 2+ tokens (a one-token "
-                                 "chunk costs and counts as a decode)"),
-        "prefill_seqs": _var(d, arr["prefill_seqs"].astype(np.int64), "1", "sequences with a prefill chunk of 2+ tokens"),
-        "decode_seqs": _var(d, arr["decode_seqs"].astype(np.int64), "1", "sequences computing one token (decodes, one-token "
-                                                                  "prefill chunks)"),
+        "prefill_tokens": _var(d, arr["prefill_tokens"].astype(np.int64), "1",
+                               "tokens of prefill chunks of 2+ tokens (a one-token chunk costs and counts as a decode)"),
+        "prefill_seqs": _var(d, arr["prefill_seqs"].astype(np.int64), "1",
+                             "sequences with a prefill chunk of 2+ tokens"),
+        "decode_seqs": _var(d, arr["decode_seqs"].astype(np.int64), "1",
+                            "sequences computing one token (decodes, one-token prefill chunks)"),
         "decode_kv_mean": _var(d, arr["decode_kv_mean"], "1", "mean KV length of the decodes (tokens)"),
         "decode_kv_min": _var(d, arr["decode_kv_min"], "1", "shortest KV length of the decodes (tokens)"),
         "decode_kv_max": _var(d, arr["decode_kv_max"], "1", "longest KV length of the decodes (tokens)"),
@@ -343,8 +344,7 @@ class Results:
         out.update(latency_summary(r.ttft.values, r.tpot.values, self.itl.itl.values, r.e2e_latency.values,
                                    self.itl.gaps.values))
         if self.power.data_vars:
-            out["total_energy_J"] = float(self.power.attrs["total_energy_J"])
-            out["energy_per_output_token_J"] = float(self.power.attrs["energy_per_output_token_J"])
+            out.update({k: float(self.power.attrs[k]) for k in POWER_ATTRS})
         if "pool_hit_pct" in self.memory:
             out["pool_hit_pct"] = [float(v) for v in self.memory.pool_hit_pct.isel(time=-1).values]
         return out

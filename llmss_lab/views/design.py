@@ -34,10 +34,9 @@ def _fmt(v: float) -> str:
 def heatmap(ds: xr.Dataset, var: str, x: str, y: str, title: str | None = None, **select) -> figure:
     """``var`` over sweep dims ``x`` and ``y`` (other dims fixed by ``select``, e.g. ``tp=2``); each
     cell shows its value, failed points are grey and say so on hover."""
-    _check(ds, var, (x, y))
+    _check(ds, var, (x, y, *select))
     if x == y:
         raise InputError(f"x and y are both {x!r}: a heatmap needs two sweep dims", "view", "y")
-    _check(ds, var, tuple(select))
     sub = ds.sel(**select) if select else ds
     rest = [d for d in sub[var].dims if d not in (x, y)]
     if rest:
