@@ -449,6 +449,19 @@ def test_profile_check_reads_the_skew_fit(ref, tmp_path, capsys):
     assert last.startswith("llmss: error: ") and "tp1/skew_fit.csv: line 2: column 'alpha': not a number: 'lots'" in last
 
 
+def test_profile_check_and_run_agree_on_a_bundle_without_meta_yaml(ref, tmp_path, capsys, caplog):
+    """Without meta.yaml a simulation falls back to the analytical model; profile-check must not score the
+    same folder as a measured profile."""
+    root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", None)
+    assert main(["profile-check", "RTXPRO6000", "meta-llama/Llama-3.1-8B", "--tp", "1",
+                 "--reference-dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "no profile of meta-llama/Llama-3.1-8B on RTXPRO6000 at tp1" in err and "has no meta.yaml" in err
+    with caplog.at_level("WARNING"):
+        r = ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=root, num_requests=3)
+    assert r.attrs["latency_source"].startswith("analytical") and "no usable bf16 profile" in caplog.text
+
+
 def _edited_json(src: Path, dst: Path, edit) -> Path:
     import json
 

@@ -279,6 +279,8 @@ def profiled_bundles(root: Path) -> list[tuple[Path, str, str, int]]:
                 continue
             if not ((d / "dense.csv").is_file() or (d / "layers.csv").is_file()):
                 continue
+            if d.parent.name == "bf16" and not (d.parent / "meta.yaml").is_file():
+                continue    # a simulation would not use it as measured either (it needs meta.yaml)
             parts = d.relative_to(base).parts
             hw, model = parts[0], f"{parts[1]}/{parts[2]}"
             key = (hw, model, int(d.name[2:]))
@@ -452,7 +454,10 @@ def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_on
     picked = [b for b in profiled_bundles(root) if b[1] == hardware and b[2] == model and (tp is None or b[3] == tp)]
     if not picked:
         have = sorted({f"{b[1]} {b[2]} tp{b[3]}" for b in profiled_bundles(root)})
-        raise InputError(f"no profile of {model} on {hardware}{f' at tp{tp}' if tp else ''} (profiled: {have})",
+        bundle = root / "profiles" / hardware / model / "bf16"
+        why = (f"{bundle} has no meta.yaml, so a simulation would not use it as measured either; "
+               if bundle.is_dir() and not (bundle / "meta.yaml").is_file() else "")
+        raise InputError(f"no profile of {model} on {hardware}{f' at tp{tp}' if tp else ''} ({why}profiled: {have})",
                          root, "profile")
     test = []
     for d, hw, m, t in picked:
