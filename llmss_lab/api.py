@@ -26,7 +26,7 @@ from .latency.analytical import WhatIf, analytical_profile, efficiency, find_spe
 from .latency.interconnect import Link
 from .latency.iteration import IterationModel
 from .latency.legacy import is_legacy_dir, load_legacy
-from .latency.pim import PimAttention, load_pim_device, pim_channels
+from .latency.pim import PimAttention, PimDevice, load_pim_device, pim_channels
 from .latency.profile import LatencyProfile, load_bundle, require_layers
 from .latency.roofline import EFFICIENCY_FILE
 from .reference import ReferenceLayout, resolve_reference_dir
@@ -204,29 +204,38 @@ def pim_for(cluster: ClusterSpec, inst: InstanceSpec, node: int, model: ModelSpe
     if sbi and not offload:
         raise InputError("sub-batch interleaving needs attention offloading", src,
                          f"{inst.where}.enable_sub_batch_interleaving")
-    if not offload:
-        return None, False
     spec = cluster.nodes[node]
+    if not offload:
+        if spec.pim_config:
+            pim_device(cluster, node, layout)    # a device named but unused is still read: a typo shows now
+        return None, False
     if not spec.pim_config:
         raise InputError("attention offloading needs a PIM device (cpu_mem.pim_config) on the node", src,
                          f"nodes[{node}].cpu_mem.pim_config")
     if inst.pp_size > 1 or inst.dp_group is not None or model.is_moe:
         raise UnsupportedFeature("PIM attention offload is modelled for dense models without pipeline or "
                                  "data parallelism", src, f"{inst.where}.enable_attn_offloading")
-    key, name = f"nodes[{node}].cpu_mem.pim_config", Path(spec.pim_config)
+    device = pim_device(cluster, node, layout)
+    channels = pim_channels(spec.cpu_mem.mem_size, device)
+    return PimAttention(device, channels, model.num_heads // inst.tp_size, model.kv_heads_per_rank(inst.tp_size),
+                        model.head_dim), sbi
+
+
+def pim_device(cluster: ClusterSpec, node: int, layout: ReferenceLayout) -> PimDevice:
+    """The PIM device a node's ``cpu_mem.pim_config`` names: a device name, or an INI path relative to
+    the cluster file."""
+    src = cluster.source
+    key, name = f"nodes[{node}].cpu_mem.pim_config", Path(cluster.nodes[node].pim_config or "")
     if (name.suffix == ".ini" or name.parent != Path(".")) and not name.is_absolute() and Path(src).is_file():
         name = Path(src).parent / name          # a path in a config is relative to the config's folder
     if name.suffix == ".ini" and not name.is_file():
         raise InputError(f"no PIM device file {name}", src, key)
     try:
-        device = load_pim_device(name, layout.pim_dirs())
+        return load_pim_device(name, layout.pim_dirs())
     except InputError as e:
         if e.where != "pim_config":    # a problem inside the device file: that file and line say it best
             raise
         raise InputError(e.message, src, key) from None
-    channels = pim_channels(spec.cpu_mem.mem_size, device)
-    return PimAttention(device, channels, model.num_heads // inst.tp_size, model.kv_heads_per_rank(inst.tp_size),
-                        model.head_dim), sbi
 
 
 def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfig, layout: ReferenceLayout,
