@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -48,6 +50,34 @@ SHAPE_FIELDS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "
 GENERATOR_FIELDS = ("rate", "input_len", "output_len", "arrival", "shared_prefix_len", "num_prefixes")
 KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}   # of the fields, in errors
 BUILT_CLUSTER = "scenario (built cluster)"   # the source errors name for the config a scenario builds
+# the keys of the built cluster config (list indices written []) -> the fields that set them, so an error in the
+# built config names what the user wrote; a field that writes a new key adds one entry
+BUILT_KEYS: dict[str, tuple[str, ...]] = {
+    "nodes[].instances[].hardware": ("hardware",), "nodes[].instances[].model_name": ("model",),
+    "nodes[].instances[].npu_mem.mem_size": ("npu_mem_gib", "gpu_memory_utilization"),
+    "nodes[].instances[].npu_mem.mem_bw": ("npu_mem_bw",),
+    "nodes[].instances[].tp_size": ("tp",), "nodes[].instances[].pp_size": ("pp",),
+    "nodes[].instances[].ep_size": ("ep",), "nodes[].instances[].dp_group": ("dp",),
+    "nodes[].instances[].pd_type": ("prefill_instances",), "nodes[].instances[].placement": ("weights_on",),
+    "nodes[].instances[].enable_attn_offloading": ("attn_offload",),
+    "nodes[].instances[].enable_sub_batch_interleaving": ("sub_batch_interleaving",),
+    "nodes[].cpu_mem.mem_size": ("cpu_mem_gib",), "nodes[].cpu_mem.mem_bw": ("cpu_mem_bw",),
+    "nodes[].cpu_mem.pim_config": ("pim_device",), "nodes[].power": ("power",),
+    "cxl_mem": ("cxl_mem_gib",), "cxl_mem.mem_size": ("cxl_mem_gib",), "cxl_mem.mem_bw": ("cxl_mem_bw",),
+    "cxl_mem.num_devices": ("cxl_devices",)}
+
+
+@contextmanager
+def _naming_fields():
+    """Re-raise an error in the cluster config a scenario built at the fields the user set, not the key of
+    the config built from them."""
+    try:
+        yield
+    except InputError as exc:
+        named = BUILT_KEYS.get(re.sub(r"\[\d+\]", "[]", exc.where or ""), ()) if exc.source == BUILT_CLUSTER else ()
+        if not named:
+            raise
+        raise type(exc)(f"{exc.message} (the built cluster's {exc.where})", "scenario", ", ".join(named)) from None
 
 
 @dataclass(frozen=True)
@@ -236,7 +266,8 @@ class Scenario:
     def cluster(self, reference_dir: str | Path | None = None) -> ClusterSpec:
         if self.cluster_config:
             return load_cluster(self._find(self.cluster_config, reference_dir, "cluster_config"))
-        return cluster_from_dict(self.cluster_json(reference_dir), BUILT_CLUSTER)
+        with _naming_fields():
+            return cluster_from_dict(self.cluster_json(reference_dir), BUILT_CLUSTER)
 
     def workload(self, reference_dir: str | Path | None = None) -> Workload:
         self.validate()
@@ -285,13 +316,14 @@ class Scenario:
             workload = self.workload(reference_dir)   # validates the scenario first
         else:
             self.validate()
-        res = simulate(self.cluster(reference_dir), workload, self.engine(),
-                       reference_dir=reference_dir, progress=progress, router=self.router,
-                       expert_gate=self.expert_gate, gate_skew=self.gate_skew, kv_transfer=self.kv_transfer,
-                       seed=self.seed, prefix_storage=self.prefix_storage or None,
-                       prefix_sharing=self.prefix_sharing, attn_offload=self.attn_offload,
-                       sub_batch_interleaving=self.sub_batch_interleaving, latency=self.latency,
-                       what_if=self.what_if())
+        with _naming_fields():
+            res = simulate(self.cluster(reference_dir), workload, self.engine(),
+                           reference_dir=reference_dir, progress=progress, router=self.router,
+                           expert_gate=self.expert_gate, gate_skew=self.gate_skew, kv_transfer=self.kv_transfer,
+                           seed=self.seed, prefix_storage=self.prefix_storage or None,
+                           prefix_sharing=self.prefix_sharing, attn_offload=self.attn_offload,
+                           sub_batch_interleaving=self.sub_batch_interleaving, latency=self.latency,
+                           what_if=self.what_if())
         res.set_attr("scenario_json", json.dumps(self.to_dict()))
         return res
 

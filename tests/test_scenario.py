@@ -75,6 +75,20 @@ def test_bad_shapes_name_the_key(ref, changes, key):
     assert err.value.where == key
 
 
+@pytest.mark.parametrize("changes, fields, key", [
+    ({"tp": 3}, "tp", "nodes[0].instances[0].tp_size"),                       # checked as the cluster is built
+    ({"npu_mem_gib": 8.0}, "npu_mem_gib, gpu_memory_utilization",             # checked as the run is built
+     "nodes[0].instances[0].npu_mem.mem_size"),
+    ({"pim_device": "nope"}, "pim_device", "nodes[0].cpu_mem.pim_config"),
+    ({"instances": 2, "ep": 3, "model": "Qwen/Qwen3-30B-A3B-Instruct-2507"}, "ep", "nodes[0].instances[0].ep_size"),
+])
+def test_errors_in_the_built_cluster_name_the_scenario_fields(ref, changes, fields, key):
+    """A scenario file names `tp`, not the key of the config built from it; that key is still given."""
+    with pytest.raises(InputError) as err:
+        Scenario(num_requests=3, **changes).run(ref)
+    assert (err.value.source, err.value.where) == ("scenario", fields) and key in err.value.message
+
+
 def test_workload_errors_name_the_scenario_key(ref):
     with pytest.raises(InputError) as err:
         Scenario(input_len="bimodal").workload(ref)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..kernel.simulator import KV_TRANSFERS
 from ..latency.specs import load_specs
 from ..reference import resolve_reference_dir
 from ..results.dataset import Results
-from ..scenario import BUILT_CLUSTER, GENERATOR_FIELDS, SHAPE_FIELDS, WEIGHT_TIERS, Scenario
+from ..scenario import GENERATOR_FIELDS, SHAPE_FIELDS, WEIGHT_TIERS, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +49,9 @@ LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU BW, collectives 
           "attn_offload": "attention on PIM", "sub_batch_interleaving": "sub-batch interleaving",
           "power": "power model", "latency": "latency model", "what_if_mem_bw": "what if: memory BW x",
           "what_if_flops": "what if: peak FLOP/s x"}
-# the keys an error can name for a value a control sets, other than a Scenario field (which names its control
-# itself): the cluster config the controls build (list indices written []) and the run settings; a control that
-# writes a new key adds one entry, so the status line can name the control a user sees
-KEY_CONTROLS: dict[str, tuple[str, ...]] = {
-    "nodes[].instances[].hardware": ("hardware",), "nodes[].instances[].model_name": ("model",),
-    "nodes[].instances[].npu_mem.mem_size": ("npu_mem_gib", "gpu_memory_utilization"), "nodes[].instances[].npu_mem.mem_bw": ("npu_mem_bw",),
-    "nodes[].instances[].tp_size": ("tp",), "nodes[].instances[].pp_size": ("pp",),
-    "nodes[].instances[].ep_size": ("ep",), "nodes[].instances[].dp_group": ("dp",),
-    "nodes[].instances[].pd_type": ("prefill_instances",), "nodes[].instances[].placement": ("weights_on",),
-    "nodes[].instances[].enable_attn_offloading": ("attn_offload",),
-    "nodes[].instances[].enable_sub_batch_interleaving": ("sub_batch_interleaving",),
-    "nodes[].cpu_mem.mem_size": ("cpu_mem_gib",), "nodes[].cpu_mem.mem_bw": ("cpu_mem_bw",),
-    "nodes[].cpu_mem.pim_config": ("pim_device",), "nodes[].power": ("power",),
-    "cxl_mem": ("cxl_mem_gib",), "cxl_mem.mem_size": ("cxl_mem_gib",), "cxl_mem.mem_bw": ("cxl_mem_bw",),
-    "cxl_mem.num_devices": ("cxl_devices",), "what_if": ("what_if_mem_bw", "what_if_flops")}
+# the keys an error can name for a value a control sets, besides the Scenario fields (whose controls share their
+# names) and the built cluster's keys (scenario.BUILT_KEYS, which Scenario.run names by field): the run settings
+KEY_CONTROLS: dict[str, tuple[str, ...]] = {"what_if": ("what_if_mem_bw", "what_if_flops")}
 BOUNDS: dict[str, tuple[float, float]] = {
     "npu_mem_gib": (1, 4096), "npu_mem_bw": (1, 1e6), "instances": (1, 64), "dp": (1, 16), "pp": (1, 16),
     "ep": (1, 64), "prefill_instances": (0, 63), "max_num_seqs": (1, 4096), "max_num_batched_tokens": (16, 1 << 20),
@@ -316,14 +303,11 @@ class Explorer:
         not the config they build; "" for a key no control sets, or one a chosen cluster file sets instead."""
         if not isinstance(exc, InputError):
             return ""
-        where = exc.where or ""
-        key = re.sub(r"\[\d+\]", "[]", where)
-        if key in self.controls:
-            names: tuple[str, ...] = (key,)
-        elif exc.source == BUILT_CLUSTER or not key.startswith(("nodes[", "cxl_mem")):
-            names = KEY_CONTROLS.get(key, ())
-        else:                  # a key of the chosen cluster file: the file set it, whatever the controls say
-            names = ()
+        fields = tuple((exc.where or "").split(", "))     # Scenario.run names a built key's fields so
+        if all(f in self.controls for f in fields):
+            names: tuple[str, ...] = fields
+        else:                  # a key of the chosen cluster file names no control: the file set it
+            names = KEY_CONTROLS.get(exc.where or "", ())
         names = tuple(n for n in names if not (scen.cluster_config and n in SHAPE_FIELDS))
         if not names:
             return ""
