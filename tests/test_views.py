@@ -54,6 +54,17 @@ def test_time_views_share_one_x_range(runs):
     assert x.end >= max(float(a.requests.finish.max()), float(b.requests.finish.max()))
 
 
+@pytest.mark.parametrize("bad", [5, (0, "x"), (3.0, 1.0), (0.0, float("nan")), (0, 1, 2), (True, 2)])
+def test_a_bad_x_range_is_named(runs, bad):
+    from llmss_lab.errors import InputError
+
+    a, _ = runs
+    for f in (views.batch_timeline, views.request_lifelines, views.throughput, views.memory, views.power):
+        with pytest.raises(InputError, match="view: x_range: expected a shared Range1d"):
+            f(a, x_range=bad)
+    assert views.throughput(a, x_range=(0, 2.5)).x_range.end == 2.5      # a pair of seconds still works
+
+
 def test_throughput_integrates_to_the_tokens_generated(runs):
     a, _ = runs
     fig = views.throughput(a)

@@ -28,6 +28,13 @@ TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
 
 
 def _fig(title: str, y_label: str, x_range=None, height: int = 220, **kw) -> figure:
+    if x_range is not None and not isinstance(x_range, Range1d):
+        ok = (isinstance(x_range, (tuple, list)) and len(x_range) == 2
+              and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v)
+                      for v in x_range) and x_range[0] < x_range[1])
+        if not ok:
+            raise InputError(f"expected a shared Range1d (views.time_range) or a (start, end) pair of seconds "
+                             f"with start < end, got {x_range!r}", "view", "x_range")
     p = figure(title=title, height=height, width=WIDTH, tools=TOOLS, active_scroll="xwheel_zoom",
                x_axis_label="time (s)", y_axis_label=y_label, **({"x_range": x_range} if x_range is not None else {}),
                **kw)
