@@ -3,8 +3,8 @@
 Run: python benchmarks/bench_explorer.py [--reference-dir ROOT] [--repeat 10]
 Measures, in one process as a JupyterLab kernel would: building the panel, the first Run (imports,
 profile loading, first Bokeh document), then repeated Runs of the same scenario, without and with a
-kept baseline. A Run is the whole button press: simulate, build the Bokeh views and the BokehModel
-widget. Target: a re-run under 1 s on the 2-core CI machine.
+kept baseline. A Run is the whole button press: simulate, build the open tab's Bokeh views and their
+BokehModel widget (the other tabs are built when opened). Target: a re-run under 1 s on the 2-core CI machine.
 """
 from __future__ import annotations
 

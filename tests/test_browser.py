@@ -1,5 +1,6 @@
 """The explorer in a real browser: JupyterLab on a loopback port, the quickstart notebook run in
-headless Chromium, a control changed, Run pressed, and the Bokeh timeline redrawn.
+headless Chromium, a control changed, Run pressed, the Bokeh timeline redrawn, and a second plot tab
+drawn when opened.
 
 Needs Debian's chromium (``.ci/run`` installs it) and the playwright package; without them the
 test is skipped with the reason shown. The screenshot lands in ``build/test-artifacts/``.
@@ -113,6 +114,14 @@ def test_explorer_runs_and_redraws_in_jupyterlab(lab):
             plot.wait_for(timeout=60_000)
             after = plot.screenshot()
             page.screenshot(path=str(ARTIFACTS / "explorer_browser.png"), full_page=True)
+            # the other plot tabs are built when first opened: the CDF tab's four figures draw then (a Bokeh
+            # figure draws into one canvas or more)
+            explorer.locator(".lm-TabBar-tab", has_text="Latency CDFs").first.click()
+            shown = explorer.locator(".widget-tab-contents canvas:visible")
+            deadline = time.monotonic() + 60
+            while shown.count() < 4 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            drawn = shown.count()
             news = page.get_by_text("Jupyter news").count()   # the toast would have shown long before now
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "explorer_browser_failure.png"), full_page=True)
@@ -120,4 +129,5 @@ def test_explorer_runs_and_redraws_in_jupyterlab(lab):
         finally:
             browser.close()
     assert before != after, "the Bokeh timeline did not change after Run"
+    assert drawn >= 4, f"the Latency CDFs tab drew {drawn} canvases when opened, for four figures"
     assert news == 0, "JupyterLab's news toast covers the explorer"

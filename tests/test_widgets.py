@@ -19,7 +19,7 @@ def explorer(ref):
 
 
 def _timeline_steps(ex: Explorer) -> int:
-    fig = ex.figures.tabs[0].child.children[0]
+    fig = ex.figures["Timeline"].children[0]
     (r,) = [r for r in fig.renderers if isinstance(r, GlyphRenderer)]
     return len(r.data_source.data["left"])
 
@@ -34,7 +34,29 @@ def test_run_shows_summary_and_figures(explorer):
     assert ex.progress.value == ex.progress.max == 40
     assert _timeline_steps(ex) == ex.result.iterations.sizes["step"]
     assert "mean TTFT" in ex.summary.value and "40 requests" in ex.status.value
-    assert len(ex.plots.children) == 1        # the BokehModel widget
+    assert [len(box.children) for box in ex.plots.children] == [1, 0, 0]   # the open tab's BokehModel widget
+
+
+def test_plot_tabs_are_built_when_first_shown(explorer):
+    """Only the open tab's views are built: the browser takes ~0.1 s per figure, hidden or not."""
+    ex = explorer
+    ex.run_button.click()
+    assert list(ex.figures) == ["Timeline"]
+    timeline_widget = ex.plots.children[0].children[0]
+    ex.plots.selected_index = 2
+    assert list(ex.figures) == ["Timeline", "Latency CDFs"] and len(ex.plots.children[2].children) == 1
+    cdfs = ex.figures["Latency CDFs"]
+    ex.plots.selected_index = 0
+    ex.plots.selected_index = 2
+    assert ex.figures["Latency CDFs"] is cdfs               # built once per run
+    ex.controls["max_num_seqs"].value = 8
+    ex.run_button.click()                                    # a new run: only the open tab again
+    assert list(ex.figures) == ["Latency CDFs"] and ex.figures["Latency CDFs"] is not cdfs
+    assert [len(box.children) for box in ex.plots.children] == [0, 0, 1]
+    assert timeline_widget.comm is None                      # the old plot widget is closed, not leaked
+    ex.plots.selected_index = 1
+    power = ex.figures["Time series"].children[2]
+    assert power.x_range.end >= float(ex.result.requests.finish.max())
 
 
 def test_baseline_overlays_and_reports_change(explorer):
@@ -176,12 +198,12 @@ def test_a_what_if_against_a_profiled_baseline_is_flagged(explorer):
 def test_a_failed_run_marks_the_plots_stale_until_a_run_succeeds(explorer):
     ex = explorer
     ex.run_button.click()
-    first, plots = ex.result, ex.plots.children
+    first, plots = ex.result, dict(ex.figures)
     assert ex.stale.value == ""
     ex.controls["npu_mem_gib"].value = 4.0               # no room for the KV cache: the run fails
     ex.run_button.click()
     assert "Cannot run" in ex.status.value
-    assert ex.result is first and ex.plots.children == plots     # the old plots stay on show...
+    assert ex.result is first and ex.figures == plots            # the old plots stay on show...
     assert "Not these settings" in ex.stale.value                # ...marked as the last successful run's
     assert f"at {ex.shown_at}" in ex.stale.value and "NPU memory (GiB) 96.0 (tried 4.0)" in ex.stale.value
     assert ex.view.children.index(ex.stale) < ex.view.children.index(ex.summary)   # above the table too

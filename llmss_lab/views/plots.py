@@ -323,11 +323,26 @@ def summary_table(a: Results, b: Results | None = None) -> str:
             + "".join(body) + "</table>")
 
 
+def timeline(a: Results, b: Results | None = None, x_range=None):
+    """The batch timeline above the request lifelines, on one x range."""
+    x = x_range if x_range is not None else time_range(a, b)
+    return column(batch_timeline(a, b, x), request_lifelines(a, b, x))
+
+
+def series(a: Results, b: Results | None = None, x_range=None):
+    """Throughput, memory and power over time, on one x range (the "Time series" tab)."""
+    x = x_range if x_range is not None else time_range(a, b)
+    return column(throughput(a, b, x), memory(a, b, x), power(a, b, x))
+
+
+# the dashboard's plot tabs, title -> view of (a, b, x_range): each can be built alone, as the explorer does
+# for the tab on show (a browser takes about as long to draw a figure in a hidden tab as in the open one)
+PANELS = {"Timeline": timeline, "Time series": series,
+          "Latency CDFs": lambda a, b=None, x_range=None: latency_cdfs(a, b)}
+
+
 def dashboard(a: Results, b: Results | None = None):
     """Every view of one run (and its baseline) in tabs; the time views share one x range."""
     x = time_range(a, b)
-    timeline = column(batch_timeline(a, b, x), request_lifelines(a, b, x))
-    series = column(throughput(a, b, x), memory(a, b, x), power(a, b, x))
-    return Tabs(tabs=[TabPanel(child=timeline, title="Timeline"), TabPanel(child=series, title="Throughput, memory, power"),
-                      TabPanel(child=latency_cdfs(a, b), title="Latency CDFs"),
-                      TabPanel(child=Div(text=summary_table(a, b)), title="Summary")])
+    return Tabs(tabs=[TabPanel(child=view(a, b, x), title=title) for title, view in PANELS.items()]
+                + [TabPanel(child=Div(text=summary_table(a, b)), title="Summary")])

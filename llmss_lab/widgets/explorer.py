@@ -3,7 +3,8 @@ progress bar, and the Bokeh views of the result (and of a kept baseline) in one 
 
 The panel's logic lives in plain methods (``scenario()``, ``run()``, ``keep_baseline()``, ...)
 so tests drive it without a browser: set ``explorer.controls[name].value``, call
-``explorer.run_button.click()``, read ``explorer.result`` and ``explorer.figures``.
+``explorer.run_button.click()``, read ``explorer.result`` and ``explorer.figures`` (the Bokeh layouts of
+the plot tabs opened since the run, by title: a tab's plots are built when it is first shown).
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ class Explorer:
         self.baseline_scenario: Scenario | None = None
         self.scenario_shown: Scenario | None = None   # the scenario of ``result``
         self.shown_at = ""             # when ``result`` was run (HH:MM:SS), for the stale-plots note
-        self.figures = None            # the Bokeh layout on show
+        self.figures: dict[str, Any] = {}   # plot tab title -> its Bokeh layout, for the tabs opened since the run
         self.last_wall_s = float("nan")
         self.controls: dict[str, w.ValueWidget] = {f.name: self._control(f.name, f.type) for f in fields(Scenario)}
         self.controls["hardware"].observe(self._on_hardware, "value")
@@ -102,7 +103,11 @@ class Explorer:
         self.progress = w.IntProgress(value=0, min=0, max=1, description="requests", bar_style="info")
         self.stale = w.HTML()          # a note while the table and plots are an earlier run's (the last failed)
         self.summary = w.HTML()
-        self.plots = w.Box(layout=w.Layout(width="100%"))
+        self.plots = w.Tab(children=[w.Box(layout=w.Layout(width="100%")) for _ in views.PANELS],
+                           layout=w.Layout(width="100%", display="none"))   # shown from the first result on
+        for i, title in enumerate(views.PANELS):
+            self.plots.set_title(i, title)
+        self.plots.observe(lambda _: self._show_panel(), "selected_index")
         self.results_path = w.Text(value="llmss_results.nc", description="results file")
         self.scenario_path = w.Text(value="llmss_scenario.json", description="scenario file")
         self.save_results_button = w.Button(description="Save results", icon="save", disabled=True)
@@ -326,10 +331,29 @@ class Explorer:
                             f"at {self.shown_at}, with {html.escape(diff or 'the same settings')}.</div>")
 
     def _render(self) -> None:
-        from jupyter_bokeh.widgets import BokehModel   # imports Bokeh's Jupyter glue: only once there is a result
-        self.figures = views.dashboard(self.result, self.baseline)
+        """The table, and the plots of the open tab only: a browser takes ~0.1 s to draw each Bokeh figure,
+        hidden or not, and the three tabs hold nine."""
         self.summary.value = self._differences() + views.summary_table(self.result, self.baseline)
-        self.plots.children = [BokehModel(self.figures, layout=w.Layout(width="100%"))]
+        self.figures = {}
+        for box in self.plots.children:
+            for old in box.children:
+                # the earlier run's plot, in this kernel and in the browser; the base close, as jupyter_bokeh's
+                # unhooks the Bokeh document and raises KeyError when __del__ closes it a second time
+                w.Widget.close(old)
+            box.children = ()
+        self.plots.layout.display = None
+        self._show_panel()
+
+    def _show_panel(self) -> None:
+        """Build the open plot tab's Bokeh views, unless they are built already."""
+        from jupyter_bokeh.widgets import BokehModel   # imports Bokeh's Jupyter glue: only once there is a result
+        i = self.plots.selected_index
+        if self.result is None or i is None:
+            return
+        title = list(views.PANELS)[i]
+        if title not in self.figures:
+            self.figures[title] = views.PANELS[title](self.result, self.baseline)
+            self.plots.children[i].children = (BokehModel(self.figures[title], layout=w.Layout(width="100%")),)
 
     def _differences(self) -> str:
         """What the run changed against its baseline, so a comparison says what it compares."""
