@@ -8,6 +8,7 @@ LLMServingSim's cluster JSON, so ``Scenario.cluster_json()`` can be saved and ru
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ SHAPE_FIELDS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "
                 "cxl_devices", "pim_device", "power")
 GENERATOR_FIELDS = ("rate", "input_len", "output_len", "arrival", "shared_prefix_len", "num_prefixes")
 KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}   # of the fields, in errors
+log = logging.getLogger(__name__)
 BUILT_CLUSTER = "scenario (built cluster)"   # the source errors name for the config a scenario builds
 # the keys of the built cluster config (list indices written []) -> the fields that set them, so an error in the
 # built config names what the user wrote; a field that writes a new key adds one entry
@@ -201,7 +203,12 @@ class Scenario:
         """A scenario saved as JSON; errors name the file and the key or line."""
         p = Path(path)
         data = read_json(p)
-        return cls.from_dict(data, str(p))
+        scenario = cls.from_dict(data, str(p))
+        default = cls()
+        for key, why in scenario.ignored().items():   # the explorer saves every field, so not an error
+            if key in data and getattr(scenario, key) != getattr(default, key):
+                log.warning("%s: %s: %r is not used: %s", p, key, getattr(scenario, key), why)
+        return scenario
 
     def ignored(self) -> dict[str, str]:
         """The fields this scenario does not use, each with the reason: the shape with a cluster file, the

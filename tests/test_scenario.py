@@ -38,6 +38,24 @@ def test_scenario_rejects_unknown_keys_and_wrong_types(data, key):
     assert err.value.source == "my.json" and err.value.where == key
 
 
+def test_loading_a_field_the_scenario_ignores_warns(tmp_path, caplog):
+    """With a cluster file the shape fields are not used: a file asking for TP 4 beside one is told so."""
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps({"cluster_config": "single_node_pd_instance", "tp": 4, "pp": 1, "trace": "t",
+                             "rate": 3.0}))
+    with caplog.at_level("WARNING", logger="llmss_lab.scenario"):
+        s = Scenario.load(p)
+    assert s.tp == 4
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any("tp: 4 is not used: cluster_config 'single_node_pd_instance' sets the cluster" in m for m in msgs)
+    assert any("rate: 3.0 is not used: trace 't' gives the workload" in m for m in msgs)
+    assert not any(": pp:" in m for m in msgs)          # a default value, as the explorer saves it: no noise
+    caplog.clear()
+    Scenario(tp=4).save(p)
+    Scenario.load(p)
+    assert not caplog.records
+
+
 def test_malformed_scenario_file_names_the_line(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text('{"tp": 2,\n "dp": }')
