@@ -108,6 +108,13 @@ def test_expert_load_heatmap(ref):
     img = _sources(fig)[0].data["image"][0]
     assert img.shape == (r.experts.sizes["layer"], r.experts.sizes["expert"])
     assert img.sum() == r.experts.expert_load.sum().item()
+    # the Experts tab: a heatmap per run with MoE layers, titled by run; a dense baseline adds none
+    dense = Scenario(num_requests=8).run(ref)
+    tab = views.experts(r, dense)
+    assert [f.title.text for f in tab.children] == ["Expert load (token-expert pairs): run"]
+    assert len(views.experts(r, r).children) == 2
+    (note,) = views.experts(dense).children
+    assert "meta-llama/Llama-3.1-8B has no mixture-of-experts layers" in note.text
 
 
 def test_views_name_an_argument_of_the_wrong_kind(runs):

@@ -34,7 +34,7 @@ def test_run_shows_summary_and_figures(explorer):
     assert ex.progress.value == ex.progress.max == 40
     assert _timeline_steps(ex) == ex.result.iterations.sizes["step"]
     assert "mean TTFT" in ex.summary.value and "40 requests" in ex.status.value
-    assert [len(box.children) for box in ex.plots.children] == [1, 0, 0]   # the open tab's BokehModel widget
+    assert [len(box.children) for box in ex.plots.children] == [1, 0, 0, 0]   # the open tab's BokehModel widget
 
 
 def test_plot_tabs_are_built_when_first_shown(explorer):
@@ -52,11 +52,13 @@ def test_plot_tabs_are_built_when_first_shown(explorer):
     ex.controls["max_num_seqs"].value = 8
     ex.run_button.click()                                    # a new run: only the open tab again
     assert list(ex.figures) == ["Latency CDFs"] and ex.figures["Latency CDFs"] is not cdfs
-    assert [len(box.children) for box in ex.plots.children] == [0, 0, 1]
+    assert [len(box.children) for box in ex.plots.children] == [0, 0, 1, 0]
     assert timeline_widget.comm is None                      # the old plot widget is closed, not leaked
     ex.plots.selected_index = 1
     power = ex.figures["Time series"].children[2]
     assert power.x_range.end >= float(ex.result.requests.finish.max())
+    ex.plots.selected_index = 3
+    assert "no mixture-of-experts layers" in ex.figures["Experts"].children[0].text      # a dense model
 
 
 def test_baseline_overlays_and_reports_change(explorer):

@@ -1,6 +1,6 @@
 """Bokeh views of simulation results: pure functions from Results to figures (see :mod:`.plots`)."""
-from .plots import (PANELS, batch_timeline, dashboard, expert_load, latency_cdf, latency_cdfs, memory, power,
+from .plots import (PANELS, batch_timeline, dashboard, expert_load, experts, latency_cdf, latency_cdfs, memory, power,
                     request_lifelines, series, summary_table, throughput, time_range, timeline)
 
-__all__ = ["PANELS", "batch_timeline", "dashboard", "expert_load", "latency_cdf", "latency_cdfs", "memory", "power",
+__all__ = ["PANELS", "batch_timeline", "dashboard", "expert_load", "experts", "latency_cdf", "latency_cdfs", "memory", "power",
            "request_lifelines", "series", "summary_table", "throughput", "time_range", "timeline"]

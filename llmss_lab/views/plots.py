@@ -7,6 +7,7 @@ touches widgets.
 """
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -335,10 +336,25 @@ def series(a: Results, b: Results | None = None, x_range=None):
     return column(throughput(a, b, x), memory(a, b, x), power(a, b, x))
 
 
+def experts(a: Results, b: Results | None = None, x_range=None):
+    """The expert load of each run with MoE layers (the "Experts" tab), or a note that neither has any."""
+    figs = []
+    for name, r in _runs(a, b):
+        if "expert_load" in r.experts:
+            f = expert_load(r)
+            f.title.text += f": {name}"
+            figs.append(f)
+    if not figs:
+        models = sorted({str(r.attrs.get("model", "?")) for _, r in _runs(a, b)})
+        return column(Div(text=f"<p>No expert load to show: {html.escape(' and '.join(models))} "
+                               f"{'has' if len(models) == 1 else 'have'} no mixture-of-experts layers.</p>"))
+    return column(*figs)
+
+
 # the dashboard's plot tabs, title -> view of (a, b, x_range): each can be built alone, as the explorer does
 # for the tab on show (a browser takes about as long to draw a figure in a hidden tab as in the open one)
 PANELS = {"Timeline": timeline, "Time series": series,
-          "Latency CDFs": lambda a, b=None, x_range=None: latency_cdfs(a, b)}
+          "Latency CDFs": lambda a, b=None, x_range=None: latency_cdfs(a, b), "Experts": experts}
 
 
 def dashboard(a: Results, b: Results | None = None):
