@@ -136,3 +136,18 @@ def test_async_scheduling_plans_each_step_while_the_previous_one_runs():
     # the same run scheduled synchronously: req1 joins step 2 and both finish with step 3
     sync = simulator.run([setup(eng.with_overrides({"async_scheduling": False}), 100, ConstantLatency(1e6))], wl)
     assert sync.requests.first_token.tolist() == [1e6, 2e6] and sync.requests.finished.tolist() == [3e6, 3e6]
+
+
+def test_a_finished_request_leaves_no_bookkeeping_behind():
+    """Per-request KV state goes with the request, so a long run's manager does not grow with every request."""
+    eng = EngineConfig(block_size=16, enable_prefix_caching=True)
+    s, R = make_scheduler([40, 20, 70, 33], [3, 5, 2, 4], eng, num_blocks=50, token_ids=[list(range(n)) for n in
+                                                                                       (40, 20, 70, 33)])
+    t = 0.0
+    while s.running or s.waiting:
+        complete(s, s.schedule(t))
+        for rid in [r for r in s.running if R.num_tokens[r] >= R.final[r]]:
+            s.finish(rid)
+        t += 1.0
+    kv = s.kv
+    assert kv.blocks == {} and kv.num_cached == {} and kv._hashes == {} and kv._token_ids == {}

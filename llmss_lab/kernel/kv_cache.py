@@ -258,5 +258,5 @@ class KVCacheManager:
     def forget(self, rid: int) -> None:
         """Drop per-request bookkeeping once the request has finished for good."""
         self.free(rid)
-        self._hashes.pop(rid, None)
-        self._token_ids.pop(rid, None)
+        for per_request in (self.blocks, self.num_cached, self._hashes, self._token_ids):
+            per_request.pop(rid, None)
