@@ -21,8 +21,8 @@ ENGINE_BOOL = ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_
 log = logging.getLogger("llmss_lab.cli")
 
 
-def _whole(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number >= ``minimum`` (argparse names the flag in its error)."""
+def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum`` (and <= ``maximum``); argparse names the flag in its error."""
     def parse(text: str) -> int:
         try:
             v = int(text)
@@ -30,6 +30,8 @@ def _whole(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if v < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {v}")
+        if maximum is not None and v > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {v}")
         return v
     return parse
 
@@ -492,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook (the explorer)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL")
-    lab.add_argument("--port", type=_whole(1), help="port (default: Jupyter's, 8888 or the next free one)")
+    lab.add_argument("--port", type=_whole(1, 65535), help="port (default: Jupyter's, 8888 or the next free one)")
     lab.add_argument("--notebook", default="00_quickstart.ipynb", help="notebook to open, from notebooks/")
     lab.add_argument("--reference-dir", help=ref_help)
     lab.set_defaults(fn=cmd_lab)

@@ -27,6 +27,9 @@ def notebooks_dir() -> Path:
 
 def lab_command(port: int | None = None, no_browser: bool = False, notebook: str = QUICKSTART) -> list[str]:
     root = notebooks_dir()
+    if not (root / notebook).resolve().is_relative_to(root.resolve()):   # Jupyter serves one folder
+        raise InputError(f"{notebook!r} is outside the notebooks folder JupyterLab serves; give a notebook name "
+                         f"such as {QUICKSTART!r}", root, "notebook")
     if not (root / notebook).is_file():
         raise InputError(f"no notebook {notebook!r} (have: {', '.join(sorted(p.name for p in root.glob('*.ipynb')))})",
                          root, "notebook")
@@ -42,6 +45,14 @@ def lab_command(port: int | None = None, no_browser: bool = False, notebook: str
     return cmd
 
 
+def lab_env(reference_dir: str | Path | None = None) -> dict[str, str]:
+    """The environment of JupyterLab and its kernels: the reference folder as an absolute path (kernels run
+    in the notebooks folder, where a relative one would name nothing), BokehJS inline, our lab settings."""
+    config_path = os.pathsep.join(p for p in (str(LAB_CONFIG), os.environ.get("JUPYTER_CONFIG_PATH")) if p)
+    return dict(os.environ, LLMSS_REFERENCE_DIR=str(resolve_reference_dir(reference_dir).resolve()),
+                BOKEH_RESOURCES="inline", JUPYTER_CONFIG_PATH=config_path)
+
+
 def launch(port: int | None = None, no_browser: bool = False, reference_dir: str | None = None,
            notebook: str = QUICKSTART, replace: bool = False) -> int:
     """Run JupyterLab until it is stopped; kernels find the reference data and load BokehJS inline.
@@ -49,9 +60,7 @@ def launch(port: int | None = None, no_browser: bool = False, reference_dir: str
     ``replace`` (the CLI's choice): on POSIX this process becomes JupyterLab (exec), so a signal
     that stops ``llmss lab`` stops the server too, instead of leaving an orphan holding the port.
     A Python caller keeps its process and waits for JupyterLab as a child."""
-    config_path = os.pathsep.join(p for p in (str(LAB_CONFIG), os.environ.get("JUPYTER_CONFIG_PATH")) if p)
-    env = dict(os.environ, LLMSS_REFERENCE_DIR=str(resolve_reference_dir(reference_dir)), BOKEH_RESOURCES="inline",
-               JUPYTER_CONFIG_PATH=config_path)
+    env = lab_env(reference_dir)
     cmd = lab_command(port, no_browser, notebook)
     if importlib.util.find_spec("jupyterlab") is None:
         raise LlmssError(f"JupyterLab is not installed in this Python ({sys.executable}); install the kit with "

@@ -28,6 +28,20 @@ def test_unknown_notebook_is_named():
         lab_command(notebook="nope.ipynb")
 
 
+def test_lab_arguments_jupyter_would_misread_are_refused(ref, tmp_path, monkeypatch, capsys):
+    from llmss_lab.cli import main
+    from llmss_lab.errors import InputError
+    from llmss_lab.lab import lab_env
+
+    with pytest.raises(InputError, match="outside the notebooks folder"):     # Jupyter exits 1 on it
+        lab_command(notebook="../paper_figures/figure_05.ipynb")
+    assert main(["lab", "--port", "70000"]) == 2                            # Jupyter took it mod 65536
+    assert "--port: must be <= 65535, got 70000" in capsys.readouterr().err
+    monkeypatch.chdir(ref.parent)                                           # a path relative to here...
+    env = lab_env(ref.name)
+    assert env["LLMSS_REFERENCE_DIR"] == str(ref.resolve())                 # ...reaches kernels in notebooks/
+
+
 def test_llmss_lab_serves_the_quickstart(ref, tmp_path):
     port = free_port()
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path), JUPYTER_PLATFORM_DIRS="1")
