@@ -12,7 +12,7 @@ import time
 from typing import Callable, Sequence
 
 from .errors import InputError, LlmssError
-from .files import check_writable_file, check_writable_folder
+from .files import check_writable_file, check_writable_folder, refuse_inside
 
 ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
               "long_prefill_token_threshold", "max_model_len")
@@ -236,6 +236,7 @@ def cmd_figure_data(args: argparse.Namespace) -> int:
     for n in args.figures:
         if n not in SCENARIOS:
             raise InputError(f"figure data exists for figures {sorted(SCENARIOS)}", "figure-data", str(n))
+    refuse_inside(args.out, ref, "the paper artifact")
     out = check_writable_folder(args.out)
     for n in args.figures:
         files = write_figure_data(n, ref, out, on_scenario=lambda sc, wall: print(

@@ -27,7 +27,7 @@ import numpy as np
 from .api import simulate
 from .config.engine import EngineConfig
 from .errors import InputError
-from .files import replacing
+from .files import check_writable_folder, refuse_inside, replacing
 from .instruments import RAW_FILES, Fig7Instruments, clock_offset
 from .results.dataset import Results
 from .workload import load_trace
@@ -294,6 +294,8 @@ def write_figure_data(figure: int, reference_dir: str | Path, out: str | Path,
                       seed: int = 0) -> list[Path]:
     """Run the scenarios of a figure (all, or those in ``only``) and write their TSVs under
     ``out/figure_N/...``; returns the files. ``on_scenario`` hears each scenario's wall time."""
+    refuse_inside(out, reference_dir, "the paper artifact", "out")
+    out = check_writable_folder(out, "out")     # before the first simulation, not after it
     written = []
     energies: dict[str, tuple[dict[str, float], float]] = {}
     for sc in select(figure, only):

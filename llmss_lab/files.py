@@ -67,6 +67,14 @@ def check_writable_file(path: str | Path, key: str = "--out") -> Path:
     return path
 
 
+def refuse_inside(path: str | Path, protected: str | Path, what: str, key: str = "--out") -> None:
+    """An output folder must not be, or lie inside, a folder we read from: writing there would replace the
+    files a run reads (and a comparison would then score the run against itself)."""
+    p, q = Path(path).resolve(), Path(protected).resolve()
+    if p == q or p.is_relative_to(q):
+        raise InputError(f"is inside {what} ({q}), whose files it would overwrite; write somewhere else", path, key)
+
+
 def check_writable_folder(path: str | Path, key: str = "--out") -> Path:
     """An output folder that exists (created if need be) and takes files, checked before any work."""
     path = Path(path)

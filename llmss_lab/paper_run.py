@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import InputError
-from .files import write_text
+from .files import check_writable_folder, refuse_inside, write_text
 from .figures import artifact_root
 from .reference import resolve_reference_dir
 
@@ -122,10 +122,11 @@ def run_all(reference_dir: str | Path | None = None, out: str | Path | None = No
                          "(`llmss fetch-reference --artifact` downloads it)", root, "--reference-dir")
     nbs = notebooks(only)
     out = Path(out) if out is not None else notebooks_dir() / "output"
-    if out.exists() and not out.is_dir():
-        raise InputError("not a folder", out, "--out")
-    out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_inside(out, root, "the reference folder")
+    if out.resolve() == notebooks_dir().resolve():
+        raise InputError("is the folder of the paper notebooks, whose sources the executed copies would replace; "
+                         "write somewhere else (default: paper_figures/output)", out, "--out")
+    out = check_writable_folder(out).resolve()
     params = {"reference_dir": str(root), "output_dir": str(out), "num_requests": num_requests, "seed": seed}
     runs = []
     for nb in nbs:

@@ -159,3 +159,34 @@ def test_the_paper_summary_reads_tables_with_the_same_checks(tmp_path):
     bad.write_text("time_s\tthroughput\n0\t0\n1\n2\t5\n")
     with pytest.raises(InputError, match=r"SD_throughput\.tsv: line 3: expected 2 fields, got 1"):
         read_table(bad)
+
+
+def test_output_folders_that_would_overwrite_what_a_run_reads_are_refused(tmp_path, capsys):
+    """An --out inside the artifact replaced LLMServingSim's parsed/ tables, and --compare then scored the run
+    against itself; `llmss figures --out paper_figures/` replaced the notebooks' sources with executed copies.
+    The artifact here is a stand-in of empty folders, so a failing check writes nothing that matters."""
+    from llmss_lab.files import refuse_inside
+    from llmss_lab.paper_run import notebooks_dir, run_all
+
+    art = tmp_path / "ispass26"
+    (art / "figures" / "figure_9" / "parsed").mkdir(parents=True)
+    assert main(["figure-data", "9", "--reference-dir", str(tmp_path), "--out", str(art / "figures")]) == 2
+    assert "is inside the paper artifact" in capsys.readouterr().err
+    assert list((art / "figures" / "figure_9" / "parsed").iterdir()) == []
+    with pytest.raises(InputError, match="out: is inside the paper artifact"):   # the notebooks' call
+        from llmss_lab.figures import write_figure_data
+        write_figure_data(9, art, art / "out")
+    with pytest.raises(InputError, match="--out: is the folder of the paper notebooks"):
+        run_all(tmp_path, notebooks_dir(), only=["9"])
+    with pytest.raises(InputError, match="is inside the reference folder"):
+        run_all(tmp_path, tmp_path / "figs", only=["9"])
+    refuse_inside(tmp_path / "ispass26x", art, "the paper artifact")                # a neighbour is fine
+
+
+def test_figure_outputs_are_checked_before_any_simulation(ref, tmp_path):
+    from llmss_lab.figures import write_figure_data
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(InputError, match="out: not a folder"):
+        write_figure_data(9, ref / "ispass26", blocker)
