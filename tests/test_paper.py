@@ -150,6 +150,16 @@ def test_published_pdf_renders_and_a_broken_one_is_a_clear_error(art, tmp_path):
         pdf_to_png(bad, tmp_path / "x.png")
 
 
+def test_a_browser_setting_that_is_no_browser_is_named(art, written, tmp_path, monkeypatch):
+    """$LLMSS_CHROMIUM set to a program that is not Chromium gave a 55-line Playwright traceback."""
+    pytest.importorskip("playwright.sync_api")
+    html = save_html(pv.draw(9, paper.frames(9, art, written)), tmp_path / "f9.html", "Figure 9")
+    monkeypatch.setenv("LLMSS_CHROMIUM", "/bin/true")
+    with pytest.raises(InputError, match=r"/bin/true: \$LLMSS_CHROMIUM: could not start it as headless Chromium"):
+        html_to_png(html, tmp_path / "f9.png")
+    assert not (tmp_path / "f9.png").exists()
+
+
 @needs_chromium
 def test_png_export_screenshots_the_drawn_figure(art, written, tmp_path):
     html = save_html(pv.draw(9, paper.frames(9, art, written)), tmp_path / "f9.html", "Figure 9")

@@ -36,7 +36,11 @@ def _launch(pw):
     if env:
         if not Path(env).is_file():
             raise InputError("no such browser executable", env, "$LLMSS_CHROMIUM")
-        return pw.chromium.launch(executable_path=env, args=["--no-sandbox"])
+        try:
+            return pw.chromium.launch(executable_path=env, args=["--no-sandbox"])
+        except Exception as exc:   # noqa: BLE001 - Playwright's own Error: not executable, or not a browser
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"could not start it as headless Chromium ({first})", env, "$LLMSS_CHROMIUM") from None
     try:
         return pw.chromium.launch()
     except Exception:   # noqa: BLE001 - Playwright raises its own Error when its browser is not installed
