@@ -221,8 +221,6 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     from .reference import fetch_reference
 
-    if args.dest:
-        check_writable_folder(args.dest, "--dest")
     dest = fetch_reference(args.dest, progress=lambda items: tqdm(items, unit="file", desc="fetching"),
                            artifact=args.artifact)
     print(f"reference data in {dest} (use it with --reference-dir {dest}, or it is found automatically)")

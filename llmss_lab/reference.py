@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 from .config.reader import as_path
 from .errors import InputError
-from .files import write_bytes
+from .files import check_writable_folder, write_bytes
 from .instruments import raw_paths
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,11 @@ def fetch_reference(dest: str | Path | None = None, commit: str = PINNED_COMMIT,
     Files already present are kept, so an interrupted fetch resumes. Each file is written to a
     temporary name and renamed, so a partial download never looks complete.
     """
-    dest = Path(dest) if dest is not None else default_cache_dir()
+    if dest is not None:
+        dest = check_writable_folder(as_path(dest, "--dest", "fetch-reference"), "--dest")
+    else:      # checked before the first download, naming where the folder comes from
+        dest = check_writable_folder(default_cache_dir(), "the default cache ($XDG_CACHE_HOME or ~/.cache; "
+                                                          "pass --dest to choose another)")
     opener = opener or _http_get
     items = [((u,), local, commit) for u, local in fetch_manifest()]
     if artifact:

@@ -39,3 +39,20 @@ def test_fetch_failure_is_a_clear_error(tmp_path):
 
     with pytest.raises(InputError, match="download failed"):
         fetch_reference(tmp_path, opener=opener)
+
+
+def test_an_unwritable_cache_or_an_empty_dest_is_named_before_any_download(tmp_path, monkeypatch):
+    urls = []
+
+    def opener(url: str) -> bytes:
+        urls.append(url)
+        return b"x"
+
+    blocker = tmp_path / "cache"
+    blocker.write_text("")                          # $XDG_CACHE_HOME is a file: the cache cannot be made
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    with pytest.raises(InputError, match=r"the default cache \(\$XDG_CACHE_HOME"):
+        fetch_reference(opener=opener)
+    with pytest.raises(InputError, match="--dest: expected a file path, got ''"):   # it used the default cache
+        fetch_reference("", opener=opener)
+    assert urls == []
