@@ -157,6 +157,15 @@ def test_a_scenario_the_controls_cannot_show_is_named(ref):
     assert "instances 100 (shown as 64)" in ex.status.value and "NoSuchGPU" in ex.status.value
 
 
+def test_a_run_from_code_does_not_silently_run_clamped_values(ref):
+    """papermill's -p max_num_seqs 0 ran with 1 (the control's floor) and printed its numbers as the answer."""
+    ex = Explorer(ref, Scenario(num_requests=12, max_num_seqs=0))
+    assert ex.run() is None and ex.result is None
+    assert "Not run:" in ex.status.value and "max_num_seqs 0 (shown as 1)" in ex.status.value
+    assert ex.run() is not None and ex.scenario_shown.max_num_seqs == 1     # pressed again: what is shown
+    assert Explorer(ref, Scenario(num_requests=12)).run() is not None        # nothing clamped: runs at once
+
+
 def test_a_trace_path_can_be_typed_in(explorer, ref):
     ex = explorer
     ex.controls["trace"].value = str(ref / "workloads" / "example_trace.jsonl")

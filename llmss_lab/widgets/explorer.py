@@ -197,9 +197,10 @@ class Explorer:
         self._on_switches()
         shown = self.scenario().to_dict()
         changed = [f"{k} {v!r} (shown as {shown[k]!r})" for k, v in scenario.to_dict().items() if shown[k] != v]
+        self.unshown = ", ".join(changed)     # the first Run refuses while this stands, so it is read
         if changed:
             self.status.value = ("<span style='color:#b00'><b>The controls cannot show this scenario as saved:</b> "
-                                 f"{html.escape(', '.join(changed))}; check them before pressing Run.</span>")
+                                 f"{html.escape(self.unshown)}; check them before pressing Run.</span>")
 
     def _hardware(self):
         """The catalog entry of the hardware on show (None for a saved scenario's unknown hardware)."""
@@ -252,8 +253,16 @@ class Explorer:
 
     # ---- actions ---------------------------------------------------------------------------------
     def run(self) -> Results | None:
-        """Simulate the scenario on show; errors go to the status line, never up as a traceback."""
+        """Simulate the scenario on show; errors go to the status line, never up as a traceback. The first Run
+        after a scenario the controls could not show (a value beyond a control's range) refuses and says so,
+        as a run from code (papermill parameters) would otherwise run other values silently; the next runs
+        what the controls show."""
         scen = self.scenario()
+        if self.unshown:
+            self.status.value = (f"<span style='color:#b00'><b>Not run:</b> the controls could not show the scenario "
+                                 f"given: {html.escape(self.unshown)}. Press Run again to run what they show.</span>")
+            self.unshown = ""
+            return None
         t0 = time.perf_counter()
         self.run_button.disabled = True
         self.status.value = "Running..."
