@@ -464,6 +464,12 @@ def _client(client: Any, n_workers: int | None, n_tasks: int, source: str = "swe
         finally:
             c.close()
     else:
+        try:          # a Client of a cluster with no workers would wait for one forever
+            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"the dask client's cluster has no workers to run the points (waited "
+                             f"{WORKER_WAIT_S:g} s: {exc}); give it at least one (LocalCluster(n_workers=1))",
+                             source, "client") from None
         yield client
 
 

@@ -16,7 +16,7 @@ import llmss_lab.sweeps as sweeps
 from llmss_lab.errors import ClusterStartError, InputError
 from llmss_lab.sweeps import SLO, expand, load, read_grid
 
-from .conftest import free_port, local_dask_client, stop
+from .conftest import alarm, free_port, local_dask_client, stop
 
 distributed = pytest.importorskip("distributed")
 BASE = ll.Scenario(num_requests=10, rate=5.0)
@@ -303,3 +303,13 @@ def test_sweep_and_capacity_arguments_are_named_before_any_point_runs(tmp_path, 
 def test_a_point_listed_twice_is_refused_like_a_value_listed_twice():
     with pytest.raises(InputError, match=r"^grid: points\[2\]: is point 0 again: each point runs once"):
         expand(BASE, [{"tp": 1}, {"tp": 2}, {"tp": 1}])
+
+
+def test_a_client_whose_cluster_has_no_workers_is_named_not_waited_on(ref, monkeypatch):
+    """design_space.ipynb with -p workers 0 built LocalCluster(n_workers=0) and its sweep waited forever."""
+    from distributed import Client, LocalCluster
+
+    monkeypatch.setattr(sweeps, "WORKER_WAIT_S", 1.0)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster, Client(cluster) as client:
+        with alarm(60), pytest.raises(InputError, match="client: the dask client's cluster has no workers"):
+            ll.sweep(BASE, {"tp": [1]}, client=client, reference_dir=ref, progress=False)
