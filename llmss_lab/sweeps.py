@@ -577,7 +577,19 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
             write()
     ds = to_dataset(base, grid, dims, points, results, slo)
     ds.attrs["points_resumed"] = resumed
+    if ds.attrs["points_failed"]:
+        log.warning("%d of %d sweep points failed; the first: %s", ds.attrs["points_failed"], len(points),
+                    next(r["error"] for r in results if r is not None and r["status"] == "failed"))
     return ds
+
+
+def why_no_metrics(ds: xr.Dataset) -> str:
+    """Why a sweep has no metric variables, when it is because no point ran, for the error that asks for one."""
+    status = ds.get("status")
+    if status is None or (status == "ok").any():
+        return ""
+    failed = ds.error.values[status.values == "failed"]
+    return f"; no point ran: {failed.size} failed, the first with: {failed.ravel()[0]}" if failed.size else ""
 
 
 # ---- capacity search ------------------------------------------------------------------------------
@@ -697,8 +709,8 @@ def pareto_front(ds: xr.Dataset, maximize: Sequence[str] = ("goodput",),
             raise InputError(f"expected a list of variable names, got {names!r}", "pareto", key)
     for name in (*maximize, *minimize):
         if name not in ds:
-            raise InputError(f"no variable {name!r} in the sweep (has: {', '.join(sorted(map(str, ds.data_vars)))})",
-                             "pareto", name)
+            raise InputError(f"no variable {name!r} in the sweep (has: {', '.join(sorted(map(str, ds.data_vars)))})"
+                             f"{why_no_metrics(ds)}", "pareto", name)
     cols = [ds[m].values.ravel() for m in maximize] + [-ds[m].values.ravel() for m in minimize]
     score = np.stack(cols, axis=1)                    # larger is better in every column
     valid = (ds.status.values.ravel() == "ok") & np.isfinite(score).all(axis=1)

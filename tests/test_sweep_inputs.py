@@ -313,3 +313,18 @@ def test_a_client_whose_cluster_has_no_workers_is_named_not_waited_on(ref, monke
     with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster, Client(cluster) as client:
         with alarm(60), pytest.raises(InputError, match="client: the dask client's cluster has no workers"):
             ll.sweep(BASE, {"tp": [1]}, client=client, reference_dir=ref, progress=False)
+
+
+def test_a_sweep_where_every_point_failed_says_why_when_a_metric_is_asked_for(ref, client, caplog):
+    """design_space.ipynb with tp_values [3] ended in xarray's KeyError: 'goodput'; the reason sat in ds.error."""
+    from llmss_lab.views import design
+
+    with caplog.at_level("WARNING", logger="llmss_lab.sweeps"):
+        ds = ll.sweep(BASE, {"tp": [3]}, client=client, reference_dir=ref, slo=SLO(ttft_ms=500, tpot_ms=50),
+                      progress=False)
+    assert "1 of 1 sweep points failed; the first: scenario: tp: tp_size 3 does not divide" in caplog.text
+    why = "no point ran: 1 failed, the first with: scenario: tp: tp_size 3"
+    with pytest.raises(InputError, match=why):
+        design.heatmap(ds, "goodput", "tp", "rate")
+    with pytest.raises(InputError, match=why):
+        ll.pareto_front(ds, maximize=["goodput"], minimize=[])

@@ -9,6 +9,7 @@ from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
 from ..errors import InputError
+from ..sweeps import why_no_metrics
 
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
@@ -17,7 +18,8 @@ def _check(ds: xr.Dataset, var: str, dims: tuple[str, ...]) -> None:
     if not isinstance(ds, xr.Dataset):
         raise InputError(f"expected a sweep's Dataset, got {type(ds).__name__}", "view", "ds")
     if not isinstance(var, str) or var not in ds:
-        raise InputError(f"no variable {var!r} (has: {', '.join(sorted(map(str, ds.data_vars)))})", "view", var)
+        raise InputError(f"no variable {var!r} (has: {', '.join(sorted(map(str, ds.data_vars)))})"
+                         f"{why_no_metrics(ds)}", "view", var)
     for d in dims:
         if not isinstance(d, str) or d not in ds.dims:
             raise InputError(f"not a sweep dimension (dims: {', '.join(map(str, ds.dims))})", "view", d)
