@@ -26,6 +26,7 @@ from .reference import resolve_reference_dir
 from .results.dataset import Results
 from .workload import Workload, load_trace, synthetic
 
+log = logging.getLogger(__name__)
 WEIGHT_TIERS = ("npu", "cpu", "cxl")
 # the range of each numeric field: (lowest, is the lowest itself allowed); the upper bounds that depend on the
 # hardware or the engine (memory, utilisation, skew) are checked where the run is built
@@ -50,7 +51,6 @@ SHAPE_FIELDS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "
                 "cxl_devices", "pim_device", "power")
 GENERATOR_FIELDS = ("rate", "input_len", "output_len", "arrival", "shared_prefix_len", "num_prefixes")
 KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}   # of the fields, in errors
-log = logging.getLogger(__name__)
 BUILT_CLUSTER = "scenario (built cluster)"   # the source errors name for the config a scenario builds
 # the keys of the built cluster config (list indices written []) -> the fields that set them, so an error in the
 # built config names what the user wrote; a field that writes a new key adds one entry

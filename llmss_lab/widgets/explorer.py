@@ -317,9 +317,9 @@ class Explorer:
         not the config they build; "" for a key no control sets, or one a chosen cluster file sets instead."""
         if not isinstance(exc, InputError):
             return ""
-        fields = tuple((exc.where or "").split(", "))     # Scenario.run names a built key's fields so
-        if all(f in self.controls for f in fields):
-            names: tuple[str, ...] = fields
+        named = tuple((exc.where or "").split(", "))      # Scenario.run names a built key's fields so
+        if all(f in self.controls for f in named):
+            names: tuple[str, ...] = named
         else:                  # a key of the chosen cluster file names no control: the file set it
             names = KEY_CONTROLS.get(exc.where or "", ())
         names = tuple(n for n in names if not (scen.cluster_config and n in SHAPE_FIELDS))
