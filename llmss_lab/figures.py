@@ -159,12 +159,30 @@ def select(figure: int, only: Iterable[str] | None = None) -> list[Scenario]:
         raise InputError(f"expected a list of scenario names such as ['MD', 'A6000/SD+PC'], got {only!r}",
                          "scenarios", "only")
     wanted = list(only)
-    keys = {sc: {sc.name, f"{sc.hardware}/{sc.name}", sc.hardware} for sc in scs}
+    keys = {sc: {sc.name} | ({sc.hardware, f"{sc.hardware}/{sc.name}"} if sc.hardware else set()) for sc in scs}
     unknown = [w for w in wanted if not any(w in k for k in keys.values())]
     if unknown:
-        names = sorted({n for k in keys.values() for n in k if n})
-        raise InputError(f"no scenario {unknown[0]!r} in figure {figure} (it has {names})", "scenarios", unknown[0])
+        _unknown_scenario(figure, unknown[0], keys)
     return [sc for sc in scs if keys[sc] & set(wanted)]
+
+
+def _unknown_scenario(figure: int, word: str, keys: dict[Scenario, set[str]]) -> None:
+    """Name a word of ``only`` no scenario answers to, as the hardware or the scenario parameter it came
+    from (a figure 5 notebook builds ``H100/MD`` from both), with the right spelling if only the case is off."""
+    hardware = sorted({sc.hardware for sc in keys if sc.hardware})
+    names = sorted({sc.name for sc in keys})
+    hw, _, name = word.rpartition("/")
+    folded = {h.casefold() for h in hardware}
+    if hardware and ((hw and hw not in hardware) or (not hw and word.casefold() in folded)):
+        param, bad, have = "hardware", hw or word, hardware
+    else:
+        split = bool(hw) and hw in hardware       # a known hardware with an unknown scenario: name the scenario
+        param, bad = "scenarios", name if split else word
+        have = names if split else names + [f"{h}/{n}" for h in hardware for n in names]
+    near = [h for h in have if h.casefold() == bad.casefold()]
+    hint = f"; names are case-sensitive: did you mean {near[0]!r}?" if near else ""
+    what = "hardware" if param == "hardware" else "scenario"
+    raise InputError(f"no {what} {bad!r} in figure {figure} (it has {have}){hint}", param, bad)
 
 
 def run_scenario(sc: Scenario, reference_dir: Path, num_requests: int | None = None, seed: int = 0) -> Results:
@@ -173,7 +191,7 @@ def run_scenario(sc: Scenario, reference_dir: Path, num_requests: int | None = N
     cfg = ref / sc.config
     if not cfg.is_file():
         raise InputError(f"not the paper artifact folder: {sc.config} is missing "
-                         "(pass --reference-dir .../llmservingsim/ispass26)", ref)
+                         "(give the reference folder as .../llmservingsim or .../llmservingsim/ispass26)", ref)
     engine = ENGINE.with_overrides({"enable_prefix_caching": sc.prefix_caching, **dict(sc.engine)})
     workload = load_trace(ref / sc.dataset, num_requests)
     if sc.sent_one_late:

@@ -315,3 +315,17 @@ def test_paper_functions_name_a_wrong_argument(tmp_path):
         with pytest.raises(InputError) as err:
             call()
         assert err.value.where == where and says in err.value.message
+
+
+@pytest.mark.parametrize("figure, scenarios, hardware, param, hint", [
+    (5, None, "h100", "hardware: h100", "did you mean 'H100'"),       # the notebook's hardware parameter, named
+    (5, "MD", "h100", "hardware: h100", "did you mean 'H100'"),
+    (5, "md", "H100", "scenarios: md", "did you mean 'MD'"),
+    (5, "XX", "A6000", "scenarios: XX", "it has ['MD', 'PDD', 'SD+PC', 'SM'])"),
+    (9, "sd", None, "scenarios: sd", "(it has ['SD']); names are case-sensitive: did you mean 'SD'"),
+])
+def test_an_unknown_name_is_blamed_on_its_parameter_with_the_right_case(figure, scenarios, hardware, param, hint):
+    from llmss_lab.figures import scenario_filter
+    with pytest.raises(InputError) as e:
+        select(figure, scenario_filter(scenarios, hardware))
+    assert str(e.value).startswith(param) and hint in str(e.value) and "None" not in str(e.value)
