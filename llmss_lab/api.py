@@ -129,8 +129,19 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
             log.warning("%s has no usable %s profile at TP%d (no %s/meta.yaml with a tp%d/ folder, nor the artifact's "
                         "tp%d/layers.csv); using the analytical model", folder, variant, inst.tp_size, variant,
                         inst.tp_size, inst.tp_size)
+        elif choice.mode == "auto" and not choice.what_if.active:
+            _say_unprofiled(layout.root, inst.hardware)
         return _analytical(inst, model, variant, choice, source)
     return measured_profile(layout.profile_dir(inst.hardware, inst.model_name, variant), inst.tp_size, model)
+
+
+@functools.lru_cache(maxsize=None)
+def _say_unprofiled(root: Path, hardware: str) -> None:
+    """Once per (reference folder, hardware): no measured profile here, so the analytical model runs. A folder
+    given one level off (the paper artifact for the bench's RTX PRO 6000) shows up here rather than in the numbers."""
+    profiled = sorted(d.name for d in (root / "profiles").glob("*") if d.is_dir())
+    log.warning("no measured profile of %s under %s (profiled there: %s); using the analytical model", hardware,
+                root / "profiles", ", ".join(profiled) or "nothing")
 
 
 def measured_profile(d: Path, tp: int, model: ModelSpec) -> LatencyProfile:

@@ -252,7 +252,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from .paper_run import notebooks, run_all
 
     todo = notebooks(args.only)
-    bar = tqdm(total=len(todo), unit="notebook", desc="paper figures", disable=args.quiet)
+    bar = tqdm(total=len(todo), unit="notebook", desc="paper figures", disable=args.quiet, delay=1)  # not over a quick error
 
     def done(run) -> None:
         bar.update(1)
@@ -600,6 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.fn(args)
     except LlmssError as exc:
+        if isinstance(exc, InputError) and exc.where == "reference_dir":   # the library's argument is a flag here
+            exc.where = "--reference-dir"
         print(f"llmss: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

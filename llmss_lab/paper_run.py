@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from .errors import InputError
 from .files import check_writable_folder, refuse_inside, write_text
 from .figures import artifact_root
-from .reference import resolve_reference_dir
+from .reference import reference_key, resolve_reference_dir
 
 log = logging.getLogger(__name__)
 SUMMARY = "validation_summary"
@@ -119,7 +119,7 @@ def run_all(reference_dir: str | Path | None = None, out: str | Path | None = No
     art = artifact_root(root)
     if not (art / "figures").is_dir():
         raise InputError("no paper artifact here: expected figures/ or ispass26/figures/ "
-                         "(`llmss fetch-reference --artifact` downloads it)", root, "--reference-dir")
+                         "(`llmss fetch-reference --artifact` downloads it)", root, reference_key(reference_dir))
     nbs = notebooks(only)
     out = Path(out) if out is not None else notebooks_dir() / "output"
     refuse_inside(out, root, "the reference folder")

@@ -38,29 +38,47 @@ def _beside_checkout() -> list[Path]:
             Path.cwd().parent / "shared" / "reference" / "llmservingsim"]
 
 
+# Folders a reference root holds (the bench layout, the paper artifact's, or both): one is enough.
+ROOT_MARKERS = ("configs", "profiles", "workloads", "measurements", "ispass26", "model_config", "figures")
+
+
+def reference_key(explicit: str | Path | None = None) -> str:
+    """How the user named the reference folder, for an error to point at: the ``reference_dir`` argument
+    (``--reference-dir`` on the command line), the environment variable, or neither (found by itself)."""
+    if explicit is not None:
+        return "reference_dir"
+    return f"${ENV_VAR}" if os.environ.get(ENV_VAR) else "reference data"
+
+
 def resolve_reference_dir(explicit: str | Path | None = None) -> Path:
     """The reference root to read from, or an error that says how to get one."""
+    key = reference_key(explicit)
     if explicit is not None:
-        p = as_path(explicit, "--reference-dir", "reference data").expanduser()
-        if p.is_file():
-            raise InputError("is a file, not the reference folder", p, "--reference-dir")
-        if not p.is_dir():
-            raise InputError("reference folder does not exist", p, "--reference-dir")
-        return p
-    env = os.environ.get(ENV_VAR)
-    if env:
-        p = Path(env).expanduser()
-        if p.exists() and not p.is_dir():
-            raise InputError("is a file, not the reference folder", p, f"${ENV_VAR}")
-        if not p.is_dir():
-            raise InputError("reference folder does not exist", p, f"${ENV_VAR}")
-        return p
-    for p in [*_beside_checkout(), default_cache_dir()]:
-        if (p / "configs").is_dir() or (p / "profiles").is_dir() or (p / "ispass26").is_dir():
-            return p
-    raise InputError(
-        "no reference data found: pass --reference-dir, set $LLMSS_REFERENCE_DIR, "
-        "or run `llmss fetch-reference` to download the public files", "reference data")
+        p = as_path(explicit, key, "reference data").expanduser()
+    elif os.environ.get(ENV_VAR):
+        p = Path(os.environ[ENV_VAR]).expanduser()
+    else:
+        for p in [*_beside_checkout(), default_cache_dir()]:
+            if _is_root(p):
+                return p
+        raise InputError(
+            "no reference data found: pass --reference-dir, set $LLMSS_REFERENCE_DIR, "
+            "or run `llmss fetch-reference` to download the public files", "reference data")
+    if p.exists() and not p.is_dir():
+        raise InputError("is a file, not the reference folder", p, key)
+    if not p.is_dir():
+        raise InputError("reference folder does not exist", p, key)
+    if not _is_root(p):
+        near = [c for c in (p / "llmservingsim", p / "reference" / "llmservingsim", p.parent) if _is_root(c)]
+        hint = f"; did you mean {near[0]}?" if near else ""
+        raise InputError(f"not a reference folder: it holds none of {', '.join(m + '/' for m in ROOT_MARKERS)} "
+                         f"(the layout of ../shared/reference/llmservingsim or of its ispass26/){hint}; "
+                         "`llmss fetch-reference` downloads one (with --artifact, the paper's too)", p, key)
+    return p
+
+
+def _is_root(p: Path) -> bool:
+    return any((p / m).is_dir() for m in ROOT_MARKERS)
 
 
 class ReferenceLayout:

@@ -83,6 +83,20 @@ def test_the_kernel_says_which_latency_model_ran(ref):
     assert float(wi.requests.tpot.mean()) < float(res.requests.tpot.mean())
 
 
+def test_a_fallback_to_the_analytical_model_is_said_once_with_what_is_profiled(ref, caplog):
+    from llmss_lab.api import _say_unprofiled
+    _say_unprofiled.cache_clear()
+    art = ref / "ispass26"       # the paper artifact, a folder too deep for the bench's RTX PRO 6000
+    for _ in range(2):
+        res = Scenario(num_requests=5).run(art)
+        assert res.attrs["latency_source"].startswith("analytical:RTXPRO6000")
+    said = [r.getMessage() for r in caplog.records if "no measured profile of RTXPRO6000" in r.getMessage()]
+    assert len(said) == 1 and "profiled there: A6000, H100" in said[0]
+    caplog.clear()
+    Scenario(num_requests=5).run(ref)                     # a measured profile: nothing to say
+    assert not [r for r in caplog.records if "no measured profile" in r.getMessage()]
+
+
 def test_latency_choices_are_checked(ref):
     sc = Scenario(num_requests=5)
     with pytest.raises(InputError, match="must be one of"):

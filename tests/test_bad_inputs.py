@@ -554,7 +554,7 @@ def test_options_the_cluster_never_uses_are_reported(ref, caplog):
 PY_ARGS = [
     ("cluster", lambda r: ll.simulate(2.5, TRACE, reference_dir=r)),
     ("workload", lambda r: ll.simulate(r / GOOD_CLUSTER, None, reference_dir=r)),
-    ("--reference-dir", lambda r: ll.simulate(r / GOOD_CLUSTER, TRACE, reference_dir=["x"])),
+    ("reference_dir", lambda r: ll.simulate(r / GOOD_CLUSTER, TRACE, reference_dir=["x"])),
     ("engine", lambda r: ll.simulate(r / GOOD_CLUSTER, TRACE, reference_dir=r, engine="max_num_seqs=4")),
     ("progress", lambda r: ll.simulate(r / GOOD_CLUSTER, TRACE, reference_dir=r, progress=True)),
     ("router", lambda r: ll.simulate(r / GOOD_CLUSTER, TRACE, reference_dir=r, router=["load_score"])),

@@ -217,9 +217,13 @@ def test_notebook_selection():
 
 
 def test_figures_command_without_the_artifact_says_how_to_get_it(tmp_path, capsys):
+    assert main(["figures", "9", "--reference-dir", str(tmp_path)]) == 2      # nothing there at all
+    err = capsys.readouterr().err
+    assert "not a reference folder" in err and "llmss fetch-reference" in err and str(tmp_path) in err
+    (tmp_path / "configs").mkdir()                                            # the bench's files only
     assert main(["figures", "9", "--reference-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "no paper artifact here" in err and "fetch-reference --artifact" in err and str(tmp_path) in err
+    assert "no paper artifact here" in err and "fetch-reference --artifact" in err and "--reference-dir" in err
 
 
 def test_figures_command_rejects_bad_arguments(capsys):

@@ -8,11 +8,26 @@ from llmss_lab.reference import PINNED_COMMIT, fetch_manifest, fetch_reference, 
 
 
 def test_explicit_then_environment(tmp_path, monkeypatch):
+    (tmp_path / "configs").mkdir()
     monkeypatch.setenv("LLMSS_REFERENCE_DIR", str(tmp_path))
     assert resolve_reference_dir() == tmp_path
     assert resolve_reference_dir(tmp_path) == tmp_path
     with pytest.raises(InputError, match="reference folder does not exist"):
         resolve_reference_dir(tmp_path / "missing")
+
+
+def test_a_folder_one_level_off_is_named_by_how_it_was_given_with_the_one_meant(tmp_path, monkeypatch, capsys):
+    from llmss_lab.cli import main
+    root = tmp_path / "reference" / "llmservingsim"
+    (root / "profiles" / "H100").mkdir(parents=True)
+    for off in (tmp_path / "reference", root / "profiles"):          # one level too high, one too deep
+        with pytest.raises(InputError, match=f"reference_dir: not a reference folder.*did you mean {root}\\?"):
+            resolve_reference_dir(off)
+    monkeypatch.setenv("LLMSS_REFERENCE_DIR", str(tmp_path))
+    with pytest.raises(InputError, match=r"\$LLMSS_REFERENCE_DIR: not a reference folder.*did you mean"):
+        resolve_reference_dir()
+    assert main(["profile-check", "H100", "meta-llama/Llama-3.1-8B", "--reference-dir", str(tmp_path)]) == 2
+    assert "--reference-dir: not a reference folder" in capsys.readouterr().err
 
 
 def test_fetch_writes_the_layout_and_resumes(tmp_path):
