@@ -131,6 +131,8 @@ def as_names(value: Iterable[str | int] | str | None, key: str) -> list[str]:
                 raise InputError(f"not a list of names: {value!r}", "parameters", key) from None
         else:
             return [v.strip() for v in text.split(",") if v.strip()]
+    if not isinstance(value, Iterable):          # papermill -p figures 3.5, or a JSON number
+        raise InputError(f"expected a list of names, got {value!r}", "parameters", key)
     names = list(value)
     if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in names):
         raise InputError(f"expected names, got {names!r}", "parameters", key)

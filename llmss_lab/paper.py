@@ -23,7 +23,7 @@ import pandas as pd
 
 from .config.reader import as_path
 from .errors import InputError
-from .figures import COMPONENT_LABELS, ENERGY_COLUMNS, SCENARIOS, Scenario, compare, read_tsv, select
+from .figures import COMPONENT_LABELS, ENERGY_COLUMNS, SCENARIOS, Scenario, as_names, compare, read_tsv, select
 
 log = logging.getLogger(__name__)
 REAL, THEIRS, OURS = "vLLM", "LLMServingSim 2.0", "llmss_lab"
@@ -313,6 +313,21 @@ def measurement_folders(root: str | Path, names: Iterable[str] | None = None) ->
     return [found[w] for w in wanted]
 
 
+SUMMARY_FIGURES = (5, 6, 7, 8, 9)     # figure 10 has no real system to score against
+
+
+def summary_figures(value: Iterable[str | int] | str | None) -> list[int]:
+    """The validation summary's ``figures`` parameter (a list, or a string as ``papermill -p`` passes it)
+    as figure numbers, each one the summary can score."""
+    names = as_names(value, "figures")
+    bad = [n for n in names if n not in {str(f) for f in SUMMARY_FIGURES}]
+    if bad:
+        why = " (it has no real system to score against)" if bad[0] == "10" else ""
+        raise InputError(f"the summary covers figures {list(SUMMARY_FIGURES)}, not {bad[0]!r}{why}", "parameters",
+                         "figures")
+    return [int(n) for n in names]
+
+
 def summary(rows: Iterable[dict]) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=SUMMARY_COLUMNS)
 
@@ -326,4 +341,4 @@ def headline(table: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = ["REAL", "THEIRS", "OURS", "SIMULATORS", "LONG_NAMES", "PEERS", "SCENARIOS", "frames", "errors",
            "normalised", "figure_summary", "measurement_folders", "measurement_root", "measurement_summary",
-           "reference_summary", "summary", "headline"]
+           "reference_summary", "summary", "summary_figures", "headline"]

@@ -41,3 +41,11 @@ def test_notebook_runs_under_papermill_with_changed_parameters(path, ref, tmp_pa
     if path.stem == "00_quickstart":
         text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
         assert "24 requests" in text
+
+
+def test_design_space_names_a_scheduler_it_cannot_reach(ref, tmp_path):
+    """-p scheduler junk ended in dask's bare ValueError (missing port number)."""
+    path = NOTEBOOKS[0].parent / "design_space.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError, match="scheduler: cannot reach a dask scheduler at 'junk'"):
+        papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(path.parent), progress_bar=False,
+                                   parameters={"reference_dir": str(ref), "scheduler": "junk"}, kernel_name="python3")

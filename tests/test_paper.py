@@ -333,3 +333,17 @@ def test_an_unknown_name_is_blamed_on_its_parameter_with_the_right_case(figure, 
     with pytest.raises(InputError) as e:
         select(figure, scenario_filter(scenarios, hardware))
     assert str(e.value).startswith(param) and hint in str(e.value) and "None" not in str(e.value)
+
+
+def test_validation_summary_names_a_bad_figure_and_makes_its_output_folder(ref, tmp_path):
+    papermill = pytest.importorskip("papermill")
+    nb = Path(__file__).resolve().parent.parent / "paper_figures" / "validation_summary.ipynb"
+
+    def run(**params):
+        papermill.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), cwd=str(tmp_path), progress_bar=False,
+                                   parameters={"reference_dir": str(ref), **params}, kernel_name="python3")
+    with pytest.raises(papermill.PapermillExecutionError, match="figures: the summary covers figures"):
+        run(figures="abc")
+    out = tmp_path / "new" / "summary"       # no figure writes it first: the notebook makes it
+    run(figures=[], measurements=["RTXPRO6000/Llama-3.1-8B"], output_dir=str(out))
+    assert "RTXPRO6000/Llama-3.1-8B" in (out / "validation_summary.tsv").read_text()
