@@ -175,9 +175,9 @@ def _save_or_rescue(res, out: str) -> None:
 
 
 def cmd_example(args: argparse.Namespace) -> int:
-    from .reference import resolve_reference_dir
+    from .reference import bench_root, resolve_reference_dir
 
-    root = resolve_reference_dir(args.reference_dir)
+    root = bench_root(resolve_reference_dir(args.reference_dir))
     cluster = root / "measurements" / "RTXPRO6000" / "Llama-3.1-8B" / "config.json"
     if not cluster.is_file():
         cluster = root / "configs" / "cluster" / "single_node_single_instance.json"
@@ -194,10 +194,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .reference import resolve_reference_dir
+    from .reference import bench_root, resolve_reference_dir
     from .validate import format_report, validate
 
-    root = resolve_reference_dir(args.reference_dir)
+    root = bench_root(resolve_reference_dir(args.reference_dir))
     report, res = validate(args.measurement_dir, root, **_latency_kwargs(args))
     report["latency_source"] = res.attrs["latency_source"]
     if args.json:
@@ -342,10 +342,10 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
 
     from .latency import roofline
     from .latency.specs import load_specs
-    from .reference import resolve_reference_dir
+    from .reference import bench_root, resolve_reference_dir
 
     out = check_writable_file(args.out or roofline.EFFICIENCY_FILE)
-    root = resolve_reference_dir(args.reference_dir)
+    root = bench_root(resolve_reference_dir(args.reference_dir))   # every profile: the bench's and the artifact's
     specs = load_specs()
     samples = roofline.all_samples(root, specs)
     for item in args.leave_out:
@@ -376,9 +376,9 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
 
 def cmd_profile_check(args: argparse.Namespace) -> int:
     from .latency import roofline
-    from .reference import resolve_reference_dir
+    from .reference import bench_root, resolve_reference_dir
 
-    table = roofline.check(resolve_reference_dir(args.reference_dir), args.hardware, args.model, args.tp,
+    table = roofline.check(bench_root(resolve_reference_dir(args.reference_dir)), args.hardware, args.model, args.tp,
                            args.leave_one_out)
     how = "a fit on every other profile" if args.leave_one_out else "the stored fit (profiles/efficiency.yaml)"
     print(f"analytical model vs the profile of {args.model} on {args.hardware}, with {how}")
@@ -399,9 +399,9 @@ def cmd_profile_iterations(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from . import calibration
-    from .reference import resolve_reference_dir
+    from .reference import bench_root, resolve_reference_dir
 
-    root = resolve_reference_dir(args.reference_dir)
+    root = bench_root(resolve_reference_dir(args.reference_dir))
     log.info("simulating the bench workloads for their batch compositions")
     rows = calibration.iteration_check(root, leave_one_out=not args.stored_fit,
                                        progress=lambda what: log.info("checking %s", what))

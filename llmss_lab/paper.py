@@ -24,6 +24,7 @@ import pandas as pd
 from .config.reader import as_path
 from .errors import InputError
 from .figures import COMPONENT_LABELS, ENERGY_COLUMNS, SCENARIOS, Scenario, as_names, compare, read_tsv, select
+from .reference import bench_root
 
 log = logging.getLogger(__name__)
 REAL, THEIRS, OURS = "vLLM", "LLMServingSim 2.0", "llmss_lab"
@@ -289,17 +290,9 @@ def measurement_summary(report: dict, folder: Path) -> list[dict]:
     return rows
 
 
-def measurement_root(root: str | Path) -> Path:
-    """The reference root that holds ``measurements/`` (the parent, when given the paper artifact)."""
-    root = Path(root)
-    if not (root / "measurements").is_dir() and (root.parent / "measurements").is_dir():
-        return root.parent
-    return root
-
-
 def measurement_folders(root: str | Path, names: Iterable[str] | None = None) -> list[Path]:
     """The bench measurement folders (``measurements/<HW>/<model>`` with a real vLLM run), all or those named."""
-    base = measurement_root(root) / "measurements"
+    base = bench_root(root) / "measurements"
     runs = [p.parent.parent for p in sorted(base.glob("*/*/vllm/requests.jsonl"))]
     found = {f"{d.parent.name}/{d.name}": d for d in runs}
     if names is None:
@@ -340,5 +333,5 @@ def headline(table: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["REAL", "THEIRS", "OURS", "SIMULATORS", "LONG_NAMES", "PEERS", "SCENARIOS", "frames", "errors",
-           "normalised", "figure_summary", "measurement_folders", "measurement_root", "measurement_summary",
+           "normalised", "figure_summary", "measurement_folders", "measurement_summary",
            "reference_summary", "summary", "summary_figures", "headline"]

@@ -81,6 +81,19 @@ def _is_root(p: Path) -> bool:
     return any((p / m).is_dir() for m in ROOT_MARKERS)
 
 
+BENCH_FOLDERS = ("configs", "workloads", "measurements")
+
+
+def bench_root(root: str | Path) -> Path:
+    """The reference root of the bench layout (configs/, workloads/, measurements/): ``root`` itself, or its
+    parent when ``root`` is the paper artifact inside it (``llmservingsim/ispass26``), so either level serves
+    the bench commands as either serves the paper figures."""
+    root = Path(root)
+    if not any((root / d).is_dir() for d in BENCH_FOLDERS) and any((root.parent / d).is_dir() for d in BENCH_FOLDERS):
+        return root.parent
+    return root
+
+
 class ReferenceLayout:
     """Paths inside a reference root, laid out as ``../shared/reference/llmservingsim``."""
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -76,6 +77,19 @@ def test_asking_a_trace_for_more_requests_than_it_holds_says_so(ref, capsys, cap
 def test_example_runs_the_main_job(ref, capsys):
     code, out, err = run(capsys, "example", "--reference-dir", str(ref), "-q")
     assert code == 0 and "requests completed        300" in out
+    code, again, err = run(capsys, "example", "--reference-dir", str(ref / "ispass26"), "-q")   # the artifact level
+    same = lambda text: re.sub(r"simulated in [\d.]+ s", "", text)     # noqa: E731 - all but our wall time
+    assert code == 0 and same(again) == same(out)
+
+
+def test_bench_commands_take_the_artifact_folder_as_its_parent(ref, tmp_path, capsys):
+    from llmss_lab.reference import bench_root
+    assert bench_root(ref / "ispass26") == ref and bench_root(ref) == ref
+    assert bench_root(tmp_path) == tmp_path               # an artifact alone stays itself
+    case = ref / "measurements/RTXPRO6000/Llama-3.1-8B"
+    for root in (ref, ref / "ispass26"):
+        code, out, err = run(capsys, "validate", str(case), "--reference-dir", str(root), "--json")
+        assert code == 0 and json.loads(out)["latency_source"].startswith("profile:")
 
 
 def test_run_takes_cluster_policies(ref, capsys):
