@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from typing import Callable, Sequence
@@ -348,12 +349,13 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
     root = bench_root(resolve_reference_dir(args.reference_dir))   # every profile: the bench's and the artifact's
     specs = load_specs()
     samples = roofline.all_samples(root, specs)
+    profiled = sorted({x.bundle.rsplit("/tp", 1)[0] for x in samples})
     for item in args.leave_out:
+        if item not in profiled:
+            raise InputError(f"no profile {item!r} to leave out{_did_you_mean(item, profiled)}; give HW/ORG/MODEL, "
+                             f"one of {profiled}", "command line", "--leave-out")
         hw, _, model = item.partition("/")
-        kept = roofline.leave_out(samples, hw, model)
-        if len(kept) == len(samples):
-            raise InputError(f"no profile of {model!r} on {hw!r} to leave out", "command line", "--leave-out")
-        samples = kept
+        samples = roofline.leave_out(samples, hw, model)
     eff = roofline.fit(samples, specs)
     path = roofline.save_efficiency(eff, samples, specs, out)
     print(f"fitted on {len(samples)} operator timings of {len({x.bundle for x in samples})} profiles; wrote {path}")
@@ -372,6 +374,16 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
                        else float("nan") for c in cols]
                 print(f"  {b:<50}{np.median(np.abs(e)):>7.1f}" + "".join(f"{m:>12.1f}" for m in med))
     return 0
+
+
+def _did_you_mean(item: str, profiled: list[str]) -> str:
+    """The profile a HW/ORG/MODEL typo meant: the same hardware and model name, whatever the case, the
+    organisation or a /tpN suffix."""
+    def key(name: str) -> tuple[str, str]:
+        parts = re.sub(r"/tp\d+$", "", name.strip("/")).split("/")
+        return parts[0].casefold(), parts[-1].casefold()
+    near = [p for p in profiled if key(p) == key(item)]
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def cmd_profile_check(args: argparse.Namespace) -> int:

@@ -126,7 +126,12 @@ def test_cli_run_and_validate_take_the_latency_model(ref, capsys, tmp_path):
                  "--leave-out", "RTXPRO6000/meta-llama/Llama-3.1-8B"]) == 0
     fitted_on = roofline.read_yaml(out)["provenance"]["fitted_on"]
     assert not any(b.startswith("RTXPRO6000/meta-llama/Llama-3.1-8B/") for b in fitted_on)
+    capsys.readouterr()
     assert main(["profile-fit", "--reference-dir", str(ref), "--out", str(out), "--leave-out", "X/y/z"]) == 2
+    err = capsys.readouterr().err
+    assert "no profile 'X/y/z' to leave out" in err and "did you mean" not in err and "'A6000/meta-llama" in err
+    assert main(["profile-fit", "--reference-dir", str(ref), "--out", str(out), "--leave-out", "rtxpro6000/Llama-3.1-8B"]) == 2
+    assert "(did you mean 'RTXPRO6000/meta-llama/Llama-3.1-8B'?)" in capsys.readouterr().err
 
 
 def test_mixtral_experts_are_sized_by_intermediate_size(ref):
