@@ -301,6 +301,8 @@ def test_notebook_parameters_accept_lists_commas_and_json_strings():
         scenario_filter("[SD")
     with pytest.raises(InputError, match="expected names"):
         as_names([1.5], "figures")
+    with pytest.raises(InputError, match="parameters: figures: expected a list of names, got 3.5"):
+        as_names(3.5, "figures")                                        # -p figures 3.5 (a float, not iterable)
 
 
 def test_paper_functions_name_a_wrong_argument(tmp_path):
