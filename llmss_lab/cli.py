@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import InputError, LlmssError
@@ -175,10 +176,16 @@ def _save_or_rescue(res, out: str) -> None:
                          out, "--out") from None
 
 
-def cmd_example(args: argparse.Namespace) -> int:
+def _bench_root(args: argparse.Namespace) -> Path:
+    """The reference root of the bench commands: ``--reference-dir`` (or the default), stepping up from the
+    paper artifact folder to the root that holds it."""
     from .reference import bench_root, resolve_reference_dir
 
-    root = bench_root(resolve_reference_dir(args.reference_dir))
+    return bench_root(resolve_reference_dir(args.reference_dir))
+
+
+def cmd_example(args: argparse.Namespace) -> int:
+    root = _bench_root(args)
     cluster = root / "measurements" / "RTXPRO6000" / "Llama-3.1-8B" / "config.json"
     if not cluster.is_file():
         cluster = root / "configs" / "cluster" / "single_node_single_instance.json"
@@ -195,10 +202,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .reference import bench_root, resolve_reference_dir
     from .validate import format_report, validate
 
-    root = bench_root(resolve_reference_dir(args.reference_dir))
+    root = _bench_root(args)
     report, res = validate(args.measurement_dir, root, **_latency_kwargs(args))
     report["latency_source"] = res.attrs["latency_source"]
     if args.json:
@@ -343,10 +349,9 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
 
     from .latency import roofline
     from .latency.specs import load_specs
-    from .reference import bench_root, resolve_reference_dir
 
     out = check_writable_file(args.out or roofline.EFFICIENCY_FILE)
-    root = bench_root(resolve_reference_dir(args.reference_dir))   # every profile: the bench's and the artifact's
+    root = _bench_root(args)   # every profile: the bench's and the artifact's
     specs = load_specs()
     samples = roofline.all_samples(root, specs)
     profiled = sorted({x.bundle.rsplit("/tp", 1)[0] for x in samples})
@@ -388,9 +393,8 @@ def _did_you_mean(item: str, profiled: list[str]) -> str:
 
 def cmd_profile_check(args: argparse.Namespace) -> int:
     from .latency import roofline
-    from .reference import bench_root, resolve_reference_dir
 
-    table = roofline.check(bench_root(resolve_reference_dir(args.reference_dir)), args.hardware, args.model, args.tp,
+    table = roofline.check(_bench_root(args), args.hardware, args.model, args.tp,
                            args.leave_one_out)
     how = "a fit on every other profile" if args.leave_one_out else "the stored fit (profiles/efficiency.yaml)"
     print(f"analytical model vs the profile of {args.model} on {args.hardware}, with {how}")
@@ -411,9 +415,8 @@ def cmd_profile_iterations(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from . import calibration
-    from .reference import bench_root, resolve_reference_dir
 
-    root = bench_root(resolve_reference_dir(args.reference_dir))
+    root = _bench_root(args)
     log.info("simulating the bench workloads for their batch compositions")
     rows = calibration.iteration_check(root, leave_one_out=not args.stored_fit,
                                        progress=lambda what: log.info("checking %s", what))
