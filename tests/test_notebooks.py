@@ -49,3 +49,30 @@ def test_design_space_names_a_scheduler_it_cannot_reach(ref, tmp_path):
     with pytest.raises(papermill.PapermillExecutionError, match="scheduler: cannot reach a dask scheduler at 'junk'"):
         papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(path.parent), progress_bar=False,
                                    parameters={"reference_dir": str(ref), "scheduler": "junk"}, kernel_name="python3")
+
+
+ALL_NOTEBOOKS = NOTEBOOKS + sorted((NOTEBOOKS[0].parent.parent / "paper_figures").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_checks_its_parameter_names_right_after_papermill_injects_them(path):
+    """check_parameters only looks at the cell run just before its own, so it must be in the cell after the
+    parameters cell, and every parameter there needs the annotation that declares it."""
+    from papermill.translators import PythonTranslator
+
+    nb = nbformat.read(path, as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    assert "check_parameters(globals())" in nb.cells[at + 1].source
+    params = PythonTranslator.inspect(nb.cells[at])
+    assert params and all(p.inferred_type_name != "None" for p in params), path.name
+
+
+def test_a_misspelt_papermill_parameter_stops_the_notebook_naming_the_one_meant(ref, tmp_path):
+    """papermill only warned about -p hardwar H100, then ran both rows of figure 5 in full."""
+    path = ALL_NOTEBOOKS[-1].parent / "figure_05.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError,
+                       match=r"parameters: hardwar: this notebook has no parameter 'hardwar' \(did you mean 'hardware'\?\)"):
+        papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(tmp_path), progress_bar=False,
+                                   parameters={"reference_dir": str(ref), "output_dir": str(tmp_path / "o"),
+                                               "hardwar": ["H100"]}, kernel_name="python3")
+    assert not (tmp_path / "o").exists()   # stopped before any simulation wrote a file
