@@ -86,5 +86,3 @@ class EngineConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-ENGINE_KEYS = tuple(f.name for f in fields(EngineConfig))

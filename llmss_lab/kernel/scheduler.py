@@ -69,9 +69,6 @@ class Scheduler:
         self.R.kv_ready[rid] = kv_ready
         self.waiting.append(rid)
 
-    def has_work(self) -> bool:
-        return bool(self.waiting or self.running)
-
     def running_array(self) -> np.ndarray:
         if self._run_arr is None:
             self._run_arr = np.fromiter(self.running, np.int64, len(self.running))
