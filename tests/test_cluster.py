@@ -59,6 +59,19 @@ def test_pipeline_stages_split_blocks_like_vllm():
 
 # ---- P/D disaggregation -----------------------------------------------------------------------------
 
+def test_pipeline_hand_overs_are_reported_per_step_at_their_alpha_beta_cost(ref):
+    """Each step hands its tokens' activations (hidden size x 2 bytes each) from stage to stage over the config's
+    link: alpha + bytes / beta per boundary. The iterations Dataset showed collectives only, so PP looked free."""
+    from llmss_lab.scenario import Scenario
+
+    it = Scenario(num_requests=12, pp=2, seed=1).run(ref).iterations
+    link = Link(16.0, 20000.0)                       # the scenario's default link, GB/s and ns
+    expected = [link.transfer_ns(t * 4096 * 2) * 1e-6 for t in it.num_tokens.values.tolist()]
+    assert it.p2p.values.tolist() == pytest.approx(expected) and it.p2p.attrs["units"] == "ms"
+    assert (it.duration >= it.p2p).all() and not it.comm.any()
+    assert not Scenario(num_requests=12, tp=2, seed=1).run(ref).iterations.p2p.any()
+
+
 def pd_setups(model: ModelSpec, kv_per_token: float):
     eng = EngineConfig(enable_prefix_caching=False)
     p = setup(eng, 4000, ConstantLatency(2e6))

@@ -101,7 +101,7 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
 
 
 def iterations_dataset(raw: RawRun) -> xr.Dataset:
-    cols: dict[str, list] = {k: [] for k in ("instance", "start", "duration", "comm", "attention", "recall", "tokens", "seqs",
+    cols: dict[str, list] = {k: [] for k in ("instance", "start", "duration", "comm", "p2p", "attention", "recall", "tokens", "seqs",
                                               "prefill_tokens", "prefill_seqs", "decode_seqs", "decode_kv_mean",
                                               "decode_kv_min", "decode_kv_max", "prefill_history", "prefill_rms",
                                               "kv_blocks_used", "running", "waiting", "preempted")}
@@ -121,6 +121,7 @@ def iterations_dataset(raw: RawRun) -> xr.Dataset:
         "start": _var(d, arr["start"] * 1e-9, "s", "step start"),
         "duration": _var(d, arr["duration"] * 1e-6, "ms", "step latency"),
         "comm": _var(d, arr["comm"] * 1e-6, "ms", "collective communication in the step"),
+        "p2p": _var(d, arr["p2p"] * 1e-6, "ms", "activations handed between pipeline stages in the step"),
         "attention": _var(d, arr["attention"] * 1e-6, "ms", "attention compute in the step"),
         "recall": _var(d, arr["recall"] * 1e-6, "ms", "wait for prefix KV loaded from a lower-tier pool"),
         "num_tokens": _var(d, arr["tokens"].astype(np.int64), "1", "tokens computed"),
