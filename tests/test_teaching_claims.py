@@ -1,0 +1,170 @@
+"""What the teaching notebooks' text says, checked on the runs the notebooks make.
+
+nbval only checks that the notebooks run; a change to the model could turn a sentence false and no test
+would notice. Each notebook's code cells (not the plotting ones) are executed here in-process with their
+committed parameters, and each claim of its markdown (and of its "Try" suggestions) is checked on the
+resulting runs. A claim that stops holding is a finding: fix the model or the text, not the test.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def executed(name: str, ref: Path) -> dict:
+    """The namespace after running the notebook's code cells (the ones that only draw are skipped)."""
+    path = NOTEBOOKS / name
+    ns: dict = {"__name__": "__notebook__"}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code" or cell.source.lstrip().startswith("show("):
+            continue
+        exec(compile(cell.source, str(path), "exec"), ns)
+        if "parameters" in cell.metadata.get("tags", []):
+            ns["reference_dir"] = str(ref)
+    return ns
+
+
+def summaries(runs: dict) -> dict[str, dict[str, float]]:
+    return {name: r.summary() for name, r in runs.items()}
+
+
+def test_continuous_batching(ref):
+    nb = executed("01_continuous_batching.ipynb", ref)
+    caps = summaries(nb["caps"])
+    ttft = [caps[f"max_num_seqs={n}"]["mean_ttft_ms"] for n in (8, 32, 128)]
+    tpot = [caps[f"max_num_seqs={n}"]["mean_tpot_ms"] for n in (8, 32, 128)]
+    # fewer sequences per step: shorter steps (lower TPOT), but the queue grows and TTFT explodes
+    assert tpot[0] < tpot[1] < tpot[2]
+    assert ttft[0] > ttft[1] > ttft[2] and ttft[0] > 5 * ttft[2]
+
+    runs, s = nb["runs"], summaries(nb["runs"])
+    small, mid, whole = "chunked, budget 512", "chunked, budget 2048", "whole prompts, budget 8192"
+    longest = {k: float(r.iterations.duration.max()) for k, r in runs.items()}
+    # a small budget keeps every step short, but a long prompt needs many steps before its first token
+    assert longest[small] < longest[mid] < longest["chunked, budget 8192"]
+    assert s[small]["mean_ttft_ms"] > s[mid]["mean_ttft_ms"]
+    # whole prompts: most gaps at a decode step's length, with a tail; small chunks cut the tail, move the
+    # upper part of the ITL curve right and make first tokens come much later
+    assert s[whole]["p90_itl_ms"] < 1.1 * s[whole]["median_itl_ms"] < s[whole]["p99_itl_ms"] / 2
+    assert s[small]["p99_itl_ms"] < s[whole]["p99_itl_ms"]
+    assert s[small]["p90_itl_ms"] > s[whole]["p90_itl_ms"] and s[small]["mean_itl_ms"] > s[whole]["mean_itl_ms"]
+    assert s[small]["mean_ttft_ms"] > 5 * s[whole]["mean_ttft_ms"]
+
+    # async scheduling: a little more TTFT (at most a step per request), the same TPOT
+    sync, late = (m.summary() for m in nb["modes"].values())
+    step_ms = float(nb["modes"]["synchronous"].iterations.duration.mean())
+    assert 0 < late["mean_ttft_ms"] - sync["mean_ttft_ms"] <= step_ms
+    assert late["mean_tpot_ms"] == pytest.approx(sync["mean_tpot_ms"], rel=0.01)
+
+    # Try: with 128-token prompts chunking stops mattering
+    short = nb["base"].replace(input_len="fixed:128")
+    a, b = (short.replace(max_num_batched_tokens=n).run(ref).summary() for n in (512, 8192))
+    assert a["mean_ttft_ms"] == pytest.approx(b["mean_ttft_ms"], rel=0.02)
+    assert a["p99_itl_ms"] == pytest.approx(b["p99_itl_ms"], rel=0.02)
+
+
+def test_kv_cache(ref):
+    nb = executed("02_kv_cache.ipynb", ref)
+    kv = nb["kv"]
+    s = summaries(kv)
+    # a small KV cache forces preemption; its KV line hits the ceiling
+    assert s["utilisation 0.9"]["preemptions"] == 0
+    assert s["utilisation 0.3"]["preemptions"] > 0 and s["utilisation 0.25"]["preemptions"] > 0
+    small = kv["utilisation 0.25"]
+    assert int(small.iterations.kv_blocks_used.max()) == small.attrs["num_gpu_blocks"]
+    big = kv["utilisation 0.9"]
+    assert int(big.iterations.kv_blocks_used.max()) < 0.8 * big.attrs["num_gpu_blocks"]
+
+    pc = summaries(nb["pc"])
+    hits = {k: v["prefix_hit_tokens"] for k, v in pc.items()}
+    # shared prefixes are reused; with 200 distinct ones most requests bring their own, so little is reused
+    assert hits["prefix caching off"] == 0
+    assert 0 < hits["on, 200 distinct prefixes"] < 0.5 * hits["on, 4 distinct prefixes"]
+    assert pc["on, 4 distinct prefixes"]["mean_ttft_ms"] < pc["prefix caching off"]["mean_ttft_ms"]
+
+    # Try: coarser blocks lose more of a prefix that ends inside a block, and tie on one that does not
+    def hit(length: int, block: int) -> float:
+        return nb["shared"].replace(shared_prefix_len=length, block_size=block).run(ref).summary()["prefix_hit_tokens"]
+
+    assert hit(1000, 64) < hit(1000, 16)
+    assert hit(1024, 64) == hit(1024, 16)
+
+
+def test_pd_disaggregation(ref):
+    nb = executed("03_pd_disaggregation.ipynb", ref)
+    s = summaries(nb["pd"])
+    layer, whole, pull = (s[f"1 prefill + 1 decode ({k})"]["mean_ttft_ms"]
+                          for k in ("layer-wise KV", "whole KV", "KV pulled"))
+    # streamed layer by layer the hand-off mostly hides; sent whole it adds to the first token; pulled, the
+    # request waits for a decode step boundary
+    assert layer < whole and layer < pull
+    # the prefill instance runs pure prefill, the decode instance pure decode
+    it = nb["pd"]["1 prefill + 1 decode (layer-wise KV)"].iterations
+    prefill, decode = (it.where(it.instance == i, drop=True) for i in (0, 1))
+    assert int(prefill.prefill_tokens.sum()) == int(prefill.num_tokens.sum()) > 0
+    assert int(decode.prefill_tokens.sum()) == 0 and int(decode.decode_seqs.sum()) > 0
+
+
+def test_parallelism(ref):
+    nb = executed("04_parallelism.ipynb", ref)
+    it = {k: r.iterations for k, r in nb["par"].items()}
+    one, tp, pp = it["1 GPU"], it["TP=2"], it["PP=2"]
+    # TP: shorter compute per step, plus an all-reduce
+    assert not one.comm.any() and not one.p2p.any()
+    assert float(tp.comm.mean()) > 0
+    assert float((tp.duration - tp.comm).mean()) < float(one.duration.mean())
+    # PP: the hand-over costs little; one step per stage in flight, each with about half the sequences
+    assert 0 < float(pp.p2p.mean()) < 0.01 * float(pp.duration.mean())
+    assert pp.sizes["step"] > 1.5 * one.sizes["step"]
+    assert float(pp.num_seqs.mean()) < 0.6 * float(one.num_seqs.mean())
+
+
+def test_moe_routing(ref):
+    nb = executed("05_moe_routing.ipynb", ref)
+    hot = nb["table"]["busiest / mean expert, per layer"]
+    # an even load for the balanced gate, hot stripes for zipf
+    assert hot["balanced"] < 1.05 and hot["zipf 1.2"] > 4
+
+
+def test_memory_tiers_and_pim(ref):
+    nb = executed("06_memory_tiers_pim.ipynb", ref)
+    w = nb["w"]
+    # weights off the GPU free memory for KV and are streamed in every step
+    assert w["weights in CPU memory"].attrs["num_gpu_blocks"] > w["weights on GPU"].attrs["num_gpu_blocks"]
+    tpot = {k: r.summary()["mean_tpot_ms"] for k, r in w.items()}
+    assert tpot["weights on GPU"] < tpot["weights in CPU memory"]
+
+    pool = nb["pool"]
+    hits = {k: r.summary()["prefix_hit_tokens"] for k, r in pool.items()}
+    recalled = {k: int(r.requests.recalled_tokens.sum()) for k, r in pool.items()}
+    # a pool per instance adds nothing while each GPU cache holds its prefixes; a shared one is recalled from
+    assert recalled["+ CPU pool per instance"] == 0
+    assert hits["+ CPU pool per instance"] == hits["GPU prefix cache only"]
+    assert recalled["+ CPU pool shared by the node"] > 0
+    assert hits["+ CPU pool shared by the node"] > hits["GPU prefix cache only"]
+
+    # Try: a small GPU cache evicts, and even a per-instance pool pays off
+    squeezed = nb["two"].replace(gpu_memory_utilization=0.22)
+    alone, pooled = squeezed.run(ref), squeezed.replace(prefix_storage="cpu").run(ref)
+    assert int(pooled.requests.recalled_tokens.sum()) > 0
+    assert pooled.summary()["mean_ttft_ms"] < alone.summary()["mean_ttft_ms"]
+
+    # sub-batch interleaving overlaps PIM attention with the GPU's work
+    tpot = {k: r.summary()["mean_tpot_ms"] for k, r in nb["p"].items()}
+    assert tpot["PIM + sub-batch interleaving"] < tpot["PIM attention"]
+
+
+def test_power_and_energy(ref):
+    nb = executed("07_power_energy.ipynb", ref)
+    s = summaries(nb["e"])
+    caps = [f"max_num_seqs={n}" for n in (8, 32, 128)]
+    # about the same power whatever the batch; bigger batches finish sooner, so less energy per token
+    watts = np.array([s[c]["total_energy_J"] / s[c]["duration_s"] for c in caps])
+    assert watts.max() < 1.02 * watts.min()
+    per_token = [s[c]["energy_per_output_token_J"] for c in caps]
+    assert per_token[0] > per_token[1] > per_token[2]
