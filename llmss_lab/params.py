@@ -2,8 +2,8 @@
 
 papermill only logs a warning for a ``-p`` name the parameters cell does not declare, then runs every
 default: a misspelt ``-p hardwar H100`` costs a full run of the wrong thing. Each notebook's parameters
-cell declares its parameters with type annotations, and the first line of the cell after it calls
-:func:`check_parameters`, which refuses a name papermill injected that no annotation declares.
+cell declares its parameters with type annotations, and the cell after it calls :func:`check_parameters`
+before any work, which refuses a name papermill injected that no annotation declares.
 """
 from __future__ import annotations
 
