@@ -102,9 +102,9 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
 
 def iterations_dataset(raw: RawRun) -> xr.Dataset:
     cols: dict[str, list] = {k: [] for k in ("instance", "start", "duration", "comm", "p2p", "attention", "recall",
-                                              "tokens", "seqs", "prefill_tokens", "prefill_seqs", "decode_seqs", "decode_kv_mean",
-                                              "decode_kv_min", "decode_kv_max", "prefill_history", "prefill_rms",
-                                              "kv_blocks_used", "running", "waiting", "preempted")}
+                                              "tokens", "seqs", "prefill_tokens", "prefill_seqs", "decode_seqs",
+                                              "decode_kv_mean", "decode_kv_min", "decode_kv_max", "prefill_history",
+                                              "prefill_rms", "kv_blocks_used", "running", "waiting", "preempted")}
     for inst in raw.instances:
         log = inst.log
         n = len(log.start)
