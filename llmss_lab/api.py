@@ -123,6 +123,11 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
     measured = choice.mode == "profile" or (
         choice.mode == "auto" and not choice.what_if.active
         and layout.has_profile(inst.hardware, inst.model_name, variant, inst.tp_size))
+    if (choice.mode == "profile" and not layout.has_profile(inst.hardware, inst.model_name, variant, inst.tp_size)
+            and _has_spec(inst.hardware)):   # the spec could run it: the latency setting is what to change
+        raise InputError(f"'profile', but {layout.root / 'profiles'} has no measured {variant} profile of "
+                         f"{inst.model_name} on {inst.hardware} at TP{inst.tp_size}; 'auto' or 'analytical' run it on "
+                         f"{inst.hardware}'s spec", "settings", "latency")
     if not measured:
         folder = layout.root / "profiles" / inst.hardware / inst.model_name
         if choice.mode == "auto" and not choice.what_if.active and folder.is_dir():
@@ -133,6 +138,14 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
             _say_unprofiled(layout.root, inst.hardware)
         return _analytical(inst, model, variant, choice, source)
     return measured_profile(layout.profile_dir(inst.hardware, inst.model_name, variant), inst.tp_size, model)
+
+
+def _has_spec(hardware: str) -> bool:
+    try:
+        find_spec(hardware)
+    except InputError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -212,17 +225,23 @@ def pim_for(cluster: ClusterSpec, inst: InstanceSpec, node: int, model: ModelSpe
     offload = bool(feats.get("enable_attn_offloading", attn_offload))
     sbi = bool(feats.get("enable_sub_batch_interleaving", sub_batches))
     src = cluster.source
-    if sbi and not offload:
-        raise InputError("sub-batch interleaving needs attention offloading", src,
-                         f"{inst.where}.enable_sub_batch_interleaving")
+    if sbi and not offload:   # blame whichever asked for the interleaving: the file's key or the run option
+        if "enable_sub_batch_interleaving" in feats:
+            raise InputError("sub-batch interleaving needs attention offloading", src,
+                             f"{inst.where}.enable_sub_batch_interleaving")
+        raise InputError(f"needs attention offloading (attn_offload), which {inst.where} of {src} does not turn on",
+                         "settings", "sub_batch_interleaving")
     spec = cluster.nodes[node]
     if not offload:
         if spec.pim_config:
             pim_device(cluster, node, layout)    # a device named but unused is still read: a typo shows now
         return None, False
     if not spec.pim_config:
-        raise InputError("attention offloading needs a PIM device (cpu_mem.pim_config) on the node", src,
-                         f"nodes[{node}].cpu_mem.pim_config")
+        if "enable_attn_offloading" in feats:
+            raise InputError("attention offloading needs a PIM device (cpu_mem.pim_config) on the node", src,
+                             f"nodes[{node}].cpu_mem.pim_config")
+        raise InputError(f"needs a PIM device, and {src} gives node {node} none (nodes[{node}].cpu_mem.pim_config)",
+                         "settings", "attn_offload")
     if inst.pp_size > 1 or inst.dp_group is not None or model.is_moe:
         raise UnsupportedFeature("PIM attention offload is modelled for dense models without pipeline or "
                                  "data parallelism", src, f"{inst.where}.enable_attn_offloading")
@@ -338,8 +357,9 @@ def memory_setup(spec: ClusterSpec, setups: list[simulator.InstanceSetup], prefi
         per = cxl.mem_size * GIB / cxl.num_devices
         tiers += [simulator.TierSetup(f"cxl:{k}", per, cxl.mem_bw, cxl.mem_latency) for k in range(cxl.num_devices)]
         tiers.append(simulator.TierSetup("cxl", cxl.mem_size * GIB, cxl.mem_bw * cxl.num_devices, cxl.mem_latency))
-    elif prefix_storage == "cxl":
-        raise InputError("prefix_storage 'cxl' needs a cxl_mem section", spec.source, "cxl_mem")
+    elif prefix_storage == "cxl":   # the option asked for it, so name the option; the file lacks the memory
+        raise InputError(f"'cxl' needs CXL memory, and {spec.source} has no cxl_mem section", "settings",
+                         "prefix_storage")
     if prefix_storage:
         for s in setups:
             if not s.engine.enable_prefix_caching:

@@ -1,6 +1,7 @@
 """The Explorer panel driven as a user would: set controls, press buttons, read what comes out."""
 from __future__ import annotations
 
+import html
 import json
 import os
 import stat
@@ -288,6 +289,31 @@ def test_a_cluster_file_key_is_not_blamed_on_an_enabled_control_either(explorer,
     assert ex.controls["sub_batch_interleaving"].value is False
     assert ex.run() is None and "enable_sub_batch_interleaving" in ex.status.value
     assert "check" not in ex.status.value, ex.status.value
+
+
+@pytest.mark.parametrize(("control", "value", "label", "says"), [
+    ("attn_offload", True, "attention on PIM", "needs a PIM device, and "),
+    ("sub_batch_interleaving", True, "sub-batch interleaving</b> (Memory &amp; power tab), <b>attention on PIM",
+     "needs attention offloading (attn_offload)"),
+    ("prefix_storage", "cxl", "prefix storage", "'cxl' needs CXL memory, and "),
+])
+def test_a_memory_control_a_cluster_file_cannot_serve_is_named_not_the_file(explorer, control, value, label, says):
+    """The shipped file is fine; the ticked control asks for what it lacks (was: the file's key was blamed and no
+    control named, while the PIM device and CXL controls that could fix it are disabled with a file chosen)."""
+    ex = explorer
+    ex.controls["cluster_config"].value = "single_node_single_instance"
+    ex.controls[control].value = value
+    assert ex.run() is None
+    st = ex.status.value
+    assert f"check <b>{label}</b> (Memory &amp; power tab)." in st and html.escape(says) in st, st
+    assert "single_node_single_instance.json" in st and "PIM device</b>" not in st and "CXL memory (GiB)</b>" not in st
+
+
+def test_a_memory_control_without_its_device_names_both_controls(explorer):
+    ex = explorer
+    ex.controls["prefix_storage"].value = "cxl"
+    assert ex.run() is None
+    assert "check <b>prefix storage</b> (Memory &amp; power tab), <b>CXL memory (GiB)</b>" in ex.status.value
 
 
 def test_save_scenario_names_the_control(explorer, tmp_path):

@@ -53,6 +53,10 @@ LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU BW, collectives 
 # the keys an error can name for a value a control sets, besides the Scenario fields (whose controls share their
 # names) and the built cluster's keys (scenario.BUILT_KEYS, which Scenario.run names by field): the run settings
 KEY_CONTROLS: dict[str, tuple[str, ...]] = {"what_if": ("what_if_mem_bw", "what_if_flops")}
+# controls that can also fix what an error names at a run option: the option asked for something the cluster
+# lacks (dropped while a cluster file, not these controls, sets the cluster)
+RELATED: dict[str, tuple[str, ...]] = {"attn_offload": ("pim_device",), "prefix_storage": ("cxl_mem_gib",),
+                                       "sub_batch_interleaving": ("attn_offload",)}
 BOUNDS: dict[str, tuple[float, float]] = {
     "npu_mem_gib": (1, 4096), "npu_mem_bw": (1, 1e6), "instances": (1, 64), "dp": (1, 16), "pp": (1, 16),
     "ep": (1, 64), "prefill_instances": (0, 63), "max_num_seqs": (1, 4096), "max_num_batched_tokens": (16, 1 << 20),
@@ -319,7 +323,7 @@ class Explorer:
             return ""
         named = tuple((exc.where or "").split(", "))      # Scenario.run names a built key's fields so
         if all(f in self.controls for f in named):
-            names: tuple[str, ...] = named
+            names: tuple[str, ...] = named + tuple(r for n in named for r in RELATED.get(n, ()) if r not in named)
         else:                  # a key of the chosen cluster file names no control: the file set it
             names = KEY_CONTROLS.get(exc.where or "", ())
         names = tuple(n for n in names if not (scen.cluster_config and n in SHAPE_FIELDS))
