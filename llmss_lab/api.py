@@ -123,13 +123,13 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
     measured = choice.mode == "profile" or (
         choice.mode == "auto" and not choice.what_if.active
         and layout.has_profile(inst.hardware, inst.model_name, variant, inst.tp_size))
-    if (choice.mode == "profile" and not layout.has_profile(inst.hardware, inst.model_name, variant, inst.tp_size)
-            and _has_spec(inst.hardware)):   # the spec could run it: the latency setting is what to change
-        raise InputError(f"'profile', but {layout.root / 'profiles'} has no measured {variant} profile of "
-                         f"{inst.model_name} on {inst.hardware} at TP{inst.tp_size}; 'auto' or 'analytical' run it on "
-                         f"{inst.hardware}'s spec", "settings", "latency")
+    folder = layout.root / "profiles" / inst.hardware / inst.model_name
+    if choice.mode == "profile" and not folder.is_dir() and _has_spec(inst.hardware):
+        # no profile of the pair at all, but the spec could run it: the latency setting is what to change
+        raise InputError(f"'profile', but {layout.root / 'profiles'} has no measured profile of {inst.model_name} "
+                         f"on {inst.hardware}; 'auto' or 'analytical' run it on {inst.hardware}'s spec", "settings",
+                         "latency")
     if not measured:
-        folder = layout.root / "profiles" / inst.hardware / inst.model_name
         if choice.mode == "auto" and not choice.what_if.active and folder.is_dir():
             log.warning("%s has no usable %s profile at TP%d (no %s/meta.yaml with a tp%d/ folder, nor the artifact's "
                         "tp%d/layers.csv); using the analytical model", folder, variant, inst.tp_size, variant,
@@ -208,12 +208,16 @@ def weight_placement(cluster: ClusterSpec, inst: InstanceSpec, model: ModelSpec,
     stream = {(t if t != "cpu" else f"cpu:{node}"): b * inst.tp_size for t, b in per_rank.items()}
     for tier, b in stream.items():   # the whole instance's share of the weights must fit the tier
         if tier.startswith("cxl"):
-            cap, key = cluster.cxl_mem.mem_size * GIB / cluster.cxl_mem.num_devices, "cxl_mem.mem_size"
+            cxl = cluster.cxl_mem
+            cap, key = cxl.mem_size * GIB / cxl.num_devices, "cxl_mem.mem_size"
+            what = (f"its {cap / GIB:g} GiB" if cxl.num_devices == 1 else
+                    f"its {cap / GIB:g} GiB ({cxl.mem_size:g} GiB shared by {cxl.num_devices} devices)")
         else:
             cap, key = cluster.nodes[node].cpu_mem.bytes, f"nodes[{node}].cpu_mem.mem_size"
+            what = f"its {cap / GIB:g} GiB"
         if b > cap:
-            raise InputError(f"the weights {inst.where} places in {tier} ({b / GIB:.2f} GiB) do not fit its "
-                             f"{cap / GIB:g} GiB", cluster.source, key)
+            raise InputError(f"the weights {inst.where} places in {tier} ({b / GIB:.2f} GiB) do not fit {what}",
+                             cluster.source, key)
     return sum(per_rank.values()), stream
 
 

@@ -19,10 +19,11 @@ from typing import Any, Callable
 from .api import simulate
 from .catalog import scan
 from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
+from .config.model import ModelSpec
 from .config.reader import as_path, as_whole, plain, read_json, store_plain
-from .errors import InputError
+from .errors import InputError, LlmssError
 from .files import write_text
-from .reference import resolve_reference_dir
+from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
 from .workload import Workload, load_trace, synthetic
 
@@ -37,7 +38,8 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
     "prefill_instances": NON_NEGATIVE, "max_num_seqs": NON_NEGATIVE, "max_num_batched_tokens": NON_NEGATIVE,
     "block_size": AT_LEAST_ONE, "gpu_memory_utilization": POSITIVE, "gate_skew": NON_NEGATIVE,
     "cpu_mem_gib": POSITIVE, "cpu_mem_bw": POSITIVE, "cxl_mem_gib": NON_NEGATIVE, "cxl_mem_bw": POSITIVE,
-    "cxl_devices": AT_LEAST_ONE, "num_requests": NON_NEGATIVE, "rate": POSITIVE, "shared_prefix_len": NON_NEGATIVE,
+    "cxl_devices": AT_LEAST_ONE, "num_requests": NON_NEGATIVE, "rate": POSITIVE, "arrival_cv": NON_NEGATIVE,
+    "shared_prefix_len": NON_NEGATIVE,
     "num_prefixes": AT_LEAST_ONE, "seed": NON_NEGATIVE,
 }
 
@@ -49,7 +51,9 @@ FIELD_MAXIMA = {"instances": 256, "dp": 64}
 SHAPE_FIELDS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "dp", "tp", "pp", "ep",
                 "prefill_instances", "weights_on", "cpu_mem_gib", "cpu_mem_bw", "cxl_mem_gib", "cxl_mem_bw",
                 "cxl_devices", "pim_device", "power")
-GENERATOR_FIELDS = ("rate", "input_len", "output_len", "arrival", "shared_prefix_len", "num_prefixes")
+ENGINE_FIELDS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "enable_prefix_caching",
+                 "enable_chunked_prefill", "async_scheduling", "gpu_memory_utilization", "eviction")
+GENERATOR_FIELDS = ("rate", "input_len", "output_len", "arrival", "arrival_cv", "shared_prefix_len", "num_prefixes")
 KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}   # of the fields, in errors
 BUILT_CLUSTER = "scenario (built cluster)"   # the source errors name for the config a scenario builds
 # the keys of the built cluster config (list indices written []) -> the fields that set them, so an error in the
@@ -65,7 +69,7 @@ BUILT_KEYS: dict[str, tuple[str, ...]] = {
     "nodes[].instances[].enable_sub_batch_interleaving": ("sub_batch_interleaving",),
     "nodes[].cpu_mem.mem_size": ("cpu_mem_gib",), "nodes[].cpu_mem.mem_bw": ("cpu_mem_bw",),
     "nodes[].cpu_mem.pim_config": ("pim_device",), "nodes[].power": ("power",),
-    "cxl_mem": ("cxl_mem_gib",), "cxl_mem.mem_size": ("cxl_mem_gib",), "cxl_mem.mem_bw": ("cxl_mem_bw",),
+    "cxl_mem": ("cxl_mem_gib",), "cxl_mem.mem_size": ("cxl_mem_gib", "cxl_devices"), "cxl_mem.mem_bw": ("cxl_mem_bw",),
     "cxl_mem.num_devices": ("cxl_devices",)}
 
 
@@ -115,7 +119,7 @@ class Scenario:
     eviction: str = "lru"
     kv_transfer: str = "layer"
     # memory tiers, PIM, power
-    weights_on: str = "npu"           # npu, cpu or cxl (the CXL devices in turn)
+    weights_on: str = "npu"           # npu, cpu or cxl (blocks spread over the CXL devices, edges on the first)
     cpu_mem_gib: float = 512.0
     cpu_mem_bw: float = 256.0
     cxl_mem_gib: float = 0.0          # 0: no CXL memory
@@ -134,6 +138,7 @@ class Scenario:
     input_len: str = "sharegpt"
     output_len: str = "sharegpt"
     arrival: str = "poisson"
+    arrival_cv: float = 1.0           # gamma arrivals' coefficient of variation: 0 regular, 1 Poisson-like, > 1 bursty
     shared_prefix_len: int = 0
     num_prefixes: int = 4             # distinct shared prefixes the prompts start with
     seed: int = 0
@@ -210,15 +215,36 @@ class Scenario:
                 log.warning("%s: %s: %r is not used: %s", p, key, getattr(scenario, key), why)
         return scenario
 
-    def ignored(self) -> dict[str, str]:
-        """The fields this scenario does not use, each with the reason: the shape with a cluster file, the
-        generator with a trace. A sweep over one of them would run the same point again and again."""
+    def ignored(self, reference_dir: str | Path | None = None) -> dict[str, str]:
+        """The fields this scenario does not use, each with the reason: the shape with a cluster file (and the
+        engine settings every instance of the file sets for itself), the generator with a trace. A sweep over
+        one of them would run the same point again and again."""
         out = {}
         if self.cluster_config:
             out.update({k: f"cluster_config {self.cluster_config!r} sets the cluster" for k in SHAPE_FIELDS})
+            for k, (n, total) in self.set_by_file(reference_dir).items():
+                if n == total:
+                    out[k] = f"every instance of cluster_config {self.cluster_config!r} sets its own {k}"
         if self.trace:
             out.update({k: f"trace {self.trace!r} gives the workload" for k in GENERATOR_FIELDS})
         return out
+
+    def set_by_file(self, reference_dir: str | Path | None = None) -> dict[str, tuple[int, int]]:
+        """The engine fields the cluster file sets per instance, which win over the scenario's, as in
+        LLMServingSim: field -> (instances that set it, instances). Empty without a file, or for one that does
+        not load (the run names its error)."""
+        if not self.cluster_config:
+            return {}
+        try:
+            insts = self.cluster(reference_dir).instances
+        except LlmssError:
+            return {}
+        counts: dict[str, int] = {}
+        for inst in insts:
+            keys = set(inst.engine_overrides) | ({"gpu_memory_utilization"} if inst.mem_util is not None else set())
+            for k in keys & set(ENGINE_FIELDS):
+                counts[k] = counts.get(k, 0) + 1
+        return {k: (n, len(insts)) for k, n in counts.items()}
 
     def replace(self, **changes: Any) -> "Scenario":
         return replace(self, **changes)
@@ -252,7 +278,7 @@ class Scenario:
                 if self.weights_on == "cpu":
                     inst["placement"] = {"default": {"weights": "cpu"}}
                 elif self.weights_on == "cxl":
-                    inst["placement"] = {"default": {"weights": "cxl:0"}}
+                    inst["placement"] = self._cxl_placement(reference_dir)
                 insts.append(inst)
         cpu: dict[str, Any] = {"mem_size": self.cpu_mem_gib, "mem_bw": self.cpu_mem_bw, "mem_latency": 0}
         if self.pim_device:
@@ -270,6 +296,21 @@ class Scenario:
                               "num_devices": self.cxl_devices}
         return out
 
+    def _cxl_placement(self, reference_dir: str | Path | None) -> dict[str, Any]:
+        """Weights on the CXL devices in turn: contiguous runs of blocks per device (the edge layers on the
+        first), so each holds its share and all stream at once."""
+        if self.cxl_devices == 1:
+            return {"default": {"weights": "cxl:0"}}
+        try:
+            layout = ReferenceLayout(resolve_reference_dir(reference_dir))
+            layers = ModelSpec.from_hf_config(layout.model_config(self.model), self.model).num_layers
+        except InputError:   # an unknown model: the run names it where it reads the config
+            return {"default": {"weights": "cxl:0"}}
+        n = min(self.cxl_devices, layers)
+        cuts = [k * layers // n for k in range(n + 1)]
+        return {"default": {"weights": "cxl:0"},
+                "blocks": [{"blocks": f"{cuts[k]}-{cuts[k + 1] - 1}", "weights": f"cxl:{k}"} for k in range(1, n)]}
+
     def cluster(self, reference_dir: str | Path | None = None) -> ClusterSpec:
         if self.cluster_config:
             return load_cluster(self._find(self.cluster_config, reference_dir, "cluster_config"))
@@ -282,16 +323,14 @@ class Scenario:
             return load_trace(self._find(self.trace, reference_dir, "trace"), self.num_requests or None)
         try:
             return synthetic(self.num_requests, self.rate, self.input_len, self.output_len, self.arrival,
-                             seed=self.seed, shared_prefix_len=self.shared_prefix_len,
+                             cv=self.arrival_cv, seed=self.seed, shared_prefix_len=self.shared_prefix_len,
                              num_prefixes=self.num_prefixes)
         except InputError as exc:   # name the scenario's key, not the generator's argument
-            key = {"input": "input_len", "output": "output_len"}.get(exc.where or "", exc.where)
+            key = {"input": "input_len", "output": "output_len", "cv": "arrival_cv"}.get(exc.where or "", exc.where)
             raise InputError(exc.message, "scenario", key) from None
 
     def engine(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("max_num_seqs", "max_num_batched_tokens", "block_size",
-                                              "enable_prefix_caching", "enable_chunked_prefill",
-                                              "async_scheduling", "gpu_memory_utilization", "eviction")}
+        return {k: getattr(self, k) for k in ENGINE_FIELDS}
 
     def what_if(self) -> dict[str, float]:
         """The hardware spec multipliers that differ from 1."""

@@ -35,7 +35,7 @@ from .config.reader import as_path, is_real, plain, store_plain
 from .errors import ClusterStartError, InputError, LlmssError
 from .files import check_writable_file, replacing
 from .reference import resolve_reference_dir
-from .scenario import SHAPE_FIELDS, Scenario
+from .scenario import GENERATOR_FIELDS, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | No
 
 # ---- grids ----------------------------------------------------------------------------------------
 
-def expand(base: Scenario, grid: Grid, source: str = "grid") -> tuple[dict[str, list], list[dict[str, Any]]]:
+def expand(base: Scenario, grid: Grid, source: str = "grid",
+           reference_dir: str | Path | None = None) -> tuple[dict[str, list], list[dict[str, Any]]]:
     """The sweep's dimensions and the scenario dict of every point (in C order over the dims).
 
     A mapping is a cartesian grid: ``{"tp": [1, 2], "max_num_seqs": [64, 256]}`` -> dims tp x
@@ -162,12 +163,12 @@ def expand(base: Scenario, grid: Grid, source: str = "grid") -> tuple[dict[str, 
     for i, o in enumerate(overrides):
         where = f"{source}: point {i} ({', '.join(f'{k}={v!r}' for k, v in o.items())})"
         sc = Scenario.from_dict({**base_dict, **o}, where)
-        ignored = sc.ignored()
+        ignored = sc.ignored(reference_dir)
         for key in o:
             if key in ignored:
                 raise InputError(f"has no effect: {ignored[key]} (every value would run the same point); "
                                  "drop this field from the grid, or sweep without the "
-                                 f"{'cluster_config' if key in SHAPE_FIELDS else 'trace'}", where, key)
+                                 f"{'trace' if key in GENERATOR_FIELDS else 'cluster_config'}", where, key)
         points.append(sc.to_dict())
     return dims, points
 
@@ -534,7 +535,7 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     _check_run_args(base, slo, "sweep")
     if save_to is not None:
         check_writable_file(save_to, "save_to")   # before any point runs, not when the results are in
-    dims, points = expand(base, grid, grid_source)
+    dims, points = expand(base, grid, grid_source, reference_dir)
     _check_cluster_args(client, n_workers, "sweep")   # up front: a fully resumed sweep never opens a client
     ref = str(resolve_reference_dir(reference_dir))
     results: list[dict | None] = [None] * len(points)
@@ -630,7 +631,7 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
                          "capacity", "rel_tol (--rel-tol)")
     rel_tol = tol
     _check_cluster_args(client, n_workers, "capacity")   # up front: before the progress bar opens
-    dims, points = expand(base, grid if grid is not None else [{}], grid_source)
+    dims, points = expand(base, grid if grid is not None else [{}], grid_source, reference_dir)
     ref = str(resolve_reference_dir(reference_dir))
     n = len(points)
     lo = np.full(n, float(lo0))

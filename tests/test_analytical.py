@@ -109,8 +109,8 @@ def test_latency_choices_are_checked(ref):
     with pytest.raises(InputError, match="multiplier between"):
         WhatIf.from_dict({"memory_bw_gbs": 0})
     h200 = sc.replace(hardware="H200")
-    with pytest.raises(InputError, match=r"^settings: latency: 'profile', but .* no measured bf16 profile of "
-                       r"meta-llama/Llama-3.1-8B on H200 at TP1; 'auto' or 'analytical' run it on H200's spec"):
+    with pytest.raises(InputError, match=r"^settings: latency: 'profile', but .* no measured profile of "
+                       r"meta-llama/Llama-3.1-8B on H200; 'auto' or 'analytical' run it on H200's spec"):
         ll.simulate(h200.cluster(ref), h200.workload(ref), h200.engine(), ref, latency="profile")
     with pytest.raises(InputError, match="no profile for hardware 'H900'"):   # no spec either: the hardware is wrong
         ll.simulate(sc.replace(hardware="H900").cluster(ref), h200.workload(ref), h200.engine(), ref,

@@ -99,12 +99,28 @@ def test_bad_shapes_name_the_key(ref, changes, key):
      "nodes[0].instances[0].npu_mem.mem_size"),
     ({"pim_device": "nope"}, "pim_device", "nodes[0].cpu_mem.pim_config"),
     ({"instances": 2, "ep": 3, "model": "Qwen/Qwen3-30B-A3B-Instruct-2507"}, "ep", "nodes[0].instances[0].ep_size"),
+    ({"weights_on": "cxl", "cxl_mem_gib": 10.0, "cxl_devices": 2}, "cxl_mem_gib, cxl_devices", "cxl_mem.mem_size"),
 ])
 def test_errors_in_the_built_cluster_name_the_scenario_fields(ref, changes, fields, key):
     """A scenario file names `tp`, not the key of the config built from it; that key is still given."""
     with pytest.raises(InputError) as err:
         Scenario(num_requests=3, **changes).run(ref)
     assert (err.value.source, err.value.where) == ("scenario", fields) and key in err.value.message
+
+
+def test_weights_on_cxl_are_spread_over_the_devices(ref):
+    """Every CXL device holds a share of the blocks and streams it at once (was: all on device 0, so the device
+    count changed nothing), and a share too large for a device says the size is split."""
+    def run(devices: int, gib: float = 40.0):
+        return Scenario(num_requests=10, weights_on="cxl", cxl_mem_gib=gib, cxl_devices=devices).run(ref)
+    one, three = run(1), run(3)
+    read = three.memory.tier_bytes_read
+    assert all(read.sel(tier=f"cxl:{k}") > 0 for k in range(3))
+    assert float(read.sel(tier=["cxl:0", "cxl:1", "cxl:2"]).sum()) == pytest.approx(
+        float(one.memory.tier_bytes_read.sel(tier="cxl:0")), rel=0.05)      # the same weights, streamed per step
+    assert three.summary()["mean_tpot_ms"] < 0.5 * one.summary()["mean_tpot_ms"]
+    with pytest.raises(InputError, match=r"do not fit its 5 GiB \(10 GiB shared by 2 devices\)"):
+        run(2, 10.0)
 
 
 def test_workload_errors_name_the_scenario_key(ref):

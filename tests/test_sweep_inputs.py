@@ -271,6 +271,10 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(ref, tmp_path):
      "rate: has no effect: trace 'example_trace' gives the workload"),
     (BASE, {"trace": ["", "example_trace"], "input_len": ["fixed:100", "fixed:200"]},
      "point 2 (trace='example_trace', input_len='fixed:100'): input_len: has no effect"),
+    (BASE.replace(cluster_config="single_node_heterogeneous"), {"max_num_seqs": [8, 16]},   # both instances set it
+     "max_num_seqs: has no effect: every instance of cluster_config 'single_node_heterogeneous' sets its own "
+     "max_num_seqs (every value would run the same point); drop this field from the grid, or sweep without the "
+     "cluster_config"),
 ])
 def test_a_grid_field_the_scenario_ignores_is_refused(base, grid, says):
     """Such a sweep once returned identical points, each marked ok."""

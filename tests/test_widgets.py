@@ -6,11 +6,12 @@ import json
 import os
 import stat
 
+import numpy as np
 import pytest
 from bokeh.models import GlyphRenderer
 
 from llmss_lab import load_results
-from llmss_lab.scenario import Scenario
+from llmss_lab.scenario import ENGINE_FIELDS, Scenario
 from llmss_lab.widgets import Explorer
 
 
@@ -314,6 +315,116 @@ def test_a_memory_control_without_its_device_names_both_controls(explorer):
     ex.controls["prefix_storage"].value = "cxl"
     assert ex.run() is None
     assert "check <b>prefix storage</b> (Memory &amp; power tab), <b>CXL memory (GiB)</b>" in ex.status.value
+
+
+def test_engine_controls_a_cluster_file_sets_for_every_instance_are_greyed_out_and_not_compared(explorer):
+    """The file's per-instance engine keys win, as in LLMServingSim (was: the controls stayed live, and the
+    baseline comparison reported "max_num_seqs 2 (baseline 128)" for two identical runs)."""
+    ex = explorer
+    ex.controls["cluster_config"].value = "single_node_heterogeneous"   # both instances set these four
+    greyed = {k for k in ENGINE_FIELDS if ex.controls[k].disabled}
+    assert greyed == {"max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "enable_chunked_prefill"}
+    assert "2 of 2 instances" in ex.controls["max_num_seqs"].tooltip
+    ex.run()
+    ex.keep_baseline()
+    ex.controls["max_num_seqs"].value = 2     # as a loaded scenario can still set it
+    ex.controls["block_size"].value = 32      # the file leaves this one to the controls
+    ex.run()
+    said = html.unescape(ex.summary.value)
+    assert "Run vs baseline: block_size 32 (baseline 16); changed but used by neither run: max_num_seqs 2 " \
+           "(baseline 128; every instance of cluster_config 'single_node_heterogeneous' sets its own max_num_seqs)" \
+           in said, said
+    ex.controls["cluster_config"].value = ""
+    assert not any(ex.controls[k].disabled for k in ENGINE_FIELDS)
+
+
+def test_an_engine_key_the_file_sets_for_some_instances_leaves_the_control_live_and_says_so(explorer, tmp_path):
+    ex = explorer
+    cfg = json.loads(ex.catalog.cluster_configs["single_node_multi_instance"].read_text())
+    cfg["nodes"][0]["instances"][0]["max_num_seqs"] = 8
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    ex.controls["cluster_config"].value = str(tmp_path / "c.json")
+    total = len(cfg["nodes"][0]["instances"])
+    assert not ex.controls["max_num_seqs"].disabled
+    assert ex.run() is not None
+    assert f"sets its own value for some instances: max num seqs (1 of {total})" in ex.status.value, ex.status.value
+
+
+def test_a_whole_trace_can_be_chosen_and_a_capped_one_says_so(explorer):
+    """The requests control started at 1, so a trace could not be run whole (0) from the panel."""
+    ex = explorer
+    ex.controls["trace"].value = "sharegpt-llama-3.1-8b-300-sps10"
+    ex.controls["num_requests"].value = 0
+    assert ex.run() is not None and ex.result.requests.sizes["request"] == 300
+    assert "300 requests," in ex.status.value and "capped" not in ex.status.value
+    ex.controls["num_requests"].value = 40
+    assert ex.run() is not None and "40 requests (the trace capped at 40; 0 requests runs it whole)" in ex.status.value
+
+
+def test_gamma_burstiness_is_a_control_and_changes_the_arrivals(explorer):
+    """arrival 'gamma' had no spread control, so it ran at CV 1: the same arrivals as Poisson."""
+    ex = explorer
+    assert ex.controls["arrival_cv"].disabled
+    ex.controls["arrival"].value = "gamma"
+    assert not ex.controls["arrival_cv"].disabled
+    ex.controls["arrival_cv"].value = 4.0
+    gaps = np.diff(ex.scenario().workload(ex.reference_dir).arrival_ns)
+    poisson = np.diff(ex.scenario().replace(arrival="poisson").workload(ex.reference_dir).arrival_ns)
+    assert gaps.std() / gaps.mean() > 2 > poisson.std() / poisson.mean()
+
+
+@pytest.mark.parametrize(("control", "depends_on", "on_value"), [
+    ("gate_skew", "expert_gate", "zipf"), ("prefix_sharing", "prefix_storage", "cpu"),
+    ("kv_transfer", "prefill_instances", 1), ("arrival_cv", "arrival", "gamma")])
+def test_a_setting_without_effect_is_greyed_out_until_it_has_one(explorer, control, depends_on, on_value):
+    ex = explorer
+    ex.controls["instances"].value = 2
+    assert ex.controls[control].disabled
+    ex.controls[depends_on].value = on_value
+    assert not ex.controls[control].disabled
+
+
+def test_a_hardware_change_names_the_model_and_tp_it_cannot_keep_and_brings_them_back(ref):
+    """Picking RTXPRO6000 after H100 / Llama-3.1-70B / TP 4 silently switched to another model and TP 1, and
+    switching back did not restore them."""
+    ex = Explorer(ref, Scenario(hardware="H100", model="meta-llama/Llama-3.1-70B", tp=4, npu_mem_gib=80))
+    assert ex.unshown == {}
+    ex.controls["hardware"].value = "RTXPRO6000"
+    st = html.unescape(ex.status.value)
+    assert ex.controls["model"].value != "meta-llama/Llama-3.1-70B"
+    assert "RTXPRO6000 offers no model meta-llama/Llama-3.1-70B (shown: " in st and "no TP 4 (shown: " in st, st
+    ex.controls["hardware"].value = "H100"
+    assert (ex.controls["model"].value, ex.controls["tp"].value) == ("meta-llama/Llama-3.1-70B", 4)
+    assert "offers no" not in ex.status.value
+
+
+def test_a_model_the_controls_cannot_show_runs_what_is_shown_on_the_second_press(ref):
+    """The model list went blank (None), so the second press failed with 'model: must be text, got None'."""
+    ex = Explorer(ref, Scenario(model="no/such-model", num_requests=10))
+    shown = ex.controls["model"].value
+    assert shown in [o[1] for o in ex.controls["model"].options]
+    assert ex.run() is None and "model 'no/such-model' (shown as " in html.unescape(ex.status.value)
+    assert ex.run() is not None and ex.scenario_shown.model == shown
+
+
+def test_a_clamped_value_the_user_then_sets_runs_at_the_first_press(ref):
+    """Setting the named control was not enough: the first Run still refused with the old message."""
+    ex = Explorer(ref, Scenario(num_requests=10, max_num_seqs=0, rate=20_000.0))
+    ex.controls["max_num_seqs"].value = 4
+    assert ex.run() is None and "rate 20000.0 (shown as 10000.0)" in ex.status.value   # still as clamped
+    assert "max_num_seqs" not in ex.status.value
+    ex = Explorer(ref, Scenario(num_requests=10, max_num_seqs=0))
+    ex.controls["max_num_seqs"].value = 4
+    assert ex.run() is not None and ex.scenario_shown.max_num_seqs == 4
+
+
+def test_an_unknown_hardware_is_shown_with_the_memory_of_the_one_shown_instead(ref):
+    ex = Explorer(ref, Scenario(hardware="NoSuchGPU", num_requests=10, npu_mem_gib=96.0))
+    hw = ex.controls["hardware"].value
+    spec = ex.specs.get(hw)
+    expected = ex.catalog.hardware[hw].mem_size if hw in ex.catalog.hardware else spec.memory_gib
+    assert ex.controls["npu_mem_gib"].value == expected
+    assert f"npu_mem_gib 96.0 (shown as {expected!r})" in ex.status.value
 
 
 def test_save_scenario_names_the_control(explorer, tmp_path):

@@ -27,7 +27,7 @@ from ..kernel.simulator import KV_TRANSFERS
 from ..latency.specs import load_specs
 from ..reference import resolve_reference_dir
 from ..results.dataset import Results
-from ..scenario import GENERATOR_FIELDS, SHAPE_FIELDS, WEIGHT_TIERS, Scenario
+from ..scenario import ENGINE_FIELDS, GENERATOR_FIELDS, SHAPE_FIELDS, WEIGHT_TIERS, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ GROUPS = {
     "Memory & power": ("weights_on", "cpu_mem_gib", "cpu_mem_bw", "cxl_mem_gib", "cxl_mem_bw", "cxl_devices",
                        "prefix_storage", "prefix_sharing", "pim_device", "attn_offload", "sub_batch_interleaving",
                        "power"),
-    "Workload": ("trace", "num_requests", "rate", "input_len", "output_len", "arrival", "shared_prefix_len", "num_prefixes", "seed"),
+    "Workload": ("trace", "num_requests", "rate", "input_len", "output_len", "arrival", "arrival_cv",
+                 "shared_prefix_len", "num_prefixes", "seed"),
 }
 LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU BW, collectives (GB/s)", "cpu_mem_gib": "CPU memory (GiB)",
           "cpu_mem_bw": "CPU bandwidth (GB/s)", "cxl_mem_gib": "CXL memory (GiB)", "cxl_mem_bw": "CXL GB/s per device",
@@ -49,7 +50,8 @@ LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU BW, collectives 
           "dp": "DP", "tp": "TP", "pp": "PP", "ep": "EP", "pim_device": "PIM device", "weights_on": "weights on",
           "attn_offload": "attention on PIM", "sub_batch_interleaving": "sub-batch interleaving",
           "power": "power model", "latency": "latency model", "what_if_mem_bw": "what if: memory BW x",
-          "what_if_flops": "what if: peak FLOP/s x"}
+          "what_if_flops": "what if: peak FLOP/s x", "arrival_cv": "burstiness (CV of gaps)",
+          "num_requests": "requests (0: whole trace)"}
 # the keys an error can name for a value a control sets, besides the Scenario fields (whose controls share their
 # names) and the built cluster's keys (scenario.BUILT_KEYS, which Scenario.run names by field): the run settings
 KEY_CONTROLS: dict[str, tuple[str, ...]] = {"what_if": ("what_if_mem_bw", "what_if_flops")}
@@ -61,8 +63,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "npu_mem_gib": (1, 4096), "npu_mem_bw": (1, 1e6), "instances": (1, 64), "dp": (1, 16), "pp": (1, 16),
     "ep": (1, 64), "prefill_instances": (0, 63), "max_num_seqs": (1, 4096), "max_num_batched_tokens": (16, 1 << 20),
     "gpu_memory_utilization": (0.05, 1.0), "gate_skew": (0.0, 10.0), "cpu_mem_gib": (1, 1e5), "cpu_mem_bw": (1, 1e5),
-    "cxl_mem_gib": (0, 1e5), "cxl_mem_bw": (1, 1e5), "cxl_devices": (1, 64), "num_requests": (1, 20_000),
-    "rate": (0.01, 1e4), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000), "seed": (0, 2**31 - 1),
+    "cxl_mem_gib": (0, 1e5), "cxl_mem_bw": (1, 1e5), "cxl_devices": (1, 64), "num_requests": (0, 20_000),
+    "rate": (0.01, 1e4), "arrival_cv": (0.0, 10.0), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000), "seed": (0, 2**31 - 1),
     "what_if_mem_bw": (0.01, 100), "what_if_flops": (0.01, 100)}
 # what a control changes, where its label cannot say it all (shown on hover)
 TOOLTIPS = {
@@ -76,6 +78,10 @@ LATENCY_CHOICES = [("auto: profile where one exists", "auto"), ("measured profil
                    ("analytical (roofline)", "analytical")]
 SPEC_TPS = (1, 2, 4, 8)      # TP degrees offered for hardware known only by its spec
 TAB_OF = {k: tab for tab, keys in GROUPS.items() for k in keys}
+READY = "Set the controls and press <b>Run</b>."
+# a control -> the control whose value decides whether it has any effect (see _matters)
+DEPENDS = {"arrival_cv": "arrival", "gate_skew": "expert_gate", "prefix_sharing": "prefix_storage",
+           "kv_transfer": "prefill_instances"}
 
 
 class Explorer:
@@ -93,12 +99,16 @@ class Explorer:
         self.shown_at = ""             # when ``result`` was run (HH:MM:SS), for the stale-plots note
         self.figures: dict[str, Any] = {}   # plot tab title -> its Bokeh layout, for the tabs opened since the run
         self.last_wall_s = float("nan")
+        self.wanted: dict[str, Any] = {}    # the model and TP last picked (or given): shown again where offered
+        self._refreshing = False            # options are being refilled: a value change is not the user's pick
+        self.unshown: dict[str, tuple] = {}   # field -> (the value given, the one shown): the controls cannot hold it
         self.controls: dict[str, w.ValueWidget] = {f.name: self._control(f.name, f.type) for f in fields(Scenario)}
         self.controls["hardware"].observe(self._on_hardware, "value")
         self.controls["model"].observe(self._on_model, "value")
-        self.controls["cluster_config"].observe(self._on_switches, "value")
-        self.controls["trace"].observe(self._on_switches, "value")
-        self.status = w.HTML("Set the controls and press <b>Run</b>.")
+        self.controls["tp"].observe(self._on_tp, "value")
+        for k in ("cluster_config", "trace", *DEPENDS.values()):
+            self.controls[k].observe(self._on_switches, "value")
+        self.status = w.HTML(READY)
         self.set_scenario(scenario or Scenario())
 
         self.run_button = w.Button(description="Run", button_style="primary", icon="play")
@@ -189,46 +199,69 @@ class Explorer:
             raise InputError(f"expected a Scenario, got {type(scenario).__name__}", "explorer", "scenario")
         scenario.validate("scenario")
         c = self.controls
-        if scenario.hardware in self.catalog.hardware or scenario.hardware in self.specs:
+        self.wanted = {"model": scenario.model, "tp": scenario.tp}
+        known = scenario.hardware in self.catalog.hardware or scenario.hardware in self.specs
+        if known:
             c["hardware"].value = scenario.hardware
-        self._refresh_models(scenario.model)
+            self._refresh_models()
+        else:    # the hardware shown instead, with its own memory
+            self._on_hardware({})
+        # an unknown hardware's memory is not put on the one shown instead: it is named below with the hardware
+        skip = {"hardware", "model"} | (set() if known else {"npu_mem_gib", "npu_mem_bw"})
         for k, v in scenario.to_dict().items():
-            if k in ("hardware", "model"):
+            if k in skip:
                 continue
             if isinstance(c[k], w.Dropdown) and v not in [o[1] for o in c[k].options]:
                 c[k].options = list(c[k].options) + [(str(v), v)]   # a saved scenario's value outside the catalog
             c[k].value = v
         self._on_switches()
         shown = self.scenario().to_dict()
-        changed = [f"{k} {v!r} (shown as {shown[k]!r})" for k, v in scenario.to_dict().items() if shown[k] != v]
-        self.unshown = ", ".join(changed)     # the first Run refuses while this stands, so it is read
-        if changed:
+        # the first Run refuses while one of these still shows what it was clamped to, so the list is read
+        self.unshown = {k: (v, shown[k]) for k, v in scenario.to_dict().items() if shown[k] != v}
+        if self.unshown:
+            said = ", ".join(f"{k} {v!r} (shown as {now!r})" for k, (v, now) in self.unshown.items())
             self.status.value = ("<span style='color:#b00'><b>The controls cannot show this scenario as saved:</b> "
-                                 f"{html.escape(self.unshown)}; check them before pressing Run.</span>")
+                                 f"{html.escape(said)}; check them before pressing Run.</span>")
+        else:
+            self.status.value = READY
 
     def _hardware(self):
         """The catalog entry of the hardware on show (None for a saved scenario's unknown hardware)."""
         return self.catalog.hardware.get(self.controls["hardware"].value)
 
-    def _refresh_models(self, prefer: str | None = None) -> None:
+    def _refresh_models(self) -> None:
+        """Offer the hardware's models, showing the one last picked if offered, else the one on show, else
+        the first; then the same for TP."""
         hw = self._hardware()
         models = sorted(hw.models) if hw else (self.all_models if self.controls["hardware"].value in self.specs else [])
         ctl = self.controls["model"]
-        ctl.options = _pairs(models)
-        if prefer in models:
-            ctl.value = prefer
+        keep = ctl.value
+        self._refreshing = True
+        try:
+            ctl.options = _pairs(models)
+            for pick in (self.wanted.get("model"), keep, models[0] if models else None):
+                if pick in models:
+                    ctl.value = pick
+                    break
+        finally:
+            self._refreshing = False
         self._refresh_tp()
 
     def _refresh_tp(self) -> None:
         hw = self._hardware()
         tps = list(hw.models.get(self.controls["model"].value, (1,))) if hw else list(SPEC_TPS)
         ctl = self.controls["tp"]
-        old = ctl.value
-        ctl.options = _pairs(tps)
-        ctl.value = old if old in tps else tps[0]
+        keep = ctl.value
+        self._refreshing = True
+        try:
+            ctl.options = _pairs(tps)
+            ctl.value = next(t for t in (self.wanted.get("tp"), keep, tps[0]) if t in tps)
+        finally:
+            self._refreshing = False
 
     def _on_hardware(self, change: dict) -> None:
-        self._refresh_models(self.controls["model"].value)
+        self._refresh_models()
+        self._say_substitutes()
         hw = self._hardware()
         spec = self.specs.get(self.controls["hardware"].value)
         if hw and hw.mem_size:
@@ -241,19 +274,47 @@ class Explorer:
             self.controls["power"].value = False
         self._on_switches()
 
-    def _on_model(self, _change: dict) -> None:
+    def _on_model(self, change: dict) -> None:
+        if not self._refreshing and change["new"] is not None:
+            self.wanted["model"] = change["new"]
         self._refresh_tp()
+
+    def _on_tp(self, change: dict) -> None:
+        if not self._refreshing and change["new"] is not None:
+            self.wanted["tp"] = change["new"]
+
+    def _say_substitutes(self) -> None:
+        """After a hardware change, name the model or TP picked that this hardware does not offer, and what is
+        shown instead: the next Run simulates what is shown (it comes back when hardware offering it is picked)."""
+        c = self.controls
+        swaps = [f"{c[k].description} {self.wanted[k]} (shown: {c[k].value})" for k in ("model", "tp")
+                 if k in self.wanted and c[k].value != self.wanted[k]]
+        if swaps:
+            self.status.value = (f"<span style='color:#b00'>{html.escape(str(c['hardware'].value))} offers no "
+                                 f"{html.escape('; no '.join(swaps))}. Press <b>Run</b> to run what is shown.</span>")
+        elif " offers no " in self.status.value:   # an earlier hardware's note, no longer true
+            self.status.value = READY
 
     def _on_switches(self, _change: dict | None = None) -> None:
         from_file = bool(self.controls["cluster_config"].value)
         for k in SHAPE_FIELDS:
             self.controls[k].disabled = from_file
+        # engine settings every instance of the file sets for itself win over the controls: grey those out
+        set_by_file = self.scenario().set_by_file(self.reference_dir) if from_file else {}
+        for k in ENGINE_FIELDS:
+            n, total = set_by_file.get(k, (0, 1))
+            self.controls[k].disabled = n == total
+            self.controls[k].tooltip = (f"Set per instance by the cluster file ({n} of {total} instances)"
+                                        if n else TOOLTIPS.get(k))
         if not from_file:
             hw = self._hardware()
             self.controls["power"].disabled = not (hw and hw.power)
         from_trace = bool(self.controls["trace"].value)
         for k in GENERATOR_FIELDS:
             self.controls[k].disabled = from_trace
+        c = self.controls
+        for k, on in DEPENDS.items():   # a setting that only matters with another is greyed out while it has none
+            c[k].disabled = (from_trace and k in GENERATOR_FIELDS) or not _matters(k, c[on].value, from_file)
 
     # ---- actions ---------------------------------------------------------------------------------
     def run(self) -> Results | None:
@@ -262,10 +323,13 @@ class Explorer:
         as a run from code (papermill parameters) would otherwise run other values silently; the next runs
         what the controls show."""
         scen = self.scenario()
-        if self.unshown:
+        now = scen.to_dict()
+        # a control set since the scenario was given is the user's pick: only the ones still as shown then count
+        still = ", ".join(f"{k} {v!r} (shown as {was!r})" for k, (v, was) in self.unshown.items() if now[k] == was)
+        self.unshown = {}
+        if still:
             self.status.value = (f"<span style='color:#b00'><b>Not run:</b> the controls could not show the scenario "
-                                 f"given: {html.escape(self.unshown)}. Press Run again to run what they show.</span>")
-            self.unshown = ""
+                                 f"given: {html.escape(still)}. Press Run again to run what they show.</span>")
             return None
         t0 = time.perf_counter()
         self.run_button.disabled = True
@@ -305,12 +369,26 @@ class Explorer:
         self.last_wall_s = time.perf_counter() - t0
         a = self.result.attrs
         self.status.value = (f"{html.escape(str(a.get('model', scen.model)))} on {html.escape(str(a.get('hardware', '')))}: "
-                             f"{len(workload)} requests, {a['num_steps']} steps, {a['simulated_s']:.1f} s simulated "
+                             f"{len(workload)} requests{self._trace_note(scen, len(workload))}, {a['num_steps']} steps, {a['simulated_s']:.1f} s simulated "
                              f"in {a['sim_wall_s']:.2f} s (panel {self.last_wall_s:.2f} s); latencies from "
-                             f"{html.escape(_latency_label(a))}")
+                             f"{html.escape(_latency_label(a))}{self._file_note(scen)}")
         self.keep_button.disabled = False
         self.save_results_button.disabled = False
         return self.result
+
+    @staticmethod
+    def _trace_note(scen: Scenario, n: int) -> str:
+        """Say when a trace ran cut short, as the requests control's default (100) cuts most traces."""
+        return f" (the trace capped at {n}; 0 requests runs it whole)" if scen.trace and n == scen.num_requests else ""
+
+    def _file_note(self, scen: Scenario) -> str:
+        """Which engine controls the chosen cluster file overrides for some of its instances (those it sets
+        for all are greyed out), so a change to one is not read as a change to every instance."""
+        part = {k: v for k, v in scen.set_by_file(self.reference_dir).items() if v[0] < v[1]}
+        if not part:
+            return ""
+        said = ", ".join(f"{html.escape(self._label(k))} ({n} of {total})" for k, (n, total) in part.items())
+        return f". The cluster file sets its own value for some instances: {said}; the controls set the others"
 
     def _label(self, name: str) -> str:
         """A control's label as the user sees it (not the Scenario field name)."""
@@ -373,8 +451,15 @@ class Explorer:
         if self.baseline is None or self.baseline_scenario is None or self.scenario_shown is None:
             return ""
         a, b = self.scenario_shown.to_dict(), self.baseline_scenario.to_dict()
-        diff = [f"{k} {a[k]!r} (baseline {b[k]!r})" for k in a if a[k] != b[k]]
-        out = f"<p>Run vs baseline: {html.escape(', '.join(diff) or 'same scenario')}</p>"
+        now, then = self.scenario_shown.ignored(self.reference_dir), self.baseline_scenario.ignored(self.reference_dir)
+        changed = [k for k in a if a[k] != b[k]]
+        idle = [k for k in changed if k in now and k in then]   # e.g. an engine control a cluster file overrides
+        diff = [f"{k} {a[k]!r} (baseline {b[k]!r})" for k in changed if k not in idle]
+        out = f"<p>Run vs baseline: {html.escape(', '.join(diff) or 'same scenario')}"
+        if idle:   # say so, or the comparison reads as the effect of a change neither run saw
+            out += html.escape("; changed but used by neither run: "
+                               + ", ".join(f"{k} {a[k]!r} (baseline {b[k]!r}; {now[k]})" for k in idle))
+        out += "</p>"
         kinds = {_latency_label(r.attrs).split(" ")[0] for r in (self.result, self.baseline) if r is not None}
         if len(kinds) > 1:
             out += ("<p><b>Note:</b> one run used a measured profile and the other the analytical model, so the "
@@ -434,6 +519,17 @@ class Explorer:
         from IPython.display import display
         load_bokeh()
         display(self.view)
+
+
+def _matters(name: str, other: Any, from_file: bool) -> bool:
+    """Whether control ``name`` has an effect, given the value of the control it depends on (DEPENDS)."""
+    if name == "arrival_cv":
+        return other == "gamma"
+    if name == "gate_skew":
+        return other == "zipf"
+    if name == "prefix_sharing":
+        return bool(other)
+    return from_file or other > 0    # kv_transfer: a file may split prefill and decode; the controls must
 
 
 def _latency_label(attrs: dict) -> str:
