@@ -192,6 +192,10 @@ class Scenario:
             if getattr(self, key) > high:
                 raise InputError(f"must be <= {high} (one node; write a cluster_config for more), got "
                                  f"{getattr(self, key)!r}", source, key)
+        if self.instances * self.dp > FIELD_MAXIMA["instances"]:   # each replica holds dp engines
+            raise InputError(f"{self.instances} replicas x {self.dp} DP members = {self.instances * self.dp} engines, "
+                             f"more than {FIELD_MAXIMA['instances']} (one node; write a cluster_config for more)",
+                             source, "instances, dp")
         if self.gpu_memory_utilization > 1:
             raise InputError(f"must be in (0, 1], got {self.gpu_memory_utilization!r}", source,
                              "gpu_memory_utilization")
@@ -338,7 +342,9 @@ class Scenario:
         return {k: v for k, v in w.items() if v != 1.0}
 
     def _find(self, name: str, reference_dir: str | Path | None, key: str) -> Path:
-        """A path as given, or a catalog stem (``single_node_pd_instance``)."""
+        """A path as given, or a catalog stem (``single_node_pd_instance``); spaces around it (a paste) are not
+        part of the name."""
+        name = name.strip()
         p = Path(name)
         if p.is_file():
             return p

@@ -132,6 +132,11 @@ def test_workload_errors_name_the_scenario_key(ref):
     assert err.value.where == "trace" and "sharegpt-llama-3.1-8b-300-sps10" in str(err.value)
 
 
+def test_names_pasted_with_spaces_around_them_are_found(ref):
+    s = Scenario(trace=" example_trace ", cluster_config="single_node_single_instance\n", num_requests=0)
+    assert len(s.workload(ref)) == 10 and s.cluster(ref).instances[0].hardware == "RTXPRO6000"
+
+
 def test_trace_and_config_by_catalog_name(ref):
     s = Scenario(trace="sharegpt-llama-3.1-8b-300-sps10", num_requests=30, cluster_config="single_node_pd_instance")
     res = s.run(ref)
@@ -203,3 +208,11 @@ def test_a_folder_for_a_file_field_is_named_as_a_folder(ref, tmp_path, key):
 def test_a_length_distribution_that_is_not_numbers_lists_the_forms():
     with pytest.raises(InputError, match=r"input_len: bad length distribution 'lognormal:abc'; use fixed:N"):
         Scenario(input_len="lognormal:abc").workload()
+
+
+def test_replicas_times_dp_members_are_capped_as_one_node():
+    """instances=64 with dp=16 (each within its own cap, and the explorer's) built 1,024 engines in one node."""
+    with pytest.raises(InputError, match=r"^s\.json: instances, dp: 64 replicas x 16 DP members = 1024 engines, "
+                                         r"more than 256"):
+        Scenario.from_dict({"instances": 64, "dp": 16}, "s.json")
+    Scenario.from_dict({"instances": 64, "dp": 4}, "s.json")
