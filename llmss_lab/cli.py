@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import InputError, LlmssError
+from .errors import InputError, LlmssError, WriteFailed
 from .files import check_writable_file, check_writable_folder, refuse_inside
 
 ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
@@ -168,12 +168,15 @@ def _save_or_rescue(res, out: str) -> None:
 
     try:
         res.save(out)
-    except OSError as e:
-        fd, rescue = tempfile.mkstemp(prefix="llmss-results-", suffix=".nc")
-        os.close(fd)
-        res.save(rescue)
-        raise InputError(f"could not write the results ({e.strerror or e}); they were saved to {rescue}",
-                         out, "--out") from None
+    except (WriteFailed, OSError) as e:
+        why = e.message if isinstance(e, WriteFailed) else f"could not write the results ({e.strerror or e})"
+        try:
+            fd, rescue = tempfile.mkstemp(prefix="llmss-results-", suffix=".nc")
+            os.close(fd)
+            res.save(rescue)
+        except (WriteFailed, OSError):   # the temporary folder is full too: the summary above is what is left
+            raise InputError(f"{why}; nor could they be saved to the temporary folder", out, "--out") from None
+        raise InputError(f"{why}; the results were saved to {rescue}", out, "--out") from None
 
 
 def _bench_root(args: argparse.Namespace) -> Path:
@@ -315,15 +318,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                slo=_slo(args, False), save_to=out, resume=args.resume, progress=not args.quiet, grid_source=args.grid)
     print(_sweep_table(ds, ["output_throughput", "mean_ttft_ms", "mean_tpot_ms", "goodput",
                             "energy_per_output_token_J", "num_gpus", "wall_s"]))
-    errors = ds.error.to_series()
-    for where, status in ds.status.to_series().items():
-        if status == "failed":
-            print(f"failed: {dict(zip(ds.status.dims, where if isinstance(where, tuple) else (where,)))}: "
-                  f"{errors[where]}", file=sys.stderr)
+    _print_failures(ds)
     print(f"{ds.attrs['points_ok']} ok, {ds.attrs['points_failed']} failed"
           f"{', ' + str(ds.attrs['points_resumed']) + ' reused from ' + str(out) if ds.attrs['points_resumed'] else ''}; "
           f"wrote {out}")
     return 1 if ds.attrs["points_failed"] and not ds.attrs["points_ok"] else 0   # nothing ran: a script should know
+
+
+def _print_failures(ds) -> None:
+    """Why each failed point of a sweep or capacity search failed (its table shows only that it did)."""
+    errors = ds.error.to_series()
+    for where, state in ds.status.to_series().items():
+        if state == "failed":
+            print(f"failed: {dict(zip(ds.status.dims, where if isinstance(where, tuple) else (where,)))}: "
+                  f"{errors[where]}", file=sys.stderr)
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
@@ -338,9 +346,10 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     ds = capacity(base, _slo(args, True), grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.dask_scheduler,
                   reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet,
                   grid_source=args.grid or "grid")
-    if args.out:
-        save(ds, args.out)
     print(_sweep_table(ds, ["max_rate", "bound", "goodput", "energy_per_output_token_J", "num_gpus", "rounds"]))
+    _print_failures(ds)
+    if args.out:   # after the table: a failed write then loses no answer
+        save(ds, args.out)
     return 1 if (ds.bound == "failed").all() else 0
 
 
@@ -612,6 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:       # argparse has printed usage and the error (or the help): its status
         return int(exc.code or 0)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    started = time.time()
     try:
         return args.fn(args)
     except LlmssError as exc:
@@ -620,7 +630,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"llmss: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("llmss: interrupted; nothing was written", file=sys.stderr)
+        out = getattr(args, "out", None)
+        # a sweep saves its points as they come in: say so when this run has written the file
+        if args.fn is cmd_sweep and out and Path(out).is_file() and Path(out).stat().st_mtime >= started:
+            print(f"llmss: interrupted; {out} holds the points saved so far (run again with --resume to go on)",
+                  file=sys.stderr)
+        else:
+            print("llmss: interrupted; no file was left half-written", file=sys.stderr)
         return 130
     except BrokenPipeError:        # output piped into `head`: stop quietly
         sys.stderr.close()

@@ -28,6 +28,11 @@ class InputError(LlmssError):
         return f"{prefix}: {self.message}" if prefix else self.message
 
 
+class WriteFailed(InputError):
+    """An output file could not be written (a full disk, lost permissions): the caller may still save the
+    data elsewhere."""
+
+
 class ClusterStartError(LlmssError):
     """The machine could not start what a run needs (a local dask cluster): not the user's input."""
 

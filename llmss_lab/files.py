@@ -4,12 +4,13 @@ temporary one."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import InputError
+from .errors import InputError, WriteFailed
 
 
 @contextmanager
@@ -22,15 +23,33 @@ def replacing(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not str(exc).startswith("NetCDF"):   # netCDF's failed writes only
+            raise
+        raise WriteFailed(f"cannot write the file ({_why(exc, path.parent)})", path) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _why(exc: BaseException, folder: Path) -> str:
+    """The cause of a failed write in words. A full disk first: HDF5 reports it as 'HDF error' or even as
+    'Permission denied'."""
+    try:
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return "no space left on the device"
+    except OSError:
+        pass
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else None) or str(exc)
 
 
 def _regular(path: Path, key: str | None = None) -> Path:
     """The file a write lands in: a link's target (renaming over the link would cut it), and never a
     device, pipe or socket, which renaming would replace with a plain file (as root, /dev/full itself)."""
     if path.is_symlink():
-        path = path.resolve()
+        try:
+            path = path.resolve()
+        except RuntimeError:   # Python < 3.13 raises this for a loop of links
+            raise InputError("a loop of symbolic links; give a file name", path, key) from None
     if path.exists() and not path.is_file() and not path.is_dir():
         raise InputError("not a regular file (a device, pipe or socket); give a file name", path, key)
     return path

@@ -3,12 +3,14 @@ interruption while writing (or while simulating) leaves the previous file as it 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 import xarray as xr
 
 import llmss_lab as ll
 from llmss_lab.cli import main
+from llmss_lab.errors import WriteFailed
 from llmss_lab.figures import _write_tsv
 from llmss_lab.sweeps import save as save_sweep
 
@@ -38,10 +40,58 @@ def test_a_crash_while_writing_results_keeps_the_previous_file(ref, previous, mo
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", crash_on_second_group)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteFailed, match=r"r\.nc: cannot write the file \(disk full\)"):
         res.save(path)
     assert digest(path) == before and not list(path.parent.glob("*.part"))
     assert ll.load_results(path).summary()["completed"] == 6
+
+
+@pytest.fixture()
+def full_disk(tmp_path, monkeypatch):
+    """tmp_path/full as a full disk, as netCDF reports one: 'NetCDF: HDF error', no errno."""
+    import shutil
+
+    full = tmp_path / "full"
+    full.mkdir()
+    real_write, real_usage = xr.Dataset.to_netcdf, shutil.disk_usage
+
+    def write(self, path=None, *args, **kwargs):
+        if path is not None and str(path).startswith(str(full)):
+            raise RuntimeError("NetCDF: HDF error")
+        return real_write(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", write)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real_usage(p)._replace(free=0)
+                        if str(p).startswith(str(full)) else real_usage(p))
+    return full
+
+
+@pytest.mark.parametrize("command", ["run", "example"])
+def test_results_a_full_disk_refuses_are_rescued_and_the_cause_named(ref, full_disk, capsys, command):
+    """Was a bare 'RuntimeError: NetCDF: HDF error' traceback, and the results were lost."""
+    args = ([str(ref / "configs/cluster/single_node_single_instance.json"), "--num-requests", "5"]
+            if command == "run" else [])
+    code = main([command, *args, "--reference-dir", str(ref), "--out", str(full_disk / "x.nc"), "-q"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "x.nc: --out: cannot write the file (no space left on the device)" in last, last
+    rescue = Path(last.rsplit("saved to ", 1)[1])
+    try:
+        assert ll.load_results(rescue).summary()["completed"] > 0
+    finally:
+        rescue.unlink()
+
+
+def test_a_capacity_search_prints_its_answer_and_why_points_failed_before_a_failing_write(ref, full_disk, capsys,
+                                                                                          tmp_path):
+    scen = BASE.replace(num_requests=8).save(tmp_path / "s.json")
+    grid = tmp_path / "g.yaml"
+    grid.write_text("tp: [1, 3]\n")    # TP 3 does not divide the model: that point fails
+    code = main(["capacity", str(scen), "--grid", str(grid), "--slo-ttft-ms", "2000", "--rate-min", "1",
+                 "--rate-max", "4", "--reference-dir", str(ref), "--workers", "1", "--out", str(full_disk / "c.nc"),
+                 "-q"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "max_rate" in out and "failed: {'tp': 3}: " in err and "tp_size" in err, err
+    assert "c.nc: cannot write the file (no space left on the device)" in err.strip().splitlines()[-1]
 
 
 def test_an_interrupted_cli_run_keeps_the_previous_file(ref, previous, monkeypatch, capsys):
@@ -74,7 +124,7 @@ def test_scenario_sweep_and_figure_files_are_replaced_whole(tmp_path, monkeypatc
     sweep_file = save_sweep(ds, tmp_path / "sweep.nc")
     before = digest(sweep_file)
     monkeypatch.setattr(xr.Dataset, "to_netcdf", lambda self, *a, **k: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError):
+    with pytest.raises(WriteFailed):
         save_sweep(ds, sweep_file)
     monkeypatch.undo()
     assert digest(sweep_file) == before and not list(tmp_path.glob("*.part"))
@@ -113,3 +163,26 @@ def test_a_write_follows_a_link_and_never_replaces_a_device_or_pipe(tmp_path):
         with pytest.raises(InputError, match="not a regular file"):
             call()
     assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_an_interrupted_sweep_says_its_file_holds_the_points_saved(tmp_path, monkeypatch, capsys):
+    """Was "interrupted; nothing was written" while the file held the points finished so far."""
+    import llmss_lab.sweeps as sweeps
+
+    scen, grid, out = BASE.save(tmp_path / "s.json"), tmp_path / "g.yaml", tmp_path / "sw.nc"
+    grid.write_text("max_num_seqs: [4, 8]\n")
+
+    def saves_then_interrupted(*args, **kwargs):
+        out.write_text("points")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweeps, "sweep", saves_then_interrupted)
+    assert main(["sweep", str(scen), "--grid", str(grid), "--out", str(out), "-q"]) == 130
+    assert f"{out} holds the points saved so far (run again with --resume to go on)" in capsys.readouterr().err
+
+    monkeypatch.setattr(sweeps, "sweep", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    (tmp_path / "old.nc").write_text("an earlier sweep")
+    import os
+    os.utime(tmp_path / "old.nc", (0, 0))
+    assert main(["sweep", str(scen), "--grid", str(grid), "--out", str(tmp_path / "old.nc"), "-q"]) == 130
+    assert "interrupted; no file was left half-written" in capsys.readouterr().err
