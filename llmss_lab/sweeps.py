@@ -201,6 +201,12 @@ def _key(point: dict[str, Any]) -> str:
     return json.dumps(point, sort_keys=True)
 
 
+def _current(point: Any) -> Any:
+    """A scenario saved by an earlier version, with the fields added since at their defaults (which is
+    what that version ran), so its sweep file can still be resumed."""
+    return {**Scenario().to_dict(), **point} if isinstance(point, dict) else point
+
+
 # ---- the Dataset ----------------------------------------------------------------------------------
 
 def _units(name: str) -> str:
@@ -286,7 +292,7 @@ def _done(ds: xr.Dataset) -> dict[str, dict]:
     for idx in np.ndindex(ds.status.shape):
         if str(ds.status.values[idx]) != "ok":
             continue
-        point = json.loads(str(ds.scenario.values[idx]))
+        point = _current(json.loads(str(ds.scenario.values[idx])))
         out[_key(point)] = {"status": "ok", "error": "", "wall_s": float(ds.wall_s.values[idx]),
                             "metrics": {m: float(ds[m].values[idx]) for m in metrics
                                         if not np.isnan(ds[m].values[idx])}}
@@ -297,12 +303,12 @@ def _check_same_sweep(old: xr.Dataset, base: Scenario, dims: dict[str, list], po
                       path: Path) -> None:
     """Resuming rewrites the file with this sweep's points: refuse if it holds another sweep's results,
     which would be lost."""
-    old_points = [json.loads(str(s)) for s in old.scenario.values.ravel()]
+    old_points = [_current(json.loads(str(s))) for s in old.scenario.values.ravel()]
     if list(old.scenario.dims) == list(dims) and old_points == points:
         return
     what = []
     try:
-        old_base = json.loads(str(old.attrs.get("base_scenario", "")))
+        old_base = _current(json.loads(str(old.attrs.get("base_scenario", ""))))
     except ValueError:
         old_base = None
     new_base = base.to_dict()

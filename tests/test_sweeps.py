@@ -2,6 +2,7 @@
 scheduler/worker, resume after an interruption, SLO goodput, capacity search, Pareto front, CLI, views."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -133,6 +134,30 @@ def test_an_interrupted_sweep_leaves_its_results_and_resumes(client, ref, tmp_pa
     fresh = ll.sweep(BASE, grid, client=client, reference_dir=ref, progress=False)
     xr.testing.assert_equal(resumed.output_throughput, fresh.output_throughput)
     assert load(out).attrs["points_ok"] == 6
+
+
+def test_a_sweep_file_of_an_earlier_version_resumes(client, ref, tmp_path):
+    """A field added to Scenario since the file was written (arrival_cv) made --resume refuse it as another
+    sweep ('arrival_cv None there, 1.0 here'); it counts as its default, which the earlier version ran."""
+    out, grid = tmp_path / "s.nc", {"max_num_seqs": [4, 8]}
+
+    def interrupt(i, result):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ll.sweep(BASE, grid, client=client, reference_dir=ref, save_to=out, progress=False, on_point=interrupt)
+    old = load(out)
+
+    def drop(text: str) -> str:
+        d = json.loads(text)
+        d.pop("arrival_cv")
+        return json.dumps(d)
+
+    old["scenario"] = (old.scenario.dims, np.vectorize(drop)(old.scenario.values.astype(str)))
+    old.attrs["base_scenario"] = drop(old.attrs["base_scenario"])
+    old.to_netcdf(out)
+    resumed = ll.sweep(BASE, grid, client=client, reference_dir=ref, save_to=out, resume=True, progress=False)
+    assert resumed.attrs["points_resumed"] == 1 and (resumed.status == "ok").all()
 
 
 def test_resume_needs_a_file(ref):
