@@ -57,6 +57,11 @@ def kv_cache_blocks(model: ModelSpec, inst: InstanceSpec, engine: EngineConfig, 
     budget = inst.npu_mem.mem_size * GIB * util - weights
     per_block = model.kv_bytes_per_token(inst.tp_size, inst.pp_size, kv_b) * engine.block_size
     blocks = int(budget // per_block)
+    if blocks <= 0 < budget:   # room for KV, but not for one block of this size
+        where = f"{inst.where}.block_size" if "block_size" in inst.engine_overrides else "block_size"
+        raise InputError(f"one KV block of {engine.block_size} tokens takes {per_block / GIB:.2f} GiB per GPU, more "
+                         f"than the {budget / GIB:.2f} GiB the weights leave for the KV cache; lower block_size",
+                         source if "block_size" in inst.engine_overrides else "engine settings", where)
     if blocks <= 0:
         raise InputError(f"the weights ({weights / GIB:.2f} GiB per GPU) leave no room for a KV cache in "
                          f"{inst.npu_mem.mem_size} GiB x {util} utilisation; raise mem_size, "

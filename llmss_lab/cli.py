@@ -627,6 +627,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LlmssError as exc:
         if isinstance(exc, InputError) and exc.where == "reference_dir":   # the library's argument is a flag here
             exc.where = "--reference-dir"
+        elif (isinstance(exc, InputError) and exc.source in ("settings", "engine settings", "argument")
+              and exc.where and getattr(args, exc.where, None) is not None):   # a run setting this command's flag set
+            exc.source, exc.where = "command line", "--" + exc.where.replace("_", "-")
         print(f"llmss: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -197,6 +197,17 @@ def test_bad_input_gives_one_clear_message(case, kind, arg, expect, ref, tmp_pat
         assert arg.split("=")[0] in str(exc.value), str(exc.value)
 
 
+def test_a_block_too_large_for_the_kv_room_names_the_block_size(ref, capsys):
+    """Was blamed on npu_mem.mem_size ('the weights leave no room for a KV cache'), with 71 GiB free for it."""
+    code = main(["run", str(ref / GOOD_CLUSTER), "--reference-dir", str(ref), "--num-requests", "5",
+                 "--block-size", "1048576", "-q"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith("llmss: error: command line: --block-size: one KV block of 1048576 tokens "
+                                         "takes 128.00 GiB per GPU, more than the "), last
+    with pytest.raises(InputError, match=r"^engine settings: block_size: one KV block .* lower block_size$"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, engine={"block_size": 1 << 20}, reference_dir=ref, num_requests=5)
+
+
 def test_nothing_executes_strings_from_input_files():
     """Configs and traces are data: no eval/exec, no pickle, YAML through the safe loader only."""
     pkg = Path(ll.__file__).resolve().parent
@@ -576,3 +587,15 @@ def test_python_arguments_of_the_wrong_kind_are_named(key, call, ref):
     with pytest.raises(InputError) as err:
         call(ref)
     assert err.value.where == key
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--attn-offload"], "command line: --attn-offload: needs a PIM device, and "),
+    (["--sub-batch-interleaving"], "command line: --sub-batch-interleaving: needs attention offloading"),
+    (["--prefix-storage", "cxl"], "command line: --prefix-storage: 'cxl' needs CXL memory, and "),
+])
+def test_a_flag_the_cluster_cannot_serve_is_named_as_the_flag(ref, capsys, flags, says):
+    """The config is fine; the flag asks for what it lacks (was: the config's key was blamed)."""
+    code = main(["run", str(ref / GOOD_CLUSTER), "--reference-dir", str(ref), "--num-requests", "5", "-q", *flags])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith(f"llmss: error: {says}"), last
