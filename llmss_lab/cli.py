@@ -222,7 +222,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from .results.dataset import Results
 
     res = Results.load(args.results)
-    print(format_summary(res.summary(), res.attrs))
+    try:
+        text = format_summary(res.summary(), res.attrs)
+    except (ValueError, TypeError, KeyError) as exc:   # a file edited by hand or by another tool
+        raise InputError(f"holds results this version cannot summarise ({type(exc).__name__}: {exc}); was it "
+                         "changed after llmss wrote it?", args.results) from None
+    print(text)
     return 0
 
 
@@ -621,6 +626,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:       # argparse has printed usage and the error (or the help): its status
         return int(exc.code or 0)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if isinstance(getattr(args, "out", None), str) and not args.out.strip():   # an unset $OUT: results would be lost
+        print("llmss: error: command line: --out: empty; give a file or folder name", file=sys.stderr)
+        return 2
     started = time.time()
     try:
         return args.fn(args)

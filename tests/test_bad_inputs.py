@@ -599,3 +599,18 @@ def test_a_flag_the_cluster_cannot_serve_is_named_as_the_flag(ref, capsys, flags
     code = main(["run", str(ref / GOOD_CLUSTER), "--reference-dir", str(ref), "--num-requests", "5", "-q", *flags])
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and last.startswith(f"llmss: error: {says}"), last
+
+
+def test_a_pipe_given_as_a_trace_is_refused_not_waited_on(ref, tmp_path, capsys):
+    """A FIFO with no writer blocked the run forever."""
+    fifo = tmp_path / "trace.jsonl"
+    os.mkfifo(fifo)
+    assert main(["run", str(ref / GOOD_CLUSTER), "--reference-dir", str(ref), "--workload", str(fifo), "-q"]) == 2
+    assert f"{fifo}: not a regular file (a pipe, device or socket)" in capsys.readouterr().err
+
+
+def test_an_empty_out_is_refused_before_the_run(ref, capsys):
+    """--out "" (an unset $OUT) ran, printed the summary and saved nothing, without a word."""
+    assert main(["run", str(ref / GOOD_CLUSTER), "--reference-dir", str(ref), "--num-requests", "3", "--out", ""]) == 2
+    out, err = capsys.readouterr()
+    assert "--out: empty" in err and "requests completed" not in out

@@ -121,3 +121,16 @@ def test_an_unknown_model_is_blamed_on_the_cluster_key(ref, capsys, tmp_path):
     assert code == 2
     assert err.startswith(f"llmss: error: {path}: nodes[0].instances[0].model_name: no model config for "
                           "'meta-llama/Llama-9B' (looked for ")
+
+
+def test_summary_of_a_results_file_changed_by_hand_is_one_clear_line(ref, tmp_path, capsys):
+    """A string where llmss wrote a number ended in a bare 'Unknown format code' traceback."""
+    import llmss_lab as ll
+
+    res = ll.Scenario(num_requests=5).run(ref)
+    res.set_attr("sim_wall_s", "slow")
+    path = res.save(tmp_path / "edited.nc")
+    assert main(["summary", str(path)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"llmss: error: {path}: holds results this version cannot summarise (ValueError: ") \
+        and last.endswith("was it changed after llmss wrote it?"), last

@@ -35,6 +35,8 @@ def read_text(path: str | Path) -> str:
         raise InputError("file does not exist", p)
     if p.is_dir():
         raise InputError("is a folder, expected a file", p)
+    if not p.is_file():   # a pipe would block the read until something writes to it
+        raise InputError("not a regular file (a pipe, device or socket); give a file", p)
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
