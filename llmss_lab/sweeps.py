@@ -115,6 +115,17 @@ def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | No
 
 # ---- grids ----------------------------------------------------------------------------------------
 
+MAX_POINTS = 10_000   # ~6 min at the ~27 points/s of two cores; the file is rewritten whole as points arrive
+
+
+def _check_size(n: int, source: str) -> None:
+    """Refuse a grid too large to run or save in reasonable time, before its points are built (a grid of
+    27 million points sat silent for minutes)."""
+    if n > MAX_POINTS:
+        raise InputError(f"{n:,} points, more than {MAX_POINTS:,}: coarsen the grid or split it into sweeps of "
+                         "their own files (a capacity search needs no rate dimension)", source)
+
+
 def expand(base: Scenario, grid: Grid, source: str = "grid",
            reference_dir: str | Path | None = None) -> tuple[dict[str, list], list[dict[str, Any]]]:
     """The sweep's dimensions and the scenario dict of every point (in C order over the dims).
@@ -140,9 +151,12 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
             if twice is not None:
                 raise InputError(f"lists {twice!r} twice: each value is one point of the sweep", source, key)
             dims[key] = values
+        _check_size(math.prod(len(v) for v in dims.values()), source)
         overrides = [dict(zip(dims, combo)) for combo in itertools.product(*dims.values())]
     elif isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)) and len(grid) > 0:
+        _check_size(len(grid), source)
         overrides = []
+        seen: dict[str, int] = {}   # a point's key -> its index: a repeat is found without comparing every pair
         for i, point in enumerate(grid):
             if not isinstance(point, Mapping):
                 raise InputError(f"point {i} must be a mapping of scenario fields, got {point!r}", source, f"points[{i}]")
@@ -151,9 +165,10 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
                     raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", source,
                                      f"points[{i}].{key}")
             point = {k: plain(v) for k, v in point.items()}
-            if point in overrides:
-                raise InputError(f"is point {overrides.index(point)} again: each point runs once", source,
-                                 f"points[{i}]")
+            key = _key({k: float(v) if is_real(v) else v for k, v in point.items()})   # 1 and 1.0 are one value
+            if key in seen:
+                raise InputError(f"is point {seen[key]} again: each point runs once", source, f"points[{i}]")
+            seen[key] = i
             overrides.append(point)
         dims = {"point": list(range(len(overrides)))}
     else:
@@ -335,12 +350,20 @@ def _check_same_sweep(old: xr.Dataset, base: Scenario, dims: dict[str, list], po
 
 # ---- running --------------------------------------------------------------------------------------
 
+MAX_WORKERS_PER_CORE = 4
+
+
 def _check_cluster_args(client: Any, n_workers: Any, source: str) -> None:
     """Bad cluster arguments fail here, before anything runs: a LocalCluster of no workers waits
     forever, and a malformed address is a bare ValueError deep inside dask."""
     if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1):
         raise InputError(f"must be a whole number of worker processes >= 1, got {n_workers!r}", source,
                          "--workers (n_workers)")
+    most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if n_workers is not None and n_workers > most:   # they would share the memory until each one pauses
+        raise InputError(f"{n_workers} local worker processes on {os.cpu_count()} cores would only split the "
+                         f"memory (each point runs on one core); give at most {most}, or a --dask-scheduler",
+                         source, "--workers (n_workers)")
     if isinstance(client, str):
         from distributed.comm import get_address_host_port, parse_address
 

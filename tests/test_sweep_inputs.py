@@ -64,6 +64,28 @@ def test_malformed_scheduler_addresses_are_named(address, ref):
     assert "--dask-scheduler" in exc.value.where and repr(address) in str(exc.value)
 
 
+def test_a_grid_too_large_to_run_is_refused_before_its_points_are_built():
+    """A 300 x 300 grid spent 40 s before its first point and was heading for 13 h; 27 million points sat silent."""
+    with pytest.raises(InputError, match=r"^g\.yaml: 90,000 points, more than 10,000: coarsen the grid"):
+        expand(BASE, {"max_num_seqs": list(range(1, 301)), "seed": list(range(300))}, "g.yaml")
+    with pytest.raises(InputError, match=r"^grid: 27,000,000 points"):
+        expand(BASE, {"max_num_seqs": list(range(1, 301)), "seed": list(range(300)), "rate": [float(r) for r in
+                                                                                              range(1, 301)]})
+    with pytest.raises(InputError, match=r"10,001 points"):
+        expand(BASE, [{"seed": i} for i in range(10_001)])
+    assert len(expand(BASE, {"seed": list(range(100)), "max_num_seqs": list(range(1, 101))})[1]) == 10_000
+
+
+def test_more_local_workers_than_the_cores_can_use_are_refused(ref):
+    """--workers 1000 started 1000 processes of 24 MiB each; they paused at 262 % memory and the sweep hung."""
+    import os
+
+    most = 4 * (os.cpu_count() or 1)
+    with pytest.raises(InputError, match=rf"^sweep: --workers \(n_workers\): {most + 1} local worker processes on "
+                                         rf"\d+ cores would only split the memory .* give at most {most}, or"):
+        ll.sweep(BASE, {"tp": [1]}, n_workers=most + 1, reference_dir=ref, progress=False)
+
+
 def test_a_refused_dask_argument_leaves_no_progress_bar_behind(ref, capsys):
     """The check runs before capacity's bar opens: the error is the only thing printed."""
     with pytest.raises(InputError, match="--workers"):
