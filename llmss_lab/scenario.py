@@ -265,6 +265,8 @@ class Scenario:
             raise InputError(f"must be one of {WEIGHT_TIERS}, got {self.weights_on!r}", src, "weights_on")
         if self.weights_on == "cxl" and self.cxl_mem_gib <= 0:
             raise InputError("weights on CXL need CXL memory (cxl_mem_gib > 0)", src, "weights_on")
+        placement = ({"default": {"weights": "cpu"}} if self.weights_on == "cpu" else
+                     self._cxl_placement(reference_dir) if self.weights_on == "cxl" else None)
         insts = []
         for r in range(self.instances):
             for _ in range(self.dp):
@@ -279,10 +281,8 @@ class Scenario:
                     inst["dp_group"] = f"replica{r}"
                 if self.prefill_instances:
                     inst["pd_type"] = "prefill" if r < self.prefill_instances else "decode"
-                if self.weights_on == "cpu":
-                    inst["placement"] = {"default": {"weights": "cpu"}}
-                elif self.weights_on == "cxl":
-                    inst["placement"] = self._cxl_placement(reference_dir)
+                if placement:
+                    inst["placement"] = placement
                 insts.append(inst)
         cpu: dict[str, Any] = {"mem_size": self.cpu_mem_gib, "mem_bw": self.cpu_mem_bw, "mem_latency": 0}
         if self.pim_device:

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ipywidgets as w
 
@@ -64,7 +64,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "ep": (1, 64), "prefill_instances": (0, 63), "max_num_seqs": (1, 4096), "max_num_batched_tokens": (16, 1 << 20),
     "gpu_memory_utilization": (0.05, 1.0), "gate_skew": (0.0, 10.0), "cpu_mem_gib": (1, 1e5), "cpu_mem_bw": (1, 1e5),
     "cxl_mem_gib": (0, 1e5), "cxl_mem_bw": (1, 1e5), "cxl_devices": (1, 64), "num_requests": (0, 20_000),
-    "rate": (0.01, 1e4), "arrival_cv": (0.0, 10.0), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000), "seed": (0, 2**31 - 1),
+    "rate": (0.01, 1e4), "arrival_cv": (0.0, 10.0), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000),
+    "seed": (0, 2**31 - 1),
     "what_if_mem_bw": (0.01, 100), "what_if_flops": (0.01, 100)}
 # what a control changes, where its label cannot say it all (shown on hover)
 TOOLTIPS = {
@@ -79,9 +80,14 @@ LATENCY_CHOICES = [("auto: profile where one exists", "auto"), ("measured profil
 SPEC_TPS = (1, 2, 4, 8)      # TP degrees offered for hardware known only by its spec
 TAB_OF = {k: tab for tab, keys in GROUPS.items() for k in keys}
 READY = "Set the controls and press <b>Run</b>."
-# a control -> the control whose value decides whether it has any effect (see _matters)
-DEPENDS = {"arrival_cv": "arrival", "gate_skew": "expert_gate", "prefix_sharing": "prefix_storage",
-           "kv_transfer": "prefill_instances"}
+# a control -> (the control whose value decides whether it has an effect, the test of that value given whether
+# a cluster file sets the cluster)
+DEPENDS: dict[str, tuple[str, Callable[[Any, bool], bool]]] = {
+    "arrival_cv": ("arrival", lambda v, _file: v == "gamma"),
+    "gate_skew": ("expert_gate", lambda v, _file: v == "zipf"),
+    "prefix_sharing": ("prefix_storage", lambda v, _file: bool(v)),
+    "kv_transfer": ("prefill_instances", lambda v, file: file or v > 0),   # a file may split prefill and decode
+}
 
 
 class Explorer:
@@ -106,7 +112,7 @@ class Explorer:
         self.controls["hardware"].observe(self._on_hardware, "value")
         self.controls["model"].observe(self._on_model, "value")
         self.controls["tp"].observe(self._on_tp, "value")
-        for k in ("cluster_config", "trace", *DEPENDS.values()):
+        for k in ("cluster_config", "trace", *(on for on, _ in DEPENDS.values())):
             self.controls[k].observe(self._on_switches, "value")
         self.status = w.HTML(READY)
         self.set_scenario(scenario or Scenario())
@@ -313,8 +319,8 @@ class Explorer:
         for k in GENERATOR_FIELDS:
             self.controls[k].disabled = from_trace
         c = self.controls
-        for k, on in DEPENDS.items():   # a setting that only matters with another is greyed out while it has none
-            c[k].disabled = (from_trace and k in GENERATOR_FIELDS) or not _matters(k, c[on].value, from_file)
+        for k, (on, matters) in DEPENDS.items():   # a setting that only matters with another is greyed out until then
+            c[k].disabled = (from_trace and k in GENERATOR_FIELDS) or not matters(c[on].value, from_file)
 
     # ---- actions ---------------------------------------------------------------------------------
     def run(self) -> Results | None:
@@ -369,7 +375,8 @@ class Explorer:
         self.last_wall_s = time.perf_counter() - t0
         a = self.result.attrs
         self.status.value = (f"{html.escape(str(a.get('model', scen.model)))} on {html.escape(str(a.get('hardware', '')))}: "
-                             f"{len(workload)} requests{self._trace_note(scen, len(workload))}, {a['num_steps']} steps, {a['simulated_s']:.1f} s simulated "
+                             f"{len(workload)} requests{self._trace_note(scen, len(workload))}, {a['num_steps']} steps, "
+                             f"{a['simulated_s']:.1f} s simulated "
                              f"in {a['sim_wall_s']:.2f} s (panel {self.last_wall_s:.2f} s); latencies from "
                              f"{html.escape(_latency_label(a))}{self._file_note(scen)}")
         self.keep_button.disabled = False
@@ -519,17 +526,6 @@ class Explorer:
         from IPython.display import display
         load_bokeh()
         display(self.view)
-
-
-def _matters(name: str, other: Any, from_file: bool) -> bool:
-    """Whether control ``name`` has an effect, given the value of the control it depends on (DEPENDS)."""
-    if name == "arrival_cv":
-        return other == "gamma"
-    if name == "gate_skew":
-        return other == "zipf"
-    if name == "prefix_sharing":
-        return bool(other)
-    return from_file or other > 0    # kv_transfer: a file may split prefill and decode; the controls must
 
 
 def _latency_label(attrs: dict) -> str:
