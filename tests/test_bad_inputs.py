@@ -103,6 +103,8 @@ CASES = [
     ("engine-negative-seqs", "engine", "max_num_seqs=-1", ["--max-num-seqs", "-1"]),
     ("engine-absurd-blocks", "engine", "num_gpu_blocks=100000000", ["--num-gpu-blocks", "100000000"]),
     ("engine-zero-block", "engine", "block_size=0", ["--block-size", "> 0"]),
+    ("engine-budget-below-seqs", "engine", "max_num_batched_tokens=64",   # vLLM refuses it; it ran (178 s E2E at 1)
+     ["--max-num-batched-tokens", "64 is less than max_num_seqs 128, which vLLM refuses"]),
     ("engine-utilisation", "engine", "gpu_memory_utilization=1.5", ["--gpu-memory-utilization", "1.5"]),
     ("reference-missing", "reference", "/no/such/reference", ["/no/such/reference", "does not exist"]),
 ]

@@ -19,7 +19,7 @@ def complete(s, step):
 
 def test_budget_split_and_chunking():
     # budget 120: req0 takes 100, req1 gets a 20-token chunk, req2 waits
-    eng = EngineConfig(max_num_batched_tokens=120, enable_prefix_caching=False)
+    eng = EngineConfig(max_num_seqs=8, max_num_batched_tokens=120, enable_prefix_caching=False)
     s, R = make_scheduler([100, 50, 30], [5, 5, 5], eng, num_blocks=100)
     st = s.schedule(0.0)
     assert st.rids.tolist() == [0, 1]
@@ -33,7 +33,7 @@ def test_budget_split_and_chunking():
 
 
 def test_without_chunked_prefill_a_long_prompt_waits():
-    eng = EngineConfig(max_num_batched_tokens=64, enable_chunked_prefill=False, enable_prefix_caching=False)
+    eng = EngineConfig(max_num_seqs=8, max_num_batched_tokens=64, enable_chunked_prefill=False, enable_prefix_caching=False)
     s, R = make_scheduler([40, 50], [3, 3], eng, num_blocks=100)
     st = s.schedule(0.0)
     assert st.rids.tolist() == [0]  # 50 does not fit the 24 tokens left, and FCFS keeps it waiting
@@ -104,7 +104,7 @@ def test_a_fully_cached_prompt_still_computes_one_block():
 
 
 def test_kernel_run_produces_every_token_once():
-    eng = EngineConfig(max_num_batched_tokens=64, enable_prefix_caching=False)
+    eng = EngineConfig(max_num_seqs=8, max_num_batched_tokens=64, enable_prefix_caching=False)
     wl = from_requests([(0.0, 100, 5), (0.0005, 30, 3), (0.01, 7, 1)])
     lat = ConstantLatency(1e6)
     raw = simulator.run([setup(eng, 100, lat)], wl)
@@ -122,7 +122,7 @@ def test_async_scheduling_plans_each_step_while_the_previous_one_runs():
     # Async: at 0 the engine plans step 1 (req0's prompt) and step 2 (req0's first decode, counting the
     # token step 1 will give it); req1 is taken in when step 1 ends (1 ms) and planned into step 3, which
     # runs 2-3 ms. Step 4 (planned at 2 ms) has no decode for req0: its token from step 3 is its last.
-    eng = EngineConfig(max_num_batched_tokens=64, enable_prefix_caching=False, async_scheduling=True)
+    eng = EngineConfig(max_num_seqs=8, max_num_batched_tokens=64, enable_prefix_caching=False, async_scheduling=True)
     wl = from_requests([(0.0, 10, 3), (0.0005, 10, 2)])
     lat = ConstantLatency(1e6)
     raw = simulator.run([setup(eng, 100, lat)], wl)

@@ -53,6 +53,10 @@ class EngineConfig:
                 raise bad(key, f"must be a whole number >= 0, got {v!r}")
         if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size <= 0:
             raise bad("block_size", f"must be a whole number > 0, got {self.block_size!r}")
+        if 0 < self.max_num_batched_tokens < self.max_num_seqs:   # vLLM refuses it: every sequence takes a token
+            raise bad("max_num_batched_tokens", f"{self.max_num_batched_tokens} is less than max_num_seqs "
+                      f"{self.max_num_seqs}, which vLLM refuses (each running sequence takes a token of the step); "
+                      "raise it or lower max_num_seqs")
         u = self.gpu_memory_utilization
         if isinstance(u, bool) or not isinstance(u, (int, float)) or not 0 < u <= 1:
             raise bad("gpu_memory_utilization", f"must be in (0, 1], got {u!r}")
