@@ -191,7 +191,14 @@ def _read_requests(req_path: Path, workload: Workload, dataset_note: str) -> np.
     if len(rows) < len(workload):
         raise InputError(f"ends after {len(rows)} requests, but the simulated workload has {len(workload)} "
                          f"({dataset_note})", req_path, f"line {last_line + 1}")
-    return np.array(rows)
+    out = np.array(rows)
+    # the engine takes each request in as it arrives, so queued_ts spans about the trace's arrivals: far more
+    # is a unit slip that the per-request bound misses (milliseconds: a 10 s request reads as 10,000 s)
+    span, arrivals = np.ptp(out[:, 0]), float(np.ptp(workload.arrival_ns)) / 1e9
+    if span > 10 * arrivals + 60:
+        raise InputError(f"queued_ts spans {span:.4g} s, but the workload's arrivals span {arrivals:.4g} s; "
+                         "timestamps are in seconds (milliseconds or another unit?)", req_path)
+    return out
 
 
 def read_measurement(folder: str | Path, layout: ReferenceLayout) -> Measurement:

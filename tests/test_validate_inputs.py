@@ -105,6 +105,22 @@ def test_a_request_lasting_over_a_day_is_a_unit_slip(ref, tmp_path):
     assert e.where == "line 5" and "last_token_ts is 1e+300 s after queued_ts" in e.message
 
 
+def test_timestamps_in_milliseconds_are_a_unit_slip(ref, tmp_path):
+    """Every request under a day, so the per-request bound passed it, and the run scored 99.9 % error."""
+    folder = _copy(ref, tmp_path)
+    path = folder / "vllm" / "requests.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for r in rows:
+        for k in ("queued_ts", "scheduled_ts", "first_token_ts", "last_token_ts"):
+            if k in r:
+                r[k] *= 1000.0
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    e = _error(folder, ref)
+    assert e.source == str(path) and e.where is None
+    assert e.message.startswith("queued_ts spans 2.917e+04 s, but the workload's arrivals span ") \
+        and e.message.endswith("timestamps are in seconds (milliseconds or another unit?)"), e.message
+
+
 # 3. NaN / inf
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("field", ["queued_ts", "first_token_ts", "last_token_ts", "scheduled_ts"])
