@@ -176,6 +176,16 @@ def test_negative_memory_is_named(tmp_path):
         load_cluster(write(tmp_path, "c.json", c))
 
 
+def test_an_instance_name_must_be_text(tmp_path):
+    """`"name": 5` was accepted without a word (the label is not used, but a number there is a slip)."""
+    c = base_cluster()
+    c["nodes"][0]["instances"][0]["name"] = 5
+    with pytest.raises(InputError, match=r"c\.json: nodes\[0\]\.instances\[0\]\.name: expected a string, got 5"):
+        load_cluster(write(tmp_path, "c.json", c))
+    c["nodes"][0]["instances"][0]["name"] = "prefill-0"
+    assert load_cluster(write(tmp_path, "c.json", c)).instances[0].tp_size == 1
+
+
 def test_num_npus_must_match_tp(tmp_path):
     c = base_cluster()
     c["nodes"][0]["instances"][0]["num_npus"] = 3

@@ -366,6 +366,7 @@ def _instance(s: Section) -> InstanceSpec:
     if num is not None and num != tp * pp:
         raise s.error("num_npus", f"{num} NPUs do not equal tp_size x pp_size = {tp} x {pp}")
     pd_type = s.string("pd_type", required=False, default=None, choices=("prefill", "decode"))
+    s.string("name", required=False, default=None)   # a label LLMServingSim's configs carry; read only to check it
     overrides = {}
     for key, field_name in INSTANCE_ENGINE_KEYS.items():
         if s.has(key):
