@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 Grid = Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]
 CONNECT_TIMEOUT_S = 20.0   # a scheduler address that does not answer within this is an error, not a hang
+HANDSHAKE_S = 5.0          # a dask scheduler sends its handshake as soon as a connection opens
 WORKER_WAIT_S = 60.0       # nor is a scheduler that has no worker to run the points after this
 LOCAL_START_TRIES = 2      # starts of a LocalCluster before its failure is an error
 MIN_REL_TOL = 1e-6         # a finer bracket than this only spends runs on float rounding
@@ -461,9 +462,18 @@ def _knock(address: str) -> float:
     from distributed.comm import get_address_host_port, parse_address
 
     t0 = time.monotonic()
-    if parse_address(address)[0] in ("tcp", "tls", "ws", "wss"):
-        with socket.create_connection(get_address_host_port(address), timeout=CONNECT_TIMEOUT_S):
-            pass
+    scheme = parse_address(address)[0]
+    if scheme in ("tcp", "tls", "ws", "wss"):
+        with socket.create_connection(get_address_host_port(address), timeout=CONNECT_TIMEOUT_S) as sock:
+            if scheme == "tcp":   # a dask scheduler speaks first (its handshake); a server that accepts and then
+                sock.settimeout(HANDSHAKE_S)   # waits (HTTP) would hold the Client past its own timeout, for ever
+                try:
+                    first = sock.recv(1)
+                except socket.timeout:
+                    raise ConnectionError(f"it accepted the connection but sent nothing in {HANDSHAKE_S:g} s, as a "
+                                          "dask scheduler would at once") from None
+                if not first:
+                    raise ConnectionError("it closed the connection at once")
     return max(1.0, CONNECT_TIMEOUT_S - (time.monotonic() - t0))
 
 

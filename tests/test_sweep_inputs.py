@@ -116,6 +116,26 @@ def test_a_scheduler_without_workers_is_an_error_not_a_hang(ref, monkeypatch):
         stop(sched)
 
 
+def test_a_server_that_is_not_dask_is_named_not_waited_on(ref):
+    """An HTTP server at the address: dask's Client waited past its own timeout for ever (the CLI hung)."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held = []
+    threading.Thread(target=lambda: held.append(listener.accept()), daemon=True).start()   # accepts, says nothing
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(InputError, match=r"cannot reach the dask scheduler at .* it accepted the connection but "
+                                             r"sent nothing in 5 s"):
+            ll.sweep(BASE, {"tp": [1]}, client=f"tcp://127.0.0.1:{listener.getsockname()[1]}", reference_dir=ref,
+                     progress=False)
+        assert time.monotonic() - t0 < 30
+    finally:
+        listener.close()
+
+
 def test_a_sweep_that_never_started_leaves_an_existing_file_alone(ref, tmp_path, monkeypatch):
     def no_client(*args, **kwargs):   # a refused connection is known at once: no Client waits out its timeout
         pytest.fail("a Client was made for an address where nothing listens")
