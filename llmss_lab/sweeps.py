@@ -458,7 +458,8 @@ def local_client(n_workers: int) -> Iterator[Any]:
 def _knock(address: str) -> float:
     """Raise OSError at once if nothing listens at a network scheduler address (dask's Client would
     retry a refused connection until its timeout, and leaves its event-loop thread running when it
-    gives up); returns the seconds of CONNECT_TIMEOUT_S left for the Client."""
+    gives up), or if what answers at a tcp address does not speak first as dask does; returns the
+    seconds of CONNECT_TIMEOUT_S left for the Client."""
     from distributed.comm import get_address_host_port, parse_address
 
     t0 = time.monotonic()
