@@ -176,10 +176,13 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
         raise InputError("a grid is a mapping {field: [values]} or a non-empty list of points", source)
     base_dict = base.to_dict()
     points = []
+    ignored_by: dict[tuple[str, str], dict[str, str]] = {}   # what a point ignores follows its file and trace
     for i, o in enumerate(overrides):
         where = f"{source}: point {i} ({', '.join(f'{k}={v!r}' for k, v in o.items())})"
         sc = Scenario.from_dict({**base_dict, **o}, where)
-        ignored = sc.ignored(reference_dir)
+        if (sc.cluster_config, sc.trace) not in ignored_by:   # reading the cluster file once, not per point
+            ignored_by[sc.cluster_config, sc.trace] = sc.ignored(reference_dir)
+        ignored = ignored_by[sc.cluster_config, sc.trace]
         for key in o:
             if key in ignored:
                 raise InputError(f"has no effect: {ignored[key]} (every value would run the same point); "
