@@ -291,3 +291,14 @@ def test_design_views_show_values_failures_and_the_front(client, ref):
     with pytest.raises(InputError, match="fix the other sweep dims"):
         design.heatmap(ds.expand_dims(rate=[1.0, 2.0]), "output_throughput", "max_num_seqs", "tp")
     time.sleep(0)   # keep the module's cluster for the next test
+
+
+def test_a_sweep_file_is_rewritten_less_often_when_writing_it_is_slow():
+    from llmss_lab.sweeps import SavePacer
+
+    pacer = SavePacer(every_s=2.0, last=0.0)
+    assert not pacer.due(1.9) and pacer.due(2.0)
+    pacer.wrote(2.0, 2.1)               # a quick write keeps the asked-for pace
+    assert pacer.due(4.2)
+    pacer.wrote(4.2, 5.2)               # a 1 s write: the next waits 4 s, so writing stays under a fifth
+    assert not pacer.due(9.0) and pacer.due(9.3)
