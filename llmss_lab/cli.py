@@ -619,6 +619,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refuse_out_in_reference(args: argparse.Namespace) -> None:
+    """``--out`` inside the reference data would overwrite the measurements or profiles runs read."""
+    out = getattr(args, "out", None)
+    if not out or not hasattr(args, "reference_dir"):
+        return
+    from .reference import resolve_reference_dir
+
+    try:
+        root = resolve_reference_dir(args.reference_dir)
+    except LlmssError:       # no root: the command says so itself if it needs one
+        return
+    refuse_inside(out, root, "the reference data")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -631,6 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.time()
     try:
+        _refuse_out_in_reference(args)
         return args.fn(args)
     except LlmssError as exc:
         if isinstance(exc, InputError) and exc.where == "reference_dir":   # the library's argument is a flag here

@@ -134,3 +134,15 @@ def test_summary_of_a_results_file_changed_by_hand_is_one_clear_line(ref, tmp_pa
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith(f"llmss: error: {path}: holds results this version cannot summarise (ValueError: ") \
         and last.endswith("was it changed after llmss wrote it?"), last
+
+
+@pytest.mark.parametrize("command", [["example"], ["sweep", "scenario.yaml", "--grid", "grid.yaml"],
+                                     ["capacity", "scenario.yaml", "--slo-ttft-ms", "500", "--slo-tpot-ms", "50"]])
+def test_an_out_file_inside_the_reference_data_is_refused_and_the_file_kept(command, tmp_path, capsys):
+    """`--out ../shared/reference/.../measurements/run.nc` replaced a measurement the validation reads."""
+    measured = tmp_path / "measurements" / "run.nc"
+    measured.parent.mkdir()
+    measured.write_text("real data")
+    assert main([*command, "--reference-dir", str(tmp_path), "--out", str(measured)]) == 2
+    assert "--out: is inside the reference data" in capsys.readouterr().err
+    assert measured.read_text() == "real data"

@@ -171,7 +171,7 @@ def test_output_folders_that_would_overwrite_what_a_run_reads_are_refused(tmp_pa
     art = tmp_path / "ispass26"
     (art / "figures" / "figure_9" / "parsed").mkdir(parents=True)
     assert main(["figure-data", "9", "--reference-dir", str(tmp_path), "--out", str(art / "figures")]) == 2
-    assert "is inside the paper artifact" in capsys.readouterr().err
+    assert "is inside the reference data" in capsys.readouterr().err
     assert list((art / "figures" / "figure_9" / "parsed").iterdir()) == []
     with pytest.raises(InputError, match="out: is inside the paper artifact"):   # the notebooks' call
         from llmss_lab.figures import write_figure_data
