@@ -92,6 +92,32 @@ def test_prefix_hits_on_full_blocks_and_the_last_token_is_recomputed():
     assert st.num_new.tolist() == [1, 16, 16]
 
 
+def test_a_request_admitted_in_the_same_step_hits_the_blocks_allocated_before_it():
+    """vLLM indexes full blocks as it allocates them, so two requests sharing a prefix and arriving
+    together compute it once (the second reads the first's KV, written earlier in the same forward)."""
+    eng = EngineConfig(block_size=16, enable_prefix_caching=True)
+    shared = list(range(40))
+    ids = [shared + [1000 + i for i in range(8)], shared + [2000 + i for i in range(8)]]
+    s, R = make_scheduler([48, 48], [2, 2], eng, num_blocks=50, token_ids=ids)
+    st = s.schedule(0.0)
+    assert R.prefix_hit[0] == 0 and R.prefix_hit[1] == 32
+    assert st.num_new.tolist() == [48, 16]
+    assert s.kv.queries == 96 and s.kv.hits == 32
+
+
+def test_a_resumed_request_is_not_counted_again_in_the_hit_rate():
+    """Preempted and readmitted, a request finds its own blocks: vLLM keeps that out of the hit rate."""
+    eng = EngineConfig(block_size=16, enable_prefix_caching=True)
+    s, R = make_scheduler([48], [4], eng, num_blocks=50, token_ids=[list(range(48))])
+    complete(s, s.schedule(0.0))
+    assert (s.kv.queries, s.kv.hits) == (48, 0)
+    s.running.remove(0)
+    s._preempt(0)            # as a preemption does: its blocks go back to the free list, still indexed
+    st = s.schedule(1.0)
+    assert st.rids.tolist() == [0] and R.cache_hits[0] == 48 and st.num_new.tolist() == [1]
+    assert (s.kv.queries, s.kv.hits) == (48, 0)
+
+
 def test_a_fully_cached_prompt_still_computes_one_block():
     eng = EngineConfig(block_size=16, enable_prefix_caching=True)
     ids = [list(range(32)), list(range(32))]

@@ -131,8 +131,13 @@ class VLLMV1Scheduler(Scheduler):
                     R.nblocks[rows] += ks
                 ra, na, before = (run, sched, comp) if everyone else (run[mask], sched[mask], comp[mask])
                 budget -= total
+                if kv.prefix_caching:   # indexed as allocated, as vLLM does: a request admitted below can hit them
+                    after = before + na
+                    idx = (after // bs > before // bs).nonzero()[0]
+                    for rid, c in zip(ra[idx].tolist(), after[idx].tolist()):
+                        kv.cache_full_blocks(rid, c, now)
             else:
-                budget = self._running_with_preemption(rids, news, preempted)
+                budget = self._running_with_preemption(now, rids, news, preempted)
 
         # ---- phase B: waiting requests ----------------------------------------------------------
         recall = 0
@@ -153,13 +158,9 @@ class VLLMV1Scheduler(Scheduler):
         if self.lookahead:   # the step will give these a token
             R.pending[ra[after >= R.num_tokens[ra] + R.pending[ra]]] += 1
         R.computed[ra] = after
-        if kv.prefix_caching:
-            idx = (after // bs > before // bs).nonzero()[0]
-            for rid, c in zip(ra[idx].tolist(), after[idx].tolist()):
-                kv.cache_full_blocks(rid, c, now)
         return ScheduledStep(ra, na, before, preempted, recall)
 
-    def _running_with_preemption(self, rids: list[int], news: list[int], preempted: list[int]) -> int:
+    def _running_with_preemption(self, now: float, rids: list[int], news: list[int], preempted: list[int]) -> int:
         """The exact sequential loop, used when KV blocks run short."""
         R, kv = self.R, self.kv
         budget = self.budget
@@ -186,6 +187,7 @@ class VLLMV1Scheduler(Scheduler):
             if not ok:
                 break
             R.nblocks[rid] = len(kv.blocks[rid])
+            kv.cache_full_blocks(rid, int(R.computed[rid]) + n, now)
             rids.append(rid)
             news.append(n)
             budget -= n
@@ -231,19 +233,18 @@ class VLLMV1Scheduler(Scheduler):
             self._run_arr = None
             R.nblocks[rid] = len(kv.blocks[rid])
             R.computed[rid] = n_hit
-            if ready or extra:  # KV that arrives rather than is computed: index it for later hits
-                R.kv_ready[rid] = 0
-                kv.cache_full_blocks(rid, n_hit, now)
+            R.kv_ready[rid] = 0
+            kv.cache_full_blocks(rid, n_hit + n, now)   # at allocation, as vLLM: the next admitted can hit them
             if not ready:
-                kv.queries += total
-                kv.hits += n_npu
-                if kv.lower is not None:
-                    kv.lower.count(now, total, extra)
-                    recall += extra
+                if R.prefix_hit[rid] < 0:   # hit rates count a request once, as vLLM's (a resumed one hits its own KV)
+                    R.prefix_hit[rid] = n_hit
+                    kv.queries += total
+                    kv.hits += n_npu
+                    if kv.lower is not None:
+                        kv.lower.count(now, total, extra)
+                recall += extra
                 R.recalled[rid] += extra
                 R.cache_hits[rid] += n_hit
-                if R.prefix_hit[rid] < 0:
-                    R.prefix_hit[rid] = n_hit
             if R.scheduled[rid] == UNSET:
                 R.scheduled[rid] = now
             rids.append(rid)
