@@ -117,6 +117,18 @@ def test_shared_cpu_pool_recalls_prefixes_and_conserves_bytes(ref):
     assert float(m.pool_used.max()) <= float(m.pool_capacity.max())
 
 
+def test_dram_energy_counts_the_bytes_a_prefix_pool_reads_and_writes(ref):
+    """Write-through is charged as DRAM energy (it was moved on the tier but never charged)."""
+    res = simulate(ref / "configs/cluster/single_node_power_instance.json", _shared_prefix_workload(),
+                   reference_dir=ref, prefix_storage="cpu")
+    m, p = res.memory, res.power
+    read, written = float(m.tier_bytes_read.sum()), float(m.tier_bytes_written.sum())
+    assert written > 0
+    T = float(p.time.values[-1])
+    idle = 2.0 * (512 // 32) * T                       # dram idle_power x DIMMs, the whole run
+    assert float(p.energy.sel(node=0, component="dram")) == pytest.approx(idle + 6.0 * 8 * (read + written) * 1e-12)
+
+
 def test_private_pools_split_the_tier(ref):
     res = simulate(_two_instances(ref), _shared_prefix_workload(10), reference_dir=ref, prefix_storage="cpu")
     assert res.memory.sizes["pool"] == 2

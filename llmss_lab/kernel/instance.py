@@ -337,6 +337,8 @@ class Engine:
         # KV recalled from a lower-tier prefix pool must arrive before the step computes on it
         clock = begin
         moved = [0.0] * len(self.members)
+        for i, m in enumerate(self.members):   # this step's write-through to a prefix pool: its DRAM energy
+            moved[i], m.scheduler.kv.written = m.scheduler.kv.written, 0.0
         for i, (m, p) in enumerate(zip(self.members, plans)):
             if p is not None and p.step.recall_tokens:
                 nbytes = p.step.recall_tokens * m.recall_bytes_per_token

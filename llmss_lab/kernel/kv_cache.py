@@ -139,6 +139,7 @@ class KVCacheManager:
         self._token_ids: dict[int, Sequence[int] | None] = {}
         self.queries = 0   # prompt tokens looked up
         self.hits = 0      # of which found cached
+        self.written = 0.0   # bytes written through to the lower pool since the step that caused them took them
 
     def register(self, rid: int, token_ids: Sequence[int] | None, num_tokens: int = 0) -> None:
         self._token_ids[rid] = token_ids
@@ -234,7 +235,7 @@ class KVCacheManager:
             cb = self.chunk_blocks
             ends = range((done // cb + 1) * cb, full + 1, cb)   # chunk ends newly covered
             if ends:
-                self.lower.store(now, [hs[e - 1] for e in ends])
+                self.written += self.lower.store(now, [hs[e - 1] for e in ends])
 
     def lower_hit_tokens(self, rid: int, num_tokens: int, npu_hit_tokens: int) -> int:
         """Tokens beyond the NPU's own hit that the lower pool can supply (whole chunks, at most

@@ -82,11 +82,11 @@ class PrefixPool:
     def used_bytes(self) -> float:
         return len(self.chunks) * self.chunk_bytes
 
-    def store(self, now: float, keys: list[int]) -> None:
-        """Write-through of completed chunks (already-held ones are only refreshed)."""
+    def store(self, now: float, keys: list[int]) -> float:
+        """Write-through of completed chunks (already-held ones are only refreshed); the bytes written."""
         cap = self.capacity_chunks
         if cap <= 0:
-            return
+            return 0.0
         new = 0
         for k in keys:
             if k in self.chunks:
@@ -100,6 +100,7 @@ class PrefixPool:
         if new:
             self.tier.move(now, new * self.chunk_bytes, write=True)
             self.used_log.append((now, len(self.chunks)))
+        return new * self.chunk_bytes
 
     def match(self, keys: list[int]) -> int:
         """How many leading chunks of a prefix the pool holds (refreshing them)."""
