@@ -170,3 +170,13 @@ def test_artifact_attention_predictions_are_the_measured_timings_times_one_const
         assert len(shared) > 100
         ratios = np.array([predicted[k] / measured[k] for k in shared])
         assert np.percentile(ratios, 10) > 0.98 * factor and np.percentile(ratios, 90) < 1.02 * factor, phase
+
+
+def test_a_slice_the_bundle_lacks_is_filled_from_the_nearest_in_tokens(ref):
+    """The RTXPRO6000 bundle has no (chunk > 0, 256 decodes) slice: a 24-token chunk beside 256 decodes
+    took the (24, 128) slice, half the decodes; the nearest in raw units is (0, 256), as LLMServingSim."""
+    from llmss_lab.latency.profile import AttentionTable
+
+    t = AttentionTable.load(ref / "profiles/RTXPRO6000/meta-llama/Llama-3.1-8B/bf16/tp1/attention.csv")
+    assert 24.0 in t.pcs and 256.0 in t.ns
+    assert t(24, 0, 256, 1024) >= t(0, 0, 256, 1024) > t(24, 0, 128, 1024)

@@ -299,14 +299,13 @@ class AttentionTable:
 
     def _fill_missing_corners(self) -> None:
         have = [k for k, v in self.slices.items() if not isinstance(v, _Zero)]
-        pr = {p: i for i, p in enumerate(self.pcs)}
-        nr = {n: i for i, n in enumerate(self.ns)}
         for pc in self.pcs:
             for n in self.ns:
                 if (pc, n) in self.slices:
                     continue
-                # nearest profiled slice by grid position, so both axes weigh alike
-                best = min(have, key=lambda k: (pr[k[0]] - pr[pc]) ** 2 + (nr[k[1]] - nr[n]) ** 2)
+                # nearest profiled slice in raw units, as LLMServingSim: a 16-token chunk beside 256
+                # decodes takes the 256-decode slice, not the chunk's with 128 decodes
+                best = min(have, key=lambda k: (k[0] - pc) ** 2 + (k[1] - n) ** 2)
                 self.slices[(pc, n)] = self.slices[best]
 
     def __call__(self, pc: float, kp: float, n: float, kv: float) -> float:
