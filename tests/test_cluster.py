@@ -266,3 +266,19 @@ def test_tpu_runs_padded_shapes_gpus_run_exact_ones(ref):
 
     assert [pow2_bucket(n, 16) for n in (1, 16, 17, 300, 2048)] == [16, 16, 32, 512, 2048]
     assert pads_shapes("TPU-v6e-1") and not pads_shapes("A6000") and not pads_shapes("H100")
+
+
+def test_an_ep_rank_is_looked_up_at_its_token_expert_pairs_over_top_k():
+    """moe.csv is profiled on one GPU with every token picking top-k experts. An EP2 rank reached by
+    nearly all of 200 tokens computes only half their pairs, so it costs what 100 tokens cost there."""
+    import numpy as np
+
+    from llmss_lab.kernel.moe import GATES
+    from llmss_lab.latency.profile import MoeTable
+
+    routing = GATES.get("balanced")(128, 8, 2, 48).route(200)
+    assert routing.local_tokens.tolist() == [[199.0, 199.0]]   # 1 - (1/2)^8 of the tokens reach each rank
+    np.testing.assert_array_equal(routing.pair_tokens(), [[100.0, 100.0]])
+    tokens = np.array([1.0, 1000.0] * 2)
+    table = MoeTable(tokens, np.array([8.0, 8.0, 128.0, 128.0]), tokens * 1000.0)   # 1 us per token
+    np.testing.assert_allclose(table(routing), [[100_000.0, 100_000.0]])

@@ -38,10 +38,17 @@ class MoeRouting:
     local_tokens: np.ndarray    # [G, ep] tokens that reach each EP rank
     activated: np.ndarray       # [G, ep] experts with at least one token on each rank
     repeat: int
+    top_k: int
 
     def layer_loads(self, num_layers: int) -> np.ndarray:
         """Pairs per expert for every layer: [num_layers, E]."""
         return np.repeat(self.expert_tokens, self.repeat, axis=0)[:num_layers]
+
+    def pair_tokens(self) -> np.ndarray:
+        """[G, ep] each rank's token-expert pairs over ``top_k``: the tokens at which a one-GPU MoE block,
+        every token picking ``top_k`` experts (how moe.csv is profiled), computes the rank's pairs."""
+        G, ep = self.local_tokens.shape
+        return self.expert_tokens.reshape(G, ep, -1).sum(axis=2) / self.top_k
 
 
 class Gate:
@@ -66,7 +73,7 @@ class Gate:
         activated = np.count_nonzero(by_rank, axis=2)
         reach = 1.0 - np.prod(1.0 - pi.reshape(-1, self.ep, self.per_rank), axis=2)
         local = np.minimum(np.rint(tokens * reach), by_rank.sum(axis=2))
-        return MoeRouting(counts.astype(float), local, activated, self.layers // G)
+        return MoeRouting(counts.astype(float), local, activated, self.layers // G, self.k)
 
 
 @GATES.register("balanced")
@@ -77,7 +84,7 @@ class BalancedGate(Gate):
         p_rank = 1.0 - ((ep - 1) / ep) ** k if ep > 1 else 1.0
         local = np.full((1, ep), float(round(tokens * p_rank)))
         act = np.full((1, ep), float(min(round(tokens * k / ep), self.per_rank)))
-        return MoeRouting(pairs, local, act, self.layers)
+        return MoeRouting(pairs, local, act, self.layers, k)
 
 
 def inclusion_probabilities(p: np.ndarray, k: int) -> np.ndarray:

@@ -454,9 +454,11 @@ def _skew_axis(axes: Section, name: str) -> tuple[list[float], list[str]]:
 # ---- a bundle ---------------------------------------------------------------------------------------
 
 class MoeTable:
-    """One MoE block (gate and experts) on one rank: 2-D lookup over (tokens reaching the rank,
-    experts it activates). Bracket the experts axis (clamp below, extrapolate above), interpolate
-    tokens within each profiled expert count, blend."""
+    """One MoE block (gate and experts) on one rank: 2-D lookup over (tokens, experts activated).
+    The profile's tokens each pick top-k experts, so a rank is looked up at its token-expert pairs
+    over k (with expert parallelism a token reaching a rank brings fewer than k pairs to it).
+    Bracket the experts axis (clamp below, extrapolate above), interpolate tokens within each
+    profiled expert count, blend."""
 
     def __init__(self, tokens: np.ndarray, experts: np.ndarray, ns: np.ndarray, source: str = ""):
         self.experts = np.unique(experts).astype(float)
@@ -469,7 +471,7 @@ class MoeTable:
 
     def __call__(self, routing) -> np.ndarray:
         """Per routed layer group and EP rank: [G, ep] ns."""
-        lt = np.asarray(routing.local_tokens, float)
+        lt = routing.pair_tokens()
         act = np.asarray(routing.activated, float)
         vals = np.stack([interp1(x, v, lt) for x, v in self.rows])       # [rows, G, ep]
         e = self.experts
