@@ -42,6 +42,15 @@ def test_without_chunked_prefill_a_long_prompt_waits():
     assert st.rids.tolist() == [0, 1] and st.num_new.tolist() == [1, 50]
 
 
+def test_without_chunked_prefill_the_long_prefill_threshold_applies_first():
+    """vLLM caps a prompt at long_prefill_token_threshold before asking whether it fits the budget."""
+    eng = EngineConfig(max_num_seqs=8, max_num_batched_tokens=64, enable_chunked_prefill=False,
+                       enable_prefix_caching=False, long_prefill_token_threshold=32)
+    s, R = make_scheduler([40, 100], [3, 3], eng, num_blocks=100)
+    st = s.schedule(0.0)
+    assert st.rids.tolist() == [0, 1] and st.num_new.tolist() == [32, 32]
+
+
 def test_max_num_seqs_caps_admission():
     eng = EngineConfig(max_num_seqs=2, enable_prefix_caching=False)
     s, R = make_scheduler([10, 10, 10], [4, 4, 4], eng, num_blocks=100)

@@ -219,10 +219,10 @@ class VLLMV1Scheduler(Scheduler):
             n_npu = n_hit
             n_hit += extra
             n = total - n_hit
+            if self.threshold:   # before the no-chunking check, as vLLM: a capped prompt may fit the budget
+                n = min(n, self.threshold)
             if not eng.enable_chunked_prefill and n > budget:
                 break
-            if self.threshold:
-                n = min(n, self.threshold)
             n = min(n, budget)
             if eng.reserve_full_isl and not kv.can_allocate(rid, total, hits):
                 break
