@@ -1,6 +1,6 @@
 """The explorer in a real browser: JupyterLab on a loopback port, the quickstart notebook run in
-headless Chromium, a control changed, Run pressed, the Bokeh timeline redrawn, and a second plot tab
-drawn when opened.
+headless Chromium, a control changed, Run pressed, the Bokeh timeline redrawn, a second plot tab
+drawn when opened, and the page reloaded and run again on the same kernel.
 
 Needs Debian's chromium (``.ci/run`` installs it) and the playwright package; without them the
 test is skipped with the reason shown. The screenshot lands in ``build/test-artifacts/``.
@@ -123,6 +123,14 @@ def test_explorer_runs_and_redraws_in_jupyterlab(lab):
                 time.sleep(0.2)
             drawn = shown.count()
             news = page.get_by_text("Jupyter news").count()   # the toast would have shown long before now
+
+            # a reloaded page on the same kernel has lost BokehJS: running the notebook again must resend it
+            page.reload()
+            page.locator(".jp-NotebookPanel:visible .jp-Notebook").wait_for(timeout=60_000)
+            _wait_for_idle_kernel(lab)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.locator(".llmss-explorer .bk-Canvas, .llmss-explorer canvas").first.wait_for(timeout=120_000)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "explorer_browser_failure.png"), full_page=True)
             raise

@@ -454,3 +454,19 @@ def test_the_npu_bandwidth_control_says_what_it_changes(explorer):
     c = explorer.controls["npu_mem_bw"]
     assert "collectives" in c.description and "what if: memory BW x" in c.tooltip
     assert explorer.controls["what_if_mem_bw"].description in c.tooltip
+
+
+def test_bokehjs_is_sent_once_to_each_page(monkeypatch):
+    """A page reloaded on a running kernel (or a second tab) has lost BokehJS: the kernel used to send
+    it once per kernel, so every view of the reloaded page failed until the kernel was restarted."""
+    import bokeh.io
+
+    from llmss_lab.widgets import explorer
+
+    sent = []
+    monkeypatch.setattr(bokeh.io, "output_notebook", lambda *a, **k: sent.append(page))
+    monkeypatch.setattr(explorer, "_BOKEH_PAGES", set())
+    for page in ["tab-1", "tab-1", "tab-1-reloaded", "tab-1"]:
+        monkeypatch.setattr(explorer, "_page", lambda: page)
+        explorer.load_bokeh()
+    assert sent == ["tab-1", "tab-1-reloaded"]

@@ -548,7 +548,17 @@ def _pairs(options: list) -> list[tuple[str, Any]]:
     return [o if isinstance(o, tuple) else (str(o), o) for o in options]
 
 
-_BOKEH_LOADED = False
+_BOKEH_PAGES: set[str] = set()   # client sessions (pages) that have been sent BokehJS
+
+
+def _page() -> str:
+    """The client session of the running cell: a reloaded page or a second tab has a new one, and
+    has lost the BokehJS an earlier page was sent (the kernel cannot see the page otherwise)."""
+    try:
+        from IPython import get_ipython
+        return str(get_ipython().kernel.get_parent()["header"]["session"])
+    except (AttributeError, KeyError, TypeError):   # not in a kernel (a script, a test)
+        return ""
 
 
 def show(obj) -> None:
@@ -560,10 +570,11 @@ def show(obj) -> None:
 
 
 def load_bokeh() -> None:
-    """Load BokehJS inline (works offline) before the first Bokeh widget is shown."""
-    global _BOKEH_LOADED
-    if not _BOKEH_LOADED:
+    """Load BokehJS inline (works offline) before the first Bokeh widget a page shows; once per page,
+    so a page reloaded on a running kernel gets it again."""
+    page = _page()
+    if page not in _BOKEH_PAGES:
         from bokeh.io import output_notebook
         from bokeh.resources import INLINE
         output_notebook(INLINE, hide_banner=True)
-        _BOKEH_LOADED = True
+        _BOKEH_PAGES.add(page)
