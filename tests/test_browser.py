@@ -35,8 +35,9 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium browser on
 
 @pytest.fixture()
 def lab(ref, tmp_path):
-    """JupyterLab serving a copy of the quickstart notebook; yields its base URL."""
-    shutil.copy(ROOT / "notebooks" / "00_quickstart.ipynb", tmp_path)
+    """JupyterLab serving copies of the quickstart and a teaching notebook; yields its base URL."""
+    for name in ("00_quickstart.ipynb", "01_continuous_batching.ipynb"):
+        shutil.copy(ROOT / "notebooks" / name, tmp_path)
     port = free_port()
     env = dict(os.environ, LLMSS_REFERENCE_DIR=str(ref), BOKEH_RESOURCES="inline", JUPYTER_PLATFORM_DIRS="1",
                JUPYTER_CONFIG_PATH=str(LAB_CONFIG))   # as `llmss lab` starts it
@@ -139,3 +140,23 @@ def test_explorer_runs_and_redraws_in_jupyterlab(lab):
     assert before != after, "the Bokeh timeline did not change after Run"
     assert drawn >= 4, f"the Latency CDFs tab drew {drawn} canvases when opened, for four figures"
     assert news == 0, "JupyterLab's news toast covers the explorer"
+
+
+def test_a_teaching_notebooks_static_views_draw_in_jupyterlab(lab):
+    """``show()`` embeds a view as HTML and script (no widget), which JupyterLab must run when trusted."""
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        try:
+            page.goto(f"{lab}/lab/workspaces/t{uuid.uuid4().hex[:8]}/tree/01_continuous_batching.ipynb?reset")
+            page.locator(".jp-NotebookPanel:visible .jp-Notebook").wait_for(timeout=60_000)
+            _wait_for_idle_kernel(lab)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.locator(".jp-OutputArea-output canvas").first.wait_for(timeout=120_000)
+        except Exception:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "teaching_browser_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

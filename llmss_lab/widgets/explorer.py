@@ -562,11 +562,13 @@ def _page() -> str:
 
 
 def show(obj) -> None:
-    """Display a Bokeh figure or layout in a notebook, as a widget (BokehJS inline, so offline too)."""
-    from IPython.display import display
-    from jupyter_bokeh.widgets import BokehModel
+    """Display a Bokeh figure or layout in a notebook as a static embed (BokehJS inline), so a saved
+    notebook, and its HTML export, show it offline without a kernel (a widget needs one)."""
+    from bokeh.embed import components
+    from IPython.display import HTML, display
     load_bokeh()
-    display(BokehModel(obj))
+    script, div = components(obj)
+    display(HTML(div + script))
 
 
 def load_bokeh() -> None:
