@@ -238,6 +238,17 @@ def test_memory_power_pim_figures_match_the_artifacts_layout(ref, tmp_path, figu
         # the paper's direction and size: PIM saves energy per token, interleaving at batch 256 does not
         assert 0.08 < 1 - per["pim"] / per["gpu_only"] < 0.20
         assert per["pim_sbi"] > per["pim"]
+        # drawn in the paper's colours (PIM green, PIM-sbi red), so the two figures read side by side
+        from bokeh.models import GlyphRenderer, Legend
+
+        from llmss_lab import paper
+        from llmss_lab.views import paper as paper_views
+        layout = paper_views.draw(10, paper.frames(10, art, tmp_path))
+        colour = {item.label["value"]: item.renderers[0].glyph.line_color
+                  for lg in layout.select({"type": Legend})
+                  for item in lg.items if isinstance(item.renderers[0], GlyphRenderer)
+                  and hasattr(item.renderers[0].glyph, "line_color")}
+        assert (colour["gpu_only"], colour["pim"], colour["pim_sbi"]) == ("#3366bb", "#3cb521", "#d6325a")
 
 
 def test_fig7_without_raw_data_samples_each_period_at_its_middle(ref, tmp_path, caplog):

@@ -30,6 +30,7 @@ BAR = {"LLMServingSim 1.0": "#a9c5b4", "TokenSim": "#dde1e6", "Vidur": "#6c757d"
 COMPONENT_COLORS = {"Others": "#555555", "GPU": "#e8453c", "CPU": "#fbbc05", "Memory": "#4caf50",
                     "Link": "#64b5f6", "NIC": "#0d47a1", "Storage": "#212121", "Measured": "#9e9e9e"}
 SERIES_COLORS = ["#3366bb", "#d6325a", "#3cb521"]
+PIM_COLORS = {"gpu_only": "#3366bb", "pim": "#3cb521", "pim_sbi": "#d6325a"}   # as the paper's Fig 10
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
 
@@ -245,7 +246,7 @@ def figure_10(frames: dict[str, pd.DataFrame]) -> column:
         df = frames[f"throughput/{nm}"]
         for s in SIMULATORS:
             y = df[s].dropna()
-            p.line(y.index.values, y.values, color=SERIES_COLORS[j % 3], line_width=2,
+            p.line(y.index.values, y.values, color=PIM_COLORS.get(nm, SERIES_COLORS[j % 3]), line_width=2,
                    line_dash=DASH[s], legend_label=nm)
     p.legend.location = "top_left"
     p.legend.label_text_font_size = "8pt"
