@@ -22,6 +22,7 @@ from .errors import InputError, UnsupportedFeature
 from .kernel import power, simulator
 from .kernel.moe import GATES
 from .kernel.router import ROUTERS
+from .kernel.tiers import CHUNK_TOKENS
 from .latency.analytical import WhatIf, analytical_profile, efficiency, find_spec
 from .latency.interconnect import Link
 from .latency.iteration import IterationModel
@@ -374,6 +375,10 @@ def memory_setup(spec: ClusterSpec, setups: list[simulator.InstanceSetup], prefi
             if not s.engine.enable_prefix_caching:
                 raise InputError(f"a lower prefix-cache tier needs prefix caching on ({s.name} has it off)",
                                  "settings", "prefix_storage")
+            if CHUNK_TOKENS % s.engine.block_size:   # LMCache's rule: a chunk is whole blocks
+                raise InputError(f"a lower prefix-cache tier keeps {CHUNK_TOKENS}-token chunks of whole KV blocks, "
+                                 f"so block_size must divide {CHUNK_TOKENS}; {s.name} has {s.engine.block_size}",
+                                 "engine settings", "block_size")
     return simulator.MemorySetup(tiers, prefix_storage, prefix_sharing)
 
 

@@ -176,3 +176,13 @@ def test_pd_kv_handoff_costs_link_energy(ref, tmp_path):
     assert kv > 0
     # at least the KV bytes at 4 pJ/bit (collectives add more when TP > 1)
     assert link >= power["link"]["energy_per_bit"] * 8e-12 * kv - 1e-9
+
+
+@pytest.mark.parametrize("block_size", [24, 384, 512])
+def test_a_prefix_pool_needs_blocks_that_divide_its_chunks(ref, block_size):
+    """Blocks of 512 crashed (no block per chunk); blocks of 24 keyed a 256-token chunk by 240 tokens and
+    recalled 16 tokens another prompt did not share."""
+    from llmss_lab.errors import InputError
+    with pytest.raises(InputError, match="block_size: .*block_size must divide 256"):
+        simulate(_two_instances(ref), _shared_prefix_workload(4), {"block_size": block_size}, reference_dir=ref,
+                 prefix_storage="cpu")
