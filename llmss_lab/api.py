@@ -412,13 +412,16 @@ def _check_fits(workload: Workload, setups: list[simulator.InstanceSetup]) -> No
                              f"{int(workload.output_toks[i])}) but the {what} of {s.name} holds at most {cap}"
                              f" ({len(bad)} such requests)", workload.name, workload.where(i))
         budget = s.engine.max_num_batched_tokens or s.max_model_len   # 0: no budget of its own
-        if not s.engine.enable_chunked_prefill and s.role != "decode":   # vLLM refuses this at start-up
-            long = np.flatnonzero(workload.input_toks > budget)
+        if not s.engine.enable_chunked_prefill:
+            # a preempted request is recomputed in one step, prompt and output so far: vLLM refuses a budget
+            # below max_model_len at start-up for this; a request that cannot fit would wait forever
+            long = np.flatnonzero(total - 1 > budget)
             if len(long):
                 i = int(long[0])
-                raise InputError(f"with chunked prefill off, a prompt must fit one step, but request has "
-                                 f"{int(workload.input_toks[i])} input tokens > max_num_batched_tokens "
-                                 f"{budget} of {s.name} ({len(long)} such requests); raise "
+                raise InputError(f"with chunked prefill off, a request must fit one step whole (if preempted it is "
+                                 f"recomputed at once), but request has {int(total[i])} tokens (input "
+                                 f"{int(workload.input_toks[i])} + output {int(workload.output_toks[i])}) > "
+                                 f"max_num_batched_tokens {budget} of {s.name} ({len(long)} such requests); raise "
                                  "max_num_batched_tokens or turn chunked prefill on", workload.name, workload.where(i))
 
 

@@ -152,6 +152,18 @@ def test_prompt_longer_than_budget_without_chunking_is_refused(ref):
     assert s.replace(max_num_batched_tokens=4096).run(ref).summary()["completed"] == 20
 
 
+def test_without_chunking_a_request_that_could_not_be_recomputed_in_one_step_is_refused(ref):
+    """Preempted, a request is recomputed whole; without chunking, one longer than the budget waited forever
+    and the run ended in 'requests never finished' (vLLM refuses such a budget at start-up)."""
+    s = Scenario(npu_mem_gib=16.0, gpu_memory_utilization=1.0, enable_chunked_prefill=False,
+                 max_num_batched_tokens=512, max_num_seqs=16, num_requests=20, rate=1000.0, input_len="fixed:500",
+                 output_len="fixed:400", enable_prefix_caching=False)
+    with pytest.raises(InputError, match=r"request 0: .*900 tokens .* > max_num_batched_tokens 512"):
+        s.run(ref)
+    res = s.replace(max_num_batched_tokens=1024).run(ref)
+    assert res.summary()["completed"] == 20 and int(res.requests.preemptions.sum()) > 0
+
+
 def test_numpy_values_from_a_notebook_are_stored_as_plain_values(tmp_path):
     """np.arange / np.linspace / a DataFrame hand numpy scalars over; they save as JSON and compare equal."""
     import numpy as np
