@@ -186,3 +186,22 @@ def test_a_prefix_pool_needs_blocks_that_divide_its_chunks(ref, block_size):
     with pytest.raises(InputError, match="block_size: .*block_size must divide 256"):
         simulate(_two_instances(ref), _shared_prefix_workload(4), {"block_size": block_size}, reference_dir=ref,
                  prefix_storage="cpu")
+
+
+def test_a_shared_pool_serves_a_chunk_only_after_the_step_that_computes_it_ends(ref):
+    """Write-through happened when a step was scheduled: a second instance recalled a 4000-token prompt's KV
+    at 1 ms and had its first token ~80 ms before the only instance computing that KV was done."""
+    from llmss_lab.scenario import Scenario
+    from llmss_lab.workload import Workload
+
+    ids = list(range(4000))
+    wl = Workload(np.array([0, 1_000_000, 2_000_000_000]), np.array([4000] * 3), np.array([2] * 3),
+                  [ids, list(ids), list(ids)])
+    sc = Scenario(instances=3, max_num_batched_tokens=8192)
+    res = simulate(sc.cluster(ref), wl, sc.engine(), reference_dir=ref, router="round_robin",
+                   prefix_storage="cpu", prefix_sharing="node")
+    r = res.requests
+    assert r.instance.values.tolist() == [0, 1, 2]
+    assert int(r.recalled_tokens[1]) == 0                     # nothing in the pool yet at 1 ms
+    assert int(r.recalled_tokens[2]) == 3840                  # 15 whole chunks once request 0's step is done
+    assert float(r.first_token[2]) > float(r.first_token[0])

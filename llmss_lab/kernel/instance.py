@@ -146,6 +146,7 @@ def batch_shape(step: ScheduledStep) -> BatchShape:
 class Planned:
     step: ScheduledStep
     shape: BatchShape
+    row: int = -1   # its row in the step log, once launched
 
 
 class Instance:
@@ -222,6 +223,7 @@ class Instance:
     def record(self, p: Planned, start: float, t: StepTime, duration: float, recall_ns: float,
                tier_bytes: float) -> None:
         log, shape = self.log, p.shape
+        p.row = len(log.start)
         log.start.append(start)
         log.duration.append(duration)
         log.busy.append(sum(t.stages))
@@ -337,8 +339,6 @@ class Engine:
         # KV recalled from a lower-tier prefix pool must arrive before the step computes on it
         clock = begin
         moved = [0.0] * len(self.members)
-        for i, m in enumerate(self.members):   # this step's write-through to a prefix pool: its DRAM energy
-            moved[i], m.scheduler.kv.written = m.scheduler.kv.written, 0.0
         for i, (m, p) in enumerate(zip(self.members, plans)):
             if p is not None and p.step.recall_tokens:
                 nbytes = p.step.recall_tokens * m.recall_bytes_per_token
@@ -378,6 +378,8 @@ class Engine:
         for m, p in zip(self.members, plans):
             if p is None:
                 continue
+            if p.step.store:   # the chunks this step computed reach the prefix pool now, not when scheduled
+                m.log.tier_bytes[p.row] += m.scheduler.kv.lower.store(now, p.step.store)
             first, done = m.complete(p, now)
             if self.on_step_done is not None:
                 self.on_step_done(m, first, done, start, now)

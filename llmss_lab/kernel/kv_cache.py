@@ -139,7 +139,7 @@ class KVCacheManager:
         self._token_ids: dict[int, Sequence[int] | None] = {}
         self.queries = 0   # prompt tokens looked up
         self.hits = 0      # of which found cached
-        self.written = 0.0   # bytes written through to the lower pool since the step that caused them took them
+        self.to_store: list[int] = []   # chunk keys the step being scheduled completes: written through when it ends
 
     def register(self, rid: int, token_ids: Sequence[int] | None, num_tokens: int = 0) -> None:
         self._token_ids[rid] = token_ids
@@ -235,7 +235,12 @@ class KVCacheManager:
             cb = self.chunk_blocks
             ends = range((done // cb + 1) * cb, full + 1, cb)   # chunk ends newly covered
             if ends:
-                self.written += self.lower.store(now, [hs[e - 1] for e in ends])
+                self.to_store.extend(hs[e - 1] for e in ends)
+
+    def take_store(self) -> list[int]:
+        """The chunk keys gathered since the last call (for the step just scheduled)."""
+        keys, self.to_store = self.to_store, []
+        return keys
 
     def lower_hit_tokens(self, rid: int, num_tokens: int, npu_hit_tokens: int) -> int:
         """Tokens beyond the NPU's own hit that the lower pool can supply (whole chunks, at most

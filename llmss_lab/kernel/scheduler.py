@@ -39,6 +39,7 @@ class ScheduledStep:
     computed_before: np.ndarray   # their history (tokens already in KV)
     preempted: list[int] = field(default_factory=list)
     recall_tokens: int = 0        # prefix tokens loaded from a lower-tier pool before the step
+    store: list[int] = field(default_factory=list)   # chunk keys written through to that pool when the step ends
 
 
 class Scheduler:
@@ -158,7 +159,7 @@ class VLLMV1Scheduler(Scheduler):
         if self.lookahead:   # the step will give these a token
             R.pending[ra[after >= R.num_tokens[ra] + R.pending[ra]]] += 1
         R.computed[ra] = after
-        return ScheduledStep(ra, na, before, preempted, recall)
+        return ScheduledStep(ra, na, before, preempted, recall, kv.take_store())
 
     def _running_with_preemption(self, now: float, rids: list[int], news: list[int], preempted: list[int]) -> int:
         """The exact sequential loop, used when KV blocks run short."""
