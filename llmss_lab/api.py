@@ -401,28 +401,37 @@ def node_power(spec: ClusterSpec, setups: list[simulator.InstanceSetup]) -> list
 
 def _check_fits(workload: Workload, setups: list[simulator.InstanceSetup]) -> None:
     """A request that can never fit would wait forever: refuse it up front, naming its line."""
-    total = workload.input_toks + workload.output_toks
     for s in setups:
-        cap = min(s.num_blocks * s.engine.block_size, s.max_model_len)
-        bad = np.flatnonzero(total > cap)
-        if len(bad):
-            i = int(bad[0])
-            what = "KV cache" if cap == s.num_blocks * s.engine.block_size else "max_model_len"
-            raise InputError(f"request needs {int(total[i])} tokens (input {int(workload.input_toks[i])} + output "
-                             f"{int(workload.output_toks[i])}) but the {what} of {s.name} holds at most {cap}"
-                             f" ({len(bad)} such requests)", workload.name, workload.where(i))
-        budget = s.engine.max_num_batched_tokens or s.max_model_len   # 0: no budget of its own
-        if not s.engine.enable_chunked_prefill:
-            # a preempted request is recomputed in one step, prompt and output so far: vLLM refuses a budget
-            # below max_model_len at start-up for this; a request that cannot fit would wait forever
-            long = np.flatnonzero(total - 1 > budget)
-            if len(long):
-                i = int(long[0])
-                raise InputError(f"with chunked prefill off, a request must fit one step whole (if preempted it is "
-                                 f"recomputed at once), but request has {int(total[i])} tokens (input "
-                                 f"{int(workload.input_toks[i])} + output {int(workload.output_toks[i])}) > "
-                                 f"max_num_batched_tokens {budget} of {s.name} ({len(long)} such requests); raise "
-                                 "max_num_batched_tokens or turn chunked prefill on", workload.name, workload.where(i))
+        _check_fits_one(workload, s)
+
+
+def _check_fits_one(workload: Workload, s: simulator.InstanceSetup) -> None:
+    # a prefill instance holds a request until its first token, then hands it over
+    prefill = s.role == "prefill"
+    total = workload.input_toks + (np.minimum(workload.output_toks, 1) if prefill else workload.output_toks)
+
+    def tokens(i: int) -> str:
+        out = "its first token" if prefill else f"output {int(workload.output_toks[i])}"
+        return f"{int(total[i])} tokens (input {int(workload.input_toks[i])} + {out})"
+
+    cap = min(s.num_blocks * s.engine.block_size, s.max_model_len)
+    bad = np.flatnonzero(total > cap)
+    if len(bad):
+        i = int(bad[0])
+        what = "KV cache" if cap == s.num_blocks * s.engine.block_size else "max_model_len"
+        raise InputError(f"request needs {tokens(i)} but the {what} of {s.name} holds at most {cap}"
+                         f" ({len(bad)} such requests)", workload.name, workload.where(i))
+    budget = s.engine.max_num_batched_tokens or s.max_model_len   # 0: no budget of its own
+    if not s.engine.enable_chunked_prefill:
+        # a preempted request is recomputed in one step, prompt and output so far: vLLM refuses a budget
+        # below max_model_len at start-up for this; a request that cannot fit would wait forever
+        long = np.flatnonzero(total - 1 > budget)
+        if len(long):
+            i = int(long[0])
+            raise InputError(f"with chunked prefill off, a request must fit one step whole (if preempted it is "
+                             f"recomputed at once), but request has {tokens(i)} > max_num_batched_tokens {budget} "
+                             f"of {s.name} ({len(long)} such requests); raise max_num_batched_tokens or turn "
+                             "chunked prefill on", workload.name, workload.where(i))
 
 
 def _warn_unused_options(setups: list[simulator.InstanceSetup], kv_transfer: str, expert_gate: str,

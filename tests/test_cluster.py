@@ -282,3 +282,21 @@ def test_an_ep_rank_is_looked_up_at_its_token_expert_pairs_over_top_k():
     tokens = np.array([1.0, 1000.0] * 2)
     table = MoeTable(tokens, np.array([8.0, 8.0, 128.0, 128.0]), tokens * 1000.0)   # 1 us per token
     np.testing.assert_allclose(table(routing), [[100_000.0, 100_000.0]])
+
+
+def test_a_prefill_instance_needs_room_for_the_prompt_only(ref):
+    """It hands a request over after the first token, so a small prefill GPU beside a large decode one serves
+    requests whose whole length only the decode side holds (they were refused)."""
+    from llmss_lab.api import simulate
+    from llmss_lab.config.cluster import ClusterSpec, InstanceSpec, MemorySpec, NodeSpec
+    from llmss_lab.workload import synthetic
+
+    model, hw = "meta-llama/Llama-3.1-8B", "RTXPRO6000"
+    spec = ClusterSpec([NodeSpec([InstanceSpec(model, hw, MemorySpec(17, 1597), pd_type="prefill", where="p"),
+                                  InstanceSpec(model, hw, MemorySpec(96, 1597), pd_type="decode", where="d")])])
+    wl = synthetic(2, rate=1, input_len="fixed:1000", output_len="fixed:3000", seed=0)
+    res = simulate(spec, wl, reference_dir=ref)
+    assert res.summary()["completed"] == 2
+    with pytest.raises(InputError, match=r"3001 tokens \(input 3000 \+ its first token\) but the KV cache of p "
+                                         r"holds at most \d+ "):
+        simulate(spec, synthetic(2, rate=1, input_len="fixed:3000", output_len="fixed:10", seed=0), reference_dir=ref)
