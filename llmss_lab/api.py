@@ -137,9 +137,7 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
                          "latency")
     if not measured:
         if choice.mode == "auto" and not choice.what_if.active and folder.is_dir():
-            log.warning("%s has no usable %s profile at TP%d (no %s/meta.yaml with a tp%d/ folder, nor the artifact's "
-                        "tp%d/layers.csv); using the analytical model", folder, variant, inst.tp_size, variant,
-                        inst.tp_size, inst.tp_size)
+            _say_no_tp(folder, variant, inst.tp_size)
         elif choice.mode == "auto" and not choice.what_if.active:
             _say_unprofiled(layout.root, inst.hardware)
         return _analytical(inst, model, variant, choice, source)
@@ -152,6 +150,13 @@ def _has_spec(hardware: str) -> bool:
     except InputError:
         return False
     return True
+
+
+@functools.lru_cache(maxsize=None)
+def _say_no_tp(folder: Path, variant: str, tp: int) -> None:
+    """Once per (profile folder, variant, TP) and process: a sweep's points would each repeat it."""
+    log.warning("%s has no usable %s profile at TP%d (no %s/meta.yaml with a tp%d/ folder, nor the artifact's "
+                "tp%d/layers.csv); using the analytical model", folder, variant, tp, variant, tp, tp)
 
 
 @functools.lru_cache(maxsize=None)

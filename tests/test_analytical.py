@@ -97,6 +97,16 @@ def test_a_fallback_to_the_analytical_model_is_said_once_with_what_is_profiled(r
     assert not [r for r in caplog.records if "no measured profile" in r.getMessage()]
 
 
+def test_a_missing_tp_folder_is_said_once_not_once_per_run(ref, caplog):
+    """design_space.ipynb with TP 4 printed the fallback 36 times, once per sweep point."""
+    from llmss_lab.api import _say_no_tp
+    _say_no_tp.cache_clear()
+    for rate in (4.0, 8.0):
+        res = Scenario(num_requests=5, tp=4, rate=rate).run(ref)
+        assert res.attrs["latency_source"].startswith("analytical")
+    assert len([r for r in caplog.records if "no usable bf16 profile at TP4" in r.getMessage()]) == 1
+
+
 def test_latency_choices_are_checked(ref):
     sc = Scenario(num_requests=5)
     with pytest.raises(InputError, match="must be one of"):

@@ -51,6 +51,15 @@ def test_design_space_names_a_scheduler_it_cannot_reach(ref, tmp_path):
                                    parameters={"reference_dir": str(ref), "scheduler": "junk"}, kernel_name="python3")
 
 
+def test_design_space_says_why_when_every_point_failed(ref, tmp_path):
+    """-p tp_values [3] ended in a 41-line KeyError: 'goodput'; the reason sat in the Dataset."""
+    path = NOTEBOOKS[0].parent / "design_space.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError, match="tp_values: no point ran: .*tp_size 3 does not"):
+        papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(path.parent), progress_bar=False,
+                                   parameters={"reference_dir": str(ref), "tp_values": [3], "num_requests": 8},
+                                   kernel_name="python3")
+
+
 ALL_NOTEBOOKS = NOTEBOOKS + sorted((NOTEBOOKS[0].parent.parent / "paper_figures").glob("*.ipynb"))
 
 
