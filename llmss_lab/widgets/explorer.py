@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -416,6 +417,11 @@ class Explorer:
             return ""
         shown = ", ".join(f"<b>{html.escape(self._label(n))}</b> ({html.escape(TAB_OF[n])} tab)" for n in names)
         return f"check {shown}. "
+
+    @property
+    def status_text(self) -> str:
+        """The status line as plain text, for code that runs the panel (a notebook cell, a script)."""
+        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value)).strip()
 
     def _mark_stale(self, tried: Scenario) -> None:
         """After a failed or interrupted run, say that the table and plots are the last successful run's,
