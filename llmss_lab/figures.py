@@ -144,6 +144,10 @@ def scenario_filter(scenarios: Iterable[str] | str | None = None,
     """The ``only`` list for :func:`select` from a notebook's ``scenarios`` and (figure 5) ``hardware``
     parameters; None when both are empty (every scenario)."""
     sc, hw = as_names(scenarios, "scenarios"), as_names(hardware, "hardware")
+    rows = sorted({s.hardware for scs in SCENARIOS.values() for s in scs if s.hardware})
+    for h in hw:
+        if h not in rows:
+            raise InputError(f"no figure has a row on {h!r}; rows: {', '.join(rows)}", "hardware", h)
     if not hw:
         return sc or None
     return [f"{h}/{s}" for h in hw for s in sc] if sc else hw

@@ -190,3 +190,12 @@ def test_figure_outputs_are_checked_before_any_simulation(ref, tmp_path):
     blocker.write_text("")
     with pytest.raises(InputError, match="out: not a folder"):
         write_figure_data(9, ref / "ispass26", blocker)
+
+
+def test_an_unknown_hardware_row_names_the_hardware_parameter():
+    """figure_05 -p hardware '["B200"]' blamed 'scenarios: B200: no scenario'."""
+    from llmss_lab.figures import scenario_filter
+
+    assert scenario_filter(["MD"], ["H100"]) == ["H100/MD"]
+    with pytest.raises(InputError, match=r"^hardware: B200: no figure has a row on 'B200'; rows: A6000, H100"):
+        scenario_filter([], ["B200"])
