@@ -147,7 +147,9 @@ def scenario_filter(scenarios: Iterable[str] | str | None = None,
     rows = sorted({s.hardware for scs in SCENARIOS.values() for s in scs if s.hardware})
     for h in hw:
         if h not in rows:
-            raise InputError(f"no figure has a row on {h!r}; rows: {', '.join(rows)}", "hardware", h)
+            near = [r for r in rows if r.casefold() == h.casefold()]
+            hint = f"; names are case-sensitive: did you mean {near[0]!r}?" if near else ""
+            raise InputError(f"no figure has a row on {h!r}; rows: {', '.join(rows)}{hint}", "hardware", h)
     if not hw:
         return sc or None
     return [f"{h}/{s}" for h in hw for s in sc] if sc else hw
