@@ -468,11 +468,24 @@ class MoeTable:
             order = np.argsort(tokens[m])
             self.rows.append((tokens[m][order].astype(float), ns[m][order]))
         self.source = source
+        self._memo: dict[tuple, np.ndarray] = {}   # a balanced gate routes a token count alike every step
+
+    MEMO_SIZE = 4096
 
     def __call__(self, routing) -> np.ndarray:
-        """Per routed layer group and EP rank: [G, ep] ns."""
+        """Per routed layer group and EP rank: [G, ep] ns (read-only: it may be shared)."""
         lt = routing.pair_tokens()
         act = np.asarray(routing.activated, float)
+        key = (lt.shape, lt.tobytes(), act.tobytes())
+        out = self._memo.get(key)
+        if out is None:
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            out = self._memo[key] = self._lookup(lt, act)
+            out.flags.writeable = False
+        return out
+
+    def _lookup(self, lt: np.ndarray, act: np.ndarray) -> np.ndarray:
         vals = np.stack([interp1(x, v, lt) for x, v in self.rows])       # [rows, G, ep]
         e = self.experts
         if len(e) == 1:
