@@ -167,3 +167,17 @@ def test_from_requests_names_a_malformed_request():
         with pytest.raises(InputError) as err:
             from_requests(requests)
         assert err.value.where == where
+
+
+def test_a_trace_is_parsed_once_but_every_caller_gets_its_own_copy_and_edits_are_seen(tmp_path):
+    import os
+
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"input_toks": 10, "output_toks": 2, "arrival_time_ns": 0}\n')
+    a = load_trace(path)
+    a.input_toks[0] = 99                                   # a caller's change stays its own
+    assert load_trace(path).input_toks.tolist() == [10]
+    path.write_text('{"input_toks": 20, "output_toks": 2, "arrival_time_ns": 0}\n'
+                    '{"input_toks": 30, "output_toks": 2, "arrival_time_ns": 5}\n')
+    os.utime(path, ns=(1, 1))                               # an edited file is read again, whatever its time
+    assert load_trace(path).input_toks.tolist() == [20, 30]
