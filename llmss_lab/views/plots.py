@@ -104,19 +104,22 @@ def batch_timeline(a: Results, b: Results | None = None, x_range=None) -> figure
 
 # ---- request lifelines ----------------------------------------------------------------------------
 
-PHASES = (("queued", "arrival", "scheduled", "#bbbbbb"), ("prefill", "scheduled", "first_token", "#d62728"),
+PHASES = (("queued", "arrival", "scheduled", "#bcbd22"), ("prefill", "scheduled", "first_token", "#d62728"),
           ("decode", "first_token", "finish", "#1f77b4"))
 
 
 def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_requests: int = 400) -> figure:
-    """One line per request: queued, then prefill (to the first token), then decode. The baseline's
-    requests sit just below the run's, thinner and greyed."""
+    """One line per request: queued, then prefill (to the first token), then decode, for the first
+    ``max_requests`` (the title says when there are more). The baseline's requests sit just below the
+    run's, thinner and grey, drawn first so the run's stay on top."""
     _check_runs(a, b)
     if as_whole(max_requests) is None or max_requests < 1:
         raise InputError(f"must be a whole number >= 1, got {max_requests!r}", "view", "max_requests")
     max_requests = int(max_requests)
-    p = _fig("Request lifelines (queued, prefill, decode)", "request", x_range, height=320)
-    for name, r, dy, alpha, width in ((A_NAME, a, 0.0, 0.9, 2), (B_NAME, b, 0.4, 0.45, 1)):
+    most = max(r.requests.sizes["request"] for _, r in _runs(a, b))
+    shown = f"first {max_requests} of {most}: " if most > max_requests else ""
+    p = _fig(f"Request lifelines ({shown}queued, prefill, decode)", "request", x_range, height=320)
+    for name, r, dy, alpha, width in ((B_NAME, b, 0.4, 0.45, 1), (A_NAME, a, 0.0, 0.9, 2)):
         if r is None:
             continue
         req = r.requests.isel(request=slice(0, max_requests))
@@ -135,9 +138,15 @@ def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_re
     p.add_tools(HoverTool(tooltips=[("request", "@id"), ("phase", "@phase"), ("TTFT", "@ttft{0.0} ms"),
                                     ("E2E", "@e2e{0.0} ms")]))
     p.y_range.flipped = True
-    p.legend.location = "bottom_left"   # late requests arrive late: that corner stays empty
-    p.legend.background_fill_alpha = 0.6
+    _legend_outside(p)
     return p
+
+
+def _legend_outside(p: figure) -> None:
+    """The legend beside the plot, where it covers no data (hide a series by clicking it)."""
+    if p.legend:
+        p.legend.click_policy = "hide"
+        p.add_layout(p.legend[0], "right")
 
 
 # ---- time series ------------------------------------------------------------------------------------
@@ -161,9 +170,7 @@ def throughput(a: Results, b: Results | None = None, x_range=None) -> figure:
         tag = "" if b is None else f"{name}: "
         _overlay_lines(p, [(f"{tag}generation", t, ts.generation_throughput.sum("instance").values),
                            (f"{tag}prompt", t, ts.prompt_throughput.sum("instance").values)], name == B_NAME)
-    p.legend.click_policy = "hide"
-    p.legend.location = "top_right"
-    p.legend.background_fill_alpha = 0.6
+    _legend_outside(p)
     return p
 
 
@@ -185,11 +192,14 @@ def memory(a: Results, b: Results | None = None, x_range=None) -> figure:
         if "pool_used" in m:
             for pool in m.pool.values:
                 tier = str(m.pool_tier.sel(pool=pool).values)
-                series.append((f"{tag}{tier} pool {pool}", t, m.pool_used.sel(pool=pool).values / 1024))
+                label = str(pool) if str(pool).startswith(tier) else f"{tier} {pool}"
+                series.append((f"{tag}{label} pool", t, m.pool_used.sel(pool=pool).values / 1024))
         _overlay_lines(p, series, name == B_NAME)
-    p.legend.click_policy = "hide"
-    p.legend.location = "top_left"
-    p.legend.background_fill_alpha = 0.6
+        if "npu_kv_capacity" in m:   # the ceiling KV use runs into before requests wait or are preempted
+            cap = float(m.npu_kv_capacity.sum()) / 1024
+            p.line(t[[0, -1]] if len(t) else [0, 0], [cap, cap], color=B_COLOR if name == B_NAME else "#d62728",
+                   line_dash=[1, 6], line_width=2, legend_label=f"{tag}NPU KV capacity")   # sparse dots: no series has them
+    _legend_outside(p)
     return p
 
 
@@ -213,14 +223,14 @@ def power(a: Results, b: Results | None = None, x_range=None) -> figure:
         bp = b.power
         p.line(bp.time.values, bp.power.sum(("node", "component")).values, color=B_COLOR, line_dash="dashed",
                line_width=2, legend_label=f"{B_NAME}: total")
-    if p.legend:
-        p.legend.click_policy = "hide"
-        p.add_layout(p.legend[0], "right")
+    _legend_outside(p)
     return p
 
 
-def expert_load(r: Results) -> figure:
-    """Token-expert pairs per MoE layer and expert (summed over groups): where a gate's skew lands."""
+def expert_load(r: Results, high: float | None = None) -> figure:
+    """Token-expert pairs per MoE layer and expert (summed over groups): where a gate's skew lands. The
+    colours run from 0 to ``high`` (default: the busiest cell), so a run and its baseline given one ``high``
+    compare cell by cell, and an even load shows as one colour at its level."""
     _check_runs(r)
     if "expert_load" not in r.experts:
         raise InputError(f"the run of {r.attrs.get('model', 'this model')} has no experts: expert load is for "
@@ -232,9 +242,10 @@ def expert_load(r: Results) -> figure:
                y_range=(-0.5, n_layers - 0.5), tooltips=[("layer", "$y{0}"), ("expert", "$x{0}"), ("pairs", "@image")])
     p.toolbar.logo = None
     values = load.transpose("layer", "expert").values.astype(float)
-    mapper = LinearColorMapper(palette=Viridis256, low=float(values.min()), high=float(values.max()))
+    top = float(values.max()) if high is None else float(high)
+    mapper = LinearColorMapper(palette=Viridis256, low=0.0, high=max(top, 1.0))
     p.image(image=[values], x=-0.5, y=-0.5, dw=n_experts, dh=n_layers, color_mapper=mapper)
-    p.add_layout(ColorBar(color_mapper=mapper, width=8), "right")
+    p.add_layout(ColorBar(color_mapper=mapper, width=8, title="pairs"), "right")
     return p
 
 
@@ -339,11 +350,12 @@ def series(a: Results, b: Results | None = None, x_range=None):
 def experts(a: Results, b: Results | None = None, x_range=None):
     """The expert load of each run with MoE layers (the "Experts" tab), or a note that neither has any."""
     figs = []
-    for name, r in _runs(a, b):
-        if "expert_load" in r.experts:
-            f = expert_load(r)
-            f.title.text += f": {name}"
-            figs.append(f)
+    moe = [(name, r) for name, r in _runs(a, b) if "expert_load" in r.experts]
+    high = max((float(r.experts.expert_load.sum("moe_group").max()) for _, r in moe), default=None)
+    for name, r in moe:
+        f = expert_load(r, high)   # one colour scale for both runs
+        f.title.text += f": {name}"
+        figs.append(f)
     if not figs:
         models = sorted({str(r.attrs.get("model", "?")) for _, r in _runs(a, b)})
         return column(Div(text=f"<p>No expert load to show: {html.escape(' and '.join(models))} "
