@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bokeh.models import ColumnDataSource, GlyphRenderer, Tabs
+from bokeh.models import ColorBar, ColumnDataSource, GlyphRenderer, Tabs
 
 from llmss_lab import views
 from llmss_lab.views import plots
@@ -115,6 +115,19 @@ def test_expert_load_heatmap(ref):
     assert len(views.experts(r, r).children) == 2
     (note,) = views.experts(dense).children
     assert "meta-llama/Llama-3.1-8B has no mixture-of-experts layers" in note.text
+    # colours from 0 on one scale for a run and its baseline, so cells compare across the two heatmaps
+    even = Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", num_requests=8, expert_gate="balanced").run(ref)
+    mappers = [f.select_one({"type": ColorBar}).color_mapper for f in views.experts(r, even).children]
+    assert {(m.low, m.high) for m in mappers} == {(0.0, float(r.experts.expert_load.sum("moe_group").max()))}
+
+
+def test_time_views_say_what_they_leave_out_and_where_memory_runs_out(ref):
+    r = Scenario(num_requests=450).run(ref)
+    assert views.request_lifelines(r).title.text.startswith("Request lifelines (first 400 of 450:")
+    assert views.request_lifelines(r, max_requests=450).title.text.startswith("Request lifelines (queued")
+    mem = views.memory(r)
+    (cap,) = [i.renderers[0] for i in mem.legend[0].items if i.label["value"] == "NPU KV capacity"]
+    assert cap.data_source.data["y"][0] == pytest.approx(float(r.memory.npu_kv_capacity.sum()) / 1024)
 
 
 def test_views_name_an_argument_of_the_wrong_kind(runs):
