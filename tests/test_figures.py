@@ -229,6 +229,14 @@ def test_memory_power_pim_figures_match_the_artifacts_layout(ref, tmp_path, figu
     if figure == 6:
         for s in scores:
             assert abs(s.ours["energy_err_pct"]) < 2.0 and s.ours["power_nmae_pct"] < 3.5, s.scenario.name
+        # the paper's axes: power from 0 to 1000 W, both panels alike (auto ranges made a 10 W gap look large)
+        from bokeh.models import Plot
+
+        from llmss_lab import paper
+        from llmss_lab.views import paper as paper_views
+        panels = [f for f in paper_views.draw(6, paper.frames(6, art, tmp_path)).select({"type": Plot})
+                  if f.title.text.startswith(("(a)", "(b)"))]
+        assert len(panels) == 2 and {(f.y_range.start, f.y_range.end) for f in panels} == {(0, 1000.0)}
     if figure == 7:
         mem = [v for k, v in ours.items() if k.endswith("memory_nmae_pct")]
         hit = [v for k, v in ours.items() if k.endswith("hit_mae_points")]

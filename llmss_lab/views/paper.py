@@ -104,10 +104,17 @@ def _stacked_energy(energy: pd.DataFrame, title: str, groups: list[str]) -> figu
 def figure_6(frames: dict[str, pd.DataFrame]) -> column:
     """(a, b) server power per second for TP1 and TP2; (c) energy per component, with the measured total."""
     traces = []
-    for i, key in enumerate(k for k in frames if k.startswith("power_")):
+    keys = [k for k in frames if k.startswith("power_")]
+    # both panels on the paper's axes, from zero: a gap of 10 W looks like the 10 W it is
+    top = max([1000.0] + [float(np.nanmax(frames[k].to_numpy(float))) * 1.05 for k in keys])
+    end = max([120.0] + [float(frames[k].index.max()) for k in keys])
+    for i, key in enumerate(keys):
         tp = key.removeprefix("power_").upper()
-        p = _fig(f"({'ab'[i] if i < 2 else i}) server power, {tp}", "power (W)", width=520, height=260)
+        p = _fig(f"({'ab'[i] if i < 2 else i}) server power, {tp}", "power (W)", width=520, height=260,
+                 y_range=Range1d(0, top), x_range=Range1d(0, end))
         _lines(p, frames[key], legend=i == 0)
+        if i == 0:   # in one row along the bottom, below the idle floor, where no line runs
+            p.legend.orientation, p.legend.location = "horizontal", "bottom_center"
         traces.append(p)
     groups = list(dict.fromkeys(frames["energy"]["config"]))
     bars = _stacked_energy(frames["energy"], "(c) energy per component", groups)
