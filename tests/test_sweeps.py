@@ -285,6 +285,11 @@ def test_design_views_show_values_failures_and_the_front(client, ref):
     p = design.heatmap(ds, "output_throughput", "max_num_seqs", "tp")
     data = p.renderers[0].data_source.data
     assert data["text"].count("failed") == 2 and len(data["value"]) == 4
+    # text readable on its cell: dark on grey (failed) and on the bright top of the scale, white on the dark
+    ok = [v for v in data["value"] if np.isfinite(v)]
+    ink = dict(zip(data["value"], data["ink"]))
+    assert {i for i, t in zip(data["ink"], data["text"]) if t == "failed"} == {"#222222"}
+    assert ink[max(ok)] == "#222222" and ink[min(ok)] == "white"
     front = pareto_front(ds, maximize=["output_throughput"], minimize=["num_gpus"])
     sc = design.pareto(ds, "num_gpus", "output_throughput", front).renderers[0].data_source.data
     assert len(sc["x"]) == 2 and list(sc["color"]).count("#d62728") == int(front.sum())

@@ -53,20 +53,24 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, title: str | None = None, 
             err.append(str(error.values[j, i])[:160])
             text.append("failed" if st[-1] == "failed" else ("" if np.isnan(v) else _fmt(v)))
     finite = [v for v in val if np.isfinite(v)]
-    mapper = LinearColorMapper(palette=Viridis256, low=min(finite, default=0.0), high=max(finite, default=1.0),
-                               nan_color="#d9d9d9")
+    low, high = min(finite, default=0.0), max(finite, default=1.0)
+    mapper = LinearColorMapper(palette=Viridis256, low=low, high=high, nan_color="#d9d9d9")
+    # dark text on the bright (upper) part of Viridis and on grey failed cells, white on the dark part
+    ink = ["#222222" if not np.isfinite(v) or (high > low and (v - low) / (high - low) > 0.55) else "white"
+           for v in val]
     unit = ds[var].attrs.get("units", "")
     p = figure(title=title or f"{var}{f' ({unit})' if unit else ''}", x_range=FactorRange(*xs), y_range=FactorRange(*ys),
                width=max(360, 70 * len(xs) + 160), height=max(260, 45 * len(ys) + 110), tools=TOOLS,
                x_axis_label=x, y_axis_label=y)
     p.toolbar.logo = None
-    src = ColumnDataSource({"x": cx, "y": cy, "value": val, "text": text, "status": st, "error": err})
+    src = ColumnDataSource({"x": cx, "y": cy, "value": val, "text": text, "status": st, "error": err, "ink": ink})
     p.rect("x", "y", 1, 1, source=src, fill_color={"field": "value", "transform": mapper}, line_color="white")
     p.text("x", "y", text="text", source=src, text_align="center", text_baseline="middle", text_font_size="9pt",
-           text_color="white")
+           text_color="ink")
     p.add_tools(HoverTool(tooltips=[(x, "@x"), (y, "@y"), (var, "@value{0.000}"), ("status", "@status"),
                                     ("error", "@error")]))
-    p.add_layout(ColorBar(color_mapper=mapper, ticker=BasicTicker(desired_num_ticks=6), width=10), "right")
+    p.add_layout(ColorBar(color_mapper=mapper, ticker=BasicTicker(desired_num_ticks=6), width=10,
+                          title=unit or None), "right")
     p.grid.grid_line_color = None
     return p
 
