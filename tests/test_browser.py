@@ -76,18 +76,23 @@ def _wait_for_idle_kernel(url: str, timeout: float = 240) -> None:
     pytest.fail("the notebook's kernel did not become idle")
 
 
+def _run_all(page, lab: str, notebook: str | None = None) -> None:
+    """Open ``notebook`` (or wait for the reloaded page's), wait for its kernel, and Run All Cells."""
+    if notebook is not None:
+        page.goto(f"{lab}/lab/workspaces/t{uuid.uuid4().hex[:8]}/tree/{notebook}?reset")
+    page.locator(".jp-NotebookPanel:visible .jp-Notebook").wait_for(timeout=60_000)
+    _wait_for_idle_kernel(lab)    # a cold kernel (fresh install: no bytecode yet) can take a while
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+
 def test_explorer_runs_and_redraws_in_jupyterlab(lab):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         try:
-            page.goto(f"{lab}/lab/workspaces/t{uuid.uuid4().hex[:8]}/tree/00_quickstart.ipynb?reset")
-            nb = page.locator(".jp-NotebookPanel:visible")
-            nb.locator(".jp-Notebook").wait_for(timeout=60_000)
-            _wait_for_idle_kernel(lab)    # a cold kernel (fresh install: no bytecode yet) can take a while
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            _run_all(page, lab, "00_quickstart.ipynb")
 
             explorer = page.locator(".llmss-explorer")
             explorer.wait_for(timeout=120_000)
@@ -127,10 +132,7 @@ def test_explorer_runs_and_redraws_in_jupyterlab(lab):
 
             # a reloaded page on the same kernel has lost BokehJS: running the notebook again must resend it
             page.reload()
-            page.locator(".jp-NotebookPanel:visible .jp-Notebook").wait_for(timeout=60_000)
-            _wait_for_idle_kernel(lab)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            _run_all(page, lab)
             page.locator(".llmss-explorer .bk-Canvas, .llmss-explorer canvas").first.wait_for(timeout=120_000)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "explorer_browser_failure.png"), full_page=True)
@@ -148,11 +150,7 @@ def test_a_teaching_notebooks_static_views_draw_in_jupyterlab(lab):
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         try:
-            page.goto(f"{lab}/lab/workspaces/t{uuid.uuid4().hex[:8]}/tree/01_continuous_batching.ipynb?reset")
-            page.locator(".jp-NotebookPanel:visible .jp-Notebook").wait_for(timeout=60_000)
-            _wait_for_idle_kernel(lab)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            _run_all(page, lab, "01_continuous_batching.ipynb")
             page.locator(".jp-OutputArea-output canvas").first.wait_for(timeout=120_000)
         except Exception:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -303,7 +303,7 @@ class AttentionTable:
             for n in self.ns:
                 if (pc, n) in self.slices:
                     continue
-                # nearest profiled slice in raw units, as LLMServingSim: a 16-token chunk beside 256
+                # nearest profiled slice in raw units, as LLMServingSim: a 24-token chunk beside 256
                 # decodes takes the 256-decode slice, not the chunk's with 128 decodes
                 best = min(have, key=lambda k: (k[0] - pc) ** 2 + (k[1] - n) ** 2)
                 self.slices[(pc, n)] = self.slices[best]
