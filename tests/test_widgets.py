@@ -465,8 +465,35 @@ def test_bokehjs_is_sent_once_to_each_page(monkeypatch):
 
     sent = []
     monkeypatch.setattr(bokeh.io, "output_notebook", lambda *a, **k: sent.append(page))
-    monkeypatch.setattr(explorer, "_BOKEH_PAGES", set())
+    monkeypatch.setattr(explorer, "_BOKEH_PAGES", {})
     for page in ["tab-1", "tab-1", "tab-1-reloaded", "tab-1"]:
         monkeypatch.setattr(explorer, "_page", lambda: page)
         explorer.load_bokeh()
     assert sent == ["tab-1", "tab-1-reloaded"]
+
+
+def test_a_page_gets_the_bokehjs_a_figure_needs(monkeypatch, ref):
+    """The kit's views need BokehJS's core, widgets and tables, not its 1.8 MB of math text: every
+    notebook stores what it was sent twice. A user's figure with math text gets the rest, once."""
+    import bokeh.io
+    from bokeh.embed.bundle import bundle_for_objs_and_resources
+    from bokeh.plotting import figure
+    from bokeh.resources import INLINE
+
+    from llmss_lab import views
+    from llmss_lab.widgets import explorer
+
+    a = Scenario(num_requests=20, power=True).run(ref)
+    b = Scenario(num_requests=8, model="Qwen/Qwen3-30B-A3B-Instruct-2507").run(ref)
+    for v in [views.dashboard(a, b), views.latency_cdfs(a, b), views.experts(b)]:
+        assert set(bundle_for_objs_and_resources([v], INLINE).js_raw) <= set(explorer._KIT_JS.js_raw)
+    assert sum(map(len, explorer._KIT_JS.js_raw)) < 0.6 * sum(map(len, INLINE.js_raw))
+
+    sent = []
+    monkeypatch.setattr(bokeh.io, "output_notebook", lambda res, **k: sent.append(res))
+    monkeypatch.setattr(explorer, "_BOKEH_PAGES", {})
+    monkeypatch.setattr(explorer, "_page", lambda: "tab")
+    math = figure(title="$$E = mc^2$$")
+    for obj in [views.throughput(a), None, math, math, views.memory(a)]:
+        explorer.load_bokeh(obj)
+    assert sent == [explorer._KIT_JS, explorer._REST_JS]   # the core once: loaded twice, math text did not draw

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import ipywidgets as w
+from bokeh.resources import INLINE, Resources
 
 from .. import views
 from ..catalog import scan
@@ -554,7 +555,11 @@ def _pairs(options: list) -> list[tuple[str, Any]]:
     return [o if isinstance(o, tuple) else (str(o), o) for o in options]
 
 
-_BOKEH_PAGES: set[str] = set()   # client sessions (pages) that have been sent BokehJS
+# BokehJS as the kit's views need it: the core, widgets (Div) and tables. Math text (1.8 MB) and WebGL are left
+# out, which keeps a saved notebook 4.5 MB smaller (output_notebook stores the code twice, once per renderer).
+_KIT_JS = Resources(mode="inline", components=["bokeh", "bokeh-widgets", "bokeh-tables"])
+_REST_JS = Resources(mode="inline", components=[c for c in INLINE.components_for("js") if c not in _KIT_JS.components])
+_BOKEH_PAGES: dict[str, bool] = {}   # client sessions (pages) sent BokehJS -> whether all of it
 
 
 def _page() -> str:
@@ -572,17 +577,28 @@ def show(obj) -> None:
     notebook, and its HTML export, show it offline without a kernel (a widget needs one)."""
     from bokeh.embed import components
     from IPython.display import HTML, display
-    load_bokeh()
+    load_bokeh(obj)
     script, div = components(obj)
     display(HTML(div + script))
 
 
-def load_bokeh() -> None:
+def _needs_all_js(obj) -> bool:
+    """Whether a Bokeh object uses parts of BokehJS the kit's views do not (math text, WebGL)."""
+    from bokeh.embed.bundle import bundle_for_objs_and_resources
+    return not set(bundle_for_objs_and_resources([obj], INLINE).js_raw) <= set(_KIT_JS.js_raw)
+
+
+def load_bokeh(obj=None) -> None:
     """Load BokehJS inline (works offline) before the first Bokeh widget a page shows; once per page,
-    so a page reloaded on a running kernel gets it again."""
+    so a page reloaded on a running kernel gets it again. A user's figure with math text or WebGL
+    (``obj``) gets the whole of BokehJS."""
+    from bokeh.io import output_notebook
     page = _page()
+    full = obj is not None and _needs_all_js(obj)
     if page not in _BOKEH_PAGES:
-        from bokeh.io import output_notebook
-        from bokeh.resources import INLINE
-        output_notebook(INLINE, hide_banner=True)
-        _BOKEH_PAGES.add(page)
+        output_notebook(INLINE if full else _KIT_JS, hide_banner=True)
+    elif full and not _BOKEH_PAGES[page]:   # the rest only: BokehJS's core cannot be loaded twice on a page
+        output_notebook(_REST_JS, hide_banner=True)
+    else:
+        return
+    _BOKEH_PAGES[page] = full
