@@ -179,3 +179,22 @@ def test_artifact_attention_below_the_roofline_is_reported_per_pair(ref, shapes)
         only=lambda hw, model: (hw, model) in {("A6000", "meta-llama/Llama-3.1-8B"), ("H100", "mistralai/Mixtral-8x7B-v0.1")})}
     assert rows["meta-llama/Llama-3.1-8B"].attention_below_roofline_pct > 50.0
     assert rows["mistralai/Mixtral-8x7B-v0.1"].attention_below_roofline_pct == 0.0
+
+
+def test_an_edited_spec_counts_without_a_restart_and_a_bad_one_stops_only_its_hardware(tmp_path):
+    """The specs were read once per process: "what if memory bandwidth were 2x" written into the file ran
+    the old value until the kernel restarted, and one unreadable file stopped analytical runs on all hardware."""
+    import shutil
+
+    from llmss_lab.latency.specs import SPECS_DIR
+    for name in ("H100.yaml", "A100.yaml"):
+        shutil.copy(SPECS_DIR / name, tmp_path)
+    h100 = tmp_path / "H100.yaml"
+    assert find_spec("H100", tmp_path).memory_bw_gbs == 3350
+    h100.write_text(h100.read_text().replace("memory_bw_gbs: 3350", "memory_bw_gbs: 6700.5"))
+    assert find_spec("H100", tmp_path).memory_bw_gbs == 6700.5
+    a100 = tmp_path / "A100.yaml"
+    a100.write_text(a100.read_text().replace("memory_bw_gbs:", "memory_bw_gbs: 0 #"))
+    assert find_spec("H100", tmp_path).memory_bw_gbs == 6700.5
+    with pytest.raises(InputError, match=r"no hardware spec for 'A100'.*A100\.yaml: memory_bw_gbs: must be a positive"):
+        find_spec("A100", tmp_path)

@@ -497,3 +497,20 @@ def test_a_page_gets_the_bokehjs_a_figure_needs(monkeypatch, ref):
     for obj in [views.throughput(a), None, math, math, views.memory(a)]:
         explorer.load_bokeh(obj)
     assert sent == [explorer._KIT_JS, explorer._REST_JS]   # the core once: loaded twice, math text did not draw
+
+
+def test_an_unreadable_hardware_spec_is_named_and_the_rest_offered(ref, tmp_path, monkeypatch):
+    """One spec file being edited (memory_bw_gbs: 0) used to stop the whole panel from being built."""
+    import shutil
+
+    from llmss_lab.latency import specs
+    from llmss_lab.widgets import explorer
+    for p in specs.SPECS_DIR.glob("*.yaml"):
+        shutil.copy(p, tmp_path)
+    bad = tmp_path / "H100.yaml"
+    bad.write_text(bad.read_text().replace("memory_bw_gbs:", "memory_bw_gbs: 0 #"))
+    monkeypatch.setattr(explorer, "read_specs", lambda: specs.read_specs(tmp_path))
+    ex = Explorer(ref)
+    offered = [v for _, v in ex.controls["hardware"].options]
+    assert "H100" not in offered and "H200" in offered and "RTXPRO6000" in offered
+    assert "H100.yaml: memory_bw_gbs: must be a positive number" in ex.status.value

@@ -20,7 +20,7 @@ from ..errors import InputError
 from .ops import Shapes
 from .profile import LatencyProfile
 from .roofline import CLASSES, EFFICIENCY_FILE, Efficiency, Roof, load_efficiency, lookup
-from .specs import SPECS_DIR, HardwareSpec, load_specs
+from .specs import SPECS_DIR, HardwareSpec, read_specs
 
 TOKEN_GRID = np.unique(np.round(np.geomspace(1, 1 << 17, 260)))
 SEQ_GRID = np.unique(np.round(np.geomspace(1, 1 << 13, 140)))
@@ -103,17 +103,27 @@ class WhatIf:
 
 
 @functools.lru_cache(maxsize=4)
-def _specs(folder: str) -> dict[str, HardwareSpec]:
-    return load_specs(folder)
+def _specs(folder: str, stamp: tuple) -> tuple[dict[str, HardwareSpec], list[InputError]]:
+    return read_specs(folder)
+
+
+def _stamp(folder: Path) -> tuple:
+    """What changes when a spec file is edited, added or removed (so an edit counts without a restart)."""
+    try:
+        return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.glob("*.yaml")))
+    except OSError:   # a file removed while listed: read the folder again next time
+        return (object(),)
 
 
 def find_spec(hardware: str, folder: str | Path = SPECS_DIR) -> HardwareSpec:
     """The spec of a hardware name as cluster configs write it (``H100``, ``TPU-v6e-1``)."""
-    specs = _specs(str(folder))
+    folder = Path(folder)
+    specs, errors = _specs(str(folder), _stamp(folder))
     if hardware in specs:
         return specs[hardware]
+    bad = "".join(f"; cannot read {e}" for e in errors)   # perhaps the spec being looked for
     raise InputError(f"no profile and no hardware spec for {hardware!r}; add profiles/hardware/{hardware}.yaml "
-                     f"(specs: {', '.join(sorted(specs))})", Path(folder), "name")
+                     f"(specs: {', '.join(sorted(specs))}){bad}", folder, "name")
 
 
 @functools.lru_cache(maxsize=8)

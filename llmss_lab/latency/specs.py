@@ -80,15 +80,29 @@ def load_spec(path: str | Path) -> HardwareSpec:
         sources=tuple(sources), path=str(path))
 
 
-def load_specs(folder: str | Path = SPECS_DIR) -> dict[str, HardwareSpec]:
-    """Every spec in ``folder`` by name."""
+def read_specs(folder: str | Path = SPECS_DIR) -> tuple[dict[str, HardwareSpec], list[InputError]]:
+    """Every readable spec in ``folder`` by name, and the error of each file that is not: one file being
+    edited should not stop a run, or the explorer, on other hardware."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("hardware spec folder does not exist", folder)
     specs: dict[str, HardwareSpec] = {}
+    errors: list[InputError] = []
     for p in sorted(folder.glob("*.yaml")):
-        s = load_spec(p)
-        if s.name in specs:
-            raise InputError(f"hardware {s.name!r} is also described in {specs[s.name].path}", p, "name")
+        try:
+            s = load_spec(p)
+            if s.name in specs:
+                raise InputError(f"hardware {s.name!r} is also described in {specs[s.name].path}", p, "name")
+        except InputError as exc:
+            errors.append(exc)
+            continue
         specs[s.name] = s
+    return specs, errors
+
+
+def load_specs(folder: str | Path = SPECS_DIR) -> dict[str, HardwareSpec]:
+    """Every spec in ``folder`` by name; the first unreadable file is an error (a fit needs them all)."""
+    specs, errors = read_specs(folder)
+    if errors:
+        raise errors[0]
     return specs

@@ -26,7 +26,7 @@ from ..kernel.kv_cache import EVICTION
 from ..kernel.moe import GATES
 from ..kernel.router import ROUTERS
 from ..kernel.simulator import KV_TRANSFERS
-from ..latency.specs import load_specs
+from ..latency.specs import read_specs
 from ..reference import resolve_reference_dir
 from ..results.dataset import Results
 from ..scenario import ENGINE_FIELDS, GENERATOR_FIELDS, SHAPE_FIELDS, WEIGHT_TIERS, Scenario
@@ -98,7 +98,7 @@ class Explorer:
     def __init__(self, reference_dir: str | Path | None = None, scenario: Scenario | None = None):
         self.reference_dir = resolve_reference_dir(reference_dir)
         self.catalog = scan(self.reference_dir)
-        self.specs = load_specs()      # hardware the analytical model can run without a profile
+        self.specs, unreadable = read_specs()   # hardware the analytical model can run without a profile
         self.all_models = _model_configs(self.reference_dir)
         self.result: Results | None = None
         self.baseline: Results | None = None
@@ -118,6 +118,9 @@ class Explorer:
             self.controls[k].observe(self._on_switches, "value")
         self.status = w.HTML(READY)
         self.set_scenario(scenario or Scenario())
+        if unreadable:   # the rest is offered; the file being edited is named
+            self.status.value += ("<br><span style='color:#b00'>Not offered, a hardware spec that cannot be read: "
+                                  f"{html.escape('; '.join(map(str, unreadable)))}</span>")
 
         self.run_button = w.Button(description="Run", button_style="primary", icon="play")
         self.keep_button = w.Button(description="Keep as baseline", icon="thumb-tack", disabled=True)
