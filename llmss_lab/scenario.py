@@ -23,6 +23,7 @@ from .config.model import ModelSpec
 from .config.reader import as_path, as_whole, plain, read_json, store_plain
 from .errors import InputError, LlmssError
 from .files import write_text
+from .latency.analytical import find_spec
 from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
 from .workload import Workload, load_trace, synthetic
@@ -33,7 +34,7 @@ WEIGHT_TIERS = ("npu", "cpu", "cxl")
 # hardware or the engine (memory, utilisation, skew) are checked where the run is built
 POSITIVE, NON_NEGATIVE, AT_LEAST_ONE = (0, False), (0, True), (1, True)
 FIELD_RANGES: dict[str, tuple[float, bool]] = {
-    "npu_mem_gib": POSITIVE, "npu_mem_bw": POSITIVE, "what_if_mem_bw": POSITIVE, "what_if_flops": POSITIVE,
+    "npu_mem_gib": NON_NEGATIVE, "npu_mem_bw": NON_NEGATIVE, "what_if_mem_bw": POSITIVE, "what_if_flops": POSITIVE,
     "instances": AT_LEAST_ONE, "dp": AT_LEAST_ONE, "tp": AT_LEAST_ONE, "pp": AT_LEAST_ONE, "ep": AT_LEAST_ONE,
     "prefill_instances": NON_NEGATIVE, "max_num_seqs": NON_NEGATIVE, "max_num_batched_tokens": NON_NEGATIVE,
     "block_size": AT_LEAST_ONE, "gpu_memory_utilization": POSITIVE, "gate_skew": NON_NEGATIVE,
@@ -91,8 +92,8 @@ class Scenario:
     # hardware and model
     hardware: str = "RTXPRO6000"
     model: str = "meta-llama/Llama-3.1-8B"
-    npu_mem_gib: float = 96.0
-    npu_mem_bw: float = 1597.0
+    npu_mem_gib: float = 0.0          # 0: the hardware's (a reference cluster config's, else its spec's)
+    npu_mem_bw: float = 0.0           # GB/s; 0: the hardware's
     cluster_config: str = ""          # a cluster JSON (path, or a stem from the catalog); overrides the shape
     latency: str = "auto"             # auto (a profile where one exists), profile or analytical
     what_if_mem_bw: float = 1.0       # analytical model: memory bandwidth x this
@@ -267,12 +268,13 @@ class Scenario:
             raise InputError("weights on CXL need CXL memory (cxl_mem_gib > 0)", src, "weights_on")
         placement = ({"default": {"weights": "cpu"}} if self.weights_on == "cpu" else
                      self._cxl_placement(reference_dir) if self.weights_on == "cxl" else None)
+        mem_gib, mem_bw = self.npu_memory(reference_dir)
         insts = []
         for r in range(self.instances):
             for _ in range(self.dp):
                 inst: dict[str, Any] = {
                     "model_name": self.model, "hardware": self.hardware,
-                    "npu_mem": {"mem_size": self.npu_mem_gib, "mem_bw": self.npu_mem_bw, "mem_latency": 0},
+                    "npu_mem": {"mem_size": mem_gib, "mem_bw": mem_bw, "mem_latency": 0},
                     "tp_size": self.tp, "pp_size": self.pp,
                 }
                 if self.ep > 1:
@@ -299,6 +301,26 @@ class Scenario:
             out["cxl_mem"] = {"mem_size": self.cxl_mem_gib, "mem_bw": self.cxl_mem_bw, "mem_latency": 250,
                               "num_devices": self.cxl_devices}
         return out
+
+    def npu_memory(self, reference_dir: str | Path | None = None) -> tuple[float, float]:
+        """The NPU memory (GiB) and its bandwidth (GB/s) a run uses: the scenario's where set (> 0), else the
+        hardware's, as a reference cluster config gives it (LLMServingSim's numbers), else as its spec does.
+        A hardware known to neither is left to the run to name."""
+        if self.npu_mem_gib > 0 and self.npu_mem_bw > 0:
+            return self.npu_mem_gib, self.npu_mem_bw
+        try:
+            hw = scan(resolve_reference_dir(reference_dir)).hardware.get(self.hardware)
+        except LlmssError:   # no reference data: the run says so
+            hw = None
+        if hw is not None and hw.mem_size:
+            own = (hw.mem_size, hw.mem_bw)
+        else:
+            try:
+                spec = find_spec(self.hardware)
+                own = (spec.memory_gib, spec.memory_bw_gbs)
+            except InputError:
+                own = (self.npu_mem_gib or 1.0, self.npu_mem_bw or 1.0)   # the run names the unknown hardware
+        return self.npu_mem_gib or own[0], self.npu_mem_bw or own[1]
 
     def _cxl_placement(self, reference_dir: str | Path | None) -> dict[str, Any]:
         """Weights on the CXL devices in turn: contiguous runs of blocks per device (the edge layers on the

@@ -228,3 +228,25 @@ def test_replicas_times_dp_members_are_capped_as_one_node():
                                          r"more than 256"):
         Scenario.from_dict({"instances": 64, "dp": 16}, "s.json")
     Scenario.from_dict({"instances": 64, "dp": 4}, "s.json")
+
+
+def test_the_npu_memory_is_the_hardwares_unless_set(ref):
+    """Scenario(hardware="H100") ran with the RTX PRO 6000's 96 GiB and 1597 GB/s on an 80 GB H100: the
+    memory fields had that card's numbers as their defaults, whatever the hardware."""
+    from llmss_lab.latency.analytical import find_spec
+
+    def mem(s: Scenario, root=ref):
+        (inst,) = s.cluster_json(root)["nodes"][0]["instances"]
+        return inst["npu_mem"]["mem_size"], inst["npu_mem"]["mem_bw"]
+
+    rtx = scan(ref).hardware["RTXPRO6000"]
+    assert mem(Scenario()) == (rtx.mem_size, rtx.mem_bw)                   # the reference configs' numbers
+    for hw in ("H100", "H200", "MI300X"):                                  # no profile here: the spec's
+        spec = find_spec(hw)
+        assert mem(Scenario(hardware=hw)) == (spec.memory_gib, spec.memory_bw_gbs)
+    h100 = scan(ref / "ispass26").hardware["H100"]                          # profiled in the artifact
+    assert mem(Scenario(hardware="H100"), ref / "ispass26") == (h100.mem_size, h100.mem_bw)
+    assert mem(Scenario(hardware="H100", npu_mem_gib=40.0)) == (40.0, find_spec("H100").memory_bw_gbs)
+    small = Scenario(hardware="H100", latency="analytical", num_requests=20).run(ref)
+    assert small.attrs["kv_cache_tokens"] < Scenario(latency="analytical", num_requests=20).run(ref).attrs[
+        "kv_cache_tokens"]                                                 # 80 GiB holds less KV than 96 GiB

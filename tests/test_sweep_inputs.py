@@ -181,7 +181,7 @@ def test_a_scenario_file_that_is_not_utf8_or_repeats_a_key_is_named(tmp_path):
 
 @pytest.mark.parametrize("key, value", [
     ("seed", -1), ("rate", float("nan")), ("rate", float("inf")), ("rate", -5.0), ("gate_skew", float("nan")),
-    ("num_requests", 0), ("num_requests", -3), ("npu_mem_gib", 0.0), ("cpu_mem_bw", -1.0),
+    ("num_requests", 0), ("num_requests", -3), ("npu_mem_gib", -1.0), ("cpu_mem_bw", -1.0),
     ("gpu_memory_utilization", 7.0), ("what_if_flops", float("inf")), ("tp", 0), ("cxl_mem_gib", -1.0),
     ("shared_prefix_len", -1), ("num_prefixes", 0), ("block_size", 0), ("max_num_seqs", -1),
 ])

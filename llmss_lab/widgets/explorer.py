@@ -218,7 +218,9 @@ class Explorer:
         else:    # the hardware shown instead, with its own memory
             self._on_hardware({})
         # an unknown hardware's memory is not put on the one shown instead: it is named below with the hardware
-        skip = {"hardware", "model"} | (set() if known else {"npu_mem_gib", "npu_mem_bw"})
+        # and a memory left to the hardware (0) shows the hardware's, which _on_hardware has put there
+        own_mem = {k for k in ("npu_mem_gib", "npu_mem_bw") if not getattr(scenario, k)}
+        skip = {"hardware", "model"} | (set() if known else {"npu_mem_gib", "npu_mem_bw"}) | own_mem
         for k, v in scenario.to_dict().items():
             if k in skip:
                 continue
@@ -228,7 +230,7 @@ class Explorer:
         self._on_switches()
         shown = self.scenario().to_dict()
         # the first Run refuses while one of these still shows what it was clamped to, so the list is read
-        self.unshown = {k: (v, shown[k]) for k, v in scenario.to_dict().items() if shown[k] != v}
+        self.unshown = {k: (v, shown[k]) for k, v in scenario.to_dict().items() if shown[k] != v and k not in own_mem}
         if self.unshown:
             said = ", ".join(f"{k} {v!r} (shown as {now!r})" for k, (v, now) in self.unshown.items())
             self.status.value = ("<span style='color:#b00'><b>The controls cannot show this scenario as saved:</b> "
