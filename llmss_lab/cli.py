@@ -311,6 +311,21 @@ def _quiet_dask(args: argparse.Namespace) -> None:
         logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
+def _refuse_to_replace_a_sweep(out: Path) -> None:
+    """A sweep can take hours: running another one into its file would throw its points away unasked."""
+    from .sweeps import load
+
+    if not out.is_file():
+        return
+    try:
+        done = int(load(out).attrs.get("points_ok", 0))
+    except InputError:   # not a sweep file: replaced, as every --out is
+        return
+    if done:
+        raise InputError(f"holds a sweep with {done} point{'s' if done != 1 else ''} done; --resume goes on with it (same scenario and grid), "
+                         "--overwrite replaces it", out, "--out")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .scenario import Scenario
     from .sweeps import read_grid, sweep
@@ -319,14 +334,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid)
     out = check_writable_file(args.out)
+    if not (args.resume or args.overwrite):
+        _refuse_to_replace_a_sweep(out)
     ds = sweep(base, grid, client=args.dask_scheduler, reference_dir=args.reference_dir, n_workers=args.workers,
                slo=_slo(args, False), save_to=out, resume=args.resume, progress=not args.quiet, grid_source=args.grid)
     print(_sweep_table(ds, ["output_throughput", "mean_ttft_ms", "mean_tpot_ms", "goodput",
                             "energy_per_output_token_J", "num_gpus", "wall_s"]))
     _print_failures(ds)
-    print(f"{ds.attrs['points_ok']} ok, {ds.attrs['points_failed']} failed"
-          f"{', ' + str(ds.attrs['points_resumed']) + ' reused from ' + str(out) if ds.attrs['points_resumed'] else ''}; "
-          f"wrote {out}")
+    reused = f" ({ds.attrs['points_resumed']} of them reused from {out})" if ds.attrs["points_resumed"] else ""
+    print(f"{ds.attrs['points_ok']} ok{reused}, {ds.attrs['points_failed']} failed; wrote {out}")
     return 1 if ds.attrs["points_failed"] and not ds.attrs["points_ok"] else 0   # nothing ran: a script should know
 
 
@@ -572,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--grid", required=True, help="YAML: {field: [values]} (cartesian) or points: [{field: value}]")
     sw.add_argument("--out", required=True, help="results (netCDF), written as points arrive")
     sw.add_argument("--resume", action="store_true", help="reuse the points already done in --out")
+    sw.add_argument("--overwrite", action="store_true", help="replace a sweep already in --out (refused otherwise)")
     dask_args(sw)
     sw.set_defaults(fn=cmd_sweep)
 

@@ -267,6 +267,17 @@ def test_sweep_and_capacity_commands(ref, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "1 ok, 1 failed; wrote" in captured.out and "no tp4/ folder" in captured.err
     assert list(load(out).status.values) == ["ok", "failed"]
+    other = tmp_path / "other.yaml"           # another sweep into the same file would drop its point unasked
+    other.write_text("max_num_seqs: [8]\n")
+    assert main(["sweep", str(scenario), "--grid", str(other), "--out", str(out), "--reference-dir", str(ref), "-q"]) == 2
+    assert "sweep.nc: --out: holds a sweep with 1 point done; --resume goes on" in capsys.readouterr().err
+    assert list(load(out).status.values) == ["ok", "failed"]
+    assert main(["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "--workers", "1",
+                 "--reference-dir", str(ref), "-q", "--resume"]) == 0
+    assert "1 ok (1 of them reused from" in capsys.readouterr().out   # was "1 ok, 1 failed, 1 reused": one point
+    assert main(["sweep", str(scenario), "--grid", str(other), "--out", str(out), "--workers", "1",
+                 "--reference-dir", str(ref), "-q", "--overwrite"]) == 0
+    assert list(load(out).status.values) == ["ok"] and capsys.readouterr()
     only_bad = tmp_path / "only_bad.yaml"     # every point fails: the command says so in its exit status
     only_bad.write_text("tp: [4]\n")
     assert main(["sweep", str(scenario), "--grid", str(only_bad), "--out", str(tmp_path / "none.nc"), "--workers", "1",
