@@ -107,7 +107,9 @@ def format_summary(summary: dict, attrs: dict) -> str:
         rows.append(("energy", f"{summary['total_energy_J']:.0f} J, "
                                f"{summary['energy_per_output_token_J']:.4f} J per output token"))
     n_inst = attrs.get("num_instances", 1)
-    what = (f"{attrs.get('model', '')} on {attrs.get('hardware', '')} (TP{attrs.get('tp_size', '')}), "
+    par = " x ".join(f"{k}{attrs[f'{k.lower()}_size']}" for k in ("TP", "PP", "EP")
+                     if k == "TP" or attrs.get(f"{k.lower()}_size", 1) > 1)
+    what = (f"{attrs.get('model', '')} on {attrs.get('hardware', '')} ({par}), "
             f"{attrs.get('num_gpu_blocks', '')} KV blocks" if n_inst == 1 else
             f"{n_inst} instances of {attrs.get('model', '')} on {attrs.get('hardware', '')} (first instance)")
     out = [f"{what}; {attrs.get('num_steps', '')} steps simulated in {attrs.get('sim_wall_s', float('nan')):.3f} s"]
@@ -139,7 +141,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.warning("%s holds %d requests; running all of them (--num-requests %d asked for more)",
                         wl, len(workload), args.num_requests)
     else:
-        workload = synthetic(args.num_requests or 100, seed=args.seed, **shape)   # synthetic's defaults otherwise
+        try:
+            workload = synthetic(args.num_requests or 100, seed=args.seed, **shape)   # synthetic's defaults otherwise
+        except InputError as exc:   # named by synthetic()'s argument: say the flag
+            flag = {"input": "--input-len", "output": "--output-len", "rate": "--rate"}.get(exc.where or "")
+            if exc.source != "argument" or flag is None:
+                raise
+            raise InputError(exc.message, "command line", flag) from None
     if args.out:
         check_writable_file(args.out)
     bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())

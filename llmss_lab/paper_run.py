@@ -121,6 +121,11 @@ def run_all(reference_dir: str | Path | None = None, out: str | Path | None = No
         raise InputError("no paper artifact here: expected figures/ or ispass26/figures/ "
                          "(`llmss fetch-reference --artifact` downloads it)", root, reference_key(reference_dir))
     nbs = notebooks(only)
+    try:   # up front, as the PNG export names its own extras
+        import papermill  # noqa: F401
+    except ImportError:
+        raise InputError("running the paper notebooks needs papermill: pip install -e '.[figures]'",
+                         "llmss figures") from None
     out = Path(out) if out is not None else notebooks_dir() / "output"
     refuse_inside(out, root, "the reference folder")
     if out.resolve() == notebooks_dir().resolve():

@@ -209,6 +209,10 @@ def read_measurement(folder: str | Path, layout: ReferenceLayout) -> Measurement
     if not folder.is_dir():
         raise InputError("measurement folder does not exist", folder)
     meta_path = folder / "vllm" / "meta.json"
+    if not meta_path.is_file() and not (folder / "config.json").is_file():
+        inside = sorted(d.name for d in folder.iterdir() if (d / "vllm" / "meta.json").is_file())
+        hint = f"; it holds {', '.join(inside)}" if inside else " (no config.json, no vllm/meta.json)"
+        raise InputError(f"not a measurement folder{hint}", folder)
     meta = Section.of(read_json(meta_path), meta_path)
     engine = _engine_from_meta(meta)
     cluster = folder / "config.json"

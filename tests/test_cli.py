@@ -22,6 +22,9 @@ def test_run_with_a_synthetic_workload_writes_results(ref, capsys, tmp_path):
     assert code == 0 and "TTFT (ms)" in out and (tmp_path / "r.nc").is_file()
     code, out, _ = run(capsys, "summary", str(tmp_path / "r.nc"))
     assert code == 0 and "requests completed        20" in out
+    code, out, _ = run(capsys, "run", str(ref / "configs/cluster/single_node_pp_instance.json"),   # 4 GPUs
+                       "--reference-dir", str(ref), "--num-requests", "5", "-q")
+    assert code == 0 and out.startswith("meta-llama/Llama-3.1-8B on RTXPRO6000 (TP1 x PP4), "), out[:120]
 
 
 def test_validate_json_shape(ref, capsys):
@@ -47,6 +50,12 @@ def test_validate_json_shape(ref, capsys):
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
       "--workload", "workloads/example_trace.jsonl", "--input-len", "fixed:5000"], "command line: --input-len: shapes"),
     (["validate", "/no/such/measurement", "--reference-dir", "{ref}"], "measurement folder does not exist"),
+    (["validate", "{ref}/measurements/RTXPRO6000", "--reference-dir", "{ref}"],   # one level too high
+     "RTXPRO6000: not a measurement folder; it holds Llama-3.1-8B, Qwen3-32B"),
+    (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
+      "--input-len", "foo"], "command line: --input-len: bad length distribution 'foo'"),
+    (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
+      "--output-len", "fixed:0"], "command line: --output-len: bad length distribution"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "/no/such/ref"],
      "reference folder does not exist"),
 ])

@@ -349,3 +349,11 @@ def test_validation_summary_names_a_bad_figure_and_makes_its_output_folder(ref, 
     out = tmp_path / "new" / "summary"       # no figure writes it first: the notebook makes it
     run(figures=[], measurements=["RTXPRO6000/Llama-3.1-8B"], output_dir=str(out))
     assert "RTXPRO6000/Llama-3.1-8B" in (out / "validation_summary.tsv").read_text()
+
+
+def test_figures_without_papermill_says_which_extra_to_install(ref, tmp_path, capsys, monkeypatch):
+    """A plain `pip install -e .` has no papermill: `llmss figures` ended in a bare ModuleNotFoundError."""
+    import sys
+    monkeypatch.setitem(sys.modules, "papermill", None)    # as if not installed
+    assert main(["figures", "9", "--reference-dir", str(ref / "ispass26"), "--out", str(tmp_path), "--no-png"]) == 2
+    assert "needs papermill: pip install -e '.[figures]'" in capsys.readouterr().err

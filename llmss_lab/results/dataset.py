@@ -294,7 +294,9 @@ def power_dataset(acc: PowerAccount, output_tokens: int) -> xr.Dataset:
 
 @dataclass
 class Results:
-    """The outcome of one simulation: three Datasets plus a summary in vLLM bench names."""
+    """The outcome of one simulation: Datasets per request, step (iteration), second (timeseries), inter-token
+    gap (itl), MoE layer (experts), memory sample and power sample, the run's attrs on each, and ``summary()``
+    in vLLM bench names."""
 
     requests: xr.Dataset
     iterations: xr.Dataset
@@ -351,7 +353,7 @@ class Results:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write all three Datasets as groups of one netCDF file, atomically (temp file, rename)."""
+        """Write every Dataset as a group of one netCDF file, atomically (temp file, rename)."""
         path = as_path(path)
         if path.parent and not path.parent.exists():
             raise InputError("output folder does not exist", path.parent)
