@@ -6,7 +6,7 @@ import json
 import logging
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from os import PathLike
 from pathlib import Path
 from typing import Any, Callable
@@ -440,7 +440,7 @@ def _check_fits_one(workload: Workload, s: simulator.InstanceSetup) -> None:
 
 
 def _warn_unused_options(setups: list[simulator.InstanceSetup], kv_transfer: str, expert_gate: str,
-                         prefix_storage: str | None, prefix_sharing: str) -> None:
+                         prefix_storage: str | None, prefix_sharing: str, gate_skew: float) -> None:
     """Policies that this cluster never exercises: say so, as a user who asked for them expects an effect."""
     if kv_transfer != "layer" and not any(s.role == "prefill" for s in setups):
         log.warning("kv_transfer=%r has no effect: the cluster has no prefill/decode split", kv_transfer)
@@ -448,6 +448,22 @@ def _warn_unused_options(setups: list[simulator.InstanceSetup], kv_transfer: str
         log.warning("prefix_sharing=%r has no effect without a lower prefix tier (prefix_storage)", prefix_sharing)
     if expert_gate != "balanced" and not any(s.moe for s in setups):
         log.warning("expert_gate=%r has no effect: no instance serves a mixture-of-experts model", expert_gate)
+    if gate_skew != 1.0 and expert_gate != "zipf":
+        log.warning("gate_skew=%r has no effect: only the zipf expert gate is skewed", gate_skew)
+
+
+def _warn_overridden_engine(spec: ClusterSpec, engine: EngineConfig) -> None:
+    """Engine settings given for the run that the cluster config sets per instance, which wins there."""
+    default = EngineConfig()
+    for f in fields(engine):
+        value = getattr(engine, f.name)
+        if value == getattr(default, f.name):
+            continue
+        own = [inst for inst in spec.instances if f.name in inst.engine_overrides
+               or (f.name == "gpu_memory_utilization" and inst.mem_util is not None)]
+        if own:
+            log.warning("%s=%r has no effect on %d of %d instances: %s sets its own", f.name, value, len(own),
+                        len(spec.instances), spec.source)
 
 
 def _check_handoffs(setups: list[simulator.InstanceSetup], source: str) -> None:
@@ -545,7 +561,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     setups = build_setups(spec, engine, layout, expert_gate, gate_skew, seed, attn_offload, sub_batch_interleaving,
                           choice)
     _check_handoffs(setups, spec.source)
-    _warn_unused_options(setups, kv_transfer, expert_gate, prefix_storage, prefix_sharing)
+    _warn_unused_options(setups, kv_transfer, expert_gate, prefix_storage, prefix_sharing, gate_skew)
+    _warn_overridden_engine(spec, engine)
     _check_fits(workload, setups)
     memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))

@@ -221,3 +221,16 @@ def test_a_pim_device_named_but_not_used_is_still_checked(ref):
         ll.Scenario(num_requests=3, pim_device="nope").run(ref)
     r = ll.Scenario(num_requests=3, pim_device="HBM2_1GB_2000_pim").run(ref)   # a real one, offload off: runs
     assert int(r.requests.sizes["request"]) == 3
+
+
+def test_settings_the_cluster_config_overrides_are_said_to_have_no_effect(ref, caplog):
+    """`--max-num-seqs 4` on a config whose instances set their own ran exactly as without it, unsaid."""
+    pd = ref / "configs/cluster/single_node_pd_per_instance_config.json"
+    with caplog.at_level("WARNING", logger="llmss_lab"):
+        base = ll.simulate(pd, synthetic(10, seed=1), reference_dir=ref)
+        assert not [r for r in caplog.records if "no effect" in r.getMessage()]
+        same = ll.simulate(pd, synthetic(10, seed=1), engine={"max_num_seqs": 4}, reference_dir=ref, gate_skew=2.0)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("max_num_seqs=4 has no effect on 2 of 2 instances: ") and str(pd) in m for m in said)
+    assert any(m.startswith("gate_skew=2.0 has no effect") for m in said)
+    np.testing.assert_array_equal(base.requests.ttft.values, same.requests.ttft.values)   # indeed none
