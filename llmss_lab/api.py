@@ -139,7 +139,7 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
         if choice.mode == "auto" and not choice.what_if.active and folder.is_dir():
             _say_no_tp(folder, variant, inst.tp_size)
         elif choice.mode == "auto" and not choice.what_if.active:
-            _say_unprofiled(layout.root, inst.hardware)
+            _say_unprofiled(layout.root, inst.hardware, inst.model_name)
         return _analytical(inst, model, variant, choice, source)
     return measured_profile(layout.profile_dir(inst.hardware, inst.model_name, variant), inst.tp_size, model)
 
@@ -160,12 +160,16 @@ def _say_no_tp(folder: Path, variant: str, tp: int) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _say_unprofiled(root: Path, hardware: str) -> None:
-    """Once per (reference folder, hardware): no measured profile here, so the analytical model runs. A folder
-    given one level off (the paper artifact for the bench's RTX PRO 6000) shows up here rather than in the numbers."""
+def _say_unprofiled(root: Path, hardware: str, model: str) -> None:
+    """Once per (reference folder, hardware, model): no measured profile here, so the analytical model runs. A
+    folder given one level off (the paper artifact for the bench's RTX PRO 6000) shows up here rather than in the
+    numbers, and the other level is named when it has the profile."""
     profiled = sorted(d.name for d in (root / "profiles").glob("*") if d.is_dir())
-    log.warning("no measured profile of %s under %s (profiled there: %s); using the analytical model", hardware,
-                root / "profiles", ", ".join(profiled) or "nothing")
+    other = root.parent if root.name == "ispass26" else root / "ispass26"
+    hint = (f"; {other} has one: give it as the reference folder to use it"
+            if (other / "profiles" / hardware / model).is_dir() else "")
+    log.warning("no measured profile of %s under %s (profiled there: %s); using the analytical model%s", hardware,
+                root / "profiles", ", ".join(profiled) or "nothing", hint)
 
 
 def measured_profile(d: Path, tp: int, model: ModelSpec) -> LatencyProfile:

@@ -92,9 +92,13 @@ def test_a_fallback_to_the_analytical_model_is_said_once_with_what_is_profiled(r
         assert res.attrs["latency_source"].startswith("analytical:RTXPRO6000")
     said = [r.getMessage() for r in caplog.records if "no measured profile of RTXPRO6000" in r.getMessage()]
     assert len(said) == 1 and "profiled there: A6000, H100" in said[0]
+    assert f"{ref} has one: give it as the reference folder" in said[0]   # the level it was given one off from
     caplog.clear()
     Scenario(num_requests=5).run(ref)                     # a measured profile: nothing to say
     assert not [r for r in caplog.records if "no measured profile" in r.getMessage()]
+    Scenario(num_requests=5, hardware="H100", model="meta-llama/Llama-3.1-70B", tp=4).run(ref)   # the other way
+    (said,) = [r.getMessage() for r in caplog.records if "no measured profile of H100" in r.getMessage()]
+    assert f"{art} has one" in said
 
 
 def test_a_missing_tp_folder_is_said_once_not_once_per_run(ref, caplog):
