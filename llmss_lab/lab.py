@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from .errors import InputError, LlmssError
 from .reference import resolve_reference_dir
@@ -27,14 +28,18 @@ def notebooks_dir() -> Path:
 
 def lab_command(port: int | None = None, no_browser: bool = False, notebook: str = QUICKSTART) -> list[str]:
     root = notebooks_dir()
+    given = Path(notebook).resolve()
+    if not (root / notebook).is_file() and given.is_file() and given.is_relative_to(root.resolve()):
+        notebook = given.relative_to(root.resolve()).as_posix()          # notebooks/02_kv_cache.ipynb from the checkout
     if not (root / notebook).resolve().is_relative_to(root.resolve()):   # Jupyter serves one folder
         raise InputError(f"{notebook!r} is outside the notebooks folder JupyterLab serves; give a notebook name "
                          f"such as {QUICKSTART!r}", root, "notebook")
     if not (root / notebook).is_file():
         raise InputError(f"no notebook {notebook!r} (have: {', '.join(sorted(p.name for p in root.glob('*.ipynb')))})",
                          root, "notebook")
-    cmd = [sys.executable, "-m", "jupyterlab", str(root / notebook), f"--ServerApp.root_dir={root}",
-           "--ServerApp.ip=127.0.0.1"]
+    # the notebook as the page to open: the browser opens it, and so does the URL printed for a headless start
+    cmd = [sys.executable, "-m", "jupyterlab", f"--LabApp.default_url=/lab/tree/{quote(notebook)}",
+           f"--ServerApp.root_dir={root}", "--ServerApp.ip=127.0.0.1"]
     if port:
         cmd.append(f"--ServerApp.port={port}")
     headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -66,7 +71,8 @@ def launch(port: int | None = None, no_browser: bool = False, reference_dir: str
         raise LlmssError(f"JupyterLab is not installed in this Python ({sys.executable}); install the kit with "
                          "`python -m pip install -e .`")
     if "--no-browser" in cmd:
-        print("JupyterLab is starting; open the http://127.0.0.1:... URL it prints below (Ctrl-C stops it).",
+        print("JupyterLab is starting; open the http://127.0.0.1:... URL it prints below, which opens the notebook "
+              "(Ctrl-C stops it).",
               file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()

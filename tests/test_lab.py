@@ -18,8 +18,16 @@ from .conftest import free_port, stop
 def test_lab_command_opens_the_quickstart_headless():
     cmd = lab_command(port=9999, no_browser=True)
     assert cmd[:3] == [sys.executable, "-m", "jupyterlab"]
-    assert cmd[3].endswith(QUICKSTART) and "--no-browser" in cmd and "--ServerApp.port=9999" in cmd
+    # the page to open, so the URL a headless start prints opens the quickstart (it opened an empty lab)
+    assert cmd[3] == f"--LabApp.default_url=/lab/tree/{QUICKSTART}" and "--no-browser" in cmd
+    assert "--ServerApp.port=9999" in cmd
     assert f"--ServerApp.root_dir={notebooks_dir()}" in cmd
+
+
+def test_a_notebook_given_by_its_path_from_the_checkout_opens(monkeypatch):
+    """`llmss lab --notebook notebooks/02_kv_cache.ipynb` was refused as outside the notebooks folder."""
+    monkeypatch.chdir(notebooks_dir().parent)
+    assert lab_command(notebook="notebooks/02_kv_cache.ipynb")[3] == "--LabApp.default_url=/lab/tree/02_kv_cache.ipynb"
 
 
 def test_unknown_notebook_is_named():
