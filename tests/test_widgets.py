@@ -338,6 +338,22 @@ def test_engine_controls_a_cluster_file_sets_for_every_instance_are_greyed_out_a
     assert not any(ex.controls[k].disabled for k in ENGINE_FIELDS)
 
 
+def test_a_setting_only_the_baseline_used_is_not_reported_as_the_runs(explorer):
+    """After switching to a cluster file, the comparison read "tp 2 (baseline 1), npu_mem_gib 40.0 (baseline
+    96.0)" although the file ran TP1 on 96 GiB."""
+    ex = explorer
+    ex.run()
+    ex.keep_baseline()
+    ex.controls["tp"].value = 2
+    ex.controls["npu_mem_gib"].value = 40.0
+    ex.controls["cluster_config"].value = "single_node_single_instance"
+    ex.run()
+    said = html.unescape(ex.summary.value)
+    assert "tp 2" not in said and "npu_mem_gib 40.0" not in said, said
+    assert "cluster_config 'single_node_single_instance' sets the cluster in this run: npu_mem_gib (baseline 96.0), " \
+           "tp (baseline 1)" in said, said
+
+
 def test_an_engine_key_the_file_sets_for_some_instances_leaves_the_control_live_and_says_so(explorer, tmp_path):
     ex = explorer
     cfg = json.loads(ex.catalog.cluster_configs["single_node_multi_instance"].read_text())

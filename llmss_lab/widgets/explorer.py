@@ -473,7 +473,14 @@ class Explorer:
         now, then = self.scenario_shown.ignored(self.reference_dir), self.baseline_scenario.ignored(self.reference_dir)
         changed = [k for k in a if a[k] != b[k]]
         idle = [k for k in changed if k in now and k in then]   # e.g. an engine control a cluster file overrides
-        diff = [f"{k} {a[k]!r} (baseline {b[k]!r})" for k in changed if k not in idle]
+        # a side that ignored a setting says what set it instead (a cluster file, a trace), not the control's value
+        diff = [f"{k} {a[k]!r} (baseline: {then[k]})" if k in then else f"{k} {a[k]!r} (baseline {b[k]!r})"
+                for k in changed if k not in idle and k not in now]
+        by_cause: dict[str, list[str]] = {}
+        for k in changed:
+            if k in now and k not in idle:
+                by_cause.setdefault(now[k], []).append(f"{k} (baseline {b[k]!r})")
+        diff += [f"{cause} in this run: {', '.join(ks)}" for cause, ks in by_cause.items()]
         out = f"<p>Run vs baseline: {html.escape(', '.join(diff) or 'same scenario')}"
         if idle:   # say so, or the comparison reads as the effect of a change neither run saw
             out += html.escape("; changed but used by neither run: "
