@@ -4,7 +4,6 @@ temporary one."""
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,9 +34,12 @@ def _why(exc: BaseException, folder: Path) -> str:
     """The cause of a failed write in words. A full disk first: HDF5 reports it as 'HDF error' or even as
     'Permission denied'."""
     try:
-        if shutil.disk_usage(folder).free < 1 << 20:
+        st = os.statvfs(folder)
+        if st.f_flag & os.ST_RDONLY:
+            return "read-only file system"
+        if st.f_blocks and st.f_bavail * st.f_frsize < 1 << 20:   # /proc and the like have no blocks at all
             return "no space left on the device"
-    except OSError:
+    except (OSError, AttributeError):   # no statvfs on Windows
         pass
     return (exc.strerror if isinstance(exc, OSError) and exc.strerror else None) or str(exc)
 

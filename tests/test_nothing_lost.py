@@ -49,11 +49,12 @@ def test_a_crash_while_writing_results_keeps_the_previous_file(ref, previous, mo
 @pytest.fixture()
 def full_disk(tmp_path, monkeypatch):
     """tmp_path/full as a full disk, as netCDF reports one: 'NetCDF: HDF error', no errno."""
-    import shutil
+    import os
+    from types import SimpleNamespace
 
     full = tmp_path / "full"
     full.mkdir()
-    real_write, real_usage = xr.Dataset.to_netcdf, shutil.disk_usage
+    real_write, real_statvfs = xr.Dataset.to_netcdf, os.statvfs
 
     def write(self, path=None, *args, **kwargs):
         if path is not None and str(path).startswith(str(full)):
@@ -61,9 +62,17 @@ def full_disk(tmp_path, monkeypatch):
         return real_write(self, path, *args, **kwargs)
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", write)
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: real_usage(p)._replace(free=0)
-                        if str(p).startswith(str(full)) else real_usage(p))
+    monkeypatch.setattr(os, "statvfs", lambda p: SimpleNamespace(f_flag=0, f_blocks=1 << 20, f_bavail=0, f_frsize=4096)
+                        if str(p).startswith(str(full)) else real_statvfs(p))
     return full
+
+
+def test_a_failed_write_on_a_pseudo_or_read_only_file_system_is_not_called_a_full_disk(tmp_path):
+    """/proc has no blocks, so it read as full: "cannot write (no space left on the device)"."""
+    from llmss_lab.files import _why
+    denied = PermissionError(13, "Permission denied")
+    assert _why(denied, Path("/proc")) == "Permission denied"
+    assert _why(denied, tmp_path) == "Permission denied"
 
 
 @pytest.mark.parametrize("command", ["run", "example"])
