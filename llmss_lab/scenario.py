@@ -20,7 +20,7 @@ from .api import simulate
 from .catalog import scan
 from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
 from .config.model import ModelSpec
-from .config.reader import as_path, as_whole, plain, read_json, store_plain
+from .config.reader import as_path, as_whole, closest, plain, read_json, store_plain
 from .errors import InputError, LlmssError
 from .files import write_text
 from .latency.analytical import find_spec
@@ -159,7 +159,9 @@ class Scenario:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise InputError(f"unknown scenario key(s) {unknown}", source, unknown[0])
+            hint = closest(unknown[0], known)
+            raise InputError(f"unknown scenario key(s) {unknown}" + (f" (did you mean {hint!r}?)" if hint else ""),
+                             source, unknown[0])
         default = cls()
         clean = {}
         for k, v in data.items():

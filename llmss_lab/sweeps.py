@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from .config.reader import as_path, is_real, plain, store_plain
+from .config.reader import as_path, closest, is_real, plain, store_plain
 from .errors import ClusterStartError, InputError, LlmssError
 from .files import check_writable_file, replacing
 from .reference import resolve_reference_dir
@@ -127,6 +127,12 @@ def _check_size(n: int, source: str) -> None:
                          "their own files (a capacity search needs no rate dimension)", source)
 
 
+def _not_a_field(key: str, known: set[str]) -> str:
+    hint = closest(key, known)
+    return (f"not a scenario field (did you mean {hint!r}?)" if hint else
+            f"not a scenario field (fields: {', '.join(sorted(known))})")
+
+
 def expand(base: Scenario, grid: Grid, source: str = "grid",
            reference_dir: str | Path | None = None) -> tuple[dict[str, list], list[dict[str, Any]]]:
     """The sweep's dimensions and the scenario dict of every point (in C order over the dims).
@@ -142,7 +148,7 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
         dims: dict[str, list] = {}
         for key, values in grid.items():
             if key not in known:
-                raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", source, key)
+                raise InputError(_not_a_field(key, known), source, key)
             if isinstance(values, np.ndarray) and values.ndim == 1:
                 values = values.tolist()   # np.arange(...), np.linspace(...): plain Python values
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
@@ -163,8 +169,7 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
                 raise InputError(f"point {i} must be a mapping of scenario fields, got {point!r}", source, f"points[{i}]")
             for key in point:
                 if key not in known:
-                    raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", source,
-                                     f"points[{i}].{key}")
+                    raise InputError(_not_a_field(key, known), source, f"points[{i}].{key}")
             point = {k: plain(v) for k, v in point.items()}
             key = _key({k: float(v) if is_real(v) else v for k, v in point.items()})   # 1 and 1.0 are one value
             if key in seen:
@@ -203,14 +208,14 @@ def read_grid(path: str | Path) -> Grid:
     if isinstance(data, Mapping):
         for key in data:
             if key not in known:
-                raise InputError(f"not a scenario field (fields: {', '.join(sorted(known))})", path, str(key))
+                raise InputError(_not_a_field(str(key), known), path, str(key))
     elif isinstance(data, list):
         for i, point in enumerate(data):
             if not isinstance(point, Mapping):
                 raise InputError(f"must be a mapping of scenario fields, got {point!r}", path, f"points[{i}]")
             for key in point:
                 if key not in known:
-                    raise InputError("not a scenario field", path, f"points[{i}].{key}")
+                    raise InputError(_not_a_field(str(key), known), path, f"points[{i}].{key}")
     else:
         raise InputError("a grid file holds a mapping {field: [values]} or `points:` with a list of mappings", path)
     return data

@@ -50,6 +50,8 @@ def test_validate_json_shape(ref, capsys):
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
       "--workload", "workloads/example_trace.jsonl", "--input-len", "fixed:5000"], "command line: --input-len: shapes"),
     (["validate", "/no/such/measurement", "--reference-dir", "{ref}"], "measurement folder does not exist"),
+    (["profile-check", "RTXPRO6000", "Llama-3.1-8B", "--reference-dir", "{ref}"],   # the org left out
+     "profile-check: MODEL: no profile of 'Llama-3.1-8B' on RTXPRO6000; did you mean 'meta-llama/Llama-3.1-8B'?"),
     (["validate", "{ref}/measurements/RTXPRO6000", "--reference-dir", "{ref}"],   # one level too high
      "RTXPRO6000: not a measurement folder; it holds Llama-3.1-8B, Qwen3-32B"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",

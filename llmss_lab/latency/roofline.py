@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from ..config.model import ModelSpec
-from ..config.reader import Section, read_yaml
+from ..config.reader import Section, closest, read_yaml
 from ..errors import InputError
 from ..files import write_text
 from .ops import OpCost, Shapes
@@ -453,7 +453,14 @@ def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_on
         raise InputError(f"no spec for hardware {hardware!r} (have: {', '.join(sorted(specs))})", SPECS_DIR, "name")
     picked = [b for b in profiled_bundles(root) if b[1] == hardware and b[2] == model and (tp is None or b[3] == tp)]
     if not picked:
-        have = sorted({f"{b[1]} {b[2]} tp{b[3]}" for b in profiled_bundles(root)})
+        bundles = profiled_bundles(root)
+        models = {b[2] for b in bundles if b[1] == hardware}
+        lower = {m.lower(): m for m in models}
+        hint = lower.get(model.lower()) or closest(model, models) or next(
+            (m for m in models if m.split("/")[-1].lower() == model.lower()), None)   # the org left out
+        if hint and hint != model:
+            raise InputError(f"no profile of {model!r} on {hardware}; did you mean {hint!r}?", "profile-check", "MODEL")
+        have = sorted({f"{b[1]} {b[2]} tp{b[3]}" for b in bundles})
         bundle = root / "profiles" / hardware / model / "bf16"
         why = (f"{bundle} has no meta.yaml, so a simulation would not use it as measured either; "
                if bundle.is_dir() and not (bundle / "meta.yaml").is_file() else "")
