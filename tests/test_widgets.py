@@ -414,6 +414,20 @@ def test_a_hardware_change_names_the_model_and_tp_it_cannot_keep_and_brings_them
     assert "offers no" not in ex.status.value
 
 
+def test_power_is_ticked_again_on_hardware_that_has_a_power_model(ref):
+    """A trip to hardware without a power model (spec only) unticked power for good, unlike model and TP."""
+    ex = Explorer(ref, Scenario(power=True))
+    power = ex.controls["power"]
+    ex.controls["hardware"].value = "H100"
+    assert not power.value and power.disabled
+    ex.controls["hardware"].value = "RTXPRO6000"
+    assert power.value and not power.disabled
+    power.value = False                                     # the user's own choice is kept as well
+    ex.controls["hardware"].value = "H100"
+    ex.controls["hardware"].value = "RTXPRO6000"
+    assert not power.value
+
+
 def test_a_model_the_controls_cannot_show_runs_what_is_shown_on_the_second_press(ref):
     """The model list went blank (None), so the second press failed with 'model: must be text, got None'."""
     ex = Explorer(ref, Scenario(model="no/such-model", num_requests=10))

@@ -114,6 +114,7 @@ class Explorer:
         self.controls["hardware"].observe(self._on_hardware, "value")
         self.controls["model"].observe(self._on_model, "value")
         self.controls["tp"].observe(self._on_tp, "value")
+        self.controls["power"].observe(self._on_power, "value")
         for k in ("cluster_config", "trace", *(on for on, _ in DEPENDS.values())):
             self.controls[k].observe(self._on_switches, "value")
         self.status = w.HTML(READY)
@@ -210,7 +211,7 @@ class Explorer:
             raise InputError(f"expected a Scenario, got {type(scenario).__name__}", "explorer", "scenario")
         scenario.validate("scenario")
         c = self.controls
-        self.wanted = {"model": scenario.model, "tp": scenario.tp}
+        self.wanted = {"model": scenario.model, "tp": scenario.tp, "power": scenario.power}
         known = scenario.hardware in self.catalog.hardware or scenario.hardware in self.specs
         if known:
             c["hardware"].value = scenario.hardware
@@ -283,14 +284,22 @@ class Explorer:
         elif spec is not None:
             self.controls["npu_mem_gib"].value = spec.memory_gib
             self.controls["npu_mem_bw"].value = spec.memory_bw_gbs
-        if not (hw and hw.power):
-            self.controls["power"].value = False
+        power = self.controls["power"]
+        self._refreshing = True   # not the user's pick: ticked again on hardware that has a power model
+        try:
+            power.value = bool(hw and hw.power and self.wanted.get("power", power.value))
+        finally:
+            self._refreshing = False
         self._on_switches()
 
     def _on_model(self, change: dict) -> None:
         if not self._refreshing and change["new"] is not None:
             self.wanted["model"] = change["new"]
         self._refresh_tp()
+
+    def _on_power(self, change: dict) -> None:
+        if not self._refreshing:
+            self.wanted["power"] = change["new"]
 
     def _on_tp(self, change: dict) -> None:
         if not self._refreshing and change["new"] is not None:
