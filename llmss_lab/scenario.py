@@ -103,7 +103,7 @@ class Scenario:
     dp: int = 1                       # data-parallel members per replica (one dp_group)
     tp: int = 1
     pp: int = 1
-    ep: int = 1
+    ep: int = 1                       # 1: as the config format defaults it (EP = TP for a mixture-of-experts model)
     prefill_instances: int = 0        # > 0: the first N replicas prefill, the rest decode
     # engine (vLLM names)
     max_num_seqs: int = 128

@@ -544,3 +544,16 @@ def test_an_unreadable_hardware_spec_is_named_and_the_rest_offered(ref, tmp_path
     offered = [v for _, v in ex.controls["hardware"].options]
     assert "H100" not in offered and "H200" in offered and "RTXPRO6000" in offered
     assert "H100.yaml: memory_bw_gbs: must be a positive number" in ex.status.value
+
+
+def test_the_ep_that_ran_is_said_when_it_is_not_the_one_shown(ref):
+    """EP 1 at TP 2 on a MoE model runs EP 2 (experts spread over the TP ranks); the panel compared "ep 2
+    (baseline 1)" at +0.0 % on every metric without saying both runs were EP 2."""
+    ex = Explorer(ref, Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", tp=2, num_requests=6))
+    assert ex.run().attrs["ep_size"] == 2 and "ran EP 2" in ex.status.value
+    ex.controls["ep"].value = 2
+    ex.run()
+    assert "ran EP" not in ex.status.value
+    ex.set_scenario(Scenario(num_requests=6, tp=2))                     # a dense model: EP 1 is what runs
+    ex.run()
+    assert "ran EP" not in ex.status.value

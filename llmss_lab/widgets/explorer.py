@@ -394,10 +394,20 @@ class Explorer:
                              f"{len(workload)} requests{self._trace_note(scen, len(workload))}, {a['num_steps']} steps, "
                              f"{a['simulated_s']:.1f} s simulated "
                              f"in {a['sim_wall_s']:.2f} s (panel {self.last_wall_s:.2f} s); latencies from "
-                             f"{html.escape(_latency_label(a))}{self._file_note(scen)}")
+                             f"{html.escape(_latency_label(a))}{self._file_note(scen)}{self._ep_note(scen, a)}")
         self.keep_button.disabled = False
         self.save_results_button.disabled = False
         return self.result
+
+    @staticmethod
+    def _ep_note(scen: Scenario, attrs: dict) -> str:
+        """The EP that ran, when it is not the one shown: a mixture-of-experts model's experts are spread over its
+        TP ranks (EP = TP, as LLMServingSim's configs default), so EP 1 at TP 2 runs EP 2."""
+        ep = attrs.get("ep_size")
+        if scen.cluster_config or ep is None or int(ep) == scen.ep:
+            return ""
+        return (f"; <b>ran EP {int(ep)}</b>: the experts are spread over the TP ranks (EP = TP) unless EP is set "
+                f"wider with DP")
 
     @staticmethod
     def _trace_note(scen: Scenario, n: int) -> str:
