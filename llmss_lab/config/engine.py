@@ -8,7 +8,7 @@ from ..errors import InputError
 from .model import DTYPE_BYTES
 from .reader import closest, store_plain
 
-MAX_KV_BLOCKS = 1 << 22   # ~4M blocks: far above any GPU's KV cache; the kernel keeps a queue entry per block
+MAX_KV_BLOCKS = 1 << 22   # ~4M blocks: far above any GPU's KV cache; the kernel keeps list entries per block
 
 
 @dataclass(frozen=True)

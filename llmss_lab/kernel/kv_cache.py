@@ -36,36 +36,57 @@ class EvictionPolicy:
 
     def __len__(self) -> int: ...
     def push(self, block: int) -> None: ...
-    def pop(self) -> int: ...
+    def take(self, k: int) -> list[int]: ...
     def remove(self, block: int) -> None: ...
 
 
 @EVICTION.register("lru")
 class LRUEviction(EvictionPolicy):
-    """Least recently freed first: vLLM's free-block queue."""
+    """Least recently freed first: vLLM's free-block queue.
 
-    def __init__(self, blocks: Sequence[int]):
-        self._q: OrderedDict[int, None] = OrderedDict.fromkeys(blocks)
+    The blocks never handed out yet come first, in order, and stay a ``range``: they need no queue
+    entry each (a pool has tens of thousands of blocks), and while they last a step's new blocks
+    are a slice of it.
+    """
+
+    def __init__(self, blocks: range):
+        self._fresh = blocks                           # never handed out: ahead of every freed block
+        self._q: OrderedDict[int, None] = OrderedDict()   # freed blocks, least recently freed first
 
     def __len__(self) -> int:
-        return len(self._q)
+        return len(self._fresh) + len(self._q)
 
     def push(self, block: int) -> None:
         self._q[block] = None
 
-    def pop(self) -> int:
-        return self._q.popitem(last=False)[0]
+    def take(self, k: int) -> list[int]:
+        """The next ``k`` blocks to reuse, in order (the caller checked that ``k`` are free)."""
+        fresh = self._fresh
+        n = min(k, len(fresh))
+        out = list(fresh[:n])
+        self._fresh = fresh[n:]
+        if n < k:
+            pop = self._q.popitem
+            out.extend(pop(last=False)[0] for _ in range(k - n))
+        return out
 
     def remove(self, block: int) -> None:
-        del self._q[block]
+        del self._q[block]   # a cached block: it was handed out before, so it is not a fresh one
 
 
 @EVICTION.register("mru")
 class MRUEviction(LRUEviction):
     """Most recently freed first: keeps old prefixes, sacrifices the newest (for experiments)."""
 
-    def pop(self) -> int:
-        return self._q.popitem(last=True)[0]
+    def take(self, k: int) -> list[int]:
+        pop = self._q.popitem
+        out = [pop(last=True)[0] for _ in range(min(k, len(self._q)))]
+        n = k - len(out)
+        if n:   # then the fresh blocks, from the top
+            split = len(self._fresh) - n
+            out.extend(reversed(self._fresh[split:]))
+            self._fresh = self._fresh[:split]
+        return out
 
 
 class BlockPool:
@@ -92,17 +113,16 @@ class BlockPool:
         return self.num_blocks - len(self.free)
 
     def allocate(self, k: int) -> list[int]:
-        out = []
-        for _ in range(k):
-            b = self.free.pop()
-            h = self.block_hash[b]
+        out = self.free.take(k)
+        ref, block_hash = self.ref, self.block_hash
+        for b in out:
+            h = block_hash[b]
             if h is not None:  # reusing a cached block evicts its contents
                 del self.cached[h]
-                self.block_hash[b] = None
+                block_hash[b] = None
                 self.evictions += 1
                 self.free_cached -= 1
-            self.ref[b] = 1
-            out.append(b)
+            ref[b] = 1
         return out
 
     def touch(self, blocks: Sequence[int]) -> None:
