@@ -124,11 +124,12 @@ class VLLMV1Scheduler(Scheduler):
                 grow[~mask] = 0
             if col_sum(grow) <= kv.pool.num_free:
                 idx = grow.nonzero()[0]
-                if len(idx):  # everyone fits: hand out blocks in running order
-                    pool_alloc, blocks = kv.pool.allocate, kv.blocks
+                if len(idx):  # everyone fits: hand out blocks in running order, taken from the pool at once
                     rows, ks = run[idx], grow[idx]
+                    new, blocks, end = kv.pool.allocate(col_sum(ks)), kv.blocks, 0
                     for rid, k in zip(rows.tolist(), ks.tolist()):
-                        blocks[rid].extend(pool_alloc(k))
+                        blocks[rid].extend(new[end:end + k])
+                        end += k
                     R.nblocks[rows] += ks
                 ra, na, before = (run, sched, comp) if everyone else (run[mask], sched[mask], comp[mask])
                 budget -= total
