@@ -97,7 +97,7 @@ class VLLMV1Scheduler(Scheduler):
         rids: list[int] = []      # requests scheduled one by one (admission, the preemption path)
         news: list[int] = []
         preempted: list[int] = []
-        ra = na = before = None   # running requests scheduled all at once, as arrays
+        ra = na = before = after = None   # running requests scheduled all at once, as arrays
 
         # ---- phase A: running requests --------------------------------------------------------
         if self.running:
@@ -118,7 +118,8 @@ class VLLMV1Scheduler(Scheduler):
                 sched = np.minimum(np.maximum(budget - (need.cumsum() - need), 0), need)
                 total = budget
             everyone = np.count_nonzero(sched) == len(sched)
-            grow = (comp + sched + (bs - 1)) // bs - R.nblocks[run]
+            upto = comp + sched   # tokens computed once this step has run
+            grow = (upto + (bs - 1)) // bs - R.nblocks[run]
             if not everyone:
                 mask = sched > 0
                 grow[~mask] = 0
@@ -131,10 +132,10 @@ class VLLMV1Scheduler(Scheduler):
                         blocks[rid].extend(new[end:end + k])
                         end += k
                     R.nblocks[rows] += ks
-                ra, na, before = (run, sched, comp) if everyone else (run[mask], sched[mask], comp[mask])
+                ra, na, before, after = ((run, sched, comp, upto) if everyone else
+                                         (run[mask], sched[mask], comp[mask], upto[mask]))
                 budget -= total
                 if kv.prefix_caching:   # indexed as allocated, as vLLM does: a request admitted below can hit them
-                    after = before + na
                     idx = (after // bs > before // bs).nonzero()[0]
                     for rid, c in zip(ra[idx].tolist(), after[idx].tolist()):
                         kv.cache_full_blocks(rid, c, now)
@@ -147,16 +148,17 @@ class VLLMV1Scheduler(Scheduler):
             budget, recall = self._admit(now, budget, rids, news)
 
         if rids:
-            more = np.array(rids, np.int64)
+            more, more_new = np.array(rids, np.int64), np.array(news, np.int64)
+            more_before = R.computed[more]
             if ra is None:
-                ra, na, before = more, np.array(news, np.int64), R.computed[more]
+                ra, na, before, after = more, more_new, more_before, more_before + more_new
             else:
                 ra = np.concatenate((ra, more))
-                na = np.concatenate((na, news))
-                before = np.concatenate((before, R.computed[more]))
+                na = np.concatenate((na, more_new))
+                before = np.concatenate((before, more_before))
+                after = np.concatenate((after, more_before + more_new))
         if ra is None or not len(ra):
             return None
-        after = before + na
         if self.lookahead:   # the step will give these a token
             R.pending[ra[after >= R.num_tokens[ra] + R.pending[ra]]] += 1
         R.computed[ra] = after
