@@ -123,11 +123,12 @@ class VLLMV1Scheduler(Scheduler):
             if not everyone:
                 mask = sched > 0
                 grow[~mask] = 0
-            if col_sum(grow) <= kv.pool.num_free:
-                idx = grow.nonzero()[0]
-                if len(idx):  # everyone fits: hand out blocks in running order, taken from the pool at once
+            more_blocks = col_sum(grow)
+            if more_blocks <= kv.pool.num_free:
+                if more_blocks:  # everyone fits: hand out blocks in running order, taken from the pool at once
+                    idx = grow.nonzero()[0]
                     rows, ks = run[idx], grow[idx]
-                    new, blocks, end = kv.pool.allocate(col_sum(ks)), kv.blocks, 0
+                    new, blocks, end = kv.pool.allocate(more_blocks), kv.blocks, 0
                     for rid, k in zip(rows.tolist(), ks.tolist()):
                         blocks[rid].extend(new[end:end + k])
                         end += k
