@@ -330,8 +330,8 @@ def _refuse_to_replace_a_sweep(out: Path) -> None:
     except InputError:   # not a sweep file: replaced, as every --out is
         return
     if done:
-        raise InputError(f"holds a sweep with {done} point{'s' if done != 1 else ''} done; --resume goes on with it (same scenario and grid), "
-                         "--overwrite replaces it", out, "--out")
+        raise InputError(f"holds a sweep with {done} point{'s' if done != 1 else ''} done; --resume goes on with it "
+                         "(same scenario and grid), --overwrite replaces it", out, "--out")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

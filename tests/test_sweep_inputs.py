@@ -379,7 +379,8 @@ def test_a_sweep_where_every_point_failed_says_why_when_a_metric_is_asked_for(re
 def test_a_mistyped_field_gets_a_suggestion(tmp_path):
     grid = tmp_path / "g.yaml"
     grid.write_text("max_num_seq: [8, 16]\n")
-    with pytest.raises(InputError, match=r"g\.yaml: max_num_seq: not a scenario field \(did you mean 'max_num_seqs'\?\)"):
+    with pytest.raises(InputError,
+                       match=r"g\.yaml: max_num_seq: not a scenario field \(did you mean 'max_num_seqs'\?\)"):
         sweeps.read_grid(grid)
     with pytest.raises(InputError, match=r"max_num_seq: unknown scenario key\(s\) \['max_num_seq'\] \(did you mean"):
         ll.Scenario.from_dict({"max_num_seq": 8})

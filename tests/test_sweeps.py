@@ -269,7 +269,8 @@ def test_sweep_and_capacity_commands(ref, tmp_path, capsys):
     assert list(load(out).status.values) == ["ok", "failed"]
     other = tmp_path / "other.yaml"           # another sweep into the same file would drop its point unasked
     other.write_text("max_num_seqs: [8]\n")
-    assert main(["sweep", str(scenario), "--grid", str(other), "--out", str(out), "--reference-dir", str(ref), "-q"]) == 2
+    assert main(["sweep", str(scenario), "--grid", str(other), "--out", str(out), "--reference-dir", str(ref),
+                 "-q"]) == 2
     assert "sweep.nc: --out: holds a sweep with 1 point done; --resume goes on" in capsys.readouterr().err
     assert list(load(out).status.values) == ["ok", "failed"]
     assert main(["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "--workers", "1",
