@@ -463,8 +463,7 @@ def _warn_overridden_engine(spec: ClusterSpec, engine: EngineConfig) -> None:
         value = getattr(engine, f.name)
         if value == getattr(default, f.name):
             continue
-        own = [inst for inst in spec.instances if f.name in inst.engine_overrides
-               or (f.name == "gpu_memory_utilization" and inst.mem_util is not None)]
+        own = [inst for inst in spec.instances if f.name in inst.own_engine_keys]
         if own:
             log.warning("%s=%r has no effect on %d of %d instances: %s sets its own", f.name, value, len(own),
                         len(spec.instances), spec.source)

@@ -248,8 +248,7 @@ class Scenario:
             return {}
         counts: dict[str, int] = {}
         for inst in insts:
-            keys = set(inst.engine_overrides) | ({"gpu_memory_utilization"} if inst.mem_util is not None else set())
-            for k in keys & set(ENGINE_FIELDS):
+            for k in inst.own_engine_keys & set(ENGINE_FIELDS):
                 counts[k] = counts.get(k, 0) + 1
         return {k: (n, len(insts)) for k, n in counts.items()}
 

@@ -69,6 +69,12 @@ class InstanceSpec:
     def num_npus(self) -> int:
         return self.tp_size * self.pp_size
 
+    @property
+    def own_engine_keys(self) -> set[str]:
+        """The engine settings this instance sets for itself, which win over the run's (its npu_mem.mem_util
+        is gpu_memory_utilization)."""
+        return set(self.engine_overrides) | ({"gpu_memory_utilization"} if self.mem_util is not None else set())
+
 
 @dataclass(frozen=True)
 class NodeSpec:

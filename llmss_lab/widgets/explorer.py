@@ -277,13 +277,10 @@ class Explorer:
         self._refresh_models()
         self._say_substitutes()
         hw = self._hardware()
-        spec = self.specs.get(self.controls["hardware"].value)
-        if hw and hw.mem_size:
-            self.controls["npu_mem_gib"].value = hw.mem_size
-            self.controls["npu_mem_bw"].value = hw.mem_bw
-        elif spec is not None:
-            self.controls["npu_mem_gib"].value = spec.memory_gib
-            self.controls["npu_mem_bw"].value = spec.memory_bw_gbs
+        name = self.controls["hardware"].value
+        if (hw and hw.mem_size) or name in self.specs:   # the memory a scenario left at 0 would run with
+            gib, bw = Scenario(hardware=name).npu_memory(self.reference_dir)
+            self.controls["npu_mem_gib"].value, self.controls["npu_mem_bw"].value = gib, bw
         power = self.controls["power"]
         self._refreshing = True   # not the user's pick: ticked again on hardware that has a power model
         try:
