@@ -149,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise
             raise InputError(exc.message, "command line", flag) from None
     if args.out:
-        check_writable_file(args.out)
+        _results_out(args.out)
     bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
     try:
         res = simulate(args.cluster_config, workload, engine=engine, reference_dir=args.reference_dir, progress=cb,
@@ -166,8 +166,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(format_summary(res.summary(), res.attrs))
     if args.out:
         _save_or_rescue(res, args.out)
-        print(f"results written to {args.out}", file=sys.stderr)
+        what = "one row per request" if args.out.lower().endswith(".csv") else "netCDF"
+        print(f"results written to {args.out} ({what})", file=sys.stderr)
     return 0
+
+
+def _results_out(out: str, netcdf_only: bool = False) -> Path:
+    """An ``--out`` results file checked before any work: writable, and named for a format we write."""
+    from .results.dataset import results_format
+
+    if results_format(out) != "netcdf" and netcdf_only:
+        raise InputError("a sweep's results are written as netCDF; name a .nc file", out, "--out")
+    return check_writable_file(out)
 
 
 def _save_or_rescue(res, out: str) -> None:
@@ -341,7 +351,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _quiet_dask(args)
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid)
-    out = check_writable_file(args.out)
+    out = _results_out(args.out, netcdf_only=True)
     if not (args.resume or args.overwrite):
         _refuse_to_replace_a_sweep(out)
     ds = sweep(base, grid, client=args.dask_scheduler, reference_dir=args.reference_dir, n_workers=args.workers,
@@ -371,7 +381,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid) if args.grid else None
     if args.out:
-        check_writable_file(args.out)
+        _results_out(args.out, netcdf_only=True)
     ds = capacity(base, _slo(args, True), grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.dask_scheduler,
                   reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet,
                   grid_source=args.grid or "grid")
@@ -512,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "lognormal:MEDIAN:SIGMA or sharegpt (default)")
     r.add_argument("--output-len", help="synthetic output lengths (same forms; default sharegpt)")
     r.add_argument("--seed", type=_whole(0), default=0, help="seed of the synthetic workload and of every random policy")
-    r.add_argument("--out", help="write results (netCDF) here")
+    r.add_argument("--out", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from .kernel.moe import GATES
@@ -540,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("example", help="simulate the bundled example and print its summary")
     e.add_argument("--reference-dir", help=ref_help)
-    e.add_argument("--out", help="write results (netCDF) here")
+    e.add_argument("--out", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(fn=cmd_example)
 

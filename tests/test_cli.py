@@ -27,6 +27,28 @@ def test_run_with_a_synthetic_workload_writes_results(ref, capsys, tmp_path):
     assert code == 0 and out.startswith("meta-llama/Llama-3.1-8B on RTXPRO6000 (TP1 x PP4), "), out[:120]
 
 
+def test_results_are_written_in_the_format_the_file_name_says(ref, capsys, tmp_path):
+    import pandas as pd
+
+    from llmss_lab.results.dataset import Results
+    from llmss_lab.scenario import Scenario
+
+    cluster = str(ref / "configs/cluster/single_node_single_instance.json")
+    code, _, err = run(capsys, "run", cluster, "--reference-dir", str(ref), "--num-requests", "12",
+                       "--out", str(tmp_path / "r.csv"), "-q")
+    table = pd.read_csv(tmp_path / "r.csv")
+    assert code == 0 and "one row per request" in err and len(table) == 12
+    run(capsys, "run", cluster, "--reference-dir", str(ref), "--num-requests", "12", "--out", str(tmp_path / "r.nc"), "-q")
+    assert list(table.ttft_ms) == pytest.approx(Results.load(tmp_path / "r.nc").requests.ttft.values)
+    code, _, err = run(capsys, "summary", str(tmp_path / "r.csv"))
+    assert code == 2 and "per-request CSV, which holds no run summary" in err
+    Scenario(num_requests=5).save(tmp_path / "s.json")
+    for argv in (["run", cluster, "--num-requests", "3", "--out", str(tmp_path / "r.json")],   # refused before running
+                 ["capacity", str(tmp_path / "s.json"), "--slo-ttft-ms", "100", "--out", str(tmp_path / "c.csv")]):
+        code, _, err = run(capsys, *argv, "--reference-dir", str(ref), "-q")
+        assert code == 2 and "--out: " in err and not (tmp_path / argv[-1]).exists(), err
+
+
 def test_validate_json_shape(ref, capsys):
     code, out, _ = run(capsys, "validate", str(ref / "measurements/RTXPRO6000/Llama-3.1-8B"),
                        "--reference-dir", str(ref), "--json")

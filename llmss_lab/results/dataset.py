@@ -40,6 +40,21 @@ REQUIRED = {"requests": ("arrival", "finish", "ttft", "tpot", "e2e_latency", "in
 MIB = 2**20
 
 
+NETCDF_SUFFIXES = ("", ".nc", ".nc4", ".netcdf", ".cdf")
+
+
+def results_format(path: str | Path, key: str = "--out") -> str:
+    """``"netcdf"`` (every Dataset) or ``"csv"`` (the per-request table) by the file's suffix, so a name like
+    ``r.csv`` never silently gets netCDF bytes; any other suffix is refused before a run, not after it."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in NETCDF_SUFFIXES:
+        return "netcdf"
+    raise InputError(f"cannot write results as '{suffix}': name a netCDF file (.nc: every Dataset, readable by "
+                     "'llmss summary' and Results.load) or a CSV file (.csv: one row per request)", path, key)
+
+
 POWER_ATTRS = ("total_energy_J", "energy_per_output_token_J")   # what the summary reads of the power group
 DIMS = {"requests": "request", "iterations": "step", "itl": "itl"}
 
@@ -353,10 +368,16 @@ class Results:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write every Dataset as a group of one netCDF file, atomically (temp file, rename)."""
+        """Write every Dataset as a group of one netCDF file, or the per-request table to a ``.csv`` file (see
+        :func:`results_format`), atomically (temp file, rename)."""
         path = as_path(path)
+        kind = results_format(path, "path")
         if path.parent and not path.parent.exists():
             raise InputError("output folder does not exist", path.parent)
+        if kind == "csv":
+            with replacing(path) as tmp:
+                self.request_table().to_csv(tmp, index=False)
+            return path
         with replacing(path) as tmp:
             mode = "w"
             for g in (*GROUPS, "itl"):
@@ -367,9 +388,18 @@ class Results:
                     getattr(self, g).to_netcdf(tmp, group=g, mode="a", engine="netcdf4")
         return path
 
+    def request_table(self):
+        """The requests as a pandas DataFrame, one row per request, units in the column names (``ttft_ms``)."""
+        frame = self.requests.to_dataframe().reset_index()
+        units = {name: self.requests[name].attrs.get("units", "1") for name in self.requests.data_vars}
+        return frame.rename(columns={n: f"{n}_{u}" for n, u in units.items() if u != "1"})
+
     @classmethod
     def load(cls, path: str | Path) -> "Results":
         path = as_path(path)
+        if path.suffix.lower() == ".csv":
+            raise InputError("is a per-request CSV, which holds no run summary; load a netCDF (.nc) results file",
+                             path)
         if path.is_dir():
             raise InputError("is a folder, not a results file", path)
         if not path.is_file():
