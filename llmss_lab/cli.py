@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from . import __version__
 from .errors import InputError, LlmssError, WriteFailed
 from .files import check_writable_file, check_writable_folder, refuse_inside
 
@@ -507,6 +508,7 @@ def _latency_kwargs(args: argparse.Namespace) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     ref_help = "reference data root (default: $LLMSS_REFERENCE_DIR, ../shared/reference/llmservingsim, or the fetch cache)"
 
@@ -651,6 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--artifact", action="store_true",
                    help="also fetch the paper artifact's figure data, datasets and profiles (for `llmss figures`)")
     f.set_defaults(fn=cmd_fetch)
+    for command in sub.choices.values():   # -v after the command too; SUPPRESS keeps one given before it
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="log progress details")
     return p
 
 

@@ -179,3 +179,13 @@ def test_an_out_file_inside_the_reference_data_is_refused_and_the_file_kept(comm
     assert main([*command, "--reference-dir", str(tmp_path), "--out", str(measured)]) == 2
     assert "--out: is inside the reference data" in capsys.readouterr().err
     assert measured.read_text() == "real data"
+
+
+def test_version_and_verbose_after_the_command(capsys):
+    from llmss_lab import __version__
+    from llmss_lab.cli import build_parser
+
+    assert run(capsys, "--version")[:2] == (0, f"llmss {__version__}\n")
+    parse = build_parser().parse_args
+    assert parse(["summary", "r.nc", "-v"]).verbose and parse(["-v", "summary", "r.nc"]).verbose
+    assert not parse(["summary", "r.nc"]).verbose
