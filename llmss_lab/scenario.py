@@ -87,6 +87,15 @@ def _naming_fields():
         raise type(exc)(f"{exc.message} (the built cluster's {exc.where})", "scenario", ", ".join(named)) from None
 
 
+def _refuse_unknown(cls: type, names: Any, source: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        hint = closest(unknown[0], known)
+        raise InputError(f"unknown scenario key(s) {unknown}" + (f" (did you mean {hint!r}?)" if hint else ""),
+                         source, unknown[0])
+
+
 @dataclass(frozen=True)
 class Scenario:
     # hardware and model
@@ -144,6 +153,11 @@ class Scenario:
     num_prefixes: int = 4             # distinct shared prefixes the prompts start with
     seed: int = 0
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Scenario":
+        """A mistyped field is named with the closest one, rather than by Python's bare TypeError."""
+        _refuse_unknown(cls, kwargs, "Scenario")
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         store_plain(self)
 
@@ -156,12 +170,7 @@ class Scenario:
         """Check names and types, so a typo in a saved scenario is named rather than ignored."""
         if not isinstance(data, dict):
             raise InputError("a scenario must be a JSON object", source)
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            hint = closest(unknown[0], known)
-            raise InputError(f"unknown scenario key(s) {unknown}" + (f" (did you mean {hint!r}?)" if hint else ""),
-                             source, unknown[0])
+        _refuse_unknown(cls, data, source)
         default = cls()
         clean = {}
         for k, v in data.items():

@@ -250,3 +250,13 @@ def test_the_npu_memory_is_the_hardwares_unless_set(ref):
     small = Scenario(hardware="H100", latency="analytical", num_requests=20).run(ref)
     assert small.attrs["kv_cache_tokens"] < Scenario(latency="analytical", num_requests=20).run(ref).attrs[
         "kv_cache_tokens"]                                                 # 80 GiB holds less KV than 96 GiB
+
+
+def test_a_mistyped_field_is_named_with_the_closest_one():
+    import dataclasses
+    import pickle
+
+    with pytest.raises(InputError, match=r"Scenario: max_num_seq: .*did you mean 'max_num_seqs'"):
+        Scenario(max_num_seq=3)
+    s = Scenario(num_requests=3)   # the check leaves copies and pickles (dask ships scenarios) alone
+    assert pickle.loads(pickle.dumps(s)) == s and dataclasses.replace(s, rate=2.0).rate == 2.0
