@@ -189,3 +189,18 @@ def test_version_and_verbose_after_the_command(capsys):
     parse = build_parser().parse_args
     assert parse(["summary", "r.nc", "-v"]).verbose and parse(["-v", "summary", "r.nc"]).verbose
     assert not parse(["summary", "r.nc"]).verbose
+
+
+def test_the_readme_states_the_engine_defaults_the_code_has():
+    from dataclasses import fields
+    from pathlib import Path
+
+    from llmss_lab.config.engine import EngineConfig
+
+    text = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    said = dict(re.findall(r"`--(?:\[no-\])?([a-z-]+)` \[([^\]:]+)", text))
+    shown = {"True": "on", "False": "off"}
+    for f in fields(EngineConfig):
+        if isinstance(f.default, (bool, int, float)) and f.name.replace("_", "-") in said:
+            assert said.pop(f.name.replace("_", "-")) == shown.get(str(f.default), str(f.default)), f.name
+    assert set(said) == {"num-gpu-blocks", "max-model-len"}   # the two without a fixed default
