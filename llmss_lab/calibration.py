@@ -85,8 +85,9 @@ class PairError:
 
 def iteration_check(root: Path, leave_one_out: bool = True, only: Callable[[str, str], bool] | None = None,
                     shapes: list[BatchShape] | None = None, specs: dict[str, HardwareSpec] | None = None,
-                    progress: Callable[[str], None] | None = None) -> list[PairError]:
-    """Per-step error of the analytical model against every profiled (hardware, model, TP)."""
+                    progress: Callable[[str, int, int], None] | None = None) -> list[PairError]:
+    """Per-step error of the analytical model against every profiled (hardware, model, TP). ``progress`` is
+    told each bundle as it starts: its name, how many are done and how many there are."""
     specs = specs if specs is not None else load_specs()
     shapes = shapes if shapes is not None else bench_shapes(root)
     if not shapes:
@@ -95,15 +96,14 @@ def iteration_check(root: Path, leave_one_out: bool = True, only: Callable[[str,
     stored = None if leave_one_out else roofline.load_efficiency()
     fits: dict[tuple[str, str], dict] = {}
     out = []
-    for folder, hw, model_name, tp in roofline.profiled_bundles(root):
-        if hw not in specs or (only and not only(hw, model_name)):
-            continue
+    bundles = [b for b in roofline.profiled_bundles(root) if b[1] in specs and (only is None or only(b[1], b[2]))]
+    for done, (folder, hw, model_name, tp) in enumerate(bundles):
+        if progress:
+            progress(f"{hw} {model_name} tp{tp}", done, len(bundles))
         model = roofline.model_config(root, model_name)
         prof = measured_profile(folder, tp, model)
         if prof is None:
             continue
-        if progress:
-            progress(f"{hw} {model_name} tp{tp}")
         if leave_one_out and (hw, model_name) not in fits:
             fits[(hw, model_name)] = roofline.fit(roofline.leave_out(samples, hw, model_name), specs)
         eff = fits[(hw, model_name)] if leave_one_out else stored

@@ -92,6 +92,16 @@ def _progress(total: int, enabled: bool):
     return bar, bar.update
 
 
+def _stage_bar(first: str, enabled: bool):
+    """A bar for work whose steps are counted only once it starts; until then it shows ``first``."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=None, desc=first, unit="", leave=False, file=sys.stderr,
+                bar_format="{desc} {n_fmt}/{total_fmt} [{elapsed}]")
+
+
 def format_summary(summary: dict, attrs: dict) -> str:
     rows = [
         ("requests completed", f"{summary['completed']}"),
@@ -466,9 +476,19 @@ def cmd_profile_iterations(args: argparse.Namespace) -> int:
     from . import calibration
 
     root = _bench_root(args)
-    log.info("simulating the bench workloads for their batch compositions")
-    rows = calibration.iteration_check(root, leave_one_out=not args.stored_fit,
-                                       progress=lambda what: log.info("checking %s", what))
+    bar = _stage_bar("simulating the bench workloads", sys.stderr.isatty())
+
+    def progress(what: str, done: int, total: int) -> None:
+        log.info("checking %s", what)
+        if bar is not None:
+            bar.total, bar.n = total, done
+            bar.set_description(what)
+
+    try:
+        rows = calibration.iteration_check(root, leave_one_out=not args.stored_fit, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0

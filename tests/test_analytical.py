@@ -178,9 +178,12 @@ def test_leave_one_out_step_latency_of_the_vllm_profiles(ref, shapes):
 def test_artifact_attention_below_the_roofline_is_reported_per_pair(ref, shapes):
     """The artifact's A6000 Llama-3.1-8B attention predictions beat the roofline in most bench steps;
     the Mixtral ones (measured times 15) never do. profile-iterations reports both."""
+    told = []
     rows = {r.model: r for r in calibration.iteration_check(
-        ref, leave_one_out=False, shapes=shapes,
+        ref, leave_one_out=False, shapes=shapes, progress=lambda *a: told.append(a),
         only=lambda hw, model: (hw, model) in {("A6000", "meta-llama/Llama-3.1-8B"), ("H100", "mistralai/Mixtral-8x7B-v0.1")})}
+    n = len(told)   # progress: each bundle by name, with how many are done of how many
+    assert n >= 3 and [a[1:] for a in told] == [(i, n) for i in range(n)] and told[0][0].startswith("A6000 meta-llama")
     assert rows["meta-llama/Llama-3.1-8B"].attention_below_roofline_pct > 50.0
     assert rows["mistralai/Mixtral-8x7B-v0.1"].attention_below_roofline_pct == 0.0
 
