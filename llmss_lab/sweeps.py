@@ -487,7 +487,22 @@ def _knock(address: str) -> float:
 
 
 @contextmanager
-def _client(client: Any, n_workers: int | None, n_tasks: int, source: str = "sweep") -> Iterator[Any]:
+def _client(client: Any, n_workers: int | None, n_tasks: int, source: str = "sweep", bar: Any = None) -> Iterator[Any]:
+    """:func:`_connect`, with the progress ``bar`` saying what it waits for meanwhile: a local cluster takes
+    seconds to start, a remote scheduler as long as its network."""
+    show = bar is not None and not bar.disable and not hasattr(client, "submit")   # a Client: nothing to wait for
+    label = bar.desc if show else ""
+    if show:
+        waiting = "starting dask workers" if client is None else "connecting to dask"
+        bar.set_description_str(f"{label} ({waiting})")
+    with _connect(client, n_workers, n_tasks, source) as c:
+        if show:
+            bar.set_description_str(label)
+        yield c
+
+
+@contextmanager
+def _connect(client: Any, n_workers: int | None, n_tasks: int, source: str = "sweep") -> Iterator[Any]:
     """The given Client, a Client on a scheduler address, or a LocalCluster of worker processes."""
     from distributed import Client
 
@@ -534,24 +549,30 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
     if not points:
         return []
     own_bar = bar is None
-    with _client(client, n_workers, len(points)) as c:
-        futures = {c.submit(run_point, p, reference_dir, slo, pure=False): i for i, p in enumerate(points)}
+    if own_bar:
+        bar = tqdm(total=len(points), desc=desc, unit="point", disable=not progress)
+    try:
+        with _client(client, n_workers, len(points), bar=bar) as c:
+            futures = {c.submit(run_point, p, reference_dir, slo, pure=False): i for i, p in enumerate(points)}
+            try:
+                for fut in as_completed(futures, loop=c.loop):   # c is not dask's default client
+                    i = futures[fut]
+                    try:
+                        results[i] = fut.result()
+                    except Exception as exc:   # noqa: BLE001 - a worker that died: this point fails, the rest go on
+                        results[i] = {"status": "failed", "metrics": {}, "error": f"worker lost: {exc}",
+                                      "wall_s": math.nan}
+                    bar.update(1)
+                    if on_result is not None:
+                        on_result(i, results[i])
+            finally:
+                c.cancel(list(futures))
+    except BaseException:
+        bar.leave = False   # the error (or the interrupt's note) says what happened; a stopped bar would not
+        raise
+    finally:
         if own_bar:
-            bar = tqdm(total=len(points), desc=desc, unit="point", disable=not progress)
-        try:
-            for fut in as_completed(futures, loop=c.loop):   # c is not dask's default client
-                i = futures[fut]
-                try:
-                    results[i] = fut.result()
-                except Exception as exc:   # noqa: BLE001 - a worker that died: this point fails, the rest go on
-                    results[i] = {"status": "failed", "metrics": {}, "error": f"worker lost: {exc}", "wall_s": math.nan}
-                bar.update(1)
-                if on_result is not None:
-                    on_result(i, results[i])
-        finally:
-            if own_bar:
-                bar.close()
-            c.cancel(list(futures))
+            bar.close()
     return results   # type: ignore[return-value]
 
 
@@ -714,37 +735,39 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
 
     steps = math.ceil(math.log2(math.log(hi0 / lo0) / math.log1p(rel_tol))) if hi0 / lo0 > 1 + rel_tol else 0
     bar = tqdm(total=n * (2 + steps), desc="capacity", unit="run", disable=not progress)
-    with _client(client, n_workers, 2 * n, "capacity") as c:
-        # round 0: both ends of the range
-        ends = run_points([{**p, "rate": float(r)} for p in points for r in (lo0, hi0)], ref, slo, c, bar=bar)
-        for i in range(n):
-            at_lo, at_hi = ends[2 * i], ends[2 * i + 1]
-            rounds[i] = 1
-            failed = next((r for r in (at_lo, at_hi) if r["status"] == "failed"), None)
-            if failed is not None:
-                state[i], errors[i] = "failed", failed["error"]
-            elif at_hi["metrics"]["slo_met"]:
-                state[i], best[i], lo[i] = "above", at_hi, hi0
-            elif not at_lo["metrics"]["slo_met"]:
-                state[i] = "below"
-            else:
-                best[i] = at_lo
-        while True:
-            active = [i for i in range(n) if state[i] == "searching" and hi[i] / lo[i] > 1 + rel_tol]
-            if not active:
-                break
-            mids = {i: math.sqrt(lo[i] * hi[i]) for i in active}
-            res = run_points([{**points[i], "rate": mids[i]} for i in active], ref, slo, c, bar=bar)
-            for i, r in zip(active, res):
-                rounds[i] += 1
-                if r["status"] == "failed":
-                    state[i], errors[i] = "failed", r["error"]
-                elif r["metrics"]["slo_met"]:
-                    lo[i], best[i] = mids[i], r
+    try:
+        with _client(client, n_workers, 2 * n, "capacity", bar) as c:
+            # round 0: both ends of the range
+            ends = run_points([{**p, "rate": float(r)} for p in points for r in (lo0, hi0)], ref, slo, c, bar=bar)
+            for i in range(n):
+                at_lo, at_hi = ends[2 * i], ends[2 * i + 1]
+                rounds[i] = 1
+                failed = next((r for r in (at_lo, at_hi) if r["status"] == "failed"), None)
+                if failed is not None:
+                    state[i], errors[i] = "failed", failed["error"]
+                elif at_hi["metrics"]["slo_met"]:
+                    state[i], best[i], lo[i] = "above", at_hi, hi0
+                elif not at_lo["metrics"]["slo_met"]:
+                    state[i] = "below"
                 else:
-                    hi[i] = mids[i]
-    bar.total = bar.n     # configurations that settled early needed fewer runs than budgeted
-    bar.close()
+                    best[i] = at_lo
+            while True:
+                active = [i for i in range(n) if state[i] == "searching" and hi[i] / lo[i] > 1 + rel_tol]
+                if not active:
+                    break
+                mids = {i: math.sqrt(lo[i] * hi[i]) for i in active}
+                res = run_points([{**points[i], "rate": mids[i]} for i in active], ref, slo, c, bar=bar)
+                for i, r in zip(active, res):
+                    rounds[i] += 1
+                    if r["status"] == "failed":
+                        state[i], errors[i] = "failed", r["error"]
+                    elif r["metrics"]["slo_met"]:
+                        lo[i], best[i] = mids[i], r
+                    else:
+                        hi[i] = mids[i]
+        bar.total = bar.n     # configurations that settled early needed fewer runs than budgeted
+    finally:
+        bar.close()
     for i in range(n):
         if state[i] == "searching":
             state[i] = "inside"

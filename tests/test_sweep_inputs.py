@@ -384,3 +384,21 @@ def test_a_mistyped_field_gets_a_suggestion(tmp_path):
         sweeps.read_grid(grid)
     with pytest.raises(InputError, match=r"max_num_seq: unknown scenario key\(s\) \['max_num_seq'\] \(did you mean"):
         ll.Scenario.from_dict({"max_num_seq": 8})
+
+
+def test_the_progress_bar_says_what_it_waits_for_before_the_first_point(ref, capsys, monkeypatch):
+    """A local cluster takes seconds to start; the bar said nothing meanwhile (it opened only after)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def slow_start(n_workers):
+        raise ClusterStartError("no cluster today")
+        yield
+    monkeypatch.setattr(sweeps, "local_client", slow_start)
+    with pytest.raises(ClusterStartError):
+        ll.sweep(BASE, {"tp": [1]}, reference_dir=ref, progress=True)
+    with pytest.raises(InputError, match="cannot reach the dask scheduler"):
+        ll.sweep(BASE, {"tp": [1]}, client=f"tcp://127.0.0.1:{free_port()}", reference_dir=ref, progress=True)
+    err = capsys.readouterr().err
+    assert "sweep (starting dask workers)" in err and "sweep (connecting to dask)" in err
+    assert err.split("\r")[-2:] == [" " * len(err.split("\r")[-2]), ""]   # the stopped bar was wiped, not left
