@@ -15,6 +15,7 @@ from llmss_lab.kernel.fabric import Fabric
 from llmss_lab.kernel.moe import GATES
 from llmss_lab.latency.interconnect import Link, all_gather_ns, all_reduce_ns, reduce_scatter_ns
 from llmss_lab.latency.iteration import stage_layers
+from llmss_lab.results.dataset import timeseries_dataset
 from llmss_lab.config.cluster import ClusterSpec, InstanceSpec, MemorySpec, NodeSpec
 from llmss_lab.workload import Workload, load_trace
 
@@ -99,6 +100,10 @@ def test_pd_hand_off_conserves_requests_tokens_and_kv_bytes(ref, mode):
     assert raw.kv_bytes_moved == pytest.approx(float((R.prompt * kvb).sum()))
     assert (R.kv_transfer > 0).all()
     assert (R.first_token >= R.arrival + 2e6 + R.kv_transfer).all()   # TTFT spans prefill and transfer
+    ts = timeseries_dataset(raw)   # per-second counts: the role coordinate picks each total's owner once
+    assert list(ts.role.values) == ["prefill", "decode"]
+    assert float(ts.prompt_throughput.where(ts.role != "decode").sum()) == int(R.prompt.sum())
+    assert float(ts.generation_throughput.where(ts.role != "prefill").sum()) == int(R.output.sum())
 
 
 def test_pd_pull_reads_the_kv_at_a_step_boundary_and_schedules_one_step_later(ref):

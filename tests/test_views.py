@@ -151,3 +151,12 @@ def test_a_baselines_series_are_told_apart_by_their_dashes(runs):
         lines = [r.glyph for r in fig.renderers if isinstance(r, GlyphRenderer)]
         grey = [g for g in lines if g.line_color == plots.B_COLOR]
         assert len(grey) >= 2 and len({tuple(g.line_dash) for g in grey}) == len(grey), fig.title.text
+
+
+def test_throughput_counts_a_pd_split_once(ref):
+    """In a P/D split each side counts as its vLLM would (prompts on both); the view sums each where served."""
+    res = Scenario(instances=2, prefill_instances=1, num_requests=12, rate=4.0).run(ref)
+    legend = views.throughput(res).legend[0]
+    lines = {item.label.value: item.renderers[0].data_source.data["y"] for item in legend.items}
+    assert sum(lines["generation"]) == int(res.requests.output_tokens.sum())
+    assert sum(lines["prompt"]) == int(res.requests.input_tokens.sum())

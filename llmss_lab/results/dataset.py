@@ -204,7 +204,11 @@ def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
         "preemptions": _var(dims, preempt, "1", "preemptions in the bin"),
     }
     time = xr.Variable("time", edges[1:], {"units": "s", "standard_name": "time", "long_name": "end of the 1 s bin"})
-    return xr.Dataset(data, coords={"time": time, "instance": names})
+    # each instance counts as its own vLLM would: in a P/D split a prompt shows on both sides, and the prefill
+    # side's one token per request besides the decode side's full output; sum over the role that owns the metric
+    role = xr.Variable("instance", [s.role or "both" for s in raw.setups],
+                       {"long_name": "what the instance serves: prefill, decode or both (not disaggregated)"})
+    return xr.Dataset(data, coords={"time": time, "instance": names, "role": role})
 
 
 def experts_dataset(raw: RawRun) -> xr.Dataset:

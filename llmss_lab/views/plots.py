@@ -161,15 +161,22 @@ def _overlay_lines(p: figure, series: list[tuple[str, np.ndarray, np.ndarray]], 
                legend_label=label)
 
 
+def _served(counts, other_side: str) -> np.ndarray:
+    """``counts`` summed over the instances, leaving out the P/D side that counts them too (files saved before
+    the role coordinate: every instance)."""
+    return (counts.where(counts.role != other_side) if "role" in counts.coords else counts).sum("instance").values
+
+
 def throughput(a: Results, b: Results | None = None, x_range=None) -> figure:
-    """Prompt and generation tokens per second over time, summed over instances."""
+    """Prompt and generation tokens per second over time, summed over instances; in a P/D split each is counted
+    where it is served (prompts on the prefill side, tokens on the decode side), not on both."""
     p = _fig("Throughput", "tokens / s", x_range)
     for name, r in _runs(a, b):
         ts = r.timeseries
         t = ts.time.values
         tag = "" if b is None else f"{name}: "
-        _overlay_lines(p, [(f"{tag}generation", t, ts.generation_throughput.sum("instance").values),
-                           (f"{tag}prompt", t, ts.prompt_throughput.sum("instance").values)], name == B_NAME)
+        _overlay_lines(p, [(f"{tag}generation", t, _served(ts.generation_throughput, "prefill")),
+                           (f"{tag}prompt", t, _served(ts.prompt_throughput, "decode"))], name == B_NAME)
     _legend_outside(p)
     return p
 
