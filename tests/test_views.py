@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bokeh.models import ColorBar, ColumnDataSource, GlyphRenderer, Tabs
+from bokeh.models import ColorBar, ColumnDataSource, GlyphRenderer, LinearColorMapper, Tabs
 
 from llmss_lab import views
 from llmss_lab.views import plots
@@ -160,3 +160,20 @@ def test_throughput_counts_a_pd_split_once(ref):
     lines = {item.label.value: item.renderers[0].data_source.data["y"] for item in legend.items}
     assert sum(lines["generation"]) == int(res.requests.output_tokens.sum())
     assert sum(lines["prompt"]) == int(res.requests.input_tokens.sum())
+
+
+def test_heatmap_panels_can_share_one_colour_scale():
+    import xarray as xr
+
+    from llmss_lab.views import design
+
+    shape = (2, 2, 2)   # tp x max_num_seqs x rate
+    ds = xr.Dataset({"goodput": (("tp", "max_num_seqs", "rate"), np.arange(8.0).reshape(shape)),
+                     "status": (("tp", "max_num_seqs", "rate"), np.full(shape, "ok")),
+                     "error": (("tp", "max_num_seqs", "rate"), np.full(shape, ""))},
+                    coords={"tp": [1, 2], "max_num_seqs": [8, 64], "rate": [1.0, 2.0]})
+
+    def scale(**kw):
+        mapper = design.heatmap(ds, "goodput", "rate", "max_num_seqs", tp=2, **kw).select_one(LinearColorMapper)
+        return mapper.low, mapper.high
+    assert scale() == (4.0, 7.0) and scale(same_scale=True) == (0.0, 7.0)

@@ -33,9 +33,11 @@ def _fmt(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
-def heatmap(ds: xr.Dataset, var: str, x: str, y: str, title: str | None = None, **select) -> figure:
+def heatmap(ds: xr.Dataset, var: str, x: str, y: str, title: str | None = None, same_scale: bool = False,
+            **select) -> figure:
     """``var`` over sweep dims ``x`` and ``y`` (other dims fixed by ``select``, e.g. ``tp=2``); each
-    cell shows its value, failed points are grey and say so on hover."""
+    cell shows its value, failed points are grey and say so on hover. The colours span this panel's values, or
+    with ``same_scale`` the whole sweep's, so that panels side by side (one per ``tp``) compare by colour."""
     _check(ds, var, (x, y, *select))
     if x == y:
         raise InputError(f"x and y are both {x!r}: a heatmap needs two sweep dims", "view", "y")
@@ -52,8 +54,9 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, title: str | None = None, 
             cx.append(xv), cy.append(yv), val.append(v), st.append(str(status.values[j, i]))
             err.append(str(error.values[j, i])[:160])
             text.append("failed" if st[-1] == "failed" else ("" if np.isnan(v) else _fmt(v)))
-    finite = [v for v in val if np.isfinite(v)]
-    low, high = min(finite, default=0.0), max(finite, default=1.0)
+    every = np.asarray(ds[var].values if same_scale else val, float).ravel()
+    finite = every[np.isfinite(every)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     mapper = LinearColorMapper(palette=Viridis256, low=low, high=high, nan_color="#d9d9d9")
     # dark text on the bright (upper) part of Viridis and on grey failed cells, white on the dark part
     ink = ["#222222" if not np.isfinite(v) or (high > low and (v - low) / (high - low) > 0.55) else "white"
