@@ -123,7 +123,13 @@ def test_expert_load_heatmap(ref):
 
 def test_time_views_say_what_they_leave_out_and_where_memory_runs_out(ref):
     r = Scenario(num_requests=450).run(ref)
-    assert views.request_lifelines(r).title.text.startswith("Request lifelines (first 400 of 450:")
+    # more than fit: every k-th, so the lines span the run on the time axis the batch timeline shares
+    lines = views.request_lifelines(r, max_requests=100)
+    assert lines.title.text.startswith("Request lifelines (every 5th of 450:")
+    (src,) = _sources(lines)
+    assert sorted(set(src.data["id"])) == list(range(0, 450, 5))
+    assert max(src.data["x1"]) > 0.9 * float(r.requests.finish.max())
+    assert views.request_lifelines(r).title.text.startswith("Request lifelines (every 2nd of 450:")
     assert views.request_lifelines(r, max_requests=450).title.text.startswith("Request lifelines (queued")
     mem = views.memory(r)
     (cap,) = [i.renderers[0] for i in mem.legend[0].items if i.label["value"] == "NPU KV capacity"]

@@ -109,20 +109,21 @@ PHASES = (("queued", "arrival", "scheduled", "#bcbd22"), ("prefill", "scheduled"
 
 
 def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_requests: int = 400) -> figure:
-    """One line per request: queued, then prefill (to the first token), then decode, for the first
-    ``max_requests`` (the title says when there are more). The baseline's requests sit just below the
-    run's, thinner and grey, drawn first so the run's stay on top."""
+    """One line per request: queued, then prefill (to the first token), then decode, for at most
+    ``max_requests``: with more, every k-th request, so the lines span the whole run on the time axis it
+    shares with the batch timeline (the title says which). The baseline's requests sit just below the run's,
+    thinner and grey, drawn first so the run's stay on top."""
     _check_runs(a, b)
     if as_whole(max_requests) is None or max_requests < 1:
         raise InputError(f"must be a whole number >= 1, got {max_requests!r}", "view", "max_requests")
-    max_requests = int(max_requests)
     most = max(r.requests.sizes["request"] for _, r in _runs(a, b))
-    shown = f"first {max_requests} of {most}: " if most > max_requests else ""
+    step = -(-most // int(max_requests))
+    shown = f"every {_ordinal(step)} of {most}: " if step > 1 else ""
     p = _fig(f"Request lifelines ({shown}queued, prefill, decode)", "request", x_range, height=320)
-    for name, r, dy, alpha, width in ((B_NAME, b, 0.4, 0.45, 1), (A_NAME, a, 0.0, 0.9, 2)):
+    for name, r, dy, alpha, width in ((B_NAME, b, 0.4 * step, 0.45, 1), (A_NAME, a, 0.0, 0.9, 2)):
         if r is None:
             continue
-        req = r.requests.isel(request=slice(0, max_requests))
+        req = r.requests.isel(request=slice(0, None, step))
         n = req.sizes["request"]
         ids = req.request.values
         phase = np.repeat([ph for ph, *_ in PHASES], n)
@@ -140,6 +141,10 @@ def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_re
     p.y_range.flipped = True
     _legend_outside(p)
     return p
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def _legend_outside(p: figure) -> None:
