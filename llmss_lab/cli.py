@@ -118,7 +118,7 @@ def format_summary(summary: dict, attrs: dict) -> str:
         rows.append(("energy", f"{summary['total_energy_J']:.0f} J, "
                                f"{summary['energy_per_output_token_J']:.4f} J per output token"))
     n_inst = attrs.get("num_instances", 1)
-    par = " x ".join(f"{k}{attrs[f'{k.lower()}_size']}" for k in ("TP", "PP", "EP")
+    par = " x ".join(f"{k}{attrs.get(f'{k.lower()}_size', 1)}" for k in ("TP", "PP", "EP")   # one instance's
                      if k == "TP" or attrs.get(f"{k.lower()}_size", 1) > 1)
     what = (f"{attrs.get('model', '')} on {attrs.get('hardware', '')} ({par}), "
             f"{attrs.get('num_gpu_blocks', '')} KV blocks" if n_inst == 1 else
@@ -171,12 +171,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    if args.json:
-        print(json.dumps(_json_safe(res.summary()), indent=2))
-    else:
-        print(format_summary(res.summary(), res.attrs))
+    try:   # the file first: nothing after the run may lose it; the summary even when no file could be written
+        if args.out:
+            _save_or_rescue(res, args.out)
+    finally:
+        if args.json:
+            print(json.dumps(_json_safe(res.summary()), indent=2))
+        else:
+            print(format_summary(res.summary(), res.attrs))
     if args.out:
-        _save_or_rescue(res, args.out)
         what = "one row per request" if args.out.lower().endswith(".csv") else "netCDF"
         print(f"results written to {args.out} ({what})", file=sys.stderr)
     return 0
@@ -203,7 +206,7 @@ def _save_or_rescue(res, out: str) -> None:
             fd, rescue = tempfile.mkstemp(prefix="llmss-results-", suffix=".nc")
             os.close(fd)
             res.save(rescue)
-        except (WriteFailed, OSError):   # the temporary folder is full too: the summary above is what is left
+        except (WriteFailed, OSError):   # the temporary folder is full too: the printed summary is what is left
             raise InputError(f"{why}; nor could they be saved to the temporary folder", out, "--out") from None
         raise InputError(f"{why}; the results were saved to {rescue}", out, "--out") from None
 

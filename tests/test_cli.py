@@ -25,6 +25,9 @@ def test_run_with_a_synthetic_workload_writes_results(ref, capsys, tmp_path):
     code, out, _ = run(capsys, "run", str(ref / "configs/cluster/single_node_pp_instance.json"),   # 4 GPUs
                        "--reference-dir", str(ref), "--num-requests", "5", "-q")
     assert code == 0 and out.startswith("meta-llama/Llama-3.1-8B on RTXPRO6000 (TP1 x PP4), "), out[:120]
+    code, out, _ = run(capsys, "run", str(ref / "configs/cluster/single_node_multi_instance.json"),   # no one TP
+                       "--reference-dir", str(ref), "--num-requests", "5", "--out", str(tmp_path / "m.nc"), "-q")
+    assert code == 0 and out.startswith("2 instances of meta-llama/Llama-3.1-8B") and (tmp_path / "m.nc").is_file()
 
 
 def test_results_are_written_in_the_format_the_file_name_says(ref, capsys, tmp_path):
