@@ -682,6 +682,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+INPUT_ARGS = {"cluster_config": "CLUSTER", "workload": "--workload", "scenario": "SCENARIO", "grid": "--grid"}
+
+
+def _refuse_out_over_inputs(args: argparse.Namespace) -> None:
+    """``--out`` naming a file the same command reads would replace it (a cluster config, trace, scenario or
+    grid) with results."""
+    out = getattr(args, "out", None)
+    if not out:
+        return
+    target = Path(out).resolve()
+    for key, name in INPUT_ARGS.items():
+        given = getattr(args, key, None)
+        if given and Path(given).resolve() == target:
+            raise InputError(f"is also the command's {name} input, which the results would replace; write them "
+                             "to another file", out, "--out")
+
+
 def _refuse_out_in_reference(args: argparse.Namespace) -> None:
     """``--out`` inside the reference data would overwrite the measurements or profiles runs read."""
     out = getattr(args, "out", None)
@@ -708,6 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.time()
     try:
+        _refuse_out_over_inputs(args)
         _refuse_out_in_reference(args)
         return args.fn(args)
     except LlmssError as exc:

@@ -207,3 +207,21 @@ def test_the_readme_states_the_engine_defaults_the_code_has():
         if isinstance(f.default, (bool, int, float)) and f.name.replace("_", "-") in said:
             assert said.pop(f.name.replace("_", "-")) == shown.get(str(f.default), str(f.default)), f.name
     assert set(said) == {"num-gpu-blocks", "max-model-len"}   # the two without a fixed default
+
+
+def test_out_may_not_replace_an_input_of_the_same_command(ref, capsys, tmp_path):
+    from llmss_lab.scenario import Scenario
+
+    Scenario(num_requests=5).save(tmp_path / "s.json")
+    (tmp_path / "g.yaml").write_text("max_num_seqs: [16, 64]\n")
+    cluster = tmp_path / "c.json"
+    cluster.write_text((ref / "configs/cluster/single_node_single_instance.json").read_text())
+    for argv, name in ((["run", str(cluster), "--out", str(cluster)], "CLUSTER"),
+                       (["sweep", str(tmp_path / "s.json"), "--grid", str(tmp_path / "g.yaml"), "--out",
+                         str(tmp_path / "g.yaml")], "--grid"),
+                       (["capacity", str(tmp_path / "s.json"), "--slo-ttft-ms", "100", "--out",
+                         str(tmp_path / "s.json")], "SCENARIO")):
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+        code, _, err = run(capsys, *argv, "--reference-dir", str(ref), "-q")
+        assert code == 2 and f"--out: is also the command's {name} input" in err, err
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
