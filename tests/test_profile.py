@@ -33,6 +33,29 @@ def test_bracket_clamps_below_and_extrapolates_above():
     assert interp1(np.array(axis), np.array([1.0, 2.0, 4.0]), 96.0) == pytest.approx(6.0)
 
 
+def test_above_the_grid_time_grows_by_the_upper_half_slope_never_less():
+    axis = np.arange(16.0, 2049.0, 16.0)
+    noisy = 100.0 + axis * 0.5
+    noisy[-1] -= 20.0   # a last point measured low: the last segment falls
+    more = interp1(axis, noisy, np.array([2048.0, 4096.0, 8192.0]))
+    assert more[1] - more[0] == pytest.approx(2048 * (noisy[-1] - noisy[63]) / (2048 - 1024))
+    assert more[0] < more[1] < more[2]
+    assert (interp1(axis, 500.0 - axis * 0.1, np.array([4096.0, 8192.0])) == 500.0 - 204.8).all()   # never down
+
+
+@pytest.mark.parametrize("model", ["meta-llama/Llama-3.1-8B", "Qwen/Qwen3-32B"])
+def test_a_prefill_larger_than_the_profiled_tokens_costs_more_not_less(ref, model):
+    """dense.csv stops at 2048 tokens; Qwen3-32B's last segment falls, and a prefill of 8192 tokens took no time."""
+    from llmss_lab.scenario import Scenario
+    from llmss_lab.workload import from_requests
+
+    def step_ms(tokens):
+        res = Scenario(model=model, max_num_batched_tokens=8192).run(ref, workload=from_requests([(0.0, tokens, 1)]))
+        return float(res.iterations.duration[0])
+    t = [step_ms(n) for n in (2048, 4096, 8192)]
+    assert 1.7 < t[1] / t[0] < 2.3 and 1.7 < t[2] / t[1] < 2.3, t
+
+
 def test_dense_rows_are_reproduced_exactly(ref, tp1):
     for r in rows(ref / BUNDLE / "tp1" / "dense.csv", 60):
         x, v = tp1.dense[r["layer"]]
