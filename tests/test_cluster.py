@@ -106,6 +106,25 @@ def test_pd_hand_off_conserves_requests_tokens_and_kv_bytes(ref, mode):
     assert float(ts.generation_throughput.where(ts.role != "prefill").sum()) == int(R.output.sum())
 
 
+@pytest.mark.parametrize("mode", simulator.KV_TRANSFERS)
+def test_a_prefill_instance_holds_the_kv_until_the_decode_instance_takes_the_request(mode):
+    """The prefill side freed a request's blocks when its prompt was done, so a slow decoder's queue grew without
+    bound, its KV held by nobody; as in vLLM, the blocks stay until the decode side admits the request, and a
+    full prefill cache stops the prefills (back-pressure)."""
+    kvb = 1000.0
+    p = setup(EngineConfig(enable_prefix_caching=False), 14, ConstantLatency(2e6))    # 7 blocks a prompt: room for 2
+    d = setup(EngineConfig(enable_prefix_caching=False, max_num_seqs=1), 4000, ConstantLatency(1e6))
+    p.role, d.role, d.name = "prefill", "decode", "dec"
+    p.kv_bytes_per_token = d.kv_bytes_per_token = kvb
+    n = 12
+    raw = simulator.run([p, d], wl_of(np.zeros(n, np.int64), np.full(n, 100), np.full(n, 50)),
+                        links=(Link(16.0, 2000.0), Link(16.0, 2000.0)), kv_transfer=mode)
+    pre, dec = raw.instances
+    assert max(dec.log.waiting) <= 2 < n - 1           # handed over but not taken in: what the prefill cache holds
+    assert max(pre.log.kv_blocks_used) <= 14 and pre.scheduler.kv.pool.num_used == 0   # every block given back
+    assert (raw.requests.finished > 0).all() and int(raw.requests.output.sum()) == n * 50
+
+
 def test_pd_pull_reads_the_kv_at_a_step_boundary_and_schedules_one_step_later(ref):
     """Prefill 2 ms, decode step 1 ms, 10-token prompts of Llama-3.1-8B (1.25 MiB of KV) over a
     16 GiB/s link with 2 us latency: a read takes 2 + 76.29 us. Request A finds the decode instance

@@ -193,6 +193,11 @@ class Instance:
         self.to_pull.append((rid, token_ids, kv_ready, fetch))
         self.engine.poke()
 
+    def release(self, rid: int) -> None:
+        """A decode instance took in a request this (prefill) instance handed over: its blocks are free now."""
+        self.scheduler.release(rid)
+        self.engine.poke()
+
     def take_inbox(self, now: float) -> None:
         if self.loading:    # reads started at an earlier boundary and finished by now join the queue
             pending = []
@@ -272,8 +277,9 @@ class Instance:
                 log.itl.add(now - R.last_token[later])
             R.last_token[produced] = now
             done = produced[ntok >= R.final[produced]]
+        keep = self.role == "prefill"   # the KV stays until the decode instance takes the request in
         for rid in done.tolist():
-            self.scheduler.finish(rid)
+            self.scheduler.finish(rid, keep)
         kv = self.scheduler.kv
         log.prompt_done.append(col_sum(R.prompt[first]))
         log.generated.append(len(produced))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -62,6 +63,7 @@ class Scheduler:
         self.lookahead = lookahead      # schedule while the previous step runs (async scheduling)
         # tokens a request holds when this instance is done with it (a prefill instance: prompt + 1)
         self.final = reqs.final if output_cap is None else reqs.prompt + np.minimum(reqs.output, output_cap)
+        self.on_handed_in: Callable[[int], None] | None = None   # told when a handed-over request is admitted
 
     def add(self, rid: int, token_ids, kv_ready: int = 0) -> None:
         """Queue a request; ``kv_ready`` tokens of it already have KV (handed over by a prefill
@@ -75,15 +77,22 @@ class Scheduler:
             self._run_arr = np.fromiter(self.running, np.int64, len(self.running))
         return self._run_arr
 
-    def finish(self, rid: int) -> None:
+    def finish(self, rid: int, keep_kv: bool = False) -> None:
+        """The request leaves this instance. ``keep_kv``: its blocks stay held until :meth:`release` (a prefill
+        instance's, until the decode instance has taken the request in, as vLLM's KV connectors hold them)."""
         if rid in self.running:
             self.running.remove(rid)
         else:   # preempted while its last token was in flight (lookahead): the KV it dropped,
             self.waiting.remove(rid)   # everything but that token, is never recomputed
             self.R.lost[rid] -= self.R.num_tokens[rid] - 1
         self._run_arr = None
-        self.kv.forget(rid)
+        if not keep_kv:
+            self.kv.forget(rid)
         self.R.nblocks[rid] = 0
+
+    def release(self, rid: int) -> None:
+        """Free the blocks a finished request kept (``finish(rid, keep_kv=True)``)."""
+        self.kv.forget(rid)
 
     def schedule(self, now: float) -> ScheduledStep | None:
         raise NotImplementedError
@@ -239,6 +248,8 @@ class VLLMV1Scheduler(Scheduler):
             R.nblocks[rid] = len(kv.blocks[rid])
             R.computed[rid] = n_hit
             R.kv_ready[rid] = 0
+            if ready and self.on_handed_in is not None:
+                self.on_handed_in(rid)
             kv.cache_full_blocks(rid, n_hit + n, now)   # at allocation, as vLLM: the next admitted can hit them
             if not ready:
                 if R.prefix_hit[rid] < 0:   # hit rates count a request once, as vLLM's (a resumed one hits its own KV)

@@ -172,6 +172,8 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
         raise ValueError("no instance takes new requests (all are decode instances)")
     if any(i.role == "prefill" for i in instances) and not decoders:
         raise ValueError("prefill instances need at least one decode instance")
+    for d in decoders:   # a prefill instance holds a request's KV until a decode instance admits the request
+        d.scheduler.on_handed_in = lambda rid: instances[int(R.prefill_instance[rid])].release(rid)
     route = ROUTERS.get(router, "router")(entry, seed)
     route_decode = ROUTERS.get(router, "router")(decoders, seed + 1) if decoders else None
     token_ids = workload.token_ids
