@@ -342,7 +342,10 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
             "attn_offload": f"pim:{pim.device.name}x{pim.num_channels}" if pim else "",
             "sub_batch_interleaving": int(latency.sub_batches)}
     return simulator.InstanceSetup(inst.where, eng, latency, blocks, max_len, info, role=inst.pd_type,
-                                   node=node, dp_group=inst.dp_group, pp=inst.pp_size, lanes=inst.num_npus,
+                                   # vLLM keeps DP ranks in lockstep for MoE models only; a dense model's
+                                   # ranks are independent engines
+                                   node=node, dp_group=inst.dp_group if model.is_moe else None, pp=inst.pp_size,
+                                   lanes=inst.num_npus,
                                    kv_bytes_per_token=kv_tok, moe=moe, weight_bytes=resident,
                                    block_bytes=kv_tok * eng.block_size, weight_stream=stream)
 

@@ -260,3 +260,17 @@ def test_a_mistyped_field_is_named_with_the_closest_one():
         Scenario(max_num_seq=3)
     s = Scenario(num_requests=3)   # the check leaves copies and pickles (dask ships scenarios) alone
     assert pickle.loads(pickle.dumps(s)) == s and dataclasses.replace(s, rate=2.0).rate == 2.0
+
+
+def test_dp_members_step_in_lockstep_for_moe_models_only(ref):
+    """vLLM synchronises DP ranks for MoE models (their experts all-gather every step); a dense model's DP ranks
+    are independent engines, the same as as many replicas."""
+    base = Scenario(num_requests=40, rate=20.0, seed=2)
+    wl = base.workload(ref)
+    dense = [base.replace(**kw).run(ref, workload=wl).summary() for kw in ({"dp": 2}, {"instances": 2})]
+    assert dense[0] == dense[1]
+    it = Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", dp=2, ep=2, num_requests=10).run(ref).iterations
+    starts = [set(it.start.values[it.instance.values == i].tolist()) for i in (0, 1)]
+    assert starts[0] == starts[1]   # every step together, an idle member running a dummy, logged as busy
+    idle = it.num_tokens.values == 0
+    assert idle.any() and (it.duration.values[idle] > 0).all()

@@ -24,7 +24,9 @@ from .requests import UNSET, RequestTable, col_max, col_stats, col_sum
 from .scheduler import ScheduledStep, Scheduler
 from .tiers import Tier
 
-DUMMY = BatchShape(1, 1, 0, 0, 1, 1.0, 1.0, 1.0)
+DUMMY = BatchShape(1, 1, 0, 0, 1, 1.0, 1.0, 1.0)   # what an idle data-parallel member computes
+IDLE = BatchShape(0, 0)                            # and what it serves: no request
+IDLE_STEP = ScheduledStep(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 def merge_counts(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -330,6 +332,8 @@ class Engine:
         shapes = [p.shape if p else DUMMY for p in plans]
         T = max(s.num_tokens for s in shapes)
         lockstep = len(self.members) > 1
+        if lockstep:   # a member with nothing to run steps too, on a dummy batch: its GPUs are busy, logged as such
+            plans = [p or Planned(IDLE_STEP, IDLE) for p in plans]
         routing = None
         group_tokens = T * len(self.members)
         if self.gate is not None:
