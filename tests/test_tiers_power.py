@@ -205,3 +205,17 @@ def test_a_shared_pool_serves_a_chunk_only_after_the_step_that_computes_it_ends(
     assert int(r.recalled_tokens[1]) == 0                     # nothing in the pool yet at 1 ms
     assert int(r.recalled_tokens[2]) == 3840                  # 15 whole chunks once request 0's step is done
     assert float(r.first_token[2]) > float(r.first_token[0])
+
+
+def test_a_node_cpu_never_draws_more_than_its_active_power(ref):
+    """The CPU's extra power while it feeds busy NPUs was added once per busy instance: 875 W on a 200 W CPU
+    with eight instances."""
+    from llmss_lab.scenario import Scenario
+
+    res = Scenario(instances=4, power=True, num_requests=60, rate=40.0).run(ref)
+    cpu = res.power.power.sel(component="cpu")
+    import json   # the power section the scenario takes for this hardware
+
+    spec = json.loads((ref / "configs/cluster/single_node_power_instance.json").read_text())["nodes"][0]["power"]["cpu"]
+    assert float(cpu.max()) <= spec["active_power"] + 1e-9
+    assert float(cpu.max()) > spec["idle_power"] + (spec["active_power"] - spec["idle_power"]) * spec["util"] + 1

@@ -5,7 +5,8 @@ DRAM DIMMs, links, NICs, disks; see :meth:`PowerSpec.static_w`) for the whole ru
 events add energy where they happen in time:
 
 * an NPU computing: ``(active - idle) x step time`` per NPU (each pipeline stage's NPUs for the
-  time of their stage), and the host CPU's extra power while it feeds the NPU;
+  time of their stage), and the host CPU's extra power while it feeds the NPU (per node, at most the
+  CPU's active power however many instances are busy: LLMServingSim adds it per instance);
 * an NPU that has just gone idle stays in standby, ``(standby - idle)`` per NPU, for at most
   ``standby_duration`` seconds of each idle gap (clocks stay up in case work returns);
 * DRAM: ``energy_per_bit x 8 x bytes`` moved to or from CPU or CXL memory (prefix-pool writes and
@@ -109,6 +110,7 @@ def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None 
                 npus[s.info["hardware"]] = npus.get(s.info["hardware"], 0) + s.lanes
         for comp, watts in spec.static_w(node.cpu_mem_gib, npus, node.dram_idle_w).items():
             energy_bins[:, n, C[comp]] += watts * widths
+    cpu_extra = np.zeros((nb, len(nodes)))   # the host CPU's extra power while it feeds busy NPUs
     for inst, s in zip(raw.instances, raw.setups):
         node = nodes[s.node]
         if node is None or not inst.log.start:
@@ -122,13 +124,16 @@ def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None 
         per_stage = s.lanes // max(1, s.pp)
         n = s.node
         energy_bins[:, n, C["npu"]] += spread(start, end, (npu.active_w - npu.idle_w) * busy * per_stage, edges)
-        energy_bins[:, n, C["cpu"]] += spread(start, end, spec.cpu_busy_extra_w * busy, edges)
+        cpu_extra[:, n] += spread(start, end, spec.cpu_busy_extra_w * busy, edges)
         a, b = _standby(start, end, horizon, npu.standby_s)
         energy_bins[:, n, C["npu"]] += spread(a, b, (npu.standby_w - npu.idle_w) * (b - a) * s.lanes, edges)
         energy_bins[:, n, C["dram"]] += spread(start, end, spec.dram_pj_per_bit * BIT_PJ * np.asarray(log.tier_bytes), edges)
         if log.pim_busy:
             energy_bins[:, n, C["dram"]] += spread(start, end, node.pim_active_w * np.asarray(log.pim_busy) * 1e-9, edges)
         energy_bins[:, n, C["link"]] += spread(start, end, spec.link_pj_per_bit * BIT_PJ * np.asarray(log.wire_bytes), edges)
+    for n, node in enumerate(nodes):   # one CPU per node: several busy instances cannot drive it past its active power
+        if node is not None:
+            energy_bins[:, n, C["cpu"]] += np.minimum(cpu_extra[:, n], node.spec.cpu_busy_extra_w * widths)
     R = raw.requests
     sent = np.flatnonzero(R.kv_bytes > 0)   # P/D hand-offs, charged to the sender's links when the decode
     sender = np.array([raw.setups[i].node for i in R.prefill_instance[sent]], dtype=np.int64)  # side has them
