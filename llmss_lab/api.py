@@ -382,6 +382,17 @@ def memory_setup(spec: ClusterSpec, setups: list[simulator.InstanceSetup], prefi
     elif prefix_storage == "cxl":   # the option asked for it, so name the option; the file lacks the memory
         raise InputError(f"'cxl' needs CXL memory, and {spec.source} has no cxl_mem section", "settings",
                          "prefix_storage")
+    held = simulator.weights_held(setups)
+    pooled = ({"cxl"} if prefix_storage == "cxl" else {"cpu:0"} if prefix_sharing == "cluster"
+              else {f"cpu:{s.node}" for s in setups}) if prefix_storage else set()
+    for t in tiers:   # each instance's weights were checked alone; together they must fit too
+        key = "cxl_mem.mem_size" if t.name.startswith("cxl") else f"nodes[{t.name[4:]}].cpu_mem.mem_size"
+        if held.get(t.name, 0.0) > t.capacity_bytes:
+            raise InputError(f"the weights the instances keep in {t.name} ({held[t.name] / GIB:.2f} GiB together) do "
+                             f"not fit its {t.capacity_bytes / GIB:g} GiB", spec.source, key)
+        if t.name in pooled and held.get(t.name, 0.0) >= t.capacity_bytes:
+            raise InputError(f"the weights kept in {t.name} fill it; a prefix pool there has no room", spec.source,
+                             key)
     if prefix_storage:
         for s in setups:
             if not s.engine.enable_prefix_caching:

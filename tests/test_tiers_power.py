@@ -219,3 +219,17 @@ def test_a_node_cpu_never_draws_more_than_its_active_power(ref):
     spec = json.loads((ref / "configs/cluster/single_node_power_instance.json").read_text())["nodes"][0]["power"]["cpu"]
     assert float(cpu.max()) <= spec["active_power"] + 1e-9
     assert float(cpu.max()) > spec["idle_power"] + (spec["active_power"] - spec["idle_power"]) * spec["util"] + 1
+
+
+def test_a_prefix_pool_gets_the_memory_the_weights_kept_there_leave(ref):
+    """Weights in CPU memory and a CPU prefix pool were sized apart: in 16 GiB, 14.96 GiB of weights beside a
+    16 GiB pool. Weights that fit one by one but not together were let through."""
+    from llmss_lab.errors import InputError
+    from llmss_lab.scenario import Scenario
+
+    base = Scenario(weights_on="cpu", cpu_mem_gib=16, prefix_storage="cpu", num_requests=4)
+    res = base.run(ref)
+    weights = float(res.memory.tier_bytes_read.sel(tier="cpu:0")) / res.attrs["num_steps"]   # all read every step
+    assert float(res.memory.pool_capacity.sum()) * 2**20 == pytest.approx(16 * 2**30 - weights, rel=1e-3)
+    with pytest.raises(InputError, match=r"weights the instances keep in cpu:0 \(29\.9\d GiB together\) do not fit"):
+        base.replace(instances=2, cpu_mem_gib=20).run(ref)

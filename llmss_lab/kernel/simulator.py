@@ -113,6 +113,18 @@ def _engines(loop: EventLoop, instances: list[Instance], setups: list[InstanceSe
     return engines
 
 
+def weights_held(setups: list[InstanceSetup]) -> dict[str, float]:
+    """Bytes of weights kept in each lower tier over all instances (a CXL device's count toward ``cxl``, the
+    devices striped as one, too)."""
+    held: dict[str, float] = {}
+    for s in setups:
+        for tier, nbytes in s.weight_stream.items():
+            held[tier] = held.get(tier, 0.0) + nbytes
+            if tier.startswith("cxl:"):
+                held["cxl"] = held.get("cxl", 0.0) + nbytes
+    return held
+
+
 def _pools(setups: list[InstanceSetup], memory: MemorySetup, tiers: dict[str, Tier]
            ) -> tuple[list[PrefixPool], list[int]]:
     """The lower prefix pools and which instance uses which."""
@@ -128,6 +140,7 @@ def _pools(setups: list[InstanceSetup], memory: MemorySetup, tiers: dict[str, Ti
     users: dict[str, int] = {}
     for tier, _ in set(keys):
         users[tier] = users.get(tier, 0) + 1
+    held = weights_held(setups)
     pools: list[PrefixPool] = []
     index: dict[tuple[str, str], int] = {}
     pool_of = []
@@ -137,7 +150,8 @@ def _pools(setups: list[InstanceSetup], memory: MemorySetup, tiers: dict[str, Ti
             tier = tiers[key[0]]
             index[key] = len(pools)
             name = f"{key[0]}:{key[1]}" if key[1] else key[0]
-            pools.append(PrefixPool(name, tier, chunk, tier.capacity_bytes / users[key[0]]))
+            room = max(0.0, tier.capacity_bytes - held.get(key[0], 0.0))   # what the weights kept there leave
+            pools.append(PrefixPool(name, tier, chunk, room / users[key[0]]))
         elif pools[index[key]].chunk_bytes != chunk:
             raise ValueError(f"instances sharing the prefix pool {pools[index[key]].name} must have the same "
                              "model, KV dtype and parallel layout")
