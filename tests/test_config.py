@@ -280,6 +280,9 @@ def test_power_values_outside_any_machine_are_refused(ref, tmp_path, edit, says)
     (lambda c: c["nodes"][0]["cpu_mem"].update(mem_bw=1e-6), r"nodes\[0\]\.cpu_mem\.mem_bw: 1e-06 GB/s is below"),
     (lambda c: c["nodes"][0]["instances"][0]["npu_mem"].update(mem_latency=1e12),
      r"instances\[0\]\.npu_mem\.mem_latency: 1e\+12 ns is over 10 s"),
+    (lambda c: c.update(link_bw=16 * 2**30), r"link_bw: 1\.71799e\+10 GB/s is above any real memory or link .*the "
+                                             "unit is GB/s, not bytes per second"),
+    (lambda c: c["nodes"][0]["cpu_mem"].update(mem_bw=256e9), r"nodes\[0\]\.cpu_mem\.mem_bw: 2\.56e\+11 GB/s is above"),
 ])
 def test_bandwidths_and_latencies_no_machine_has_are_named(tmp_path, edit, says):
     """They used to run until the 100-day horizon and end in an error that named no key."""
@@ -324,3 +327,16 @@ def test_a_number_read_as_text_says_why(source, value, hint):
     with pytest.raises(InputError) as exc:
         Section.of({"mem_bw": value}, source).number("mem_bw")
     assert str(exc.value) == f"{source}: mem_bw: expected a number, got {value!r} {hint}"
+
+
+@pytest.mark.parametrize("key", ["dtype", "kv_cache_dtype"])
+def test_a_dtype_that_is_not_a_name_is_named(key):
+    with pytest.raises(InputError, match=f"{key}: must be"):
+        EngineConfig(**{key: ["bfloat16"]})
+
+
+def test_more_experts_per_token_than_experts_is_named(ref, tmp_path):
+    hf = json.loads((ref / "configs/model/Qwen/Qwen3-30B-A3B-Instruct-2507.json").read_text())
+    hf["num_experts_per_tok"] = 200
+    with pytest.raises(InputError, match="num_experts_per_tok: 200 is more than the model's 128 experts"):
+        ModelSpec.from_hf_config(write(tmp_path, "m.json", hf))

@@ -96,12 +96,15 @@ class CxlSpec:
 
 # what any memory or link of a real machine offers: a value outside is a unit slip (bytes/s for GB/s, s for ns), and a
 # run on it would only end in "more than 100 simulated days" without naming the key
-MIN_BW_GBS, MAX_LATENCY_NS = 1e-3, 1e10
+MIN_BW_GBS, MAX_BW_GBS, MAX_LATENCY_NS = 1e-3, 1e6, 1e10
 
 
 def _plausible(key: str, v: float, unit: str, source: str, where: str) -> None:
     if key.endswith("_bw") and 0 < v < MIN_BW_GBS:
         raise InputError(f"{v:g} {unit} is below any real memory or link ({MIN_BW_GBS:g} GB/s = 1 MB/s)", source, where)
+    if key.endswith("_bw") and v > MAX_BW_GBS:
+        raise InputError(f"{v:g} {unit} is above any real memory or link ({MAX_BW_GBS:g} GB/s = 1 PB/s): the unit is "
+                         "GB/s, not bytes per second", source, where)
     if key.endswith("_latency") and v > MAX_LATENCY_NS:
         raise InputError(f"{v:g} {unit} is over {MAX_LATENCY_NS / 1e9:g} s: the unit is ns", source, where)
 
@@ -347,7 +350,7 @@ def _memory(s: Section, with_util: bool = False) -> tuple[MemorySpec, float | No
     s.reject_unknown(allowed)
     mem = MemorySpec(
         mem_size=s.number("mem_size", positive=True, maximum=1e7),
-        mem_bw=s.number("mem_bw", positive=True, maximum=1e9),
+        mem_bw=s.number("mem_bw", positive=True),
         mem_latency=s.number("mem_latency", required=False, default=0, minimum=0),
     )
     util = s.number("mem_util", required=False, default=None, positive=True, maximum=1.0) if with_util else None
@@ -428,7 +431,7 @@ def cluster_from_dict(data: Any, path: str) -> ClusterSpec:
     if top.has("cxl_mem"):
         c = top.section("cxl_mem")
         c.reject_unknown(("mem_size", "mem_bw", "mem_latency", "num_devices"))
-        cxl = CxlSpec(c.number("mem_size", positive=True, maximum=1e7), c.number("mem_bw", positive=True, maximum=1e9),
+        cxl = CxlSpec(c.number("mem_size", positive=True, maximum=1e7), c.number("mem_bw", positive=True),
                       c.number("mem_latency", required=False, default=0, minimum=0),
                       c.integer("num_devices", required=False, default=1, minimum=1, maximum=4096))
     for key in ("link_bw", "link_latency"):

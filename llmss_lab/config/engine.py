@@ -69,9 +69,9 @@ class EngineConfig:
         for key in ("enable_prefix_caching", "enable_chunked_prefill", "reserve_full_isl", "async_scheduling"):
             if not isinstance(getattr(self, key), bool):
                 raise bad(key, f"expected true or false, got {getattr(self, key)!r}")
-        if self.dtype is not None and self.dtype not in DTYPE_BYTES:
+        if self.dtype is not None and (not isinstance(self.dtype, str) or self.dtype not in DTYPE_BYTES):
             raise bad("dtype", f"must be one of {sorted(DTYPE_BYTES)} (or unset: the model's own), got {self.dtype!r}")
-        if self.kv_cache_dtype not in ("auto", "fp8"):
+        if not isinstance(self.kv_cache_dtype, str) or self.kv_cache_dtype not in ("auto", "fp8"):
             raise bad("kv_cache_dtype", f"must be 'auto' or 'fp8', got {self.kv_cache_dtype!r}")
 
     def with_overrides(self, overrides: dict[str, Any], source: str | None = None,

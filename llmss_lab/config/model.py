@@ -59,6 +59,9 @@ class ModelSpec:
         experts_per_token = s.integer("num_experts_per_tok", required=False, default=0, minimum=0)
         if num_experts and not experts_per_token:
             raise s.error("num_experts_per_tok", "missing for a mixture-of-experts model")
+        if experts_per_token > num_experts:
+            raise s.error("num_experts_per_tok", f"{experts_per_token} is more than the model's {num_experts} experts"
+                          if num_experts else f"{experts_per_token} for a model without experts (no num_experts)")
         model_type = s.string("model_type")
         dtype = s.string("torch_dtype", required=False, default="bfloat16")
         if dtype not in DTYPE_BYTES:
