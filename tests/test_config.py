@@ -340,3 +340,15 @@ def test_more_experts_per_token_than_experts_is_named(ref, tmp_path):
     hf["num_experts_per_tok"] = 200
     with pytest.raises(InputError, match="num_experts_per_tok: 200 is more than the model's 128 experts"):
         ModelSpec.from_hf_config(write(tmp_path, "m.json", hf))
+
+
+def test_a_byte_order_mark_is_read_past(ref, tmp_path):
+    """Windows editors save UTF-8 with a BOM; json refused it with advice about decoding."""
+    from llmss_lab.workload import load_trace
+
+    p = tmp_path / "c.json"
+    p.write_bytes(b"\xef\xbb\xbf" + (ref / "configs/cluster/single_node_single_instance.json").read_bytes())
+    assert load_cluster(p).instances[0].model_name == "meta-llama/Llama-3.1-8B"
+    t = tmp_path / "t.jsonl"
+    t.write_bytes(b"\xef\xbb\xbf" + b'{"input_toks": 5, "output_toks": 3, "arrival_time_ns": 0}\n')
+    assert len(load_trace(t)) == 1

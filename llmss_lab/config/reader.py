@@ -38,7 +38,7 @@ def read_text(path: str | Path) -> str:
     if not p.is_file():   # a pipe would block the read until something writes to it
         raise InputError("not a regular file (a pipe, device or socket); give a file", p)
     try:
-        return p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8-sig")   # a byte-order mark (Windows editors save one) is dropped
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", p) from None
     except OSError as exc:
