@@ -26,7 +26,11 @@ from .files import write_text
 from .latency.analytical import find_spec
 from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
-from .workload import Workload, load_trace, synthetic
+from .kernel.kv_cache import EVICTION
+from .kernel.moe import GATES
+from .kernel.router import ROUTERS
+from .kernel.simulator import KV_TRANSFERS
+from .workload import LengthDist, Workload, load_trace, synthetic
 
 log = logging.getLogger(__name__)
 WEIGHT_TIERS = ("npu", "cpu", "cxl")
@@ -85,6 +89,15 @@ def _naming_fields():
         if not named:
             raise
         raise type(exc)(f"{exc.message} (the built cluster's {exc.where})", "scenario", ", ".join(named)) from None
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """The values each text field with a fixed set of them takes (policies by their registered names, so one
+    a user registers counts)."""
+    return {"latency": ("auto", "profile", "analytical"), "router": tuple(ROUTERS.names()),
+            "expert_gate": tuple(GATES.names()), "eviction": tuple(EVICTION.names()), "kv_transfer": KV_TRANSFERS,
+            "weights_on": WEIGHT_TIERS, "prefix_storage": ("", "cpu", "cxl"),
+            "prefix_sharing": ("instance", "node", "cluster"), "arrival": ("poisson", "gamma")}
 
 
 def _refuse_unknown(cls: type, names: Any, source: str) -> None:
@@ -208,6 +221,20 @@ class Scenario:
             raise InputError(f"{self.instances} replicas x {self.dp} DP members = {self.instances * self.dp} engines, "
                              f"more than {FIELD_MAXIMA['instances']} (one node; write a cluster_config for more)",
                              source, "instances, dp")
+        for key, options in choices().items():
+            v = getattr(self, key)
+            if v not in options:
+                hint = closest(v, options)
+                raise InputError(f"{v!r} is not one of {', '.join(repr(o) for o in options)}"
+                                 + (f" (did you mean {hint!r}?)" if hint else ""), source, key)
+        for key in ("cluster_config", "trace", "pim_device"):
+            if getattr(self, key) and not getattr(self, key).strip():
+                raise InputError("is blank; leave it empty for none", source, key)
+        for key in ("input_len", "output_len"):
+            try:
+                LengthDist.parse(getattr(self, key), key.split("_")[0])
+            except InputError as exc:
+                raise InputError(exc.message, source, key) from None
         if self.gpu_memory_utilization > 1:
             raise InputError(f"must be in (0, 1], got {self.gpu_memory_utilization!r}", source,
                              "gpu_memory_utilization")
@@ -224,6 +251,11 @@ class Scenario:
         """A scenario saved as JSON; errors name the file and the key or line."""
         p = Path(path)
         data = read_json(p)
+        if isinstance(data, dict):   # relative files are the scenario's neighbours, wherever it is run from
+            for key in ("cluster_config", "trace"):
+                v = data.get(key)
+                if isinstance(v, str) and v.strip() and not Path(v).is_absolute() and (p.parent / v).is_file():
+                    data[key] = str(p.parent / v)
         scenario = cls.from_dict(data, str(p))
         default = cls()
         for key, why in scenario.ignored().items():   # the explorer saves every field, so not an error

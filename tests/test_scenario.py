@@ -274,3 +274,19 @@ def test_dp_members_step_in_lockstep_for_moe_models_only(ref):
     assert starts[0] == starts[1]   # every step together, an idle member running a dummy, logged as busy
     idle = it.num_tokens.values == 0
     assert idle.any() and (it.duration.values[idle] > 0).all()
+
+
+def test_a_scenario_file_is_checked_whole_before_any_point_runs(ref, tmp_path, monkeypatch):
+    """A mistyped policy or length passed Scenario.load and failed every point of a sweep, naming 'settings';
+    a trace beside the scenario file was looked for in the working folder."""
+    p = tmp_path / "s.json"
+    for key, value, says in (("router", "least_load", "did you mean 'least_loaded'"),
+                             ("input_len", "fixed:x", "bad length distribution"),
+                             ("trace", "  ", "is blank; leave it empty for none")):
+        p.write_text(json.dumps({key: value}))
+        with pytest.raises(InputError, match=f"s.json: {key}: .*{says}"):
+            Scenario.load(p)
+    (tmp_path / "mine.jsonl").write_text((ref / "workloads/example_trace.jsonl").read_text())
+    p.write_text(json.dumps({"trace": "mine.jsonl", "num_requests": 3}))
+    monkeypatch.chdir(ref)   # anywhere but the scenario's folder
+    assert len(Scenario.load(p).workload(ref)) == 3
