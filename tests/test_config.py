@@ -352,3 +352,12 @@ def test_a_byte_order_mark_is_read_past(ref, tmp_path):
     t = tmp_path / "t.jsonl"
     t.write_bytes(b"\xef\xbb\xbf" + b'{"input_toks": 5, "output_toks": 3, "arrival_time_ns": 0}\n')
     assert len(load_trace(t)) == 1
+
+
+def test_yaml_numbers_with_an_unsigned_exponent_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) read 1.5e1 and 4.2015e8 as text: a grid point failed with 'must be a number'."""
+    from llmss_lab.config.reader import read_yaml
+
+    p = tmp_path / "g.yaml"
+    p.write_text('rate: [1.5e1, 2e1, 4.2015e8, 1e-3, 3, "1e5"]\n')
+    assert read_yaml(p) == {"rate": [15.0, 20.0, 420150000.0, 0.001, 3, "1e5"]}

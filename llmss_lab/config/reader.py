@@ -86,6 +86,13 @@ class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):   # data 
         return super().construct_mapping(node, deep)
 
 
+# YAML 1.1 (PyYAML) reads 1e5 and 4.2015e8 as text: a float needs a dot and a signed exponent there; take
+# YAML 1.2's floats too, as a person writing a grid or a spec expects
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
 def read_yaml(path: str | Path) -> Any:
     text = read_text(path)
     try:
