@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import functools
 import math
+import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -556,6 +557,7 @@ class ProfileBundle:
 DENSE_LAYERS = ("embedding", "layernorm", "qkv_proj", "qk_norm", "rotary_emb", "o_proj", "gate_up_proj", "act_fn",
                 "down_proj", "final_layernorm")
 PER_SEQUENCE_LAYERS = ("lm_head", "sampler")
+EVERY_STEP = frozenset({"embedding", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "final_layernorm"})
 
 
 def require_layers(profile: LatencyProfile, is_moe: bool, qk_norm: bool = False) -> None:
@@ -563,8 +565,7 @@ def require_layers(profile: LatencyProfile, is_moe: bool, qk_norm: bool = False)
     simulate a faster or slower model without a word. MoE models run their MLP from moe.csv instead of
     dense.csv; only models with a query/key norm (Qwen3) run qk_norm."""
     d = Path(profile.source)
-    every = {"embedding", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "final_layernorm"}
-    every |= {"qk_norm"} if qk_norm else set()
+    every = EVERY_STEP | ({"qk_norm"} if qk_norm else set())
     needed = {"dense.csv": (profile.dense, every | (set() if is_moe else {"gate_up_proj", "act_fn", "down_proj"})),
               "per_sequence.csv": (profile.per_sequence, {"lm_head"})}
     for name, (table, layers) in needed.items():
@@ -576,17 +577,65 @@ def require_layers(profile: LatencyProfile, is_moe: bool, qk_norm: bool = False)
                          "a profile of another model?", d / "dense.csv", "layer")
 
 
+def grid_values(spec: str) -> list[float]:
+    """The points a meta.yaml grid spec lists: ``"0, 16-2048 x2"`` is 0 and 16, 32, ..., 2048."""
+    out: list[float] = []
+    for part in str(spec).split(","):
+        m = re.fullmatch(r"\s*([\d.]+)(?:\s*-\s*([\d.]+)\s*x\s*([\d.]+))?\s*", part)
+        if m is None:
+            raise ValueError(part)
+        x = float(m.group(1))
+        if m.group(2) is None:
+            out.append(x)
+            continue
+        top, factor = float(m.group(2)), float(m.group(3))
+        if factor <= 1 or x <= 0:
+            raise ValueError(part)
+        while x <= top * (1 + 1e-9):
+            out.append(round(x, 6))
+            x *= factor
+    return out
+
+
+def _check_coverage(meta: Section, d: Path, attention: AttentionTable, dense: dict) -> None:
+    """A table that stops short of the grid its meta.yaml says was profiled is a partial copy (or a run that
+    died): its holes would be filled from neighbours and extrapolated, and results change several-fold."""
+    grid = meta.data.get("attention_grid")
+    if isinstance(grid, dict):
+        for key, have, column in (("chunks", attention.pcs, "prefill_chunk"), ("n_decode", attention.ns, "n_decode")):
+            try:
+                listed = grid_values(grid.get(key, ""))
+            except ValueError:   # a grid written some other way: nothing to check against
+                continue
+            missing = sorted(set(listed) - set(np.asarray(have, float).tolist()))
+            if missing:
+                raise InputError(f"has no rows at {', '.join(f'{v:g}' for v in missing[:4])}"
+                                 f"{' ...' if len(missing) > 4 else ''}, which meta.yaml's attention_grid.{key} "
+                                 "lists as profiled: an incomplete copy of the bundle?", d / "attention.csv", column)
+    top = as_whole((meta.data.get("engine_effective") or {}).get("max_num_batched_tokens"))
+    if not EVERY_STEP <= set(dense):   # a lost operator: require_layers names it, more to the point
+        return
+    short = [layer for layer, (x, _) in dense.items() if top and x[-1] < top]
+    if short:
+        raise InputError(f"{', '.join(short[:3])}{' ...' if len(short) > 3 else ''} stop at fewer tokens than the "
+                         f"{top} meta.yaml's engine_effective.max_num_batched_tokens profiled: an incomplete copy?",
+                         d / "dense.csv", "tokens")
+
+
 def _load_tp(meta: Section, tp: int, d: Path) -> LatencyProfile:
     moe = None
     if (d / "moe.csv").is_file():
         c = read_csv(d / "moe.csv", ("tokens", "activated_experts", "time_us"), unique=("tokens", "activated_experts"))
         moe = MoeTable(np.array(c["tokens"]), np.array(c["activated_experts"]), np.array(c["time_us"]) * 1000.0,
                        str(d / "moe.csv"))
+    dense = _layer_table(d / "dense.csv", "tokens", DENSE_LAYERS)
+    attention = AttentionTable.load(d / "attention.csv")
+    _check_coverage(meta, d, attention, dense)
     return LatencyProfile(
         tp=tp,
-        dense=_layer_table(d / "dense.csv", "tokens", DENSE_LAYERS),
+        dense=dense,
         per_sequence=_layer_table(d / "per_sequence.csv", "sequences", PER_SEQUENCE_LAYERS),
-        attention=AttentionTable.load(d / "attention.csv"),
+        attention=attention,
         skew=_load_skew(meta, tp, d),
         moe=moe,
         source=str(d),
