@@ -90,6 +90,24 @@ def test_bad_values_are_reported_not_raised(explorer):
     assert ex.controls["max_num_seqs"].value == 4096
 
 
+def test_a_value_typed_beyond_a_controls_range_is_named_with_the_one_used(explorer):
+    """-2 typed in 'what if: memory BW x' ran as 0.01 (the box's floor), a hundredfold slower, with no word; the
+    page clamped it too, so the kernel never saw the -2."""
+    ex = explorer
+    bw = ex.controls["what_if_mem_bw"]
+    bw.set_state({"value": -2.0})                        # as the page sends what was typed
+    assert bw.value == 0.01 and "min" not in bw.keys    # the page is given no bounds to clamp with unsaid
+    said = html.unescape(ex.clamp_note.value)
+    assert "what if: memory BW x: -2 is below the lowest allowed 0.01; using 0.01" in said, said
+    ex.controls["num_requests"].value = 50_000           # every bounded control, int or float
+    said = html.unescape(ex.clamp_note.value)
+    assert "requests (0: whole trace): 50000 is above the highest allowed 20000; using 20000" in said, said
+    bw.value = 2.0                                       # set within range: its note goes, the other stays
+    assert "memory BW" not in ex.clamp_note.value and "20000" in ex.clamp_note.value
+    ex.controls["num_requests"].value = 40
+    assert ex.clamp_note.value == ""
+
+
 def test_hardware_and_model_drive_the_other_controls(ref):
     ex = Explorer(ref / "ispass26", Scenario(hardware="H100", model="meta-llama/Llama-3.1-70B", npu_mem_gib=80.0))
     assert [v for _, v in ex.controls["tp"].options] == [1, 2, 4]

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import ipywidgets as w
 from bokeh.resources import INLINE, Resources
+from traitlets import validate
 
 from .. import views
 from ..catalog import scan
@@ -110,6 +111,8 @@ class Explorer:
         self.wanted: dict[str, Any] = {}    # the model and TP last picked (or given): shown again where offered
         self._refreshing = False            # options are being refilled: a value change is not the user's pick
         self.unshown: dict[str, tuple] = {}   # field -> (the value given, the one shown): the controls cannot hold it
+        self.clamped: dict[str, str] = {}     # control -> what was typed beyond its range and what is used instead
+        self.clamp_note = w.HTML()            # says so until the control is set within its range
         self.controls: dict[str, w.ValueWidget] = {f.name: self._control(f.name, f.type) for f in fields(Scenario)}
         self.controls["hardware"].observe(self._on_hardware, "value")
         self.controls["model"].observe(self._on_model, "value")
@@ -151,6 +154,7 @@ class Explorer:
             tabs,
             w.HBox([self.run_button, self.progress, self.keep_button, self.clear_button]),
             self.status,
+            self.clamp_note,
             self.stale,
             self.summary,
             self.plots,
@@ -185,12 +189,11 @@ class Explorer:
             ctl = w.Dropdown(options=_pairs(choices[name]), description=label, style=style)
         elif kind in (bool, "bool"):
             ctl = w.Checkbox(description=label, indent=False)
-        elif kind in (int, "int"):
+        elif kind in (int, "int", float, "float"):
             lo, hi = BOUNDS.get(name, (0, 1 << 30))
-            ctl = w.BoundedIntText(min=int(lo), max=int(hi), description=label, style=style)
-        elif kind in (float, "float"):
-            lo, hi = BOUNDS.get(name, (0.0, 1e9))
-            ctl = w.BoundedFloatText(min=lo, max=hi, description=label, style=style)
+            box, cast = (_IntBox, int) if kind in (int, "int") else (_FloatBox, float)
+            ctl = box(cast(lo), cast(hi), lambda note, k=name: self._on_clamp(k, note), description=label,
+                      style=style)
         else:
             ctl = w.Text(description=label, style=style)
         ctl.layout = w.Layout(width="420px")
@@ -229,6 +232,8 @@ class Explorer:
                 c[k].options = list(c[k].options) + [(str(v), v)]   # a saved scenario's value outside the catalog
             c[k].value = v
         self._on_switches()
+        self.clamped.clear()   # what the controls could not hold is named below, with the value given
+        self.clamp_note.value = ""
         shown = self.scenario().to_dict()
         # the first Run refuses while one of these still shows what it was clamped to, so the list is read
         self.unshown = {k: (v, shown[k]) for k, v in scenario.to_dict().items() if shown[k] != v and k not in own_mem}
@@ -288,6 +293,16 @@ class Explorer:
         finally:
             self._refreshing = False
         self._on_switches()
+
+    def _on_clamp(self, name: str, note: str) -> None:
+        """Name a value typed beyond a control's range, and the one used instead, until the control is set
+        within range: the run uses the value shown, which can differ from the one typed a hundredfold."""
+        if note:
+            self.clamped[name] = f"{self._label(name)}: {note}"
+        else:
+            self.clamped.pop(name, None)
+        self.clamp_note.value = ("<span style='color:#b00'><b>Out of range:</b> "
+                                 f"{html.escape('. '.join(self.clamped.values()))}.</span>" if self.clamped else "")
 
     def _on_model(self, change: dict) -> None:
         if not self._refreshing and change["new"] is not None:
@@ -561,6 +576,36 @@ class Explorer:
         from IPython.display import display
         load_bokeh()
         display(self.view)
+
+
+class _InRange:
+    """A number box whose range is kept in the kernel: ipywidgets' bounded boxes clamp in the page too, so the
+    kernel never learns that -2 was typed and cannot say it ran as 0.01. A value beyond the range is brought
+    within it, and ``on_clamp`` is told what was typed and what is used ("" for a value within range)."""
+
+    def __init__(self, low: float, high: float, on_clamp: Callable[[str], None], **kwargs: Any):
+        self.low, self.high, self.on_clamp = low, high, on_clamp
+        super().__init__(**kwargs)
+
+    @validate("value")
+    def _clamp(self, proposal: dict) -> float:
+        v = proposal["value"]
+        if v < self.low:
+            side, v = f"{v:.12g} is below the lowest", self.low
+        elif v > self.high:
+            side, v = f"{v:.12g} is above the highest", self.high
+        else:   # within range (or NaN, which the run names)
+            side = ""
+        self.on_clamp(side and f"{side} allowed {v:.12g}; using {v:.12g}")
+        return v
+
+
+class _IntBox(_InRange, w.IntText):
+    pass
+
+
+class _FloatBox(_InRange, w.FloatText):
+    pass
 
 
 def _latency_label(attrs: dict) -> str:
