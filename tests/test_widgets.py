@@ -11,8 +11,11 @@ import pytest
 from bokeh.models import GlyphRenderer
 
 from llmss_lab import load_results
-from llmss_lab.scenario import ENGINE_FIELDS, Scenario
+from llmss_lab.scenario import ENGINE_FIELDS, SHAPE_FIELDS, Scenario
 from llmss_lab.widgets import Explorer
+
+
+MOE = "Qwen/Qwen3-30B-A3B-Instruct-2507"
 
 
 @pytest.fixture()
@@ -413,9 +416,45 @@ def test_gamma_burstiness_is_a_control_and_changes_the_arrivals(explorer):
 def test_a_setting_without_effect_is_greyed_out_until_it_has_one(explorer, control, depends_on, on_value):
     ex = explorer
     ex.controls["instances"].value = 2
+    ex.controls["model"].value = MOE                      # the gate has experts to spread tokens over
     assert ex.controls[control].disabled
     ex.controls[depends_on].value = on_value
     assert not ex.controls[control].disabled
+
+
+@pytest.mark.parametrize(("control", "changes", "why"), [
+    ("router", {"instances": 2}, "One replica takes every request"),
+    ("router", {"dp": 2}, "One replica takes every request"),                 # it routes among DP members too
+    ("router", {"instances": 3, "prefill_instances": 1}, "One replica takes every request"),
+    ("cxl_mem_gib", {"prefix_storage": "cxl"}, "Nothing is placed on CXL memory"),
+    ("cxl_mem_bw", {"weights_on": "cxl"}, "Nothing is placed on CXL memory"),
+    ("cxl_devices", {"weights_on": "cxl"}, "Nothing is placed on CXL memory"),
+    ("expert_gate", {"model": MOE}, "no mixture-of-experts layers"),
+    ("gate_skew", {"model": MOE, "expert_gate": "zipf"}, "no mixture-of-experts layers"),
+    ("npu_mem_bw", {"tp": 2}, "No effect at TP 1 and EP 1"),
+    ("npu_mem_bw", {"model": MOE, "ep": 2}, "No effect at TP 1 and EP 1"),
+])
+def test_a_control_without_effect_is_greyed_out_saying_why_until_it_has_one(explorer, control, changes, why):
+    """These stayed live where a run showed they change nothing (one replica, nothing on CXL, a dense model, TP 1:
+    the NPU bandwidth only times the TP/EP reductions)."""
+    ex = explorer
+    ctl = ex.controls[control]
+    assert ctl.disabled and why in ctl.tooltip, ctl.tooltip
+    for k, v in changes.items():
+        ex.controls[k].value = v
+    assert not ctl.disabled and why not in (ctl.tooltip or "")
+    ex.controls["cluster_config"].value = "single_node_single_instance"
+    if control in SHAPE_FIELDS:    # the file sets it, and the tooltip says so
+        assert ctl.disabled and "The cluster file single_node_single_instance sets it" in ctl.tooltip
+    else:                          # the file's replicas and model decide whether it matters
+        assert not ctl.disabled
+
+
+def test_a_prefill_decode_pair_has_nothing_to_route_either(explorer):
+    ex = explorer
+    ex.controls["instances"].value = 2
+    ex.controls["prefill_instances"].value = 1
+    assert ex.controls["router"].disabled and not ex.controls["kv_transfer"].disabled
 
 
 def test_a_hardware_change_names_the_model_and_tp_it_cannot_keep_and_brings_them_back(ref):
