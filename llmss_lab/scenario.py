@@ -333,11 +333,10 @@ class Scenario:
             cpu["pim_config"] = self.pim_device
         node: dict[str, Any] = {"num_instances": len(insts), "cpu_mem": cpu, "instances": insts}
         if self.power:
-            hw = scan(resolve_reference_dir(reference_dir)).hardware.get(self.hardware)
-            if hw is None or hw.power is None:
-                raise InputError(f"no reference cluster config gives a power section for {self.hardware!r}", src,
-                                 "power")
-            node["power"] = hw.power
+            missing = no_power_model(self.hardware, reference_dir)
+            if missing:
+                raise InputError(missing, src, "power")
+            node["power"] = scan(resolve_reference_dir(reference_dir)).hardware[self.hardware].power
         out: dict[str, Any] = {"num_nodes": 1, "link_bw": 16, "link_latency": 20000, "nodes": [node]}
         if self.cxl_mem_gib > 0:
             out["cxl_mem"] = {"mem_size": self.cxl_mem_gib, "mem_bw": self.cxl_mem_bw, "mem_latency": 250,
@@ -441,7 +440,21 @@ class Scenario:
                            sub_batch_interleaving=self.sub_batch_interleaving, latency=self.latency,
                            what_if=self.what_if())
         res.set_attr("scenario_json", json.dumps(self.to_dict()))
+        if not res.power.data_vars:   # why, for the power view's hint: the view sees the run, not the catalog
+            why = (f"cluster_config {self.cluster_config!r} has no node power section" if self.cluster_config
+                   else no_power_model(self.hardware, reference_dir)
+                   or "power is off (tick 'power model', or set power=True)")
+            res.set_attr("no_power", why)
         return res
+
+
+def no_power_model(hardware: str, reference_dir: str | Path | None = None) -> str:
+    """Why a hardware has no power model ("" if it has one): the run that asks for one refuses with it, the
+    explorer greys out its power box with it, and the power view of a run without power says it."""
+    hw = scan(resolve_reference_dir(reference_dir)).hardware.get(hardware)
+    if hw is not None and hw.power is not None:
+        return ""
+    return f"no reference cluster config gives {hardware!r} a power section"
 
 
 def _atomic_write(path: Path, text: str) -> Path:

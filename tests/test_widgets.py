@@ -485,6 +485,23 @@ def test_power_is_ticked_again_on_hardware_that_has_a_power_model(ref):
     assert not power.value
 
 
+def test_the_power_view_says_why_a_run_has_no_power_as_the_greyed_out_box_does(explorer):
+    """The power view said "tick 'power'" where the box (labelled 'power model') was greyed out and could not be."""
+    ex = explorer
+    power = ex.controls["power"]
+    ex.controls["hardware"].value = "H100"                  # no reference config gives it a power section
+    why = "no reference cluster config gives 'H100' a power section"
+    assert power.disabled and why in power.tooltip
+    assert ex.run() is not None
+    ex.plots.selected_index = 1
+    title = ex.figures["Time series"].children[2].title.text
+    assert title.endswith(f"(this run has no power model: {why})"), title
+    ex.controls["hardware"].value = "RTXPRO6000"
+    power.value = False                                     # live, but off: ticking it is the answer
+    assert not power.disabled and ex.run() is not None
+    assert "power is off (tick 'power model'" in ex.figures["Time series"].children[2].title.text
+
+
 def test_a_model_the_controls_cannot_show_runs_what_is_shown_on_the_second_press(ref):
     """The model list went blank (None), so the second press failed with 'model: must be text, got None'."""
     ex = Explorer(ref, Scenario(model="no/such-model", num_requests=10))

@@ -228,7 +228,8 @@ def power(a: Results, b: Results | None = None, x_range=None) -> figure:
         p.varea_stack(names, x="t", source=ColumnDataSource(data),
                       color=[Category10_10[k % 10] for k in range(len(names))], legend_label=names)
     else:
-        p.title.text += " (this run has no power model: add a node power section or tick 'power')"
+        why = a.attrs.get("no_power", "add a node power section to the cluster config")   # Scenario.run says why
+        p.title.text += f" (this run has no power model: {why})"
         if b is None or "power" not in b.power:
             p.height = 90   # nothing to draw: the title says why
     if b is not None and "power" in b.power:

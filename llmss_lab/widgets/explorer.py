@@ -31,7 +31,7 @@ from ..kernel.simulator import KV_TRANSFERS
 from ..latency.specs import read_specs
 from ..reference import ReferenceLayout, resolve_reference_dir
 from ..results.dataset import Results
-from ..scenario import GENERATOR_FIELDS, SHAPE_FIELDS, WEIGHT_TIERS, Scenario
+from ..scenario import GENERATOR_FIELDS, SHAPE_FIELDS, WEIGHT_TIERS, Scenario, no_power_model
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ READY = "Set the controls and press <b>Run</b>."
 NO_CXL = "Nothing is placed on CXL memory (neither weights on nor prefix storage is cxl)"
 # a control -> (the controls whose values decide whether it has an effect, why it has none given the setting and
 # whether a cluster file sets the cluster; "" where it has one). The setting holds the controls' values and two
-# facts: "moe", whether the model has experts (None: unknown), and "power_model", whether the hardware has one.
+# facts: "moe", whether the model has experts (None: unknown), and "no_power", why the hardware has no power model.
 DEPENDS: dict[str, tuple[tuple[str, ...], Callable[[dict, bool], str]]] = {
     "arrival_cv": (("arrival",), lambda v, _file: "" if v["arrival"] == "gamma" else
                    "Only gamma arrivals have a burstiness"),
@@ -109,8 +109,7 @@ DEPENDS: dict[str, tuple[tuple[str, ...], Callable[[dict, bool], str]]] = {
     # the config's npu_mem.mem_bw times only the reductions of TP, and of EP over a MoE model's experts
     "npu_mem_bw": (("model", "tp", "ep"), lambda v, _file: "" if v["tp"] > 1 or v["ep"] > 1 and v["moe"] is not False
                    else "No effect at TP 1 and EP 1 (or EP on a dense model): there are no reductions."),
-    "power": (("hardware",), lambda v, _file: "" if v["power_model"] else
-              f"No reference cluster config gives {v['hardware']} a power section"),
+    "power": (("hardware",), lambda v, _file: v["no_power"] and f"No power model: {v['no_power']}"),
 }
 
 
@@ -358,9 +357,8 @@ class Explorer:
         file, trace = c["cluster_config"].value, c["trace"].value
         # engine settings every instance of the file sets for itself win over the controls
         set_by_file = self.scenario().set_by_file(self.reference_dir) if file else {}
-        hw = self._hardware()
         setting = {**{k: ctl.value for k, ctl in c.items()}, "moe": self._has_experts(c["model"].value),
-                   "power_model": bool(hw and hw.power)}
+                   "no_power": no_power_model(c["hardware"].value, self.reference_dir)}
         for k, ctl in c.items():
             n, total = set_by_file.get(k, (0, 0))
             why = (f"The cluster file {file} sets it" if file and k in SHAPE_FIELDS else
