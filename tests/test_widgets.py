@@ -168,6 +168,24 @@ def test_save_results_and_scenario(explorer, tmp_path):
     assert not (tmp_path / "nan.json").exists()
 
 
+def test_saving_results_after_a_failed_run_says_it_saves_the_previous_run(explorer, tmp_path):
+    """Save results after a failed run wrote the previous run's results with "Saved the results to ...", as if
+    they were those of the settings just tried."""
+    ex = explorer
+    ex.run()
+    ex.controls["npu_mem_gib"].value = 4.0               # no room for the KV cache: the run fails
+    assert ex.run() is None
+    ex.results_path.value = str(tmp_path / "r.nc")
+    assert ex.save_results() is not None
+    said = ex.status_text
+    assert said.startswith(f"The last run failed: saved the previous successful run, of {ex.shown_at} "
+                           "(NPU memory (GiB) 96.0 (tried 4.0)), to "), said
+    assert json.loads(load_results(tmp_path / "r.nc").attrs["scenario_json"])["npu_mem_gib"] == 96.0
+    ex.controls["npu_mem_gib"].value = 96.0
+    ex.run()
+    assert ex.save_results() is not None and ex.status_text.startswith("Saved the results to ")
+
+
 def test_a_saved_scenario_comes_back_into_the_controls(ref):
     s = Scenario(num_requests=12, instances=2, prefill_instances=1, router="round_robin", shared_prefix_len=64)
     ex = Explorer(ref, s)

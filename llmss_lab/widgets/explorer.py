@@ -126,6 +126,7 @@ class Explorer:
         self.baseline_scenario: Scenario | None = None
         self.scenario_shown: Scenario | None = None   # the scenario of ``result``
         self.shown_at = ""             # when ``result`` was run (HH:MM:SS), for the stale-plots note
+        self.tried: tuple[Scenario, str] | None = None   # the settings of a failed run since, and how it ended
         self.figures: dict[str, Any] = {}   # plot tab title -> its Bokeh layout, for the tabs opened since the run
         self.last_wall_s = float("nan")
         self.wanted: dict[str, Any] = {}    # the model and TP last picked (or given): shown again where offered
@@ -411,22 +412,22 @@ class Explorer:
         except LlmssError as exc:
             self.status.value = (f"<span style='color:#b00'><b>Cannot run:</b> {self._controls_of(exc, scen)}"
                                  f"{html.escape(str(exc))}</span>")
-            self._mark_stale(scen)
+            self._mark_stale(scen, "failed")
             return None
         except Exception as exc:   # a bug in the kit: keep the panel alive, log the traceback
             log.exception("simulation failed")
             self.status.value = (f"<span style='color:#b00'><b>Internal error</b> ({type(exc).__name__}: "
                                  f"{html.escape(str(exc))}); please report it with the saved scenario.</span>")
-            self._mark_stale(scen)
+            self._mark_stale(scen, "failed")
             return None
         except KeyboardInterrupt:   # the kernel's interrupt button: say so, and let the interrupt go on
             self.status.value = "Interrupted: the plots still show the previous run."
-            self._mark_stale(scen)
+            self._mark_stale(scen, "was interrupted")
             raise
         finally:
             self.run_button.disabled = False
         self.scenario_shown, self.shown_at = scen, time.strftime("%H:%M:%S")
-        self.stale.value = ""
+        self.stale.value, self.tried = "", None
         self._render()
         self.last_wall_s = time.perf_counter() - t0
         a = self.result.attrs
@@ -488,16 +489,21 @@ class Explorer:
         """The status line as plain text, for code that runs the panel (a notebook cell, a script)."""
         return html.unescape(re.sub(r"<[^>]+>", "", self.status.value)).strip()
 
-    def _mark_stale(self, tried: Scenario) -> None:
+    def _mark_stale(self, tried: Scenario, how: str) -> None:
         """After a failed or interrupted run, say that the table and plots are the last successful run's,
         so they are not read as the answer to the settings just tried."""
         if self.result is None or self.scenario_shown is None:
             return
-        a, b = self.scenario_shown.to_dict(), tried.to_dict()
-        diff = ", ".join(f"{self._label(k)} {a[k]!r} (tried {b[k]!r})" for k in a if a[k] != b[k])
+        self.tried = tried, how
         self.stale.value = ("<div style='border-left:4px solid #b00;background:#fff4e5;padding:2px 8px'>"
                             "<b>Not these settings:</b> the table and plots below are from the last successful run, "
-                            f"at {self.shown_at}, with {html.escape(diff or 'the same settings')}.</div>")
+                            f"at {self.shown_at}, with {html.escape(self._changed(tried))}.</div>")
+
+    def _changed(self, tried: Scenario) -> str:
+        """How the settings tried differ from those of the run on show, by control label."""
+        a, b = self.scenario_shown.to_dict(), tried.to_dict()
+        diff = ", ".join(f"{self._label(k)} {a[k]!r} (tried {b[k]!r})" for k in a if a[k] != b[k])
+        return diff or "the same settings"
 
     def _render(self) -> None:
         """The table, and the plots of the open tab only: a browser takes ~0.1 s to draw each Bokeh figure,
@@ -568,7 +574,15 @@ class Explorer:
             self._render()
 
     def save_results(self) -> Path | None:
-        return self._save(lambda p: self.result.save(p), self.results_path.value, "results")
+        """Write the run on show. After a failed or interrupted run that is the previous successful one: the
+        status line says so, or the file would be taken for the settings just tried."""
+        out = self._save(lambda p: self.result.save(p), self.results_path.value, "results")
+        if out is not None and self.tried is not None:
+            tried, how = self.tried
+            self.status.value = (f"<span style='color:#b00'><b>The last run {how}:</b> saved the previous successful "
+                                 f"run, of {self.shown_at} ({html.escape(self._changed(tried))}), to "
+                                 f"<code>{html.escape(str(out))}</code>.</span>")
+        return out
 
     def save_scenario(self) -> Path | None:
         def write(p: Path) -> Path:
