@@ -136,6 +136,19 @@ def test_time_views_say_what_they_leave_out_and_where_memory_runs_out(ref):
     assert cap.data_source.data["y"][0] == pytest.approx(float(r.memory.npu_kv_capacity.sum()) / 1024)
 
 
+@pytest.mark.parametrize(("storage", "sharing", "labels"), [
+    ("cpu", "cluster", ["CPU prefix pool (node 0)"]),
+    ("cpu", "instance", ["CPU prefix pool of n0/i0", "CPU prefix pool of n0/i1"]),
+    ("cxl", "node", ["CXL prefix pool"]),
+])
+def test_the_memory_legend_names_prefix_pools_in_words(ref, storage, sharing, labels):
+    """The legend showed the pools' keys: 'cpu:0 pool', 'cpu:0:nodes[0].instances[1] pool'."""
+    r = Scenario(num_requests=12, instances=2, prefix_storage=storage, prefix_sharing=sharing, shared_prefix_len=256,
+                 cxl_mem_gib=64.0 if storage == "cxl" else 0.0).run(ref)
+    legend = [i.label["value"] for i in views.memory(r).legend[0].items]
+    assert [x for x in legend if "pool" in x] == labels, legend
+
+
 def test_views_name_an_argument_of_the_wrong_kind(runs):
     from llmss_lab.errors import InputError
 

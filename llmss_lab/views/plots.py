@@ -203,9 +203,8 @@ def memory(a: Results, b: Results | None = None, x_range=None) -> figure:
                   (f"{tag}NPU prefix cache", t, m.npu_prefix_cache.sum("instance").values / 1024)]
         if "pool_used" in m:
             for pool in m.pool.values:
-                tier = str(m.pool_tier.sel(pool=pool).values)
-                label = str(pool) if str(pool).startswith(tier) else f"{tier} {pool}"
-                series.append((f"{tag}{label} pool", t, m.pool_used.sel(pool=pool).values / 1024))
+                label = _pool_label(str(pool), str(m.pool_tier.sel(pool=pool).values))
+                series.append((f"{tag}{label}", t, m.pool_used.sel(pool=pool).values / 1024))
         _overlay_lines(p, series, name == B_NAME)
         if "npu_kv_capacity" in m:   # the ceiling KV use runs into before requests wait or are preempted
             cap = float(m.npu_kv_capacity.sum()) / 1024
@@ -213,6 +212,15 @@ def memory(a: Results, b: Results | None = None, x_range=None) -> figure:
                    line_dash=[1, 6], line_width=2, legend_label=f"{tag}NPU KV capacity")   # sparse dots: no series has them
     _legend_outside(p)
     return p
+
+
+def _pool_label(pool: str, tier: str) -> str:
+    """A prefix pool's key as a legend label: ``cpu:0`` -> ``CPU prefix pool (node 0)``,
+    ``cpu:0:nodes[0].instances[1]`` -> ``CPU prefix pool of n0/i1``, ``cxl`` -> ``CXL prefix pool``."""
+    kind, _, node = tier.partition(":")
+    owner = pool.removeprefix(tier).lstrip(":")    # the instance of a private pool (sharing 'instance')
+    where = f" of {_short(owner)}" if owner else f" (node {node})" if kind == "cpu" and node else ""
+    return f"{kind.upper()} prefix pool{where}"
 
 
 def power(a: Results, b: Results | None = None, x_range=None) -> figure:
