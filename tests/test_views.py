@@ -102,6 +102,16 @@ def test_the_itl_cdf_counts_every_token_gap(runs):
     assert len(views.latency_cdfs(a, b).children) == 2   # two rows of two
 
 
+def test_an_empty_tpot_or_itl_cdf_says_why(ref, runs):
+    """With output_len fixed:1 the TPOT and ITL plots were blank, with no word why."""
+    one = Scenario(num_requests=8, output_len="fixed:1").run(ref)
+    for metric in ("tpot", "itl"):
+        assert views.latency_cdf(one, None, metric).title.text.endswith("(empty: no request made a second token)")
+        assert views.latency_cdf(one, runs[0], metric).title.text.endswith("(run: no request made a second token)")
+        assert "(" not in views.latency_cdf(runs[0], None, metric).title.text
+    assert "(" not in views.latency_cdf(one, None, "ttft").title.text
+
+
 def test_expert_load_heatmap(ref):
     r = Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", num_requests=8, expert_gate="zipf").run(ref)
     fig = views.expert_load(r)

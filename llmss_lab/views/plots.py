@@ -297,12 +297,16 @@ def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft") -> f
                x_axis_label=f"{title} (ms)", y_range=(0, 1.02),
                y_axis_label="fraction of token gaps" if metric == "itl" else "fraction of requests")
     p.toolbar.logo = None
+    empty = []
     for name, r in _runs(a, b):
         v, frac = _distribution(r, metric)
         if not len(v):
+            empty.append(name)
             continue
         p.step(v, frac, mode="after", line_width=2, color=Category10_10[0] if name == A_NAME else B_COLOR,
                line_dash="solid" if name == A_NAME else "dashed", legend_label=name)
+    if empty:   # only TPOT and ITL can be: every request has a first token
+        p.title.text += f" ({' and '.join(empty) if b is not None else 'empty'}: no request made a second token)"
     p.xaxis.formatter = NumeralTickFormatter(format="0,0.[0]")   # 150,000 ms, not 1.500e+5
     if p.legend:
         p.legend.location = "bottom_right"
