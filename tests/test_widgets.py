@@ -5,7 +5,9 @@ import html
 import json
 import os
 import stat
+import warnings
 
+import ipywidgets as w
 import numpy as np
 import pytest
 from bokeh.models import GlyphRenderer
@@ -64,6 +66,26 @@ def test_plot_tabs_are_built_when_first_shown(explorer):
     assert power.x_range.end >= float(ex.result.requests.finish.max())
     ex.plots.selected_index = 3
     assert "no mixture-of-experts layers" in ex.figures["Experts"].children[0].text      # a dense model
+
+
+def test_rebuilt_plots_leave_no_widget_open(explorer):
+    """Each plot built left its Layout widget open when the next run replaced the plot (a comm each, in the
+    kernel and the page)."""
+    ex = explorer
+
+    def open_widgets() -> int:
+        with warnings.catch_warnings():    # the registry of open widgets, deprecated as public API
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return len(w.Widget.widgets)
+
+    ex.run()
+    ex.plots.selected_index = 2
+    before = open_widgets()
+    for _ in range(3):
+        ex.run()
+        ex.plots.selected_index = 0      # rebuilt: the earlier run's plots are closed
+        ex.plots.selected_index = 2
+    assert open_widgets() == before
 
 
 def test_baseline_overlays_and_reports_change(explorer):

@@ -513,8 +513,10 @@ class Explorer:
         for box in self.plots.children:
             for old in box.children:
                 # the earlier run's plot, in this kernel and in the browser; the base close, as jupyter_bokeh's
-                # unhooks the Bokeh document and raises KeyError when __del__ closes it a second time
+                # unhooks the Bokeh document and raises KeyError when __del__ closes it a second time. It leaves
+                # the plot's Layout open (one widget per plot built): that goes too
                 w.Widget.close(old)
+                old.layout.close()
             box.children = ()
         self.plots.layout.display = None
         self._show_panel()
