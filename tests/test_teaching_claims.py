@@ -53,7 +53,9 @@ def test_continuous_batching(ref):
     assert s[whole]["p90_itl_ms"] < 1.1 * s[whole]["median_itl_ms"] < s[whole]["p99_itl_ms"] / 2
     assert s[small]["p99_itl_ms"] < s[whole]["p99_itl_ms"]
     assert s[small]["p90_itl_ms"] > s[whole]["p90_itl_ms"] and s[small]["mean_itl_ms"] > s[whole]["mean_itl_ms"]
-    assert s[small]["mean_ttft_ms"] > 5 * s[whole]["mean_ttft_ms"]
+    # "much later": about 5x (whole-prompt steps of up to 8192 tokens run past dense.csv's 2048, where the time
+    # grows at the grid's upper-half slope; the noisy last segment used before made them far too cheap: 40x then)
+    assert s[small]["mean_ttft_ms"] > 3 * s[whole]["mean_ttft_ms"]
 
     # async scheduling: a little more TTFT (at most a step per request), the same TPOT
     sync, late = (m.summary() for m in nb["modes"].values())
