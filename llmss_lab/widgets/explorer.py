@@ -24,14 +24,11 @@ from .. import views
 from ..catalog import scan
 from ..config.model import ModelSpec
 from ..errors import InputError, LlmssError
-from ..kernel.kv_cache import EVICTION
-from ..kernel.moe import GATES
-from ..kernel.router import ROUTERS
-from ..kernel.simulator import KV_TRANSFERS
 from ..latency.specs import read_specs
 from ..reference import ReferenceLayout, resolve_reference_dir
 from ..results.dataset import Results
-from ..scenario import GENERATOR_FIELDS, SHAPE_FIELDS, WEIGHT_TIERS, Scenario, no_power_model
+from ..scenario import GENERATOR_FIELDS, SHAPE_FIELDS, Scenario, no_power_model
+from ..scenario import choices as scenario_choices
 
 log = logging.getLogger(__name__)
 
@@ -189,17 +186,16 @@ class Explorer:
         cat = self.catalog
         label = LABELS.get(name, name.replace("_", " "))
         style = {"description_width": "190px"}
-        choices: dict[str, list] = {
+        choices: dict[str, list] = {   # what a scenario takes, some with labels
+            **{k: list(v) for k, v in scenario_choices().items()},
             "hardware": [h if h in cat.hardware else (f"{h} (spec only: analytical)", h)
                          for h in sorted(set(cat.hardware) | set(self.specs))],
             "latency": LATENCY_CHOICES,
             "model": [],
             "tp": [1],
             "block_size": [8, 16, 32, 64, 128],
-            "router": ROUTERS.names(), "expert_gate": GATES.names(), "eviction": EVICTION.names(),
-            "kv_transfer": list(KV_TRANSFERS), "weights_on": list(WEIGHT_TIERS),
-            "prefix_storage": [("none", ""), "cpu", "cxl"], "prefix_sharing": ["instance", "node", "cluster"],
-            "pim_device": [("none", "")] + list(cat.pim_devices), "arrival": ["poisson", "gamma"],
+            "prefix_storage": [("none", ""), "cpu", "cxl"],
+            "pim_device": [("none", "")] + list(cat.pim_devices),
         }
         files = {"cluster_config": (cat.cluster_configs, "empty: built from the controls"),
                  "trace": (cat.traces, "empty: the generator below")}
