@@ -383,8 +383,7 @@ def memory_setup(spec: ClusterSpec, setups: list[simulator.InstanceSetup], prefi
         raise InputError(f"'cxl' needs CXL memory, and {spec.source} has no cxl_mem section", "settings",
                          "prefix_storage")
     held = simulator.weights_held(setups)
-    pooled = ({"cxl"} if prefix_storage == "cxl" else {"cpu:0"} if prefix_sharing == "cluster"
-              else {f"cpu:{s.node}" for s in setups}) if prefix_storage else set()
+    pooled = {simulator.pool_tier(s, prefix_storage, prefix_sharing) for s in setups} if prefix_storage else set()
     for t in tiers:   # each instance's weights were checked alone; together they must fit too
         key = "cxl_mem.mem_size" if t.name.startswith("cxl") else f"nodes[{t.name[4:]}].cpu_mem.mem_size"
         if held.get(t.name, 0.0) > t.capacity_bytes:

@@ -180,7 +180,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             print(format_summary(res.summary(), res.attrs))
     if args.out:
-        what = "one row per request" if args.out.lower().endswith(".csv") else "netCDF"
+        from .results.dataset import results_format
+
+        what = "one row per request" if results_format(args.out) == "csv" else "netCDF"
         print(f"results written to {args.out} ({what})", file=sys.stderr)
     return 0
 

@@ -113,6 +113,13 @@ def _engines(loop: EventLoop, instances: list[Instance], setups: list[InstanceSe
     return engines
 
 
+def pool_tier(s: InstanceSetup, storage: str, sharing: str) -> str:
+    """The tier whose memory holds the lower prefix pool an instance uses."""
+    if storage == "cxl":
+        return "cxl"
+    return "cpu:0" if sharing == "cluster" else f"cpu:{s.node}"
+
+
 def weights_held(setups: list[InstanceSetup]) -> dict[str, float]:
     """Bytes of weights kept in each lower tier over all instances (a CXL device's count toward ``cxl``, the
     devices striped as one, too)."""
@@ -130,13 +137,8 @@ def _pools(setups: list[InstanceSetup], memory: MemorySetup, tiers: dict[str, Ti
     """The lower prefix pools and which instance uses which."""
     if memory.prefix_storage is None:
         return [], [-1] * len(setups)
-    keys = []   # (tier, owner): one pool per key
-    for s in setups:
-        if memory.prefix_storage == "cxl":
-            tier = "cxl"
-        else:
-            tier = "cpu:0" if memory.prefix_sharing == "cluster" else f"cpu:{s.node}"
-        keys.append((tier, s.name if memory.prefix_sharing == "instance" else ""))
+    keys = [(pool_tier(s, memory.prefix_storage, memory.prefix_sharing),   # (tier, owner): one pool per key
+             s.name if memory.prefix_sharing == "instance" else "") for s in setups]
     users: dict[str, int] = {}
     for tier, _ in set(keys):
         users[tier] = users.get(tier, 0) + 1
