@@ -127,8 +127,7 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
     """The instance's per-rank profile: measured (current-format bundle or the paper artifact's
     format) or computed from the hardware spec, as ``choice`` says."""
     measured = choice.mode == "profile" or (
-        choice.mode == "auto" and not choice.what_if.active
-        and layout.has_profile(inst.hardware, inst.model_name, variant, inst.tp_size))
+        choice.mode == "auto" and not choice.what_if.active and _profiled(layout, inst, variant))
     folder = layout.root / "profiles" / inst.hardware / inst.model_name
     if choice.mode == "profile" and not folder.is_dir() and _has_spec(inst.hardware):
         # no profile of the pair at all, but the spec could run it: the latency setting is what to change
@@ -142,6 +141,16 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
             _say_unprofiled(layout.root, inst.hardware, inst.model_name)
         return _analytical(inst, model, variant, choice, source)
     return measured_profile(layout.profile_dir(inst.hardware, inst.model_name, variant), inst.tp_size, model)
+
+
+def _profiled(layout: ReferenceLayout, inst: InstanceSpec, variant: str) -> bool:
+    """Whether a measured profile covers the instance at its TP. A profile that is there but damaged (no
+    meta.yaml, a listed tpN/ folder gone, a tpN/ folder without its tables) counts: loading it names what is
+    wrong, where the analytical model would run in its place behind a warning."""
+    model_dir = layout.root / "profiles" / inst.hardware / inst.model_name
+    if (model_dir / variant).is_dir():
+        return inst.tp_size in load_bundle(model_dir / variant).tp_degrees
+    return (model_dir / f"tp{inst.tp_size}").is_dir()
 
 
 def _has_spec(hardware: str) -> bool:

@@ -123,13 +123,6 @@ class ReferenceLayout:
                          f"variant {variant!r} (looked for {p}; hardware with profiles: {have})",
                          self.root, "hardware")
 
-    def has_profile(self, hardware: str, model_name: str, variant: str, tp: int) -> bool:
-        """Whether a measured profile of this (hardware, model, variant) exists at TP ``tp``."""
-        model_dir = self.root / "profiles" / hardware / model_name
-        if (model_dir / variant / "meta.yaml").is_file():
-            return (model_dir / variant / f"tp{tp}").is_dir()
-        return (model_dir / f"tp{tp}" / "layers.csv").is_file()
-
     def pim_dirs(self) -> list[Path]:
         """Folders of PIM device INIs: ``configs/pim`` or the paper artifact's ``pim_config``."""
         return [self.root / "configs" / "pim", self.root / "pim_config"]

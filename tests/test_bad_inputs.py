@@ -82,6 +82,9 @@ CASES = [
     ("profile-empty-table", "profile:tp1/attention.csv", "profile/attention_empty.csv", ["attention.csv"]),
     ("profile-meta-malformed", "profile:meta.yaml", "profile/meta_malformed.yaml", ["meta.yaml", "line"]),
     ("profile-missing-file", "profile:tp1/per_sequence.csv", None, ["per_sequence.csv"]),
+    # under the default latency 'auto' these ran the analytical model behind a warning
+    ("profile-tp-folder-missing", "profile:tp1", None, ["meta.yaml", "tp_degrees", "the folders ['tp2']"]),
+    ("profile-meta-missing", "profile:meta.yaml", None, ["meta.yaml", "not a profile bundle"]),
     ("profile-skew-unknown-label", "profile:tp1/skew_fit.csv", "profile/skew_fit_unknown_label.csv",
      ["skew_fit.csv", "line 3", "column 'kp_label'", "'kp<=3k'", "kp<=8k"]),
     ("profile-skew-negative-samples", "profile:tp1/skew_fit.csv", "profile/skew_fit_negative_samples.csv",
@@ -462,17 +465,18 @@ def test_profile_check_reads_the_skew_fit(ref, tmp_path, capsys):
     assert last.startswith("llmss: error: ") and "tp1/skew_fit.csv: line 2: column 'alpha': not a number: 'lots'" in last
 
 
-def test_profile_check_and_run_agree_on_a_bundle_without_meta_yaml(ref, tmp_path, capsys, caplog):
-    """Without meta.yaml a simulation falls back to the analytical model; profile-check must not score the
-    same folder as a measured profile."""
+def test_profile_check_and_run_agree_on_a_bundle_without_meta_yaml(ref, tmp_path, capsys):
+    """A bundle folder without meta.yaml is a damaged profile to both: profile-check does not score it, and a
+    simulation does not quietly run the analytical model in its place (it did, behind a warning)."""
     root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", None)
     assert main(["profile-check", "RTXPRO6000", "meta-llama/Llama-3.1-8B", "--tp", "1",
                  "--reference-dir", str(root)]) == 2
     err = capsys.readouterr().err
     assert "no profile of meta-llama/Llama-3.1-8B on RTXPRO6000 at tp1" in err and "has no meta.yaml" in err
-    with caplog.at_level("WARNING"):
-        r = ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=root, num_requests=3)
-    assert r.attrs["latency_source"].startswith("analytical") and "no usable bf16 profile" in caplog.text
+    with pytest.raises(InputError, match="bf16: not a profile bundle \\(no meta.yaml\\)"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=root, num_requests=3)
+    r = ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=root, num_requests=3, latency="analytical")
+    assert r.attrs["latency_source"].startswith("analytical")
 
 
 def _edited_json(src: Path, dst: Path, edit) -> Path:
