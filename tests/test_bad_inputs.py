@@ -292,7 +292,7 @@ def test_a_run_that_would_last_for_months_stops_with_a_message(ref, tmp_path):
     slow = tmp_path / "dense.csv"
     dense.to_csv(slow, index=False)
     root = overlay(ref, tmp_path, f"{BUNDLE}/tp1/dense.csv", slow)
-    with pytest.raises(InputError, match="more than 100 simulated days"):
+    with pytest.raises(InputError, match=r"more than 100 simulated days.*check the latency model \(profile:.*bf16/tp1\)"):
         ll.simulate(root / GOOD_CLUSTER, "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl", reference_dir=root)
 
 

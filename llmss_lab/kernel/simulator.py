@@ -251,7 +251,9 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
         raise InputError(f"the run would last more than {HORIZON_NS / 86_400e9:.0f} simulated days (at "
                          f"{loop.now / 86_400e9:.1f} days, {int(np.count_nonzero(R.finished >= 0))} of "
                          f"{len(R.finished)} requests done): a step latency or an arrival time is off by orders "
-                         "of magnitude; check the profile and the trace", "simulation")
+                         "of magnitude; check the latency model ("
+                         f"{' | '.join(dict.fromkeys(s.info.get('latency_source', '?') for s in setups))}) and the "
+                         "trace", "simulation")
     unfinished = int(np.count_nonzero(R.finished < 0))
     if unfinished:  # cannot happen for admitted requests; a guard against silent loss
         raise RuntimeError(f"{unfinished} requests never finished")

@@ -121,6 +121,13 @@ def find_spec(hardware: str, folder: str | Path = SPECS_DIR) -> HardwareSpec:
     specs, errors = _specs(str(folder), _stamp(folder))
     if hardware in specs:
         return specs[hardware]
+    own = folder / f"{hardware}.yaml"
+    for e in errors:
+        if e.source == str(own):    # the spec being looked for does not read: its file and key say why
+            raise e
+    named = [s.name for s in specs.values() if s.path == str(own)]
+    if named:
+        raise InputError(f"describes {named[0]!r}, not {hardware!r}: a spec is found by its name", own, "name")
     bad = "".join(f"; cannot read {e}" for e in errors)   # perhaps the spec being looked for
     raise InputError(f"no profile and no hardware spec for {hardware!r}; add profiles/hardware/{hardware}.yaml "
                      f"(specs: {', '.join(sorted(specs))}){bad}", folder, "name")
