@@ -715,6 +715,20 @@ def _refuse_out_in_reference(args: argparse.Namespace) -> None:
     refuse_inside(out, root, "the reference data")
 
 
+def _name_the_flag(exc: InputError, args: argparse.Namespace) -> None:
+    """A library setting that this command's flag set is named as the flag (``what_if.memory_bw_gbs`` is
+    ``--what-if: memory_bw_gbs``, ``slo: ttft_ms`` is ``--slo-ttft-ms``): the key means nothing at the prompt."""
+    if exc.where == "reference_dir":
+        exc.where = "--reference-dir"
+        return
+    if exc.source not in ("settings", "engine settings", "argument", "slo") or not exc.where:
+        return
+    key, _, rest = exc.where.partition(".")
+    key = f"slo_{key}" if exc.source == "slo" else {"efficiency_file": "efficiency"}.get(key, key)
+    if getattr(args, key, None) is not None:
+        exc.source, exc.where = "command line", "--" + key.replace("_", "-") + (f": {rest}" if rest else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -731,11 +745,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _refuse_out_in_reference(args)
         return args.fn(args)
     except LlmssError as exc:
-        if isinstance(exc, InputError) and exc.where == "reference_dir":   # the library's argument is a flag here
-            exc.where = "--reference-dir"
-        elif (isinstance(exc, InputError) and exc.source in ("settings", "engine settings", "argument")
-              and exc.where and getattr(args, exc.where, None) is not None):   # a run setting this command's flag set
-            exc.source, exc.where = "command line", "--" + exc.where.replace("_", "-")
+        if isinstance(exc, InputError):
+            _name_the_flag(exc, args)
         print(f"llmss: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -85,9 +85,18 @@ def test_validate_json_shape(ref, capsys):
       "--output-len", "fixed:0"], "command line: --output-len: bad length distribution"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "/no/such/ref"],
      "reference folder does not exist"),
+    # the flags, not the library's keys ('settings: what_if.memory_bw_gbs', 'slo: ttft_ms')
+    (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
+      "--what-if", "memory_bw_gbs=0"], "command line: --what-if: memory_bw_gbs: must be a multiplier"),
+    (["capacity", "{scenario}", "--reference-dir", "{ref}", "--slo-ttft-ms", "-5"],
+     "command line: --slo-ttft-ms: must be a positive number of ms"),
+    (["capacity", "{scenario}", "--reference-dir", "{ref}", "--slo-ttft-ms", "9", "--slo-quantile", "2"],
+     "command line: --slo-quantile: must be in (0, 1]"),
 ])
-def test_errors_are_one_line(ref, capsys, argv, match):
-    code, out, err = run(capsys, *[a.format(ref=ref) for a in argv])
+def test_errors_are_one_line(ref, capsys, tmp_path, argv, match):
+    scenario = tmp_path / "s.json"
+    scenario.write_text("{}")
+    code, out, err = run(capsys, *[a.format(ref=ref, scenario=scenario) for a in argv])
     assert code == 2
     assert match in err and "Traceback" not in err
     assert err.startswith("llmss: error: ")
@@ -136,9 +145,9 @@ def test_run_takes_cluster_policies(ref, capsys):
 
 
 @pytest.mark.parametrize("extra, says", [
-    (["--efficiency", "/no/such/eff.yaml"], "/no/such/eff.yaml: no efficiency fit"),
-    (["--efficiency", "/no/such/eff.yaml", "--latency", "profile"], "efficiency_file: efficiency curves shape the "
-                                                                     "analytical model; a measured profile"),
+    (["--efficiency", "/no/such/eff.yaml"], "/no/such/eff.yaml: file does not exist"),   # not 'no efficiency fit'
+    (["--efficiency", "/no/such/eff.yaml", "--latency", "profile"], "command line: --efficiency: efficiency curves "
+                                                                     "shape the analytical model; a measured profile"),
 ])
 def test_an_efficiency_file_is_never_silently_ignored(ref, capsys, extra, says):
     """With a measured profile the file was never read, so a wrong path went unnoticed."""

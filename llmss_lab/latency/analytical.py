@@ -142,7 +142,8 @@ def efficiency(path: str | Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:
     """The fitted curves (cached while the file is unchanged)."""
     p = Path(path)
     if not p.is_file():
-        raise InputError("no efficiency fit (run `llmss profile-fit`)", p)
+        raise InputError("no efficiency fit (run `llmss profile-fit`)" if p == EFFICIENCY_FILE else
+                         "file does not exist" if not p.exists() else "not a file", p)
     return _efficiency(str(p.resolve()), p.stat().st_mtime)
 
 
