@@ -211,3 +211,21 @@ def test_a_table_cut_short_of_the_grid_meta_yaml_lists_is_refused(ref, tmp_path,
     mean TTFT of a run went from 131 ms to 890 ms (attention) or 5 ms (dense)."""
     with pytest.raises(InputError, match=says):
         current(ref, tmp_path, name, keep)
+
+
+@pytest.mark.parametrize("name,edit,message", [
+    # Python's float() takes digit separators: the run read 29 us
+    ("dense.csv", at(2, lambda x: x.replace("2.67733", "2_9")), r"line 2: column 'time_us': not a number: '2_9'"),
+    ("dense.csv", at(2, lambda x: x.replace("act_fn,1,", "act_fn,4.5,")),
+     r"line 2: column 'tokens': expected a whole number >= 0, got 4.5"),
+    ("attention.csv", at(2, lambda x: x.replace("0,0,1,16,", "0,0,1.5,16,")),
+     r"line 2: column 'n_decode': expected a whole number >= 0, got 1.5"),
+], ids=["digit-separator", "fractional-tokens", "fractional-decode-count"])
+def test_numbers_a_profiler_cannot_have_written_are_refused(ref, tmp_path, name, edit, message):
+    with pytest.raises(InputError, match=f"tp1/{name}: {message}"):
+        current(ref, tmp_path, name, edit)
+
+
+def test_a_legacy_fractional_size_is_refused(ref, tmp_path):
+    with pytest.raises(InputError, match=r"tp1/layers.csv: line 2: column 'input': expected a whole number >= 0"):
+        legacy(ref, tmp_path, "layers.csv", at(2, lambda x: x.replace("embedding,1,", "embedding,1.5,")))

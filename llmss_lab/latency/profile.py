@@ -37,21 +37,20 @@ TEXT_COLUMNS = ("layer", "layer_name", "n_label", "skew_rate_label", "kv_big_lab
 # operator timings and their unit in seconds; each must be > 0 and at most a minute (a unit slip otherwise)
 TIME_COLUMNS = {"time_us": 1e-6, "latency(ns)": 1e-9, "prediction": 1e-9}
 MAX_OP_S = 60.0
-# sizes and counts: never negative
-COUNT_COLUMNS = ("tokens", "sequences", "activated_experts", "prefill_chunk", "kv_prefill", "n_decode", "kv_decode",
-                 "input", "kv_cache", "tp_size", "batch_size", "kv_cache_size", "prefill_chunk_size", "pc", "n_samples")
-# counts that must also be whole, with their least value: a skew-fit bucket sits at a profiled chunk size and
-# was fitted on at least one sample
-WHOLE_COLUMNS = {"pc": 0, "n_samples": 1}
+# sizes and counts (tokens, sequences, experts, TP degree), each with its least value: whole numbers, never
+# negative; a skew-fit bucket was fitted on at least one sample
+COUNT_COLUMNS = {c: 0 for c in ("tokens", "sequences", "activated_experts", "prefill_chunk", "kv_prefill", "n_decode",
+                                "kv_decode", "input", "kv_cache", "tp_size", "batch_size", "kv_cache_size",
+                                "prefill_chunk_size", "pc")} | {"n_samples": 1}
 
 
 def _bad_value(column: str, x: float) -> str | None:
     """Why a parsed number cannot be right for its column, or None."""
     if column in TIME_COLUMNS and not 0 < x * TIME_COLUMNS[column] <= MAX_OP_S:
         return f"column {column!r}: a latency must be > 0 and at most {MAX_OP_S:g} s, got {x:g}"
-    if column in COUNT_COLUMNS and x < 0:
+    least = COUNT_COLUMNS.get(column)
+    if least == 0 and x < 0:
         return f"column {column!r}: a size or count cannot be negative, got {x:g}"
-    least = WHOLE_COLUMNS.get(column)
     if least is not None and (x != int(x) or x < least):
         return f"column {column!r}: expected a whole number >= {least}, got {x:g}"
     return None
@@ -61,9 +60,7 @@ def _any_bad(x: pd.Series, column: str) -> bool:
     """Whether any value of a column breaks :func:`_bad_value`'s rules (the fast path's check)."""
     if column in TIME_COLUMNS and ((x <= 0) | (x * TIME_COLUMNS[column] > MAX_OP_S)).any():
         return True
-    if column in COUNT_COLUMNS and (x < 0).any():
-        return True
-    least = WHOLE_COLUMNS.get(column)
+    least = COUNT_COLUMNS.get(column)
     return least is not None and bool(((x % 1 != 0) | (x < least)).any())
 
 
@@ -108,6 +105,8 @@ def _read_frame(path: Path, columns: tuple[str, ...], labels: dict[str, list[str
         nums = [c for c in columns if c not in TEXT_COLUMNS]
         for c in set(columns) - set(nums):
             df[c] = df[c].astype(str).str.strip()
+        if any(not pd.api.types.is_numeric_dtype(df[c]) for c in nums):
+            return None     # text that float() would still take ('2_9' is 29): the careful reader names it
         arr = df[nums].to_numpy(dtype=float) if nums else np.zeros((len(df), 0))
         if (len(df) and np.isfinite(arr).all() and not any(_any_bad(df[c], c) for c in nums)
                 and all(df[c].isin(ok).all() for c, ok in labels.items())
@@ -147,6 +146,8 @@ def _read_csv_slow(path: Path, columns: tuple[str, ...], labels: dict[str, list[
                 out[c].append(v)
                 continue
             try:
+                if "_" in v:        # Python reads '2_9' as 29: a typo, not a number
+                    raise ValueError(v)
                 x = float(v)
             except ValueError:
                 raise InputError(f"column {c!r}: not a number: {v!r}", path, f"line {lineno}") from None
