@@ -114,6 +114,9 @@ class LatencyChoice:
         if mode == "profile" and wi.active:
             raise InputError("a hardware what-if needs the analytical model (latency 'analytical' or 'auto'): "
                              "a measured profile cannot be scaled", source, "what_if")
+        if efficiency_file is not None and not isinstance(efficiency_file, (str, PathLike)):
+            raise InputError(f"expected the path of an efficiency file, got {efficiency_file!r}", source,
+                             "efficiency_file")
         if efficiency_file:
             if mode == "profile":
                 raise InputError("efficiency curves shape the analytical model; a measured profile (latency "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import stat
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, replace
 from itertools import compress, count, repeat
 from operator import is_not
 from pathlib import Path
@@ -31,6 +31,11 @@ MAX_PREFIXES = 10**12  # any count above num_requests acts alike (each request p
 EAGER_PREFIX_TOKENS = 2**22  # prefix tokens drawn up front, as before, so seeded workloads stay the same
 
 
+def _token_ids_ok(ids: list | tuple | np.ndarray) -> bool:
+    a = np.asarray(ids)
+    return a.ndim == 1 and a.dtype.kind in "iu" and (a.size == 0 or int(a.min()) >= 0)
+
+
 @dataclass
 class Workload:
     arrival_ns: np.ndarray          # int64, sorted
@@ -39,6 +44,9 @@ class Workload:
     token_ids: list[list[int] | None] = field(default_factory=list)  # prompt (+output) ids or None
     name: str = "workload"
     lines: list[int] | None = None  # trace line of each request, for error messages
+    # the ids are known to be whole numbers (read from a trace, drawn here, or taken from a checked workload):
+    # checking them again costs 10-20 ms a run for long shared prefixes
+    ids_checked: InitVar[bool] = False
 
     def where(self, i: int) -> str:
         return f"line {self.lines[i]}" if self.lines is not None else f"request {i}"
@@ -47,9 +55,9 @@ class Workload:
         """Fresh arrays and lists; each request's token ids are shared (nothing changes them)."""
         return replace(self, arrival_ns=self.arrival_ns.copy(), input_toks=self.input_toks.copy(),
                        output_toks=self.output_toks.copy(), token_ids=list(self.token_ids),
-                       lines=None if self.lines is None else list(self.lines))
+                       lines=None if self.lines is None else list(self.lines), ids_checked=True)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, ids_checked: bool = False) -> None:
         self.arrival_ns = _whole_array(self.arrival_ns, "arrival_ns", self.name, 0, MAX_ARRIVAL_NS, rounding=True)
         self.input_toks = _whole_array(self.input_toks, "input_toks", self.name, 1, MAX_TOKENS)
         self.output_toks = _whole_array(self.output_toks, "output_toks", self.name, 1, MAX_TOKENS)
@@ -63,12 +71,12 @@ class Workload:
             raise InputError("arrays of different lengths", self.name)
         if n == 0:
             raise InputError("the workload has no requests", self.name)
-        self._check_token_ids()
+        self._check_token_ids(ids_checked)
         late = np.flatnonzero(np.diff(self.arrival_ns) < 0)
         if len(late):
             raise InputError("arrival times must be sorted", self.name, f"arrival_ns[{late[0] + 1}]")
 
-    def _check_token_ids(self) -> None:
+    def _check_token_ids(self, ids_checked: bool) -> None:
         """Each request's ids cover its prompt, or its prompt and output, as a trace's do: the kernel hashes
         the ids into prefix-cache blocks, so a short or long list would give silently wrong cache hits."""
         for i in compress(count(), map(is_not, self.token_ids, repeat(None))):   # fast over a list of Nones
@@ -77,6 +85,8 @@ class Workload:
             if not isinstance(ids, (list, tuple, np.ndarray)) or (isinstance(ids, np.ndarray) and ids.ndim != 1):
                 raise InputError(f"expected a flat list of token ids or None, got {type(ids).__name__}",
                                  self.name, where)
+            if not ids_checked and not _token_ids_ok(ids):
+                raise InputError(f"token ids are whole numbers >= 0, got {ids[:8]!r}", self.name, where)
             n_in, n_out = int(self.input_toks[i]), int(self.output_toks[i])
             if len(ids) not in (n_in, n_in + n_out):
                 raise InputError(f"has {len(ids)} token ids, but input_toks[{i}] is {n_in}: give the ids of the "
@@ -91,7 +101,7 @@ class Workload:
             raise InputError(f"must be a whole number >= 1, got {n!r}", self.name, "head")
         n = int(n)
         return Workload(self.arrival_ns[:n], self.input_toks[:n], self.output_toks[:n],
-                        self.token_ids[:n], self.name, None if self.lines is None else self.lines[:n])
+                        self.token_ids[:n], self.name, None if self.lines is None else self.lines[:n], ids_checked=True)
 
     def sent_one_late(self) -> "Workload":
         """The trace as a client that sleeps *after* each send delivers it: request ``i`` leaves at
@@ -99,7 +109,8 @@ class Workload:
         comes one request late, so a burst takes in the first request of the next one; the real
         runs of the paper's Figs 6 and 7 were fed this way (README, "Paper figures")."""
         arrival = np.concatenate((self.arrival_ns[:1], self.arrival_ns[:-1]))
-        return Workload(arrival, self.input_toks, self.output_toks, self.token_ids, self.name, self.lines)
+        return Workload(arrival, self.input_toks, self.output_toks, self.token_ids, self.name, self.lines,
+                        ids_checked=True)
 
     def describe(self) -> dict:
         return {"requests": len(self), "input_mean": float(self.input_toks.mean()),
@@ -224,7 +235,8 @@ def _parse_trace(path: Path, num_requests: int | None) -> Workload:
         ids.append(None if in_ids is None else (in_ids + out_ids if out_ids is not None else in_ids))
     if not arrivals:
         raise InputError("the trace has no requests", path)
-    return Workload(np.array(arrivals), np.array(ins), np.array(outs), ids, name=str(path), lines=lines)
+    return Workload(np.array(arrivals), np.array(ins), np.array(outs), ids, name=str(path), lines=lines,
+                    ids_checked=True)
 
 
 # ---- synthetic workloads --------------------------------------------------------------------------
@@ -341,7 +353,7 @@ def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist
         ids = [prefixes[c] + rng.integers(0, vocab_size, size=int(n) - shared_prefix_len).tolist()
                for c, n in zip(choice.tolist(), ins)]
     name = f"synthetic({arrival}, {rate}/s, n={num_requests}, seed={seed})"
-    return Workload(arrivals, ins, outs, ids, name)
+    return Workload(arrivals, ins, outs, ids, name, ids_checked=True)
 
 
 def _prefixes(rng: np.random.Generator, n: int, length: int, num: int,

@@ -139,6 +139,14 @@ def test_token_ids_must_cover_the_prompt():
     assert err.value.where == "token_ids"
 
 
+@pytest.mark.parametrize("ids", [[-1, 2, 3], ["a", "b", "c"], [1.5, 2, 3], [True, False, True], [1, None, 3]])
+def test_token_ids_are_whole_numbers_as_a_trace_has_them(ids):
+    """The trace reader refused these and a Workload built in Python took them: the prefix cache hashed them."""
+    with pytest.raises(InputError, match="token ids are whole numbers >= 0") as err:
+        Workload([0, 1000], [3, 3], [3, 3], [[1, 2, 3], ids])
+    assert err.value.where == "token_ids[1]"
+
+
 def test_token_ids_of_the_prompt_or_of_prompt_and_output_are_taken():
     wl = Workload([0, 1000, 2000], [3, 3, 3], [2, 2, 2], [[1, 2, 3], [1, 2, 3, 4, 5], None])
     assert len(wl.head(2)) == 2
@@ -162,6 +170,16 @@ def test_simulate_says_what_a_cluster_can_be(ref, cluster):
     with pytest.raises(InputError, match="expected a ClusterSpec .* or the path of a cluster JSON") as err:
         ll.simulate(cluster, ref / TRACE, reference_dir=ref)
     assert err.value.where == "cluster"
+
+
+@pytest.mark.parametrize("kwargs, where, says", [
+    (dict(efficiency_file=3), "efficiency_file", "expected the path of an efficiency file, got 3"),
+    (dict(engine={None: 1}), "engine", "setting names are text, got None"),
+])
+def test_settings_of_the_wrong_type_are_named_not_a_bare_type_error(ref, kwargs, where, says):
+    with pytest.raises(InputError, match=says) as err:
+        ll.simulate(ref / CLUSTER, ref / TRACE, reference_dir=ref, num_requests=3, **kwargs)
+    assert err.value.where == where
 
 
 def test_simulate_says_what_a_workload_can_be(ref):

@@ -79,6 +79,8 @@ class EngineConfig:
         """A copy with ``overrides``; an error names ``source`` and ``key(name)`` (a flag, a key path)."""
         known = {f.name for f in fields(self)}
         for k in overrides:
+            if not isinstance(k, str):
+                raise InputError(f"setting names are text, got {k!r}", source, "engine")
             if k not in known:
                 hint = closest(k, known)
                 raise InputError("unknown engine setting" + (f" (did you mean {hint!r}?)" if hint else ""), source, key(k))
