@@ -92,6 +92,11 @@ def pads_shapes(hardware: str) -> bool:
 
 
 LATENCY_MODES = ("auto", "profile", "analytical")
+# Beyond this many requests a run takes minutes: say how long and how much memory before it starts. The costs
+# per request are benchmarks/bench_scaling.py's 100,000-request row (one instance, 2-core machine): 65 s, 690 MB.
+LONG_RUN = 200_000
+RUN_S_PER_REQUEST = 65 / 100_000
+RUN_BYTES_PER_REQUEST = 690e6 / 100_000
 MAX_GATE_SKEW = 20.0   # Zipf exponent: beyond this every token already goes to one expert
 
 
@@ -154,6 +159,13 @@ def _profiled(layout: ReferenceLayout, inst: InstanceSpec, variant: str) -> bool
     if (model_dir / variant).is_dir():
         return inst.tp_size in load_bundle(model_dir / variant).tp_degrees
     return (model_dir / f"tp{inst.tp_size}").is_dir()
+
+
+def _warn_long_run(n: int) -> None:
+    log.warning("%s requests: expect a run of about %.0f min and %.1f GB of memory (at %.2f ms and %.0f KB per "
+                "request, as measured on one instance; more instances take longer); num_requests (--num-requests) "
+                "cuts a long trace", f"{n:,}", n * RUN_S_PER_REQUEST / 60, n * RUN_BYTES_PER_REQUEST / 1e9,
+                RUN_S_PER_REQUEST * 1e3, RUN_BYTES_PER_REQUEST / 1e3)
 
 
 def _has_spec(hardware: str) -> bool:
@@ -586,6 +598,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
         workload = load_trace(layout.find(workload), num_requests)
     elif num_requests:
         workload = workload.head(num_requests)
+    if len(workload) > LONG_RUN:
+        _warn_long_run(len(workload))
     setups = build_setups(spec, engine, layout, expert_gate, gate_skew, seed, attn_offload, sub_batch_interleaving,
                           choice)
     _check_handoffs(setups, spec.source)

@@ -252,3 +252,15 @@ def test_settings_the_cluster_config_overrides_are_said_to_have_no_effect(ref, c
     assert any(m.startswith("max_num_seqs=4 has no effect on 2 of 2 instances: ") and str(pd) in m for m in said)
     assert any(m.startswith("gate_skew=2.0 has no effect") for m in said)
     np.testing.assert_array_equal(base.requests.ttft.values, same.requests.ttft.values)   # indeed none
+
+
+def test_a_run_of_many_requests_says_up_front_how_long_it_takes(ref, monkeypatch, caplog):
+    """10,000,000 requests (a typo for 10,000) ran silently until the machine ran out of memory."""
+    from llmss_lab import api
+    monkeypatch.setattr(api, "LONG_RUN", 5)
+    with caplog.at_level("WARNING"):
+        ll.simulate(ref / CLUSTER, ref / TRACE, reference_dir=ref, num_requests=5)
+    assert "expect a run" not in caplog.text
+    with caplog.at_level("WARNING"):
+        ll.simulate(ref / CLUSTER, ref / TRACE, reference_dir=ref, num_requests=6)
+    assert "6 requests: expect a run of about 0 min and 0.0 GB of memory" in caplog.text
