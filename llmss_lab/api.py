@@ -303,6 +303,8 @@ def pim_device(cluster: ClusterSpec, node: int, layout: ReferenceLayout) -> PimD
         name = Path(src).parent / name          # a path in a config is relative to the config's folder
     if name.suffix == ".ini" and not name.is_file():
         raise InputError(f"no PIM device file {name}", src, key)
+    if name.parent != Path(".") and name.suffix != ".ini":   # any file would be read as a device and fail inside
+        raise InputError(f"names {name}, which is not a PIM device: give a device's name or its .ini file", src, key)
     try:
         return load_pim_device(name, layout.pim_dirs())
     except InputError as e:

@@ -241,6 +241,18 @@ def test_a_pim_device_named_but_not_used_is_still_checked(ref):
     assert int(r.requests.sizes["request"]) == 3
 
 
+def test_a_pim_device_path_to_some_other_file_is_named_by_its_key(ref, tmp_path):
+    """It was read as a device INI: '/etc/hostname: line 1: expected key = value', without the key that named it."""
+    other = tmp_path / "hostname"
+    other.write_text("myhost\n")
+    config = json.loads((ref / CLUSTER).read_text())
+    config["nodes"][0]["cpu_mem"]["pim_config"] = str(other)
+    (tmp_path / "cluster.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match=r"cluster.json: nodes\[0\]\.cpu_mem\.pim_config: names .*hostname, which is "
+                                         r"not a PIM device: give a device's name or its \.ini file"):
+        ll.simulate(tmp_path / "cluster.json", synthetic(3), reference_dir=ref)
+
+
 def test_settings_the_cluster_config_overrides_are_said_to_have_no_effect(ref, caplog):
     """`--max-num-seqs 4` on a config whose instances set their own ran exactly as without it, unsaid."""
     pd = ref / "configs/cluster/single_node_pd_per_instance_config.json"
