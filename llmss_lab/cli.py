@@ -160,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise
             raise InputError(exc.message, "command line", flag) from None
     if args.out:
-        _results_out(args.out)
+        _refuse_to_replace_a_sweep(_results_out(args.out), ANOTHER_NAME)
     bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
     try:
         res = simulate(args.cluster_config, workload, engine=engine, reference_dir=args.reference_dir, progress=cb,
@@ -345,8 +345,13 @@ def _quiet_dask(args: argparse.Namespace) -> None:
         logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
-def _refuse_to_replace_a_sweep(out: Path) -> None:
-    """A sweep can take hours: running another one into its file would throw its points away unasked."""
+ANOTHER_NAME = "give --out another name, or delete the file to replace it"
+
+
+def _refuse_to_replace_a_sweep(out: Path, how: str = "--resume goes on with it (same scenario and grid), "
+                                                      "--overwrite replaces it") -> None:
+    """A sweep can take hours: writing another sweep, a run or a capacity search into its file would throw its
+    points away unasked."""
     from .sweeps import load
 
     if not out.is_file():
@@ -356,8 +361,7 @@ def _refuse_to_replace_a_sweep(out: Path) -> None:
     except InputError:   # not a sweep file: replaced, as every --out is
         return
     if done:
-        raise InputError(f"holds a sweep with {done} point{'s' if done != 1 else ''} done; --resume goes on with it "
-                         "(same scenario and grid), --overwrite replaces it", out, "--out")
+        raise InputError(f"holds a sweep with {done} point{'s' if done != 1 else ''} done; {how}", out, "--out")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -397,7 +401,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid) if args.grid else None
     if args.out:
-        _results_out(args.out, netcdf_only=True)
+        _refuse_to_replace_a_sweep(_results_out(args.out, netcdf_only=True), ANOTHER_NAME)
     ds = capacity(base, _slo(args, True), grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.dask_scheduler,
                   reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet,
                   grid_source=args.grid or "grid")

@@ -279,6 +279,11 @@ def test_sweep_and_capacity_commands(ref, tmp_path, capsys):
     assert main(["sweep", str(scenario), "--grid", str(other), "--out", str(out), "--workers", "1",
                  "--reference-dir", str(ref), "-q", "--overwrite"]) == 0
     assert list(load(out).status.values) == ["ok"] and capsys.readouterr()
+    for command in (["run", str(ref / "configs/cluster/single_node_single_instance.json"), "--num-requests", "3"],
+                    ["capacity", str(scenario), "--slo-ttft-ms", "500"]):   # they replaced it unasked
+        assert main([*command, "--out", str(out), "--reference-dir", str(ref), "-q"]) == 2
+        assert "sweep.nc: --out: holds a sweep with 1 point done; give --out another name" in capsys.readouterr().err
+        assert list(load(out).status.values) == ["ok"]
     only_bad = tmp_path / "only_bad.yaml"     # every point fails: the command says so in its exit status
     only_bad.write_text("tp: [4]\n")
     assert main(["sweep", str(scenario), "--grid", str(only_bad), "--out", str(tmp_path / "none.nc"), "--workers", "1",
