@@ -342,6 +342,25 @@ def test_more_experts_per_token_than_experts_is_named(ref, tmp_path):
         ModelSpec.from_hf_config(write(tmp_path, "m.json", hf))
 
 
+def test_a_context_longer_than_any_model_has_is_named(ref, tmp_path):
+    hf = json.loads((ref / "configs/model/meta-llama/Llama-3.1-8B.json").read_text())
+    hf["max_position_embeddings"] = 10**12
+    with pytest.raises(InputError, match=r"m.json: max_position_embeddings: must be <= 100000000, got 10{12}"):
+        ModelSpec.from_hf_config(write(tmp_path, "m.json", hf))
+
+
+def test_an_architecture_the_kit_does_not_model_is_said_to_run_as_a_llama(ref, tmp_path, caplog):
+    hf = json.loads((ref / "configs/model/meta-llama/Llama-3.1-8B.json").read_text())
+    with caplog.at_level("WARNING"):
+        ModelSpec.from_hf_config(write(tmp_path, "llama.json", hf))
+    assert not caplog.text
+    hf["model_type"] = "gpt2"
+    with caplog.at_level("WARNING"):
+        ModelSpec.from_hf_config(write(tmp_path, "gpt.json", hf))
+        ModelSpec.from_hf_config(tmp_path / "gpt.json")
+    assert caplog.text.count("model_type 'gpt2' is not one of the decoders the kit models") == 1
+
+
 def test_a_byte_order_mark_is_read_past(ref, tmp_path):
     """Windows editors save UTF-8 with a BOM; json refused it with advice about decoding."""
     from llmss_lab.workload import load_trace

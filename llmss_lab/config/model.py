@@ -6,6 +6,8 @@ replicated norms; KV heads are split across tensor-parallel ranks and layers acr
 """
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,11 @@ from .reader import Section, read_json
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "int8": 1}
 GIB = 1024**3
+MAX_CONTEXT = 100_000_000
+# The decoders whose layers the kit's operators describe: RMSNorm, rotary attention with grouped KV heads,
+# a gated MLP or experts of gated MLPs. Another model_type runs as one of them, which may not be what it is.
+DECODERS = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "phimoe")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class ModelSpec:
             raise s.error("num_experts_per_tok", f"{experts_per_token} is more than the model's {num_experts} experts"
                           if num_experts else f"{experts_per_token} for a model without experts (no num_experts)")
         model_type = s.string("model_type")
+        if model_type not in DECODERS:
+            _say_other_architecture(str(path), model_type)
         dtype = s.string("torch_dtype", required=False, default="bfloat16")
         if dtype not in DTYPE_BYTES:
             raise s.error("torch_dtype", f"unsupported dtype {dtype!r}; known: {sorted(DTYPE_BYTES)}")
@@ -76,7 +85,8 @@ class ModelSpec:
             head_dim=head_dim,
             intermediate_size=s.integer("intermediate_size", minimum=1),
             vocab_size=s.integer("vocab_size", minimum=1),
-            max_position_embeddings=s.integer("max_position_embeddings", minimum=1),
+            # the longest context of any released model is 10M tokens; 10**12 would be a slip, allowing such requests
+            max_position_embeddings=s.integer("max_position_embeddings", minimum=1, maximum=MAX_CONTEXT),
             torch_dtype=dtype,
             tie_word_embeddings=s.boolean("tie_word_embeddings", required=False, default=False),
             qk_norm=model_type.startswith("qwen3"),
@@ -139,3 +149,11 @@ class ModelSpec:
         """Model buffers besides the parameters: vLLM keeps a rotary cos/sin table of
         ``max_position_embeddings x head_dim`` values in the model dtype on every rank."""
         return self.max_position_embeddings * self.head_dim * (dtype_bytes or DTYPE_BYTES[self.torch_dtype])
+
+
+@functools.lru_cache(maxsize=None)
+def _say_other_architecture(path: str, model_type: str) -> None:
+    """Once per config and process (a sweep reads it for every point)."""
+    log.warning("%s: model_type %r is not one of the decoders the kit models (%s); it runs as a llama-style "
+                "decoder (RMSNorm, rotary attention, gated MLP), which may not be its architecture", path, model_type,
+                ", ".join(DECODERS))
