@@ -90,6 +90,14 @@ def test_cdfs_and_summary_table_compare_two_runs(runs):
     assert "baseline" in html and "change" in html and "J per output token" in html
 
 
+def test_a_metric_no_request_defines_reads_n_a_not_nan(ref, runs):
+    """With one output token per request the explorer's table read 'nan' for TPOT and ITL (and 'nan %')."""
+    one = Scenario(num_requests=4, output_len="fixed:1").run(ref)
+    html = views.summary_table(one, runs[0])
+    assert "nan" not in html.lower()
+    assert html.count("title='needs requests with two or more output tokens'>n/a</span>") == 3
+
+
 def test_the_itl_cdf_counts_every_token_gap(runs):
     a, b = runs
     src = _sources(views.latency_cdf(a, b, "itl"))[0]

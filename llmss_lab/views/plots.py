@@ -8,6 +8,7 @@ touches widgets.
 from __future__ import annotations
 
 import html
+import math
 import re
 
 import numpy as np
@@ -336,6 +337,22 @@ PAD = "padding:1px 12px 1px 0"
 CELL = f"text-align:right;{PAD}"   # numbers line up on the right, with room between the columns
 
 
+# why a summary metric has no value (NaN): as the text summary, "n/a", with the reason on hover
+UNDEFINED = dict.fromkeys(("mean_tpot_ms", "p99_tpot_ms", "p99_itl_ms"), "needs requests with two or more output tokens")
+
+
+def _known(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _cell(v, fmt: str, key: str) -> str:
+    if v is None:
+        return "-"
+    if not _known(v):
+        return f"<span title='{UNDEFINED.get(key, 'not defined for this run')}'>n/a</span>"
+    return fmt.format(v)
+
+
 def summary_table(a: Results, b: Results | None = None) -> str:
     """The summary as an HTML table; with a baseline, its column and the relative change."""
     _check_runs(a, b)
@@ -349,11 +366,11 @@ def summary_table(a: Results, b: Results | None = None) -> str:
         if key not in sa and not (sb and key in sb):
             continue
         va = sa.get(key)
-        cells = [f"<td style='text-align:left;{PAD}'>{label}</td>", f"<td>{fmt.format(va) if va is not None else '-'}</td>"]
+        cells = [f"<td style='text-align:left;{PAD}'>{label}</td>", f"<td>{_cell(va, fmt, key)}</td>"]
         if sb is not None:
             vb = sb.get(key)
-            cells.append(f"<td>{fmt.format(vb) if vb is not None else '-'}</td>")
-            change = f"{(va - vb) / vb * 100:+.1f} %" if va is not None and vb else "-"
+            cells.append(f"<td>{_cell(vb, fmt, key)}</td>")
+            change = f"{(va - vb) / vb * 100:+.1f} %" if _known(va) and _known(vb) and vb else "-"
             cells.append(f"<td>{change}</td>")
         body.append("<tr>" + "".join(cells).replace("<td>", f"<td style='{CELL}'>") + "</tr>")
     return ("<table class='llmss-summary' style='border-collapse:collapse;font-family:monospace'>" + head
