@@ -473,6 +473,11 @@ def test_a_setting_without_effect_is_greyed_out_until_it_has_one(explorer, contr
     ("gate_skew", {"model": MOE, "expert_gate": "zipf"}, "no mixture-of-experts layers"),
     ("npu_mem_bw", {"tp": 2}, "No effect at TP 1 and EP 1"),
     ("npu_mem_bw", {"model": MOE, "ep": 2}, "No effect at TP 1 and EP 1"),
+    ("cpu_mem_gib", {"weights_on": "cpu"}, "Nothing is placed on CPU memory"),
+    ("cpu_mem_gib", {"prefix_storage": "cpu"}, "Nothing is placed on CPU memory"),
+    ("cpu_mem_gib", {"power": True}, "Nothing is placed on CPU memory"),        # the DRAM's static power
+    ("cpu_mem_gib", {"pim_device": "HBM2_1GB_2000_pim", "attn_offload": True}, "Nothing is placed on CPU memory"),
+    ("cpu_mem_bw", {"prefix_storage": "cpu"}, "Nothing is read from CPU memory"),
 ])
 def test_a_control_without_effect_is_greyed_out_saying_why_until_it_has_one(explorer, control, changes, why):
     """These stayed live where a run showed they change nothing (one replica, nothing on CXL, a dense model, TP 1:

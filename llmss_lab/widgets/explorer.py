@@ -107,6 +107,15 @@ DEPENDS: dict[str, tuple[tuple[str, ...], Callable[[dict, bool], str]]] = {
     "npu_mem_bw": (("model", "tp", "ep"), lambda v, _file: "" if v["tp"] > 1 or v["ep"] > 1 and v["moe"] is not False
                    else "No effect at TP 1 and EP 1 (or EP on a dense model): there are no reductions."),
     "power": (("hardware",), lambda v, _file: v["no_power"] and f"No power model: {v['no_power']}"),
+    # the CPU memory's size counts for what is placed there, the DRAM's power and the PIM channels it holds; its
+    # bandwidth only for what is read from there
+    "cpu_mem_gib": (("weights_on", "prefix_storage", "power", "attn_offload"),
+                    lambda v, _file: "" if "cpu" in (v["weights_on"], v["prefix_storage"]) or v["power"]
+                    or v["attn_offload"] else "Nothing is placed on CPU memory (neither weights on nor prefix "
+                                              "storage is cpu), and neither power nor PIM offload is on"),
+    "cpu_mem_bw": (("weights_on", "prefix_storage"),
+                   lambda v, _file: "" if "cpu" in (v["weights_on"], v["prefix_storage"]) else
+                   "Nothing is read from CPU memory (neither weights on nor prefix storage is cpu)"),
 }
 
 
