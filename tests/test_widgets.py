@@ -68,6 +68,21 @@ def test_plot_tabs_are_built_when_first_shown(explorer):
     assert "no mixture-of-experts layers" in ex.figures["Experts"].children[0].text      # a dense model
 
 
+def test_an_explorer_opens_no_layout_that_no_widget_uses(ref):
+    """Each control got a new Layout, leaving the one it was built with open: about 45 per explorer."""
+    def registry() -> dict:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return dict(w.Widget.widgets)
+
+    before = registry()
+    Explorer(ref)
+    new = {k: v for k, v in registry().items() if k not in before}
+    used = {v.layout.model_id for v in new.values() if isinstance(getattr(v, "layout", None), w.Layout)}
+    unused = [k for k, v in new.items() if isinstance(v, w.Layout) and k not in used]
+    assert not unused, f"{len(unused)} Layout widgets open and unused"
+
+
 def test_rebuilt_plots_leave_no_widget_open(explorer):
     """Each plot built left its Layout widget open when the next run replaced the plot (a comm each, in the
     kernel and the page)."""

@@ -223,7 +223,7 @@ class Explorer:
                       style=style)
         else:
             ctl = w.Text(description=label, style=style)
-        ctl.layout = w.Layout(width="420px")
+        ctl.layout.width = "420px"     # the control's own Layout: a new one would leave that one open
         if name in TOOLTIPS:
             ctl.tooltip = TOOLTIPS[name]
         return ctl
