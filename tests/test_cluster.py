@@ -146,6 +146,29 @@ def test_pd_pull_reads_the_kv_at_a_step_boundary_and_schedules_one_step_later(re
     assert first["pull"].tolist() == pytest.approx([2e6 + read + 1e6, 9e6 + read + 1e6])
 
 
+@pytest.mark.parametrize("mode", simulator.KV_TRANSFERS)
+@pytest.mark.parametrize("prefill_gpus, decode_gpus", [(1, 1), (2, 1), (1, 2), (2, 2), (4, 2)])
+def test_pd_kv_moves_over_the_links_of_the_side_with_fewer_gpus(mode, prefill_gpus, decode_gpus):
+    """A prompt's KV (1000 tokens x 128 KiB over all GPUs) on an idle 16 GiB/s link with 2 us latency: every GPU
+    has one link, so the transfer runs over min(prefill GPUs, decode GPUs) links in parallel. A TP2 prefill
+    instance handing to a TP1 decode instance took half the time of TP1 -> TP1, as if the one decode GPU
+    received over two links."""
+    total = 1000 * 131072.0
+    p = setup(EngineConfig(enable_prefix_caching=False), 4000, ConstantLatency(2e6))
+    d = setup(EngineConfig(enable_prefix_caching=False), 4000, ConstantLatency(1e6))
+    p.role, d.role, d.name = "prefill", "decode", "dec"
+    p.lanes, d.lanes = prefill_gpus, decode_gpus
+    p.kv_bytes_per_token, d.kv_bytes_per_token = 131072.0 / prefill_gpus, 131072.0 / decode_gpus
+    link = Link(16.0, 2000.0)
+    raw = simulator.run([p, d], wl_of([0], [1000], [5]), links=(link, link), kv_transfer=mode)
+    lanes = min(prefill_gpus, decode_gpus)
+    whole = link.transfer_ns(total / lanes)
+    # pushed after the prefill or pulled by an idle decoder: one whole transfer; streamed per layer (one layer here)
+    # the same, as the only layer's KV leaves when the prefill ends
+    assert raw.requests.kv_transfer.tolist() == pytest.approx([whole])
+    assert raw.kv_bytes_moved == pytest.approx(total) and raw.requests.kv_bytes.tolist() == pytest.approx([total])
+
+
 def test_pd_whole_transfer_is_never_faster_than_layer_streaming(ref):
     res = {}
     for mode in ("layer", "whole"):

@@ -1,9 +1,11 @@
 """Point-to-point transfers between instances, with contention.
 
 Every instance has one egress and one ingress port per GPU rank; a transfer occupies the sender's
-egress and the receiver's ingress for ``latency + bytes / bandwidth`` (each rank moves its own
-shard in parallel). Transfers that share a port queue behind each other in the order they were
-asked for, so two prefills sending KV to one decoder take twice as long as one.
+egress and the receiver's ingress for ``latency + bytes / bandwidth``. The ranks move their shards in
+parallel, over as many lanes as the side with fewer GPUs has (a TP2 prefill instance sending to a TP1
+decode instance moves the whole KV through the one decode GPU's link). Transfers that share a port
+queue behind each other in the order they were asked for, so two prefills sending KV to one decoder
+take twice as long as one.
 """
 from __future__ import annotations
 

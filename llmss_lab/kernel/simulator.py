@@ -221,19 +221,23 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
         for rid in first.tolist():
             dst = decoders[route_decode.pick(rid, token_ids[rid])]
             link = intra if setups[dst.iid].node == s.node else inter
-            per_lane = float(R.prompt[rid]) * s.kv_bytes_per_token
+            # each GPU sends or receives over its own link: with more GPUs on one side (TP2 prefill, TP1 decode)
+            # the side with fewer carries the whole KV over fewer links
+            lanes = min(s.lanes, setups[dst.iid].lanes)
+            total = float(R.prompt[rid]) * s.kv_bytes_per_token * s.lanes
+            per_lane = total / lanes
             R.prefill_instance[rid] = inst.iid
-            R.kv_bytes[rid] = per_lane * s.lanes
+            R.kv_bytes[rid] = total
             R.num_tokens[rid] = R.prompt[rid]   # the prefill's sampled token is not sent on
             if kv_transfer == "pull":
                 dst.pull(rid, token_ids[rid], int(R.prompt[rid]),
-                         functools.partial(read, rid, inst.iid, dst.iid, link, per_lane, s.lanes, now))
+                         functools.partial(read, rid, inst.iid, dst.iid, link, per_lane, lanes, now))
                 continue
             if kv_transfer == "layer":
-                ready = fabric.send(link, inst.iid, dst.iid, start + (now - start) / chunks, per_lane, s.lanes,
+                ready = fabric.send(link, inst.iid, dst.iid, start + (now - start) / chunks, per_lane, lanes,
                                     stream_until=now, chunks=chunks)
             else:
-                ready = fabric.send(link, inst.iid, dst.iid, now, per_lane, s.lanes)
+                ready = fabric.send(link, inst.iid, dst.iid, now, per_lane, lanes)
             loop.at(ready, lambda rid=rid, dst=dst, ready=ready: deliver(rid, dst, now, ready))
 
     engines = _engines(loop, instances, setups, on_step)
