@@ -233,3 +233,30 @@ def test_a_prefix_pool_gets_the_memory_the_weights_kept_there_leave(ref):
     assert float(res.memory.pool_capacity.sum()) * 2**20 == pytest.approx(16 * 2**30 - weights, rel=1e-3)
     with pytest.raises(InputError, match=r"weights the instances keep in cpu:0 \(29\.9\d GiB together\) do not fit"):
         base.replace(instances=2, cpu_mem_gib=20).run(ref)
+
+
+def test_a_pool_in_another_nodes_memory_is_read_over_the_link_between_nodes(ref):
+    """A cluster-wide CPU pool lives in node 0's memory. An instance on node 1 read its 3840 recalled tokens
+    (480 MiB of Llama-3.1-8B KV) at the CPU memory's 256 GB/s, though the only way there is the 1 GB/s link
+    between the nodes: 2 ms where the link takes 469 ms. The instance on node 0 still reads at memory speed."""
+    from llmss_lab.workload import Workload
+
+    def inst(where: str) -> InstanceSpec:
+        return InstanceSpec("meta-llama/Llama-3.1-8B", "RTXPRO6000", MemorySpec(96, 1597), where=where)
+
+    spec = ClusterSpec([NodeSpec([inst("a")]), NodeSpec([inst("b")])], [64.0, 1.0], [0.0, 20000.0])
+    a, b, x = list(range(4000)), list(range(5000, 9000)), list(range(10000, 10100))
+    # round robin: A on node 0, A on node 1 (recalled from node 0's memory), X on node 0, B on node 1 (written
+    # to node 0's memory), B on node 0 (recalled from its own memory)
+    ids = [a, list(a), x, b, list(b)]
+    wl = Workload(np.arange(5) * 2_000_000_000, np.array([len(i) for i in ids]), np.array([2] * 5), ids)
+    res = simulate(spec, wl, {"max_num_batched_tokens": 8192}, reference_dir=ref, router="round_robin",
+                   prefix_storage="cpu", prefix_sharing="cluster")
+    r, it = res.requests, res.iterations
+    assert r.instance.values.tolist() == [0, 1, 0, 1, 0]
+    assert r.recalled_tokens.values.tolist() == [0, 3840, 0, 0, 3840]
+    nbytes = 3840 * 131072
+    recall = {i: float(it.recall.where(it.instance == i).max()) for i in (0, 1)}
+    assert recall[1] == pytest.approx((20000 + nbytes / GB * 1e9) * 1e-6, rel=1e-6)   # the link, not the memory
+    assert recall[0] == pytest.approx(nbytes / (256 * GB) * 1e3, rel=1e-6)            # node 0's own memory
+    assert float(res.memory.tier_bytes_read.sel(tier="cpu:0")) == 2 * nbytes

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..latency.interconnect import Link
 from ..latency.iteration import BatchShape, IterationModel, StepTime
 from .events import EventLoop
 from .moe import Gate
@@ -160,6 +161,7 @@ class Instance:
         self.iid = iid
         self.recall_bytes_per_token = recall_bytes_per_token   # KV of one token, all ranks
         self.weight_stream = weight_stream or []               # (tier, bytes read from it every step)
+        self.pool_link: Link | None = None   # the network link to a prefix pool in another node's memory
         self.name = name
         self.scheduler = scheduler
         self.latency = latency
@@ -352,7 +354,7 @@ class Engine:
         for i, (m, p) in enumerate(zip(self.members, plans)):
             if p is not None and p.step.recall_tokens:
                 nbytes = p.step.recall_tokens * m.recall_bytes_per_token
-                clock = max(clock, m.scheduler.kv.lower.tier.move(now, nbytes))
+                clock = max(clock, m.scheduler.kv.lower.tier.move(now, nbytes, via=m.pool_link))
                 moved[i] += nbytes
         recall_ns = clock - begin
         # weights kept in CPU or CXL memory stream in during the step, layer ahead of compute

@@ -194,6 +194,10 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
     route_decode = ROUTERS.get(router, "router")(decoders, seed + 1) if decoders else None
     token_ids = workload.token_ids
     intra, inter = links or (Link(16.0, 0.0), Link(16.0, 0.0))
+    for inst, s in zip(instances, setups):   # a pool in another node's CPU memory is reached over the network
+        pool = inst.scheduler.kv.lower
+        if pool is not None and pool.tier.name.startswith("cpu:") and pool.tier.name != f"cpu:{s.node}":
+            inst.pool_link = inter
 
     def finished(rids: np.ndarray, now: float) -> None:
         for rid in rids.tolist():

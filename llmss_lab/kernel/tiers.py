@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from ..latency.interconnect import GB
+from ..latency.interconnect import GB, Link
 
 CHUNK_TOKENS = 256
 
@@ -39,8 +39,10 @@ class Tier:
             return 0.0
         return self.latency_ns + nbytes / (self.bandwidth_gbps * GB) * 1e9
 
-    def move(self, now: float, nbytes: float, write: bool = False) -> float:
-        """Queue a transfer on the port; returns when it ends."""
+    def move(self, now: float, nbytes: float, write: bool = False, via: Link | None = None) -> float:
+        """Queue a transfer on the port; returns when it ends. ``via`` is a network link the data also crosses
+        (a pool in another node's memory): the port is busy for its own share, and the transfer ends no sooner
+        than the link, starting with the port, can carry it."""
         if nbytes <= 0:
             return now
         d = self.transfer_ns(nbytes)
@@ -51,7 +53,7 @@ class Tier:
             self.bytes_written += nbytes
         else:
             self.bytes_read += nbytes
-        return self.free_at
+        return self.free_at if via is None else max(self.free_at, start + via.transfer_ns(nbytes))
 
 
 @dataclass
