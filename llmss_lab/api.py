@@ -624,7 +624,9 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
         "latency_model": choice.mode,
         "what_if": choice.what_if.label(),
     }
-    attrs.update({k: v for k, v in setups[0].info.items() if len(setups) == 1 or k in ("model", "hardware")})
+    attrs.update({k: v for k, v in setups[0].info.items() if len(setups) == 1})
+    if len(setups) > 1:   # every model and hardware of the cluster (per instance: the results' instance coords)
+        attrs.update({k: ", ".join(dict.fromkeys(str(s.info[k]) for s in setups)) for k in ("model", "hardware")})
     attrs["latency_source"] = " | ".join(dict.fromkeys(s.info["latency_source"] for s in setups))
     attrs.update({"num_instances": len(setups), "router": router, "kv_transfer": kv_transfer,
                   "expert_gate": expert_gate, "seed": seed, "kv_bytes_transferred": raw.kv_bytes_moved,

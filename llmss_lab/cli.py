@@ -122,7 +122,7 @@ def format_summary(summary: dict, attrs: dict) -> str:
                      if k == "TP" or attrs.get(f"{k.lower()}_size", 1) > 1)
     what = (f"{attrs.get('model', '')} on {attrs.get('hardware', '')} ({par}), "
             f"{attrs.get('num_gpu_blocks', '')} KV blocks" if n_inst == 1 else
-            f"{n_inst} instances of {attrs.get('model', '')} on {attrs.get('hardware', '')} (first instance)")
+            f"{n_inst} instances of {attrs.get('model', '')} on {attrs.get('hardware', '')}")
     out = [f"{what}; {attrs.get('num_steps', '')} steps simulated in {attrs.get('sim_wall_s', float('nan')):.3f} s"]
     if not str(attrs.get("latency_source", "profile")).startswith("profile"):
         rows.insert(0, ("latency model", attrs["latency_source"]))

@@ -307,6 +307,27 @@ def test_heterogeneous_cluster_runs_each_instance_on_its_own_hardware(ref):
     assert abs(dur[0] - dur[1]) / max(dur) > 0.05
 
 
+def test_results_name_each_instances_hardware_model_and_node(ref, tmp_path):
+    """The results named one hardware for a mixed cluster, the first instance's (attrs 'hardware'), and nothing per
+    instance: an H100 instance's memory and throughput series read as an RTX PRO 6000's."""
+    from llmss_lab import load_results
+
+    def inst(hw: str, mem: float, tp: int, where: str) -> InstanceSpec:
+        return InstanceSpec("meta-llama/Llama-3.1-8B", hw, MemorySpec(mem, 1000), tp_size=tp, where=where)
+
+    spec = ClusterSpec([NodeSpec([inst("RTXPRO6000", 96, 1, "pro")]), NodeSpec([inst("H100", 80, 2, "h100")])],
+                       [64.0, 16.0], [0.0, 20000.0])
+    res = simulate(spec, load_trace(ref / "workloads/example_trace.jsonl", 8), reference_dir=ref)
+    res.save(tmp_path / "run.nc")
+    for r in (res, load_results(tmp_path / "run.nc")):
+        for ds in (r.timeseries, r.memory):
+            assert ds.instance.values.tolist() == ["pro", "h100"]
+            assert ds.hardware.values.tolist() == ["RTXPRO6000", "H100"]
+            assert ds.node.values.tolist() == [0, 1] and ds.tp_size.values.tolist() == [1, 2]
+            assert ds.model.values.tolist() == ["meta-llama/Llama-3.1-8B"] * 2
+        assert r.attrs["hardware"] == "RTXPRO6000, H100" and r.attrs["model"] == "meta-llama/Llama-3.1-8B"
+
+
 def test_tpu_runs_padded_shapes_gpus_run_exact_ones(ref):
     from llmss_lab.api import pads_shapes
     from llmss_lab.latency.iteration import pow2_bucket

@@ -208,7 +208,20 @@ def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
     # side's one token per request besides the decode side's full output; sum over the role that owns the metric
     role = xr.Variable("instance", [s.role or "both" for s in raw.setups],
                        {"long_name": "what the instance serves: prefill, decode or both (not disaggregated)"})
-    return xr.Dataset(data, coords={"time": time, "instance": names, "role": role})
+    return xr.Dataset(data, coords={"time": time, "instance": names, "role": role, **instance_coords(raw)})
+
+
+def instance_coords(raw: RawRun) -> dict[str, xr.Variable]:
+    """What each instance is, on the ``instance`` dim: in a heterogeneous cluster the run's attrs cannot say it."""
+    info = [s.info for s in raw.setups]
+
+    def col(key: str, long_name: str, default):
+        return xr.Variable("instance", [i.get(key, default) for i in info], {"long_name": long_name})
+    return {"hardware": col("hardware", "accelerator the instance runs on", ""),
+            "model": col("model", "model the instance serves", ""),
+            "node": col("node", "node of the cluster config the instance is on", 0),
+            "tp_size": col("tp_size", "tensor-parallel degree", 1),
+            "pp_size": col("pp_size", "pipeline-parallel degree", 1)}
 
 
 def experts_dataset(raw: RawRun) -> xr.Dataset:
@@ -268,7 +281,7 @@ def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
         "prefix_hit_pct": _var(di, hit, "%", "cumulative NPU prefix-cache hit rate (tokens)"),
     }
     coords = {"time": xr.Variable("time", t_ns * 1e-9, {"units": "s", "long_name": f"end of the {bin_s:g} s bin"}),
-              "instance": [s.name for s in raw.setups]}
+              "instance": [s.name for s in raw.setups], **instance_coords(raw)}
     if raw.pools:
         used = np.zeros((nbins, len(raw.pools)))
         phit = np.zeros((nbins, len(raw.pools)))
