@@ -434,6 +434,11 @@ def node_power(spec: ClusterSpec, setups: list[simulator.InstanceSetup]) -> list
     """Power specs per node; a node whose PIM device computes draws the device's channel powers
     in place of its DIMMs'."""
     out: list[power.NodePower | None] = []
+    bare = [n for n, node in enumerate(spec.nodes) if not node.power and any(s.node == n for s in setups)]
+    if bare and any(node.power for node in spec.nodes):   # LLMServingSim turns power off for all; here the rest count
+        log.warning("%s: nodes %s have no power section, so their energy counts as zero: the energy and the J per "
+                    "output token (which divides by every instance's tokens) cover nodes %s only", spec.source,
+                    bare, [n for n, node in enumerate(spec.nodes) if node.power])
     for n, node in enumerate(spec.nodes):
         if not node.power:
             out.append(None)

@@ -260,3 +260,22 @@ def test_a_pool_in_another_nodes_memory_is_read_over_the_link_between_nodes(ref)
     assert recall[1] == pytest.approx((20000 + nbytes / GB * 1e9) * 1e-6, rel=1e-6)   # the link, not the memory
     assert recall[0] == pytest.approx(nbytes / (256 * GB) * 1e3, rel=1e-6)            # node 0's own memory
     assert float(res.memory.tier_bytes_read.sel(tier="cpu:0")) == 2 * nbytes
+
+
+def test_a_cluster_with_power_on_some_nodes_says_which_nodes_the_energy_leaves_out(ref, caplog):
+    """Node 1 has no power section: its energy counted as zero without a word, while the J per output token divided
+    the other node's energy by both nodes' tokens (half the true figure on two equal nodes)."""
+    import logging
+
+    cfg = load_cluster(ref / "configs/cluster/single_node_power_instance.json")
+    node = cfg.nodes[0]
+    spec = ClusterSpec([node, NodeSpec(node.instances, node.cpu_mem)], 16.0, 20000.0, source="two.json")
+    with caplog.at_level(logging.WARNING):
+        res = simulate(spec, synthetic(10, rate=4, seed=1), reference_dir=ref)
+    assert float(res.power.energy.sel(node=1).sum()) == 0
+    warned = [r.getMessage() for r in caplog.records if "no power section" in r.getMessage()]
+    assert len(warned) == 1 and "nodes [1]" in warned[0] and "cover nodes [0] only" in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):   # every node with power: nothing to say
+        simulate(ClusterSpec([node, node], 16.0, 20000.0), synthetic(4, rate=4, seed=1), reference_dir=ref)
+    assert not [r for r in caplog.records if "no power section" in r.getMessage()]
