@@ -169,6 +169,28 @@ def test_pd_kv_moves_over_the_links_of_the_side_with_fewer_gpus(mode, prefill_gp
     assert raw.kv_bytes_moved == pytest.approx(total) and raw.requests.kv_bytes.tolist() == pytest.approx([total])
 
 
+def test_pd_results_say_where_each_prompt_ran_and_what_its_kv_hand_off_cost(ref):
+    """The requests Dataset named only the decode instance: which prefill instance took a prompt, how many KV bytes
+    it sent and how long that took were computed and dropped. Prefill on node 0 and decode on node 1 over an
+    8 GB/s, 20 us link between nodes: the first hand-off finds the link idle and takes 20 us + bytes / 8 GB/s."""
+    def inst(role: str, where: str) -> InstanceSpec:
+        return InstanceSpec("meta-llama/Llama-3.1-8B", "RTXPRO6000", MemorySpec(96, 1597), pd_type=role, where=where)
+
+    spec = ClusterSpec([NodeSpec([inst("prefill", "p")]), NodeSpec([inst("decode", "d")])], [64.0, 8.0],
+                       [1000.0, 20000.0])
+    q = simulate(spec, load_trace(ref / "workloads/example_trace.jsonl", 6), reference_dir=ref,
+                 kv_transfer="whole").requests
+    assert q.prefill_instance.values.tolist() == [0] * 6 and q.instance.values.tolist() == [1] * 6
+    kv = q.input_tokens.values * 131072.0
+    assert q.kv_bytes.values.tolist() == pytest.approx(kv.tolist()) and q.kv_bytes.attrs["units"] == "B"
+    hand = [Link(8.0, 20000.0).transfer_ns(b) * 1e-6 for b in kv]
+    assert float(q.kv_transfer[0]) == pytest.approx(hand[0]) and q.kv_transfer.attrs["units"] == "ms"
+    assert (q.kv_transfer.values >= np.array(hand) - 1e-9).all()
+    colocated = simulate(ref / "configs/cluster/single_node_single_instance.json",
+                         load_trace(ref / "workloads/example_trace.jsonl", 3), reference_dir=ref).requests
+    assert "kv_transfer" not in colocated and "prefill_instance" not in colocated
+
+
 def test_pd_whole_transfer_is_never_faster_than_layer_streaming(ref):
     res = {}
     for mode in ("layer", "whole"):

@@ -95,7 +95,8 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
     finish = R.finished * s
     ttft = (first - arrival) * 1e3
     data = {
-        "instance": _var("request", R.instance, "1", "instance that served the request"),
+        "instance": _var("request", R.instance, "1", "instance that served the request (with a P/D split, its decode "
+                                                    "instance)"),
         "arrival": _var("request", arrival, "s", "arrival time"),
         "queued": _var("request", R.queued * s, "s", "time the engine took the request in"),
         "scheduled": _var("request", R.scheduled * s, "s", "time first scheduled"),
@@ -112,6 +113,13 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
         "prefix_hit_tokens": _var("request", np.maximum(R.prefix_hit, 0), "1", "prompt tokens found in the prefix cache"),
         "recalled_tokens": _var("request", R.recalled, "1", "prefix tokens loaded from a lower-tier pool"),
     }
+    if (R.prefill_instance >= 0).any():   # a prefill/decode split: where the prompt ran and what its KV's move cost
+        sent = R.prefill_instance >= 0
+        data["prefill_instance"] = _var("request", R.prefill_instance, "1",
+                                        "prefill instance that processed the prompt (-1: none)")
+        data["kv_transfer"] = _var("request", np.where(sent, R.kv_transfer * 1e-6, np.nan), "ms",
+                                   "KV hand-off from the end of the prefill until the decode instance has the KV")
+        data["kv_bytes"] = _var("request", R.kv_bytes, "B", "KV bytes moved from the prefill to the decode instance")
     return xr.Dataset(data, coords={"request": np.arange(R.n)})
 
 
