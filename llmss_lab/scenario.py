@@ -7,6 +7,7 @@ LLMServingSim's cluster JSON, so ``Scenario.cluster_json()`` can be saved and ru
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -107,6 +108,45 @@ def _refuse_unknown(cls: type, names: Any, source: str) -> None:
         hint = closest(unknown[0], known)
         raise InputError(f"unknown scenario key(s) {unknown}" + (f" (did you mean {hint!r}?)" if hint else ""),
                          source, unknown[0])
+
+
+NO_CXL = "Nothing is placed on CXL memory (neither weights on nor prefix storage is cxl)"
+# A field -> (the fields whose values decide whether it has an effect, why it has none given the setting and
+# whether a cluster file sets the cluster; "" where it has one). The setting holds the scenario's values and two
+# facts: "moe", whether the model has experts (None: unknown), and "no_power", why the hardware has no power model.
+# The explorer greys such a control out, saying why; a sweep over such a field says its points run the same.
+INERT: dict[str, tuple[tuple[str, ...], Callable[[dict, bool], str]]] = {
+    "arrival_cv": (("arrival",), lambda v, _file: "" if v["arrival"] == "gamma" else
+                   "Only gamma arrivals have a burstiness"),
+    "prefix_sharing": (("prefix_storage",), lambda v, _file: "" if v["prefix_storage"] else
+                       "No lower prefix tier to share (prefix storage: none)"),
+    "kv_transfer": (("prefill_instances",), lambda v, file: "" if file or v["prefill_instances"] > 0 else
+                    "No prefill/decode split, so no KV cache is handed over (prefill replicas: 0)"),
+    "router": (("instances", "dp", "prefill_instances"),   # it also picks among a replica's DP members
+               lambda v, file: "" if file or v["dp"] > 1 or v["prefill_instances"] > 1
+               or v["instances"] - v["prefill_instances"] > 1 else
+               "One replica takes every request (one of each with a prefill/decode split): nothing to route"),
+    **dict.fromkeys(("cxl_mem_gib", "cxl_mem_bw", "cxl_devices"),
+                    (("weights_on", "prefix_storage"), lambda v, _file: "" if "cxl" in (v["weights_on"],
+                                                                              v["prefix_storage"]) else NO_CXL)),
+    "expert_gate": (("model",), lambda v, file: "" if file or v["moe"] is not False else
+                    "The model has no mixture-of-experts layers"),
+    "gate_skew": (("model", "expert_gate"), lambda v, file: INERT["expert_gate"][1](v, file) or (
+        "" if v["expert_gate"] == "zipf" else "Only the zipf gate is skewed")),
+    # the config's npu_mem.mem_bw times only the reductions of TP, and of EP over a MoE model's experts
+    "npu_mem_bw": (("model", "tp", "ep"), lambda v, _file: "" if v["tp"] > 1 or v["ep"] > 1 and v["moe"] is not False
+                   else "No effect at TP 1 and EP 1 (or EP on a dense model): there are no reductions."),
+    "power": (("hardware",), lambda v, _file: v["no_power"] and f"No power model: {v['no_power']}"),
+    # the CPU memory's size counts for what is placed there, the DRAM's power and the PIM channels it holds; its
+    # bandwidth only for what is read from there
+    "cpu_mem_gib": (("weights_on", "prefix_storage", "power", "attn_offload"),
+                    lambda v, _file: "" if "cpu" in (v["weights_on"], v["prefix_storage"]) or v["power"]
+                    or v["attn_offload"] else "Nothing is placed on CPU memory (neither weights on nor prefix "
+                                              "storage is cpu), and neither power nor PIM offload is on"),
+    "cpu_mem_bw": (("weights_on", "prefix_storage"),
+                   lambda v, _file: "" if "cpu" in (v["weights_on"], v["prefix_storage"]) else
+                   "Nothing is read from CPU memory (neither weights on nor prefix storage is cpu)"),
+}
 
 
 @dataclass(frozen=True)
@@ -277,6 +317,12 @@ class Scenario:
             out.update({k: f"trace {self.trace!r} gives the workload" for k in GENERATOR_FIELDS})
         return out
 
+    def inert(self, reference_dir: str | Path | None = None) -> dict[str, str]:
+        """The fields that have no effect given the others' values (:data:`INERT`), each with why."""
+        setting = {**self.to_dict(), "moe": has_experts(self.model, reference_dir),
+                   "no_power": no_power_model(self.hardware, reference_dir)}
+        return {k: why for k, (_, rule) in INERT.items() if (why := rule(setting, bool(self.cluster_config)))}
+
     def set_by_file(self, reference_dir: str | Path | None = None) -> dict[str, tuple[int, int]]:
         """The engine fields the cluster file sets per instance, which win over the scenario's, as in
         LLMServingSim: field -> (instances that set it, instances). Empty without a file, or for one that does
@@ -446,6 +492,19 @@ class Scenario:
                    or "power is off (tick 'power model', or set power=True)")
             res.set_attr("no_power", why)
         return res
+
+
+def has_experts(model: str, reference_dir: str | Path | None = None) -> bool | None:
+    """Whether a model has mixture-of-experts layers, from its config (None if it cannot be read)."""
+    return _has_experts(model, str(resolve_reference_dir(reference_dir)))
+
+
+@functools.lru_cache(maxsize=64)
+def _has_experts(model: str, root: str) -> bool | None:
+    try:
+        return ModelSpec.from_hf_config(ReferenceLayout(Path(root)).model_config(model), model).is_moe
+    except LlmssError:
+        return None
 
 
 def no_power_model(hardware: str, reference_dir: str | Path | None = None) -> str:

@@ -180,7 +180,7 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
     else:
         raise InputError("a grid is a mapping {field: [values]} or a non-empty list of points", source)
     base_dict = base.to_dict()
-    points = []
+    points, scenarios = [], []
     ignored_by: dict[tuple[str, str], dict[str, str]] = {}   # what a point ignores follows its file and trace
     for i, o in enumerate(overrides):
         where = f"{source}: point {i} ({', '.join(f'{k}={v!r}' for k, v in o.items())})"
@@ -194,7 +194,26 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
                                  "drop this field from the grid, or sweep without the "
                                  f"{'trace' if key in GENERATOR_FIELDS else 'cluster_config'}", where, key)
         points.append(sc.to_dict())
+        scenarios.append(sc)
+    _say_inert(scenarios, points, source, reference_dir)
     return dims, points
+
+
+def _say_inert(scenarios: list[Scenario], points: list[dict], source: str,
+               reference_dir: str | Path | None) -> None:
+    """A field the sweep varies that has no effect at any of its points (the gate's skew with the balanced gate,
+    a router with one replica): its values will give the same numbers, which is worth a word before they run."""
+    varied = [k for k in points[0] if len({json.dumps(p[k]) for p in points}) > 1]
+    if not varied:
+        return
+    try:
+        inert = [sc.inert(reference_dir) for sc in scenarios]
+    except LlmssError:   # no reference folder to tell: the points' runs name it
+        return
+    for key in varied:
+        if all(key in i for i in inert):
+            log.warning("%s: %s has no effect at any point of the sweep (%s): its values will give the same numbers",
+                        source, key, inert[0][key])
 
 
 def read_grid(path: str | Path) -> Grid:

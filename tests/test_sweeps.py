@@ -37,6 +37,19 @@ def test_a_mapping_is_a_cartesian_grid_and_a_list_is_points():
     assert dims == {"point": [0, 1]} and points[1]["max_num_seqs"] == 8 and points[0]["tp"] == 2
 
 
+@pytest.mark.parametrize("grid,says", [
+    ({"gate_skew": [1.0, 2.0]}, "gate_skew has no effect at any point of the sweep (The model has no mixture"),
+    ({"router": ["round_robin", "least_loaded"]}, "router has no effect at any point of the sweep (One replica"),
+    ({"router": ["round_robin", "least_loaded"], "instances": [1, 2]}, None),   # two replicas at some points
+    ({"tp": [1, 2]}, None),
+])
+def test_a_sweep_over_a_field_without_effect_says_so_before_it_runs(ref, caplog, grid, says):
+    """A sweep over the gate's skew on a dense model ran identical points without a word."""
+    with caplog.at_level("WARNING"):
+        expand(BASE, grid, "g.yaml", ref)
+    assert (says in caplog.text) if says else "has no effect" not in caplog.text, caplog.text
+
+
 @pytest.mark.parametrize("grid,message", [
     ({"tpp": [1]}, "grid: tpp: not a scenario field"),
     ({"tp": 2}, "grid: tp: must be a non-empty list"),

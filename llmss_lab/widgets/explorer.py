@@ -22,12 +22,11 @@ from traitlets import validate
 
 from .. import views
 from ..catalog import scan
-from ..config.model import ModelSpec
 from ..errors import InputError, LlmssError
 from ..latency.specs import read_specs
-from ..reference import ReferenceLayout, resolve_reference_dir
+from ..reference import resolve_reference_dir
 from ..results.dataset import Results
-from ..scenario import GENERATOR_FIELDS, SHAPE_FIELDS, Scenario, no_power_model
+from ..scenario import GENERATOR_FIELDS, INERT, SHAPE_FIELDS, Scenario, has_experts, no_power_model
 from ..scenario import choices as scenario_choices
 
 log = logging.getLogger(__name__)
@@ -81,42 +80,6 @@ LATENCY_CHOICES = [("auto: profile where one exists", "auto"), ("measured profil
 SPEC_TPS = (1, 2, 4, 8)      # TP degrees offered for hardware known only by its spec
 TAB_OF = {k: tab for tab, keys in GROUPS.items() for k in keys}
 READY = "Set the controls and press <b>Run</b>."
-NO_CXL = "Nothing is placed on CXL memory (neither weights on nor prefix storage is cxl)"
-# a control -> (the controls whose values decide whether it has an effect, why it has none given the setting and
-# whether a cluster file sets the cluster; "" where it has one). The setting holds the controls' values and two
-# facts: "moe", whether the model has experts (None: unknown), and "no_power", why the hardware has no power model.
-DEPENDS: dict[str, tuple[tuple[str, ...], Callable[[dict, bool], str]]] = {
-    "arrival_cv": (("arrival",), lambda v, _file: "" if v["arrival"] == "gamma" else
-                   "Only gamma arrivals have a burstiness"),
-    "prefix_sharing": (("prefix_storage",), lambda v, _file: "" if v["prefix_storage"] else
-                       "No lower prefix tier to share (prefix storage: none)"),
-    "kv_transfer": (("prefill_instances",), lambda v, file: "" if file or v["prefill_instances"] > 0 else
-                    "No prefill/decode split, so no KV cache is handed over (prefill replicas: 0)"),
-    "router": (("instances", "dp", "prefill_instances"),   # it also picks among a replica's DP members
-               lambda v, file: "" if file or v["dp"] > 1 or v["prefill_instances"] > 1
-               or v["instances"] - v["prefill_instances"] > 1 else
-               "One replica takes every request (one of each with a prefill/decode split): nothing to route"),
-    **dict.fromkeys(("cxl_mem_gib", "cxl_mem_bw", "cxl_devices"),
-                    (("weights_on", "prefix_storage"), lambda v, _file: "" if "cxl" in (v["weights_on"],
-                                                                              v["prefix_storage"]) else NO_CXL)),
-    "expert_gate": (("model",), lambda v, file: "" if file or v["moe"] is not False else
-                    "The model has no mixture-of-experts layers"),
-    "gate_skew": (("model", "expert_gate"), lambda v, file: DEPENDS["expert_gate"][1](v, file) or (
-        "" if v["expert_gate"] == "zipf" else "Only the zipf gate is skewed")),
-    # the config's npu_mem.mem_bw times only the reductions of TP, and of EP over a MoE model's experts
-    "npu_mem_bw": (("model", "tp", "ep"), lambda v, _file: "" if v["tp"] > 1 or v["ep"] > 1 and v["moe"] is not False
-                   else "No effect at TP 1 and EP 1 (or EP on a dense model): there are no reductions."),
-    "power": (("hardware",), lambda v, _file: v["no_power"] and f"No power model: {v['no_power']}"),
-    # the CPU memory's size counts for what is placed there, the DRAM's power and the PIM channels it holds; its
-    # bandwidth only for what is read from there
-    "cpu_mem_gib": (("weights_on", "prefix_storage", "power", "attn_offload"),
-                    lambda v, _file: "" if "cpu" in (v["weights_on"], v["prefix_storage"]) or v["power"]
-                    or v["attn_offload"] else "Nothing is placed on CPU memory (neither weights on nor prefix "
-                                              "storage is cpu), and neither power nor PIM offload is on"),
-    "cpu_mem_bw": (("weights_on", "prefix_storage"),
-                   lambda v, _file: "" if "cpu" in (v["weights_on"], v["prefix_storage"]) else
-                   "Nothing is read from CPU memory (neither weights on nor prefix storage is cpu)"),
-}
 
 
 class Explorer:
@@ -140,13 +103,12 @@ class Explorer:
         self.unshown: dict[str, tuple] = {}   # field -> (the value given, the one shown): the controls cannot hold it
         self.clamped: dict[str, str] = {}     # control -> what was typed beyond its range and what is used instead
         self.clamp_note = w.HTML()            # says so until the control is set within its range
-        self._experts: dict[str, bool | None] = {}   # model -> whether it has experts, as _has_experts read it
         self.controls: dict[str, w.ValueWidget] = {f.name: self._control(f.name, f.type) for f in fields(Scenario)}
         self.controls["hardware"].observe(self._on_hardware, "value")
         self.controls["model"].observe(self._on_model, "value")
         self.controls["tp"].observe(self._on_tp, "value")
         self.controls["power"].observe(self._on_power, "value")
-        for k in dict.fromkeys(("cluster_config", "trace", *(on for ons, _ in DEPENDS.values() for on in ons))):
+        for k in dict.fromkeys(("cluster_config", "trace", *(on for ons, _ in INERT.values() for on in ons))):
             self.controls[k].observe(self._on_switches, "value")
         self.status = w.HTML(READY)
         self.set_scenario(scenario or Scenario())
@@ -363,26 +325,16 @@ class Explorer:
         file, trace = c["cluster_config"].value, c["trace"].value
         # engine settings every instance of the file sets for itself win over the controls
         set_by_file = self.scenario().set_by_file(self.reference_dir) if file else {}
-        setting = {**{k: ctl.value for k, ctl in c.items()}, "moe": self._has_experts(c["model"].value),
+        setting = {**{k: ctl.value for k, ctl in c.items()}, "moe": has_experts(c["model"].value, self.reference_dir),
                    "no_power": no_power_model(c["hardware"].value, self.reference_dir)}
         for k, ctl in c.items():
             n, total = set_by_file.get(k, (0, 0))
             why = (f"The cluster file {file} sets it" if file and k in SHAPE_FIELDS else
                    f"The trace {trace} gives the workload" if trace and k in GENERATOR_FIELDS else
                    f"Set per instance by the cluster file ({n} of {total} instances)" if n else
-                   DEPENDS[k][1](setting, bool(file)) if k in DEPENDS else "")
+                   INERT[k][1](setting, bool(file)) if k in INERT else "")
             ctl.disabled = bool(why) and n == total   # a file that sets it for some instances leaves it the rest
             ctl.tooltip = " ".join(t for t in (why, TOOLTIPS.get(k)) if t) or None
-
-    def _has_experts(self, model: str) -> bool | None:
-        """Whether a model has mixture-of-experts layers, from its config (None if it cannot be read)."""
-        if model not in self._experts:
-            try:
-                path = ReferenceLayout(self.reference_dir).model_config(model)
-                self._experts[model] = ModelSpec.from_hf_config(path, model).is_moe
-            except LlmssError:
-                self._experts[model] = None
-        return self._experts[model]
 
     # ---- actions ---------------------------------------------------------------------------------
     def run(self) -> Results | None:
