@@ -214,3 +214,17 @@ def test_heatmap_panels_can_share_one_colour_scale():
         mapper = design.heatmap(ds, "goodput", "rate", "max_num_seqs", tp=2, **kw).select_one(LinearColorMapper)
         return mapper.low, mapper.high
     assert scale() == (4.0, 7.0) and scale(same_scale=True) == (0.0, 7.0)
+
+
+def test_batch_timeline_names_the_side_of_each_instance_in_a_pd_split(ref):
+    """Notebook 03 says the prefill instance runs pure prefill and the decode instance pure decode: its rows
+    read n0/i0 and n0/i1, and nothing said which was which."""
+    pd = Scenario(instances=2, prefill_instances=1, num_requests=12, rate=4.0).run(ref)
+    colocated = Scenario(instances=2, num_requests=12, rate=4.0).run(ref)
+    rows = list(views.batch_timeline(pd, colocated).y_range.factors)
+    assert rows == ["baseline: n0/i1", "baseline: n0/i0", "run: n0/i1 (decode)", "run: n0/i0 (prefill)"]
+    (src,) = _sources(views.batch_timeline(pd))
+    it = pd.iterations
+    on_prefill = np.asarray(src.data["y"]) == "n0/i0 (prefill)"
+    assert on_prefill.sum() == int((it.instance == 0).sum()) > 0   # every step sits on its own instance's row
+    assert (src.data["prefill_tokens"][on_prefill] == src.data["tokens"][on_prefill]).all()

@@ -74,14 +74,18 @@ def _runs(a: Results, b: Results | None) -> list[tuple[str, Results]]:
 # ---- batch timeline -------------------------------------------------------------------------------
 
 def batch_timeline(a: Results, b: Results | None = None, x_range=None) -> figure:
-    """A Gantt of engine steps, one row per instance, coloured by the prefill share of the batch's
-    tokens (0 = pure decode, 1 = pure prefill); hover shows the batch composition."""
+    """A Gantt of engine steps, one row per instance (named with its side in a prefill/decode split),
+    coloured by the prefill share of the batch's tokens (0 = pure decode, 1 = pure prefill); hover shows the
+    batch composition."""
     rows: list[str] = []
     parts: list[dict[str, np.ndarray]] = []
     for name, r in _runs(a, b):
         it = r.iterations
-        keys = np.array([f"{name}: {_short(lab)}" if b is not None else _short(lab)
-                         for lab in r.timeseries.instance.values])
+        ts = r.timeseries
+        roles = ts.role.values if "role" in ts.coords else ["both"] * ts.sizes["instance"]   # older files: none
+        labels = [_short(lab) + (f" ({role})" if role in ("prefill", "decode") else "")
+                  for lab, role in zip(ts.instance.values, roles)]
+        keys = np.array([f"{name}: {lab}" if b is not None else lab for lab in labels])
         rows += list(keys)
         tok = it.num_tokens.values
         parts.append({"y": keys[it.instance.values], "left": it.start.values,
