@@ -129,8 +129,21 @@ def test_parallelism(ref):
 def test_moe_routing(ref):
     nb = executed("05_moe_routing.ipynb", ref)
     hot = nb["table"]["busiest / mean expert, per layer"]
-    # an even load for the balanced gate, hot stripes for zipf
+    # an even load for the balanced gate, hot experts for zipf
     assert hot["balanced"] < 1.05 and hot["zipf 1.2"] > 4
+    # zipf's 16 is the ceiling num_experts / top-k (a token picks distinct experts); every token picks each
+    # layer's two most popular experts
+    zipf = nb["gates"]["zipf 1.2"]
+    from llmss_lab.config.model import ModelSpec
+    from llmss_lab.reference import ReferenceLayout
+
+    model = ModelSpec.from_hf_config(ReferenceLayout(ref).model_config(nb["base"].model), nb["base"].model)
+    assert hot["zipf 1.2"] == pytest.approx(model.num_experts / model.experts_per_token)
+    load = zipf.experts.expert_load.sum("moe_group").transpose("layer", "expert").values
+    top = np.sort(load, axis=1)[:, ::-1] / load.sum(axis=1, keepdims=True)
+    assert np.allclose(top[:, :2], 1 / model.experts_per_token) and (top[:, 2] < 1 / model.experts_per_token).all()
+    # hot spots, a different few in each layer: not columns
+    assert len(set(load.argmax(axis=1).tolist())) > load.shape[0] / 2
 
 
 def test_memory_tiers_and_pim(ref):
