@@ -110,6 +110,24 @@ def test_pd_disaggregation(ref):
     prefill, decode = (it.where(it.instance == i, drop=True) for i in (0, 1))
     assert int(prefill.prefill_tokens.sum()) == int(prefill.num_tokens.sum()) > 0
     assert int(decode.prefill_tokens.sum()) == 0 and int(decode.decode_seqs.sum()) > 0
+    # the one decode instance fills up to max_num_seqs, so TTFT and TPOT grow; the ITL tail shrinks by half
+    split, colocated = s["1 prefill + 1 decode (layer-wise KV)"], s["2 colocated replicas"]
+    assert int(decode.num_seqs.max()) == nb["base"].max_num_seqs
+    q = nb["pd"]["1 prefill + 1 decode (layer-wise KV)"].requests
+    assert float((q.scheduled - q.arrival).mean()) * 1e3 < 0.2 * float(q.ttft.mean())   # not a prefill queue
+    for key in ("mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms"):
+        assert split[key] > colocated[key]
+    assert split["output_throughput"] < colocated["output_throughput"]
+    assert split["p99_itl_ms"] < 0.5 * colocated["p99_itl_ms"]
+
+    # Try: longer prompts make the prefill side the bottleneck (its queue is most of TTFT); a second decode
+    # instance gives decode room (no longer full, first tokens sooner)
+    long = nb["base"].replace(prefill_instances=1, input_len="lognormal:4000:0.3").run(ref).requests
+    assert float((long.scheduled - long.arrival).mean()) > 0.5 * float(long.ttft.mean()) * 1e-3
+    roomy = nb["base"].replace(instances=3, prefill_instances=1).run(ref)
+    it3 = roomy.iterations
+    assert int(it3.num_seqs.where(it3.instance > 0).max()) < nb["base"].max_num_seqs
+    assert roomy.summary()["mean_ttft_ms"] < split["mean_ttft_ms"]
 
 
 def test_parallelism(ref):
