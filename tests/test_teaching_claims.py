@@ -81,6 +81,13 @@ def test_kv_cache(ref):
     assert int(small.iterations.kv_blocks_used.max()) == small.attrs["num_gpu_blocks"]
     big = kv["utilisation 0.9"]
     assert int(big.iterations.kv_blocks_used.max()) < 0.8 * big.attrs["num_gpu_blocks"]
+    # a smaller cache costs TTFT and throughput; at 0.25 fewer requests fit, steps are shorter and TPOT drops
+    # below the big cache's
+    order = ["utilisation 0.9", "utilisation 0.3", "utilisation 0.25"]
+    assert [s[k]["mean_ttft_ms"] for k in order] == sorted(s[k]["mean_ttft_ms"] for k in order)
+    assert [s[k]["output_throughput"] for k in order] == sorted((s[k]["output_throughput"] for k in order), reverse=True)
+    assert s["utilisation 0.25"]["mean_tpot_ms"] < s["utilisation 0.9"]["mean_tpot_ms"]
+    assert float(small.iterations.num_seqs.mean()) < float(big.iterations.num_seqs.mean())
 
     pc = summaries(nb["pc"])
     hits = {k: v["prefix_hit_tokens"] for k, v in pc.items()}
@@ -95,6 +102,16 @@ def test_kv_cache(ref):
 
     assert hit(1000, 64) < hit(1000, 16)
     assert hit(1024, 64) == hit(1024, 16)
+
+    # Try: a squeezed cache with 50 prefixes evicts them; LRU keeps more hits and a lower TTFT than MRU
+    squeezed = nb["shared"].replace(gpu_memory_utilization=0.25, num_prefixes=50)
+    lru, mru = (squeezed.replace(eviction=e).run(ref).summary() for e in ("lru", "mru"))
+    assert lru["prefix_hit_tokens"] > mru["prefix_hit_tokens"] and lru["mean_ttft_ms"] < mru["mean_ttft_ms"]
+    # with only the notebook's 4 prefixes the policies barely differ
+    few_lru, few_mru = (nb["shared"].replace(gpu_memory_utilization=0.25, eviction=e).run(ref).summary()
+                        for e in ("lru", "mru"))
+    assert few_lru["prefix_hit_tokens"] == few_mru["prefix_hit_tokens"]
+    assert few_lru["mean_ttft_ms"] == pytest.approx(few_mru["mean_ttft_ms"], rel=0.05)
 
 
 def test_pd_disaggregation(ref):
