@@ -254,3 +254,54 @@ def test_power_and_energy(ref):
     assert watts.max() < 1.02 * watts.min()
     per_token = [s[c]["energy_per_output_token_J"] for c in caps]
     assert per_token[0] > per_token[1] > per_token[2]
+
+
+def parameters(name: str) -> dict:
+    """The committed values of a notebook's parameters cell."""
+    cell = next(c for c in nbformat.read(NOTEBOOKS / name, as_version=4).cells
+                if "parameters" in c.metadata.get("tags", []))
+    ns: dict = {}
+    exec(compile(cell.source, name, "exec"), ns)
+    return ns
+
+
+def test_design_space(ref):
+    """The notebook needs dask, so its claims are checked on runs made here with its committed parameters."""
+    pytest.importorskip("distributed")
+    import llmss_lab as ll
+    from llmss_lab.sweeps import local_client
+
+    p = parameters("design_space.ipynb")
+    n = p["num_requests"]
+    slo = ll.SLO(ttft_ms=p["slo_ttft_ms"], tpot_ms=p["slo_tpot_ms"], quantile=0.9)
+    base = ll.Scenario(num_requests=n, seed=p["seed"], power=True, tp=min(p["tp_values"]),
+                       max_num_seqs=max(p["max_num_seqs_values"]))
+
+    def evaluate(requests: int, rate: float) -> dict:
+        r = base.replace(num_requests=requests, rate=rate).run(ref)
+        q = r.requests
+        return slo.evaluate(q.ttft.values, q.tpot.values, r.summary()["duration_s"], requests)
+
+    # long enough for the queue to settle: four times as many requests give the same verdict at every swept
+    # rate; goodput comes close to the rate where the SLO is met and collapses where it is not
+    verdicts = []
+    for rate in p["rates"]:
+        here = evaluate(n, rate)
+        assert here["slo_met"] == evaluate(4 * n, rate)["slo_met"], rate
+        assert here["goodput"] > 0.9 * rate if here["slo_met"] else here["goodput"] < 0.5 * rate
+        verdicts.append(here["slo_met"])
+    assert 0 < sum(verdicts) < len(verdicts)   # the swept rates straddle what the configuration keeps up with
+
+    with local_client(2) as client:
+        # 80 requests measure a burst: more than four times the rate the notebook's runs sustain
+        cap = {k: ll.capacity(base.replace(num_requests=k), slo, rate_range=(1.0, 64.0), client=client,
+                              reference_dir=ref, progress=False).max_rate.item() for k in (80, n)}
+        assert cap[80] > 4 * cap[n]
+        # over a grid with the rate in it, the front holds a point that is there only for its low energy per
+        # token at a high rate, while most of its requests miss the SLO
+        ds = ll.sweep(base, {"tp": p["tp_values"], "rate": p["rates"]}, client=client, reference_dir=ref, slo=slo,
+                      progress=False)
+    front = ll.pareto_front(ds, maximize=["goodput"], minimize=["energy_per_output_token_J", "num_gpus"])
+    missed = front & (ds.slo_met == 0)
+    assert missed.any() and bool((ds.goodput.where(missed) < 0.5 * ds.rate).any())
+    assert ll.pareto_front(ds.sel(rate=8.0), maximize=["goodput"], minimize=["energy_per_output_token_J"]).any()
