@@ -214,9 +214,7 @@ def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
     time = xr.Variable("time", edges[1:], {"units": "s", "standard_name": "time", "long_name": "end of the 1 s bin"})
     # each instance counts as its own vLLM would: in a P/D split a prompt shows on both sides, and the prefill
     # side's one token per request besides the decode side's full output; sum over the role that owns the metric
-    role = xr.Variable("instance", [s.role or "both" for s in raw.setups],
-                       {"long_name": "what the instance serves: prefill, decode or both (not disaggregated)"})
-    return xr.Dataset(data, coords={"time": time, "instance": names, "role": role, **instance_coords(raw)})
+    return xr.Dataset(data, coords={"time": time, "instance": names, **instance_coords(raw)})
 
 
 def instance_coords(raw: RawRun) -> dict[str, xr.Variable]:
@@ -225,7 +223,9 @@ def instance_coords(raw: RawRun) -> dict[str, xr.Variable]:
 
     def col(key: str, long_name: str, default):
         return xr.Variable("instance", [i.get(key, default) for i in info], {"long_name": long_name})
-    return {"hardware": col("hardware", "accelerator the instance runs on", ""),
+    return {"role": xr.Variable("instance", [s.role or "both" for s in raw.setups],
+                                {"long_name": "what the instance serves: prefill, decode or both (not disaggregated)"}),
+            "hardware": col("hardware", "accelerator the instance runs on", ""),
             "model": col("model", "model the instance serves", ""),
             "node": col("node", "node of the cluster config the instance is on", 0),
             "tp_size": col("tp_size", "tensor-parallel degree", 1),

@@ -26,7 +26,7 @@ from ..errors import InputError, LlmssError
 from ..latency.specs import read_specs
 from ..reference import resolve_reference_dir
 from ..results.dataset import Results
-from ..scenario import GENERATOR_FIELDS, INERT, SHAPE_FIELDS, Scenario, has_experts, no_power_model
+from ..scenario import GENERATOR_FIELDS, INERT, SHAPE_FIELDS, Scenario
 from ..scenario import choices as scenario_choices
 
 log = logging.getLogger(__name__)
@@ -323,16 +323,16 @@ class Explorer:
         back once it has one: what a cluster file or a trace sets instead, and what only matters with another."""
         c = self.controls
         file, trace = c["cluster_config"].value, c["trace"].value
+        shown = self.scenario()
         # engine settings every instance of the file sets for itself win over the controls
-        set_by_file = self.scenario().set_by_file(self.reference_dir) if file else {}
-        setting = {**{k: ctl.value for k, ctl in c.items()}, "moe": has_experts(c["model"].value, self.reference_dir),
-                   "no_power": no_power_model(c["hardware"].value, self.reference_dir)}
+        set_by_file = shown.set_by_file(self.reference_dir) if file else {}
+        inert = shown.inert(self.reference_dir)
         for k, ctl in c.items():
             n, total = set_by_file.get(k, (0, 0))
             why = (f"The cluster file {file} sets it" if file and k in SHAPE_FIELDS else
                    f"The trace {trace} gives the workload" if trace and k in GENERATOR_FIELDS else
                    f"Set per instance by the cluster file ({n} of {total} instances)" if n else
-                   INERT[k][1](setting, bool(file)) if k in INERT else "")
+                   inert.get(k, ""))
             ctl.disabled = bool(why) and n == total   # a file that sets it for some instances leaves it the rest
             ctl.tooltip = " ".join(t for t in (why, TOOLTIPS.get(k)) if t) or None
 
