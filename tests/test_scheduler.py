@@ -173,6 +173,29 @@ def test_async_scheduling_plans_each_step_while_the_previous_one_runs():
     assert sync.requests.first_token.tolist() == [1e6, 2e6] and sync.requests.finished.tolist() == [3e6, 3e6]
 
 
+def test_requests_of_the_same_instant_share_the_first_step():
+    """An idle engine that gets a burst plans once every request of the instant is in (vLLM drains its
+    input queue before it schedules), not a step for the first request and one for the rest."""
+    eng = EngineConfig(max_num_seqs=8, max_num_batched_tokens=64, enable_prefix_caching=False)
+    lat = ConstantLatency(1e6)
+    raw = simulator.run([setup(eng, 100, lat)], from_requests([(0.0, 10, 2), (0.0, 10, 2), (0.0, 10, 2),
+                                                               (0.0005, 10, 2)]))
+    assert [b.num_tokens for b in lat.shapes] == [30, 3 + 10, 1]
+    assert raw.requests.first_token.tolist() == [1e6, 1e6, 1e6, 2e6]
+
+
+def test_async_scheduling_takes_mid_step_arrivals_in_at_the_step_boundary():
+    """With nothing left to plan ahead, vLLM's engine waits on the running step and then reads every request
+    that came meanwhile: one arrival mid-step does not get a step planned for it alone."""
+    eng = EngineConfig(max_num_seqs=8, max_num_batched_tokens=64, enable_prefix_caching=False, async_scheduling=True)
+    lat = ConstantLatency(1e6)
+    # req0's prompt step gives its only token, so there is no step to plan ahead of it at 0
+    raw = simulator.run([setup(eng, 100, lat)], from_requests([(0.0, 10, 1), (0.0003, 10, 2), (0.0006, 10, 2)]))
+    assert [b.num_tokens for b in lat.shapes] == [10, 20, 2]
+    assert raw.requests.queued.tolist() == [0.0, 1e6, 1e6]
+    assert raw.requests.first_token.tolist() == [1e6, 2e6, 2e6]
+
+
 def test_a_finished_request_leaves_no_bookkeeping_behind():
     """Per-request KV state goes with the request, so a long run's manager does not grow with every request."""
     eng = EngineConfig(block_size=16, enable_prefix_caching=True)

@@ -183,11 +183,13 @@ class Instance:
         return len(self.scheduler.running)
 
     # ---- arrivals ----------------------------------------------------------------------------------
-    def submit(self, rid: int, token_ids, kv_ready: int = 0) -> None:
-        """A new request, or (``kv_ready`` > 0) one whose first ``kv_ready`` tokens' KV arrives with it."""
+    def submit(self, rid: int, token_ids, kv_ready: int = 0, wake: bool = True) -> None:
+        """A new request, or (``kv_ready`` > 0) one whose first ``kv_ready`` tokens' KV arrives with it.
+        ``wake=False`` leaves waking the engine to the caller (requests that arrive together)."""
         self.R.instance[rid] = self.iid
         self.inbox.append((rid, token_ids, kv_ready))
-        self.engine.poke()
+        if wake:
+            self.engine.wake()
 
     def pull(self, rid: int, token_ids, kv_ready: int, fetch: Callable[[float], float]) -> None:
         """A handed-over request whose KV this instance reads itself, as vLLM V1's asynchronous KV
@@ -195,12 +197,12 @@ class Instance:
         when the read ends, and the request is scheduled from the first later boundary after that."""
         self.R.instance[rid] = self.iid
         self.to_pull.append((rid, token_ids, kv_ready, fetch))
-        self.engine.poke()
+        self.engine.wake()
 
     def release(self, rid: int) -> None:
         """A decode instance took in a request this (prefill) instance handed over: its blocks are free now."""
         self.scheduler.release(rid)
-        self.engine.poke()
+        self.engine.wake()
 
     def take_inbox(self, now: float) -> None:
         if self.loading:    # reads started at an earlier boundary and finished by now join the queue
@@ -214,7 +216,7 @@ class Instance:
         for rid, ids, ready, fetch in self.to_pull:
             until = fetch(now)
             self.loading.append((rid, ids, ready, until))
-            self.engine.loop.at(until, self.engine.poke)   # an idle engine wakes when the read ends
+            self.engine.loop.at(until, self.engine.wake)   # an idle engine wakes when the read ends
         self.to_pull.clear()
         for rid, ids, ready in self.inbox:
             if self.R.queued[rid] == UNSET:
@@ -317,9 +319,17 @@ class Engine:
     def name(self) -> str:
         return self.members[0].name if len(self.members) == 1 else "+".join(m.name for m in self.members)
 
+    def wake(self) -> None:
+        """News from outside (an arrival, a hand-over, freed blocks, a finished KV read) starts an idle
+        engine. A busy one takes it in at its next step boundary: vLLM's engine core, having scheduled
+        all it could, waits on its oldest step before it reads its input queue again, so with async
+        scheduling or pipeline stages a step is never planned mid-step around one late arrival."""
+        if self.inflight == 0:
+            self.poke()
+
     def poke(self) -> None:
-        """Schedule steps while fewer than ``depth`` are in flight; with pipeline stages, only when
-        the first stage is free."""
+        """At a step boundary: schedule steps while fewer than ``depth`` are in flight; with pipeline
+        stages, only when the first stage is free."""
         now = self.loop.now
         while self.inflight < self.depth and (self.pp == 1 or self.stage_free[0] <= now):
             if not self._launch(now):

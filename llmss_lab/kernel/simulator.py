@@ -247,11 +247,20 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
     engines = _engines(loop, instances, setups, on_step)
     arrivals = workload.arrival_ns.tolist()
 
-    # arrivals are fed one at a time so the heap stays small
+    # arrivals are fed one instant at a time so the heap stays small; requests of the same instant all
+    # reach their instances before any engine plans, as LLMServingSim routes every arrived request at once
+    # and vLLM drains its input queue before it schedules
     def arrive(rid: int) -> None:
-        entry[route.pick(rid, token_ids[rid])].submit(rid, token_ids[rid])
-        if rid + 1 < len(arrivals):
-            loop.at(float(arrivals[rid + 1]), lambda: arrive(rid + 1))
+        now, woken = arrivals[rid], {}
+        while rid < len(arrivals) and arrivals[rid] == now:
+            inst = entry[route.pick(rid, token_ids[rid])]
+            inst.submit(rid, token_ids[rid], wake=False)
+            woken[id(inst.engine)] = inst.engine
+            rid += 1
+        for engine in woken.values():
+            engine.wake()
+        if rid < len(arrivals):
+            loop.at(float(arrivals[rid]), lambda: arrive(rid))
 
     loop.at(float(arrivals[0]), lambda: arrive(0))
     loop.run(until=HORIZON_NS)
