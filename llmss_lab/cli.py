@@ -102,6 +102,62 @@ def _stage_bar(first: str, enabled: bool):
                 bar_format="{desc} {n_fmt}/{total_fmt} [{elapsed}]")
 
 
+def describe_run(attrs: dict) -> str:
+    """One line: what ran, and how long the simulation took."""
+    n_inst = attrs.get("num_instances", 1)
+    par = " x ".join(f"{k}{attrs.get(f'{k.lower()}_size', 1)}" for k in ("TP", "PP", "EP")   # one instance's
+                     if k == "TP" or attrs.get(f"{k.lower()}_size", 1) > 1)
+    what = (f"{attrs.get('model', '')} on {attrs.get('hardware', '')} ({par}), "
+            f"{attrs.get('num_gpu_blocks', '')} KV blocks" if n_inst == 1 else
+            f"{n_inst} instances of {attrs.get('model', '')} on {attrs.get('hardware', '')}")
+    return f"{what}; {attrs.get('num_steps', '')} steps simulated in {attrs.get('sim_wall_s', float('nan')):.3f} s"
+
+
+def format_comparison(runs: list[tuple[str, dict, dict]]) -> str:
+    """Runs given as (name, summary, attrs) side by side, each after the first with its change from the first."""
+    from .results.table import SUMMARY_ROWS, change_pct, known
+
+    tags = [f"[{i}]" for i in range(1, len(runs) + 1)]
+    out = [f"{tag} {name}: {describe_run(attrs)}" for tag, (name, _, attrs) in zip(tags, runs)]
+    out += [f"{tag} latency model: {attrs['latency_source']}" for tag, (_, _, attrs) in zip(tags, runs)
+            if not str(attrs.get("latency_source", "profile")).startswith("profile")]
+    for tag, (_, _, attrs) in zip(tags[1:], runs[1:]):
+        changed = _settings_changed(runs[0][2], attrs)
+        out.append(f"{tag} differs from [1] in: {', '.join(changed) if changed else 'no recorded setting'}")
+    width = 12
+    out.append(f"  {'':<22}" + "".join(f"{t:>{width}}" for t in tags)
+               + "".join(f"{t + ' vs [1]':>{width + 2}}" for t in tags[1:]))
+    first = runs[0][1]
+    for key, label, fmt in SUMMARY_ROWS:
+        if not any(key in s for _, s, _ in runs):
+            continue
+        values = [s.get(key) for _, s, _ in runs]
+        cells = "".join(f"{fmt.format(v) if known(v) else 'n/a':>{width}}" for v in values)
+        changes = "".join(f"{'-' if (c := change_pct(v, first.get(key))) is None else f'{c:+.1f} %':>{width + 2}}"
+                          for v in values[1:])
+        out.append(f"  {label:<22}{cells}{changes}")
+    return "\n".join(out)
+
+
+# the attrs that say how a run was set up (the engine's settings come from engine_json)
+SETUP_ATTRS = ("cluster", "workload", "latency_model", "what_if", "model", "hardware", "tp_size", "pp_size", "ep_size",
+               "num_instances", "router", "kv_transfer", "expert_gate", "seed", "prefix_storage", "prefix_sharing",
+               "attn_offload", "sub_batch_interleaving")
+
+
+def _settings_changed(a: dict, b: dict) -> list[str]:
+    """``key old -> new`` for each recorded setting in which run ``b`` differs from run ``a``."""
+    def settings(attrs: dict) -> dict:
+        try:
+            engine = json.loads(attrs.get("engine_json", "{}"))
+        except ValueError:
+            engine = {}
+        return {**{k: attrs.get(k) for k in SETUP_ATTRS}, **(engine if isinstance(engine, dict) else {})}
+
+    sa, sb = settings(a), settings(b)
+    return [f"{k} {sa.get(k)} -> {sb.get(k)}" for k in dict.fromkeys([*sa, *sb]) if str(sa.get(k)) != str(sb.get(k))]
+
+
 def format_summary(summary: dict, attrs: dict) -> str:
     rows = [
         ("requests completed", f"{summary['completed']}"),
@@ -117,13 +173,7 @@ def format_summary(summary: dict, attrs: dict) -> str:
     if "total_energy_J" in summary:
         rows.append(("energy", f"{summary['total_energy_J']:.0f} J, "
                                f"{summary['energy_per_output_token_J']:.4f} J per output token"))
-    n_inst = attrs.get("num_instances", 1)
-    par = " x ".join(f"{k}{attrs.get(f'{k.lower()}_size', 1)}" for k in ("TP", "PP", "EP")   # one instance's
-                     if k == "TP" or attrs.get(f"{k.lower()}_size", 1) > 1)
-    what = (f"{attrs.get('model', '')} on {attrs.get('hardware', '')} ({par}), "
-            f"{attrs.get('num_gpu_blocks', '')} KV blocks" if n_inst == 1 else
-            f"{n_inst} instances of {attrs.get('model', '')} on {attrs.get('hardware', '')}")
-    out = [f"{what}; {attrs.get('num_steps', '')} steps simulated in {attrs.get('sim_wall_s', float('nan')):.3f} s"]
+    out = [describe_run(attrs)]
     if not str(attrs.get("latency_source", "profile")).startswith("profile"):
         rows.insert(0, ("latency model", attrs["latency_source"]))
     out += [f"  {k:<26}{v}" for k, v in rows]
@@ -255,13 +305,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     from .results.dataset import Results
 
-    res = Results.load(args.results)
-    try:
-        text = format_summary(res.summary(), res.attrs)
-    except (ValueError, TypeError, KeyError) as exc:   # a file edited by hand or by another tool
-        raise InputError(f"holds results this version cannot summarise ({type(exc).__name__}: {exc}); was it "
-                         "changed after llmss wrote it?", args.results) from None
-    print(text)
+    runs = []
+    for path in args.results:
+        res = Results.load(path)
+        try:
+            runs.append((path, res.summary(), res.attrs))
+            text = format_summary(res.summary(), res.attrs)
+        except (ValueError, TypeError, KeyError) as exc:   # a file edited by hand or by another tool
+            raise InputError(f"holds results this version cannot summarise ({type(exc).__name__}: {exc}); was it "
+                             "changed after llmss wrote it?", path) from None
+    print(text if len(runs) == 1 else format_comparison(runs))
     return 0
 
 
@@ -599,8 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
     _latency_args(v)
     v.set_defaults(fn=cmd_validate)
 
-    s = sub.add_parser("summary", help="print the summary of a saved results file")
-    s.add_argument("results")
+    s = sub.add_parser("summary", help="print the summary of a saved results file, or several side by side")
+    s.add_argument("results", nargs="+", help="results files (.nc); with two or more, a table of their metrics "
+                                              "and each one's change from the first")
     s.set_defaults(fn=cmd_summary)
 
     g = sub.add_parser("figure-data", help="run the paper's scenarios of figures 5-10 and write the artifact's TSVs")

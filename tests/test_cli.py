@@ -234,3 +234,22 @@ def test_out_may_not_replace_an_input_of_the_same_command(ref, capsys, tmp_path)
         code, _, err = run(capsys, *argv, "--reference-dir", str(ref), "-q")
         assert code == 2 and f"--out: is also the command's {name} input" in err, err
         assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_summary_of_several_runs_puts_them_side_by_side_with_what_differs(ref, capsys, tmp_path):
+    from llmss_lab.results.dataset import Results
+
+    cluster = str(ref / "configs/cluster/single_node_single_instance.json")
+    for seqs in (16, 4):
+        run(capsys, "run", cluster, "--reference-dir", str(ref), "--num-requests", "30", "--rate", "20",
+            "--max-num-seqs", str(seqs), "--out", str(tmp_path / f"s{seqs}.nc"), "-q")
+    code, out, err = run(capsys, "summary", str(tmp_path / "s16.nc"), str(tmp_path / "s4.nc"))
+    assert code == 0, err
+    assert f"[1] {tmp_path / 's16.nc'}: meta-llama/Llama-3.1-8B" in out
+    assert "[2] differs from [1] in: max_num_seqs 16 -> 4" in out
+    a, b = (Results.load(tmp_path / f"s{n}.nc").summary() for n in (16, 4))
+    row = next(line for line in out.splitlines() if line.strip().startswith("mean TTFT (ms)")).split()
+    assert row[3:] == [f"{a['mean_ttft_ms']:.1f}", f"{b['mean_ttft_ms']:.1f}",
+                       f"{(b['mean_ttft_ms'] - a['mean_ttft_ms']) / a['mean_ttft_ms'] * 100:+.1f}", "%"]
+    code, _, err = run(capsys, "summary", str(tmp_path / "s16.nc"), str(tmp_path / "missing.nc"))
+    assert code == 2 and "missing.nc" in err

@@ -8,7 +8,6 @@ touches widgets.
 from __future__ import annotations
 
 import html
-import math
 import re
 
 import numpy as np
@@ -22,6 +21,7 @@ from ..config.power import COMPONENTS
 from ..config.reader import as_whole
 from ..errors import InputError
 from ..results.dataset import Results
+from ..results.table import SUMMARY_ROWS, UNDEFINED, change_pct, known
 
 A_NAME, B_NAME = "run", "baseline"
 B_COLOR = "#888888"
@@ -328,31 +328,14 @@ def latency_cdfs(a: Results, b: Results | None = None):
 
 # ---- the summary table and the dashboard -------------------------------------------------------------
 
-SUMMARY_ROWS = (("completed", "requests completed", "{:.0f}"), ("duration_s", "duration (s)", "{:.2f}"),
-                ("output_throughput", "output tokens/s", "{:.1f}"), ("request_throughput", "requests/s", "{:.2f}"),
-                ("mean_ttft_ms", "mean TTFT (ms)", "{:.1f}"), ("p99_ttft_ms", "p99 TTFT (ms)", "{:.1f}"),
-                ("mean_tpot_ms", "mean TPOT (ms)", "{:.2f}"), ("p99_tpot_ms", "p99 TPOT (ms)", "{:.2f}"),
-                ("p99_itl_ms", "p99 ITL (ms)", "{:.2f}"), ("mean_e2el_ms", "mean E2E (ms)", "{:.0f}"), ("preemptions", "preemptions", "{:.0f}"),
-                ("prefix_hit_tokens", "prefix-hit tokens", "{:.0f}"),
-                ("energy_per_output_token_J", "J per output token", "{:.4f}"))
-
-
 PAD = "padding:1px 12px 1px 0"
 CELL = f"text-align:right;{PAD}"   # numbers line up on the right, with room between the columns
-
-
-# why a summary metric has no value (NaN): as the text summary, "n/a", with the reason on hover
-UNDEFINED = dict.fromkeys(("mean_tpot_ms", "p99_tpot_ms", "p99_itl_ms"), "needs requests with two or more output tokens")
-
-
-def _known(v) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
 def _cell(v, fmt: str, key: str) -> str:
     if v is None:
         return "-"
-    if not _known(v):
+    if not known(v):
         return f"<span title='{UNDEFINED.get(key, 'not defined for this run')}'>n/a</span>"
     return fmt.format(v)
 
@@ -374,7 +357,7 @@ def summary_table(a: Results, b: Results | None = None) -> str:
         if sb is not None:
             vb = sb.get(key)
             cells.append(f"<td>{_cell(vb, fmt, key)}</td>")
-            change = f"{(va - vb) / vb * 100:+.1f} %" if _known(va) and _known(vb) and vb else "-"
+            change = "-" if (c := change_pct(va, vb)) is None else f"{c:+.1f} %"
             cells.append(f"<td>{change}</td>")
         body.append("<tr>" + "".join(cells).replace("<td>", f"<td style='{CELL}'>") + "</tr>")
     return ("<table class='llmss-summary' style='border-collapse:collapse;font-family:monospace'>" + head
