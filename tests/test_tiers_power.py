@@ -279,3 +279,59 @@ def test_a_cluster_with_power_on_some_nodes_says_which_nodes_the_energy_leaves_o
     with caplog.at_level(logging.WARNING):   # every node with power: nothing to say
         simulate(ClusterSpec([node, node], 16.0, 20000.0), synthetic(4, rate=4, seed=1), reference_dir=ref)
     assert not [r for r in caplog.records if "no power section" in r.getMessage()]
+
+
+def _llama(where: str) -> InstanceSpec:
+    return InstanceSpec("meta-llama/Llama-3.1-8B", "RTXPRO6000", MemorySpec(96, 1597), where=where)
+
+
+def _prompts(arrivals_s: list[float], ids: list[list[int]]):
+    from llmss_lab.workload import Workload
+    return Workload(np.array([int(t * 1e9) for t in arrivals_s]), np.array([len(i) for i in ids]),
+                    np.array([2] * len(ids)), ids)
+
+
+def test_write_through_to_a_pool_in_another_nodes_memory_crosses_the_link_before_it_is_read(ref):
+    """An instance on node 1 wrote its chunks into node 0's cluster pool at node 0's memory speed, free of the
+    link between the nodes, so an instance on node 0 recalled them 2 ms after asking, though at 50 MB/s the 480
+    MiB were still on the wire for seconds."""
+    link_gbps, link_ns = 0.05, 20000.0
+    spec = ClusterSpec([NodeSpec([_llama("a")]), NodeSpec([_llama("b")])], [64.0, link_gbps], [0.0, link_ns])
+    a, x = list(range(4000)), list(range(10000, 10100))
+    # round robin: X on node 0; A on node 1, written through to node 0's memory; A again on node 0 at 2 s
+    res = simulate(spec, _prompts([0, 0, 2], [x, a, list(a)]), {"max_num_batched_tokens": 8192}, reference_dir=ref,
+                   router="round_robin", prefix_storage="cpu", prefix_sharing="cluster")
+    r, it, m = res.requests, res.iterations, res.memory
+    assert r.instance.values.tolist() == [0, 1, 0]
+    assert r.recalled_tokens.values.tolist() == [0, 0, 3840]
+    nbytes = 3840 * 131072                                   # 15 chunks of Llama-3.1-8B KV
+    written = float(r.first_token[1])                        # the writer's prefill step ends and the write starts
+    landed = written + (link_ns + nbytes / (link_gbps * GB) * 1e9) * 1e-9
+    assert written < 2.0 < landed                            # indexed in the pool before request 2 came, not there yet
+    step = it.where(it.instance == 0, drop=True).where(lambda s: s.start >= 2.0, drop=True).isel(step=0)
+    # request 2 reads them from node 0's own memory, once they are there
+    assert float(step.start) + float(step.recall) * 1e-3 == pytest.approx(landed + nbytes / (256 * GB), rel=1e-9)
+    assert float(m.pool_link_written.sum()) == nbytes and float(m.pool_link_read.sum()) == 0
+
+
+def test_recalls_from_a_pool_in_another_nodes_memory_queue_on_the_link(ref):
+    """Two instances on node 1 recalling from node 0's memory at once each had the whole 1 GB/s link between the
+    nodes (469 ms apiece, ending together), as if each had a link of its own."""
+    link_ns = 20000.0
+    spec = ClusterSpec([NodeSpec([_llama("a")]), NodeSpec([_llama("b"), _llama("c")])], [64.0, 1.0],
+                       [0.0, link_ns])
+    a = list(range(4000))
+    small = [list(range(k * 1000, k * 1000 + 100)) for k in (10, 11, 12)]
+    # round robin a, b, c, a, b, c: A is written to node 0's memory by node 0; b and c ask for it together at 2 s
+    res = simulate(spec, _prompts([0, 0, 0, 1, 2, 2], [a, small[0], small[1], small[2], list(a), list(a)]),
+                   {"max_num_batched_tokens": 8192}, reference_dir=ref, router="round_robin", prefix_storage="cpu",
+                   prefix_sharing="cluster")
+    r, it = res.requests, res.iterations
+    assert r.instance.values.tolist() == [0, 1, 2, 0, 1, 2]
+    assert r.recalled_tokens.values.tolist() == [0, 0, 0, 0, 3840, 3840]
+    nbytes = 3840 * 131072
+    one = (link_ns + nbytes / GB * 1e9) * 1e-6               # ms on the link
+    recalls = sorted(float(it.recall.where(it.instance == i).max()) for i in (1, 2))
+    assert recalls == pytest.approx([one, 2 * one], rel=1e-9)
+    assert float(res.memory.pool_link_read.sum()) == 2 * nbytes
+

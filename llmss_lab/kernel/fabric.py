@@ -19,14 +19,15 @@ class Fabric:
         self._free: dict[tuple[str, int], float] = defaultdict(float)
         self.bytes_moved = 0.0
 
+    def ready(self, src: int, dst: int, earliest: float) -> float:
+        """When a transfer from ``src`` to ``dst`` asked for at ``earliest`` can start: both ports free."""
+        return max(earliest, self._free[("out", src)], self._free[("in", dst)])
+
     def reserve(self, src: int, dst: int, earliest: float, duration: float) -> float:
         """Book ``duration`` ns on ``src``'s egress and ``dst``'s ingress, as soon as both are free
         from ``earliest`` on; returns the end."""
-        ports = (("out", src), ("in", dst))
-        start = max(earliest, *(self._free[p] for p in ports))
-        end = start + duration
-        for p in ports:
-            self._free[p] = end
+        end = self.ready(src, dst, earliest) + duration
+        self._free[("out", src)] = self._free[("in", dst)] = end
         return end
 
     def send(self, link: Link, src: int, dst: int, earliest: float, bytes_per_lane: float, lanes: int = 1,

@@ -17,13 +17,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..latency.interconnect import Link
 from ..latency.iteration import BatchShape, IterationModel, StepTime
 from .events import EventLoop
 from .moe import Gate
 from .requests import UNSET, RequestTable, col_max, col_stats, col_sum
 from .scheduler import ScheduledStep, Scheduler
-from .tiers import Tier
+from .tiers import NetPath, Tier
 
 DUMMY = BatchShape(1, 1, 0, 0, 1, 1.0, 1.0, 1.0)   # what an idle data-parallel member computes
 IDLE = BatchShape(0, 0)                            # and what it serves: no request
@@ -161,7 +160,7 @@ class Instance:
         self.iid = iid
         self.recall_bytes_per_token = recall_bytes_per_token   # KV of one token, all ranks
         self.weight_stream = weight_stream or []               # (tier, bytes read from it every step)
-        self.pool_link: Link | None = None   # the network link to a prefix pool in another node's memory
+        self.pool_path: NetPath | None = None   # the network to a prefix pool in another node's memory
         self.name = name
         self.scheduler = scheduler
         self.latency = latency
@@ -358,13 +357,14 @@ class Engine:
             times = [m.latency.step(s, T if lockstep else None, routing, group_tokens)
                      for m, s in zip(self.members, shapes)]
         t = times[0] if len(times) == 1 else _slowest(times)
-        # KV recalled from a lower-tier prefix pool must arrive before the step computes on it
+        # KV recalled from a lower-tier prefix pool must arrive before the step computes on it, and can
+        # leave the pool only once its write-through has arrived there
         clock = begin
         moved = [0.0] * len(self.members)
         for i, (m, p) in enumerate(zip(self.members, plans)):
             if p is not None and p.step.recall_tokens:
                 nbytes = p.step.recall_tokens * m.recall_bytes_per_token
-                clock = max(clock, m.scheduler.kv.lower.tier.move(now, nbytes, via=m.pool_link))
+                clock = max(clock, m.scheduler.kv.lower.recall(max(now, p.step.recall_after), nbytes, m.pool_path))
                 moved[i] += nbytes
         recall_ns = clock - begin
         # weights kept in CPU or CXL memory stream in during the step, layer ahead of compute
@@ -401,7 +401,7 @@ class Engine:
             if p is None:
                 continue
             if p.step.store:   # the chunks this step computed reach the prefix pool now, not when scheduled
-                m.log.tier_bytes[p.row] += m.scheduler.kv.lower.store(now, p.step.store)
+                m.log.tier_bytes[p.row] += m.scheduler.kv.lower.store(now, p.step.store, m.pool_path)
             first, done = m.complete(p, now)
             if self.on_step_done is not None:
                 self.on_step_done(m, first, done, start, now)

@@ -262,19 +262,23 @@ class KVCacheManager:
         keys, self.to_store = self.to_store, []
         return keys
 
-    def lower_hit_tokens(self, rid: int, num_tokens: int, npu_hit_tokens: int) -> int:
+    def lower_hit_tokens(self, rid: int, num_tokens: int, npu_hit_tokens: int) -> tuple[int, float]:
         """Tokens beyond the NPU's own hit that the lower pool can supply (whole chunks, at most
-        ``num_tokens - 1`` tokens in all)."""
+        ``num_tokens - 1`` tokens in all), and when the chunks holding them are wholly in the pool."""
         pool = self.lower
         if pool is None or not self.prefix_caching:
-            return 0
+            return 0, 0.0
         cb = self.chunk_blocks
         n_chunks = (num_tokens - 1) // CHUNK_TOKENS
         if n_chunks * CHUNK_TOKENS <= npu_hit_tokens:
-            return 0
+            return 0, 0.0
         hs = self.block_hashes(rid, n_chunks * cb)
-        found = pool.match([hs[(c + 1) * cb - 1] for c in range(n_chunks)]) * CHUNK_TOKENS
-        return max(0, found - npu_hit_tokens)
+        keys = [hs[(c + 1) * cb - 1] for c in range(n_chunks)]
+        found = pool.match(keys)
+        extra = found * CHUNK_TOKENS - npu_hit_tokens
+        if extra <= 0:
+            return 0, 0.0
+        return extra, pool.landed(keys[npu_hit_tokens // CHUNK_TOKENS:found])
 
     def free(self, rid: int) -> None:
         self.pool.release(self.blocks[rid])

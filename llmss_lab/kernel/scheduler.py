@@ -40,6 +40,7 @@ class ScheduledStep:
     computed_before: np.ndarray   # their history (tokens already in KV)
     preempted: list[int] = field(default_factory=list)
     recall_tokens: int = 0        # prefix tokens loaded from a lower-tier pool before the step
+    recall_after: float = 0.0     # when the pool chunks holding them have all arrived there (ns)
     store: list[int] = field(default_factory=list)   # chunk keys written through to that pool when the step ends
 
 
@@ -153,9 +154,9 @@ class VLLMV1Scheduler(Scheduler):
                 budget = self._running_with_preemption(now, rids, news, preempted)
 
         # ---- phase B: waiting requests ----------------------------------------------------------
-        recall = 0
+        recall, recall_after = 0, 0.0
         if not preempted and self.waiting:
-            budget, recall = self._admit(now, budget, rids, news)
+            budget, recall, recall_after = self._admit(now, budget, rids, news)
 
         if rids:
             more, more_new = np.array(rids, np.int64), np.array(news, np.int64)
@@ -172,7 +173,7 @@ class VLLMV1Scheduler(Scheduler):
         if self.lookahead:   # the step will give these a token
             R.pending[ra[after >= R.num_tokens[ra] + R.pending[ra]]] += 1
         R.computed[ra] = after
-        return ScheduledStep(ra, na, before, preempted, recall, kv.take_store())
+        return ScheduledStep(ra, na, before, preempted, recall, recall_after, kv.take_store())
 
     def _running_with_preemption(self, now: float, rids: list[int], news: list[int], preempted: list[int]) -> int:
         """The exact sequential loop, used when KV blocks run short."""
@@ -218,18 +219,19 @@ class VLLMV1Scheduler(Scheduler):
         R.preemptions[rid] += 1
         self.waiting.appendleft(rid)
 
-    def _admit(self, now: float, budget: int, rids: list[int], news: list[int]) -> tuple[int, int]:
-        """Admit waiting requests; returns the budget left and the tokens recalled from a lower pool."""
+    def _admit(self, now: float, budget: int, rids: list[int], news: list[int]) -> tuple[int, int, float]:
+        """Admit waiting requests; returns the budget left, the tokens recalled from a lower pool and
+        when the pool has them all."""
         R, kv, bs = self.R, self.kv, self.kv.block_size
         eng = self.engine
-        recall = 0
+        recall, recall_after = 0, 0.0
         while self.waiting and budget > 0 and len(self.running) < self.max_seqs:
             rid = self.waiting[0]
             total = int(R.num_tokens[rid])
             ready = int(R.kv_ready[rid])
             hits = [] if ready else kv.lookup(rid, total)
             n_hit = min(ready, total - 1) if ready else len(hits) * bs  # last token recomputed for logits
-            extra = 0 if ready else kv.lower_hit_tokens(rid, total, n_hit)
+            extra, landed = (0, 0.0) if ready else kv.lower_hit_tokens(rid, total, n_hit)
             n_npu = n_hit
             n_hit += extra
             n = total - n_hit
@@ -259,6 +261,7 @@ class VLLMV1Scheduler(Scheduler):
                     if kv.lower is not None:
                         kv.lower.count(now, total, extra)
                 recall += extra
+                recall_after = max(recall_after, landed)
                 R.recalled[rid] += extra
                 R.cache_hits[rid] += n_hit
             if R.scheduled[rid] == UNSET:
@@ -266,4 +269,4 @@ class VLLMV1Scheduler(Scheduler):
             rids.append(rid)
             news.append(n)
             budget -= n
-        return budget, recall
+        return budget, recall, recall_after

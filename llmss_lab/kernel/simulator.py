@@ -31,7 +31,7 @@ from .moe import GATES
 from .requests import RequestTable
 from .router import ROUTERS
 from .scheduler import SCHEDULERS
-from .tiers import CHUNK_TOKENS, PrefixPool, Tier
+from .tiers import CHUNK_TOKENS, NetPath, PrefixPool, Tier
 
 KV_TRANSFERS = ("layer", "whole", "pull")   # how a prefill/decode split moves KV (module docstring)
 HORIZON_NS = 100 * 86_400e9   # results keep per-second series: a run this long is a unit slip, not a workload
@@ -194,10 +194,11 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
     route_decode = ROUTERS.get(router, "router")(decoders, seed + 1) if decoders else None
     token_ids = workload.token_ids
     intra, inter = links or (Link(16.0, 0.0), Link(16.0, 0.0))
+    nics = Fabric()   # the nodes' host NICs, which carry traffic to and from pools in other nodes' memory
     for inst, s in zip(instances, setups):   # a pool in another node's CPU memory is reached over the network
         pool = inst.scheduler.kv.lower
         if pool is not None and pool.tier.name.startswith("cpu:") and pool.tier.name != f"cpu:{s.node}":
-            inst.pool_link = inter
+            inst.pool_path = NetPath(inter, nics, int(pool.tier.name.removeprefix("cpu:")), s.node)
 
     def finished(rids: np.ndarray, now: float) -> None:
         for rid in rids.tolist():

@@ -305,6 +305,10 @@ def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
         data["pool_used"] = _var(dp, used, "MiB", "prefix chunks held by each lower-tier pool")
         data["pool_hit_pct"] = _var(dp, phit, "%", "cumulative tokens recalled from the pool per prompt token looked up")
         data["pool_capacity"] = _var("pool", np.array([p.capacity_bytes / MIB for p in raw.pools]), "MiB", "pool size")
+        data["pool_link_read"] = _var("pool", np.array([p.link_read for p in raw.pools]), "B",
+                                      "bytes recalled by instances on other nodes, over the link between nodes")
+        data["pool_link_written"] = _var("pool", np.array([p.link_written for p in raw.pools]), "B",
+                                         "bytes written through by instances on other nodes, over the link between nodes")
         data["pool_tier"] = xr.Variable("pool", np.array([p.tier.name for p in raw.pools]), {"long_name": "memory tier"})
         coords["pool"] = [p.name for p in raw.pools]
     if raw.tiers:
