@@ -335,3 +335,31 @@ def test_recalls_from_a_pool_in_another_nodes_memory_queue_on_the_link(ref):
     assert recalls == pytest.approx([one, 2 * one], rel=1e-9)
     assert float(res.memory.pool_link_read.sum()) == 2 * nbytes
 
+
+def test_a_pool_in_another_nodes_memory_charges_its_dram_to_that_node_and_the_link_to_both(ref):
+    """Node 1's instance recalled from and wrote to node 0's memory: the DRAM energy of those bytes was booked to
+    node 1, whose memory never saw them, and no link energy was booked for them anywhere."""
+    node = load_cluster(ref / "configs/cluster/single_node_power_instance.json").nodes[0]
+    spec = ClusterSpec([node, node], [16.0, 1.0], [20000.0, 20000.0])
+    a, c = list(range(4000)), list(range(5000, 9000))
+    # round robin: C on node 0 and A on node 1 (both written to node 0's memory), then A on node 0 (a local
+    # recall) and C on node 1 (a recall over the link)
+    res = simulate(spec, _prompts([0, 0, 3, 3], [c, a, list(a), list(c)]), {"max_num_batched_tokens": 8192},
+                   reference_dir=ref, router="round_robin", prefix_storage="cpu", prefix_sharing="cluster")
+    r, m, p = res.requests, res.memory, res.power
+    assert r.instance.values.tolist() == [0, 1, 0, 1]
+    assert r.recalled_tokens.values.tolist() == [0, 0, 3840, 3840]
+    nbytes = 3840 * 131072
+    remote = 2 * nbytes                                      # node 1's recall of C and its write of A
+    on_node0 = float(m.tier_bytes_read.sel(tier="cpu:0") + m.tier_bytes_written.sel(tier="cpu:0"))
+    assert on_node0 == 4 * nbytes                            # every pool byte went through node 0's memory
+    T = float(p.time.values[-1])
+    spec0 = node.power
+    dram_idle = spec0.dram_idle_w * (512 // spec0.dram_dimm_gb) * T
+    e = p.energy
+    assert float(e.sel(node=0, component="dram")) == pytest.approx(dram_idle + spec0.dram_pj_per_bit * 8e-12 * on_node0)
+    assert float(e.sel(node=1, component="dram")) == pytest.approx(dram_idle)
+    for n in (0, 1):   # half the wire's energy at each end
+        assert float(e.sel(node=n, component="link")) == pytest.approx(
+            spec0.link_idle_w * spec0.link_count * T + 0.5 * spec0.link_pj_per_bit * 8e-12 * remote)
+    assert float(m.pool_link_read.sum()) == float(m.pool_link_written.sum()) == nbytes

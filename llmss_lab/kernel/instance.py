@@ -112,6 +112,7 @@ class StepLog:
     wire_bytes: array = field(default_factory=_floats)
     recall: array = field(default_factory=_floats)            # wait for a lower-tier prefix recall (ns)
     tier_bytes: array = field(default_factory=_floats)        # bytes read from / written to CPU or CXL
+    pool_link_bytes: array = field(default_factory=_floats)   # of which to / from a pool on another node
     pim_busy: array = field(default_factory=_floats)          # PIM channel-time of the step (ns), if PIM
     running: array = field(default_factory=_ints)
     waiting: array = field(default_factory=_ints)
@@ -231,7 +232,7 @@ class Instance:
         return None if step is None else Planned(step, batch_shape(step))
 
     def record(self, p: Planned, start: float, t: StepTime, duration: float, recall_ns: float,
-               tier_bytes: float) -> None:
+               tier_bytes: float, pool_link_bytes: float) -> None:
         log, shape = self.log, p.shape
         p.row = len(log.start)
         log.start.append(start)
@@ -240,6 +241,7 @@ class Instance:
         log.wire_bytes.append(t.wire_bytes)
         log.recall.append(recall_ns)
         log.tier_bytes.append(tier_bytes)
+        log.pool_link_bytes.append(pool_link_bytes)
         log.kv_blocks_holding.append(self.scheduler.kv.pool.num_holding)
         log.comm.append(t.comm_ns)
         log.p2p.append(t.p2p_ns * (len(t.stages) - 1))
@@ -361,11 +363,14 @@ class Engine:
         # leave the pool only once its write-through has arrived there
         clock = begin
         moved = [0.0] * len(self.members)
+        remote = [0.0] * len(self.members)
         for i, (m, p) in enumerate(zip(self.members, plans)):
             if p is not None and p.step.recall_tokens:
                 nbytes = p.step.recall_tokens * m.recall_bytes_per_token
                 clock = max(clock, m.scheduler.kv.lower.recall(max(now, p.step.recall_after), nbytes, m.pool_path))
                 moved[i] += nbytes
+                if m.pool_path is not None:
+                    remote[i] += nbytes
         recall_ns = clock - begin
         # weights kept in CPU or CXL memory stream in during the step, layer ahead of compute
         streamed = begin
@@ -383,9 +388,9 @@ class Engine:
         end = max(clock, streamed)
         if self.pp == 1:   # a lone stage is busy until the step ends, weight stream included
             self.stage_free[0] = end
-        for m, p, b in zip(self.members, plans, moved):
+        for m, p, b, r in zip(self.members, plans, moved, remote):
             if p is not None:
-                m.record(p, begin, t, end - begin, recall_ns, b)
+                m.record(p, begin, t, end - begin, recall_ns, b, r)
                 if self.offload:
                     m.log.pim_busy.append(t.pim_busy_ns)
         self.inflight += 1
@@ -401,7 +406,10 @@ class Engine:
             if p is None:
                 continue
             if p.step.store:   # the chunks this step computed reach the prefix pool now, not when scheduled
-                m.log.tier_bytes[p.row] += m.scheduler.kv.lower.store(now, p.step.store, m.pool_path)
+                written = m.scheduler.kv.lower.store(now, p.step.store, m.pool_path)
+                m.log.tier_bytes[p.row] += written
+                if m.pool_path is not None:
+                    m.log.pool_link_bytes[p.row] += written
             first, done = m.complete(p, now)
             if self.on_step_done is not None:
                 self.on_step_done(m, first, done, start, now)

@@ -10,8 +10,14 @@ events add energy where they happen in time:
 * an NPU that has just gone idle stays in standby, ``(standby - idle)`` per NPU, for at most
   ``standby_duration`` seconds of each idle gap (clocks stay up in case work returns);
 * DRAM: ``energy_per_bit x 8 x bytes`` moved to or from CPU or CXL memory (prefix-pool writes and
-  recalls, weights read from a lower tier), and a PIM device's active power while it computes;
-* links: ``energy_per_bit x 8 x bytes`` on the wire for collectives, stage hand-overs and P/D KV.
+  recalls, weights read from a lower tier), and a PIM device's active power while it computes. The
+  node whose memory it is pays: recalls from and writes to a pool in another node's CPU memory are
+  that node's DRAM work (CXL, which no node holds, is booked to the instance's node, as LLMServingSim
+  books all of its tier traffic);
+* links: ``energy_per_bit x 8 x bytes`` on the wire for collectives, stage hand-overs and P/D KV (the
+  sender's node). Bytes to and from a pool in another node's memory are counted once, as every wire
+  byte is, half at each end at that node's ``energy_per_bit``: one node's NIC sends what the other's
+  receives.
 
 Energies of an interval (a step, a standby period, a transfer) are spread evenly over it, so the
 per-second power is the energy of each second. Summing it over time gives the same total as
@@ -127,10 +133,25 @@ def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None 
         cpu_extra[:, n] += spread(start, end, spec.cpu_busy_extra_w * busy, edges)
         a, b = _standby(start, end, horizon, npu.standby_s)
         energy_bins[:, n, C["npu"]] += spread(a, b, (npu.standby_w - npu.idle_w) * (b - a) * s.lanes, edges)
-        energy_bins[:, n, C["dram"]] += spread(start, end, spec.dram_pj_per_bit * BIT_PJ * np.asarray(log.tier_bytes), edges)
+        local = np.asarray(log.tier_bytes) - np.asarray(log.pool_link_bytes)   # in this node's own memory or CXL
+        energy_bins[:, n, C["dram"]] += spread(start, end, spec.dram_pj_per_bit * BIT_PJ * local, edges)
         if log.pim_busy:
             energy_bins[:, n, C["dram"]] += spread(start, end, node.pim_active_w * np.asarray(log.pim_busy) * 1e-9, edges)
         energy_bins[:, n, C["link"]] += spread(start, end, spec.link_pj_per_bit * BIT_PJ * np.asarray(log.wire_bytes), edges)
+    for inst in raw.instances:   # a pool in another node's memory: DRAM work there, the wire at both ends
+        path, log = inst.pool_path, inst.log
+        if path is None or not log.start:
+            continue
+        start = np.asarray(log.start) * 1e-9
+        end = start + np.asarray(log.duration) * 1e-9
+        nbytes = np.asarray(log.pool_link_bytes)
+        if nodes[path.pool_node] is not None:
+            pj = nodes[path.pool_node].spec.dram_pj_per_bit
+            energy_bins[:, path.pool_node, C["dram"]] += spread(start, end, pj * BIT_PJ * nbytes, edges)
+        for n in (path.pool_node, path.node):
+            if nodes[n] is not None:
+                energy_bins[:, n, C["link"]] += spread(start, end, nodes[n].spec.link_pj_per_bit * BIT_PJ * nbytes / 2,
+                                                       edges)
     for n, node in enumerate(nodes):   # one CPU per node: several busy instances cannot drive it past its active power
         if node is not None:
             energy_bins[:, n, C["cpu"]] += np.minimum(cpu_extra[:, n], node.spec.cpu_busy_extra_w * widths)
