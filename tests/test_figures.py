@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -271,3 +272,28 @@ def test_fig7_without_raw_data_samples_each_period_at_its_middle(ref, tmp_path, 
     assert (inst, pool) == (None, 0)
     expected = periodic_instants(res, None, 0, SAMPLERS["MD+PC+PS_shared_cpu"])
     assert (mem_at == expected[0]).all() and (hit_at == expected[1]).all()
+
+
+def _copies_of_bokehjs(text: str) -> int:
+    """How many copies of BokehJS's core a saved file holds: a stretch of its minified code that neither HTML
+    nor JSON escapes, counted."""
+    from bokeh.resources import Resources
+
+    core = Resources(mode="inline", components=["bokeh"]).js_raw[0]
+    plain = re.compile(r"[A-Za-z0-9_.,;(){}=]{120}")
+    stretch = plain.search(core, len(core) // 2).group()
+    assert core.count(stretch) == 1
+    return text.count(stretch)
+
+
+def test_the_pages_llmss_figures_saves_carry_bokehjs_once(ref, tmp_path):
+    """The executed notebook held BokehJS twice (figure_05.ipynb: 4.1 MB for 1.95 MB of code): bokeh's
+    output_notebook sends it under two MIME types, one per renderer, and the saved notebook keeps both. The
+    figure page and the notebook's HTML (1.7 and 2.3 MB) held it once already; they must still hold it, inline."""
+    pytest.importorskip("papermill")
+    from llmss_lab.paper_run import run_all
+
+    _, runs = run_all(ref, tmp_path, only=["9"], num_requests=20, png=False)
+    assert runs[0].error is None
+    saved = ["figure_09.ipynb", "figure_09.notebook.html", "figure_9.html"]
+    assert {name: _copies_of_bokehjs((tmp_path / name).read_text()) for name in saved} == dict.fromkeys(saved, 1)

@@ -623,12 +623,10 @@ def test_the_npu_bandwidth_control_says_what_it_changes(explorer):
 def test_bokehjs_is_sent_once_to_each_page(monkeypatch):
     """A page reloaded on a running kernel (or a second tab) has lost BokehJS: the kernel used to send
     it once per kernel, so every view of the reloaded page failed until the kernel was restarted."""
-    import bokeh.io
-
     from llmss_lab.widgets import explorer
 
     sent = []
-    monkeypatch.setattr(bokeh.io, "output_notebook", lambda *a, **k: sent.append(page))
+    monkeypatch.setattr(explorer, "_send_bokehjs", lambda res: sent.append(page))
     monkeypatch.setattr(explorer, "_BOKEH_PAGES", {})
     for page in ["tab-1", "tab-1", "tab-1-reloaded", "tab-1"]:
         monkeypatch.setattr(explorer, "_page", lambda: page)
@@ -638,8 +636,7 @@ def test_bokehjs_is_sent_once_to_each_page(monkeypatch):
 
 def test_a_page_gets_the_bokehjs_a_figure_needs(monkeypatch, ref):
     """The kit's views need BokehJS's core, widgets and tables, not its 1.8 MB of math text: every
-    notebook stores what it was sent twice. A user's figure with math text gets the rest, once."""
-    import bokeh.io
+    notebook stores what it was sent. A user's figure with math text gets the rest, once."""
     from bokeh.embed.bundle import bundle_for_objs_and_resources
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
@@ -654,7 +651,7 @@ def test_a_page_gets_the_bokehjs_a_figure_needs(monkeypatch, ref):
     assert sum(map(len, explorer._KIT_JS.js_raw)) < 0.6 * sum(map(len, INLINE.js_raw))
 
     sent = []
-    monkeypatch.setattr(bokeh.io, "output_notebook", lambda res, **k: sent.append(res))
+    monkeypatch.setattr(explorer, "_send_bokehjs", sent.append)
     monkeypatch.setattr(explorer, "_BOKEH_PAGES", {})
     monkeypatch.setattr(explorer, "_page", lambda: "tab")
     math = figure(title="$$E = mc^2$$")

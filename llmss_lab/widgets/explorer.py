@@ -630,7 +630,7 @@ def _pairs(options: list) -> list[tuple[str, Any]]:
 
 
 # BokehJS as the kit's views need it: the core, widgets (Div) and tables. Math text (1.8 MB) and WebGL are left
-# out, which keeps a saved notebook 4.5 MB smaller (output_notebook stores the code twice, once per renderer).
+# out, which keeps a saved notebook 2 MB smaller.
 _KIT_JS = Resources(mode="inline", components=["bokeh", "bokeh-widgets", "bokeh-tables"])
 _REST_JS = Resources(mode="inline", components=[c for c in INLINE.components_for("js") if c not in _KIT_JS.components])
 _BOKEH_PAGES: dict[str, bool] = {}   # client sessions (pages) sent BokehJS -> whether all of it
@@ -662,17 +662,32 @@ def _needs_all_js(obj) -> bool:
     return not set(bundle_for_objs_and_resources([obj], INLINE).js_raw) <= set(_KIT_JS.js_raw)
 
 
+def _send_bokehjs(resources: Resources) -> None:
+    """Send BokehJS to the page as application/javascript only. bokeh's output_notebook sends the same code
+    under two MIME types (one for the classic notebook and nbconvert, one for jupyter_bokeh's renderer in
+    JupyterLab), and a saved notebook keeps both: figure_05.ipynb held 2 x 1.95 MB. JupyterLab runs this one
+    as it is (a trusted output), and nbconvert's HTML carries it."""
+    from bokeh.core.templates import AUTOLOAD_NB_JS
+    from bokeh.embed.bundle import bundle_for_objs_and_resources
+    from bokeh.io.state import curstate
+    from IPython.display import publish_display_data
+
+    curstate().output_notebook()   # as output_notebook does: a user's bokeh.io.show() then draws in the notebook
+    js = AUTOLOAD_NB_JS.render(bundle=bundle_for_objs_and_resources(None, resources), elementid=None, force=True,
+                               timeout=5000, register_mime=True)
+    publish_display_data({"application/javascript": js})
+
+
 def load_bokeh(obj=None) -> None:
     """Load BokehJS inline (works offline) before the first Bokeh widget a page shows; once per page,
     so a page reloaded on a running kernel gets it again. A user's figure with math text or WebGL
     (``obj``) gets the whole of BokehJS."""
-    from bokeh.io import output_notebook
     page = _page()
     full = obj is not None and _needs_all_js(obj)
     if page not in _BOKEH_PAGES:
-        output_notebook(INLINE if full else _KIT_JS, hide_banner=True)
+        _send_bokehjs(INLINE if full else _KIT_JS)
     elif full and not _BOKEH_PAGES[page]:   # the rest only: BokehJS's core cannot be loaded twice on a page
-        output_notebook(_REST_JS, hide_banner=True)
+        _send_bokehjs(_REST_JS)
     else:
         return
     _BOKEH_PAGES[page] = full
