@@ -43,6 +43,18 @@ MIB = 2**20
 NETCDF_SUFFIXES = ("", ".nc", ".nc4", ".netcdf", ".cdf")
 
 
+def compressed(ds: xr.Dataset) -> dict[str, dict]:
+    """netCDF encoding that deflates the numeric variables (zlib, level 1). The one-second bins of a long, mostly
+    idle run are nearly all zeros: 300 requests at 0.001 req/s wrote 70 MB raw and take 1.6 MB so; the 300-request
+    example takes 0.28 MB instead of 0.61 in about the same time. Level 4 saved 20 % more and took twice as long.
+    Variables under 4 KiB stay raw, as do strings (netCDF cannot deflate them): a deflated variable is stored in
+    chunks whose index costs a few KB: deflating every variable made a 60-request file's requests group larger
+    (27 -> 63 KB) and the file 284 KB where the threshold gives 193 KB (313 KB raw).
+    Readers need nothing: netCDF inflates on load."""
+    return {name: {"zlib": True, "complevel": 1} for name, v in ds.variables.items()
+            if v.dtype.kind in "biuf" and v.nbytes >= 4096}
+
+
 def results_format(path: str | Path, key: str = "--out") -> str:
     """``"netcdf"`` (every Dataset) or ``"csv"`` (the per-request table) by the file's suffix, so a name like
     ``r.csv`` never silently gets netCDF bytes; any other suffix is refused before a run, not after it."""
@@ -409,12 +421,10 @@ class Results:
             return path
         with replacing(path) as tmp:
             mode = "w"
-            for g in (*GROUPS, "itl"):
-                getattr(self, g).to_netcdf(tmp, group=g, mode=mode, engine="netcdf4")
+            for g in (*GROUPS, "itl", *(g for g in OPTIONAL if getattr(self, g).data_vars)):
+                ds = getattr(self, g)
+                ds.to_netcdf(tmp, group=g, mode=mode, engine="netcdf4", encoding=compressed(ds))
                 mode = "a"
-            for g in OPTIONAL:
-                if getattr(self, g).data_vars:
-                    getattr(self, g).to_netcdf(tmp, group=g, mode="a", engine="netcdf4")
         return path
 
     def request_table(self):

@@ -1,0 +1,71 @@
+"""Results files: size, save and load time of the 300-request example and of a long, mostly idle run.
+
+Run: python benchmarks/bench_save.py [--reference-dir ROOT] [--repeat 5]
+"example" is `llmss example` (300 ShareGPT requests at 10 req/s on one RTX PRO 6000); "idle" is
+`llmss run configs/cluster/single_node_single_instance.json --rate 0.001 --num-requests 300`, whose
+one-second bins span about 4 days. Each is saved as Results.save writes it (numeric variables deflated)
+and raw, as files were written before; times are the best of --repeat, loads through ll.load_results.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from machine import banner
+
+
+def save_raw(res, path: Path) -> Path:
+    """The run written as Results.save wrote it before compression: every group, no encoding."""
+    from llmss_lab.results.dataset import GROUPS, OPTIONAL
+
+    mode = "w"
+    for g in (*GROUPS, "itl", *(g for g in OPTIONAL if getattr(res, g).data_vars)):
+        getattr(res, g).to_netcdf(path, group=g, mode=mode, engine="netcdf4")
+        mode = "a"
+    return path
+
+
+def best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> int:
+    here = Path(__file__).resolve().parent.parent
+    p = argparse.ArgumentParser()
+    p.add_argument("--reference-dir", default=os.environ.get("LLMSS_REFERENCE_DIR",
+                                                             str(here.parent / "shared/reference/llmservingsim")))
+    p.add_argument("--repeat", type=int, default=5)
+    args = p.parse_args()
+    import llmss_lab as ll
+
+    ref = Path(args.reference_dir)
+    runs = {
+        "example": ll.simulate(ref / "measurements/RTXPRO6000/Llama-3.1-8B/config.json",
+                               "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl", reference_dir=ref),
+        "idle": ll.simulate(ref / "configs/cluster/single_node_single_instance.json",
+                            ll.synthetic(300, rate=0.001, seed=0), reference_dir=ref),
+    }
+    print(banner())
+    print(f"{'run':<9}{'bins':>8}{'steps':>8}{'written':>9}{'MB':>8}{'save s':>8}{'load s':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, res in runs.items():
+            for how, save in (("raw", save_raw), ("deflated", ll.Results.save)):
+                path = Path(tmp) / f"{name}-{how}.nc"
+                s = best(lambda: save(res, path), args.repeat)
+                lo = best(lambda: ll.load_results(path), args.repeat)
+                print(f"{name:<9}{res.timeseries.sizes['time']:>8}{res.iterations.sizes['step']:>8}{how:>9}"
+                      f"{path.stat().st_size / 1e6:>8.2f}{s:>8.3f}{lo:>8.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
