@@ -94,3 +94,27 @@ def test_a_misspelt_papermill_parameter_stops_the_notebook_naming_the_one_meant(
                                    parameters={"reference_dir": str(ref), "output_dir": str(tmp_path / "o"),
                                                "hardwar": ["H100"]}, kernel_name="python3")
     assert not (tmp_path / "o").exists()   # stopped before any simulation wrote a file
+
+
+@pytest.fixture(scope="module")
+def design_space(ref, tmp_path_factory):
+    """design_space.ipynb as papermill saves it, on a small grid: 2 sweep points, 2 capacity searches."""
+    path = NOTEBOOKS[0].parent / "design_space.ipynb"
+    out = tmp_path_factory.mktemp("design_space") / path.name
+    papermill.execute_notebook(str(path), str(out), cwd=str(path.parent), progress_bar=False, kernel_name="python3",
+                               parameters={"reference_dir": str(ref), "num_requests": 8, "tp_values": [1, 2],
+                                           "max_num_seqs_values": [64], "rates": [4.0]})
+    return nbformat.read(out, as_version=4)
+
+
+def _shown(nb, mime: str) -> list[str]:
+    return ["".join(o.data[mime]) for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if mime in o.get("data", {})]
+
+
+def test_design_space_heat_maps_name_their_units(design_space):
+    """Their titles read 'goodput, TP 1' and 'energy_per_output_token_J, TP 1': the colour bars' units
+    were the only place that said what the colours measure."""
+    page = "".join(_shown(design_space, "text/html"))
+    for title in ("goodput (req/s), tp=1", "energy_per_output_token_J (J), tp=1", "goodput (req/s), tp=2"):
+        assert title in page

@@ -37,7 +37,9 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, title: str | None = None, 
             **select) -> figure:
     """``var`` over sweep dims ``x`` and ``y`` (other dims fixed by ``select``, e.g. ``tp=2``); each
     cell shows its value, failed points are grey and say so on hover. The colours span this panel's values, or
-    with ``same_scale`` the whole sweep's, so that panels side by side (one per ``tp``) compare by colour."""
+    with ``same_scale`` the whole sweep's, so that panels side by side (one per ``tp``) compare by colour.
+    The title, unless given, names ``var``, its units and ``select`` (``goodput (req/s), tp=2``), so that panels
+    side by side say which is which."""
     _check(ds, var, (x, y, *select))
     if x == y:
         raise InputError(f"x and y are both {x!r}: a heatmap needs two sweep dims", "view", "y")
@@ -62,7 +64,8 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, title: str | None = None, 
     ink = ["#222222" if not np.isfinite(v) or (high > low and (v - low) / (high - low) > 0.55) else "white"
            for v in val]
     unit = ds[var].attrs.get("units", "")
-    p = figure(title=title or f"{var}{f' ({unit})' if unit else ''}", x_range=FactorRange(*xs), y_range=FactorRange(*ys),
+    named = ", ".join([f"{var} ({unit})" if unit else var] + [f"{d}={v}" for d, v in select.items()])
+    p = figure(title=title or named, x_range=FactorRange(*xs), y_range=FactorRange(*ys),
                width=max(360, 70 * len(xs) + 160), height=max(260, 45 * len(ys) + 110), tools=TOOLS,
                x_axis_label=x, y_axis_label=y)
     p.toolbar.logo = None
