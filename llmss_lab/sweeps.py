@@ -34,6 +34,7 @@ import xarray as xr
 from .config.reader import as_path, closest, is_real, plain, store_plain
 from .errors import ClusterStartError, InputError, LlmssError
 from .files import check_writable_file, replacing
+from .progress import progress_bar
 from .reference import resolve_reference_dir
 from .scenario import GENERATOR_FIELDS, Scenario
 
@@ -562,14 +563,13 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
     """Run scenario dicts as dask tasks; ``on_result(i, result)`` hears each as it arrives. A caller
     that runs several batches passes its own progress ``bar``."""
     from distributed import as_completed
-    from tqdm.auto import tqdm
 
     results: list[dict | None] = [None] * len(points)
     if not points:
         return []
     own_bar = bar is None
     if own_bar:
-        bar = tqdm(total=len(points), desc=desc, unit="point", disable=not progress)
+        bar = progress_bar(total=len(points), desc=desc, unit="point", disable=not progress)
     try:
         with _client(client, n_workers, len(points), bar=bar) as c:
             futures = {c.submit(run_point, p, reference_dir, slo, pure=False): i for i, p in enumerate(points)}
@@ -750,10 +750,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     state = np.array(["searching"] * n, dtype=object)
     errors = [""] * n
     rounds = np.zeros(n, int)
-    from tqdm.auto import tqdm
-
     steps = math.ceil(math.log2(math.log(hi0 / lo0) / math.log1p(rel_tol))) if hi0 / lo0 > 1 + rel_tol else 0
-    bar = tqdm(total=n * (2 + steps), desc="capacity", unit="run", disable=not progress)
+    bar = progress_bar(total=n * (2 + steps), desc="capacity", unit="run", disable=not progress)
     try:
         with _client(client, n_workers, 2 * n, "capacity", bar) as c:
             # round 0: both ends of the range

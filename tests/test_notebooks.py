@@ -112,6 +112,18 @@ def _shown(nb, mime: str) -> list[str]:
             if mime in o.get("data", {})]
 
 
+def test_design_space_saves_its_progress_bars_as_they_ended(design_space):
+    """The saved notebook said 'sweep: 0%| | 0/18' and 'capacity: 0%| | 0/54' under runs that had finished: the
+    text tqdm's notebook widget leaves beside it is the one it had when first shown."""
+    import re
+
+    bars = [t for t in _shown(design_space, "text/plain") if re.match(r"(sweep|capacity):", t)]
+    assert [b.split(":")[0] for b in bars] == ["sweep", "capacity"]
+    for bar in bars:
+        done, total = re.search(r"(\d+)/(\d+)", bar).groups()
+        assert "100%" in bar and done == total and int(total) > 0, bar
+
+
 def test_design_space_heat_maps_name_their_units(design_space):
     """Their titles read 'goodput, TP 1' and 'energy_per_output_token_J, TP 1': the colour bars' units
     were the only place that said what the colours measure."""
