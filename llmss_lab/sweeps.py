@@ -33,7 +33,7 @@ import xarray as xr
 
 from .config.reader import as_path, closest, is_real, plain, store_plain
 from .errors import ClusterStartError, InputError, LlmssError
-from .files import check_writable_file, replacing
+from .files import check_writable_file, ctrl_c_held, replacing
 from .progress import progress_bar
 from .reference import resolve_reference_dir
 from .scenario import GENERATOR_FIELDS, Scenario
@@ -306,11 +306,12 @@ def _coord(values: list) -> np.ndarray:
 
 
 def save(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write a sweep Dataset to netCDF atomically: an interrupted write leaves the previous file."""
+    """Write a sweep Dataset to netCDF atomically: a failed write leaves the previous file, and a Ctrl-C waits
+    for the write to finish."""
     path = as_path(path)
     if not path.parent.is_dir():
         raise InputError("output folder does not exist", path.parent)
-    with replacing(path) as tmp:
+    with ctrl_c_held(), replacing(path) as tmp:
         ds.to_netcdf(tmp)
     return path
 

@@ -195,3 +195,49 @@ def test_an_interrupted_sweep_says_its_file_holds_the_points_saved(tmp_path, mon
     os.utime(tmp_path / "old.nc", (0, 0))
     assert main(["sweep", str(scen), "--grid", str(grid), "--out", str(tmp_path / "old.nc"), "-q"]) == 130
     assert "interrupted; no file was left half-written" in capsys.readouterr().err
+
+
+CTRL_C_INSIDE_XARRAY = """
+import os, signal, sys
+import xarray as xr
+import xarray.backends.locks as locks
+import llmss_lab as ll
+from llmss_lab.sweeps import save as save_sweep
+
+real = locks.acquire
+
+def ctrl_c_while_the_file_lock_is_held(lock, blocking=True):
+    got = real(lock, blocking)
+    if isinstance(lock, locks.SerializableLock):   # one of netCDF's process-wide locks
+        locks.acquire = real
+        os.kill(os.getpid(), signal.SIGINT)
+    return got
+
+res = ll.Scenario(num_requests=6).run(sys.argv[1])
+ds = xr.Dataset({"status": ("point", ["ok"]), "scenario": ("point", ["{}"])})
+for name, write in (("r.nc", res.save), ("sweep.nc", lambda p: save_sweep(ds, p))):
+    locks.acquire = ctrl_c_while_the_file_lock_is_held
+    try:
+        write(os.path.join(sys.argv[2], name))
+    except KeyboardInterrupt:
+        print("interrupted after", name, flush=True)
+    write(os.path.join(sys.argv[2], name))   # what a sweep does when interrupted: save its points once more
+print("done", flush=True)
+"""
+
+
+def test_ctrl_c_during_a_netcdf_write_neither_hangs_nor_loses_the_file(ref, tmp_path):
+    """A Ctrl-C landing while xarray held its file lock left the lock taken, and the next write (an interrupted
+    sweep saves its points) waited for it for ever: `llmss sweep` hung on Ctrl-C. The write now finishes and the
+    interrupt surfaces after it."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-c", CTRL_C_INSIDE_XARRAY, str(ref), str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a netCDF write after a Ctrl-C inside the previous one hung")
+    assert done.stdout.split("\n")[:3] == ["interrupted after r.nc", "interrupted after sweep.nc", "done"], done.stderr
+    assert ll.load_results(tmp_path / "r.nc").summary()["completed"] == 6
+    assert not list(tmp_path.glob("*.part"))

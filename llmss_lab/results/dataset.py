@@ -20,7 +20,7 @@ import xarray as xr
 
 from ..config.reader import as_path
 from ..errors import InputError
-from ..files import replacing
+from ..files import ctrl_c_held, replacing
 from ..config.power import COMPONENTS
 from ..kernel.instance import merge_counts
 from ..kernel.power import PowerAccount
@@ -410,7 +410,7 @@ class Results:
 
     def save(self, path: str | Path) -> Path:
         """Write every Dataset as a group of one netCDF file, or the per-request table to a ``.csv`` file (see
-        :func:`results_format`), atomically (temp file, rename)."""
+        :func:`results_format`), atomically (temp file, rename); a Ctrl-C waits for a netCDF write to finish."""
         path = as_path(path)
         kind = results_format(path, "path")
         if path.parent and not path.parent.exists():
@@ -419,7 +419,7 @@ class Results:
             with replacing(path) as tmp:
                 self.request_table().to_csv(tmp, index=False)
             return path
-        with replacing(path) as tmp:
+        with ctrl_c_held(), replacing(path) as tmp:
             mode = "w"
             for g in (*GROUPS, "itl", *(g for g in OPTIONAL if getattr(self, g).data_vars)):
                 ds = getattr(self, g)
