@@ -377,8 +377,11 @@ def _slo(args: argparse.Namespace, required: bool):
     if args.slo_ttft_ms is None and args.slo_tpot_ms is None:
         if required:
             raise InputError("give --slo-ttft-ms and/or --slo-tpot-ms", "capacity", "--slo-ttft-ms")
+        if args.slo_quantile is not None:   # alone it would be dropped, and the sweep would have no goodput
+            raise InputError("is the quantile of an SLO limit; give --slo-ttft-ms and/or --slo-tpot-ms too",
+                             "command line", "--slo-quantile")
         return None
-    return SLO(args.slo_ttft_ms, args.slo_tpot_ms, args.slo_quantile)
+    return SLO(args.slo_ttft_ms, args.slo_tpot_ms, 0.9 if args.slo_quantile is None else args.slo_quantile)
 
 
 def _sweep_table(ds, columns: list[str]) -> str:
@@ -683,15 +686,16 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--reference-dir", help=ref_help)
         q.add_argument("--slo-ttft-ms", type=float, help="SLO: TTFT limit (ms) at --slo-quantile")
         q.add_argument("--slo-tpot-ms", type=float, help="SLO: TPOT limit (ms) at --slo-quantile")
-        q.add_argument("--slo-quantile", type=float, default=0.9, help="SLO quantile (default 0.9)")
+        q.add_argument("--slo-quantile", type=float, help="SLO quantile (default 0.9)")
         q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sw = sub.add_parser("sweep", help="run a scenario over a grid of settings on dask; one netCDF Dataset")
     sw.add_argument("scenario", help="scenario JSON (as the explorer saves it)")
     sw.add_argument("--grid", required=True, help="YAML: {field: [values]} (cartesian) or points: [{field: value}]")
     sw.add_argument("--out", required=True, help="results (netCDF), written as points arrive")
-    sw.add_argument("--resume", action="store_true", help="reuse the points already done in --out")
-    sw.add_argument("--overwrite", action="store_true", help="replace a sweep already in --out (refused otherwise)")
+    again = sw.add_mutually_exclusive_group()   # both at once: which of the two was meant?
+    again.add_argument("--resume", action="store_true", help="reuse the points already done in --out")
+    again.add_argument("--overwrite", action="store_true", help="replace a sweep already in --out (refused otherwise)")
     dask_args(sw)
     sw.set_defaults(fn=cmd_sweep)
 

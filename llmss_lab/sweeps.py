@@ -389,6 +389,9 @@ def _check_cluster_args(client: Any, n_workers: Any, source: str) -> None:
     if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1):
         raise InputError(f"must be a whole number of worker processes >= 1, got {n_workers!r}", source,
                          "--workers (n_workers)")
+    if n_workers is not None and client is not None:   # the scheduler's own workers run the points
+        raise InputError("sizes the local cluster started when no scheduler is given; a --dask-scheduler (client) "
+                         "runs the points on its own workers", source, "--workers (n_workers)")
     most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
     if n_workers is not None and n_workers > most:   # they would share the memory until each one pauses
         raise InputError(f"{n_workers} local worker processes on {os.cpu_count()} cores would only split the "

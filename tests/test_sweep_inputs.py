@@ -402,3 +402,25 @@ def test_the_progress_bar_says_what_it_waits_for_before_the_first_point(ref, cap
     err = capsys.readouterr().err
     assert "sweep (starting dask workers)" in err and "sweep (connecting to dask)" in err
     assert err.split("\r")[-2:] == [" " * len(err.split("\r")[-2]), ""]   # the stopped bar was wiped, not left
+
+
+def test_conflicting_sweep_flags_are_refused_not_one_of_them_dropped(ref, tmp_path, monkeypatch, capsys):
+    """`--resume --overwrite` resumed, `--workers` beside a scheduler and `--slo-quantile` without a limit were
+    dropped without a word."""
+    from llmss_lab.cli import main
+
+    scen, grid, out = BASE.save(tmp_path / "s.json"), tmp_path / "g.yaml", tmp_path / "sw.nc"
+    grid.write_text("max_num_seqs: [4, 8]\n")
+    monkeypatch.setattr(sweeps, "sweep", lambda *a, **k: pytest.fail("the sweep ran"))
+    common = ["sweep", str(scen), "--grid", str(grid), "--out", str(out), "--reference-dir", str(ref), "-q"]
+    assert main([*common, "--resume", "--overwrite"]) == 2
+    assert "argument --overwrite: not allowed with argument --resume" in capsys.readouterr().err
+    assert main([*common, "--slo-quantile", "0.5"]) == 2
+    assert capsys.readouterr().err.strip().endswith("command line: --slo-quantile: is the quantile of an SLO limit; "
+                                                    "give --slo-ttft-ms and/or --slo-tpot-ms too")
+    for call in (lambda: ll.sweep(BASE, {"tp": [1]}, client="tcp://127.0.0.1:1", n_workers=2, reference_dir=ref),
+                 lambda: ll.capacity(BASE, SLO(ttft_ms=100), client="tcp://127.0.0.1:1", n_workers=2,
+                                     reference_dir=ref)):
+        with pytest.raises(InputError, match="sizes the local cluster") as exc:
+            call()
+        assert exc.value.where == "--workers (n_workers)"
