@@ -89,12 +89,16 @@ def run_notebook(nb: Path, out: Path, parameters: dict, png: bool, art: Path | N
         run.error = f"{exc.ename}: {exc.evalue} (cell {exc.exec_count}; see {executed})"
     except Exception as exc:   # noqa: BLE001 - a kernel that will not start, a broken file: report, go on
         run.error = f"{type(exc).__name__}: {exc}"
+    ran = run.error is None
     if executed.is_file():
         run.files.append(executed)
-        run.files.append(_notebook_html(executed, out / f"{nb.stem}.notebook.html"))
+        try:
+            run.files.append(_notebook_html(executed, out / f"{nb.stem}.notebook.html"))
+        except Exception as exc:   # noqa: BLE001 - nbconvert without its templates, ...: report, go on
+            run.error = run.error or f"notebook HTML: {type(exc).__name__}: {' '.join(str(exc).split())}"
     n = _figure_number(nb)
     figure_html = out / (f"figure_{n}.html" if n is not None else f"{nb.stem}.html")
-    if run.error is None and figure_html.is_file():
+    if ran and figure_html.is_file():   # the figure stands without the notebook's HTML
         run.files.append(figure_html)
         if png:
             try:

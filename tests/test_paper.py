@@ -290,6 +290,37 @@ def test_a_failing_notebook_is_reported_and_the_others_still_run(ref, tmp_path, 
     assert "broken on purpose" in index.read_text()
 
 
+def test_a_notebook_html_export_that_fails_is_reported_and_the_others_still_run(ref, tmp_path, monkeypatch):
+    """nbconvert without its templates (a venv over the system's site-packages) ended `llmss figures` on the
+    first notebook with a traceback, and no index was written."""
+    import nbconvert
+
+    import llmss_lab.paper_run as pr
+
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    for name in ("figure_99", "validation_summary"):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        params = nbformat.v4.new_code_cell("reference_dir = ''\noutput_dir = ''\nnum_requests = 0\nseed = 0")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell("x = 1")]
+        nbformat.write(nb, nbdir / f"{name}.ipynb")
+    monkeypatch.setattr(pr, "notebooks_dir", lambda: nbdir)
+
+    def no_templates(*args, **kwargs):
+        raise ValueError("No template sub-directory with name 'lab' found in the following paths:\n\t/venv/share")
+
+    monkeypatch.setattr(nbconvert, "HTMLExporter", no_templates)
+    index, runs = pr.run_all(ref, tmp_path / "out", png=False)
+    assert [r.notebook.stem for r in runs] == ["figure_99", "validation_summary"]
+    for run in runs:
+        assert run.error == "notebook HTML: ValueError: No template sub-directory with name 'lab' found in the " \
+                            "following paths: /venv/share", run.error
+        assert (tmp_path / "out" / run.notebook.name).is_file()
+    assert "No template sub-directory" in index.read_text()
+
+
 def test_notebook_parameters_accept_lists_commas_and_json_strings():
     from llmss_lab.figures import as_names, scenario_filter
     assert scenario_filter([]) is None and scenario_filter("") is None
