@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+import llmss_lab as ll
 from llmss_lab.errors import InputError
 from llmss_lab.workload import LengthDist, load_trace, synthetic
 
@@ -57,6 +58,27 @@ def test_non_utf8_and_missing_files(tmp_path):
         load_trace(p)
     with pytest.raises(InputError, match="does not exist"):
         load_trace(tmp_path / "nope.jsonl")
+
+
+def test_a_compressed_utf16_or_netcdf_file_given_as_text_is_named_for_what_it_is(ref, tmp_path, capsys):
+    """Each was "not UTF-8 text (byte 0)" or "(byte 1)", which leaves the user guessing."""
+    import gzip
+
+    from llmss_lab.cli import main
+
+    text = (ref / "workloads/example_trace.jsonl").read_text()
+    gz, utf16 = tmp_path / "trace.jsonl.gz", tmp_path / "trace16.jsonl"
+    gz.write_bytes(gzip.compress(text.encode()))
+    utf16.write_text(text, encoding="utf-16")
+    results = ll.Scenario(num_requests=3).run(ref).save(tmp_path / "r.nc")
+    cluster = str(ref / "configs/cluster/single_node_single_instance.json")
+    for args, says in (([cluster, "--workload", str(gz)], f"{gz}: not UTF-8 text: it is gzip-compressed; "
+                                                            "decompress it first (gunzip -k)"),
+                       ([cluster, "--workload", str(utf16)], f"{utf16}: not UTF-8 text: it is UTF-16"),
+                       ([str(results)], f"{results}: not UTF-8 text: it is a netCDF file (results or a sweep), "
+                                        "not a text input")):
+        assert main(["run", *args, "--reference-dir", str(ref), "-q"]) == 2
+        assert capsys.readouterr().err.startswith(f"llmss: error: {says}")
 
 
 def test_sent_one_late_moves_each_request_to_its_predecessors_time():

@@ -38,11 +38,20 @@ def read_text(path: str | Path) -> str:
     if not p.is_file():   # a pipe would block the read until something writes to it
         raise InputError("not a regular file (a pipe, device or socket); give a file", p)
     try:
-        return p.read_text(encoding="utf-8-sig")   # a byte-order mark (Windows editors save one) is dropped
+        data = p.read_bytes()
+        return data.decode("utf-8-sig")   # a byte-order mark (Windows editors save one) is dropped
     except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte {exc.start})", p) from None
+        kind = next((what for magic, what in NOT_TEXT if data.startswith(magic)), None)
+        raise InputError(f"not UTF-8 text: {kind}" if kind else f"not UTF-8 text (byte {exc.start})", p) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", p) from None
+
+
+# what a file that is not UTF-8 is, by its first bytes: "(byte 1)" alone leaves the user guessing
+NOT_TEXT = ((b"\x1f\x8b", "it is gzip-compressed; decompress it first (gunzip -k)"),
+            (b"\xff\xfe", "it is UTF-16 (Windows PowerShell's > writes it); save it as UTF-8"),
+            (b"\xfe\xff", "it is UTF-16; save it as UTF-8"),
+            (b"\x89HDF", "it is a netCDF file (results or a sweep), not a text input"))
 
 
 class DuplicateKey(Exception):
