@@ -53,15 +53,30 @@ def _number(low: float, high: float = math.inf, low_open: bool = False) -> Calla
     return parse
 
 
+UNLIMITED_AT_0 = ("max_num_seqs", "max_num_batched_tokens", "long_prefill_token_threshold")
+UNSET = {"num_gpu_blocks": "sized from the memory", "max_model_len": "the model's"}
+
+
+def _engine_default(name: str) -> str:
+    """An engine setting's default as the help shows it, read from EngineConfig so the two cannot drift."""
+    from .config.engine import EngineConfig
+
+    value = getattr(EngineConfig(), name)
+    text = UNSET[name] if value is None else ("on" if value else "off") if isinstance(value, bool) else f"{value}"
+    return f"default: {text}" + ("; 0 = unlimited" if name in UNLIMITED_AT_0 else "")
+
+
 def _engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine settings (vLLM names; per-instance keys in the cluster config win)")
-    for name in ENGINE_INT:
-        g.add_argument("--" + name.replace("_", "-"), type=int, default=None, metavar="N")
-    g.add_argument("--gpu-memory-utilization", type=float, default=None, metavar="F")
+    for name in ENGINE_INT:   # default None: only a flag given overrides the config's per-instance keys
+        g.add_argument("--" + name.replace("_", "-"), type=int, default=None, metavar="N", help=_engine_default(name))
+    g.add_argument("--gpu-memory-utilization", type=float, default=None, metavar="F",
+                   help=_engine_default("gpu_memory_utilization"))
     for name in ENGINE_BOOL:
-        g.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--scheduler", default=None, help="scheduler policy (default vllm_v1)")
-    g.add_argument("--eviction", default=None, help="KV block eviction policy (lru, mru)")
+        g.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
+                       help=_engine_default(name))
+    g.add_argument("--scheduler", default=None, help=f"scheduler policy; {_engine_default('scheduler')}")
+    g.add_argument("--eviction", default=None, help=f"KV block eviction policy, lru or mru; {_engine_default('eviction')}")
 
 
 def _engine_from(args: argparse.Namespace):
@@ -602,13 +617,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workload", help="JSONL trace; relative paths are also tried under the reference root. "
                                       "Without it, a synthetic Poisson workload is generated")
     r.add_argument("--reference-dir", help=ref_help)
-    r.add_argument("--num-requests", type=_whole(1), default=None, help="use only the first N requests (or generate N)")
+    r.add_argument("--num-requests", type=_whole(1), default=None, help="use only the first N requests (or generate N; default: the whole trace, or 100)")
     r.add_argument("--rate", type=_number(0, low_open=True), default=None,
                    help="synthetic arrival rate, req/s (default 10)")
     r.add_argument("--input-len", help="synthetic prompt lengths: fixed:N, uniform:LO:HI, "
                                        "lognormal:MEDIAN:SIGMA or sharegpt (default)")
     r.add_argument("--output-len", help="synthetic output lengths (same forms; default sharegpt)")
-    r.add_argument("--seed", type=_whole(0), default=0, help="seed of the synthetic workload and of every random policy")
+    r.add_argument("--seed", type=_whole(0), default=0, help="seed of the synthetic workload and of every random policy (default %(default)s)")
     r.add_argument("--out", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -616,17 +631,17 @@ def build_parser() -> argparse.ArgumentParser:
     from .kernel.simulator import KV_TRANSFERS
     from .kernel.router import ROUTERS
 
-    r.add_argument("--router", default="load_score", choices=ROUTERS.names(), help="request routing policy")
-    r.add_argument("--expert-gate", default="balanced", choices=GATES.names(), help="MoE expert routing policy")
+    r.add_argument("--router", default="load_score", choices=ROUTERS.names(), help="request routing policy (default %(default)s)")
+    r.add_argument("--expert-gate", default="balanced", choices=GATES.names(), help="MoE expert routing policy (default %(default)s)")
     r.add_argument("--gate-skew", type=_number(0, 20), default=1.0,
-                   help="Zipf exponent of the zipf expert gate (0 = uniform, up to 20)")
+                   help="Zipf exponent of the zipf expert gate (0 = uniform, up to 20; default %(default)s)")
     r.add_argument("--kv-transfer", default="layer", choices=KV_TRANSFERS,
                    help="P/D KV hand-off: pushed layer by layer behind the prefill, pushed whole after it, or "
-                        "pulled by the decode instance when it sees the request (vLLM V1's asynchronous connectors)")
+                        "pulled by the decode instance when it sees the request (vLLM V1's asynchronous connectors); default %(default)s")
     r.add_argument("--prefix-storage", choices=("cpu", "cxl"), default=None,
                    help="lower prefix-cache tier (LMCache-like pool in CPU or CXL memory)")
     r.add_argument("--prefix-sharing", choices=("instance", "node", "cluster"), default="instance",
-                   help="who shares a lower prefix pool")
+                   help="who shares a lower prefix pool (default %(default)s)")
     r.add_argument("--attn-offload", action="store_true",
                    help="run decode attention on the node's PIM device (cpu_mem.pim_config)")
     r.add_argument("--sub-batch-interleaving", action="store_true",

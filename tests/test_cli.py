@@ -218,6 +218,21 @@ def test_the_readme_states_the_engine_defaults_the_code_has():
     assert set(said) == {"num-gpu-blocks", "max-model-len"}   # the two without a fixed default
 
 
+def test_run_help_states_the_defaults_the_readme_gives(capsys):
+    """`llmss run --help` listed the engine flags with no default at all, and the policy flags without theirs."""
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    said = dict(re.findall(r"`--(?:\[no-\])?([a-z-]+)` \[([^\]:]+)", text))
+    said.update(re.findall(r"`--(router|expert-gate|kv-transfer)` \(`([a-z_]+)` default", text))
+    assert len(said) == 14, said
+    code, out, _ = run(capsys, "run", "--help")
+    helps = " ".join(out.split("\noptions:\n", 1)[1].split())   # past the usage lines
+    for flag, default in said.items():
+        entry = re.search(rf" --{flag}(?:, --no-{flag})?(?: [A-Z]+| {{[a-z_,]+}})? (.*?)(?= --[a-z]|$)", helps)
+        assert entry and f"default: {default}" in entry.group(1).replace("default ", "default: "), (flag, entry)
+
+
 def test_out_may_not_replace_an_input_of_the_same_command(ref, capsys, tmp_path):
     from llmss_lab.scenario import Scenario
 
