@@ -487,8 +487,9 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .latency import roofline
-    from .latency.specs import load_specs
+    from .latency.specs import SPECS_DIR, load_specs
 
+    refuse_inside(args.out or roofline.EFFICIENCY_FILE, SPECS_DIR, "the hardware specs the fit reads")
     out = check_writable_file(args.out or roofline.EFFICIENCY_FILE)
     root = _bench_root(args)   # every profile: the bench's and the artifact's
     specs = load_specs()

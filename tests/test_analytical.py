@@ -152,6 +152,21 @@ def test_cli_run_and_validate_take_the_latency_model(ref, capsys, tmp_path):
     assert "(did you mean 'RTXPRO6000/meta-llama/Llama-3.1-8B'?)" in capsys.readouterr().err
 
 
+def test_profile_fit_never_writes_over_the_hardware_specs_it_reads(ref, capsys):
+    """`llmss profile-fit --out profiles/hardware/H100.yaml` replaced the H100 spec with a fit."""
+    from llmss_lab.latency.specs import SPECS_DIR
+
+    spec = SPECS_DIR / "H100.yaml"
+    before = spec.read_bytes()
+    try:
+        assert main(["profile-fit", "--reference-dir", str(ref), "--out", str(spec)]) == 2
+        assert f"{spec}: --out: is inside the hardware specs the fit reads" in capsys.readouterr().err
+    finally:
+        after = spec.read_bytes()
+        spec.write_bytes(before)
+    assert after == before
+
+
 def test_mixtral_experts_are_sized_by_intermediate_size(ref):
     m = roofline.model_config(ref, "mistralai/Mixtral-8x7B-v0.1")
     assert m.moe_intermediate_size == 14336
