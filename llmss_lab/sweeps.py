@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -458,7 +459,7 @@ def local_client(n_workers: int) -> Iterator[Any]:
             # processes: the kernel is pure Python, so threads would share one GIL; the dashboard on a
             # free port (":8787" may be taken, and None does not turn it off)
             cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0")
+                                   dashboard_address=":0", preload=[__name__])   # dask_setup below
             break
         except (AssertionError, RuntimeError, TimeoutError, OSError) as exc:
             why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -485,6 +486,13 @@ def local_client(n_workers: int) -> Iterator[Any]:
             cluster.close()
         finally:
             dask_log.setLevel(level)
+
+
+def dask_setup(worker: Any) -> None:
+    """dask's preload hook, run as each worker process of a local cluster starts: a Ctrl-C in the terminal
+    reaches the whole process group, and the sweep stops its workers itself. Left to them, each printed a
+    traceback, and the points they were running were saved as failed ("worker lost")."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _knock(address: str) -> float:

@@ -241,3 +241,20 @@ def test_ctrl_c_during_a_netcdf_write_neither_hangs_nor_loses_the_file(ref, tmp_
     assert done.stdout.split("\n")[:3] == ["interrupted after r.nc", "interrupted after sweep.nc", "done"], done.stderr
     assert ll.load_results(tmp_path / "r.nc").summary()["completed"] == 6
     assert not list(tmp_path.glob("*.part"))
+
+
+
+def test_a_local_sweep_worker_leaves_ctrl_c_to_the_sweep():
+    """A terminal's Ctrl-C reaches the whole process group: each dask worker of `llmss sweep` died of it printing a
+    traceback of some 40 lines, while the sweep stops its workers itself (and says where its points are)."""
+    import os
+    import signal
+    import time
+
+    from llmss_lab.sweeps import local_client
+
+    with local_client(1) as client:
+        (pid,) = client.run(os.getpid).values()
+        os.kill(pid, signal.SIGINT)
+        time.sleep(3)
+        assert list(client.run(os.getpid).values()) == [pid]
