@@ -181,6 +181,17 @@ def test_the_corpus_has_at_least_forty_inputs():
     assert on_disk <= used, on_disk - used          # every file in the corpus is exercised
 
 
+def test_the_readme_counts_the_corpus_and_its_cases_as_they_are():
+    """The README said 64 cases after three more had been added."""
+    import re
+
+    text = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    said = re.search(r"`tests/bad_inputs/` holds (\d+) such files; `tests/test_bad_inputs.py` feeds each of (\d+) "
+                     "cases", text)
+    files = sum(1 for p in CORPUS.rglob("*") if p.is_file())
+    assert said and (int(said[1]), int(said[2])) == (files, len(CASES)), (said and said.groups(), files, len(CASES))
+
+
 @pytest.mark.parametrize("case,kind,arg,expect", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_gives_one_clear_message(case, kind, arg, expect, ref, tmp_path, capsys):
     argv, api, result_file = invoke(kind, arg, ref, tmp_path)
