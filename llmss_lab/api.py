@@ -488,8 +488,12 @@ def _check_fits_one(workload: Workload, s: simulator.InstanceSetup) -> None:
 
 
 def _warn_unused_options(setups: list[simulator.InstanceSetup], kv_transfer: str, expert_gate: str,
-                         prefix_storage: str | None, prefix_sharing: str, gate_skew: float) -> None:
+                         prefix_storage: str | None, prefix_sharing: str, gate_skew: float,
+                         efficiency_file: str) -> None:
     """Policies that this cluster never exercises: say so, as a user who asked for them expects an effect."""
+    if efficiency_file and all(s.info["latency_source"].startswith("profile") for s in setups):
+        log.warning("efficiency_file=%r has no effect: every instance runs on a measured profile (latency 'auto' "
+                    "prefers one); latency='analytical' uses the curves", efficiency_file)
     if kv_transfer != "layer" and not any(s.role == "prefill" for s in setups):
         log.warning("kv_transfer=%r has no effect: the cluster has no prefill/decode split", kv_transfer)
     if prefix_sharing != "instance" and prefix_storage is None:
@@ -610,7 +614,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     setups = build_setups(spec, engine, layout, expert_gate, gate_skew, seed, attn_offload, sub_batch_interleaving,
                           choice)
     _check_handoffs(setups, spec.source)
-    _warn_unused_options(setups, kv_transfer, expert_gate, prefix_storage, prefix_sharing, gate_skew)
+    _warn_unused_options(setups, kv_transfer, expert_gate, prefix_storage, prefix_sharing, gate_skew,
+                         choice.efficiency_file)
     _warn_overridden_engine(spec, engine)
     _check_fits(workload, setups)
     memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)

@@ -577,6 +577,20 @@ def test_options_the_cluster_never_uses_are_reported(ref, caplog):
     assert "prefix_sharing='node' has no effect" in said
 
 
+def test_efficiency_curves_that_no_instance_reads_are_reported(ref, caplog):
+    """`--efficiency` under the default latency 'auto' on profiled hardware was dropped without a word: the
+    profile runs and the curves are never read."""
+    eff = Path(ll.__file__).resolve().parent.parent / "profiles" / "efficiency.yaml"
+    with caplog.at_level("WARNING", logger="llmss_lab.api"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=ref, num_requests=3, efficiency_file=eff)
+    assert f"efficiency_file={str(eff)!r} has no effect: every instance runs on a measured profile" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="llmss_lab.api"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=ref, num_requests=3, efficiency_file=eff,
+                    latency="analytical")
+    assert "has no effect" not in caplog.text
+
+
 # Python arguments of the wrong kind, as a notebook user mistypes them: each is an InputError naming the argument
 # (before, most were bare TypeErrors or AttributeErrors from pathlib, numpy or deep inside the kernel).
 PY_ARGS = [
