@@ -145,8 +145,8 @@ def load_profile(layout: ReferenceLayout, inst: InstanceSpec, model: ModelSpec, 
     if not measured:
         if choice.mode == "auto" and not choice.what_if.active and folder.is_dir():
             _say_no_tp(folder, variant, inst.tp_size)
-        elif choice.mode == "auto" and not choice.what_if.active:
-            _say_unprofiled(layout.root, inst.hardware, inst.model_name)
+        elif choice.mode == "auto" and not choice.what_if.active and _has_spec(inst.hardware):
+            _say_unprofiled(layout.root, inst.hardware, inst.model_name)   # else no spec either: the error says so
         return _analytical(inst, model, variant, choice, source)
     return measured_profile(layout.profile_dir(inst.hardware, inst.model_name, variant), inst.tp_size, model)
 

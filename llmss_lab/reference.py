@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .config.reader import as_path
+from .config.reader import as_path, closest
 from .errors import InputError
 from .files import check_writable_folder, write_bytes
 from .instruments import raw_paths
@@ -106,8 +106,11 @@ class ReferenceLayout:
         for p in tried:
             if p.is_file():
                 return p
-        raise InputError(f"no model config for {model_name!r} (looked for {tried[0]} and {tried[1]})",
-                         self.root, "model_name")
+        known = [str(q.relative_to(d).with_suffix("")) for d in (p.parent.parent for p in tried)
+                 if d.is_dir() for q in d.glob("*/*.json")]
+        near = closest(model_name, known)
+        raise InputError(f"no model config for {model_name!r} (looked for {tried[0]} and {tried[1]})"
+                         + (f"; did you mean {near!r}?" if near else ""), self.root, "model_name")
 
     def profile_dir(self, hardware: str, model_name: str, variant: str = "bf16") -> Path:
         """The profile of a (hardware, model): a current-format bundle ``<model>/<variant>/`` or,

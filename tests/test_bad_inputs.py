@@ -577,6 +577,23 @@ def test_options_the_cluster_never_uses_are_reported(ref, caplog):
     assert "prefix_sharing='node' has no effect" in said
 
 
+def test_a_model_or_hardware_name_slip_gets_a_suggestion_and_no_contradicting_warning(ref, tmp_path, capsys):
+    """'Llama-3.1-8b' and 'RTXPRO600' were named without the name meant, and the hardware slip was preceded by a
+    warning that the analytical model would run, where nothing could."""
+    import json
+
+    for key, slip, meant in (("model_name", "meta-llama/Llama-3.1-8b", "meta-llama/Llama-3.1-8B"),
+                             ("hardware", "RTXPRO600", "RTXPRO6000"), ("hardware", "rtxpro6000", "RTXPRO6000")):
+        config = json.loads((ref / GOOD_CLUSTER).read_text())
+        config["nodes"][0]["instances"][0][key] = slip
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps(config))
+        assert main(["run", str(path), "--reference-dir", str(ref), "--num-requests", "3", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"llmss: error: {path}: nodes[0].instances[0].{key}: no ") and len(err.splitlines()) == 1
+        assert f"did you mean {meant!r}?" in err, err
+
+
 def test_efficiency_curves_that_no_instance_reads_are_reported(ref, caplog):
     """`--efficiency` under the default latency 'auto' on profiled hardware was dropped without a word: the
     profile runs and the curves are never read."""

@@ -264,5 +264,7 @@ def _text_number_hint(v: Any, source: str) -> str:
 def closest(word: str, options: Iterable[str]) -> str | None:
     import difflib
 
-    found = difflib.get_close_matches(word, list(options), n=1, cutoff=0.75)
+    options = list(options)
+    same = [o for o in options if o.casefold() == word.casefold()]   # a slip of case: difflib weighs it heavily
+    found = same or difflib.get_close_matches(word, options, n=1, cutoff=0.75)
     return found[0] if found else None

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config.model import ModelSpec
+from ..config.reader import closest
 from ..errors import InputError
 from .ops import Shapes
 from .profile import LatencyProfile
@@ -129,8 +130,11 @@ def find_spec(hardware: str, folder: str | Path = SPECS_DIR) -> HardwareSpec:
     if named:
         raise InputError(f"describes {named[0]!r}, not {hardware!r}: a spec is found by its name", own, "name")
     bad = "".join(f"; cannot read {e}" for e in errors)   # perhaps the spec being looked for
-    raise InputError(f"no profile and no hardware spec for {hardware!r}; add profiles/hardware/{hardware}.yaml "
-                     f"(specs: {', '.join(sorted(specs))}){bad}", folder, "name")
+    near = closest(hardware, specs)
+    raise InputError(f"no profile and no hardware spec for {hardware!r}"
+                     + (f" (did you mean {near!r}?)" if near else "")
+                     + f"; add profiles/hardware/{hardware}.yaml (specs: {', '.join(sorted(specs))}){bad}",
+                     folder, "name")
 
 
 @functools.lru_cache(maxsize=8)
