@@ -228,10 +228,18 @@ def _pool_label(pool: str, tier: str) -> str:
     return f"{kind.upper()} prefix pool{where}"
 
 
-def power(a: Results, b: Results | None = None, x_range=None) -> figure:
-    """Power per component over time (all nodes), stacked; the baseline's total as a dashed line."""
+def power(a: Results, b: Results | None = None, x_range=None) -> figure | Div:
+    """Power per component over time (all nodes), stacked; the baseline's total as a dashed line. With no
+    power model in either run, a line of text that says why (an empty figure drew nothing and Bokeh warned)."""
     _check_runs(a, b)
-    p = _fig("Power per component", "W", x_range)
+    title = "Power per component"
+    if "power" not in a.power:
+        why = a.attrs.get("no_power", "add a node power section to the cluster config")   # Scenario.run says why
+        title += f" (this run has no power model: {why})"
+        if b is None or "power" not in b.power:
+            _fig(title, "W", x_range)   # the range is still checked
+            return Div(text=f"<b>{html.escape(title, quote=False)}</b>", width=WIDTH)
+    p = _fig(title, "W", x_range)
     pw = a.power
     if "power" in pw:
         t = pw.time.values
@@ -240,11 +248,6 @@ def power(a: Results, b: Results | None = None, x_range=None) -> figure:
         data = {"t": t, **{c: per.sel(component=c).values for c in names}}
         p.varea_stack(names, x="t", source=ColumnDataSource(data),
                       color=[Category10_10[k % 10] for k in range(len(names))], legend_label=names)
-    else:
-        why = a.attrs.get("no_power", "add a node power section to the cluster config")   # Scenario.run says why
-        p.title.text += f" (this run has no power model: {why})"
-        if b is None or "power" not in b.power:
-            p.height = 90   # nothing to draw: the title says why
     if b is not None and "power" in b.power:
         bp = b.power
         p.line(bp.time.values, bp.power.sum(("node", "component")).values, color=B_COLOR, line_dash="dashed",
