@@ -660,7 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook (the explorer)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL")
     lab.add_argument("--port", type=_whole(1, 65535), help="port (default: Jupyter's, 8888 or the next free one)")
-    lab.add_argument("--notebook", default="00_quickstart.ipynb", help="notebook to open, from notebooks/")
+    lab.add_argument("--notebook", default="00_quickstart.ipynb",
+                     help="notebook to open, from notebooks/: a file name, without .ipynb too, or its number (02) "
+                          "(default: 00_quickstart.ipynb)")
     lab.add_argument("--reference-dir", help=ref_help)
     lab.set_defaults(fn=cmd_lab)
 

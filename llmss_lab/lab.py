@@ -34,6 +34,9 @@ def lab_command(port: int | None = None, no_browser: bool = False, notebook: str
     if not (root / notebook).resolve().is_relative_to(root.resolve()):   # Jupyter serves one folder
         raise InputError(f"{notebook!r} is outside the notebooks folder JupyterLab serves; give a notebook name "
                          f"such as {QUICKSTART!r}", root, "notebook")
+    if not (root / notebook).is_file():   # a name without .ipynb, or its number: '01_continuous_batching', '02'
+        starts = [p.name for p in root.glob("*.ipynb") if p.name.startswith(notebook)]
+        notebook = starts[0] if len(starts) == 1 else notebook
     if not (root / notebook).is_file():
         raise InputError(f"no notebook {notebook!r} (have: {', '.join(sorted(p.name for p in root.glob('*.ipynb')))})",
                          root, "notebook")

@@ -30,6 +30,15 @@ def test_a_notebook_given_by_its_path_from_the_checkout_opens(monkeypatch):
     assert lab_command(notebook="notebooks/02_kv_cache.ipynb")[3] == "--LabApp.default_url=/lab/tree/02_kv_cache.ipynb"
 
 
+def test_a_notebook_given_without_ipynb_or_by_its_number_opens():
+    """`llmss lab --notebook 01_continuous_batching` was refused as no notebook; an ambiguous start still is."""
+    from llmss_lab.errors import InputError
+    for name in ("01_continuous_batching", "01"):
+        assert lab_command(notebook=name)[3] == "--LabApp.default_url=/lab/tree/01_continuous_batching.ipynb"
+    with pytest.raises(InputError, match="no notebook '0'"):    # 00_ to 07_
+        lab_command(notebook="0")
+
+
 def test_unknown_notebook_is_named():
     from llmss_lab.errors import InputError
     with pytest.raises(InputError, match="00_quickstart.ipynb"):
