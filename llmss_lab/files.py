@@ -104,6 +104,10 @@ def check_writable_file(path: str | Path, key: str = "--out") -> Path:
     if path.is_dir():
         raise InputError("is a folder; give a file name", path, key)
     if not path.parent.is_dir():
+        above = next((p for p in path.parents if p.exists()), None)
+        if above is not None and not above.is_dir():   # out.json/x.nc: a file where a folder would be
+            raise InputError(f"is a file, not a folder, so {path.relative_to(above)} cannot be written in it", above,
+                             key)
         raise InputError("output folder does not exist", path.parent, key)
     _probe(path.parent, key)
     return path

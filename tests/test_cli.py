@@ -69,6 +69,8 @@ def test_validate_json_shape(ref, capsys):
       "--workload", "nope.jsonl"], "nope.jsonl: file does not exist"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
       "--out", "/no/such/dir/r.nc"], "output folder does not exist"),
+    (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",   # a file
+      "--out", "{scenario}/r.nc"], "s.json: --out: is a file, not a folder, so r.nc cannot be written in it"),
     (["run", "{ref}/configs/cluster/single_node_single_instance.json", "--reference-dir", "{ref}",
       "--workload", "workloads/example_trace.jsonl", "--rate", "100"],
      "command line: --rate: shapes a synthetic workload only; drop it, or drop --workload"),
