@@ -317,6 +317,26 @@ class Scenario:
             out.update({k: f"trace {self.trace!r} gives the workload" for k in GENERATOR_FIELDS})
         return out
 
+    def check_names(self, reference_dir: str | Path | None = None, source: str = "scenario") -> None:
+        """Refuse a model without a config or a hardware with neither a profile nor a spec, as a run would,
+        without running: a sweep checks every name of its grid before its first point. Nothing to check
+        with a cluster file (its loader names its own), or without a reference folder (the run says so)."""
+        if self.cluster_config:
+            return
+        try:
+            root = resolve_reference_dir(reference_dir)
+        except LlmssError:
+            return
+        try:
+            ReferenceLayout(root).model_config(self.model)
+        except InputError as exc:
+            raise InputError(exc.message, source, "model") from None
+        if self.hardware not in scan(root).hardware:
+            try:
+                find_spec(self.hardware)
+            except InputError as exc:
+                raise InputError(exc.message, source, "hardware") from None
+
     def inert(self, reference_dir: str | Path | None = None) -> dict[str, str]:
         """The fields that have no effect given the others' values (:data:`INERT`), each with why."""
         setting = {**self.to_dict(), "moe": has_experts(self.model, reference_dir),

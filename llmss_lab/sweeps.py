@@ -184,9 +184,13 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
     base_dict = base.to_dict()
     points, scenarios = [], []
     ignored_by: dict[tuple[str, str], dict[str, str]] = {}   # what a point ignores follows its file and trace
+    named: set[tuple[str, str]] = set()   # (model, hardware) pairs checked
     for i, o in enumerate(overrides):
         where = f"{source}: point {i} ({', '.join(f'{k}={v!r}' for k, v in o.items())})"
         sc = Scenario.from_dict({**base_dict, **o}, where)
+        if (sc.model, sc.hardware) not in named:   # a slip in a name stops the sweep, not one point of it
+            sc.check_names(reference_dir, where)
+            named.add((sc.model, sc.hardware))
         if (sc.cluster_config, sc.trace) not in ignored_by:   # reading the cluster file once, not per point
             ignored_by[sc.cluster_config, sc.trace] = sc.ignored(reference_dir)
         ignored = ignored_by[sc.cluster_config, sc.trace]

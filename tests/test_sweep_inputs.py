@@ -424,3 +424,18 @@ def test_conflicting_sweep_flags_are_refused_not_one_of_them_dropped(ref, tmp_pa
         with pytest.raises(InputError, match="sizes the local cluster") as exc:
             call()
         assert exc.value.where == "--workers (n_workers)"
+
+
+@pytest.mark.parametrize("grid,match", [
+    ({"hardware": ["RTXPRO6000", "RTXPRO600"]},
+     r"point 1 \(hardware='RTXPRO600'\): hardware: no profile and no hardware spec .*did you mean 'RTXPRO6000'"),
+    ([{"model": "meta-llama/Llama-3.1-8b"}], r"point 0 \(model='meta-llama/Llama-3.1-8b'\): model: no model config "
+                                             r".*did you mean 'meta-llama/Llama-3.1-8B'"),
+])
+def test_a_slip_in_a_model_or_hardware_name_stops_the_sweep_before_any_point_runs(ref, grid, match):
+    """It became a failed point at run time, after the points before it ran, while a slip in a router's name
+    stopped the sweep at once."""
+    with pytest.raises(InputError, match=match):
+        expand(BASE, grid, reference_dir=ref)
+    dims, points = expand(BASE, {"hardware": ["RTXPRO6000", "B200"]}, reference_dir=ref)   # a spec, no profile
+    assert [p["hardware"] for p in points] == ["RTXPRO6000", "B200"]
