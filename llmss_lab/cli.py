@@ -353,7 +353,7 @@ def cmd_figure_data(args: argparse.Namespace) -> int:
             raise InputError(f"figure data exists for figures {sorted(SCENARIOS)}", "figure-data", str(n))
     refuse_inside(args.out, ref, "the paper artifact")
     out = check_writable_folder(args.out)
-    for n in args.figures:
+    for n in dict.fromkeys(args.figures):   # 6 6 writes figure 6 once
         files = write_figure_data(n, ref, out, on_scenario=lambda sc, wall: print(
             f"{sc.label}: simulated in {wall:.2f} s", file=sys.stderr))
         for f in files:

@@ -18,7 +18,10 @@ def header(path):
 
 def test_figure_9_files_match_the_artifacts_layout(ref, tmp_path, capsys):
     art = ref / "ispass26"
-    assert main(["figure-data", "9", "--reference-dir", str(art), "--out", str(tmp_path)]) == 0
+    assert main(["figure-data", "9", "9", "--reference-dir", str(art), "--out", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [str(tmp_path / "figure_9/parsed" / n) for n in ("SD_throughput.tsv", "SD_latency.tsv")]
+    assert err.count("figure 9 SD: simulated in") == 1   # a figure named twice runs once
     for name in ("SD_throughput.tsv", "SD_latency.tsv"):
         ours, theirs = tmp_path / "figure_9/parsed" / name, art / "figures/figure_9/parsed" / name
         assert header(ours) == header(theirs)
