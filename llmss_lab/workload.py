@@ -151,6 +151,8 @@ def _int_field(obj: dict, key: str, path: Path, lineno: int, minimum: int, requi
             raise InputError(f"missing required key {key!r}", path, f"line {lineno}")
         return None
     v = obj[key]
+    if isinstance(v, float) and v.is_integer():   # 1e9 or 10.0, as pandas and numpy often write them
+        v = int(v)
     if isinstance(v, bool) or not isinstance(v, int):
         raise InputError(f"{key} must be a whole number, got {v!r}", path, f"line {lineno}")
     limit = MAX_TOKENS if key != "arrival_time_ns" else MAX_ARRIVAL_NS

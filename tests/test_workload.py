@@ -30,11 +30,23 @@ def test_reads_the_reference_trace(ref):
     assert len(wl.token_ids[0]) == wl.input_toks[0] + wl.output_toks[0]
 
 
+def test_whole_numbers_written_as_floats_are_read_as_whole_numbers(tmp_path):
+    """pandas and numpy write 1e9 and 10.0; both name whole numbers and were refused as not whole."""
+    p = tmp_path / "t.jsonl"
+    p.write_text('{"input_toks": 10.0, "output_toks": 5, "arrival_time_ns": 1e9}\n'
+                 '{"input_toks": 12, "output_toks": 6.0, "arrival_time_ns": 2.5e9}\n')
+    wl = load_trace(p)
+    assert wl.input_toks.tolist() == [10, 12] and wl.output_toks.tolist() == [5, 6]
+    assert wl.arrival_ns.tolist() == [1_000_000_000, 2_500_000_000] and wl.arrival_ns.dtype.kind == "i"
+
+
 @pytest.mark.parametrize("lines,match", [
     (["{not json"], r"t\.jsonl: line 1: malformed JSON"),
     ([req(), {"input_toks": 3, "arrival_time_ns": 5}], r"line 2: missing required key 'output_toks'"),
     ([req(i=-1)], r"line 1: input_toks out of range"),
     ([req(i="12")], r"line 1: input_toks must be a whole number"),
+    ([req(i=12.5)], r"line 1: input_toks must be a whole number, got 12.5"),
+    ([req(t=float("nan"))], r"line 1: arrival_time_ns must be a whole number, got nan"),
     ([req(t=100), req(t=50)], r"line 2: arrival_time_ns 50 is earlier"),
     ([req(t=-5)], r"line 1: arrival_time_ns out of range"),
     ([req(colour=3)], r"line 1: unknown key 'colour'"),
