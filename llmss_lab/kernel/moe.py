@@ -78,13 +78,23 @@ class Gate:
 
 @GATES.register("balanced")
 class BalancedGate(Gate):
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self._routed: dict[int, MoeRouting] = {}   # tokens -> routing: it depends on nothing else
+
     def route(self, tokens: int) -> MoeRouting:
-        E, k, ep = self.E, self.k, self.ep
-        pairs = np.full((1, E), tokens * k / E)
-        p_rank = 1.0 - ((ep - 1) / ep) ** k if ep > 1 else 1.0
-        local = np.full((1, ep), float(round(tokens * p_rank)))
-        act = np.full((1, ep), float(min(round(tokens * k / ep), self.per_rank)))
-        return MoeRouting(pairs, local, act, self.layers, k)
+        """The same routing object for the same token count (its arrays read-only, as it is shared)."""
+        r = self._routed.get(tokens)
+        if r is None:
+            E, k, ep = self.E, self.k, self.ep
+            pairs = np.full((1, E), tokens * k / E)
+            p_rank = 1.0 - ((ep - 1) / ep) ** k if ep > 1 else 1.0
+            local = np.full((1, ep), float(round(tokens * p_rank)))
+            act = np.full((1, ep), float(min(round(tokens * k / ep), self.per_rank)))
+            for a in (pairs, local, act):
+                a.flags.writeable = False
+            r = self._routed[tokens] = MoeRouting(pairs, local, act, self.layers, k)
+        return r
 
 
 def inclusion_probabilities(p: np.ndarray, k: int) -> np.ndarray:

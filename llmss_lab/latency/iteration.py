@@ -130,6 +130,8 @@ class IterationModel:
         }
         self._cols: dict[str, list[float]] = {kind: [0.0] for kind in self._tables}   # value at 0, 1, 2, ...
         self._allreduce: dict[int, float] = {}   # tokens -> ns
+        self._ep_comm: dict[tuple[int, int], float] = {}   # (group tokens, ep) -> ns
+        self._moe_memo: dict[tuple, tuple[tuple[float, ...], int]] = {}
         self._hidden_bytes = model.hidden_size * DTYPE_BYTES[model.torch_dtype]
 
     def _lookup(self, kind: str, x: int) -> float:
@@ -171,10 +173,37 @@ class IterationModel:
         """Dispatch (all-gather of hidden + router logits) and combine (reduce-scatter) of one MoE block."""
         if ep <= 1 or self.ep_link is None or group_tokens <= 0:
             return 0.0
-        b = DTYPE_BYTES[self.model.torch_dtype]
-        h, E = self.model.hidden_size, self.model.num_experts
-        return (all_gather_ns(self.ep_link, ep, group_tokens * (h + E) * b)
-                + reduce_scatter_ns(self.ep_link, ep, group_tokens * h * b, self.mem_bw))
+        v = self._ep_comm.get((group_tokens, ep))
+        if v is None:
+            b = DTYPE_BYTES[self.model.torch_dtype]
+            h, E = self.model.hidden_size, self.model.num_experts
+            v = (all_gather_ns(self.ep_link, ep, group_tokens * (h + E) * b)
+                 + reduce_scatter_ns(self.ep_link, ep, group_tokens * h * b, self.mem_bw))
+            self._ep_comm[(group_tokens, ep)] = v
+        return v
+
+    MOE_MEMO_SIZE = 4096
+
+    def moe_stages(self, routing) -> tuple[tuple[float, ...], int]:
+        """The MoE time of each pipeline stage's blocks under ``routing``, and the EP degree.
+
+        Memoised by the routing's contents: a balanced gate routes a token count alike every step, and the
+        lookup behind it (interpolations, a max over ranks, a sum per stage) cost more than the rest of the step.
+        """
+        key = (routing.repeat, routing.top_k, routing.local_tokens.shape, routing.expert_tokens.tobytes(),
+               routing.local_tokens.tobytes(), routing.activated.tobytes())
+        hit = self._moe_memo.get(key)
+        if hit is None:
+            per_rank = self.profile.moe(routing)                       # [G, ep]
+            layers = np.repeat(per_rank.max(axis=1), routing.repeat)[:self.layers]
+            stages, start = [], 0
+            for nb in self.stage_blocks:
+                stages.append(float(layers[start:start + nb].sum()))
+                start += nb
+            if len(self._moe_memo) >= self.MOE_MEMO_SIZE:   # a sampled gate rarely routes alike twice
+                self._moe_memo.clear()
+            hit = self._moe_memo[key] = (tuple(stages), routing.local_tokens.shape[1])
+        return hit
 
     def offloaded_step(self, halves: list[tuple[BatchShape, np.ndarray]]) -> StepTime:
         """A step whose decode attention runs on PIM channels (``self.pim``), one layer at a time.
@@ -244,12 +273,10 @@ class IterationModel:
         attn = self.attention_ns(b)
         block = self._lookup("block", T) + attn
         ar = self.allreduce_ns(T)
-        moe_layers = None
+        moe = None
         ep = 1
         if routing is not None and self.profile.moe is not None:
-            per_rank = self.profile.moe(routing)                       # [G, ep]
-            moe_layers = np.repeat(per_rank.max(axis=1), routing.repeat)[:L]
-            ep = routing.local_tokens.shape[1]
+            moe, ep = self.moe_stages(routing)
         if ep > 1:   # attention all-reduce, then expert dispatch and combine
             block_comm = ar + self.ep_comm_ns(ep_group_tokens or T, ep)
         else:
@@ -257,15 +284,12 @@ class IterationModel:
         first = self._lookup("first", T)
         last = self._lookup("last", T) + self._lookup("seq", seqs)
         stages = []
-        start = 0
         moe_total = 0.0
         for s, nb in enumerate(self.stage_blocks):
             t = nb * (block + block_comm)
-            if moe_layers is not None:
-                m = float(moe_layers[start:start + nb].sum())
-                t += m
-                moe_total += m
-            start += nb
+            if moe is not None:
+                t += moe[s]
+                moe_total += moe[s]
             if s == 0:
                 t += first
             if s == self.pp - 1:
