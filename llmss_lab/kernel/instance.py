@@ -311,10 +311,20 @@ class Engine:
         self.on_step_done = on_step_done
         self.inflight = 0
         self.stage_free = [0.0] * pp
-        self.expert_load: np.ndarray | None = None   # [layers, E] token-expert pairs, summed
+        # token-expert pairs per routed layer group [G, E], summed; a gate's groups stand for the same layers
+        # every step, so they are expanded to layers once, when read (expert_load)
+        self._pairs: np.ndarray | None = None
+        self._pairs_repeat = 1
         self.offload = getattr(members[0].latency, "pim", None) is not None   # decode attention on PIM
         for m in members:
             m.engine = self
+
+    @property
+    def expert_load(self) -> np.ndarray | None:
+        """[layers, E] token-expert pairs over the run (None without MoE)."""
+        if self._pairs is None:
+            return None
+        return np.repeat(self._pairs, self._pairs_repeat, axis=0)[:self.gate.layers]
 
     @property
     def name(self) -> str:
@@ -351,8 +361,10 @@ class Engine:
         group_tokens = T * len(self.members)
         if self.gate is not None:
             routing = self.gate.route(group_tokens)
-            loads = routing.layer_loads(self.gate.layers)
-            self.expert_load = loads if self.expert_load is None else self.expert_load + loads
+            if self._pairs is None:
+                self._pairs, self._pairs_repeat = routing.expert_tokens.copy(), routing.repeat
+            else:
+                self._pairs += routing.expert_tokens
         if self.offload:   # PIM offload: a lone instance, one stage
             times = [_offloaded(self.members[0].latency, plans[0].step)]
         else:
