@@ -431,12 +431,13 @@ class Engine:
 def _split(step: ScheduledStep) -> list[ScheduledStep]:
     """Two sub-batches with balanced new tokens: longest first, each to the lighter half."""
     order = np.argsort(-step.num_new, kind="stable")
+    new = step.num_new.tolist()   # a list: indexing an array item by item costs several times more
     halves: list[list[int]] = [[], []]
     load = [0, 0]
     for i in order.tolist():
         k = 0 if load[0] <= load[1] else 1
         halves[k].append(i)
-        load[k] += int(step.num_new[i])
+        load[k] += new[i]
     return [ScheduledStep(step.rids[h], step.num_new[h], step.computed_before[h]) for h in map(np.array, halves)]
 
 
