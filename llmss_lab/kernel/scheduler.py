@@ -65,6 +65,9 @@ class Scheduler:
         # tokens a request holds when this instance is done with it (a prefill instance: prompt + 1)
         self.final = reqs.final if output_cap is None else reqs.prompt + np.minimum(reqs.output, output_cap)
         self.on_handed_in: Callable[[int], None] | None = None   # told when a handed-over request is admitted
+        # the block size for the per-step array arithmetic, as 0-d arrays: numpy takes about twice as long
+        # for an operation on a small array with a Python int, which it converts on every call
+        self._bs, self._bs_less_1 = np.array(kv.block_size), np.array(kv.block_size - 1)
 
     def add(self, rid: int, token_ids, kv_ready: int = 0) -> None:
         """Queue a request; ``kv_ready`` tokens of it already have KV (handed over by a prefill
@@ -102,7 +105,7 @@ class Scheduler:
 @SCHEDULERS.register("vllm_v1")
 class VLLMV1Scheduler(Scheduler):
     def schedule(self, now: float) -> ScheduledStep | None:
-        R, kv, bs = self.R, self.kv, self.kv.block_size
+        R, kv = self.R, self.kv
         budget = self.budget
         rids: list[int] = []      # requests scheduled one by one (admission, the preemption path)
         news: list[int] = []
@@ -129,7 +132,7 @@ class VLLMV1Scheduler(Scheduler):
                 total = budget
             everyone = np.count_nonzero(sched) == len(sched)
             upto = comp + sched   # tokens computed once this step has run
-            grow = (upto + (bs - 1)) // bs - R.nblocks[run]
+            grow = (upto + self._bs_less_1) // self._bs - R.nblocks[run]
             if not everyone:
                 mask = sched > 0
                 grow[~mask] = 0
@@ -147,7 +150,7 @@ class VLLMV1Scheduler(Scheduler):
                                          (run[mask], sched[mask], comp[mask], upto[mask]))
                 budget -= total
                 if kv.prefix_caching:   # indexed as allocated, as vLLM does: a request admitted below can hit them
-                    idx = (after // bs > before // bs).nonzero()[0]
+                    idx = (after // self._bs > before // self._bs).nonzero()[0]
                     for rid, c in zip(ra[idx].tolist(), after[idx].tolist()):
                         kv.cache_full_blocks(rid, c, now)
             else:
