@@ -28,9 +28,10 @@ import functools
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..errors import InputError
-from .profile import Grid2D, LatencyProfile, interp1, read_columns, read_csv
+from .profile import Grid2D, LatencyProfile, interp1, read_columns
 
 EXPERT_OPS = ("expert.w1", "expert.w3", "expert.w2")
 SKIP = ("attn", "lm_head")
@@ -104,18 +105,19 @@ def _load_legacy(model_dir_s: str, tp: int, is_moe: bool, stamp: float) -> Laten
     path = d / "layers.csv"
     required = REQUIRED + (MOE_MLP if is_moe else DENSE_MLP)
     known = sorted({*required, *OPTIONAL, "act_fn"})   # an MoE model's act_fn is fused into its experts (not charged)
-    cols = read_csv(path, ("layer_name", "input", "tp_size", "latency(ns)"), labels={"layer_name": known},
-                    unique=("layer_name", "input"))
-    tps = set(cols["tp_size"])
+    cols = read_columns(path, ("layer_name", "input", "tp_size", "latency(ns)"), labels={"layer_name": known},
+                        unique=("layer_name", "input"))
+    tps = set(cols["tp_size"].tolist())
     if tps != {tp}:
         raise InputError(f"says {sorted(tps - {tp})[0]:g} in a tp{tp}/ folder: profiled at another TP degree",
                          path, "tp_size")
-    names = np.asarray(cols["layer_name"], dtype=object)
-    x_all = np.asarray(cols["input"], dtype=float)
-    t_all = np.asarray(cols["latency(ns)"], dtype=float)
+    # rows grouped by layer through integer codes (in order of first appearance), not by comparing the
+    # 30,000 names with each layer's name in turn (5 ms, a tenth of the load)
+    codes, layer_names = pd.factorize(cols["layer_name"])
+    x_all, t_all = cols["input"], cols["latency(ns)"]
     ops = {}
-    for name in dict.fromkeys(names.tolist()):
-        m = names == name
+    for k, name in enumerate(layer_names):
+        m = codes == k
         order = np.argsort(x_all[m], kind="stable")
         ops[str(name)] = (x_all[m][order], t_all[m][order])
     missing = [k for k in required if k not in ops]

@@ -81,12 +81,13 @@ def read_csv(path: Path, columns: tuple[str, ...], labels: dict[str, list[str]] 
     return {c: df[c].tolist() for c in columns}
 
 
-def read_columns(path: Path, columns: tuple[str, ...], unique: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Numeric columns of a large CSV as float arrays, with :func:`read_csv`'s checks."""
-    df = _read_frame(path, columns, {}, unique)
-    if df is None:
-        return {c: np.asarray(v, dtype=float) for c, v in _read_csv_slow(path, columns, {}, unique).items()}
-    return {c: df[c].to_numpy(dtype=float) for c in columns}
+def read_columns(path: Path, columns: tuple[str, ...], unique: tuple[str, ...] = (),
+                 labels: dict[str, list[str]] | None = None) -> dict[str, np.ndarray]:
+    """Columns of a large CSV as arrays (numbers as floats, text as objects), with :func:`read_csv`'s checks."""
+    labels = labels or {}
+    df = _read_frame(path, columns, labels, unique)
+    cols = _read_csv_slow(path, columns, labels, unique) if df is None else df
+    return {c: np.asarray(cols[c], dtype=object if c in TEXT_COLUMNS else float) for c in columns}
 
 
 def _read_frame(path: Path, columns: tuple[str, ...], labels: dict[str, list[str]],
@@ -103,8 +104,9 @@ def _read_frame(path: Path, columns: tuple[str, ...], labels: dict[str, list[str
                 or any(c not in df.columns for c in columns)):
             return None
         nums = [c for c in columns if c not in TEXT_COLUMNS]
-        for c in set(columns) - set(nums):
-            df[c] = df[c].astype(str).str.strip()
+        for c in set(columns) - set(nums):   # each distinct label stripped once, not every row
+            codes, distinct = pd.factorize(df[c])
+            df[c] = np.asarray([str(x).strip() for x in distinct], dtype=object)[codes]
         if any(not pd.api.types.is_numeric_dtype(df[c]) for c in nums):
             return None     # text that float() would still take ('2_9' is 29): the careful reader names it
         arr = df[nums].to_numpy(dtype=float) if nums else np.zeros((len(df), 0))
@@ -213,13 +215,19 @@ class Grid2D:
     values: np.ndarray  # [len(kp), len(kv)] in ns, holes filled along kv then kp
 
     def __post_init__(self) -> None:
-        # lookups run every step: Python lists index and bisect several times faster than arrays
-        self._kp, self._kv, self._v = self.kp.tolist(), self.kv.tolist(), self.values.tolist()
+        # lookups run every step: Python lists index and bisect several times faster than arrays. A row of
+        # values becomes a list when a lookup first needs it: a prefill grid has 4096 rows, a run reads a few
+        self._kp, self._kv = self.kp.tolist(), self.kv.tolist()
+        self._v: list[list[float] | None] = [None] * len(self._kp)
+
+    def _row(self, i: int) -> list[float]:
+        row = self._v[i] = self.values[i].tolist()
+        return row
 
     def __call__(self, kp: float, kv: float) -> float:
         i0, i1, wi = bracket(self._kp, kp)
         j0, j1, wj = bracket(self._kv, kv)
-        r0, r1 = self._v[i0], self._v[i1]
+        r0, r1 = self._v[i0] or self._row(i0), self._v[i1] or self._row(i1)
         a = r0[j0] + wj * (r0[j1] - r0[j0])
         b = r1[j0] + wj * (r1[j1] - r1[j0])
         return a + wi * (b - a)
