@@ -130,8 +130,10 @@ class IterationModel:
         }
         self._cols: dict[str, list[float]] = {kind: [0.0] for kind in self._tables}   # value at 0, 1, 2, ...
         self._allreduce: dict[int, float] = {}   # tokens -> ns
-        self._ep_comm: dict[tuple[int, int], float] = {}   # (group tokens, ep) -> ns
         self._moe_memo: dict[tuple, tuple[tuple[float, ...], int]] = {}
+        # (tokens, ep, EP group tokens) -> the step's terms that depend on them only: a run steps at a few
+        # thousand token counts, and looking each term up anew cost a method call apiece
+        self._by_tokens: dict[tuple[int, int, int], tuple[float, float, float, float, float, float]] = {}
         self._hidden_bytes = model.hidden_size * DTYPE_BYTES[model.torch_dtype]
 
     def _lookup(self, kind: str, x: int) -> float:
@@ -173,14 +175,10 @@ class IterationModel:
         """Dispatch (all-gather of hidden + router logits) and combine (reduce-scatter) of one MoE block."""
         if ep <= 1 or self.ep_link is None or group_tokens <= 0:
             return 0.0
-        v = self._ep_comm.get((group_tokens, ep))
-        if v is None:
-            b = DTYPE_BYTES[self.model.torch_dtype]
-            h, E = self.model.hidden_size, self.model.num_experts
-            v = (all_gather_ns(self.ep_link, ep, group_tokens * (h + E) * b)
-                 + reduce_scatter_ns(self.ep_link, ep, group_tokens * h * b, self.mem_bw))
-            self._ep_comm[(group_tokens, ep)] = v
-        return v
+        b = DTYPE_BYTES[self.model.torch_dtype]
+        h, E = self.model.hidden_size, self.model.num_experts
+        return (all_gather_ns(self.ep_link, ep, group_tokens * (h + E) * b)
+                + reduce_scatter_ns(self.ep_link, ep, group_tokens * h * b, self.mem_bw))
 
     MOE_MEMO_SIZE = 4096
 
@@ -271,18 +269,17 @@ class IterationModel:
             T, seqs = pow2_bucket(T, 16), pow2_bucket(seqs, 8)
         L = self.layers
         attn = self.attention_ns(b)
-        block = self._lookup("block", T) + attn
-        ar = self.allreduce_ns(T)
         moe = None
         ep = 1
         if routing is not None and self.profile.moe is not None:
             moe, ep = self.moe_stages(routing)
-        if ep > 1:   # attention all-reduce, then expert dispatch and combine
-            block_comm = ar + self.ep_comm_ns(ep_group_tokens or T, ep)
-        else:
-            block_comm = 2 * ar
-        first = self._lookup("first", T)
-        last = self._lookup("last", T) + self._lookup("seq", seqs)
+        key = (T, ep, ep_group_tokens or T)
+        by_tokens = self._by_tokens.get(key)
+        if by_tokens is None:
+            by_tokens = self._by_tokens[key] = self._token_terms(*key)
+        block_table, block_comm, first, last_table, wire, p2p = by_tokens
+        block = block_table + attn
+        last = last_table + self._lookup("seq", seqs)
         stages = []
         moe_total = 0.0
         for s, nb in enumerate(self.stage_blocks):
@@ -297,5 +294,15 @@ class IterationModel:
             stages.append(t)
         comm = L * block_comm
         compute = sum(stages) - comm
-        wire = self.wire_bytes(T, ep_group_tokens or T, ep, 1 if ep > 1 else 2)
-        return StepTime(compute, comm, L * attn, moe_total, tuple(stages), self.p2p_ns(T), wire)
+        return StepTime(compute, comm, L * attn, moe_total, tuple(stages), p2p, wire)
+
+    def _token_terms(self, T: int, ep: int, group_tokens: int) -> tuple[float, float, float, float, float, float]:
+        """What a step at ``T`` tokens costs beyond attention, MoE and the sequences' LM head: the block table,
+        the collectives of one block, the first and last layers, the bytes on the wire, the stage hand-over."""
+        ar = self.allreduce_ns(T)
+        if ep > 1:   # attention all-reduce, then expert dispatch and combine
+            block_comm = ar + self.ep_comm_ns(group_tokens, ep)
+        else:
+            block_comm = 2 * ar
+        return (self._lookup("block", T), block_comm, self._lookup("first", T), self._lookup("last", T),
+                self.wire_bytes(T, group_tokens, ep, 1 if ep > 1 else 2), self.p2p_ns(T))
