@@ -8,14 +8,13 @@ Target: <= 0.5 s per scenario (LLMServingSim 2.0: 302-633 s in the paper; TokenS
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from machine import banner
+from machine import banner, default_reference_dir
 
 CHILD = """
 import sys, time
@@ -28,10 +27,8 @@ t = time.perf_counter(); run_scenario(sc, ref); print(time.perf_counter() - t)
 
 
 def main() -> int:
-    here = Path(__file__).resolve().parent.parent
     p = argparse.ArgumentParser()
-    default = os.environ.get("LLMSS_REFERENCE_DIR", str(here.parent / "shared/reference/llmservingsim"))
-    p.add_argument("--reference-dir", default=str(Path(default) / "ispass26"))
+    p.add_argument("--reference-dir", default=str(Path(default_reference_dir()) / "ispass26"))
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
     from llmss_lab.figures import SCENARIOS, run_scenario

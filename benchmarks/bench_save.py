@@ -9,13 +9,12 @@ and raw, as files were written before; times are the best of --repeat, loads thr
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from machine import banner
+from machine import banner, default_reference_dir
 
 
 def save_raw(res, path: Path) -> Path:
@@ -39,10 +38,8 @@ def best(fn, repeat: int) -> float:
 
 
 def main() -> int:
-    here = Path(__file__).resolve().parent.parent
     p = argparse.ArgumentParser()
-    p.add_argument("--reference-dir", default=os.environ.get("LLMSS_REFERENCE_DIR",
-                                                             str(here.parent / "shared/reference/llmservingsim")))
+    p.add_argument("--reference-dir", default=default_reference_dir())
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args()
     import llmss_lab as ll

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-from machine import banner
+from machine import banner, default_reference_dir
 
 CHILD = """
 import json, resource, sys, time
@@ -31,10 +29,8 @@ print(json.dumps({"wall_s": time.perf_counter() - t0, "steps": res.attrs["num_st
 
 
 def main() -> int:
-    here = Path(__file__).resolve().parent.parent
     p = argparse.ArgumentParser()
-    p.add_argument("--reference-dir", default=os.environ.get("LLMSS_REFERENCE_DIR",
-                                                             str(here.parent / "shared/reference/llmservingsim")))
+    p.add_argument("--reference-dir", default=default_reference_dir())
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
     args = p.parse_args()
     print(banner())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import banner
+from machine import banner, default_reference_dir
 
 CASES = {"RTXPRO6000/Llama-3.1-8B": "RTXPRO6000/meta-llama/Llama-3.1-8B",
          "RTXPRO6000/Qwen3-32B": "RTXPRO6000/Qwen/Qwen3-32B"}
@@ -45,10 +44,8 @@ def timed_llmss(*args: str) -> tuple[str, float]:
 
 
 def main() -> int:
-    here = Path(__file__).resolve().parent.parent
     p = argparse.ArgumentParser()
-    p.add_argument("--reference-dir", default=os.environ.get("LLMSS_REFERENCE_DIR",
-                                                             str(here.parent / "shared/reference/llmservingsim")))
+    p.add_argument("--reference-dir", default=default_reference_dir())
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args()
     ref = args.reference_dir

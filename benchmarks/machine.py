@@ -5,7 +5,9 @@ from one run to the next). Every benchmark prints this first.
 """
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 
 def reference_loop_s(repeat: int = 3) -> float:
@@ -22,3 +24,9 @@ def reference_loop_s(repeat: int = 3) -> float:
 
 def banner() -> str:
     return f"machine: 10^7 Python additions take {reference_loop_s():.2f} s (lower is faster)"
+
+
+def default_reference_dir() -> str:
+    """$LLMSS_REFERENCE_DIR, else ../shared/reference/llmservingsim beside the checkout (as the tests find it)."""
+    here = Path(__file__).resolve().parent.parent
+    return os.environ.get("LLMSS_REFERENCE_DIR", str(here.parent / "shared/reference/llmservingsim"))
