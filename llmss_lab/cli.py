@@ -324,11 +324,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
     for path in args.results:
         res = Results.load(path)
         try:
-            runs.append((path, res.summary(), res.attrs))
-            text = format_summary(res.summary(), res.attrs)
+            summary = res.summary()
+            text = format_summary(summary, res.attrs)   # also what tells a file changed by hand
         except (ValueError, TypeError, KeyError) as exc:   # a file edited by hand or by another tool
             raise InputError(f"holds results this version cannot summarise ({type(exc).__name__}: {exc}); was it "
                              "changed after llmss wrote it?", path) from None
+        runs.append((path, summary, res.attrs))
     print(text if len(runs) == 1 else format_comparison(runs))
     return 0
 
