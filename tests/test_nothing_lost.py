@@ -199,6 +199,7 @@ def test_an_interrupted_sweep_says_its_file_holds_the_points_saved(tmp_path, mon
 
 CTRL_C_INSIDE_XARRAY = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal, whatever the test runner inherited
 import xarray as xr
 import xarray.backends.locks as locks
 import llmss_lab as ll
@@ -253,8 +254,14 @@ def test_a_local_sweep_worker_leaves_ctrl_c_to_the_sweep():
 
     from llmss_lab.sweeps import local_client
 
-    with local_client(1) as client:
-        (pid,) = client.run(os.getpid).values()
-        os.kill(pid, signal.SIGINT)
-        time.sleep(3)
-        assert list(client.run(os.getpid).values()) == [pid]
+    # workers inherit the runner's SIGINT disposition: a runner started in the background of a script ignores
+    # Ctrl-C, and so would its workers without the preload hook; start them as a terminal would
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with local_client(1) as client:
+            (pid,) = client.run(os.getpid).values()
+            os.kill(pid, signal.SIGINT)
+            time.sleep(3)
+            assert list(client.run(os.getpid).values()) == [pid]
+    finally:
+        signal.signal(signal.SIGINT, before)
