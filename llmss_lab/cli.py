@@ -76,7 +76,8 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
         g.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
                        help=_engine_default(name))
     g.add_argument("--scheduler", default=None, help=f"scheduler policy; {_engine_default('scheduler')}")
-    g.add_argument("--eviction", default=None, help=f"KV block eviction policy, lru or mru; {_engine_default('eviction')}")
+    g.add_argument("--eviction", default=None,
+                   help=f"KV block eviction policy, lru or mru; {_engine_default('eviction')}")
 
 
 def _engine_from(args: argparse.Namespace):
@@ -397,7 +398,8 @@ def _slo(args: argparse.Namespace, required: bool):
             raise InputError("is the quantile of an SLO limit; give --slo-ttft-ms and/or --slo-tpot-ms too",
                              "command line", "--slo-quantile")
         return None
-    return SLO(args.slo_ttft_ms, args.slo_tpot_ms, 0.9 if args.slo_quantile is None else args.slo_quantile)
+    quantile = {} if args.slo_quantile is None else {"quantile": args.slo_quantile}   # else SLO's default
+    return SLO(args.slo_ttft_ms, args.slo_tpot_ms, **quantile)
 
 
 def _sweep_table(ds, columns: list[str]) -> str:
@@ -619,13 +621,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workload", help="JSONL trace; relative paths are also tried under the reference root. "
                                       "Without it, a synthetic Poisson workload is generated")
     r.add_argument("--reference-dir", help=ref_help)
-    r.add_argument("--num-requests", type=_whole(1), default=None, help="use only the first N requests (or generate N; default: the whole trace, or 100)")
+    r.add_argument("--num-requests", type=_whole(1), default=None,
+                   help="use only the first N requests (or generate N; default: the whole trace, or 100)")
     r.add_argument("--rate", type=_number(0, low_open=True), default=None,
                    help="synthetic arrival rate, req/s (default 10)")
     r.add_argument("--input-len", help="synthetic prompt lengths: fixed:N, uniform:LO:HI, "
                                        "lognormal:MEDIAN:SIGMA or sharegpt (default)")
     r.add_argument("--output-len", help="synthetic output lengths (same forms; default sharegpt)")
-    r.add_argument("--seed", type=_whole(0), default=0, help="seed of the synthetic workload and of every random policy (default %(default)s)")
+    r.add_argument("--seed", type=_whole(0), default=0,
+                   help="seed of the synthetic workload and of every random policy (default %(default)s)")
     r.add_argument("--out", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -633,13 +637,16 @@ def build_parser() -> argparse.ArgumentParser:
     from .kernel.simulator import KV_TRANSFERS
     from .kernel.router import ROUTERS
 
-    r.add_argument("--router", default="load_score", choices=ROUTERS.names(), help="request routing policy (default %(default)s)")
-    r.add_argument("--expert-gate", default="balanced", choices=GATES.names(), help="MoE expert routing policy (default %(default)s)")
+    r.add_argument("--router", default="load_score", choices=ROUTERS.names(),
+                   help="request routing policy (default %(default)s)")
+    r.add_argument("--expert-gate", default="balanced", choices=GATES.names(),
+                   help="MoE expert routing policy (default %(default)s)")
     r.add_argument("--gate-skew", type=_number(0, 20), default=1.0,
                    help="Zipf exponent of the zipf expert gate (0 = uniform, up to 20; default %(default)s)")
     r.add_argument("--kv-transfer", default="layer", choices=KV_TRANSFERS,
                    help="P/D KV hand-off: pushed layer by layer behind the prefill, pushed whole after it, or "
-                        "pulled by the decode instance when it sees the request (vLLM V1's asynchronous connectors); default %(default)s")
+                        "pulled by the decode instance when it sees the request (vLLM V1's asynchronous "
+                        "connectors); default %(default)s")
     r.add_argument("--prefix-storage", choices=("cpu", "cxl"), default=None,
                    help="lower prefix-cache tier (LMCache-like pool in CPU or CXL memory)")
     r.add_argument("--prefix-sharing", choices=("instance", "node", "cluster"), default="instance",
