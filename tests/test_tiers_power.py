@@ -159,6 +159,26 @@ def test_pim_offload_counts_channel_power(ref):
     assert pim.summary()["completed"] == 30
 
 
+def test_an_npu_waiting_on_pim_attention_is_not_charged_active_power(ref, tmp_path):
+    """The NPU was charged active power for the whole step, PIM's decode attention included; it computes
+    only around it (LLMServingSim charges a PIM row to the PIM device alone)."""
+    import json
+    cfg = json.loads((ref / "configs/cluster/single_node_pim_instance.json").read_text())
+    npu = cfg["nodes"][0]["power"]["npu"]["RTXPRO6000"]
+    npu["standby_power"] = npu["idle_power"]   # no standby: NPU energy is idle power plus compute
+    path = tmp_path / "pim_power.json"
+    path.write_text(json.dumps(cfg))
+    wl = synthetic(30, rate=50, input_len="fixed:200", output_len="fixed:50", seed=0)
+    res = simulate(path, wl, reference_dir=ref, attn_offload=True)
+    it = res.iterations
+    pim_s = float(it.attention.sum()) * 1e-3   # without sub-batches the NPU waits out every PIM span
+    assert pim_s > 0.02 * float(it.duration.sum()) * 1e-3
+    compute_s = float(it.duration.sum()) * 1e-3 - pim_s
+    T = float(res.power.time[-1])
+    expected = npu["idle_power"] * T + (npu["active_power"] - npu["idle_power"]) * compute_s
+    assert float(res.power.energy.sel(node=0, component="npu")) == pytest.approx(expected, rel=1e-6)
+
+
 def test_pd_kv_handoff_costs_link_energy(ref, tmp_path):
     import json
     pd_cfg = json.loads((ref / "configs/cluster/single_node_pd_instance.json").read_text())

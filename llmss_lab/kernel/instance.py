@@ -108,7 +108,7 @@ class StepLog:
     prefill_rms: array = field(default_factory=_floats)
     kv_blocks_used: array = field(default_factory=_ints)
     kv_blocks_holding: array = field(default_factory=_ints)   # in use or cached
-    busy: array = field(default_factory=_floats)              # sum of pipeline-stage times (ns)
+    busy: array = field(default_factory=_floats)              # NPU time: the stages less waits on PIM (ns)
     wire_bytes: array = field(default_factory=_floats)
     recall: array = field(default_factory=_floats)            # wait for a lower-tier prefix recall (ns)
     tier_bytes: array = field(default_factory=_floats)        # bytes read from / written to CPU or CXL
@@ -237,7 +237,7 @@ class Instance:
         p.row = len(log.start)
         log.start.append(start)
         log.duration.append(duration)
-        log.busy.append(sum(t.stages))
+        log.busy.append(sum(t.stages) - t.npu_wait_ns)
         log.wire_bytes.append(t.wire_bytes)
         log.recall.append(recall_ns)
         log.tier_bytes.append(tier_bytes)

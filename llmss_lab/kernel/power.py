@@ -5,7 +5,8 @@ DRAM DIMMs, links, NICs, disks; see :meth:`PowerSpec.static_w`) for the whole ru
 events add energy where they happen in time:
 
 * an NPU computing: ``(active - idle) x step time`` per NPU (each pipeline stage's NPUs for the
-  time of their stage), and the host CPU's extra power while it feeds the NPU (per node, at most the
+  time of their stage; not while the NPU waits on PIM attention, which LLMServingSim too charges to
+  the PIM device alone), and the host CPU's extra power while it feeds the NPU (per node, at most the
   CPU's active power however many instances are busy: LLMServingSim adds it per instance);
 * an NPU that has just gone idle stays in standby, ``(standby - idle)`` per NPU, for at most
   ``standby_duration`` seconds of each idle gap (clocks stay up in case work returns);

@@ -68,6 +68,7 @@ class StepTime:
     p2p_ns: float = 0.0
     wire_bytes: float = 0.0   # bytes the step's collectives and stage hand-overs put on links
     pim_busy_ns: float = 0.0  # PIM channel-time (sum over channels) of offloaded attention
+    npu_wait_ns: float = 0.0  # time within the stages that the NPU waits on PIM rather than computing
 
     @property
     def total_ns(self) -> float:
@@ -234,7 +235,9 @@ class IterationModel:
         total = max(ready) + edges
         comm = self.layers * sum(2 * self.allreduce_ns(b.num_tokens) for b, _ in halves)
         wire = sum(self.wire_bytes(b.num_tokens, b.num_tokens, 1, 2) for b, _ in halves)
-        return StepTime(total - comm, comm, self.layers * sum(pim), 0.0, (total,), 0.0, wire, busy * self.layers)
+        wait = total - edges - self.layers * sum(gpu)
+        return StepTime(total - comm, comm, self.layers * sum(pim), 0.0, (total,), 0.0, wire, busy * self.layers,
+                        wait)
 
     def wire_bytes(self, tokens: int, ep_group_tokens: int, ep: int, dense_reductions: int) -> float:
         """Bytes on the wire per step, as the ring algorithms move them: ``2 (N-1)/N x S`` per
