@@ -198,6 +198,33 @@ def test_pd_kv_handoff_costs_link_energy(ref, tmp_path):
     assert link >= power["link"]["energy_per_bit"] * 8e-12 * kv - 1e-9
 
 
+def test_kv_handed_between_nodes_costs_link_energy_at_both_ends(ref, tmp_path):
+    """The KV of a P/D hand-off was charged to the sender's links alone, while pool traffic between
+    nodes was split: each wire byte counts once, half at each end's pJ/bit."""
+    import copy
+    import json
+    d = json.loads((ref / "configs/cluster/single_node_pd_instance.json").read_text())
+    power = json.loads((ref / "configs/cluster/single_node_power_instance.json").read_text())["nodes"][0]["power"]
+    power["link"]["idle_power"] = 0.0
+    node = d["nodes"][0]
+    nodes = []
+    for inst, pj in zip(node["instances"], (4.0, 10.0)):
+        n = copy.deepcopy(node)
+        n["num_instances"], n["instances"] = 1, [inst]
+        n["power"] = copy.deepcopy(power)
+        n["power"]["link"]["energy_per_bit"] = pj
+        nodes.append(n)
+    d["num_nodes"], d["nodes"] = 2, nodes
+    path = tmp_path / "pd_two_nodes.json"
+    path.write_text(json.dumps(d))
+    res = simulate(path, synthetic(10, rate=20, input_len="fixed:500", output_len="fixed:5", seed=0), reference_dir=ref)
+    kv = float(res.attrs["kv_bytes_transferred"])
+    assert kv > 0
+    link = res.power.energy.sel(component="link")
+    assert float(link.sel(node=0)) == pytest.approx(4.0 * 8e-12 * kv / 2)   # TP1: no collectives
+    assert float(link.sel(node=1)) == pytest.approx(10.0 * 8e-12 * kv / 2)
+
+
 @pytest.mark.parametrize("block_size", [24, 384, 512])
 def test_a_prefix_pool_needs_blocks_that_divide_its_chunks(ref, block_size):
     """Blocks of 512 crashed (no block per chunk); blocks of 24 keyed a 256-token chunk by 240 tokens and

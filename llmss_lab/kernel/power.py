@@ -15,10 +15,11 @@ events add energy where they happen in time:
   node whose memory it is pays: recalls from and writes to a pool in another node's CPU memory are
   that node's DRAM work (CXL, which no node holds, is booked to the instance's node, as LLMServingSim
   books all of its tier traffic);
-* links: ``energy_per_bit x 8 x bytes`` on the wire for collectives, stage hand-overs and P/D KV (the
-  sender's node). Bytes to and from a pool in another node's memory are counted once, as every wire
-  byte is, half at each end at that node's ``energy_per_bit``: one node's NIC sends what the other's
-  receives.
+* links: ``energy_per_bit x 8 x bytes`` on the wire for collectives and stage hand-overs (the
+  instance's node). Bytes between nodes, P/D KV and traffic to and from a pool in another node's
+  memory, are counted once, as every wire byte is, half at each end at that node's
+  ``energy_per_bit``: one node's NIC sends what the other's receives (LLMServingSim books P/D KV to
+  the sender alone).
 
 Energies of an interval (a step, a standby period, a transfer) are spread evenly over it, so the
 per-second power is the energy of each second. Summing it over time gives the same total as
@@ -156,13 +157,15 @@ def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None 
     for n, node in enumerate(nodes):   # one CPU per node: several busy instances cannot drive it past its active power
         if node is not None:
             energy_bins[:, n, C["cpu"]] += np.minimum(cpu_extra[:, n], node.spec.cpu_busy_extra_w * widths)
-    R = raw.requests
-    sent = np.flatnonzero(R.kv_bytes > 0)   # P/D hand-offs, charged to the sender's links when the decode
-    sender = np.array([raw.setups[i].node for i in R.prefill_instance[sent]], dtype=np.int64)  # side has them
-    for n, node in enumerate(nodes):
-        mine = sent[sender == n]
-        if node is not None and len(mine):
-            t = R.first_token[mine] * 1e-9
-            energy_bins[:, n, C["link"]] += spread(t, t, node.spec.link_pj_per_bit * BIT_PJ * R.kv_bytes[mine], edges)
+    R = raw.requests   # P/D hand-offs, when the decode side has them: their wire bytes once, half at each end
+    sent = np.flatnonzero(R.kv_bytes > 0)
+    t, half = R.first_token[sent] * 1e-9, R.kv_bytes[sent] / 2
+    for end in (R.prefill_instance[sent], R.instance[sent]):
+        node_of = np.array([raw.setups[i].node for i in end], dtype=np.int64)
+        for n, node in enumerate(nodes):
+            mine = node_of == n
+            if node is not None and mine.any():
+                energy_bins[:, n, C["link"]] += spread(t[mine], t[mine], node.spec.link_pj_per_bit * BIT_PJ * half[mine],
+                                                       edges)
     power = energy_bins / widths[:, None, None]
     return PowerAccount(edges, power, energy_bins.sum(axis=0))
