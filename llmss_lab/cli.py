@@ -818,7 +818,11 @@ def _name_the_flag(exc: InputError, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()   # loads the kernel for its choices: a second or more on a busy machine
+    except KeyboardInterrupt:
+        print("llmss: interrupted", file=sys.stderr)
+        return 130
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:       # argparse has printed usage and the error (or the help): its status

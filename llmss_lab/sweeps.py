@@ -454,30 +454,33 @@ def local_client(n_workers: int) -> Iterator[Any]:
     """A Client on a LocalCluster of ``n_workers`` worker processes, both closed on exit.
 
     distributed gives its event-loop thread a fixed 10 s to start; a machine busy for a moment
-    can miss that, so a failed start is tried once more before it is an error."""
+    can miss that, so a failed start is tried once more before it is an error. A Ctrl-C while the
+    workers start takes effect once they are up: a half-started cluster cannot be closed, and dask's
+    exit hook then printed a traceback after the sweep had said it was interrupted."""
     from distributed import Client, LocalCluster
 
     _check_main_guard()
-    for attempt in range(1, LOCAL_START_TRIES + 1):
-        try:
-            # processes: the kernel is pure Python, so threads would share one GIL; the dashboard on a
-            # free port (":8787" may be taken, and None does not turn it off)
-            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", preload=[__name__])   # dask_setup below
-            break
-        except (AssertionError, RuntimeError, TimeoutError, OSError) as exc:
-            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            if attempt == LOCAL_START_TRIES:
-                script = _main_script()
-                hint = (f"; if {script.name} starts the sweep outside `if __name__ == \"__main__\":`, move it under "
-                        "that guard (each worker process imports the script again)") if script else ""
-                raise ClusterStartError(
-                    f"dask could not start a local cluster of {n_workers} worker process(es) in "
-                    f"{LOCAL_START_TRIES} tries (last: {why}); the machine may be short of CPU or memory: try "
-                    f"fewer --workers, or start a dask cluster yourself and give --dask-scheduler{hint}") from exc
-            log.warning("dask's local cluster did not start (%s); trying once more", why)
-    c = None
+    cluster = c = None
     try:
+        for attempt in range(1, LOCAL_START_TRIES + 1):
+            try:
+                # processes: the kernel is pure Python, so threads would share one GIL; the dashboard on a
+                # free port (":8787" may be taken, and None does not turn it off)
+                with ctrl_c_held():
+                    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0", preload=[__name__])   # dask_setup below
+                break
+            except (AssertionError, RuntimeError, TimeoutError, OSError) as exc:
+                why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if attempt == LOCAL_START_TRIES:
+                    script = _main_script()
+                    hint = (f"; if {script.name} starts the sweep outside `if __name__ == \"__main__\":`, move it "
+                            "under that guard (each worker process imports the script again)") if script else ""
+                    raise ClusterStartError(
+                        f"dask could not start a local cluster of {n_workers} worker process(es) in "
+                        f"{LOCAL_START_TRIES} tries (last: {why}); the machine may be short of CPU or memory: try "
+                        f"fewer --workers, or start a dask cluster yourself and give --dask-scheduler{hint}") from exc
+                log.warning("dask's local cluster did not start (%s); trying once more", why)
         c = Client(cluster, set_as_default=False)   # no global dask config left behind
         yield c
     finally:
@@ -487,7 +490,8 @@ def local_client(n_workers: int) -> Iterator[Any]:
         try:
             if c is not None:
                 c.close()
-            cluster.close()
+            if cluster is not None:
+                cluster.close()
         finally:
             dask_log.setLevel(level)
 

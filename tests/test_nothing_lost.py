@@ -265,3 +265,52 @@ def test_a_local_sweep_worker_leaves_ctrl_c_to_the_sweep():
             assert list(client.run(os.getpid).values()) == [pid]
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_while_dask_starts_its_workers_waits_for_them_then_closes_the_cluster(monkeypatch):
+    """A Ctrl-C while LocalCluster started its workers left a half-started cluster that nothing could close:
+    dask's exit hook then failed on it ("AssertionError: Status.init") after the sweep said it was interrupted."""
+    import os
+    import signal
+
+    import distributed
+
+    from llmss_lab.sweeps import local_client
+
+    events = []
+
+    class Starting:
+        def __init__(self, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)   # the user presses Ctrl-C while the workers start
+            events.append("started")
+
+        def close(self):
+            events.append("cluster closed")
+
+    monkeypatch.setattr(distributed, "LocalCluster", Starting)
+    monkeypatch.setattr(distributed, "Client", lambda *a, **k: pytest.fail("no client after a Ctrl-C"))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with local_client(2):
+                pytest.fail("the sweep went on after a Ctrl-C")
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert events == ["started", "cluster closed"]
+
+
+def test_ctrl_c_while_the_cli_loads_is_one_line(monkeypatch, capsys):
+    """A Ctrl-C in the first second of `llmss ...`, while the parser loads the kernel for its choices, printed a
+    traceback of numpy's import machinery."""
+    import llmss_lab.cli as cli
+
+    def loading():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", loading)
+    try:
+        code = main(["run", "x.json"])
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C left main() as a traceback")
+    assert code == 130
+    assert capsys.readouterr().err == "llmss: interrupted\n"
