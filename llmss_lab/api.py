@@ -37,6 +37,8 @@ from .workload import Workload, load_trace
 log = logging.getLogger(__name__)
 
 _SHORT_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "fp8": "fp8", "int8": "int8"}
+# the KV block sizes vLLM accepts (its BlockSize choices, 0.9 to 0.16; its CUDA attention kernels take fewer)
+VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
 
 
 def profile_variant(dtype: str, kv_cache_dtype: str) -> str:
@@ -517,6 +519,20 @@ def _warn_overridden_engine(spec: ClusterSpec, engine: EngineConfig) -> None:
                         len(spec.instances), spec.source)
 
 
+def _warn_block_size(spec: ClusterSpec, setups: list[simulator.InstanceSetup]) -> None:
+    """A KV block size no vLLM accepts (7, 24): the kernel pages KV in blocks of any size, so the run goes on,
+    but its numbers stand for no engine a user could start."""
+    odd: dict[int, list[str]] = {}
+    for inst, s in zip(spec.instances, setups):
+        if s.engine.block_size not in VLLM_BLOCK_SIZES:
+            odd.setdefault(s.engine.block_size, []).append(
+                f"{spec.source}: {inst.where}.block_size" if "block_size" in inst.own_engine_keys else inst.where)
+    for size, where in odd.items():
+        log.warning("block_size=%d (%s) is not a KV block size vLLM accepts (%s); the run pages the KV cache in "
+                    "blocks of %d tokens all the same", size, ", ".join(where),
+                    ", ".join(map(str, VLLM_BLOCK_SIZES)), size)
+
+
 def _check_handoffs(setups: list[simulator.InstanceSetup], source: str) -> None:
     """A decode instance continues from the KV cache a prefill instance hands it: both must run the same
     model with the same KV layout (dtype and tensor-parallel shards)."""
@@ -617,6 +633,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     _warn_unused_options(setups, kv_transfer, expert_gate, prefix_storage, prefix_sharing, gate_skew,
                          choice.efficiency_file)
     _warn_overridden_engine(spec, engine)
+    _warn_block_size(spec, setups)
     _check_fits(workload, setups)
     memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))

@@ -577,6 +577,28 @@ def test_options_the_cluster_never_uses_are_reported(ref, caplog):
     assert "prefix_sharing='node' has no effect" in said
 
 
+def test_a_block_size_vllm_does_not_accept_is_reported(ref, tmp_path, caplog):
+    """`--block-size 7` ran without a word: no vLLM pages KV in blocks of 7 tokens (its choices are 1, 8, ..., 256)."""
+    import json
+
+    with caplog.at_level("WARNING", logger="llmss_lab.api"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, engine={"block_size": 7}, reference_dir=ref, num_requests=3)
+    assert ("block_size=7 (nodes[0].instances[0]) is not a KV block size vLLM accepts (1, 8, 16, 32, 64, 128, 256)"
+            in caplog.text), caplog.text
+    config = json.loads((ref / GOOD_CLUSTER).read_text())
+    config["nodes"][0]["instances"][0]["block_size"] = 24   # set by the file: the warning names the file and key
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="llmss_lab.api"):
+        ll.simulate(tmp_path / "c.json", TRACE, reference_dir=ref, num_requests=3)
+    assert f"block_size=24 ({tmp_path / 'c.json'}: nodes[0].instances[0].block_size) is not a KV block" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="llmss_lab.api"):
+        for size in (1, 16, 256):
+            ll.simulate(ref / GOOD_CLUSTER, TRACE, engine={"block_size": size}, reference_dir=ref, num_requests=3)
+    assert "block size" not in caplog.text
+
+
 def test_a_model_or_hardware_name_slip_gets_a_suggestion_and_no_contradicting_warning(ref, tmp_path, capsys):
     """'Llama-3.1-8b' and 'RTXPRO600' were named without the name meant, and the hardware slip was preceded by a
     warning that the analytical model would run, where nothing could."""
