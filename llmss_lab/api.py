@@ -489,10 +489,24 @@ def _check_fits_one(workload: Workload, s: simulator.InstanceSetup) -> None:
                              "chunked prefill on", workload.name, workload.where(i))
 
 
+def routes(pd_types: list[str | None]) -> bool:
+    """Whether a router has a choice to make among instances of these pd_types: more than one takes new requests,
+    or more than one continues them after a prefill/decode split."""
+    decoders = pd_types.count("decode")
+    return len(pd_types) - decoders > 1 or decoders > 1
+
+
 def _warn_unused_options(setups: list[simulator.InstanceSetup], kv_transfer: str, expert_gate: str,
                          prefix_storage: str | None, prefix_sharing: str, gate_skew: float,
-                         efficiency_file: str) -> None:
+                         efficiency_file: str, router: str) -> None:
     """Policies that this cluster never exercises: say so, as a user who asked for them expects an effect."""
+    if router != "load_score" and not routes([s.role for s in setups]):
+        log.warning("router=%r has no effect: one instance takes every request%s, so there is nothing to route",
+                    router, " (and one decode instance continues them)" if "decode" in [s.role for s in setups]
+                    else "")
+    elif router == "prefix_aware" and not any(s.engine.enable_prefix_caching for s in setups):
+        log.warning("router='prefix_aware' routes as 'load_score' here: no instance caches prefixes "
+                    "(enable_prefix_caching is off)")
     if efficiency_file and all(s.info["latency_source"].startswith("profile") for s in setups):
         log.warning("efficiency_file=%r has no effect: every instance runs on a measured profile (latency 'auto' "
                     "prefers one); latency='analytical' uses the curves", efficiency_file)
@@ -631,7 +645,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
                           choice)
     _check_handoffs(setups, spec.source)
     _warn_unused_options(setups, kv_transfer, expert_gate, prefix_storage, prefix_sharing, gate_skew,
-                         choice.efficiency_file)
+                         choice.efficiency_file, router)
     _warn_overridden_engine(spec, engine)
     _warn_block_size(spec, setups)
     _check_fits(workload, setups)

@@ -24,7 +24,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .api import simulate
+from .api import routes, simulate
+from .config.cluster import load_cluster
 from .config.engine import EngineConfig
 from .errors import InputError
 from .files import check_writable_folder, refuse_inside, replacing
@@ -204,8 +205,10 @@ def run_scenario(sc: Scenario, reference_dir: Path, num_requests: int | None = N
     workload = load_trace(ref / sc.dataset, num_requests)
     if sc.sent_one_late:
         workload = workload.sent_one_late()
-    return simulate(cfg, workload, engine, reference_dir=ref, router="round_robin",
-                    seed=seed, **dict(sc.options))
+    spec = load_cluster(cfg)
+    # the artifact routes round-robin; with one instance (or one of each of a P/D pair) there is nothing to route
+    router = "round_robin" if routes([i.pd_type for i in spec.instances]) else "load_score"
+    return simulate(spec, workload, engine, reference_dir=ref, router=router, seed=seed, **dict(sc.options))
 
 
 def power_rows(res: Results) -> list[tuple[int, float]]:

@@ -599,6 +599,25 @@ def test_a_block_size_vllm_does_not_accept_is_reported(ref, tmp_path, caplog):
     assert "block size" not in caplog.text
 
 
+def test_a_router_with_nothing_to_route_is_reported(ref, caplog):
+    """`--router random` on one instance (or one prefill and one decode instance) ran without a word, exactly as
+    any other router would; 'prefix_aware' with prefix caching off routes as 'load_score'."""
+    def said(cluster: str, **kwargs) -> str:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="llmss_lab.api"):
+            ll.simulate(ref / cluster, TRACE, reference_dir=ref, num_requests=3, **kwargs)
+        return caplog.text
+
+    assert "router='random' has no effect: one instance takes every request, so" in said(GOOD_CLUSTER, router="random")
+    assert "router='round_robin' has no effect: one instance takes every request (and one decode instance" in said(
+        "configs/cluster/single_node_pd_instance.json", router="round_robin")
+    assert "router=" not in said("configs/cluster/single_node_multi_instance.json", router="random")
+    assert "router=" not in said(GOOD_CLUSTER)   # the default is not the user's choice
+    assert "router='prefix_aware' routes as 'load_score' here: no instance caches prefixes" in said(
+        "configs/cluster/single_node_multi_instance.json", router="prefix_aware",
+        engine={"enable_prefix_caching": False})
+
+
 def test_a_model_or_hardware_name_slip_gets_a_suggestion_and_no_contradicting_warning(ref, tmp_path, capsys):
     """'Llama-3.1-8b' and 'RTXPRO600' were named without the name meant, and the hardware slip was preceded by a
     warning that the analytical model would run, where nothing could."""
