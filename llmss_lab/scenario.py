@@ -20,6 +20,7 @@ from typing import Any, Callable
 from .api import simulate
 from .catalog import scan
 from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
+from .config.engine import EngineConfig
 from .config.model import ModelSpec
 from .config.reader import as_path, as_whole, closest, plain, read_json, store_plain
 from .errors import InputError, LlmssError
@@ -281,6 +282,10 @@ class Scenario:
         if not self.trace and self.num_requests < 1:
             raise InputError("must be >= 1 for a generated workload (0 means the whole trace, with a trace)",
                              source, "num_requests")
+        try:   # the engine's rules across fields (a token budget below max_num_seqs), named here, not at the run
+            EngineConfig(**self.engine())
+        except InputError as exc:
+            raise InputError(exc.message, source, exc.where) from None
 
     def save(self, path: str | Path) -> Path:
         """Write the scenario as JSON, atomically."""

@@ -199,6 +199,19 @@ def test_out_of_range_scenario_fields_are_named(key, value, ref, tmp_path):
     assert exc.value.where == key
 
 
+def test_a_token_budget_below_max_num_seqs_is_named_by_the_scenario_file_and_grid_point(tmp_path):
+    """vLLM refuses max_num_batched_tokens < max_num_seqs; a scenario file or grid point with it loaded, and only
+    its run failed, naming 'engine settings' (a sweep dispatched the point and recorded it as failed)."""
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps({**BASE.to_dict(), "max_num_seqs": 128, "max_num_batched_tokens": 64}))
+    with pytest.raises(InputError, match=r"max_num_batched_tokens: 64 is less than max_num_seqs 128") as exc:
+        ll.Scenario.load(p)
+    assert (exc.value.source, exc.value.where) == (str(p), "max_num_batched_tokens")
+    with pytest.raises(InputError, match=r"^g\.yaml: point 0 \(max_num_batched_tokens=64\): max_num_batched_tokens: "
+                                         r"64 is less than max_num_seqs"):
+        expand(BASE.replace(max_num_seqs=128), {"max_num_batched_tokens": [64, 4096]}, "g.yaml")
+
+
 def test_num_requests_zero_means_the_whole_trace():
     assert ll.Scenario.from_dict({"trace": "t.jsonl", "num_requests": 0}).num_requests == 0
 
