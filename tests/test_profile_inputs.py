@@ -205,6 +205,9 @@ def test_qk_norm_rows_must_match_the_model(ref, tmp_path):
                                             r"which meta.yaml's attention_grid.chunks lists"),
     ("dense.csv", lambda ls: [x for x in ls if not x[-1:].isdigit() or int(x.split(",")[1]) <= 4],
      r"dense.csv: tokens: .* stop at fewer tokens than the 2048 meta.yaml's engine_effective.max_num_batched_tokens"),
+    # cut after 12 lines: lm_head up to 11 sequences, no sampler rows; a run's mean TTFT moved 15.40 -> 16.26 ms
+    ("per_sequence.csv", lambda ls: ls[:12], r"per_sequence.csv: sequences: lm_head stop at fewer sequences than "
+                                            r"the 256 meta.yaml's engine_effective.max_num_seqs profiled"),
 ])
 def test_a_table_cut_short_of_the_grid_meta_yaml_lists_is_refused(ref, tmp_path, name, keep, says):
     """A copy cut at a line boundary loaded without a word; the holes were filled from neighbours and the

@@ -606,7 +606,7 @@ def grid_values(spec: str) -> list[float]:
     return out
 
 
-def _check_coverage(meta: Section, d: Path, attention: AttentionTable, dense: dict) -> None:
+def _check_coverage(meta: Section, d: Path, attention: AttentionTable, dense: dict, per_sequence: dict) -> None:
     """A table that stops short of the grid its meta.yaml says was profiled is a partial copy (or a run that
     died): its holes would be filled from neighbours and extrapolated, and results change several-fold."""
     grid = meta.data.get("attention_grid")
@@ -621,7 +621,14 @@ def _check_coverage(meta: Section, d: Path, attention: AttentionTable, dense: di
                 raise InputError(f"has no rows at {', '.join(f'{v:g}' for v in missing[:4])}"
                                  f"{' ...' if len(missing) > 4 else ''}, which meta.yaml's attention_grid.{key} "
                                  "lists as profiled: an incomplete copy of the bundle?", d / "attention.csv", column)
-    top = as_whole((meta.data.get("engine_effective") or {}).get("max_num_batched_tokens"))
+    engine = meta.data.get("engine_effective") or {}
+    seqs = as_whole(engine.get("max_num_seqs"))
+    short = [layer for layer, (x, _) in per_sequence.items() if seqs and x[-1] < seqs]
+    if short:
+        raise InputError(f"{', '.join(short)} stop at fewer sequences than the {seqs} meta.yaml's "
+                         "engine_effective.max_num_seqs profiled: an incomplete copy?", d / "per_sequence.csv",
+                         "sequences")
+    top = as_whole(engine.get("max_num_batched_tokens"))
     if not EVERY_STEP <= set(dense):   # a lost operator: require_layers names it, more to the point
         return
     short = [layer for layer, (x, _) in dense.items() if top and x[-1] < top]
@@ -638,12 +645,13 @@ def _load_tp(meta: Section, tp: int, d: Path) -> LatencyProfile:
         moe = MoeTable(np.array(c["tokens"]), np.array(c["activated_experts"]), np.array(c["time_us"]) * 1000.0,
                        str(d / "moe.csv"))
     dense = _layer_table(d / "dense.csv", "tokens", DENSE_LAYERS)
+    per_sequence = _layer_table(d / "per_sequence.csv", "sequences", PER_SEQUENCE_LAYERS)
     attention = AttentionTable.load(d / "attention.csv")
-    _check_coverage(meta, d, attention, dense)
+    _check_coverage(meta, d, attention, dense, per_sequence)
     return LatencyProfile(
         tp=tp,
         dense=dense,
-        per_sequence=_layer_table(d / "per_sequence.csv", "sequences", PER_SEQUENCE_LAYERS),
+        per_sequence=per_sequence,
         attention=attention,
         skew=_load_skew(meta, tp, d),
         moe=moe,
