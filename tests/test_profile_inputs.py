@@ -163,6 +163,19 @@ def test_a_negative_skew_alpha_default_is_refused(ref, tmp_path):
         load_bundle(root / BUNDLE).at_tp(1)
 
 
+@pytest.mark.parametrize("value", ["3", "[]", "x", "false"])
+def test_a_meta_yaml_engine_effective_that_is_not_a_mapping_is_named(ref, tmp_path, value):
+    """`engine_effective: 3` ended in a bare AttributeError ('int' object has no attribute 'get')."""
+    text = (ref / BUNDLE / "meta.yaml").read_text()
+    # the settings stay in the file under another name, so the YAML still parses
+    bad = text.replace("engine_effective:\n", f"engine_effective: {value}\nengine_settings:\n", 1)
+    assert bad != text
+    (tmp_path / "meta.yaml").write_text(bad)
+    root = overlay(ref, tmp_path, f"{BUNDLE}/meta.yaml", tmp_path / "meta.yaml")
+    with pytest.raises(InputError, match=r"meta.yaml: engine_effective: expected an object, got "):
+        load_bundle(root / BUNDLE).at_tp(1)
+
+
 @pytest.mark.parametrize("line, says", [
     ("tp_degrees: [1]", "tp_degrees: lists [1] but the bundle has the folders ['tp1', 'tp2']"),
     ("tp_degrees: [1, 2, 4]", "lists [1, 2, 4] but the bundle has the folders"),

@@ -621,7 +621,8 @@ def _check_coverage(meta: Section, d: Path, attention: AttentionTable, dense: di
                 raise InputError(f"has no rows at {', '.join(f'{v:g}' for v in missing[:4])}"
                                  f"{' ...' if len(missing) > 4 else ''}, which meta.yaml's attention_grid.{key} "
                                  "lists as profiled: an incomplete copy of the bundle?", d / "attention.csv", column)
-    engine = meta.data.get("engine_effective") or {}
+    section = meta.section("engine_effective", required=False)   # not a mapping: named, not an AttributeError
+    engine = section.data if section else {}
     seqs = as_whole(engine.get("max_num_seqs"))
     short = [layer for layer, (x, _) in per_sequence.items() if seqs and x[-1] < seqs]
     if short:
