@@ -229,6 +229,19 @@ def test_a_saved_scenario_comes_back_into_the_controls(ref):
     assert ex.scenario() == s.replace(**dict(zip(("npu_mem_gib", "npu_mem_bw"), s.npu_memory(ref))))   # shown
 
 
+def test_a_scenario_that_leaves_the_memory_to_its_hardware_shows_that_hardware_memory_again(explorer, ref):
+    """set_scenario on the hardware already shown kept a memory typed before (16 GiB): the next Run simulated
+    that, not the scenario given, and nothing said so."""
+    ex = explorer
+    ex.controls["npu_mem_gib"].value, ex.controls["npu_mem_bw"].value = 16.0, 500.0
+    s = Scenario(num_requests=12)
+    ex.set_scenario(s)
+    assert ex.scenario() == s.replace(**dict(zip(("npu_mem_gib", "npu_mem_bw"), s.npu_memory(ref))))
+    ex.controls["npu_mem_bw"].value = 500.0
+    ex.set_scenario(s.replace(npu_mem_gib=48.0))    # a size given, the bandwidth left to the hardware
+    assert (ex.controls["npu_mem_gib"].value, ex.controls["npu_mem_bw"].value) == (48.0, s.npu_memory(ref)[1])
+
+
 def test_a_scenario_the_controls_cannot_show_is_named(ref):
     ex = Explorer(ref, Scenario(num_requests=12, instances=100, hardware="NoSuchGPU"))
     assert "cannot show this scenario as saved" in ex.status.value

@@ -211,8 +211,10 @@ class Explorer:
         else:    # the hardware shown instead, with its own memory
             self._on_hardware({})
         # an unknown hardware's memory is not put on the one shown instead: it is named below with the hardware
-        # and a memory left to the hardware (0) shows the hardware's, which _on_hardware has put there
+        # and a memory left to the hardware (0) shows the hardware's (put there by _on_hardware on a change)
         own_mem = {k for k in ("npu_mem_gib", "npu_mem_bw") if not getattr(scenario, k)}
+        if known and own_mem:   # also when the hardware did not change, whose memory a user may have typed over
+            self._show_own_memory()
         skip = {"hardware", "model"} | (set() if known else {"npu_mem_gib", "npu_mem_bw"}) | own_mem
         for k, v in scenario.to_dict().items():
             if k in skip:
@@ -270,11 +272,8 @@ class Explorer:
     def _on_hardware(self, change: dict) -> None:
         self._refresh_models()
         self._say_substitutes()
+        self._show_own_memory()
         hw = self._hardware()
-        name = self.controls["hardware"].value
-        if (hw and hw.mem_size) or name in self.specs:   # the memory a scenario left at 0 would run with
-            gib, bw = Scenario(hardware=name).npu_memory(self.reference_dir)
-            self.controls["npu_mem_gib"].value, self.controls["npu_mem_bw"].value = gib, bw
         power = self.controls["power"]
         self._refreshing = True   # not the user's pick: ticked again on hardware that has a power model
         try:
@@ -282,6 +281,14 @@ class Explorer:
         finally:
             self._refreshing = False
         self._on_switches()
+
+    def _show_own_memory(self) -> None:
+        """Put the memory size and bandwidth of the hardware on show in their controls: what a scenario that
+        leaves them at 0 runs with."""
+        hw, name = self._hardware(), self.controls["hardware"].value
+        if (hw and hw.mem_size) or name in self.specs:
+            gib, bw = Scenario(hardware=name).npu_memory(self.reference_dir)
+            self.controls["npu_mem_gib"].value, self.controls["npu_mem_bw"].value = gib, bw
 
     def _on_clamp(self, name: str, note: str) -> None:
         """Name a value typed beyond a control's range, and the one used instead, until the control is set
