@@ -156,6 +156,20 @@ def test_time_views_say_what_they_leave_out_and_where_memory_runs_out(ref):
     assert cap.data_source.data["y"][0] == pytest.approx(float(r.memory.npu_kv_capacity.sum()) / 1024)
 
 
+def test_a_legend_beside_the_plot_fits_in_the_figure(runs, ref):
+    """The power view of a run and a baseline has 8 legend entries, 247 px of legend in a 220 px figure: the
+    last entry ran past the figure's bottom, cut off in a notebook."""
+    a, _ = runs
+    b = Scenario(num_requests=30, power=True, max_num_seqs=8).run(ref)
+    pools = Scenario(num_requests=30, instances=2, prefix_storage="cpu", shared_prefix_len=512).run(ref)
+    for fig in (views.power(a, b), views.memory(pools, b), views.throughput(a, b)):
+        entries = len(fig.legend[0].items)
+        # Bokeh stacks entries of a 20 px glyph 3 px apart, below the title, inside a margin and a padding
+        assert fig.height >= 23 * entries + 60, (fig.title.text, entries, fig.height)
+    assert views.throughput(a, b).height == 220   # a short legend leaves the figure as it was
+
+
+
 @pytest.mark.parametrize(("storage", "sharing", "labels"), [
     ("cpu", "cluster", ["CPU prefix pool (node 0)"]),
     ("cpu", "instance", ["CPU prefix pool of n0/i0", "CPU prefix pool of n0/i1"]),

@@ -152,11 +152,17 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
+LEGEND_ENTRY_PX = 23   # a legend entry: Bokeh's 20 px glyph and 3 px of spacing
+
+
 def _legend_outside(p: figure) -> None:
-    """The legend beside the plot, where it covers no data (hide a series by clicking it)."""
+    """The legend beside the plot, where it covers no data (hide a series by clicking it). The figure grows to
+    hold every entry: a legend taller than the figure ran past its bottom, where a notebook cut it off (the
+    power view's seven components and a baseline's total: the last entry half shown)."""
     if p.legend:
         p.legend.click_policy = "hide"
         p.add_layout(p.legend[0], "right")
+        p.height = max(p.height, LEGEND_ENTRY_PX * len(p.legend[0].items) + 70)   # title, margins and padding
 
 
 # ---- time series ------------------------------------------------------------------------------------
