@@ -183,6 +183,21 @@ def test_parallelism(ref):
     assert pp.sizes["step"] > 1.5 * one.sizes["step"]
     assert float(pp.num_seqs.mean()) < 0.6 * float(one.num_seqs.mean())
 
+    # routing: between replicas that share nothing the router hardly matters; with shared prefixes prefix_aware
+    # sends a prompt where its prefix is cached: more hits, sooner first tokens
+    assert s["2 replicas (round_robin)"]["mean_ttft_ms"] == pytest.approx(s["2 replicas (load_score)"]["mean_ttft_ms"],
+                                                                          rel=0.05)
+    r = summaries(nb["routed"])
+    for other in ("round_robin", "load_score"):
+        assert r["prefix_aware"]["prefix_hit_tokens"] > 1.2 * r[other]["prefix_hit_tokens"]
+        assert r["prefix_aware"]["mean_ttft_ms"] < 0.9 * r[other]["mean_ttft_ms"]
+    # Try: with a few hot prefixes prefix_aware follows the cache, not the load: one replica gets most of the
+    # requests, and output throughput falls below load_score's
+    hot = {k: nb["shared"].replace(num_prefixes=8, router=k).run(ref) for k in ("load_score", "prefix_aware")}
+    split = {k: np.bincount(h.requests.instance.values, minlength=2) for k, h in hot.items()}
+    assert split["prefix_aware"].max() > 0.55 * split["prefix_aware"].sum() > split["load_score"].max()
+    assert hot["prefix_aware"].summary()["output_throughput"] < hot["load_score"].summary()["output_throughput"]
+
 
 def test_moe_routing(ref):
     nb = executed("05_moe_routing.ipynb", ref)
