@@ -204,6 +204,14 @@ def test_moe_routing(ref):
     hot = nb["table"]["busiest / mean expert, per layer"]
     # an even load for the balanced gate, hot experts for zipf
     assert hot["balanced"] < 1.05 and hot["zipf 1.2"] > 4
+    # fewer experts touched wins over the straggler here: nearly every step is a small decode step, zipf has the
+    # shortest TPOT and the highest throughput, random lands between
+    s = summaries(nb["gates"])
+    for key, sign in (("mean_tpot_ms", 1), ("output_throughput", -1)):
+        zipf_, random_, balanced = (sign * s[k][key] for k in ("zipf 1.2", "random", "balanced"))
+        assert zipf_ < random_ < balanced, key
+    for r in nb["gates"].values():
+        assert float((r.iterations.num_tokens <= 64).mean()) > 0.9
     # zipf's 16 is the ceiling num_experts / top-k (a token picks distinct experts); every token picks each
     # layer's two most popular experts
     zipf = nb["gates"]["zipf 1.2"]
