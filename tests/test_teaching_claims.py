@@ -122,6 +122,10 @@ def test_pd_disaggregation(ref):
     # streamed layer by layer the hand-off mostly hides; sent whole it adds to the first token; pulled, the
     # request waits for a decode step boundary
     assert layer < whole and layer < pull
+    # the hand-off column: nearly gone streamed layer by layer, the whole transfer sent whole, longest pulled
+    handoff = [float(nb["pd"][f"1 prefill + 1 decode ({k})"].requests.kv_transfer.mean())
+               for k in ("layer-wise KV", "whole KV", "KV pulled")]
+    assert handoff[0] < 0.1 * handoff[1] and handoff[1] < handoff[2]
     # the prefill instance runs pure prefill, the decode instance pure decode
     it = nb["pd"]["1 prefill + 1 decode (layer-wise KV)"].iterations
     prefill, decode = (it.where(it.instance == i, drop=True) for i in (0, 1))
