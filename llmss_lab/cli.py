@@ -75,7 +75,9 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     for name in ENGINE_BOOL:
         g.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
                        help=_engine_default(name))
-    g.add_argument("--scheduler", default=None, help=f"scheduler policy; {_engine_default('scheduler')}")
+    g.add_argument("--scheduler", default=None,
+                   help=f"scheduler policy, vllm_v1 (continuous batching) or static (a new batch only when the "
+                        f"last is done); {_engine_default('scheduler')}")
     g.add_argument("--eviction", default=None,
                    help=f"KV block eviction policy, lru or mru; {_engine_default('eviction')}")
 

@@ -31,6 +31,7 @@ from .results.dataset import Results
 from .kernel.kv_cache import EVICTION
 from .kernel.moe import GATES
 from .kernel.router import ROUTERS
+from .kernel.scheduler import SCHEDULERS
 from .kernel.simulator import KV_TRANSFERS
 from .workload import LengthDist, Workload, load_trace, synthetic
 
@@ -59,7 +60,7 @@ SHAPE_FIELDS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "
                 "prefill_instances", "weights_on", "cpu_mem_gib", "cpu_mem_bw", "cxl_mem_gib", "cxl_mem_bw",
                 "cxl_devices", "pim_device", "power")
 ENGINE_FIELDS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "enable_prefix_caching",
-                 "enable_chunked_prefill", "async_scheduling", "gpu_memory_utilization", "eviction")
+                 "enable_chunked_prefill", "async_scheduling", "gpu_memory_utilization", "scheduler", "eviction")
 GENERATOR_FIELDS = ("rate", "input_len", "output_len", "arrival", "arrival_cv", "shared_prefix_len", "num_prefixes")
 KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}   # of the fields, in errors
 BUILT_CLUSTER = "scenario (built cluster)"   # the source errors name for the config a scenario builds
@@ -97,7 +98,8 @@ def choices() -> dict[str, tuple[str, ...]]:
     """The values each text field with a fixed set of them takes (policies by their registered names, so one
     a user registers counts)."""
     return {"latency": ("auto", "profile", "analytical"), "router": tuple(ROUTERS.names()),
-            "expert_gate": tuple(GATES.names()), "eviction": tuple(EVICTION.names()), "kv_transfer": KV_TRANSFERS,
+            "expert_gate": tuple(GATES.names()), "scheduler": tuple(SCHEDULERS.names()),
+            "eviction": tuple(EVICTION.names()), "kv_transfer": KV_TRANSFERS,
             "weights_on": WEIGHT_TIERS, "prefix_storage": ("", "cpu", "cxl"),
             "prefix_sharing": ("instance", "node", "cluster"), "arrival": ("poisson", "gamma")}
 
@@ -177,6 +179,7 @@ class Scenario:
     async_scheduling: bool = False    # vLLM >= 0.14 turns it on by default
     gpu_memory_utilization: float = 0.9
     # policies
+    scheduler: str = "vllm_v1"        # "static": a new batch only when the last is done (before continuous batching)
     router: str = "load_score"
     expert_gate: str = "balanced"
     gate_skew: float = 1.0

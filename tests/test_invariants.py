@@ -33,6 +33,7 @@ def scenarios(draw):
         reserve_full_isl=draw(st.booleans()),
         eviction=draw(st.sampled_from(["lru", "mru"])),
         async_scheduling=draw(st.booleans()),
+        scheduler=draw(st.sampled_from(["vllm_v1", "vllm_v1", "static"])),
     )
     if not eng.enable_chunked_prefill:  # every prompt must fit one step, as vLLM requires
         eng = eng.with_overrides({"max_num_batched_tokens": max(eng.max_num_batched_tokens, max(prompts) + max(outputs))})
@@ -72,6 +73,23 @@ def test_kernel_invariants(sc):
     # the KV pool is whole again at the end
     kv = raw.instances[0].scheduler.kv
     assert kv.pool.num_free == blocks and all(r == 0 for r in kv.pool.ref)
+    if eng.scheduler == "static":
+        _check_static_batches(R, eng.max_num_seqs)
+
+
+def _check_static_batches(R, max_seqs: int) -> None:
+    """Static batching: a request joins only the batch formed while it waited. A batch starts when a request is
+    first scheduled after every one scheduled before it has finished; whoever joins it later must have been
+    taken in by then (a member held back for memory starts a "batch" of its own here: a weaker check, never
+    a false alarm), and no batch has more than max_num_seqs requests."""
+    start, members, done = None, 0, -1.0
+    for rid in np.argsort(R.scheduled, kind="stable").tolist():
+        if start is None or R.scheduled[rid] >= done:
+            start, members = R.scheduled[rid], 0
+        assert R.queued[rid] <= start, f"request {rid} joined a batch formed before it was taken in"
+        members += 1
+        assert members <= max_seqs
+        done = max(done, R.finished[rid])
 
 
 @settings(max_examples=30, deadline=None)

@@ -209,3 +209,19 @@ def test_a_finished_request_leaves_no_bookkeeping_behind():
         t += 1.0
     kv = s.kv
     assert kv.blocks == {} and kv.num_cached == {} and kv._hashes == {} and kv._token_ids == {}
+
+
+def test_static_batching_takes_new_requests_only_when_the_batch_is_done():
+    """``static``: a batch of up to max_num_seqs waiting requests runs until its longest request is done;
+    slots freed early stay empty, and a request that arrives meanwhile waits for the next batch. vLLM's
+    continuous batching fills a freed slot at the next step."""
+    eng = EngineConfig(max_num_seqs=2, max_num_batched_tokens=64, enable_prefix_caching=False)
+    # 1 ms steps; req0 has 2 tokens to give, req1 6; req2 and req3 arrive at 0.5 ms
+    wl = from_requests([(0.0, 10, 2), (0.0, 10, 6), (0.0005, 10, 2), (0.0005, 10, 2)])
+    static = simulator.run([setup(eng.with_overrides({"scheduler": "static"}), 100, ConstantLatency(1e6))], wl)
+    R = static.requests
+    assert R.finished[:2].tolist() == [2e6, 6e6]
+    assert R.scheduled[2:].tolist() == [6e6, 6e6]   # not at 2 ms, when req0's slot freed
+    assert R.finished[2:].tolist() == [8e6, 8e6]
+    continuous = simulator.run([setup(eng, 100, ConstantLatency(1e6))], wl).requests
+    assert continuous.scheduled[2:].tolist() == [2e6, 4e6]   # each as a slot frees

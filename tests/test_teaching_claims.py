@@ -35,6 +35,13 @@ def summaries(runs: dict) -> dict[str, dict[str, float]]:
 
 def test_continuous_batching(ref):
     nb = executed("01_continuous_batching.ipynb", ref)
+    # static batches: fewer sequences per step, so shorter steps and a lower TPOT, but less throughput and
+    # first tokens that wait for the whole batch before
+    cont, static = (nb["batching"][k] for k in ("vllm_v1", "static"))
+    c, st = cont.summary(), static.summary()
+    assert float(static.iterations.num_seqs.mean()) < float(cont.iterations.num_seqs.mean())
+    assert st["mean_tpot_ms"] < c["mean_tpot_ms"]
+    assert st["output_throughput"] < c["output_throughput"] and st["mean_ttft_ms"] > 2 * c["mean_ttft_ms"]
     caps = summaries(nb["caps"])
     ttft = [caps[f"max_num_seqs={n}"]["mean_ttft_ms"] for n in (8, 32, 128)]
     tpot = [caps[f"max_num_seqs={n}"]["mean_tpot_ms"] for n in (8, 32, 128)]

@@ -19,6 +19,7 @@ until the step's output is in.
 """
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
@@ -273,3 +274,38 @@ class VLLMV1Scheduler(Scheduler):
             news.append(n)
             budget -= n
         return budget, recall, recall_after
+
+
+@SCHEDULERS.register("static")
+class StaticBatchScheduler(VLLMV1Scheduler):
+    """Request-level (static) batching, as servers batched before continuous batching (Orca, OSDI '22): a
+    batch is drawn from the waiting queue, up to ``max_num_seqs`` requests, only once the one before it has
+    finished; a request that finishes early leaves its slot empty until then, and arrivals wait for the
+    next batch. Steps are otherwise ``vllm_v1``'s (token budget, chunked prefill, preemption), so the two
+    differ only in when a request may join. For teaching and what-ifs: no vLLM release batches this way."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batch: set[int] = set()   # members of the batch being served that have not been admitted yet
+
+    def _admit(self, now: float, budget: int, rids: list[int], news: list[int]) -> tuple[int, int, float]:
+        if not self.running and not self.batch:   # the last batch is done: the next is whoever waits now
+            self.batch = set(itertools.islice(self.waiting, self.max_seqs))
+        # the batch's members lead the queue (arrivals join at its back, preempted members at its front),
+        # so admitting no more than them in order admits no one else
+        limit = self.max_seqs
+        self.max_seqs = min(limit, len(self.running) + len(self.batch))
+        try:
+            out = super()._admit(now, budget, rids, news)
+        finally:
+            self.max_seqs = limit
+        self.batch.difference_update(rids)
+        return out
+
+    def _preempt(self, rid: int) -> None:
+        super()._preempt(rid)
+        self.batch.add(rid)   # still this batch's: it resumes before anyone new joins
+
+    def finish(self, rid: int, keep_kv: bool = False) -> None:
+        super().finish(rid, keep_kv)
+        self.batch.discard(rid)   # preempted while its last token was in flight: done all the same

@@ -37,7 +37,7 @@ GROUPS = {
     "Cluster shape": ("instances", "dp", "tp", "pp", "ep", "prefill_instances"),
     "Engine": ("max_num_seqs", "max_num_batched_tokens", "block_size", "enable_prefix_caching",
                "enable_chunked_prefill", "async_scheduling", "gpu_memory_utilization"),
-    "Policies": ("router", "expert_gate", "gate_skew", "eviction", "kv_transfer"),
+    "Policies": ("scheduler", "router", "expert_gate", "gate_skew", "eviction", "kv_transfer"),
     "Memory & power": ("weights_on", "cpu_mem_gib", "cpu_mem_bw", "cxl_mem_gib", "cxl_mem_bw", "cxl_devices",
                        "prefix_storage", "prefix_sharing", "pim_device", "attn_offload", "sub_batch_interleaving",
                        "power"),
