@@ -157,23 +157,11 @@ def format_comparison(runs: list[tuple[str, dict, dict]]) -> str:
     return "\n".join(out)
 
 
-# the attrs that say how a run was set up (the engine's settings come from engine_json)
-SETUP_ATTRS = ("cluster", "workload", "latency_model", "what_if", "model", "hardware", "tp_size", "pp_size", "ep_size",
-               "num_instances", "router", "kv_transfer", "expert_gate", "seed", "prefix_storage", "prefix_sharing",
-               "attn_offload", "sub_batch_interleaving")
-
-
 def _settings_changed(a: dict, b: dict) -> list[str]:
     """``key old -> new`` for each recorded setting in which run ``b`` differs from run ``a``."""
-    def settings(attrs: dict) -> dict:
-        try:
-            engine = json.loads(attrs.get("engine_json", "{}"))
-        except ValueError:
-            engine = {}
-        return {**{k: attrs.get(k) for k in SETUP_ATTRS}, **(engine if isinstance(engine, dict) else {})}
+    from .results.table import settings_changed
 
-    sa, sb = settings(a), settings(b)
-    return [f"{k} {sa.get(k)} -> {sb.get(k)}" for k in dict.fromkeys([*sa, *sb]) if str(sa.get(k)) != str(sb.get(k))]
+    return [f"{k} {va} -> {vb}" for k, va, vb in settings_changed(a, b)]
 
 
 def format_summary(summary: dict, attrs: dict) -> str:

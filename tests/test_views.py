@@ -1,6 +1,8 @@
 """Bokeh views: the figures carry the run's data, overlay a baseline, and share the time axis."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from bokeh.models import ColorBar, ColumnDataSource, Div, GlyphRenderer, LinearColorMapper, Tabs
@@ -30,7 +32,8 @@ def test_batch_timeline_has_one_bar_per_step_and_rows_per_run(runs):
     share = src.data["share"]
     assert share.min() >= 0 and share.max() <= 1 and share.max() > 0   # some prefill, some pure decode
     both = views.batch_timeline(a, b)
-    assert list(both.y_range.factors) == ["baseline: n0/i0", "run: n0/i0"]
+    assert list(both.y_range.factors) == ["baseline (max_num_seqs 8, power off): n0/i0",
+                                          "run (max_num_seqs 128, power on): n0/i0"]
     assert len(_sources(both)[0].data["left"]) == a.iterations.sizes["step"] + b.iterations.sizes["step"]
 
 
@@ -117,7 +120,8 @@ def test_an_empty_tpot_or_itl_cdf_says_why(ref, runs):
     one = Scenario(num_requests=8, output_len="fixed:1").run(ref)
     for metric in ("tpot", "itl"):
         assert views.latency_cdf(one, None, metric).title.text.endswith("(empty: no request made a second token)")
-        assert views.latency_cdf(one, runs[0], metric).title.text.endswith("(run: no request made a second token)")
+        assert views.latency_cdf(one, runs[0], metric, label="one token").title.text.endswith(
+            "(one token: no request made a second token)")
         assert "(" not in views.latency_cdf(runs[0], None, metric).title.text
     assert "(" not in views.latency_cdf(one, None, "ttft").title.text
 
@@ -131,8 +135,9 @@ def test_expert_load_heatmap(ref):
     # the Experts tab: a heatmap per run with MoE layers, titled by run; a dense baseline adds none
     dense = Scenario(num_requests=8).run(ref)
     tab = views.experts(r, dense)
-    assert [f.title.text for f in tab.children] == ["Expert load (token-expert pairs): run"]
-    assert len(views.experts(r, r).children) == 2
+    assert [f.title.text for f in tab.children] == ["Expert load (token-expert pairs): run (model "
+                                                    "Qwen3-30B-A3B-Instruct-\u2026, expert_gate zipf)"]
+    assert [f.title.text.split(": ")[-1] for f in views.experts(r, r).children] == ["run", "baseline"]
     (note,) = views.experts(dense).children
     assert "meta-llama/Llama-3.1-8B has no mixture-of-experts layers" in note.text
     # colours from 0 on one scale for a run and its baseline, so cells compare across the two heatmaps
@@ -237,10 +242,91 @@ def test_batch_timeline_names_the_side_of_each_instance_in_a_pd_split(ref):
     read n0/i0 and n0/i1, and nothing said which was which."""
     pd = Scenario(instances=2, prefill_instances=1, num_requests=12, rate=4.0).run(ref)
     colocated = Scenario(instances=2, num_requests=12, rate=4.0).run(ref)
-    rows = list(views.batch_timeline(pd, colocated).y_range.factors)
-    assert rows == ["baseline: n0/i1", "baseline: n0/i0", "run: n0/i1 (decode)", "run: n0/i0 (prefill)"]
+    rows = list(views.batch_timeline(pd, colocated, label="P/D", baseline_label="colocated").y_range.factors)
+    assert rows == ["colocated: n0/i1", "colocated: n0/i0", "P/D: n0/i1 (decode)", "P/D: n0/i0 (prefill)"]
     (src,) = _sources(views.batch_timeline(pd))
     it = pd.iterations
     on_prefill = np.asarray(src.data["y"]) == "n0/i0 (prefill)"
     assert on_prefill.sum() == int((it.instance == 0).sum()) > 0   # every step sits on its own instance's row
     assert (src.data["prefill_tokens"][on_prefill] == src.data["tokens"][on_prefill]).all()
+
+
+def _legend(fig) -> list[str]:
+    """The entries' labels (an entry per value of a field, as the lifelines' phases: the field's name)."""
+    return [getattr(i.label, "value", None) or i.label.field for i in fig.legend[0].items]
+
+
+OVERLAYS = ("batch_timeline", "request_lifelines", "throughput", "memory", "power", "latency_cdf", "latency_cdfs",
+            "summary_table", "timeline", "series", "experts", "dashboard")
+
+
+def test_every_overlay_view_takes_the_names_of_the_run_and_its_baseline(runs):
+    """Every overlay read only "run" and "baseline": which scenario was which was left to the prose."""
+    import inspect
+
+    a, b = runs
+    for name in OVERLAYS:   # one API: the same two keywords, defaults left to the views
+        params = inspect.signature(getattr(views, name)).parameters
+        assert params["label"].default is None and params["baseline_label"].default is None, name
+    names = dict(label="128 seqs", baseline_label="8 seqs")
+    assert list(views.batch_timeline(a, b, **names).y_range.factors) == ["8 seqs: n0/i0", "128 seqs: n0/i0"]
+    assert "8 seqs (grey)" in _legend(views.request_lifelines(a, b, **names))
+    assert _legend(views.throughput(a, b, **names)) == ["128 seqs: generation", "128 seqs: prompt",
+                                                        "8 seqs: generation", "8 seqs: prompt"]
+    assert {"128 seqs: NPU KV", "8 seqs: NPU KV"} <= set(_legend(views.memory(a, b, **names)))
+    # the stacked components are the run's, the dashed total the baseline's: both say whose
+    assert _legend(views.power(a, a, **names))[::7] == ["128 seqs: base_node", "8 seqs: total"]
+    assert "128 seqs has no power model" in views.power(b, a, **names).title.text
+    for fig in (views.latency_cdf(a, b, "tpot", **names), *views.latency_cdfs(a, b, **names).children[1].children):
+        assert _legend(fig) == ["128 seqs", "8 seqs"]
+    assert "<th style='text-align:right;padding:1px 12px 1px 0'>128 seqs</th>" in views.summary_table(a, b, **names)
+    assert "8 seqs" in views.summary_table(a, b, **names)
+    dash = views.dashboard(a, b, **names)
+    assert list(dash.tabs[0].child.children[0].y_range.factors)[0] == "8 seqs: n0/i0"
+    assert "128 seqs" in dash.tabs[-1].child.text
+    assert _legend(views.series(a, b, **names).children[0])[0] == "128 seqs: generation"
+    assert "8 seqs (grey)" in _legend(views.timeline(a, b, **names).children[1])
+    assert _legend(views.throughput(a, label="128 seqs")) == ["generation", "prompt"]   # alone: no tag
+    assert _legend(views.latency_cdf(a, label="128 seqs")) == ["128 seqs"]
+
+
+def test_left_out_the_names_say_what_differs_between_the_runs(runs, ref):
+    """As `llmss summary` says what a second run changed: the legend says it of each run."""
+    from llmss_lab.api import simulate
+    from llmss_lab.workload import synthetic
+
+    a, b = runs
+    assert views.run_labels(a, b) == ("run (max_num_seqs 128, power on)", "baseline (max_num_seqs 8, power off)")
+    assert _legend(views.latency_cdf(a, b)) == list(views.run_labels(a, b))
+    assert _legend(views.throughput(a, b))[2] == "baseline (max_num_seqs 8, power off): generation"
+    assert "<th style='text-align:right;padding:1px 12px 1px 0'>baseline (max_num_seqs 8, power off)</th>" \
+        in views.summary_table(a, b)
+    assert views.run_labels(a, a) == views.run_labels(a) == ("run", "baseline")   # nothing to tell apart
+    many = Scenario(num_requests=60, max_num_seqs=8, block_size=32, rate=5.0, seed=1).run(ref)
+    assert views.run_labels(many, b) == ("run (block_size 32, rate 5.0, +1 more)",
+                                         "baseline (block_size 16, rate 10.0, +1 more)")
+    # a cluster file sets the shape: the shape fields its scenario leaves as they were are not named
+    file = Scenario(num_requests=8, cluster_config="single_node_single_instance", tp=2).run(ref)
+    assert views.run_labels(file, Scenario(num_requests=8, cluster_config="single_node_single_instance").run(ref)) \
+        == ("run", "baseline")
+    # runs of simulate() record no scenario: the settings llmss summary compares
+    cfg = ref / "configs/cluster/single_node_single_instance.json"
+    x, y = (simulate(cfg, synthetic(8), reference_dir=ref, router=router) for router in ("round_robin", "random"))
+    assert views.run_labels(x, y) == ("run (router round_robin)", "baseline (router random)")
+    # one name given, the other still derived
+    assert _legend(views.latency_cdf(a, b, label="mine")) == ["mine", "baseline (max_num_seqs 8, power off)"]
+
+
+@pytest.mark.parametrize(("kw", "key", "says"), [
+    (dict(label=""), "label", "expected a name to show for the run (a non-empty string) or None, got ''"),
+    (dict(baseline_label=3), "baseline_label", "expected a name to show for the baseline"),
+    (dict(label="same", baseline_label="same "), "baseline_label", "the run is also called 'same'"),
+])
+def test_a_bad_name_is_refused_by_every_overlay_view(runs, kw, key, says):
+    from llmss_lab.errors import InputError
+
+    a, b = runs
+    for name in OVERLAYS:
+        with pytest.raises(InputError, match="^" + re.escape(f"view: {key}: {says}")) as err:
+            getattr(views, name)(a, b, **kw)
+        assert err.value.where == key, name

@@ -116,6 +116,13 @@ def test_baseline_overlays_and_reports_change(explorer):
     assert _timeline_steps(ex) == first.iterations.sizes["step"] + ex.result.iterations.sizes["step"]
     assert "baseline" in ex.summary.value and "%" in ex.summary.value
     assert "max_num_seqs 4 (baseline 128)" in ex.summary.value and "enable_prefix_caching False" in ex.summary.value
+    # the table's columns and the plots' rows say which run is which, not only "run" and "baseline"
+    names = ("run (max_num_seqs 4, enable_prefix_caching off)", "baseline (max_num_seqs 128, enable_prefix_caching on)")
+    assert all(f"{n}</th>" in ex.summary.value for n in names)
+    assert list(ex.figures["Timeline"].children[0].y_range.factors) == [f"{names[1]}: n0/i0", f"{names[0]}: n0/i0"]
+    ex.plots.selected_index = 2
+    assert [i.label.value for i in ex.figures["Latency CDFs"].children[0].children[0].legend[0].items] == list(names)
+    ex.plots.selected_index = 0
     ex.clear_button.click()
     assert ex.baseline is None and _timeline_steps(ex) == ex.result.iterations.sizes["step"]
 
@@ -423,6 +430,7 @@ def test_engine_controls_a_cluster_file_sets_for_every_instance_are_greyed_out_a
     assert "Run vs baseline: block_size 32 (baseline 16); changed but used by neither run: max_num_seqs 2 " \
            "(baseline 128; every instance of cluster_config 'single_node_heterogeneous' sets its own max_num_seqs)" \
            in said, said
+    assert "run (block_size 32)</th>" in said and "baseline (block_size 16)</th>" in said   # not max_num_seqs
     ex.controls["cluster_config"].value = ""
     assert not any(ex.controls[k].disabled for k in ENGINE_FIELDS)
 

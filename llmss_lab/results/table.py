@@ -2,8 +2,9 @@
 that the explorer's summary table and ``llmss summary A.nc B.nc`` show."""
 from __future__ import annotations
 
+import json
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -41,3 +42,50 @@ def compare(runs: Mapping[str, Results], keys: Sequence[str] = DEFAULT_KEYS) -> 
     summaries = {name: r.summary() for name, r in runs.items()}
     rows = {name: {k: s.get(k, float("nan")) for k in keys} for name, s in summaries.items()}
     return pd.DataFrame.from_dict(rows, orient="index")[list(keys)]
+
+
+# the attrs that say how a run was set up (the engine's settings come from engine_json)
+SETUP_ATTRS = ("cluster", "workload", "latency_model", "what_if", "model", "hardware", "tp_size", "pp_size", "ep_size",
+               "num_instances", "router", "kv_transfer", "expert_gate", "seed", "prefix_storage", "prefix_sharing",
+               "attn_offload", "sub_batch_interleaving")
+
+
+def recorded_settings(attrs: Mapping) -> dict[str, Any]:
+    """The setup a run's attrs record: :data:`SETUP_ATTRS` and the engine's settings."""
+    try:
+        engine = json.loads(attrs.get("engine_json", "{}"))
+    except ValueError:
+        engine = {}
+    return {**{k: attrs.get(k) for k in SETUP_ATTRS}, **(engine if isinstance(engine, dict) else {})}
+
+
+def settings_changed(a: Mapping, b: Mapping) -> list[tuple[str, Any, Any]]:
+    """``(key, a's value, b's value)`` for each recorded setting in which run ``b`` differs from run ``a``."""
+    sa, sb = recorded_settings(a), recorded_settings(b)
+    return [(k, sa.get(k), sb.get(k)) for k in dict.fromkeys([*sa, *sb]) if str(sa.get(k)) != str(sb.get(k))]
+
+
+def _scenario(attrs: Mapping) -> dict | None:
+    try:
+        s = json.loads(attrs.get("scenario_json", ""))
+    except (TypeError, ValueError):
+        return None
+    return s if isinstance(s, dict) else None
+
+
+def run_differences(a: Mapping, b: Mapping) -> list[tuple[str, Any, Any]]:
+    """What sets run ``a`` apart from run ``b`` (their attrs), as ``(setting, a's value, b's value)``. Runs of a
+    Scenario both: the scenario fields that differ, less those a side does not use (the cluster's shape when it
+    names a cluster file, the generator's fields when it reads a trace); otherwise the recorded settings that
+    ``llmss summary`` compares."""
+    sa, sb = _scenario(a), _scenario(b)
+    if sa is None or sb is None:
+        return settings_changed(a, b)
+    from ..scenario import GENERATOR_FIELDS, SHAPE_FIELDS   # here: the scenario module imports the whole kit
+
+    unused = set()
+    for s in (sa, sb):
+        unused |= set(SHAPE_FIELDS) if s.get("cluster_config") else set()
+        unused |= set(GENERATOR_FIELDS) if s.get("trace") else set()
+    return [(k, sa.get(k), sb.get(k)) for k in dict.fromkeys([*sa, *sb])
+            if k not in unused and sa.get(k) != sb.get(k)]

@@ -1,9 +1,10 @@
 """Pure functions from :class:`~llmss_lab.results.dataset.Results` to Bokeh figures.
 
 Every view takes the run (``a``) and optionally a baseline (``b``) and overlays them: the run in
-colour, the baseline in grey dashes (or its own labelled rows in the Gantt views). Time views accept
-an ``x_range`` so that :func:`dashboard` can link their x axes. Nothing here runs a simulation or
-touches widgets.
+colour, the baseline in grey dashes (or its own labelled rows in the Gantt views). The legends, rows and
+columns name the two ``label`` and ``baseline_label``; left out, "run" and "baseline", each followed by what
+sets it apart from the other (:func:`run_labels`). Time views accept an ``x_range`` so that
+:func:`dashboard` can link their x axes. Nothing here runs a simulation or touches widgets.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ..config.power import COMPONENTS
 from ..config.reader import as_whole
 from ..errors import InputError
 from ..results.dataset import Results
-from ..results.table import SUMMARY_ROWS, UNDEFINED, change_pct, known
+from ..results.table import SUMMARY_ROWS, UNDEFINED, change_pct, known, run_differences
 
 A_NAME, B_NAME = "run", "baseline"
 B_COLOR = "#888888"
@@ -66,20 +67,71 @@ def _short(label: str) -> str:
     return f"n{m[1]}/i{m[2]}" if m else str(label)
 
 
-def _runs(a: Results, b: Results | None) -> list[tuple[str, Results]]:
+LABEL_SETTINGS = 2     # settings named in a derived label; more are counted ("+3 more")
+LABEL_VALUE_CHARS = 24
+
+
+def _value(v) -> str:
+    """A setting's value in a label: on/off for a switch, a path or a Hugging Face name by its last part, none
+    for unset, cut short."""
+    text = ("on" if v else "off") if isinstance(v, bool) else "none" if v is None or v == "" else str(v)
+    text = text.rstrip("/").rsplit("/", 1)[-1] if isinstance(v, str) and "/" in v else text
+    return text if len(text) <= LABEL_VALUE_CHARS else text[:LABEL_VALUE_CHARS - 1] + "\u2026"
+
+
+def labels_of(differences: list[tuple[str, object, object]]) -> tuple[str, str]:
+    """The names "run" and "baseline", each followed by its value of the settings given as ``(setting, run's
+    value, baseline's value)``: ``run (max_num_seqs 128)``, ``baseline (max_num_seqs 8)``. With none: plain."""
+    if not differences:
+        return A_NAME, B_NAME
+    shown, more = differences[:LABEL_SETTINGS], len(differences) - LABEL_SETTINGS
+    tail = f", +{more} more" if more > 0 else ""
+    return tuple(f"{name} ({', '.join(f'{k} {_value(v[i])}' for k, *v in shown)}{tail})"
+                 for i, name in enumerate((A_NAME, B_NAME)))
+
+
+def run_labels(a: Results, b: Results | None = None) -> tuple[str, str]:
+    """The names the views give a run and its baseline when not told (:func:`labels_of`): the settings in which
+    the two differ are the Scenario fields of two Scenario runs (less those a side does not use), else the
+    settings ``llmss summary`` compares. Two runs of the same settings, or a run alone, are plain "run" and
+    "baseline"."""
     _check_runs(a, b)
-    return [(A_NAME, a)] + ([(B_NAME, b)] if b is not None else [])
+    return labels_of(run_differences(a.attrs, b.attrs) if b is not None else [])
+
+
+def _names(a: Results, b: Results | None, label: str | None, baseline_label: str | None) -> tuple[str, str]:
+    """The two names a view shows: those given, else :func:`run_labels`."""
+    _check_runs(a, b)
+    for key, v in (("label", label), ("baseline_label", baseline_label)):
+        if v is not None and not (isinstance(v, str) and v.strip()):
+            raise InputError(f"expected a name to show for the {'run' if key == 'label' else 'baseline'} "
+                             f"(a non-empty string) or None, got {v!r}", "view", key)
+    derived = run_labels(a, b) if label is None or baseline_label is None else (None, None)
+    names = (label.strip() if label is not None else derived[0],
+             baseline_label.strip() if baseline_label is not None else derived[1])
+    if b is not None and names[0] == names[1]:
+        raise InputError(f"the run is also called {names[0]!r}: give the two different names, or the legend "
+                         "cannot tell them apart", "view", "baseline_label")
+    return names
+
+
+def _runs(a: Results, b: Results | None, label: str | None = None,
+          baseline_label: str | None = None) -> list[tuple[str, Results, bool]]:
+    """``(name, results, is_baseline)`` for the run and, if given, the baseline."""
+    name_a, name_b = _names(a, b, label, baseline_label)
+    return [(name_a, a, False)] + ([(name_b, b, True)] if b is not None else [])
 
 
 # ---- batch timeline -------------------------------------------------------------------------------
 
-def batch_timeline(a: Results, b: Results | None = None, x_range=None) -> figure:
+def batch_timeline(a: Results, b: Results | None = None, x_range=None, label: str | None = None,
+                   baseline_label: str | None = None) -> figure:
     """A Gantt of engine steps, one row per instance (named with its side in a prefill/decode split),
     coloured by the prefill share of the batch's tokens (0 = pure decode, 1 = pure prefill); hover shows the
     batch composition."""
     rows: list[str] = []
     parts: list[dict[str, np.ndarray]] = []
-    for name, r in _runs(a, b):
+    for name, r, _ in _runs(a, b, label, baseline_label):
         it = r.iterations
         ts = r.timeseries
         roles = ts.role.values if "role" in ts.coords else ["both"] * ts.sizes["instance"]   # older files: none
@@ -113,32 +165,32 @@ PHASES = (("queued", "arrival", "scheduled", "#bcbd22"), ("prefill", "scheduled"
           ("decode", "first_token", "finish", "#1f77b4"))
 
 
-def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_requests: int = 400) -> figure:
+def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_requests: int = 400,
+                      label: str | None = None, baseline_label: str | None = None) -> figure:
     """One line per request: queued, then prefill (to the first token), then decode, for at most
     ``max_requests``: with more, every k-th request, so the lines span the whole run on the time axis it
     shares with the batch timeline (the title says which). The baseline's requests sit just below the run's,
     thinner and grey, drawn first so the run's stay on top."""
-    _check_runs(a, b)
+    runs = _runs(a, b, label, baseline_label)
     if as_whole(max_requests) is None or max_requests < 1:
         raise InputError(f"must be a whole number >= 1, got {max_requests!r}", "view", "max_requests")
-    most = max(r.requests.sizes["request"] for _, r in _runs(a, b))
+    most = max(r.requests.sizes["request"] for _, r, _ in runs)
     step = -(-most // int(max_requests))
     shown = f"every {_ordinal(step)} of {most}: " if step > 1 else ""
     p = _fig(f"Request lifelines ({shown}queued, prefill, decode)", "request", x_range, height=320)
-    for name, r, dy, alpha, width in ((B_NAME, b, 0.4 * step, 0.45, 1), (A_NAME, a, 0.0, 0.9, 2)):
-        if r is None:
-            continue
+    for name, r, base in reversed(runs):
+        dy, alpha, width = (0.4 * step, 0.45, 1) if base else (0.0, 0.9, 2)
         req = r.requests.isel(request=slice(0, None, step))
         n = req.sizes["request"]
         ids = req.request.values
         phase = np.repeat([ph for ph, *_ in PHASES], n)
-        color = np.repeat([c if name == A_NAME else B_COLOR for *_, c in PHASES], n)
+        color = np.repeat([B_COLOR if base else c for *_, c in PHASES], n)
         src = ColumnDataSource({
             "y": np.tile(ids + dy, 3), "id": np.tile(ids, 3), "phase": phase, "color": color,
             "x0": np.concatenate([req[t0].values for _, t0, _, _ in PHASES]),
             "x1": np.concatenate([req[t1].values for _, _, t1, _ in PHASES]),
             "ttft": np.tile(req.ttft.values, 3), "e2e": np.tile(req.e2e_latency.values, 3)})
-        legend = {"legend_field": "phase"} if name == A_NAME else {"legend_label": f"{B_NAME} (grey)"}
+        legend = {"legend_label": f"{name} (grey)"} if base else {"legend_field": "phase"}
         p.segment(x0="x0", y0="y", x1="x1", y1="y", source=src, line_width=width, alpha=alpha, color="color",
                   **legend)
     p.add_tools(HoverTool(tooltips=[("request", "@id"), ("phase", "@phase"), ("TTFT", "@ttft{0.0} ms"),
@@ -183,31 +235,35 @@ def _served(counts, other_side: str) -> np.ndarray:
     return (counts.where(counts.role != other_side) if "role" in counts.coords else counts).sum("instance").values
 
 
-def throughput(a: Results, b: Results | None = None, x_range=None) -> figure:
+def throughput(a: Results, b: Results | None = None, x_range=None, label: str | None = None,
+               baseline_label: str | None = None) -> figure:
     """Prompt and generation tokens per second over time, summed over instances; in a P/D split each is counted
     where it is served (prompts on the prefill side, tokens on the decode side), not on both."""
+    runs = _runs(a, b, label, baseline_label)
     p = _fig("Throughput", "tokens / s", x_range)
-    for name, r in _runs(a, b):
+    for name, r, base in runs:
         ts = r.timeseries
         t = ts.time.values
         tag = "" if b is None else f"{name}: "
         _overlay_lines(p, [(f"{tag}generation", t, _served(ts.generation_throughput, "prefill")),
-                           (f"{tag}prompt", t, _served(ts.prompt_throughput, "decode"))], name == B_NAME)
+                           (f"{tag}prompt", t, _served(ts.prompt_throughput, "decode"))], base)
     _legend_outside(p)
     return p
 
 
-def memory(a: Results, b: Results | None = None, x_range=None) -> figure:
+def memory(a: Results, b: Results | None = None, x_range=None, label: str | None = None,
+           baseline_label: str | None = None) -> figure:
     """Memory in use per tier over time: NPU KV and cached prefix blocks (all instances), and each
     lower-tier prefix pool, in GiB."""
+    runs = _runs(a, b, label, baseline_label)
     p = _fig("Memory per tier", "GiB", x_range)
-    for name, r in _runs(a, b):
+    for name, r, base in runs:
         m = r.memory
         tag = "" if b is None else f"{name}: "
         if "npu_kv" not in m:   # results saved without the memory group: KV use from the time series
             ts = r.timeseries
             _overlay_lines(p, [(f"{tag}NPU KV (% of blocks)", ts.time.values,
-                                ts.kv_usage_pct.mean("instance").values)], name == B_NAME)
+                                ts.kv_usage_pct.mean("instance").values)], base)
             continue
         t = m.time.values
         series = [(f"{tag}NPU KV", t, m.npu_kv.sum("instance").values / 1024),
@@ -216,10 +272,10 @@ def memory(a: Results, b: Results | None = None, x_range=None) -> figure:
             for pool in m.pool.values:
                 label = _pool_label(str(pool), str(m.pool_tier.sel(pool=pool).values))
                 series.append((f"{tag}{label}", t, m.pool_used.sel(pool=pool).values / 1024))
-        _overlay_lines(p, series, name == B_NAME)
+        _overlay_lines(p, series, base)
         if "npu_kv_capacity" in m:   # the ceiling KV use runs into before requests wait or are preempted
             cap = float(m.npu_kv_capacity.sum()) / 1024
-            p.line(t[[0, -1]] if len(t) else [0, 0], [cap, cap], color=B_COLOR if name == B_NAME else "#d62728",
+            p.line(t[[0, -1]] if len(t) else [0, 0], [cap, cap], color=B_COLOR if base else "#d62728",
                    line_dash=[1, 6], line_width=2, legend_label=f"{tag}NPU KV capacity")   # sparse dots: no series has them
     _legend_outside(p)
     return p
@@ -234,14 +290,15 @@ def _pool_label(pool: str, tier: str) -> str:
     return f"{kind.upper()} prefix pool{where}"
 
 
-def power(a: Results, b: Results | None = None, x_range=None) -> figure | Div:
+def power(a: Results, b: Results | None = None, x_range=None, label: str | None = None,
+          baseline_label: str | None = None) -> figure | Div:
     """Power per component over time (all nodes), stacked; the baseline's total as a dashed line. With no
     power model in either run, a line of text that says why (an empty figure drew nothing and Bokeh warned)."""
-    _check_runs(a, b)
+    name_a, name_b = _names(a, b, label, baseline_label)
     title = "Power per component"
     if "power" not in a.power:
         why = a.attrs.get("no_power", "add a node power section to the cluster config")   # Scenario.run says why
-        title += f" (this run has no power model: {why})"
+        title += f" ({name_a if b is not None else 'this run'} has no power model: {why})"
         if b is None or "power" not in b.power:
             _fig(title, "W", x_range)   # the range is still checked
             return Div(text=f"<b>{html.escape(title, quote=False)}</b>", width=WIDTH)
@@ -253,11 +310,12 @@ def power(a: Results, b: Results | None = None, x_range=None) -> figure | Div:
         names = [c for c in COMPONENTS if float(per.sel(component=c).max()) > 0]
         data = {"t": t, **{c: per.sel(component=c).values for c in names}}
         p.varea_stack(names, x="t", source=ColumnDataSource(data),
-                      color=[Category10_10[k % 10] for k in range(len(names))], legend_label=names)
+                      color=[Category10_10[k % 10] for k in range(len(names))],
+                      legend_label=[f"{name_a}: {c}" if b is not None else c for c in names])
     if b is not None and "power" in b.power:
         bp = b.power
         p.line(bp.time.values, bp.power.sum(("node", "component")).values, color=B_COLOR, line_dash="dashed",
-               line_width=2, legend_label=f"{B_NAME}: total")
+               line_width=2, legend_label=f"{name_b}: total")
     _legend_outside(p)
     return p
 
@@ -302,8 +360,10 @@ def _distribution(r: Results, metric: str) -> tuple[np.ndarray, np.ndarray]:
     return v, np.cumsum(n) / n.sum() if len(n) else n
 
 
-def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft") -> figure:
+def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft", label: str | None = None,
+                baseline_label: str | None = None) -> figure:
     """Empirical CDF of a latency (ms): per request, or for ITL per token gap."""
+    runs = _runs(a, b, label, baseline_label)
     if not (isinstance(metric, str) and metric in dict(METRICS)):
         raise InputError(f"must be one of {', '.join(m for m, _ in METRICS)}, got {metric!r}", "view", "metric")
     title = dict(METRICS)[metric]
@@ -312,13 +372,13 @@ def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft") -> f
                y_axis_label="fraction of token gaps" if metric == "itl" else "fraction of requests")
     p.toolbar.logo = None
     empty = []
-    for name, r in _runs(a, b):
+    for name, r, base in runs:
         v, frac = _distribution(r, metric)
         if not len(v):
             empty.append(name)
             continue
-        p.step(v, frac, mode="after", line_width=2, color=Category10_10[0] if name == A_NAME else B_COLOR,
-               line_dash="solid" if name == A_NAME else "dashed", legend_label=name)
+        p.step(v, frac, mode="after", line_width=2, color=B_COLOR if base else Category10_10[0],
+               line_dash="dashed" if base else "solid", legend_label=name)
     if empty:   # only TPOT and ITL can be: every request has a first token
         p.title.text += f" ({' and '.join(empty) if b is not None else 'empty'}: no request made a second token)"
     p.xaxis.formatter = NumeralTickFormatter(format="0,0.[0]")   # 150,000 ms, not 1.500e+5
@@ -329,9 +389,10 @@ def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft") -> f
     return p
 
 
-def latency_cdfs(a: Results, b: Results | None = None):
+def latency_cdfs(a: Results, b: Results | None = None, label: str | None = None, baseline_label: str | None = None):
     """TTFT and TPOT above, ITL and E2E latency below."""
-    figs = [latency_cdf(a, b, m) for m, _ in METRICS]
+    names = _names(a, b, label, baseline_label)   # derived once for the four
+    figs = [latency_cdf(a, b, m, *names) for m, _ in METRICS]
     return column(row(*figs[:2]), row(*figs[2:]))
 
 
@@ -349,13 +410,14 @@ def _cell(v, fmt: str, key: str) -> str:
     return fmt.format(v)
 
 
-def summary_table(a: Results, b: Results | None = None) -> str:
+def summary_table(a: Results, b: Results | None = None, label: str | None = None,
+                  baseline_label: str | None = None) -> str:
     """The summary as an HTML table; with a baseline, its column and the relative change."""
-    _check_runs(a, b)
+    name_a, name_b = (html.escape(n) for n in _names(a, b, label, baseline_label))
     sa = a.summary()
     sb = b.summary() if b is not None else None
-    head = "<tr><th style='text-align:left'>metric</th><th>run</th>" + (
-        "<th>baseline</th><th>change</th>" if sb else "") + "</tr>"
+    head = f"<tr><th style='text-align:left'>metric</th><th>{name_a}</th>" + (
+        f"<th>{name_b}</th><th>change</th>" if sb else "") + "</tr>"
     head = head.replace("<th>", f"<th style='{CELL}'>")
     body = []
     for key, label, fmt in SUMMARY_ROWS:
@@ -373,42 +435,52 @@ def summary_table(a: Results, b: Results | None = None) -> str:
             + "".join(body) + "</table>")
 
 
-def timeline(a: Results, b: Results | None = None, x_range=None):
+def timeline(a: Results, b: Results | None = None, x_range=None, label: str | None = None,
+             baseline_label: str | None = None):
     """The batch timeline above the request lifelines, on one x range."""
+    names = _names(a, b, label, baseline_label)
     x = x_range if x_range is not None else time_range(a, b)
-    return column(batch_timeline(a, b, x), request_lifelines(a, b, x))
+    return column(batch_timeline(a, b, x, *names), request_lifelines(a, b, x, label=names[0], baseline_label=names[1]))
 
 
-def series(a: Results, b: Results | None = None, x_range=None):
+def series(a: Results, b: Results | None = None, x_range=None, label: str | None = None,
+           baseline_label: str | None = None):
     """Throughput, memory and power over time, on one x range (the "Time series" tab)."""
+    names = _names(a, b, label, baseline_label)
     x = x_range if x_range is not None else time_range(a, b)
-    return column(throughput(a, b, x), memory(a, b, x), power(a, b, x))
+    return column(throughput(a, b, x, *names), memory(a, b, x, *names), power(a, b, x, *names))
 
 
-def experts(a: Results, b: Results | None = None, x_range=None):
+def experts(a: Results, b: Results | None = None, x_range=None, label: str | None = None,
+            baseline_label: str | None = None):
     """The expert load of each run with MoE layers (the "Experts" tab), or a note that neither has any."""
     figs = []
-    moe = [(name, r) for name, r in _runs(a, b) if "expert_load" in r.experts]
+    runs = _runs(a, b, label, baseline_label)
+    moe = [(name, r) for name, r, _ in runs if "expert_load" in r.experts]
     high = max((float(r.experts.expert_load.sum("moe_group").max()) for _, r in moe), default=None)
     for name, r in moe:
         f = expert_load(r, high)   # one colour scale for both runs
         f.title.text += f": {name}"
         figs.append(f)
     if not figs:
-        models = sorted({str(r.attrs.get("model", "?")) for _, r in _runs(a, b)})
+        models = sorted({str(r.attrs.get("model", "?")) for _, r, _ in runs})
         return column(Div(text=f"<p>No expert load to show: {html.escape(' and '.join(models))} "
                                f"{'has' if len(models) == 1 else 'have'} no mixture-of-experts layers.</p>"))
     return column(*figs)
 
 
-# the dashboard's plot tabs, title -> view of (a, b, x_range): each can be built alone, as the explorer does
-# for the tab on show (a browser takes about as long to draw a figure in a hidden tab as in the open one)
+# the dashboard's plot tabs, title -> view of (a, b, x_range, label, baseline_label): each can be built alone, as
+# the explorer does for the tab on show (a browser takes about as long to draw a figure in a hidden tab as in the
+# open one)
 PANELS = {"Timeline": timeline, "Time series": series,
-          "Latency CDFs": lambda a, b=None, x_range=None: latency_cdfs(a, b), "Experts": experts}
+          "Latency CDFs": lambda a, b=None, x_range=None, label=None, baseline_label=None:
+              latency_cdfs(a, b, label, baseline_label),
+          "Experts": experts}
 
 
-def dashboard(a: Results, b: Results | None = None):
+def dashboard(a: Results, b: Results | None = None, label: str | None = None, baseline_label: str | None = None):
     """Every view of one run (and its baseline) in tabs; the time views share one x range."""
+    names = _names(a, b, label, baseline_label)
     x = time_range(a, b)
-    return Tabs(tabs=[TabPanel(child=view(a, b, x), title=title) for title, view in PANELS.items()]
-                + [TabPanel(child=Div(text=summary_table(a, b)), title="Summary")])
+    return Tabs(tabs=[TabPanel(child=view(a, b, x, *names), title=title) for title, view in PANELS.items()]
+                + [TabPanel(child=Div(text=summary_table(a, b, *names)), title="Summary")])

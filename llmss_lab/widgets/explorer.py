@@ -97,6 +97,7 @@ class Explorer:
         self.shown_at = ""             # when ``result`` was run (HH:MM:SS), for the stale-plots note
         self.tried: tuple[Scenario, str] | None = None   # the settings of a failed run since, and how it ended
         self.figures: dict[str, Any] = {}   # plot tab title -> its Bokeh layout, for the tabs opened since the run
+        self.names: tuple[str | None, str | None] = (None, None)   # the plots' names of the run and baseline
         self.last_wall_s = float("nan")
         self.wanted: dict[str, Any] = {}    # the model and TP last picked (or given): shown again where offered
         self._refreshing = False            # options are being refilled: a value change is not the user's pick
@@ -472,7 +473,8 @@ class Explorer:
     def _render(self) -> None:
         """The table, and the plots of the open tab only: a browser takes ~0.1 s to draw each Bokeh figure,
         hidden or not, and the three tabs hold nine."""
-        self.summary.value = self._differences() + views.summary_table(self.result, self.baseline)
+        self.names = self._names()
+        self.summary.value = self._differences() + views.summary_table(self.result, self.baseline, *self.names)
         self.figures = {}
         for box in self.plots.children:
             for old in box.children:
@@ -493,8 +495,18 @@ class Explorer:
             return
         title = list(views.PANELS)[i]
         if title not in self.figures:
-            self.figures[title] = views.PANELS[title](self.result, self.baseline)
+            self.figures[title] = views.PANELS[title](self.result, self.baseline, None, *self.names)
             self.plots.children[i].children = (BokehModel(self.figures[title], layout=w.Layout(width="100%")),)
+
+    def _names(self) -> tuple[str | None, str | None]:
+        """The names of the run and its baseline in the table and plots: "run" and "baseline", each with its value
+        of the settings that differ and that both runs used (a setting neither used, as a cluster file set it, would
+        name a difference the plots do not show; the cluster file that sets it is named instead)."""
+        if self.baseline is None or self.baseline_scenario is None or self.scenario_shown is None:
+            return None, None
+        a, b = self.scenario_shown.to_dict(), self.baseline_scenario.to_dict()
+        now, then = self.scenario_shown.ignored(self.reference_dir), self.baseline_scenario.ignored(self.reference_dir)
+        return views.labels_of([(k, a[k], b[k]) for k in a if a[k] != b[k] and k not in now and k not in then])
 
     def _differences(self) -> str:
         """What the run changed against its baseline, so a comparison says what it compares."""
