@@ -324,6 +324,22 @@ def test_a_results_file_without_a_variable_is_refused(ref, tmp_path, capsys):
     assert "is a folder, not a results file" in capsys.readouterr().err
 
 
+def test_a_results_path_that_is_a_device_or_pipe_says_what_it_is(tmp_path, capsys):
+    """`llmss summary /dev/null` said "results file does not exist": it exists, it is a device."""
+    from llmss_lab import sweeps
+
+    assert main(["summary", "/dev/null"]) == 2
+    assert capsys.readouterr().err == "llmss: error: /dev/null: is a character device, not a results file\n"
+    fifo = tmp_path / "results.nc"
+    os.mkfifo(fifo)
+    assert main(["summary", str(fifo)]) == 2
+    assert f"{fifo}: is a named pipe, not a results file" in capsys.readouterr().err
+    assert main(["summary", str(tmp_path / "gone.nc")]) == 2
+    assert "gone.nc: results file does not exist" in capsys.readouterr().err
+    with pytest.raises(InputError, match="^/dev/null: is a character device, not a sweep file$"):
+        sweeps.load("/dev/null")
+
+
 def test_a_skew_fit_default_that_is_not_a_number_names_its_key(ref, tmp_path):
     meta = (ref / BUNDLE / "meta.yaml").read_text()
     assert "alpha_default: 0.0543" in meta

@@ -9,6 +9,7 @@ import math
 import numbers
 import os
 import re
+import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -27,6 +28,21 @@ def as_path(value: Any, key: str = "path", source: str = "argument") -> Path:
     if not isinstance(value, (str, os.PathLike)) or (isinstance(value, str) and not value.strip()):
         raise InputError(f"expected a file path, got {value!r}", source, key)
     return Path(value)
+
+
+# what a path that exists but is no regular file is, by its mode: "results file does not exist" for /dev/null
+# sent the user looking for a file that is there
+KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+         (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
+
+
+def kind_of(path: Path) -> str:
+    """What an existing path that is not a regular file is, in words ("a character device" for /dev/null)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "not a regular file"
+    return next((what for test, what in KINDS if test(mode)), "not a regular file")
 
 
 def read_text(path: str | Path) -> str:

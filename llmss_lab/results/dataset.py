@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..config.reader import as_path
+from ..config.reader import as_path, kind_of
 from ..errors import InputError
 from ..files import ctrl_c_held, replacing
 from ..config.power import COMPONENTS
@@ -439,10 +439,10 @@ class Results:
         if path.suffix.lower() == ".csv":
             raise InputError("is a per-request CSV, which holds no run summary; load a netCDF (.nc) results file",
                              path)
-        if path.is_dir():
-            raise InputError("is a folder, not a results file", path)
-        if not path.is_file():
+        if not path.exists():
             raise InputError("results file does not exist", path)
+        if not path.is_file():   # a folder, or a device as /dev/null: there, but not a file to read
+            raise InputError(f"is {kind_of(path)}, not a results file", path)
         try:
             parts = {g: xr.load_dataset(path, group=g, engine="netcdf4") for g in (*GROUPS, "itl")}
         except (OSError, ValueError, KeyError) as exc:
