@@ -128,7 +128,13 @@ class LatencyChoice:
             if mode == "profile":
                 raise InputError("efficiency curves shape the analytical model; a measured profile (latency "
                                  "'profile') never reads them", source, "efficiency_file")
-            efficiency(Path(efficiency_file))   # read now: a missing or broken file is named before any run
+            try:
+                efficiency(Path(efficiency_file))   # read now: a missing or broken file is named before any run
+            except InputError as exc:
+                if exc.where is not None:   # a line or key of the file
+                    raise
+                # the file as a whole (missing, a folder): say which setting named it
+                raise InputError(exc.message, exc.source, "efficiency_file") from None
         return cls(mode, wi, str(efficiency_file or ""))
 
 

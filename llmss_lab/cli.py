@@ -799,7 +799,11 @@ def _name_the_flag(exc: InputError, args: argparse.Namespace) -> None:
     if exc.where == "reference_dir":
         exc.where = "--reference-dir"
         return
-    if exc.source not in ("settings", "engine settings", "argument", "slo") or not exc.where:
+    if exc.source not in ("settings", "engine settings", "argument", "slo"):
+        if exc.where == "efficiency_file" and getattr(args, "efficiency", None) is not None:   # the file itself:
+            exc.where = "--efficiency"   # the flag ('-1: file does not exist' did not say where -1 came from)
+        return
+    if not exc.where:
         return
     key, _, rest = exc.where.partition(".")
     key = f"slo_{key}" if exc.source == "slo" else {"efficiency_file": "efficiency"}.get(key, key)

@@ -182,6 +182,14 @@ def test_settings_of_the_wrong_type_are_named_not_a_bare_type_error(ref, kwargs,
     assert err.value.where == where
 
 
+def test_a_missing_efficiency_file_names_the_setting_as_well_as_the_path(ref, tmp_path):
+    """It read '/no/such.yaml: file does not exist', which a caller passing several paths could not place."""
+    for path, says in ((tmp_path / "gone.yaml", "file does not exist"), (tmp_path, "is a folder, expected a file")):
+        with pytest.raises(InputError) as err:
+            ll.simulate(ref / CLUSTER, ref / TRACE, reference_dir=ref, num_requests=3, efficiency_file=path)
+        assert (err.value.source, err.value.where, err.value.message) == (str(path), "efficiency_file", says)
+
+
 def test_simulate_says_what_a_workload_can_be(ref):
     with pytest.raises(InputError, match="expected a Workload .* or the path of a JSONL trace") as err:
         ll.simulate(ref / CLUSTER, [(0, 10, 5)], reference_dir=ref)

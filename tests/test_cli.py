@@ -147,7 +147,10 @@ def test_run_takes_cluster_policies(ref, capsys):
 
 
 @pytest.mark.parametrize("extra, says", [
-    (["--efficiency", "/no/such/eff.yaml"], "/no/such/eff.yaml: file does not exist"),   # not 'no efficiency fit'
+    # not 'no efficiency fit'; and the flag named: '-1: file does not exist' left the user guessing what -1 was
+    (["--efficiency", "/no/such/eff.yaml"], "llmss: error: /no/such/eff.yaml: --efficiency: file does not exist"),
+    (["--efficiency=-1"], "llmss: error: -1: --efficiency: file does not exist"),
+    (["--efficiency", "/"], "llmss: error: /: --efficiency: is a folder, expected a file"),
     (["--efficiency", "/no/such/eff.yaml", "--latency", "profile"], "command line: --efficiency: efficiency curves "
                                                                      "shape the analytical model; a measured profile"),
 ])
