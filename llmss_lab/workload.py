@@ -175,6 +175,16 @@ def _ids(obj: dict, key: str, expected: int, path: Path, lineno: int) -> list[in
     return v
 
 
+def _session_id(obj: dict, path: Path, lineno: int) -> None:
+    """LLMServingSim names an agentic session (a line with ``sub_requests``) with a string ``session_id``; on a
+    plain request it plays no part there, nor here. Its type is checked all the same, as every other key's: a
+    list or a number was accepted and ignored, hiding a trace writer's slip. JSON null stands for no id, as for
+    the token ids."""
+    v = obj.get("session_id")
+    if v is not None and not isinstance(v, str):
+        raise InputError(f"session_id must be a string (the session's name), got {v!r}", path, f"line {lineno}")
+
+
 def load_trace(path: str | Path, num_requests: int | None = None) -> Workload:
     """Read an LLMServingSim JSONL trace; every problem names the file and line."""
     path = as_path(path, "workload")
@@ -230,6 +240,7 @@ def _parse_trace(path: Path, num_requests: int | None) -> Workload:
                              f"{arrivals[-1]}; sort the trace by arrival", path, f"line {lineno}")
         in_ids = _ids(obj, "input_tok_ids", n_in, path, lineno)
         out_ids = _ids(obj, "output_tok_ids", n_out, path, lineno)
+        _session_id(obj, path, lineno)
         arrivals.append(t)
         lines.append(lineno)
         ins.append(n_in)

@@ -55,12 +55,22 @@ def test_whole_numbers_written_as_floats_are_read_as_whole_numbers(tmp_path):
     ([req(input_tok_ids=[1.5] * 10)], r"line 1: input_tok_ids must be a list of whole numbers"),
     ([req(input_tok_ids=[True] * 10)], r"line 1: input_tok_ids must be a list of whole numbers"),
     (["[1, 2]"], r"line 1: expected a JSON object"),
+    # a session's name is a string in LLMServingSim: any other type was accepted and ignored
+    ([req(), req(session_id=["s", 1])], r"line 2: session_id must be a string \(the session's name\), got \['s', 1\]"),
+    ([req(session_id={"id": 1})], r"line 1: session_id must be a string \(the session's name\), got \{'id': 1\}"),
+    ([req(session_id=7)], r"line 1: session_id must be a string"),
+    ([req(session_id=True)], r"line 1: session_id must be a string"),
     ([{"arrival_time_ns": 0, "sub_requests": []}], r"line 1: agentic sessions"),
     ([""], r"the trace has no requests"),
 ])
 def test_bad_traces(tmp_path, lines, match):
     with pytest.raises(InputError, match=match):
         load_trace(trace(tmp_path, lines))
+
+
+def test_a_named_session_or_none_is_read_as_a_plain_request(tmp_path):
+    wl = load_trace(trace(tmp_path, [req(session_id="session_0"), req(session_id=None), req(session_id="")]))
+    assert len(wl) == 3
 
 
 def test_non_utf8_and_missing_files(tmp_path):
