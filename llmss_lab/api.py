@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import subprocess
 import time
 from dataclasses import dataclass, fields
 from os import PathLike
@@ -30,6 +29,7 @@ from .latency.legacy import is_legacy_dir, load_legacy
 from .latency.pim import PimAttention, PimDevice, load_pim_device, pim_channels
 from .latency.profile import LatencyProfile, load_bundle, require_layers
 from .latency.roofline import EFFICIENCY_FILE
+from .provenance import git_hash
 from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
 from .workload import Workload, load_trace
@@ -75,17 +75,6 @@ def kv_cache_blocks(model: ModelSpec, inst: InstanceSpec, engine: EngineConfig, 
                          f"({MAX_KV_BLOCKS}); check mem_size (GiB) or raise block_size", source,
                          f"{inst.where}.npu_mem.mem_size")
     return blocks
-
-
-@functools.lru_cache(maxsize=1)
-def _git_hash() -> str:
-    """The checkout's commit, asked once per process (sweeps run thousands of points)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def pads_shapes(hardware: str) -> bool:
@@ -663,7 +652,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
         "title": "llmss_lab simulation",
         "Conventions": "CF-1.10",
         "llmss_lab_version": __version__,
-        "git_hash": _git_hash(),
+        "git_hash": git_hash(),
         "cluster": str(spec.source),
         "workload": workload.name,
         "simulated_s": raw.end_ns * 1e-9,

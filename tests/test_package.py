@@ -25,3 +25,43 @@ def test_import_and_help_do_not_load_the_kernel_or_xarray():
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no_such_name"):
         llmss_lab.no_such_name
+
+
+# the rooms, lowest first: a module may import its own room and the rooms before it, never one after
+# (modules at the package's top level that are no room: errors, files, provenance, the base everyone uses)
+ROOMS = [("config",), ("workload",), ("latency",), ("kernel",), ("results",)]
+BASE = {"errors", "files", "provenance", "config", "__version__"}
+
+
+def _imports(path, pkg_parts):
+    """The llmss_lab modules a file imports (relative imports resolved), each as its top-level name."""
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(pkg_parts[:len(pkg_parts) - (node.level - 1)])
+            names = [node.module] if node.module else [a.name for a in node.names]
+            out |= {(base + n.split("."))[1] for n in names if len(base + n.split(".")) > 1}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("llmss_lab."):
+            out.add(node.module.split(".")[1])
+    return out
+
+
+def test_the_lower_rooms_never_import_the_upper_ones():
+    """One-way doors: config -> workload -> latency -> kernel -> results (and above them the API, scenarios,
+    sweeps, views, widgets, CLI). The kernel never imports views or widgets; results never import a driver."""
+    from pathlib import Path
+
+    root = Path(llmss_lab.__file__).parent
+    allowed: set[str] = set(BASE)
+    wrong = []
+    for room in ROOMS:
+        allowed |= set(room)
+        for name in room:
+            files = sorted((root / name).rglob("*.py")) if (root / name).is_dir() else [root / f"{name}.py"]
+            for f in files:
+                parts = ("llmss_lab", *f.relative_to(root).with_suffix("").parts[:-1])
+                for top in _imports(f, parts) - allowed:
+                    wrong.append(f"{f.relative_to(root)} imports llmss_lab.{top}")
+    assert not wrong, "\n".join(wrong)

@@ -31,6 +31,7 @@ from ..config.model import ModelSpec
 from ..config.reader import Section, closest, read_yaml
 from ..errors import InputError
 from ..files import write_text
+from ..provenance import git_hash
 from .ops import OpCost, Shapes
 from .profile import load_bundle, read_csv
 from .specs import SPECS_DIR, HardwareSpec, load_specs
@@ -381,7 +382,6 @@ def errors_pct(samples: list[Sample], eff: dict[str, Efficiency], specs: dict[st
 def save_efficiency(eff: dict[str, Efficiency], samples: list[Sample], specs: dict[str, HardwareSpec],
                     path: Path = EFFICIENCY_FILE) -> Path:
     from .. import __version__
-    from ..api import _git_hash
 
     err = errors_pct(samples, eff, specs)
     per_class = {k: float(np.median(np.abs(err[[x.key == k for x in samples]]))) for k in eff}
@@ -395,7 +395,7 @@ def save_efficiency(eff: dict[str, Efficiency], samples: list[Sample], specs: di
             "samples": len(samples),
             "median_abs_error_pct": {c: round(v, 2) for c, v in per_class.items()},
             "fitted_at": datetime.date.today().isoformat(),
-            "llmss_lab": f"{__version__} ({_git_hash()})",
+            "llmss_lab": f"{__version__} ({git_hash()})",
             "command": "llmss profile-fit --reference-dir ROOT",
         },
     }

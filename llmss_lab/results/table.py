@@ -63,29 +63,3 @@ def settings_changed(a: Mapping, b: Mapping) -> list[tuple[str, Any, Any]]:
     """``(key, a's value, b's value)`` for each recorded setting in which run ``b`` differs from run ``a``."""
     sa, sb = recorded_settings(a), recorded_settings(b)
     return [(k, sa.get(k), sb.get(k)) for k in dict.fromkeys([*sa, *sb]) if str(sa.get(k)) != str(sb.get(k))]
-
-
-def _scenario(attrs: Mapping) -> dict | None:
-    try:
-        s = json.loads(attrs.get("scenario_json", ""))
-    except (TypeError, ValueError):
-        return None
-    return s if isinstance(s, dict) else None
-
-
-def run_differences(a: Mapping, b: Mapping) -> list[tuple[str, Any, Any]]:
-    """What sets run ``a`` apart from run ``b`` (their attrs), as ``(setting, a's value, b's value)``. Runs of a
-    Scenario both: the scenario fields that differ, less those a side does not use (the cluster's shape when it
-    names a cluster file, the generator's fields when it reads a trace); otherwise the recorded settings that
-    ``llmss summary`` compares."""
-    sa, sb = _scenario(a), _scenario(b)
-    if sa is None or sb is None:
-        return settings_changed(a, b)
-    from ..scenario import GENERATOR_FIELDS, SHAPE_FIELDS   # here: the scenario module imports the whole kit
-
-    unused = set()
-    for s in (sa, sb):
-        unused |= set(SHAPE_FIELDS) if s.get("cluster_config") else set()
-        unused |= set(GENERATOR_FIELDS) if s.get("trace") else set()
-    return [(k, sa.get(k), sb.get(k)) for k in dict.fromkeys([*sa, *sb])
-            if k not in unused and sa.get(k) != sb.get(k)]

@@ -9,7 +9,9 @@ sets it apart from the other (:func:`run_labels`). Time views accept an ``x_rang
 from __future__ import annotations
 
 import html
+import json
 import re
+from typing import Any, Mapping
 
 import numpy as np
 from bokeh.layouts import column, row
@@ -22,7 +24,7 @@ from ..config.power import COMPONENTS
 from ..config.reader import as_whole
 from ..errors import InputError
 from ..results.dataset import Results
-from ..results.table import SUMMARY_ROWS, UNDEFINED, change_pct, known, run_differences
+from ..results.table import SUMMARY_ROWS, UNDEFINED, change_pct, known, settings_changed
 
 A_NAME, B_NAME = "run", "baseline"
 B_COLOR = "#888888"
@@ -88,6 +90,32 @@ def labels_of(differences: list[tuple[str, object, object]]) -> tuple[str, str]:
     tail = f", +{more} more" if more > 0 else ""
     return tuple(f"{name} ({', '.join(f'{k} {_value(v[i])}' for k, *v in shown)}{tail})"
                  for i, name in enumerate((A_NAME, B_NAME)))
+
+
+def _scenario(attrs: Mapping) -> dict | None:
+    try:
+        s = json.loads(attrs.get("scenario_json", ""))
+    except (TypeError, ValueError):
+        return None
+    return s if isinstance(s, dict) else None
+
+
+def run_differences(a: Mapping, b: Mapping) -> list[tuple[str, Any, Any]]:
+    """What sets run ``a`` apart from run ``b`` (their attrs), as ``(setting, a's value, b's value)``. Runs of a
+    Scenario both: the scenario fields that differ, less those a side does not use (the cluster's shape when it
+    names a cluster file, the generator's fields when it reads a trace); otherwise the recorded settings that
+    ``llmss summary`` compares."""
+    sa, sb = _scenario(a), _scenario(b)
+    if sa is None or sb is None:
+        return settings_changed(a, b)
+    from ..scenario import GENERATOR_FIELDS, SHAPE_FIELDS   # here: the scenario module imports the whole kit
+
+    unused = set()
+    for s in (sa, sb):
+        unused |= set(SHAPE_FIELDS) if s.get("cluster_config") else set()
+        unused |= set(GENERATOR_FIELDS) if s.get("trace") else set()
+    return [(k, sa.get(k), sb.get(k)) for k in dict.fromkeys([*sa, *sb])
+            if k not in unused and sa.get(k) != sb.get(k)]
 
 
 def run_labels(a: Results, b: Results | None = None) -> tuple[str, str]:
