@@ -275,7 +275,8 @@ def test_every_overlay_view_takes_the_names_of_the_run_and_its_baseline(runs):
                                                         "8 seqs: generation", "8 seqs: prompt"]
     assert {"128 seqs: NPU KV", "8 seqs: NPU KV"} <= set(_legend(views.memory(a, b, **names)))
     # the stacked components are the run's, the dashed total the baseline's: both say whose
-    assert _legend(views.power(a, a, **names))[::7] == ["128 seqs: base_node", "8 seqs: total"]
+    both = views.power(a, a, **names)   # the stack is the run's, named once in the title
+    assert _legend(both)[::7] == ["base_node", "8 seqs: total"] and both.title.text == "Power per component: 128 seqs"
     assert "128 seqs has no power model" in views.power(b, a, **names).title.text
     for fig in (views.latency_cdf(a, b, "tpot", **names), *views.latency_cdfs(a, b, **names).children[1].children):
         assert _legend(fig) == ["128 seqs", "8 seqs"]

@@ -330,6 +330,8 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         if b is None or "power" not in b.power:
             _fig(title, "W", x_range)   # the range is still checked
             return Div(text=f"<b>{html.escape(title, quote=False)}</b>", width=WIDTH)
+    elif b is not None:   # the stack is the run's: say so once, not in each component's legend entry
+        title += f": {name_a}"
     p = _fig(title, "W", x_range)
     pw = a.power
     if "power" in pw:
@@ -339,7 +341,7 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         data = {"t": t, **{c: per.sel(component=c).values for c in names}}
         p.varea_stack(names, x="t", source=ColumnDataSource(data),
                       color=[Category10_10[k % 10] for k in range(len(names))],
-                      legend_label=[f"{name_a}: {c}" if b is not None else c for c in names])
+                      legend_label=names)
     if b is not None and "power" in b.power:
         bp = b.power
         p.line(bp.time.values, bp.power.sum(("node", "component")).values, color=B_COLOR, line_dash="dashed",
