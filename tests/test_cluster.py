@@ -15,7 +15,7 @@ from llmss_lab.kernel.fabric import Fabric
 from llmss_lab.kernel.moe import GATES
 from llmss_lab.latency.interconnect import Link, all_gather_ns, all_reduce_ns, reduce_scatter_ns
 from llmss_lab.latency.iteration import stage_layers
-from llmss_lab.results.dataset import timeseries_dataset
+from llmss_lab.results.dataset import iterations_dataset, timeseries_dataset
 from llmss_lab.config.cluster import ClusterSpec, InstanceSpec, MemorySpec, NodeSpec
 from llmss_lab.workload import Workload, load_trace
 
@@ -104,6 +104,36 @@ def test_pd_hand_off_conserves_requests_tokens_and_kv_bytes(ref, mode):
     assert list(ts.role.values) == ["prefill", "decode"]
     assert float(ts.prompt_throughput.where(ts.role != "decode").sum()) == int(R.prompt.sum())
     assert float(ts.generation_throughput.where(ts.role != "prefill").sum()) == int(R.output.sum())
+
+
+def test_iterations_are_every_step_of_every_instance_in_start_order_apart_from_the_step_log(ref):
+    """Built a variable at a time (a long run's step log is gigabytes): the same rows as concatenating the
+    instances' logs and sorting them stably by start, in s / ms / int64, and never a view of the live log."""
+    model = ModelSpec.from_hf_config(ref / "configs/model/meta-llama/Llama-3.1-8B.json")
+    rng = np.random.default_rng(5)
+    n = 30
+    wl = wl_of(np.sort(rng.integers(0, 2e9, n)), rng.integers(5, 300, n), rng.integers(1, 40, n))
+    split = simulator.run(pd_setups(model, model.kv_bytes_per_token()), wl)
+    alone = simulator.run([setup(EngineConfig(), 4096)], wl)
+    for raw in (split, alone):
+        logs = [inst.log for inst in raw.instances]
+        start = np.concatenate([np.asarray(log.start) for log in logs])
+        order = np.argsort(start, kind="stable")
+
+        def col(key, logs=logs, order=order):
+            return np.concatenate([np.asarray(getattr(log, key)) for log in logs])[order]
+        it = iterations_dataset(raw)
+        assert it.sizes["step"] == len(start) > 0
+        assert (it.instance.values == np.concatenate([np.full(len(log.start), i) for i, log in enumerate(logs)])[order]).all()
+        assert np.array_equal(it.start.values, col("start") * 1e-9)
+        assert np.array_equal(it.duration.values, col("duration") * 1e-6)
+        assert np.array_equal(it.decode_kv_mean.values, col("decode_kv_mean"))
+        assert np.array_equal(it.num_tokens.values, col("tokens")) and it.num_tokens.dtype == np.int64
+        assert np.array_equal(it.kv_blocks_used.values, col("kv_blocks_used"))
+        for v in it.variables.values():
+            assert not any(np.shares_memory(v.values, np.asarray(getattr(log, k))) for log in logs
+                           for k in ("start", "duration", "tokens", "decode_kv_mean", "kv_blocks_used"))
+    assert len({int(i) for i in iterations_dataset(split).instance.values}) == 2
 
 
 @pytest.mark.parametrize("mode", simulator.KV_TRANSFERS)

@@ -135,50 +135,70 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
     return xr.Dataset(data, coords={"request": np.arange(R.n)})
 
 
+# the iterations Dataset: (variable, step log column, kind, units, long_name); kind "f" scales ns to s ("s") or to ms
+# ("ms"), "i" is a whole number (int64), "f" a float as logged
+STEP_COLUMNS = (
+    ("start", "start", "s", "s", "step start"),
+    ("duration", "duration", "ms", "ms", "step latency"),
+    ("comm", "comm", "ms", "ms", "collective communication in the step"),
+    ("p2p", "p2p", "ms", "ms", "activations handed between pipeline stages in the step"),
+    ("attention", "attention", "ms", "ms", "attention compute in the step"),
+    ("recall", "recall", "ms", "ms", "wait for prefix KV loaded from a lower-tier pool"),
+    ("num_tokens", "tokens", "i", "1", "tokens computed"),
+    ("num_seqs", "seqs", "i", "1", "sequences in the batch"),
+    ("prefill_tokens", "prefill_tokens", "i", "1",
+     "tokens of prefill chunks of 2+ tokens (a one-token chunk costs and counts as a decode)"),
+    ("prefill_seqs", "prefill_seqs", "i", "1", "sequences with a prefill chunk of 2+ tokens"),
+    ("decode_seqs", "decode_seqs", "i", "1", "sequences computing one token (decodes, one-token prefill chunks)"),
+    ("decode_kv_mean", "decode_kv_mean", "f", "1", "mean KV length of the decodes (tokens)"),
+    ("decode_kv_min", "decode_kv_min", "f", "1", "shortest KV length of the decodes (tokens)"),
+    ("decode_kv_max", "decode_kv_max", "f", "1", "longest KV length of the decodes (tokens)"),
+    ("prefill_history", "prefill_history", "i", "1", "cached tokens the prefill chunks attend to (summed)"),
+    ("prefill_rms", "prefill_rms", "f", "1", "root of the summed squared chunk sizes"),
+    ("kv_blocks_used", "kv_blocks_used", "i", "1", "KV blocks in use"),
+    ("running", "running", "i", "1", "running requests after the step"),
+    ("waiting", "waiting", "i", "1", "waiting requests after the step"),
+    ("preempted", "preempted", "i", "1", "requests preempted in the step"),
+)
+NS_TO = {"s": 1e-9, "ms": 1e-6}
+
+
 def iterations_dataset(raw: RawRun) -> xr.Dataset:
-    cols: dict[str, list] = {k: [] for k in ("instance", "start", "duration", "comm", "p2p", "attention", "recall",
-                                              "tokens", "seqs", "prefill_tokens", "prefill_seqs", "decode_seqs",
-                                              "decode_kv_mean", "decode_kv_min", "decode_kv_max", "prefill_history",
-                                              "prefill_rms", "kv_blocks_used", "running", "waiting", "preempted")}
-    for inst in raw.instances:
-        log = inst.log
-        n = len(log.start)
-        cols["instance"].append(np.full(n, inst.iid))
-        for k in cols:
-            if k != "instance":
-                cols[k].append(np.asarray(getattr(log, k)))
-    arr = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
-    order = np.argsort(arr["start"], kind="stable")
-    arr = {k: v[order] for k, v in arr.items()}
+    """Every step of every instance, in start order (ties: instance order).
+
+    Built one variable at a time, each from one fresh array: a 30-day sparse trace logs ~28 M steps (~220 MB a
+    column), and building every column before the first variable (and copying each again to sort and to scale)
+    peaked at 2.4 times the step log on top of it."""
+    logs = [inst.log for inst in raw.instances]
+    starts = [np.asarray(log.start) for log in logs]
+    start_all = np.concatenate(starts) if starts else np.zeros(0)
+    # one instance, or several whose steps happen to come in order: the stable sort keeps the order as it is
+    order = None if start_all.size < 2 or bool((start_all[1:] >= start_all[:-1]).all()) else \
+        np.argsort(start_all, kind="stable")
+    del start_all
+
+    def column(values: list[np.ndarray], dtype) -> np.ndarray:
+        """The instances' columns end to end in step order, as a new array of ``dtype`` (numpy's casts, as
+        ``astype`` does them)."""
+        out = np.concatenate(values).astype(dtype, copy=False) if values else np.zeros(0, dtype)
+        if out.base is not None or any(out is v for v in values):   # never a view of the live log
+            out = out.copy()
+        return out if order is None else out[order]
+
     d = "step"
-    data = {
-        "instance": _var(d, arr["instance"].astype(np.int64), "1", "instance"),
-        "start": _var(d, arr["start"] * 1e-9, "s", "step start"),
-        "duration": _var(d, arr["duration"] * 1e-6, "ms", "step latency"),
-        "comm": _var(d, arr["comm"] * 1e-6, "ms", "collective communication in the step"),
-        "p2p": _var(d, arr["p2p"] * 1e-6, "ms", "activations handed between pipeline stages in the step"),
-        "attention": _var(d, arr["attention"] * 1e-6, "ms", "attention compute in the step"),
-        "recall": _var(d, arr["recall"] * 1e-6, "ms", "wait for prefix KV loaded from a lower-tier pool"),
-        "num_tokens": _var(d, arr["tokens"].astype(np.int64), "1", "tokens computed"),
-        "num_seqs": _var(d, arr["seqs"].astype(np.int64), "1", "sequences in the batch"),
-        "prefill_tokens": _var(d, arr["prefill_tokens"].astype(np.int64), "1",
-                               "tokens of prefill chunks of 2+ tokens (a one-token chunk costs and counts as a decode)"),
-        "prefill_seqs": _var(d, arr["prefill_seqs"].astype(np.int64), "1",
-                             "sequences with a prefill chunk of 2+ tokens"),
-        "decode_seqs": _var(d, arr["decode_seqs"].astype(np.int64), "1",
-                            "sequences computing one token (decodes, one-token prefill chunks)"),
-        "decode_kv_mean": _var(d, arr["decode_kv_mean"], "1", "mean KV length of the decodes (tokens)"),
-        "decode_kv_min": _var(d, arr["decode_kv_min"], "1", "shortest KV length of the decodes (tokens)"),
-        "decode_kv_max": _var(d, arr["decode_kv_max"], "1", "longest KV length of the decodes (tokens)"),
-        "prefill_history": _var(d, arr["prefill_history"].astype(np.int64), "1",
-                                "cached tokens the prefill chunks attend to (summed)"),
-        "prefill_rms": _var(d, arr["prefill_rms"], "1", "root of the summed squared chunk sizes"),
-        "kv_blocks_used": _var(d, arr["kv_blocks_used"].astype(np.int64), "1", "KV blocks in use"),
-        "running": _var(d, arr["running"].astype(np.int64), "1", "running requests after the step"),
-        "waiting": _var(d, arr["waiting"].astype(np.int64), "1", "waiting requests after the step"),
-        "preempted": _var(d, arr["preempted"].astype(np.int64), "1", "requests preempted in the step"),
-    }
-    return xr.Dataset(data, coords={"step": np.arange(len(order))})
+    data = {"instance": _var(d, column([np.full(len(s), inst.iid) for s, inst in zip(starts, raw.instances)],
+                                       np.int64), "1", "instance")}
+    for name, key, kind, units, long_name in STEP_COLUMNS:
+        values = [np.asarray(getattr(log, key)) for log in logs]
+        if kind == "i":
+            a = column(values, np.int64)
+        else:
+            a = column(values, np.float64)
+            if kind in NS_TO:
+                np.multiply(a, NS_TO[kind], out=a)   # what ``a * factor`` gives, without a second array
+        data[name] = _var(d, a, units, long_name)
+    return xr.Dataset(data, coords={"step": np.arange(len(order) if order is not None else
+                                                      sum(len(s) for s in starts))})
 
 
 def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
