@@ -22,10 +22,12 @@ import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:   # pandas loads where a profile is read: `llmss --help` and the kernel's import do without it (~0.2 s)
+    import pandas as pd
 
 from ..config.reader import Section, as_whole, read_text, read_yaml
 from ..errors import InputError
@@ -97,6 +99,8 @@ def _read_frame(path: Path, columns: tuple[str, ...], labels: dict[str, list[str
     pandas refuses a row with extra fields, except when the first row has them: it then takes the
     leading fields for an index, so anything but its default index means a bad field count; a short
     row leaves empty cells."""
+    import pandas as pd
+
     try:
         df = pd.read_csv(path, encoding="utf-8", skipinitialspace=True)
         df.columns = [str(c).strip() for c in df.columns]
