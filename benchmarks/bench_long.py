@@ -1,0 +1,93 @@
+"""Long and sparse runs: wall time and peak memory of each phase of `llmss run`'s work.
+
+Run: python benchmarks/bench_long.py [--reference-dir ROOT] [--cases sparse-1d hourly-30d dense-10k]
+Each case runs in a fresh process. A sparse trace (one request a minute) runs one request at a time, so it logs
+one engine step per output token (~650 a request: ~28 M steps over 30 days, ~6.5 GB of step log), while an
+hourly one over 30 days is about its 2.6 M one-second bins (timeseries and memory Datasets). Peak RSS is read
+per phase (Linux: /proc/self/clear_refs resets the high-water mark), so the results phase's own peak shows, not
+the kernel's. Prints the machine's speed first; wall times drift on shared machines, peaks do not.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from machine import banner, default_reference_dir
+
+# name: (requests, rate req/s, arrival, instances)
+CASES = {
+    "dense-10k": (10_000, 4.0, "poisson", 1),       # a busy server: batches of tens of requests
+    "sparse-1d": (1_440, 1 / 60, "gamma", 1),       # one request a minute, regular, for a day
+    "sparse-3d": (4_320, 1 / 60, "gamma", 1),
+    "sparse-30d": (43_000, 1 / 60, "gamma", 1),     # ~28 M steps, ~20 min: the known long case
+    "hourly-30d": (715, 1 / 3600, "gamma", 1),      # 2.6 M one-second bins, few steps
+    "hourly-30d-x4": (715, 1 / 3600, "gamma", 4),   # the same on dual_node_multi_instance: bins per instance
+}
+
+CHILD = """
+import json, resource, sys, time
+import llmss_lab as ll
+from llmss_lab.kernel import simulator
+from llmss_lab.results import dataset
+
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+
+def reset():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+phases = {}
+def timed(name, fn):
+    def run(*a, **k):
+        reset()
+        t0 = time.perf_counter()
+        out = fn(*a, **k)
+        phases[name] = (time.perf_counter() - t0, hwm())
+        return out
+    return run
+
+n, rate, arrival, inst, ref, out = sys.argv[1:7]
+simulator.run = timed("kernel", simulator.run)
+dataset.Results.from_raw = classmethod(timed("results", dataset.Results.from_raw.__func__))
+spec = ll.ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, mem_bw=1597) if inst == "1" \\
+    else ll.load_cluster(ref + "/configs/cluster/dual_node_multi_instance.json")   # 4 such instances, 2 nodes
+wl = ll.synthetic(int(n), rate=float(rate), arrival=arrival, cv=0.0, seed=1)
+t0 = time.perf_counter()
+res = ll.simulate(spec, wl, reference_dir=ref)
+timed("save", res.save)(out)
+print(json.dumps({"wall_s": time.perf_counter() - t0, "steps": res.attrs["num_steps"],
+                  "bins": res.timeseries.sizes["time"], "phases": phases,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--reference-dir", default=default_reference_dir())
+    p.add_argument("--cases", nargs="+", choices=sorted(CASES), default=["dense-10k", "sparse-1d", "hourly-30d"])
+    p.add_argument("--out", default="/tmp/bench_long.nc", help="results file each case writes (replaced)")
+    args = p.parse_args()
+    print(banner())
+    print(f"{'case':>14}{'steps':>10}{'bins':>9}{'wall s':>8}  {'kernel s/MB':>13}{'results s/MB':>14}"
+          f"{'save s/MB':>12}{'peak MB':>9}")
+    for name in args.cases:
+        n, rate, arrival, inst = CASES[name]
+        run = subprocess.run([sys.executable, "-c", CHILD, str(n), str(rate), arrival, str(inst), args.reference_dir,
+                              args.out], capture_output=True, text=True, check=True)
+        r = json.loads(run.stdout.strip().splitlines()[-1])
+        ph = {k: f"{t:.1f}/{mb:.0f}" for k, (t, mb) in r["phases"].items()}
+        print(f"{name:>14}{r['steps']:>10}{r['bins']:>9}{r['wall_s']:>8.1f}  {ph['kernel']:>13}{ph['results']:>14}"
+              f"{ph['save']:>12}{r['peak_mb']:>9.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
