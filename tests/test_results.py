@@ -184,3 +184,20 @@ def test_a_power_group_without_its_energy_totals_is_named(ref, tmp_path):
     with pytest.raises(InputError, match=r"p\.nc: power: the power group lacks its total_energy_J"):
         Results.load(path)
     assert run.summary()["total_energy_J"] > 0
+
+
+def test_saving_writes_with_a_small_chunk_cache_and_leaves_the_setting_as_it_was(res, tmp_path):
+    """netCDF-C would keep up to 64 MiB of written chunks per variable until the file closes (a long run's whole
+    iterations group); save() opens its file with a small cache and restores the process-wide setting."""
+    import netCDF4
+
+    from llmss_lab.results.dataset import WRITE_CHUNK_CACHE, small_chunk_cache
+
+    before = netCDF4.get_chunk_cache()
+    with small_chunk_cache():
+        assert netCDF4.get_chunk_cache()[0] == WRITE_CHUNK_CACHE
+    assert netCDF4.get_chunk_cache() == before
+    res.save(tmp_path / "r.nc")
+    assert netCDF4.get_chunk_cache() == before
+    back = Results.load(tmp_path / "r.nc")
+    assert back.iterations.identical(res.iterations)
