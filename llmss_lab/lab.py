@@ -42,7 +42,7 @@ def lab_command(port: int | None = None, no_browser: bool = False, notebook: str
                          root, "notebook")
     # the notebook as the page to open: the browser opens it, and so does the URL printed for a headless start
     cmd = [sys.executable, "-m", "jupyterlab", f"--LabApp.default_url=/lab/tree/{quote(notebook)}",
-           f"--ServerApp.root_dir={root}", "--ServerApp.ip=127.0.0.1"]
+           f"--ServerApp.root_dir={root}", "--ServerApp.ip=127.0.0.1", *labextension_args()]
     if port:
         cmd.append(f"--ServerApp.port={port}")
     headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -51,6 +51,22 @@ def lab_command(port: int | None = None, no_browser: bool = False, notebook: str
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     return cmd
+
+
+def labextension_args() -> list[str]:
+    """The folders JupyterLab reads its extensions from, when its own default misses some: in a virtual
+    environment made with ``--system-site-packages`` JupyterLab and ipywidgets can come from the base Python,
+    whose ``share/jupyter/labextensions`` (the widget manager, jupyter_bokeh) JupyterLab looks for only under
+    the environment's prefix. Without it the explorer shows as the text ``VBox(children=...)``. The base's
+    folder goes last, so an extension the environment installs itself still wins; [] when nothing is missed."""
+    base = Path(sys.base_prefix, "share", "jupyter", "labextensions")
+    if sys.prefix == sys.base_prefix or not base.is_dir():
+        return []
+    from jupyter_core.paths import jupyter_path
+    paths = jupyter_path("labextensions")
+    if any(Path(p).resolve() == base.resolve() for p in paths if Path(p).exists()):
+        return []
+    return [f"--LabApp.labextensions_path={p}" for p in [*paths, str(base)]]
 
 
 def lab_env(reference_dir: str | Path | None = None) -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from llmss_lab.lab import LAB_CONFIG
+from llmss_lab.lab import LAB_CONFIG, labextension_args
 
 from .conftest import free_port, stop
 
@@ -43,7 +43,7 @@ def lab(ref, tmp_path):
                JUPYTER_CONFIG_PATH=str(LAB_CONFIG))   # as `llmss lab` starts it
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
-           f"--ServerApp.root_dir={tmp_path}", "--allow-root", "--LabApp.news_url=None"]
+           f"--ServerApp.root_dir={tmp_path}", "--allow-root", "--LabApp.news_url=None", *labextension_args()]
     log = open(tmp_path / "lab.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"

@@ -85,6 +85,9 @@ def test_llmss_lab_serves_the_quickstart(ref, tmp_path):
         # the page config turns off JupyterLab's news toast (it covers the explorer's plots)
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10).read().decode()
         assert "@jupyterlab/apputils-extension:announcements" in page
+        # the explorer's widgets and plots draw only with these extensions: a virtual environment made with
+        # --system-site-packages missed the base Python's, and the explorer showed as the text "VBox(children=..."
+        assert '"@jupyter-widgets/jupyterlab-manager"' in page and '"@bokeh/jupyter_bokeh"' in page
     finally:
         stop(proc)
     # stopping `llmss lab` stops JupyterLab too: no orphan left serving the port
