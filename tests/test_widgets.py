@@ -68,6 +68,20 @@ def test_plot_tabs_are_built_when_first_shown(explorer):
     assert "no mixture-of-experts layers" in ex.figures["Experts"].children[0].text      # a dense model
 
 
+def test_the_plots_fit_the_panel_width(explorer):
+    """The views' own 900 px ran past a JupyterLab notebook beside the file browser (1280 px window): legends
+    and the right-hand CDFs were cut off behind a scroll bar. In the panel they take its width, heights kept."""
+    from bokeh.models import LayoutDOM
+    ex = explorer
+    ex.run_button.click()
+    for i in range(len(ex.plots.children)):
+        ex.plots.selected_index = i
+    parts = [p for fig in ex.figures.values() for p in fig.select({"type": LayoutDOM})]
+    assert len(ex.figures) == 4 and len(parts) > 10
+    assert all(p.sizing_mode == "stretch_width" for p in parts)
+    assert ex.figures["Timeline"].children[1].height == 320
+
+
 def test_an_explorer_opens_no_layout_that_no_widget_uses(ref):
     """Each control got a new Layout, leaving the one it was built with open: about 45 per explorer."""
     def registry() -> dict:

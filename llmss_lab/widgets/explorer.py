@@ -495,7 +495,7 @@ class Explorer:
             return
         title = list(views.PANELS)[i]
         if title not in self.figures:
-            self.figures[title] = views.PANELS[title](self.result, self.baseline, None, *self.names)
+            self.figures[title] = _fit_width(views.PANELS[title](self.result, self.baseline, None, *self.names))
             self.plots.children[i].children = (BokehModel(self.figures[title], layout=w.Layout(width="100%")),)
 
     def _names(self) -> tuple[str | None, str | None]:
@@ -626,6 +626,16 @@ class _IntBox(_InRange, w.IntText):
 
 class _FloatBox(_InRange, w.FloatText):
     pass
+
+
+def _fit_width(layout):
+    """A plot tab's views as wide as the panel, heights kept: at the views' own 900 px they ran past a notebook
+    column of JupyterLab beside its file browser (a 1280 px window), which cut off the legends on the right
+    (``generat``, ``NPU KV ca``) and half of the right-hand CDFs behind a scroll bar."""
+    from bokeh.models import LayoutDOM
+    for part in layout.select({"type": LayoutDOM}):
+        part.sizing_mode = "stretch_width"
+    return layout
 
 
 def _latency_label(attrs: dict) -> str:
