@@ -82,6 +82,16 @@ def test_the_plots_fit_the_panel_width(explorer):
     assert ex.figures["Timeline"].children[1].height == 320
 
 
+def test_unlimited_engine_caps_can_be_shown_and_run(explorer):
+    """0 means unlimited for max_num_seqs and max_num_batched_tokens (README, Scenario): the panel clamped it to
+    1 and 16, so a saved scenario with it could not be shown, and 0 typed ran one sequence at a time."""
+    ex = explorer
+    ex.set_scenario(Scenario(num_requests=40, max_num_seqs=0, max_num_batched_tokens=0))
+    assert ex.unshown == {} and ex.scenario().max_num_seqs == 0 and ex.scenario().max_num_batched_tokens == 0
+    assert ex.run() is not None, ex.status.value
+    assert ex.clamp_note.value == "" and "unlimited" in ex.controls["max_num_seqs"].tooltip
+
+
 def test_an_explorer_opens_no_layout_that_no_widget_uses(ref):
     """Each control got a new Layout, leaving the one it was built with open: about 45 per explorer."""
     def registry() -> dict:
@@ -270,11 +280,12 @@ def test_a_scenario_the_controls_cannot_show_is_named(ref):
 
 
 def test_a_run_from_code_does_not_silently_run_clamped_values(ref):
-    """papermill's -p max_num_seqs 0 ran with 1 (the control's floor) and printed its numbers as the answer."""
-    ex = Explorer(ref, Scenario(num_requests=12, max_num_seqs=0))
+    """papermill's -p max_num_seqs 0 ran with 1 (the control's floor, since 0 is offered: unlimited) and printed
+    its numbers as the answer; a value above the ceiling is the case now."""
+    ex = Explorer(ref, Scenario(num_requests=12, max_num_seqs=10_000, max_num_batched_tokens=16_384))
     assert ex.run() is None and ex.result is None
-    assert "Not run:" in ex.status.value and "max_num_seqs 0 (shown as 1)" in ex.status.value
-    assert ex.run() is not None and ex.scenario_shown.max_num_seqs == 1     # pressed again: what is shown
+    assert "Not run:" in ex.status.value and "max_num_seqs 10000 (shown as 4096)" in ex.status.value
+    assert ex.run() is not None and ex.scenario_shown.max_num_seqs == 4096  # pressed again: what is shown
     assert Explorer(ref, Scenario(num_requests=12)).run() is not None        # nothing clamped: runs at once
 
 

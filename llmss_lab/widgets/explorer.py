@@ -61,7 +61,7 @@ RELATED: dict[str, tuple[str, ...]] = {"attn_offload": ("pim_device",), "prefix_
                                        "sub_batch_interleaving": ("attn_offload",)}
 BOUNDS: dict[str, tuple[float, float]] = {
     "npu_mem_gib": (1, 4096), "npu_mem_bw": (1, 1e6), "instances": (1, 64), "dp": (1, 16), "pp": (1, 16),
-    "ep": (1, 64), "prefill_instances": (0, 63), "max_num_seqs": (1, 4096), "max_num_batched_tokens": (16, 1 << 20),
+    "ep": (1, 64), "prefill_instances": (0, 63), "max_num_seqs": (0, 4096), "max_num_batched_tokens": (0, 1 << 20),
     "gpu_memory_utilization": (0.05, 1.0), "gate_skew": (0.0, 10.0), "cpu_mem_gib": (1, 1e5), "cpu_mem_bw": (1, 1e5),
     "cxl_mem_gib": (0, 1e5), "cxl_mem_bw": (1, 1e5), "cxl_devices": (1, 64), "num_requests": (0, 20_000),
     "rate": (0.01, 1e4), "arrival_cv": (0.0, 10.0), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000),
@@ -72,6 +72,8 @@ TOOLTIPS = {
     "npu_mem_bw": "The config's npu_mem.mem_bw: the local reads and writes of TP/EP reductions. Operator times come "
                   "from the profile or the hardware spec; to scale those, pick the analytical model and set "
                   "'what if: memory BW x'.",
+    "max_num_seqs": "0: unlimited, as in LLMServingSim's configs (vLLM itself refuses 0).",
+    "max_num_batched_tokens": "0: unlimited, as in LLMServingSim's configs (vLLM itself refuses 0).",
     "what_if_mem_bw": "Scales the hardware spec's memory bandwidth in the analytical model (not a measured profile).",
     "what_if_flops": "Scales the hardware spec's peak FLOP/s in the analytical model (not a measured profile).",
 }
