@@ -236,6 +236,27 @@ def test_save_results_and_scenario(explorer, tmp_path):
     assert not (tmp_path / "nan.json").exists()
 
 
+def test_a_saved_scenario_loads_back_into_the_controls(explorer, tmp_path):
+    """The panel saved a scenario but could not load one: that took code (set_scenario(Scenario.load(...)))."""
+    ex = explorer
+    ex.controls["scheduler"].value = "static"
+    ex.controls["rate"].value = 5.0
+    ex.scenario_path.value = str(tmp_path / "s.json")
+    ex.save_scenario_button.click()
+    saved = ex.scenario()
+    ex.controls["scheduler"].value = "vllm_v1"
+    ex.controls["rate"].value = 1.0
+    ex.load_scenario_button.click()
+    assert ex.scenario() == saved and "Loaded the scenario" in ex.status.value, ex.status.value
+    assert ex.run() is not None and ex.scenario_shown.scheduler == "static"
+    for bad, why in (("", "give a file name"), (str(tmp_path / "none.json"), "does not exist")):
+        ex.scenario_path.value = bad
+        assert ex.load_scenario() is None and "Cannot load scenario" in ex.status.value and why in ex.status.value
+    (tmp_path / "bad.json").write_text('{"rate": "fast"}')
+    ex.scenario_path.value = str(tmp_path / "bad.json")
+    assert ex.load_scenario() is None and "rate" in ex.status.value and ex.scenario() == saved
+
+
 def test_saving_results_after_a_failed_run_says_it_saves_the_previous_run(explorer, tmp_path):
     """Save results after a failed run wrote the previous run's results with "Saved the results to ...", as if
     they were those of the settings just tried."""

@@ -134,11 +134,13 @@ class Explorer:
         self.scenario_path = w.Text(value="llmss_scenario.json", description="scenario file")
         self.save_results_button = w.Button(description="Save results", icon="save", disabled=True)
         self.save_scenario_button = w.Button(description="Save scenario", icon="save")
+        self.load_scenario_button = w.Button(description="Load scenario", icon="folder-open")
         self.run_button.on_click(lambda _: self.run())
         self.keep_button.on_click(lambda _: self.keep_baseline())
         self.clear_button.on_click(lambda _: self.clear_baseline())
         self.save_results_button.on_click(lambda _: self.save_results())
         self.save_scenario_button.on_click(lambda _: self.save_scenario())
+        self.load_scenario_button.on_click(lambda _: self.load_scenario())
 
         tabs = w.Tab(children=[w.VBox([self.controls[k] for k in keys]) for keys in GROUPS.values()])
         for i, title in enumerate(GROUPS):
@@ -151,7 +153,9 @@ class Explorer:
             self.stale,
             self.summary,
             self.plots,
-            w.HBox([self.results_path, self.save_results_button, self.scenario_path, self.save_scenario_button]),
+            w.HBox([w.HBox([self.results_path, self.save_results_button]),    # a file box stays with its buttons
+                    w.HBox([self.scenario_path, self.save_scenario_button, self.load_scenario_button])],
+                   layout=w.Layout(flex_flow="row wrap")),
         ], layout=w.Layout(width="100%"))
         self.view.add_class("llmss-explorer")
 
@@ -570,6 +574,24 @@ class Explorer:
             scen.validate("the controls")   # never write a file that Scenario.load would refuse
             return scen.save(p)
         return self._save(write, self.scenario_path.value, "scenario")
+
+    def load_scenario(self) -> Scenario | None:
+        """Show the scenario saved in the scenario file in the controls (press Run to run it); a file that
+        cannot be read, or a scenario of wrong kinds, is named in the status line and the controls are left."""
+        path = self.scenario_path.value
+        try:
+            if not path.strip() or "\0" in path:
+                raise InputError("give a file name", repr(path), "scenario file")
+            scen = Scenario.load(Path(path).expanduser())
+            self.set_scenario(scen)
+        except (LlmssError, OSError, ValueError, RuntimeError) as exc:
+            self.status.value = (f"<span style='color:#b00'><b>Cannot load scenario:</b> "
+                                 f"{html.escape(str(exc))}</span>")
+            return None
+        if self.status.value == READY:   # set_scenario names what the controls could not show instead
+            self.status.value = (f"Loaded the scenario of <code>{html.escape(path)}</code>: press <b>Run</b> to "
+                                 "run it.")
+        return scen
 
     def _save(self, write, path: str, what: str) -> Path | None:
         if what == "results" and self.result is None:
