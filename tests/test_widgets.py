@@ -381,6 +381,22 @@ def test_an_interrupted_run_marks_the_plots_stale(explorer, monkeypatch):
     assert "Interrupted" in ex.status.value and "max num seqs 128 (tried 4)" in ex.stale.value
 
 
+def test_an_edit_after_a_run_says_the_plots_are_the_earlier_settings(explorer):
+    """A control changed after a run left its table and plots on show with no word: they read as the answer to
+    the settings now shown until the next Run."""
+    ex = explorer
+    ex.controls["max_num_seqs"].value = 4   # before any run: nothing on show to be stale
+    assert ex.stale.value == ""
+    ex.run()
+    ex.controls["max_num_seqs"].value = 8
+    assert "Changed since the run below" in ex.stale.value and "max num seqs 4 (now 8)" in ex.stale.value
+    ex.controls["max_num_seqs"].value = 4   # back to what ran
+    assert ex.stale.value == ""
+    ex.controls["scheduler"].value = "static"
+    ex.run()
+    assert ex.stale.value == "" and ex.scenario_shown.scheduler == "static"
+
+
 def test_no_stale_mark_without_earlier_plots(explorer):
     ex = explorer
     ex.controls["tp"].options = [(str(t), t) for t in (1, 3)]

@@ -123,7 +123,9 @@ class Explorer:
         self.keep_button = w.Button(description="Keep as baseline", icon="thumb-tack", disabled=True)
         self.clear_button = w.Button(description="Clear baseline", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=1, description="requests", bar_style="info")
-        self.stale = w.HTML()          # a note while the table and plots are an earlier run's (the last failed)
+        self.stale = w.HTML()          # a note while the table and plots are not the controls' (edited, or a failed run)
+        for ctl in self.controls.values():
+            ctl.observe(lambda _: self._note_edits(), "value")
         self.summary = w.HTML()
         self.plots = w.Tab(children=[w.Box(layout=w.Layout(width="100%")) for _ in views.PANELS],
                            layout=w.Layout(width="100%", display="none"))   # shown from the first result on
@@ -470,11 +472,22 @@ class Explorer:
                             "<b>Not these settings:</b> the table and plots below are from the last successful run, "
                             f"at {self.shown_at}, with {html.escape(self._changed(tried))}.</div>")
 
-    def _changed(self, tried: Scenario) -> str:
+    def _changed(self, tried: Scenario, word: str = "tried") -> str:
         """How the settings tried differ from those of the run on show, by control label."""
         a, b = self.scenario_shown.to_dict(), tried.to_dict()
-        diff = ", ".join(f"{self._label(k)} {a[k]!r} (tried {b[k]!r})" for k in a if a[k] != b[k])
+        diff = ", ".join(f"{self._label(k)} {a[k]!r} ({word} {b[k]!r})" for k in a if a[k] != b[k])
         return diff or "the same settings"
+
+    def _note_edits(self) -> None:
+        """While the controls no longer describe the run on show, say so: its table and plots are not the answer
+        to the settings now shown (they were read as such). A failed run's note stays until a run succeeds."""
+        if self.scenario_shown is None or self.tried is not None:
+            return
+        now = self.scenario()
+        self.stale.value = "" if now == self.scenario_shown else (
+            "<div style='border-left:4px solid #c80;background:#fffbe6;padding:2px 8px'><b>Changed since the run "
+            f"below</b> (at {self.shown_at}): {html.escape(self._changed(now, 'now'))}. Press <b>Run</b> to see "
+            "these settings.</div>")
 
     def _render(self) -> None:
         """The table, and the plots of the open tab only: a browser takes ~0.1 s to draw each Bokeh figure,
