@@ -1,0 +1,88 @@
+"""Wall time of design_space.ipynb's sweep and capacity search, on a 2-worker LocalCluster, and what they answer.
+
+Run: python benchmarks/bench_capacity.py [--repeat 3] [--num-requests 1000] [--seed 0] [--slo-ttft-ms 500]
+     [--slo-tpot-ms 50] [--rel-tol 0.05] [--no-sweep] [--json OUT] [--reference-dir ROOT]
+The notebook's settings by default: Llama-3.1-8B on an RTX PRO 6000 with power, 1000 requests per run, a sweep of
+tp [1, 2] x max_num_seqs [16, 64, 256] x rate [4, 8, 16], then the capacity search over tp x max_num_seqs in
+rate_range (1, 64) with p90 TTFT <= 500 ms and TPOT <= 50 ms. One cluster for all repeats (as the notebook keeps
+one), every worker warmed first. Prints the median and every time, the runs the search spent, and its answers
+(max_rate per configuration, which must not move by more than rel_tol between versions). The capacity search is
+given the sweep's runs (``known=``) where this version of llmss_lab takes them, as the notebook does; with
+--no-sweep it runs alone.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import statistics
+import time
+
+from machine import banner, default_reference_dir
+
+
+def warm(reference_dir: str) -> None:
+    from llmss_lab.scenario import Scenario
+
+    Scenario(num_requests=4, power=True).run(reference_dir)
+
+
+def main() -> int:
+    import llmss_lab as ll
+    from llmss_lab.sweeps import local_client
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--num-requests", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--slo-ttft-ms", type=float, default=500.0)
+    p.add_argument("--slo-tpot-ms", type=float, default=50.0)
+    p.add_argument("--rel-tol", type=float, default=0.05)
+    p.add_argument("--no-sweep", action="store_true", help="time the capacity search alone, without the sweep's runs")
+    p.add_argument("--json", help="write the answers (max_rate, bound per configuration) to this file")
+    p.add_argument("--reference-dir", default=default_reference_dir())
+    args = p.parse_args()
+    print(banner())
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    ref = args.reference_dir
+    base = ll.Scenario(num_requests=args.num_requests, seed=args.seed, power=True)
+    slo = ll.SLO(ttft_ms=args.slo_ttft_ms, tpot_ms=args.slo_tpot_ms, quantile=0.9)
+    configs = {"tp": [1, 2], "max_num_seqs": [16, 64, 256]}
+    takes_known = "known" in inspect.signature(ll.capacity).parameters
+    sweep_s, cap_s = [], []
+    with local_client(2) as client:
+        client.run(warm, ref)
+        for _ in range(args.repeat):
+            known = {}
+            if not args.no_sweep:
+                t0 = time.perf_counter()
+                ds = ll.sweep(base, {**configs, "rate": [4.0, 8.0, 16.0]}, client=client, reference_dir=ref, slo=slo,
+                              progress=False)
+                sweep_s.append(time.perf_counter() - t0)
+                known = {"known": ds} if takes_known else {}
+            t0 = time.perf_counter()
+            cap = ll.capacity(base, slo, configs, rate_range=(1.0, 64.0), rel_tol=args.rel_tol, client=client,
+                              reference_dir=ref, progress=False, **known)
+            cap_s.append(time.perf_counter() - t0)
+    print(f"{args.num_requests} requests per run, seed {args.seed}, SLO p90 TTFT <= {args.slo_ttft_ms:g} ms, "
+          f"TPOT <= {args.slo_tpot_ms:g} ms, rel_tol {args.rel_tol:g}; capacity given the sweep's runs: "
+          f"{bool(known)}")
+    if sweep_s:
+        print(f"  sweep (18 points)   : median {statistics.median(sweep_s):6.1f} s  ({', '.join(f'{t:.1f}' for t in sweep_s)})")
+    print(f"  capacity (6 configs): median {statistics.median(cap_s):6.1f} s  ({', '.join(f'{t:.1f}' for t in cap_s)})")
+    print(f"  runs spent: {int(cap.rounds.sum())} ({cap.rounds.values.ravel().tolist()})")
+    answers = {}
+    for tp in cap.tp.values:
+        for m in cap.max_num_seqs.values:
+            c = cap.sel(tp=tp, max_num_seqs=m)
+            answers[f"tp{tp}_seqs{m}"] = [float(c.max_rate), str(c.bound.values)]
+            print(f"  tp {tp} max_num_seqs {m:3d}: max_rate {float(c.max_rate):8.4f} req/s  {c.bound.values}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(answers, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
