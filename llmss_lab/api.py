@@ -564,7 +564,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
              kv_transfer: str = "layer", seed: int = 0, prefix_storage: str | None = None,
              prefix_sharing: str = "instance", attn_offload: bool = False,
              sub_batch_interleaving: bool = False, latency: str = "auto", what_if: dict | None = None,
-             efficiency_file: str | Path | None = None, memory_sample_s: float = 1.0) -> Results:
+             efficiency_file: str | Path | None = None, memory_sample_s: float = 1.0,
+             stop_when: Callable[[Any, float], bool] | None = None) -> Results:
     """Simulate serving ``workload`` on ``cluster`` and return the results.
 
     ``cluster`` is a cluster JSON path or a :class:`ClusterSpec`; ``workload`` a JSONL trace path
@@ -586,6 +587,9 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     ``what_if`` scales the hardware spec for the analytical model (``{"memory_bw_gbs": 2}``) and
     ``efficiency_file`` replaces its fitted curves; the results' ``latency_source`` attr says which ran.
     ``memory_sample_s`` spaces the samples of ``Results.memory`` (finer, to read memory at exact instants).
+    ``stop_when(requests, now_ns)`` is asked after each step that finishes requests (the kernel's request table,
+    times in ns, -1 where not yet); True ends the run there with ``kernel.simulator.RunStopped`` (no results):
+    a capacity search stops a run whose SLO is already lost.
     """
     # numpy scalars (from a user's arrays) as the plain values they hold
     num_requests, seed, gate_skew, memory_sample_s = map(plain, (num_requests, seed, gate_skew, memory_sample_s))
@@ -605,6 +609,9 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     if progress is not None and not callable(progress):
         raise InputError(f"expected a function called with each finished request, got {progress!r}", "settings",
                          "progress")
+    if stop_when is not None and not callable(stop_when):
+        raise InputError(f"expected a function of (requests, now_ns) or None, got {stop_when!r}", "settings",
+                         "stop_when")
     ROUTERS.get(router, "router")
     GATES.get(expert_gate, "expert_gate")   # a typo is named even where no MoE model would use the gate
     if prefix_storage not in (None, "cpu", "cxl"):
@@ -646,7 +653,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     _check_fits(workload, setups)
     memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))
-    raw = simulator.run(setups, workload, router, progress, links, kv_transfer, seed, memory)
+    raw = simulator.run(setups, workload, router, progress, links, kv_transfer, seed, memory, stop_when)
     energy = power.account(raw, node_power(spec, setups))
     attrs = {
         "title": "llmss_lab simulation",

@@ -87,6 +87,36 @@ class SLO:
         out["slo_met"] = float(met)
         return out
 
+    def lost(self, requests: Any, now_ns: float) -> bool:
+        """Whether a run is already certain to miss the SLO at ``now_ns``, whatever its later steps do: enough of
+        its requests have a TTFT or TPOT over the limit, or will have, to put the quantile over it.
+
+        ``requests`` is the kernel's request table (times in ns, -1 where not yet). A first token still to come
+        comes at ``now_ns`` or later, and so does the last token of an unfinished request; each request's TTFT
+        and TPOT are computed as the results compute them, with those times in place of the ones to come, so
+        that each is at most the value the finished run would give (each float operation is monotone).
+        :meth:`evaluate` takes numpy's linear quantile of the n values, which is at least their order statistic
+        ``floor((n - 1) q)`` (from 0): once ``n - floor((n - 1) q)`` values are over the limit, so are that
+        statistic and the quantile. The margin keeps the index at or below numpy's, however it rounds ``(n-1) q``.
+        """
+        R = requests
+        n = len(R.arrival)
+        need = n - max(0, math.floor((n - 1) * self.quantile - 1e-9))
+        s = 1e-9
+        started = R.first_token >= 0
+        if self.ttft_ms is not None:
+            first = np.where(started, R.first_token, now_ns)
+            ttft = (first * s - R.arrival * s) * 1e3
+            if np.count_nonzero(ttft > self.ttft_ms) >= need:
+                return True
+        if self.tpot_ms is not None:
+            timed = started & (R.output > 1)   # one-token outputs have no TPOT (evaluate counts them as 0)
+            last = np.where(R.finished >= 0, R.finished, now_ns)[timed]
+            tpot = (last * s - R.first_token[timed] * s) / (R.output[timed] - 1) * 1e3
+            if np.count_nonzero(tpot > self.tpot_ms) >= need:
+                return True
+        return False
+
 
 # ---- one point ------------------------------------------------------------------------------------
 
@@ -95,13 +125,40 @@ def num_gpus(scenario: Scenario, reference_dir: str | Path | None = None) -> int
     return sum(i.num_npus for i in scenario.cluster(reference_dir).instances)
 
 
-def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | None = None) -> dict[str, Any]:
+STOP_CHECKS = 256   # a run that may stop early asks SLO.lost about this many times at most (each costs O(requests))
+
+
+def _stop_when_lost(slo: SLO) -> Callable[[Any, float], bool]:
+    """The kernel's stop_when for a run that only needs its SLO verdict: True once the SLO is lost. Asked after
+    every step that finishes requests, it looks every n / STOP_CHECKS such steps."""
+    calls = 0
+
+    def stop(requests: Any, now_ns: float) -> bool:
+        nonlocal calls
+        calls += 1
+        return calls % max(1, len(requests.arrival) // STOP_CHECKS) == 0 and slo.lost(requests, now_ns)
+
+    return stop
+
+
+def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | None = None,
+              stop_early: bool = False) -> dict[str, Any]:
     """Run one point; never raises (a sweep must not lose its other points): failures come back as
-    ``{"status": "failed", "error": ...}``. Module-level so dask can ship it to any worker."""
+    ``{"status": "failed", "error": ...}``. Module-level so dask can ship it to any worker.
+
+    ``stop_early`` (with an ``slo``): a run stops as soon as its SLO is certain to be missed (:meth:`SLO.lost`),
+    and comes back with the one metric ``slo_met`` 0 and ``stopped_at_s``, the simulated time it stopped at; a
+    capacity search needs no more of a run that fails."""
+    from .kernel.simulator import RunStopped
+
     t0 = time.perf_counter()
     try:
         sc = Scenario.from_dict(scenario, "sweep point")
-        res = sc.run(reference_dir)
+        try:
+            res = sc.run(reference_dir, stop_when=_stop_when_lost(slo) if slo is not None and stop_early else None)
+        except RunStopped as stopped:
+            return {"status": "ok", "metrics": {"slo_met": 0.0}, "error": "", "wall_s": time.perf_counter() - t0,
+                    "stopped_at_s": stopped.now_ns * 1e-9}
         metrics = {k: float(v) for k, v in res.summary().items() if isinstance(v, (int, float))}
         metrics["num_gpus"] = float(num_gpus(sc, reference_dir))
         if slo is not None:
@@ -581,9 +638,10 @@ def _connect(client: Any, n_workers: int | None, n_tasks: int, source: str = "sw
 
 def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, client: Any = None,
                n_workers: int | None = None, progress: bool = True, desc: str = "sweep",
-               on_result: Callable[[int, dict], None] | None = None, bar: Any = None) -> list[dict]:
+               on_result: Callable[[int, dict], None] | None = None, bar: Any = None,
+               stop_early: bool = False) -> list[dict]:
     """Run scenario dicts as dask tasks; ``on_result(i, result)`` hears each as it arrives. A caller
-    that runs several batches passes its own progress ``bar``."""
+    that runs several batches passes its own progress ``bar``. ``stop_early``: as :func:`run_point`'s."""
     from distributed import as_completed
 
     results: list[dict | None] = [None] * len(points)
@@ -594,7 +652,8 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
         bar = progress_bar(total=len(points), desc=desc, unit="point", disable=not progress)
     try:
         with _client(client, n_workers, len(points), bar=bar) as c:
-            futures = {c.submit(run_point, p, reference_dir, slo, pure=False): i for i, p in enumerate(points)}
+            futures = {c.submit(run_point, p, reference_dir, slo, stop_early, pure=False): i
+                       for i, p in enumerate(points)}
             try:
                 for fut in as_completed(futures, loop=c.loop):   # c is not dask's default client
                     i = futures[fut]
@@ -737,7 +796,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     hi / lo <= 1 + ``rel_tol``. ``max_rate`` is the highest rate seen to meet the SLO; ``bound`` says
     whether it lies ``inside`` the range, at its top (``above``: even the highest rate met it) or
     below it (``below``: even the lowest failed; ``max_rate`` is NaN). The metrics of the run at
-    ``max_rate`` come along (goodput, energy per token, ...).
+    ``max_rate`` come along (goodput, energy per token, ...). A run stops as soon as its SLO is certain to be
+    missed (:meth:`SLO.lost`): only its verdict is used.
     """
     _check_run_args(base, slo, "capacity", slo_needed=True)
     if base.trace:
@@ -777,7 +837,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     try:
         with _client(client, n_workers, 2 * n, "capacity", bar) as c:
             # round 0: both ends of the range
-            ends = run_points([{**p, "rate": float(r)} for p in points for r in (lo0, hi0)], ref, slo, c, bar=bar)
+            ends = run_points([{**p, "rate": float(r)} for p in points for r in (lo0, hi0)], ref, slo, c, bar=bar,
+                              stop_early=True)
             for i in range(n):
                 at_lo, at_hi = ends[2 * i], ends[2 * i + 1]
                 rounds[i] = 1
@@ -795,7 +856,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
                 if not active:
                     break
                 mids = {i: math.sqrt(lo[i] * hi[i]) for i in active}
-                res = run_points([{**points[i], "rate": mids[i]} for i in active], ref, slo, c, bar=bar)
+                res = run_points([{**points[i], "rate": mids[i]} for i in active], ref, slo, c, bar=bar,
+                                 stop_early=True)
                 for i, r in zip(active, res):
                     rounds[i] += 1
                     if r["status"] == "failed":

@@ -190,6 +190,55 @@ def test_slo_goodput_and_limits():
             SLO(**kwargs)
 
 
+def _table(arrival_ms, first_ms, finish_ms, output):
+    """A kernel request table with these times (ms; None: not yet)."""
+    from llmss_lab.kernel.requests import RequestTable
+
+    ns = lambda v: np.array([-1.0 if t is None else t * 1e6 for t in v])   # noqa: E731
+    R = RequestTable(ns(arrival_ms), np.full(len(arrival_ms), 8), np.array(output))
+    R.first_token, R.finished = ns(first_ms), ns(finish_ms)
+    return R
+
+
+def test_an_slo_is_lost_only_once_enough_requests_are_certain_to_break_it():
+    slo = SLO(ttft_ms=100, quantile=0.9)   # 10 requests: p90 interpolates order statistics 8 and 9 (from 0)
+    arrival = [0.0] * 10
+    one_late = _table(arrival, [150.0] + [50.0] * 9, [200.0] * 10, [2] * 10)
+    assert not slo.lost(one_late, 200e6)          # one TTFT over: p90 = 50 + 0.1 * 100 = 60 ms, met
+    two_late = _table(arrival, [150.0, 150.0] + [50.0] * 8, [200.0] * 10, [2] * 10)
+    assert slo.lost(two_late, 200e6)              # statistic 8 is over: p90 >= 150 ms
+    waiting = _table(arrival, [150.0] + [None] * 9, [None] * 10, [2] * 10)
+    assert not slo.lost(waiting, 90e6)            # nine still waiting, but within the limit so far
+    assert slo.lost(waiting, 101e6)               # ... and past it now: their first tokens can only come later
+    tpot = SLO(tpot_ms=10, quantile=0.5)
+    slow = _table([0.0] * 4, [10.0] * 4, [None, None, 30.0, None], [3, 3, 3, 1])
+    assert not tpot.lost(slow, 25e6)              # (25 - 10) / 2 = 7.5 ms so far
+    assert tpot.lost(slow, 31e6)                  # two unfinished at >= 10.5 ms (the one-token output has none)
+    for q in (0.5, 0.9, 0.99, 1.0):               # lost is never said of a run that meets the SLO
+        rng = np.random.default_rng(int(q * 100))
+        for n in (1, 2, 7, 10, 101):
+            ttft = rng.exponential(100.0, n)
+            R = _table([0.0] * n, ttft.tolist(), (ttft + 1).tolist(), [1] * n)
+            met = SLO(ttft_ms=100, quantile=q).evaluate((R.first_token * 1e-9 - R.arrival * 1e-9) * 1e3,
+                                                         np.full(n, np.nan), 1.0, n)["slo_met"]
+            assert not (met and SLO(ttft_ms=100, quantile=q).lost(R, float(R.finished.max())))
+
+
+@pytest.mark.parametrize("rate, slo", [(64.0, SLO(ttft_ms=50)), (64.0, SLO(tpot_ms=10)), (2.0, SLO(ttft_ms=500)),
+                                       (16.0, SLO(ttft_ms=100, tpot_ms=40))])
+def test_a_run_stopped_early_gives_the_slo_verdict_of_the_whole_run(ref, rate, slo):
+    point = BASE.replace(num_requests=200, max_num_seqs=16, rate=rate).to_dict()
+    whole, early = run_point(point, str(ref), slo), run_point(point, str(ref), slo, stop_early=True)
+    assert early["status"] == whole["status"] == "ok"
+    assert early["metrics"]["slo_met"] == whole["metrics"]["slo_met"]
+    if whole["metrics"]["slo_met"]:
+        assert early["metrics"] == whole["metrics"] and "stopped_at_s" not in early
+    else:
+        assert early["metrics"] == {"slo_met": 0.0}
+    if rate == 64.0:   # lost from the first requests on: stopped long before the run would end
+        assert early["stopped_at_s"] < whole["metrics"]["duration_s"] / 4
+
+
 def test_capacity_finds_the_edge_of_the_slo(client, ref):
     slo = SLO(ttft_ms=100, tpot_ms=40)     # p90 TTFT of this trace: 74 ms at 4 req/s, 119 ms at 16 req/s
     cap = ll.capacity(BASE, slo, {"max_num_seqs": [64]}, rate_range=(1.0, 64.0), rel_tol=0.1, client=client,

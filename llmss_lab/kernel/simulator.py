@@ -37,6 +37,15 @@ KV_TRANSFERS = ("layer", "whole", "pull")   # how a prefill/decode split moves K
 HORIZON_NS = 100 * 86_400e9   # results keep per-second series: a run this long is a unit slip, not a workload
 
 
+class RunStopped(Exception):
+    """A run ended early because its ``stop_when`` said so, at simulated time ``now_ns``."""
+
+    def __init__(self, now_ns: float, finished: int):
+        super().__init__(f"run stopped at {now_ns * 1e-9:.3f} s of simulated time, {finished} requests done")
+        self.now_ns = now_ns
+        self.finished = finished
+
+
 @dataclass
 class InstanceSetup:
     """Everything one instance needs, already resolved from configs and profiles."""
@@ -163,8 +172,11 @@ def _pools(setups: list[InstanceSetup], memory: MemorySetup, tiers: dict[str, Ti
 
 def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_robin",
         progress: Callable[[int], None] | None = None, links: tuple[Link, Link] | None = None,
-        kv_transfer: str = "layer", seed: int = 0, memory: MemorySetup | None = None) -> RawRun:
-    """``links``: (intra-node, inter-node) links for P/D KV transfers; ``memory``: lower tiers."""
+        kv_transfer: str = "layer", seed: int = 0, memory: MemorySetup | None = None,
+        stop_when: Callable[[RequestTable, float], bool] | None = None) -> RawRun:
+    """``links``: (intra-node, inter-node) links for P/D KV transfers; ``memory``: lower tiers. ``stop_when`` is
+    called with the request table and the time after each step that finished requests; if it returns True, the
+    run ends there with :class:`RunStopped` (every later event has a time at or after that one)."""
     loop = EventLoop()
     R = RequestTable(workload.arrival_ns, workload.input_toks, workload.output_toks)
     fabric = Fabric()
@@ -205,6 +217,8 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             R.finished[rid] = now
             if progress is not None:
                 progress(1)
+        if stop_when is not None and len(rids) and stop_when(R, now):
+            raise RunStopped(now, int(np.count_nonzero(R.finished >= 0)))
 
     def deliver(rid: int, dst: Instance, prefilled: float, ready: float) -> None:
         R.kv_transfer[rid] = ready - prefilled
