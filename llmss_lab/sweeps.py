@@ -786,6 +786,98 @@ def why_no_metrics(ds: xr.Dataset) -> str:
 
 # ---- capacity search ------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Plan:
+    """Where the search of one configuration stands: ``state`` searching, inside, above, below or failed; ``rate``
+    the highest rate seen to meet the SLO and ``run`` its run (the failed run, if failed); ``need`` the rates
+    whose runs it waits for."""
+    state: str
+    rate: float = math.nan
+    run: dict | None = None
+    need: tuple[float, ...] = ()
+
+
+def _plan(verdicts: Mapping[float, dict], lo0: float, hi0: float, rel_tol: float) -> Plan:
+    """One configuration's bisection replayed from the runs made so far (rate -> :func:`run_point`'s result), so the
+    rates it runs, and its answer, depend only on their verdicts, not on the order they arrive in.
+
+    The top of the range is run first, with the first middle beside it: if it meets the SLO the answer is
+    ``above``. Then the bracket halves (geometrically) until hi / lo <= 1 + ``rel_tol``. The bottom of the range is
+    run only if every middle failed, to tell ``inside`` from ``below``: a run at a low rate lasts longest (the
+    whole workload spread thin), and with the SLO met or missed monotonically in the rate, a middle that meets it
+    says the bottom does too."""
+    need: tuple[float, ...] = ()
+    top = verdicts.get(hi0)
+    if top is None:
+        need = (hi0,)
+    elif top["status"] == "failed":
+        return Plan("failed", run=top)
+    elif top["metrics"]["slo_met"]:
+        return Plan("above", hi0, top)
+    lo, hi, best = lo0, hi0, None
+    while hi / lo > 1 + rel_tol:
+        mid = math.sqrt(lo * hi)
+        r = verdicts.get(mid)
+        if r is None:
+            return Plan("searching", need=need + (mid,))
+        if r["status"] == "failed":
+            return Plan("failed", run=r)
+        if r["metrics"]["slo_met"]:
+            lo, best = mid, r
+        else:
+            hi = mid
+    if best is None:   # every rate above the bottom missed the SLO: the bottom says inside or below
+        r = verdicts.get(lo0)
+        if r is None:
+            return Plan("searching", need=need + (lo0,))
+        if r["status"] == "failed":
+            return Plan("failed", run=r)
+        if not r["metrics"]["slo_met"]:
+            return Plan("searching", need=need) if need else Plan("below")
+        best = r
+    return Plan("searching", lo, best, need) if need else Plan("inside", lo, best)
+
+
+def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[float, dict]], plans: list[Plan],
+            rounds: np.ndarray, plan: Callable[[dict[float, dict]], Plan], bar: Any) -> None:
+    """Run every configuration's search at once, each at its own pace: a configuration's next run is submitted
+    as soon as the run it waits for is in (no round waits for the slowest run of all)."""
+    from distributed import as_completed
+
+    futures: dict[Any, tuple[int, float]] = {}
+    asked: set[tuple[int, float]] = set()
+    pending = as_completed(loop=c.loop)   # c is not dask's default client
+
+    def advance(i: int) -> None:
+        plans[i] = plan(verdicts[i])
+        for rate in plans[i].need:
+            if (i, rate) not in asked:
+                asked.add((i, rate))
+                fut = c.submit(run_point, {**points[i], "rate": float(rate)}, ref, slo, True, pure=False)
+                futures[fut] = (i, rate)
+                pending.add(fut)
+        if not plans[i].need:   # settled: a run it no longer needs (a middle beside a top that met the SLO) stops
+            c.cancel([f for f, (j, _) in futures.items() if j == i])
+
+    try:
+        for i in range(len(points)):
+            advance(i)
+        for fut in pending:
+            i, rate = futures.pop(fut)
+            if not plans[i].need:
+                continue
+            try:
+                result = fut.result()
+            except Exception as exc:   # noqa: BLE001 - a worker that died: this configuration fails, the rest go on
+                result = {"status": "failed", "metrics": {}, "error": f"worker lost: {exc}", "wall_s": math.nan}
+            verdicts[i][rate] = result
+            rounds[i] += 1
+            bar.update(1)
+            advance(i)
+    finally:
+        c.cancel(list(futures))
+
+
 def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tuple[float, float] = (0.5, 64.0),
              rel_tol: float = 0.05, client: Any = None, reference_dir: str | Path | None = None,
              n_workers: int | None = None, progress: bool = True, grid_source: str = "grid") -> xr.Dataset:
@@ -826,58 +918,28 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     dims, points = expand(base, grid if grid is not None else [{}], grid_source, reference_dir)
     ref = str(resolve_reference_dir(reference_dir))
     n = len(points)
-    lo = np.full(n, float(lo0))
-    hi = np.full(n, float(hi0))
-    best: list[dict | None] = [None] * n
-    state = np.array(["searching"] * n, dtype=object)
-    errors = [""] * n
+    verdicts: list[dict[float, dict]] = [{} for _ in range(n)]   # per configuration: rate -> its run
+    plans: list[Plan] = [_plan({}, lo0, hi0, rel_tol)] * n
     rounds = np.zeros(n, int)
     steps = math.ceil(math.log2(math.log(hi0 / lo0) / math.log1p(rel_tol))) if hi0 / lo0 > 1 + rel_tol else 0
     bar = progress_bar(total=n * (2 + steps), desc="capacity", unit="run", disable=not progress)
     try:
         with _client(client, n_workers, 2 * n, "capacity", bar) as c:
-            # round 0: both ends of the range
-            ends = run_points([{**p, "rate": float(r)} for p in points for r in (lo0, hi0)], ref, slo, c, bar=bar,
-                              stop_early=True)
-            for i in range(n):
-                at_lo, at_hi = ends[2 * i], ends[2 * i + 1]
-                rounds[i] = 1
-                failed = next((r for r in (at_lo, at_hi) if r["status"] == "failed"), None)
-                if failed is not None:
-                    state[i], errors[i] = "failed", failed["error"]
-                elif at_hi["metrics"]["slo_met"]:
-                    state[i], best[i], lo[i] = "above", at_hi, hi0
-                elif not at_lo["metrics"]["slo_met"]:
-                    state[i] = "below"
-                else:
-                    best[i] = at_lo
-            while True:
-                active = [i for i in range(n) if state[i] == "searching" and hi[i] / lo[i] > 1 + rel_tol]
-                if not active:
-                    break
-                mids = {i: math.sqrt(lo[i] * hi[i]) for i in active}
-                res = run_points([{**points[i], "rate": mids[i]} for i in active], ref, slo, c, bar=bar,
-                                 stop_early=True)
-                for i, r in zip(active, res):
-                    rounds[i] += 1
-                    if r["status"] == "failed":
-                        state[i], errors[i] = "failed", r["error"]
-                    elif r["metrics"]["slo_met"]:
-                        lo[i], best[i] = mids[i], r
-                    else:
-                        hi[i] = mids[i]
+            _search(c, points, ref, slo, verdicts, plans, rounds, lambda v: _plan(v, lo0, hi0, rel_tol), bar)
         bar.total = bar.n     # configurations that settled early needed fewer runs than budgeted
     finally:
         bar.close()
-    for i in range(n):
-        if state[i] == "searching":
-            state[i] = "inside"
+    state = np.array([p.state for p in plans], dtype=object)
+    best = [p.run for p in plans]
+    errors = [p.run["error"] if p.state == "failed" and p.run is not None else "" for p in plans]
+    lo = np.array([p.rate for p in plans], dtype=float)
     ds = to_dataset(base, grid if grid is not None else [{}], dims, points,
-                    [b if b is not None else {"status": "failed" if state[i] == "failed" else "ok", "metrics": {},
+                    [b if b is not None and state[i] != "failed" else
+                     {"status": "failed" if state[i] == "failed" else "ok", "metrics": {},
                                               "error": errors[i], "wall_s": math.nan}
                      for i, b in enumerate(best)], slo)
     shape = tuple(len(v) for v in dims.values())
-    max_rate = np.where([b is not None for b in best], lo, np.nan)
+    max_rate = np.where([b is not None and st != "failed" for b, st in zip(best, state)], lo, np.nan)
     ds["max_rate"] = (list(dims), max_rate.reshape(shape), {"units": "req/s",
                                                              "description": "highest rate seen to meet the SLO"})
     ds["bound"] = (list(dims), state.astype(str).reshape(shape),

@@ -3,6 +3,7 @@ scheduler/worker, resume after an interruption, SLO goodput, capacity search, Pa
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -250,6 +251,40 @@ def test_capacity_finds_the_edge_of_the_slo(client, ref):
     assert float(cap.goodput.sel(max_num_seqs=64)) == at["metrics"]["goodput"]
     above = run_point(BASE.replace(max_num_seqs=64, rate=rate * 1.25).to_dict(), str(ref), slo)
     assert above["metrics"]["slo_met"] == 0.0        # the bracket closed within rel_tol of the edge
+
+
+def test_the_search_runs_the_bottom_of_the_range_only_when_no_middle_meets_the_slo():
+    """A run at the bottom rate lasts longest (1 req/s: ~1000 simulated s for 1000 requests, the notebook's
+    slowest runs); it only tells inside from below, which a middle that meets the SLO already does. Same answers as
+    the search that ran both ends first, at every edge of a monotone SLO, in no more runs (but for a range that is
+    all too much: every middle fails before the bottom does)."""
+    from llmss_lab.sweeps import _plan
+
+    def before(meets, lo0, hi0, tol):   # both ends, then the middles
+        if meets(hi0):
+            return "above", hi0, 2
+        if not meets(lo0):
+            return "below", None, 2
+        lo, hi, runs = lo0, hi0, 2
+        while hi / lo > 1 + tol:
+            mid = math.sqrt(lo * hi)
+            lo, hi, runs = (mid, hi, runs + 1) if meets(mid) else (lo, mid, runs + 1)
+        return "inside", lo, runs
+
+    for lo0, hi0, tol in ((1.0, 64.0, 0.05), (0.5, 64.0, 0.05), (1.0, 2.0, 0.1), (2.0, 3.0, 0.6)):
+        for edge in np.geomspace(lo0 / 2, hi0 * 2, 301):
+            meets = lambda r: r <= edge   # noqa: E731
+            verdicts, asked = {}, []
+            while (plan := _plan(verdicts, lo0, hi0, tol)).need:
+                for r in plan.need:       # all the rates it waits for at once, as the search submits them
+                    asked.append(r)
+                    verdicts[r] = {"status": "ok", "error": "", "metrics": {"slo_met": float(meets(r))}}
+            state, rate, runs = before(meets, lo0, hi0, tol)
+            assert plan.state == state and (rate is None and plan.run is None or plan.rate == rate)
+            assert len(asked) == len(set(asked)) and (len(asked) <= runs or state == "below")   # below: every middle
+            assert (lo0 in asked) == (not any(meets(r) for r in asked if lo0 < r < hi0))
+    failed = {"status": "failed", "error": "tp 3 does not divide", "metrics": {}}
+    assert _plan({64.0: failed}, 1.0, 64.0, 0.05).state == "failed"
 
 
 def test_capacity_reports_ranges_that_are_all_fine_or_all_too_much(client, ref):
