@@ -797,7 +797,7 @@ class Plan:
     need: tuple[float, ...] = ()
 
 
-def _plan(verdicts: Mapping[float, dict], lo0: float, hi0: float, rel_tol: float) -> Plan:
+def _plan(verdicts: Mapping[float, dict], lo0: float, hi0: float, rel_tol: float, free: Sequence[float] = ()) -> Plan:
     """One configuration's bisection replayed from the runs made so far (rate -> :func:`run_point`'s result), so the
     rates it runs, and its answer, depend only on their verdicts, not on the order they arrive in.
 
@@ -805,7 +805,8 @@ def _plan(verdicts: Mapping[float, dict], lo0: float, hi0: float, rel_tol: float
     ``above``. Then the bracket halves (geometrically) until hi / lo <= 1 + ``rel_tol``. The bottom of the range is
     run only if every middle failed, to tell ``inside`` from ``below``: a run at a low rate lasts longest (the
     whole workload spread thin), and with the SLO met or missed monotonically in the rate, a middle that meets it
-    says the bottom does too."""
+    says the bottom does too. ``free``: rates whose runs were made already (a sweep's, in ``verdicts``): a bracket
+    with one inside is cut there (at the one nearest its geometric middle) before any other."""
     need: tuple[float, ...] = ()
     top = verdicts.get(hi0)
     if top is None:
@@ -816,7 +817,9 @@ def _plan(verdicts: Mapping[float, dict], lo0: float, hi0: float, rel_tol: float
         return Plan("above", hi0, top)
     lo, hi, best = lo0, hi0, None
     while hi / lo > 1 + rel_tol:
-        mid = math.sqrt(lo * hi)
+        inside = [r for r in free if lo < r < hi]
+        middle = math.log(lo * hi) / 2
+        mid = min(inside, key=lambda r: abs(math.log(r) - middle)) if inside else math.sqrt(lo * hi)
         r = verdicts.get(mid)
         if r is None:
             return Plan("searching", need=need + (mid,))
@@ -838,8 +841,31 @@ def _plan(verdicts: Mapping[float, dict], lo0: float, hi0: float, rel_tol: float
     return Plan("searching", lo, best, need) if need else Plan("inside", lo, best)
 
 
+def _known_runs(known: Any, slo: SLO, points: list[dict], lo0: float, hi0: float) -> list[dict[float, dict]]:
+    """Each configuration's runs in ``known`` (a sweep's Dataset) at rates in [lo0, hi0], rate -> result."""
+    out: list[dict[float, dict]] = [{} for _ in points]
+    if known is None:
+        return out
+    if not isinstance(known, xr.Dataset) or "scenario" not in known or "status" not in known:
+        hint = " (load a saved sweep with llmss_lab.sweeps.load)" if isinstance(known, (str, Path)) else ""
+        raise InputError(f"expected a sweep's Dataset, got {type(known).__name__}{hint}", "capacity", "known")
+    if known.attrs.get("slo", "") != json.dumps(asdict(slo)):
+        raise InputError(f"its runs were judged by another SLO ({known.attrs.get('slo') or 'none'}) than this search's "
+                         f"({json.dumps(asdict(slo))}): run the sweep with slo=", "capacity", "known")
+    by_config: dict[str, dict[float, dict]] = {}
+    for key, result in _done(known).items():
+        point = json.loads(key)
+        rate = point.pop("rate", None)
+        if is_real(rate) and "slo_met" in result["metrics"]:
+            by_config.setdefault(_key(point), {})[float(rate)] = result
+    for i, p in enumerate(points):
+        runs = by_config.get(_key({k: v for k, v in p.items() if k != "rate"}), {})
+        out[i] = {r: v for r, v in runs.items() if lo0 <= r <= hi0}
+    return out
+
+
 def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[float, dict]], plans: list[Plan],
-            rounds: np.ndarray, plan: Callable[[dict[float, dict]], Plan], bar: Any) -> None:
+            rounds: np.ndarray, plan: Callable[[int, dict[float, dict]], Plan], bar: Any) -> None:
     """Run every configuration's search at once, each at its own pace: a configuration's next run is submitted
     as soon as the run it waits for is in (no round waits for the slowest run of all)."""
     from distributed import as_completed
@@ -849,7 +875,7 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
     pending = as_completed(loop=c.loop)   # c is not dask's default client
 
     def advance(i: int) -> None:
-        plans[i] = plan(verdicts[i])
+        plans[i] = plan(i, verdicts[i])
         for rate in plans[i].need:
             if (i, rate) not in asked:
                 asked.add((i, rate))
@@ -880,7 +906,8 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
 
 def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tuple[float, float] = (0.5, 64.0),
              rel_tol: float = 0.05, client: Any = None, reference_dir: str | Path | None = None,
-             n_workers: int | None = None, progress: bool = True, grid_source: str = "grid") -> xr.Dataset:
+             n_workers: int | None = None, progress: bool = True, grid_source: str = "grid",
+             known: xr.Dataset | None = None) -> xr.Dataset:
     """The highest arrival rate (req/s) each grid point sustains within ``slo``, by bisection.
 
     Every configuration is searched at once: each round submits one rate per unresolved
@@ -889,7 +916,9 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     whether it lies ``inside`` the range, at its top (``above``: even the highest rate met it) or
     below it (``below``: even the lowest failed; ``max_rate`` is NaN). The metrics of the run at
     ``max_rate`` come along (goodput, energy per token, ...). A run stops as soon as its SLO is certain to be
-    missed (:meth:`SLO.lost`): only its verdict is used.
+    missed (:meth:`SLO.lost`): only its verdict is used. ``known``: a sweep's Dataset with the same ``slo`` (over
+    the rate, say): its runs at a configuration's scenario with a rate in the range are used, not run again, and
+    cut the bracket first (the answer then moves within ``rel_tol``, as any bisection of a monotone SLO).
     """
     _check_run_args(base, slo, "capacity", slo_needed=True)
     if base.trace:
@@ -918,14 +947,16 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     dims, points = expand(base, grid if grid is not None else [{}], grid_source, reference_dir)
     ref = str(resolve_reference_dir(reference_dir))
     n = len(points)
-    verdicts: list[dict[float, dict]] = [{} for _ in range(n)]   # per configuration: rate -> its run
-    plans: list[Plan] = [_plan({}, lo0, hi0, rel_tol)] * n
+    verdicts = _known_runs(known, slo, points, lo0, hi0)   # per configuration: rate -> its run
+    free = [sorted(v) for v in verdicts]
+    plans: list[Plan] = [Plan("searching")] * n
     rounds = np.zeros(n, int)
     steps = math.ceil(math.log2(math.log(hi0 / lo0) / math.log1p(rel_tol))) if hi0 / lo0 > 1 + rel_tol else 0
     bar = progress_bar(total=n * (2 + steps), desc="capacity", unit="run", disable=not progress)
     try:
         with _client(client, n_workers, 2 * n, "capacity", bar) as c:
-            _search(c, points, ref, slo, verdicts, plans, rounds, lambda v: _plan(v, lo0, hi0, rel_tol), bar)
+            _search(c, points, ref, slo, verdicts, plans, rounds, lambda i, v: _plan(v, lo0, hi0, rel_tol, free[i]),
+                    bar)
         bar.total = bar.n     # configurations that settled early needed fewer runs than budgeted
     finally:
         bar.close()

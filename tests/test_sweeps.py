@@ -287,6 +287,49 @@ def test_the_search_runs_the_bottom_of_the_range_only_when_no_middle_meets_the_s
     assert _plan({64.0: failed}, 1.0, 64.0, 0.05).state == "failed"
 
 
+def test_a_sweeps_runs_cut_the_bracket_and_move_the_answer_within_the_tolerance():
+    from llmss_lab.sweeps import _plan
+
+    lo0, hi0, tol, free = 1.0, 64.0, 0.05, [4.0, 8.0, 16.0]
+    total = {False: 0, True: 0}
+    for edge in np.geomspace(0.5, 128.0, 301):
+        meets = lambda r: r <= edge   # noqa: E731
+        runs = {}
+        for known in ({}, {r: {"status": "ok", "error": "", "metrics": {"slo_met": float(meets(r))}} for r in free}):
+            verdicts, asked = dict(known), []
+            while (plan := _plan(verdicts, lo0, hi0, tol, sorted(known))).need:
+                for r in plan.need:
+                    asked.append(r)
+                    verdicts[r] = {"status": "ok", "error": "", "metrics": {"slo_met": float(meets(r))}}
+            runs[bool(known)] = (plan, asked)
+            total[bool(known)] += len(asked)
+        (alone, asked_alone), (given, asked_given) = runs[False], runs[True]
+        assert given.state == alone.state and len(asked_given) <= len(asked_alone)
+        assert given.state != "inside" or given.rate <= edge < given.rate * (1 + tol)
+        assert given.state != "inside" or abs(math.log(given.rate / alone.rate)) < math.log1p(tol)
+    assert total[True] < 0.75 * total[False]
+
+
+def test_capacity_takes_a_sweeps_runs_instead_of_running_them_again(client, ref):
+    slo = SLO(ttft_ms=100, tpot_ms=40)
+    grid = {"max_num_seqs": [16, 64]}
+    ds = ll.sweep(BASE, {**grid, "rate": [4.0, 8.0, 16.0]}, client=client, reference_dir=ref, slo=slo, progress=False)
+    alone = ll.capacity(BASE, slo, grid, rate_range=(1.0, 64.0), rel_tol=0.1, client=client, reference_dir=ref,
+                        progress=False)
+    given = ll.capacity(BASE, slo, grid, rate_range=(1.0, 64.0), rel_tol=0.1, client=client, reference_dir=ref,
+                        progress=False, known=ds)
+    assert (given.bound.values == alone.bound.values).all() and int(given.rounds.sum()) < int(alone.rounds.sum())
+    assert np.all(np.abs(np.log(given.max_rate.values / alone.max_rate.values)) < math.log1p(0.1))
+    for m in grid["max_num_seqs"]:   # the metrics of the run at max_rate are that run's, wherever it was made
+        rate = float(given.max_rate.sel(max_num_seqs=m))
+        at = run_point(BASE.replace(max_num_seqs=m, rate=rate).to_dict(), str(ref), slo)
+        assert float(given.goodput.sel(max_num_seqs=m)) == at["metrics"]["goodput"]
+    with pytest.raises(InputError, match="another SLO"):
+        ll.capacity(BASE, SLO(ttft_ms=50), grid, client=client, reference_dir=ref, progress=False, known=ds)
+    with pytest.raises(InputError, match="expected a sweep's Dataset"):
+        ll.capacity(BASE, slo, grid, client=client, reference_dir=ref, progress=False, known="sweep.nc")
+
+
 def test_capacity_reports_ranges_that_are_all_fine_or_all_too_much(client, ref):
     easy = ll.capacity(BASE, SLO(ttft_ms=1e6), rate_range=(1.0, 2.0), client=client, reference_dir=ref,
                        progress=False)
