@@ -61,12 +61,13 @@ def test_design_space_says_why_when_every_point_failed(ref, tmp_path):
 
 
 def test_quickstart_says_in_words_why_it_did_not_run(ref, tmp_path):
-    """-p max_num_seqs 0 ended in an AssertionError whose message was the status line's raw HTML."""
+    """-p max_num_seqs 0 (a value beyond its control's range then; num_requests 30000 is one now) ended in an
+    AssertionError whose message was the status line's raw HTML."""
     path = NOTEBOOKS[0]
     with pytest.raises(papermill.PapermillExecutionError,
-                       match=r"InputError: explorer: Not run: .*max_num_seqs 0 \(shown as 1\)"):
+                       match=r"InputError: explorer: Not run: .*num_requests 30000 \(shown as 20000\)"):
         papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(path.parent), progress_bar=False,
-                                   parameters={"reference_dir": str(ref), "max_num_seqs": 0}, kernel_name="python3")
+                                   parameters={"reference_dir": str(ref), "num_requests": 30000}, kernel_name="python3")
 
 
 ALL_NOTEBOOKS = NOTEBOOKS + sorted((NOTEBOOKS[0].parent.parent / "paper_figures").glob("*.ipynb"))
