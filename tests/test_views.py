@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from bokeh.models import ColorBar, ColumnDataSource, Div, GlyphRenderer, LinearColorMapper, Tabs
+from bokeh.models import ColorBar, ColumnDataSource, Div, GlyphRenderer, Label, Legend, LinearColorMapper, Tabs
 
 from llmss_lab import views
 from llmss_lab.views import plots
@@ -32,8 +32,10 @@ def test_batch_timeline_has_one_bar_per_step_and_rows_per_run(runs):
     share = src.data["share"]
     assert share.min() >= 0 and share.max() <= 1 and share.max() > 0   # some prefill, some pure decode
     both = views.batch_timeline(a, b)
-    assert list(both.y_range.factors) == ["baseline (max_num_seqs 8, power off): n0/i0",
-                                          "run (max_num_seqs 128, power on): n0/i0"]
+    assert list(both.y_range.factors) == [("baseline (max_num_seqs 8, power off)", "n0/i0"),
+                                          ("baseline (max_num_seqs 8, power off)", ""),
+                                          ("run (max_num_seqs 128, power on)", "n0/i0"),
+                                          ("run (max_num_seqs 128, power on)", "")]
     assert len(_sources(both)[0].data["left"]) == a.iterations.sizes["step"] + b.iterations.sizes["step"]
 
 
@@ -161,18 +163,112 @@ def test_time_views_say_what_they_leave_out_and_where_memory_runs_out(ref):
     assert cap.data_source.data["y"][0] == pytest.approx(float(r.memory.npu_kv_capacity.sum()) / 1024)
 
 
-def test_a_legend_beside_the_plot_fits_in_the_figure(runs, ref):
-    """The power view of a run and a baseline has 8 legend entries, 247 px of legend in a 220 px figure: the
-    last entry ran past the figure's bottom, cut off in a notebook."""
+def test_a_legend_under_the_plot_fits_in_the_figure(runs, ref):
+    """The legends grow the figure by their height, so the plot keeps its own (a legend taller than the figure ran
+    past its bottom, cut off in a notebook)."""
     a, _ = runs
     b = Scenario(num_requests=30, power=True, max_num_seqs=8).run(ref)
     pools = Scenario(num_requests=30, instances=2, prefix_storage="cpu", shared_prefix_len=512).run(ref)
-    for fig in (views.power(a, b), views.memory(pools, b), views.throughput(a, b)):
-        entries = len(fig.legend[0].items)
-        # Bokeh stacks entries of a 20 px glyph 3 px apart, below the title, inside a margin and a padding
-        assert fig.height >= 23 * entries + 60, (fig.title.text, entries, fig.height)
-    assert views.throughput(a, b).height == 220   # a short legend leaves the figure as it was
+    for fig in (views.power(a, b), views.memory(pools, b), views.throughput(a, b), views.request_lifelines(a, b)):
+        legends = [x for x in fig.below if isinstance(x, Legend)]
+        rows = sum(-(-_entries(leg) // leg.ncols) for leg in legends)
+        # a row is a 20 px glyph and 10 px of spacing; each legend has a title, a margin and a padding too
+        assert fig.height >= (320 if "lifelines" in fig.title.text else 220) + 30 * rows + 20 * len(legends), \
+            (fig.title.text, rows, fig.height)
+    assert views.throughput(a).height == 220 + 2 * 8 + 20   # a run alone: one row of two entries, no title
 
+
+def _entries(legend: Legend) -> int:
+    """Entries drawn: one per item, one per phase for the lifelines' item per value of a field."""
+    return sum(3 if getattr(i.label, "field", None) else 1 for i in legend.items)
+
+
+def test_overlay_legends_sit_under_the_plot_a_run_to_a_row(runs):
+    """With a baseline the legends beside the plots took a third of the width at the explorer's 830 px, every
+    entry repeating the run's long name; the CDF legends, inside, covered the curves' long tails."""
+    a, b = runs
+    names = views.run_labels(a, b)
+    for view in (views.throughput, views.memory, views.request_lifelines):
+        fig = view(a, b)
+        assert all(leg in fig.below for leg in fig.select({"type": Legend})), fig.title.text
+        legends = [x for x in fig.below if isinstance(x, Legend)]
+        assert [leg.title for leg in legends] == list(names), fig.title.text   # each run named once
+        for leg in legends:
+            assert leg.orientation == "horizontal" and leg.ncols == _entries(leg), (fig.title.text, leg.title)
+            assert not any(n in (getattr(i.label, "value", None) or "") for i in leg.items for n in names)
+    power = views.power(a, a, None, *names)   # the stack's seven components in a row, and the baseline's total
+    assert [(leg.title, leg.ncols) for leg in power.below if isinstance(leg, Legend)] == [(names[0], 7), (names[1], 1)]
+    for metric, _ in plots.METRICS:   # a run to a row, under the axis: not over the curves
+        fig = views.latency_cdf(a, b, metric)
+        (leg,) = fig.select({"type": Legend})
+        assert leg in fig.below and leg.ncols == 1 and _legend(fig) == list(names)
+        assert fig.height == 240 + 2 * 30 - 10 + 2 * 8   # the plot keeps its height
+
+
+def test_the_gantt_names_each_run_once_and_its_rows_by_instance(runs):
+    """In the Timeline tab the rows read "run (scheduler static): n0/i0": with the lifelines' legend that left
+    the two time plots ~320 px of the explorer's 830."""
+    a, b = runs
+    fig = views.batch_timeline(a, b)
+    names = views.run_labels(a, b)
+    assert {sub for _, sub in fig.y_range.factors} == {"n0/i0", ""}      # beside the plot: the instance only
+    assert fig.yaxis[0].group_text_font_size == "0px"                     # the run's name is not drawn there...
+    labels = fig.select({"type": Label})
+    assert sorted(lab.text for lab in labels) == sorted(names)            # ...but once, across its own row
+    factors = list(fig.y_range.factors)
+    for lab in labels:   # on the row (name, ""): rows are one unit, groups GROUP_PADDING apart, centres half in
+        k = factors.index((lab.text, ""))
+        assert lab.y == pytest.approx(k + 0.5 + plots.GROUP_PADDING * (factors[k][0] != factors[0][0]))
+        assert lab.x_units == "screen"
+    assert not views.batch_timeline(a).select({"type": Label})             # a run alone: no names
+
+
+def test_the_overlay_plots_take_the_width_of_the_explorer(runs, tmp_path):
+    """Measured in a browser at the explorer's width (~830 px): the time plots had ~350 px (Time series) and
+    ~255 px (Timeline) of it, the rest went to legends and row labels."""
+    import os
+    import shutil
+
+    from bokeh.io import save
+    from bokeh.resources import INLINE
+
+    from llmss_lab.widgets.explorer import _fit_width
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    chromium = os.environ.get("LLMSS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium browser on PATH")
+    a, b = runs
+    page_width = 846   # an 830 px panel and the page's margins
+    frames = {}
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            for title in ("Timeline", "Time series", "Latency CDFs"):
+                html = tmp_path / f"{title}.html"
+                save(_fit_width(views.PANELS[title](a, b, None, "run (scheduler static)",
+                                                    "baseline (max_num_seqs 8, power off)")), html,
+                     resources=INLINE, title=title)
+                page = browser.new_page(viewport={"width": page_width, "height": 800})
+                page.goto(html.as_uri())
+                page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0")
+                page.wait_for_timeout(500)
+                frames[title] = page.evaluate("""() => { const out = [];
+                    const walk = (v) => { if (v.frame && v.model.title) out.push([v.model.title.text,
+                        v.frame.bbox.width, v.frame.bbox.height, v.bbox.width]);
+                        for (const c of (v.child_views ?? [])) walk(c); };
+                    for (const d of Bokeh.documents) for (const r of d.roots()) walk(Bokeh.index.get_one(r));
+                    return out; }""")
+                page.close()
+        finally:
+            browser.close()
+    for title in ("Timeline", "Time series"):
+        assert len(frames[title]) in (2, 3)
+        for name, width, height, whole in frames[title]:
+            assert width >= 0.8 * whole, (name, width, whole)   # the plot area: most of the figure's width
+            assert height >= 140, (name, height)                # and its height, the legends below it
+    for name, width, height, whole in frames["Latency CDFs"]:
+        assert height >= 165 and width >= 0.75 * whole, (name, width, height, whole)
 
 
 @pytest.mark.parametrize(("storage", "sharing", "labels"), [
@@ -243,7 +339,8 @@ def test_batch_timeline_names_the_side_of_each_instance_in_a_pd_split(ref):
     pd = Scenario(instances=2, prefill_instances=1, num_requests=12, rate=4.0).run(ref)
     colocated = Scenario(instances=2, num_requests=12, rate=4.0).run(ref)
     rows = list(views.batch_timeline(pd, colocated, label="P/D", baseline_label="colocated").y_range.factors)
-    assert rows == ["colocated: n0/i1", "colocated: n0/i0", "P/D: n0/i1 (decode)", "P/D: n0/i0 (prefill)"]
+    assert rows == [("colocated", "n0/i1"), ("colocated", "n0/i0"), ("colocated", ""),
+                    ("P/D", "n0/i1 (decode)"), ("P/D", "n0/i0 (prefill)"), ("P/D", "")]
     (src,) = _sources(views.batch_timeline(pd))
     it = pd.iterations
     on_prefill = np.asarray(src.data["y"]) == "n0/i0 (prefill)"
@@ -252,8 +349,10 @@ def test_batch_timeline_names_the_side_of_each_instance_in_a_pd_split(ref):
 
 
 def _legend(fig) -> list[str]:
-    """The entries' labels (an entry per value of a field, as the lifelines' phases: the field's name)."""
-    return [getattr(i.label, "value", None) or i.label.field for i in fig.legend[0].items]
+    """The entries' labels as read: after the run's name when its legend is titled with it (an entry per value of a
+    field, as the lifelines' phases: the field's name)."""
+    return [(f"{leg.title}: " if leg.title else "") + (getattr(i.label, "value", None) or i.label.field)
+            for leg in fig.below + fig.center + fig.right if isinstance(leg, Legend) for i in leg.items]
 
 
 OVERLAYS = ("batch_timeline", "request_lifelines", "throughput", "memory", "power", "latency_cdf", "latency_cdfs",
@@ -269,24 +368,26 @@ def test_every_overlay_view_takes_the_names_of_the_run_and_its_baseline(runs):
         params = inspect.signature(getattr(views, name)).parameters
         assert params["label"].default is None and params["baseline_label"].default is None, name
     names = dict(label="128 seqs", baseline_label="8 seqs")
-    assert list(views.batch_timeline(a, b, **names).y_range.factors) == ["8 seqs: n0/i0", "128 seqs: n0/i0"]
-    assert "8 seqs (grey)" in _legend(views.request_lifelines(a, b, **names))
+    assert list(views.batch_timeline(a, b, **names).y_range.factors) == [("8 seqs", "n0/i0"), ("8 seqs", ""),
+                                                                        ("128 seqs", "n0/i0"), ("128 seqs", "")]
+    assert "8 seqs: every phase, grey" in _legend(views.request_lifelines(a, b, **names))
     assert _legend(views.throughput(a, b, **names)) == ["128 seqs: generation", "128 seqs: prompt",
                                                         "8 seqs: generation", "8 seqs: prompt"]
     assert {"128 seqs: NPU KV", "8 seqs: NPU KV"} <= set(_legend(views.memory(a, b, **names)))
     # the stacked components are the run's, the dashed total the baseline's: both say whose
     both = views.power(a, a, **names)   # the stack is the run's, named once in the title
-    assert _legend(both)[::7] == ["base_node", "8 seqs: total"] and both.title.text == "Power per component: 128 seqs"
+    assert _legend(both)[::7] == ["128 seqs: base_node", "8 seqs: total"]
+    assert both.title.text == "Power per component: 128 seqs"
     assert "128 seqs has no power model" in views.power(b, a, **names).title.text
     for fig in (views.latency_cdf(a, b, "tpot", **names), *views.latency_cdfs(a, b, **names).children[1].children):
         assert _legend(fig) == ["128 seqs", "8 seqs"]
     assert "<th style='text-align:right;padding:1px 12px 1px 0'>128 seqs</th>" in views.summary_table(a, b, **names)
     assert "8 seqs" in views.summary_table(a, b, **names)
     dash = views.dashboard(a, b, **names)
-    assert list(dash.tabs[0].child.children[0].y_range.factors)[0] == "8 seqs: n0/i0"
+    assert list(dash.tabs[0].child.children[0].y_range.factors)[0] == ("8 seqs", "n0/i0")
     assert "128 seqs" in dash.tabs[-1].child.text
     assert _legend(views.series(a, b, **names).children[0])[0] == "128 seqs: generation"
-    assert "8 seqs (grey)" in _legend(views.timeline(a, b, **names).children[1])
+    assert "8 seqs: every phase, grey" in _legend(views.timeline(a, b, **names).children[1])
     assert _legend(views.throughput(a, label="128 seqs")) == ["generation", "prompt"]   # alone: no tag
     assert _legend(views.latency_cdf(a, label="128 seqs")) == ["128 seqs"]
 

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 from bokeh.layouts import column, row
-from bokeh.models import (ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, LinearColorMapper,
-                          NumeralTickFormatter, Range1d, Tabs, TabPanel)
+from bokeh.models import (ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, Label, Legend, LegendItem,
+                          LinearColorMapper, NumeralTickFormatter, Range1d, Tabs, TabPanel)
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
@@ -156,26 +156,39 @@ def batch_timeline(a: Results, b: Results | None = None, x_range=None, label: st
                    baseline_label: str | None = None) -> figure:
     """A Gantt of engine steps, one row per instance (named with its side in a prefill/decode split),
     coloured by the prefill share of the batch's tokens (0 = pure decode, 1 = pure prefill); hover shows the
-    batch composition."""
-    rows: list[str] = []
+    batch composition. With a baseline, each run's rows sit under a row of its name: the rows are
+    ``(run's name, instance)`` and the name's own row is ``(run's name, "")``; beside the plot, the instance
+    alone (the run's name before each took a third of the width)."""
+    rows: list = []
     parts: list[dict[str, np.ndarray]] = []
-    for name, r, _ in _runs(a, b, label, baseline_label):
+    runs = _runs(a, b, label, baseline_label)
+    for name, r, _ in runs:
         it = r.iterations
         ts = r.timeseries
         roles = ts.role.values if "role" in ts.coords else ["both"] * ts.sizes["instance"]   # older files: none
         labels = [_short(lab) + (f" ({role})" if role in ("prefill", "decode") else "")
                   for lab, role in zip(ts.instance.values, roles)]
-        keys = np.array([f"{name}: {lab}" if b is not None else lab for lab in labels])
-        rows += list(keys)
+        keys = [(name, lab) for lab in labels] if b is not None else labels
+        rows += ([(name, "")] if b is not None else []) + keys
+        y = np.empty(len(keys), dtype=object)
+        y[:] = keys
         tok = it.num_tokens.values
-        parts.append({"y": keys[it.instance.values], "left": it.start.values,
+        parts.append({"y": list(y[it.instance.values]), "left": it.start.values,
                       "right": it.start.values + it.duration.values * 1e-3,
                       "share": np.where(tok > 0, it.prefill_tokens.values / np.maximum(tok, 1), 0.0), "tokens": tok,
                       "seqs": it.num_seqs.values, "duration": it.duration.values, "step": it.step.values,
                       **{k: it[k].values for k in ("prefill_tokens", "prefill_seqs", "decode_seqs")}})
-    cols = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    cols = {k: (sum((part[k] for part in parts), []) if k == "y" else np.concatenate([part[k] for part in parts]))
+            for k in parts[0]}
+    factors = list(reversed(rows))
     p = _fig("Batch timeline: engine steps per instance", "", x_range, height=max(160, 60 + 45 * len(rows)),
-             y_range=FactorRange(*reversed(rows)))
+             y_range=FactorRange(*factors, group_padding=GROUP_PADDING))
+    if b is not None:   # the run's name once, across its own row, at the plot's left edge whatever the pan
+        p.yaxis.group_text_font_size = "0px"
+        p.yaxis.separator_line_color = None
+        for name, *_ in runs:   # BokehJS takes no factor for an annotation's place: the row's synthetic centre
+            p.add_layout(Label(x=6, x_units="screen", y=_centre(factors, (name, "")), text=name,
+                               text_baseline="middle", text_font_size=LEGEND_FONT, text_font_style="bold"))
     mapper = LinearColorMapper(palette=Viridis256, low=0.0, high=1.0)
     src = ColumnDataSource(cols)
     p.hbar(y="y", left="left", right="right", height=0.8, source=src, line_color=None,
@@ -185,6 +198,22 @@ def batch_timeline(a: Results, b: Results | None = None, x_range=None, label: st
                                     ("decodes", "@decode_seqs")]))
     p.add_layout(ColorBar(color_mapper=mapper, title="prefill share", width=8), "right")
     return p
+
+
+GROUP_PADDING = 0.3   # between the rows of the run and those of the baseline, in rows
+
+
+def _centre(factors: list[tuple[str, str]], factor: tuple[str, str]) -> float:
+    """Where BokehJS puts a two-level factor of a FactorRange (no range or factor padding): each row one unit,
+    ``GROUP_PADDING`` between groups, rows centred half a unit in."""
+    pos, group = 0.0, factors[0][0]
+    for f in factors:
+        if f[0] != group:
+            pos, group = pos + GROUP_PADDING, f[0]
+        if f == factor:
+            return pos + 0.5
+        pos += 1
+    raise KeyError(factor)
 
 
 # ---- request lifelines ----------------------------------------------------------------------------
@@ -206,6 +235,7 @@ def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_re
     step = -(-most // int(max_requests))
     shown = f"every {_ordinal(step)} of {most}: " if step > 1 else ""
     p = _fig(f"Request lifelines ({shown}queued, prefill, decode)", "request", x_range, height=320)
+    groups = []
     for name, r, base in reversed(runs):
         dy, alpha, width = (0.4 * step, 0.45, 1) if base else (0.0, 0.9, 2)
         req = r.requests.isel(request=slice(0, None, step))
@@ -218,13 +248,14 @@ def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_re
             "x0": np.concatenate([req[t0].values for _, t0, _, _ in PHASES]),
             "x1": np.concatenate([req[t1].values for _, _, t1, _ in PHASES]),
             "ttft": np.tile(req.ttft.values, 3), "e2e": np.tile(req.e2e_latency.values, 3)})
-        legend = {"legend_label": f"{name} (grey)"} if base else {"legend_field": "phase"}
-        p.segment(x0="x0", y0="y", x1="x1", y1="y", source=src, line_width=width, alpha=alpha, color="color",
-                  **legend)
+        line = p.segment(x0="x0", y0="y", x1="x1", y1="y", source=src, line_width=width, alpha=alpha, color="color")
+        item = LegendItem(label="every phase, grey", renderers=[line]) if base else \
+            LegendItem(label={"field": "phase"}, renderers=[line])
+        groups.insert(0, (name if b is not None else None, [item]))
     p.add_tools(HoverTool(tooltips=[("request", "@id"), ("phase", "@phase"), ("TTFT", "@ttft{0.0} ms"),
                                     ("E2E", "@e2e{0.0} ms")]))
     p.y_range.flipped = True
-    _legend_outside(p)
+    _legends_below(p, groups)
     return p
 
 
@@ -232,17 +263,45 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-LEGEND_ENTRY_PX = 23   # a legend entry: Bokeh's 20 px glyph and 3 px of spacing
+LEGEND_ROW_PX = 30    # a legend row: Bokeh's 20 px glyph and 10 px of spacing (also between entries)
+LEGEND_FONT = "9pt"
+LEGEND_CHAR_PX = 6.5  # about the width of a character of a 9pt label
+LEGEND_ROOM_PX = 740  # the width a legend under a plot may fill: the explorer's panel (~830 px) less the y axis
+LEGEND_EDGE_PX = 8    # the legend's margin and padding (each side)
+LEGEND_TITLE_PX = 17  # a legend's title above its entries, and the gap under it
 
 
-def _legend_outside(p: figure) -> None:
-    """The legend beside the plot, where it covers no data (hide a series by clicking it). The figure grows to
-    hold every entry: a legend taller than the figure ran past its bottom, where a notebook cut it off (the
-    power view's seven components and a baseline's total: the last entry half shown)."""
-    if p.legend:
-        p.legend.click_policy = "hide"
-        p.add_layout(p.legend[0], "right")
-        p.height = max(p.height, LEGEND_ENTRY_PX * len(p.legend[0].items) + 70)   # title, margins and padding
+def _item_px(label: str) -> float:
+    """About how wide a legend entry of this label draws: glyph, standoff, label and the gap to the next."""
+    return 20 + 5 + LEGEND_CHAR_PX * len(label) + 12
+
+
+def _legends_below(p: figure, groups: list[tuple[str | None, list[LegendItem]]], ncols: int | None = None) -> None:
+    """The legends under the plot, one per run, where they cover no data and leave the plot the figure's width
+    (beside it, long names took a third of it). A run's legend starts with its name, once, and lists its series by
+    their own short names, as many to a row as fit (``ncols`` sets it). The figure grows by the legends' height,
+    so the plot keeps its own. Hide a series by clicking it."""
+    extra = 0
+    for title, items in groups:
+        if not items:
+            continue
+        entries = sum(len(PHASES) if _entry_text(i) is None else 1 for i in items)   # an entry per phase
+        widest = max(_item_px(_entry_text(i) or max((ph for ph, *_ in PHASES), key=len)) for i in items)
+        cols = ncols or max(1, min(entries, int(LEGEND_ROOM_PX // widest)))
+        rows = -(-entries // cols)
+        legend = Legend(items=items, title=title, orientation="horizontal", ncols=cols,
+                        location="top_left", click_policy="hide", label_text_font_size=LEGEND_FONT,
+                        title_text_font_size=LEGEND_FONT, title_text_font_style="bold", title_standoff=2,
+                        margin=LEGEND_EDGE_PX // 2, padding=LEGEND_EDGE_PX // 2, spacing=LEGEND_ROW_PX - 20,
+                        label_height=20, background_fill_alpha=0.0, border_line_alpha=0.0)
+        p.add_layout(legend, "below")
+        extra += LEGEND_ROW_PX * rows - (LEGEND_ROW_PX - 20) + 2 * LEGEND_EDGE_PX + (LEGEND_TITLE_PX if title else 0)
+    p.height += extra
+
+
+def _entry_text(item: LegendItem) -> str | None:
+    """An entry's label, or None for an entry per value of a field (the lifelines': one per phase)."""
+    return item.label if isinstance(item.label, str) else getattr(item.label, "value", None)
 
 
 # ---- time series ------------------------------------------------------------------------------------
@@ -250,11 +309,14 @@ def _legend_outside(p: figure) -> None:
 B_DASHES = ("dashed", "dotted", "dotdash", "dashdot")   # the baseline's series, all grey, told apart by dash
 
 
-def _overlay_lines(p: figure, series: list[tuple[str, np.ndarray, np.ndarray]], dashed: bool) -> None:
+def _overlay_lines(p: figure, series: list[tuple[str, np.ndarray, np.ndarray]], dashed: bool) -> list[LegendItem]:
+    """Draw a run's series (the baseline's grey and dashed) and return their legend entries."""
+    items = []
     for k, (label, t, v) in enumerate(series):
         color = B_COLOR if dashed else Category10_10[k % 10]
-        p.line(t, v, line_width=2, color=color, line_dash=B_DASHES[k % len(B_DASHES)] if dashed else "solid",
-               legend_label=label)
+        line = p.line(t, v, line_width=2, color=color, line_dash=B_DASHES[k % len(B_DASHES)] if dashed else "solid")
+        items.append(LegendItem(label=label, renderers=[line]))
+    return items
 
 
 def _served(counts, other_side: str) -> np.ndarray:
@@ -269,13 +331,14 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     where it is served (prompts on the prefill side, tokens on the decode side), not on both."""
     runs = _runs(a, b, label, baseline_label)
     p = _fig("Throughput", "tokens / s", x_range)
+    groups = []
     for name, r, base in runs:
         ts = r.timeseries
         t = ts.time.values
-        tag = "" if b is None else f"{name}: "
-        _overlay_lines(p, [(f"{tag}generation", t, _served(ts.generation_throughput, "prefill")),
-                           (f"{tag}prompt", t, _served(ts.prompt_throughput, "decode"))], base)
-    _legend_outside(p)
+        groups.append((name if b is not None else None, _overlay_lines(
+            p, [("generation", t, _served(ts.generation_throughput, "prefill")),
+                ("prompt", t, _served(ts.prompt_throughput, "decode"))], base)))
+    _legends_below(p, groups)
     return p
 
 
@@ -285,27 +348,29 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
     lower-tier prefix pool, in GiB."""
     runs = _runs(a, b, label, baseline_label)
     p = _fig("Memory per tier", "GiB", x_range)
+    groups = []
     for name, r, base in runs:
         m = r.memory
-        tag = "" if b is None else f"{name}: "
         if "npu_kv" not in m:   # results saved without the memory group: KV use from the time series
             ts = r.timeseries
-            _overlay_lines(p, [(f"{tag}NPU KV (% of blocks)", ts.time.values,
-                                ts.kv_usage_pct.mean("instance").values)], base)
+            groups.append((name if b is not None else None, _overlay_lines(
+                p, [("NPU KV (% of blocks)", ts.time.values, ts.kv_usage_pct.mean("instance").values)], base)))
             continue
         t = m.time.values
-        series = [(f"{tag}NPU KV", t, m.npu_kv.sum("instance").values / 1024),
-                  (f"{tag}NPU prefix cache", t, m.npu_prefix_cache.sum("instance").values / 1024)]
+        series = [("NPU KV", t, m.npu_kv.sum("instance").values / 1024),
+                  ("NPU prefix cache", t, m.npu_prefix_cache.sum("instance").values / 1024)]
         if "pool_used" in m:
             for pool in m.pool.values:
                 label = _pool_label(str(pool), str(m.pool_tier.sel(pool=pool).values))
-                series.append((f"{tag}{label}", t, m.pool_used.sel(pool=pool).values / 1024))
-        _overlay_lines(p, series, base)
+                series.append((label, t, m.pool_used.sel(pool=pool).values / 1024))
+        items = _overlay_lines(p, series, base)
         if "npu_kv_capacity" in m:   # the ceiling KV use runs into before requests wait or are preempted
             cap = float(m.npu_kv_capacity.sum()) / 1024
-            p.line(t[[0, -1]] if len(t) else [0, 0], [cap, cap], color=B_COLOR if base else "#d62728",
-                   line_dash=[1, 6], line_width=2, legend_label=f"{tag}NPU KV capacity")   # sparse dots: no series has them
-    _legend_outside(p)
+            line = p.line(t[[0, -1]] if len(t) else [0, 0], [cap, cap], color=B_COLOR if base else "#d62728",
+                          line_dash=[1, 6], line_width=2)   # sparse dots: no series has them
+            items.append(LegendItem(label="NPU KV capacity", renderers=[line]))
+        groups.append((name if b is not None else None, items))
+    _legends_below(p, groups)
     return p
 
 
@@ -334,19 +399,22 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         title += f": {name_a}"
     p = _fig(title, "W", x_range)
     pw = a.power
+    groups = []
     if "power" in pw:
         t = pw.time.values
         per = pw.power.sum("node")
         names = [c for c in COMPONENTS if float(per.sel(component=c).max()) > 0]
         data = {"t": t, **{c: per.sel(component=c).values for c in names}}
-        p.varea_stack(names, x="t", source=ColumnDataSource(data),
-                      color=[Category10_10[k % 10] for k in range(len(names))],
-                      legend_label=names)
+        stack = p.varea_stack(names, x="t", source=ColumnDataSource(data),
+                              color=[Category10_10[k % 10] for k in range(len(names))])
+        groups.append((name_a if b is not None else None,
+                       [LegendItem(label=c, renderers=[area]) for c, area in zip(names, stack)]))
     if b is not None and "power" in b.power:
         bp = b.power
-        p.line(bp.time.values, bp.power.sum(("node", "component")).values, color=B_COLOR, line_dash="dashed",
-               line_width=2, legend_label=f"{name_b}: total")
-    _legend_outside(p)
+        line = p.line(bp.time.values, bp.power.sum(("node", "component")).values, color=B_COLOR, line_dash="dashed",
+                      line_width=2)
+        groups.append((name_b, [LegendItem(label="total", renderers=[line])]))
+    _legends_below(p, groups)
     return p
 
 
@@ -401,21 +469,20 @@ def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft", labe
                x_axis_label=f"{title} (ms)", y_range=(0, 1.02),
                y_axis_label="fraction of token gaps" if metric == "itl" else "fraction of requests")
     p.toolbar.logo = None
-    empty = []
+    empty, items = [], []
     for name, r, base in runs:
         v, frac = _distribution(r, metric)
         if not len(v):
             empty.append(name)
             continue
-        p.step(v, frac, mode="after", line_width=2, color=B_COLOR if base else Category10_10[0],
-               line_dash="dashed" if base else "solid", legend_label=name)
+        line = p.step(v, frac, mode="after", line_width=2, color=B_COLOR if base else Category10_10[0],
+                      line_dash="dashed" if base else "solid")
+        items.append(LegendItem(label=name, renderers=[line]))
     if empty:   # only TPOT and ITL can be: every request has a first token
         p.title.text += f" ({' and '.join(empty) if b is not None else 'empty'}: no request made a second token)"
     p.xaxis.formatter = NumeralTickFormatter(format="0,0.[0]")   # 150,000 ms, not 1.500e+5
-    if p.legend:
-        p.legend.location = "bottom_right"
-        p.legend.background_fill_alpha = 0.6
-        p.legend.label_text_font_size = "9pt"
+    # under the plot, a run to a row: inside, it covered the long tails its curves are drawn for
+    _legends_below(p, [(None, items)], ncols=1)
     return p
 
 
