@@ -841,6 +841,20 @@ def _plan(verdicts: Mapping[float, dict], lo0: float, hi0: float, rel_tol: float
     return Plan("searching", lo, best, need) if need else Plan("inside", lo, best)
 
 
+def other_slo(known: xr.Dataset, slo: SLO) -> str | None:
+    """Why a sweep's runs cannot stand in for a capacity search's under ``slo`` (their ``slo_met`` was judged by
+    another SLO, or none), or None when they can. Compared as values: ``ttft_ms=500`` (a Python sweep) is the
+    ``500.0`` of ``--slo-ttft-ms 500``."""
+    text = known.attrs.get("slo", "")
+    try:
+        same = SLO(**json.loads(text)) == slo
+    except (TypeError, ValueError, LlmssError):   # none, or not an SLO this version reads
+        same = False
+    if same:
+        return None
+    return f"its runs were judged by another SLO ({text or 'none'}) than this search's ({json.dumps(asdict(slo))})"
+
+
 def _known_runs(known: Any, slo: SLO, points: list[dict], lo0: float, hi0: float) -> list[dict[float, dict]]:
     """Each configuration's runs in ``known`` (a sweep's Dataset) at rates in [lo0, hi0], rate -> result."""
     out: list[dict[float, dict]] = [{} for _ in points]
@@ -849,9 +863,8 @@ def _known_runs(known: Any, slo: SLO, points: list[dict], lo0: float, hi0: float
     if not isinstance(known, xr.Dataset) or "scenario" not in known or "status" not in known:
         hint = " (load a saved sweep with llmss_lab.sweeps.load)" if isinstance(known, (str, Path)) else ""
         raise InputError(f"expected a sweep's Dataset, got {type(known).__name__}{hint}", "capacity", "known")
-    if known.attrs.get("slo", "") != json.dumps(asdict(slo)):
-        raise InputError(f"its runs were judged by another SLO ({known.attrs.get('slo') or 'none'}) than this search's "
-                         f"({json.dumps(asdict(slo))}): run the sweep with slo=", "capacity", "known")
+    if (mismatch := other_slo(known, slo)) is not None:
+        raise InputError(f"{mismatch}: run the sweep with slo=", "capacity", "known")
     by_config: dict[str, dict[float, dict]] = {}
     for key, result in _done(known).items():
         point = json.loads(key)

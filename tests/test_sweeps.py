@@ -15,7 +15,7 @@ import xarray as xr
 import llmss_lab as ll
 from llmss_lab.cli import main
 from llmss_lab.errors import InputError
-from llmss_lab.sweeps import SLO, expand, load, pareto_front, read_grid, run_point
+from llmss_lab.sweeps import SLO, expand, load, other_slo, pareto_front, read_grid, run_point
 from llmss_lab.views import design
 
 from .conftest import free_port, local_dask_client, stop
@@ -326,6 +326,9 @@ def test_capacity_takes_a_sweeps_runs_instead_of_running_them_again(client, ref)
         assert float(given.goodput.sel(max_num_seqs=m)) == at["metrics"]["goodput"]
     with pytest.raises(InputError, match="another SLO"):
         ll.capacity(BASE, SLO(ttft_ms=50), grid, client=client, reference_dir=ref, progress=False, known=ds)
+    # the same limits as floats (as the command line gives them) are the same SLO: they were refused
+    assert other_slo(ds, SLO(ttft_ms=100.0, tpot_ms=40.0)) is None
+    assert other_slo(ds.assign_attrs(slo=""), slo).startswith("its runs were judged by another SLO (none)")
     with pytest.raises(InputError, match="expected a sweep's Dataset"):
         ll.capacity(BASE, slo, grid, client=client, reference_dir=ref, progress=False, known="sweep.nc")
 
