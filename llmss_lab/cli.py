@@ -457,6 +457,22 @@ def _print_failures(ds) -> None:
                   f"{errors[where]}", file=sys.stderr)
 
 
+def _known_sweep(path: str, slo):
+    """The sweep file given to ``llmss capacity --known``, its runs judged by the search's SLO: else refused, the
+    file and the flag named (before a worker starts)."""
+    from .sweeps import load, other_slo
+
+    try:
+        ds = load(path)
+    except InputError as exc:   # 'file does not exist', 'not a sweep file': of the file this flag gave
+        exc.where = exc.where or "--known"
+        raise
+    if (mismatch := other_slo(ds, slo)) is not None:
+        raise InputError(f"{mismatch}: give the SLO flags the sweep ran with (--slo-ttft-ms, --slo-tpot-ms, "
+                         "--slo-quantile), or run the sweep again with these", path, "--known")
+    return ds
+
+
 def cmd_capacity(args: argparse.Namespace) -> int:
     from .scenario import Scenario
     from .sweeps import capacity, read_grid, save
@@ -466,9 +482,11 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     grid = read_grid(args.grid) if args.grid else None
     if args.out:
         _refuse_to_replace_a_sweep(_results_out(args.out, netcdf_only=True), ANOTHER_NAME)
-    ds = capacity(base, _slo(args, True), grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.dask_scheduler,
+    slo = _slo(args, True)
+    known = _known_sweep(args.known, slo) if args.known else None
+    ds = capacity(base, slo, grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.dask_scheduler,
                   reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet,
-                  grid_source=args.grid or "grid")
+                  grid_source=args.grid or "grid", known=known)
     print(_sweep_table(ds, ["max_rate", "bound", "goodput", "energy_per_output_token_J", "num_gpus", "rounds"]))
     _print_failures(ds)
     if args.out:   # after the table: a failed write then loses no answer
@@ -722,6 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--rate-max", type=_number(0, low_open=True), default=64.0, help="highest rate searched, req/s (default 64)")
     cp.add_argument("--rel-tol", type=_number(0, low_open=True), default=0.05, help="stop when high/low <= 1 + this (default 0.05)")
     cp.add_argument("--out", help="write the results (netCDF) here")
+    cp.add_argument("--known", metavar="SWEEP.nc",
+                    help="a sweep of the same SLO (llmss sweep --out): its runs at a configuration and a rate in the "
+                         "range are not run again")
     dask_args(cp)
     cp.set_defaults(fn=cmd_capacity)
 
@@ -762,7 +783,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-INPUT_ARGS = {"cluster_config": "CLUSTER", "workload": "--workload", "scenario": "SCENARIO", "grid": "--grid"}
+INPUT_ARGS = {"cluster_config": "CLUSTER", "workload": "--workload", "scenario": "SCENARIO", "grid": "--grid",
+              "known": "--known"}
 
 
 def _refuse_out_over_inputs(args: argparse.Namespace) -> None:

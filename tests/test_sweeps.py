@@ -333,6 +333,42 @@ def test_capacity_takes_a_sweeps_runs_instead_of_running_them_again(client, ref)
         ll.capacity(BASE, slo, grid, client=client, reference_dir=ref, progress=False, known="sweep.nc")
 
 
+def test_the_capacity_command_takes_a_sweep_file_of_the_same_slo(client, ref, tmp_path, capsys):
+    """`llmss capacity` had no way to pass a sweep's runs (the library's known=ds): it ran them all again."""
+    scenario = BASE.save(tmp_path / "base.json")
+    sweep_nc = tmp_path / "sweep.nc"
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("max_num_seqs: [16, 64]\n")
+    # a sweep made in Python, its limits whole numbers: the flags' 100.0 and 40.0 are the same SLO
+    ll.sweep(BASE, {"max_num_seqs": [16, 64], "rate": [4.0, 8.0, 16.0]}, client=client, reference_dir=ref,
+             slo=SLO(ttft_ms=100, tpot_ms=40), save_to=sweep_nc, progress=False)
+    command = ["capacity", str(scenario), "--grid", str(grid), "--slo-ttft-ms", "100", "--slo-tpot-ms", "40",
+               "--rate-min", "1", "--rate-max", "64", "--rel-tol", "0.1", "--reference-dir", str(ref), "-q",
+               "--dask-scheduler", client.scheduler.address]
+    assert main([*command, "--out", str(tmp_path / "alone.nc")]) == 0
+    assert main([*command, "--out", str(tmp_path / "given.nc"), "--known", str(sweep_nc)]) == 0
+    capsys.readouterr()
+    alone, given = load(tmp_path / "alone.nc"), load(tmp_path / "given.nc")
+    assert (given.bound.values == alone.bound.values).all() and int(given.rounds.sum()) < int(alone.rounds.sum())
+    assert np.all(np.abs(np.log(given.max_rate.values / alone.max_rate.values)) < math.log1p(0.1))
+    # refused before a run, naming the file and the flag
+    for extra, says in (
+            (["--slo-ttft-ms", "50"], f"{sweep_nc}: --known: its runs were judged by another SLO ("),
+            (["--known", str(scenario)], f"{scenario}: --known: not a netCDF sweep file"),
+            (["--known", str(tmp_path / "missing.nc")], "missing.nc: --known: file does not exist"),
+            (["--out", str(sweep_nc)], f"{sweep_nc}: --out: is also the command's --known input")):
+        argv = [*command, "--known", str(sweep_nc), *extra]
+        assert main(argv) == 2, extra
+        err = capsys.readouterr().err
+        assert says in err, err
+    assert main([*command, "--known", str(sweep_nc), "--slo-ttft-ms", "50"]) == 2
+    assert "give the SLO flags the sweep ran with (--slo-ttft-ms" in capsys.readouterr().err
+    ll.sweep(BASE, {"rate": [4.0]}, client=client, reference_dir=ref, save_to=tmp_path / "no_slo.nc",
+             progress=False)
+    assert main([*command, "--known", str(tmp_path / "no_slo.nc")]) == 2
+    assert "--known: its runs were judged by another SLO (none)" in capsys.readouterr().err
+
+
 def test_capacity_reports_ranges_that_are_all_fine_or_all_too_much(client, ref):
     easy = ll.capacity(BASE, SLO(ttft_ms=1e6), rate_range=(1.0, 2.0), client=client, reference_dir=ref,
                        progress=False)
