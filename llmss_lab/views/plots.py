@@ -1,9 +1,10 @@
 """Pure functions from :class:`~llmss_lab.results.dataset.Results` to Bokeh figures.
 
 Every view takes the run (``a``) and optionally a baseline (``b``) and overlays them: the run in
-colour, the baseline in grey dashes (or its own labelled rows in the Gantt views). The legends, rows and
-columns name the two ``label`` and ``baseline_label``; left out, "run" and "baseline", each followed by what
-sets it apart from the other (:func:`run_labels`). Time views accept an ``x_range`` so that
+colour, the baseline in grey dashes (or its own rows, under a row with its name, in the Gantt views). The
+names are ``label`` and ``baseline_label``; left out, "run" and "baseline", each followed by what sets it
+apart from the other (:func:`run_labels`). Each run has its own legend under the plot, headed by its name,
+so the plot keeps the figure's width however long the names are. Time views accept an ``x_range`` so that
 :func:`dashboard` can link their x axes. Nothing here runs a simulation or touches widgets.
 """
 from __future__ import annotations
