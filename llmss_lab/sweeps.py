@@ -923,9 +923,9 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
              known: xr.Dataset | None = None) -> xr.Dataset:
     """The highest arrival rate (req/s) each grid point sustains within ``slo``, by bisection.
 
-    Every configuration is searched at once: each round submits one rate per unresolved
-    configuration. The bracket starts at ``rate_range`` and halves (geometrically) until
-    hi / lo <= 1 + ``rel_tol``. ``max_rate`` is the highest rate seen to meet the SLO; ``bound`` says
+    Every configuration is searched at once, each at its own pace (:func:`_plan`): its next rate is
+    submitted as soon as the run it waits for is in. The bracket starts at ``rate_range`` and halves
+    (geometrically) until hi / lo <= 1 + ``rel_tol``. ``max_rate`` is the highest rate seen to meet the SLO; ``bound`` says
     whether it lies ``inside`` the range, at its top (``above``: even the highest rate met it) or
     below it (``below``: even the lowest failed; ``max_rate`` is NaN). The metrics of the run at
     ``max_rate`` come along (goodput, energy per token, ...). A run stops as soon as its SLO is certain to be

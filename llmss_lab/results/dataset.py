@@ -217,8 +217,7 @@ def iterations_dataset(raw: RawRun) -> xr.Dataset:
             if kind in NS_TO:
                 np.multiply(a, NS_TO[kind], out=a)   # what ``a * factor`` gives, without a second array
         data[name] = _var(d, a, units, long_name)
-    return xr.Dataset(data, coords={"step": np.arange(len(order) if order is not None else
-                                                      sum(len(s) for s in starts))})
+    return xr.Dataset(data, coords={"step": np.arange(sum(len(s) for s in starts))})
 
 
 def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
