@@ -81,6 +81,19 @@ def test_attention_interpolates_linearly_in_decode_history(tp1):
     assert tp1.attention(0, 0, 64, 1088) == pytest.approx((a + b) / 2)
 
 
+def test_a_section_of_the_attention_table_is_the_full_lookup_bit_for_bit(tp1):
+    """AttentionTable.section (the step's repeated lookups at one shape) must give exactly what __call__ gives,
+    on the grid, between its points, below and above it, with chunks, histories and empty corners."""
+    att = tp1.attention
+    rng = np.random.default_rng(0)
+    shapes = [(0, 0, n) for n in (0, 1, 3, 8, 100, 256, 400)] + [(pc, kp, n) for pc, kp, n in zip(
+        rng.choice([0, 16, 24, 100, 3000], 40), rng.choice([0, 512, 7000, 90000], 40), rng.integers(0, 300, 40))]
+    for pc, kp, n in shapes:
+        at = att.section(float(pc), float(kp), float(n))
+        for kv in (0.0, 5.0, 16.0, 1234.5, 6000.0, 150000.0):
+            assert at(kv) == att(float(pc), float(kp), float(n), kv)
+
+
 def test_empty_batch_attention_is_free(tp1):
     assert tp1.attention(0, 0, 0, 0) <= 1.0
 

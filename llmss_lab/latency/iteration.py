@@ -27,6 +27,7 @@ the padded request count (``pad_shapes``); attention runs on the real batch.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -119,6 +120,9 @@ class IterationModel:
         self.mem_bw = mem_bw_gbps
         self.skew = profile.skew if skew_correction else None
         self._rms_key = getattr(profile.attention, "prefill_key", "sum") == "rms"
+        # the attention table at one batch shape over decode histories, where the skew correction reads it at
+        # two or three (AttentionTable.section)
+        self._section = getattr(profile.attention, "section", None) if self.skew is not None else None
         self.layers = model.num_layers
         self.stage_blocks = stage_layers(self.layers, pp)
         edge = EDGE_FIRST + EDGE_LAST
@@ -149,17 +153,20 @@ class IterationModel:
         att = self.profile.attention
         n = b.num_decodes
         pc = b.prefill_rms if self._rms_key else b.prefill_tokens
-        t = att(pc, b.prefill_history, n, b.decode_kv_mean)
-        if self.skew is not None and n > 1 and b.decode_kv_max > b.decode_kv_mean:
-            alpha = self.skew.alpha(pc, n, b.decode_kv_mean, b.decode_kv_min, b.decode_kv_max, b.prefill_history)
+        kp = b.prefill_history
+        if self.skew is None:
+            return att(pc, kp, n, b.decode_kv_mean)
+        at = self._section(pc, kp, n) if self._section is not None else partial(att, pc, kp, n)
+        t = at(b.decode_kv_mean)
+        if n > 1 and b.decode_kv_max > b.decode_kv_mean:
+            alpha = self.skew.alpha(pc, n, b.decode_kv_mean, b.decode_kv_min, b.decode_kv_max, kp)
             if alpha:
-                t_max = att(pc, b.prefill_history, n, b.decode_kv_max)
+                t_max = at(b.decode_kv_max)
                 if t_max > t:
                     # a batch of unequal lengths takes between all-shortest and all-longest time; the fitted
                     # alpha of a thinly sampled bucket (down to -735 in the bundles) would leave that range
                     t_skew = t + alpha * (t_max - t)
-                    t = min(t_skew, t_max) if alpha > 0 else max(t_skew, att(pc, b.prefill_history, n,
-                                                                              b.decode_kv_min))
+                    t = min(t_skew, t_max) if alpha > 0 else max(t_skew, at(b.decode_kv_min))
         return t
 
     def allreduce_ns(self, tokens: int) -> float:

@@ -236,6 +236,12 @@ class Grid2D:
         b = r1[j0] + wj * (r1[j1] - r1[j0])
         return a + wi * (b - a)
 
+    def at_kp(self, kp: float) -> tuple[list[float], list[float], list[float], float]:
+        """The grid at one prefill history, to be read at several decode histories: the kv axis, the two
+        rows around ``kp`` and the weight between them (:func:`_lerp_rows` finishes what ``__call__`` does)."""
+        i0, i1, wi = bracket(self._kp, kp)
+        return self._kv, self._v[i0] or self._row(i0), self._v[i1] or self._row(i1), wi
+
     @classmethod
     def from_points(cls, kp: np.ndarray, kv: np.ndarray, t: np.ndarray) -> "Grid2D":
         laid_out = _full_grid(kp, kv, t)
@@ -257,6 +263,13 @@ class Grid2D:
             if ok.any() and not ok.all():
                 grid[:, j] = interp1(kp_axis[ok], grid[ok, j], kp_axis)
         return cls(kp_axis.astype(float), kv_axis.astype(float), np.maximum(grid, 0.0))
+
+
+def _lerp_rows(r0: list[float], r1: list[float], wi: float, j0: int, j1: int, wj: float) -> float:
+    """``Grid2D.__call__``'s arithmetic once both brackets are known (the same operations, so the same bits)."""
+    a = r0[j0] + wj * (r0[j1] - r0[j0])
+    b = r1[j0] + wj * (r1[j1] - r1[j0])
+    return a + wi * (b - a)
 
 
 def _full_grid(kp: np.ndarray, kv: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -297,6 +310,7 @@ class AttentionTable:
 
     def __post_init__(self) -> None:
         self._pcs, self._ns = self.pcs.tolist(), self.ns.tolist()   # see Grid2D
+        self._sections: dict[tuple[float, float, float], Callable[[float], float]] = {}
 
     @classmethod
     def load(cls, path: Path) -> "AttentionTable":
@@ -345,6 +359,54 @@ class AttentionTable:
                 b += wj * (s[(p1, n1)](kp, kv) - b)
             a += wi * (b - a)
         return a if a > 1.0 else 1.0
+
+    SECTION_MEMO = 4096
+
+    def section(self, pc: float, kp: float, n: float) -> Callable[[float], float]:
+        """The table at one (chunk, history, decode count) as a function of the decode history alone, equal
+        to ``self(pc, kp, n, kv)`` bit for bit. A step looks its shape up at two or three decode histories
+        (the mean, longest and shortest, for the skew correction), and a run at a few hundred decode-only
+        shapes: the brackets of the other three axes and the corner slices are found once (memoised)."""
+        key = (pc, kp, n)
+        f = self._sections.get(key)
+        if f is None:
+            if len(self._sections) >= self.SECTION_MEMO:   # batches with prefill chunks rarely repeat
+                self._sections.clear()
+            f = self._sections[key] = self._section(pc, kp, n)
+        return f
+
+    def _section(self, pc: float, kp: float, n: float) -> Callable[[float], float]:
+        pcs, ns, s = self._pcs, self._ns, self.slices
+        i0, i1, wi = bracket(pcs, pc)
+        j0, j1, wj = bracket(ns, n)
+        # the corners __call__ reads, in its order: (p0, n0), (p0, n1) if wj, (p1, n0) if wi, (p1, n1) if both
+        keys = [(pcs[i0], ns[j0])] + ([(pcs[i0], ns[j1])] if wj else [])
+        if wi:
+            keys += [(pcs[i1], ns[j0])] + ([(pcs[i1], ns[j1])] if wj else [])
+        corners = [None if isinstance(s[k], _Zero) else s[k].at_kp(kp) for k in keys]
+        if wj and not wi and None not in corners and corners[0][0] == corners[1][0]:
+            # the usual decode-only shape (chunk 0, on the grid): two slices over one kv axis, one bracket
+            (axis, a0, a1, wa), (_, b0, b1, wb) = corners
+
+            def two(kv: float) -> float:
+                k0, k1, w = bracket(axis, kv)
+                a = _lerp_rows(a0, a1, wa, k0, k1, w)
+                a += wj * (_lerp_rows(b0, b1, wb, k0, k1, w) - a)
+                return a if a > 1.0 else 1.0
+            return two
+
+        def general(kv: float) -> float:
+            v = [0.0 if c is None else _lerp_rows(c[1], c[2], c[3], *bracket(c[0], kv)) for c in corners]
+            a = v[0]
+            if wj:
+                a += wj * (v[1] - a)
+            if wi:
+                b = v[2 if wj else 1]
+                if wj:
+                    b += wj * (v[3] - b)
+                a += wi * (b - a)
+            return a if a > 1.0 else 1.0
+        return general
 
 
 # ---- skew correction ------------------------------------------------------------------------------
