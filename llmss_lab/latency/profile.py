@@ -433,6 +433,11 @@ class SkewFit:
     kp_bins: list[float]
     kp_labels: list[str]
     table: dict[tuple, float] = field(default_factory=dict)
+    # (chunk, n, history) -> the key's parts they decide: a step asks for alpha at its shape, and decode-only
+    # shapes repeat (bounded: shapes with chunks rarely do)
+    _parts: dict[tuple, tuple[float, str, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    PARTS_MEMO = 4096
 
     @staticmethod
     def _label(bins: list[float], labels: list[str], x: float) -> str:
@@ -443,9 +448,15 @@ class SkewFit:
     def alpha(self, pc: float, n: int, kv_mean: float, kv_min: float, kv_max: float, kp: float) -> float:
         if pc not in self.pc_keys:
             return self.alpha_default
+        parts = self._parts.get((pc, n, kp))
+        if parts is None:
+            if len(self._parts) >= self.PARTS_MEMO:
+                self._parts.clear()
+            parts = self._parts[(pc, n, kp)] = (float(pc), self._label(self.n_bins, self.n_labels, n),
+                                                self._label(self.kp_bins, self.kp_labels, kp))
         sr = min(max((kv_mean - kv_min) / (kv_max - kv_min), 0.0), 1.0)
-        key = (float(pc), self._label(self.n_bins, self.n_labels, n), self._label(self.sr_bins, self.sr_labels, sr),
-               self._label(self.kvb_bins, self.kvb_labels, kv_max), self._label(self.kp_bins, self.kp_labels, kp))
+        key = (parts[0], parts[1], self._label(self.sr_bins, self.sr_labels, sr),
+               self._label(self.kvb_bins, self.kvb_labels, kv_max), parts[2])
         return self.table.get(key, self.alpha_default)
 
 
