@@ -42,10 +42,10 @@ class AnalyticalAttention:
         t = 0.0
         if pc > 0:
             c = self.shapes.attention_prefill(pc, kp)
-            t += float(self.prefill(c.flops, c.bytes))
+            t += self.prefill.at(c.flops, c.bytes)
         if n > 0:
             d = self.shapes.attention_decode(kv)
-            t += float((self.mixed if pc > 0 else self.decode)(n * d.flops, n * d.bytes))
+            t += (self.mixed if pc > 0 else self.decode).at(n * d.flops, n * d.bytes)
         return t if t > 1.0 else 1.0
 
 

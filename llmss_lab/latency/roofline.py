@@ -85,6 +85,12 @@ class Roof:
     def __call__(self, flops, nbytes):
         return self.t0 + np.maximum((flops + self.f_half) * self.per_flop, nbytes * self.per_byte)
 
+    def at(self, flops: float, nbytes: float) -> float:
+        """``__call__`` for one shape, in Python floats (the same operations and value): numpy's maximum of two
+        scalars costs a microsecond, and attention is timed this way every step."""
+        compute, memory = (flops + self.f_half) * self.per_flop, nbytes * self.per_byte
+        return self.t0 + (compute if compute >= memory else memory)
+
 
 def key(stack: str, cls: str) -> str:
     """Where a class's curve is stored: shared, or per software stack (``artifact/attention``)."""
