@@ -279,7 +279,8 @@ class Instance:
         if self.role == "prefill":
             done = first  # handed over to a decode instance, which streams the first token
         else:
-            R.first_token[first] = now
+            if len(first):
+                R.first_token[first] = now
             if len(later):
                 log.itl.add(now - R.last_token[later])
             R.last_token[produced] = now
@@ -288,7 +289,7 @@ class Instance:
         for rid in done.tolist():
             self.scheduler.finish(rid, keep)
         kv = self.scheduler.kv
-        log.prompt_done.append(col_sum(R.prompt[first]))
+        log.prompt_done.append(col_sum(R.prompt[first]) if len(first) else 0)
         log.generated.append(len(produced))
         log.prefix_queries.append(kv.queries)
         log.prefix_hits.append(kv.hits)

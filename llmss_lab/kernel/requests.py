@@ -19,6 +19,14 @@ def col_sum(x: np.ndarray) -> int:
     return sum(x.tolist()) if len(x) <= SMALL else int(np.add.reduce(x))
 
 
+def col_sum_nonzero(x: np.ndarray) -> tuple[int, bool]:
+    """Sum of a column and whether none of its entries is zero, from one list when it is small."""
+    if len(x) <= SMALL:
+        v = x.tolist()
+        return sum(v), 0 not in v
+    return int(np.add.reduce(x)), bool(np.count_nonzero(x) == len(x))
+
+
 def col_max(x: np.ndarray) -> int:
     return max(x.tolist()) if len(x) <= SMALL else int(np.maximum.reduce(x))
 

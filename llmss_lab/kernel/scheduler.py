@@ -29,7 +29,7 @@ import numpy as np
 from ..config.engine import EngineConfig
 from .kv_cache import KVCacheManager
 from .registry import Registry
-from .requests import UNSET, RequestTable, col_sum
+from .requests import UNSET, RequestTable, col_sum, col_sum_nonzero
 
 SCHEDULERS = Registry["Scheduler"]("scheduler")
 
@@ -125,13 +125,13 @@ class VLLMV1Scheduler(Scheduler):
                 need = R.num_tokens[run] - comp
             if self.threshold:
                 np.minimum(need, self.threshold, out=need)
-            total = col_sum(need)
+            total, everyone = col_sum_nonzero(need)
             if total <= budget:   # the usual case: everyone gets all it needs
                 sched = need
             else:                 # in running order until the budget is spent
                 sched = np.minimum(np.maximum(budget - (need.cumsum() - need), 0), need)
                 total = budget
-            everyone = np.count_nonzero(sched) == len(sched)
+                everyone = np.count_nonzero(sched) == len(sched)
             upto = comp + sched   # tokens computed once this step has run
             grow = (upto + self._bs_less_1) // self._bs - R.nblocks[run]
             if not everyone:
