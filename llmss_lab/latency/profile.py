@@ -210,6 +210,15 @@ def interp1(axis: np.ndarray, values: np.ndarray, x: np.ndarray | float) -> np.n
 
 # ---- attention ------------------------------------------------------------------------------------
 
+def _lerp_rows(r0: list[float], r1: list[float], wi: float, j0: int, j1: int, wj: float) -> float:
+    """Bilinear interpolation once both brackets are known: between rows ``r0`` and ``r1`` (weight ``wi``), each
+    between columns ``j0`` and ``j1`` (weight ``wj``). Grid2D and AttentionTable.section share it, so a section
+    gives the lookup's bits."""
+    a = r0[j0] + wj * (r0[j1] - r0[j0])
+    b = r1[j0] + wj * (r1[j1] - r1[j0])
+    return a + wi * (b - a)
+
+
 @dataclass
 class Grid2D:
     """Latency over (prefill history, decode history) for one (chunk, n_decode) slice."""
@@ -231,10 +240,7 @@ class Grid2D:
     def __call__(self, kp: float, kv: float) -> float:
         i0, i1, wi = bracket(self._kp, kp)
         j0, j1, wj = bracket(self._kv, kv)
-        r0, r1 = self._v[i0] or self._row(i0), self._v[i1] or self._row(i1)
-        a = r0[j0] + wj * (r0[j1] - r0[j0])
-        b = r1[j0] + wj * (r1[j1] - r1[j0])
-        return a + wi * (b - a)
+        return _lerp_rows(self._v[i0] or self._row(i0), self._v[i1] or self._row(i1), wi, j0, j1, wj)
 
     def at_kp(self, kp: float) -> tuple[list[float], list[float], list[float], float]:
         """The grid at one prefill history, to be read at several decode histories: the kv axis, the two
@@ -263,13 +269,6 @@ class Grid2D:
             if ok.any() and not ok.all():
                 grid[:, j] = interp1(kp_axis[ok], grid[ok, j], kp_axis)
         return cls(kp_axis.astype(float), kv_axis.astype(float), np.maximum(grid, 0.0))
-
-
-def _lerp_rows(r0: list[float], r1: list[float], wi: float, j0: int, j1: int, wj: float) -> float:
-    """``Grid2D.__call__``'s arithmetic once both brackets are known (the same operations, so the same bits)."""
-    a = r0[j0] + wj * (r0[j1] - r0[j0])
-    b = r1[j0] + wj * (r1[j1] - r1[j0])
-    return a + wi * (b - a)
 
 
 def _full_grid(kp: np.ndarray, kv: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
