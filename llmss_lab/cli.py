@@ -683,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(fn=cmd_lab)
 
     v = sub.add_parser("validate", help="compare against a real vLLM run (bench measurement folder)")
-    v.add_argument("measurement_dir")
+    v.add_argument("measurement_dir", help="a bench run folder: config.json, vllm/meta.json, vllm/requests.jsonl")
     v.add_argument("--reference-dir", help=ref_help)
     v.add_argument("--json", action="store_true", help="print one JSON object")
     _latency_args(v)
@@ -696,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("figure-data", help="run the paper's scenarios of figures 5-10 and write the artifact's TSVs")
     g.add_argument("figures", type=int, nargs="+", help="figure numbers (5, 6, 7, 8, 9, 10)")
-    g.add_argument("--reference-dir", help="the paper artifact folder (.../llmservingsim/ispass26)")
+    g.add_argument("--reference-dir", help=ref_help + "; the root that holds ispass26/, or that folder itself")
     g.add_argument("--out", required=True, help="output folder (figure_N/... is written inside)")
     g.add_argument("--compare", action="store_true", help="also score the files against real vLLM")
     g.set_defaults(fn=cmd_figure_data)
@@ -708,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--out", help="output folder (default: paper_figures/output)")
     fg.add_argument("--num-requests", type=_whole(0), default=0,
                     help="only the first N requests of each trace (a quick look; default: the full traces)")
-    fg.add_argument("--seed", type=_whole(0), default=0, help="seed of every random policy")
+    fg.add_argument("--seed", type=_whole(0), default=0, help="seed of every random policy (default %(default)s)")
     fg.add_argument("--no-png", action="store_true", help="skip the PNG screenshots (no Chromium needed)")
     fg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     fg.set_defaults(fn=cmd_figures)

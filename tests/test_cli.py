@@ -273,3 +273,56 @@ def test_summary_of_several_runs_puts_them_side_by_side_with_what_differs(ref, c
                        f"{(b['mean_ttft_ms'] - a['mean_ttft_ms']) / a['mean_ttft_ms'] * 100:+.1f}", "%"]
     code, _, err = run(capsys, "summary", str(tmp_path / "s16.nc"), str(tmp_path / "missing.nc"))
     assert code == 2 and "missing.nc" in err
+
+
+def _subcommands() -> dict:
+    import argparse
+
+    from llmss_lab.cli import build_parser
+
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def _readme() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_every_argument_of_every_subcommand_says_what_it_is():
+    """`llmss validate --help` listed measurement_dir bare; figure-data's --reference-dir said only the artifact
+    folder would do, where the root (and the default lookup) work as for every other command."""
+    for name, sub in _subcommands().items():
+        for action in sub._actions:
+            assert action.help, (name, action.dest)
+    ref_help = next(a.help for a in _subcommands()["run"]._actions if a.dest == "reference_dir")
+    figure_data = next(a.help for a in _subcommands()["figure-data"]._actions if a.dest == "reference_dir")
+    assert figure_data.startswith(ref_help), figure_data
+
+
+def test_the_readme_cli_table_has_a_row_per_subcommand_naming_only_its_flags():
+    rows = {}
+    for line in _readme().split("## Command line", 1)[1].split("\n## ", 1)[0].splitlines():
+        row = re.match(r"\| `llmss ([a-z-]+)([^|]*)` \|", line.replace("\\|", "/"))
+        if row:
+            rows[row[1]] = row[2]
+    subs = _subcommands()
+    assert sorted(rows) == sorted(subs)
+    for name, usage in rows.items():
+        known = {o for a in subs[name]._actions for o in a.option_strings}
+        assert set(re.findall(r"--[a-z][a-z-]*", usage)) <= known, (name, usage)
+
+
+def test_the_readme_names_every_option_of_every_subcommand():
+    """The table and text left out capacity's --rate-min, --rate-max and --rel-tol, among others."""
+    import argparse
+
+    text = _readme().replace("--[no-]", "--")   # `--[no-]enable-prefix-caching` names both forms
+    for name, sub in _subcommands().items():
+        for action in sub._actions:
+            for flag in action.option_strings:
+                negation = isinstance(action, argparse.BooleanOptionalAction) and flag.startswith("--no-")
+                if flag in ("--help", "--verbose", "--quiet") or not flag.startswith("--") or negation:
+                    continue
+                assert re.search(re.escape(flag) + r"(?![a-z-])", text), (name, flag)
