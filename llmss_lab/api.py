@@ -570,7 +570,9 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
 
     ``cluster`` is a cluster JSON path or a :class:`ClusterSpec`; ``workload`` a JSONL trace path
     (relative paths are tried under the reference folder too) or a :class:`Workload`; ``engine``
-    vLLM engine settings (per-instance keys in the cluster config win over them).
+    vLLM engine settings (per-instance keys in the cluster config win over them). ``reference_dir`` holds the
+    profiles, model configs and traces (None: ``$LLMSS_REFERENCE_DIR``, ``../shared/reference/llmservingsim`` or
+    the fetch cache); ``num_requests`` keeps only the first N requests of the workload.
     ``progress`` is called with 1 for every finished request. ``router`` picks the routing policy
     (:data:`llmss_lab.kernel.router.ROUTERS`), ``expert_gate`` and ``gate_skew`` the MoE gate
     (:data:`llmss_lab.kernel.moe.GATES`), ``kv_transfer`` how a prefill/decode split moves KV

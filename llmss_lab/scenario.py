@@ -8,6 +8,7 @@ LLMServingSim's cluster JSON, so ``Scenario.cluster_json()`` can be saved and ru
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import math
@@ -154,6 +155,10 @@ INERT: dict[str, tuple[tuple[str, ...], Callable[[dict, bool], str]]] = {
 
 @dataclass(frozen=True)
 class Scenario:
+    """Every input of one run as plain values: hardware and model, cluster shape, engine settings by vLLM's
+    names, policies, memory tiers and power, and a trace or a workload generator. Plain values, so the explorer
+    can save it as JSON (``save``/``load``), a sweep can grid over any field, and ``run()`` gives the Results."""
+
     # hardware and model
     hardware: str = "RTXPRO6000"
     model: str = "meta-llama/Llama-3.1-8B"
@@ -220,6 +225,7 @@ class Scenario:
 
     # ---- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """Every field by name, as ``save`` writes it."""
         return asdict(self)
 
     @classmethod
@@ -368,6 +374,7 @@ class Scenario:
         return {k: (n, len(insts)) for k, n in counts.items()}
 
     def replace(self, **changes: Any) -> "Scenario":
+        """A copy with ``changes`` applied (the scenario is frozen, so a sweep's points never share state)."""
         return replace(self, **changes)
 
     # ---- building the inputs ---------------------------------------------------------------------
@@ -453,12 +460,14 @@ class Scenario:
                 "blocks": [{"blocks": f"{cuts[k]}-{cuts[k + 1] - 1}", "weights": f"cxl:{k}"} for k in range(1, n)]}
 
     def cluster(self, reference_dir: str | Path | None = None) -> ClusterSpec:
+        """The ClusterSpec to run: ``cluster_config`` read as is, else the one the shape fields build."""
         if self.cluster_config:
             return load_cluster(self._find(self.cluster_config, reference_dir, "cluster_config"))
         with _naming_fields():
             return cluster_from_dict(self.cluster_json(reference_dir), BUILT_CLUSTER)
 
     def workload(self, reference_dir: str | Path | None = None) -> Workload:
+        """The requests: the first ``num_requests`` of ``trace`` (0: all), else the seeded generator's."""
         self.validate()
         if self.trace:
             return load_trace(self._find(self.trace, reference_dir, "trace"), self.num_requests or None)
@@ -471,6 +480,7 @@ class Scenario:
             raise InputError(exc.message, "scenario", key) from None
 
     def engine(self) -> dict[str, Any]:
+        """The engine settings by vLLM's names, as ``simulate(engine=...)`` takes them."""
         return {k: getattr(self, k) for k in ENGINE_FIELDS}
 
     def what_if(self) -> dict[str, float]:
@@ -520,6 +530,11 @@ class Scenario:
                    or "power is off (tick 'power model', or set power=True)")
             res.set_attr("no_power", why)
         return res
+
+
+
+# help() and inspect show the fields, not the catch-all (*args, **kwargs) of __new__
+Scenario.__signature__ = inspect.signature(functools.partial(Scenario.__init__, None))
 
 
 def has_experts(model: str, reference_dir: str | Path | None = None) -> bool | None:

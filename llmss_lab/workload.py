@@ -38,6 +38,9 @@ def _token_ids_ok(ids: list | tuple | np.ndarray) -> bool:
 
 @dataclass
 class Workload:
+    """Requests to serve: arrival times (ns, sorted), prompt and output lengths, and token ids where prefix
+    caching needs them. ``load_trace`` reads one, ``synthetic`` generates one; bad values are named on building."""
+
     arrival_ns: np.ndarray          # int64, sorted
     input_toks: np.ndarray          # int64 >= 1
     output_toks: np.ndarray         # int64 >= 1

@@ -15,6 +15,23 @@ def test_every_public_name_resolves():
     assert llmss_lab.load_results == llmss_lab.Results.load
 
 
+def test_help_of_every_public_name_says_what_it_is():
+    """The config specs, Workload and Scenario had only the text dataclass makes from the signature (Scenario's
+    read "Scenario(*args, **kwargs)", from the __new__ that names mistyped fields), load_results none at all."""
+    import inspect
+
+    for name in sorted(set(llmss_lab.__all__) - {"__version__"}):
+        obj = getattr(llmss_lab, name)
+        doc = inspect.getdoc(obj)
+        assert doc and not doc.startswith(f"{obj.__name__}("), name
+    for cls, methods in ((llmss_lab.Results, ("summary", "save", "load", "request_table")),
+                         (llmss_lab.Scenario, ("run", "save", "load", "replace", "cluster", "workload", "engine"))):
+        for method in methods:
+            assert inspect.getdoc(getattr(cls, method)), (cls.__name__, method)
+    fields = list(inspect.signature(llmss_lab.Scenario).parameters)
+    assert fields[:2] == ["hardware", "model"] and "seed" in fields
+
+
 def test_import_and_help_do_not_load_the_kernel_or_xarray():
     code = ("import sys, llmss_lab, llmss_lab.cli; "
             "print(sorted(m for m in ('xarray', 'numpy', 'llmss_lab.api') if m in sys.modules))")

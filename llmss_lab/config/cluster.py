@@ -41,6 +41,8 @@ INSTANCE_KEYS = ("model_name", "hardware", "npu_mem", "num_npus", "tp_size", "pp
 
 @dataclass(frozen=True)
 class MemorySpec:
+    """A memory as the cluster JSON gives it: size in GiB, bandwidth in GB/s, latency in ns."""
+
     mem_size: float          # GiB
     mem_bw: float            # GB/s
     mem_latency: float = 0   # ns
@@ -52,6 +54,9 @@ class MemorySpec:
 
 @dataclass(frozen=True)
 class InstanceSpec:
+    """One model replica (an engine) as a cluster config's instance describes it: model, hardware, NPU memory,
+    TP/PP/EP, its DP group and P/D role, and the engine keys it sets for itself (they win over the run's)."""
+
     model_name: str
     hardware: str
     npu_mem: MemorySpec
@@ -78,6 +83,8 @@ class InstanceSpec:
 
 @dataclass(frozen=True)
 class NodeSpec:
+    """One machine: its instances, CPU memory, optional power section and PIM device."""
+
     instances: list[InstanceSpec]
     cpu_mem: MemorySpec = MemorySpec(512, 256, 0)
     power: PowerSpec | None = None
@@ -121,6 +128,9 @@ def _check_memory(mem: MemorySpec | CxlSpec, where: str, source: str, bw_needed:
 
 @dataclass(frozen=True)
 class ClusterSpec:
+    """A whole cluster config: nodes, the links between GPUs and between nodes, optional CXL memory.
+    ``ClusterSpec.single(model, hardware, mem_size)`` builds the one-GPU case; ``load_cluster`` reads a JSON."""
+
     nodes: list[NodeSpec]
     link_bw: float | list[float] = 16.0          # GB/s per topology dimension
     link_latency: float | list[float] = 20000.0  # ns per topology dimension

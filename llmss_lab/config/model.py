@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """The shape of a decoder read from its Hugging Face ``config.json`` (``from_hf_config``): what the weight and
+    KV sizes per rank and the analytical model's FLOPs and bytes are derived from."""
+
     name: str
     model_type: str
     hidden_size: int

@@ -422,6 +422,8 @@ class Results:
             ds.attrs[key] = value
 
     def summary(self) -> dict[str, float]:
+        """The run's metrics by vLLM bench's names (``mean_ttft_ms``, ``p99_itl_ms``, ``output_throughput``, ...),
+        with energy when the run had a power model and each pool's final hit rate when it had a prefix pool."""
         r = self.requests
         arrival = r.arrival.values
         finish = r.finish.values
@@ -474,6 +476,8 @@ class Results:
 
     @classmethod
     def load(cls, path: str | Path) -> "Results":
+        """Read a results file that ``save`` wrote (netCDF); a CSV, a sweep's file or anything else is refused by
+        name, since none of them holds a whole run."""
         path = as_path(path)
         if path.suffix.lower() == ".csv":
             raise InputError("is a per-request CSV, which holds no run summary; load a netCDF (.nc) results file",
