@@ -326,3 +326,10 @@ def test_the_readme_names_every_option_of_every_subcommand():
                 if flag in ("--help", "--verbose", "--quiet") or not flag.startswith("--") or negation:
                     continue
                 assert re.search(re.escape(flag) + r"(?![a-z-])", text), (name, flag)
+
+
+def test_every_link_within_the_readme_names_one_of_its_headings():
+    text = _readme()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links and links <= anchors, links - anchors
