@@ -719,8 +719,9 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     reference data at the path resolved here, so remote workers need it at the same path.
     ``slo`` adds ``goodput``, ``slo_met`` and the SLO quantiles. ``save_to`` writes the Dataset as
     points arrive (at most every ``save_every_s``, less often when writing is slow; and at the end, also
-    when interrupted); with ``resume``, points already ``ok`` in that file are not run again. ``grid_source`` names the grid
-    (its file) in error messages.
+    when interrupted); with ``resume``, points already ``ok`` in that file are not run again. ``progress`` shows a
+    tqdm bar; ``on_point(index, row)`` hears each point as it finishes (its index among the grid's points, and
+    its metrics). ``grid_source`` names the grid (its file) in error messages.
     """
     _check_run_args(base, slo, "sweep")
     if save_to is not None:

@@ -189,7 +189,8 @@ def _session_id(obj: dict, path: Path, lineno: int) -> None:
 
 
 def load_trace(path: str | Path, num_requests: int | None = None) -> Workload:
-    """Read an LLMServingSim JSONL trace; every problem names the file and line."""
+    """Read an LLMServingSim JSONL trace (its first ``num_requests`` requests; None: all of them); every problem
+    names the file and line."""
     path = as_path(path, "workload")
     if num_requests is not None:
         n = as_whole(num_requests)
@@ -330,7 +331,8 @@ def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist
     10 (bursty for cv > 1; below 1e-12, 0 included, regular: one request every 1/rate s). With
     ``shared_prefix_len`` > 0 every prompt starts with one of ``num_prefixes`` shared prefixes
     (a system prompt), so prefix caching has something to find; token ids are drawn from
-    ``vocab_size`` (at most 2**31) ids.
+    ``vocab_size`` (at most 2**31) ids. ``input_len`` and ``output_len`` are a :class:`LengthDist` or its text
+    (``fixed:N``, ``uniform:LO:HI``, ``lognormal:MEDIAN:SIGMA`` or ``sharegpt``).
     """
     args = Section({"num_requests": num_requests, "rate": rate, "cv": cv, "seed": seed, "vocab_size": vocab_size,
                     "shared_prefix_len": shared_prefix_len, "num_prefixes": num_prefixes}, "argument")
