@@ -215,7 +215,7 @@ class Scenario:
     num_prefixes: int = 4             # distinct shared prefixes the prompts start with
     seed: int = 0
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Scenario":
+    def __new__(cls, *args: Any, **kwargs: Any) -> Scenario:
         """A mistyped field is named with the closest one, rather than by Python's bare TypeError."""
         _refuse_unknown(cls, kwargs, "Scenario")
         return super().__new__(cls)
@@ -229,7 +229,7 @@ class Scenario:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "scenario") -> "Scenario":
+    def from_dict(cls, data: Any, source: str = "scenario") -> Scenario:
         """Check names and types, so a typo in a saved scenario is named rather than ignored."""
         if not isinstance(data, dict):
             raise InputError("a scenario must be a JSON object", source)
@@ -301,7 +301,7 @@ class Scenario:
         return _atomic_write(as_path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Scenario":
+    def load(cls, path: str | Path) -> Scenario:
         """A scenario saved as JSON; errors name the file and the key or line."""
         p = Path(path)
         data = read_json(p)
@@ -373,7 +373,7 @@ class Scenario:
                 counts[k] = counts.get(k, 0) + 1
         return {k: (n, len(insts)) for k, n in counts.items()}
 
-    def replace(self, **changes: Any) -> "Scenario":
+    def replace(self, **changes: Any) -> Scenario:
         """A copy with ``changes`` applied (the scenario is frozen, so a sweep's points never share state)."""
         return replace(self, **changes)
 

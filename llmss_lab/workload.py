@@ -98,7 +98,7 @@ class Workload:
     def __len__(self) -> int:
         return len(self.arrival_ns)
 
-    def head(self, n: int) -> "Workload":
+    def head(self, n: int) -> Workload:
         """The first ``n`` requests (what ``--num-reqs`` selects)."""
         if as_whole(n) is None or n < 1:
             raise InputError(f"must be a whole number >= 1, got {n!r}", self.name, "head")
@@ -106,7 +106,7 @@ class Workload:
         return Workload(self.arrival_ns[:n], self.input_toks[:n], self.output_toks[:n],
                         self.token_ids[:n], self.name, None if self.lines is None else self.lines[:n], ids_checked=True)
 
-    def sent_one_late(self) -> "Workload":
+    def sent_one_late(self) -> Workload:
         """The trace as a client that sleeps *after* each send delivers it: request ``i`` leaves at
         the trace time of request ``i - 1`` (the first keeps its own). A pause in the trace then
         comes one request late, so a burst takes in the first request of the next one; the real
@@ -289,7 +289,7 @@ class LengthDist:
                 args.integer("b", minimum=a, maximum=high)
 
     @classmethod
-    def parse(cls, text: str, role: str = "input") -> "LengthDist":
+    def parse(cls, text: str, role: str = "input") -> LengthDist:
         """``"fixed:128"``, ``"uniform:100:1000"``, ``"lognormal:MEDIAN:SIGMA"``, ``"sharegpt"``."""
         top = cls.high
         forms = (f"use fixed:N, uniform:LO:HI (whole numbers from 1 to {top}), lognormal:MEDIAN:SIGMA (median 1 to "

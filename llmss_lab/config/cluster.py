@@ -220,7 +220,7 @@ class ClusterSpec:
     @classmethod
     def single(cls, model_name: str, hardware: str, mem_size: float, mem_bw: float = 0.0,
                tp_size: int = 1, mem_util: float | None = None, link_bw: float = 16.0,
-               link_latency: float = 20000.0, **engine_overrides: Any) -> "ClusterSpec":
+               link_latency: float = 20000.0, **engine_overrides: Any) -> ClusterSpec:
         """One node, one instance: the common case, without writing JSON."""
         inst = InstanceSpec(model_name, hardware, MemorySpec(mem_size, mem_bw), tp_size=tp_size,
                             mem_util=mem_util, engine_overrides=engine_overrides)

@@ -75,7 +75,7 @@ class EngineConfig:
             raise bad("kv_cache_dtype", f"must be 'auto' or 'fp8', got {self.kv_cache_dtype!r}")
 
     def with_overrides(self, overrides: dict[str, Any], source: str | None = None,
-                       key: Callable[[str], str] = str) -> "EngineConfig":
+                       key: Callable[[str], str] = str) -> EngineConfig:
         """A copy with ``overrides``; an error names ``source`` and ``key(name)`` (a flag, a key path)."""
         known = {f.name for f in fields(self)}
         for k in overrides:

@@ -51,7 +51,7 @@ class ModelSpec:
         return self.num_experts > 0
 
     @classmethod
-    def from_hf_config(cls, path: str | Path, name: str | None = None) -> "ModelSpec":
+    def from_hf_config(cls, path: str | Path, name: str | None = None) -> ModelSpec:
         s = Section.of(read_json(path), path)
         hidden = s.integer("hidden_size", minimum=1)
         heads = s.integer("num_attention_heads", minimum=1)

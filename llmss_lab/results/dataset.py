@@ -404,7 +404,7 @@ class Results:
 
     @classmethod
     def from_raw(cls, raw: RawRun, attrs: dict, power: PowerAccount | None = None,
-                 memory_sample_s: float = 1.0) -> "Results":
+                 memory_sample_s: float = 1.0) -> Results:
         pairs = [inst.log.itl.pairs() for inst in raw.instances]
         gaps, counts = merge_counts(np.concatenate([g for g, _ in pairs]), np.concatenate([c for _, c in pairs]))
         res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), {},
@@ -475,7 +475,7 @@ class Results:
         return frame.rename(columns={n: f"{n}_{u}" for n, u in units.items() if u != "1"})
 
     @classmethod
-    def load(cls, path: str | Path) -> "Results":
+    def load(cls, path: str | Path) -> Results:
         """Read a results file that ``save`` wrote (netCDF); a CSV, a sweep's file or anything else is refused by
         name, since none of them holds a whole run."""
         path = as_path(path)
