@@ -617,6 +617,17 @@ def _latency_kwargs(args: argparse.Namespace) -> dict:
     return {"latency": args.latency, "what_if": what_if, "efficiency_file": args.efficiency}
 
 
+class _Misplaced(argparse.Action):
+    """A flag that means something else in another command: say where it belongs, not just 'unrecognized'."""
+
+    def __init__(self, option_strings: list[str], dest: str, message: str, **kw) -> None:
+        super().__init__(option_strings, dest, nargs="?", **kw)
+        self.message = message
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.error(self.message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -714,8 +725,11 @@ def build_parser() -> argparse.ArgumentParser:
     fg.set_defaults(fn=cmd_figures)
 
     def dask_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--dask-scheduler", "--scheduler", dest="dask_scheduler", metavar="ADDR",
+        q.add_argument("--dask-scheduler", dest="dask_scheduler", metavar="ADDR",
                        help="dask scheduler address (tcp://host:8786); default: a local cluster")
+        q.add_argument("--scheduler", action=_Misplaced, help=argparse.SUPPRESS,
+                       message="--scheduler is the batching policy of `llmss run`; in a sweep it is the scenario's "
+                               "(or the grid's) `scheduler` field, and the dask address is --dask-scheduler")
         q.add_argument("--workers", type=_whole(1), help="worker processes of the local cluster (default: one per core)")
         q.add_argument("--reference-dir", help=ref_help)
         q.add_argument("--slo-ttft-ms", type=float, help="SLO: TTFT limit (ms) at --slo-quantile")

@@ -333,3 +333,15 @@ def test_every_link_within_the_readme_names_one_of_its_headings():
     anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.M)}
     links = set(re.findall(r"\]\(#([^)]+)\)", text))
     assert links and links <= anchors, links - anchors
+
+
+@pytest.mark.parametrize("command", ["sweep", "capacity"])
+def test_scheduler_in_a_sweep_says_it_is_the_run_commands_policy_flag(command, capsys, tmp_path):
+    """`--scheduler static` was taken as a dask address ("static") in sweep and capacity, where `llmss run`
+    reads it as the batching policy: the same flag must not mean two things."""
+    argv = [command, str(tmp_path / "s.json"), "--grid", str(tmp_path / "g.yaml"), "--scheduler", "static"]
+    if command == "sweep":
+        argv += ["--out", str(tmp_path / "o.nc")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "batching policy" in err and "--dask-scheduler" in err
