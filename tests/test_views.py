@@ -389,7 +389,7 @@ def test_every_overlay_view_takes_the_names_of_the_run_and_its_baseline(runs):
     assert _legend(views.series(a, b, **names).children[0])[0] == "128 seqs: generation"
     assert "8 seqs: every phase, grey" in _legend(views.timeline(a, b, **names).children[1])
     assert _legend(views.throughput(a, label="128 seqs")) == ["generation", "prompt"]   # alone: no tag
-    assert _legend(views.latency_cdf(a, label="128 seqs")) == ["128 seqs"]
+    assert views.throughput(a, label="128 seqs").title.text == "Throughput: 128 seqs"   # but named in the title
 
 
 def test_left_out_the_names_say_what_differs_between_the_runs(runs, ref):
@@ -432,3 +432,20 @@ def test_a_bad_name_is_refused_by_every_overlay_view(runs, kw, key, says):
         with pytest.raises(InputError, match="^" + re.escape(f"view: {key}: {says}")) as err:
             getattr(views, name)(a, b, **kw)
         assert err.value.where == key, name
+
+
+def test_a_run_alone_gets_a_legend_only_where_it_names_several_series(runs):
+    """A run alone had a legend of one entry, "run", under each CDF: 36 px that said nothing. Its name, when it has
+    one of its own, is in the title instead; legends that tell series apart stay."""
+    a, _ = runs
+    for metric, title in plots.METRICS:
+        fig = views.latency_cdf(a, metric=metric)
+        assert not fig.select({"type": Legend}) and fig.height == 240, metric
+        assert fig.title.text == f"{title} CDF"
+        assert views.latency_cdf(a, metric=metric, label="128 seqs").title.text == f"{title} CDF: 128 seqs"
+    for view in (views.throughput, views.memory, views.power, views.request_lifelines):
+        legends = [x for x in view(a).below if isinstance(x, Legend)]
+        assert len(legends) == 1 and _entries(legends[0]) >= 2, view.__name__
+    named = views.timeline(a, label="128 seqs")
+    assert [f.title.text.endswith(": 128 seqs") for f in named.children] == [True, True]
+    assert not views.batch_timeline(a).title.text.endswith(": run")

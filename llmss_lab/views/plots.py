@@ -144,6 +144,12 @@ def _names(a: Results, b: Results | None, label: str | None, baseline_label: str
     return names
 
 
+def _named(title: str, runs: list[tuple[str, Results, bool]]) -> str:
+    """A run alone is named in the title when it has a name of its own: it has no legend to carry it."""
+    (name, _, _), *rest = runs
+    return f"{title}: {name}" if not rest and name != A_NAME else title
+
+
 def _runs(a: Results, b: Results | None, label: str | None = None,
           baseline_label: str | None = None) -> list[tuple[str, Results, bool]]:
     """``(name, results, is_baseline)`` for the run and, if given, the baseline."""
@@ -182,7 +188,7 @@ def batch_timeline(a: Results, b: Results | None = None, x_range=None, label: st
     cols = {k: (sum((part[k] for part in parts), []) if k == "y" else np.concatenate([part[k] for part in parts]))
             for k in parts[0]}
     factors = list(reversed(rows))
-    p = _fig("Batch timeline: engine steps per instance", "", x_range, height=max(160, 60 + 45 * len(rows)),
+    p = _fig(_named("Batch timeline: engine steps per instance", runs), "", x_range, height=max(160, 60 + 45 * len(rows)),
              y_range=FactorRange(*factors, group_padding=GROUP_PADDING))
     if b is not None:   # the run's name once, across its own row, at the plot's left edge whatever the pan
         p.yaxis.group_text_font_size = "0px"
@@ -235,7 +241,7 @@ def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_re
     most = max(r.requests.sizes["request"] for _, r, _ in runs)
     step = -(-most // int(max_requests))
     shown = f"every {_ordinal(step)} of {most}: " if step > 1 else ""
-    p = _fig(f"Request lifelines ({shown}queued, prefill, decode)", "request", x_range, height=320)
+    p = _fig(_named(f"Request lifelines ({shown}queued, prefill, decode)", runs), "request", x_range, height=320)
     groups = []
     for name, r, base in reversed(runs):
         dy, alpha, width = (0.4 * step, 0.45, 1) if base else (0.0, 0.9, 2)
@@ -331,7 +337,7 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     """Prompt and generation tokens per second over time, summed over instances; in a P/D split each is counted
     where it is served (prompts on the prefill side, tokens on the decode side), not on both."""
     runs = _runs(a, b, label, baseline_label)
-    p = _fig("Throughput", "tokens / s", x_range)
+    p = _fig(_named("Throughput", runs), "tokens / s", x_range)
     groups = []
     for name, r, base in runs:
         ts = r.timeseries
@@ -348,7 +354,7 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
     """Memory in use per tier over time: NPU KV and cached prefix blocks (all instances), and each
     lower-tier prefix pool, in GiB."""
     runs = _runs(a, b, label, baseline_label)
-    p = _fig("Memory per tier", "GiB", x_range)
+    p = _fig(_named("Memory per tier", runs), "GiB", x_range)
     groups = []
     for name, r, base in runs:
         m = r.memory
@@ -396,7 +402,7 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         if b is None or "power" not in b.power:
             _fig(title, "W", x_range)   # the range is still checked
             return Div(text=f"<b>{html.escape(title, quote=False)}</b>", width=WIDTH)
-    elif b is not None:   # the stack is the run's: say so once, not in each component's legend entry
+    elif b is not None or name_a != A_NAME:   # the stack is the run's: say so once, not in each entry
         title += f": {name_a}"
     p = _fig(title, "W", x_range)
     pw = a.power
@@ -466,7 +472,7 @@ def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft", labe
     if not (isinstance(metric, str) and metric in dict(METRICS)):
         raise InputError(f"must be one of {', '.join(m for m, _ in METRICS)}, got {metric!r}", "view", "metric")
     title = dict(METRICS)[metric]
-    p = figure(title=f"{title} CDF", height=240, width=WIDTH // 2, tools="pan,wheel_zoom,box_zoom,reset,save",
+    p = figure(title=_named(f"{title} CDF", runs), height=240, width=WIDTH // 2, tools="pan,wheel_zoom,box_zoom,reset,save",
                x_axis_label=f"{title} (ms)", y_range=(0, 1.02),
                y_axis_label="fraction of token gaps" if metric == "itl" else "fraction of requests")
     p.toolbar.logo = None
@@ -482,8 +488,8 @@ def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft", labe
     if empty:   # only TPOT and ITL can be: every request has a first token
         p.title.text += f" ({' and '.join(empty) if b is not None else 'empty'}: no request made a second token)"
     p.xaxis.formatter = NumeralTickFormatter(format="0,0.[0]")   # 150,000 ms, not 1.500e+5
-    # under the plot, a run to a row: inside, it covered the long tails its curves are drawn for
-    _legends_below(p, [(None, items)], ncols=1)
+    if b is not None:   # under the plot, a run to a row: inside, it covered the long tails its curves are drawn for
+        _legends_below(p, [(None, items)], ncols=1)
     return p
 
 
