@@ -449,3 +449,63 @@ def test_a_run_alone_gets_a_legend_only_where_it_names_several_series(runs):
     named = views.timeline(a, label="128 seqs")
     assert [f.title.text.endswith(": 128 seqs") for f in named.children] == [True, True]
     assert not views.batch_timeline(a).title.text.endswith(": run")
+
+
+@pytest.fixture(scope="module")
+def paper_frames(ref, tmp_path_factory):
+    """The frames of Figs 5 (one scenario), 6, 7, 9 and 10, from quick runs of their scenarios."""
+    from llmss_lab import paper
+    from llmss_lab.figures import write_figure_data
+
+    art, out = ref / "ispass26", tmp_path_factory.mktemp("paper")
+    only = {5: ["A6000/MD"]}
+    for n in (5, 6, 7, 9, 10):
+        write_figure_data(n, art, out, only=only.get(n))
+    return {n: paper.frames(n, art, out, only=only.get(n)) for n in (5, 6, 7, 9, 10)}
+
+
+def test_paper_legends_sit_under_the_plots_an_entry_per_source_or_series(paper_frames):
+    """The paper views' legends sat inside a panel, over its lines (Figs 5, 7, 9, 10), or beside the bars between the
+    plot and its second axis (Fig 10), and Fig 7 gave each series one entry that did not say which line is which
+    source."""
+    from bokeh.models import Plot
+
+    from llmss_lab.paper import OURS, REAL, THEIRS
+    from llmss_lab.views import paper as pv
+
+    sources = [REAL, THEIRS, OURS]
+    for n, frames in paper_frames.items():
+        layout = pv.draw(n, frames)
+        plots_ = list(layout.select({"type": Plot}))
+        for p in plots_:
+            assert not [x for x in p.center + p.right if isinstance(x, Legend)], (n, p.title.text)
+            for leg in (x for x in p.below if isinstance(x, Legend)):
+                labels = [i.label.value for i in leg.items]
+                assert len(labels) == len(set(labels)) and leg.orientation == "horizontal", (n, labels)
+        found = [[i.label.value for i in leg.items] for leg in layout.select({"type": Legend})]
+        if n in (5, 9):
+            assert found == [sources], n    # once: the sources
+        found = sorted(found)   # the layout's order is not the page's
+        if n == 6:
+            assert len(found) == 2 and found[1] == sources and "Measured" in found[0], found
+        if n == 7:   # one series: its sources; several: the series by colour, then the sources by dash
+            assert found == [["inst0", "inst1", "shared cpu", *sources]] * 2 + [sources] * 2, found
+        if n == 10:
+            assert len(found) == 2 and found[1] == ["gpu_only", "pim", "pim_sbi", THEIRS, OURS], found
+            assert found[0][-1] == "J / output token", found
+
+
+def test_paper_legends_grow_the_figure_and_bar_names_clear_each_other(paper_frames):
+    """The plot keeps its height under a legend; at 0.6 rad "LLMServingSim 2.0" ran into the next bar's name."""
+    from bokeh.models import FactorRange, Plot
+
+    from llmss_lab.views import paper as pv
+
+    bars = [p for p in pv.draw(10, paper_frames[10]).select({"type": Plot}) if isinstance(p.x_range, FactorRange)]
+    (e,) = bars
+    legend = [x for x in e.below if isinstance(x, Legend)][0]
+    assert e.height == 380 + pv.LEGEND_ROW_PX * -(-len(legend.items) // legend.ncols)
+    assert legend.ncols * (16 + 5 + 12 + pv.LEGEND_CHAR_PX * max(len(i.label.value) for i in legend.items)) <= e.width
+    spacing = e.width / (len(e.x_range.factors) + 2)   # a bar's slot, generously (the groups' padding not counted)
+    longest = max(len(src) for _, src in e.x_range.factors)
+    assert np.cos(e.xaxis[0].major_label_orientation) * 5.5 * longest < spacing   # 8pt: about 5.5 px a character

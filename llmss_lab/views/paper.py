@@ -3,7 +3,8 @@
 Each function takes the frames of :func:`llmss_lab.paper.frames` for its figure and returns a Bokeh
 layout. The real system is a thick grey line, LLMServingSim 2.0 green dashes and llmss_lab a solid
 blue line, in every panel; where several series share a panel (Figs 7, 10) colour tells the series
-and the dash tells the source.
+and the dash tells the source. Legends sit under the plots, an entry per source or series, so none
+covers a line.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 from bokeh.layouts import column, gridplot, row
-from bokeh.models import (ColumnDataSource, Div, FactorRange, HoverTool, LabelSet, LinearAxis, NumeralTickFormatter,
-                          Range1d, Span)
+from bokeh.models import (ColumnDataSource, Div, FactorRange, HoverTool, LabelSet, Legend, LegendItem, LinearAxis,
+                          NumeralTickFormatter, Range1d, Span)
 from bokeh.plotting import figure
 
 from ..errors import InputError
@@ -50,20 +51,52 @@ def _caption(text: str) -> Div:
     return Div(text=f"<p style='margin:4px 0;font-size:13px'>{text}</p>")
 
 
-def _lines(p: figure, df: pd.DataFrame, legend: bool, sources=(REAL, THEIRS, OURS), **style) -> None:
+LEGEND_ROW_PX = 26     # a row of 8pt legend entries: a 16 px glyph, the spacing and margins
+LEGEND_TITLE_PX = 16
+LEGEND_CHAR_PX = 6     # about the width of a character of an 8pt label
+
+
+def _legend_below(p: figure, items: list[LegendItem], title: str | None = None) -> Legend:
+    """``items`` in rows under the plot, as many to a row as fit its width: inside, a legend covered the lines
+    (Figs 5, 7, 9, 10). The figure grows by the legend's height, so the plot keeps its own."""
+    widest = max(16 + 5 + LEGEND_CHAR_PX * len(i.label.value) + 12 for i in items)
+    cols = max(1, min(len(items), int((p.width - 60) // widest)))
+    legend = Legend(items=items, title=title, orientation="horizontal", ncols=cols, location="top_left",
+                    click_policy="hide", label_text_font_size="8pt", title_text_font_size="8pt",
+                    title_text_font_style="bold", glyph_height=16, label_height=16, spacing=6, margin=2, padding=2,
+                    background_fill_alpha=0.0, border_line_alpha=0.0)
+    p.add_layout(legend, "below")
+    p.height += LEGEND_ROW_PX * -(-len(items) // cols) + (LEGEND_TITLE_PX if title else 0)
+    return legend
+
+
+def _lines(p: figure, df: pd.DataFrame, sources=(REAL, THEIRS, OURS)) -> list[LegendItem]:
+    """A line per source in its style; returns their legend entries."""
+    items = []
     for s in sources:
         if s not in df.columns:
             continue
         y = df[s].dropna()
-        kw = {**STYLE[s], **style}
-        if legend:
-            kw["legend_label"] = s
-        p.line(y.index.values, y.values, **kw)
-    if legend:
-        p.legend.location = "bottom_center"
-        p.legend.click_policy = "hide"
-        p.legend.label_text_font_size = "9pt"
-        p.legend.background_fill_alpha = 0.6
+        items.append(LegendItem(label=s, renderers=[p.line(y.index.values, y.values, **STYLE[s])]))
+    return items
+
+
+NOWHERE = ([math.nan], [math.nan])   # a legend-only glyph: one point (BokehJS draws no entry for none), not drawn
+
+
+def _source_key(p: figure, sources) -> list[LegendItem]:
+    """Legend entries for the sources' line styles alone, in grey (in a panel where colour tells the series)."""
+    return [LegendItem(label=s, renderers=[p.line(*NOWHERE, color="#555555", line_dash=DASH[s], line_width=WIDTH[s],
+                                                  line_alpha=max(ALPHA[s], 0.5))]) for s in sources]
+
+
+def _key(sources, width: int) -> figure:
+    """A strip with the sources' legend alone, under a grid of panels (in one panel it covered its lines)."""
+    k = figure(width=width, height=10, toolbar_location=None, outline_line_color=None, min_border=0)
+    k.axis.visible = False
+    k.grid.grid_line_color = None
+    _legend_below(k, [LegendItem(label=s, renderers=[k.line(*NOWHERE, **STYLE[s])]) for s in sources])
+    return k
 
 
 def figure_5(frames: dict[str, pd.DataFrame]) -> column:
@@ -72,15 +105,20 @@ def figure_5(frames: dict[str, pd.DataFrame]) -> column:
     for i, (key, df) in enumerate(frames.items()):
         p = _fig(key.replace("/", " / "), "tokens/s" if i % 4 == 0 else "", y_range=(0, 4200))
         p.yaxis.formatter = _kilo()
-        _lines(p, df, legend=i == 0)
+        _lines(p, df)
         panels.append(p)
+    sources = [s for s in (REAL, THEIRS, OURS) if any(s in df.columns for df in frames.values())]
     return column(_caption("<b>Figure 5.</b> Generation throughput over time: real vLLM (grey), "
                            "LLMServingSim 2.0 (green dashes), llmss_lab (blue)."),
-                  gridplot(panels, ncols=4, merge_tools=True, toolbar_location="right"))
+                  gridplot(panels, ncols=4, merge_tools=True, toolbar_location="right"), _key(sources, 4 * 320))
 
 
-def _stacked_energy(energy: pd.DataFrame, title: str, groups: list[str]) -> figure:
-    """Stacked component energy per (config, source); a lone 'Measured' bar holds the real total."""
+BAR_LABEL_ANGLE = 1.2   # radians: a bar's source name, steep enough that "LLMServingSim 2.0" clears the next
+
+
+def _stacked_energy(energy: pd.DataFrame, title: str, groups: list[str]) -> tuple[figure, list[LegendItem]]:
+    """Stacked component energy per (config, source); a lone 'Measured' bar holds the real total. Returns the
+    plot and the components' legend entries, for the caller to add its own before the legend goes under it."""
     sources = [s for s in (REAL, THEIRS, OURS) if s in set(energy["source"])]
     x = [(g, s) for g in groups for s in sources if ((energy.config == g) & (energy.source == s)).any()]
     comps = [c for c in COMPONENT_COLORS if c in set(energy["component"])]
@@ -89,16 +127,14 @@ def _stacked_energy(energy: pd.DataFrame, title: str, groups: list[str]) -> figu
     src = ColumnDataSource({"x": x, **{c: table[c].values for c in comps},
                             "total": table.sum(axis=1).values})
     p = _fig(title, "energy (J)", x_label="", width=520, height=380, x_range=FactorRange(*x))
-    p.vbar_stack(comps, x="x", width=0.8, source=src, color=[COMPONENT_COLORS[c] for c in comps],
-                 legend_label=comps, line_color="black", line_width=0.5)
+    bars = p.vbar_stack(comps, x="x", width=0.8, source=src, color=[COMPONENT_COLORS[c] for c in comps],
+                        line_color="black", line_width=0.5)
     p.add_tools(HoverTool(tooltips=[("bar", "@x"), ("total J", "@total{0,0}")]))
     p.yaxis.formatter = _kilo()
-    p.xaxis.major_label_orientation = 0.6
+    p.xaxis.major_label_orientation = BAR_LABEL_ANGLE
     p.xaxis.major_label_text_font_size = "8pt"
     p.y_range.start = 0
-    p.legend.label_text_font_size = "8pt"
-    p.add_layout(p.legend[0], "right")
-    return p
+    return p, [LegendItem(label=c, renderers=[r]) for c, r in zip(comps, bars)]
 
 
 def figure_6(frames: dict[str, pd.DataFrame]) -> column:
@@ -112,12 +148,13 @@ def figure_6(frames: dict[str, pd.DataFrame]) -> column:
         tp = key.removeprefix("power_").upper()
         p = _fig(f"({'ab'[i] if i < 2 else i}) server power, {tp}", "power (W)", width=520, height=260,
                  y_range=Range1d(0, top), x_range=Range1d(0, end))
-        _lines(p, frames[key], legend=i == 0)
-        if i == 0:   # in one row along the bottom, below the idle floor, where no line runs
-            p.legend.orientation, p.legend.location = "horizontal", "bottom_center"
+        items = _lines(p, frames[key])
+        if i == len(keys) - 1:   # once, under the last trace
+            _legend_below(p, items)
         traces.append(p)
     groups = list(dict.fromkeys(frames["energy"]["config"]))
-    bars = _stacked_energy(frames["energy"], "(c) energy per component", groups)
+    bars, items = _stacked_energy(frames["energy"], "(c) energy per component", groups)
+    _legend_below(bars, items)
     return column(_caption("<b>Figure 6.</b> Server power of the A6000 node under three bursts of ten requests, "
                            "and the energy of each component (the grey bar is the measured total)."),
                   row(column(*traces), bars))
@@ -134,16 +171,17 @@ def figure_7(frames: dict[str, pd.DataFrame]) -> column:
             if not names:
                 continue
             p = _fig(f"{title}: {label}", label, width=520, height=260)
+            items = []
             for j, nm in enumerate(names):
                 df = frames[f"{nm}/{quantity}"] / (1024.0 if quantity == "memory" else 1.0)
                 color = "#333333" if len(names) == 1 else SERIES_COLORS[j % 3]
-                for s in (REAL, THEIRS, OURS):
-                    y = df[s].dropna()
-                    p.line(y.index.values, y.values, color=color, line_dash=DASH[s], line_width=WIDTH[s],
-                           line_alpha=ALPHA[s], legend_label=nm.replace("MD+PC+PS_", "").replace("_", " "))
-            p.legend.location = "top_left"
-            p.legend.label_text_font_size = "8pt"
-            p.legend.background_fill_alpha = 0.6
+                lines = {s: p.line(df[s].dropna().index.values, df[s].dropna().values, color=color, line_dash=DASH[s],
+                                   line_width=WIDTH[s], line_alpha=ALPHA[s]) for s in (REAL, THEIRS, OURS)}
+                # one series: an entry per source; several: an entry per series (its colour), then the sources' key
+                items += ([LegendItem(label=s, renderers=[r]) for s, r in lines.items()] if len(names) == 1 else
+                          [LegendItem(label=nm.replace("MD+PC+PS_", "").replace("_", " "),
+                                      renderers=list(lines.values()))])
+            _legend_below(p, items + (_source_key(p, (REAL, THEIRS, OURS)) if len(names) > 1 else []))
             line.append(p)
         grid.append(line)
     return column(_caption("<b>Figure 7.</b> GPU memory and prefix-cache hit rate on the A6000: real (thick, light), "
@@ -187,11 +225,8 @@ def figure_8(frames: dict[str, pd.DataFrame]) -> column:
     a.xaxis.group_text_font_size = "9pt"
     _bars_with_marks(a, x, vals, cols, top=1.4, bottom=0.4, mark_y=0.46)
     a.add_layout(Span(location=1.0, dimension="width", line_color="#c0392b", line_dash="dashed", line_width=2))
-    for s in systems:   # legend entries only
-        a.scatter([x[0]], [-1], marker="square", size=10, color=BAR[s], legend_label=s)
-    a.legend.orientation = "horizontal"
-    a.legend.label_text_font_size = "8pt"
-    a.add_layout(a.legend[0], "below")
+    _legend_below(a, [LegendItem(label=s, renderers=[a.scatter(*NOWHERE, marker="square", size=10, color=BAR[s])])
+                      for s in systems])
 
     st = frames["sim_time"]
     systems_t = list(st.columns)
@@ -207,11 +242,8 @@ def figure_8(frames: dict[str, pd.DataFrame]) -> column:
                                "y": [v for v in vt if not math.isnan(v)],
                                "t": [_fmt(v) for v in vt if not math.isnan(v)]})
     b.add_layout(LabelSet(x="x", y="y", text="t", source=labels, text_font_size="8pt", text_align="center", y_offset=2))
-    for s in systems_t:
-        b.scatter([xt[0]], [1e-6], marker="square", size=10, color=BAR[s], legend_label=s)
-    b.legend.orientation = "horizontal"
-    b.legend.label_text_font_size = "8pt"
-    b.add_layout(b.legend[0], "below")
+    _legend_below(b, [LegendItem(label=s, renderers=[b.scatter(*NOWHERE, marker="square", size=10, color=BAR[s])])
+                      for s in systems_t])
     return column(_caption("<b>Figure 8.</b> Comparison with prior LLM-serving simulators on H100 "
                            "(TokenSim, Vidur, APEX and LLMServingSim numbers from the paper's artifact)."), a, b)
 
@@ -238,7 +270,7 @@ def figure_9(frames: dict[str, pd.DataFrame]) -> column:
     key = next(k for k in frames if k != "latency")
     p = _fig("(a) TPU-v6e-1, Llama-3.1-8B: throughput", "tokens/s", width=560, height=300)
     p.yaxis.formatter = _kilo()
-    _lines(p, frames[key], legend=True)
+    _legend_below(p, _lines(p, frames[key]))
     lat = frames["latency"].loc[key]
     return column(_caption("<b>Figure 9.</b> Google Cloud TPU-v6e-1: vLLM-TPU (grey), LLMServingSim 2.0 "
                            "(green dashes), llmss_lab (blue)."), row(p, Div(text=_error_table_html(lat), width=420)))
@@ -249,24 +281,25 @@ def figure_10(frames: dict[str, pd.DataFrame]) -> column:
     p = _fig("throughput (LLMServingSim 2.0 dashed, llmss_lab solid)", "tokens/s", width=620, height=380)
     p.yaxis.formatter = _kilo()
     names = [k.split("/")[1] for k in frames if k.startswith("throughput/")]
+    items = []
     for j, nm in enumerate(names):
         df = frames[f"throughput/{nm}"]
-        for s in SIMULATORS:
-            y = df[s].dropna()
-            p.line(y.index.values, y.values, color=PIM_COLORS.get(nm, SERIES_COLORS[j % 3]), line_width=2,
-                   line_dash=DASH[s], legend_label=nm)
-    p.legend.location = "top_left"
-    p.legend.label_text_font_size = "8pt"
+        lines = [p.line(df[s].dropna().index.values, df[s].dropna().values, line_width=2, line_dash=DASH[s],
+                        color=PIM_COLORS.get(nm, SERIES_COLORS[j % 3])) for s in SIMULATORS]
+        items.append(LegendItem(label=nm, renderers=lines))
+    _legend_below(p, items + _source_key(p, SIMULATORS))
     groups = list(dict.fromkeys(frames["energy"]["config"]))
-    e = _stacked_energy(frames["energy"], "total energy, and J per output token (dots)", groups)
+    e, items = _stacked_energy(frames["energy"], "total energy, and J per output token (dots)", groups)
     ept = frames["energy_per_token"]
     top = float(ept.max().max()) * 1.4
     e.extra_y_ranges = {"jpt": Range1d(0, top)}
     e.add_layout(LinearAxis(y_range_name="jpt", axis_label="J / token"), "right")
+    per_token = []
     for s in SIMULATORS:
         x = [(g, s) for g in ept.index]
-        e.line(x, ept[s].values, y_range_name="jpt", color="#6a1bd1", line_dash="dashed", line_width=2)
-        e.scatter(x, ept[s].values, y_range_name="jpt", color="#6a1bd1", size=10)
+        per_token += [e.line(x, ept[s].values, y_range_name="jpt", color="#6a1bd1", line_dash="dashed", line_width=2),
+                      e.scatter(x, ept[s].values, y_range_name="jpt", color="#6a1bd1", size=10)]
+    _legend_below(e, items + [LegendItem(label="J / output token", renderers=per_token)])
     return column(_caption("<b>Figure 10.</b> PIM attention offload on an A6000 node (256 requests, 128 in / 512 out). "
                            "No real system: llmss_lab against LLMServingSim 2.0."), row(p, e))
 
@@ -280,15 +313,17 @@ def validation_scatter(table: pd.DataFrame) -> figure:
              x_label=f"{THEIRS} |error|", width=620, height=520, x_axis_type="log", y_axis_type="log",
              x_range=Range1d(floor, 100), y_range=Range1d(floor, 100))
     p.line([floor, 100], [floor, 100], color="#888888", line_dash="dashed")
+    items = []
     for j, (kind, g) in enumerate(t.groupby("error kind")):
         src = ColumnDataSource({"x": np.maximum(g[f"{THEIRS} error"].abs().values, floor),
                                 "y": np.maximum(g[f"{OURS} error"].abs().values, floor),
                                 "case": g["case"].values, "metric": g["metric"].values})
-        p.scatter("x", "y", source=src, size=8, alpha=0.8, color=(*SERIES_COLORS, "#ff7f0e")[j % 4], legend_label=kind)
+        items.append(LegendItem(label=kind, renderers=[
+            p.scatter("x", "y", source=src, size=8, alpha=0.8, color=(*SERIES_COLORS, "#ff7f0e")[j % 4])]))
     p.add_tools(HoverTool(tooltips=[("case", "@case"), ("metric", "@metric"), (THEIRS, "@x{0.000}"),
                                     (OURS, "@y{0.000}")]))
-    p.legend.location = "top_left"
-    p.legend.label_text_font_size = "8pt"
+    if items:
+        _legend_below(p, items)
     return p
 
 
