@@ -509,3 +509,31 @@ def test_paper_legends_grow_the_figure_and_bar_names_clear_each_other(paper_fram
     spacing = e.width / (len(e.x_range.factors) + 2)   # a bar's slot, generously (the groups' padding not counted)
     longest = max(len(src) for _, src in e.x_range.factors)
     assert np.cos(e.xaxis[0].major_label_orientation) * 5.5 * longest < spacing   # 8pt: about 5.5 px a character
+
+
+def _colours(fig) -> list[str]:
+    """The colours a figure draws its data in: each glyph's line or fill colour, or its colour column's values."""
+    out = []
+    for r in fig.renderers:
+        g = r.glyph
+        c = getattr(g, "line_color", None) if not hasattr(g, "fill_color") or type(g).__name__ == "Segment" \
+            else g.fill_color
+        out += list(r.data_source.data[c]) if isinstance(c, str) and c in r.data_source.data else [c]
+    return [c for c in out if isinstance(c, str)]
+
+
+def test_a_runs_colours_are_told_apart_with_any_colour_vision(runs, ref):
+    """Category10's red and green (a CPU pool and the KV capacity, prefill and queued) read alike to a
+    red-green colour-blind reader; the capacity line was the same red as the second prefix pool."""
+    a, b = runs
+    pools = Scenario(num_requests=30, instances=2, prefix_storage="cpu", shared_prefix_len=512).run(ref)
+    allowed = set(plots.PALETTE) | {plots.B_COLOR, plots.LIMIT_COLOR}
+    for fig in (views.throughput(a, b), views.memory(pools, b), views.power(a, b), views.request_lifelines(a, b),
+                views.latency_cdf(a, b)):
+        used = set(_colours(fig))
+        assert used and used <= allowed, (fig.title.text, used - allowed)
+    mem = views.memory(pools)
+    colours = {i.label.value: i.renderers[0].glyph.line_color for i in mem.legend[0].items}
+    assert len(set(colours.values())) == len(colours), colours          # every series its own colour
+    phases = {c for *_, c in plots.PHASES}
+    assert len(phases) == 3 and phases <= set(plots.PALETTE)

@@ -18,7 +18,7 @@ import numpy as np
 from bokeh.layouts import column, row
 from bokeh.models import (ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, Label, Legend, LegendItem,
                           LinearColorMapper, NumeralTickFormatter, Range1d, Tabs, TabPanel)
-from bokeh.palettes import Category10_10, Viridis256
+from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
 from ..config.power import COMPONENTS
@@ -29,6 +29,10 @@ from ..results.table import SUMMARY_ROWS, UNDEFINED, change_pct, known, settings
 
 A_NAME, B_NAME = "run", "baseline"
 B_COLOR = "#888888"
+# Okabe & Ito's colours, told apart with any colour vision (Category10's red and green were not): blue, orange,
+# bluish green, vermillion, reddish purple, sky blue, then yellow (faint as a line: last); black marks limits
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
+LIMIT_COLOR = "#000000"
 WIDTH = 900
 TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
 
@@ -225,8 +229,8 @@ def _centre(factors: list[tuple[str, str]], factor: tuple[str, str]) -> float:
 
 # ---- request lifelines ----------------------------------------------------------------------------
 
-PHASES = (("queued", "arrival", "scheduled", "#bcbd22"), ("prefill", "scheduled", "first_token", "#d62728"),
-          ("decode", "first_token", "finish", "#1f77b4"))
+PHASES = (("queued", "arrival", "scheduled", PALETTE[1]), ("prefill", "scheduled", "first_token", PALETTE[2]),
+          ("decode", "first_token", "finish", PALETTE[0]))
 
 
 def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_requests: int = 400,
@@ -320,7 +324,7 @@ def _overlay_lines(p: figure, series: list[tuple[str, np.ndarray, np.ndarray]], 
     """Draw a run's series (the baseline's grey and dashed) and return their legend entries."""
     items = []
     for k, (label, t, v) in enumerate(series):
-        color = B_COLOR if dashed else Category10_10[k % 10]
+        color = B_COLOR if dashed else PALETTE[k % len(PALETTE)]
         line = p.line(t, v, line_width=2, color=color, line_dash=B_DASHES[k % len(B_DASHES)] if dashed else "solid")
         items.append(LegendItem(label=label, renderers=[line]))
     return items
@@ -373,7 +377,7 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
         items = _overlay_lines(p, series, base)
         if "npu_kv_capacity" in m:   # the ceiling KV use runs into before requests wait or are preempted
             cap = float(m.npu_kv_capacity.sum()) / 1024
-            line = p.line(t[[0, -1]] if len(t) else [0, 0], [cap, cap], color=B_COLOR if base else "#d62728",
+            line = p.line(t[[0, -1]] if len(t) else [0, 0], [cap, cap], color=B_COLOR if base else LIMIT_COLOR,
                           line_dash=[1, 6], line_width=2)   # sparse dots: no series has them
             items.append(LegendItem(label="NPU KV capacity", renderers=[line]))
         groups.append((name if b is not None else None, items))
@@ -413,7 +417,7 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         names = [c for c in COMPONENTS if float(per.sel(component=c).max()) > 0]
         data = {"t": t, **{c: per.sel(component=c).values for c in names}}
         stack = p.varea_stack(names, x="t", source=ColumnDataSource(data),
-                              color=[Category10_10[k % 10] for k in range(len(names))])
+                              color=[PALETTE[k % len(PALETTE)] for k in range(len(names))])
         groups.append((name_a if b is not None else None,
                        [LegendItem(label=c, renderers=[area]) for c, area in zip(names, stack)]))
     if b is not None and "power" in b.power:
@@ -482,7 +486,7 @@ def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft", labe
         if not len(v):
             empty.append(name)
             continue
-        line = p.step(v, frac, mode="after", line_width=2, color=B_COLOR if base else Category10_10[0],
+        line = p.step(v, frac, mode="after", line_width=2, color=B_COLOR if base else PALETTE[0],
                       line_dash="dashed" if base else "solid")
         items.append(LegendItem(label=name, renderers=[line]))
     if empty:   # only TPOT and ITL can be: every request has a first token
