@@ -92,7 +92,8 @@ def test_cdfs_and_summary_table_compare_two_runs(runs):
     a, b = runs
     fig = views.latency_cdf(a, b, "ttft")
     xs = [s.data["x"] for s in _sources(fig)]
-    assert len(xs) == 2 and np.allclose(np.sort(a.requests.ttft.values), xs[0])
+    assert fig.xaxis[0].axis_label == "TTFT (s)"   # the baseline's waits run to ~50,000 ms
+    assert len(xs) == 2 and np.allclose(np.sort(a.requests.ttft.values) / 1000, xs[0])
     html = views.summary_table(a, b)
     assert "baseline" in html and "change" in html and "J per output token" in html
 
@@ -537,3 +538,23 @@ def test_a_runs_colours_are_told_apart_with_any_colour_vision(runs, ref):
     assert len(set(colours.values())) == len(colours), colours          # every series its own colour
     phases = {c for *_, c in plots.PHASES}
     assert len(phases) == 3 and phases <= set(plots.PALETTE)
+
+
+def test_axes_name_the_quantity_and_its_unit_and_long_latencies_read_in_seconds(runs):
+    """The y axes read "W", "GiB", "tokens / s" with ticks 12000; a CDF of waits up to 50 s read 50,000 ms; the
+    CDFs gave no numbers on hover; the power view left out a baseline with no power model without a word."""
+    from bokeh.models import HoverTool, NumeralTickFormatter
+
+    a, b = runs
+    labels = {view.__name__: view(a, b).yaxis[0].axis_label for view in (views.throughput, views.memory, views.power)}
+    assert labels == {"throughput": "throughput (tokens/s)", "memory": "memory (GiB)", "power": "power (W)"}
+    for fig in (views.throughput(a), views.power(a)):
+        assert fig.yaxis[0].formatter.format == fig.xaxis[0].formatter.format == "0,0.[0]"
+    assert not isinstance(views.batch_timeline(a).yaxis[0].formatter, NumeralTickFormatter)   # rows: names
+    slow, quick = views.latency_cdf(b, metric="e2e_latency"), views.latency_cdf(a, metric="tpot")
+    assert float(b.requests.e2e_latency.max()) >= plots.SECONDS_FROM_MS > float(a.requests.tpot.max())
+    assert slow.xaxis[0].axis_label == "E2E latency (s)" and quick.xaxis[0].axis_label == "TPOT (ms)"
+    np.testing.assert_allclose(_sources(slow)[0].data["x"], np.sort(b.requests.e2e_latency.values) / 1000)
+    (hover,) = slow.select({"type": HoverTool})
+    assert dict(hover.tooltips)["E2E latency"].endswith(" s") and "@y" in dict(hover.tooltips)["at or below"]
+    assert views.power(a, b).title.text.endswith(f"({views.run_labels(a, b)[1]} has no power model)")

@@ -49,6 +49,9 @@ def _fig(title: str, y_label: str, x_range=None, height: int = 220, **kw) -> fig
                x_axis_label="time (s)", y_axis_label=y_label, **({"x_range": x_range} if x_range is not None else {}),
                **kw)
     p.toolbar.logo = None
+    p.xaxis.formatter = NumeralTickFormatter(format="0,0.[0]")   # 1,200 s, not 1200
+    if "y_range" not in kw:   # a quantity, not rows: 12,000 tokens/s
+        p.yaxis.formatter = NumeralTickFormatter(format="0,0.[0]")
     return p
 
 
@@ -341,7 +344,7 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     """Prompt and generation tokens per second over time, summed over instances; in a P/D split each is counted
     where it is served (prompts on the prefill side, tokens on the decode side), not on both."""
     runs = _runs(a, b, label, baseline_label)
-    p = _fig(_named("Throughput", runs), "tokens / s", x_range)
+    p = _fig(_named("Throughput", runs), "throughput (tokens/s)", x_range)
     groups = []
     for name, r, base in runs:
         ts = r.timeseries
@@ -358,7 +361,7 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
     """Memory in use per tier over time: NPU KV and cached prefix blocks (all instances), and each
     lower-tier prefix pool, in GiB."""
     runs = _runs(a, b, label, baseline_label)
-    p = _fig(_named("Memory per tier", runs), "GiB", x_range)
+    p = _fig(_named("Memory per tier", runs), "memory (GiB)", x_range)
     groups = []
     for name, r, base in runs:
         m = r.memory
@@ -404,11 +407,13 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         why = a.attrs.get("no_power", "add a node power section to the cluster config")   # Scenario.run says why
         title += f" ({name_a if b is not None else 'this run'} has no power model: {why})"
         if b is None or "power" not in b.power:
-            _fig(title, "W", x_range)   # the range is still checked
+            _fig(title, "power (W)", x_range)   # the range is still checked
             return Div(text=f"<b>{html.escape(title, quote=False)}</b>", width=WIDTH)
     elif b is not None or name_a != A_NAME:   # the stack is the run's: say so once, not in each entry
         title += f": {name_a}"
-    p = _fig(title, "W", x_range)
+        if b is not None and "power" not in b.power:   # else the baseline is missing from this view alone, unsaid
+            title += f" ({name_b} has no power model)"
+    p = _fig(title, "power (W)", x_range)
     pw = a.power
     groups = []
     if "power" in pw:
@@ -469,6 +474,9 @@ def _distribution(r: Results, metric: str) -> tuple[np.ndarray, np.ndarray]:
     return v, np.cumsum(n) / n.sum() if len(n) else n
 
 
+SECONDS_FROM_MS = 10_000   # a CDF whose longest latency is this many ms or more reads in seconds
+
+
 def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft", label: str | None = None,
                 baseline_label: str | None = None) -> figure:
     """Empirical CDF of a latency (ms): per request, or for ITL per token gap."""
@@ -476,22 +484,27 @@ def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft", labe
     if not (isinstance(metric, str) and metric in dict(METRICS)):
         raise InputError(f"must be one of {', '.join(m for m, _ in METRICS)}, got {metric!r}", "view", "metric")
     title = dict(METRICS)[metric]
-    p = figure(title=_named(f"{title} CDF", runs), height=240, width=WIDTH // 2, tools="pan,wheel_zoom,box_zoom,reset,save",
-               x_axis_label=f"{title} (ms)", y_range=(0, 1.02),
+    dists = [(name, base, *_distribution(r, metric)) for name, r, base in runs]
+    longest = max((float(v[-1]) if metric != "itl" else float(v.max()) for *_, v, _ in dists if len(v)), default=0.0)
+    unit, scale = ("s", 1e-3) if longest >= SECONDS_FROM_MS else ("ms", 1.0)   # 50 s, not 50,000 ms
+    p = figure(title=_named(f"{title} CDF", runs), height=240, width=WIDTH // 2,
+               tools="pan,wheel_zoom,box_zoom,reset,save", x_axis_label=f"{title} ({unit})", y_range=(0, 1.02),
                y_axis_label="fraction of token gaps" if metric == "itl" else "fraction of requests")
     p.toolbar.logo = None
     empty, items = [], []
-    for name, r, base in runs:
-        v, frac = _distribution(r, metric)
+    for name, base, v, frac in dists:
         if not len(v):
             empty.append(name)
             continue
-        line = p.step(v, frac, mode="after", line_width=2, color=B_COLOR if base else PALETTE[0],
+        src = ColumnDataSource({"x": v * scale, "y": frac, "run": [name] * len(v)})
+        line = p.step("x", "y", source=src, mode="after", line_width=2, color=B_COLOR if base else PALETTE[0],
                       line_dash="dashed" if base else "solid")
         items.append(LegendItem(label=name, renderers=[line]))
     if empty:   # only TPOT and ITL can be: every request has a first token
         p.title.text += f" ({' and '.join(empty) if b is not None else 'empty'}: no request made a second token)"
-    p.xaxis.formatter = NumeralTickFormatter(format="0,0.[0]")   # 150,000 ms, not 1.500e+5
+    p.xaxis.formatter = NumeralTickFormatter(format="0,0.[0]")   # 1,500 ms, not 1.500e+3
+    p.add_tools(HoverTool(tooltips=[("run", "@run"), (title, f"@x{{0,0.[000]}} {unit}"),
+                                    ("at or below", "@y{0.0%}")]))
     if b is not None:   # under the plot, a run to a row: inside, it covered the long tails its curves are drawn for
         _legends_below(p, [(None, items)], ncols=1)
     return p
