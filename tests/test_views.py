@@ -558,3 +558,27 @@ def test_axes_name_the_quantity_and_its_unit_and_long_latencies_read_in_seconds(
     (hover,) = slow.select({"type": HoverTool})
     assert dict(hover.tooltips)["E2E latency"].endswith(" s") and "@y" in dict(hover.tooltips)["at or below"]
     assert views.power(a, b).title.text.endswith(f"({views.run_labels(a, b)[1]} has no power model)")
+
+
+def test_the_time_series_give_their_numbers_on_hover(runs):
+    """Throughput, memory and power drew lines and areas with no hover: a reader could not read a value off them."""
+    from bokeh.models import HoverTool
+
+    a, b = runs
+    for view, unit in ((views.throughput, "tokens/s"), (views.memory, "GiB")):
+        fig = view(a, b)
+        (hover,) = fig.select({"type": HoverTool})
+        lines = [r for r in fig.renderers if type(r.glyph).__name__ == "Line"]
+        assert set(hover.renderers) == set(lines) and len(lines) >= 4, view.__name__
+        assert {r.data_source.data["run"][0] for r in lines} == set(views.run_labels(a, b))
+        assert {r.data_source.data["unit"][0] for r in lines} == {unit}
+        assert "@series" in dict(hover.tooltips)["series"] and "@unit" in dict(hover.tooltips)["value"]
+    fig = views.power(a, a, label="x", baseline_label="y")
+    (stack,), (lines,) = ([h for h in fig.toolbar.tools if isinstance(h, HoverTool) and (h.mode == "vline") == v]
+                          for v in (True, False))
+    tips = dict(stack.tooltips)
+    (top,) = stack.renderers
+    names = [c for c in tips if c not in ("run", "time", "total")]
+    assert len(names) == 7 and all(tips[c] == f"@{{{c}}}{{0,0}} W" for c in names)
+    np.testing.assert_allclose(top.data_source.data["total"], sum(top.data_source.data[c] for c in names))
+    assert [r.data_source.data["series"][0] for r in lines.renderers] == ["total"]

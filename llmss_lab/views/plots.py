@@ -323,12 +323,29 @@ def _entry_text(item: LegendItem) -> str | None:
 B_DASHES = ("dashed", "dotted", "dotdash", "dashdot")   # the baseline's series, all grey, told apart by dash
 
 
-def _overlay_lines(p: figure, series: list[tuple[str, np.ndarray, np.ndarray]], dashed: bool) -> list[LegendItem]:
+def _series_line(p: figure, run: str, label: str, unit: str, t, v, **style):
+    """A line whose points carry their run, series and unit, for :func:`_hover_lines`."""
+    n = len(t)
+    return p.line("x", "y", source=ColumnDataSource({"x": t, "y": v, "run": [run] * n, "series": [label] * n,
+                                                     "unit": [unit] * n}), **style)
+
+
+def _hover_lines(p: figure) -> None:
+    """One hover for the figure's lines: the run, the series and its value at that time (the lines alone told
+    no number)."""
+    lines = [r for r in p.renderers if "series" in r.data_source.data]
+    p.add_tools(HoverTool(renderers=lines, tooltips=[("run", "@run"), ("series", "@series"),
+                                                     ("time", "@x{0,0.[0]} s"), ("value", "@y{0,0.[00]} @unit")]))
+
+
+def _overlay_lines(p: figure, run: str, unit: str, series: list[tuple[str, np.ndarray, np.ndarray]],
+                   dashed: bool) -> list[LegendItem]:
     """Draw a run's series (the baseline's grey and dashed) and return their legend entries."""
     items = []
     for k, (label, t, v) in enumerate(series):
         color = B_COLOR if dashed else PALETTE[k % len(PALETTE)]
-        line = p.line(t, v, line_width=2, color=color, line_dash=B_DASHES[k % len(B_DASHES)] if dashed else "solid")
+        line = _series_line(p, run, label, unit, t, v, line_width=2, color=color,
+                            line_dash=B_DASHES[k % len(B_DASHES)] if dashed else "solid")
         items.append(LegendItem(label=label, renderers=[line]))
     return items
 
@@ -350,8 +367,9 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
         ts = r.timeseries
         t = ts.time.values
         groups.append((name if b is not None else None, _overlay_lines(
-            p, [("generation", t, _served(ts.generation_throughput, "prefill")),
-                ("prompt", t, _served(ts.prompt_throughput, "decode"))], base)))
+            p, name, "tokens/s", [("generation", t, _served(ts.generation_throughput, "prefill")),
+                                  ("prompt", t, _served(ts.prompt_throughput, "decode"))], base)))
+    _hover_lines(p)
     _legends_below(p, groups)
     return p
 
@@ -368,7 +386,7 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
         if "npu_kv" not in m:   # results saved without the memory group: KV use from the time series
             ts = r.timeseries
             groups.append((name if b is not None else None, _overlay_lines(
-                p, [("NPU KV (% of blocks)", ts.time.values, ts.kv_usage_pct.mean("instance").values)], base)))
+                p, name, "%", [("NPU KV (% of blocks)", ts.time.values, ts.kv_usage_pct.mean("instance").values)], base)))
             continue
         t = m.time.values
         series = [("NPU KV", t, m.npu_kv.sum("instance").values / 1024),
@@ -377,13 +395,14 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
             for pool in m.pool.values:
                 label = _pool_label(str(pool), str(m.pool_tier.sel(pool=pool).values))
                 series.append((label, t, m.pool_used.sel(pool=pool).values / 1024))
-        items = _overlay_lines(p, series, base)
+        items = _overlay_lines(p, name, "GiB", series, base)
         if "npu_kv_capacity" in m:   # the ceiling KV use runs into before requests wait or are preempted
             cap = float(m.npu_kv_capacity.sum()) / 1024
-            line = p.line(t[[0, -1]] if len(t) else [0, 0], [cap, cap], color=B_COLOR if base else LIMIT_COLOR,
-                          line_dash=[1, 6], line_width=2)   # sparse dots: no series has them
+            line = _series_line(p, name, "NPU KV capacity", "GiB", t[[0, -1]] if len(t) else [0, 0], [cap, cap],
+                                color=B_COLOR if base else LIMIT_COLOR, line_dash=[1, 6], line_width=2)   # sparse dots
             items.append(LegendItem(label="NPU KV capacity", renderers=[line]))
         groups.append((name if b is not None else None, items))
+    _hover_lines(p)
     _legends_below(p, groups)
     return p
 
@@ -425,11 +444,18 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
                               color=[PALETTE[k % len(PALETTE)] for k in range(len(names))])
         groups.append((name_a if b is not None else None,
                        [LegendItem(label=c, renderers=[area]) for c, area in zip(names, stack)]))
+        # the stack's top, unseen, for a hover with each component's share at that second (areas take none)
+        top = p.line("t", "total", source=ColumnDataSource({**data, "total": per.sum("component").values}),
+                     line_color=None)
+        p.add_tools(HoverTool(renderers=[top], mode="vline", tooltips=[
+            ("run", name_a), ("time", "@t{0,0.[0]} s"), ("total", "@total{0,0} W"),
+            *[(c, f"@{{{c}}}{{0,0}} W") for c in reversed(names)]]))
     if b is not None and "power" in b.power:
         bp = b.power
-        line = p.line(bp.time.values, bp.power.sum(("node", "component")).values, color=B_COLOR, line_dash="dashed",
-                      line_width=2)
+        line = _series_line(p, name_b, "total", "W", bp.time.values, bp.power.sum(("node", "component")).values,
+                            color=B_COLOR, line_dash="dashed", line_width=2)
         groups.append((name_b, [LegendItem(label="total", renderers=[line])]))
+        _hover_lines(p)
     _legends_below(p, groups)
     return p
 
