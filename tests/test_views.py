@@ -582,3 +582,22 @@ def test_the_time_series_give_their_numbers_on_hover(runs):
     assert len(names) == 7 and all(tips[c] == f"@{{{c}}}{{0,0}} W" for c in names)
     np.testing.assert_allclose(top.data_source.data["total"], sum(top.data_source.data[c] for c in names))
     assert [r.data_source.data["series"][0] for r in lines.renderers] == ["total"]
+
+
+NOTEBOOK_PX = 848   # JupyterLab's output area in a 1280 px window with the file browser open (measured)
+
+
+def test_every_view_fits_a_notebook_beside_the_file_browser(runs):
+    """At 900 px a view ran past the output area, its toolbar and the right-hand CDFs cut off behind a scroll bar;
+    the batch timeline's colour bar read 0, 0, 0, 0, 1 in JupyterLab."""
+    from bokeh.layouts import Row
+    from bokeh.models import Plot
+
+    a, b = runs
+    for view in (views.timeline, views.series, views.latency_cdfs):
+        layout = view(a, b)
+        for part in layout.select({"type": Row}):   # side by side: their widths add up
+            assert sum(c.width for c in part.children) <= NOTEBOOK_PX, view.__name__
+        assert all(p.width <= NOTEBOOK_PX for p in layout.select({"type": Plot})), view.__name__
+    (bar,) = views.batch_timeline(a).select({"type": ColorBar})
+    assert bar.formatter.format == "0%"

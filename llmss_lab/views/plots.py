@@ -33,7 +33,7 @@ B_COLOR = "#888888"
 # bluish green, vermillion, reddish purple, sky blue, then yellow (faint as a line: last); black marks limits
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
 LIMIT_COLOR = "#000000"
-WIDTH = 900
+WIDTH = 820   # with the toolbar: fits JupyterLab's output area at 1280 px beside the file browser (848 px; 900 ran past)
 TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
 
 
@@ -210,7 +210,8 @@ def batch_timeline(a: Results, b: Results | None = None, x_range=None, label: st
     p.add_tools(HoverTool(tooltips=[("step", "@step"), ("latency", "@duration{0.00} ms"), ("tokens", "@tokens"),
                                     ("sequences", "@seqs"), ("prefill", "@prefill_tokens tok in @prefill_seqs seqs"),
                                     ("decodes", "@decode_seqs")]))
-    p.add_layout(ColorBar(color_mapper=mapper, title="prefill share", width=8), "right")
+    p.add_layout(ColorBar(color_mapper=mapper, title="prefill share", width=8,
+                          formatter=NumeralTickFormatter(format="0%")), "right")
     return p
 
 
