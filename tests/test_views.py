@@ -141,6 +141,8 @@ def test_expert_load_heatmap(ref):
     assert [f.title.text for f in tab.children] == ["Expert load (token-expert pairs): run (model "
                                                     "Qwen3-30B-A3B-Instruct-\u2026, expert_gate zipf)"]
     assert [f.title.text.split(": ")[-1] for f in views.experts(r, r).children] == ["run", "baseline"]
+    alone = [views.experts(r).children[0].title.text, views.experts(r, label="zipf").children[0].title.text]
+    assert alone == ["Expert load (token-expert pairs)", "Expert load (token-expert pairs): zipf"]   # no ": run"
     (note,) = views.experts(dense).children
     assert "meta-llama/Llama-3.1-8B has no mixture-of-experts layers" in note.text
     # colours from 0 on one scale for a run and its baseline, so cells compare across the two heatmaps

@@ -608,7 +608,7 @@ def experts(a: Results, b: Results | None = None, x_range=None, label: str | Non
     high = max((float(r.experts.expert_load.sum("moe_group").max()) for _, r in moe), default=None)
     for name, r in moe:
         f = expert_load(r, high)   # one colour scale for both runs
-        f.title.text += f": {name}"
+        f.title.text = _named(f.title.text, runs) if b is None else f"{f.title.text}: {name}"
         figs.append(f)
     if not figs:
         models = sorted({str(r.attrs.get("model", "?")) for _, r, _ in runs})
