@@ -603,3 +603,25 @@ def test_every_view_fits_a_notebook_beside_the_file_browser(runs):
         assert all(p.width <= NOTEBOOK_PX for p in layout.select({"type": Plot})), view.__name__
     (bar,) = views.batch_timeline(a).select({"type": ColorBar})
     assert bar.formatter.format == "0%"
+
+
+def test_paper_line_panels_give_source_time_and_value_on_hover(paper_frames):
+    """The paper's line panels (Figs 5, 6, 7, 9, 10) had no hover: a gap between the sources could not be read."""
+    from bokeh.models import HoverTool, Plot
+
+    from llmss_lab.paper import OURS, REAL, THEIRS
+    from llmss_lab.views import paper as pv
+
+    checked = 0
+    for n, frames in paper_frames.items():
+        for p in pv.draw(n, frames).select({"type": Plot}):
+            drawn = [r for r in p.renderers if type(r.glyph).__name__ == "Line" and "x" in r.data_source.data
+                     and r.glyph.y == "y" and len(r.data_source.data["x"]) > 1 and r.y_range_name == "default"]
+            if not drawn or p.title.text.startswith("|error|"):
+                continue
+            (hover,) = [t for t in p.toolbar.tools if isinstance(t, HoverTool)]
+            assert set(hover.renderers) == set(drawn), (n, p.title.text)
+            assert {r.data_source.data["source"][0] for r in drawn} <= {REAL, THEIRS, OURS}, (n, p.title.text)
+            assert dict(hover.tooltips)["time"] == "@x{0,0.[0]} s", (n, p.title.text)
+            checked += 1
+    assert checked == 1 + 2 + 4 + 1 + 1   # Fig 5's one scenario, 6's two traces, 7's four panels, 9, 10

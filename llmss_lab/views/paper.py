@@ -70,14 +70,26 @@ def _legend_below(p: figure, items: list[LegendItem], title: str | None = None) 
     return legend
 
 
-def _lines(p: figure, df: pd.DataFrame, sources=(REAL, THEIRS, OURS)) -> list[LegendItem]:
-    """A line per source in its style; returns their legend entries."""
-    items = []
-    for s in sources:
-        if s not in df.columns:
-            continue
-        y = df[s].dropna()
-        items.append(LegendItem(label=s, renderers=[p.line(y.index.values, y.values, **STYLE[s])]))
+def _line(p: figure, y: pd.Series, source: str, series: str = "", **style):
+    """A line of ``y`` over its index whose points carry their source and series, for :func:`_hover`."""
+    n = len(y)
+    return p.line("x", "y", source=ColumnDataSource({"x": y.index.values, "y": y.values, "source": [source] * n,
+                                                     "series": [series] * n}), **style)
+
+
+def _hover(p: figure, quantity: str) -> None:
+    """Hover over a panel's lines: which source (and series), the time and the value (the lines gave none)."""
+    lines = [r for r in p.renderers if "source" in r.data_source.data]
+    series = [("series", "@series")] if any(r.data_source.data["series"][:1] != [""] for r in lines) else []
+    p.add_tools(HoverTool(renderers=lines, tooltips=[("source", "@source"), *series, ("time", "@x{0,0.[0]} s"),
+                                                     (quantity, "@y{0,0.[00]}")]))
+
+
+def _lines(p: figure, df: pd.DataFrame, quantity: str, sources=(REAL, THEIRS, OURS)) -> list[LegendItem]:
+    """A line per source in its style, with a hover; returns their legend entries."""
+    items = [LegendItem(label=s, renderers=[_line(p, df[s].dropna(), s, **STYLE[s])]) for s in sources
+             if s in df.columns]
+    _hover(p, quantity)
     return items
 
 
@@ -92,7 +104,8 @@ def _source_key(p: figure, sources) -> list[LegendItem]:
 
 def _key(sources, width: int) -> figure:
     """A strip with the sources' legend alone, under a grid of panels (in one panel it covered its lines)."""
-    k = figure(width=width, height=10, toolbar_location=None, outline_line_color=None, min_border=0)
+    k = figure(width=width, height=10, toolbar_location=None, outline_line_color=None, min_border=0,
+               min_border_left=45)   # under the panels' plots, not their axes
     k.axis.visible = False
     k.grid.grid_line_color = None
     _legend_below(k, [LegendItem(label=s, renderers=[k.line(*NOWHERE, **STYLE[s])]) for s in sources])
@@ -105,7 +118,7 @@ def figure_5(frames: dict[str, pd.DataFrame]) -> column:
     for i, (key, df) in enumerate(frames.items()):
         p = _fig(key.replace("/", " / "), "tokens/s" if i % 4 == 0 else "", y_range=(0, 4200))
         p.yaxis.formatter = _kilo()
-        _lines(p, df)
+        _lines(p, df, "tokens/s")
         panels.append(p)
     sources = [s for s in (REAL, THEIRS, OURS) if any(s in df.columns for df in frames.values())]
     return column(_caption("<b>Figure 5.</b> Generation throughput over time: real vLLM (grey), "
@@ -148,7 +161,7 @@ def figure_6(frames: dict[str, pd.DataFrame]) -> column:
         tp = key.removeprefix("power_").upper()
         p = _fig(f"({'ab'[i] if i < 2 else i}) server power, {tp}", "power (W)", width=520, height=260,
                  y_range=Range1d(0, top), x_range=Range1d(0, end))
-        items = _lines(p, frames[key])
+        items = _lines(p, frames[key], "power (W)")
         if i == len(keys) - 1:   # once, under the last trace
             _legend_below(p, items)
         traces.append(p)
@@ -175,13 +188,14 @@ def figure_7(frames: dict[str, pd.DataFrame]) -> column:
             for j, nm in enumerate(names):
                 df = frames[f"{nm}/{quantity}"] / (1024.0 if quantity == "memory" else 1.0)
                 color = "#333333" if len(names) == 1 else SERIES_COLORS[j % 3]
-                lines = {s: p.line(df[s].dropna().index.values, df[s].dropna().values, color=color, line_dash=DASH[s],
-                                   line_width=WIDTH[s], line_alpha=ALPHA[s]) for s in (REAL, THEIRS, OURS)}
+                lines = {s: _line(p, df[s].dropna(), s, nm, color=color, line_dash=DASH[s], line_width=WIDTH[s],
+                                  line_alpha=ALPHA[s]) for s in (REAL, THEIRS, OURS)}
                 # one series: an entry per source; several: an entry per series (its colour), then the sources' key
                 items += ([LegendItem(label=s, renderers=[r]) for s, r in lines.items()] if len(names) == 1 else
                           [LegendItem(label=nm.replace("MD+PC+PS_", "").replace("_", " "),
                                       renderers=list(lines.values()))])
             _legend_below(p, items + (_source_key(p, (REAL, THEIRS, OURS)) if len(names) > 1 else []))
+            _hover(p, label)
             line.append(p)
         grid.append(line)
     return column(_caption("<b>Figure 7.</b> GPU memory and prefix-cache hit rate on the A6000: real (thick, light), "
@@ -270,7 +284,7 @@ def figure_9(frames: dict[str, pd.DataFrame]) -> column:
     key = next(k for k in frames if k != "latency")
     p = _fig("(a) TPU-v6e-1, Llama-3.1-8B: throughput", "tokens/s", width=560, height=300)
     p.yaxis.formatter = _kilo()
-    _legend_below(p, _lines(p, frames[key]))
+    _legend_below(p, _lines(p, frames[key], "tokens/s"))
     lat = frames["latency"].loc[key]
     return column(_caption("<b>Figure 9.</b> Google Cloud TPU-v6e-1: vLLM-TPU (grey), LLMServingSim 2.0 "
                            "(green dashes), llmss_lab (blue)."), row(p, Div(text=_error_table_html(lat), width=420)))
@@ -284,10 +298,11 @@ def figure_10(frames: dict[str, pd.DataFrame]) -> column:
     items = []
     for j, nm in enumerate(names):
         df = frames[f"throughput/{nm}"]
-        lines = [p.line(df[s].dropna().index.values, df[s].dropna().values, line_width=2, line_dash=DASH[s],
-                        color=PIM_COLORS.get(nm, SERIES_COLORS[j % 3])) for s in SIMULATORS]
+        lines = [_line(p, df[s].dropna(), s, nm, line_width=2, line_dash=DASH[s],
+                       color=PIM_COLORS.get(nm, SERIES_COLORS[j % 3])) for s in SIMULATORS]
         items.append(LegendItem(label=nm, renderers=lines))
     _legend_below(p, items + _source_key(p, SIMULATORS))
+    _hover(p, "tokens/s")
     groups = list(dict.fromkeys(frames["energy"]["config"]))
     e, items = _stacked_energy(frames["energy"], "total energy, and J per output token (dots)", groups)
     ept = frames["energy_per_token"]
