@@ -625,3 +625,14 @@ def test_paper_line_panels_give_source_time_and_value_on_hover(paper_frames):
             assert dict(hover.tooltips)["time"] == "@x{0,0.[0]} s", (n, p.title.text)
             checked += 1
     assert checked == 1 + 2 + 4 + 1 + 1   # Fig 5's one scenario, 6's two traces, 7's four panels, 9, 10
+
+
+def test_the_mouse_wheel_scrolls_the_notebook_until_the_zoom_is_chosen(runs):
+    """Over a time view the wheel zoomed the plot: scrolling a notebook down past the views stuck on them."""
+    from bokeh.models import WheelZoomTool
+
+    a, b = runs
+    for fig in (views.batch_timeline(a, b), views.request_lifelines(a), views.throughput(a), views.memory(a),
+                views.power(a), views.latency_cdf(a)):
+        assert fig.toolbar.active_scroll in (None, "auto"), fig.title.text   # "auto": none (BokehJS 3.9, measured)
+        assert [t.dimensions for t in fig.toolbar.tools if isinstance(t, WheelZoomTool)], fig.title.text   # kept

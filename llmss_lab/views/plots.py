@@ -45,7 +45,8 @@ def _fig(title: str, y_label: str, x_range=None, height: int = 220, **kw) -> fig
         if not ok:
             raise InputError(f"expected a shared Range1d (views.time_range) or a (start, end) pair of seconds "
                              f"with start < end, got {x_range!r}", "view", "x_range")
-    p = figure(title=title, height=height, width=WIDTH, tools=TOOLS, active_scroll="xwheel_zoom",
+    # the wheel zoom waits for a click on its icon: active, it took the wheel that scrolls a notebook past the plot
+    p = figure(title=title, height=height, width=WIDTH, tools=TOOLS, active_scroll=None,
                x_axis_label="time (s)", y_axis_label=y_label, **({"x_range": x_range} if x_range is not None else {}),
                **kw)
     p.toolbar.logo = None
