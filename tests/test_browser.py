@@ -102,6 +102,8 @@ def test_explorer_runs_and_redraws_in_jupyterlab(lab):
             page.wait_for_function("() => [...document.querySelectorAll('.llmss-explorer .widget-html-content')]"
                                    ".some(e => e.textContent.includes('steps'))", timeout=120_000)
             first_status = status.text_content()
+            # the plot tab's width of 100% plus a widget's 2 px margins ran past the panel: a 4 px scroll bar
+            overflow = explorer.evaluate("e => e.scrollWidth - e.clientWidth")
             time.sleep(1.0)   # let Bokeh finish its first paint
             before = plot.screenshot()
 
@@ -140,6 +142,7 @@ def test_explorer_runs_and_redraws_in_jupyterlab(lab):
         finally:
             browser.close()
     assert before != after, "the Bokeh timeline did not change after Run"
+    assert overflow == 0, f"the explorer's panel scrolls sideways by {overflow} px"
     assert drawn >= 4, f"the Latency CDFs tab drew {drawn} canvases when opened, for four figures"
     assert news == 0, "JupyterLab's news toast covers the explorer"
 

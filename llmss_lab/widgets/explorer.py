@@ -128,7 +128,8 @@ class Explorer:
             ctl.observe(lambda _: self._note_edits(), "value")
         self.summary = w.HTML()
         self.plots = w.Tab(children=[w.Box(layout=w.Layout(width="100%")) for _ in views.PANELS],
-                           layout=w.Layout(width="100%", display="none"))   # shown from the first result on
+                           layout=w.Layout(display="none"))   # shown from the first result on; the VBox stretches
+        # it to its width (a width of 100% plus a widget's 2 px margins ran 4 px past the panel: a scroll bar)
         for i, title in enumerate(views.PANELS):
             self.plots.set_title(i, title)
         self.plots.observe(lambda _: self._show_panel(), "selected_index")
