@@ -153,6 +153,23 @@ def test_baseline_overlays_and_reports_change(explorer):
     assert ex.baseline is None and _timeline_steps(ex) == ex.result.iterations.sizes["step"]
 
 
+def test_a_baseline_is_compared_only_with_a_run_of_other_settings(explorer):
+    """Keep as baseline, pressed before any change, showed a table of +0.0 % against the run itself."""
+    ex = explorer
+    ex.run()
+    ex.keep_button.click()
+    assert ex.baseline is ex.result and "change a control and press <b>Run</b>" in ex.status.value
+    for _ in range(2):     # the run kept, then the same settings run again
+        assert "%" not in ex.summary.value and "baseline (" not in ex.summary.value, ex.summary.value
+        assert f"Baseline kept</b> (the run of {ex.baseline_at})" in ex.summary.value
+        assert _timeline_steps(ex) == ex.result.iterations.sizes["step"]     # the plots: one run, not two
+        ex.run()
+    ex.controls["max_num_seqs"].value = 4
+    ex.run()
+    assert "Baseline kept" not in ex.summary.value and "%" in ex.summary.value
+    assert "max_num_seqs 4 (baseline 128)" in ex.summary.value
+
+
 def test_bad_values_are_reported_not_raised(explorer):
     ex = explorer
     ex.controls["input_len"].value = "bimodal"

@@ -95,6 +95,7 @@ class Explorer:
         self.result: Results | None = None
         self.baseline: Results | None = None
         self.baseline_scenario: Scenario | None = None
+        self.baseline_at = ""          # when the baseline was run (HH:MM:SS)
         self.scenario_shown: Scenario | None = None   # the scenario of ``result``
         self.shown_at = ""             # when ``result`` was run (HH:MM:SS), for the stale-plots note
         self.tried: tuple[Scenario, str] | None = None   # the settings of a failed run since, and how it ended
@@ -494,7 +495,8 @@ class Explorer:
         """The table, and the plots of the open tab only: a browser takes ~0.1 s to draw each Bokeh figure,
         hidden or not, and the three tabs hold nine."""
         self.names = self._names()
-        self.summary.value = self._differences() + views.summary_table(self.result, self.baseline, *self.names)
+        self.summary.value = (self._differences() + self._uncompared()
+                              + views.summary_table(self.result, self._compared(), *self.names))
         self.figures = {}
         for box in self.plots.children:
             for old in box.children:
@@ -515,14 +517,14 @@ class Explorer:
             return
         title = list(views.PANELS)[i]
         if title not in self.figures:
-            self.figures[title] = _fit_width(views.PANELS[title](self.result, self.baseline, None, *self.names))
+            self.figures[title] = _fit_width(views.PANELS[title](self.result, self._compared(), None, *self.names))
             self.plots.children[i].children = (BokehModel(self.figures[title], layout=w.Layout(width="100%")),)
 
     def _names(self) -> tuple[str | None, str | None]:
         """The names of the run and its baseline in the table and plots: "run" and "baseline", each with its value
         of the settings that differ and that both runs used (a setting neither used, as a cluster file set it, would
         name a difference the plots do not show; the cluster file that sets it is named instead)."""
-        if self.baseline is None or self.baseline_scenario is None or self.scenario_shown is None:
+        if self._compared() is None:
             return None, None
         a, b = self.scenario_shown.to_dict(), self.baseline_scenario.to_dict()
         now, then = self.scenario_shown.ignored(self.reference_dir), self.baseline_scenario.ignored(self.reference_dir)
@@ -530,7 +532,7 @@ class Explorer:
 
     def _differences(self) -> str:
         """What the run changed against its baseline, so a comparison says what it compares."""
-        if self.baseline is None or self.baseline_scenario is None or self.scenario_shown is None:
+        if self._compared() is None:
             return ""
         a, b = self.scenario_shown.to_dict(), self.baseline_scenario.to_dict()
         now, then = self.scenario_shown.ignored(self.reference_dir), self.baseline_scenario.ignored(self.reference_dir)
@@ -556,13 +558,27 @@ class Explorer:
                     "both to see a what-if alone.</p>")
         return out
 
+    def _compared(self) -> Results | None:
+        """The baseline the table and plots compare the run with: none while the run has the baseline's settings
+        (the run kept, or run again: the seeded simulation repeats it), whose table would show 0 % everywhere."""
+        if self.baseline is None or self.scenario_shown is None or self.baseline_scenario == self.scenario_shown:
+            return None
+        return self.baseline
+
+    def _uncompared(self) -> str:
+        """Why a kept baseline is not in the table: the run on show has its settings."""
+        if self.baseline is None or self._compared() is not None:
+            return ""
+        return (f"<p><b>Baseline kept</b> (the run of {self.baseline_at}); this run has the same settings, so there "
+                "is nothing to compare yet: change a control and press <b>Run</b> to compare against it.</p>")
+
     def keep_baseline(self) -> None:
         """Keep the current result to compare the next runs against."""
         if self.result is None:
             return
-        self.baseline, self.baseline_scenario = self.result, self.scenario_shown
+        self.baseline, self.baseline_scenario, self.baseline_at = self.result, self.scenario_shown, self.shown_at
         self.clear_button.disabled = False
-        self.status.value = "Kept as baseline: change the controls and press <b>Run</b> to compare."
+        self.status.value = "Kept as baseline: change a control and press <b>Run</b> to compare against it."
         self._render()
 
     def clear_baseline(self) -> None:
