@@ -110,8 +110,10 @@ def test_explorer_runs_and_redraws_in_jupyterlab(lab):
             explorer.locator(".lm-TabBar-tab", has_text="Engine").first.click()
             box = explorer.locator(".widget-inline-hbox", has=page.locator("label", has_text="max num seqs")).first
             field = box.locator("input")
-            field.fill("4")
+            field.fill("")
+            field.press_sequentially("4.4")     # typed key by key: ipywidgets' int box dropped the ".": 44
             field.press("Enter")
+            page.wait_for_function("(e) => e.value === '4'", arg=field.element_handle(), timeout=30_000)
             explorer.locator("button.mod-primary").first.click()     # Run
             page.wait_for_function(
                 "(old) => { const e = document.querySelector('.llmss-explorer .widget-html-content');"

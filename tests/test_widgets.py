@@ -11,6 +11,7 @@ import ipywidgets as w
 import numpy as np
 import pytest
 from bokeh.models import GlyphRenderer
+from traitlets import TraitError
 
 from llmss_lab import load_results, views
 from llmss_lab.scenario import ENGINE_FIELDS, SHAPE_FIELDS, Scenario
@@ -196,6 +197,29 @@ def test_a_value_typed_beyond_a_controls_range_is_named_with_the_one_used(explor
     assert "memory BW" not in ex.clamp_note.value and "20000" in ex.clamp_note.value
     ex.controls["num_requests"].value = 40
     assert ex.clamp_note.value == ""
+
+
+def test_a_count_typed_with_a_fraction_or_an_exponent_is_read_as_typed(explorer):
+    """ipywidgets' int box drops "." and "e" as they are typed: 1e3 requests ran as 13 and a max num seqs of
+    2.5 as 25, with no word. The counts take what a float box sends: 1e3 is 1000, 2.5 is rounded and said."""
+    ex = explorer
+    seqs, reqs = ex.controls["max_num_seqs"], ex.controls["num_requests"]
+    assert seqs.get_state()["_view_name"] == "FloatTextView"    # the page's box that keeps "." and "e"
+    reqs.set_state({"value": 1e3})                              # as the page sends "1e3"
+    assert reqs.value == 1000 and type(reqs.value) is int and ex.clamp_note.value == ""
+    seqs.set_state({"value": 2.5})
+    assert seqs.value == 2 and type(ex.scenario().max_num_seqs) is int
+    assert "max num seqs: 2.5 is not a whole number; using 2" in html.unescape(ex.clamp_note.value)
+    seqs.value = 3
+    assert ex.clamp_note.value == ""
+    sent = []
+    seqs.send_state = lambda key=None: sent.append(key)         # what the kernel tells the page
+    seqs.set_state({"value": 3.2})   # rounded to the value held: the page is told 3, not left showing 3.2
+    assert seqs.value == 3 and sent == ["value"]
+    seqs.set_state({"value": 5})
+    assert sent == ["value"]                                     # a value used as typed is not sent back
+    with pytest.raises(TraitError, match="max num seqs: expected a whole number"):
+        seqs.value = float("nan")
 
 
 def test_hardware_and_model_drive_the_other_controls(ref):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import re
 import time
 from dataclasses import fields
@@ -18,7 +19,7 @@ from typing import Any, Callable
 
 import ipywidgets as w
 from bokeh.resources import INLINE, Resources
-from traitlets import validate
+from traitlets import Float, Int, TraitError, Union, validate
 
 from .. import views
 from ..catalog import scan
@@ -105,8 +106,8 @@ class Explorer:
         self.wanted: dict[str, Any] = {}    # the model and TP last picked (or given): shown again where offered
         self._refreshing = False            # options are being refilled: a value change is not the user's pick
         self.unshown: dict[str, tuple] = {}   # field -> (the value given, the one shown): the controls cannot hold it
-        self.clamped: dict[str, str] = {}     # control -> what was typed beyond its range and what is used instead
-        self.clamp_note = w.HTML()            # says so until the control is set within its range
+        self.clamped: dict[str, str] = {}     # control -> a value typed that it cannot hold, and the one used
+        self.clamp_note = w.HTML()            # says so until the control is set to a value it holds
         self.controls: dict[str, w.ValueWidget] = {f.name: self._control(f.name, f.type) for f in fields(Scenario)}
         self.controls["hardware"].observe(self._on_hardware, "value")
         self.controls["model"].observe(self._on_model, "value")
@@ -302,13 +303,14 @@ class Explorer:
             self.controls["npu_mem_gib"].value, self.controls["npu_mem_bw"].value = gib, bw
 
     def _on_clamp(self, name: str, note: str) -> None:
-        """Name a value typed beyond a control's range, and the one used instead, until the control is set
-        within range: the run uses the value shown, which can differ from the one typed a hundredfold."""
+        """Name a value typed beyond a control's range (or a fraction for a count), and the one used instead, until
+        the control is set to a value it holds: the run uses the value shown, which can differ from the one typed
+        a hundredfold."""
         if note:
             self.clamped[name] = f"{self._label(name)}: {note}"
         else:
             self.clamped.pop(name, None)
-        self.clamp_note.value = ("<span style='color:#b00'><b>Out of range:</b> "
+        self.clamp_note.value = ("<span style='color:#b00'><b>Not used as typed:</b> "
                                  f"{html.escape('. '.join(self.clamped.values()))}.</span>" if self.clamped else "")
 
     def _on_model(self, change: dict) -> None:
@@ -657,25 +659,38 @@ class _InRange:
     kernel never learns that -2 was typed and cannot say it ran as 0.01. A value beyond the range is brought
     within it, and ``on_clamp`` is told what was typed and what is used ("" for a value within range)."""
 
+    whole = False   # whether the value is a count: a fraction typed is rounded, and said
+
     def __init__(self, low: float, high: float, on_clamp: Callable[[str], None], **kwargs: Any):
         self.low, self.high, self.on_clamp = low, high, on_clamp
         super().__init__(**kwargs)
 
     @validate("value")
     def _clamp(self, proposal: dict) -> float:
-        v = proposal["value"]
+        typed = v = proposal["value"]
+        if self.whole and math.isnan(v):
+            raise TraitError(f"{self.description}: expected a whole number, got nan")
         if v < self.low:
             side, v = f"{v:.12g} is below the lowest", self.low
         elif v > self.high:
             side, v = f"{v:.12g} is above the highest", self.high
         else:   # within range (or NaN, which the run names)
             side = ""
-        self.on_clamp(side and f"{side} allowed {v:.12g}; using {v:.12g}")
+        note = side and f"{side} allowed {v:.12g}; using {v:.12g}"
+        if self.whole:
+            v = round(v)
+            if not side and v != typed:
+                note = f"{typed:.12g} is not a whole number; using {v}"
+        self.on_clamp(note)
         return v
 
 
-class _IntBox(_InRange, w.IntText):
-    pass
+class _IntBox(_InRange, w.FloatText):
+    """A count, in ipywidgets' float box: its int box drops "." and "e" as they are typed, so 1e3 ran as 13
+    and 2.5 as 25 with no word. Here 1e3 is 1000 and 2.5 is rounded to 2, and said."""
+
+    whole = True
+    value = Union([Int(), Float()], default_value=0).tag(sync=True)   # a fraction typed reaches the rounding
 
 
 class _FloatBox(_InRange, w.FloatText):
