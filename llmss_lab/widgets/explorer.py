@@ -580,7 +580,7 @@ class Explorer:
             return
         self.baseline, self.baseline_scenario, self.baseline_at = self.result, self.scenario_shown, self.shown_at
         self.clear_button.disabled = False
-        self.status.value = "Kept as baseline: change a control and press <b>Run</b> to compare against it."
+        self.status.value = f"Kept the run of {self.shown_at} as the baseline."
         self._render()
 
     def clear_baseline(self) -> None:
