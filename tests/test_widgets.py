@@ -45,6 +45,17 @@ def test_run_shows_summary_and_figures(explorer):
     assert [len(box.children) for box in ex.plots.children] == [1, 0, 0, 0]   # the open tab's BokehModel widget
 
 
+def test_a_run_says_how_far_it_is_as_it_goes(explorer):
+    """A long run showed "Running..." and a bar with no count nor time until it ended: read as stuck."""
+    ex = explorer
+    said: list[str] = []
+    ex.status.observe(lambda change: said.append(change["new"]), "value")
+    ex.run()
+    running = [s for s in said if s.startswith("Running: ")]
+    assert len(running) >= 10 and running[-1].startswith("Running: 40 of 40 requests done, "), said
+    assert running[0] != running[-1] and all(s.endswith(" s so far...") for s in running)
+
+
 def test_plot_tabs_are_built_when_first_shown(explorer):
     """Only the open tab's views are built: the browser takes ~0.1 s per figure, hidden or not."""
     ex = explorer

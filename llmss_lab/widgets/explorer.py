@@ -384,6 +384,9 @@ class Explorer:
                 done[0] += n
                 if done[0] % step == 0 or done[0] == len(workload):
                     self.progress.value = done[0]
+                    # the bar alone gives no count nor time: a long run read as a stuck one
+                    self.status.value = (f"Running: {done[0]} of {len(workload)} requests done, "
+                                         f"{time.perf_counter() - t0:.0f} s so far...")
 
             self.result = scen.run(self.reference_dir, tick, workload=workload)
         except LlmssError as exc:
