@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import fields
@@ -457,12 +458,22 @@ class Explorer:
         if all(f in self.controls for f in named):
             names: tuple[str, ...] = named + tuple(r for n in named for r in RELATED.get(n, ()) if r not in named)
         else:                  # a key of the chosen cluster file names no control: the file set it
-            names = KEY_CONTROLS.get(exc.where or "", ())
+            names = KEY_CONTROLS.get(exc.where or "", ()) or self._file_controls(exc.source, scen)
         names = tuple(n for n in names if not (scen.cluster_config and n in SHAPE_FIELDS))
         if not names:
             return ""
         shown = ", ".join(f"<b>{html.escape(self._label(n))}</b> ({html.escape(TAB_OF[n])} tab)" for n in names)
         return f"check {shown}. "
+
+    def _file_controls(self, source: str | None, scen: Scenario) -> tuple[str, ...]:
+        """The control (cluster config, trace) whose file an error names: an error in a file names the file and
+        its line or key, which a user of the panel has to match to a control."""
+        if not source:
+            return ()
+        files = {"cluster_config": self.catalog.cluster_configs, "trace": self.catalog.traces}
+        at = os.path.abspath(source)
+        return tuple(k for k, table in files.items() if (name := getattr(scen, k).strip()) and at in {
+            os.path.abspath(p) for p in (name, table.get(name, name), self.catalog.root / name)})
 
     @property
     def status_text(self) -> str:
