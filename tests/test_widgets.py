@@ -310,6 +310,15 @@ def test_save_results_and_scenario(explorer, tmp_path):
     assert not (tmp_path / "nan.json").exists()
 
 
+def test_the_scheduler_says_which_is_continuous_and_which_static_batching(explorer):
+    """A class comparing the two saw "static" and "vllm_v1" with nothing to say which batches continuously."""
+    sched = explorer.controls["scheduler"]
+    assert dict(sched.options) == {"static (a batch at a time)": "static", "vllm_v1 (continuous batching)": "vllm_v1"}
+    assert "continuous batching" in sched.tooltip and "only once the last has finished" in sched.tooltip
+    sched.value = "static"                       # the value stays the policy's name
+    assert explorer.scenario().scheduler == "static"
+
+
 def test_a_saved_scenario_loads_back_into_the_controls(explorer, tmp_path):
     """The panel saved a scenario but could not load one: that took code (set_scenario(Scenario.load(...)))."""
     ex = explorer

@@ -78,7 +78,11 @@ TOOLTIPS = {
     "max_num_batched_tokens": "0: unlimited, as in LLMServingSim's configs (vLLM itself refuses 0).",
     "what_if_mem_bw": "Scales the hardware spec's memory bandwidth in the analytical model (not a measured profile).",
     "what_if_flops": "Scales the hardware spec's peak FLOP/s in the analytical model (not a measured profile).",
+    "scheduler": "vllm_v1: continuous batching, a request joins the batch at any step and leaves when done. static: "
+                 "a batch is drawn from the queue only once the last has finished; arrivals wait for it.",
 }
+# the scheduler's options by what they do, for a class comparing them (the value stays the policy's name)
+SCHEDULER_LABELS = {"vllm_v1": "vllm_v1 (continuous batching)", "static": "static (a batch at a time)"}
 LATENCY_CHOICES = [("auto: profile where one exists", "auto"), ("measured profile", "profile"),
                    ("analytical (roofline)", "analytical")]
 SPEC_TPS = (1, 2, 4, 8)      # TP degrees offered for hardware known only by its spec
@@ -175,6 +179,7 @@ class Explorer:
             "hardware": [h if h in cat.hardware else (f"{h} (spec only: analytical)", h)
                          for h in sorted(set(cat.hardware) | set(self.specs))],
             "latency": LATENCY_CHOICES,
+            "scheduler": [(SCHEDULER_LABELS.get(s, s), s) for s in scenario_choices()["scheduler"]],
             "model": [],
             "tp": [1],
             "block_size": [8, 16, 32, 64, 128],
