@@ -186,6 +186,9 @@ def test_a_baseline_is_compared_only_with_a_run_of_other_settings(explorer):
     ex.run()
     assert "Baseline kept" not in ex.summary.value and "%" in ex.summary.value
     assert "max_num_seqs 4 (baseline 128)" in ex.summary.value
+    ex.keep_button.click()
+    ex.clear_button.click()                     # the status line said "Kept ... as the baseline" still
+    assert ex.status_text == "Cleared the baseline." and "baseline" not in ex.summary.value
 
 
 def test_bad_values_are_reported_not_raised(explorer):

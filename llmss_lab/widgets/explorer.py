@@ -605,6 +605,7 @@ class Explorer:
     def clear_baseline(self) -> None:
         self.baseline = self.baseline_scenario = None
         self.clear_button.disabled = True
+        self.status.value = "Cleared the baseline."   # not "Kept ... as the baseline" still
         if self.result is not None:
             self._render()
 
