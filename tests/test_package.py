@@ -82,3 +82,14 @@ def test_the_lower_rooms_never_import_the_upper_ones():
                 for top in _imports(f, parts) - allowed:
                     wrong.append(f"{f.relative_to(root)} imports llmss_lab.{top}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_a_run_and_its_summary_do_not_import_dask_array(ref):
+    """xarray imports dask.array (0.5-1.5 s) the first time it checks data that is not a Variable's fastpath;
+    a single run has no dask arrays, so building its Datasets and summary must not pay for that."""
+    code = ("import sys, llmss_lab as ll; "
+            f"res = ll.simulate({str(ref / 'configs/cluster/single_node_moe_single_instance.json')!r}, "
+            f"ll.synthetic(20, seed=1), reference_dir={str(ref)!r}, memory_sample_s=0.5); res.summary(); "
+            "print('dask.array' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -28,10 +28,6 @@ from ..kernel.power import PowerAccount
 from ..kernel.simulator import RawRun
 from .metrics import latency_summary, tpot_ms
 
-# xarray imports dask (when installed) the first time it wraps an array, about 0.5 s of module
-# loading; do it here, with the other imports, rather than inside the first simulation
-xr.Variable("x", np.zeros(1))
-
 GROUPS = ("requests", "iterations", "timeseries")
 OPTIONAL = ("experts", "memory", "power")   # present when the run has MoE, memory tiers, power specs
 # what the summary and the views read, checked when a file is loaded
@@ -107,16 +103,28 @@ def _check_parts(parts: dict[str, xr.Dataset], path: Path) -> None:
         raise InputError("a request has no finish time (NaN): a run's file always has one", path, "requests/finish")
 
 
+def _variable(dims, data, attrs: dict | None = None) -> xr.Variable:
+    """A Variable of numpy data. xarray checks the data of ``Variable(dims, data)`` against dask's array type,
+    which imports dask.array the first time (0.5-1.5 s; a run needs no dask); a numpy array of numbers or
+    strings needs none of those checks, so it takes the Variable's fastpath."""
+    a = np.asarray(data)
+    return xr.Variable(dims, a, attrs, fastpath=a.dtype.kind not in "OMm")
+
+
 def _var(dims, data, units: str, long_name: str) -> xr.Variable:
-    return xr.Variable(dims, data, {"units": units, "long_name": long_name})
+    return _variable(dims, data, {"units": units, "long_name": long_name})
+
+
+def _total(values: xr.DataArray) -> int:
+    """A count's sum, NaN skipped as xarray's ``sum()`` skips it, in numpy: xarray's own would import dask.array."""
+    return int(np.nansum(values.values))
 
 
 def itl_dataset(gaps_ms: np.ndarray, counts: np.ndarray, attrs: dict | None = None) -> xr.Dataset:
     """Inter-token latency as a distribution: each distinct gap and how many token gaps had it."""
-    return xr.Dataset({"gaps": ("itl", np.asarray(counts, np.int64),
-                                {"units": "1", "long_name": "token gaps of this length"})},
-                      coords={"itl": ("itl", np.asarray(gaps_ms, float),
-                                      {"units": "ms", "long_name": "inter-token latency"})}, attrs=attrs or {})
+    return xr.Dataset({"gaps": _var("itl", np.asarray(counts, np.int64), "1", "token gaps of this length")},
+                      coords={"itl": _var("itl", np.asarray(gaps_ms, float), "ms", "inter-token latency")},
+                      attrs=attrs or {})
 
 
 def requests_dataset(raw: RawRun) -> xr.Dataset:
@@ -152,7 +160,7 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
         data["kv_transfer"] = _var("request", np.where(sent, R.kv_transfer * 1e-6, np.nan), "ms",
                                    "KV hand-off from the end of the prefill until the decode instance has the KV")
         data["kv_bytes"] = _var("request", R.kv_bytes, "B", "KV bytes moved from the prefill to the decode instance")
-    return xr.Dataset(data, coords={"request": np.arange(R.n)})
+    return xr.Dataset(data, coords={"request": _variable("request", np.arange(R.n))})
 
 
 # the iterations Dataset: (variable, step log column, kind, units, long_name); kind "f" scales ns to s ("s") or to ms
@@ -217,7 +225,7 @@ def iterations_dataset(raw: RawRun) -> xr.Dataset:
             if kind in NS_TO:
                 np.multiply(a, NS_TO[kind], out=a)   # what ``a * factor`` gives, without a second array
         data[name] = _var(d, a, units, long_name)
-    return xr.Dataset(data, coords={"step": np.arange(sum(len(s) for s in starts))})
+    return xr.Dataset(data, coords={"step": _variable(d, np.arange(sum(len(s) for s in starts)))})
 
 
 def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
@@ -262,10 +270,11 @@ def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
         "prefix_hit_rate": _var(dims, hit, "%", "prefix cache hit rate of lookups in the bin"),
         "preemptions": _var(dims, preempt, "1", "preemptions in the bin"),
     }
-    time = xr.Variable("time", edges[1:], {"units": "s", "standard_name": "time", "long_name": "end of the 1 s bin"})
+    time = _variable("time", edges[1:], {"units": "s", "standard_name": "time", "long_name": "end of the 1 s bin"})
     # each instance counts as its own vLLM would: in a P/D split a prompt shows on both sides, and the prefill
     # side's one token per request besides the decode side's full output; sum over the role that owns the metric
-    return xr.Dataset(data, coords={"time": time, "instance": names, **instance_coords(raw)})
+    return xr.Dataset(data, coords={"time": time, "instance": _variable("instance", names),
+                                    **instance_coords(raw)})
 
 
 def instance_coords(raw: RawRun) -> dict[str, xr.Variable]:
@@ -273,8 +282,8 @@ def instance_coords(raw: RawRun) -> dict[str, xr.Variable]:
     info = [s.info for s in raw.setups]
 
     def col(key: str, long_name: str, default):
-        return xr.Variable("instance", [i.get(key, default) for i in info], {"long_name": long_name})
-    return {"role": xr.Variable("instance", [s.role or "both" for s in raw.setups],
+        return _variable("instance", [i.get(key, default) for i in info], {"long_name": long_name})
+    return {"role": _variable("instance", [s.role or "both" for s in raw.setups],
                                 {"long_name": "what the instance serves: prefill, decode or both (not disaggregated)"}),
             "hardware": col("hardware", "accelerator the instance runs on", ""),
             "model": col("model", "model the instance serves", ""),
@@ -292,8 +301,9 @@ def experts_dataset(raw: RawRun) -> xr.Dataset:
     loads = np.stack([e.expert_load for e in moe])
     data = {"expert_load": _var(("moe_group", "layer", "expert"), loads, "1",
                                 "token-expert pairs routed to each expert, whole run")}
-    return xr.Dataset(data, coords={"moe_group": [e.name for e in moe], "layer": np.arange(loads.shape[1]),
-                                    "expert": np.arange(loads.shape[2])})
+    return xr.Dataset(data, coords={"moe_group": _variable("moe_group", [e.name for e in moe]),
+                                    "layer": _variable("layer", np.arange(loads.shape[1])),
+                                    "expert": _variable("expert", np.arange(loads.shape[2]))})
 
 
 def _at(times: np.ndarray, values: np.ndarray, t: np.ndarray, before: float = 0.0) -> np.ndarray:
@@ -339,8 +349,8 @@ def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
         "npu_used": _var(di, weights[None, :] + kv + cached, "MiB", "NPU memory in use (weights + KV + prefix cache)"),
         "prefix_hit_pct": _var(di, hit, "%", "cumulative NPU prefix-cache hit rate (tokens)"),
     }
-    coords = {"time": xr.Variable("time", t_ns * 1e-9, {"units": "s", "long_name": f"end of the {bin_s:g} s bin"}),
-              "instance": [s.name for s in raw.setups], **instance_coords(raw)}
+    coords = {"time": _variable("time", t_ns * 1e-9, {"units": "s", "long_name": f"end of the {bin_s:g} s bin"}),
+              "instance": _variable("instance", [s.name for s in raw.setups]), **instance_coords(raw)}
     if raw.pools:
         used = np.zeros((nbins, len(raw.pools)))
         phit = np.zeros((nbins, len(raw.pools)))
@@ -360,8 +370,8 @@ def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
                                       "bytes recalled by instances on other nodes, over the link between nodes")
         data["pool_link_written"] = _var("pool", np.array([p.link_written for p in raw.pools]), "B",
                                          "bytes written through by instances on other nodes, over the link between nodes")
-        data["pool_tier"] = xr.Variable("pool", np.array([p.tier.name for p in raw.pools]), {"long_name": "memory tier"})
-        coords["pool"] = [p.name for p in raw.pools]
+        data["pool_tier"] = _variable("pool", [p.tier.name for p in raw.pools], {"long_name": "memory tier"})
+        coords["pool"] = _variable("pool", [p.name for p in raw.pools])
     if raw.tiers:
         names = list(raw.tiers)
         data["tier_bytes_read"] = _var("tier", np.array([raw.tiers[n].bytes_read for n in names]), "B", "bytes read")
@@ -369,7 +379,7 @@ def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
                                           "bytes written")
         data["tier_busy"] = _var("tier", np.array([raw.tiers[n].busy_ns * 1e-9 for n in names]), "s",
                                  "time the tier's port was busy")
-        coords["tier"] = names
+        coords["tier"] = _variable("tier", names)
     return xr.Dataset(data, coords=coords)
 
 
@@ -379,8 +389,9 @@ def power_dataset(acc: PowerAccount, output_tokens: int) -> xr.Dataset:
         "power": _var(("time", "node", "component"), acc.power_w, "W", "mean power in the bin"),
         "energy": _var(("node", "component"), acc.energy_j, "J", "energy over the run"),
     }
-    coords = {"time": xr.Variable("time", edges[1:], {"units": "s", "long_name": "end of the bin"}),
-              "node": np.arange(acc.power_w.shape[1]), "component": list(COMPONENTS)}
+    coords = {"time": _variable("time", edges[1:], {"units": "s", "long_name": "end of the bin"}),
+              "node": _variable("node", np.arange(acc.power_w.shape[1])),
+              "component": _variable("component", list(COMPONENTS))}
     ds = xr.Dataset(data, coords=coords)
     ds.attrs["total_energy_J"] = acc.total_j
     ds.attrs["energy_per_output_token_J"] = acc.total_j / output_tokens if output_tokens else float("nan")
@@ -428,8 +439,8 @@ class Results:
         arrival = r.arrival.values
         finish = r.finish.values
         duration = float(finish.max() - arrival.min())
-        n_out = int(r.output_tokens.sum())
-        n_in = int(r.input_tokens.sum())
+        n_out = _total(r.output_tokens)
+        n_in = _total(r.input_tokens)
         out = {
             "completed": int(r.sizes["request"]),
             "duration_s": duration,
@@ -438,8 +449,8 @@ class Results:
             "request_throughput": r.sizes["request"] / duration,
             "output_throughput": n_out / duration,
             "total_token_throughput": (n_in + n_out) / duration,
-            "preemptions": int(r.preemptions.sum()),
-            "prefix_hit_tokens": int(r.prefix_hit_tokens.sum()),
+            "preemptions": _total(r.preemptions),
+            "prefix_hit_tokens": _total(r.prefix_hit_tokens),
         }
         out.update(latency_summary(r.ttft.values, r.tpot.values, self.itl.itl.values, r.e2e_latency.values,
                                    self.itl.gaps.values))
