@@ -93,3 +93,13 @@ def test_a_run_and_its_summary_do_not_import_dask_array(ref):
             "print('dask.array' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_explorers_first_view_does_not_import_dask_array(ref):
+    """The explorer's first Run shows the timeline tab: like the run itself, it needs no dask.array."""
+    code = ("import sys, llmss_lab as ll, llmss_lab.views as v; "
+            f"res = ll.simulate({str(ref / 'configs/cluster/single_node_single_instance.json')!r}, "
+            f"ll.synthetic(20, seed=1), reference_dir={str(ref)!r}); v.timeline(res, res); "
+            "print('dask.array' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
