@@ -617,41 +617,30 @@ def _latency_kwargs(args: argparse.Namespace) -> dict:
     return {"latency": args.latency, "what_if": what_if, "efficiency_file": args.efficiency}
 
 
-class _Misplaced(argparse.Action):
-    """A flag that means something else in another command: say where it belongs, not just 'unrecognized'."""
+class _Subcommand(argparse.ArgumentParser):
+    """A subcommand whose costly arguments (``later``) are added only when it parses or shows its help: `run`'s
+    choices and defaults import the kernel and numpy (~0.4 s), which `llmss --help` and other commands never need."""
 
-    def __init__(self, option_strings: list[str], dest: str, message: str, **kw) -> None:
-        super().__init__(option_strings, dest, nargs="?", **kw)
-        self.message = message
+    def __init__(self, *args, later: Callable[[argparse.ArgumentParser], None] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._later = later
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        parser.error(self.message)
+    def _add_later(self) -> None:
+        if self._later is not None:
+            later, self._later = self._later, None
+            later(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._add_later()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._add_later()
+        return super().format_help()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-    ref_help = "reference data root (default: $LLMSS_REFERENCE_DIR, ../shared/reference/llmservingsim, or the fetch cache)"
-
-    r = sub.add_parser("run", help="simulate a cluster config on a workload")
-    r.add_argument("cluster_config", help="cluster config JSON (LLMServingSim format)")
-    r.add_argument("--workload", help="JSONL trace; relative paths are also tried under the reference root. "
-                                      "Without it, a synthetic Poisson workload is generated")
-    r.add_argument("--reference-dir", help=ref_help)
-    r.add_argument("--num-requests", type=_whole(1), default=None,
-                   help="use only the first N requests (or generate N; default: the whole trace, or 100)")
-    r.add_argument("--rate", type=_number(0, low_open=True), default=None,
-                   help="synthetic arrival rate, req/s (default 10)")
-    r.add_argument("--input-len", help="synthetic prompt lengths: fixed:N, uniform:LO:HI, "
-                                       "lognormal:MEDIAN:SIGMA or sharegpt (default)")
-    r.add_argument("--output-len", help="synthetic output lengths (same forms; default sharegpt)")
-    r.add_argument("--seed", type=_whole(0), default=0,
-                   help="seed of the synthetic workload and of every random policy (default %(default)s)")
-    r.add_argument("--out", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
-    r.add_argument("--json", action="store_true", help="print the summary as JSON")
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+def _run_settings(r: argparse.ArgumentParser) -> None:
+    """`run`'s policy, memory, latency and engine flags: the policies' names come from the kernel's registries."""
     from .kernel.moe import GATES
     from .kernel.simulator import KV_TRANSFERS
     from .kernel.router import ROUTERS
@@ -676,6 +665,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --attn-offload: overlap NPU and PIM work of two sub-batches")
     _latency_args(r)
     _engine_args(r)
+
+
+class _Misplaced(argparse.Action):
+    """A flag that means something else in another command: say where it belongs, not just 'unrecognized'."""
+
+    def __init__(self, option_strings: list[str], dest: str, message: str, **kw) -> None:
+        super().__init__(option_strings, dest, nargs="?", **kw)
+        self.message = message
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.error(self.message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Subcommand)
+    ref_help = "reference data root (default: $LLMSS_REFERENCE_DIR, ../shared/reference/llmservingsim, or the fetch cache)"
+
+    r = sub.add_parser("run", help="simulate a cluster config on a workload", later=_run_settings)
+    r.add_argument("cluster_config", help="cluster config JSON (LLMServingSim format)")
+    r.add_argument("--workload", help="JSONL trace; relative paths are also tried under the reference root. "
+                                      "Without it, a synthetic Poisson workload is generated")
+    r.add_argument("--reference-dir", help=ref_help)
+    r.add_argument("--num-requests", type=_whole(1), default=None,
+                   help="use only the first N requests (or generate N; default: the whole trace, or 100)")
+    r.add_argument("--rate", type=_number(0, low_open=True), default=None,
+                   help="synthetic arrival rate, req/s (default 10)")
+    r.add_argument("--input-len", help="synthetic prompt lengths: fixed:N, uniform:LO:HI, "
+                                       "lognormal:MEDIAN:SIGMA or sharegpt (default)")
+    r.add_argument("--output-len", help="synthetic output lengths (same forms; default sharegpt)")
+    r.add_argument("--seed", type=_whole(0), default=0,
+                   help="seed of the synthetic workload and of every random policy (default %(default)s)")
+    r.add_argument("--out", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_run)
 
     e = sub.add_parser("example", help="simulate the bundled example and print its summary")
@@ -848,13 +874,11 @@ def _name_the_flag(exc: InputError, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        parser = build_parser()   # loads the kernel for its choices: a second or more on a busy machine
+    try:   # `run` loads the kernel for its choices while it parses: a second or more on a busy machine
+        args = build_parser().parse_args(argv)
     except KeyboardInterrupt:
         print("llmss: interrupted", file=sys.stderr)
         return 130
-    try:
-        args = parser.parse_args(argv)
     except SystemExit as exc:       # argparse has printed usage and the error (or the help): its status
         return int(exc.code or 0)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")

@@ -314,3 +314,19 @@ def test_ctrl_c_while_the_cli_loads_is_one_line(monkeypatch, capsys):
         pytest.fail("the Ctrl-C left main() as a traceback")
     assert code == 130
     assert capsys.readouterr().err == "llmss: interrupted\n"
+
+
+def test_ctrl_c_while_run_loads_its_choices_is_one_line(monkeypatch, capsys):
+    """`run` loads the kernel for its choices while it parses, no longer when the parser is built."""
+    import llmss_lab.cli as cli
+
+    def loading(parser):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_settings", loading)
+    try:
+        code = main(["run", "x.json"])
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C left main() as a traceback")
+    assert code == 130
+    assert capsys.readouterr().err == "llmss: interrupted\n"

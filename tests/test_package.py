@@ -39,6 +39,17 @@ def test_import_and_help_do_not_load_the_kernel_or_xarray():
     assert out.strip() == "[]"
 
 
+def test_help_and_light_commands_do_not_load_numpy():
+    """`llmss --help` built `run`'s parser in full, importing the kernel and numpy for its choices (~0.4 s)."""
+    code = ("import sys, contextlib, io, llmss_lab.cli as cli\n"
+            "for argv in (['--help'], ['summary', '--help'], ['--version']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            "        assert cli.main(argv) == 0, argv\n"
+            "print(sorted(m for m in ('numpy', 'xarray', 'llmss_lab.kernel') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no_such_name"):
         llmss_lab.no_such_name
