@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
+from xarray.indexes import PandasIndex
 
 from ..config.reader import as_path, kind_of
 from ..errors import InputError
@@ -115,6 +117,17 @@ def _var(dims, data, units: str, long_name: str) -> xr.Variable:
     return _variable(dims, data, {"units": units, "long_name": long_name})
 
 
+def _dataset(data: dict[str, xr.Variable], coords: dict[str, xr.Variable], attrs: dict | None = None) -> xr.Dataset:
+    """A Dataset whose dimension coordinates get their pandas indexes here: xarray's default index of a numpy
+    coordinate asks whether it is a dask array, which imports dask (0.3-0.5 s) into a run that has none."""
+    indexes = {name: PandasIndex(pd.Index(v.values), name, coord_dtype=v.dtype)
+               for name, v in coords.items() if v.dims == (name,)}
+    variables = dict(coords)
+    for name, index in indexes.items():
+        variables.update(index.create_variables({name: coords[name]}))
+    return xr.Dataset(data, coords=xr.Coordinates(variables, indexes=indexes), attrs=attrs)
+
+
 def _total(values: xr.DataArray) -> int:
     """A count's sum, NaN skipped as xarray's ``sum()`` skips it, in numpy: xarray's own would import dask.array."""
     return int(np.nansum(values.values))
@@ -122,9 +135,8 @@ def _total(values: xr.DataArray) -> int:
 
 def itl_dataset(gaps_ms: np.ndarray, counts: np.ndarray, attrs: dict | None = None) -> xr.Dataset:
     """Inter-token latency as a distribution: each distinct gap and how many token gaps had it."""
-    return xr.Dataset({"gaps": _var("itl", np.asarray(counts, np.int64), "1", "token gaps of this length")},
-                      coords={"itl": _var("itl", np.asarray(gaps_ms, float), "ms", "inter-token latency")},
-                      attrs=attrs or {})
+    return _dataset({"gaps": _var("itl", np.asarray(counts, np.int64), "1", "token gaps of this length")},
+                    {"itl": _var("itl", np.asarray(gaps_ms, float), "ms", "inter-token latency")}, attrs or {})
 
 
 def requests_dataset(raw: RawRun) -> xr.Dataset:
@@ -160,7 +172,7 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
         data["kv_transfer"] = _var("request", np.where(sent, R.kv_transfer * 1e-6, np.nan), "ms",
                                    "KV hand-off from the end of the prefill until the decode instance has the KV")
         data["kv_bytes"] = _var("request", R.kv_bytes, "B", "KV bytes moved from the prefill to the decode instance")
-    return xr.Dataset(data, coords={"request": _variable("request", np.arange(R.n))})
+    return _dataset(data, {"request": _variable("request", np.arange(R.n))})
 
 
 # the iterations Dataset: (variable, step log column, kind, units, long_name); kind "f" scales ns to s ("s") or to ms
@@ -225,7 +237,7 @@ def iterations_dataset(raw: RawRun) -> xr.Dataset:
             if kind in NS_TO:
                 np.multiply(a, NS_TO[kind], out=a)   # what ``a * factor`` gives, without a second array
         data[name] = _var(d, a, units, long_name)
-    return xr.Dataset(data, coords={"step": _variable(d, np.arange(sum(len(s) for s in starts)))})
+    return _dataset(data, {"step": _variable(d, np.arange(sum(len(s) for s in starts)))})
 
 
 def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
@@ -273,8 +285,7 @@ def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
     time = _variable("time", edges[1:], {"units": "s", "standard_name": "time", "long_name": "end of the 1 s bin"})
     # each instance counts as its own vLLM would: in a P/D split a prompt shows on both sides, and the prefill
     # side's one token per request besides the decode side's full output; sum over the role that owns the metric
-    return xr.Dataset(data, coords={"time": time, "instance": _variable("instance", names),
-                                    **instance_coords(raw)})
+    return _dataset(data, {"time": time, "instance": _variable("instance", names), **instance_coords(raw)})
 
 
 def instance_coords(raw: RawRun) -> dict[str, xr.Variable]:
@@ -301,9 +312,9 @@ def experts_dataset(raw: RawRun) -> xr.Dataset:
     loads = np.stack([e.expert_load for e in moe])
     data = {"expert_load": _var(("moe_group", "layer", "expert"), loads, "1",
                                 "token-expert pairs routed to each expert, whole run")}
-    return xr.Dataset(data, coords={"moe_group": _variable("moe_group", [e.name for e in moe]),
-                                    "layer": _variable("layer", np.arange(loads.shape[1])),
-                                    "expert": _variable("expert", np.arange(loads.shape[2]))})
+    return _dataset(data, {"moe_group": _variable("moe_group", [e.name for e in moe]),
+                           "layer": _variable("layer", np.arange(loads.shape[1])),
+                           "expert": _variable("expert", np.arange(loads.shape[2]))})
 
 
 def _at(times: np.ndarray, values: np.ndarray, t: np.ndarray, before: float = 0.0) -> np.ndarray:
@@ -380,7 +391,7 @@ def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
         data["tier_busy"] = _var("tier", np.array([raw.tiers[n].busy_ns * 1e-9 for n in names]), "s",
                                  "time the tier's port was busy")
         coords["tier"] = _variable("tier", names)
-    return xr.Dataset(data, coords=coords)
+    return _dataset(data, coords)
 
 
 def power_dataset(acc: PowerAccount, output_tokens: int) -> xr.Dataset:
@@ -392,7 +403,7 @@ def power_dataset(acc: PowerAccount, output_tokens: int) -> xr.Dataset:
     coords = {"time": _variable("time", edges[1:], {"units": "s", "long_name": "end of the bin"}),
               "node": _variable("node", np.arange(acc.power_w.shape[1])),
               "component": _variable("component", list(COMPONENTS))}
-    ds = xr.Dataset(data, coords=coords)
+    ds = _dataset(data, coords)
     ds.attrs["total_energy_J"] = acc.total_j
     ds.attrs["energy_per_output_token_J"] = acc.total_j / output_tokens if output_tokens else float("nan")
     return ds
