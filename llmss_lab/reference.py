@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -276,5 +275,7 @@ def _download(urls: list[str], opener: Callable[[str], bytes]) -> bytes:
 
 
 def _http_get(url: str) -> bytes:
+    import urllib.request   # here: its http.client and ssl (~50 ms) would load with every run, which never downloads
+
     with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 - fixed https host
         return resp.read()

@@ -50,6 +50,13 @@ def test_help_and_light_commands_do_not_load_numpy():
     assert out.strip() == "[]"
 
 
+def test_the_api_does_not_load_the_downloader():
+    """Only fetch-reference downloads: urllib.request (http.client, ssl) need not load with every run."""
+    code = "import sys, llmss_lab.api; print('urllib.request' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no_such_name"):
         llmss_lab.no_such_name
