@@ -3,12 +3,14 @@
 Run: python benchmarks/bench_startup.py [--reference-dir ROOT] [--repeat 5] [--only NAME ...]
 Each case starts a new Python process ``--repeat`` times and prints the median (and min, max) wall time of the
 whole process; the in-process cases (first simulate, explorer) also print the median of the time they measure
-themselves, which leaves out the interpreter's own start. The machines are shared: compare medians, and the banner.
+themselves, which leaves out the interpreter's own start. The machines are shared: compare medians, the CPU
+seconds (user + system of the process) more than the wall, and the banner.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -57,14 +59,20 @@ def cases(ref: str) -> dict[str, list[str]]:
     }
 
 
-def measure(cmd: list[str], repeat: int) -> tuple[list[float], list[float]]:
-    """Wall times of ``repeat`` fresh processes, and the seconds each printed last (in-process cases)."""
-    walls, inner = [], []
+def _children_cpu() -> float:
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def measure(cmd: list[str], repeat: int) -> tuple[list[float], list[float], list[float]]:
+    """Wall and CPU times of ``repeat`` fresh processes, and the seconds each printed last (in-process cases)."""
+    walls, cpus, inner = [], [], []
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _children_cpu()
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
         walls.append(time.perf_counter() - t)
+        cpus.append(_children_cpu() - c)
         if out.returncode != 0:
             raise SystemExit(f"{' '.join(cmd[:3])} ... failed:\n{out.stderr[-2000:]}")
         last = out.stdout.strip().splitlines()[-1:] or [""]
@@ -72,7 +80,7 @@ def measure(cmd: list[str], repeat: int) -> tuple[list[float], list[float]]:
             inner.append(float(last[0]))
         except ValueError:
             pass
-    return walls, inner
+    return walls, cpus, inner
 
 
 def main() -> int:
@@ -83,12 +91,14 @@ def main() -> int:
     p.add_argument("--only", nargs="*", help="case names to run (default: all)")
     args = p.parse_args()
     print(banner())
-    print(f"fresh processes, {args.repeat} each; wall seconds median (min-max)")
+    print(f"fresh processes, {args.repeat} each; wall seconds median (min-max), and the median CPU seconds (user +"
+          " system), which another user's load moves less")
     for name, cmd in cases(args.reference_dir).items():
         if args.only and name not in args.only:
             continue
-        walls, inner = measure(cmd, args.repeat)
-        line = f"{name:<22} {statistics.median(walls):6.3f}  ({min(walls):.3f}-{max(walls):.3f})"
+        walls, cpus, inner = measure(cmd, args.repeat)
+        line = (f"{name:<22} {statistics.median(walls):6.3f}  ({min(walls):.3f}-{max(walls):.3f})"
+                f"   cpu {statistics.median(cpus):.3f}")
         if inner:
             line += f"   in-process {statistics.median(inner):.3f}"
         print(line, flush=True)
