@@ -495,6 +495,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 
 def cmd_profile_fit(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import numpy as np
 
     from .latency import roofline
@@ -516,7 +518,7 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
     path = roofline.save_efficiency(eff, samples, specs, out)
     print(f"fitted on {len(samples)} operator timings of {len({x.bundle for x in samples})} profiles; wrote {path}")
     for c, e in eff.items():
-        print(f"  {c:<28} e_max {e.e_max:.3f}  f_half {e.f_half:.3g}  u {e.u:.3f}  t0 {e.t0_us:.2f} us")
+        print(f"  {c:<28} " + "  ".join(f"{k} {v:.3g}" for k, v in dataclasses.asdict(e).items()))
     if args.leave_one_out:
         cols = ("gemm", "attention_prefill", "attention_decode", "attention_mixed")
         print("leave-one-out (fit without any profile of the same hardware and model), median |error| %:")

@@ -17,6 +17,7 @@ from llmss_lab.latency.analytical import WhatIf, analytical_profile, efficiency,
 from llmss_lab.latency.iteration import BatchShape, IterationModel
 from llmss_lab.latency.ops import Shapes
 from llmss_lab.latency.profile import require_layers
+from llmss_lab.latency.specs import load_specs
 from llmss_lab.scenario import Scenario
 
 
@@ -30,13 +31,16 @@ def test_attention_costs_match_the_operator_counts(llama):
     spec, eff = find_spec("H100"), efficiency()
     prof = analytical_profile(llama, spec, 2, eff)
     s = Shapes(llama, 2)
-    pre, dec, mix = (roofline.lookup(eff, "vllm", c).on(spec)
-                     for c in ("attention_prefill", "attention_decode", "attention_mixed"))
+    pre, dec = (roofline.lookup(eff, "vllm", c).on(spec) for c in ("attention_prefill", "attention_decode"))
     p, d = s.attention_prefill(512, 1000), s.attention_decode(700)
     assert prof.attention(512, 1000, 0, 0) == pytest.approx(float(pre(p.flops, p.bytes)), rel=1e-9)
     assert prof.attention(0, 0, 16, 700) == pytest.approx(float(dec(16 * d.flops, 16 * d.bytes)), rel=1e-9)
+    # beside a chunk: 16 x 16 query heads' tiles of 700 tokens, 4 query blocks of the 512-token chunk
+    tiles = s.decode_tiles(16, 700, 512)
+    assert (tiles.tiles, tiles.group, tiles.blocks, tiles.token_bytes) == (256, 4, 4, 512)
     assert prof.attention(512, 1000, 16, 700) == pytest.approx(
-        float(pre(p.flops, p.bytes)) + float(mix(16 * d.flops, 16 * d.bytes)), rel=1e-9)
+        float(pre(p.flops, p.bytes)) + float(roofline.tiles_ns(eff["attention_mixed"], tiles, spec.memory_bw_gbs * 1e9)),
+        rel=1e-9)
 
 
 def test_a_computed_profile_has_every_operator_and_grows_with_work(ref, llama):
@@ -188,6 +192,24 @@ def test_leave_one_out_step_latency_of_the_vllm_profiles(ref, shapes):
     for r in rows:
         assert r.stack == "vllm" and r.median_abs_pct < 10.0, r
         assert r.attention_below_roofline_pct == 0.0, r     # physically possible timings throughout
+
+
+def test_leave_one_out_mixed_steps_of_the_vllm_profiles(ref, shapes):
+    """The steps where decodes share the batch with a prefill chunk (464 of the bench's 4,676), on a fit
+    without the model, within the same 10 % (median). Their attention was 31-44 % short for the Qwen3
+    models and 31 % long for Llama (decodes timed by their FLOPs and KV bytes), so the steps missed by 13-20 %."""
+    specs = load_specs()
+    mixed = [b for b in shapes if b.prefill_tokens and b.num_decodes]
+    assert len(mixed) > 300
+    samples = roofline.all_samples(ref, specs)
+    for folder, hw, name, tp in roofline.profiled_bundles(ref):
+        if hw != "RTXPRO6000":
+            continue
+        model = roofline.model_config(ref, name)
+        eff = roofline.fit(roofline.leave_out(samples, hw, name), specs)
+        meas, _ = calibration.step_times(calibration.measured_profile(folder, tp, model), model, tp, mixed)
+        pred, _ = calibration.step_times(analytical_profile(model, specs[hw], tp, eff), model, tp, mixed)
+        assert np.median(np.abs(pred - meas) / meas) < 0.10, (name, tp)
 
 
 def test_artifact_attention_below_the_roofline_is_reported_per_pair(ref, shapes):

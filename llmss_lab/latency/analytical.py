@@ -20,7 +20,7 @@ from ..config.reader import closest, kind_of
 from ..errors import InputError
 from .ops import Shapes
 from .profile import LatencyProfile
-from .roofline import CLASSES, EFFICIENCY_FILE, Efficiency, Roof, load_efficiency, lookup
+from .roofline import CLASSES, EFFICIENCY_FILE, Curve, Roof, TilesRoof, load_efficiency, lookup
 from .specs import SPECS_DIR, HardwareSpec, read_specs
 
 TOKEN_GRID = np.unique(np.round(np.geomspace(1, 1 << 17, 260)))
@@ -31,11 +31,12 @@ WHAT_IF_KEYS = ("memory_bw_gbs", "bf16_tflops")
 class AnalyticalAttention:
     """One attention layer of a batch: its prefill chunks (summed into one chunk over the summed
     history, as the kernel hands them over) on the prefill curve, its decodes at their mean KV
-    length on the decode curve, or on the mixed-batch curve when they share the step with a chunk."""
+    length on the decode curve, or as the varlen kernel's tiles (:class:`.roofline.Tiles`) when they
+    share the step with a chunk."""
 
     prefill_key = "sum"
 
-    def __init__(self, shapes: Shapes, prefill: Roof, decode: Roof, mixed: Roof):
+    def __init__(self, shapes: Shapes, prefill: Roof, decode: Roof, mixed: Roof | TilesRoof):
         self.shapes, self.prefill, self.decode, self.mixed = shapes, prefill, decode, mixed
 
     def __call__(self, pc: float, kp: float, n: float, kv: float) -> float:
@@ -44,8 +45,7 @@ class AnalyticalAttention:
             c = self.shapes.attention_prefill(pc, kp)
             t += self.prefill.at(c.flops, c.bytes)
         if n > 0:
-            d = self.shapes.attention_decode(kv)
-            t += (self.mixed if pc > 0 else self.decode).at(n * d.flops, n * d.bytes)
+            t += (self.mixed if pc > 0 else self.decode).decodes(self.shapes, n, kv, pc)
         return t if t > 1.0 else 1.0
 
 
@@ -138,11 +138,11 @@ def find_spec(hardware: str, folder: str | Path = SPECS_DIR) -> HardwareSpec:
 
 
 @functools.lru_cache(maxsize=8)
-def _efficiency(path: str, stamp: float) -> dict[str, Efficiency]:
+def _efficiency(path: str, stamp: float) -> dict[str, Curve]:
     return load_efficiency(Path(path))
 
 
-def efficiency(path: str | Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:
+def efficiency(path: str | Path = EFFICIENCY_FILE) -> dict[str, Curve]:
     """The fitted curves (cached while the file is unchanged)."""
     p = Path(path)
     if not p.is_file():
@@ -151,7 +151,7 @@ def efficiency(path: str | Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:
     return _efficiency(str(p.resolve()), p.stat().st_mtime)
 
 
-def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[str, Efficiency] | None = None,
+def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[str, Curve] | None = None,
                        stack: str = "vllm", note: str = "") -> LatencyProfile:
     """A profile of ``model`` at TP ``tp`` on ``spec``, computed from the roofline with the
     efficiency curves of a software stack (:data:`.roofline.STACKS`; vLLM's by default)."""

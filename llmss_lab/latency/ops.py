@@ -18,6 +18,7 @@ from ..config.model import ModelSpec
 from ..errors import InputError
 
 ELEMENTWISE_FLOPS = {"rms_norm": 4, "rotary_emb": 3, "act_fn": 5}   # per element, order of magnitude
+QUERY_BLOCK = 128   # query rows per tile of FlashAttention's varlen forward kernel at head_dim 128
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,24 @@ class OpCost:
     def intensity(self) -> float:
         """FLOPs per byte moved: where the operator sits against a roofline."""
         return self.flops / self.bytes if self.bytes else float("inf")
+
+
+@dataclass(frozen=True)
+class DecodeTiles:
+    """The decodes of a mixed prefill+decode batch as FlashAttention's varlen kernel runs them. The grid
+    has one tile per (query block of the longest query, sequence, query head): a decode's one query row
+    fills the first block, the rest exit empty. Unlike a decode-only batch, query heads are not packed
+    per KV head and the KV is not split, so each tile streams its sequence's whole K and V alone."""
+    seqs: float          # decode sequences
+    heads: int           # query heads per rank: tiles per sequence and query block
+    group: int           # query heads per KV head, which may share their K and V reads in cache
+    kv: float            # cached tokens each tile streams
+    blocks: int          # query blocks per (sequence, head): those of the prefill chunk
+    token_bytes: float   # K and V bytes of one token of one head (also a query row in and its output out)
+
+    @property
+    def tiles(self) -> float:
+        return self.seqs * self.heads
 
 
 class Shapes:
@@ -103,6 +122,12 @@ class Shapes:
         kv_write = 2 * self.kv_heads * hd * b
         return OpCost("attention_decode", 4.0 * (kv_len + 1) * hd * self.q_heads, 0.0, 2.0 * self.q_heads * hd * b,
                       float(kv_read + kv_write))
+
+    def decode_tiles(self, seqs: float, kv_len: float, chunk: float) -> DecodeTiles:
+        """``seqs`` decodes over ``kv_len`` cached tokens each, sharing a step with a prefill chunk of ``chunk``
+        tokens (the longest query)."""
+        return DecodeTiles(seqs, self.q_heads, max(1, self.q_heads // self.kv_heads), kv_len,
+                           max(1, -(-int(chunk) // QUERY_BLOCK)), 2.0 * self.hd * self.b)
 
     def lm_head(self, sequences: int) -> OpCost:
         """Logits of the sampled rows only (one per sequence), over this rank's vocabulary slice."""

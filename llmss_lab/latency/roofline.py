@@ -13,13 +13,17 @@ the size of the work; ``u`` is the achieved fraction of bandwidth and ``t0`` a l
 few parameters per class are shared by every accelerator: what differs between accelerators is
 their spec. :func:`fit` finds them by least squares on log time over every profiled operator
 sample; the numbers live in ``profiles/efficiency.yaml`` with the fit's provenance.
+
+The decodes of a mixed prefill+decode batch are not a roofline: FlashAttention's varlen kernel runs
+them as tiles that each stream one query head's K and V alone (:class:`.ops.DecodeTiles`), so their
+time is set by how many tiles run at once and how much their reads share the cache (:class:`Tiles`).
 """
 from __future__ import annotations
 
 import datetime
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
@@ -32,7 +36,7 @@ from ..config.reader import Section, closest, read_yaml
 from ..errors import InputError
 from ..files import write_text
 from ..provenance import git_hash
-from .ops import OpCost, Shapes
+from .ops import DecodeTiles, OpCost, Shapes
 from .profile import load_bundle, read_csv
 from .specs import SPECS_DIR, HardwareSpec, load_specs
 
@@ -72,6 +76,55 @@ class Efficiency:
         return self.on(spec)(flops, nbytes)
 
 
+@dataclass(frozen=True)
+class Tiles:
+    """The decodes of a mixed batch (:class:`.ops.DecodeTiles`). ``slots`` tiles run at once, each
+    streaming its K and V serially (``tile_us`` plus ``token_ns`` per cached token), so the time is
+    waves of tiles, and every empty tile of the chunk's further query blocks takes ``empty_ns`` of a
+    slot. The query heads of one KV group read its K and V once when they run at the same time (up to
+    ``slots`` / sequences of them) or when the group's K and V of every sequence fit in ``cache_mb``;
+    the rest is memory traffic at a fraction ``u`` of peak bandwidth. The slower of the two bounds the
+    time. ``slots``, ``tile_us``, ``token_ns``, ``empty_ns`` and ``cache_mb`` are the
+    GPU's, not scaled by its spec: they are fitted on the one GPU whose profiles ran vLLM's kernels."""
+    slots: float      # tiles resident at once
+    tile_us: float    # a tile's fixed time
+    token_ns: float   # a tile's time per cached token it streams
+    u: float          # fraction of peak memory bandwidth reached
+    empty_ns: float   # an empty tile's time in its slot
+    cache_mb: float   # cache that keeps a KV group's reads for its next query head
+
+    def on(self, spec: HardwareSpec) -> "TilesRoof":
+        return TilesRoof(self, spec)
+
+
+def tiles_ns(p: Tiles, d: DecodeTiles, bw_bytes_s):
+    """:class:`Tiles`' time for decode tiles (fields may be arrays: the fit evaluates every sample at once)."""
+    tiles = d.seqs * d.heads
+    busy = (np.maximum(tiles / p.slots, 1.0) * (p.tile_us * 1e3 + d.kv * p.token_ns)
+            + tiles * (d.blocks - 1) * p.empty_ns / p.slots)
+    # a KV group's next query head finds its K and V in cache when the group's reads of every sequence fit in it,
+    # or when it runs at the same time
+    hit = np.minimum(p.cache_mb * 1e6 / (d.seqs * d.kv * d.token_bytes), 1.0)
+    miss = np.minimum(1.0 / d.group + (1.0 - 1.0 / d.group) * (1.0 - hit),
+                      1.0 / np.minimum(np.maximum(p.slots / d.seqs, 1.0), d.group))
+    # plus each tile's query row in and output row out, and each sequence's new K and V written
+    traffic = tiles * d.token_bytes * (d.kv * miss + 1.0 + 1.0 / d.group) / (bw_bytes_s * p.u) * 1e9
+    return np.maximum(busy, traffic)
+
+
+class TilesRoof:
+    """:class:`Tiles` on one accelerator, with :class:`Roof`'s ``decodes`` and ``sample``."""
+
+    def __init__(self, tiles: Tiles, spec: HardwareSpec):
+        self.tiles, self.bw = tiles, spec.memory_bw_gbs * 1e9
+
+    def decodes(self, shapes: Shapes, n: float, kv: float, chunk: float) -> float:
+        return float(tiles_ns(self.tiles, shapes.decode_tiles(n, kv, chunk), self.bw))
+
+    def sample(self, x: "Sample") -> float:
+        return float(tiles_ns(self.tiles, x.tiles, self.bw))
+
+
 class Roof:
     """One operator class on one accelerator: the curve with the spec's peaks folded in, so the
     kernel's per-step lookups are plain arithmetic."""
@@ -91,13 +144,24 @@ class Roof:
         compute, memory = (flops + self.f_half) * self.per_flop, nbytes * self.per_byte
         return self.t0 + (compute if compute >= memory else memory)
 
+    def decodes(self, shapes: Shapes, n: float, kv: float, chunk: float) -> float:
+        """``n`` decodes over ``kv`` cached tokens each, as one batch (``chunk``: a prefill chunk beside them)."""
+        d = shapes.attention_decode(kv)
+        return self.at(n * d.flops, n * d.bytes)
+
+    def sample(self, x: "Sample") -> float:
+        return float(self(x.flops, x.nbytes))
+
 
 def key(stack: str, cls: str) -> str:
     """Where a class's curve is stored: shared, or per software stack (``artifact/attention``)."""
     return cls if cls in SHARED or stack == "vllm" else f"{stack}/{cls}"
 
 
-def lookup(eff: dict[str, Efficiency], stack: str, cls: str) -> Efficiency:
+Curve = Efficiency | Tiles
+
+
+def lookup(eff: dict[str, Curve], stack: str, cls: str) -> Curve:
     """A stack's curve for a class, or vLLM's when that stack has none (vLLM is what the kernel models).
     A stack that timed no mixed batches (the artifact adds its prefill and decode predictions) runs
     a mixed batch's decodes on its decode curve."""
@@ -123,6 +187,8 @@ class Sample:
     stack: str = "vllm"
     pre_flops: float = 0.0    # a mixed attention batch: its prefill part, timed by the prefill curve
     pre_bytes: float = 0.0
+    tiles: DecodeTiles | None = None   # a mixed attention batch: its decodes as the varlen kernel runs them
+    pre_ns: float = 0.0       # ... and its prefill chunk's profiled time alone, when the profile has it
 
     @property
     def cls(self) -> str:
@@ -169,12 +235,14 @@ def _attention(shapes: Shapes, pc: float, kp: float, n: float, kv: float) -> tup
     return pf, pb, df, db
 
 
-def attention_sample(name: str, hw: str, stack: str, shapes: Shapes, pc, kp, n, kv, t_ns: float) -> Sample | None:
-    """A prefill-only, decode-only or mixed batch; a mixed one carries its prefill part aside, since
-    decodes that share a step with a prefill chunk run at their own (lower) efficiency."""
+def attention_sample(name: str, hw: str, stack: str, shapes: Shapes, pc, kp, n, kv, t_ns: float,
+                     pre_ns: float = 0.0) -> Sample | None:
+    """A prefill-only, decode-only or mixed batch; a mixed one carries its prefill part aside (its cost,
+    and ``pre_ns``, the chunk's profiled time alone), since decodes that share a step with a prefill
+    chunk run another way (:class:`Tiles`)."""
     pf, pb, df, db = _attention(shapes, pc, kp, n, kv)
     if df and pf:
-        return Sample(name, hw, "attention_mixed", df, db, t_ns, stack, pf, pb)
+        return Sample(name, hw, "attention_mixed", df, db, t_ns, stack, pf, pb, shapes.decode_tiles(n, kv, pc), pre_ns)
     if df:
         return Sample(name, hw, "attention_decode", df, db, t_ns, stack)
     if pf:
@@ -205,8 +273,9 @@ def bundle_samples(tp_dir: Path, model: ModelSpec, spec: HardwareSpec, tp: int, 
                 out.append(Sample(name, spec.name, "moe_experts", cost.flops, cost.bytes, float(t) * 1e3))
         a = read_csv(tp_dir / "attention.csv", ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
         rows = list(zip(a["prefill_chunk"], a["kv_prefill"], a["n_decode"], a["kv_decode"], a["time_us"]))
+        alone = {(pc, kp): float(t) * 1e3 for pc, kp, n, _, t in rows if n == 0}
         for pc, kp, n, kv, t in _spread(rows, 4 * PER_BUNDLE_OP):
-            x = attention_sample(name, spec.name, "vllm", shapes, pc, kp, n, kv, float(t) * 1e3)
+            x = attention_sample(name, spec.name, "vllm", shapes, pc, kp, n, kv, float(t) * 1e3, alone.get((pc, kp), 0.0))
             if x is not None:
                 out.append(x)
         return out
@@ -322,11 +391,24 @@ def _predict(theta: np.ndarray, f: np.ndarray, b: np.ndarray, peak: np.ndarray, 
     return t0 * 1e3 + np.maximum((f + f_half) / (peak * e_max), b / (bw * u)) * 1e9
 
 
-def fit(samples: Iterable[Sample], specs: dict[str, HardwareSpec] | None = None) -> dict[str, Efficiency]:
+def _fit_tiles(s: list[Sample], t: np.ndarray, specs: dict[str, HardwareSpec]) -> Tiles:
+    """:class:`Tiles` by least squares on log time over mixed batches' decode parts."""
+    from scipy.optimize import least_squares
+
+    d = DecodeTiles(*(np.array([getattr(x.tiles, f.name) for x in s], float) for f in fields(DecodeTiles)))
+    bw = np.array([specs[x.hardware].memory_bw_gbs * 1e9 for x in s])
+    x0 = np.log([100.0, 2.0, 20.0, 0.7, 500.0, 50.0])
+    lo, hi = np.log([1.0, 0.01, 0.01, 0.02, 1.0, 0.1]), np.log([1e5, 100.0, 1e4, 1.0, 1e5, 1e4])
+    res = least_squares(lambda th: np.log(tiles_ns(Tiles(*np.exp(th)), d, bw)) - np.log(t), x0, bounds=(lo, hi),
+                        loss="soft_l1", f_scale=0.2)
+    return Tiles(*(float(v) for v in np.exp(res.x)))
+
+
+def fit(samples: Iterable[Sample], specs: dict[str, HardwareSpec] | None = None) -> dict[str, Curve]:
     """Least squares on log time, per operator class (and software stack, see :data:`STACKS`),
     over every sample given. vLLM's classes must all be present; other stacks' are fitted where
     they have samples. Mixed attention batches are fitted last, on what their prefill part (by the
-    prefill curve just fitted) leaves of their time."""
+    prefill curve just fitted) leaves of their time, as :class:`Tiles`."""
     from scipy.optimize import least_squares
 
     specs = specs if specs is not None else load_specs()
@@ -337,17 +419,19 @@ def fit(samples: Iterable[Sample], specs: dict[str, HardwareSpec] | None = None)
     missing = [c for c in CLASSES if c not in groups]
     if missing:
         raise InputError(f"no profiled samples of {missing} operators (vLLM profiles) to fit", "profiles", missing[0])
-    out: dict[str, Efficiency] = {}
+    out: dict[str, Curve] = {}
     for k in sorted(groups, key=lambda k: (k.count("/"), CLASSES.index(k.rsplit("/", 1)[-1]))):
         s = groups[k]
         t = np.array([x.time_ns for x in s])
         if s[0].cls == "attention_mixed":
-            pre = np.array([float(lookup(out, x.stack, "attention_prefill").time_ns(x.pre_flops, x.pre_bytes,
-                                                                                    specs[x.hardware])) for x in s])
+            pre = np.array([x.pre_ns or float(lookup(out, x.stack, "attention_prefill").time_ns(
+                x.pre_flops, x.pre_bytes, specs[x.hardware])) for x in s])
             keep = t - pre > 0.05 * t
             s, t = [x for x, k_ in zip(s, keep) if k_], (t - pre)[keep]
             if len(s) < 8:
                 continue
+            out[k] = _fit_tiles(s, t, specs)
+            continue
         f = np.array([x.flops for x in s])
         b = np.array([x.nbytes for x in s])
         peak = np.array([specs[x.hardware].bf16_tflops * 1e12 for x in s])
@@ -360,12 +444,12 @@ def fit(samples: Iterable[Sample], specs: dict[str, HardwareSpec] | None = None)
     return out
 
 
-def predict_ns(samples: list[Sample], eff: dict[str, Efficiency], specs: dict[str, HardwareSpec]) -> np.ndarray:
+def predict_ns(samples: list[Sample], eff: dict[str, Curve], specs: dict[str, HardwareSpec]) -> np.ndarray:
     """The analytical time of each sample (a mixed attention batch: prefill part plus decode part)."""
     out = []
     for x in samples:
         spec = specs[x.hardware]
-        t = float(lookup(eff, x.stack, x.cls).time_ns(x.flops, x.nbytes, spec))
+        t = lookup(eff, x.stack, x.cls).on(spec).sample(x)
         if x.pre_flops:
             t += float(lookup(eff, x.stack, "attention_prefill").time_ns(x.pre_flops, x.pre_bytes, spec))
         out.append(t)
@@ -378,14 +462,14 @@ def leave_out(samples: list[Sample], hardware: str, model: str) -> list[Sample]:
     return [x for x in samples if not (x.hardware == hardware and x.bundle.startswith(f"{hardware}/{model}/tp"))]
 
 
-def errors_pct(samples: list[Sample], eff: dict[str, Efficiency], specs: dict[str, HardwareSpec]) -> np.ndarray:
+def errors_pct(samples: list[Sample], eff: dict[str, Curve], specs: dict[str, HardwareSpec]) -> np.ndarray:
     """Signed % error of the analytical time against each profiled sample."""
     pred = predict_ns(samples, eff, specs)
     meas = np.array([x.time_ns for x in samples])
     return (pred - meas) / meas * 100.0
 
 
-def save_efficiency(eff: dict[str, Efficiency], samples: list[Sample], specs: dict[str, HardwareSpec],
+def save_efficiency(eff: dict[str, Curve], samples: list[Sample], specs: dict[str, HardwareSpec],
                     path: Path = EFFICIENCY_FILE) -> Path:
     from .. import __version__
 
@@ -393,9 +477,9 @@ def save_efficiency(eff: dict[str, Efficiency], samples: list[Sample], specs: di
     per_class = {k: float(np.median(np.abs(err[[x.key == k for x in samples]]))) for k in eff}
     doc = {
         "model": "t = t0 + max((F + f_half) / (P * e_max), B / (W * u)); P, W from profiles/hardware; "
-                 "a class per software stack (STACKS in llmss_lab/latency/roofline.py), 'STACK/CLASS' when not vLLM's",
-        "classes": {c: {"e_max": round(e.e_max, 5), "f_half": float(f"{e.f_half:.5g}"), "u": round(e.u, 5),
-                        "t0_us": round(e.t0_us, 4)} for c, e in eff.items()},
+                 "a class per software stack (STACKS in llmss_lab/latency/roofline.py), 'STACK/CLASS' when not vLLM's; "
+                 "attention_mixed: the decodes of a mixed batch as varlen kernel tiles (Tiles in roofline.py)",
+        "classes": {c: {k: float(f"{v:.5g}") for k, v in asdict(e).items()} for c, e in eff.items()},
         "provenance": {
             "fitted_on": sorted({x.bundle for x in samples}),
             "samples": len(samples),
@@ -408,7 +492,7 @@ def save_efficiency(eff: dict[str, Efficiency], samples: list[Sample], specs: di
     return write_text(path, yaml.safe_dump(doc, sort_keys=False, width=110))
 
 
-def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:
+def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Curve]:
     data = read_yaml(path)
     classes = data.get("classes") if isinstance(data, dict) else None
     if not isinstance(classes, dict):
@@ -419,6 +503,12 @@ def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Efficiency]:
     out = {}
     for k, p in classes.items():
         sec = Section.of(p, path, f"classes.{k}")
+        if str(k).rsplit("/", 1)[-1] == "attention_mixed":
+            # counts, times and a fraction of bandwidth (the fit's bounds)
+            out[str(k)] = Tiles(sec.number("slots", minimum=1), sec.number("tile_us", minimum=0),
+                                sec.number("token_ns", minimum=0), sec.number("u", minimum=0.001, maximum=1.0),
+                                sec.number("empty_ns", minimum=0), sec.number("cache_mb", minimum=0))
+            continue
         # fractions of peak FLOP/s and bandwidth (the fit keeps them in [0.02, 1]); a size and a launch time
         out[str(k)] = Efficiency(sec.number("e_max", minimum=0.001, maximum=1.0), sec.number("f_half", minimum=0),
                                  sec.number("u", minimum=0.001, maximum=1.0), sec.number("t0_us", minimum=0))
