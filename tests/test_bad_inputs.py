@@ -545,6 +545,27 @@ def test_efficiency_curves_out_of_range_name_the_class_and_key(ref, tmp_path, va
                     efficiency_file=bad)
 
 
+def test_an_efficiency_file_of_the_old_mixed_attention_curve_names_the_missing_key(ref, tmp_path):
+    """attention_mixed is a tiles curve now (slots, tile_us, token_ns, u, empty_ns, cache_mb): a file fitted before
+    stops with the key it lacks, and a tiles parameter out of range names itself."""
+    import re
+
+    from llmss_lab.latency.roofline import EFFICIENCY_FILE
+
+    text = EFFICIENCY_FILE.read_text()
+    old = tmp_path / "old.yaml"
+    old.write_text(re.sub(r"  attention_mixed:\n(    .*\n)+", "  attention_mixed:\n    e_max: 1.0\n    f_half: 5.1e10\n"
+                          "    u: 0.37\n    t0_us: 0.05\n", text, count=1))
+    with pytest.raises(InputError, match="old.yaml: classes.attention_mixed.slots: missing required key"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=ref, num_requests=3, latency="analytical",
+                    efficiency_file=old)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(re.sub(r"(  attention_mixed:\n    slots:) .*\n", r"\1 0.5\n", text, count=1))
+    with pytest.raises(InputError, match="bad.yaml: classes.attention_mixed.slots: must be >= 1"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=ref, num_requests=3, latency="analytical",
+                    efficiency_file=bad)
+
+
 def test_more_command_line_mistakes(ref, tmp_path, capsys):
     cluster = str(ref / GOOD_CLUSTER)
     assert main(["run", cluster, "--reference-dir", str(ref), "-q", "--what-if", "memory_bw_gbs=2",
