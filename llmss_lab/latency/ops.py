@@ -18,7 +18,7 @@ from ..config.model import ModelSpec
 from ..errors import InputError
 
 ELEMENTWISE_FLOPS = {"rms_norm": 4, "rotary_emb": 3, "act_fn": 5}   # per element, order of magnitude
-QUERY_BLOCK = 128   # query rows per tile of FlashAttention's varlen forward kernel at head_dim 128
+QUERY_BLOCK = 128   # query rows per tile of FlashAttention's varlen forward kernel (at head_dim 128; used for all)
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class Shapes:
 
     def decode_tiles(self, seqs: float, kv_len: float, chunk: float) -> DecodeTiles:
         """``seqs`` decodes over ``kv_len`` cached tokens each, sharing a step with a prefill chunk of ``chunk``
-        tokens (the longest query)."""
+        tokens, the longest query (the kernel hands over a step's chunks summed: an upper bound)."""
         return DecodeTiles(seqs, self.q_heads, max(1, self.q_heads // self.kv_heads), kv_len,
                            max(1, -(-int(chunk) // QUERY_BLOCK)), 2.0 * self.hd * self.b)
 

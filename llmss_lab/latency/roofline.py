@@ -99,7 +99,7 @@ class Tiles:
 
 def tiles_ns(p: Tiles, d: DecodeTiles, bw_bytes_s):
     """:class:`Tiles`' time for decode tiles (fields may be arrays: the fit evaluates every sample at once)."""
-    tiles = d.seqs * d.heads
+    tiles = d.tiles
     busy = (np.maximum(tiles / p.slots, 1.0) * (p.tile_us * 1e3 + d.kv * p.token_ns)
             + tiles * (d.blocks - 1) * p.empty_ns / p.slots)
     # a KV group's next query head finds its K and V in cache when the group's reads of every sequence fit in it,
