@@ -64,11 +64,33 @@ def _figure_number(nb: Path) -> int | None:
     return int(stem) if stem.isdigit() else None
 
 
+def nbconvert_templates() -> list[str]:
+    """The template folder that nbconvert's own installation wrote (its package RECORD lists the files).
+
+    nbconvert looks for templates only in the Jupyter data folders of the running interpreter's prefix. A venv
+    made with ``--system-site-packages`` imports nbconvert from the base interpreter, whose templates lie under
+    the base prefix's ``share/jupyter``, outside that search: the export failed with "No template sub-directory
+    with name 'lab'". Naming the templates that match the nbconvert in use finds them wherever it was installed.
+    """
+    from importlib.metadata import PackageNotFoundError, files
+
+    try:
+        record = files("nbconvert") or []
+    except PackageNotFoundError:
+        return []
+    for f in record:
+        if f.name == "conf.json" and f.parent.name == "lab" and f.parent.parent.name == "templates":
+            return [str(Path(str(f.locate())).resolve().parent.parent)]
+    return []
+
+
 def _notebook_html(executed: Path, target: Path) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    dirs = nbconvert_templates()   # each template's folder, and the root its templates extend from ('base/null.j2')
+    exporter = HTMLExporter(extra_template_basedirs=dirs, extra_template_paths=dirs)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     return write_text(target, body)
 
 

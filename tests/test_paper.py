@@ -321,6 +321,28 @@ def test_a_notebook_html_export_that_fails_is_reported_and_the_others_still_run(
     assert "No template sub-directory" in index.read_text()
 
 
+def test_notebook_html_finds_nbconvert_templates_outside_the_prefixs_data_folders(tmp_path, monkeypatch):
+    """In a venv made with --system-site-packages nbconvert searched only the venv's share/jupyter, while its
+    templates lie under the base interpreter's: every notebook's HTML export failed ("No template sub-directory
+    with name 'lab'"). Here the data folders nbconvert searches hold no templates, as that venv's."""
+    pytest.importorskip("nbconvert")
+    import nbconvert.exporters.templateexporter as te
+
+    import llmss_lab.paper_run as pr
+
+    empty = tmp_path / "venv/share/jupyter"
+    empty.mkdir(parents=True)
+    monkeypatch.setattr(te, "jupyter_path", lambda *subdirs: [str(empty.joinpath(*subdirs))])
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print('drawn')")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="drawn\n")]
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / "run.ipynb")
+    page = pr._notebook_html(tmp_path / "run.ipynb", tmp_path / "run.html").read_text()
+    assert "jp-Notebook" in page and "drawn" in page    # the lab template's page, with the cell's output
+    assert all((Path(d) / "lab" / "conf.json").is_file() for d in pr.nbconvert_templates())
+
+
 def test_notebook_parameters_accept_lists_commas_and_json_strings():
     from llmss_lab.figures import as_names, scenario_filter
     assert scenario_filter([]) is None and scenario_filter("") is None
