@@ -58,6 +58,10 @@ class NotebookRun:
     files: list[Path] = field(default_factory=list)
     error: str | None = None
 
+    def failed(self, why: str) -> None:
+        """Record a failure; a later step's (the PNG export's) does not hide an earlier one's (the HTML's)."""
+        self.error = f"{self.error}; {why}" if self.error else why
+
 
 def _figure_number(nb: Path) -> int | None:
     stem = nb.stem.removeprefix("figure_")
@@ -108,16 +112,16 @@ def run_notebook(nb: Path, out: Path, parameters: dict, png: bool, art: Path | N
                                    progress_bar=False, kernel_name="python3", execution_timeout=1800,
                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except papermill.PapermillExecutionError as exc:
-        run.error = f"{exc.ename}: {exc.evalue} (cell {exc.exec_count}; see {executed})"
+        run.failed(f"{exc.ename}: {exc.evalue} (cell {exc.exec_count}; see {executed})")
     except Exception as exc:   # noqa: BLE001 - a kernel that will not start, a broken file: report, go on
-        run.error = f"{type(exc).__name__}: {exc}"
+        run.failed(f"{type(exc).__name__}: {exc}")
     ran = run.error is None
     if executed.is_file():
         run.files.append(executed)
         try:
             run.files.append(_notebook_html(executed, out / f"{nb.stem}.notebook.html"))
         except Exception as exc:   # noqa: BLE001 - nbconvert without its templates, ...: report, go on
-            run.error = run.error or f"notebook HTML: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            run.failed(f"notebook HTML: {type(exc).__name__}: {' '.join(str(exc).split())}")
     n = _figure_number(nb)
     figure_html = out / (f"figure_{n}.html" if n is not None else f"{nb.stem}.html")
     if ran and figure_html.is_file():   # the figure stands without the notebook's HTML
@@ -126,7 +130,7 @@ def run_notebook(nb: Path, out: Path, parameters: dict, png: bool, art: Path | N
             try:
                 run.files.append(html_to_png(figure_html, figure_html.with_suffix(".png")))
             except InputError as exc:
-                run.error = f"PNG export: {exc}"
+                run.failed(f"PNG export: {exc}")
     if n is not None and art is not None:
         for pdf in sorted((art / "figures" / f"figure_{n}").glob("*_ref.pdf")):
             run.files.append(pdf_to_png(pdf, out / "published" / pdf.with_suffix(".png").name))

@@ -321,6 +321,39 @@ def test_a_notebook_html_export_that_fails_is_reported_and_the_others_still_run(
     assert "No template sub-directory" in index.read_text()
 
 
+def test_a_png_export_that_fails_does_not_hide_the_notebook_html_failure(ref, tmp_path, monkeypatch):
+    """Both exports failed in a venv without nbconvert's templates or a Chromium, and the report named only the
+    PNG's failure."""
+    import nbconvert
+
+    import llmss_lab.paper_run as pr
+    import llmss_lab.views.export as export
+
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    for name, src in (("figure_99", "from pathlib import Path\nPath(output_dir, 'figure_99.html').write_text('x')"),
+                      ("validation_summary", "x = 1")):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        params = nbformat.v4.new_code_cell("reference_dir = ''\noutput_dir = ''\nnum_requests = 0\nseed = 0")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(src)]
+        nbformat.write(nb, nbdir / f"{name}.ipynb")
+    monkeypatch.setattr(pr, "notebooks_dir", lambda: nbdir)
+
+    def no_templates(*args, **kwargs):
+        raise ValueError("No template sub-directory with name 'lab'")
+
+    def no_browser(*args, **kwargs):
+        raise InputError("no headless Chromium", "png export")
+
+    monkeypatch.setattr(nbconvert, "HTMLExporter", no_templates)
+    monkeypatch.setattr(export, "html_to_png", no_browser)
+    _, runs = pr.run_all(ref, tmp_path / "out", only=["99"], png=True)
+    assert runs[0].error == ("notebook HTML: ValueError: No template sub-directory with name 'lab'; "
+                             "PNG export: png export: no headless Chromium"), runs[0].error
+
+
 def test_notebook_html_finds_nbconvert_templates_outside_the_prefixs_data_folders(tmp_path, monkeypatch):
     """In a venv made with --system-site-packages nbconvert searched only the venv's share/jupyter, while its
     templates lie under the base interpreter's: every notebook's HTML export failed ("No template sub-directory
