@@ -636,3 +636,29 @@ def test_the_mouse_wheel_scrolls_the_notebook_until_the_zoom_is_chosen(runs):
                 views.power(a), views.latency_cdf(a)):
         assert fig.toolbar.active_scroll in (None, "auto"), fig.title.text   # "auto": none (BokehJS 3.9, measured)
         assert [t.dimensions for t in fig.toolbar.tools if isinstance(t, WheelZoomTool)], fig.title.text   # kept
+
+
+def test_memory_of_a_file_saved_before_the_memory_group_is_labelled_as_the_percentage_it_is(runs):
+    """Files saved before the memory group have no ``memory`` Dataset (so no ``npu_kv``) and only the time
+    series' ``kv_usage_pct`` (units %): the view drew that percentage on its "memory (GiB)" axis."""
+    import dataclasses
+
+    import xarray as xr
+    from bokeh.models import LinearAxis
+
+    a, b = runs
+    old = dataclasses.replace(a, memory=xr.Dataset())
+    assert old.timeseries.kv_usage_pct.attrs["units"] == "%"
+    alone = views.memory(old)
+    assert alone.yaxis[0].axis_label == "NPU KV in use (% of blocks)"
+    assert (alone.y_range.start, alone.y_range.end) == (0, 100)
+    # beside a run with memory samples: GiB on the left, the old run's % on an axis of its own on the right
+    fig = views.memory(b, old)
+    assert fig.yaxis[0].axis_label == "memory (GiB)"
+    (right,) = [ax for ax in fig.right if isinstance(ax, LinearAxis)]
+    assert right.axis_label == "NPU KV in use (% of blocks)" and right.y_range_name == "pct"
+    on_pct = {r.data_source.data["unit"][0] for r in fig.renderers if isinstance(r, GlyphRenderer)
+              and r.y_range_name == "pct"}
+    on_gib = {r.data_source.data["unit"][0] for r in fig.renderers if isinstance(r, GlyphRenderer)
+              and r.y_range_name == "default"}
+    assert on_pct == {"%"} and on_gib == {"GiB"}

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 from bokeh.layouts import column, row
 from bokeh.models import (ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, Label, Legend, LegendItem,
-                          LinearColorMapper, NumeralTickFormatter, Range1d, Tabs, TabPanel)
+                          LinearAxis, LinearColorMapper, NumeralTickFormatter, Range1d, Tabs, TabPanel)
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
@@ -342,13 +342,13 @@ def _hover_lines(p: figure) -> None:
 
 
 def _overlay_lines(p: figure, run: str, unit: str, series: list[tuple[str, np.ndarray, np.ndarray]],
-                   dashed: bool) -> list[LegendItem]:
+                   dashed: bool, **style) -> list[LegendItem]:
     """Draw a run's series (the baseline's grey and dashed) and return their legend entries."""
     items = []
     for k, (label, t, v) in enumerate(series):
         color = B_COLOR if dashed else PALETTE[k % len(PALETTE)]
         line = _series_line(p, run, label, unit, t, v, line_width=2, color=color,
-                            line_dash=B_DASHES[k % len(B_DASHES)] if dashed else "solid")
+                            line_dash=B_DASHES[k % len(B_DASHES)] if dashed else "solid", **style)
         items.append(LegendItem(label=label, renderers=[line]))
     return items
 
@@ -377,19 +377,36 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     return p
 
 
+KV_PCT_LABEL = "NPU KV in use (% of blocks)"   # what results files without memory samples hold
+
+
 def memory(a: Results, b: Results | None = None, x_range=None, label: str | None = None,
            baseline_label: str | None = None) -> figure:
     """Memory in use per tier over time: NPU KV and cached prefix blocks (all instances), and each
-    lower-tier prefix pool, in GiB."""
+    lower-tier prefix pool, in GiB.
+
+    Results files saved before the memory group (no ``memory`` Dataset, so no ``npu_kv``) hold only the time
+    series' ``kv_usage_pct``, the share of KV blocks in use, and not the bytes of a block to turn it into GiB: such
+    a run is drawn in % on an axis that says so (on the right, beside a run that has GiB)."""
     runs = _runs(a, b, label, baseline_label)
-    p = _fig(_named("Memory per tier", runs), "memory (GiB)", x_range)
+    in_pct = [r for _, r, _ in runs if "npu_kv" not in r.memory]
+    in_gib = len(in_pct) < len(runs)
+    p = _fig(_named("Memory per tier", runs), "memory (GiB)" if in_gib else KV_PCT_LABEL, x_range)
+    pct_style = {}
+    if not in_gib:
+        p.y_range = Range1d(0, 100)
+    elif in_pct:
+        p.extra_y_ranges = {"pct": Range1d(0, 100)}
+        p.add_layout(LinearAxis(y_range_name="pct", axis_label=KV_PCT_LABEL), "right")
+        pct_style = {"y_range_name": "pct"}
     groups = []
     for name, r, base in runs:
         m = r.memory
-        if "npu_kv" not in m:   # results saved without the memory group: KV use from the time series
+        if "npu_kv" not in m:
             ts = r.timeseries
             groups.append((name if b is not None else None, _overlay_lines(
-                p, name, "%", [("NPU KV (% of blocks)", ts.time.values, ts.kv_usage_pct.mean("instance").values)], base)))
+                p, name, "%", [("NPU KV (% of blocks)", ts.time.values, ts.kv_usage_pct.mean("instance").values)],
+                base, **pct_style)))
             continue
         t = m.time.values
         series = [("NPU KV", t, m.npu_kv.sum("instance").values / 1024),
