@@ -421,6 +421,15 @@ def test_the_pareto_view_of_a_one_dimensional_sweep_names_its_points():
     assert list(data["color"]) == ["#1f77b4", "#d62728", "#d62728"]
 
 
+def test_the_capacity_bars_of_a_one_dimensional_search_name_their_configurations():
+    """A search over one field (llmss capacity --grid with one list) raised KeyError: renaming its dimension
+    dropped the labels, as the Pareto view's did."""
+    cap = xr.Dataset({"max_rate": ("max_num_seqs", [6.0, 9.5], {"units": "req/s"}),
+                      "bound": ("max_num_seqs", ["inside", "inside"])}, coords={"max_num_seqs": [16, 64]})
+    data = design.capacity_bars(cap).renderers[0].data_source.data
+    assert list(data["x"]) == ["max_num_seqs=16", "max_num_seqs=64"] and list(data["rate"]) == [6.0, 9.5]
+
+
 def test_a_sweep_in_a_fresh_process_runs(ref, tmp_path):
     """As a user runs it: no dask client exists in the process beforehand (in this test session other
     tests' clients could otherwise stand in for the one the sweep makes)."""

@@ -113,7 +113,7 @@ def pareto(ds: xr.Dataset, x: str, y: str, front: xr.DataArray | None = None, la
 def capacity_bars(cap: xr.Dataset, title: str | None = None) -> figure:
     """The highest rate within the SLO for each configuration of a capacity search."""
     _check(cap, "max_rate", ())
-    flat = cap.stack(_p=list(cap.max_rate.dims)) if cap.max_rate.ndim > 1 else cap.rename({cap.max_rate.dims[0]: "_p"})
+    flat = cap.stack(_p=list(cap.max_rate.dims))   # one dimension too: renaming it would drop its labels
     dims = list(cap.max_rate.dims)
     names = [", ".join(f"{d}={flat[d].values[k]}" for d in dims) for k in range(flat.sizes["_p"])]
     rate = np.nan_to_num(flat.max_rate.values, nan=0.0)
