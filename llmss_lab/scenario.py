@@ -52,6 +52,17 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
     "num_prefixes": AT_LEAST_ONE, "seed": NON_NEGATIVE,
 }
 
+# the units of the numeric fields, for a sweep's coordinates (xarray's ``units`` attr): "1" for degrees, counts of
+# hardware and ratios; the kit's counting units (tokens, sequences, requests) where it measures in them elsewhere
+FIELD_UNITS: dict[str, str] = {
+    **dict.fromkeys(("npu_mem_gib", "cpu_mem_gib", "cxl_mem_gib"), "GiB"),
+    **dict.fromkeys(("npu_mem_bw", "cpu_mem_bw", "cxl_mem_bw"), "GB/s"),
+    "rate": "req/s", "max_num_seqs": "sequences", "num_requests": "requests",
+    **dict.fromkeys(("max_num_batched_tokens", "block_size", "shared_prefix_len"), "tokens"),
+    **dict.fromkeys(("instances", "dp", "tp", "pp", "ep", "prefill_instances", "cxl_devices", "num_prefixes",
+                     "gpu_memory_utilization", "gate_skew", "arrival_cv", "what_if_mem_bw", "what_if_flops"), "1"),
+}
+
 # a scenario builds one node: past these a run takes minutes per point (the cost grows faster than the count);
 # a larger cluster is a cluster config
 FIELD_MAXIMA = {"instances": 256, "dp": 64}

@@ -37,7 +37,7 @@ from .errors import ClusterStartError, InputError, LlmssError
 from .files import check_writable_file, ctrl_c_held, replacing
 from .progress import progress_bar
 from .reference import resolve_reference_dir
-from .scenario import GENERATOR_FIELDS, Scenario
+from .scenario import FIELD_UNITS, GENERATOR_FIELDS, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ HANDSHAKE_S = 5.0          # a dask scheduler sends its handshake as soon as a c
 WORKER_WAIT_S = 60.0       # nor is a scheduler that has no worker to run the points after this
 LOCAL_START_TRIES = 2      # starts of a LocalCluster before its failure is an error
 MIN_REL_TOL = 1e-6         # a finer bracket than this only spends runs on float rounding
-UNITS = {"_ms": "ms", "_J": "J", "_s": "s", "request_throughput": "req/s", "token_throughput": "tok/s",
+UNITS = {"energy_per_output_token_J": "J/token", "_ms": "ms", "_J": "J", "_s": "s", "request_throughput": "req/s", "token_throughput": "tok/s",
          "output_throughput": "tok/s", "goodput": "req/s", "rate": "req/s", "tokens": "tokens"}
 
 
@@ -340,11 +340,12 @@ def to_dataset(base: Scenario, grid: Grid, dims: dict[str, list], points: list[d
         for k, v in r["metrics"].items():
             data[k][i] = v
     dim_names = list(dims)
-    coords: dict[str, Any] = {d: _coord(v) for d, v in dims.items()}
+    coords: dict[str, Any] = {d: (d, _coord(v), _coord_attrs(d, v)) for d, v in dims.items()}
     if dim_names == ["point"]:   # a list of points: every field that varies is a coordinate along it
         varying = sorted({k for p in grid for k in p})
         for k in varying:
-            coords[k] = ("point", _coord([p[k] for p in points]))
+            values = [p[k] for p in points]
+            coords[k] = ("point", _coord(values), _coord_attrs(k, values))
     variables = {k: (dim_names, v.reshape(shape), {"units": _units(k)}) for k, v in data.items()}
     variables["status"] = (dim_names, status.reshape(shape).astype(str), {"description": "ok, failed or pending"})
     variables["error"] = (dim_names, error.reshape(shape).astype(str), {"description": "why a point failed"})
@@ -357,6 +358,12 @@ def to_dataset(base: Scenario, grid: Grid, dims: dict[str, list], points: list[d
                      "slo": json.dumps(asdict(slo)) if slo else "",
                      "points_ok": int((status == "ok").sum()), "points_failed": int((status == "failed").sum())})
     return ds
+
+
+def _coord_attrs(field: str, values: list) -> dict[str, str]:
+    """The field's units on a numeric coordinate, so that views label its axis (none on text and true/false)."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return {"units": FIELD_UNITS[field]} if numeric and field in FIELD_UNITS else {}
 
 
 def _coord(values: list) -> np.ndarray:
@@ -391,6 +398,9 @@ def load(path: str | Path) -> xr.Dataset:
         raise InputError(f"not a netCDF sweep file ({str(exc).splitlines()[0]})", path) from None
     if "scenario" not in ds or "status" not in ds:
         raise InputError("not a sweep file (no scenario/status variables)", path)
+    for name, coord in ds.coords.items():   # a file written before coordinates had units
+        if "units" not in coord.attrs and coord.dtype.kind in "iuf":
+            coord.attrs.update(_coord_attrs(str(name), [0]))
     return ds
 
 

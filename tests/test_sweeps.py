@@ -251,6 +251,8 @@ def test_capacity_finds_the_edge_of_the_slo(client, ref):
     assert float(cap.goodput.sel(max_num_seqs=64)) == at["metrics"]["goodput"]
     above = run_point(BASE.replace(max_num_seqs=64, rate=rate * 1.25).to_dict(), str(ref), slo)
     assert above["metrics"]["slo_met"] == 0.0        # the bracket closed within rel_tol of the edge
+    bars = design.capacity_bars(cap)
+    assert (bars.xaxis[0].axis_label, bars.yaxis[0].axis_label) == ("max_num_seqs (sequences)", "max_rate (req/s)")
 
 
 def test_the_search_runs_the_bottom_of_the_range_only_when_no_middle_meets_the_slo():
@@ -501,6 +503,44 @@ def test_design_views_show_values_failures_and_the_front(client, ref):
     with pytest.raises(InputError, match="fix the other sweep dims"):
         design.heatmap(ds.expand_dims(rate=[1.0, 2.0]), "output_throughput", "max_num_seqs", "tp")
     time.sleep(0)   # keep the module's cluster for the next test
+
+
+def _fake_sweep(grid: dict) -> xr.Dataset:
+    """A sweep's Dataset as ll.sweep lays it out, with made-up metrics (no run needed for its labels)."""
+    from llmss_lab.sweeps import to_dataset
+
+    dims, points = expand(BASE, grid)
+    results = [{"status": "ok", "error": "", "wall_s": 0.1,
+                "metrics": {"goodput": 1.0 + k, "energy_per_output_token_J": 0.3, "num_gpus": 1.0}}
+               for k in range(len(points))]
+    return to_dataset(BASE, grid, dims, points, results)
+
+
+def test_every_axis_of_the_sweep_views_names_its_units(tmp_path):
+    """Heat maps labelled their axes by the field alone (a rate axis without req/s, a memory axis without GiB)."""
+    ds = _fake_sweep({"rate": [4.0, 8.0], "cpu_mem_gib": [256.0, 512.0], "cxl_mem_bw": [32.0, 64.0],
+                      "max_num_seqs": [16, 64], "tp": [1, 2]})
+    assert {d: ds[d].attrs.get("units") for d in ds.dims} == {
+        "rate": "req/s", "cpu_mem_gib": "GiB", "cxl_mem_bw": "GB/s", "max_num_seqs": "sequences", "tp": "1"}
+    p = design.heatmap(ds, "goodput", "rate", "cpu_mem_gib", cxl_mem_bw=32.0, max_num_seqs=16, tp=1)
+    assert (p.xaxis[0].axis_label, p.yaxis[0].axis_label) == ("rate (req/s)", "cpu_mem_gib (GiB)")
+    p = design.heatmap(ds, "energy_per_output_token_J", "max_num_seqs", "cxl_mem_bw", rate=4.0, cpu_mem_gib=256.0,
+                       tp=2)
+    assert (p.xaxis[0].axis_label, p.yaxis[0].axis_label) == ("max_num_seqs (sequences)", "cxl_mem_bw (GB/s)")
+    assert p.title.text.startswith("energy_per_output_token_J (J/token)")
+    p = design.heatmap(ds, "goodput", "tp", "rate", cpu_mem_gib=256.0, cxl_mem_bw=32.0, max_num_seqs=16)
+    assert (p.xaxis[0].axis_label, p.yaxis[0].axis_label) == ("tp", "rate (req/s)")   # a degree: units "1"
+    p = design.pareto(ds, "energy_per_output_token_J", "goodput")
+    assert (p.xaxis[0].axis_label, p.yaxis[0].axis_label) == ("energy_per_output_token_J (J/token)",
+                                                              "goodput (req/s)")
+    points = _fake_sweep([{"rate": 2.0, "npu_mem_gib": 48.0}, {"rate": 4.0, "npu_mem_gib": 96.0}])
+    assert points.rate.attrs["units"] == "req/s" and points.npu_mem_gib.attrs["units"] == "GiB"
+    # a sweep file written before coordinates had units gets them when loaded
+    old = ds.copy()
+    for d in old.dims:
+        old[d].attrs.clear()
+    ll.sweeps.save(old, tmp_path / "old.nc")
+    assert load(tmp_path / "old.nc").rate.attrs["units"] == "req/s"
 
 
 def test_a_sweep_file_is_rewritten_less_often_when_writing_it_is_slow():

@@ -29,6 +29,12 @@ def _labels(values) -> list[str]:
     return [str(v) for v in np.asarray(values).tolist()]
 
 
+def label(ds: xr.Dataset, name: str) -> str:
+    """A variable's or coordinate's name with its units, as an axis says it (``rate (req/s)``); none for "1"."""
+    unit = ds[name].attrs.get("units", "")
+    return f"{name} ({unit})" if unit and unit != "1" else name
+
+
 def _fmt(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
@@ -64,19 +70,20 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, title: str | None = None, 
     ink = ["#222222" if not np.isfinite(v) or (high > low and (v - low) / (high - low) > 0.55) else "white"
            for v in val]
     unit = ds[var].attrs.get("units", "")
-    named = ", ".join([f"{var} ({unit})" if unit else var] + [f"{d}={v}" for d, v in select.items()])
+    named = ", ".join([label(ds, var)] + [f"{d}={v}" for d, v in select.items()])
     p = figure(title=title or named, x_range=FactorRange(*xs), y_range=FactorRange(*ys),
                width=max(360, 70 * len(xs) + 160), height=max(260, 45 * len(ys) + 110), tools=TOOLS,
-               x_axis_label=x, y_axis_label=y)
+               x_axis_label=label(ds, x), y_axis_label=label(ds, y))
     p.toolbar.logo = None
     src = ColumnDataSource({"x": cx, "y": cy, "value": val, "text": text, "status": st, "error": err, "ink": ink})
     p.rect("x", "y", 1, 1, source=src, fill_color={"field": "value", "transform": mapper}, line_color="white")
     p.text("x", "y", text="text", source=src, text_align="center", text_baseline="middle", text_font_size="9pt",
            text_color="ink")
-    p.add_tools(HoverTool(tooltips=[(x, "@x"), (y, "@y"), (var, "@value{0.000}"), ("status", "@status"),
+    p.add_tools(HoverTool(tooltips=[(label(ds, x), "@x"), (label(ds, y), "@y"), (label(ds, var), "@value{0.000}"),
+                                    ("status", "@status"),
                                     ("error", "@error")]))
     p.add_layout(ColorBar(color_mapper=mapper, ticker=BasicTicker(desired_num_ticks=6), width=10,
-                          title=unit or None), "right")
+                          title=unit if unit and unit != "1" else None), "right")
     p.grid.grid_line_color = None
     return p
 
@@ -97,8 +104,7 @@ def pareto(ds: xr.Dataset, x: str, y: str, front: xr.DataArray | None = None, la
         f = front.stack(_p=list(front.dims))
         on = f.values[ok].astype(bool)
     p = figure(title=title or f"{y} vs {x} (red: Pareto front)", width=620, height=420, tools=TOOLS,
-               x_axis_label=f"{x} ({ds[x].attrs.get('units', '')})".replace(" ()", ""),
-               y_axis_label=f"{y} ({ds[y].attrs.get('units', '')})".replace(" ()", ""))
+               x_axis_label=label(ds, x), y_axis_label=label(ds, y))
     p.toolbar.logo = None
     src = ColumnDataSource({"x": xs, "y": ys, "name": names, "color": np.where(on, "#d62728", "#1f77b4"),
                             "size": np.where(on, 11, 7)})
@@ -118,7 +124,8 @@ def capacity_bars(cap: xr.Dataset, title: str | None = None) -> figure:
     names = [", ".join(f"{d}={flat[d].values[k]}" for d in dims) for k in range(flat.sizes["_p"])]
     rate = np.nan_to_num(flat.max_rate.values, nan=0.0)
     p = figure(title=title or "highest request rate within the SLO", x_range=FactorRange(*names), width=620,
-               height=320, tools=TOOLS, y_axis_label="req/s")
+               height=320, tools=TOOLS, y_axis_label=label(cap, "max_rate"),
+               x_axis_label=", ".join(label(cap, d) for d in dims))
     p.toolbar.logo = None
     src = ColumnDataSource({"x": names, "rate": rate, "bound": flat.bound.values.astype(str),
                             "gpus": flat.num_gpus.values if "num_gpus" in flat else np.full(len(names), np.nan)})
