@@ -170,6 +170,29 @@ def test_png_export_screenshots_the_drawn_figure(art, written, tmp_path):
     assert (img < 128).mean() > 0.005            # something dark was drawn, not a blank page
 
 
+@needs_chromium
+def test_png_export_leaves_out_the_toolbars(tmp_path):
+    """Every figure's PNG showed the pan, zoom and save buttons beside its plots (above Fig 7's)."""
+    from bokeh.layouts import gridplot
+    from bokeh.plotting import figure
+    from PIL import Image
+
+    def drawn(toolbar: str | None, name: str) -> np.ndarray:
+        panels = []
+        for k in range(2):
+            p = figure(width=260, height=180, title=f"panel {k}", toolbar_location=toolbar)
+            p.line([0, 1, 2], [1, 3, 2 + k])
+            panels.append(p)
+        grid = gridplot(panels, ncols=2, toolbar_location=toolbar)
+        png = html_to_png(save_html(grid, tmp_path / f"{name}.html", name), tmp_path / f"{name}.png", width=700)
+        return np.asarray(Image.open(png).convert("L"))
+
+    bare = drawn(None, "bare")
+    for where in ("right", "above"):
+        shown = drawn(where, where)
+        assert shown.shape == bare.shape and (shown == bare).all(), where
+
+
 def test_artifact_fetch_list_is_enough_to_regenerate_the_figures(ref, tmp_path):
     """Fetch through a fake downloader serving the local copy: the fetched tree runs every figure."""
     local = {up[0]: ref / rel for up, rel in artifact_manifest()}

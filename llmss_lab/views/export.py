@@ -51,8 +51,19 @@ def _launch(pw):
         return pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
 
 
+# A picture has no use for the pan, zoom and save buttons the page keeps: every plot and grid drops its toolbar,
+# and the screenshot waits for the layout that follows (two animation frames)
+WITHOUT_TOOLBARS = """async () => {
+  for (const doc of Bokeh.documents)
+    for (const m of doc.all_models)
+      if ("toolbar_location" in m && m.toolbar_location != null) m.toolbar_location = null;
+  await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+}"""
+
+
 def html_to_png(html: str | Path, png: str | Path, width: int = 1400, timeout_s: float = 60.0) -> Path:
-    """Screenshot a Bokeh HTML page once BokehJS has drawn it (the whole page, at 2x for print)."""
+    """Screenshot a Bokeh HTML page once BokehJS has drawn it (the whole page, at 2x for print, without the
+    plots' toolbars)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -66,6 +77,7 @@ def html_to_png(html: str | Path, png: str | Path, width: int = 1400, timeout_s:
             page.goto(html.as_uri())
             page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 "
                                    "&& Bokeh.documents[0].is_idle", timeout=timeout_s * 1000)
+            page.evaluate(WITHOUT_TOOLBARS)
             page.screenshot(path=str(tmp), full_page=True)
         finally:
             browser.close()
