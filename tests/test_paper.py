@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from bokeh.models import LabelSet, Scatter
+from bokeh.plotting import figure as figure_model
 
 from llmss_lab import paper
 from llmss_lab.cli import main
@@ -55,6 +56,20 @@ def test_frames_hold_each_source_as_written(art, written):
     lat = f["latency"].loc["SD"]
     assert set(lat.index) == {"TPS", "TTFT", "TPOT", "ITL"}
     assert lat.at["TPS", paper.REAL] == pytest.approx(1899.51)
+
+
+def test_figure_7_says_its_memory_is_in_gib(art, tmp_path):
+    """The tables hold MiB (vLLM's gpu_mem_mb) and the panels draw them / 1024, under an axis that said GB."""
+    write_figure_data(7, art, tmp_path)
+    frames = paper.frames(7, art, tmp_path)
+    layout = pv.draw(7, frames)
+    memory = [p for p in layout.select({"type": figure_model}) if "memory" in p.yaxis[0].axis_label]
+    assert len(memory) == 2 and {p.yaxis[0].axis_label for p in memory} == {"memory (GiB)"}
+    real = frames["SD+PC/memory"][pv.REAL].dropna()
+    (single,) = [p for p in memory if p.title.text.startswith("single instance")]
+    drawn = next(r.data_source.data for r in single.renderers if r.data_source.data.get("source", [""])[0] == pv.REAL)
+    assert np.allclose(drawn["y"], real.values / 2**10) and 14.9 < drawn["y"][0] < 15.1   # the weights: ~15 GiB
+    assert math.isclose(real.values[0], 15432.64258)   # the artifact's first row, in MiB
 
 
 def test_errors_match_the_scoring_formula(art, written):

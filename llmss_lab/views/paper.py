@@ -174,11 +174,13 @@ def figure_6(frames: dict[str, pd.DataFrame]) -> column:
 
 
 def figure_7(frames: dict[str, pd.DataFrame]) -> column:
-    """GPU memory (GB) and prefix-hit rate (%) over time; left one instance, right two sharing a CPU pool."""
+    """GPU memory (GiB) and prefix-hit rate (%) over time; left one instance, right two sharing a CPU pool. The
+    tables hold MiB (``gpu_mem_mb``: the weights alone, 15,316 MiB for Llama-3.1-8B, exceed 15,387 decimal MB), so
+    their values / 1024 are GiB; the paper's axis says GB."""
     left = [k.split("/")[0] for k in frames if k.startswith("SD+PC/")][:1]
     right = list(dict.fromkeys(k.split("/")[0] for k in frames if not k.startswith("SD+PC/")))
     grid = []
-    for quantity, label in (("memory", "memory (GB)"), ("hit", "prefix hit rate (%)")):
+    for quantity, label in (("memory", "memory (GiB)"), ("hit", "prefix hit rate (%)")):
         line = []
         for names, title in ((left, "single instance (SD+PC)"), (right, "two instances + shared CPU pool")):
             if not names:
