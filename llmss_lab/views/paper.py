@@ -175,8 +175,8 @@ def figure_6(frames: dict[str, pd.DataFrame]) -> column:
 
 def figure_7(frames: dict[str, pd.DataFrame]) -> column:
     """GPU memory (GiB) and prefix-hit rate (%) over time; left one instance, right two sharing a CPU pool. The
-    tables hold MiB (``gpu_mem_mb``: the weights alone, 15,316 MiB for Llama-3.1-8B, exceed 15,387 decimal MB), so
-    their values / 1024 are GiB; the paper's axis says GB."""
+    tables hold MiB (``gpu_mem_mb``: read as decimal MB, the first row's 15,433 would be less than Llama-3.1-8B's
+    weights alone, 16,060 MB), so their values / 1024 are GiB; the paper's axis says GB."""
     left = [k.split("/")[0] for k in frames if k.startswith("SD+PC/")][:1]
     right = list(dict.fromkeys(k.split("/")[0] for k in frames if not k.startswith("SD+PC/")))
     grid = []
