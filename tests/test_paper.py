@@ -72,6 +72,20 @@ def test_figure_7_says_its_memory_is_in_gib(art, tmp_path):
     assert math.isclose(real.values[0], 15432.64258)   # the artifact's first row, in MiB
 
 
+def test_figure_10_names_its_configurations_alike_in_both_panels(art, tmp_path):
+    """The throughput legend said gpu_only, pim_sbi (the artifact's file names), the energy bars gpu-only, pim-sbi
+    (its tables' columns): one configuration, two names."""
+    from bokeh.models import FactorRange
+
+    write_figure_data(10, art, tmp_path)
+    layout = pv.draw(10, paper.frames(10, art, tmp_path))
+    throughput, energy = [p for p in layout.select({"type": figure_model}) if p.title.text]
+    legend = [i.label.value for i in throughput.legend[0].items][:3]
+    assert isinstance(energy.x_range, FactorRange)
+    groups = list(dict.fromkeys(g for g, _ in energy.x_range.factors))
+    assert legend == groups == ["GPU only", "PIM", "PIM + SBI"]
+
+
 def test_errors_match_the_scoring_formula(art, written):
     e = paper.errors(9, art, written)
     expected = throughput_error(written / "figure_9/parsed/SD_throughput.tsv",

@@ -32,6 +32,8 @@ COMPONENT_COLORS = {"Others": "#555555", "GPU": "#e8453c", "CPU": "#fbbc05", "Me
                     "Link": "#64b5f6", "NIC": "#0d47a1", "Storage": "#212121", "Measured": "#9e9e9e"}
 SERIES_COLORS = ["#3366bb", "#d6325a", "#3cb521"]
 PIM_COLORS = {"gpu_only": "#3366bb", "pim": "#3cb521", "pim_sbi": "#d6325a"}   # as the paper's Fig 10
+# Fig 10's configurations as both panels name them (the artifact's files say gpu_only, its energy tables gpu-only)
+PIM_NAMES = {"gpu_only": "GPU only", "gpu-only": "GPU only", "pim": "PIM", "pim_sbi": "PIM + SBI", "pim-sbi": "PIM + SBI"}
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
 
@@ -300,14 +302,15 @@ def figure_10(frames: dict[str, pd.DataFrame]) -> column:
     items = []
     for j, nm in enumerate(names):
         df = frames[f"throughput/{nm}"]
-        lines = [_line(p, df[s].dropna(), s, nm, line_width=2, line_dash=DASH[s],
+        lines = [_line(p, df[s].dropna(), s, PIM_NAMES.get(nm, nm), line_width=2, line_dash=DASH[s],
                        color=PIM_COLORS.get(nm, SERIES_COLORS[j % 3])) for s in SIMULATORS]
-        items.append(LegendItem(label=nm, renderers=lines))
+        items.append(LegendItem(label=PIM_NAMES.get(nm, nm), renderers=lines))
     _legend_below(p, items + _source_key(p, SIMULATORS))
     _hover(p, "tokens/s")
-    groups = list(dict.fromkeys(frames["energy"]["config"]))
-    e, items = _stacked_energy(frames["energy"], "total energy, and J per output token (dots)", groups)
-    ept = frames["energy_per_token"]
+    energy = frames["energy"].assign(config=frames["energy"]["config"].map(lambda c: PIM_NAMES.get(c, c)))
+    groups = list(dict.fromkeys(energy["config"]))
+    e, items = _stacked_energy(energy, "total energy, and J per output token (dots)", groups)
+    ept = frames["energy_per_token"].rename(index=lambda c: PIM_NAMES.get(c, c))
     top = float(ept.max().max()) * 1.4
     e.extra_y_ranges = {"jpt": Range1d(0, top)}
     e.add_layout(LinearAxis(y_range_name="jpt", axis_label="J / token"), "right")
