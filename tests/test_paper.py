@@ -127,6 +127,21 @@ def test_summary_rows_carry_values_errors_and_wall_times(art, written):
     assert h.at["signed %", "rows"] == len(t)
 
 
+def test_validation_scatter_shows_errors_below_its_floor_as_such_and_names_their_units():
+    """An error of 0 (Fig 7's shared pool ends at the real 13,440 MiB in both simulators) was drawn as a filled dot at
+    0.001, like an error of 0.001, and the axes said |error| with no unit."""
+    table = pd.DataFrame({"case": ["a", "b", "c"], "metric": ["m"] * 3, "error kind": ["signed %"] * 3,
+                          f"{paper.THEIRS} error": [0.0, 0.5, 2.0], f"{paper.OURS} error": [0.0, 0.0004, -1.0]})
+    p = pv.validation_scatter(table)
+    (dots,) = [r for r in p.renderers if "fill" in r.data_source.data]
+    data = dots.data_source.data
+    assert list(data["fill"]) == [0.0, 0.0, 0.8]                         # hollow where either is under 0.001
+    assert list(data["x"]) == [0.001, 0.5, 2.0] and list(data["ours"]) == [0.0, 0.0004, 1.0]
+    assert "hollow: under 0.001 (0 too), drawn at 0.001" in p.title.text
+    for axis in (p.xaxis[0], p.yaxis[0]):
+        assert axis.axis_label.endswith("|error| (% or points, by the legend's kind)")
+
+
 def test_reference_summary_and_measurement_folders(ref):
     folders = paper.measurement_folders(ref)
     assert [f"{f.parent.name}/{f.name}" for f in folders] == ["RTXPRO6000/Llama-3.1-8B", "RTXPRO6000/Qwen3-32B"]

@@ -325,23 +325,30 @@ def figure_10(frames: dict[str, pd.DataFrame]) -> column:
 
 
 def validation_scatter(table: pd.DataFrame) -> figure:
-    """Each summary row as a dot: LLMServingSim 2.0's |error| across, llmss_lab's up (log-log, floored at
-    0.001); below the diagonal llmss_lab is closer to the real system."""
+    """Each summary row as a dot: LLMServingSim 2.0's |error| across, llmss_lab's up (log-log); below the diagonal
+    llmss_lab is closer to the real system. An error under 0.001 (0 included, which a log axis cannot show) sits on
+    0.001 as a hollow dot, so it does not pass for an error of 0.001. The errors' units are each row's
+    kind (% or points), which the legend names."""
     t = table.dropna(subset=[f"{THEIRS} error", f"{OURS} error"])
     floor = 1e-3
-    p = _fig("|error| per case and metric (below the diagonal: llmss_lab closer)", "llmss_lab |error|",
-             x_label=f"{THEIRS} |error|", width=620, height=520, x_axis_type="log", y_axis_type="log",
-             x_range=Range1d(floor, 100), y_range=Range1d(floor, 100))
-    p.line([floor, 100], [floor, 100], color="#888888", line_dash="dashed")
+    unit = "(% or points, by the legend's kind)"
+    p = _fig(f"|error| per case and metric (below the diagonal: llmss_lab closer)\nhollow: under {floor:g} "
+             f"(0 too), drawn at {floor:g}", f"{OURS} |error| {unit}", x_label=f"{THEIRS} |error| {unit}", width=620,
+             height=520, x_axis_type="log", y_axis_type="log", x_range=Range1d(floor / 2, 100),
+             y_range=Range1d(floor / 2, 100))   # below the floor: the dots drawn on it show whole
+    p.line([floor / 2, 100], [floor / 2, 100], color="#888888", line_dash="dashed")
     items = []
     for j, (kind, g) in enumerate(t.groupby("error kind")):
-        src = ColumnDataSource({"x": np.maximum(g[f"{THEIRS} error"].abs().values, floor),
-                                "y": np.maximum(g[f"{OURS} error"].abs().values, floor),
-                                "case": g["case"].values, "metric": g["metric"].values})
+        theirs, ours = g[f"{THEIRS} error"].abs().values, g[f"{OURS} error"].abs().values
+        src = ColumnDataSource({"x": np.maximum(theirs, floor), "y": np.maximum(ours, floor),
+                                "theirs": theirs, "ours": ours, "case": g["case"].values,
+                                "metric": g["metric"].values,
+                                "fill": np.where((theirs < floor) | (ours < floor), 0.0, 0.8)})
         items.append(LegendItem(label=kind, renderers=[
-            p.scatter("x", "y", source=src, size=8, alpha=0.8, color=(*SERIES_COLORS, "#ff7f0e")[j % 4])]))
-    p.add_tools(HoverTool(tooltips=[("case", "@case"), ("metric", "@metric"), (THEIRS, "@x{0.000}"),
-                                    (OURS, "@y{0.000}")]))
+            p.scatter("x", "y", source=src, size=8, fill_alpha="fill", line_alpha=0.9, line_width=1.5,
+                      color=(*SERIES_COLORS, "#ff7f0e")[j % 4])]))
+    p.add_tools(HoverTool(tooltips=[("case", "@case"), ("metric", "@metric"), (THEIRS, "@theirs{0.000}"),
+                                    (OURS, "@ours{0.000}")]))
     if items:
         _legend_below(p, items)
     return p
