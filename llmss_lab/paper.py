@@ -243,9 +243,9 @@ def figure_summary(figure: int, reference_dir: str | Path, out: str | Path, wall
                 c = f"Fig 7 {nm}"
                 mem, hit = f[f"{nm}/memory"].dropna(), f[f"{nm}/hit"].dropna()
                 end = mem.iloc[-1]
-                rows.append(_row(c, "memory at the end (MB)", "signed %", end[REAL], {x: end[x] for x in SIMULATORS},
+                rows.append(_row(c, "memory at the end (MiB)", "signed %", end[REAL], {x: end[x] for x in SIMULATORS},
                                  {x: _signed(end[x], end[REAL]) for x in SIMULATORS}, w))
-                rows.append(_row(c, "memory per second (MB)", "NMAE %", math.nan, {},
+                rows.append(_row(c, "memory per second (MiB)", "NMAE %", math.nan, {},
                                  {x: _overlap_nmae(mem[x], mem[REAL]) for x in SIMULATORS}, w))
                 last = hit.iloc[-1]
                 rows.append(_row(c, "prefix hit rate at the end (%)", "difference, points", last[REAL],

@@ -142,6 +142,16 @@ def test_validation_scatter_shows_errors_below_its_floor_as_such_and_names_their
         assert axis.axis_label.endswith("|error| (% or points, by the legend's kind)")
 
 
+def test_the_summary_gives_figure_7_memory_in_mib(art, tmp_path):
+    """The artifact's gpu_mem_mb columns are MiB (see Fig 7's axes); the summary's rows said MB."""
+    write_figure_data(7, art, tmp_path)
+    t = paper.summary(paper.figure_summary(7, art, tmp_path, walls={}))
+    memory = sorted(set(m for m in t.metric if m.startswith("memory")))
+    assert memory == ["memory at the end (MiB)", "memory per second (MiB)"]
+    pool = t[(t.case == "Fig 7 MD+PC+PS_shared_cpu") & (t.metric == "memory at the end (MiB)")].iloc[0]
+    assert pool[paper.REAL] == 13440.0   # 420 chunks of 256 tokens x 128 KiB: 32 MiB each
+
+
 def test_reference_summary_and_measurement_folders(ref):
     folders = paper.measurement_folders(ref)
     assert [f"{f.parent.name}/{f.name}" for f in folders] == ["RTXPRO6000/Llama-3.1-8B", "RTXPRO6000/Qwen3-32B"]
