@@ -247,6 +247,20 @@ def test_png_export_leaves_out_the_toolbars(tmp_path):
         assert shown.shape == bare.shape and (shown == bare).all(), where
 
 
+@needs_chromium
+def test_png_export_is_cut_to_the_figure(tmp_path):
+    """A 300 px figure came out as a 1400 px wide picture (the browser's page), blank right of the plot."""
+    from bokeh.plotting import figure
+    from PIL import Image
+
+    p = figure(width=300, height=200, title="small", toolbar_location=None)
+    p.line([0, 1, 2], [1, 3, 2])
+    png = html_to_png(save_html(p, tmp_path / "small.html", "small"), tmp_path / "small.png", width=1400)
+    img = np.asarray(Image.open(png).convert("L"))
+    assert 2 * 300 <= img.shape[1] <= 2 * (300 + 8 + 8) and 2 * 200 <= img.shape[0] <= 2 * (200 + 8 + 8)
+    assert (img[:, -16:] == 255).all() and (img[:, -40:-16] < 255).any()   # the margin kept, the figure whole
+
+
 def test_artifact_fetch_list_is_enough_to_regenerate_the_figures(ref, tmp_path):
     """Fetch through a fake downloader serving the local copy: the fetched tree runs every figure."""
     local = {up[0]: ref / rel for up, rel in artifact_manifest()}

@@ -63,7 +63,7 @@ WITHOUT_TOOLBARS = """async () => {
 
 def html_to_png(html: str | Path, png: str | Path, width: int = 1400, timeout_s: float = 60.0) -> Path:
     """Screenshot a Bokeh HTML page once BokehJS has drawn it (the whole page, at 2x for print, without the
-    plots' toolbars)."""
+    plots' toolbars, cut to what is drawn)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -81,7 +81,20 @@ def html_to_png(html: str | Path, png: str | Path, width: int = 1400, timeout_s:
             page.screenshot(path=str(tmp), full_page=True)
         finally:
             browser.close()
+        _trim(tmp)
     return png
+
+
+def _trim(png: Path, margin: int = 16) -> None:
+    """Cut the blank page right of and below the figure (a 620 px plot sat at the left of a 1400 px picture),
+    keeping ``margin`` pixels; the page's own margin stays at the top and left."""
+    from PIL import Image, ImageChops
+
+    with Image.open(png) as img:
+        rgb = img.convert("RGB")
+    box = ImageChops.difference(rgb, Image.new("RGB", rgb.size, "white")).getbbox()
+    if box is not None:
+        rgb.crop((0, 0, min(rgb.width, box[2] + margin), min(rgb.height, box[3] + margin))).save(png)
 
 
 def pdf_to_png(pdf: str | Path, png: str | Path, scale: float = 2.0) -> Path:
