@@ -86,6 +86,22 @@ def test_figure_10_names_its_configurations_alike_in_both_panels(art, tmp_path):
     assert legend == groups == ["GPU only", "PIM", "PIM + SBI"]
 
 
+def test_figure_10_tells_the_sources_energy_per_token_apart(art, tmp_path):
+    """Both simulators' J-per-token dots were joined by the same purple dashes under one legend entry: the two
+    zigzags crossing over the bars could not be told apart."""
+    from bokeh.models import GlyphRenderer, Line
+
+    write_figure_data(10, art, tmp_path)
+    layout = pv.draw(10, paper.frames(10, art, tmp_path))
+    (energy,) = [p for p in layout.select({"type": figure_model}) if p.title.text.startswith("total energy")]
+    lines = [r for r in energy.renderers if isinstance(r, GlyphRenderer) and isinstance(r.glyph, Line)
+             and r.y_range_name == "jpt"]
+    by_source = {r.data_source.data["x"][0][1]: r.glyph.line_dash for r in lines}
+    assert by_source == {paper.THEIRS: [6], paper.OURS: []}   # dashed and solid, as their throughput lines
+    labels = [i.label.value for i in energy.legend[0].items]
+    assert labels[-2:] == [f"J/token ({paper.THEIRS})", f"J/token ({paper.OURS})"]
+
+
 def test_errors_match_the_scoring_formula(art, written):
     e = paper.errors(9, art, written)
     expected = throughput_error(written / "figure_9/parsed/SD_throughput.tsv",

@@ -314,12 +314,12 @@ def figure_10(frames: dict[str, pd.DataFrame]) -> column:
     top = float(ept.max().max()) * 1.4
     e.extra_y_ranges = {"jpt": Range1d(0, top)}
     e.add_layout(LinearAxis(y_range_name="jpt", axis_label="J / token"), "right")
-    per_token = []
-    for s in SIMULATORS:
+    for s in SIMULATORS:   # each source's dots joined in its own dash, as in the throughput panel
         x = [(g, s) for g in ept.index]
-        per_token += [e.line(x, ept[s].values, y_range_name="jpt", color="#6a1bd1", line_dash="dashed", line_width=2),
-                      e.scatter(x, ept[s].values, y_range_name="jpt", color="#6a1bd1", size=10)]
-    _legend_below(e, items + [LegendItem(label="J / output token", renderers=per_token)])
+        items.append(LegendItem(label=f"J/token ({s})", renderers=[
+            e.line(x, ept[s].values, y_range_name="jpt", color="#6a1bd1", line_dash=DASH[s], line_width=2),
+            e.scatter(x, ept[s].values, y_range_name="jpt", color="#6a1bd1", size=10)]))
+    _legend_below(e, items)
     return column(_caption("<b>Figure 10.</b> PIM attention offload on an A6000 node (256 requests, 128 in / 512 out). "
                            "No real system: llmss_lab against LLMServingSim 2.0."), row(p, e))
 
