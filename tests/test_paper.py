@@ -102,6 +102,19 @@ def test_figure_10_tells_the_sources_energy_per_token_apart(art, tmp_path):
     assert labels[-2:] == [f"J/token ({paper.THEIRS})", f"J/token ({paper.OURS})"]
 
 
+def test_time_and_throughput_axes_start_at_zero(art, written, tmp_path):
+    """Figs 7, 9 and 10 padded their time axes into negative seconds (from -2.7 s) and Figs 9 and 10 their
+    throughput below 0 tokens/s, as the published figures do not."""
+    for n in (7, 10):
+        write_figure_data(n, art, tmp_path)
+    timed = [p for n, out in ((7, tmp_path), (9, written), (10, tmp_path))
+             for p in pv.draw(n, paper.frames(n, art, out)).select({"type": figure_model})
+             if p.xaxis[0].axis_label == "time (s)"]
+    assert len(timed) == 6 and {p.x_range.start for p in timed} == {0}
+    rates = [p for p in timed if p.yaxis[0].axis_label == "tokens/s"]
+    assert len(rates) == 2 and {p.y_range.start for p in rates} == {0}
+
+
 def test_errors_match_the_scoring_formula(art, written):
     e = paper.errors(9, art, written)
     expected = throughput_error(written / "figure_9/parsed/SD_throughput.tsv",

@@ -46,6 +46,10 @@ def _fig(title: str, y_label: str, x_label: str = "time (s)", width: int = 320, 
     p = figure(title=title, width=width, height=height, tools=TOOLS, x_axis_label=x_label, y_axis_label=y_label, **kw)
     p.toolbar.logo = None
     p.xgrid.grid_line_color = None
+    if x_label == "time (s)" and "x_range" not in kw:   # the runs start at 0: no padding into negative seconds
+        p.x_range.start = 0
+    if y_label == "tokens/s" and "y_range" not in kw:   # nor into negative throughput
+        p.y_range.start = 0
     return p
 
 
