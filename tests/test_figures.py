@@ -260,7 +260,7 @@ def test_memory_power_pim_figures_match_the_artifacts_layout(ref, tmp_path, figu
                   for lg in layout.select({"type": Legend})
                   for item in lg.items if isinstance(item.renderers[0], GlyphRenderer)
                   and hasattr(item.renderers[0].glyph, "line_color")}
-        assert (colour["gpu_only"], colour["pim"], colour["pim_sbi"]) == ("#3366bb", "#3cb521", "#d6325a")
+        assert (colour["GPU only"], colour["PIM"], colour["PIM + SBI"]) == ("#3366bb", "#3cb521", "#d6325a")
 
 
 def test_fig7_without_raw_data_samples_each_period_at_its_middle(ref, tmp_path, caplog):
