@@ -129,5 +129,6 @@ def test_design_space_heat_maps_name_their_units(design_space):
     """Their titles read 'goodput, TP 1' and 'energy_per_output_token_J, TP 1': the colour bars' units
     were the only place that said what the colours measure."""
     page = "".join(_shown(design_space, "text/html"))
-    for title in ("goodput (req/s), tp=1", "energy_per_output_token_J (J), tp=1", "goodput (req/s), tp=2"):
+    for title in ("goodput (req/s), tp=1", "energy_per_output_token_J (J/token), tp=1", "goodput (req/s), tp=2",
+                  "rate (req/s)", "max_num_seqs (sequences)"):   # and their axes
         assert title in page
