@@ -115,6 +115,17 @@ def test_time_and_throughput_axes_start_at_zero(art, written, tmp_path):
     assert len(rates) == 2 and {p.y_range.start for p in rates} == {0}
 
 
+def test_figure_10_panels_are_not_frame_aligned(art, tmp_path):
+    """Bokeh lines up the plot frames of plots that are children of one row: the energy panel, taller with its
+    legend, stretched the throughput panel, whose legend then sat about 100 px under its axis."""
+    from bokeh.models import Row
+
+    write_figure_data(10, art, tmp_path)
+    layout = pv.draw(10, paper.frames(10, art, tmp_path))
+    (panels,) = layout.select({"type": Row})
+    assert not [c for c in panels.children if isinstance(c, figure_model)]
+
+
 def test_errors_match_the_scoring_formula(art, written):
     e = paper.errors(9, art, written)
     expected = throughput_error(written / "figure_9/parsed/SD_throughput.tsv",

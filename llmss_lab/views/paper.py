@@ -325,7 +325,8 @@ def figure_10(frames: dict[str, pd.DataFrame]) -> column:
             e.scatter(x, ept[s].values, y_range_name="jpt", color="#6a1bd1", size=10)]))
     _legend_below(e, items)
     return column(_caption("<b>Figure 10.</b> PIM attention offload on an A6000 node (256 requests, 128 in / 512 out). "
-                           "No real system: llmss_lab against LLMServingSim 2.0."), row(p, e))
+                           "No real system: llmss_lab against LLMServingSim 2.0."),
+                  row(column(p), column(e)))   # not frame-aligned: the taller bars pushed p's legend 100 px down
 
 
 def validation_scatter(table: pd.DataFrame) -> figure:
