@@ -79,7 +79,8 @@ def test_figure_10_names_its_configurations_alike_in_both_panels(art, tmp_path):
 
     write_figure_data(10, art, tmp_path)
     layout = pv.draw(10, paper.frames(10, art, tmp_path))
-    throughput, energy = [p for p in layout.select({"type": figure_model}) if p.title.text]
+    plots = {p.title.text.split()[0]: p for p in layout.select({"type": figure_model}) if p.title.text}
+    throughput, energy = plots["throughput"], plots["total"]   # select() keeps no order
     legend = [i.label.value for i in throughput.legend[0].items][:3]
     assert isinstance(energy.x_range, FactorRange)
     groups = list(dict.fromkeys(g for g, _ in energy.x_range.factors))
