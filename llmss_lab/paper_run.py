@@ -102,7 +102,7 @@ def run_notebook(nb: Path, out: Path, parameters: dict, png: bool, art: Path | N
     """Execute one notebook and export what it drew; errors are caught into the returned record."""
     import papermill
 
-    from .views.export import html_to_png, pdf_to_png
+    from .views.export import PNG_EXPORT, html_to_png, pdf_to_png
 
     run = NotebookRun(nb)
     t0 = time.perf_counter()
@@ -130,7 +130,7 @@ def run_notebook(nb: Path, out: Path, parameters: dict, png: bool, art: Path | N
             try:
                 run.files.append(html_to_png(figure_html, figure_html.with_suffix(".png")))
             except InputError as exc:
-                run.failed(f"PNG export: {exc}")
+                run.failed(str(exc) if exc.source == PNG_EXPORT else f"{PNG_EXPORT}: {exc}")
     if n is not None and art is not None:
         for pdf in sorted((art / "figures" / f"figure_{n}").glob("*_ref.pdf")):
             run.files.append(pdf_to_png(pdf, out / "published" / pdf.with_suffix(".png").name))

@@ -477,13 +477,13 @@ def test_a_png_export_that_fails_does_not_hide_the_notebook_html_failure(ref, tm
         raise ValueError("No template sub-directory with name 'lab'")
 
     def no_browser(*args, **kwargs):
-        raise InputError("no headless Chromium", "png export")
+        raise InputError("no headless Chromium", export.PNG_EXPORT)
 
     monkeypatch.setattr(nbconvert, "HTMLExporter", no_templates)
     monkeypatch.setattr(export, "html_to_png", no_browser)
     _, runs = pr.run_all(ref, tmp_path / "out", only=["99"], png=True)
     assert runs[0].error == ("notebook HTML: ValueError: No template sub-directory with name 'lab'; "
-                             "PNG export: png export: no headless Chromium"), runs[0].error
+                             "PNG export: no headless Chromium"), runs[0].error
 
 
 def test_notebook_html_finds_nbconvert_templates_outside_the_prefixs_data_folders(tmp_path, monkeypatch):

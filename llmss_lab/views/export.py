@@ -16,6 +16,7 @@ from bokeh.resources import INLINE
 from ..errors import InputError
 from ..files import replacing, write_bytes
 
+PNG_EXPORT = "PNG export"   # the source its errors name when no file is at fault
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -47,7 +48,7 @@ def _launch(pw):
         exe = chromium_executable()
         if exe is None:
             raise InputError("no headless Chromium: run `python -m playwright install chromium`, install "
-                             "Debian's chromium, or set $LLMSS_CHROMIUM", "png export") from None
+                             "Debian's chromium, or set $LLMSS_CHROMIUM", PNG_EXPORT) from None
         return pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
 
 
@@ -67,7 +68,7 @@ def html_to_png(html: str | Path, png: str | Path, width: int = 1400, timeout_s:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        raise InputError("PNG export needs Playwright: pip install -e '.[figures]'", "png export") from None
+        raise InputError("needs Playwright: pip install -e '.[figures]'", PNG_EXPORT) from None
     html, png = Path(html).resolve(), Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     with replacing(png, keep_suffix=True) as tmp, sync_playwright() as pw:
