@@ -75,7 +75,7 @@ def _config_facts(paths: list[Path]) -> tuple[dict[str, tuple[float, float]], di
         try:
             data = json.loads(p.read_text())
             nodes = data["nodes"]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             continue
         for node in nodes if isinstance(nodes, list) else []:
             if not isinstance(node, dict):

@@ -162,6 +162,8 @@ def _read_requests(req_path: Path, workload: Workload, dataset_note: str) -> np.
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"malformed JSON: {exc.msg}", req_path, where) from None
+        except RecursionError:
+            raise InputError("nested too deeply to read", req_path, where) from None
         if not isinstance(obj, dict):
             raise InputError("expected a JSON object per line", req_path, where)
         ts = {k: _field(obj, k, req_path, where, required=k != "scheduled_ts") for k in TIMESTAMPS}

@@ -227,6 +227,8 @@ def _parse_trace(path: Path, num_requests: int | None) -> Workload:
             obj = json.loads(line, object_pairs_hook=unique_keys)   # json alone keeps the last of two equal keys
         except json.JSONDecodeError as exc:
             raise InputError(f"malformed JSON: {exc.msg}", path, f"line {lineno}") from None
+        except RecursionError:
+            raise InputError("nested too deeply to read", path, f"line {lineno}") from None
         except DuplicateKey as exc:
             raise InputError(f"key {str(exc)!r} given twice in one object", path, f"line {lineno}") from None
         if not isinstance(obj, dict):

@@ -84,10 +84,18 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# no input of the kit nests beyond a handful of levels; parsers recurse per level (PyYAML's C composer beyond
+# the C stack: a segmentation fault at ~100,000 levels), so deeper nesting is refused before it is built
+MAX_DEPTH = 100
+
+
 def read_json(path: str | Path) -> Any:
     text = read_text(path)
     try:
         return json.loads(text, object_pairs_hook=unique_keys)
+    except RecursionError:
+        raise InputError("nested too deeply to read (lists or objects within each other, thousands of levels)",
+                         path) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, f"line {exc.lineno}") from None
     except DuplicateKey as exc:
@@ -118,9 +126,23 @@ _UniqueKeyLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+def _check_depth(text: str, path: str | Path) -> None:
+    """Refuse YAML nested beyond :data:`MAX_DEPTH`, found from the parser's events (which do not recurse)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_UniqueKeyLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InputError(f"nested more than {MAX_DEPTH} levels deep (lists or mappings within each other)",
+                                 path, f"line {event.start_mark.line + 1}")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def read_yaml(path: str | Path) -> Any:
     text = read_text(path)
     try:
+        _check_depth(text, path)
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except DuplicateKey as exc:
         key, line = exc.args

@@ -1,0 +1,36 @@
+"""What tests/test_fuzz_inputs.py found, one minimal case each (each failed before its fix)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmss_lab.errors import InputError
+
+TRACE = "workloads/example_trace.jsonl"
+DEEP = 100_000
+
+
+def put(path, content: bytes):
+    path.write_bytes(content)
+    return path
+
+
+def test_deeply_nested_files_are_refused_not_a_crash(ref, tmp_path):
+    """100,000 nested lists crashed the interpreter in PyYAML's composer (a segmentation fault, from a grid,
+    meta.yaml or a hardware spec) and ended in a RecursionError from a JSON config or trace line."""
+    from llmss_lab.config.reader import read_json, read_yaml
+    from llmss_lab.workload import load_trace
+
+    deep = "[" * DEEP + "]" * DEEP
+    grid = put(tmp_path / "grid.yaml", f"tp: [1]\njunk: {deep}\n".encode())
+    with pytest.raises(InputError, match=r"grid.yaml: line 2: nested more than 100 levels deep"):
+        read_yaml(grid)
+    config = put(tmp_path / "cluster.json", f'{{"junk": {deep}}}'.encode())
+    with pytest.raises(InputError, match=r"cluster.json: nested too deeply to read"):
+        read_json(config)
+    trace = put(tmp_path / "trace.jsonl", (ref / TRACE).read_bytes() + deep.encode())
+    with pytest.raises(InputError, match=r"trace.jsonl: line 11: nested too deeply"):
+        load_trace(trace)
+    hundred = "[" * 99 + "]" * 99        # with the mapping around it: 100 levels, still read
+    assert json.dumps(read_yaml(put(tmp_path / "ok.yaml", f"a: {hundred}".encode()))) == f'{{"a": {hundred}}}'
