@@ -34,3 +34,13 @@ def test_deeply_nested_files_are_refused_not_a_crash(ref, tmp_path):
         load_trace(trace)
     hundred = "[" * 99 + "]" * 99        # with the mapping around it: 100 levels, still read
     assert json.dumps(read_yaml(put(tmp_path / "ok.yaml", f"a: {hundred}".encode()))) == f'{{"a": {hundred}}}'
+
+
+def test_a_control_character_in_yaml_is_one_line_naming_its_line(tmp_path):
+    """A NUL byte in a grid or spec gave PyYAML's two-line message with a character offset."""
+    from llmss_lab.config.reader import read_yaml
+
+    with pytest.raises(InputError) as exc:
+        read_yaml(put(tmp_path / "grid.yaml", b"tp: [1, 2]\nmax_num_seqs: [4\x00]\n"))
+    assert str(exc.value) == (f"{tmp_path / 'grid.yaml'}: line 2: malformed YAML: character 0x0000 is not allowed "
+                              "(a control character)")

@@ -147,6 +147,9 @@ def read_yaml(path: str | Path) -> Any:
     except DuplicateKey as exc:
         key, line = exc.args
         raise InputError(f"key {key!r} given twice in one mapping", path, f"line {line}") from None
+    except yaml.reader.ReaderError as exc:   # its text spans two lines and gives a character offset
+        raise InputError(f"malformed YAML: character {exc.character:#06x} is not allowed (a control character)",
+                         path, f"line {text.count(chr(10), 0, exc.position) + 1}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
