@@ -44,3 +44,14 @@ def test_a_control_character_in_yaml_is_one_line_naming_its_line(tmp_path):
         read_yaml(put(tmp_path / "grid.yaml", b"tp: [1, 2]\nmax_num_seqs: [4\x00]\n"))
     assert str(exc.value) == (f"{tmp_path / 'grid.yaml'}: line 2: malformed YAML: character 0x0000 is not allowed "
                               "(a control character)")
+
+
+@pytest.mark.parametrize("key", ["num_attention_heads", "hidden_size", "num_hidden_layers", "num_experts"])
+def test_an_absurd_model_dimension_is_named(key, ref, tmp_path):
+    """num_attention_heads 1e308 in Qwen3-30B's config (which gives its head_dim) ended in an OverflowError."""
+    from llmss_lab.config.model import ModelSpec
+
+    config = json.loads((ref / "configs/model/Qwen/Qwen3-30B-A3B-Instruct-2507.json").read_text())
+    config[key] = 1e308
+    with pytest.raises(InputError, match=rf"^{tmp_path}/m.json: {key}: must be <= 4194304, got 1000000"):
+        ModelSpec.from_hf_config(put(tmp_path / "m.json", json.dumps(config).encode()))

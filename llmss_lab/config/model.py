@@ -17,6 +17,9 @@ from .reader import Section, read_json
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "int8": 1}
 GIB = 1024**3
 MAX_CONTEXT = 100_000_000
+# every count and dimension of a config (released models reach 262k vocabularies, 16k hidden sizes, 384 experts);
+# 1e308 heads overflowed the weight size into a traceback
+MAX_SIZE = 1 << 22
 # The decoders whose layers the kit's operators describe: RMSNorm, rotary attention with grouped KV heads,
 # a gated MLP or experts of gated MLPs. Another model_type runs as one of them, which may not be what it is.
 DECODERS = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "phimoe")
@@ -53,20 +56,21 @@ class ModelSpec:
     @classmethod
     def from_hf_config(cls, path: str | Path, name: str | None = None) -> ModelSpec:
         s = Section.of(read_json(path), path)
-        hidden = s.integer("hidden_size", minimum=1)
-        heads = s.integer("num_attention_heads", minimum=1)
-        kv_heads = s.integer("num_key_value_heads", required=False, default=heads, minimum=1)
+        size = functools.partial(s.integer, maximum=MAX_SIZE)
+        hidden = size("hidden_size", minimum=1)
+        heads = size("num_attention_heads", minimum=1)
+        kv_heads = size("num_key_value_heads", required=False, default=heads, minimum=1)
         if heads % kv_heads:
             raise s.error("num_key_value_heads", f"{kv_heads} does not divide num_attention_heads {heads}")
-        head_dim = s.integer("head_dim", required=False, default=None, minimum=1)
+        head_dim = size("head_dim", required=False, default=None, minimum=1)
         if head_dim is None:
             if hidden % heads:
                 raise s.error("head_dim", "missing and hidden_size is not a multiple of num_attention_heads")
             head_dim = hidden // heads
-        num_experts = s.integer("num_local_experts", required=False, default=None, minimum=0)
+        num_experts = size("num_local_experts", required=False, default=None, minimum=0)
         if num_experts is None:
-            num_experts = s.integer("num_experts", required=False, default=0, minimum=0)
-        experts_per_token = s.integer("num_experts_per_tok", required=False, default=0, minimum=0)
+            num_experts = size("num_experts", required=False, default=0, minimum=0)
+        experts_per_token = size("num_experts_per_tok", required=False, default=0, minimum=0)
         if num_experts and not experts_per_token:
             raise s.error("num_experts_per_tok", "missing for a mixture-of-experts model")
         if experts_per_token > num_experts:
@@ -82,22 +86,22 @@ class ModelSpec:
             name=name or Path(path).stem,
             model_type=model_type,
             hidden_size=hidden,
-            num_layers=s.integer("num_hidden_layers", minimum=1),
+            num_layers=size("num_hidden_layers", minimum=1),
             num_heads=heads,
             num_kv_heads=kv_heads,
             head_dim=head_dim,
-            intermediate_size=s.integer("intermediate_size", minimum=1),
-            vocab_size=s.integer("vocab_size", minimum=1),
+            intermediate_size=size("intermediate_size", minimum=1),
+            vocab_size=size("vocab_size", minimum=1),
             # the longest context of any released model is 10M tokens; 10**12 would be a slip, allowing such requests
-            max_position_embeddings=s.integer("max_position_embeddings", minimum=1, maximum=MAX_CONTEXT),
+            max_position_embeddings=size("max_position_embeddings", minimum=1, maximum=MAX_CONTEXT),
             torch_dtype=dtype,
             tie_word_embeddings=s.boolean("tie_word_embeddings", required=False, default=False),
             qk_norm=model_type.startswith("qwen3"),
             num_experts=num_experts,
             experts_per_token=experts_per_token,
             # Mixtral-style configs size their experts with intermediate_size (no moe_intermediate_size)
-            moe_intermediate_size=s.integer("moe_intermediate_size", required=False, minimum=0,
-                                            default=s.integer("intermediate_size") if num_experts else 0),
+            moe_intermediate_size=size("moe_intermediate_size", required=False, minimum=0,
+                                            default=size("intermediate_size") if num_experts else 0),
             source=str(path),
         )
 
