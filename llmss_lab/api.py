@@ -22,7 +22,7 @@ from .kernel import power, simulator
 from .kernel.moe import GATES
 from .kernel.router import ROUTERS
 from .kernel.tiers import CHUNK_TOKENS
-from .latency.analytical import WhatIf, analytical_profile, efficiency, find_spec
+from .latency.analytical import UnknownHardware, WhatIf, analytical_profile, efficiency, find_spec
 from .latency.interconnect import Link
 from .latency.iteration import IterationModel
 from .latency.legacy import is_legacy_dir, load_legacy
@@ -213,9 +213,7 @@ def _analytical(inst: InstanceSpec, model: ModelSpec, variant: str, choice: Late
                                  "use a measured profile", source, f"{inst.where}.dtype")
     try:
         spec = find_spec(inst.hardware)
-    except InputError as e:     # an unknown name is the config's fault: say where, then what exists
-        if e.where != "name":   # a broken spec file names its own file and key
-            raise
+    except UnknownHardware as e:   # the config's fault: say where, then what exists (a broken spec names its file)
         raise InputError(e.message, source, f"{inst.where}.hardware") from None
     spec = choice.what_if.apply(spec)
     eff_path = Path(choice.efficiency_file) if choice.efficiency_file else EFFICIENCY_FILE

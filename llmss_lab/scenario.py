@@ -26,7 +26,7 @@ from .config.model import ModelSpec
 from .config.reader import as_path, as_whole, closest, plain, read_json, store_plain
 from .errors import InputError, LlmssError
 from .files import write_text
-from .latency.analytical import find_spec
+from .latency.analytical import UnknownHardware, find_spec
 from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
 from .kernel.kv_cache import EVICTION
@@ -359,7 +359,7 @@ class Scenario:
         if self.hardware not in scan(root).hardware:
             try:
                 find_spec(self.hardware)
-            except InputError as exc:
+            except UnknownHardware as exc:
                 raise InputError(exc.message, source, "hardware") from None
 
     def inert(self, reference_dir: str | Path | None = None) -> dict[str, str]:

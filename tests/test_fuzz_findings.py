@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+import llmss_lab as ll
+
 from llmss_lab.errors import InputError
 
 TRACE = "workloads/example_trace.jsonl"
@@ -55,3 +57,23 @@ def test_an_absurd_model_dimension_is_named(key, ref, tmp_path):
     config[key] = 1e308
     with pytest.raises(InputError, match=rf"^{tmp_path}/m.json: {key}: must be <= 4194304, got 1000000"):
         ModelSpec.from_hf_config(put(tmp_path / "m.json", json.dumps(config).encode()))
+
+
+@pytest.mark.parametrize("name", [None, ".nan"])
+def test_a_spec_without_a_name_is_named_not_the_config(name, ref, tmp_path, monkeypatch):
+    """An H100.yaml whose name was dropped (or not a string) was reported as the cluster config's fault:
+    'single_node_single_instance_H100.json: nodes[0].instances[0].hardware: missing required key (a name)'."""
+    import functools
+    import shutil
+
+    from llmss_lab import api
+    from llmss_lab.latency.analytical import find_spec
+    from llmss_lab.latency.specs import SPECS_DIR
+
+    specs = shutil.copytree(SPECS_DIR, tmp_path / "hardware")
+    text = (specs / "H100.yaml").read_text().replace("name: H100\n", "" if name is None else f"name: {name}\n")
+    (specs / "H100.yaml").write_text(text)
+    monkeypatch.setattr(api, "find_spec", functools.partial(find_spec, folder=specs))
+    with pytest.raises(InputError, match=rf"^{specs}/H100.yaml: name: missing required key"):
+        ll.simulate(ref / "configs/cluster/single_node_single_instance_H100.json", TRACE, reference_dir=ref,
+                    latency="analytical", num_requests=2)

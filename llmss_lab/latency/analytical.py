@@ -116,6 +116,11 @@ def _stamp(folder: Path) -> tuple:
         return (object(),)
 
 
+class UnknownHardware(InputError):
+    """No spec has this name: the fault of whatever named it (a config key, a scenario field), unlike a spec file
+    that does not read, whose error names that file."""
+
+
 def find_spec(hardware: str, folder: str | Path = SPECS_DIR) -> HardwareSpec:
     """The spec of a hardware name as cluster configs write it (``H100``, ``TPU-v6e-1``)."""
     folder = Path(folder)
@@ -131,7 +136,7 @@ def find_spec(hardware: str, folder: str | Path = SPECS_DIR) -> HardwareSpec:
         raise InputError(f"describes {named[0]!r}, not {hardware!r}: a spec is found by its name", own, "name")
     bad = "".join(f"; cannot read {e}" for e in errors)   # perhaps the spec being looked for
     near = closest(hardware, specs)
-    raise InputError(f"no profile and no hardware spec for {hardware!r}"
+    raise UnknownHardware(f"no profile and no hardware spec for {hardware!r}"
                      + (f" (did you mean {near!r}?)" if near else "")
                      + f"; add profiles/hardware/{hardware}.yaml (specs: {', '.join(sorted(specs))}){bad}",
                      folder, "name")
