@@ -34,7 +34,7 @@ from .kernel.moe import GATES
 from .kernel.router import ROUTERS
 from .kernel.scheduler import SCHEDULERS
 from .kernel.simulator import KV_TRANSFERS
-from .workload import LengthDist, Workload, load_trace, synthetic
+from .workload import LengthDist, Workload, check_generator, load_trace, synthetic
 
 log = logging.getLogger(__name__)
 WEIGHT_TIERS = ("npu", "cpu", "cxl")
@@ -74,6 +74,7 @@ SHAPE_FIELDS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "
 ENGINE_FIELDS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "enable_prefix_caching",
                  "enable_chunked_prefill", "async_scheduling", "gpu_memory_utilization", "scheduler", "eviction")
 GENERATOR_FIELDS = ("rate", "input_len", "output_len", "arrival", "arrival_cv", "shared_prefix_len", "num_prefixes")
+GENERATOR_ARGS = {"input": "input_len", "output": "output_len", "cv": "arrival_cv"}   # synthetic()'s names for them
 KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}   # of the fields, in errors
 BUILT_CLUSTER = "scenario (built cluster)"   # the source errors name for the config a scenario builds
 # the keys of the built cluster config (list indices written []) -> the fields that set them, so an error in the
@@ -302,6 +303,12 @@ class Scenario:
         if not self.trace and self.num_requests < 1:
             raise InputError("must be >= 1 for a generated workload (0 means the whole trace, with a trace)",
                              source, "num_requests")
+        if not self.trace:   # the generator's limits (at most 10M requests, a gamma CV up to 10, 30 days)
+            try:
+                check_generator(self.num_requests, self.rate, self.arrival, self.arrival_cv, self.seed,
+                                self.shared_prefix_len, self.num_prefixes)
+            except InputError as exc:
+                raise InputError(exc.message, source, GENERATOR_ARGS.get(exc.where or "", exc.where)) from None
         try:   # the engine's rules across fields (a token budget below max_num_seqs), named here, not at the run
             EngineConfig(**self.engine())
         except InputError as exc:
@@ -487,8 +494,7 @@ class Scenario:
                              cv=self.arrival_cv, seed=self.seed, shared_prefix_len=self.shared_prefix_len,
                              num_prefixes=self.num_prefixes)
         except InputError as exc:   # name the scenario's key, not the generator's argument
-            key = {"input": "input_len", "output": "output_len", "cv": "arrival_cv"}.get(exc.where or "", exc.where)
-            raise InputError(exc.message, "scenario", key) from None
+            raise InputError(exc.message, "scenario", GENERATOR_ARGS.get(exc.where or "", exc.where)) from None
 
     def engine(self) -> dict[str, Any]:
         """The engine settings by vLLM's names, as ``simulate(engine=...)`` takes them."""

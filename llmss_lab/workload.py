@@ -323,19 +323,10 @@ class LengthDist:
         return np.clip(np.round(x), max(1, self.low), self.high).astype(np.int64)
 
 
-def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist | str = "sharegpt",
-              output_len: LengthDist | str = "sharegpt", arrival: str = "poisson", cv: float = 1.0,
-              seed: int = 0, shared_prefix_len: int = 0, num_prefixes: int = 4,
-              vocab_size: int = 32000) -> Workload:
-    """A seeded synthetic workload.
-
-    Arrivals are Poisson at ``rate`` req/s, or gamma with coefficient of variation ``cv`` from 0 to
-    10 (bursty for cv > 1; below 1e-12, 0 included, regular: one request every 1/rate s). With
-    ``shared_prefix_len`` > 0 every prompt starts with one of ``num_prefixes`` shared prefixes
-    (a system prompt), so prefix caching has something to find; token ids are drawn from
-    ``vocab_size`` (at most 2**31) ids. ``input_len`` and ``output_len`` are a :class:`LengthDist` or its text
-    (``fixed:N``, ``uniform:LO:HI``, ``lognormal:MEDIAN:SIGMA`` or ``sharegpt``).
-    """
+def check_generator(num_requests: int, rate: float, arrival: str, cv: float, seed: int, shared_prefix_len: int,
+                    num_prefixes: int, vocab_size: int = 32000) -> tuple[int, float, float, int, int, int, int]:
+    """:func:`synthetic`'s arguments (but the length distributions) checked, as plain numbers; a scenario checks
+    its generator's fields with it when it is loaded, not when it runs."""
     args = Section({"num_requests": num_requests, "rate": rate, "cv": cv, "seed": seed, "vocab_size": vocab_size,
                     "shared_prefix_len": shared_prefix_len, "num_prefixes": num_prefixes}, "argument")
     num_requests = args.integer("num_requests", minimum=1, maximum=MAX_REQUESTS)
@@ -349,6 +340,24 @@ def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist
                          "argument", "rate")
     if arrival not in ("poisson", "gamma"):
         raise InputError(f"arrival must be 'poisson' or 'gamma', got {arrival!r}", "argument", "arrival")
+    return num_requests, rate, cv, seed, shared_prefix_len, num_prefixes, vocab_size
+
+
+def synthetic(num_requests: int = 100, rate: float = 10.0, input_len: LengthDist | str = "sharegpt",
+              output_len: LengthDist | str = "sharegpt", arrival: str = "poisson", cv: float = 1.0,
+              seed: int = 0, shared_prefix_len: int = 0, num_prefixes: int = 4,
+              vocab_size: int = 32000) -> Workload:
+    """A seeded synthetic workload.
+
+    Arrivals are Poisson at ``rate`` req/s, or gamma with coefficient of variation ``cv`` from 0 to
+    10 (bursty for cv > 1; below 1e-12, 0 included, regular: one request every 1/rate s). With
+    ``shared_prefix_len`` > 0 every prompt starts with one of ``num_prefixes`` shared prefixes
+    (a system prompt), so prefix caching has something to find; token ids are drawn from
+    ``vocab_size`` (at most 2**31) ids. ``input_len`` and ``output_len`` are a :class:`LengthDist` or its text
+    (``fixed:N``, ``uniform:LO:HI``, ``lognormal:MEDIAN:SIGMA`` or ``sharegpt``).
+    """
+    num_requests, rate, cv, seed, shared_prefix_len, num_prefixes, vocab_size = check_generator(
+        num_requests, rate, arrival, cv, seed, shared_prefix_len, num_prefixes, vocab_size)
     rng = np.random.default_rng(seed)
     ind = input_len if isinstance(input_len, LengthDist) else LengthDist.parse(input_len, "input")
     outd = output_len if isinstance(output_len, LengthDist) else LengthDist.parse(output_len, "output")

@@ -77,3 +77,16 @@ def test_a_spec_without_a_name_is_named_not_the_config(name, ref, tmp_path, monk
     with pytest.raises(InputError, match=rf"^{specs}/H100.yaml: name: missing required key"):
         ll.simulate(ref / "configs/cluster/single_node_single_instance_H100.json", TRACE, reference_dir=ref,
                     latency="analytical", num_requests=2)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("arrival_cv", 1e21, "arrival_cv: must be <= 10.0"),
+    ("num_requests", 10 ** 9, "num_requests: must be <= 10000000"),
+    ("rate", 1e-9, "rate: 4 requests at 1e-09 req/s span more than 30 days")])
+def test_a_scenario_file_with_a_generator_value_out_of_range_is_refused_when_loaded(key, value, message, tmp_path):
+    """These loaded, and every point of `llmss sweep` then failed with 'scenario: arrival_cv: ...' (exit 1,
+    after starting dask), the file unnamed."""
+    d = {**ll.Scenario(num_requests=4, arrival="gamma").to_dict(), key: value}
+    path = put(tmp_path / "s.json", json.dumps(d).encode())
+    with pytest.raises(InputError, match=rf"^{path}: {message}"):
+        ll.Scenario.load(path)
