@@ -90,3 +90,12 @@ def test_a_scenario_file_with_a_generator_value_out_of_range_is_refused_when_loa
     path = put(tmp_path / "s.json", json.dumps(d).encode())
     with pytest.raises(InputError, match=rf"^{path}: {message}"):
         ll.Scenario.load(path)
+
+
+def test_a_folder_in_place_of_a_pim_device_file_is_named_as_one(tmp_path):
+    """A folder DDR4_8GB_3200_pim.ini was reported as an unknown device, listed among the available ones."""
+    from llmss_lab.latency.pim import load_pim_device
+
+    (tmp_path / "DDR4_8GB_3200_pim.ini").mkdir()
+    with pytest.raises(InputError, match=rf"^{tmp_path}/DDR4_8GB_3200_pim.ini: is a folder, expected a file$"):
+        load_pim_device("DDR4_8GB_3200_pim", [tmp_path])

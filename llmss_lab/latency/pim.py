@@ -163,7 +163,7 @@ def load_pim_device(name_or_path: str | Path, search_dirs: list[Path]) -> PimDev
         return PimDevice.from_ini(p)
     for d in search_dirs:
         cand = Path(d) / f"{p.name}.ini"
-        if cand.is_file():
+        if cand.exists():   # a folder or pipe by that name is named as such, not as an unknown device
             return PimDevice.from_ini(cand)
     stems = sorted({f.stem for d in search_dirs if Path(d).is_dir() for f in Path(d).glob("*.ini")})
     dirs = ", ".join(str(d) for d in search_dirs) or "(no folders given)"
