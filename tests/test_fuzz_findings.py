@@ -99,3 +99,22 @@ def test_a_folder_in_place_of_a_pim_device_file_is_named_as_one(tmp_path):
     (tmp_path / "DDR4_8GB_3200_pim.ini").mkdir()
     with pytest.raises(InputError, match=rf"^{tmp_path}/DDR4_8GB_3200_pim.ini: is a folder, expected a file$"):
         load_pim_device("DDR4_8GB_3200_pim", [tmp_path])
+
+
+def test_a_control_given_a_value_it_cannot_hold_keeps_its_value_and_says_so(ref):
+    """Set from code, a wrong-type value raised a TraitError in the notebook, and None on the hardware or TP
+    dropdown an AttributeError or TypeError from the panel's own observers."""
+    import html
+
+    from llmss_lab.widgets import Explorer
+
+    ex = Explorer(ref, ll.Scenario(num_requests=4))
+    for name, value in (("hardware", None), ("tp", None), ("max_num_seqs", "x"), ("enable_prefix_caching", "yes"),
+                        ("router", "nope")):
+        before = ex.controls[name].value
+        ex.controls[name].value = value
+        assert ex.controls[name].value == before
+        assert f"{value!r} is not a value it takes" in html.unescape(ex.clamp_note.value)
+    ex.controls["router"].value = "random"      # a value it takes ends its note
+    assert "'nope'" not in html.unescape(ex.clamp_note.value) and "'x'" in html.unescape(ex.clamp_note.value)
+    assert ex.run() is not None, ex.status_text

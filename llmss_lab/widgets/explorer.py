@@ -190,19 +190,22 @@ class Explorer:
                  "trace": (cat.traces, "empty: the generator below")}
         if name in files:   # a catalog entry, or any path typed in
             table, hint = files[name]
-            ctl = w.Combobox(options=sorted(table), placeholder=hint, ensure_option=False, description=label,
-                             style=style)
+            ctl = _Combobox(options=sorted(table), placeholder=hint, ensure_option=False, description=label,
+                            style=style)
         elif name in choices:
-            ctl = w.Dropdown(options=_pairs(choices[name]), description=label, style=style)
+            ctl = _Dropdown(options=_pairs(choices[name]), description=label, style=style)
         elif kind in (bool, "bool"):
-            ctl = w.Checkbox(description=label, indent=False)
+            ctl = _Checkbox(description=label, indent=False)
         elif kind in (int, "int", float, "float"):
             lo, hi = BOUNDS.get(name, (0, 1 << 30))
             box, cast = (_IntBox, int) if kind in (int, "int") else (_FloatBox, float)
             ctl = box(cast(lo), cast(hi), lambda note, k=name: self._on_clamp(k, note), description=label,
                       style=style)
         else:
-            ctl = w.Text(description=label, style=style)
+            ctl = _Text(description=label, style=style)
+        ctl.on_refused = lambda note, k=name: self._on_clamp(k, note)
+        if not isinstance(ctl, _InRange):   # a value it takes ends the note on one it refused
+            ctl.observe(lambda _, k=name: KEPT in self.clamped.get(k, "") and self._on_clamp(k, ""), "value")
         ctl.layout.width = "420px"     # the control's own Layout: a new one would leave that one open
         if name in TOOLTIPS:
             ctl.tooltip = TOOLTIPS[name]
@@ -705,7 +708,46 @@ class _InRange:
         return v
 
 
-class _IntBox(_InRange, w.FloatText):
+KEPT = "is not a value it takes"   # in the note on a value a control refused
+
+
+class _Refusing:
+    """A control that keeps its value when code gives it one it cannot hold (a text in a number box, a choice
+    it does not offer, None) and names it through ``on_refused``, as a value beyond a box's range is named:
+    the explorer's note under the status line, not a TraitError in the notebook."""
+
+    on_refused: Callable[[str], None] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "value" or self.on_refused is None:
+            return super().__setattr__(name, value)
+        try:
+            if value is None and getattr(self, "options", None):   # a Dropdown takes None as "nothing picked"
+                raise TraitError("expected one of its choices")
+            super().__setattr__(name, value)
+        except TraitError as exc:
+            why = re.sub(r"^.*?(expected [^,.]*).*$", r"\1", str(exc).splitlines()[0]) if "expected" in str(exc) \
+                else "not one of its choices" if "Invalid selection" in str(exc) else str(exc)
+            self.on_refused(f"{value!r} {KEPT} ({why}); still {self.value!r}")
+
+
+class _Dropdown(_Refusing, w.Dropdown):
+    pass
+
+
+class _Combobox(_Refusing, w.Combobox):
+    pass
+
+
+class _Checkbox(_Refusing, w.Checkbox):
+    pass
+
+
+class _Text(_Refusing, w.Text):
+    pass
+
+
+class _IntBox(_Refusing, _InRange, w.FloatText):
     """A count, in ipywidgets' float box: its int box drops "." and "e" as they are typed, so 1e3 ran as 13
     and 2.5 as 25 with no word. Here 1e3 is 1000 and 2.5 is rounded to 2, and said."""
 
@@ -713,7 +755,7 @@ class _IntBox(_InRange, w.FloatText):
     value = Union([Int(), Float()], default_value=0).tag(sync=True)   # a fraction typed reaches the rounding
 
 
-class _FloatBox(_InRange, w.FloatText):
+class _FloatBox(_Refusing, _InRange, w.FloatText):
     pass
 
 
