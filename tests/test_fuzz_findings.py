@@ -118,3 +118,20 @@ def test_a_control_given_a_value_it_cannot_hold_keeps_its_value_and_says_so(ref)
     ex.controls["router"].value = "random"      # a value it takes ends its note
     assert "'nope'" not in html.unescape(ex.clamp_note.value) and "'x'" in html.unescape(ex.clamp_note.value)
     assert ex.run() is not None, ex.status_text
+
+
+def test_a_value_from_the_page_that_a_control_cannot_hold_is_named_and_sent_back(ref):
+    """set_state from the page raised the TraitError into the kernel's log (an emptied number box sends None)."""
+    import html
+
+    from llmss_lab.widgets import Explorer
+
+    ex = Explorer(ref, ll.Scenario(num_requests=4))
+    for name, state in (("max_num_seqs", {"value": None}), ("hardware", {"index": 99})):
+        ctl, sent = ex.controls[name], []
+        before = ctl.value
+        ctl.send_state = lambda key=None: sent.append(key)
+        ctl.set_state(state)
+        assert ctl.value == before and sent == [None], sent
+        assert f"{ctl.description}: {next(iter(state.values()))!r} is not a value it takes" in html.unescape(
+            ex.clamp_note.value)

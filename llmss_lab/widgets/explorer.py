@@ -726,9 +726,24 @@ class _Refusing:
                 raise TraitError("expected one of its choices")
             super().__setattr__(name, value)
         except TraitError as exc:
-            why = re.sub(r"^.*?(expected [^,.]*).*$", r"\1", str(exc).splitlines()[0]) if "expected" in str(exc) \
-                else "not one of its choices" if "Invalid selection" in str(exc) else str(exc)
-            self.on_refused(f"{value!r} {KEPT} ({why}); still {self.value!r}")
+            self._refused(value, exc)
+
+    def set_state(self, sync_data: dict) -> None:
+        """The same for a value from the page (an emptied box sends None), which would otherwise end in a
+        traceback in the kernel's log; the page is told the value kept."""
+        try:
+            super().set_state(sync_data)
+        except TraitError as exc:
+            if self.on_refused is None:
+                raise
+            self._refused(sync_data.get("value", sync_data.get("index")), exc)
+            self.send_state()
+
+    def _refused(self, value: Any, exc: TraitError) -> None:
+        text = str(exc).splitlines()[0]
+        why = (re.sub(r"^.*?(expected [^,.]*).*$", r"\1", text) if "expected" in text else
+               "not one of its choices" if "Invalid selection" in text else text)
+        self.on_refused(f"{value!r} {KEPT} ({why}); still {self.value!r}")
 
 
 class _Dropdown(_Refusing, w.Dropdown):
