@@ -66,6 +66,7 @@ FIELD_UNITS: dict[str, str] = {
 # a scenario builds one node: past these a run takes minutes per point (the cost grows faster than the count);
 # a larger cluster is a cluster config
 FIELD_MAXIMA = {"instances": 256, "dp": 64}
+PARALLEL_MAX = 4096   # tp, pp and ep, as a cluster config takes them: refused when a scenario or grid is read
 
 # what a cluster file sets in place of the shape fields, and a trace in place of the generator's
 SHAPE_FIELDS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "dp", "tp", "pp", "ep",
@@ -279,6 +280,9 @@ class Scenario:
             if getattr(self, key) > high:
                 raise InputError(f"must be <= {high} (one node; write a cluster_config for more), got "
                                  f"{getattr(self, key)!r}", source, key)
+        for key in ("tp", "pp", "ep"):
+            if getattr(self, key) > PARALLEL_MAX:
+                raise InputError(f"must be <= {PARALLEL_MAX}, got {getattr(self, key):.6g}", source, key)
         if self.instances * self.dp > FIELD_MAXIMA["instances"]:   # each replica holds dp engines
             raise InputError(f"{self.instances} replicas x {self.dp} DP members = {self.instances * self.dp} engines, "
                              f"more than {FIELD_MAXIMA['instances']} (one node; write a cluster_config for more)",

@@ -135,3 +135,14 @@ def test_a_value_from_the_page_that_a_control_cannot_hold_is_named_and_sent_back
         assert ctl.value == before and sent == [None], sent
         assert f"{ctl.description}: {next(iter(state.values()))!r} is not a value it takes" in html.unescape(
             ex.clamp_note.value)
+
+
+def test_an_absurd_parallel_size_in_a_grid_is_refused_before_any_point_runs(ref, tmp_path):
+    """tp 1e308 in a grid passed its reading; every point then failed with 'scenario: tp: must be <= 4096, got
+    1000000000000000010979063629440455417404923096773118463368106829031575854049114915371633289784946888990612...'
+    (a 309-digit number), the grid file unnamed."""
+    from llmss_lab.sweeps import expand, read_grid
+
+    grid = put(tmp_path / "grid.yaml", b"tp: [1.0e+308]\n")
+    with pytest.raises(InputError, match=r"grid.yaml: point 0 \(tp=1e\+308\): tp: must be <= 4096, got 1e\+308$"):
+        expand(ll.Scenario(num_requests=4), read_grid(grid), str(grid), ref)
