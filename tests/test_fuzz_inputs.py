@@ -1,6 +1,7 @@
 """One fuzz test across the kit's input files: each kind of real input from the reference data (cluster and
 model configs, traces, profile tables and meta.yaml, PIM device files, hardware specs and the efficiency fit,
-scenario and grid files the kit writes, measurement folders, results files), broken by structured mutations
+scenario and grid files the kit writes, measurement folders, the figure tables scored against, results files,
+command-line values, the explorer's controls), broken by structured mutations
 with a fixed seed, goes through the command (or API call) that reads it, in process. Each case must succeed or
 end in one ``llmss: error:`` line (an :class:`InputError`) naming the broken file - never another exception,
 never longer than its time budget, and never leaving a half-written ``--out``.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 import json
 import math
@@ -142,13 +144,13 @@ def jsonl_mutations(raw: bytes, rng: random.Random, n: int) -> Iterator[tuple[st
     yield f"deeply nested on line {i + 1}", "\n".join(lines[:i] + ["[" * DEEP + "]" * DEEP] + lines[i:]).encode()
 
 
-def csv_mutations(raw: bytes, rng: random.Random, n: int) -> Iterator[tuple[str, bytes | object]]:
+def csv_mutations(raw: bytes, rng: random.Random, n: int, delimiter: str = ",") -> Iterator[tuple[str, bytes | object]]:
     yield from byte_mutations(raw, rng)
-    rows = list(csv.reader(io.StringIO(raw.decode())))
+    rows = list(csv.reader(io.StringIO(raw.decode()), delimiter=delimiter))
 
     def out(rs) -> bytes:
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows(rs)
+        csv.writer(buf, delimiter=delimiter, lineterminator="\n").writerows(rs)
         return buf.getvalue().encode()
 
     for _ in range(n):
@@ -183,7 +185,7 @@ def ini_mutations(raw: bytes, rng: random.Random, n: int) -> Iterator[tuple[str,
 
 
 MUTATIONS = {".json": json_mutations, ".yaml": yaml_mutations, ".jsonl": jsonl_mutations, ".csv": csv_mutations,
-             ".ini": ini_mutations}
+             ".tsv": functools.partial(csv_mutations, delimiter="\t"), ".ini": ini_mutations}
 
 
 def mutants(raw: bytes, suffix: str, seed: str, n: int, whole_file: bool = True) -> list[tuple[str, bytes | object]]:
@@ -329,8 +331,6 @@ H100 = "configs/cluster/single_node_single_instance_H100.json"
 def test_hardware_specs_and_the_efficiency_fit(ref, tmp_path, capsys, monkeypatch):
     """A broken spec of the hardware a run needs (profiles/hardware/H100.yaml) or of another one, and a
     broken --efficiency file, under --latency analytical."""
-    import functools
-
     from llmss_lab import api
     from llmss_lab.latency.analytical import find_spec
 
@@ -407,6 +407,29 @@ def test_results_files(ref, tmp_path, capsys):
         found += [outcome] if outcome else []
         n += 1
     report("results files", n, found)
+
+
+FIGURES = "ispass26/figures"
+
+
+def test_figure_tables(ref, tmp_path, capsys):
+    """The real measurements `llmss figure-data --compare` scores against (Figs 5-8), broken, scored against
+    the artifact's own simulator output."""
+    from llmss_lab.figures import latency_errors, memory_errors, power_errors, throughput_error
+
+    found, n = [], 0
+    for rel, score in (("figure_5/A6000/reference/MD_throughput.tsv", throughput_error),
+                       ("figure_6/reference/server_power_tp1.tsv", power_errors),
+                       ("figure_7/reference/SD+PC.tsv", memory_errors),
+                       ("figure_8/reference/PDD_latency.tsv", latency_errors)):
+        real = ref / FIGURES / rel
+        sim = real.parent.parent / "parsed" / real.name.replace("server_", "")
+        for name, content in mutants(real.read_bytes(), ".tsv", rel, 20):
+            mutated = put(tmp_path / f"f{n}" / real.name, content)
+            outcome = check(f"{rel}: {name}", str(mutated), lambda: score(sim, mutated) and None, None, capsys)
+            found += [outcome] if outcome else []
+            n += 1
+    report("figure tables", n, found)
 
 
 MEASUREMENT = "measurements/RTXPRO6000/Llama-3.1-8B"
