@@ -28,8 +28,8 @@ def test_deeply_nested_files_are_refused_not_a_crash(ref, tmp_path):
     grid = put(tmp_path / "grid.yaml", f"tp: [1]\njunk: {deep}\n".encode())
     with pytest.raises(InputError, match=r"grid.yaml: line 2: nested more than 100 levels deep"):
         read_yaml(grid)
-    config = put(tmp_path / "cluster.json", f'{{"junk": {deep}}}'.encode())
-    with pytest.raises(InputError, match=r"cluster.json: nested too deeply to read"):
+    config = put(tmp_path / "cluster.json", f'{{"name": "a [{{ \\" b",\n "junk": {deep}}}'.encode())
+    with pytest.raises(InputError, match=r"cluster.json: line 2: nested more than 100 levels deep"):
         read_json(config)
     trace = put(tmp_path / "trace.jsonl", (ref / TRACE).read_bytes() + deep.encode())
     with pytest.raises(InputError, match=r"trace.jsonl: line 11: nested too deeply"):

@@ -89,13 +89,30 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 MAX_DEPTH = 100
 
 
+def _deep_line(text: str) -> str | None:
+    """The line where JSON text first nests beyond :data:`MAX_DEPTH` (outside strings), for the error."""
+    depth, in_string, escaped = 0, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return f"line {text.count(chr(10), 0, i) + 1}"
+        elif ch in "]}":
+            depth -= 1
+    return None
+
+
 def read_json(path: str | Path) -> Any:
     text = read_text(path)
     try:
         return json.loads(text, object_pairs_hook=unique_keys)
     except RecursionError:
-        raise InputError("nested too deeply to read (lists or objects within each other, thousands of levels)",
-                         path) from None
+        raise InputError(f"nested more than {MAX_DEPTH} levels deep (lists or objects within each other)", path,
+                         _deep_line(text)) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, f"line {exc.lineno}") from None
     except DuplicateKey as exc:
