@@ -286,6 +286,9 @@ def read_grid(path: str | Path) -> Grid:
     data = read_yaml(path)
     if isinstance(data, Mapping) and set(data) == {"points"}:
         data = data["points"]
+        if not isinstance(data, list) or not data:
+            raise InputError(f"must be a non-empty list of points (mappings of scenario fields), got {data!r}", path,
+                             "points")
     known = {f.name for f in fields(Scenario)}
     if isinstance(data, Mapping):
         for key in data:

@@ -146,3 +146,14 @@ def test_an_absurd_parallel_size_in_a_grid_is_refused_before_any_point_runs(ref,
     grid = put(tmp_path / "grid.yaml", b"tp: [1.0e+308]\n")
     with pytest.raises(InputError, match=r"grid.yaml: point 0 \(tp=1e\+308\): tp: must be <= 4096, got 1e\+308$"):
         expand(ll.Scenario(num_requests=4), read_grid(grid), str(grid), ref)
+
+
+@pytest.mark.parametrize("value", [".inf", "5", "{}", "[]"])
+def test_a_grid_whose_points_are_not_a_list_names_points(value, tmp_path):
+    """'points: .inf' said only 'a grid file holds a mapping {field: [values]} or `points:` with a list of
+    mappings', naming no key."""
+    from llmss_lab.sweeps import read_grid
+
+    grid = put(tmp_path / "grid.yaml", f"points: {value}\n".encode())
+    with pytest.raises(InputError, match=rf"^{grid}: points: must be a non-empty list of points"):
+        read_grid(grid)
