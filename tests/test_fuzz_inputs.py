@@ -206,6 +206,12 @@ def put(path: Path, content: bytes | object) -> Path:
 
 # ---- running a case -----------------------------------------------------------------------------------
 
+# the mutations of a whole file, whose message need name no key or line (an empty file, a list for an object)
+WHOLE_FILE = re.compile(r": (empty|folder|bom|crlf|(cut|nul|not-utf8)@\d+|a list|header only|no section)$")
+# a key path (nodes[0].tp_size, classes.xla/act_fn.u) or a line after the file, a command-line flag, or a
+# file named that does not exist (a path given as a flag's value)
+WHERE = re.compile(r": line \d+|: [A-Za-z_][\w\[\]., /-]*: |--[a-z-]+|: file does not exist")
+
 @dataclass
 class Outcome:
     case: str
@@ -250,6 +256,8 @@ def check(case: str, named: str | tuple[str, ...], call: Callable[[], int | None
         return Outcome(case, f"exit {code}: {err.strip()[-300:]}")
     if not any(n in lines[-1] for n in ((named,) if isinstance(named, str) else named)):
         return Outcome(case, f"does not name {named}: {lines[-1]}")
+    if not WHOLE_FILE.search(case) and not WHERE.search(lines[-1].split("error: ", 1)[1]):
+        return Outcome(case, f"names no key or line: {lines[-1]}")
     return None
 
 
