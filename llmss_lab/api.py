@@ -89,6 +89,7 @@ LONG_RUN = 200_000
 RUN_S_PER_REQUEST = 65 / 100_000
 RUN_BYTES_PER_REQUEST = 690e6 / 100_000
 MAX_GATE_SKEW = 20.0   # Zipf exponent: beyond this every token already goes to one expert
+MAX_BIN_S = 86_400.0     # a day: a month-long run in 30 rows per instance
 
 
 @dataclass(frozen=True)
@@ -562,7 +563,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
              kv_transfer: str = "layer", seed: int = 0, prefix_storage: str | None = None,
              prefix_sharing: str = "instance", attn_offload: bool = False,
              sub_batch_interleaving: bool = False, latency: str = "auto", what_if: dict | None = None,
-             efficiency_file: str | Path | None = None, memory_sample_s: float = 1.0,
+             efficiency_file: str | Path | None = None, bin_s: float = 1.0, memory_sample_s: float | None = None,
              stop_when: Callable[[Any, float], bool] | None = None) -> Results:
     """Simulate serving ``workload`` on ``cluster`` and return the results.
 
@@ -586,17 +587,20 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     exists, else the analytical model from ``profiles/hardware``; ``"profile"``; ``"analytical"``),
     ``what_if`` scales the hardware spec for the analytical model (``{"memory_bw_gbs": 2}``) and
     ``efficiency_file`` replaces its fitted curves; the results' ``latency_source`` attr says which ran.
-    ``memory_sample_s`` spaces the samples of ``Results.memory`` (finer, to read memory at exact instants).
+    ``bin_s`` is the width of ``Results.timeseries``' bins in seconds (coarser for long runs: a day at 1 s is
+    86,400 rows per instance); ``memory_sample_s`` spaces the samples of ``Results.memory`` (default: ``bin_s``;
+    finer, to read memory at exact instants).
     ``stop_when(requests, now_ns)`` is asked after each step that finishes requests (the kernel's request table,
     times in ns, -1 where not yet); True ends the run there with ``kernel.simulator.RunStopped`` (no results):
     a capacity search stops a run whose SLO is already lost.
     """
     # numpy scalars (from a user's arrays) as the plain values they hold
-    num_requests, seed, gate_skew, memory_sample_s = map(plain, (num_requests, seed, gate_skew, memory_sample_s))
-    if isinstance(memory_sample_s, bool) or not (isinstance(memory_sample_s, (int, float))
-                                                  and 0.001 <= memory_sample_s <= 3600):
-        raise InputError(f"must be a number of seconds in [0.001, 3600], got {memory_sample_s!r}", "settings",
-                         "memory_sample_s")
+    num_requests, seed, gate_skew, bin_s, memory_sample_s = map(plain, (num_requests, seed, gate_skew, bin_s,
+                                                                        memory_sample_s))
+    for key, value, high in (("bin_s", bin_s, MAX_BIN_S), ("memory_sample_s", memory_sample_s, 3600)):
+        if (value is not None or key == "bin_s") and (isinstance(value, bool) or not (
+                isinstance(value, (int, float)) and 0.001 <= value <= high)):   # NaN is in no range
+            raise InputError(f"must be a number of seconds in [0.001, {high}], got {value!r}", "settings", key)
     if not isinstance(cluster, ClusterSpec) and not _is_path(cluster):
         raise InputError(f"expected a ClusterSpec (ClusterSpec.single(model, hardware, mem_size) builds one) or "
                          f"the path of a cluster JSON, got {cluster!r}", "settings", "cluster")
@@ -674,6 +678,6 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     attrs.update({"num_instances": len(setups), "router": router, "kv_transfer": kv_transfer,
                   "expert_gate": expert_gate, "seed": seed, "kv_bytes_transferred": raw.kv_bytes_moved,
                   "prefix_storage": prefix_storage or "", "prefix_sharing": prefix_sharing if prefix_storage else ""})
-    res = Results.from_raw(raw, attrs, energy, memory_sample_s)
+    res = Results.from_raw(raw, attrs, energy, memory_sample_s, bin_s)
     res.set_attr("sim_wall_s", time.perf_counter() - t0)  # inputs read to results built
     return res

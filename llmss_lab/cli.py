@@ -223,7 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        router=args.router, expert_gate=args.expert_gate, gate_skew=args.gate_skew,
                        kv_transfer=args.kv_transfer, seed=args.seed, prefix_storage=args.prefix_storage,
                        prefix_sharing=args.prefix_sharing, attn_offload=args.attn_offload,
-                       sub_batch_interleaving=args.sub_batch_interleaving, **_latency_kwargs(args))
+                       sub_batch_interleaving=args.sub_batch_interleaving, bin_s=args.bin, **_latency_kwargs(args))
     finally:
         if bar is not None:
             bar.close()
@@ -702,6 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_whole(0), default=0,
                    help="seed of the synthetic workload and of every random policy (default %(default)s)")
     r.add_argument("--out", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
+    r.add_argument("--bin", type=_number(0.001, 86_400), default=1.0, metavar="SECONDS",
+                   help="width of the time series' bins and spacing of the memory samples (default %(default)g s; "
+                        "coarser for long runs; at most a day)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_run)

@@ -30,6 +30,20 @@ def test_run_with_a_synthetic_workload_writes_results(ref, capsys, tmp_path):
     assert code == 0 and out.startswith("2 instances of meta-llama/Llama-3.1-8B") and (tmp_path / "m.nc").is_file()
 
 
+def test_run_bin_sets_the_width_of_the_saved_time_series_bins(ref, capsys, tmp_path):
+    from llmss_lab.results.dataset import Results
+
+    cluster = str(ref / "configs/cluster/single_node_single_instance.json")
+    code, _, _ = run(capsys, "run", cluster, "--reference-dir", str(ref), "--num-requests", "12", "--bin", "0.5",
+                     "--out", str(tmp_path / "r.nc"), "-q")
+    saved = Results.load(tmp_path / "r.nc")
+    assert code == 0 and saved.timeseries.attrs["bin_s"] == 0.5 and saved.timeseries.time.values[0] == 0.5
+    assert saved.memory.time.values[0] == 0.5
+    for bad in ("0", "-2", "nan"):
+        code, _, err = run(capsys, "run", cluster, "--reference-dir", str(ref), "--num-requests", "2", "--bin", bad)
+        assert code == 2 and "--bin" in err.strip().splitlines()[-1], err
+
+
 def test_results_are_written_in_the_format_the_file_name_says(ref, capsys, tmp_path):
     import pandas as pd
 

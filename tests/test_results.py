@@ -125,6 +125,40 @@ def test_memory_sample_spacing_is_a_setting(ref, res):
             llmss_lab.simulate(spec, wl, reference_dir=ref, memory_sample_s=bad)
 
 
+def test_bin_width_is_a_setting_that_conserves_tokens(ref, res):
+    """Wider bins hold the same tokens (throughput x width sums to the run's tokens), end every ``bin_s``, say
+    their width, and space the memory samples alike unless ``memory_sample_s`` is given."""
+    from llmss_lab.views import plots
+
+    spec = ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, mem_bw=1597)
+    wl = synthetic(60, rate=20, input_len="uniform:100:1500", output_len="uniform:20:200", seed=3)
+    wide = llmss_lab.simulate(spec, wl, engine={"max_num_seqs": 16}, reference_dir=ref, bin_s=2.5)
+    ts = wide.timeseries
+    assert np.allclose(np.diff(ts.time.values), 2.5) and ts.time.values[-1] >= wide.attrs["simulated_s"]
+    assert ts.attrs["bin_s"] == 2.5 and res.timeseries.attrs["bin_s"] == 1.0
+    assert ts.time.attrs["long_name"] == "end of the 2.5 s bin"
+    for name, total in (("generation_throughput", res.requests.output_tokens), ("prompt_throughput",
+                                                                               res.requests.input_tokens)):
+        assert round(float(ts[name].sum()) * 2.5) == int(total.sum()) == round(float(res.timeseries[name].sum()))
+    assert int(ts.preemptions.sum()) == int(res.timeseries.preemptions.sum())
+    assert np.allclose(np.diff(wide.memory.time.values), 2.5)
+    fine = llmss_lab.simulate(spec, wl, engine={"max_num_seqs": 16}, reference_dir=ref, bin_s=2.5,
+                              memory_sample_s=0.5)
+    assert np.allclose(np.diff(fine.memory.time.values), 0.5) and fine.timeseries.drop_attrs().identical(ts.drop_attrs())
+    assert wide.requests.drop_attrs().identical(res.requests.drop_attrs())
+    assert "2.5 s bins" in plots.throughput(wide).yaxis.axis_label
+    assert "bins" not in plots.throughput(res).yaxis.axis_label
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), 1e6, "1", True])
+def test_a_bin_width_that_is_not_a_positive_number_is_refused_by_name(ref, bad):
+    from llmss_lab.errors import InputError
+
+    spec = ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, mem_bw=1597)
+    with pytest.raises(InputError, match="bin_s"):
+        llmss_lab.simulate(spec, synthetic(2, seed=0), reference_dir=ref, bin_s=bad)
+
+
 def _rewrite(run, path, **edits):
     """``run`` saved to ``path``, then written again with ``edits[group]`` applied to that group."""
     import xarray as xr

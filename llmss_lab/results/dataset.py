@@ -2,8 +2,9 @@
 
 * ``requests`` (dim ``request``): timestamps, token counts, TTFT/TPOT/E2E, preemptions, prefix hits.
 * ``iterations`` (dim ``step``): every engine step of every instance, with its batch composition.
-* ``timeseries`` (dims ``time`` x ``instance``): 1 s bins, labelled by the bin's end as vLLM's
-  bench labels its ticks: throughputs, running/waiting at the bin's end, KV use, prefix hit rate.
+* ``timeseries`` (dims ``time`` x ``instance``): bins of ``bin_s`` seconds (1 by default; the ``bin_s`` attr),
+  labelled by the bin's end as vLLM's bench labels its ticks: throughputs (per second), running/waiting at the
+  bin's end, KV use, prefix hit rate.
 * ``itl`` (dim ``itl``): every distinct inter-token gap (ms) and how many token gaps had it.
 
 Every variable carries ``units`` and ``long_name``; run-level facts sit in the Dataset attrs
@@ -282,7 +283,8 @@ def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
         "prefix_hit_rate": _var(dims, hit, "%", "prefix cache hit rate of lookups in the bin"),
         "preemptions": _var(dims, preempt, "1", "preemptions in the bin"),
     }
-    time = _variable("time", edges[1:], {"units": "s", "standard_name": "time", "long_name": "end of the 1 s bin"})
+    time = _variable("time", edges[1:], {"units": "s", "standard_name": "time",
+                                         "long_name": f"end of the {bin_s:g} s bin"})
     # each instance counts as its own vLLM would: in a P/D split a prompt shows on both sides, and the prefill
     # side's one token per request besides the decode side's full output; sum over the role that owns the metric
     return _dataset(data, {"time": time, "instance": _variable("instance", names), **instance_coords(raw)})
@@ -426,13 +428,16 @@ class Results:
 
     @classmethod
     def from_raw(cls, raw: RawRun, attrs: dict, power: PowerAccount | None = None,
-                 memory_sample_s: float = 1.0) -> Results:
+                 memory_sample_s: float | None = None, bin_s: float = 1.0) -> Results:
+        """``bin_s`` is the timeseries' bin width and, unless ``memory_sample_s`` says otherwise, the memory
+        samples' spacing: a long run's one-second bins are 86,400 rows a day per instance."""
         pairs = [inst.log.itl.pairs() for inst in raw.instances]
         gaps, counts = merge_counts(np.concatenate([g for g, _ in pairs]), np.concatenate([c for _, c in pairs]))
-        res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw), {},
-                  itl_dataset(gaps * 1e-6, counts), experts_dataset(raw), memory_dataset(raw, memory_sample_s),
+        res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw, bin_s), {},
+                  itl_dataset(gaps * 1e-6, counts), experts_dataset(raw),
+                  memory_dataset(raw, bin_s if memory_sample_s is None else memory_sample_s),
                   power_dataset(power, int(raw.requests.output.sum())) if power is not None else xr.Dataset())
-        for key, value in attrs.items():
+        for key, value in {**attrs, "bin_s": bin_s}.items():
             res.set_attr(key, value)
         res.set_attr("summary_json", json.dumps(res.summary()))
         return res

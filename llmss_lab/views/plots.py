@@ -364,7 +364,9 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     """Prompt and generation tokens per second over time, summed over instances; in a P/D split each is counted
     where it is served (prompts on the prefill side, tokens on the decode side), not on both."""
     runs = _runs(a, b, label, baseline_label)
-    p = _fig(_named("Throughput", runs), "throughput (tokens/s)", x_range)
+    widths = sorted({float(r.timeseries.attrs.get("bin_s", 1.0)) for _, r, _ in runs})   # older files: 1 s
+    bins = "" if widths == [1.0] else f", mean of {' and '.join(f'{w:g}' for w in widths)} s bins"
+    p = _fig(_named("Throughput", runs), f"throughput (tokens/s{bins})", x_range)
     groups = []
     for name, r, base in runs:
         ts = r.timeseries
