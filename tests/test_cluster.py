@@ -108,7 +108,8 @@ def test_pd_hand_off_conserves_requests_tokens_and_kv_bytes(ref, mode):
 
 def test_iterations_are_every_step_of_every_instance_in_start_order_apart_from_the_step_log(ref):
     """Built a variable at a time (a long run's step log is gigabytes): the same rows as concatenating the
-    instances' logs and sorting them stably by start, in s / ms / int64, and never a view of the live log."""
+    instances' logs and sorting them stably by start, in s / ms / int32 (int64 where a value needs it), and never
+    a view of the live log."""
     model = ModelSpec.from_hf_config(ref / "configs/model/meta-llama/Llama-3.1-8B.json")
     rng = np.random.default_rng(5)
     n = 30
@@ -128,12 +129,18 @@ def test_iterations_are_every_step_of_every_instance_in_start_order_apart_from_t
         assert np.array_equal(it.start.values, col("start") * 1e-9)
         assert np.array_equal(it.duration.values, col("duration") * 1e-6)
         assert np.array_equal(it.decode_kv_mean.values, col("decode_kv_mean"))
-        assert np.array_equal(it.num_tokens.values, col("tokens")) and it.num_tokens.dtype == np.int64
+        assert np.array_equal(it.num_tokens.values, col("tokens")) and it.num_tokens.dtype == np.int32
         assert np.array_equal(it.kv_blocks_used.values, col("kv_blocks_used"))
+        assert {it[v].dtype for v in ("instance", "num_seqs", "prefill_history", "running", "preempted")} == {np.dtype(np.int32)}
         for v in it.variables.values():
             assert not any(np.shares_memory(v.values, np.asarray(getattr(log, k))) for log in logs
                            for k in ("start", "duration", "tokens", "decode_kv_mean", "kv_blocks_used"))
     assert len({int(i) for i in iterations_dataset(split).instance.values}) == 2
+    # a count beyond int32 keeps int64 and its exact value (never wrapped)
+    split.instances[1].log.prefill_history[-1] = 2**40 + 3
+    it = iterations_dataset(split)
+    assert it.prefill_history.dtype == np.int64 and int(it.prefill_history.max()) == 2**40 + 3
+    assert it.num_tokens.dtype == np.int32
 
 
 @pytest.mark.parametrize("mode", simulator.KV_TRANSFERS)

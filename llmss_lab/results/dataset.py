@@ -177,7 +177,7 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
 
 
 # the iterations Dataset: (variable, step log column, kind, units, long_name); kind "f" scales ns to s ("s") or to ms
-# ("ms"), "i" is a whole number (int64), "f" a float as logged
+# ("ms"), "i" is a whole number (int32 when every value fits, see ``_count_dtype``), "f" a float as logged
 STEP_COLUMNS = (
     ("start", "start", "s", "s", "step start"),
     ("duration", "duration", "ms", "ms", "step latency"),
@@ -204,6 +204,16 @@ STEP_COLUMNS = (
 NS_TO = {"s": 1e-9, "ms": 1e-6}
 
 
+INT32 = np.iinfo(np.int32)
+
+
+def _count_dtype(values: list[np.ndarray]) -> type:
+    """int32 when every value fits, else int64: a step's counts (tokens, sequences, blocks, requests) are far below
+    2**31, and 4 bytes a value instead of 8 is 123 MB less for the 2.8 M steps of a 3-day sparse run."""
+    fits = all(v.size == 0 or (INT32.min <= v.min() and v.max() <= INT32.max) for v in values)
+    return np.int32 if fits else np.int64
+
+
 def iterations_dataset(raw: RawRun) -> xr.Dataset:
     """Every step of every instance, in start order (ties: instance order).
 
@@ -220,19 +230,18 @@ def iterations_dataset(raw: RawRun) -> xr.Dataset:
 
     def column(values: list[np.ndarray], dtype) -> np.ndarray:
         """The instances' columns end to end in step order, as a new array of ``dtype`` (numpy's casts, as
-        ``astype`` does them)."""
-        out = np.concatenate(values).astype(dtype, copy=False) if values else np.zeros(0, dtype)
-        if out.base is not None or any(out is v for v in values):   # never a view of the live log
-            out = out.copy()
+        ``astype`` does them): ``concatenate`` always allocates, so it is never a view of the live log."""
+        out = np.concatenate(values, dtype=dtype) if values else np.zeros(0, dtype)
         return out if order is None else out[order]
 
     d = "step"
-    data = {"instance": _var(d, column([np.full(len(s), inst.iid) for s, inst in zip(starts, raw.instances)],
-                                       np.int64), "1", "instance")}
+    ids = [np.full(len(s), inst.iid) for s, inst in zip(starts, raw.instances)]
+    data = {"instance": _var(d, column(ids, _count_dtype(ids)), "1", "instance")}
+    del ids
     for name, key, kind, units, long_name in STEP_COLUMNS:
         values = [np.asarray(getattr(log, key)) for log in logs]
         if kind == "i":
-            a = column(values, np.int64)
+            a = column(values, _count_dtype(values))
         else:
             a = column(values, np.float64)
             if kind in NS_TO:
