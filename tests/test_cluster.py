@@ -131,7 +131,8 @@ def test_iterations_are_every_step_of_every_instance_in_start_order_apart_from_t
         assert np.array_equal(it.decode_kv_mean.values, col("decode_kv_mean"))
         assert np.array_equal(it.num_tokens.values, col("tokens")) and it.num_tokens.dtype == np.int32
         assert np.array_equal(it.kv_blocks_used.values, col("kv_blocks_used"))
-        assert {it[v].dtype for v in ("instance", "num_seqs", "prefill_history", "running", "preempted")} == {np.dtype(np.int32)}
+        counts = ("instance", "num_seqs", "prefill_history", "running", "preempted")
+        assert {it[v].dtype for v in counts} == {np.dtype(np.int32)}
         for v in it.variables.values():
             assert not any(np.shares_memory(v.values, np.asarray(getattr(log, k))) for log in logs
                            for k in ("start", "duration", "tokens", "decode_kv_mean", "kv_blocks_used"))
@@ -141,6 +142,12 @@ def test_iterations_are_every_step_of_every_instance_in_start_order_apart_from_t
     it = iterations_dataset(split)
     assert it.prefill_history.dtype == np.int64 and int(it.prefill_history.max()) == 2**40 + 3
     assert it.num_tokens.dtype == np.int32
+    # spent (Results.from_raw: the log's last use): the same Dataset, and the log keeps only what it does not hold
+    busy = list(split.instances[0].log.busy)
+    assert iterations_dataset(split, spend=True).identical(it)
+    assert all(len(log.start) == len(log.tokens) == len(log.decode_kv_max) == 0 for log in
+               (inst.log for inst in split.instances))
+    assert list(split.instances[0].log.busy) == busy and len(busy) > 0
 
 
 @pytest.mark.parametrize("mode", simulator.KV_TRANSFERS)

@@ -13,6 +13,7 @@ Every variable carries ``units`` and ``long_name``; run-level facts sit in the D
 from __future__ import annotations
 
 import json
+from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,40 +215,42 @@ def _count_dtype(values: list[np.ndarray]) -> type:
     return np.int32 if fits else np.int64
 
 
-def iterations_dataset(raw: RawRun) -> xr.Dataset:
+def iterations_dataset(raw: RawRun, spend: bool = False) -> xr.Dataset:
     """Every step of every instance, in start order (ties: instance order).
 
     Built one variable at a time, each from one fresh array: a 30-day sparse trace logs ~28 M steps (~220 MB a
     column), and building every column before the first variable (and copying each again to sort and to scale)
-    peaked at 2.4 times the step log on top of it."""
+    peaked at 2.4 times the step log on top of it. With ``spend`` each step log column is emptied once copied
+    (the run's last use of it), so the log and the Dataset are never both whole."""
     logs = [inst.log for inst in raw.instances]
-    starts = [np.asarray(log.start) for log in logs]
-    start_all = np.concatenate(starts) if starts else np.zeros(0)
+    lengths = [len(log.start) for log in logs]
+    start_all = np.concatenate([np.asarray(log.start) for log in logs]) if logs else np.zeros(0)
     # one instance, or several whose steps happen to come in order: the stable sort keeps the order as it is
     order = None if start_all.size < 2 or bool((start_all[1:] >= start_all[:-1]).all()) else \
         np.argsort(start_all, kind="stable")
     del start_all
 
-    def column(values: list[np.ndarray], dtype) -> np.ndarray:
-        """The instances' columns end to end in step order, as a new array of ``dtype`` (numpy's casts, as
-        ``astype`` does them): ``concatenate`` always allocates, so it is never a view of the live log."""
+    def column(key: str | None, kind: str) -> np.ndarray:
+        """The instances' ``key`` columns (None: the instance's id) end to end in step order, as a new array:
+        ``concatenate`` always allocates, so it is never a view of the live log."""
+        values = [np.full(n, inst.iid) if key is None else np.asarray(getattr(log, key))
+                  for n, inst, log in zip(lengths, raw.instances, logs)]
+        dtype = _count_dtype(values) if kind == "i" else np.float64
         out = np.concatenate(values, dtype=dtype) if values else np.zeros(0, dtype)
+        del values   # the views of the log go before the log's column does
+        if spend and key is not None:
+            for log in logs:
+                setattr(log, key, array(getattr(log, key).typecode))
         return out if order is None else out[order]
 
     d = "step"
-    ids = [np.full(len(s), inst.iid) for s, inst in zip(starts, raw.instances)]
-    data = {"instance": _var(d, column(ids, _count_dtype(ids)), "1", "instance")}
-    del ids
+    data = {"instance": _var(d, column(None, "i"), "1", "instance")}
     for name, key, kind, units, long_name in STEP_COLUMNS:
-        values = [np.asarray(getattr(log, key)) for log in logs]
-        if kind == "i":
-            a = column(values, _count_dtype(values))
-        else:
-            a = column(values, np.float64)
-            if kind in NS_TO:
-                np.multiply(a, NS_TO[kind], out=a)   # what ``a * factor`` gives, without a second array
+        a = column(key, kind)
+        if kind in NS_TO:
+            np.multiply(a, NS_TO[kind], out=a)   # what ``a * factor`` gives, without a second array
         data[name] = _var(d, a, units, long_name)
-    return _dataset(data, {"step": _variable(d, np.arange(sum(len(s) for s in starts)))})
+    return _dataset(data, {"step": _variable(d, np.arange(sum(lengths)))})
 
 
 def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
@@ -439,12 +442,14 @@ class Results:
     def from_raw(cls, raw: RawRun, attrs: dict, power: PowerAccount | None = None,
                  memory_sample_s: float | None = None, bin_s: float = 1.0) -> Results:
         """``bin_s`` is the timeseries' bin width and, unless ``memory_sample_s`` says otherwise, the memory
-        samples' spacing: a long run's one-second bins are 86,400 rows a day per instance."""
+        samples' spacing: a long run's one-second bins are 86,400 rows a day per instance. The step log's columns
+        that ``iterations`` holds are taken out of ``raw`` (see :func:`iterations_dataset`)."""
         pairs = [inst.log.itl.pairs() for inst in raw.instances]
         gaps, counts = merge_counts(np.concatenate([g for g, _ in pairs]), np.concatenate([c for _, c in pairs]))
-        res = cls(requests_dataset(raw), iterations_dataset(raw), timeseries_dataset(raw, bin_s), {},
-                  itl_dataset(gaps * 1e-6, counts), experts_dataset(raw),
-                  memory_dataset(raw, bin_s if memory_sample_s is None else memory_sample_s),
+        timeseries = timeseries_dataset(raw, bin_s)
+        memory = memory_dataset(raw, bin_s if memory_sample_s is None else memory_sample_s)
+        res = cls(requests_dataset(raw), iterations_dataset(raw, spend=True), timeseries, {},   # the log's last use
+                  itl_dataset(gaps * 1e-6, counts), experts_dataset(raw), memory,
                   power_dataset(power, int(raw.requests.output.sum())) if power is not None else xr.Dataset())
         for key, value in {**attrs, "bin_s": bin_s}.items():
             res.set_attr(key, value)
