@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,9 @@ def test_iterations_are_every_step_of_every_instance_in_start_order_apart_from_t
                            for k in ("start", "duration", "tokens", "decode_kv_mean", "kv_blocks_used"))
     assert len({int(i) for i in iterations_dataset(split).instance.values}) == 2
     # a count beyond int32 keeps int64 and its exact value (never wrapped)
-    split.instances[1].log.prefill_history[-1] = 2**40 + 3
+    log = split.instances[1].log
+    log.prefill_history = array("q", log.prefill_history)   # a log of int64 counts, as bounded_by gives past 2**31
+    log.prefill_history[-1] = 2**40 + 3
     it = iterations_dataset(split)
     assert it.prefill_history.dtype == np.int64 and int(it.prefill_history.max()) == 2**40 + 3
     assert it.num_tokens.dtype == np.int32

@@ -159,6 +159,24 @@ def test_a_bin_width_that_is_not_a_positive_number_is_refused_by_name(ref, bad):
         llmss_lab.simulate(spec, synthetic(2, seed=0), reference_dir=ref, bin_s=bad)
 
 
+def test_compact_step_counts_change_no_result(ref, res, monkeypatch):
+    """The kernel logs a step's bounded counts as int32 and iterations keeps int32 counts: the same run with the
+    int64 log it had before gives identical Datasets and summary."""
+    from llmss_lab.kernel import instance
+
+    log = instance.StepLog.bounded_by(36_580 * 16)
+    assert log.tokens.typecode == log.running.typecode == "i" and log.prefix_queries.typecode == "q"
+    assert instance.StepLog.bounded_by(2**31).tokens.typecode == "q"
+    monkeypatch.setattr(instance, "INT32_MAX", 0)   # every count int64, as before
+    spec = ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, mem_bw=1597)
+    wl = synthetic(60, rate=20, input_len="uniform:100:1500", output_len="uniform:20:200", seed=3)
+    wide = llmss_lab.simulate(spec, wl, engine={"max_num_seqs": 16}, reference_dir=ref)
+    assert wide.summary() == res.summary()
+    for g in ("requests", "iterations", "timeseries", "memory", "itl"):
+        assert getattr(wide, g).drop_attrs().identical(getattr(res, g).drop_attrs()), g
+    assert res.iterations.num_tokens.dtype == np.int32
+
+
 def _rewrite(run, path, **edits):
     """``run`` saved to ``path``, then written again with ``edits[group]`` applied to that group."""
     import xarray as xr
