@@ -84,10 +84,10 @@ def pads_shapes(hardware: str) -> bool:
 
 LATENCY_MODES = ("auto", "profile", "analytical")
 # Beyond this many requests a run takes minutes: say how long and how much memory before it starts. The costs
-# per request are benchmarks/bench_scaling.py's 100,000-request row (one instance, 2-core machine): 65 s, 690 MB.
+# per request are benchmarks/bench_scaling.py's 100,000-request row (one instance, 2-core machine): 65 s, 484 MB.
 LONG_RUN = 200_000
 RUN_S_PER_REQUEST = 65 / 100_000
-RUN_BYTES_PER_REQUEST = 690e6 / 100_000
+RUN_BYTES_PER_REQUEST = 484e6 / 100_000
 MAX_GATE_SKEW = 20.0   # Zipf exponent: beyond this every token already goes to one expert
 MAX_BIN_S = 86_400.0     # a day: a month-long run in 30 rows per instance
 

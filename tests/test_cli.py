@@ -359,3 +359,15 @@ def test_scheduler_in_a_sweep_says_it_is_the_run_commands_policy_flag(command, c
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "batching policy" in err and "--dask-scheduler" in err
+
+
+def test_the_readme_long_run_example_is_what_the_warning_predicts():
+    """The warning's costs per request are bench_scaling's 100,000-request row; the README quotes them for 10 M."""
+    from llmss_lab import api
+
+    m = re.search(r"`--num-requests 10000000` would want about (\d+) min and (\d+) GB", _readme())
+    assert m, "the README's example of the long-run warning is gone"
+    per_request = (api.RUN_S_PER_REQUEST, api.RUN_BYTES_PER_REQUEST)
+    assert (int(m[1]), int(m[2])) == (round(1e7 * per_request[0] / 60), round(1e7 * per_request[1] / 1e9))
+    row = re.search(r"\| 100,000 \| (\d+) s \| [\d,]+ \| [\d.]+ M \| (\d+) MB", _readme())
+    assert row and (int(row[1]), int(row[2])) == (round(1e5 * per_request[0]), round(1e5 * per_request[1] / 1e6))
