@@ -71,7 +71,10 @@ def main() -> int:
     if sweep_s:
         print(f"  sweep (18 points)   : median {statistics.median(sweep_s):6.1f} s  ({', '.join(f'{t:.1f}' for t in sweep_s)})")
     print(f"  capacity (6 configs): median {statistics.median(cap_s):6.1f} s  ({', '.join(f'{t:.1f}' for t in cap_s)})")
-    print(f"  runs spent: {int(cap.rounds.sum())} ({cap.rounds.values.ravel().tolist()})")
+    runs = cap.runs if "runs" in cap else cap.rounds   # an earlier version counted the runs as `rounds`
+    print(f"  runs spent: {int(runs.sum())} ({runs.values.ravel().tolist()})")
+    if "runs" in cap:
+        print(f"  rounds waited: {cap.rounds.values.ravel().tolist()}")
     answers = {}
     for tp in cap.tp.values:
         for m in cap.max_num_seqs.values:

@@ -487,7 +487,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     ds = capacity(base, slo, grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.dask_scheduler,
                   reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet,
                   grid_source=args.grid or "grid", known=known)
-    print(_sweep_table(ds, ["max_rate", "bound", "goodput", "energy_per_output_token_J", "num_gpus", "rounds"]))
+    print(_sweep_table(ds, ["max_rate", "bound", "goodput", "energy_per_output_token_J", "num_gpus", "runs", "rounds"]))
     _print_failures(ds)
     if args.out:   # after the table: a failed write then loses no answer
         save(ds, args.out)

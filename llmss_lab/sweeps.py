@@ -811,48 +811,55 @@ class Plan:
     need: tuple[float, ...] = ()
 
 
-def _plan(verdicts: Mapping[float, dict], lo0: float, hi0: float, rel_tol: float, free: Sequence[float] = ()) -> Plan:
-    """One configuration's bisection replayed from the runs made so far (rate -> :func:`run_point`'s result), so the
-    rates it runs, and its answer, depend only on their verdicts, not on the order they arrive in.
+def _middles(lo: float, hi: float, flying: Sequence[float], width: int, rel_tol: float) -> list[float]:
+    """The rates to have running inside the bracket (lo, hi): those already running there, and then, up to
+    ``width``, the geometric middle of the widest gap between them, again and again (ties: the higher gap, whose
+    runs, likelier to miss the SLO, stop sooner). Every rate is thus a node of the bisection tree of the bracket,
+    and a gap within ``rel_tol`` is never cut: with one rate at a time this is bisection, with more it tests
+    ``width`` of the tree's next rates at once (k-section), and under an SLO met or missed monotonically in the
+    rate it closes on the same pair of rates as bisection does."""
+    points = sorted({lo, hi, *(r for r in flying if lo < r < hi)})
+    chosen = points[1:-1]
+    while len(chosen) < width:
+        gaps = [(round(math.log(b / a), 9), a, b) for a, b in zip(points, points[1:]) if b / a > 1 + rel_tol]
+        if not gaps:
+            break
+        _, a, b = max(gaps)
+        mid = math.sqrt(a * b)
+        points = sorted([*points, mid])
+        chosen.append(mid)
+    return chosen
 
-    The top of the range is run first, with the first middle beside it: if it meets the SLO the answer is
-    ``above``. Then the bracket halves (geometrically) until hi / lo <= 1 + ``rel_tol``. The bottom of the range is
-    run only if every middle failed, to tell ``inside`` from ``below``: a run at a low rate lasts longest (the
-    whole workload spread thin), and with the SLO met or missed monotonically in the rate, a middle that meets it
-    says the bottom does too. ``free``: rates whose runs were made already (a sweep's, in ``verdicts``): a bracket
-    with one inside is cut there (at the one nearest its geometric middle) before any other."""
-    need: tuple[float, ...] = ()
+
+def _plan(verdicts: Mapping[float, dict], lo0: float, hi0: float, rel_tol: float, flying: Sequence[float] = (),
+          width: int = 1) -> Plan:
+    """One configuration's search, from the runs made so far (rate -> :func:`run_point`'s result) and the rates
+    still running (``flying``): what it answers, or which rates it needs (``width`` of them inside the bracket).
+
+    The bracket is the lowest rate seen to miss the SLO (else the top of the range) and the highest seen to meet it
+    below that (else the bottom); it is cut (:func:`_middles`) until hi / lo <= 1 + ``rel_tol``. The answer is
+    thus a function of the verdicts alone, whatever order they came in. The top of the range is run first, with
+    the first middles beside it, unless a rate below it missed already: if it meets the SLO the answer is
+    ``above``. The bottom is run only if no middle met the SLO, to tell ``inside`` from ``below``: a run at a low
+    rate lasts longest (the whole workload spread thin), and with the SLO met or missed monotonically in the rate,
+    a middle that meets it says the bottom does too. A sweep's runs (``known=``) are verdicts like any other."""
+    failed = next((verdicts[r] for r in sorted(verdicts) if verdicts[r]["status"] == "failed"), None)
+    if failed is not None:
+        return Plan("failed", run=failed)
     top = verdicts.get(hi0)
-    if top is None:
-        need = (hi0,)
-    elif top["status"] == "failed":
-        return Plan("failed", run=top)
-    elif top["metrics"]["slo_met"]:
+    if top is not None and top["metrics"]["slo_met"]:
         return Plan("above", hi0, top)
-    lo, hi, best = lo0, hi0, None
-    while hi / lo > 1 + rel_tol:
-        inside = [r for r in free if lo < r < hi]
-        middle = math.log(lo * hi) / 2
-        mid = min(inside, key=lambda r: abs(math.log(r) - middle)) if inside else math.sqrt(lo * hi)
-        r = verdicts.get(mid)
-        if r is None:
-            return Plan("searching", need=need + (mid,))
-        if r["status"] == "failed":
-            return Plan("failed", run=r)
-        if r["metrics"]["slo_met"]:
-            lo, best = mid, r
-        else:
-            hi = mid
+    hi = min((r for r, v in verdicts.items() if not v["metrics"]["slo_met"]), default=hi0)
+    lo = max((r for r, v in verdicts.items() if v["metrics"]["slo_met"] and r < hi), default=lo0)
+    need = (hi0,) if top is None and hi == hi0 else ()
+    if hi / lo > 1 + rel_tol:
+        return Plan("searching", need=need + tuple(_middles(lo, hi, flying, width, rel_tol)))
+    best = verdicts.get(lo)
     if best is None:   # every rate above the bottom missed the SLO: the bottom says inside or below
-        r = verdicts.get(lo0)
-        if r is None:
-            return Plan("searching", need=need + (lo0,))
-        if r["status"] == "failed":
-            return Plan("failed", run=r)
-        if not r["metrics"]["slo_met"]:
-            return Plan("searching", need=need) if need else Plan("below")
-        best = r
-    return Plan("searching", lo, best, need) if need else Plan("inside", lo, best)
+        return Plan("searching", need=need + (lo0,))
+    if not best["metrics"]["slo_met"]:
+        return Plan("below")
+    return Plan("searching", need=need) if need else Plan("inside", lo, best)
 
 
 def other_slo(known: xr.Dataset, slo: SLO) -> str | None:
@@ -892,43 +899,70 @@ def _known_runs(known: Any, slo: SLO, points: list[dict], lo0: float, hi0: float
 
 
 def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[float, dict]], plans: list[Plan],
-            rounds: np.ndarray, plan: Callable[[int, dict[float, dict]], Plan], bar: Any) -> None:
-    """Run every configuration's search at once, each at its own pace: a configuration's next run is submitted
-    as soon as the run it waits for is in (no round waits for the slowest run of all)."""
+            runs: np.ndarray, rounds: np.ndarray, plan: Callable[[int, Sequence[float], int], Plan], bar: Any) -> None:
+    """Run every configuration's search at once, each at its own pace: a configuration's next runs are submitted
+    as soon as the run it waits for is in (no round waits for the slowest run of all). The workers are shared out
+    among the configurations still searching, and each has as many middles of its bracket running at once as its
+    share (at least one): with fewer searches than workers, the idle ones test more rates of a bracket per round.
+    A run no longer needed (outside the bracket, or of a search that has its answer) is cancelled.
+
+    ``runs``: runs made per configuration; ``rounds``: the longest chain of them each waited for the one before."""
     from distributed import as_completed
 
-    futures: dict[Any, tuple[int, float]] = {}
-    asked: set[tuple[int, float]] = set()
+    workers = max(1, sum(c.nthreads().values()))
+    owner: dict[Any, tuple[int, float]] = {}               # future -> (configuration, rate)
+    flying: list[dict[float, Any]] = [{} for _ in points]  # per configuration: rate -> future
+    round_of: dict[Any, int] = {}
     pending = as_completed(loop=c.loop)   # c is not dask's default client
 
-    def advance(i: int) -> None:
-        plans[i] = plan(i, verdicts[i])
+    def advance(i: int, width: int) -> None:
+        plans[i] = plan(i, list(flying[i]), width)
         for rate in plans[i].need:
-            if (i, rate) not in asked:
-                asked.add((i, rate))
+            if rate not in flying[i]:
                 fut = c.submit(run_point, {**points[i], "rate": float(rate)}, ref, slo, True, pure=False)
-                futures[fut] = (i, rate)
+                owner[fut], flying[i][rate], round_of[fut] = (i, rate), fut, rounds[i] + 1
                 pending.add(fut)
-        if not plans[i].need:   # settled: a run it no longer needs (a middle beside a top that met the SLO) stops
-            c.cancel([f for f, (j, _) in futures.items() if j == i])
+        stale = [flying[i].pop(r) for r in list(flying[i]) if r not in plans[i].need]
+        for fut in stale:
+            del owner[fut], round_of[fut]
+        if stale:
+            c.cancel(stale)
+        bar.total = max(bar.total, bar.n + len(owner))
+
+    widths = [1] * len(points)
+
+    def share_out() -> None:
+        """Each live search's share of the workers; a search whose share grew gets its extra middles now."""
+        live = [i for i, p in enumerate(plans) if p.state == "searching"]
+        share, extra = divmod(workers, max(1, len(live)))
+        for k, i in enumerate(live):
+            width = max(1, share + (k < extra))
+            if width != widths[i]:
+                widths[i] = width
+                advance(i, width)
 
     try:
         for i in range(len(points)):
-            advance(i)
+            advance(i, 1)
+        share_out()
         for fut in pending:
-            i, rate = futures.pop(fut)
-            if not plans[i].need:
+            if fut not in owner:   # cancelled
                 continue
+            i, rate = owner.pop(fut)
+            del flying[i][rate]
             try:
                 result = fut.result()
             except Exception as exc:   # noqa: BLE001 - a worker that died: this configuration fails, the rest go on
                 result = {"status": "failed", "metrics": {}, "error": f"worker lost: {exc}", "wall_s": math.nan}
             verdicts[i][rate] = result
-            rounds[i] += 1
+            runs[i] += 1
+            rounds[i] = max(rounds[i], round_of.pop(fut))
             bar.update(1)
-            advance(i)
+            advance(i, widths[i])
+            if plans[i].state != "searching":
+                share_out()
     finally:
-        c.cancel(list(futures))
+        c.cancel(list(owner))
 
 
 def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tuple[float, float] = (0.5, 64.0),
@@ -939,7 +973,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
 
     Every configuration is searched at once, each at its own pace (:func:`_plan`): its next rate is
     submitted as soon as the run it waits for is in. The bracket starts at ``rate_range`` and halves
-    (geometrically) until hi / lo <= 1 + ``rel_tol``. ``max_rate`` is the highest rate seen to meet the SLO; ``bound`` says
+    (geometrically) until hi / lo <= 1 + ``rel_tol``; with fewer searches left than workers, a search tests
+    several rates of its bracket at once (:func:`_search`), in fewer rounds to the same answer. ``max_rate`` is the highest rate seen to meet the SLO; ``bound`` says
     whether it lies ``inside`` the range, at its top (``above``: even the highest rate met it) or
     below it (``below``: even the lowest failed; ``max_rate`` is NaN). The metrics of the run at
     ``max_rate`` come along (goodput, energy per token, ...). A run stops as soon as its SLO is certain to be
@@ -975,15 +1010,14 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     ref = str(resolve_reference_dir(reference_dir))
     n = len(points)
     verdicts = _known_runs(known, slo, points, lo0, hi0)   # per configuration: rate -> its run
-    free = [sorted(v) for v in verdicts]
     plans: list[Plan] = [Plan("searching")] * n
-    rounds = np.zeros(n, int)
+    runs, rounds = np.zeros(n, int), np.zeros(n, int)
     steps = math.ceil(math.log2(math.log(hi0 / lo0) / math.log1p(rel_tol))) if hi0 / lo0 > 1 + rel_tol else 0
     bar = progress_bar(total=n * (2 + steps), desc="capacity", unit="run", disable=not progress)
     try:
         with _client(client, n_workers, 2 * n, "capacity", bar) as c:
-            _search(c, points, ref, slo, verdicts, plans, rounds, lambda i, v: _plan(v, lo0, hi0, rel_tol, free[i]),
-                    bar)
+            _search(c, points, ref, slo, verdicts, plans, runs, rounds,
+                    lambda i, flying, width: _plan(verdicts[i], lo0, hi0, rel_tol, flying, width), bar)
         bar.total = bar.n     # configurations that settled early needed fewer runs than budgeted
     finally:
         bar.close()
@@ -1002,7 +1036,9 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
                                                              "description": "highest rate seen to meet the SLO"})
     ds["bound"] = (list(dims), state.astype(str).reshape(shape),
                    {"description": "inside the range, above its top, below its bottom, or failed"})
-    ds["rounds"] = (list(dims), rounds.reshape(shape), {"description": "runs spent on this configuration"})
+    ds["runs"] = (list(dims), runs.reshape(shape), {"description": "runs made for this configuration"})
+    ds["rounds"] = (list(dims), rounds.reshape(shape),
+                    {"description": "rounds of runs this configuration waited for, one after another"})
     ds.attrs.update({"title": "llmss_lab capacity search", "rate_range": list(rate_range), "rel_tol": rel_tol})
     return ds
 
