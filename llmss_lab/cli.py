@@ -488,6 +488,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                   reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet,
                   grid_source=args.grid or "grid", known=known)
     print(_sweep_table(ds, ["max_rate", "bound", "goodput", "energy_per_output_token_J", "num_gpus", "runs", "rounds"]))
+    reused = f", {ds.attrs['runs_reused']} reused from {args.known}" if args.known else ""
+    print(f"{ds.attrs['runs_made']} runs made{reused}")
     _print_failures(ds)
     if args.out:   # after the table: a failed write then loses no answer
         save(ds, args.out)

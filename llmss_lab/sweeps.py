@@ -980,7 +980,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     ``max_rate`` come along (goodput, energy per token, ...). A run stops as soon as its SLO is certain to be
     missed (:meth:`SLO.lost`): only its verdict is used. ``known``: a sweep's Dataset with the same ``slo`` (over
     the rate, say): its runs at a configuration's scenario with a rate in the range are used, not run again, and
-    cut the bracket first (the answer then moves within ``rel_tol``, as any bisection of a monotone SLO).
+    cut the bracket first (the answer then moves within ``rel_tol``, as any bisection of a monotone SLO). The
+    attrs ``runs_made`` and ``runs_reused`` count the runs this search made and those it took from ``known``.
     """
     _check_run_args(base, slo, "capacity", slo_needed=True)
     if base.trace:
@@ -1010,6 +1011,7 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     ref = str(resolve_reference_dir(reference_dir))
     n = len(points)
     verdicts = _known_runs(known, slo, points, lo0, hi0)   # per configuration: rate -> its run
+    reused = sum(map(len, verdicts))
     plans: list[Plan] = [Plan("searching")] * n
     runs, rounds = np.zeros(n, int), np.zeros(n, int)
     steps = math.ceil(math.log2(math.log(hi0 / lo0) / math.log1p(rel_tol))) if hi0 / lo0 > 1 + rel_tol else 0
@@ -1039,7 +1041,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     ds["runs"] = (list(dims), runs.reshape(shape), {"description": "runs made for this configuration"})
     ds["rounds"] = (list(dims), rounds.reshape(shape),
                     {"description": "rounds of runs this configuration waited for, one after another"})
-    ds.attrs.update({"title": "llmss_lab capacity search", "rate_range": list(rate_range), "rel_tol": rel_tol})
+    ds.attrs.update({"title": "llmss_lab capacity search", "rate_range": list(rate_range), "rel_tol": rel_tol,
+                     "runs_made": int(runs.sum()), "runs_reused": reused})
     return ds
 
 

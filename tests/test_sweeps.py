@@ -389,6 +389,8 @@ def test_capacity_takes_a_sweeps_runs_instead_of_running_them_again(client, ref)
                         progress=False, known=ds)
     assert (given.bound.values == alone.bound.values).all() and int(given.runs.sum()) < int(alone.runs.sum())
     assert np.all(np.abs(np.log(given.max_rate.values / alone.max_rate.values)) < math.log1p(0.1))
+    assert (alone.attrs["runs_made"], alone.attrs["runs_reused"]) == (int(alone.runs.sum()), 0)
+    assert (given.attrs["runs_made"], given.attrs["runs_reused"]) == (int(given.runs.sum()), 6)   # 2 configs x 3 rates
     for m in grid["max_num_seqs"]:   # the metrics of the run at max_rate are that run's, wherever it was made
         rate = float(given.max_rate.sel(max_num_seqs=m))
         at = run_point(BASE.replace(max_num_seqs=m, rate=rate).to_dict(), str(ref), slo)
@@ -415,9 +417,13 @@ def test_the_capacity_command_takes_a_sweep_file_of_the_same_slo(client, ref, tm
                "--rate-min", "1", "--rate-max", "64", "--rel-tol", "0.1", "--reference-dir", str(ref), "-q",
                "--dask-scheduler", client.scheduler.address]
     assert main([*command, "--out", str(tmp_path / "alone.nc")]) == 0
+    said_alone = capsys.readouterr().out
     assert main([*command, "--out", str(tmp_path / "given.nc"), "--known", str(sweep_nc)]) == 0
-    capsys.readouterr()
+    said_given = capsys.readouterr().out
     alone, given = load(tmp_path / "alone.nc"), load(tmp_path / "given.nc")
+    # it said nothing of the runs it took from the file, nor of those it made
+    assert f"\n{int(alone.runs.sum())} runs made\n" in said_alone
+    assert f"\n{int(given.runs.sum())} runs made, 6 reused from {sweep_nc}\n" in said_given   # 2 configs x 3 rates
     assert (given.bound.values == alone.bound.values).all() and int(given.runs.sum()) < int(alone.runs.sum())
     assert np.all(np.abs(np.log(given.max_rate.values / alone.max_rate.values)) < math.log1p(0.1))
     # refused before a run, naming the file and the flag
