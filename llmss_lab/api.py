@@ -592,7 +592,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     finer, to read memory at exact instants).
     ``stop_when(requests, now_ns)`` is asked after each step that finishes requests (the kernel's request table,
     times in ns, -1 where not yet); True ends the run there with ``kernel.simulator.RunStopped`` (no results):
-    a capacity search stops a run whose SLO is already lost.
+    a capacity search stops a run whose SLO is already lost, or already won.
     """
     # numpy scalars (from a user's arrays) as the plain values they hold
     num_requests, seed, gate_skew, bin_s, memory_sample_s = map(plain, (num_requests, seed, gate_skew, bin_s,

@@ -225,6 +225,92 @@ def test_an_slo_is_lost_only_once_enough_requests_are_certain_to_break_it():
             assert not (met and SLO(ttft_ms=100, quantile=q).lost(R, float(R.finished.max())))
 
 
+def test_an_slo_is_won_only_once_enough_requests_are_certain_to_keep_it():
+    slo = SLO(ttft_ms=100, quantile=0.5)   # 10 requests: p50 interpolates order statistics 4 and 5 (from 0)
+    five = _table([0.0] * 10, [50.0] * 5 + [None] * 5, [None] * 10, [2] * 10)
+    assert not slo.won(five, 60e6, 10)        # five within: statistic 5 may still be anything
+    six = _table([0.0] * 10, [50.0] * 6 + [None] * 4, [None] * 10, [2] * 10)
+    assert slo.won(six, 60e6, 10)             # six within: statistics 4 and 5 are, whatever the other four get
+    assert not slo.won(six, 60e6, 11)         # ... but an eleventh request never came: not every request finishes
+    tpot = SLO(tpot_ms=10, quantile=0.5)      # 4 requests: statistics 1 and 2 -> three within
+    two = _table([0.0] * 4, [10.0] * 4, [20.0, 20.0, None, None], [3, 3, 3, 3])
+    assert not tpot.won(two, 25e6, 4)
+    one_token = _table([0.0] * 4, [10.0] * 4, [20.0, 20.0, None, None], [3, 3, 3, 1])
+    assert tpot.won(one_token, 25e6, 4)       # a one-token output has a TPOT of 0 (evaluate's) from the start
+    assert SLO(ttft_ms=100, tpot_ms=10, quantile=0.5).won(one_token, 25e6, 4)      # TTFTs of 10 ms: within
+    assert not SLO(ttft_ms=5, tpot_ms=10, quantile=0.5).won(one_token, 25e6, 4)    # both limits must hold
+
+
+def test_won_and_lost_never_contradict_the_whole_runs_verdict():
+    """Generated runs, cut at every event: a run said won meets the SLO once it is whole, one said lost misses it."""
+    from llmss_lab.kernel.requests import RequestTable
+    from llmss_lab.results.metrics import tpot_ms
+
+    rng = np.random.default_rng(7)
+    said = {"won": 0, "lost": 0}
+    for case in range(600):
+        n = int(rng.choice([1, 2, 3, 5, 10, 37]))
+        arrival = np.sort(rng.uniform(0, 1e9, n))
+        first = arrival + rng.exponential(1e8, n)
+        output = rng.integers(1, 6, n)
+        finish = first + (output - 1) * rng.exponential(2e7, n)
+        q = float(rng.choice([0.1, 0.5, 0.9, 0.99, 1.0]))
+        slo = SLO(**[{"ttft_ms": 100}, {"tpot_ms": 20}, {"ttft_ms": 150, "tpot_ms": 30}][case % 3], quantile=q)
+        s = 1e-9
+        met = slo.evaluate((first * s - arrival * s) * 1e3, tpot_ms(first * s, finish * s, output), 1.0, n)["slo_met"]
+        for now in np.unique(np.concatenate([first, finish])):
+            R = RequestTable(arrival, np.full(n, 8), output)
+            R.first_token = np.where(first <= now, first, -1.0)
+            R.finished = np.where(finish <= now, finish, -1.0)
+            if slo.won(R, now, n):
+                assert met, (case, now)
+                said["won"] += 1
+            if slo.lost(R, now):
+                assert not met, (case, now)
+                said["lost"] += 1
+    assert said["won"] > 500 and said["lost"] > 500   # both said often, so the checks above bite
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_a_run_stopped_once_its_slo_is_decided_gives_the_verdict_of_the_whole_run(ref, seed):
+    base = BASE.replace(seed=seed)
+    stopped_met = 0
+    for slo in (SLO(ttft_ms=100), SLO(tpot_ms=40), SLO(ttft_ms=100, tpot_ms=40), SLO(ttft_ms=100, quantile=0.5)):
+        for rate in (2.0, 4.0, 8.0, 12.0, 16.0, 32.0):
+            point = base.replace(max_num_seqs=64, rate=rate).to_dict()
+            whole = run_point(point, str(ref), slo)
+            early = run_point(point, str(ref), slo, stop_early=True, stop_when_met=True)
+            assert early["metrics"]["slo_met"] == whole["metrics"]["slo_met"], (slo, rate)
+            if "stopped_at_s" in early:
+                assert early["metrics"] == {"slo_met": whole["metrics"]["slo_met"]}
+                first_arrival = float(ll.Scenario.from_dict(point).workload(ref).arrival_ns[0]) * 1e-9
+                end = whole["metrics"]["duration_s"] + first_arrival
+                stopped_met += int(whole["metrics"]["slo_met"] and early["stopped_at_s"] < end - 1e-9)
+            else:
+                assert early["metrics"] == whole["metrics"]
+    assert stopped_met >= 5   # runs that met the SLO stopped before their last request was done (17 and 14 of 24)
+
+
+def test_a_search_whose_passing_runs_stop_early_still_answers_with_a_whole_run():
+    """Every run that may stop once it meets the SLO does: the answer is bisection's, and its run is whole."""
+    from llmss_lab.sweeps import _plan
+
+    lo0, hi0, tol = 1.0, 64.0, 0.05
+    for edge in np.geomspace(0.5, 128.0, 101):
+        state, rate, asked = _bisect(lambda r: r <= edge, lo0, hi0, tol)   # noqa: B023
+        verdicts, again = {}, 0
+        while (plan := _plan(verdicts, lo0, hi0, tol)).need:
+            r = next(r for r in plan.need if r not in verdicts or "stopped_at_s" in verdicts[r])
+            again += r in verdicts
+            met = float(r <= edge)
+            verdicts[r] = ({"status": "ok", "error": "", "metrics": {"slo_met": met, "goodput": r}}
+                           if r in plan.whole or not met else
+                           {"status": "ok", "error": "", "metrics": {"slo_met": met}, "stopped_at_s": 1.0})
+        assert plan.state == state and (state not in ("inside", "above") or plan.rate == rate)
+        assert plan.run is None or plan.run["metrics"]["goodput"] == plan.rate   # the answer's run, whole
+        assert again <= 1
+
+
 @pytest.mark.parametrize("rate, slo", [(64.0, SLO(ttft_ms=50)), (64.0, SLO(tpot_ms=10)), (2.0, SLO(ttft_ms=500)),
                                        (16.0, SLO(ttft_ms=100, tpot_ms=40))])
 def test_a_run_stopped_early_gives_the_slo_verdict_of_the_whole_run(ref, rate, slo):
@@ -377,6 +463,22 @@ def test_a_search_alone_on_two_workers_tests_two_rates_a_round_to_the_same_answe
     assert float(cap.max_rate[0]) == rate          # the same pair of rates closes the bracket
     assert int(cap.rounds[0]) < len(asked) - 1     # bisection's rounds: the top beside the first middle, then one each
     assert int(cap.runs[0]) > int(cap.rounds[0])
+
+
+def test_a_search_at_a_low_quantile_stops_runs_that_met_the_slo_and_answers_with_a_whole_run(client, ref):
+    """At p50 a run is won with about half its requests done; the answer's metrics are still its whole run's. At p90
+    it would spare less than the answer's second run costs: no run stops for meeting the SLO."""
+    base, grid = BASE.replace(num_requests=48), {"max_num_seqs": [16, 64]}
+    for slo, stops in ((SLO(ttft_ms=200, quantile=0.5), True), (SLO(ttft_ms=200), False)):
+        cap = ll.capacity(base, slo, grid, rate_range=(1.0, 64.0), rel_tol=0.05, client=client, reference_dir=ref,
+                          progress=False)
+        assert (cap.attrs["runs_stopped_met"] > 0) == stops and cap.attrs["runs_stopped_missed"] > 0
+        for m in grid["max_num_seqs"]:
+            at = run_point(base.replace(max_num_seqs=m, rate=float(cap.max_rate.sel(max_num_seqs=m))).to_dict(),
+                           str(ref), slo)
+            assert str(cap.bound.sel(max_num_seqs=m).values) == "inside" and at["metrics"]["slo_met"] == 1.0
+            for k in ("goodput", "mean_ttft_ms", "output_throughput", "duration_s"):
+                assert float(cap[k].sel(max_num_seqs=m)) == at["metrics"][k]
 
 
 def test_capacity_takes_a_sweeps_runs_instead_of_running_them_again(client, ref):
