@@ -1,14 +1,16 @@
 """Wall time of design_space.ipynb's sweep and capacity search, on a 2-worker LocalCluster, and what they answer.
 
 Run: python benchmarks/bench_capacity.py [--repeat 3] [--num-requests 1000] [--seed 0] [--slo-ttft-ms 500]
-     [--slo-tpot-ms 50] [--rel-tol 0.05] [--no-sweep] [--json OUT] [--reference-dir ROOT]
+     [--slo-tpot-ms 50] [--slo-quantile 0.9] [--rel-tol 0.05] [--no-sweep] [--single] [--json OUT]
+     [--reference-dir ROOT]
 The notebook's settings by default: Llama-3.1-8B on an RTX PRO 6000 with power, 1000 requests per run, a sweep of
 tp [1, 2] x max_num_seqs [16, 64, 256] x rate [4, 8, 16], then the capacity search over tp x max_num_seqs in
 rate_range (1, 64) with p90 TTFT <= 500 ms and TPOT <= 50 ms. One cluster for all repeats (as the notebook keeps
 one), every worker warmed first. Prints the median and every time, the runs the search spent, and its answers
 (max_rate per configuration, which must not move by more than rel_tol between versions). The capacity search is
 given the sweep's runs (``known=``) where this version of llmss_lab takes them, as the notebook does; with
---no-sweep it runs alone.
+--no-sweep it runs alone. --single searches one configuration (tp 1, max_num_seqs 64) on the two workers, where
+the search has a worker to spare.
 """
 from __future__ import annotations
 
@@ -38,7 +40,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--slo-ttft-ms", type=float, default=500.0)
     p.add_argument("--slo-tpot-ms", type=float, default=50.0)
+    p.add_argument("--slo-quantile", type=float, default=0.9)
     p.add_argument("--rel-tol", type=float, default=0.05)
+    p.add_argument("--single", action="store_true", help="one configuration (tp 1, max_num_seqs 64), not six")
     p.add_argument("--no-sweep", action="store_true", help="time the capacity search alone, without the sweep's runs")
     p.add_argument("--json", help="write the answers (max_rate, bound per configuration) to this file")
     p.add_argument("--reference-dir", default=default_reference_dir())
@@ -47,8 +51,9 @@ def main() -> int:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     ref = args.reference_dir
     base = ll.Scenario(num_requests=args.num_requests, seed=args.seed, power=True)
-    slo = ll.SLO(ttft_ms=args.slo_ttft_ms, tpot_ms=args.slo_tpot_ms, quantile=0.9)
-    configs = {"tp": [1, 2], "max_num_seqs": [16, 64, 256]}
+    slo = ll.SLO(ttft_ms=args.slo_ttft_ms, tpot_ms=args.slo_tpot_ms, quantile=args.slo_quantile)
+    configs = {"tp": [1], "max_num_seqs": [64]} if args.single else {"tp": [1, 2], "max_num_seqs": [16, 64, 256]}
+    n = len(configs["tp"]) * len(configs["max_num_seqs"])
     takes_known = "known" in inspect.signature(ll.capacity).parameters
     sweep_s, cap_s = [], []
     with local_client(2) as client:
@@ -65,16 +70,20 @@ def main() -> int:
             cap = ll.capacity(base, slo, configs, rate_range=(1.0, 64.0), rel_tol=args.rel_tol, client=client,
                               reference_dir=ref, progress=False, **known)
             cap_s.append(time.perf_counter() - t0)
-    print(f"{args.num_requests} requests per run, seed {args.seed}, SLO p90 TTFT <= {args.slo_ttft_ms:g} ms, "
+    print(f"{args.num_requests} requests per run, seed {args.seed}, SLO p{100 * args.slo_quantile:g} TTFT <= "
+          f"{args.slo_ttft_ms:g} ms, "
           f"TPOT <= {args.slo_tpot_ms:g} ms, rel_tol {args.rel_tol:g}; capacity given the sweep's runs: "
           f"{bool(known)}")
     if sweep_s:
-        print(f"  sweep (18 points)   : median {statistics.median(sweep_s):6.1f} s  ({', '.join(f'{t:.1f}' for t in sweep_s)})")
-    print(f"  capacity (6 configs): median {statistics.median(cap_s):6.1f} s  ({', '.join(f'{t:.1f}' for t in cap_s)})")
+        print(f"  sweep ({3 * n} points)   : median {statistics.median(sweep_s):6.1f} s  ({', '.join(f'{t:.1f}' for t in sweep_s)})")
+    print(f"  capacity ({n} configs): median {statistics.median(cap_s):6.1f} s  ({', '.join(f'{t:.1f}' for t in cap_s)})")
     runs = cap.runs if "runs" in cap else cap.rounds   # an earlier version counted the runs as `rounds`
     print(f"  runs spent: {int(runs.sum())} ({runs.values.ravel().tolist()})")
     if "runs" in cap:
         print(f"  rounds waited: {cap.rounds.values.ravel().tolist()}")
+    said = {k: cap.attrs[k] for k in ("runs_reused", "runs_stopped_missed", "runs_stopped_met") if k in cap.attrs}
+    if said:
+        print("  " + ", ".join(f"{k} {v}" for k, v in said.items()))
     answers = {}
     for tp in cap.tp.values:
         for m in cap.max_num_seqs.values:
