@@ -117,7 +117,6 @@ class SLO:
                 return True
         return False
 
-
     def won(self, requests: Any, now_ns: float, expected: int | None = None) -> bool:
         """Whether a run is already certain to meet the SLO, whatever its later steps do: enough of its requests
         have a TTFT and a TPOT within the limits for good to hold every quantile the limits apply to.
@@ -897,7 +896,7 @@ def _plan(verdicts: Mapping[float, dict], lo0: float, hi0: float, rel_tol: float
         return Plan("failed", run=failed)
     top = verdicts.get(hi0)
     if top is not None and top["metrics"]["slo_met"]:
-        return Plan("above", hi0, top) if "stopped_at_s" not in top else Plan("searching", need=(hi0,), whole=(hi0,))
+        return Plan("above", hi0, top)   # a top runs whole
     hi = min((r for r, v in verdicts.items() if not v["metrics"]["slo_met"]), default=hi0)
     lo = max((r for r, v in verdicts.items() if v["metrics"]["slo_met"] and r < hi), default=lo0)
     need = (hi0,) if top is None and hi == hi0 else ()
@@ -1035,16 +1034,16 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     Every configuration is searched at once, each at its own pace (:func:`_plan`): its next rate is
     submitted as soon as the run it waits for is in. The bracket starts at ``rate_range`` and halves
     (geometrically) until hi / lo <= 1 + ``rel_tol``; with fewer searches left than workers, a search tests
-    several rates of its bracket at once (:func:`_search`), in fewer rounds to the same answer. ``max_rate`` is the highest rate seen to meet the SLO; ``bound`` says
-    whether it lies ``inside`` the range, at its top (``above``: even the highest rate met it) or
-    below it (``below``: even the lowest failed; ``max_rate`` is NaN). The metrics of the run at
-    ``max_rate`` come along (goodput, energy per token, ...). A run stops as soon as its SLO is certain to be
-    missed (:meth:`SLO.lost`), or, where that pays (a low quantile), met (:meth:`SLO.won`; the answer's run is made
-    whole): only its verdict is used. ``known``: a sweep's Dataset with the same ``slo`` (over
-    the rate, say): its runs at a configuration's scenario with a rate in the range are used, not run again, and
-    cut the bracket first (the answer then moves within ``rel_tol``, as any bisection of a monotone SLO). The
-    attrs ``runs_made`` and ``runs_reused`` count the runs this search made and those it took from ``known``;
-    ``runs_stopped_missed`` and ``runs_stopped_met`` those of its runs that stopped early, by verdict.
+    several rates of its bracket at once (:func:`_search`), in fewer rounds to the same answer. ``max_rate`` is
+    the highest rate seen to meet the SLO; ``bound`` says whether it lies ``inside`` the range, at its top
+    (``above``: even the highest rate met it) or below it (``below``: even the lowest failed; ``max_rate`` is
+    NaN). The metrics of the run at ``max_rate`` come along (goodput, energy per token, ...). A run stops as soon
+    as its SLO is certain to be missed (:meth:`SLO.lost`), or, where that pays (a low quantile), met
+    (:meth:`SLO.won`; the answer's run is made whole): only its verdict is used. ``known``: a sweep's Dataset with
+    the same ``slo`` (over the rate, say): its runs at a configuration's scenario with a rate in the range are
+    used, not run again, and cut the bracket first (the answer then moves within ``rel_tol``, as any bisection of
+    a monotone SLO). The attrs ``runs_made`` and ``runs_reused`` count the runs this search made and those it took
+    from ``known``; ``runs_stopped_missed`` and ``runs_stopped_met`` those of its runs that stopped early.
     """
     _check_run_args(base, slo, "capacity", slo_needed=True)
     if base.trace:
