@@ -857,15 +857,20 @@ class Plan:
 
 def _middles(lo: float, hi: float, flying: Sequence[float], width: int, rel_tol: float) -> list[float]:
     """The rates to have running inside the bracket (lo, hi): those already running there, and then, up to
-    ``width``, the geometric middle of the widest gap between them, again and again (ties: the higher gap, whose
-    runs, likelier to miss the SLO, stop sooner). Every rate is thus a node of the bisection tree of the bracket,
-    and a gap within ``rel_tol`` is never cut: with one rate at a time this is bisection, with more it tests
-    ``width`` of the tree's next rates at once (k-section), and under an SLO met or missed monotonically in the
-    rate it closes on the same pair of rates as bisection does."""
+    ``width``, the geometric middle of the widest gap above the lowest of them, again and again (ties: the higher
+    gap). Every rate is thus a node of the bisection tree of the bracket, and a gap within ``rel_tol`` is never
+    cut: with one rate at a time this is bisection, with more it tests more of the tree's next rates at once
+    (k-section), and under an SLO met or missed monotonically in the rate it closes on the same pair of rates as
+    bisection does. Only upwards: a rate above a middle matters if the middle meets the SLO, and is otherwise
+    missed too, which stops its run early (:meth:`SLO.lost`); a rate below it matters if the middle misses, but
+    meets the SLO then, and a run that meets it at a low rate is the longest there is (the whole workload spread
+    thin), kept running on its worker even once cancelled."""
     points = sorted({lo, hi, *(r for r in flying if lo < r < hi)})
     chosen = points[1:-1]
     while len(chosen) < width:
-        gaps = [(round(math.log(b / a), 9), a, b) for a, b in zip(points, points[1:]) if b / a > 1 + rel_tol]
+        floor = min(chosen, default=lo)
+        gaps = [(round(math.log(b / a), 9), a, b) for a, b in zip(points, points[1:])
+                if a >= floor and b / a > 1 + rel_tol]
         if not gaps:
             break
         _, a, b = max(gaps)
