@@ -66,6 +66,7 @@ class Scheduler:
         # tokens a request holds when this instance is done with it (a prefill instance: prompt + 1)
         self.final = reqs.final if output_cap is None else reqs.prompt + np.minimum(reqs.output, output_cap)
         self.on_handed_in: Callable[[int], None] | None = None   # told when a handed-over request is admitted
+        self.unlogged: list[int] = []   # preempted while scheduling a step that ran nothing
         # the block size for the per-step array arithmetic, as 0-d arrays: numpy takes about twice as long
         # for an operation on a small array with a Python int, which it converts on every call
         self._bs, self._bs_less_1 = np.array(kv.block_size), np.array(kv.block_size - 1)
@@ -173,7 +174,12 @@ class VLLMV1Scheduler(Scheduler):
                 before = np.concatenate((before, more_before))
                 after = np.concatenate((after, more_before + more_new))
         if ra is None or not len(ra):
+            # a request that preempted itself, with nothing else to run (a prefill instance whose blocks are held
+            # for hand-overs): the preemption happened, as vLLM's stats count it, so the next step logs it
+            self.unlogged.extend(preempted)
             return None
+        if self.unlogged:
+            preempted, self.unlogged = self.unlogged + preempted, []
         if self.lookahead:   # the step will give these a token
             R.pending[ra[after >= R.num_tokens[ra] + R.pending[ra]]] += 1
         R.computed[ra] = after
