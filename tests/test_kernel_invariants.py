@@ -174,9 +174,9 @@ def cases(draw) -> Case:
     bs = draw(st.sampled_from([1, 8, 16, 32, 64, 128]))
     n = draw(st.integers(1, 14))
     chunked = draw(st.booleans())
-    max_seqs = draw(st.integers(1, 6))
-    # budgets just above max_num_seqs, and prompts longer than the budget (chunked)
-    budget = draw(st.sampled_from([max_seqs + 1, max_seqs + 2, 16, 64, 300]))
+    max_seqs = draw(st.sampled_from([1, 2, 3, 5, 6, 0]))   # 0: unlimited, as in LLMServingSim's configs
+    # budgets just above max_num_seqs, and prompts longer than the budget (chunked); 0: unlimited
+    budget = draw(st.sampled_from([max_seqs + 1, max_seqs + 2, 16, 64, 300, 0]))
     storage = draw(st.sampled_from([None, None, "cpu", "cxl"]))   # a lower prefix pool, fed by long shared prefixes
     prefix = draw(st.sampled_from([300, 600, 600] if storage else [0, 0, 40, 300, 600]))   # pool chunks: 256 tokens
     prompts = draw(st.lists(st.integers(1, 200), min_size=n, max_size=n))
@@ -188,7 +188,7 @@ def cases(draw) -> Case:
     if not storage and not draw(st.booleans()):
         ids = [None] * n
     pd = shape == "pd"
-    if not chunked:   # a prompt (or a preempted request, whole) must fit one step
+    if not chunked and budget:   # a prompt (or a preempted request, whole) must fit one step
         budget = max(budget, max(p + o for p, o in zip(prompts, outputs)))
     eng = EngineConfig(max_num_seqs=max_seqs, max_num_batched_tokens=budget, block_size=bs,
                        enable_prefix_caching=draw(st.booleans()) or prefix > 0, enable_chunked_prefill=chunked,
@@ -270,6 +270,11 @@ def check_run(c: Case, raw: simulator.RawRun, tally: Tally) -> None:
             assert tally.first_planned[rid, d] >= tally.prefilled[rid] + R.kv_transfer[rid] - 1e-6
         else:
             assert set(per_inst) == {int(R.instance[rid])}
+    if c.router == "round_robin":   # in turn: no instance gets two more than another
+        for side in ({None, "prefill"}, {"decode"}):
+            got = Counter(int(R.prefill_instance[r] if pd and side != {"decode"} else R.instance[r]) for r in range(R.n))
+            counts = [got[i] for i, s in enumerate(c.setups) if s.role in side]
+            assert not counts or max(counts) - min(counts) <= 1, counts
     if pd:
         assert raw.kv_bytes_moved == pytest.approx(R.kv_bytes.sum(), rel=1e-12)
     # the step log: within the pool, the budget and the seats; its tokens are the tallied ones
@@ -277,7 +282,8 @@ def check_run(c: Case, raw: simulator.RawRun, tally: Tally) -> None:
         log = inst.log
         assert max(log.kv_blocks_used, default=0) <= s.num_blocks
         assert all(u <= h <= s.num_blocks for u, h in zip(log.kv_blocks_used, log.kv_blocks_holding))
-        assert max(log.seqs, default=0) <= s.engine.max_num_seqs
+        assert max(log.seqs, default=0) <= (s.engine.max_num_seqs or R.n)
+        assert min(log.recall, default=0.0) >= 0 and min(log.duration, default=1.0) > 0
         assert all(t == p + d for t, p, d in zip(log.tokens, log.prefill_tokens, log.decode_seqs))
         assert sum(log.tokens) == sum(t[inst.iid] for t in tally.tokens.values())
         assert sum(log.generated) == sum(int(R.output[r]) for r in range(R.n) if R.instance[r] == inst.iid) + \
