@@ -197,7 +197,7 @@ def cases(draw) -> Case:
                        async_scheduling=draw(st.booleans()),
                        scheduler=draw(st.sampled_from(["vllm_v1", "vllm_v1", "vllm_v1", "static"])))
     # tiny KV: from just the largest request to a few times it (preemption, eviction)
-    need = max(-(-(p + o) // bs) for p, o in zip(prompts, outputs))
+    longest = max(p + o for p, o in zip(prompts, outputs))
     pp = draw(st.sampled_from([1, 1, 2])) if shape != "dp" else 1
     moe = None
     top_k = 0
@@ -211,9 +211,12 @@ def cases(draw) -> Case:
     setups = []
     for i in range(n_inst):
         role = None if not pd else ("prefill" if i < n_prefill else "decode")
+        # an instance of its own block size now and then (per-instance keys of a cluster config)
+        own = eng if i == 0 or draw(st.integers(0, 3)) else eng.with_overrides({"block_size": draw(st.sampled_from([8, 32]))})
+        need = -(-longest // own.block_size)
         blocks = draw(st.integers(need, need * 3))
         setups.append(simulator.InstanceSetup(
-            f"i{i}", eng, LinearLatency(draw(st.sampled_from([2e5, 1e6])), draw(st.sampled_from([0.0, 3e3])), pp, top_k),
+            f"i{i}", own, LinearLatency(draw(st.sampled_from([2e5, 1e6])), draw(st.sampled_from([0.0, 3e3])), pp, top_k),
             blocks, 1 << 20, {"hardware": "X"}, role=role, node=draw(st.integers(0, 1)),
             dp_group="g" if shape == "dp" else None, pp=pp, lanes=draw(st.sampled_from([1, 2])),
             kv_bytes_per_token=KV_BYTES, moe=moe))
