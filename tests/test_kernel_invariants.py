@@ -392,9 +392,10 @@ def check_datasets(res) -> None:
             assert (float(m.tier_bytes_read.sum()) > 0) == (int(R.recalled_tokens.sum()) > 0)
 
 
-@settings(max_examples=int(os.environ.get("LLMSS_KERNEL_SCENARIOS", "60")), deadline=None,
+@settings(max_examples=int(os.environ.get("LLMSS_KERNEL_SCENARIOS", "150")), deadline=None,
           derandomize=not os.environ.get("LLMSS_KERNEL_RANDOM"), database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(scenarios())
+@given(scenarios().flatmap(lambda sc: st.sampled_from([sc.block_size, 1, 64, 128]).map(
+    lambda bs: sc.replace(block_size=bs))))   # block sizes beyond test_scenario_invariants' 8-32
 def test_whole_run_datasets_agree_with_the_requests_table(ref, sc):
     note(repr(sc))
     try:
