@@ -47,8 +47,9 @@ HANDSHAKE_S = 5.0          # a dask scheduler sends its handshake as soon as a c
 WORKER_WAIT_S = 60.0       # nor is a scheduler that has no worker to run the points after this
 LOCAL_START_TRIES = 2      # starts of a LocalCluster before its failure is an error
 MIN_REL_TOL = 1e-6         # a finer bracket than this only spends runs on float rounding
-UNITS = {"energy_per_output_token_J": "J/token", "_ms": "ms", "_J": "J", "_s": "s", "request_throughput": "req/s", "token_throughput": "tok/s",
-         "output_throughput": "tok/s", "goodput": "req/s", "rate": "req/s", "tokens": "tokens"}
+UNITS = {"energy_per_output_token_J": "J/token", "_ms": "ms", "_J": "J", "_s": "s", "request_throughput": "req/s",
+         "token_throughput": "tok/s", "output_throughput": "tok/s", "goodput": "req/s", "rate": "req/s",
+         "tokens": "tokens"}
 
 
 @dataclass(frozen=True)
