@@ -400,19 +400,25 @@ def test_figures_take_a_relative_reference_dir_and_a_one_request_run(ref, tmp_pa
     assert (out / "figure_7.html").is_file()
 
 
-def test_a_failing_notebook_is_reported_and_the_others_still_run(ref, tmp_path, monkeypatch):
-    import llmss_lab.paper_run as pr
-
+def _paper_notebooks(tmp_path, sources: dict[str, str]):
+    """A folder of stand-in paper notebooks: each has the papermill parameters cell, then its one cell of code."""
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
-    for name, src in (("figure_98", "raise ValueError('broken on purpose')"), ("figure_99", "x = 1"),
-                      ("validation_summary", "y = 2")):
+    for name, src in sources.items():
         nb = nbformat.v4.new_notebook()
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         params = nbformat.v4.new_code_cell("reference_dir = ''\noutput_dir = ''\nnum_requests = 0\nseed = 0")
         params.metadata["tags"] = ["parameters"]
         nb.cells = [params, nbformat.v4.new_code_cell(src)]
         nbformat.write(nb, nbdir / f"{name}.ipynb")
+    return nbdir
+
+
+def test_a_failing_notebook_is_reported_and_the_others_still_run(ref, tmp_path, monkeypatch):
+    import llmss_lab.paper_run as pr
+
+    nbdir = _paper_notebooks(tmp_path, {"figure_98": "raise ValueError('broken on purpose')", "figure_99": "x = 1",
+                                        "validation_summary": "y = 2"})
     monkeypatch.setattr(pr, "notebooks_dir", lambda: nbdir)
     index, runs = pr.run_all(ref, tmp_path / "out", png=False)
     assert [r.notebook.stem for r in runs] == ["figure_98", "figure_99", "validation_summary"]
@@ -461,16 +467,9 @@ def test_a_png_export_that_fails_does_not_hide_the_notebook_html_failure(ref, tm
     import llmss_lab.paper_run as pr
     import llmss_lab.views.export as export
 
-    nbdir = tmp_path / "nbs"
-    nbdir.mkdir()
-    for name, src in (("figure_99", "from pathlib import Path\nPath(output_dir, 'figure_99.html').write_text('x')"),
-                      ("validation_summary", "x = 1")):
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        params = nbformat.v4.new_code_cell("reference_dir = ''\noutput_dir = ''\nnum_requests = 0\nseed = 0")
-        params.metadata["tags"] = ["parameters"]
-        nb.cells = [params, nbformat.v4.new_code_cell(src)]
-        nbformat.write(nb, nbdir / f"{name}.ipynb")
+    nbdir = _paper_notebooks(tmp_path, {
+        "figure_99": "from pathlib import Path\nPath(output_dir, 'figure_99.html').write_text('x')",
+        "validation_summary": "x = 1"})
     monkeypatch.setattr(pr, "notebooks_dir", lambda: nbdir)
 
     def no_templates(*args, **kwargs):
