@@ -241,12 +241,19 @@ def test_decode_only_attention_time_follows_the_kv_bytes_not_the_heads_per_rank(
     """README ("Decode-only attention"): in the RTX PRO 6000 profiles, a decode-only batch at TP2 (half the
     KV heads per rank, the same query heads per KV head) with twice the sequences takes what the TP1 batch
     of the same KV bytes takes. So the -10 to -15 % of the TP2 and Qwen3-30B-A3B rows in `llmss
-    profile-iterations` is where their bench batches' bytes fall on the curve, not a per-head cost."""
+    profile-iterations` is where their bench batches' bytes fall on the curve, not a per-head cost. Within
+    one profile, twice the sequences over half the cache (the same bytes, twice the (sequence, KV head)
+    pairs) moves the time by 0-6 % (median per bundle)."""
     one, two = _decode_only(ref, model, 1), _decode_only(ref, model, 2)
     ratio = np.array([two[(2 * n, kv)] / t for (n, kv), t in one.items()
                       if (2 * n, kv) in two.index and n * kv * kv_heads * 512 >= 32e6])   # K and V, 128 x 2 bytes
     assert len(ratio) > 70
     assert 0.98 < np.median(ratio) < 1.02 and np.percentile(ratio, 10) > 0.9 and np.percentile(ratio, 90) < 1.15
+    for t in (one, two):
+        k = kv_heads // (1 if t is one else 2)
+        more = [t[(2 * n, kv)] / t[(n, 2 * kv)] for n, kv in t.index
+                if (2 * n, kv) in t.index and (n, 2 * kv) in t.index and n * kv * k * 512 >= 64e6]
+        assert len(more) >= 15 and 0.98 < np.median(more) < 1.06
 
 
 @pytest.mark.parametrize("model,kv_heads", VLLM_BUNDLES)
