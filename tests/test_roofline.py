@@ -270,3 +270,20 @@ def test_decode_only_attention_reaches_full_bandwidth_only_past_a_knee(ref, mode
     (s_mid, t_mid), (s_big, t_big) = (np.polyfit(nbytes[m], t.to_numpy()[m], 1) for m in (mid, big))
     assert 1 / s_mid / spec < 0.9 < 0.94 < 1 / s_big / spec < 0.98
     assert t_mid < 21 and t_big > 50
+
+
+@pytest.mark.parametrize("model,tp,q_heads", [(m, tp, h // tp) for m, h in (("meta-llama/Llama-3.1-8B", 32),
+                         ("Qwen/Qwen3-32B", 64), ("Qwen/Qwen3-30B-A3B-Instruct-2507", 32)) for tp in (1, 2)])
+def test_prefill_attention_runs_as_query_block_tiles_in_waves(ref, model, tp, q_heads):
+    """README ("Decode-only attention", tried and not kept): over a cache of 512 tokens or more, a prefill chunk of
+    16 to 128 tokens takes the same time (one 128-row query block per query head), and 256 tokens take twice
+    as long only where its 2 x heads tiles no longer run at once (Qwen3-32B TP1: 128 of them)."""
+    import pandas as pd
+
+    a = pd.read_csv(ref / f"profiles/RTXPRO6000/{model}/bf16/tp{tp}/attention.csv")
+    t = a[(a.prefill_chunk > 0) & (a.n_decode == 0)].set_index(["prefill_chunk", "kv_prefill"]).time_us
+    caches = [k for k in t.loc[16].index if k >= 512 and (128, k) in t.index and (256, k) in t.index]
+    one = np.array([t[(128, k)] / t[(16, k)] for k in caches])
+    two = np.array([t[(256, k)] / t[(128, k)] for k in caches])
+    assert len(caches) >= 5 and (np.abs(one - 1) < 0.06).all()
+    assert (two > 1.8).all() if 2 * q_heads > 100 else (two < 1.2).all()
