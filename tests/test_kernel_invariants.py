@@ -74,6 +74,9 @@ class Tally:
 
     tokens: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
     first_planned: dict[tuple[int, int], float] = field(default_factory=dict)   # (request, instance) -> time
+    inflight: dict[int, list] = field(default_factory=lambda: defaultdict(list))   # instance -> steps planned, not done
+    readmitted_inflight: int = 0   # requests scheduled from scratch again while an older step of theirs ran
+    done_while_preempted: int = 0  # requests finished by a step in flight when they were preempted
     prefilled: dict[int, float] = field(default_factory=dict)   # request -> when its prefill step ended
     checks: int = 0
 
@@ -138,12 +141,27 @@ def watched():
                 tally.first_planned.setdefault((rid, self.iid), now)
             assert p.shape.num_tokens <= (self.scheduler.budget or 1 << 62)
             assert len(set(p.step.rids.tolist())) == len(p.step.rids), "a request twice in one step"
+            # a request behind an older step of its own: preempted and re-admitted while that step runs. Only with
+            # pipeline stages, whose boundaries come from two clocks (a stage frees, a step ends): a plan that
+            # preempts everyone runs nothing, and the next boundary's plan re-admits them. Async scheduling plans
+            # only when a step ends and once more straight after it, so a request preempted while its step runs
+            # (admission stops in a step that preempts) waits for that step's output (Scheduler.finish)
+            ends = {}
+            for q in tally.inflight[self.iid]:
+                ends.update(zip(q.step.rids.tolist(), (q.step.computed_before + q.step.num_new).tolist()))
+            behind = [r for r, b in zip(p.step.rids.tolist(), p.step.computed_before.tolist()) if b < ends.get(r, 0)]
+            assert not behind or self.engine.pp > 1, f"requests {behind} re-admitted behind their step in flight"
+            tally.readmitted_inflight += len(behind)
+            tally.inflight[self.iid].append(p)
         check_instance(self)
         tally.checks += 1
         return p
 
     def completed(self, p, now):
+        tally.inflight[self.iid] = [q for q in tally.inflight[self.iid] if q is not p]
+        waiting = set(self.scheduler.waiting)
         out = complete(self, p, now)
+        tally.done_while_preempted += len(waiting.intersection(out[1].tolist()))
         if self.role == "prefill":
             for rid in out[0].tolist():
                 assert rid not in tally.prefilled, f"request {rid} prefilled twice"
@@ -346,7 +364,9 @@ def test_kernel_entities_stay_consistent_at_every_step(c):
     for label, on in (("preemption", R.preemptions.any()), ("prefix hits", R.cache_hits.any()),
                       ("pool recall", R.recalled.any()), ("P/D", (R.prefill_instance >= 0).any()),
                       ("MoE", c.setups[0].moe is not None), ("PP", c.setups[0].pp > 1),
-                      ("async", c.setups[0].engine.async_scheduling), ("pool", c.memory is not None)):
+                      ("async", c.setups[0].engine.async_scheduling), ("pool", c.memory is not None),
+                      ("re-admitted behind an old step", tally.readmitted_inflight > 0),
+                      ("finished while preempted", tally.done_while_preempted > 0)):
         if on:
             event(label)
     check_run(c, raw, tally)
@@ -431,3 +451,68 @@ def test_a_preemption_in_a_step_that_runs_nothing_is_still_logged():
     raw = simulator.run(_pd_pair(eng, 8, 60), wl, kv_transfer="whole")
     assert raw.requests.preemptions.tolist() == [0, 0, 1]
     assert [sum(i.log.preempted) for i in raw.instances] == [1, 0]
+
+
+def test_a_request_finished_by_a_step_in_flight_recomputed_only_what_it_recomputed():
+    """vLLM V1 keeps the output of a step that was in flight when its request was preempted (Scheduler.finish).
+    Three stages, a 2-token budget, 5 blocks of one token: request 1's prompt runs in chunks 0:1, 1:3, 3:4; while the
+    last is in flight, request 0's decode needs a block and preempts request 1 (4 tokens dropped), which is
+    re-admitted behind that step and recomputes 2 tokens before the step's token finishes it. It recomputed 2, not
+    4: the 8 tokens the steps computed are the prompts, request 0's one decode and those 2."""
+    eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=2, block_size=1, enable_prefix_caching=False,
+                       reserve_full_isl=False)
+    wl = Workload(np.zeros(2, np.int64), np.array([1, 4]), np.array([2, 1]), [None] * 2, "two")
+    c = Case([simulator.InstanceSetup("i", eng, LinearLatency(1e6, 0.0, 3), 5, 1 << 20, {}, pp=3,
+                                      kv_bytes_per_token=KV_BYTES)], wl)
+    raw, tally = run_case(c)
+    R = raw.requests
+    assert R.preemptions.tolist() == [0, 1] and tally.readmitted_inflight == 1
+    assert R.recomputed.tolist() == [0, 2]
+    assert sum(raw.instances[0].log.tokens) == 8
+    check_run(c, raw, tally)
+
+
+@pytest.mark.parametrize("pp, prompts, budget, blocks", [(2, [3, 4, 1, 1], 5, 6), (3, [2, 5, 1], 3, 6)])
+def test_a_prefill_request_readmitted_behind_its_last_step_is_handed_over_once(pp, prompts, budget, blocks):
+    """A P/D prefill instance with pipeline stages, prompts in chunks of 2, KV for 6 tokens. A plan preempts
+    everyone, the request whose prompt's last step is in flight among them, and runs nothing; the next stage
+    boundary's plan re-admits them, so that request is scheduled again behind its old step. The old step hands it
+    over; the new one used to hand it over a second time, and Scheduler.finish crashed (``waiting.remove``).
+    vLLM's update_from_output skips a finished request's output; so does Instance.complete."""
+    eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=budget, block_size=1, enable_prefix_caching=False,
+                       reserve_full_isl=False, long_prefill_token_threshold=2)
+    n = len(prompts)
+    wl = Workload(np.zeros(n, np.int64), np.array(prompts), np.ones(n, np.int64), [None] * n, "short")
+    setups = [simulator.InstanceSetup("p", eng, LinearLatency(1e6, 0.0, pp), blocks, 1 << 20, {}, role="prefill",
+                                      pp=pp, kv_bytes_per_token=KV_BYTES),
+              simulator.InstanceSetup("d", eng, LinearLatency(1e6, 0.0), 64, 1 << 20, {}, role="decode",
+                                      kv_bytes_per_token=KV_BYTES)]
+    c = Case(setups, wl, kv_transfer="whole")
+    raw, tally = run_case(c)
+    assert tally.readmitted_inflight and raw.requests.preemptions.any()
+    assert sum(raw.instances[0].log.generated) == n   # one token per request, each handed over once
+    check_run(c, raw, tally)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_prefill_request_preempted_behind_its_last_step_is_handed_over_from_the_queue(asynchronous):
+    """The nearest case with two steps in flight (PP=2 or async scheduling): prompts 3 and 2, chunks of 2, KV for
+    4 tokens. Request 0's last chunk needs a block while request 1's whole prompt is in flight, and preempts it; a
+    plan that preempts admits no one, so request 1 waits, and the step in flight hands it over from the queue,
+    once, its dropped KV never recomputed (vLLM's stopped_preempted_reqs; the KV transfer is modelled as if the
+    blocks were still held). With async scheduling no second plan comes before that step's output
+    (the assertion in ``watched``)."""
+    eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=4, block_size=1, enable_prefix_caching=False,
+                       reserve_full_isl=False, long_prefill_token_threshold=2, async_scheduling=asynchronous)
+    pp = 1 if asynchronous else 2
+    wl = Workload(np.zeros(2, np.int64), np.array([3, 2]), np.ones(2, np.int64), [None] * 2, "two")
+    setups = [simulator.InstanceSetup("p", eng, LinearLatency(1e6, 0.0, pp), 4, 1 << 20, {}, role="prefill",
+                                      pp=pp, kv_bytes_per_token=KV_BYTES),
+              simulator.InstanceSetup("d", eng, LinearLatency(1e6, 0.0), 64, 1 << 20, {}, role="decode",
+                                      kv_bytes_per_token=KV_BYTES)]
+    c = Case(setups, wl, kv_transfer="whole")
+    raw, tally = run_case(c)
+    R = raw.requests
+    assert tally.done_while_preempted == 1 and not tally.readmitted_inflight
+    assert R.preemptions.tolist() == [0, 1] and R.recomputed.tolist() == [0, 0]
+    check_run(c, raw, tally)

@@ -286,6 +286,11 @@ class Instance:
         # a token comes out for a request whose chunk in *this* step reached its end; with PP a later
         # micro-batch may already have advanced R.computed, so the step's own range decides
         produced = rids[p.step.computed_before + p.step.num_new >= R.num_tokens[rids]]
+        if self.role == "prefill":
+            # a step of a request this instance has handed over already gives nothing (vLLM's update_from_output
+            # skips finished requests): with pipeline stages a request preempted while its prompt's last step runs
+            # can be re-admitted and scheduled again before that step hands it over (Scheduler.finish)
+            produced = produced[R.prefill_instance[produced] < 0]
         if self.scheduler.lookahead:
             R.pending[produced] -= 1
         ntok = R.num_tokens[produced] + 1
@@ -298,6 +303,7 @@ class Instance:
         log = self.log
         if self.role == "prefill":
             done = first  # handed over to a decode instance, which streams the first token
+            R.prefill_instance[done] = self.iid
         else:
             if len(first):
                 R.first_token[first] = now

@@ -85,12 +85,22 @@ class Scheduler:
 
     def finish(self, rid: int, keep_kv: bool = False) -> None:
         """The request leaves this instance. ``keep_kv``: its blocks stay held until :meth:`release` (a prefill
-        instance's, until the decode instance has taken the request in, as vLLM's KV connectors hold them)."""
+        instance's, until the decode instance has taken the request in, as vLLM's KV connectors hold them).
+
+        A request preempted while the step computing its last token was in flight (pipeline stages, async
+        scheduling) is finished by that step all the same, from the waiting queue or, re-admitted meanwhile (pipeline
+        stages: a plan that preempted everyone ran nothing, and the next stage boundary's plan admitted it), from the
+        running list: vLLM V1 keeps a preempted request's in-flight output
+        (``AsyncScheduler._update_request_with_output`` in vllm/v1/core/sched/async_scheduler.py skips only the
+        prefix caching) and, in ``Scheduler.update_from_output`` (vllm/v1/core/sched/scheduler.py), stops it and
+        removes it from the waiting queue (its ``stopped_preempted_reqs``) or the running list. The KV the
+        preemption dropped and no step has computed again, ``num_tokens - 1 - computed``, is never recomputed."""
+        R = self.R
         if rid in self.running:
             self.running.remove(rid)
-        else:   # preempted while its last token was in flight (lookahead): the KV it dropped,
-            self.waiting.remove(rid)   # everything but that token, is never recomputed
-            self.R.lost[rid] -= self.R.num_tokens[rid] - 1
+        else:
+            self.waiting.remove(rid)
+        R.lost[rid] -= max(int(R.num_tokens[rid] - 1 - R.computed[rid]), 0)
         self._run_arr = None
         if not keep_kv:
             self.kv.forget(rid)
@@ -314,4 +324,4 @@ class StaticBatchScheduler(VLLMV1Scheduler):
 
     def finish(self, rid: int, keep_kv: bool = False) -> None:
         super().finish(rid, keep_kv)
-        self.batch.discard(rid)   # preempted while its last token was in flight: done all the same
+        self.batch.discard(rid)   # preempted while its last token was in flight: done all the same (above)

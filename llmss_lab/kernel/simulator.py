@@ -245,7 +245,6 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             lanes = min(s.lanes, setups[dst.iid].lanes)
             total = float(R.prompt[rid]) * s.kv_bytes_per_token * s.lanes
             per_lane = total / lanes
-            R.prefill_instance[rid] = inst.iid
             R.kv_bytes[rid] = total
             R.num_tokens[rid] = R.prompt[rid]   # the prefill's sampled token is not sent on
             if kv_transfer == "pull":
