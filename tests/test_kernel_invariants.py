@@ -142,10 +142,10 @@ def watched():
             assert p.shape.num_tokens <= (self.scheduler.budget or 1 << 62)
             assert len(set(p.step.rids.tolist())) == len(p.step.rids), "a request twice in one step"
             # a request behind an older step of its own: preempted and re-admitted while that step runs. Only with
-            # pipeline stages, whose boundaries come from two clocks (a stage frees, a step ends): a plan that
-            # preempts everyone runs nothing, and the next boundary's plan re-admits them. Async scheduling plans
-            # only when a step ends and once more straight after it, so a request preempted while its step runs
-            # (admission stops in a step that preempts) waits for that step's output (Scheduler.finish)
+            # pipeline stages, which plan whenever the first stage frees (3+ steps in flight; or, with 2, a plan
+            # that preempted everyone ran nothing and the next boundary's plan re-admits them). Async scheduling
+            # plans when a step ends and once more straight after it, and a plan that preempts admits no one, so a
+            # request preempted while its step runs waits for that step's output (Scheduler.finish)
             ends = {}
             for q in tally.inflight[self.iid]:
                 ends.update(zip(q.step.rids.tolist(), (q.step.computed_before + q.step.num_new).tolist()))
@@ -216,7 +216,7 @@ def cases(draw) -> Case:
                        scheduler=draw(st.sampled_from(["vllm_v1", "vllm_v1", "vllm_v1", "static"])))
     # tiny KV: from just the largest request to a few times it (preemption, eviction)
     longest = max(p + o for p, o in zip(prompts, outputs))
-    pp = draw(st.sampled_from([1, 1, 2])) if shape != "dp" else 1
+    pp = draw(st.sampled_from([1, 1, 1, 2, 3, 4])) if shape != "dp" else 1
     moe = None
     top_k = 0
     if shape == "dp" or draw(st.integers(0, 4)) == 0:
@@ -248,6 +248,32 @@ def cases(draw) -> Case:
     wl = Workload(np.cumsum(gaps), np.array(prompts), np.array(outputs), ids, "generated")
     return Case(setups, wl, draw(st.sampled_from(ROUTERS.names())), draw(st.sampled_from(simulator.KV_TRANSFERS)),
                 memory, draw(st.integers(0, 99)))
+
+
+@st.composite
+def overlapped(draw) -> Case:
+    """Steps in flight over preemptions: 2-4 pipeline stages (or async scheduling) on a lone instance or a P/D
+    split's prefill side, blocks of one token, KV for little more than the longest request, prompts capped in
+    short chunks, requests arriving together. A request is then preempted while the step computing its last token
+    (or, on a prefill instance, its prompt's end) runs, and with stages re-admitted before that step is out."""
+    pd = draw(st.booleans())
+    asynchronous = draw(st.integers(0, 3)) == 0
+    pp = 1 if asynchronous else draw(st.integers(2, 4))
+    n = draw(st.integers(2, 6))
+    prompts = draw(st.lists(st.integers(1, 12), min_size=n, max_size=n))
+    outputs = draw(st.lists(st.integers(1, 4), min_size=n, max_size=n))
+    budget = draw(st.integers(2, 6))
+    eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=budget, block_size=1, enable_prefix_caching=False,
+                       reserve_full_isl=False, long_prefill_token_threshold=draw(st.sampled_from([0, 2, 3])),
+                       async_scheduling=asynchronous)
+    blocks = draw(st.integers(max(p + o for p, o in zip(prompts, outputs)), 16))
+    first = simulator.InstanceSetup("p" if pd else "i", eng, LinearLatency(1e6, draw(st.sampled_from([0.0, 3e4])), pp),
+                                    blocks, 1 << 20, {}, role="prefill" if pd else None, pp=pp, kv_bytes_per_token=KV_BYTES)
+    decode = simulator.InstanceSetup("d", eng, LinearLatency(1e6, 0.0), 64, 1 << 20, {}, role="decode",
+                                     kv_bytes_per_token=KV_BYTES)
+    gaps = draw(st.lists(st.sampled_from([0, 0, 0, 400_000]), min_size=n, max_size=n))
+    wl = Workload(np.cumsum(gaps), np.array(prompts), np.array(outputs), [None] * n, "overlapped")
+    return Case([first, decode] if pd else [first], wl, kv_transfer=draw(st.sampled_from(simulator.KV_TRANSFERS)))
 
 
 def run_case(c: Case) -> tuple[simulator.RawRun, Tally]:
@@ -367,6 +393,23 @@ def test_kernel_entities_stay_consistent_at_every_step(c):
                       ("async", c.setups[0].engine.async_scheduling), ("pool", c.memory is not None),
                       ("re-admitted behind an old step", tally.readmitted_inflight > 0),
                       ("finished while preempted", tally.done_while_preempted > 0)):
+        if on:
+            event(label)
+    check_run(c, raw, tally)
+
+
+@settings(KERNEL, max_examples=max(EXAMPLES // 3, 1))
+@given(overlapped())
+def test_preemptions_under_steps_in_flight_keep_the_kernel_consistent(c):
+    note(f"{[(s.role, s.num_blocks, s.pp) for s in c.setups]} {c.setups[0].engine} kv_transfer={c.kv_transfer} "
+         f"prompts={c.workload.input_toks.tolist()} outputs={c.workload.output_toks.tolist()} "
+         f"arrivals={c.workload.arrival_ns.tolist()}")
+    raw, tally = run_case(c)
+    if raw.requests.preemptions.any():
+        event("preemption")
+    for label, on in (("async", c.setups[0].engine.async_scheduling), ("P/D", len(c.setups) > 1),
+                      ("re-admitted behind an old step", tally.readmitted_inflight),
+                      ("finished while preempted", tally.done_while_preempted)):
         if on:
             event(label)
     check_run(c, raw, tally)

@@ -88,9 +88,9 @@ class Scheduler:
         instance's, until the decode instance has taken the request in, as vLLM's KV connectors hold them).
 
         A request preempted while the step computing its last token was in flight (pipeline stages, async
-        scheduling) is finished by that step all the same, from the waiting queue or, re-admitted meanwhile (pipeline
-        stages: a plan that preempted everyone ran nothing, and the next stage boundary's plan admitted it), from the
-        running list: vLLM V1 keeps a preempted request's in-flight output
+        scheduling) is finished by that step all the same, from the waiting queue or, re-admitted meanwhile, from the
+        running list (pipeline stages only: with three or more a later step can admit it while its old one runs, and
+        with two a plan that preempted everyone runs nothing, so the next stage boundary's plan can): vLLM V1 keeps a preempted request's in-flight output
         (``AsyncScheduler._update_request_with_output`` in vllm/v1/core/sched/async_scheduler.py skips only the
         prefix caching) and, in ``Scheduler.update_from_output`` (vllm/v1/core/sched/scheduler.py), stops it and
         removes it from the waiting queue (its ``stopped_preempted_reqs``) or the running list. The KV the
