@@ -94,7 +94,9 @@ class Scheduler:
         (``AsyncScheduler._update_request_with_output`` in vllm/v1/core/sched/async_scheduler.py skips only the
         prefix caching) and, in ``Scheduler.update_from_output`` (vllm/v1/core/sched/scheduler.py), stops it and
         removes it from the waiting queue (its ``stopped_preempted_reqs``) or the running list. The KV the
-        preemption dropped and no step has computed again, ``num_tokens - 1 - computed``, is never recomputed."""
+        preemption dropped and no step has computed again, ``num_tokens - 1 - computed``, is never recomputed.
+        Open: a prefill instance's request finished from the waiting queue is handed over with its whole prompt's KV,
+        though its blocks are gone; vLLM's connectors (``NixlConnector.request_finished``) would get no block ids."""
         R = self.R
         if rid in self.running:
             self.running.remove(rid)
