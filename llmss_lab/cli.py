@@ -840,10 +840,10 @@ def _refuse_out_over_inputs(args: argparse.Namespace) -> None:
     out = getattr(args, "out", None)
     if not out:
         return
-    target = Path(out).resolve()
+    target = os.path.realpath(out)   # not Path.resolve, which raises on a loop of links (named by its reader)
     for key, name in INPUT_ARGS.items():
         given = getattr(args, key, None)
-        if given and Path(given).resolve() == target:
+        if given and os.path.realpath(given) == target:
             raise InputError(f"is also the command's {name} input, which the results would replace; write them "
                              "to another file", out, "--out")
 

@@ -27,6 +27,7 @@ import numpy as np
 from .api import routes, simulate
 from .config.cluster import load_cluster
 from .config.engine import EngineConfig
+from .config.reader import absent, kind_of
 from .errors import InputError
 from .files import check_writable_folder, refuse_inside, replacing
 from .instruments import RAW_FILES, Fig7Instruments, clock_offset
@@ -392,8 +393,10 @@ def _read_table(path: Path) -> tuple[list[str], list[Row]]:
     """Header and data rows (with their line numbers) of a figure table. Refuses what would crash or
     mis-score later, naming the line: bytes that are not UTF-8, no data rows, a row whose field count is
     not the header's (a line cut short), a repeated column, a NaN or infinite cell. Blank lines are skipped."""
-    if not path.is_file():
-        raise InputError("file does not exist", path)
+    if why := absent(path):
+        raise InputError(why, path)
+    if not path.is_file():   # a pipe would block the read
+        raise InputError(f"is {kind_of(path)}, expected a file", path)
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .config.reader import absent, kind_of
 from .errors import InputError, WriteFailed
 
 
@@ -68,6 +69,9 @@ def _why(exc: BaseException, folder: Path) -> str:
 def _regular(path: Path, key: str | None = None) -> Path:
     """The file a write lands in: a link's target (renaming over the link would cut it), and never a
     device, pipe or socket, which renaming would replace with a plain file (as root, /dev/full itself)."""
+    why = absent(path)
+    if why and why.startswith(("the name is too long", "no permission")):
+        raise InputError(why, path, key)
     if path.is_symlink():
         try:
             path = path.resolve()
@@ -116,7 +120,7 @@ def check_writable_file(path: str | Path, key: str = "--out") -> Path:
 def refuse_inside(path: str | Path, protected: str | Path, what: str, key: str = "--out") -> None:
     """An output folder must not be, or lie inside, a folder we read from: writing there would replace the
     files a run reads (and a comparison would then score the run against itself)."""
-    p, q = Path(path).resolve(), Path(protected).resolve()
+    p, q = Path(os.path.realpath(path)), Path(os.path.realpath(protected))
     if p == q or p.is_relative_to(q):
         raise InputError(f"is inside {what} ({q}), whose files it would overwrite; write somewhere else", path, key)
 
@@ -124,8 +128,11 @@ def refuse_inside(path: str | Path, protected: str | Path, what: str, key: str =
 def check_writable_folder(path: str | Path, key: str = "--out") -> Path:
     """An output folder that exists (created if need be) and takes files, checked before any work."""
     path = Path(path)
+    why = absent(path, "folder")
+    if why and why != "folder does not exist":   # a loop of links, a name too long, a file on the way
+        raise InputError(why, path, key)
     if path.exists() and not path.is_dir():
-        raise InputError("not a folder", path, key)
+        raise InputError("not a folder" if path.is_file() else f"is {kind_of(path)}, not a folder", path, key)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

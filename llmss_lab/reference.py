@@ -13,7 +13,7 @@ import urllib.error
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .config.reader import as_path, closest
+from .config.reader import absent, as_path, closest, kind_of
 from .errors import InputError
 from .files import check_writable_folder, write_bytes
 from .instruments import raw_paths
@@ -63,10 +63,10 @@ def resolve_reference_dir(explicit: str | Path | None = None) -> Path:
         raise InputError(
             "no reference data found: pass --reference-dir, set $LLMSS_REFERENCE_DIR, "
             "or run `llmss fetch-reference` to download the public files", "reference data")
-    if p.exists() and not p.is_dir():
-        raise InputError("is a file, not the reference folder", p, key)
+    if why := absent(p, "reference folder"):
+        raise InputError(why, p, key)
     if not p.is_dir():
-        raise InputError("reference folder does not exist", p, key)
+        raise InputError(f"is {'a file' if p.is_file() else kind_of(p)}, not the reference folder", p, key)
     if not _is_root(p):
         near = [c for c in (p / "llmservingsim", p / "reference" / "llmservingsim", p.parent) if _is_root(c)]
         hint = f"; did you mean {near[0]}?" if near else ""
@@ -137,9 +137,9 @@ class ReferenceLayout:
         """A user's file: ``path`` as given (relative to the working directory), else under the reference
         root. One found in neither place is named with both, as the user may have meant either."""
         p = Path(path)
-        if p.exists() or p.is_absolute():
-            return p     # what reads it names a missing absolute path, or a folder, itself
-        if self.resolve(p).exists():
+        if p.is_absolute() or absent(p) != "file does not exist":
+            return p     # what reads it names a missing absolute path, a folder or a loop of links itself
+        if not absent(self.resolve(p)):
             return self.resolve(p)
         raise InputError(f"file does not exist (looked in the current directory, {Path.cwd() / p}, and in the "
                          f"reference folder, {self.resolve(p)})", p)

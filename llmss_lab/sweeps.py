@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from .config.reader import as_path, closest, is_real, kind_of, plain, store_plain
+from .config.reader import absent, as_path, closest, is_real, kind_of, plain, store_plain
 from .errors import ClusterStartError, InputError, LlmssError
 from .files import check_writable_file, ctrl_c_held, replacing
 from .progress import progress_bar
@@ -433,8 +433,8 @@ def save(ds: xr.Dataset, path: str | Path) -> Path:
 
 def load(path: str | Path) -> xr.Dataset:
     path = as_path(path)
-    if not path.exists():
-        raise InputError("file does not exist", path)
+    if why := absent(path):
+        raise InputError(why, path)
     if not path.is_file():
         raise InputError(f"is {kind_of(path)}, not a sweep file", path)
     try:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .config.cluster import ClusterSpec, load_cluster
 from .config.engine import EngineConfig
-from .config.reader import Section, read_json, read_text
+from .config.reader import Section, absent, kind_of, read_json, read_text
 from .errors import InputError
 from .reference import ReferenceLayout
 from .results.dataset import Results
@@ -205,9 +205,11 @@ def _read_requests(req_path: Path, workload: Workload, dataset_note: str) -> np.
 
 def read_measurement(folder: str | Path, layout: ReferenceLayout) -> Measurement:
     folder = Path(folder)
-    if folder.is_file():
-        raise InputError("is a file, not a measurement folder (give the folder holding config.json and vllm/)",
-                         folder)
+    if (why := absent(folder, "measurement folder")) and why != "measurement folder does not exist":
+        raise InputError(why, folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"is {'a file' if folder.is_file() else kind_of(folder)}, not a measurement folder (give the "
+                         "folder holding config.json and vllm/)", folder)
     if not folder.is_dir():
         raise InputError("measurement folder does not exist", folder)
     meta_path = folder / "vllm" / "meta.json"

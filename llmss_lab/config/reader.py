@@ -4,6 +4,7 @@ Files are parsed as data only: ``json``, ``yaml.safe_load`` and ``csv``; nothing
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import numbers
@@ -45,10 +46,33 @@ def kind_of(path: Path) -> str:
     return next((what for test, what in KINDS if test(mode)), "not a regular file")
 
 
+def absent(path: Path, what: str = "file") -> str | None:
+    """Why ``path`` is not there to open, in words, or None when it is (as anything: a folder, a pipe). pathlib's
+    ``exists`` calls a loop of links or a path through a file missing, and raises on a name too long or a
+    folder closed to the user; each of these sends the user looking for the wrong thing."""
+    try:
+        path.stat()
+        return None
+    except OSError as exc:
+        code = exc.errno
+    if code == errno.ELOOP:
+        return "a loop of symbolic links, which leads to no file"
+    if code == errno.ENAMETOOLONG:
+        return "the name is too long for the file system"
+    if code == errno.EACCES:
+        return "no permission to reach it (a folder on its way is closed to you)"
+    if code == errno.ENOTDIR:
+        above = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+        return f"{above} is a file, not a folder" if above else f"{what} does not exist"
+    if os.path.islink(path):
+        return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    return f"{what} does not exist"
+
+
 def read_text(path: str | Path) -> str:
     p = as_path(path)
-    if not p.exists():
-        raise InputError("file does not exist", p)
+    if why := absent(p):
+        raise InputError(why, p)
     if p.is_dir():
         raise InputError("is a folder, expected a file", p)
     if not p.is_file():   # a pipe would block the read until something writes to it

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config.model import ModelSpec
-from ..config.reader import closest, kind_of
+from ..config.reader import absent, closest, kind_of
 from ..errors import InputError
 from .ops import Shapes
 from .profile import LatencyProfile
@@ -150,9 +150,10 @@ def _efficiency(path: str, stamp: float) -> dict[str, Curve]:
 def efficiency(path: str | Path = EFFICIENCY_FILE) -> dict[str, Curve]:
     """The fitted curves (cached while the file is unchanged)."""
     p = Path(path)
-    if not p.is_file():
+    why = absent(p)
+    if why or not p.is_file():
         raise InputError("no efficiency fit (run `llmss profile-fit`)" if p == EFFICIENCY_FILE else
-                         "file does not exist" if not p.exists() else f"is {kind_of(p)}, expected a file", p)
+                         why or f"is {kind_of(p)}, expected a file", p)
     return _efficiency(str(p.resolve()), p.stat().st_mtime)
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 import xarray as xr
 from xarray.indexes import PandasIndex
 
-from ..config.reader import as_path, kind_of
+from ..config.reader import absent, as_path, kind_of
 from ..errors import InputError
 from ..files import ctrl_c_held, replacing
 from ..config.power import COMPONENTS
@@ -523,8 +523,8 @@ class Results:
         if path.suffix.lower() == ".csv":
             raise InputError("is a per-request CSV, which holds no run summary; load a netCDF (.nc) results file",
                              path)
-        if not path.exists():
-            raise InputError("results file does not exist", path)
+        if why := absent(path, "results file"):
+            raise InputError(why, path)
         if not path.is_file():   # a folder, or a device as /dev/null: there, but not a file to read
             raise InputError(f"is {kind_of(path)}, not a results file", path)
         try:

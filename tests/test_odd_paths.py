@@ -1,0 +1,84 @@
+"""Paths that are there but not as a file: a loop of links, a dangling link, a pipe, a path through a file, a name
+too long, a folder closed to the user. Each command that reads or writes one says which it is in one line."""
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from llmss_lab.cli import main
+
+from .conftest import alarm
+
+GOOD_CLUSTER = "configs/cluster/single_node_single_instance.json"
+
+
+@pytest.fixture
+def odd(tmp_path) -> dict[str, tuple[Path, str]]:
+    """Each odd path and the words its message must hold."""
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    (tmp_path / "dangling").symlink_to("nowhere")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "afile").write_text("x")
+    return {"loop": (tmp_path / "loop1", "a loop of symbolic links"),
+            "dangling": (tmp_path / "dangling", "a symbolic link to nowhere, which does not exist"),
+            "through a file": (tmp_path / "afile" / "x.nc", f"{tmp_path / 'afile'}"),
+            "too long": (tmp_path / ("a" * 300 + ".nc"), "the name is too long for the file system")}
+
+
+def commands(ref: Path, p: str, out: Path) -> dict[str, list[str]]:
+    cluster, r = str(ref / GOOD_CLUSTER), ["--reference-dir", str(ref)]
+    return {"cluster": ["run", p, *r, "-q"], "trace": ["run", cluster, "--workload", p, *r, "-q"],
+            "results": ["summary", p], "sweep scenario": ["sweep", p, "--grid", p, "--out", str(out), *r],
+            "capacity scenario": ["capacity", p, "--slo-ttft-ms", "100", *r],
+            "measurement": ["validate", p, *r], "reference": ["run", cluster, "--reference-dir", p, "-q"],
+            "efficiency": ["run", cluster, "--latency", "analytical", "--efficiency", p, *r, "-q"],
+            "--out file": ["example", "--out", p, *r, "-q"],
+            "--out folder": ["figure-data", "6", "--out", p, *r]}
+
+
+@pytest.mark.parametrize("kind", ["loop", "dangling", "through a file", "too long"])
+def test_an_odd_path_is_named_for_what_it_is(kind, odd, ref, tmp_path, capsys):
+    """A loop of links and a path through a file were 'file does not exist', a name too long a traceback."""
+    path, words = odd[kind]
+    for what, argv in commands(ref, str(path), tmp_path / "s.nc").items():
+        if kind == "dangling" and what == "--out file":
+            continue   # written through the link, to where it points (tests/test_bad_inputs.py)
+        with alarm(20):
+            code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, (what, err)
+        assert words in err and (f"{path}" in err or kind == "through a file"), (what, err)
+        assert kind != "through a file" or "is a file, not a folder" in err, (what, err)
+    assert not (tmp_path / "s.nc").exists()
+
+
+def test_a_pipe_is_named_and_never_read(odd, ref, tmp_path, capsys):
+    """Nothing writes to the pipe: a reader that opened it would wait for ever (the alarm fails the test)."""
+    fifo = tmp_path / "fifo"
+    for what, argv in commands(ref, str(fifo), tmp_path / "s.nc").items():
+        with alarm(20):
+            code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and str(fifo) in err, (what, err)
+        assert any(w in err.split(str(fifo))[1] for w in ("pipe", "not a folder")), (what, err)
+
+
+def test_no_permission_is_said_so(tmp_path, monkeypatch):
+    """A folder closed to the user (root, who runs these tests, passes every permission, so stat is made to
+    refuse as it would)."""
+    from llmss_lab.config.reader import absent
+
+    real = Path.stat
+
+    def closed(self, *a, **k):
+        if self.name == "c.json":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "stat", closed)
+    assert absent(tmp_path / "c.json") == "no permission to reach it (a folder on its way is closed to you)"
+    assert absent(tmp_path) is None and absent(tmp_path / "gone") == "file does not exist"
