@@ -96,16 +96,18 @@ BUILT_KEYS: dict[str, tuple[str, ...]] = {
 
 
 @contextmanager
-def _naming_fields():
+def _naming_fields(source: str):
     """Re-raise an error in the cluster config a scenario built at the fields the user set, not the key of
-    the config built from them."""
+    the config built from them; one in simulate's settings (attn_offload, latency) at the scenario's field."""
     try:
         yield
     except InputError as exc:
+        if exc.source == "settings" and exc.where in {f.name for f in fields(Scenario)}:
+            raise type(exc)(exc.message, source, exc.where) from None
         named = BUILT_KEYS.get(re.sub(r"\[\d+\]", "[]", exc.where or ""), ()) if exc.source == BUILT_CLUSTER else ()
         if not named:
             raise
-        raise type(exc)(f"{exc.message} (the built cluster's {exc.where})", "scenario", ", ".join(named)) from None
+        raise type(exc)(f"{exc.message} (the built cluster's {exc.where})", source, ", ".join(named)) from None
 
 
 def choices() -> dict[str, tuple[str, ...]]:
@@ -236,6 +238,19 @@ class Scenario:
     def __post_init__(self) -> None:
         store_plain(self)
 
+    @property
+    def source(self) -> str:
+        """What errors found when the scenario runs name: the file it was loaded from, else "scenario". Kept
+        beside the fields, not among them, so equality, hashing and what ``save`` writes ignore it; a
+        ``replace``d copy no longer says what the file says and names no file."""
+        return self.__dict__.get("_source", "scenario")
+
+    def named(self, source: str) -> Scenario:
+        """A copy whose errors name ``source`` (the explorer's controls showing a scenario file)."""
+        copy = replace(self)
+        object.__setattr__(copy, "_source", source)
+        return copy
+
     # ---- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Every field by name, as ``save`` writes it."""
@@ -259,11 +274,12 @@ class Scenario:
             clean[k] = v
         scenario = cls(**clean)
         scenario.validate(source)
-        return scenario
+        return scenario.named(source)
 
-    def validate(self, source: str = "scenario") -> None:
+    def validate(self, source: str | None = None) -> None:
         """Check the kind of every field and the range of every number, so a bad value (a negative seed, a NaN
         rate, a text where a number goes) is named here instead of surfacing as a bare error deep inside a run."""
+        source = source or self.source
         default = type(self)()
         for f in fields(self):
             v, want = getattr(self, f.name), type(getattr(default, f.name))
@@ -353,12 +369,13 @@ class Scenario:
             out.update({k: f"trace {self.trace!r} gives the workload" for k in GENERATOR_FIELDS})
         return out
 
-    def check_names(self, reference_dir: str | Path | None = None, source: str = "scenario") -> None:
+    def check_names(self, reference_dir: str | Path | None = None, source: str | None = None) -> None:
         """Refuse a model without a config or a hardware with neither a profile nor a spec, as a run would,
         without running: a sweep checks every name of its grid before its first point. Nothing to check
         with a cluster file (its loader names its own), or without a reference folder (the run says so)."""
         if self.cluster_config:
             return
+        source = source or self.source
         try:
             root = resolve_reference_dir(reference_dir)
         except LlmssError:
@@ -402,7 +419,7 @@ class Scenario:
     # ---- building the inputs ---------------------------------------------------------------------
     def cluster_json(self, reference_dir: str | Path | None = None) -> dict[str, Any]:
         """The cluster in LLMServingSim's JSON format, built from the shape fields."""
-        src = "scenario"
+        src = self.source
         self.validate(src)   # kinds and ranges (instances, dp, tp, pp, ep and cxl_devices >= 1)
         if self.prefill_instances < 0 or 0 < self.instances <= self.prefill_instances:
             raise InputError(f"must leave at least one decode replica (0 <= value < instances = {self.instances})",
@@ -485,7 +502,7 @@ class Scenario:
         """The ClusterSpec to run: ``cluster_config`` read as is, else the one the shape fields build."""
         if self.cluster_config:
             return load_cluster(self._find(self.cluster_config, reference_dir, "cluster_config"))
-        with _naming_fields():
+        with _naming_fields(self.source):
             return cluster_from_dict(self.cluster_json(reference_dir), BUILT_CLUSTER)
 
     def workload(self, reference_dir: str | Path | None = None) -> Workload:
@@ -498,7 +515,7 @@ class Scenario:
                              cv=self.arrival_cv, seed=self.seed, shared_prefix_len=self.shared_prefix_len,
                              num_prefixes=self.num_prefixes)
         except InputError as exc:   # name the scenario's key, not the generator's argument
-            raise InputError(exc.message, "scenario", GENERATOR_ARGS.get(exc.where or "", exc.where)) from None
+            raise InputError(exc.message, self.source, GENERATOR_ARGS.get(exc.where or "", exc.where)) from None
 
     def engine(self) -> dict[str, Any]:
         """The engine settings by vLLM's names, as ``simulate(engine=...)`` takes them."""
@@ -524,9 +541,9 @@ class Scenario:
             return cat.root / p
         if p.is_dir():
             raise InputError(f"{name!r} is a folder; give a {'cluster JSON' if key == 'cluster_config' else 'JSONL trace'}"
-                             " file or a catalog name", "scenario", key)
+                             " file or a catalog name", self.source, key)
         raise InputError(f"no such file or catalog entry {name!r} (catalog has: {', '.join(sorted(table)) or 'none'})",
-                         "scenario", key)
+                         self.source, key)
 
     def run(self, reference_dir: str | Path | None = None, progress: Callable[[int], None] | None = None,
             workload: Workload | None = None, stop_when: Callable[[Any, float], bool] | None = None) -> Results:
@@ -536,7 +553,7 @@ class Scenario:
             workload = self.workload(reference_dir)   # validates the scenario first
         else:
             self.validate()
-        with _naming_fields():
+        with _naming_fields(self.source):
             res = simulate(self.cluster(reference_dir), workload, self.engine(),
                            reference_dir=reference_dir, progress=progress, router=self.router,
                            expert_gate=self.expert_gate, gate_skew=self.gate_skew, kv_transfer=self.kv_transfer,

@@ -182,19 +182,20 @@ class _Verdict:
 
 
 def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | None = None,
-              stop_early: bool = False, stop_when_met: bool = False) -> dict[str, Any]:
+              stop_early: bool = False, stop_when_met: bool = False, source: str = "sweep point") -> dict[str, Any]:
     """Run one point; never raises (a sweep must not lose its other points): failures come back as
     ``{"status": "failed", "error": ...}``. Module-level so dask can ship it to any worker.
 
     ``stop_early`` (with an ``slo``): a run stops as soon as its SLO is certain to be missed (:meth:`SLO.lost`),
     or, with ``stop_when_met``, met (:meth:`SLO.won`), and comes back with the one metric ``slo_met`` and
     ``stopped_at_s``, the simulated time it stopped at; a capacity search needs no more of a run that fails, nor
-    of one that meets the SLO below the rate it answers."""
+    of one that meets the SLO below the rate it answers. ``source``: what the point's errors name (the base
+    scenario's file)."""
     from .kernel.simulator import RunStopped
 
     t0 = time.perf_counter()
     try:
-        sc = Scenario.from_dict(scenario, "sweep point")
+        sc = Scenario.from_dict(scenario, source)
         expected = sc.num_requests if not sc.trace else None   # a trace's: as many as it holds
         verdict = _Verdict(slo, expected, stop_when_met) if slo is not None and stop_early else None
         try:
@@ -695,7 +696,7 @@ def _connect(client: Any, n_workers: int | None, n_tasks: int, source: str = "sw
 def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, client: Any = None,
                n_workers: int | None = None, progress: bool = True, desc: str = "sweep",
                on_result: Callable[[int, dict], None] | None = None, bar: Any = None,
-               stop_early: bool = False) -> list[dict]:
+               stop_early: bool = False, source: str = "sweep point") -> list[dict]:
     """Run scenario dicts as dask tasks; ``on_result(i, result)`` hears each as it arrives. A caller
     that runs several batches passes its own progress ``bar``. ``stop_early``: as :func:`run_point`'s."""
     from distributed import as_completed
@@ -708,7 +709,7 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
         bar = progress_bar(total=len(points), desc=desc, unit="point", disable=not progress)
     try:
         with _client(client, n_workers, len(points), bar=bar) as c:
-            futures = {c.submit(run_point, p, reference_dir, slo, stop_early, pure=False): i
+            futures = {c.submit(run_point, p, reference_dir, slo, stop_early, source=source, pure=False): i
                        for i, p in enumerate(points)}
             try:
                 for fut in as_completed(futures, loop=c.loop):   # c is not dask's default client
@@ -819,7 +820,8 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
 
     finished = False
     try:
-        run_points([points[i] for i in todo], ref, slo, client, n_workers, progress, on_result=arrived)
+        run_points([points[i] for i in todo], ref, slo, client, n_workers, progress, on_result=arrived,
+                   source=base.source)
         finished = True
     finally:
         if save_to is not None and (finished or arrivals[0]):   # a sweep that never started leaves the file alone
@@ -958,7 +960,7 @@ def _known_runs(known: Any, slo: SLO, points: list[dict], lo0: float, hi0: float
 
 def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[float, dict]], plans: list[Plan],
             runs: np.ndarray, rounds: np.ndarray, plan: Callable[[int, Sequence[float], int], Plan], bar: Any,
-            stop_when_met: bool = False) -> dict[str, int]:
+            stop_when_met: bool = False, source: str = "sweep point") -> dict[str, int]:
     """Run every configuration's search at once, each at its own pace: a configuration's next runs are submitted
     as soon as the run it waits for is in (no round waits for the slowest run of all). The workers are shared out
     among the configurations still searching, and each has as many middles of its bracket running at once as its
@@ -982,7 +984,7 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
         for rate in plans[i].need:
             if rate not in flying[i]:
                 fut = c.submit(run_point, {**points[i], "rate": float(rate)}, ref, slo, True,
-                               stop_when_met and rate not in plans[i].whole, pure=False)
+                               stop_when_met and rate not in plans[i].whole, source=source, pure=False)
                 owner[fut], flying[i][rate], round_of[fut] = (i, rate), fut, rounds[i] + 1
                 pending.add(fut)
         stale = [flying[i].pop(r) for r in list(flying[i]) if r not in plans[i].need]
@@ -1054,7 +1056,7 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     _check_run_args(base, slo, "capacity", slo_needed=True)
     if base.trace:
         raise InputError("capacity search varies the synthetic arrival rate; this scenario replays a trace",
-                         "scenario", "trace")
+                         base.source, "trace")
     points = [grid] if isinstance(grid, Mapping) else grid if isinstance(grid, Sequence) else []
     if any(isinstance(p, Mapping) and "rate" in p for p in points):
         raise InputError("capacity search sets the rate itself (--rate-min/--rate-max, rate_range); drop it from "
@@ -1094,7 +1096,7 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
         with _client(client, n_workers, 2 * n, "capacity", bar) as c:
             stopped = _search(c, points, ref, slo, verdicts, plans, runs, rounds,
                               lambda i, flying, width: _plan(verdicts[i], lo0, hi0, rel_tol, flying, width), bar,
-                              stop_when_met)
+                              stop_when_met, base.source)
         bar.total = bar.n     # configurations that settled early needed fewer runs than budgeted
     finally:
         bar.close()

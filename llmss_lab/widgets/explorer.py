@@ -105,6 +105,7 @@ class Explorer:
         self.scenario_shown: Scenario | None = None   # the scenario of ``result``
         self.shown_at = ""             # when ``result`` was run (HH:MM:SS), for the stale-plots note
         self.tried: tuple[Scenario, str] | None = None   # the settings of a failed run since, and how it ended
+        self.loaded: Scenario | None = None   # the controls' scenario as a file set them, naming the file
         self.figures: dict[str, Any] = {}   # plot tab title -> its Bokeh layout, for the tabs opened since the run
         self.names: tuple[str | None, str | None] = (None, None)   # the plots' names of the run and baseline
         self.last_wall_s = float("nan")
@@ -212,8 +213,9 @@ class Explorer:
         return ctl
 
     def scenario(self) -> Scenario:
-        """The scenario the controls describe."""
-        return Scenario(**{k: c.value for k, c in self.controls.items()})
+        """The scenario the controls describe: the one loaded from a file (which errors name) while they hold it."""
+        scen = Scenario(**{k: c.value for k, c in self.controls.items()})
+        return self.loaded if scen == self.loaded else scen
 
     def set_scenario(self, scenario: Scenario) -> None:
         """Show a scenario in the controls (options follow the hardware and model first). A value the
@@ -222,7 +224,7 @@ class Explorer:
         for a length, text for a switch) is refused by field, as Scenario.load refuses it."""
         if not isinstance(scenario, Scenario):
             raise InputError(f"expected a Scenario, got {type(scenario).__name__}", "explorer", "scenario")
-        scenario.validate("scenario")
+        scenario.validate()
         c = self.controls
         self.wanted = {"model": scenario.model, "tp": scenario.tp, "power": scenario.power}
         known = scenario.hardware in self.catalog.hardware or scenario.hardware in self.specs
@@ -639,6 +641,7 @@ class Explorer:
                 raise InputError("give a file name", repr(path), "scenario file")
             scen = Scenario.load(Path(path).expanduser())
             self.set_scenario(scen)
+            self.loaded = self.scenario().named(scen.source)   # with the hardware's memory where the file says 0
         except (LlmssError, OSError, ValueError, RuntimeError) as exc:
             self.status.value = (f"<span style='color:#b00'><b>Cannot load scenario:</b> "
                                  f"{html.escape(str(exc))}</span>")
