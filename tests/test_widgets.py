@@ -856,3 +856,36 @@ def test_the_ep_that_ran_is_said_when_it_is_not_the_one_shown(ref):
     ex.set_scenario(Scenario(num_requests=6, tp=2))                     # a dense model: EP 1 is what runs
     ex.run()
     assert "ran EP" not in ex.status.value
+
+
+def test_a_refused_value_note_clears_when_the_control_takes_the_same_value_again(explorer):
+    """The note on a refused value stayed until the control took another value: setting it back to the one it
+    holds (the user's way to say "keep it") left the note, and notes of several controls piled up."""
+    ex = explorer
+    router, rate, text = ex.controls["router"], ex.controls["rate"], ex.controls["input_len"]
+    held = router.value
+    router.value = "no_such_router"
+    text.value = None
+    rate.value = "fast"
+    said = html.unescape(ex.clamp_note.value)
+    assert all(f"{label}: " in said for label in ("router", "rate (req/s)", "input len")), said
+    router.value = held                     # the same value again: the router's note goes, the others stay
+    said = html.unescape(ex.clamp_note.value)
+    assert "router: " not in said and said.count(KEPT_NOTE) == 2, said
+    rate.value = rate.value                 # a number box too
+    text.set_state({"value": text.value})   # and the same value from the page
+    assert ex.clamp_note.value == ""
+
+
+def test_notes_on_values_not_used_as_typed_clear_after_a_run(ref):
+    ex = Explorer(ref, Scenario(num_requests=4))
+    ex.controls["router"].value = "no_such_router"
+    ex.controls["max_num_seqs"].value = 2.5
+    assert html.unescape(ex.clamp_note.value).count(": ") >= 2
+    assert ex.run() is not None
+    assert ex.clamp_note.value == "" and ex.clamped == {}   # the run on show used the values shown, as said
+    ex.controls["router"].value = "no_such_router"          # a note after the run is kept until dealt with
+    assert KEPT_NOTE in ex.clamp_note.value
+
+
+KEPT_NOTE = "is not a value it takes"

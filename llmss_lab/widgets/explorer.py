@@ -205,8 +205,8 @@ class Explorer:
         else:
             ctl = _Text(description=label, style=style)
         ctl.on_refused = lambda note, k=name: self._on_clamp(k, note)
-        if not isinstance(ctl, _InRange):   # a value it takes ends the note on one it refused
-            ctl.observe(lambda _, k=name: KEPT in self.clamped.get(k, "") and self._on_clamp(k, ""), "value")
+        if not isinstance(ctl, _InRange):   # a value it takes, the same one again included, ends the note
+            ctl.on_held = lambda k=name: KEPT in self.clamped.get(k, "") and self._on_clamp(k, "")
         ctl.layout.width = "420px"     # the control's own Layout: a new one would leave that one open
         if name in TOOLTIPS:
             ctl.tooltip = TOOLTIPS[name]
@@ -314,9 +314,10 @@ class Explorer:
             self.controls["npu_mem_gib"].value, self.controls["npu_mem_bw"].value = gib, bw
 
     def _on_clamp(self, name: str, note: str) -> None:
-        """Name a value typed beyond a control's range (or a fraction for a count), and the one used instead, until
-        the control is set to a value it holds: the run uses the value shown, which can differ from the one typed
-        a hundredfold."""
+        """Name a value typed beyond a control's range (or a fraction for a count), or one it refused, and the one
+        used instead, until the control next takes a value it holds (the same one again included) or a run with
+        the values shown is on show: the run uses the value shown, which can differ from the one typed a
+        hundredfold."""
         if note:
             self.clamped[name] = f"{self._label(name)}: {note}"
         else:
@@ -419,6 +420,8 @@ class Explorer:
             self.run_button.disabled = False
         self.scenario_shown, self.shown_at = scen, time.strftime("%H:%M:%S")
         self.stale.value, self.tried = "", None
+        self.clamped.clear()   # the notes told what this run would use instead of what was typed: it has run
+        self.clamp_note.value = ""
         self._render()
         self.last_wall_s = time.perf_counter() - t0
         a = self.result.attrs
@@ -720,6 +723,7 @@ class _Refusing:
     the explorer's note under the status line, not a TraitError in the notebook."""
 
     on_refused: Callable[[str], None] | None = None
+    on_held: Callable[[], None] | None = None   # told of each value it takes (traitlets tells only of changes)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name != "value" or self.on_refused is None:
@@ -730,6 +734,9 @@ class _Refusing:
             super().__setattr__(name, value)
         except TraitError as exc:
             self._refused(value, exc)
+            return
+        if self.on_held is not None:
+            self.on_held()
 
     def set_state(self, sync_data: dict) -> None:
         """The same for a value from the page (an emptied box sends None), which would otherwise end in a
@@ -741,6 +748,9 @@ class _Refusing:
                 raise
             self._refused(sync_data.get("value", sync_data.get("index")), exc)
             self.send_state()
+            return
+        if self.on_held is not None and ("value" in sync_data or "index" in sync_data):
+            self.on_held()
 
     def _refused(self, value: Any, exc: TraitError) -> None:
         text = str(exc).splitlines()[0]
