@@ -1,6 +1,8 @@
 """check_parameters: a papermill -p name the notebook does not declare is refused; nothing else is."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from papermill.translators import PythonTranslator
 
@@ -48,3 +50,24 @@ def test_cells_run_by_hand_are_never_refused():
     check_parameters(namespace(injected(colour="red"), "x = 1"))   # the injected cell is not the last one run
     check_parameters({"__annotations__": DECLARED})                # no IPython history at all
     check_parameters({"In": ["", "check_parameters(globals())"]})
+
+
+@pytest.mark.parametrize("name, value, says", [("reference_dir", 5, "must be a text (str), got 5"),
+                                               ("num_requests", "ten", "must be a whole number (int), got 'ten'"),
+                                               ("num_requests", True, "must be a whole number (int), got True"),
+                                               ("num_requests", 2.5, "must be a whole number (int), got 2.5"),
+                                               ("reference_dir", None, "must be a text (str), got None")])
+def test_a_value_of_another_kind_than_declared_is_refused(name, value, says):
+    """-p output_dir 5 ended in a TypeError from pathlib inside the notebook, not one line naming it."""
+    cell = injected(**{name: value})
+    with pytest.raises(InputError, match=rf"^parameters: {name}: {re.escape(says)}$"):
+        check_parameters({**namespace(cell), name: value})
+
+
+def test_values_of_the_declared_kinds_pass():
+    values = {"reference_dir": "ref", "num_requests": 5, "hardware": ["H100"]}
+    check_parameters({**namespace(injected(**values)), **values})
+    check_parameters({**namespace(injected(n=1.5)), "__annotations__": {"n": float}, "n": 2})   # an int is a float
+    for n, hardware in ((1e3, "H100"), (None, None), (5, 5)):   # -p n 1e3; None: the whole trace; lists as_names takes
+        values = {"num_requests": n, "hardware": hardware}
+        check_parameters({**namespace(injected(**values)), **values})
