@@ -3,6 +3,7 @@ it only once complete. A crash or an interruption leaves the previous file as it
 temporary one."""
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import tempfile
@@ -94,12 +95,16 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
+NO_NEW = "a folder of the system's that takes no new files, as /proc and /sys"
+
+
 def _probe(folder: Path, key: str) -> None:
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".llmss-probe-"):
             pass
     except OSError as e:
-        raise InputError(f"cannot write a file in this folder ({e.strerror or e})", folder, key) from None
+        why = NO_NEW if e.errno == errno.ENOENT else e.strerror or e   # /proc's own word is "No such file"
+        raise InputError(f"cannot write a file in this folder ({why})", folder, key) from None
 
 
 def check_writable_file(path: str | Path, key: str = "--out") -> Path:
@@ -136,6 +141,8 @@ def check_writable_folder(path: str | Path, key: str = "--out") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise InputError(f"cannot create the folder ({e.strerror or e})", path, key) from None
+        above = next((p for p in path.parents if p.is_dir()), None)
+        why = f"{above}: {NO_NEW}" if e.errno == errno.ENOENT and above else e.strerror or e
+        raise InputError(f"cannot create the folder ({why})", path, key) from None
     _probe(path, key)
     return path

@@ -240,7 +240,13 @@ def fetch_reference(dest: str | Path | None = None, commit: str = PINNED_COMMIT,
     temporary name and renamed, so a partial download never looks complete.
     """
     if dest is not None:
-        dest = check_writable_folder(as_path(dest, "--dest", "fetch-reference"), "--dest")
+        dest = as_path(dest, "--dest", "fetch-reference")
+        inside = next((p for p in Path(os.path.realpath(dest)).parents if _is_root(p)), None)
+        if inside is not None and (os.path.isdir(dest) or not os.path.lexists(dest)):   # a file there: "not a
+            # folder" below; checked before the folder is made, as a nested copy would land in the data
+            raise InputError(f"is inside the reference data ({inside}), whose folders it would add to; fetch into "
+                             "a folder of its own (or into that root itself, to complete it)", dest, "--dest")
+        dest = check_writable_folder(dest, "--dest")
     else:      # checked before the first download, naming where the folder comes from
         dest = check_writable_folder(default_cache_dir(), "the default cache ($XDG_CACHE_HOME or ~/.cache; "
                                                           "pass --dest to choose another)")

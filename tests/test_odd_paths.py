@@ -82,3 +82,24 @@ def test_no_permission_is_said_so(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "stat", closed)
     assert absent(tmp_path / "c.json") == "no permission to reach it (a folder on its way is closed to you)"
     assert absent(tmp_path) is None and absent(tmp_path / "gone") == "file does not exist"
+
+
+def test_an_out_in_a_system_folder_says_it_takes_no_files(capsys):
+    """/proc answers a new file with ENOENT: 'cannot write a file in this folder (No such file or directory)'
+    sent the user looking for a folder that is there."""
+    for argv in (["example", "--out", "/proc/llmss.nc", "-q"], ["figure-data", "6", "--out", "/proc/llmss-fd/x"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "takes no new files" in err and "No such file" not in err and len(err.splitlines()) == 1, err
+
+
+def test_fetch_reference_into_the_reference_data_is_refused_before_a_folder_is_made(tmp_path):
+    """--dest inside a reference root wrote a nested copy (and its folders) into the data runs read."""
+    from llmss_lab.errors import InputError
+    from llmss_lab.reference import fetch_reference
+
+    root = tmp_path / "reference"
+    (root / "configs").mkdir(parents=True)
+    with pytest.raises(InputError, match=rf"^{root / 'copy'}: --dest: is inside the reference data \({root}\)"):
+        fetch_reference(root / "copy", opener=lambda url: b"{}")
+    assert sorted(p.name for p in root.iterdir()) == ["configs"]
