@@ -27,9 +27,8 @@ import numpy as np
 from .api import routes, simulate
 from .config.cluster import load_cluster
 from .config.engine import EngineConfig
-from .config.reader import absent, kind_of
 from .errors import InputError
-from .files import check_writable_folder, refuse_inside, replacing
+from .files import absent, check_writable_folder, kind_of, refuse_inside, replacing
 from .instruments import RAW_FILES, Fig7Instruments, clock_offset
 from .results.dataset import Results
 from .workload import load_trace

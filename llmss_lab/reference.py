@@ -13,9 +13,9 @@ import urllib.error
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .config.reader import absent, as_path, closest, kind_of
+from .config.reader import as_path, closest
 from .errors import InputError
-from .files import check_writable_folder, write_bytes
+from .files import absent, check_writable_folder, kind_of, write_bytes
 from .instruments import raw_paths
 
 log = logging.getLogger(__name__)

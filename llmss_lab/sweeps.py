@@ -32,9 +32,9 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from .config.reader import absent, as_path, closest, is_real, kind_of, plain, store_plain
+from .config.reader import as_path, closest, is_real, plain, store_plain
 from .errors import ClusterStartError, InputError, LlmssError
-from .files import check_writable_file, ctrl_c_held, replacing
+from .files import absent, check_writable_file, ctrl_c_held, kind_of, replacing
 from .progress import progress_bar
 from .reference import resolve_reference_dir
 from .scenario import FIELD_UNITS, GENERATOR_FIELDS, Scenario

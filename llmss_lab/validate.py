@@ -26,8 +26,9 @@ import numpy as np
 
 from .config.cluster import ClusterSpec, load_cluster
 from .config.engine import EngineConfig
-from .config.reader import Section, absent, kind_of, read_json, read_text
+from .config.reader import Section, read_json, read_text
 from .errors import InputError
+from .files import absent, kind_of
 from .reference import ReferenceLayout
 from .results.dataset import Results
 from .results.metrics import STATS, describe, diff_pct, tpot_ms

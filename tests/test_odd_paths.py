@@ -70,7 +70,7 @@ def test_a_pipe_is_named_and_never_read(odd, ref, tmp_path, capsys):
 def test_no_permission_is_said_so(tmp_path, monkeypatch):
     """A folder closed to the user (root, who runs these tests, passes every permission, so stat is made to
     refuse as it would)."""
-    from llmss_lab.config.reader import absent
+    from llmss_lab.files import absent
 
     real = Path.stat
 

@@ -4,13 +4,11 @@ Files are parsed as data only: ``json``, ``yaml.safe_load`` and ``csv``; nothing
 """
 from __future__ import annotations
 
-import errno
 import json
 import math
 import numbers
 import os
 import re
-import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,6 +17,7 @@ import numpy as np
 import yaml
 
 from ..errors import InputError
+from ..files import absent
 
 
 def as_path(value: Any, key: str = "path", source: str = "argument") -> Path:
@@ -33,42 +32,6 @@ def as_path(value: Any, key: str = "path", source: str = "argument") -> Path:
 
 # what a path that exists but is no regular file is, by its mode: "results file does not exist" for /dev/null
 # sent the user looking for a file that is there
-KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-         (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
-
-
-def kind_of(path: Path) -> str:
-    """What an existing path that is not a regular file is, in words ("a character device" for /dev/null)."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return "not a regular file"
-    return next((what for test, what in KINDS if test(mode)), "not a regular file")
-
-
-def absent(path: Path, what: str = "file") -> str | None:
-    """Why ``path`` is not there to open, in words, or None when it is (as anything: a folder, a pipe). pathlib's
-    ``exists`` calls a loop of links or a path through a file missing, and raises on a name too long or a
-    folder closed to the user; each of these sends the user looking for the wrong thing."""
-    try:
-        path.stat()
-        return None
-    except OSError as exc:
-        code = exc.errno
-    if code == errno.ELOOP:
-        return "a loop of symbolic links, which leads to no file"
-    if code == errno.ENAMETOOLONG:
-        return "the name is too long for the file system"
-    if code == errno.EACCES:
-        return "no permission to reach it (a folder on its way is closed to you)"
-    if code == errno.ENOTDIR:
-        above = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
-        return f"{above} is a file, not a folder" if above else f"{what} does not exist"
-    if os.path.islink(path):
-        return f"a symbolic link to {os.readlink(path)}, which does not exist"
-    return f"{what} does not exist"
-
-
 def read_text(path: str | Path) -> str:
     p = as_path(path)
     if why := absent(p):

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config.model import ModelSpec
-from ..config.reader import absent, closest, kind_of
+from ..config.reader import closest
 from ..errors import InputError
+from ..files import absent, kind_of
 from .ops import Shapes
 from .profile import LatencyProfile
 from .roofline import CLASSES, EFFICIENCY_FILE, Curve, Roof, TilesRoof, load_efficiency, lookup

@@ -23,9 +23,9 @@ import pandas as pd
 import xarray as xr
 from xarray.indexes import PandasIndex
 
-from ..config.reader import absent, as_path, kind_of
+from ..config.reader import as_path
 from ..errors import InputError
-from ..files import ctrl_c_held, replacing
+from ..files import absent, ctrl_c_held, kind_of, replacing
 from ..config.power import COMPONENTS
 from ..kernel.instance import merge_counts
 from ..kernel.power import PowerAccount
