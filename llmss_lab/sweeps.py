@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -160,20 +161,52 @@ def num_gpus(scenario: Scenario, reference_dir: str | Path | None = None) -> int
 
 
 STOP_CHECKS = 256   # a run that may stop early asks the SLO about this many times at most (each costs O(requests))
+WANTED_EVERY_S = 0.2   # a capacity run asks its search this often at most whether it still wants it (a scheduler round trip)
+
+
+class _Wanted:
+    """Whether the capacity search that submitted the running dask task still wants it: not once the task's key is
+    on the search's board (a dask Variable ``board`` holding the keys it cancelled), nor once the board is gone
+    (the search ended). dask cannot interrupt a running task, so a cancelled run kept its worker busy to its end;
+    asked from the kernel's stop_when, this ends it instead. Each look is a round trip to the scheduler, so it
+    looks every ``every_s`` of wall time at most, and says "wanted" in between."""
+
+    def __init__(self, board: str, every_s: float = WANTED_EVERY_S) -> None:
+        self.board, self.every_s = board, every_s
+        self.next_look, self.key, self.variable = 0.0, None, None
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now < self.next_look:
+            return True
+        self.next_look = now + self.every_s
+        if self.variable is None:
+            from distributed import Variable, get_client, get_worker
+
+            self.key, self.variable = get_worker().get_current_task(), Variable(self.board, client=get_client())
+        try:
+            return self.key not in self.variable.get(timeout=0)
+        except TimeoutError:   # the board was deleted: the search is over
+            return False
 
 
 class _Verdict:
     """The kernel's stop_when for a run that only needs its SLO verdict: True once the SLO is lost (or, with
-    ``met``, won), which ``slo_met`` then says. Asked after every step that finishes requests, it looks every
-    n / STOP_CHECKS such steps."""
+    ``met``, won), which ``slo_met`` then says, or once ``wanted()`` says the run is no longer wanted, which
+    ``cancelled`` then says. Asked after every step that finishes requests, it looks at the SLO every
+    n / STOP_CHECKS such steps (``slo`` None: never)."""
 
-    def __init__(self, slo: SLO, expected: int | None, met: bool) -> None:
-        self.slo, self.expected, self.met = slo, expected, met
-        self.calls, self.slo_met = 0, 0.0
+    def __init__(self, slo: SLO | None, expected: int | None, met: bool,
+                 wanted: Callable[[], bool] | None = None) -> None:
+        self.slo, self.expected, self.met, self.wanted = slo, expected, met, wanted
+        self.calls, self.slo_met, self.cancelled = 0, 0.0, False
 
     def __call__(self, requests: Any, now_ns: float) -> bool:
+        if self.wanted is not None and not self.wanted():
+            self.cancelled = True
+            return True
         self.calls += 1
-        if self.calls % max(1, len(requests.arrival) // STOP_CHECKS):
+        if self.slo is None or self.calls % max(1, len(requests.arrival) // STOP_CHECKS):
             return False
         if self.slo.lost(requests, now_ns):
             return True
@@ -182,27 +215,32 @@ class _Verdict:
 
 
 def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | None = None,
-              stop_early: bool = False, stop_when_met: bool = False, source: str = "sweep point") -> dict[str, Any]:
+              stop_early: bool = False, stop_when_met: bool = False,
+              wanted: Callable[[], bool] | None = None, source: str = "sweep point") -> dict[str, Any]:
     """Run one point; never raises (a sweep must not lose its other points): failures come back as
     ``{"status": "failed", "error": ...}``. Module-level so dask can ship it to any worker.
 
     ``stop_early`` (with an ``slo``): a run stops as soon as its SLO is certain to be missed (:meth:`SLO.lost`),
     or, with ``stop_when_met``, met (:meth:`SLO.won`), and comes back with the one metric ``slo_met`` and
     ``stopped_at_s``, the simulated time it stopped at; a capacity search needs no more of a run that fails, nor
-    of one that meets the SLO below the rate it answers. ``source``: what the point's errors name (the base
-    scenario's file)."""
+    of one that meets the SLO below the rate it answers. ``wanted`` (:class:`_Wanted`), asked as the run goes: once
+    it says False the run stops and comes back ``cancelled``, with no metrics and ``stopped_at_s``; its search
+    has cancelled it and takes no verdict from it. ``source``: what the point's errors name (the base scenario's
+    file)."""
     from .kernel.simulator import RunStopped
 
     t0 = time.perf_counter()
     try:
         sc = Scenario.from_dict(scenario, source)
         expected = sc.num_requests if not sc.trace else None   # a trace's: as many as it holds
-        verdict = _Verdict(slo, expected, stop_when_met) if slo is not None and stop_early else None
+        judge = slo if stop_early else None
+        verdict = _Verdict(judge, expected, stop_when_met, wanted) if judge is not None or wanted else None
         try:
             res = sc.run(reference_dir, stop_when=verdict)
         except RunStopped as stopped:
-            return {"status": "ok", "metrics": {"slo_met": verdict.slo_met if verdict else 0.0}, "error": "",
-                    "wall_s": time.perf_counter() - t0, "stopped_at_s": stopped.now_ns * 1e-9}
+            status, metrics = ("cancelled", {}) if verdict.cancelled else ("ok", {"slo_met": verdict.slo_met})
+            return {"status": status, "metrics": metrics, "error": "", "wall_s": time.perf_counter() - t0,
+                    "stopped_at_s": stopped.now_ns * 1e-9}
         metrics = {k: float(v) for k, v in res.summary().items() if isinstance(v, (int, float))}
         metrics["num_gpus"] = float(num_gpus(sc, reference_dir))
         if slo is not None:
@@ -965,26 +1003,31 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
     as soon as the run it waits for is in (no round waits for the slowest run of all). The workers are shared out
     among the configurations still searching, and each has as many middles of its bracket running at once as its
     share (at least one): with fewer searches than workers, the idle ones test more rates of a bracket per round.
-    A run no longer needed (outside the bracket, or of a search that has its answer) is cancelled.
+    A run no longer needed (outside the bracket, or of a search that has its answer) is cancelled, and, as dask
+    cannot interrupt a task, put on a board its run looks at (:class:`_Wanted`) to end itself and free its worker.
 
     ``runs``: runs made per configuration; ``rounds``: the longest chain of them each waited for the one before.
     ``stop_when_met``: a run the plan does not need whole stops once it has met the SLO, too. Returns how many
-    runs stopped early, by verdict."""
-    from distributed import as_completed
+    runs stopped early, by verdict, and how many were cancelled."""
+    from distributed import Variable, as_completed
 
     workers = max(1, sum(c.nthreads().values()))
     owner: dict[Any, tuple[int, float]] = {}               # future -> (configuration, rate)
     flying: list[dict[float, Any]] = [{} for _ in points]  # per configuration: rate -> future
     round_of: dict[Any, int] = {}
-    stopped = {"missed": 0, "met": 0}
+    stopped = {"missed": 0, "met": 0, "cancelled": 0}
     pending = as_completed(loop=c.loop)   # c is not dask's default client
+    board = Variable(f"llmss-capacity-cancelled-{uuid.uuid4().hex}", client=c)
+    cancelled: list[str] = []
+    board.set(cancelled)
 
     def advance(i: int, width: int) -> None:
         plans[i] = plan(i, list(flying[i]), width)
         for rate in plans[i].need:
             if rate not in flying[i]:
                 fut = c.submit(run_point, {**points[i], "rate": float(rate)}, ref, slo, True,
-                               stop_when_met and rate not in plans[i].whole, source=source, pure=False)
+                               stop_when_met and rate not in plans[i].whole, _Wanted(board.name), source=source,
+                               pure=False)
                 owner[fut], flying[i][rate], round_of[fut] = (i, rate), fut, rounds[i] + 1
                 pending.add(fut)
         stale = [flying[i].pop(r) for r in list(flying[i]) if r not in plans[i].need]
@@ -992,6 +1035,9 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
             del owner[fut], round_of[fut]
         if stale:
             c.cancel(stale)
+            cancelled.extend(fut.key for fut in stale)
+            board.set(cancelled)
+            stopped["cancelled"] += len(stale)
         bar.total = max(bar.total, bar.n + len(owner))
 
     widths = [1] * len(points)
@@ -1030,6 +1076,7 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
                 share_out()
     finally:
         c.cancel(list(owner))
+        board.delete()   # what still runs sees the search is over
     return stopped
 
 
@@ -1051,7 +1098,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     the same ``slo`` (over the rate, say): its runs at a configuration's scenario with a rate in the range are
     used, not run again, and cut the bracket first (the answer then moves within ``rel_tol``, as any bisection of
     a monotone SLO). The attrs ``runs_made`` and ``runs_reused`` count the runs this search made and those it took
-    from ``known``; ``runs_stopped_missed`` and ``runs_stopped_met`` those of its runs that stopped early.
+    from ``known``; ``runs_stopped_missed`` and ``runs_stopped_met`` those of its runs that stopped early, and
+    ``runs_cancelled`` those it cancelled once it no longer needed them (each ends itself, :class:`_Wanted`).
     """
     _check_run_args(base, slo, "capacity", slo_needed=True)
     if base.trace:
@@ -1120,7 +1168,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
                     {"description": "rounds of runs this configuration waited for, one after another"})
     ds.attrs.update({"title": "llmss_lab capacity search", "rate_range": list(rate_range), "rel_tol": rel_tol,
                      "runs_made": int(runs.sum()), "runs_reused": reused,
-                     "runs_stopped_missed": stopped["missed"], "runs_stopped_met": stopped["met"]})
+                     "runs_stopped_missed": stopped["missed"], "runs_stopped_met": stopped["met"],
+                     "runs_cancelled": stopped["cancelled"]})
     return ds
 
 

@@ -326,6 +326,58 @@ def test_a_run_stopped_early_gives_the_slo_verdict_of_the_whole_run(ref, rate, s
         assert early["stopped_at_s"] < whole["metrics"]["duration_s"] / 4
 
 
+class _WantedFor:
+    """A run's search that stops wanting it after ``calls`` looks."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+
+    def __call__(self) -> bool:
+        self.calls -= 1
+        return self.calls >= 0
+
+
+@pytest.mark.parametrize("stop_early", [True, False])
+def test_a_run_its_search_no_longer_wants_ends_early_and_gives_no_verdict(ref, stop_early):
+    """dask cannot interrupt a task: a run the capacity search cancelled kept its worker to its end. It now asks
+    ``wanted`` as it goes and ends once told no, with a result that is no verdict (no slo_met for the search)."""
+    slo = SLO(ttft_ms=500)   # met at 1 req/s: the whole run, the longest kind, would go on to its end
+    point = BASE.replace(num_requests=200, max_num_seqs=16, rate=1.0).to_dict()
+    whole = run_point(point, str(ref), slo, stop_early=stop_early)
+    assert whole["metrics"]["slo_met"] == 1.0 and "stopped_at_s" not in whole
+    first_arrival = float(ll.Scenario.from_dict(point).workload(ref).arrival_ns[0]) * 1e-9
+    end = whole["metrics"]["duration_s"] + first_arrival
+    dropped = run_point(point, str(ref), slo, stop_early=stop_early, wanted=_WantedFor(20))
+    assert dropped["status"] == "cancelled" and dropped["metrics"] == {} and dropped["error"] == ""
+    assert dropped["stopped_at_s"] < end / 2
+    kept = run_point(point, str(ref), slo, stop_early=stop_early, wanted=_WantedFor(10**9))
+    assert kept == {**whole, "wall_s": kept["wall_s"]}   # a run still wanted is the same run
+
+
+def test_a_run_on_its_searchs_board_of_cancelled_keys_ends_itself_on_the_worker(client, ref):
+    """The search puts the keys of the runs it cancels on a dask Variable; a run looks at it (at most every
+    WANTED_EVERY_S of wall time) and ends once its key is there, or once the board is gone (the search ended)."""
+    from distributed import Variable
+
+    from llmss_lab.sweeps import _Wanted
+
+    slo = SLO(ttft_ms=500)
+    point = BASE.replace(num_requests=200, max_num_seqs=16, rate=1.0).to_dict()   # met: runs whole, 0.5 s
+    whole = run_point(point, str(ref), slo, stop_early=True)
+    board = Variable("test-board-of-cancelled-keys", client=client)
+    board.set(["test-run-dropped"])
+    try:
+        runs = {key: client.submit(run_point, point, str(ref), slo, True, False, _Wanted(board.name), key=key)
+                for key in ("test-run-dropped", "test-run-kept")}
+        dropped, kept = (runs[k].result() for k in ("test-run-dropped", "test-run-kept"))
+    finally:
+        board.delete()
+    assert dropped["status"] == "cancelled" and dropped["stopped_at_s"] < whole["metrics"]["duration_s"] / 2
+    assert kept["status"] == "ok" and kept["metrics"] == whole["metrics"]
+    gone = client.submit(run_point, point, str(ref), slo, True, False, _Wanted(board.name), key="test-run-late")
+    assert gone.result()["status"] == "cancelled"
+
+
 def test_capacity_finds_the_edge_of_the_slo(client, ref):
     slo = SLO(ttft_ms=100, tpot_ms=40)     # p90 TTFT of this trace: 74 ms at 4 req/s, 119 ms at 16 req/s
     cap = ll.capacity(BASE, slo, {"max_num_seqs": [64]}, rate_range=(1.0, 64.0), rel_tol=0.1, client=client,
@@ -463,6 +515,7 @@ def test_a_search_alone_on_two_workers_tests_two_rates_a_round_to_the_same_answe
     assert float(cap.max_rate[0]) == rate          # the same pair of rates closes the bracket
     assert int(cap.rounds[0]) < len(asked) - 1     # bisection's rounds: the top beside the first middle, then one each
     assert int(cap.runs[0]) > int(cap.rounds[0])
+    assert cap.attrs["runs_cancelled"] > 0   # and those of them it no longer needed ended themselves (the answer held)
 
 
 def test_a_search_at_a_low_quantile_stops_runs_that_met_the_slo_and_answers_with_a_whole_run(client, ref):
