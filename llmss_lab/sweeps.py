@@ -166,7 +166,7 @@ WANTED_EVERY_S = 0.2   # a capacity run asks its search this often at most wheth
 
 class _Wanted:
     """Whether the capacity search that submitted the running dask task still wants it: not once the task's key is
-    on the search's board (a dask Variable ``board`` holding the keys it cancelled), nor once the board is gone
+    on the search's board (a dask Variable ``board`` holding the keys it cancelled), nor once the board is None
     (the search ended). dask cannot interrupt a running task, so a cancelled run kept its worker busy to its end;
     asked from the kernel's stop_when, this ends it instead. Each look is a round trip to the scheduler, so it
     looks every ``every_s`` of wall time at most, and says "wanted" in between."""
@@ -184,10 +184,8 @@ class _Wanted:
             from distributed import Variable, get_client, get_worker
 
             self.key, self.variable = get_worker().get_current_task(), Variable(self.board, client=get_client())
-        try:
-            return self.key not in self.variable.get(timeout=0)
-        except TimeoutError:   # the board was deleted: the search is over
-            return False
+        cancelled = self.variable.get(timeout=0)
+        return cancelled is not None and self.key not in cancelled
 
 
 class _Verdict:
@@ -1076,7 +1074,8 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
                 share_out()
     finally:
         c.cancel(list(owner))
-        board.delete()   # what still runs sees the search is over
+        board.set(None)   # what still runs sees the search is over; not deleted: a look at a deleted Variable
+        # raises, and the scheduler logs it as an error (a cluster given by the caller keeps this small Variable)
     return stopped
 
 

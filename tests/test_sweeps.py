@@ -356,7 +356,7 @@ def test_a_run_its_search_no_longer_wants_ends_early_and_gives_no_verdict(ref, s
 
 def test_a_run_on_its_searchs_board_of_cancelled_keys_ends_itself_on_the_worker(client, ref):
     """The search puts the keys of the runs it cancels on a dask Variable; a run looks at it (at most every
-    WANTED_EVERY_S of wall time) and ends once its key is there, or once the board is gone (the search ended)."""
+    WANTED_EVERY_S of wall time) and ends once its key is there, or once the board is None (the search ended)."""
     from distributed import Variable
 
     from llmss_lab.sweeps import _Wanted
@@ -370,12 +370,13 @@ def test_a_run_on_its_searchs_board_of_cancelled_keys_ends_itself_on_the_worker(
         runs = {key: client.submit(run_point, point, str(ref), slo, True, False, _Wanted(board.name), key=key)
                 for key in ("test-run-dropped", "test-run-kept")}
         dropped, kept = (runs[k].result() for k in ("test-run-dropped", "test-run-kept"))
+        assert dropped["status"] == "cancelled" and dropped["stopped_at_s"] < whole["metrics"]["duration_s"] / 2
+        assert kept["status"] == "ok" and kept["metrics"] == whole["metrics"]
+        board.set(None)
+        late = client.submit(run_point, point, str(ref), slo, True, False, _Wanted(board.name), key="test-run-late")
+        assert late.result()["status"] == "cancelled"
     finally:
         board.delete()
-    assert dropped["status"] == "cancelled" and dropped["stopped_at_s"] < whole["metrics"]["duration_s"] / 2
-    assert kept["status"] == "ok" and kept["metrics"] == whole["metrics"]
-    gone = client.submit(run_point, point, str(ref), slo, True, False, _Wanted(board.name), key="test-run-late")
-    assert gone.result()["status"] == "cancelled"
 
 
 def test_capacity_finds_the_edge_of_the_slo(client, ref):
