@@ -10,7 +10,8 @@ one), every worker warmed first. Prints the median and every time, the runs the 
 (max_rate per configuration, which must not move by more than rel_tol between versions). The capacity search is
 given the sweep's runs (``known=``) where this version of llmss_lab takes them, as the notebook does; with
 --no-sweep it runs alone. --single searches one configuration (tp 1, max_num_seqs 64) on the two workers, where
-the search has a worker to spare.
+the search has a worker to spare. Where runs look whether their search still wants them, it also prints what one
+look costs from a worker (a round trip to the scheduler), median of 200.
 """
 from __future__ import annotations
 
@@ -28,6 +29,20 @@ def warm(reference_dir: str) -> None:
     from llmss_lab.scenario import Scenario
 
     Scenario(num_requests=4, power=True).run(reference_dir)
+
+
+def look_s(board: str, n: int = 200) -> float:
+    """Median wall time of one look at a search's board of cancelled runs, from inside a task."""
+    from llmss_lab.sweeps import _Wanted
+
+    wanted = _Wanted(board, every_s=0.0)
+    wanted()   # the first look also finds the worker's client
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        wanted()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def main() -> int:
@@ -56,8 +71,16 @@ def main() -> int:
     n = len(configs["tp"]) * len(configs["max_num_seqs"])
     takes_known = "known" in inspect.signature(ll.capacity).parameters
     sweep_s, cap_s = [], []
+    looks = None
     with local_client(2) as client:
         client.run(warm, ref)
+        if hasattr(ll.sweeps, "_Wanted"):   # runs that look whether their search wants them
+            from distributed import Variable
+
+            board = Variable("bench-board", client=client)
+            board.set([])
+            looks = client.submit(look_s, board.name, pure=False).result()
+            board.delete()
         for _ in range(args.repeat):
             known = {}
             if not args.no_sweep:
@@ -81,9 +104,12 @@ def main() -> int:
     print(f"  runs spent: {int(runs.sum())} ({runs.values.ravel().tolist()})")
     if "runs" in cap:
         print(f"  rounds waited: {cap.rounds.values.ravel().tolist()}")
-    said = {k: cap.attrs[k] for k in ("runs_reused", "runs_stopped_missed", "runs_stopped_met") if k in cap.attrs}
+    said = {k: cap.attrs[k] for k in ("runs_reused", "runs_stopped_missed", "runs_stopped_met", "runs_cancelled")
+            if k in cap.attrs}
     if said:
         print("  " + ", ".join(f"{k} {v}" for k, v in said.items()))
+    if looks is not None:
+        print(f"  one look at the board of cancelled runs: {1e3 * looks:.2f} ms (median of 200, from a worker)")
     answers = {}
     for tp in cap.tp.values:
         for m in cap.max_num_seqs.values:

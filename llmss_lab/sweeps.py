@@ -903,7 +903,8 @@ def _middles(lo: float, hi: float, flying: Sequence[float], width: int, rel_tol:
     bisection does. Only upwards: a rate above a middle matters if the middle meets the SLO, and is otherwise
     missed too, which stops its run early (:meth:`SLO.lost`); a rate below it matters if the middle misses, but
     meets the SLO then, and a run that meets it at a low rate is the longest there is (the whole workload spread
-    thin), kept running on its worker even once cancelled."""
+    thin). Even with cancelled runs ending themselves (:class:`_Wanted`), rates below as well made
+    bench_capacity.py --single --no-sweep slower (medians 4.8, 4.3, 5.0 s against 3.3, 4.3, 2.4 s upwards only)."""
     points = sorted({lo, hi, *(r for r in flying if lo < r < hi)})
     chosen = points[1:-1]
     while len(chosen) < width:
