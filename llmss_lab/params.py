@@ -55,7 +55,6 @@ def check_parameters(namespace: Mapping[str, object]) -> None:
                      "parameters", name)
 
 
-
 # the kinds checked, in words; a list parameter takes a list, a comma-separated text or a number (figures.as_names)
 KINDS = {str: "a text (str)", int: "a whole number (int)", float: "a number (float)"}
 

@@ -102,22 +102,25 @@ def test_the_lower_rooms_never_import_the_upper_ones():
     assert not wrong, "\n".join(wrong)
 
 
+def _imports_dask(code: str) -> bool:
+    """Whether running ``code`` in a fresh interpreter leaves dask imported."""
+    out = subprocess.run([sys.executable, "-c", f"import sys; {code}; print('dask' in sys.modules)"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip() != "False"
+
+
 def test_a_run_and_its_summary_do_not_import_dask(ref):
     """xarray imports dask.array (0.5-1.5 s) the first time it checks data off a Variable's fastpath, and dask
     itself (0.3-0.5 s) to index a numpy coordinate; a single run has no dask arrays and must pay for neither."""
-    code = ("import sys, llmss_lab as ll; "
-            f"res = ll.simulate({str(ref / 'configs/cluster/single_node_moe_single_instance.json')!r}, "
-            f"ll.synthetic(20, seed=1), reference_dir={str(ref)!r}, memory_sample_s=0.5); res.summary(); "
-            "print('dask' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert not _imports_dask(
+        "import llmss_lab as ll; "
+        f"res = ll.simulate({str(ref / 'configs/cluster/single_node_moe_single_instance.json')!r}, "
+        f"ll.synthetic(20, seed=1), reference_dir={str(ref)!r}, memory_sample_s=0.5); res.summary()")
 
 
 def test_the_explorers_first_view_does_not_import_dask(ref):
     """The explorer's first Run shows the timeline tab: like the run itself, it needs no dask."""
-    code = ("import sys, llmss_lab as ll, llmss_lab.views as v; "
-            f"res = ll.simulate({str(ref / 'configs/cluster/single_node_single_instance.json')!r}, "
-            f"ll.synthetic(20, seed=1), reference_dir={str(ref)!r}); v.timeline(res, res); "
-            "print('dask' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert not _imports_dask(
+        "import llmss_lab as ll, llmss_lab.views as v; "
+        f"res = ll.simulate({str(ref / 'configs/cluster/single_node_single_instance.json')!r}, "
+        f"ll.synthetic(20, seed=1), reference_dir={str(ref)!r}); v.timeline(res, res)")

@@ -101,7 +101,7 @@ class ModelSpec:
             experts_per_token=experts_per_token,
             # Mixtral-style configs size their experts with intermediate_size (no moe_intermediate_size)
             moe_intermediate_size=size("moe_intermediate_size", required=False, minimum=0,
-                                            default=size("intermediate_size") if num_experts else 0),
+                                       default=size("intermediate_size") if num_experts else 0),
             source=str(path),
         )
 
