@@ -276,6 +276,31 @@ def overlapped(draw) -> Case:
     return Case([first, decode] if pd else [first], wl, kv_transfer=draw(st.sampled_from(simulator.KV_TRANSFERS)))
 
 
+@st.composite
+def shared_pools(draw) -> Case:
+    """Instances of different block sizes (any that divides a pool chunk) sharing one CPU prefix pool: the first
+    request writes its prompt's chunks through; each later one, a second later on another instance with the same
+    prefix, must recall every whole chunk of it (the pool is large enough to keep them all)."""
+    n_inst = draw(st.integers(2, 3))
+    sizes = draw(st.lists(st.sampled_from([1, 2, 8, 16, 32, 64, 128, 256]), min_size=n_inst, max_size=n_inst))
+    prefix = draw(st.integers(CHUNK_TOKENS, 3 * CHUNK_TOKENS))
+    tails = draw(st.lists(st.integers(1, 40), min_size=n_inst, max_size=n_inst))
+    outputs = draw(st.lists(st.integers(1, 3), min_size=n_inst, max_size=n_inst))
+    prompts = [prefix + t for t in tails]
+    ids = [list(range(prefix)) + [10_000 * (i + 1) + k for k in range(t)] for i, t in enumerate(tails)]
+    longest = max(p + o for p, o in zip(prompts, outputs))
+    eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=draw(st.sampled_from([0, 300])),
+                       enable_prefix_caching=True, async_scheduling=draw(st.booleans()))
+    setups = [simulator.InstanceSetup(f"i{k}", eng.with_overrides({"block_size": bs}), LinearLatency(1e6, 0.0),
+                                      2 * -(-longest // bs), 1 << 20, {}, kv_bytes_per_token=KV_BYTES)
+              for k, bs in enumerate(sizes)]
+    chunk = KV_BYTES * CHUNK_TOKENS
+    memory = simulator.MemorySetup([simulator.TierSetup("cpu:0", 4 * n_inst * chunk, 50.0, 100.0)], "cpu",
+                                   draw(st.sampled_from(["node", "cluster"])))
+    wl = Workload(np.arange(n_inst) * 1_000_000_000, np.array(prompts), np.array(outputs), ids, "shared")
+    return Case(setups, wl, memory=memory)
+
+
 def run_case(c: Case) -> tuple[simulator.RawRun, Tally]:
     with watched() as tally, alarm(30):
         raw = simulator.run(c.setups, c.workload, c.router, links=(Link(8.0, 1e3), Link(2.0, 5e3)),
@@ -412,6 +437,21 @@ def test_preemptions_under_steps_in_flight_keep_the_kernel_consistent(c):
                       ("finished while preempted", tally.done_while_preempted)):
         if on:
             event(label)
+    check_run(c, raw, tally)
+
+
+@settings(KERNEL, max_examples=max(EXAMPLES // 10, 1))
+@given(shared_pools())
+def test_a_pool_shared_across_block_sizes_serves_every_instance(c):
+    note(f"block sizes {[s.engine.block_size for s in c.setups]} prompts={c.workload.input_toks.tolist()}")
+    raw, tally = run_case(c)
+    R = raw.requests
+    shared = len(os.path.commonprefix([list(t) for t in c.workload.token_ids]))   # then 1-40 tokens of its own
+    for rid in range(1, R.n):   # a fresh instance: its NPU holds nothing, the pool every chunk request 0 wrote
+        assert R.instance[rid] == rid
+        assert R.recalled[rid] == shared // CHUNK_TOKENS * CHUNK_TOKENS, (rid, R.recalled.tolist())
+    if len({s.engine.block_size for s in c.setups}) > 1:
+        event("block sizes differ")
     check_run(c, raw, tally)
 
 
@@ -558,4 +598,24 @@ def test_a_prefill_request_preempted_behind_its_last_step_is_handed_over_from_th
     R = raw.requests
     assert tally.done_while_preempted == 1 and not tally.readmitted_inflight
     assert R.preemptions.tolist() == [0, 1] and R.recomputed.tolist() == [0, 0]
+    check_run(c, raw, tally)
+
+
+def test_a_pool_shared_across_block_sizes_serves_the_chunks_one_instance_wrote_to_the_other():
+    """Two instances on one node share a CPU prefix pool, one with 16-token blocks and one with 32. Request 0 (600
+    tokens) runs on the first and writes two 256-token chunks through; request 1, the same prompt a second later on
+    the second, recalls them: chunks are keyed on their tokens, as LMCache keys them, not on the writer's block hashes
+    (which differ with the block size, so the second instance used to find nothing)."""
+    eng = EngineConfig(max_num_seqs=0, block_size=16, enable_prefix_caching=True)
+    setups = [simulator.InstanceSetup(f"i{k}", eng.with_overrides({"block_size": bs}), LinearLatency(1e6, 0.0), 2048 // bs,
+                                      1 << 20, {}, kv_bytes_per_token=KV_BYTES) for k, bs in enumerate((16, 32))]
+    chunk = KV_BYTES * CHUNK_TOKENS
+    memory = simulator.MemorySetup([simulator.TierSetup("cpu:0", 4 * chunk, 50.0, 100.0)], "cpu", "node")
+    ids = list(range(600))
+    wl = Workload(np.array([0, 1_000_000_000]), np.array([600, 600]), np.array([2, 2]), [ids, ids], "twice")
+    c = Case(setups, wl, memory=memory)
+    raw, tally = run_case(c)
+    R = raw.requests
+    assert R.instance.tolist() == [0, 1]
+    assert R.recalled.tolist() == [0, 2 * CHUNK_TOKENS]
     check_run(c, raw, tally)

@@ -29,6 +29,24 @@ def chain_hashes(token_ids: Sequence[int], block_size: int, prev: int = HASH_SEE
     return out
 
 
+def extend_chain(hs: list[int], token_ids: Sequence[int] | None, size: int, rid: int, n: int) -> list[int]:
+    """A request's chained hashes ``hs`` of ``size``-token pieces, extended to ``n`` pieces in place.
+
+    Pieces past the known token ids (generated tokens the trace does not list) hash unique to the
+    request, so they can only be found again by the request itself.
+    """
+    if len(hs) >= n:
+        return hs
+    known = len(token_ids) // size if token_ids is not None else 0
+    if len(hs) < min(known, n):
+        hs.extend(chain_hashes(token_ids, size, hs[-1] if hs else HASH_SEED, len(hs), min(known, n)))
+    prev = hs[-1] if hs else HASH_SEED
+    for i in range(len(hs), n):
+        prev = hash((prev, -1, rid, i))
+        hs.append(prev)
+    return hs
+
+
 class EvictionPolicy:
     """Order of the free blocks: which free (possibly cached) block is reused next."""
 
@@ -156,6 +174,7 @@ class KVCacheManager:
         self.blocks: dict[int, list[int]] = {}
         self.num_cached: dict[int, int] = {}
         self._hashes: dict[int, list[int]] = {}
+        self._chunks: dict[int, list[int]] = {}   # lower-pool chunk keys (chunk_keys)
         self._token_ids: dict[int, Sequence[int] | None] = {}
         self.queries = 0   # prompt tokens looked up
         self.hits = 0      # of which found cached
@@ -169,24 +188,14 @@ class KVCacheManager:
             self.block_hashes(rid, num_tokens // self.block_size)
 
     def block_hashes(self, rid: int, n_blocks: int) -> list[int]:
-        """The request's chained block hashes, extended to ``n_blocks`` full blocks.
+        """The request's chained block hashes, extended to ``n_blocks`` full blocks."""
+        return extend_chain(self._hashes.setdefault(rid, []), self._token_ids.get(rid), self.block_size, rid, n_blocks)
 
-        Positions past the known token ids (generated tokens the trace does not list) hash
-        unique to the request, so they can only be found again by the request itself.
-        """
-        hs = self._hashes.setdefault(rid, [])
-        if len(hs) >= n_blocks:
-            return hs
-        ids = self._token_ids.get(rid)
-        bs = self.block_size
-        known = len(ids) // bs if ids is not None else 0
-        if len(hs) < min(known, n_blocks):
-            hs.extend(chain_hashes(ids, bs, hs[-1] if hs else HASH_SEED, len(hs), min(known, n_blocks)))
-        prev = hs[-1] if hs else HASH_SEED
-        for i in range(len(hs), n_blocks):
-            prev = hash((prev, -1, rid, i))
-            hs.append(prev)
-        return hs
+    def chunk_keys(self, rid: int, n_chunks: int) -> list[int]:
+        """The request's lower-pool chunk keys, extended to ``n_chunks`` chunks: chained hashes of the tokens of
+        each 256-token chunk, as LMCache keys its chunks (``ChunkedTokenDatabase`` in lmcache/v1/token_database.py),
+        not of the block hashes, so that instances with different block sizes find each other's chunks."""
+        return extend_chain(self._chunks.setdefault(rid, []), self._token_ids.get(rid), CHUNK_TOKENS, rid, n_chunks)
 
     def cached_prefix_blocks(self, hashes: Sequence[int]) -> int:
         """How many leading blocks of a hash chain the cache holds (a router's probe; no side effects)."""
@@ -253,9 +262,9 @@ class KVCacheManager:
         self.num_cached[rid] = full
         if self.lower is not None:
             cb = self.chunk_blocks
-            ends = range((done // cb + 1) * cb, full + 1, cb)   # chunk ends newly covered
-            if ends:
-                self.to_store.extend(hs[e - 1] for e in ends)
+            first, last = done // cb, full // cb   # chunks newly covered: first .. last - 1
+            if last > first:
+                self.to_store.extend(self.chunk_keys(rid, last)[first:last])
 
     def take_store(self) -> list[int]:
         """The chunk keys gathered since the last call (for the step just scheduled)."""
@@ -268,12 +277,10 @@ class KVCacheManager:
         pool = self.lower
         if pool is None or not self.prefix_caching:
             return 0, 0.0
-        cb = self.chunk_blocks
         n_chunks = (num_tokens - 1) // CHUNK_TOKENS
         if n_chunks * CHUNK_TOKENS <= npu_hit_tokens:
             return 0, 0.0
-        hs = self.block_hashes(rid, n_chunks * cb)
-        keys = [hs[(c + 1) * cb - 1] for c in range(n_chunks)]
+        keys = self.chunk_keys(rid, n_chunks)[:n_chunks]
         found = pool.match(keys)
         extra = found * CHUNK_TOKENS - npu_hit_tokens
         if extra <= 0:
@@ -288,5 +295,5 @@ class KVCacheManager:
     def forget(self, rid: int) -> None:
         """Drop per-request bookkeeping once the request has finished for good."""
         self.free(rid)
-        for per_request in (self.blocks, self.num_cached, self._hashes, self._token_ids):
+        for per_request in (self.blocks, self.num_cached, self._hashes, self._chunks, self._token_ids):
             per_request.pop(rid, None)

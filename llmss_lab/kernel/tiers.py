@@ -6,8 +6,9 @@ the same CPU memory, or a write-back and a recall, slow each other down. A trans
 bytes that starts at ``t`` ends at ``max(t, port free) + latency + B / bandwidth``.
 
 A :class:`PrefixPool` is a lower-tier prefix cache in the manner of LMCache: KV is kept in
-chunks of 256 tokens (LMCache's default), each keyed by the chained hash of everything up to the
-chunk's end, so a chunk is found only with its whole prefix. It is filled by write-through (a
+chunks of 256 tokens (LMCache's default), each keyed by the chained hash of the tokens up to the
+chunk's end, so a chunk is found only with its whole prefix, by any instance that shares the pool
+whatever its block size (the key is not built from block hashes). It is filled by write-through (a
 chunk is copied down once every token of it has KV on an NPU; the copy costs tier bandwidth and
 energy but does not stall the NPU) and evicts least recently used chunks when full. A pool may
 serve one instance, every instance of a node, or the whole cluster.
