@@ -78,6 +78,7 @@ class Tally:
     readmitted_inflight: int = 0   # requests scheduled from scratch again while an older step of theirs ran
     done_while_preempted: int = 0  # requests finished by a step in flight when they were preempted
     prefilled: dict[int, float] = field(default_factory=dict)   # request -> when its prefill step ended
+    held: dict[int, int] = field(default_factory=dict)   # request -> KV tokens its blocks hold when handed over
     checks: int = 0
 
 
@@ -163,9 +164,11 @@ def watched():
         out = complete(self, p, now)
         tally.done_while_preempted += len(waiting.intersection(out[1].tolist()))
         if self.role == "prefill":
+            kv = self.scheduler.kv
             for rid in out[0].tolist():
                 assert rid not in tally.prefilled, f"request {rid} prefilled twice"
                 tally.prefilled[rid] = now
+                tally.held[rid] = len(kv.blocks.get(rid, ())) * kv.block_size
         check_instance(self)
         return out
 
@@ -266,7 +269,10 @@ def overlapped(draw) -> Case:
     eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=budget, block_size=1, enable_prefix_caching=False,
                        reserve_full_isl=False, long_prefill_token_threshold=draw(st.sampled_from([0, 2, 3])),
                        async_scheduling=asynchronous)
-    blocks = draw(st.integers(max(p + o for p, o in zip(prompts, outputs)), 16))
+    # a prefill instance computes prompts only: KV for little more than the longest, so that its last step is often
+    # in flight when a preemption strikes (the request is handed over without KV, Scheduler.finish)
+    longest = max(prompts) if pd else max(p + o for p, o in zip(prompts, outputs))
+    blocks = draw(st.integers(longest, longest + 4 if pd else 16))
     first = simulator.InstanceSetup("p" if pd else "i", eng, LinearLatency(1e6, draw(st.sampled_from([0.0, 3e4])), pp),
                                     blocks, 1 << 20, {}, role="prefill" if pd else None, pp=pp, kv_bytes_per_token=KV_BYTES)
     decode = simulator.InstanceSetup("d", eng, LinearLatency(1e6, 0.0), 64, 1 << 20, {}, role="decode",
@@ -334,10 +340,15 @@ def check_run(c: Case, raw: simulator.RawRun, tally: Tally) -> None:
             # the decode side computes the last prompt token again and every output token but the last
             # (more after a preemption, which drops the handed-over KV: it is recomputed)
             assert per_inst[d] >= R.output[rid] and per_inst[p] >= R.prompt[rid] - R.cache_hits[rid]
+            # the KV the prefill instance still held moves: all of the prompt's, or (preempted while its last step
+            # ran) what it computed again, maybe none, and the decode side prefills the rest (Scheduler.finish)
+            handed, rest = divmod(float(R.kv_bytes[rid]), KV_BYTES * c.setups[p].lanes)
+            assert rest == 0 and 0 <= handed <= min(R.prompt[rid], tally.held[rid])
+            assert (handed > 0) == (tally.held[rid] > 0), "KV handed over without blocks, or blocks held for nothing"
+            assert (R.kv_transfer[rid] > 0) == (handed > 0) and R.kv_transfer[rid] >= 0
             if not R.preemptions[rid]:
                 assert per_inst[d] == R.output[rid] and per_inst[p] == R.prompt[rid] - R.cache_hits[rid]
-            assert R.kv_bytes[rid] == R.prompt[rid] * KV_BYTES * c.setups[p].lanes
-            assert R.kv_transfer[rid] > 0
+                assert handed == R.prompt[rid]
             # the decode side computes on the KV only once it has arrived
             assert tally.first_planned[rid, d] >= tally.prefilled[rid] + R.kv_transfer[rid] - 1e-6
         else:
@@ -432,9 +443,13 @@ def test_preemptions_under_steps_in_flight_keep_the_kernel_consistent(c):
     raw, tally = run_case(c)
     if raw.requests.preemptions.any():
         event("preemption")
+    R = raw.requests
+    handed = R.kv_bytes / KV_BYTES
     for label, on in (("async", c.setups[0].engine.async_scheduling), ("P/D", len(c.setups) > 1),
                       ("re-admitted behind an old step", tally.readmitted_inflight),
-                      ("finished while preempted", tally.done_while_preempted)):
+                      ("finished while preempted", tally.done_while_preempted),
+                      ("handed over without KV", len(c.setups) > 1 and (handed == 0).any()),
+                      ("handed over with part of its KV", ((0 < handed) & (handed < R.prompt)).any())):
         if on:
             event(label)
     check_run(c, raw, tally)
@@ -470,8 +485,10 @@ def check_datasets(res) -> None:
     if (role == "prefill").any():   # a prefill instance's one token per request
         assert float(ts.generation_throughput.isel(instance=role == "prefill").sum()) == pytest.approx(R.sizes["request"])
         assert float(R.kv_bytes.sum()) == pytest.approx(res.requests.attrs["kv_bytes_transferred"], rel=1e-12)
-        assert (R.kv_bytes > 0).all() and (R.kv_transfer > 0).all()
-        assert (R.kv_bytes / R.input_tokens).std() <= 1e-9 * float((R.kv_bytes / R.input_tokens).mean())
+        # a request preempted while its prompt's last step ran hands over only the KV still held (Scheduler.finish)
+        per_token = (R.kv_bytes / R.input_tokens).values[R.preemptions.values == 0]
+        assert (per_token > 0).all() and per_token.std() <= 1e-9 * float(per_token.mean())
+        assert ((R.kv_bytes > 0) == (R.kv_transfer > 0)).all()
     assert int(res.itl.gaps.sum()) == int((R.output_tokens - 1).sum())
     first, fin, arr = R.first_token.values, R.finish.values, R.arrival.values
     assert np.allclose(R.ttft.values, (first - arr) * 1e3) and np.allclose(R.e2e_latency.values, (fin - arr) * 1e3)
@@ -577,14 +594,16 @@ def test_a_prefill_request_readmitted_behind_its_last_step_is_handed_over_once(p
     check_run(c, raw, tally)
 
 
+@pytest.mark.parametrize("kv_transfer", simulator.KV_TRANSFERS)
 @pytest.mark.parametrize("asynchronous", [False, True])
-def test_a_prefill_request_preempted_behind_its_last_step_is_handed_over_from_the_queue(asynchronous):
+def test_a_prefill_request_preempted_behind_its_last_step_is_handed_over_without_kv(asynchronous, kv_transfer):
     """The nearest case with two steps in flight (PP=2 or async scheduling): prompts 3 and 2, chunks of 2, KV for
     4 tokens. Request 0's last chunk needs a block while request 1's whole prompt is in flight, and preempts it; a
-    plan that preempts admits no one, so request 1 waits, and the step in flight hands it over from the queue,
-    once, its dropped KV never recomputed (vLLM's stopped_preempted_reqs; the KV transfer is modelled as if the
-    blocks were still held). With async scheduling no second plan comes before that step's output
-    (the assertion in ``watched``)."""
+    plan that preempts admits no one, so request 1 waits, and the step in flight hands it over from the queue, once
+    (vLLM's stopped_preempted_reqs). Its blocks are gone, so, as vLLM's NixlConnector.request_finished gets no block
+    ids and holds nothing, no KV moves (it moved 2 tokens' worth before) and the decode instance prefills the prompt
+    itself: 2 tokens, one more than with the KV, recomputed. With async scheduling no second plan comes before that
+    step's output (the assertion in ``watched``)."""
     eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=4, block_size=1, enable_prefix_caching=False,
                        reserve_full_isl=False, long_prefill_token_threshold=2, async_scheduling=asynchronous)
     pp = 1 if asynchronous else 2
@@ -593,11 +612,13 @@ def test_a_prefill_request_preempted_behind_its_last_step_is_handed_over_from_th
                                       pp=pp, kv_bytes_per_token=KV_BYTES),
               simulator.InstanceSetup("d", eng, LinearLatency(1e6, 0.0), 64, 1 << 20, {}, role="decode",
                                       kv_bytes_per_token=KV_BYTES)]
-    c = Case(setups, wl, kv_transfer="whole")
+    c = Case(setups, wl, kv_transfer=kv_transfer)
     raw, tally = run_case(c)
     R = raw.requests
     assert tally.done_while_preempted == 1 and not tally.readmitted_inflight
-    assert R.preemptions.tolist() == [0, 1] and R.recomputed.tolist() == [0, 0]
+    assert R.preemptions.tolist() == [0, 1] and R.recomputed.tolist() == [0, 1]
+    assert R.kv_bytes.tolist() == [3 * KV_BYTES, 0.0] and R.kv_transfer[1] == 0 < R.kv_transfer[0]
+    assert tally.tokens[1] == {0: 2, 1: 2}   # the prompt on each side
     check_run(c, raw, tally)
 
 

@@ -84,25 +84,39 @@ class Scheduler:
         return self._run_arr
 
     def finish(self, rid: int, keep_kv: bool = False) -> None:
-        """The request leaves this instance. ``keep_kv``: its blocks stay held until :meth:`release` (a prefill
-        instance's, until the decode instance has taken the request in, as vLLM's KV connectors hold them).
+        """The request leaves this instance. ``keep_kv`` (a P/D prefill instance handing it over): its blocks stay
+        held until :meth:`release`, once the decode instance has taken it in, as vLLM's KV connectors hold them, and
+        ``R.kv_ready`` says how many prompt tokens' KV they carry.
 
         A request preempted while the step computing its last token was in flight (pipeline stages, async
         scheduling) is finished by that step all the same, from the waiting queue or, re-admitted meanwhile, from the
         running list (pipeline stages only: with three or more a later step can admit it while its old one runs, and
-        with two a plan that preempted everyone runs nothing, so the next stage boundary's plan can): vLLM V1 keeps a preempted request's in-flight output
-        (``AsyncScheduler._update_request_with_output`` in vllm/v1/core/sched/async_scheduler.py skips only the
-        prefix caching) and, in ``Scheduler.update_from_output`` (vllm/v1/core/sched/scheduler.py), stops it and
-        removes it from the waiting queue (its ``stopped_preempted_reqs``) or the running list. The KV the
-        preemption dropped and no step has computed again, ``num_tokens - 1 - computed``, is never recomputed.
-        Open: a prefill instance's request finished from the waiting queue is handed over with its whole prompt's KV,
-        though its blocks are gone; vLLM's connectors (``NixlConnector.request_finished``) would get no block ids."""
+        with two a plan that preempted everyone runs nothing, so the next stage boundary's plan can): vLLM V1 keeps a
+        preempted request's in-flight output (``AsyncScheduler._update_request_with_output`` in
+        vllm/v1/core/sched/async_scheduler.py skips only the prefix caching) and, in ``Scheduler.update_from_output``
+        (vllm/v1/core/sched/scheduler.py), stops it and removes it from the waiting queue (its
+        ``stopped_preempted_reqs``) or the running list. The KV the preemption dropped and no step has computed
+        again, ``num_tokens - 1 - computed``, is never recomputed - unless the request is handed over: a prefill
+        instance hands over only the KV it still holds, ``computed`` tokens (none from the waiting queue), and the
+        decode instance computes the rest of the prompt but its last token (which it computes anyway). vLLM does
+        the same: ``Scheduler._connector_finished`` passes the request's block ids to
+        ``NixlConnector.request_finished`` (vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py), which
+        for a preempted request are none, so ``delay_free_blocks`` is False, nothing is held for the decode side
+        and ``remote_block_ids`` is empty. (vLLM's decode side has no path for that: its
+        ``get_num_new_matched_tokens`` counts the whole prompt as remote while ``update_state_after_alloc`` asserts
+        there is nothing to load without remote blocks; here the decode instance prefills what it lacks.)"""
         R = self.R
         if rid in self.running:
             self.running.remove(rid)
         else:
             self.waiting.remove(rid)
-        R.lost[rid] -= max(int(R.num_tokens[rid] - 1 - R.computed[rid]), 0)
+        never = max(int(R.num_tokens[rid] - 1 - R.computed[rid]), 0)
+        if keep_kv:
+            held = min(int(R.computed[rid]), int(R.prompt[rid]))
+            R.kv_ready[rid] = held
+            never -= max(int(R.prompt[rid]) - 1 - held, 0)   # the decode instance recomputes these
+            keep_kv = held > 0   # nothing held: nothing to wait for
+        R.lost[rid] -= never
         self._run_arr = None
         if not keep_kv:
             self.kv.forget(rid)

@@ -220,9 +220,9 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
         if stop_when is not None and len(rids) and stop_when(R, now):
             raise RunStopped(now, int(np.count_nonzero(R.finished >= 0)))
 
-    def deliver(rid: int, dst: Instance, prefilled: float, ready: float) -> None:
+    def deliver(rid: int, dst: Instance, held: int, prefilled: float, ready: float) -> None:
         R.kv_transfer[rid] = ready - prefilled
-        dst.submit(rid, token_ids[rid], int(R.prompt[rid]))
+        dst.submit(rid, token_ids[rid], held)
 
     def read(rid: int, src: int, dst: int, link: Link, per_lane: float, lanes: int, prefilled: float,
              at: float) -> float:
@@ -243,20 +243,25 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             # each GPU sends or receives over its own link: with more GPUs on one side (TP2 prefill, TP1 decode)
             # the side with fewer carries the whole KV over fewer links
             lanes = min(s.lanes, setups[dst.iid].lanes)
-            total = float(R.prompt[rid]) * s.kv_bytes_per_token * s.lanes
+            held = int(R.kv_ready[rid])   # the prompt tokens whose KV the prefill instance kept (Scheduler.finish)
+            total = held * s.kv_bytes_per_token * s.lanes
             per_lane = total / lanes
             R.kv_bytes[rid] = total
             R.num_tokens[rid] = R.prompt[rid]   # the prefill's sampled token is not sent on
+            if not held:   # preempted while its last step ran: no KV to move, the decode instance prefills
+                R.kv_transfer[rid] = 0.0
+                dst.submit(rid, token_ids[rid])
+                continue
             if kv_transfer == "pull":
-                dst.pull(rid, token_ids[rid], int(R.prompt[rid]),
-                         functools.partial(read, rid, inst.iid, dst.iid, link, per_lane, lanes, now))
+                dst.pull(rid, token_ids[rid], held, functools.partial(read, rid, inst.iid, dst.iid, link, per_lane,
+                                                                      lanes, now))
                 continue
             if kv_transfer == "layer":
                 ready = fabric.send(link, inst.iid, dst.iid, start + (now - start) / chunks, per_lane, lanes,
                                     stream_until=now, chunks=chunks)
             else:
                 ready = fabric.send(link, inst.iid, dst.iid, now, per_lane, lanes)
-            loop.at(ready, lambda rid=rid, dst=dst, ready=ready: deliver(rid, dst, now, ready))
+            loop.at(ready, functools.partial(deliver, rid, dst, held, now, ready))
 
     engines = _engines(loop, instances, setups, on_step)
     arrivals = workload.arrival_ns.tolist()
