@@ -77,6 +77,7 @@ class Tally:
     inflight: dict[int, list] = field(default_factory=lambda: defaultdict(list))   # instance -> steps planned, not done
     readmitted_inflight: int = 0   # requests scheduled from scratch again while an older step of theirs ran
     done_while_preempted: int = 0  # requests finished by a step in flight when they were preempted
+    chunk_behind_chunk: int = 0    # prompt chunks planned while the request's chunk before them was in flight
     prefilled: dict[int, float] = field(default_factory=dict)   # request -> when its prefill step ended
     held: dict[int, int] = field(default_factory=dict)   # request -> KV tokens its blocks hold when handed over
     checks: int = 0
@@ -150,9 +151,14 @@ def watched():
             ends = {}
             for q in tally.inflight[self.iid]:
                 ends.update(zip(q.step.rids.tolist(), (q.step.computed_before + q.step.num_new).tolist()))
-            behind = [r for r, b in zip(p.step.rids.tolist(), p.step.computed_before.tolist()) if b < ends.get(r, 0)]
+            before = dict(zip(p.step.rids.tolist(), p.step.computed_before.tolist()))
+            behind = [r for r, b in before.items() if b < ends.get(r, 0)]
             assert not behind or self.engine.pp > 1, f"requests {behind} re-admitted behind their step in flight"
             tally.readmitted_inflight += len(behind)
+            # otherwise a request with a step in flight goes on where that step ends, as vLLM's scheduler does (it
+            # counts tokens computed when scheduled): a prompt's next chunk, or (async) the token after the one coming
+            assert all(before[r] == e for r, e in ends.items() if r in before and r not in behind)
+            tally.chunk_behind_chunk += sum(1 for r, e in ends.items() if before.get(r) == e < self.R.prompt[r])
             tally.inflight[self.iid].append(p)
         check_instance(self)
         tally.checks += 1
@@ -428,6 +434,7 @@ def test_kernel_entities_stay_consistent_at_every_step(c):
                       ("MoE", c.setups[0].moe is not None), ("PP", c.setups[0].pp > 1),
                       ("async", c.setups[0].engine.async_scheduling), ("pool", c.memory is not None),
                       ("re-admitted behind an old step", tally.readmitted_inflight > 0),
+                      ("next chunk behind its chunk in flight", tally.chunk_behind_chunk > 0),
                       ("finished while preempted", tally.done_while_preempted > 0)):
         if on:
             event(label)
@@ -639,4 +646,29 @@ def test_a_pool_shared_across_block_sizes_serves_the_chunks_one_instance_wrote_t
     R = raw.requests
     assert R.instance.tolist() == [0, 1]
     assert R.recalled.tolist() == [0, 2 * CHUNK_TOKENS]
+    check_run(c, raw, tally)
+
+
+def test_with_pipeline_stages_a_prompt_s_next_chunk_runs_behind_the_one_in_flight_and_its_decode_waits():
+    """vLLM's scheduler counts a chunk's tokens as computed when it schedules it (Scheduler._update_after_schedule,
+    "allowing us to schedule the prefill request again immediately in the next scheduling step"), and with pipeline
+    stages the engine core fills its batch queue before it waits on the oldest step. So a 6-token prompt in chunks of
+    2 on two stages (steps of 1 ms, 0.5 ms a stage) has its second chunk in the pipeline while the first is still in
+    it, and the third behind the second; its first decode has nothing to compute until the last chunk's token is
+    out (``num_new_tokens == 0``: "PP>1 and we have already scheduled all prompt tokens but they are not finished
+    yet"), and is planned when that step ends."""
+    eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=2, block_size=1, enable_prefix_caching=False)
+    c = Case([simulator.InstanceSetup("i", eng, LinearLatency(1e6, 0.0, 2), 16, 1 << 20, {}, pp=2,
+                                      kv_bytes_per_token=KV_BYTES)],
+             Workload(np.zeros(1, np.int64), np.array([6]), np.array([2]), [None], "one"))
+    raw, tally = run_case(c)
+    log = raw.instances[0].log
+    start, end = np.asarray(log.start), np.asarray(log.start) + np.asarray(log.duration)
+    assert list(log.tokens) == [2, 2, 2, 1] and list(log.prefill_tokens) == [2, 2, 2, 0]
+    assert start[1] < end[0] and start[2] < end[1]   # a chunk behind the one in flight
+    # the second as the first stage frees; the third once the first is out (two steps in flight, as vLLM's batch
+    # queue holds pipeline_parallel_size of them)
+    assert start[1] == pytest.approx(0.5e6) and start[2] == end[0]
+    assert start[3] == end[2]                         # the decode: once the prompt's last chunk is out
+    assert tally.chunk_behind_chunk == 2
     check_run(c, raw, tally)

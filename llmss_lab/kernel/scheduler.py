@@ -10,7 +10,11 @@ One step, with a token budget of ``max_num_batched_tokens``:
    fewer than ``max_num_seqs`` run: prefix-cache lookup, then a chunk of the rest. Without
    chunked prefill a prompt that does not fit the budget waits. Admission never preempts.
 
-Progress (``num_computed_tokens``) advances when a request is scheduled, as in vLLM.
+Progress (``num_computed_tokens``) advances when a request is scheduled, as in vLLM
+(``Scheduler._update_after_schedule`` in vllm/v1/core/sched/scheduler.py). So with pipeline stages a
+prompt's next chunk joins the next micro-batch while the chunk before it is still in the pipeline, and
+its first decode has nothing to compute until the last chunk's token is out (vLLM's ``num_new_tokens ==
+0`` case for PP). Older V1 schedulers skipped any request with a step in flight (``scheduled_req_ids``).
 
 With ``lookahead`` (vLLM's async scheduling) a step is scheduled while the one before it runs: a
 request counts the token that step will give it (``RequestTable.pending``, vLLM's output
