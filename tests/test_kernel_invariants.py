@@ -75,7 +75,8 @@ class Tally:
     tokens: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
     first_planned: dict[tuple[int, int], float] = field(default_factory=dict)   # (request, instance) -> time
     inflight: dict[int, list] = field(default_factory=lambda: defaultdict(list))   # instance -> steps planned, not done
-    readmitted_inflight: int = 0   # requests scheduled from scratch again while an older step of theirs ran
+    preemptions_at: dict[int, dict[int, int]] = field(default_factory=dict)   # step in flight -> its requests' preemptions
+    readmitted_inflight: int = 0   # requests re-admitted while an older step of theirs ran
     done_while_preempted: int = 0  # requests finished by a step in flight when they were preempted
     chunk_behind_chunk: int = 0    # prompt chunks planned while the request's chunk before them was in flight
     prefilled: dict[int, float] = field(default_factory=dict)   # request -> when its prefill step ended
@@ -143,22 +144,26 @@ def watched():
                 tally.first_planned.setdefault((rid, self.iid), now)
             assert p.shape.num_tokens <= (self.scheduler.budget or 1 << 62)
             assert len(set(p.step.rids.tolist())) == len(p.step.rids), "a request twice in one step"
-            # a request behind an older step of its own: preempted and re-admitted while that step runs. Only with
-            # pipeline stages, which plan whenever the first stage frees (3+ steps in flight; or, with 2, a plan
-            # that preempted everyone ran nothing and the next boundary's plan re-admits them). Async scheduling
-            # plans when a step ends and once more straight after it, and a plan that preempts admits no one, so a
-            # request preempted while its step runs waits for that step's output (Scheduler.finish)
-            ends = {}
+            # a request re-admitted while an older step of its own runs (preempted since that step was planned; it
+            # starts again behind the step, or ahead of it on prefix hits). Only with pipeline stages, which plan
+            # whenever the first stage frees (3+ steps in flight; or, with 2, a plan that preempted everyone ran
+            # nothing and the next boundary's plan re-admits them). Async scheduling plans when a step ends and once
+            # more straight after it, and a plan that preempts admits no one, so a request preempted while its step
+            # runs waits for that step's output (Scheduler.finish)
+            R = self.R
+            ends, seen = {}, {}
             for q in tally.inflight[self.iid]:
                 ends.update(zip(q.step.rids.tolist(), (q.step.computed_before + q.step.num_new).tolist()))
+                seen.update(tally.preemptions_at[id(q)])
             before = dict(zip(p.step.rids.tolist(), p.step.computed_before.tolist()))
-            behind = [r for r, b in before.items() if b < ends.get(r, 0)]
-            assert not behind or self.engine.pp > 1, f"requests {behind} re-admitted behind their step in flight"
-            tally.readmitted_inflight += len(behind)
-            # otherwise a request with a step in flight goes on where that step ends, as vLLM's scheduler does (it
+            again = [r for r in before if r in ends and R.preemptions[r] > seen[r]]
+            assert not again or self.engine.pp > 1, f"requests {again} re-admitted behind their step in flight"
+            tally.readmitted_inflight += len(again)
+            # any other request with a step in flight goes on where that step ends, as vLLM's scheduler does (it
             # counts tokens computed when scheduled): a prompt's next chunk, or (async) the token after the one coming
-            assert all(before[r] == e for r, e in ends.items() if r in before and r not in behind)
-            tally.chunk_behind_chunk += sum(1 for r, e in ends.items() if before.get(r) == e < self.R.prompt[r])
+            assert all(before[r] == e for r, e in ends.items() if r in before and r not in again)
+            tally.chunk_behind_chunk += sum(1 for r, e in ends.items() if r not in again and before.get(r) == e < R.prompt[r])
+            tally.preemptions_at[id(p)] = dict(zip(p.step.rids.tolist(), R.preemptions[p.step.rids].tolist()))
             tally.inflight[self.iid].append(p)
         check_instance(self)
         tally.checks += 1
@@ -166,6 +171,7 @@ def watched():
 
     def completed(self, p, now):
         tally.inflight[self.iid] = [q for q in tally.inflight[self.iid] if q is not p]
+        tally.preemptions_at.pop(id(p), None)
         waiting = set(self.scheduler.waiting)
         out = complete(self, p, now)
         tally.done_while_preempted += len(waiting.intersection(out[1].tolist()))

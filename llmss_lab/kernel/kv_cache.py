@@ -194,7 +194,9 @@ class KVCacheManager:
     def chunk_keys(self, rid: int, n_chunks: int) -> list[int]:
         """The request's lower-pool chunk keys, extended to ``n_chunks`` chunks: chained hashes of the tokens of
         each 256-token chunk, as LMCache keys its chunks (``ChunkedTokenDatabase`` in lmcache/v1/token_database.py),
-        not of the block hashes, so that instances with different block sizes find each other's chunks."""
+        so that instances with different block sizes find each other's chunks. Block hashes would not do: they
+        chain per block (vLLM's too, ``KVCacheManager``'s ``hash_block_size`` in vllm/v1/core/kv_cache_manager.py),
+        so the hash at a chunk's end differs with the block size."""
         return extend_chain(self._chunks.setdefault(rid, []), self._token_ids.get(rid), CHUNK_TOKENS, rid, n_chunks)
 
     def cached_prefix_blocks(self, hashes: Sequence[int]) -> int:
