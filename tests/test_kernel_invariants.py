@@ -157,7 +157,7 @@ def watched():
                 seen.update(tally.preemptions_at[id(q)])
             before = dict(zip(p.step.rids.tolist(), p.step.computed_before.tolist()))
             again = [r for r in before if r in ends and R.preemptions[r] > seen[r]]
-            assert not again or self.engine.pp > 1, f"requests {again} re-admitted behind their step in flight"
+            assert not again or self.engine.pp > 1, f"requests {again} re-admitted while their step is in flight"
             tally.readmitted_inflight += len(again)
             # any other request with a step in flight goes on where that step ends, as vLLM's scheduler does (it
             # counts tokens computed when scheduled): a prompt's next chunk, or (async) the token after the one coming
