@@ -105,10 +105,15 @@ def _why(exc: BaseException, folder: Path) -> str:
 
 def _regular(path: Path, key: str | None = None) -> Path:
     """The file a write lands in: a link's target (renaming over the link would cut it), and never a
-    device, pipe or socket, which renaming would replace with a plain file (as root, /dev/full itself)."""
+    device, pipe or socket, which renaming would replace with a plain file (as root, /dev/full itself). A link
+    whose target does not exist is refused: writing through it would create a file somewhere the user did not
+    name, often a stale link's old place."""
     why = absent(path)
     if why and why.startswith(("the name is too long", "no permission")):
         raise InputError(why, path, key)
+    if why and why.startswith("a symbolic link to"):
+        raise InputError(f"{why}; a write would create that file through the link: remove the link, or give "
+                         "another name", path, key)
     if path.is_symlink():
         try:
             path = path.resolve()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmss_lab.cli import main
+from llmss_lab.errors import InputError
 
 from .conftest import alarm
 
@@ -45,8 +46,6 @@ def test_an_odd_path_is_named_for_what_it_is(kind, odd, ref, tmp_path, capsys):
     """A loop of links and a path through a file were 'file does not exist', a name too long a traceback."""
     path, words = odd[kind]
     for what, argv in commands(ref, str(path), tmp_path / "s.nc").items():
-        if kind == "dangling" and what == "--out file":
-            continue   # written through the link, to where it points (tests/test_bad_inputs.py)
         with alarm(20):
             code = main(argv)
         err = capsys.readouterr().err.strip()
@@ -54,6 +53,37 @@ def test_an_odd_path_is_named_for_what_it_is(kind, odd, ref, tmp_path, capsys):
         assert words in err and (f"{path}" in err or kind == "through a file"), (what, err)
         assert kind != "through a file" or "is a file, not a folder" in err, (what, err)
     assert not (tmp_path / "s.nc").exists()
+
+
+def test_a_dangling_link_as_out_is_refused_by_every_command(ref, tmp_path, capsys):
+    """A link whose target does not exist was written through: `--out old.nc`, a stale link, made a file at its
+    old target, wherever that was. Every command with --out refuses it, naming the link and where it points."""
+    import llmss_lab as ll
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    scenario = ll.Scenario(num_requests=3).save(tmp_path / "s.json")
+    (tmp_path / "g.yaml").write_text("max_num_seqs: [4]\n")
+    r = ["--reference-dir", str(ref)]
+    for n, argv in enumerate((["run", str(ref / GOOD_CLUSTER), "--num-requests", "3", *r, "-q"], ["example", *r, "-q"],
+                              ["sweep", str(scenario), "--grid", str(tmp_path / "g.yaml"), *r, "-q"],
+                              ["capacity", str(scenario), "--slo-ttft-ms", "100", *r, "-q"], ["profile-fit", *r],
+                              ["figure-data", "6", *r], ["figures", "6", *r, "-q"])):
+        link = tmp_path / f"out{n}.nc"
+        link.symlink_to(elsewhere / f"made{n}.nc")
+        with alarm(20):
+            code = main([*argv, "--out", str(link)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, (argv[0], err)
+        assert f"{link}: --out: a symbolic link to {elsewhere / f'made{n}.nc'}, which does not exist" in err, err
+    run = ll.simulate(ref / GOOD_CLUSTER, "workloads/example_trace.jsonl", num_requests=2, reference_dir=ref)
+    for write in (ll.Scenario().save, run.save):
+        link = tmp_path / "api.nc"
+        link.unlink(missing_ok=True)
+        link.symlink_to(elsewhere / "api.nc")
+        with pytest.raises(InputError, match=rf"^{link}: a symbolic link to {elsewhere / 'api.nc'}, which does not"):
+            write(link)
+    assert not list(elsewhere.iterdir())
 
 
 def test_a_pipe_is_named_and_never_read(odd, ref, tmp_path, capsys):
