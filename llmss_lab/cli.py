@@ -191,7 +191,56 @@ def format_summary(summary: dict, attrs: dict) -> str:
     return "\n".join(out)
 
 
+# the flags `run --scenario` takes; every other one sets what the scenario sets
+SCENARIO_RUN_FLAGS = {"scenario", "out", "bin", "json", "quiet", "reference_dir", "verbose"}
+
+
+def _run_scenario(args: argparse.Namespace):
+    """`run --scenario`: the scenario's run, as the explorer and ``Scenario.run`` make it; a setting flag beside it
+    is refused (which of the two was meant?), naming the scenario field that sets it."""
+    from .scenario import Scenario
+
+    for dest in sorted(args.given - SCENARIO_RUN_FLAGS):
+        field = {"workload": "trace", "what_if": "what_if_mem_bw and what_if_flops"}.get(dest, dest)
+        why = (f"sets the run's {field}, which the scenario sets (edit it in {args.scenario})"
+               if field != dest or field in Scenario.__dataclass_fields__ else
+               "sets what a scenario has no field for (run a cluster config to set it)")
+        raise InputError(f"{why}; drop the flag or --scenario", "command line", "--" + dest.replace("_", "-"))
+    scenario = Scenario.load(args.scenario)
+    if args.out:
+        _refuse_to_replace_a_sweep(_results_out(args.out), ANOTHER_NAME)
+    workload = scenario.workload(args.reference_dir)
+    bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
+    try:
+        return scenario.run(args.reference_dir, cb, workload, bin_s=args.bin)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.scenario:
+        res = _run_scenario(args)
+    else:
+        res = _run_cluster(args)
+    try:   # the file first: nothing after the run may lose it; the summary even when no file could be written
+        if args.out:
+            _save_or_rescue(res, args.out)
+    finally:
+        if args.json:
+            print(json.dumps(_json_safe(res.summary()), indent=2))
+        else:
+            print(format_summary(res.summary(), res.attrs))
+    if args.out:
+        from .results.dataset import results_format
+
+        what = "one row per request" if results_format(args.out) == "csv" else "netCDF"
+        print(f"results written to {args.out} ({what})", file=sys.stderr)
+    return 0
+
+
+def _run_cluster(args: argparse.Namespace):
+    """`run CLUSTER`: the config on a trace or a seeded synthetic workload, the settings from the flags."""
     from .api import simulate
     from .reference import ReferenceLayout, resolve_reference_dir
     from .workload import load_trace, synthetic
@@ -219,28 +268,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         _refuse_to_replace_a_sweep(_results_out(args.out), ANOTHER_NAME)
     bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
     try:
-        res = simulate(args.cluster_config, workload, engine=engine, reference_dir=args.reference_dir, progress=cb,
-                       router=args.router, expert_gate=args.expert_gate, gate_skew=args.gate_skew,
-                       kv_transfer=args.kv_transfer, seed=args.seed, prefix_storage=args.prefix_storage,
-                       prefix_sharing=args.prefix_sharing, attn_offload=args.attn_offload,
-                       sub_batch_interleaving=args.sub_batch_interleaving, bin_s=args.bin, **_latency_kwargs(args))
+        return simulate(args.cluster_config, workload, engine=engine, reference_dir=args.reference_dir, progress=cb,
+                        router=args.router, expert_gate=args.expert_gate, gate_skew=args.gate_skew,
+                        kv_transfer=args.kv_transfer, seed=args.seed, prefix_storage=args.prefix_storage,
+                        prefix_sharing=args.prefix_sharing, attn_offload=args.attn_offload,
+                        sub_batch_interleaving=args.sub_batch_interleaving, bin_s=args.bin, **_latency_kwargs(args))
     finally:
         if bar is not None:
             bar.close()
-    try:   # the file first: nothing after the run may lose it; the summary even when no file could be written
-        if args.out:
-            _save_or_rescue(res, args.out)
-    finally:
-        if args.json:
-            print(json.dumps(_json_safe(res.summary()), indent=2))
-        else:
-            print(format_summary(res.summary(), res.attrs))
-    if args.out:
-        from .results.dataset import results_format
-
-        what = "one row per request" if results_format(args.out) == "csv" else "netCDF"
-        print(f"results written to {args.out} ({what})", file=sys.stderr)
-    return 0
 
 
 def _results_out(out: str, netcdf_only: bool = False) -> Path:
@@ -635,8 +670,25 @@ class _Subcommand(argparse.ArgumentParser):
             later(self)
 
     def parse_known_args(self, args=None, namespace=None):
+        """Also records which flags were given (``given``): a flag given with its default value is still given
+        (`run --scenario` refuses it, where comparing with the default would let it pass unused)."""
         self._add_later()
-        return super().parse_known_args(args, namespace)
+        namespace = argparse.Namespace() if namespace is None else namespace
+        unset = object()   # argparse sets no default over an attribute already there
+        flags = [a for a in self._actions if a.option_strings and a.default is not argparse.SUPPRESS
+                 and not isinstance(a.default, list) and not hasattr(namespace, a.dest)]   # appends copy it
+        for a in flags:
+            setattr(namespace, a.dest, unset)
+        namespace, rest = super().parse_known_args(args, namespace)
+        given = {a.dest for a in self._actions if a.option_strings and getattr(namespace, a.dest, None) is not unset
+                 and (not isinstance(a.default, list) or getattr(namespace, a.dest) != a.default)}
+        for a in flags:
+            if getattr(namespace, a.dest) is unset:
+                setattr(namespace, a.dest, a.type(a.default) if isinstance(a.default, str) and callable(a.type)
+                        else a.default)
+        namespace.given = given & {a.dest for a in self._actions if a.option_strings and a.default is not
+                                   argparse.SUPPRESS}
+        return namespace, rest
 
     def format_help(self) -> str:
         self._add_later()
@@ -689,8 +741,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Subcommand)
     ref_help = "reference data root (default: $LLMSS_REFERENCE_DIR, ../shared/reference/llmservingsim, or the fetch cache)"
 
-    r = sub.add_parser("run", help="simulate a cluster config on a workload", later=_run_settings)
-    r.add_argument("cluster_config", help="cluster config JSON (LLMServingSim format)")
+    r = sub.add_parser("run", help="simulate a cluster config on a workload, or a scenario file", later=_run_settings)
+    what = r.add_mutually_exclusive_group(required=True)
+    what.add_argument("cluster_config", nargs="?", help="cluster config JSON (LLMServingSim format)")
+    what.add_argument("--scenario", help="scenario JSON (as the explorer saves it) in place of a cluster config: it "
+                                         "sets the cluster, workload and every setting, so of the other flags only "
+                                         "--out, --bin, --json, --reference-dir and -q are taken")
     r.add_argument("--workload", help="JSONL trace; relative paths are also tried under the reference root. "
                                       "Without it, a synthetic Poisson workload is generated")
     r.add_argument("--reference-dir", help=ref_help)

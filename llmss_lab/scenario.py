@@ -546,9 +546,11 @@ class Scenario:
                          self.source, key)
 
     def run(self, reference_dir: str | Path | None = None, progress: Callable[[int], None] | None = None,
-            workload: Workload | None = None, stop_when: Callable[[Any, float], bool] | None = None) -> Results:
+            workload: Workload | None = None, stop_when: Callable[[Any, float], bool] | None = None,
+            bin_s: float = 1.0) -> Results:
         """Simulate the scenario (on ``workload`` if the caller has built it already); the scenario
-        itself is stored in the results' attrs. ``stop_when``: as :func:`~llmss_lab.api.simulate`'s."""
+        itself is stored in the results' attrs. ``stop_when`` and ``bin_s`` (how the results are binned, not
+        what runs): as :func:`~llmss_lab.api.simulate`'s."""
         if workload is None:
             workload = self.workload(reference_dir)   # validates the scenario first
         else:
@@ -560,7 +562,7 @@ class Scenario:
                            seed=self.seed, prefix_storage=self.prefix_storage or None,
                            prefix_sharing=self.prefix_sharing, attn_offload=self.attn_offload,
                            sub_batch_interleaving=self.sub_batch_interleaving, latency=self.latency,
-                           what_if=self.what_if(), stop_when=stop_when)
+                           what_if=self.what_if(), stop_when=stop_when, bin_s=bin_s)
         res.set_attr("scenario_json", json.dumps(self.to_dict()))
         if not res.power.data_vars:   # why, for the power view's hint: the view sees the run, not the catalog
             why = (f"cluster_config {self.cluster_config!r} has no node power section" if self.cluster_config

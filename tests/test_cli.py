@@ -371,3 +371,52 @@ def test_the_readme_long_run_example_is_what_the_warning_predicts():
     assert (int(m[1]), int(m[2])) == (round(1e7 * per_request[0] / 60), round(1e7 * per_request[1] / 1e9))
     row = re.search(r"\| 100,000 \| (\d+) s \| [\d,]+ \| [\d.]+ M \| (\d+) MB", _readme())
     assert row and (int(row[1]), int(row[2])) == (round(1e5 * per_request[0]), round(1e5 * per_request[1] / 1e6))
+
+
+def test_run_scenario_gives_the_summary_of_the_scenarios_own_run(ref, capsys, tmp_path):
+    """A scenario file (the explorer's Save) could be swept and searched but not simply run from the command line."""
+    import llmss_lab as ll
+    from llmss_lab.cli import _json_safe
+
+    scen = ll.Scenario(num_requests=20, max_num_seqs=8, instances=2, router="round_robin", seed=3,
+                       input_len="lognormal:300:0.5")
+    path = scen.save(tmp_path / "s.json")
+    code, out, _ = run(capsys, "run", "--scenario", str(path), "--reference-dir", str(ref), "--json", "--bin", "2",
+                       "--out", str(tmp_path / "r.nc"), "-q")
+    assert code == 0
+    mine = scen.run(ref, bin_s=2)
+    assert json.loads(out) == _json_safe(mine.summary())
+    direct = ll.simulate(scen.cluster(ref), scen.workload(ref), scen.engine(), reference_dir=ref, router="round_robin",
+                         seed=3)
+    assert json.loads(out) == _json_safe(direct.summary())
+    saved = ll.load_results(tmp_path / "r.nc")
+    assert saved.timeseries.attrs["bin_s"] == 2 and json.loads(saved.attrs["scenario_json"]) == scen.to_dict()
+    code, out, _ = run(capsys, "run", "--scenario", str(path), "--reference-dir", str(ref), "-q")
+    assert code == 0 and out.startswith("2 instances of meta-llama/Llama-3.1-8B") and "TTFT (ms)" in out
+
+
+@pytest.mark.parametrize("flag,says", [
+    (["--seed", "0"], "--seed: sets the run's seed, which the scenario sets"),   # the default value, given
+    (["--workload", "workloads/example_trace.jsonl"], "--workload: sets the run's trace, which the scenario sets"),
+    (["--no-enable-prefix-caching"], "--enable-prefix-caching: sets the run's enable_prefix_caching, which"),
+    (["--what-if", "memory_bw_gbs=2"], "--what-if: sets the run's what_if_mem_bw and what_if_flops, which"),
+    (["--max-model-len", "64"], "--max-model-len: sets what a scenario has no field for (run a cluster config"),
+    (["--router", "load_score"], "--router: sets the run's router, which the scenario sets")])
+def test_run_scenario_refuses_a_setting_flag_beside_it(flag, says, ref, capsys, tmp_path):
+    import llmss_lab as ll
+
+    path = ll.Scenario(num_requests=3).save(tmp_path / "s.json")
+    code, _, err = run(capsys, "run", "--scenario", str(path), *flag, "--reference-dir", str(ref), "-q")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(f"llmss: error: command line: {says}")
+    assert f"(edit it in {path}); drop the flag or --scenario" in err or "no field" in says, err
+
+
+def test_run_takes_a_cluster_config_or_a_scenario_not_both_nor_neither(ref, capsys, tmp_path):
+    import llmss_lab as ll
+
+    path = ll.Scenario(num_requests=3).save(tmp_path / "s.json")
+    code, _, err = run(capsys, "run", str(ref / "configs/cluster/single_node_single_instance.json"), "--scenario",
+                       str(path))
+    assert code == 2 and re.search(r"argument (--scenario|cluster_config): not allowed with argument", err), err
+    code, _, err = run(capsys, "run", "-q")
+    assert code == 2 and "one of the arguments cluster_config --scenario is required" in err
