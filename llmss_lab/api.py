@@ -18,6 +18,7 @@ from .config.engine import MAX_KV_BLOCKS, EngineConfig
 from .config.model import DTYPE_BYTES, GIB, ModelSpec
 from .config.reader import plain
 from .errors import InputError, UnsupportedFeature
+from .files import permission_named
 from .kernel import power, simulator
 from .kernel.moe import GATES
 from .kernel.router import ROUTERS
@@ -556,6 +557,7 @@ def _is_path(value: Any) -> bool:
     return isinstance(value, PathLike) or (isinstance(value, str) and bool(value.strip()))
 
 
+@permission_named()
 def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
              engine: EngineConfig | dict[str, Any] | None = None, reference_dir: str | Path | None = None,
              num_requests: int | None = None, progress: Callable[[int], None] | None = None,

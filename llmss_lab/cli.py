@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import InputError, LlmssError, WriteFailed
-from .files import check_writable_file, check_writable_folder, refuse_inside
+from .files import check_writable_file, check_writable_folder, permission_named, refuse_inside
 
 ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
               "long_prefill_token_threshold", "max_model_len")
@@ -950,9 +950,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.time()
     try:
-        _refuse_out_over_inputs(args)
-        _refuse_out_in_reference(args)
-        return args.fn(args)
+        with permission_named():
+            _refuse_out_over_inputs(args)
+            _refuse_out_in_reference(args)
+            return args.fn(args)
     except LlmssError as exc:
         if isinstance(exc, InputError):
             _name_the_flag(exc, args)

@@ -53,6 +53,21 @@ def absent(path: Path, what: str = "file") -> str | None:
 
 
 @contextmanager
+def permission_named() -> Iterator[None]:
+    """A PermissionError met while reading inputs, as one line naming the file or folder: the reference data is
+    a tree of folders, any of which may be closed to the user, and Python before 3.13 raises from
+    ``Path.is_file`` and ``exists`` there rather than answering False. Also a decorator."""
+    try:
+        yield
+    except PermissionError as exc:
+        if exc.filename is None:
+            raise
+        path = Path(os.fsdecode(exc.filename))
+        raise InputError(absent(path) or f"no permission to read it ({'a folder' if path.is_dir() else 'a file'} "
+                         "closed to you)", path) from None
+
+
+@contextmanager
 def replacing(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield the temporary path to write; on leaving the block it replaces ``path``, or, on any error
     (KeyboardInterrupt included), it is deleted. ``keep_suffix`` names it ``x.part.png`` rather than

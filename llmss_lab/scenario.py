@@ -25,7 +25,7 @@ from .config.engine import EngineConfig
 from .config.model import ModelSpec
 from .config.reader import as_path, as_whole, closest, plain, read_json, store_plain
 from .errors import InputError, LlmssError
-from .files import write_text
+from .files import permission_named, write_text
 from .latency.analytical import UnknownHardware, find_spec
 from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
@@ -498,6 +498,7 @@ class Scenario:
         return {"default": {"weights": "cxl:0"},
                 "blocks": [{"blocks": f"{cuts[k]}-{cuts[k + 1] - 1}", "weights": f"cxl:{k}"} for k in range(1, n)]}
 
+    @permission_named()
     def cluster(self, reference_dir: str | Path | None = None) -> ClusterSpec:
         """The ClusterSpec to run: ``cluster_config`` read as is, else the one the shape fields build."""
         if self.cluster_config:
@@ -545,6 +546,7 @@ class Scenario:
         raise InputError(f"no such file or catalog entry {name!r} (catalog has: {', '.join(sorted(table)) or 'none'})",
                          self.source, key)
 
+    @permission_named()
     def run(self, reference_dir: str | Path | None = None, progress: Callable[[int], None] | None = None,
             workload: Workload | None = None, stop_when: Callable[[Any, float], bool] | None = None,
             bin_s: float = 1.0) -> Results:

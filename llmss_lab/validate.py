@@ -28,7 +28,7 @@ from .config.cluster import ClusterSpec, load_cluster
 from .config.engine import EngineConfig
 from .config.reader import Section, read_json, read_text
 from .errors import InputError
-from .files import absent, kind_of
+from .files import absent, kind_of, permission_named
 from .reference import ReferenceLayout
 from .results.dataset import Results
 from .results.metrics import STATS, describe, diff_pct, tpot_ms
@@ -272,6 +272,7 @@ def compare(meas: Measurement, res: Results) -> dict:
     return {"metrics": metrics, "mean_abs_err_pct": float(np.mean(errs)), "sim_wall_s": res.attrs["sim_wall_s"]}
 
 
+@permission_named()
 def validate(folder: str | Path, reference_dir: str | Path, **settings) -> tuple[dict, Results]:
     """Replay a measurement folder's run; ``settings`` go to :func:`~llmss_lab.api.simulate`
     (``latency="analytical"`` validates the analytical model instead of the profile)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -133,3 +135,102 @@ def test_fetch_reference_into_the_reference_data_is_refused_before_a_folder_is_m
     with pytest.raises(InputError, match=rf"^{root / 'copy'}: --dest: is inside the reference data \({root}\)"):
         fetch_reference(root / "copy", opener=lambda url: b"{}")
     assert sorted(p.name for p in root.iterdir()) == ["configs"]
+
+
+@pytest.fixture
+def closed(monkeypatch) -> Callable[[Path], tuple[str, ...]]:
+    """``closed(path)`` makes a file or folder unreadable, as ``chmod 000`` does for a user who is not root (the
+    tests run as root, whom no mode stops): the file cannot be opened; the folder cannot be listed, nor anything
+    in it reached. Returns the names the path goes by (as given, and with its links resolved)."""
+    import builtins
+    import io
+
+    files: set[str] = set()
+    folders: set[str] = set()
+
+    def name(p) -> str | None:
+        return None if isinstance(p, int) else os.path.abspath(os.fsdecode(p))
+
+    def inside(p) -> bool:
+        return (n := name(p)) is not None and any(n.startswith(f + os.sep) for f in folders)
+
+    def refused(p):
+        raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(p))
+
+    def guard(real, hit):
+        def call(p=".", *a, **k):
+            return refused(p) if hit(p) else real(p, *a, **k)
+        return call
+
+    opened = guard(builtins.open, lambda p: name(p) in files or inside(p))
+    for module, fn in ((builtins, "open"), (io, "open")):
+        monkeypatch.setattr(module, fn, opened)
+    monkeypatch.setattr(os, "open", guard(os.open, lambda p: name(p) in files or inside(p)))
+    for fn in ("stat", "lstat"):
+        monkeypatch.setattr(os, fn, guard(getattr(os, fn), inside))
+    for fn in ("scandir", "listdir"):
+        monkeypatch.setattr(os, fn, guard(getattr(os, fn), lambda p: name(p) in folders or inside(p)))
+
+    def close(path: Path) -> tuple[str, ...]:
+        for module in [m for n, m in sys.modules.items() if n.startswith("llmss_lab.")]:   # read it, not a cache
+            for fn in vars(module).values():
+                if hasattr(fn, "cache_clear") and getattr(fn, "__module__", "") == module.__name__:
+                    fn.cache_clear()
+        names = tuple(dict.fromkeys((os.path.abspath(path), os.path.realpath(path))))
+        (folders if path.is_dir() else files).update(names)
+        return names
+    return close
+
+
+MEASURED = "measurements/RTXPRO6000/Llama-3.1-8B"
+PROFILE = "profiles/RTXPRO6000/meta-llama/Llama-3.1-8B/bf16"
+
+
+@pytest.mark.parametrize("what", ["cluster", "cluster folder", "trace", "scenario", "scenario folder", "grid",
+                                  "profile", "profile tp1", "profile table", "profile skew fit", "measurement",
+                                  "measurement file", "model config", "reference"])
+def test_an_input_closed_to_the_user_is_named_in_one_line(what, ref, tmp_path, capsys, closed):
+    """A profile or measurement folder closed to the user ended in Python's PermissionError traceback (pathlib's
+    is_file raises it before 3.13); the files named on the command line said 'cannot read: Permission denied'."""
+    import llmss_lab as ll
+
+    (tmp_path / "scen").mkdir()
+    scenario = ll.Scenario(num_requests=3).save(tmp_path / "scen" / "s.json")
+    grid = tmp_path / "g.yaml"
+    grid.write_text("max_num_seqs: [4]\n")
+    r, cluster, trace = ["--reference-dir", str(ref)], ref / GOOD_CLUSTER, ref / "workloads/example_trace.jsonl"
+    run = ["run", str(cluster), "--workload", str(trace), "--num-requests", "3", "-q", *r]
+    sweep = ["sweep", str(scenario), "--grid", str(grid), "--out", str(tmp_path / "o.nc"), "-q", *r]
+    validate = ["validate", str(ref / MEASURED), *r]
+    path, commands = {
+        "cluster": (cluster, [run]), "cluster folder": (cluster.parent, [run]), "trace": (trace, [run]),
+        "scenario": (scenario, [sweep, ["capacity", str(scenario), "--slo-ttft-ms", "100", "-q", *r],
+                                ["run", "--scenario", str(scenario), "-q", *r]]),
+        "scenario folder": (scenario.parent, [sweep, ["run", "--scenario", str(scenario), "-q", *r]]),
+        "grid": (grid, [sweep]),
+        "profile": (ref / PROFILE, [run]), "profile tp1": (ref / PROFILE / "tp1", [run]),
+        "profile table": (ref / PROFILE / "tp1/dense.csv", [run]),
+        "profile skew fit": (ref / PROFILE / "tp1/skew_fit.csv", [run]),
+        "measurement": (ref / MEASURED, [validate]), "measurement file": (ref / MEASURED / "vllm/meta.json", [validate]),
+        "model config": (ref / "configs/model/meta-llama/Llama-3.1-8B.json", [run]),
+        "reference": (ref / "configs", [run])}[what]
+    names = closed(path)
+    for argv in commands:
+        with alarm(20):
+            code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and err.startswith("llmss: error: "), (argv[0], err)
+        assert any(f"error: {n}" in err for n in names), (argv[0], err)
+        assert "no permission" in err or "Permission denied" in err, err
+    assert not (tmp_path / "o.nc").exists()
+
+
+def test_a_profile_closed_to_the_user_is_an_input_error_in_python_too(ref, closed):
+    import llmss_lab as ll
+
+    names = closed(ref / PROFILE)
+    with pytest.raises(InputError, match="no permission to reach it") as exc:
+        ll.simulate(ref / GOOD_CLUSTER, "workloads/example_trace.jsonl", reference_dir=ref, num_requests=2)
+    assert str(exc.value.source).startswith(names), exc.value
+    with pytest.raises(InputError, match="no permission to reach it"):
+        ll.Scenario(num_requests=2).run(ref)
