@@ -67,6 +67,7 @@ FIELD_UNITS: dict[str, str] = {
 # a larger cluster is a cluster config
 FIELD_MAXIMA = {"instances": 256, "dp": 64}
 PARALLEL_MAX = 4096   # tp, pp and ep, as a cluster config takes them: refused when a scenario or grid is read
+WHOLE_MAX = 2 ** 63 - 1   # what a whole-number field may hold: netCDF stores no larger integer
 
 # what a cluster file sets in place of the shape fields, and a trace in place of the generator's
 SHAPE_FIELDS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "dp", "tp", "pp", "ep",
@@ -285,6 +286,8 @@ class Scenario:
             v, want = getattr(self, f.name), type(getattr(default, f.name))
             if type(v) is not want and not (want is float and type(v) is int):
                 raise InputError(f"must be {KINDS[want]}, got {v!r}", source, f.name)
+            if want is int and abs(v) > WHOLE_MAX:   # a sweep's coordinate, a results attr: 64-bit numbers
+                raise InputError(f"must be a whole number within +-(2**63 - 1), got {v!r}", source, f.name)
         for key, (low, inclusive) in FIELD_RANGES.items():
             v = getattr(self, key)
             whole = isinstance(getattr(default, key), int)

@@ -159,3 +159,22 @@ def test_a_grid_whose_points_are_not_a_list_names_points(value, tmp_path):
     grid = put(tmp_path / "grid.yaml", f"points: {value}\n".encode())
     with pytest.raises(InputError, match=rf"^{grid}: points: must be a non-empty list of points"):
         read_grid(grid)
+
+
+def test_a_grid_value_too_large_for_netcdf_is_refused_before_the_sweep_runs(tmp_path, capsys):
+    """block_size 2**70 in a grid ran every point (each failed) and then ended in xarray's ValueError traceback
+    ('unable to infer dtype on variable block_size') when the sweep or capacity search wrote its file."""
+    from llmss_lab.cli import main
+
+    scenario = ll.Scenario(num_requests=3).save(tmp_path / "s.json")
+    grid = put(tmp_path / "grid.yaml", b"max_num_seqs: [4, 8]\nblock_size: [1180591620717411303424]\n")
+    for argv in (["sweep", str(scenario), "--grid", str(grid), "--out", str(tmp_path / "o.nc"), "--workers", "1"],
+                 ["capacity", str(scenario), "--grid", str(grid), "--slo-ttft-ms", "100", "--out",
+                  str(tmp_path / "o.nc"), "--workers", "1"]):
+        assert main([*argv, "-q"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"llmss: error: {grid}: point 0 (max_num_seqs=4, block_size=1180591620717411303424): block_size: must be "
+            "a whole number within +-(2**63 - 1), got 1180591620717411303424")
+    assert not (tmp_path / "o.nc").exists()
+    with pytest.raises(InputError, match=r"s2.json: seed: must be a whole number within"):
+        ll.Scenario.load(put(tmp_path / "s2.json", json.dumps({"seed": 2 ** 64}).encode()))
