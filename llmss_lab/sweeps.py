@@ -212,9 +212,13 @@ class _Verdict:
         return bool(self.slo_met)
 
 
+GridPoint = tuple[str, tuple[str, ...]]   # what names a point in its grid file, and the fields the grid sets there
+
+
 def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | None = None,
               stop_early: bool = False, stop_when_met: bool = False,
-              wanted: Callable[[], bool] | None = None, source: str = "sweep point") -> dict[str, Any]:
+              wanted: Callable[[], bool] | None = None, source: str = "sweep point",
+              grid_point: GridPoint | None = None) -> dict[str, Any]:
     """Run one point; never raises (a sweep must not lose its other points): failures come back as
     ``{"status": "failed", "error": ...}``. Module-level so dask can ship it to any worker.
 
@@ -224,7 +228,8 @@ def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | No
     of one that meets the SLO below the rate it answers. ``wanted`` (:class:`_Wanted`), asked as the run goes: once
     it says False the run stops and comes back ``cancelled``, with no metrics and ``stopped_at_s``; its search
     has cancelled it and takes no verdict from it. ``source``: what the point's errors name (the base scenario's
-    file)."""
+    file); ``grid_point``: what names the point in its grid file and the fields the grid sets there, which an error
+    at one of those fields names instead (the value came from the grid, not from the scenario file)."""
     from .kernel.simulator import RunStopped
 
     t0 = time.perf_counter()
@@ -247,7 +252,9 @@ def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | No
                                         if not sc.trace else len(r.request)))
         return {"status": "ok", "metrics": metrics, "error": "", "wall_s": time.perf_counter() - t0}
     except LlmssError as exc:
-        error = str(exc)
+        at_grid = (grid_point is not None and isinstance(exc, InputError) and exc.source == source
+                   and not set(grid_point[1]).isdisjoint((exc.where or "").split(", ")))
+        error = str(InputError(exc.message, grid_point[0], exc.where) if at_grid else exc)   # type: ignore[index]
     except Exception as exc:   # noqa: BLE001 - a bug in one point is reported there, the rest go on
         error = f"{type(exc).__name__}: {exc}"
     return {"status": "failed", "metrics": {}, "error": error, "wall_s": time.perf_counter() - t0}
@@ -384,6 +391,13 @@ def read_grid(path: str | Path) -> Grid:
     else:
         raise InputError("a grid file holds a mapping {field: [values]} or `points:` with a list of mappings", path)
     return data
+
+
+def grid_points(grid: Grid, dims: dict[str, list], points: list[dict], source: str) -> list[GridPoint]:
+    """Each point's name in its grid file, as :func:`expand` gives it, and the fields the grid sets there."""
+    keys = [tuple(dims)] * len(points) if isinstance(grid, Mapping) else [tuple(p) for p in grid]
+    return [(f"{source}: point {i} ({', '.join(f'{k}={p[k]!r}' for k in ks)})", ks)
+            for i, (p, ks) in enumerate(zip(points, keys))]
 
 
 def _key(point: dict[str, Any]) -> str:
@@ -732,9 +746,11 @@ def _connect(client: Any, n_workers: int | None, n_tasks: int, source: str = "sw
 def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, client: Any = None,
                n_workers: int | None = None, progress: bool = True, desc: str = "sweep",
                on_result: Callable[[int, dict], None] | None = None, bar: Any = None,
-               stop_early: bool = False, source: str = "sweep point") -> list[dict]:
+               stop_early: bool = False, source: str = "sweep point",
+               at: list[GridPoint] | None = None) -> list[dict]:
     """Run scenario dicts as dask tasks; ``on_result(i, result)`` hears each as it arrives. A caller
-    that runs several batches passes its own progress ``bar``. ``stop_early``: as :func:`run_point`'s."""
+    that runs several batches passes its own progress ``bar``. ``stop_early``, and ``at``, each point's
+    ``grid_point``: as :func:`run_point`'s."""
     from distributed import as_completed
 
     results: list[dict | None] = [None] * len(points)
@@ -745,8 +761,8 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
         bar = progress_bar(total=len(points), desc=desc, unit="point", disable=not progress)
     try:
         with _client(client, n_workers, len(points), bar=bar) as c:
-            futures = {c.submit(run_point, p, reference_dir, slo, stop_early, source=source, pure=False): i
-                       for i, p in enumerate(points)}
+            futures = {c.submit(run_point, p, reference_dir, slo, stop_early, source=source,
+                                grid_point=at[i] if at else None, pure=False): i for i, p in enumerate(points)}
             try:
                 for fut in as_completed(futures, loop=c.loop):   # c is not dask's default client
                     i = futures[fut]
@@ -856,8 +872,9 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
 
     finished = False
     try:
+        at = grid_points(grid, dims, points, grid_source)
         run_points([points[i] for i in todo], ref, slo, client, n_workers, progress, on_result=arrived,
-                   source=base.source)
+                   source=base.source, at=[at[i] for i in todo])
         finished = True
     finally:
         if save_to is not None and (finished or arrivals[0]):   # a sweep that never started leaves the file alone
@@ -997,7 +1014,8 @@ def _known_runs(known: Any, slo: SLO, points: list[dict], lo0: float, hi0: float
 
 def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[float, dict]], plans: list[Plan],
             runs: np.ndarray, rounds: np.ndarray, plan: Callable[[int, Sequence[float], int], Plan], bar: Any,
-            stop_when_met: bool = False, source: str = "sweep point") -> dict[str, int]:
+            stop_when_met: bool = False, source: str = "sweep point", at: list[GridPoint] | None = None
+            ) -> dict[str, int]:
     """Run every configuration's search at once, each at its own pace: a configuration's next runs are submitted
     as soon as the run it waits for is in (no round waits for the slowest run of all). The workers are shared out
     among the configurations still searching, and each has as many middles of its bracket running at once as its
@@ -1026,7 +1044,7 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
             if rate not in flying[i]:
                 fut = c.submit(run_point, {**points[i], "rate": float(rate)}, ref, slo, True,
                                stop_when_met and rate not in plans[i].whole, _Wanted(board.name), source=source,
-                               pure=False)
+                               grid_point=at[i] if at else None, pure=False)
                 owner[fut], flying[i][rate], round_of[fut] = (i, rate), fut, rounds[i] + 1
                 pending.add(fut)
         stale = [flying[i].pop(r) for r in list(flying[i]) if r not in plans[i].need]
@@ -1144,7 +1162,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
         with _client(client, n_workers, 2 * n, "capacity", bar) as c:
             stopped = _search(c, points, ref, slo, verdicts, plans, runs, rounds,
                               lambda i, flying, width: _plan(verdicts[i], lo0, hi0, rel_tol, flying, width), bar,
-                              stop_when_met, base.source)
+                              stop_when_met, base.source,
+                              grid_points(grid if grid is not None else [{}], dims, points, grid_source))
         bar.total = bar.n     # configurations that settled early needed fewer runs than budgeted
     finally:
         bar.close()

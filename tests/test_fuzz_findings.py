@@ -178,3 +178,26 @@ def test_a_grid_value_too_large_for_netcdf_is_refused_before_the_sweep_runs(tmp_
     assert not (tmp_path / "o.nc").exists()
     with pytest.raises(InputError, match=r"s2.json: seed: must be a whole number within"):
         ll.Scenario.load(put(tmp_path / "s2.json", json.dumps({"seed": 2 ** 64}).encode()))
+
+
+def test_a_point_failed_by_a_grid_value_names_the_grid_not_the_scenario_file(ref, tmp_path, capsys):
+    """npu_mem_gib 2**70 or pim_device 'x' set by a grid's point failed that point naming the base scenario file
+    ('scenario.json: pim_device: unknown PIM device'), which holds neither value."""
+    from llmss_lab.cli import main
+
+    scenario = ll.Scenario(num_requests=3).save(tmp_path / "s.json")
+    grid = put(tmp_path / "grid.yaml", b"points:\n  - {pim_device: x, tp: 1}\n  - {max_num_seqs: 4}\n")
+    r = ["--reference-dir", str(ref), "--workers", "1", "-q"]
+    for argv in (["sweep", str(scenario), "--grid", str(grid), "--out", str(tmp_path / "o.nc"), *r],
+                 ["capacity", str(scenario), "--grid", str(grid), "--slo-ttft-ms", "5000", "--rate-min", "2",
+                  "--rate-max", "8", "--rel-tol", "1", *r]):
+        assert main(argv) == 0
+        failed = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("failed: ")]
+        assert len(failed) == 1 and failed[0].startswith(
+            f"failed: {{'point': 0}}: {grid}: point 0 (pim_device='x', tp=1): pim_device: unknown PIM device 'x'"), failed
+    base = put(tmp_path / "bad.json", json.dumps({"pim_device": "x", "num_requests": 3}).encode())   # the file's own
+    other = put(tmp_path / "other.yaml", b"max_num_seqs: [4]\n")
+    assert main(["sweep", str(base), "--grid", str(other), "--out", str(tmp_path / "o2.nc"), *r]) == 1
+    failed = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith(f"failed: {{'max_num_seqs': 4}}: {base}: pim_device: unknown PIM "
+                                                     "device 'x'"), failed

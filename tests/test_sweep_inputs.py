@@ -381,8 +381,8 @@ def test_a_sweep_where_every_point_failed_says_why_when_a_metric_is_asked_for(re
     with caplog.at_level("WARNING", logger="llmss_lab.sweeps"):
         ds = ll.sweep(BASE, {"tp": [3]}, client=client, reference_dir=ref, slo=SLO(ttft_ms=500, tpot_ms=50),
                       progress=False)
-    assert "1 of 1 sweep points failed; the first: scenario: tp: tp_size 3 does not divide" in caplog.text
-    why = "no point ran: 1 failed, the first with: scenario: tp: tp_size 3"
+    assert "1 of 1 sweep points failed; the first: grid: point 0 (tp=3): tp: tp_size 3 does not divide" in caplog.text
+    why = r"no point ran: 1 failed, the first with: grid: point 0 \(tp=3\): tp: tp_size 3"
     with pytest.raises(InputError, match=why):
         design.heatmap(ds, "goodput", "tp", "rate")
     with pytest.raises(InputError, match=why):
