@@ -523,3 +523,157 @@ def test_explorer_controls(ref, capsys):
             n += 1
         ex.set_scenario(default)
     report("explorer controls", n, found)
+
+
+# ---- llmss sweep and llmss capacity: their own flags, grid files and --known sweep files ------------------
+
+@pytest.fixture(scope="module")
+def dask_address():
+    """One local dask cluster for every sweep and capacity case that gets as far as running (one worker)."""
+    from tests.conftest import local_dask_client
+
+    pytest.importorskip("distributed")
+    for client in local_dask_client(1):
+        yield client.scheduler.address
+
+
+SMALL = ll.Scenario(num_requests=3, max_num_seqs=8)
+SWEEP_FLAGS = ["--slo-ttft-ms", "--slo-tpot-ms", "--slo-quantile", "--workers", "--dask-scheduler", "--grid", "--out"]
+CAPACITY_FLAGS = ["--slo-ttft-ms", "--slo-tpot-ms", "--slo-quantile", "--rate-min", "--rate-max", "--rel-tol",
+                  "--workers", "--dask-scheduler", "--grid", "--out", "--known"]
+ODD_VALUES = WRONG_CELLS + ["1e30", "-0", "0.999", "1e-300", "tcp://127.0.0.1:1", "127.0.0.1", "tcp://:0", ".",
+                            "x.csv", "x.nc", "/", "nowhere/x.nc"]
+
+
+def _sweep_argv(command: str, case: Path, address: str, ref: Path, **flags: str) -> tuple[list[str], Path]:
+    """A sweep or capacity search of SMALL that runs in a second or two on the shared cluster, ``flags``
+    replacing its defaults (a flag's value None: left out); returns the argv and its --out."""
+    scenario = SMALL.save(case / "scenario.json")
+    grid = case / "grid.yaml"
+    grid.write_text("max_num_seqs: [4, 8]\n")
+    out = case / "out.nc"
+    base = {"--grid": str(grid), "--out": str(out), "--dask-scheduler": address, "--slo-ttft-ms": "5000"}
+    if command == "capacity":
+        base |= {"--rate-min": "2", "--rate-max": "8", "--rel-tol": "1"}
+    given = {**base, **flags}
+    if "--workers" in flags:   # a local cluster of its own: only with no scheduler given
+        given.pop("--dask-scheduler")
+    argv = [command, str(scenario), "--reference-dir", str(ref), "-q"]
+    for flag, value in given.items():
+        if value is not None:
+            argv += [f"{flag}={value}"] if value.startswith("-") else [flag, value]
+    return argv, out
+
+
+def _cli_case(argv: list[str]) -> Callable[[], int]:
+    def call() -> int:
+        try:
+            return main(argv)
+        except SystemExit as exc:   # argparse's own refusal
+            return int(exc.code or 0)
+    return call
+
+
+def _check_command(case: str, named, argv: list[str], out: Path, capsys, whole_file: bool = False) -> Outcome | None:
+    """``check`` for sweep and capacity: argparse names them ``llmss sweep: error:``; a sweep that ran but whose
+    every point failed ends with status 1, each point's failure named (README), and keeps the file of its points.
+    ``out`` is the case's default --out: nothing but it (or the --out given) may be left in its folder."""
+    before = set(out.parent.iterdir())
+    t0 = time.perf_counter()
+    try:
+        with alarm(CASE_BUDGET_S):
+            code = _cli_case(argv)()
+    except BaseException as exc:   # noqa: BLE001 - the finding
+        capsys.readouterr()
+        return Outcome(case, f"{type(exc).__name__}: {str(exc)[:300]}")
+    said = capsys.readouterr()
+    err = said.err
+    took = time.perf_counter() - t0
+    given = argv[argv.index("--out") + 1] if "--out" in argv else ""
+    left = {p.name for p in set(out.parent.iterdir()) - before} - {out.name, Path(given).name}
+    if left:
+        return Outcome(case, f"left {sorted(left)} beside --out")
+    if took > CASE_BUDGET_S / 2:
+        return Outcome(case, f"took {took:.1f} s")
+    if "Traceback" in err or "Traceback" in said.out:
+        return Outcome(case, f"a traceback: {err.strip()[-300:]}")
+    lines = [ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith("WARNING ")]   # logged
+    names = (named,) if isinstance(named, str) else named
+    wrong = next((ln for ln in lines if ln.startswith("failed: ") and not any(n in ln for n in names)), None)
+    if wrong:   # the base scenario is good: what failed a point is this case's own input
+        return Outcome(case, f"a failed point does not name {named}: {wrong}")
+    if code in (0, 1) and (lines or code == 0) and all(ln.startswith("failed: ") for ln in lines):
+        return None   # it ran: every point that failed (with 1, all of them) said why
+    if lines and re.match(r"llmss (sweep|capacity): error: ", lines[-1]):   # argparse's: its usage, then one line
+        lines = lines[-1:]
+    if code != 2 or len(lines) != 1 or not re.match(r"llmss( sweep| capacity)?: error: ", lines[-1]):
+        return Outcome(case, f"exit {code}: {err.strip()[-300:]}")
+    if out.exists() and out.stat().st_mtime >= t0 - 1:
+        return Outcome(case, "refused, but --out was written")
+    if not any(n in lines[-1] for n in names):
+        return Outcome(case, f"does not name {named}: {lines[-1]}")
+    if not (whole_file or WHOLE_FILE.search(case)) and not WHERE.search(lines[-1].split("error: ", 1)[1]):
+        return Outcome(case, f"names no key or line: {lines[-1]}")
+    return None
+
+
+@pytest.mark.parametrize("command,flags", [("sweep", SWEEP_FLAGS), ("capacity", CAPACITY_FLAGS)])
+def test_sweep_and_capacity_command_values(command, flags, dask_address, ref, tmp_path, capsys):
+    found, n = [], 0
+    rng = random.Random(f"{SEED}:{command}-argv")
+    for flag in flags:
+        for value in rng.sample(ODD_VALUES, 7):
+            case = tmp_path / f"v{n}"
+            case.mkdir()
+            if flag in ("--out", "--known", "--grid") and value.strip() and not value.startswith("/"):
+                value = str(case / value)   # a path of the case's own, never beside the tests
+            argv, out = _sweep_argv(command, case, dask_address, ref, **{flag: value})
+            named = (flag, f"error: {value}", "error: command line", "error: slo") if value else flag
+            outcome = _check_command(f"{command} {flag} {value!r}", named, argv, out, capsys,
+                                     whole_file=flag in ("--out", "--known", "--grid"))   # the file is the flag's
+            found += [outcome] if outcome else []
+            n += 1
+    report(f"{command} values", n, found)
+
+
+GRIDS = {"cartesian": b"max_num_seqs: [4, 8]\nblock_size: [16]\nrouter: [round_robin]\n",
+         "points": b"points:\n  - {instances: 2, router: round_robin}\n  - {max_num_seqs: 4}\n",
+         "names": b"input_len: ['fixed:32', 'uniform:8:64']\nhardware: [RTXPRO6000]\ncluster_config: ['']\n",
+         "memory": b"points:\n  - {npu_mem_gib: 96.0, gpu_memory_utilization: 0.9}\n  - {pim_device: '', tp: 1}\n"}
+
+
+@pytest.mark.parametrize("command", ["sweep", "capacity"])
+def test_grid_files_through_the_commands(command, dask_address, ref, tmp_path, capsys):
+    """A grid broken the ways any YAML file can be, through `llmss sweep` and `llmss capacity` (read, checked
+    against the scenario, expanded and, if it is still a grid, run)."""
+    found, n = [], 0
+    for label, raw in GRIDS.items():
+        for name, content in mutants(raw, ".yaml", f"{command}-{label}", 20, whole_file=label != "names"):
+            case = tmp_path / f"g{n}"
+            case.mkdir()
+            grid = put(case / "broken" / "grid.yaml", content)
+            argv, out = _sweep_argv(command, case, dask_address, ref, **{"--grid": str(grid)})
+            outcome = _check_command(f"{command} grid {label}: {name}", "grid.yaml", argv, out, capsys)
+            found += [outcome] if outcome else []
+            n += 1
+    report(f"{command} grid files", n, found)
+
+
+def test_known_sweep_files(dask_address, ref, tmp_path, capsys):
+    """The sweep file `llmss capacity --known` reuses, broken on its way (cut, emptied, re-encoded, a folder)."""
+    case = tmp_path / "made"
+    case.mkdir()
+    argv, out = _sweep_argv("sweep", case, dask_address, ref)
+    assert main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    raw = out.read_bytes()
+    found, n = [], 0
+    for name, content in byte_mutations(raw, random.Random(f"{SEED}:known"), cuts=10):
+        case = tmp_path / f"k{n}"
+        case.mkdir()
+        known = put(case / "sweep.nc", content)
+        argv, out = _sweep_argv("capacity", case, dask_address, ref, **{"--known": str(known)})
+        outcome = _check_command(f"--known: {name}", "sweep.nc", argv, out, capsys)
+        found += [outcome] if outcome else []
+        n += 1
+    report("--known sweep files", n, found)
