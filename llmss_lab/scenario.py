@@ -286,8 +286,6 @@ class Scenario:
             v, want = getattr(self, f.name), type(getattr(default, f.name))
             if type(v) is not want and not (want is float and type(v) is int):
                 raise InputError(f"must be {KINDS[want]}, got {v!r}", source, f.name)
-            if want is int and abs(v) > WHOLE_MAX:   # a sweep's coordinate, a results attr: 64-bit numbers
-                raise InputError(f"must be a whole number within +-(2**63 - 1), got {v!r}", source, f.name)
         for key, (low, inclusive) in FIELD_RANGES.items():
             v = getattr(self, key)
             whole = isinstance(getattr(default, key), int)
@@ -302,6 +300,9 @@ class Scenario:
         for key in ("tp", "pp", "ep"):
             if getattr(self, key) > PARALLEL_MAX:
                 raise InputError(f"must be <= {PARALLEL_MAX}, got {getattr(self, key):.6g}", source, key)
+        for f in fields(self):   # a sweep's coordinate, a results attr: 64-bit numbers
+            if type(v := getattr(self, f.name)) is int and abs(v) > WHOLE_MAX:
+                raise InputError(f"must be a whole number within +-(2**63 - 1), got {v:.6g}", source, f.name)
         if self.instances * self.dp > FIELD_MAXIMA["instances"]:   # each replica holds dp engines
             raise InputError(f"{self.instances} replicas x {self.dp} DP members = {self.instances * self.dp} engines, "
                              f"more than {FIELD_MAXIMA['instances']} (one node; write a cluster_config for more)",

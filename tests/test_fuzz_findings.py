@@ -174,7 +174,7 @@ def test_a_grid_value_too_large_for_netcdf_is_refused_before_the_sweep_runs(tmp_
         assert main([*argv, "-q"]) == 2
         assert capsys.readouterr().err.strip() == (
             f"llmss: error: {grid}: point 0 (max_num_seqs=4, block_size=1180591620717411303424): block_size: must be "
-            "a whole number within +-(2**63 - 1), got 1180591620717411303424")
+            "a whole number within +-(2**63 - 1), got 1.18059e+21")
     assert not (tmp_path / "o.nc").exists()
     with pytest.raises(InputError, match=r"s2.json: seed: must be a whole number within"):
         ll.Scenario.load(put(tmp_path / "s2.json", json.dumps({"seed": 2 ** 64}).encode()))
