@@ -674,20 +674,20 @@ class _Subcommand(argparse.ArgumentParser):
         (`run --scenario` refuses it, where comparing with the default would let it pass unused)."""
         self._add_later()
         namespace = argparse.Namespace() if namespace is None else namespace
+        flags = [a for a in self._actions if a.option_strings and a.default is not argparse.SUPPRESS]
         unset = object()   # argparse sets no default over an attribute already there
-        flags = [a for a in self._actions if a.option_strings and a.default is not argparse.SUPPRESS
-                 and not isinstance(a.default, list) and not hasattr(namespace, a.dest)]   # appends copy it
         for a in flags:
-            setattr(namespace, a.dest, unset)
+            if not isinstance(a.default, list):   # an append copies what is there: it starts from its default
+                namespace.__dict__.setdefault(a.dest, unset)
         namespace, rest = super().parse_known_args(args, namespace)
-        given = {a.dest for a in self._actions if a.option_strings and getattr(namespace, a.dest, None) is not unset
-                 and (not isinstance(a.default, list) or getattr(namespace, a.dest) != a.default)}
+        namespace.given = set()
         for a in flags:
-            if getattr(namespace, a.dest) is unset:
+            value = getattr(namespace, a.dest)
+            if value is unset:
                 setattr(namespace, a.dest, a.type(a.default) if isinstance(a.default, str) and callable(a.type)
                         else a.default)
-        namespace.given = given & {a.dest for a in self._actions if a.option_strings and a.default is not
-                                   argparse.SUPPRESS}
+            elif not isinstance(a.default, list) or value != a.default:
+                namespace.given.add(a.dest)
         return namespace, rest
 
     def format_help(self) -> str:

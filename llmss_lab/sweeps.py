@@ -252,9 +252,10 @@ def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | No
                                         if not sc.trace else len(r.request)))
         return {"status": "ok", "metrics": metrics, "error": "", "wall_s": time.perf_counter() - t0}
     except LlmssError as exc:
-        at_grid = (grid_point is not None and isinstance(exc, InputError) and exc.source == source
-                   and not set(grid_point[1]).isdisjoint((exc.where or "").split(", ")))
-        error = str(InputError(exc.message, grid_point[0], exc.where) if at_grid else exc)   # type: ignore[index]
+        error = str(exc)
+        if (grid_point is not None and isinstance(exc, InputError) and exc.source == source
+                and not set(grid_point[1]).isdisjoint((exc.where or "").split(", "))):
+            error = str(InputError(exc.message, grid_point[0], exc.where))   # the grid's value, not the file's
     except Exception as exc:   # noqa: BLE001 - a bug in one point is reported there, the rest go on
         error = f"{type(exc).__name__}: {exc}"
     return {"status": "failed", "metrics": {}, "error": error, "wall_s": time.perf_counter() - t0}
@@ -871,8 +872,8 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
             on_point(todo[k], result)
 
     finished = False
+    at = grid_points(grid, dims, points, grid_source)
     try:
-        at = grid_points(grid, dims, points, grid_source)
         run_points([points[i] for i in todo], ref, slo, client, n_workers, progress, on_result=arrived,
                    source=base.source, at=[at[i] for i in todo])
         finished = True
