@@ -374,9 +374,11 @@ def test_the_readme_long_run_example_is_what_the_warning_predicts():
 
 
 def test_run_scenario_gives_the_summary_of_the_scenarios_own_run(ref, capsys, tmp_path):
-    """A scenario file (the explorer's Save) could be swept and searched but not simply run from the command line."""
+    """A scenario file (the explorer's Save) could be swept and searched but not simply run from the command line.
+    Its summary is the scenario's own run's, ll.simulate's on what it builds, and the explorer's after Load scenario."""
     import llmss_lab as ll
     from llmss_lab.cli import _json_safe
+    from llmss_lab.widgets import Explorer
 
     scen = ll.Scenario(num_requests=20, max_num_seqs=8, instances=2, router="round_robin", seed=3,
                        input_len="lognormal:300:0.5")
@@ -389,6 +391,10 @@ def test_run_scenario_gives_the_summary_of_the_scenarios_own_run(ref, capsys, tm
     direct = ll.simulate(scen.cluster(ref), scen.workload(ref), scen.engine(), reference_dir=ref, router="round_robin",
                          seed=3)
     assert json.loads(out) == _json_safe(direct.summary())
+    explorer = Explorer(ref)
+    explorer.scenario_path.value = str(path)
+    explorer.load_scenario()
+    assert json.loads(out) == _json_safe(explorer.run().summary())   # Load scenario, then Run
     saved = ll.load_results(tmp_path / "r.nc")
     assert saved.timeseries.attrs["bin_s"] == 2 and json.loads(saved.attrs["scenario_json"]) == scen.to_dict()
     code, out, _ = run(capsys, "run", "--scenario", str(path), "--reference-dir", str(ref), "-q")
