@@ -193,8 +193,8 @@ def test_a_point_failed_by_a_grid_value_names_the_grid_not_the_scenario_file(ref
                   "--rate-max", "8", "--rel-tol", "1", *r]):
         assert main(argv) == 0
         failed = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("failed: ")]
-        assert len(failed) == 1 and failed[0].startswith(
-            f"failed: {{'point': 0}}: {grid}: point 0 (pim_device='x', tp=1): pim_device: unknown PIM device 'x'"), failed
+        said = f"failed: {{'point': 0}}: {grid}: point 0 (pim_device='x', tp=1): pim_device: unknown PIM device 'x'"
+        assert len(failed) == 1 and failed[0].startswith(said), failed
     base = put(tmp_path / "bad.json", json.dumps({"pim_device": "x", "num_requests": 3}).encode())   # the file's own
     other = put(tmp_path / "other.yaml", b"max_num_seqs: [4]\n")
     assert main(["sweep", str(base), "--grid", str(other), "--out", str(tmp_path / "o2.nc"), *r]) == 1

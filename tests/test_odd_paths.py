@@ -37,6 +37,7 @@ def commands(ref: Path, p: str, out: Path) -> dict[str, list[str]]:
     return {"cluster": ["run", p, *r, "-q"], "trace": ["run", cluster, "--workload", p, *r, "-q"],
             "results": ["summary", p], "sweep scenario": ["sweep", p, "--grid", p, "--out", str(out), *r],
             "capacity scenario": ["capacity", p, "--slo-ttft-ms", "100", *r],
+            "run scenario": ["run", "--scenario", p, *r],
             "measurement": ["validate", p, *r], "reference": ["run", cluster, "--reference-dir", p, "-q"],
             "efficiency": ["run", cluster, "--latency", "analytical", "--efficiency", p, *r, "-q"],
             "--out file": ["example", "--out", p, *r, "-q"],
@@ -211,7 +212,8 @@ def test_an_input_closed_to_the_user_is_named_in_one_line(what, ref, tmp_path, c
         "profile": (ref / PROFILE, [run]), "profile tp1": (ref / PROFILE / "tp1", [run]),
         "profile table": (ref / PROFILE / "tp1/dense.csv", [run]),
         "profile skew fit": (ref / PROFILE / "tp1/skew_fit.csv", [run]),
-        "measurement": (ref / MEASURED, [validate]), "measurement file": (ref / MEASURED / "vllm/meta.json", [validate]),
+        "measurement": (ref / MEASURED, [validate]),
+        "measurement file": (ref / MEASURED / "vllm/meta.json", [validate]),
         "model config": (ref / "configs/model/meta-llama/Llama-3.1-8B.json", [run]),
         "reference": (ref / "configs", [run])}[what]
     names = closed(path)
