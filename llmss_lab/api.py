@@ -18,7 +18,7 @@ from .config.engine import MAX_KV_BLOCKS, EngineConfig
 from .config.model import DTYPE_BYTES, GIB, ModelSpec
 from .config.reader import plain
 from .errors import InputError, UnsupportedFeature
-from .files import permission_named
+from .files import permission_named, reachable
 from .kernel import power, simulator
 from .kernel.moe import GATES
 from .kernel.router import ROUTERS
@@ -155,9 +155,9 @@ def _profiled(layout: ReferenceLayout, inst: InstanceSpec, variant: str) -> bool
     meta.yaml, a listed tpN/ folder gone, a tpN/ folder without its tables) counts: loading it names what is
     wrong, where the analytical model would run in its place behind a warning."""
     model_dir = layout.root / "profiles" / inst.hardware / inst.model_name
-    if (model_dir / variant).is_dir():
+    if reachable(model_dir / variant).is_dir():
         return inst.tp_size in load_bundle(model_dir / variant).tp_degrees
-    return (model_dir / f"tp{inst.tp_size}").is_dir()
+    return reachable(model_dir / f"tp{inst.tp_size}").is_dir()
 
 
 def _warn_long_run(n: int) -> None:

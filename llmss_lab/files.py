@@ -52,6 +52,20 @@ def absent(path: Path, what: str = "file") -> str | None:
     return f"{what} does not exist"
 
 
+def reachable(path: Path) -> Path:
+    """``path``, once sure no folder on its way is closed to the user, else the PermissionError (which
+    :func:`permission_named` words where inputs are read): from Python 3.13 ``Path.is_file`` and ``is_dir``
+    answer False there, which reads as "not there" (a profile missing: the analytical model would run in its
+    place; a model config missing)."""
+    try:
+        path.stat()
+    except PermissionError:
+        raise
+    except OSError:   # missing, a loop of links, ...: the caller's own check says what
+        pass
+    return path
+
+
 @contextmanager
 def permission_named() -> Iterator[None]:
     """A PermissionError met while reading inputs, as one line naming the file or folder: the reference data is

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 from .config.reader import as_path, closest
 from .errors import InputError
-from .files import absent, check_writable_folder, kind_of, write_bytes
+from .files import absent, check_writable_folder, kind_of, reachable, write_bytes
 from .instruments import raw_paths
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class ReferenceLayout:
         """``configs/model/<name>.json``, or ``model_config/<name>.json`` in the paper artifact's layout."""
         tried = [self.root / "configs" / "model" / f"{model_name}.json", self.root / "model_config" / f"{model_name}.json"]
         for p in tried:
-            if p.is_file():
+            if reachable(p).is_file():
                 return p
         known = [str(q.relative_to(d).with_suffix("")) for d in (p.parent.parent for p in tried)
                  if d.is_dir() for q in d.glob("*/*.json")]

@@ -236,3 +236,27 @@ def test_a_profile_closed_to_the_user_is_an_input_error_in_python_too(ref, close
     assert str(exc.value.source).startswith(names), exc.value
     with pytest.raises(InputError, match="no permission to reach it"):
         ll.Scenario(num_requests=2).run(ref)
+
+
+@pytest.mark.parametrize("what", ["profiles", "profile", "model configs"])
+def test_a_closed_folder_is_named_where_pathlib_answers_false(what, ref, capsys, closed, monkeypatch):
+    """From Python 3.13 Path.is_file, is_dir and exists answer False where a folder on the way is closed: the
+    profiles/ folder closed then ran the analytical model in the profile's place (a warning, exit 0), a closed
+    model config folder said 'no model config'. Emulated here on any Python."""
+    def answering_false(test):
+        def call(self, *args, **kwargs):
+            try:
+                return test(self, *args, **kwargs)
+            except OSError:
+                return False
+        return call
+
+    for name in ("is_file", "is_dir", "exists"):
+        monkeypatch.setattr(Path, name, answering_false(getattr(Path, name)))
+    path = {"profiles": ref / "profiles", "profile": ref / PROFILE, "model configs": ref / "configs/model"}[what]
+    names = closed(path)
+    code = main(["run", str(ref / GOOD_CLUSTER), "--workload", "workloads/example_trace.jsonl", "--num-requests", "3",
+                 "--reference-dir", str(ref), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and any(f"error: {n}/" in err for n in names), err
+    assert "no permission to reach it" in err, err

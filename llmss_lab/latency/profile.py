@@ -31,6 +31,7 @@ if TYPE_CHECKING:   # pandas loads where a profile is read: `llmss --help` and t
 
 from ..config.reader import Section, as_whole, read_text, read_yaml
 from ..errors import InputError
+from ..files import reachable
 
 
 # ---- generic helpers -----------------------------------------------------------------------------
@@ -780,7 +781,7 @@ def _load_bundle_cached(path: str, stamp: float) -> ProfileBundle:
 def load_bundle(path: str | Path) -> ProfileBundle:
     """Open (and cache) a profile bundle folder; its files are re-read when they change."""
     p = Path(path)
-    if not (p / "meta.yaml").is_file():
+    if not reachable(p / "meta.yaml").is_file():
         raise InputError("not a profile bundle (no meta.yaml)", p)
     stamp = max(f.stat().st_mtime for f in p.rglob("*") if f.is_file())
     return _load_bundle_cached(str(p.resolve()), stamp)
