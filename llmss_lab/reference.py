@@ -68,6 +68,8 @@ def resolve_reference_dir(explicit: str | Path | None = None) -> Path:
     if not p.is_dir():
         raise InputError(f"is {'a file' if p.is_file() else kind_of(p)}, not the reference folder", p, key)
     if not _is_root(p):
+        for m in ROOT_MARKERS:   # closed to the user, it answers "no such folder" from Python 3.13: named instead
+            reachable(p / m)
         near = [c for c in (p / "llmservingsim", p / "reference" / "llmservingsim", p.parent) if _is_root(c)]
         hint = f"; did you mean {near[0]}?" if near else ""
         raise InputError(f"not a reference folder: it holds none of {', '.join(m + '/' for m in ROOT_MARKERS)} "

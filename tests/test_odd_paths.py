@@ -238,11 +238,12 @@ def test_a_profile_closed_to_the_user_is_an_input_error_in_python_too(ref, close
         ll.Scenario(num_requests=2).run(ref)
 
 
-@pytest.mark.parametrize("what", ["profiles", "profile", "model configs"])
+@pytest.mark.parametrize("what", ["profiles", "profile", "model configs", "reference"])
 def test_a_closed_folder_is_named_where_pathlib_answers_false(what, ref, capsys, closed, monkeypatch):
     """From Python 3.13 Path.is_file, is_dir and exists answer False where a folder on the way is closed: the
     profiles/ folder closed then ran the analytical model in the profile's place (a warning, exit 0), a closed
-    model config folder said 'no model config'. Emulated here on any Python."""
+    model config folder said 'no model config', a closed reference folder 'not a reference folder'. Emulated here
+    on any Python."""
     def answering_false(test):
         def call(self, *args, **kwargs):
             try:
@@ -253,7 +254,8 @@ def test_a_closed_folder_is_named_where_pathlib_answers_false(what, ref, capsys,
 
     for name in ("is_file", "is_dir", "exists"):
         monkeypatch.setattr(Path, name, answering_false(getattr(Path, name)))
-    path = {"profiles": ref / "profiles", "profile": ref / PROFILE, "model configs": ref / "configs/model"}[what]
+    path = {"profiles": ref / "profiles", "profile": ref / PROFILE, "model configs": ref / "configs/model",
+            "reference": ref}[what]
     names = closed(path)
     code = main(["run", str(ref / GOOD_CLUSTER), "--workload", "workloads/example_trace.jsonl", "--num-requests", "3",
                  "--reference-dir", str(ref), "-q"])
