@@ -61,7 +61,7 @@ def reachable(path: Path) -> Path:
         path.stat()
     except PermissionError:
         raise
-    except OSError:   # missing, a loop of links, ...: the caller's own check says what
+    except (OSError, ValueError):   # missing, a loop of links, a NUL in the name: the caller's own check says what
         pass
     return path
 

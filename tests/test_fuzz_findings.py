@@ -201,3 +201,10 @@ def test_a_point_failed_by_a_grid_value_names_the_grid_not_the_scenario_file(ref
     failed = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("failed: ")]
     assert len(failed) == 1 and failed[0].startswith(f"failed: {{'max_num_seqs': 4}}: {base}: pim_device: unknown PIM "
                                                      "device 'x'"), failed
+
+
+def test_a_nul_in_a_hardware_name_is_named_not_a_value_error(ref):
+    """The profile lookup's stat (which names a folder closed to the user) met 'ü模型\\x00' as a hardware name
+    and ended in ValueError: embedded null byte, where pathlib's is_dir had answered False."""
+    with pytest.raises(InputError, match=r"^scenario: hardware: "):
+        ll.Scenario(hardware="ü模型\x00", num_requests=2).run(ref)
