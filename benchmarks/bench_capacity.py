@@ -11,7 +11,8 @@ one), every worker warmed first. Prints the median and every time, the runs the 
 given the sweep's runs (``known=``) where this version of llmss_lab takes them, as the notebook does; with
 --no-sweep it runs alone. --single searches one configuration (tp 1, max_num_seqs 64) on the two workers, where
 the search has a worker to spare. Where runs look whether their search still wants them, it also prints what one
-look costs from a worker (a round trip to the scheduler), median of 200.
+look costs from a worker (a round trip to the scheduler), median of 200; where the search counts the workers each
+time a run comes in, what one count costs.
 """
 from __future__ import annotations
 
@@ -45,6 +46,18 @@ def look_s(board: str, n: int = 200) -> float:
     return statistics.median(times)
 
 
+def count_s(client, n: int = 200) -> float:
+    """Median wall time of one count of the cluster's workers, as the search makes it each time a run comes in."""
+    from llmss_lab.sweeps import _threads
+
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        _threads(client)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def main() -> int:
     import llmss_lab as ll
     from llmss_lab.sweeps import local_client
@@ -71,7 +84,7 @@ def main() -> int:
     n = len(configs["tp"]) * len(configs["max_num_seqs"])
     takes_known = "known" in inspect.signature(ll.capacity).parameters
     sweep_s, cap_s = [], []
-    looks = None
+    looks = counts = None
     with local_client(2) as client:
         client.run(warm, ref)
         if hasattr(ll.sweeps, "_Wanted"):   # runs that look whether their search wants them
@@ -81,6 +94,8 @@ def main() -> int:
             board.set([])
             looks = client.submit(look_s, board.name, pure=False).result()
             board.delete()
+        if hasattr(ll.sweeps, "_threads"):   # the search counts the workers each time a run comes in
+            counts = count_s(client)
         for _ in range(args.repeat):
             known = {}
             if not args.no_sweep:
@@ -110,6 +125,8 @@ def main() -> int:
         print("  " + ", ".join(f"{k} {v}" for k, v in said.items()))
     if looks is not None:
         print(f"  one look at the board of cancelled runs: {1e3 * looks:.2f} ms (median of 200, from a worker)")
+    if counts is not None:
+        print(f"  one count of the workers: {1e3 * counts:.2f} ms (median of 200, from the search)")
     answers = {}
     for tp in cap.tp.values:
         for m in cap.max_num_seqs.values:

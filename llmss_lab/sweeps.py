@@ -1013,14 +1013,21 @@ def _known_runs(known: Any, slo: SLO, points: list[dict], lo0: float, hi0: float
     return out
 
 
+def _threads(c: Any) -> int:
+    """The threads the cluster has now, at least one: the scheduler's total alone, not each worker's (one small round
+    trip, asked each time a run comes in, so a cluster that scales up as the search goes is used)."""
+    return max(1, int(c.scheduler_info(n_workers=0).get("total_threads", 0)))
+
+
 def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[float, dict]], plans: list[Plan],
             runs: np.ndarray, rounds: np.ndarray, plan: Callable[[int, Sequence[float], int], Plan], bar: Any,
             stop_when_met: bool = False, source: str = "sweep point", at: list[GridPoint] | None = None
             ) -> dict[str, int]:
     """Run every configuration's search at once, each at its own pace: a configuration's next runs are submitted
-    as soon as the run it waits for is in (no round waits for the slowest run of all). The workers are shared out
-    among the configurations still searching, and each has as many middles of its bracket running at once as its
-    share (at least one): with fewer searches than workers, the idle ones test more rates of a bracket per round.
+    as soon as the run it waits for is in (no round waits for the slowest run of all). The workers (counted again
+    each time a run comes in: a cluster may scale as the search goes) are shared out among the configurations still
+    searching, and each has as many middles of its bracket running at once as its share (at least one): with fewer
+    searches than workers, the idle ones test more rates of a bracket per round.
     A run no longer needed (outside the bracket, or of a search that has its answer) is cancelled, and, as dask
     cannot interrupt a task, put on a board its run looks at (:class:`_Wanted`) to end itself and free its worker.
 
@@ -1029,7 +1036,7 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
     runs stopped early, by verdict, and how many were cancelled."""
     from distributed import Variable, as_completed
 
-    workers = max(1, sum(c.nthreads().values()))
+    workers = _threads(c)
     owner: dict[Any, tuple[int, float]] = {}               # future -> (configuration, rate)
     flying: list[dict[float, Any]] = [{} for _ in points]  # per configuration: rate -> future
     round_of: dict[Any, int] = {}
@@ -1090,7 +1097,9 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
             rounds[i] = max(rounds[i], round_of.pop(fut))
             bar.update(1)
             advance(i, widths[i])
-            if plans[i].state != "searching":
+            now = _threads(c)   # a cluster that scaled (adaptive, or by hand) since the last run came in
+            if plans[i].state != "searching" or now != workers:
+                workers = now
                 share_out()
     finally:
         c.cancel(list(owner))

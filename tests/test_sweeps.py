@@ -519,6 +519,33 @@ def test_a_search_alone_on_two_workers_tests_two_rates_a_round_to_the_same_answe
     assert cap.attrs["runs_cancelled"] > 0   # and those of them it no longer needed ended themselves (the answer held)
 
 
+def test_a_search_uses_the_workers_its_cluster_gains_as_it_goes(ref, monkeypatch):
+    """The workers were counted once, as the search started: a cluster that scaled up later (adaptive, or by hand)
+    had its new workers idle. Here one worker, then two once the first run is in: the search's later rounds test two
+    rates of its bracket at once, as a search started on two does."""
+    from distributed import Client, LocalCluster
+
+    from llmss_lab import sweeps
+
+    widths = []
+    plan = sweeps._plan
+
+    def scaling(verdicts, lo0, hi0, rel_tol, flying, width):
+        widths.append(width)
+        if verdicts and len(cluster.scheduler_info["workers"]) == 1:   # the first run is in: a worker joins
+            cluster.scale(2)
+            c.wait_for_workers(2)
+        return plan(verdicts, lo0, hi0, rel_tol, flying, width)
+
+    monkeypatch.setattr(sweeps, "_plan", scaling)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster, set_as_default=False) as c:
+        cap = ll.capacity(BASE.replace(max_num_seqs=64), SLO(ttft_ms=200), rate_range=(1.0, 64.0), rel_tol=0.05,
+                          client=c, reference_dir=ref, progress=False)
+    assert str(cap.bound.values[0]) == "inside"
+    assert widths[0] == 1 and max(widths) == 2
+
+
 def test_a_search_at_a_low_quantile_stops_runs_that_met_the_slo_and_answers_with_a_whole_run(client, ref):
     """At p50 a run is won with about half its requests done; the answer's metrics are still its whole run's. At p90
     it would spare less than the answer's second run costs: no run stops for meeting the SLO."""
