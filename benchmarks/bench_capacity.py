@@ -12,7 +12,8 @@ given the sweep's runs (``known=``) where this version of llmss_lab takes them, 
 --no-sweep it runs alone. --single searches one configuration (tp 1, max_num_seqs 64) on the two workers, where
 the search has a worker to spare. Where runs look whether their search still wants them, it also prints what one
 look costs from a worker (a round trip to the scheduler), median of 200; where the search counts the workers each
-time a run comes in, what one count costs.
+time a run comes in, what one count costs; where the kernel asks a run's stop_when on a clock of steps, what one
+such look costs (the board not due) against a step of the notebook's run (tp 1, max_num_seqs 64, 4 req/s).
 """
 from __future__ import annotations
 
@@ -44,6 +45,28 @@ def look_s(board: str, n: int = 200) -> float:
         wanted()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def clock_look_s(reference_dir: str, n: int = 20_000) -> tuple[float, float, int]:
+    """Median wall time of one look the kernel's clock of steps makes at a capacity run's stop_when (nothing new
+    finished, the board not due), the mean wall time of a step of the notebook's run, and the steps between looks."""
+    from types import SimpleNamespace
+
+    import llmss_lab as ll
+    from llmss_lab.kernel.simulator import STOP_POLL_STEPS
+    from llmss_lab.sweeps import _Verdict, _Wanted
+
+    wanted = _Wanted("no-board")
+    wanted.next_look = float("inf")   # between two looks at the board, as almost every look is
+    verdict = _Verdict(ll.SLO(ttft_ms=500, tpot_ms=50), 1000, False, wanted)
+    requests = SimpleNamespace(num_finished=0)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        verdict(requests, 0.0)
+        times.append(time.perf_counter() - t0)
+    res = ll.Scenario(num_requests=1000, power=True, max_num_seqs=64, rate=4.0).run(reference_dir)
+    return statistics.median(times), res.attrs["sim_wall_s"] / res.attrs["num_steps"], STOP_POLL_STEPS
 
 
 def count_s(client, n: int = 200) -> float:
@@ -84,7 +107,9 @@ def main() -> int:
     n = len(configs["tp"]) * len(configs["max_num_seqs"])
     takes_known = "known" in inspect.signature(ll.capacity).parameters
     sweep_s, cap_s = [], []
-    looks = counts = None
+    looks = counts = clock = None
+    if hasattr(ll.sweeps._Verdict(None, None, False), "finished"):   # stop_when is asked on a clock of steps too
+        clock = clock_look_s(ref)
     with local_client(2) as client:
         client.run(warm, ref)
         if hasattr(ll.sweeps, "_Wanted"):   # runs that look whether their search wants them
@@ -125,6 +150,10 @@ def main() -> int:
         print("  " + ", ".join(f"{k} {v}" for k, v in said.items()))
     if looks is not None:
         print(f"  one look at the board of cancelled runs: {1e3 * looks:.2f} ms (median of 200, from a worker)")
+    if clock is not None:
+        look, step, every = clock
+        print(f"  one look on the kernel's clock: {1e6 * look:.2f} us (median of 20,000) every {every} steps of "
+              f"{1e6 * step:.0f} us each (the notebook's run): {100 * look / every / step:.3f} % of a run")
     if counts is not None:
         print(f"  one count of the workers: {1e3 * counts:.2f} ms (median of 200, from the search)")
     answers = {}

@@ -593,8 +593,10 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     86,400 rows per instance); ``memory_sample_s`` spaces the samples of ``Results.memory`` (default: ``bin_s``;
     finer, to read memory at exact instants).
     ``stop_when(requests, now_ns)`` is asked after each step that finishes requests (the kernel's request table,
-    times in ns, -1 where not yet); True ends the run there with ``kernel.simulator.RunStopped`` (no results):
-    a capacity search stops a run whose SLO is already lost, or already won.
+    times in ns, -1 where not yet; ``requests.num_finished`` counts the finished), and every
+    ``kernel.simulator.STOP_POLL_STEPS`` steps besides; True ends the run there with
+    ``kernel.simulator.RunStopped`` (no results): a capacity search stops a run whose SLO is already lost, or
+    already won, or that it no longer wants.
     """
     # numpy scalars (from a user's arrays) as the plain values they hold
     num_requests, seed, gate_skew, bin_s, memory_sample_s = map(plain, (num_requests, seed, gate_skew, bin_s,

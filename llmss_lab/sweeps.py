@@ -191,18 +191,22 @@ class _Wanted:
 class _Verdict:
     """The kernel's stop_when for a run that only needs its SLO verdict: True once the SLO is lost (or, with
     ``met``, won), which ``slo_met`` then says, or once ``wanted()`` says the run is no longer wanted, which
-    ``cancelled`` then says. Asked after every step that finishes requests, it looks at the SLO every
-    n / STOP_CHECKS such steps (``slo`` None: never)."""
+    ``cancelled`` then says. Asked after every step that finishes requests, and every few steps besides (the
+    kernel's clock, which only ``wanted`` needs: a long prefill finishes nothing), it looks at the SLO every
+    n / STOP_CHECKS steps that finished requests (``slo`` None: never)."""
 
     def __init__(self, slo: SLO | None, expected: int | None, met: bool,
                  wanted: Callable[[], bool] | None = None) -> None:
         self.slo, self.expected, self.met, self.wanted = slo, expected, met, wanted
-        self.calls, self.slo_met, self.cancelled = 0, 0.0, False
+        self.calls, self.finished, self.slo_met, self.cancelled = 0, 0, 0.0, False
 
     def __call__(self, requests: Any, now_ns: float) -> bool:
         if self.wanted is not None and not self.wanted():
             self.cancelled = True
             return True
+        if requests.num_finished == self.finished:   # asked on the clock: nothing new for the SLO
+            return False
+        self.finished = requests.num_finished
         self.calls += 1
         if self.slo is None or self.calls % max(1, len(requests.arrival) // STOP_CHECKS):
             return False

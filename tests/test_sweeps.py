@@ -354,6 +354,25 @@ def test_a_run_its_search_no_longer_wants_ends_early_and_gives_no_verdict(ref, s
     assert kept == {**whole, "wall_s": kept["wall_s"]}   # a run still wanted is the same run
 
 
+@pytest.mark.parametrize("stop_early", [True, False])
+def test_a_cancelled_run_ends_within_a_few_steps_of_a_long_prefill(ref, stop_early):
+    """A run looked at its board only after a step that finished requests: a long prefill (here 4 prompts of 16,000
+    tokens in chunks of 512, 32 steps each, all arrived at once) ran on for its first 35 steps unwatched. The kernel
+    now also asks every STOP_POLL_STEPS steps: the run ends on its first look, long before a request finishes."""
+    from llmss_lab.kernel.simulator import STOP_POLL_STEPS
+
+    sc = BASE.replace(num_requests=4, rate=1000.0, input_len="fixed:16000", output_len="fixed:4",
+                      max_num_batched_tokens=512)
+    whole = sc.run(ref)
+    first_finish = float(whole.requests.finish.min())
+    dropped = run_point(sc.to_dict(), str(ref), SLO(ttft_ms=500), stop_early=stop_early, wanted=_WantedFor(0))
+    assert dropped["status"] == "cancelled"
+    steps = whole.iterations
+    ends = np.sort(steps.start.values + steps.duration.values * 1e-3)   # s, of the one instance's steps
+    assert whole.attrs["num_steps"] > 3 * STOP_POLL_STEPS and first_finish > ends[2 * STOP_POLL_STEPS]
+    assert dropped["stopped_at_s"] == pytest.approx(ends[STOP_POLL_STEPS - 1], rel=1e-9)   # on the first look
+
+
 def test_a_run_on_its_searchs_board_of_cancelled_keys_ends_itself_on_the_worker(client, ref):
     """The search puts the keys of the runs it cancels on a dask Variable; a run looks at it (at most every
     WANTED_EVERY_S of wall time) and ends once its key is there, or once the board is None (the search ended)."""

@@ -56,6 +56,7 @@ class RequestTable:
         self.first_token = np.full(n, UNSET)
         self.last_token = np.full(n, UNSET)
         self.finished = np.full(n, UNSET)
+        self.num_finished = 0                          # requests with a finish time so far
         self.preemptions = np.zeros(n, np.int64)
         self.prefix_hit = np.full(n, -1, np.int64)     # cached prompt tokens at first admission
         self.lost = np.zeros(n, np.int64)              # computed tokens dropped by preemptions

@@ -35,6 +35,7 @@ from .tiers import CHUNK_TOKENS, NetPath, PrefixPool, Tier
 
 KV_TRANSFERS = ("layer", "whole", "pull")   # how a prefill/decode split moves KV (module docstring)
 HORIZON_NS = 100 * 86_400e9   # results keep per-second series: a run this long is a unit slip, not a workload
+STOP_POLL_STEPS = 16   # stop_when is asked at least every this many steps, whether or not they finish requests
 
 
 class RunStopped(Exception):
@@ -175,8 +176,11 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
         kv_transfer: str = "layer", seed: int = 0, memory: MemorySetup | None = None,
         stop_when: Callable[[RequestTable, float], bool] | None = None) -> RawRun:
     """``links``: (intra-node, inter-node) links for P/D KV transfers; ``memory``: lower tiers. ``stop_when`` is
-    called with the request table and the time after each step that finished requests; if it returns True, the
-    run ends there with :class:`RunStopped` (every later event has a time at or after that one)."""
+    called with the request table and the time after each step that finished requests, and after every
+    STOP_POLL_STEPS-th step (of all instances) since it was last asked, so that what does not wait on a request to
+    finish (a cancelled run) is seen within a few steps of a long prefill; if it returns True, the run ends there
+    with :class:`RunStopped` (every later event has a time at or after that one). ``R.num_finished`` tells a call
+    after new requests finished from one on the clock."""
     loop = EventLoop()
     R = RequestTable(workload.arrival_ns, workload.input_toks, workload.output_toks)
     fabric = Fabric()
@@ -217,8 +221,17 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             R.finished[rid] = now
             if progress is not None:
                 progress(1)
-        if stop_when is not None and len(rids) and stop_when(R, now):
-            raise RunStopped(now, int(np.count_nonzero(R.finished >= 0)))
+        R.num_finished += len(rids)
+
+    quiet = 0   # steps since stop_when was last asked
+
+    def ask(now: float, finishing: bool) -> None:
+        nonlocal quiet
+        quiet += 1
+        if finishing or quiet >= STOP_POLL_STEPS:
+            quiet = 0
+            if stop_when(R, now):
+                raise RunStopped(now, R.num_finished)
 
     def deliver(rid: int, dst: Instance, held: int, prefilled: float, ready: float) -> None:
         R.kv_transfer[rid] = ready - prefilled
@@ -234,6 +247,8 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
     def on_step(inst: Instance, first: np.ndarray, done: np.ndarray, start: float, now: float) -> None:
         if inst.role != "prefill":
             finished(done, now)
+            if stop_when is not None:
+                ask(now, len(done) > 0)
             return
         s = setups[inst.iid]
         chunks = inst.latency.layers
@@ -262,6 +277,8 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             else:
                 ready = fabric.send(link, inst.iid, dst.iid, now, per_lane, lanes)
             loop.at(ready, functools.partial(deliver, rid, dst, held, now, ready))
+        if stop_when is not None:
+            ask(now, False)
 
     engines = _engines(loop, instances, setups, on_step)
     arrivals = workload.arrival_ns.tolist()
