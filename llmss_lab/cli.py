@@ -522,7 +522,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     ds = capacity(base, slo, grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.dask_scheduler,
                   reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet,
                   grid_source=args.grid or "grid", known=known)
-    print(_sweep_table(ds, ["max_rate", "bound", "goodput", "energy_per_output_token_J", "num_gpus", "runs", "rounds"]))
+    print(_sweep_table(ds, ["max_rate", "min_rate_missed", "bound", "goodput", "energy_per_output_token_J", "num_gpus",
+                            "runs", "rounds"]))
     reused = f", {ds.attrs['runs_reused']} reused from {args.known}" if args.known else ""
     print(f"{ds.attrs['runs_made']} runs made{reused}")
     _print_failures(ds)

@@ -48,6 +48,7 @@ HANDSHAKE_S = 5.0          # a dask scheduler sends its handshake as soon as a c
 WORKER_WAIT_S = 60.0       # nor is a scheduler that has no worker to run the points after this
 LOCAL_START_TRIES = 2      # starts of a LocalCluster before its failure is an error
 MIN_REL_TOL = 1e-6         # a finer bracket than this only spends runs on float rounding
+MIN_TAIL = 10              # requests above an SLO's quantile for a verdict that does not turn on one or two of them
 UNITS = {"energy_per_output_token_J": "J/token", "_ms": "ms", "_J": "J", "_s": "s", "request_throughput": "req/s",
          "token_throughput": "tok/s", "output_throughput": "tok/s", "goodput": "req/s", "rate": "req/s",
          "tokens": "tokens"}
@@ -88,6 +89,12 @@ class SLO:
         out["goodput"] = float(ok.sum() / duration_s) if duration_s > 0 else 0.0
         out["slo_met"] = float(met)
         return out
+
+    def tail(self, n: int) -> int:
+        """Requests above the quantile of ``n`` (numpy's linear quantile lies between the order statistics
+        ``floor((n - 1) q)`` and the next, from 0): the verdict turns on whether that many, or one more, are over a
+        limit. With few (p90 of 16: 2) one request decides it, and verdicts flip between nearby rates."""
+        return n - 1 - math.floor((n - 1) * self.quantile + 1e-9)
 
     def lost(self, requests: Any, now_ns: float) -> bool:
         """Whether a run is already certain to miss the SLO at ``now_ns``, whatever its later steps do: enough of
@@ -1023,6 +1030,30 @@ def _threads(c: Any) -> int:
     return max(1, int(c.scheduler_info(n_workers=0).get("total_threads", 0)))
 
 
+def _say_small(slo: SLO, tails: Mapping[int, int], source: Any) -> None:
+    """Warn, before the runs, of workloads too small for the SLO's quantile: a verdict that turns on one request
+    flips between nearby rates (met above a rate that missed), and the search's answer with it."""
+    for n, tail in sorted(tails.items()):
+        enough = next(m for m in itertools.count(n) if slo.tail(m) >= MIN_TAIL)
+        log.warning("%s: the p%g of %d requests has %d of them above it (under %d): each verdict turns on one "
+                    "request, so verdicts can flip between nearby rates and max_rate with them; min_rate_missed "
+                    "gives the bracket the search closed; num_requests >= %d puts %d above it", source,
+                    100 * slo.quantile, n, tail, MIN_TAIL, enough, MIN_TAIL)
+
+
+def _bracket(verdicts: Mapping[float, dict], where: str) -> tuple[float, float]:
+    """The highest rate seen to meet the SLO and the lowest seen to miss it (NaN: none), from all of a
+    configuration's runs; a warning naming ``where`` if the first lies above the second (verdicts not monotone in
+    the rate)."""
+    met = [r for r, v in verdicts.items() if v["status"] == "ok" and v["metrics"].get("slo_met") == 1.0]
+    missed = [r for r, v in verdicts.items() if v["status"] == "ok" and v["metrics"].get("slo_met") == 0.0]
+    top, bottom = max(met, default=math.nan), min(missed, default=math.nan)
+    if top > bottom:
+        log.warning("%s: the SLO was met at %g req/s above a miss at %g req/s: its verdicts are not monotone in the "
+                    "rate there, and max_rate is the edge below the lowest miss", where, top, bottom)
+    return top, bottom
+
+
 def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[float, dict]], plans: list[Plan],
             runs: np.ndarray, rounds: np.ndarray, plan: Callable[[int, Sequence[float], int], Plan], bar: Any,
             stop_when_met: bool = False, source: str = "sweep point", at: list[GridPoint] | None = None
@@ -1132,6 +1163,10 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     a monotone SLO). The attrs ``runs_made`` and ``runs_reused`` count the runs this search made and those it took
     from ``known``; ``runs_stopped_missed`` and ``runs_stopped_met`` those of its runs that stopped early, and
     ``runs_cancelled`` those it cancelled once it no longer needed them (each ends itself, :class:`_Wanted`).
+    ``min_rate_missed``, the lowest rate seen to miss the SLO, closes the bracket with ``max_rate``; ``slo_tail``
+    counts the requests above the SLO's quantile (:meth:`SLO.tail`): under MIN_TAIL a verdict turns on one request
+    and verdicts flip between nearby rates, which is said before the runs (and any verdict seen met above a miss,
+    after them).
     """
     _check_run_args(base, slo, "capacity", slo_needed=True)
     if base.trace:
@@ -1158,6 +1193,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     rel_tol = tol
     _check_cluster_args(client, n_workers, "capacity")   # up front: before the progress bar opens
     dims, points = expand(base, grid if grid is not None else [{}], grid_source, reference_dir)
+    tails = np.array([slo.tail(p["num_requests"]) for p in points])
+    _say_small(slo, {p["num_requests"]: t for p, t in zip(points, tails) if t < MIN_TAIL}, base.source)
     ref = str(resolve_reference_dir(reference_dir))
     n = len(points)
     verdicts = _known_runs(known, slo, points, lo0, hi0)   # per configuration: rate -> its run
@@ -1194,6 +1231,16 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     max_rate = np.where([b is not None and st != "failed" for b, st in zip(best, state)], lo, np.nan)
     ds["max_rate"] = (list(dims), max_rate.reshape(shape), {"units": "req/s",
                                                              "description": "highest rate seen to meet the SLO"})
+    keys = [k for k in dims if k in points[0]] or [k for k in points[0] if len({json.dumps(p[k]) for p in points}) > 1]
+    configs = [", ".join([str(base.source), *(f"{k}={p[k]}" for k in keys)]) for p in points]
+    missed = np.array([_bracket(v, where)[1] if st != "failed" else math.nan
+                       for v, st, where in zip(verdicts, state, configs)])
+    ds["min_rate_missed"] = (list(dims), missed.reshape(shape),
+                             {"units": "req/s", "description": "lowest rate seen to miss the SLO: with max_rate, the "
+                                                               "bracket the search closed (NaN: none missed)"})
+    ds["slo_tail"] = (list(dims), tails.reshape(shape),
+                      {"description": "requests above the SLO's quantile: few (under 10) make each verdict turn on "
+                                      "one request, and verdicts flip between nearby rates"})
     ds["bound"] = (list(dims), state.astype(str).reshape(shape),
                    {"description": "inside the range, above its top, below its bottom, or failed"})
     ds["runs"] = (list(dims), runs.reshape(shape), {"description": "runs made for this configuration"})

@@ -581,6 +581,52 @@ def test_a_search_at_a_low_quantile_stops_runs_that_met_the_slo_and_answers_with
                 assert float(cap[k].sel(max_num_seqs=m)) == at["metrics"][k]
 
 
+def test_the_slos_tail_is_where_numpys_quantile_lies():
+    """SLO.tail(n): the requests above the quantile of n, which lies between the (tail + 1)-th and the tail-th
+    slowest (numpy's linear quantile, as SLO.evaluate takes it)."""
+    for q in (0.5, 0.9, 0.95, 0.99, 0.999, 1.0, 1 / 3, 0.7):
+        for n in range(1, 400):
+            lowest = n - 1 - SLO(ttft_ms=1, quantile=q).tail(n)   # from 0: the (tail + 1)-th slowest
+            assert lowest - 1e-6 <= np.quantile(np.arange(n), q) < lowest + 1, (q, n)
+    assert [SLO(ttft_ms=1).tail(n) for n in (16, 48, 91, 92, 1000)] == [2, 5, 9, 10, 100]
+
+
+def test_a_search_on_a_workload_too_small_for_its_quantile_says_so_and_gives_its_bracket(client, ref, caplog):
+    """With few requests above the SLO's quantile a verdict turns on one request and flips between nearby rates
+    (16 requests at p90, 2 above it: of 4 seeds x 4 SLOs scanned at 121 rates from 1 to 64 req/s, 4 were met
+    somewhere above a rate that missed, by up to 1.41x; none at p50, 8 above it). The search now says so before its
+    runs, and gives the bracket it closed, the lowest rate seen to miss the SLO beside max_rate."""
+    slo = SLO(ttft_ms=200, quantile=0.5)   # p50: 8 of 16 requests above it, 12 of 24
+    with caplog.at_level("WARNING", logger="llmss_lab.sweeps"):
+        cap = ll.capacity(BASE.replace(max_num_seqs=64), slo, {"num_requests": [16, 24]}, rate_range=(1.0, 64.0),
+                          rel_tol=0.05, client=client, reference_dir=ref, progress=False)
+    said = [r.getMessage() for r in caplog.records if "above it" in r.getMessage()]
+    assert len(said) == 1 and "the p50 of 16 requests has 8 of them above it (under 10)" in said[0]
+    assert "num_requests >= 20 puts 10 above it" in said[0]
+    assert cap.slo_tail.values.tolist() == [8, 12]
+    for n in (16, 24):
+        c = cap.sel(num_requests=n)
+        met, missed = float(c.max_rate), float(c.min_rate_missed)
+        assert str(c.bound.values) == "inside" and met < missed <= met * 1.05 * (1 + 1e-12)
+        point = BASE.replace(max_num_seqs=64, num_requests=n, rate=missed).to_dict()
+        assert run_point(point, str(ref), slo)["metrics"]["slo_met"] == 0.0   # a run that missed, not a bound
+
+
+def test_a_bracket_with_a_rate_met_above_one_missed_is_said_to_be_no_edge(caplog):
+    from llmss_lab.sweeps import _bracket
+
+    def runs(verdicts):
+        return {r: {"status": "ok", "error": "", "metrics": {"slo_met": float(m)}} for r, m in verdicts.items()}
+
+    with caplog.at_level("WARNING", logger="llmss_lab.sweeps"):
+        assert _bracket(runs({64.0: 0, 8.0: 1, 22.6: 1, 32.0: 0}), "s, tp=1") == (22.6, 32.0)
+        assert not caplog.records
+        assert _bracket(runs({64.0: 0, 8.0: 1, 22.6: 0, 28.8: 1, 32.0: 0}), "s, tp=1") == (28.8, 22.6)
+    assert caplog.records[0].getMessage().startswith("s, tp=1: the SLO was met at 28.8 req/s above a miss at 22.6")
+    top, bottom = _bracket(runs({64.0: 1}), "s")                     # above the range: none missed
+    assert top == 64.0 and math.isnan(bottom) and all(map(math.isnan, _bracket({}, "s")))
+
+
 def test_capacity_takes_a_sweeps_runs_instead_of_running_them_again(client, ref):
     slo = SLO(ttft_ms=100, tpot_ms=40)
     grid = {"max_num_seqs": [16, 64]}
@@ -620,6 +666,7 @@ def test_the_capacity_command_takes_a_sweep_file_of_the_same_slo(client, ref, tm
                "--dask-scheduler", client.scheduler.address]
     assert main([*command, "--out", str(tmp_path / "alone.nc")]) == 0
     said_alone = capsys.readouterr().out
+    assert "min_rate_missed" in said_alone.splitlines()[0]   # the bracket, beside max_rate
     assert main([*command, "--out", str(tmp_path / "given.nc"), "--known", str(sweep_nc)]) == 0
     said_given = capsys.readouterr().out
     alone, given = load(tmp_path / "alone.nc"), load(tmp_path / "given.nc")
