@@ -108,7 +108,9 @@ def main() -> int:
     takes_known = "known" in inspect.signature(ll.capacity).parameters
     sweep_s, cap_s = [], []
     looks = counts = clock = None
-    if hasattr(ll.sweeps._Verdict(None, None, False), "finished"):   # stop_when is asked on a clock of steps too
+    from llmss_lab.kernel import simulator
+
+    if hasattr(simulator, "STOP_POLL_STEPS"):   # stop_when is asked on a clock of steps too
         clock = clock_look_s(ref)
     with local_client(2) as client:
         client.run(warm, ref)

@@ -1153,7 +1153,7 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     submitted as soon as the run it waits for is in. The bracket starts at ``rate_range`` and halves
     (geometrically) until hi / lo <= 1 + ``rel_tol``; with fewer searches left than workers, a search tests
     several rates of its bracket at once (:func:`_search`), in fewer rounds to the same answer. ``max_rate`` is
-    the highest rate seen to meet the SLO; ``bound`` says whether it lies ``inside`` the range, at its top
+    the highest rate seen to meet the SLO (below the lowest seen to miss it); ``bound`` says whether it lies ``inside`` the range, at its top
     (``above``: even the highest rate met it) or below it (``below``: even the lowest failed; ``max_rate`` is
     NaN). The metrics of the run at ``max_rate`` come along (goodput, energy per token, ...). A run stops as soon
     as its SLO is certain to be missed (:meth:`SLO.lost`), or, where that pays (a low quantile), met
@@ -1230,7 +1230,8 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     shape = tuple(len(v) for v in dims.values())
     max_rate = np.where([b is not None and st != "failed" for b, st in zip(best, state)], lo, np.nan)
     ds["max_rate"] = (list(dims), max_rate.reshape(shape), {"units": "req/s",
-                                                             "description": "highest rate seen to meet the SLO"})
+                                                             "description": "highest rate seen to meet the SLO below "
+                                                                            "the lowest seen to miss it"})
     keys = [k for k in dims if k in points[0]] or [k for k in points[0] if len({json.dumps(p[k]) for p in points}) > 1]
     configs = [", ".join([str(base.source), *(f"{k}={p[k]}" for k in keys)]) for p in points]
     missed = np.array([_bracket(v, where)[1] if st != "failed" else math.nan
