@@ -11,7 +11,7 @@ from llmss_lab.cli import main
 from llmss_lab.config.reader import read_yaml
 from llmss_lab.errors import InputError
 from llmss_lab.latency import roofline as R
-from llmss_lab.latency.ops import DecodeTiles
+from llmss_lab.latency.ops import ChunkTiles, DecodeTiles
 from llmss_lab.latency.specs import HardwareSpec, load_specs
 
 
@@ -25,32 +25,53 @@ def mixed_tiles() -> list[DecodeTiles]:
             for kv in (16, 128, 1024, 4096, 16384) for blocks in (1, 4, 16)]
 
 
+def chunks() -> list[ChunkTiles]:
+    """Prefill chunks of 16 to 2,048 tokens over no to a long history, at 16 to 64 query heads."""
+    return [ChunkTiles(heads, c, k, 128, 4.0 * (c * k + c * (c + 1) / 2) * 128 * heads, (k + c) * 512.0 * heads / 4)
+            for heads in (16, 32, 64) for c in (16, 128, 300, 512, 1024, 2048) for k in (0, 1024, 8192)]
+
+
 def test_fit_recovers_known_efficiency_curves():
     specs = {"X": fake_spec("X", 400, 2000), "Y": fake_spec("Y", 100, 700)}
     truth = R.Efficiency(e_max=0.6, f_half=2e9, u=0.8, t0_us=6.0)
     tiles = R.Tiles(slots=120, tile_us=2.0, token_ns=15.0, u=0.8, empty_ns=500.0, cache_mb=60.0)
+    waves = R.ChunkWaves(t0_us=3.0, slots=100.0, e=0.6, tile_us=4.0)
+    knee = R.Knee(t0_us=10.0, u_lo=0.8, u_hi=0.95, knee_mb=300.0, tile_ns=10.0)
+    skew = R.Skew(decode=0.03, mixed=0.06)
     rng = np.random.default_rng(0)
     samples = []
-    for cls in R.CLASSES:
+    for cls in R.FIT_ORDER:
         op = "qkv_proj" if cls == "gemm" else cls
         for hw in specs:
-            if cls == "attention_mixed":      # a prefill part rides along, timed by its own curve
-                for d in mixed_tiles():
-                    pf = float(d.seqs * d.kv * 1e5)
-                    t = float(R.tiles_ns(tiles, d, specs[hw].memory_bw_gbs * 1e9) + truth.time_ns(pf, pf / 50, specs[hw]))
-                    samples.append(R.Sample(f"{hw}/m/tp1", hw, op, 1.0, 1.0, t, "vllm", pf, pf / 50, d))
-                continue
-            for f in np.geomspace(1e6, 1e13, 40):
-                b = f / rng.uniform(0.5, 500)             # from memory-bound to compute-bound
-                samples.append(R.Sample(f"{hw}/m/tp1", hw, op, f, b, float(truth.time_ns(f, b, specs[hw]))))
+            peak, bw = specs[hw].bf16_tflops * 1e12, specs[hw].memory_bw_gbs * 1e9
+            if cls == "attention_prefill":
+                samples += [R.Sample(f"{hw}/m/tp1", hw, op, c.flops, c.nbytes, float(R.chunk_ns(waves, c, peak, bw)),
+                                     "vllm", c) for c in chunks()]
+            elif cls == "attention_decode":
+                samples += [R.Sample(f"{hw}/m/tp1", hw, op, 1.0, d.nbytes, float(R.knee_ns(knee, d, bw)), tiles=d)
+                            for d in mixed_tiles() if d.blocks == 1]
+            elif cls == "attention_mixed":      # a prefill chunk rides along, timed by its own curve
+                for d, c in zip(mixed_tiles(), chunks() * 2):
+                    t = float(R.tiles_ns(tiles, d, bw) + R.chunk_ns(waves, c, peak, bw))
+                    samples.append(R.Sample(f"{hw}/m/tp1", hw, op, 1.0, 1.0, t, "vllm", c, d))
+            elif cls == "attention_skew":
+                for mean in np.geomspace(10e3, 1e6, 20):
+                    for kind, alpha in (("skew_decode", skew.decode), ("skew_mixed", skew.mixed)):
+                        longest = mean * rng.uniform(1.2, 4.0)
+                        samples.append(R.Sample(f"{hw}/m/tp1", hw, kind, 0.0, 0.0, mean + alpha * (longest - mean),
+                                                skew_ns=(mean, longest)))
+            else:
+                for f in np.geomspace(1e6, 1e13, 40):
+                    b = f / rng.uniform(0.5, 500)             # from memory-bound to compute-bound
+                    samples.append(R.Sample(f"{hw}/m/tp1", hw, op, f, b, float(truth.time_ns(f, b, specs[hw]))))
     eff = R.fit(samples, specs)
-    assert astuple(eff["attention_mixed"]) == pytest.approx(astuple(tiles), rel=0.05)
+    for cls, known in (("attention_mixed", tiles), ("attention_prefill", waves), ("attention_decode", knee),
+                       ("attention_skew", skew)):
+        assert astuple(eff.pop(cls)) == pytest.approx(astuple(known), rel=0.05), cls
     for cls, e in eff.items():
-        if cls == "attention_mixed":
-            continue
         assert e.e_max == pytest.approx(0.6, rel=0.05) and e.u == pytest.approx(0.8, rel=0.05), cls
         assert e.t0_us == pytest.approx(6.0, rel=0.1) and e.f_half == pytest.approx(2e9, rel=0.2), cls
-    assert np.abs(R.errors_pct(samples, eff, specs)).max() < 1.0
+    assert np.abs(R.errors_pct(samples, R.fit(samples, specs), specs)).max() < 1.0
 
 
 def test_both_profile_formats_are_found_and_the_stored_fit_covers_them(ref):
@@ -76,7 +97,11 @@ def test_samples_carry_the_operator_costs(ref):
     assert qkv and all(x.flops == Shapes(model).qkv_proj(round(x.flops / 50_331_648)).flops for x in qkv)
     assert {x.cls for x in s} >= {"gemm", "attention_prefill", "attention_decode", "attention_mixed", "rms_norm"}
     mixed = [x for x in s if x.cls == "attention_mixed"]
-    assert mixed and all(x.pre_flops > 0 and x.flops > 0 for x in mixed)
+    assert mixed and all(x.chunk.flops > 0 and x.flops > 0 and x.tiles.seqs > 0 for x in mixed)
+    assert all(x.tiles.blocks == 1 and x.tiles.nbytes == x.nbytes for x in s if x.cls == "attention_decode")
+    assert all(x.chunk.flops == x.flops for x in s if x.cls == "attention_prefill")
+    skew = [x for x in s if x.cls == "attention_skew"]      # skew.csv, both regimes
+    assert {x.op for x in skew} == {"skew_decode", "skew_mixed"} and all(x.skew_ns[1] > 0 for x in skew)
 
 
 def test_profile_check_reports_each_operator(ref, capsys):
@@ -101,7 +126,8 @@ def test_floor_ratio_is_one_at_the_roofline_and_the_model_never_beats_it(ref):
     specs = {"X": fake_spec("X", 400, 2000)}
     at_compute = R.Sample("X/m/tp1", "X", "qkv_proj", 4e12, 1e6, 4e12 / 400e12 * 1e9)
     at_memory = R.Sample("X/m/tp1", "X", "attention_decode", 1e6, 2e9, 2e9 / 2000e9 * 1e9)
-    mixed = R.Sample("X/m/tp1", "X", "attention_mixed", 1e6, 2e9, 2 * 1e6, "vllm", 4e12, 1e6)  # 1 ms + 10 ms floor
+    chunk = ChunkTiles(32, 512, 0, 128, 4e12, 1e6)
+    mixed = R.Sample("X/m/tp1", "X", "attention_mixed", 1e6, 2e9, 2 * 1e6, "vllm", chunk)  # 1 ms + 10 ms floor
     assert R.floor_ratio([at_compute, at_memory, mixed], specs) == pytest.approx([1.0, 1.0, 2e6 / 11e6])
     rng = np.random.default_rng(1)
     specs = load_specs()
@@ -112,9 +138,10 @@ def test_floor_ratio_is_one_at_the_roofline_and_the_model_never_beats_it(ref):
             op = "qkv_proj" if cls == "gemm" else cls
             f = np.geomspace(1e3, 1e14, 50)
             b = f / rng.uniform(0.01, 1000, f.size)
-            if cls == "attention_mixed":     # the decodes' work and their tiles from one shape
-                xs = [R.attention_sample("m/tp1", hw, "vllm", llama, pc, kp, n, kv, 1.0) for pc in (16, 512, 2048)
-                      for kp in (0, 4096) for n in (1, 8, 64, 256) for kv in (16, 256, 2048, 16384)]
+            if cls.startswith("attention"):     # the work and its tiles from one shape
+                xs = [R.attention_sample("m/tp1", hw, "vllm", llama, pc, kp, n, kv, 1.0) for pc in (0, 16, 512, 2048)
+                      for kp in (0, 4096) for n in (0, 1, 8, 64, 256) for kv in (16, 256, 2048, 16384)]
+                xs = [x for x in xs if x is not None and x.cls == cls]
             else:
                 xs = [R.Sample(f"{hw}/m/tp1", hw, op, fi, bi, 1.0) for fi, bi in zip(f, b)]
             pred = R.predict_ns(xs, eff, specs)
@@ -207,7 +234,7 @@ def test_mixed_batch_decodes_are_predicted_for_a_model_left_out_of_the_fit(ref):
     samples = R.all_samples(ref, specs)
     for model in ("meta-llama/Llama-3.1-8B", "Qwen/Qwen3-32B", "Qwen/Qwen3-30B-A3B-Instruct-2507"):
         eff = R.fit(R.leave_out(samples, "RTXPRO6000", model), specs)
-        chunk_curve = R.lookup(eff, "vllm", "attention_prefill").on(specs["RTXPRO6000"])
+        decodes_curve = R.lookup(eff, "vllm", "attention_mixed").on(specs["RTXPRO6000"])
         for tp in (1, 2):
             shapes = Shapes(R.model_config(ref, model), tp)
             a = pd.read_csv(ref / f"profiles/RTXPRO6000/{model}/bf16/tp{tp}/attention.csv")
@@ -220,7 +247,7 @@ def test_mixed_batch_decodes_are_predicted_for_a_model_left_out_of_the_fit(ref):
                     continue
                 x = R.attention_sample("b", "RTXPRO6000", "vllm", shapes, r.prefill_chunk, r.kv_prefill, r.n_decode,
                                        r.kv_decode, t)
-                pred = R.predict_ns([x], eff, specs)[0] - chunk_curve(x.pre_flops, x.pre_bytes)
+                pred = decodes_curve.sample(x)
                 err.append((pred - decodes) / decodes * 100)
             err = np.abs(err)
             assert len(err) > 1000 and np.median(err) < 20.0 and np.percentile(err, 90) < 50.0, (model, tp)

@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..files import absent, kind_of
 from .ops import Shapes
 from .profile import LatencyProfile
-from .roofline import CLASSES, EFFICIENCY_FILE, Curve, Roof, TilesRoof, load_efficiency, lookup
+from .roofline import CLASSES, EFFICIENCY_FILE, Curve, CurveRoof, Roof, TilesRoof, load_efficiency, lookup
 from .specs import SPECS_DIR, HardwareSpec, read_specs
 
 TOKEN_GRID = np.unique(np.round(np.geomspace(1, 1 << 17, 260)))
@@ -37,14 +37,13 @@ class AnalyticalAttention:
 
     prefill_key = "sum"
 
-    def __init__(self, shapes: Shapes, prefill: Roof, decode: Roof, mixed: Roof | TilesRoof):
+    def __init__(self, shapes: Shapes, prefill: Roof | CurveRoof, decode: Roof | CurveRoof, mixed: Roof | TilesRoof):
         self.shapes, self.prefill, self.decode, self.mixed = shapes, prefill, decode, mixed
 
     def __call__(self, pc: float, kp: float, n: float, kv: float) -> float:
         t = 0.0
         if pc > 0:
-            c = self.shapes.attention_prefill(pc, kp)
-            t += self.prefill.at(c.flops, c.bytes)
+            t += self.prefill.chunk(self.shapes, pc, kp)
         if n > 0:
             t += (self.mixed if pc > 0 else self.decode).decodes(self.shapes, n, kv, pc)
         return t if t > 1.0 else 1.0
@@ -182,4 +181,5 @@ def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[
     src = f"{spec.name} spec ({Path(spec.path).name or 'in memory'}){'; ' + note if note else ''}"
     return LatencyProfile(tp=tp, dense=dense, per_sequence=per_seq, attention=AnalyticalAttention(sh, roof["attention_prefill"], roof["attention_decode"],
                                                         roof["attention_mixed"]),
-                          skew=None, moe=moe, source=src, kind="analytical")
+                          skew=eff.get("attention_skew") if stack == "vllm" else None, moe=moe, source=src,
+                          kind="analytical")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..config.model import ModelSpec
 from ..errors import InputError
 
@@ -56,6 +58,33 @@ class DecodeTiles:
     @property
     def tiles(self) -> float:
         return self.seqs * self.heads
+
+    @property
+    def nbytes(self) -> float:
+        """What the decodes move: each sequence's K and V of every KV head, its new token's written, its query rows
+        in and output rows out (the bytes of :meth:`Shapes.attention_decode`)."""
+        return self.seqs * self.token_bytes * (self.heads / self.group * (self.kv + 1) + self.heads)
+
+
+@dataclass(frozen=True)
+class ChunkTiles:
+    """A prefill chunk as FlashAttention's varlen kernel runs it: one tile per (128-row query block, query head),
+    whatever rows of the block are filled, each scoring its rows against every key it may see (causal: the
+    history, and the chunk up to its block's end). Fields may be arrays (the fit takes every sample at once)."""
+    heads: int           # query heads per rank: tiles per query block
+    chunk: float         # new tokens (the step's chunks summed: one query)
+    history: float       # cached tokens before them
+    head_dim: int
+    flops: float         # the chunk's work and bytes (:meth:`Shapes.attention_prefill`)
+    nbytes: float
+
+    @property
+    def blocks(self):
+        return np.maximum(np.ceil(np.asarray(self.chunk) / QUERY_BLOCK), 1.0)
+
+    def keys(self, block):
+        """Keys the ``block``-th query block counted from the chunk's end sees (0: the last block, every key)."""
+        return self.history + np.minimum(self.chunk, QUERY_BLOCK * (self.blocks - block))
 
 
 class Shapes:
@@ -114,6 +143,11 @@ class Shapes:
         kv_write = chunk * 2 * self.kv_heads * hd * b
         qo = 2 * chunk * self.q_heads * hd * b
         return OpCost("attention_prefill", 4.0 * pairs * hd * self.q_heads, 0.0, float(qo), float(kv_read + kv_write))
+
+    def chunk_tiles(self, chunk: float, history: float) -> ChunkTiles:
+        """A prefill chunk of ``chunk`` tokens over ``history`` cached ones, as the varlen kernel's tiles."""
+        c = self.attention_prefill(chunk, history)
+        return ChunkTiles(self.q_heads, chunk, history, self.hd, c.flops, c.bytes)
 
     def attention_decode(self, kv_len: int) -> OpCost:
         """One sequence's decode token over ``kv_len`` cached tokens."""

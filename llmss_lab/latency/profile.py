@@ -36,7 +36,7 @@ from ..files import reachable
 
 # ---- generic helpers -----------------------------------------------------------------------------
 
-TEXT_COLUMNS = ("layer", "layer_name", "n_label", "skew_rate_label", "kv_big_label", "kp_label")
+TEXT_COLUMNS = ("layer", "layer_name", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "regime")
 # operator timings and their unit in seconds; each must be > 0 and at most a minute (a unit slip otherwise)
 TIME_COLUMNS = {"time_us": 1e-6, "latency(ns)": 1e-9, "prediction": 1e-9}
 MAX_OP_S = 60.0

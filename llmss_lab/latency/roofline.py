@@ -36,7 +36,7 @@ from ..config.reader import Section, closest, read_yaml
 from ..errors import InputError
 from ..files import write_text
 from ..provenance import git_hash
-from .ops import DecodeTiles, OpCost, Shapes
+from .ops import QUERY_BLOCK, ChunkTiles, DecodeTiles, OpCost, Shapes
 from .profile import load_bundle, read_csv
 from .specs import SPECS_DIR, HardwareSpec, load_specs
 
@@ -44,12 +44,14 @@ log = logging.getLogger(__name__)
 EFFICIENCY_FILE = SPECS_DIR.parent / "efficiency.yaml"
 CLASSES = ("gemm", "attention_prefill", "attention_decode", "attention_mixed", "rms_norm", "rotary_emb", "act_fn",
            "embedding", "sampler")
+FIT_ORDER = CLASSES + ("attention_skew",)   # and the skew of vLLM's decodes, where profiles time it
 OP_CLASS = {"qkv_proj": "gemm", "o_proj": "gemm", "gate_up_proj": "gemm", "down_proj": "gemm", "lm_head": "gemm",
             "q_proj": "gemm", "k_proj": "gemm", "v_proj": "gemm", "gate_proj": "gemm", "up_proj": "gemm",
             "attention_prefill": "attention_prefill", "attention_decode": "attention_decode",
             "attention_mixed": "attention_mixed", "act_fn": "act_fn", "rms_norm": "rms_norm", "rotary_emb": "rotary_emb",
             "embedding": "embedding", "sampler": "sampler", "moe_experts": "gemm",
-            "expert.w1": "gemm", "expert.w2": "gemm", "expert.w3": "gemm"}
+            "expert.w1": "gemm", "expert.w2": "gemm", "expert.w3": "gemm",
+            "skew_decode": "attention_skew", "skew_mixed": "attention_skew"}
 ALIASES = {"layernorm": "rms_norm", "input_layernorm": "rms_norm", "post_layernorm": "rms_norm",
            "final_layernorm": "rms_norm", "rope": "rotary_emb"}   # profile names of the same operator
 PER_BUNDLE_OP = 120        # samples kept per (bundle, operator): spread over the profiled grid
@@ -104,7 +106,7 @@ def tiles_ns(p: Tiles, d: DecodeTiles, bw_bytes_s):
             + tiles * (d.blocks - 1) * p.empty_ns / p.slots)
     # a KV group's next query head finds its K and V in cache when the group's reads of every sequence fit in it,
     # or when it runs at the same time
-    hit = np.minimum(p.cache_mb * 1e6 / (d.seqs * d.kv * d.token_bytes), 1.0)
+    hit = 1.0 / (1.0 + d.seqs * d.kv * d.token_bytes / (p.cache_mb * 1e6))
     miss = np.minimum(1.0 / d.group + (1.0 - 1.0 / d.group) * (1.0 - hit),
                       1.0 / np.minimum(np.maximum(p.slots / d.seqs, 1.0), d.group))
     # plus each tile's query row in and output row out, and each sequence's new K and V written
@@ -123,6 +125,98 @@ class TilesRoof:
 
     def sample(self, x: "Sample") -> float:
         return float(tiles_ns(self.tiles, x.tiles, self.bw))
+
+
+@dataclass(frozen=True)
+class ChunkWaves:
+    """A prefill chunk (:class:`.ops.ChunkTiles`): its tiles run ``slots`` at a time, longest first (the last
+    query blocks see the most keys), so a wave lasts as long as its first tile: ``tile_us`` plus the time of
+    its keys, where a full wave of tiles computes at a fraction ``e`` of peak FLOP/s. Never faster than
+    reading its bytes at full bandwidth. ``slots`` is the one GPU's with vLLM's kernels, not scaled by a spec."""
+    t0_us: float      # launch
+    slots: float      # tiles resident at once
+    e: float          # fraction of peak FLOP/s a full wave reaches
+    tile_us: float    # a tile's fixed time
+
+    def on(self, spec: HardwareSpec) -> "CurveRoof":
+        return CurveRoof(self, spec)
+
+
+def chunk_ns(p: ChunkWaves, c: ChunkTiles, peak_flops, bw_bytes_s):
+    """:class:`ChunkWaves`' time for a chunk (fields may be arrays)."""
+    blocks = c.blocks
+    waves = np.ceil(blocks * c.heads / p.slots)
+    key_ns = 4.0 * QUERY_BLOCK * c.head_dim * p.slots / (p.e * peak_flops) * 1e9   # a block's row against one key
+    busy = 0.0
+    for j in range(int(np.max(waves))):
+        longest = c.keys(np.floor(j * p.slots / c.heads))     # the wave's first tile: a head of this block
+        busy = busy + np.where(j < waves, p.tile_us * 1e3 + key_ns * longest, 0.0)
+    return p.t0_us * 1e3 + np.maximum(busy, c.nbytes / bw_bytes_s * 1e9)
+
+
+@dataclass(frozen=True)
+class Knee:
+    """Decode-only attention. vLLM packs a KV group's query heads into one tile per (sequence, KV head) and
+    splits long caches, so the time follows the batch's K and V bytes, not its heads (README, "Decode-only
+    attention"); ``tile_ns`` per tile is what more sequences over the same bytes add. The bytes stream at a
+    fraction ``u_lo`` of peak bandwidth in small batches and ``u_hi`` in large ones, with a smooth step
+    between the two around ``knee_mb`` (the RTX PRO 6000 profiles: 81-89 % below 300 MB, 95-96 % past 1 GB)."""
+    t0_us: float      # launch
+    u_lo: float       # fraction of peak bandwidth in small batches
+    u_hi: float       # ... in large ones
+    knee_mb: float    # batch bytes halfway between the two
+    tile_ns: float    # per (sequence, KV head)
+
+    def on(self, spec: HardwareSpec) -> "CurveRoof":
+        return CurveRoof(self, spec)
+
+
+def knee_ns(p: Knee, d: DecodeTiles, bw_bytes_s):
+    """:class:`Knee`'s time for a decode-only batch (fields may be arrays)."""
+    nbytes = d.nbytes
+    x = (nbytes / (p.knee_mb * 1e6)) ** 2
+    per_byte = (1.0 / p.u_lo + x / p.u_hi) / (1.0 + x) / bw_bytes_s * 1e9
+    return p.t0_us * 1e3 + d.seqs * d.heads / d.group * p.tile_ns + nbytes * per_byte
+
+
+class CurveRoof:
+    """:class:`ChunkWaves` or :class:`Knee` on one accelerator, with :class:`Roof`'s ``chunk``, ``decodes`` and
+    ``sample``."""
+
+    def __init__(self, curve: "ChunkWaves | Knee", spec: HardwareSpec):
+        self.curve, self.peak, self.bw = curve, spec.bf16_tflops * 1e12, spec.memory_bw_gbs * 1e9
+
+    def chunk(self, shapes: Shapes, pc: float, kp: float) -> float:
+        return float(chunk_ns(self.curve, shapes.chunk_tiles(pc, kp), self.peak, self.bw))
+
+    def decodes(self, shapes: Shapes, n: float, kv: float, chunk: float) -> float:
+        return float(knee_ns(self.curve, shapes.decode_tiles(n, kv, 0), self.bw))
+
+    def chunk_of(self, x: "Sample") -> float:
+        return float(chunk_ns(self.curve, x.chunk, self.peak, self.bw))
+
+    def sample(self, x: "Sample") -> float:
+        return self.chunk_of(x) if isinstance(self.curve, ChunkWaves) else float(knee_ns(self.curve, x.tiles, self.bw))
+
+
+@dataclass(frozen=True)
+class Skew:
+    """Decodes of unequal lengths: a batch takes ``t(mean) + alpha * (t(longest) - t(mean))``, the form of a
+    profile's skew fit (:class:`.profile.SkewFit`), with one ``alpha`` for decode-only batches and one beside a
+    prefill chunk, fitted on the skewed batches the vLLM profiles timed (``skew.csv``)."""
+    decode: float
+    mixed: float
+
+    def on(self, spec: HardwareSpec) -> "Skew":
+        return self
+
+    def alpha(self, pc: float, n: float, kv_mean: float, kv_min: float, kv_max: float, kp: float) -> float:
+        """What :class:`.iteration.IterationModel` asks a profile's skew fit."""
+        return self.mixed if pc > 0 else self.decode
+
+    def sample(self, x: "Sample") -> float:
+        mean, longest = x.skew_ns
+        return mean + (self.mixed if x.op == "skew_mixed" else self.decode) * (longest - mean)
 
 
 class Roof:
@@ -144,6 +238,15 @@ class Roof:
         compute, memory = (flops + self.f_half) * self.per_flop, nbytes * self.per_byte
         return self.t0 + (compute if compute >= memory else memory)
 
+    def chunk(self, shapes: Shapes, pc: float, kp: float) -> float:
+        """A prefill chunk of ``pc`` tokens over ``kp`` cached ones."""
+        c = shapes.attention_prefill(pc, kp)
+        return self.at(c.flops, c.bytes)
+
+    def chunk_of(self, x: "Sample") -> float:
+        """The time of a sample's prefill chunk."""
+        return self.at(x.chunk.flops, x.chunk.nbytes)
+
     def decodes(self, shapes: Shapes, n: float, kv: float, chunk: float) -> float:
         """``n`` decodes over ``kv`` cached tokens each, as one batch (``chunk``: a prefill chunk beside them)."""
         d = shapes.attention_decode(kv)
@@ -158,7 +261,7 @@ def key(stack: str, cls: str) -> str:
     return cls if cls in SHARED or stack == "vllm" else f"{stack}/{cls}"
 
 
-Curve = Efficiency | Tiles
+Curve = Efficiency | Tiles | ChunkWaves | Knee | Skew
 
 
 def lookup(eff: dict[str, Curve], stack: str, cls: str) -> Curve:
@@ -185,10 +288,10 @@ class Sample:
     nbytes: float
     time_ns: float
     stack: str = "vllm"
-    pre_flops: float = 0.0    # a mixed attention batch: its prefill part, timed by the prefill curve
-    pre_bytes: float = 0.0
-    tiles: DecodeTiles | None = None   # a mixed attention batch: its decodes as the varlen kernel runs them
-    pre_ns: float = 0.0       # ... and its prefill chunk's profiled time alone, when the profile has it
+    chunk: ChunkTiles | None = None    # attention with a prefill chunk: the chunk as the varlen kernel runs it
+    tiles: DecodeTiles | None = None   # attention with decodes: their tiles
+    pre_ns: float = 0.0       # a mixed batch: its chunk's profiled time alone, when the profile has it
+    skew_ns: tuple[float, float] | None = None   # a skewed batch: the profiled times at its mean and longest length
 
     @property
     def cls(self) -> str:
@@ -223,30 +326,21 @@ def _cost(shapes: Shapes, op: str, n: int) -> OpCost | None:
     return method(n) if method is not None and op in OP_CLASS else None
 
 
-def _attention(shapes: Shapes, pc: float, kp: float, n: float, kv: float) -> tuple[float, float, float, float]:
-    """(FLOPs, bytes) of a batch's prefill part and of its decode part."""
-    pf = pb = df = db = 0.0
-    if pc > 0:
-        c = shapes.attention_prefill(int(pc), int(kp))
-        pf, pb = c.flops, c.bytes
-    if n > 0:
-        d = shapes.attention_decode(int(kv))
-        df, db = n * d.flops, n * d.bytes
-    return pf, pb, df, db
-
-
 def attention_sample(name: str, hw: str, stack: str, shapes: Shapes, pc, kp, n, kv, t_ns: float,
                      pre_ns: float = 0.0) -> Sample | None:
-    """A prefill-only, decode-only or mixed batch; a mixed one carries its prefill part aside (its cost,
-    and ``pre_ns``, the chunk's profiled time alone), since decodes that share a step with a prefill
-    chunk run another way (:class:`Tiles`)."""
-    pf, pb, df, db = _attention(shapes, pc, kp, n, kv)
-    if df and pf:
-        return Sample(name, hw, "attention_mixed", df, db, t_ns, stack, pf, pb, shapes.decode_tiles(n, kv, pc), pre_ns)
-    if df:
-        return Sample(name, hw, "attention_decode", df, db, t_ns, stack)
-    if pf:
-        return Sample(name, hw, "attention_prefill", pf, pb, t_ns, stack)
+    """A prefill-only, decode-only or mixed batch with its chunk's and decodes' tiles; a mixed one's FLOPs and
+    bytes are its decodes' (its chunk rides aside, with ``pre_ns``, the chunk's profiled time alone), since
+    decodes that share a step with a prefill chunk run another way (:class:`Tiles`)."""
+    chunk = shapes.chunk_tiles(int(pc), int(kp)) if pc > 0 else None
+    if n > 0:
+        d = shapes.attention_decode(int(kv))
+        if chunk is not None:
+            return Sample(name, hw, "attention_mixed", n * d.flops, n * d.bytes, t_ns, stack, chunk,
+                          shapes.decode_tiles(n, kv, pc), pre_ns)
+        return Sample(name, hw, "attention_decode", n * d.flops, n * d.bytes, t_ns, stack,
+                      tiles=shapes.decode_tiles(n, kv, 0))
+    if chunk is not None:
+        return Sample(name, hw, "attention_prefill", chunk.flops, chunk.nbytes, t_ns, stack, chunk)
     return None
 
 
@@ -274,10 +368,21 @@ def bundle_samples(tp_dir: Path, model: ModelSpec, spec: HardwareSpec, tp: int, 
         a = read_csv(tp_dir / "attention.csv", ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
         rows = list(zip(a["prefill_chunk"], a["kv_prefill"], a["n_decode"], a["kv_decode"], a["time_us"]))
         alone = {(pc, kp): float(t) * 1e3 for pc, kp, n, _, t in rows if n == 0}
-        for pc, kp, n, kv, t in _spread(rows, 4 * PER_BUNDLE_OP):
+        prefill, decode = [r for r in rows if r[2] == 0], [r for r in rows if r[0] == 0]
+        mixed = [r for r in rows if r[0] > 0 and r[2] > 0]
+        for pc, kp, n, kv, t in (_spread(prefill, 2 * PER_BUNDLE_OP) + _spread(decode, 2 * PER_BUNDLE_OP)
+                                 + _spread(mixed, 4 * PER_BUNDLE_OP)):
             x = attention_sample(name, spec.name, "vllm", shapes, pc, kp, n, kv, float(t) * 1e3, alone.get((pc, kp), 0.0))
             if x is not None:
                 out.append(x)
+        skew = tp_dir / "skew.csv"
+        if skew.is_file():    # batches of unequal decode lengths, beside a chunk ("mixed") or not ("pure")
+            c = read_csv(skew, ("regime", "t_mean_us", "t_max_us", "t_skew_us"), {"regime": ["pure", "mixed"]})
+            rows = list(zip(c["regime"], c["t_mean_us"], c["t_max_us"], c["t_skew_us"]))
+            for regime in ("pure", "mixed"):
+                for _, mean, longest, t in _spread(sorted(r for r in rows if r[0] == regime), 2 * PER_BUNDLE_OP):
+                    out.append(Sample(name, spec.name, f"skew_{'decode' if regime == 'pure' else 'mixed'}", 0.0, 0.0,
+                                      float(t) * 1e3, skew_ns=(float(mean) * 1e3, float(longest) * 1e3)))
         return out
     stack = stack_of(tp_dir, spec.name)
     cols = read_csv(tp_dir / "layers.csv", ("layer_name", "input", "kv_cache", "tp_size", "latency(ns)"))
@@ -391,17 +496,60 @@ def _predict(theta: np.ndarray, f: np.ndarray, b: np.ndarray, peak: np.ndarray, 
     return t0 * 1e3 + np.maximum((f + f_half) / (peak * e_max), b / (bw * u)) * 1e9
 
 
+def _arrays(cls, items: list):
+    """One dataclass of arrays from many (the curves evaluate every sample at once)."""
+    return cls(*(np.array([getattr(x, f.name) for x in items], float) for f in fields(cls)))
+
+
+def _fit_chunk_waves(s: list[Sample], t: np.ndarray, specs: dict[str, HardwareSpec]) -> ChunkWaves:
+    """:class:`ChunkWaves` by least squares on log time; ``slots`` counts waves, so it is searched on a grid
+    (coarse, then every integer near the best) with the other three fitted at each."""
+    from scipy.optimize import least_squares
+
+    c = _arrays(ChunkTiles, [x.chunk for x in s])
+    peak = np.array([specs[x.hardware].bf16_tflops * 1e12 for x in s])
+    bw = np.array([specs[x.hardware].memory_bw_gbs * 1e9 for x in s])
+
+    def at(slots: float) -> tuple[float, ChunkWaves]:
+        def curve(th) -> ChunkWaves:
+            t0, e, tile = (float(v) for v in np.exp(th))
+            return ChunkWaves(t0, slots, e, tile)
+        res = least_squares(lambda th: np.log(chunk_ns(curve(th), c, peak, bw)) - np.log(t), np.log([5.0, 0.5, 2.0]),
+                            bounds=(np.log([0.05, 0.02, 0.01]), np.log([500.0, 1.0, 1e4])), loss="soft_l1", f_scale=0.2)
+        return float(res.cost), curve(res.x)
+
+    coarse = min((at(float(k)) + (k,) for k in np.unique(np.geomspace(8, 1024, 29).round())), key=lambda r: r[0])
+    k = coarse[2]
+    return min((at(float(j)) for j in range(max(1, int(k * 0.8)), int(k * 1.2) + 2)), key=lambda r: r[0])[1]
+
+
+def _fit_knee(s: list[Sample], t: np.ndarray, specs: dict[str, HardwareSpec]) -> Knee:
+    """:class:`Knee` by least squares on log time over decode-only batches."""
+    from scipy.optimize import least_squares
+
+    d = _arrays(DecodeTiles, [x.tiles for x in s])
+    bw = np.array([specs[x.hardware].memory_bw_gbs * 1e9 for x in s])
+    res = least_squares(lambda th: np.log(knee_ns(Knee(*np.exp(th)), d, bw)) - np.log(t),
+                        np.log([10.0, 0.8, 0.95, 300.0, 10.0]),
+                        bounds=(np.log([0.05, 0.02, 0.02, 1.0, 0.01]), np.log([500.0, 1.0, 1.0, 1e5, 1e4])),
+                        loss="soft_l1", f_scale=0.2)
+    return Knee(*(float(v) for v in np.exp(res.x)))
+
+
 def _fit_tiles(s: list[Sample], t: np.ndarray, specs: dict[str, HardwareSpec]) -> Tiles:
     """:class:`Tiles` by least squares on log time over mixed batches' decode parts."""
     from scipy.optimize import least_squares
 
-    d = DecodeTiles(*(np.array([getattr(x.tiles, f.name) for x in s], float) for f in fields(DecodeTiles)))
+    d = _arrays(DecodeTiles, [x.tiles for x in s])
     bw = np.array([specs[x.hardware].memory_bw_gbs * 1e9 for x in s])
     x0 = np.log([100.0, 2.0, 20.0, 0.7, 500.0, 50.0])
     lo, hi = np.log([1.0, 0.01, 0.01, 0.02, 1.0, 0.1]), np.log([1e5, 100.0, 1e4, 1.0, 1e5, 1e4])
     res = least_squares(lambda th: np.log(tiles_ns(Tiles(*np.exp(th)), d, bw)) - np.log(t), x0, bounds=(lo, hi),
                         loss="soft_l1", f_scale=0.2)
     return Tiles(*(float(v) for v in np.exp(res.x)))
+
+
+VLLM_FORMS = {"attention_prefill": _fit_chunk_waves, "attention_decode": _fit_knee}   # vLLM's; other stacks: roofline
 
 
 def fit(samples: Iterable[Sample], specs: dict[str, HardwareSpec] | None = None) -> dict[str, Curve]:
@@ -420,17 +568,27 @@ def fit(samples: Iterable[Sample], specs: dict[str, HardwareSpec] | None = None)
     if missing:
         raise InputError(f"no profiled samples of {missing} operators (vLLM profiles) to fit", "profiles", missing[0])
     out: dict[str, Curve] = {}
-    for k in sorted(groups, key=lambda k: (k.count("/"), CLASSES.index(k.rsplit("/", 1)[-1]))):
+    for k in sorted(groups, key=lambda k: (k.count("/"), FIT_ORDER.index(k.rsplit("/", 1)[-1]))):
         s = groups[k]
         t = np.array([x.time_ns for x in s])
         if s[0].cls == "attention_mixed":
-            pre = np.array([x.pre_ns or float(lookup(out, x.stack, "attention_prefill").time_ns(
-                x.pre_flops, x.pre_bytes, specs[x.hardware])) for x in s])
+            pre = np.array([x.pre_ns or lookup(out, x.stack, "attention_prefill").on(specs[x.hardware]).chunk_of(x)
+                            for x in s])
             keep = t - pre > 0.05 * t
             s, t = [x for x, k_ in zip(s, keep) if k_], (t - pre)[keep]
             if len(s) < 8:
                 continue
             out[k] = _fit_tiles(s, t, specs)
+            continue
+        if k == "attention_skew":   # least squares on relative time, as the curves' on log time
+            mean, longest = np.array([x.skew_ns for x in s]).T
+            a = (longest - mean) / t
+            mixed = np.array([x.op == "skew_mixed" for x in s])
+            out[k] = Skew(*(float(np.sum(a[m] * (t - mean)[m] / t[m]) / np.sum(a[m] ** 2)) if m.any() else 0.0
+                            for m in (~mixed, mixed)))
+            continue
+        if k in VLLM_FORMS:
+            out[k] = VLLM_FORMS[k](s, t, specs)
             continue
         f = np.array([x.flops for x in s])
         b = np.array([x.nbytes for x in s])
@@ -450,8 +608,8 @@ def predict_ns(samples: list[Sample], eff: dict[str, Curve], specs: dict[str, Ha
     for x in samples:
         spec = specs[x.hardware]
         t = lookup(eff, x.stack, x.cls).on(spec).sample(x)
-        if x.pre_flops:
-            t += float(lookup(eff, x.stack, "attention_prefill").time_ns(x.pre_flops, x.pre_bytes, spec))
+        if x.cls == "attention_mixed":
+            t += lookup(eff, x.stack, "attention_prefill").on(spec).chunk_of(x)
         out.append(t)
     return np.array(out)
 
@@ -478,7 +636,9 @@ def save_efficiency(eff: dict[str, Curve], samples: list[Sample], specs: dict[st
     doc = {
         "model": "t = t0 + max((F + f_half) / (P * e_max), B / (W * u)); P, W from profiles/hardware; "
                  "a class per software stack (STACKS in llmss_lab/latency/roofline.py), 'STACK/CLASS' when not vLLM's; "
-                 "attention_mixed: the decodes of a mixed batch as varlen kernel tiles (Tiles in roofline.py)",
+                 "attention_mixed: the decodes of a mixed batch as varlen kernel tiles (Tiles in roofline.py); "
+                 "vLLM's attention_prefill: a chunk's tiles in waves (ChunkWaves); attention_decode: K and V bytes "
+                 "through a bandwidth knee (Knee)",
         "classes": {c: {k: float(f"{v:.5g}") for k, v in asdict(e).items()} for c, e in eff.items()},
         "provenance": {
             "fitted_on": sorted({x.bundle for x in samples}),
@@ -503,6 +663,18 @@ def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Curve]:
     out = {}
     for k, p in classes.items():
         sec = Section.of(p, path, f"classes.{k}")
+        if k == "attention_skew":        # fractions of the way to the longest decode's time
+            out[k] = Skew(sec.number("decode", minimum=-1.0, maximum=1.0), sec.number("mixed", minimum=-1.0, maximum=1.0))
+            continue
+        if k == "attention_prefill":     # vLLM's forms (VLLM_FORMS), in the fit's bounds
+            out[k] = ChunkWaves(sec.number("t0_us", minimum=0), sec.number("slots", minimum=1),
+                                sec.number("e", minimum=0.001, maximum=1.0), sec.number("tile_us", minimum=0))
+            continue
+        if k == "attention_decode":
+            out[k] = Knee(sec.number("t0_us", minimum=0), sec.number("u_lo", minimum=0.001, maximum=1.0),
+                          sec.number("u_hi", minimum=0.001, maximum=1.0), sec.number("knee_mb", minimum=0.001),
+                          sec.number("tile_ns", minimum=0))
+            continue
         if str(k).rsplit("/", 1)[-1] == "attention_mixed":
             # counts, times and a fraction of bandwidth (the fit's bounds)
             out[str(k)] = Tiles(sec.number("slots", minimum=1), sec.number("tile_us", minimum=0),
@@ -523,7 +695,8 @@ def floor_ratio(samples: list[Sample], specs: dict[str, HardwareSpec]) -> np.nda
     """Each timing over the least time physics allows (:data:`IDEAL`; a mixed batch: both parts).
     Below 1, the timing cannot be of the work the profile says was done, so no roofline model can
     match it."""
-    floor = predict_ns(samples, IDEAL, specs)
+    floor = predict_ns(samples, {**IDEAL, "attention_skew": Skew(0.0, 0.0)}, specs)
+    floor[[x.skew_ns is not None for x in samples]] = 0.0      # a skewed batch's timings: no roofline to beat
     t = np.array([x.time_ns for x in samples])
     return np.where(floor > 0, t / np.where(floor > 0, floor, 1.0), math.inf)
 
