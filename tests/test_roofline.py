@@ -105,12 +105,14 @@ def test_samples_carry_the_operator_costs(ref):
 
 
 def test_profile_check_reports_each_operator(ref, capsys):
+    """Also the skewed batches of skew.csv, fitted with the attention classes (sorting them by a list of classes
+    without them was a ValueError)."""
     assert main(["profile-check", "RTXPRO6000", "meta-llama/Llama-3.1-8B", "--tp", "1",
                  "--reference-dir", str(ref)]) == 0
     out = capsys.readouterr().out
     rows = {ln.split()[0]: ln.split() for ln in out.splitlines()[2:]}
     assert {"qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head", "attention_prefill", "attention_decode",
-            "attention_mixed", "rms_norm", "all"} <= set(rows)
+            "attention_mixed", "rms_norm", "skew_decode", "skew_mixed", "all"} <= set(rows)
     for op in ("qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head"):
         assert float(rows[op][2]) < 20.0, rows[op]          # GEMMs: median |error| within 20 %
     assert main(["profile-check", "H900", "meta-llama/Llama-3.1-8B", "--reference-dir", str(ref)]) == 2

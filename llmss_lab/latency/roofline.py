@@ -746,7 +746,7 @@ def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_on
         eff = load_efficiency()
     err = errors_pct(test, eff, specs)
     ratio = floor_ratio(test, specs)
-    ops = sorted({x.op for x in test}, key=lambda o: (CLASSES.index(OP_CLASS[o]), o))
+    ops = sorted({x.op for x in test}, key=lambda o: (FIT_ORDER.index(OP_CLASS[o]), o))
     table = {}
     for op in ops:
         m = np.array([x.op == op for x in test])
