@@ -74,6 +74,23 @@ def test_fit_recovers_known_efficiency_curves():
     assert np.abs(R.errors_pct(samples, R.fit(samples, specs), specs)).max() < 1.0
 
 
+def test_the_skew_fit_weighs_each_batch_by_the_time_its_skew_costs():
+    """Short skewed batches (a few microseconds apart, alpha 0.5) do not outvote long ones (alpha 0.05): on
+    relative time the pooled alpha beside a chunk came out 0.15."""
+    samples = [R.Sample("X/m/tp1", "X", "skew_mixed", 0.0, 0.0, mean + alpha * (longest - mean), skew_ns=(mean, longest))
+               for mean, alpha in ((20e3, 0.5), (2e6, 0.05)) for longest in mean * np.linspace(1.5, 4.0, 20)]
+    skew = R._fit_skew(samples, np.array([x.time_ns for x in samples]))
+    assert skew.mixed == pytest.approx(0.05, abs=0.01) and skew.decode == 0.0
+
+
+def test_the_stored_skew_beside_a_chunk_is_within_the_bundles_own_defaults(ref):
+    """Each vLLM bundle's meta.yaml has the alpha its simulator uses for chunk sizes off its skew grid, as the
+    bench's are (0.054-0.075); the stored fit's alpha beside a chunk lies among them (on relative time: 0.048)."""
+    defaults = [tp["alpha_default"] for f in ref.glob("profiles/RTXPRO6000/*/*/bf16/meta.yaml")
+                for tp in read_yaml(f)["skew_fit"]["per_tp"].values()]
+    assert len(defaults) == 6 and min(defaults) <= R.load_efficiency()["attention_skew"].mixed <= max(defaults)
+
+
 def test_both_profile_formats_are_found_and_the_stored_fit_covers_them(ref):
     found = R.profiled_bundles(ref)
     names = {f"{hw}/{m}/tp{tp}" for _, hw, m, tp in found}

@@ -203,7 +203,7 @@ class CurveRoof:
 class Skew:
     """Decodes of unequal lengths: a batch takes ``t(mean) + alpha * (t(longest) - t(mean))``, the form of a
     profile's skew fit (:class:`.profile.SkewFit`), with one ``alpha`` for decode-only batches and one beside a
-    prefill chunk, fitted on the skewed batches the vLLM profiles timed (``skew.csv``)."""
+    prefill chunk, fitted by least squares on time over the skewed batches the vLLM profiles timed (``skew.csv``)."""
     decode: float
     mixed: float
 
@@ -549,6 +549,15 @@ def _fit_tiles(s: list[Sample], t: np.ndarray, specs: dict[str, HardwareSpec]) -
     return Tiles(*(float(v) for v in np.exp(res.x)))
 
 
+def _fit_skew(s: list[Sample], t: np.ndarray) -> Skew:
+    """:class:`Skew` by least squares on time: each batch weighs by the time its skew costs (on relative time,
+    the many short batches of the grid, where a few microseconds are a large share, outvoted the long ones)."""
+    mean, longest = np.array([x.skew_ns for x in s]).T
+    w = longest - mean
+    mixed = np.array([x.op == "skew_mixed" for x in s])
+    return Skew(*(float(np.sum(w[m] * (t - mean)[m]) / np.sum(w[m] ** 2)) if m.any() else 0.0 for m in (~mixed, mixed)))
+
+
 VLLM_FORMS = {"attention_prefill": _fit_chunk_waves, "attention_decode": _fit_knee}   # vLLM's; other stacks: roofline
 
 
@@ -580,12 +589,8 @@ def fit(samples: Iterable[Sample], specs: dict[str, HardwareSpec] | None = None)
                 continue
             out[k] = _fit_tiles(s, t, specs)
             continue
-        if k == "attention_skew":   # least squares on relative time, as the curves' on log time
-            mean, longest = np.array([x.skew_ns for x in s]).T
-            a = (longest - mean) / t
-            mixed = np.array([x.op == "skew_mixed" for x in s])
-            out[k] = Skew(*(float(np.sum(a[m] * (t - mean)[m] / t[m]) / np.sum(a[m] ** 2)) if m.any() else 0.0
-                            for m in (~mixed, mixed)))
+        if k == "attention_skew":
+            out[k] = _fit_skew(s, t)
             continue
         if k in VLLM_FORMS:
             out[k] = VLLM_FORMS[k](s, t, specs)
