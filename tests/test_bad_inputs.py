@@ -545,6 +545,20 @@ def test_efficiency_curves_out_of_range_name_the_class_and_key(ref, tmp_path, va
                     efficiency_file=bad)
 
 
+def test_an_efficiency_value_past_the_fits_bounds_names_its_key(ref, tmp_path):
+    """f_half 1e308 (found by test_fuzz_inputs) made every step years long: the run stopped at the kernel's
+    100-day limit without naming the file's key."""
+    import re
+
+    from llmss_lab.latency.roofline import EFFICIENCY_FILE
+
+    bad = tmp_path / "eff.yaml"
+    bad.write_text(re.sub(r"(  act_fn:\n    e_max: .*\n    f_half:) .*\n", r"\1 1e+308\n", EFFICIENCY_FILE.read_text(), count=1))
+    with pytest.raises(InputError, match=r"eff.yaml: classes.act_fn.f_half: must be <= 10+\.0, got 1e\+308"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=ref, num_requests=3, latency="analytical",
+                    efficiency_file=bad)
+
+
 def test_an_efficiency_file_of_the_old_mixed_attention_curve_names_the_missing_key(ref, tmp_path):
     """attention_mixed is a tiles curve now (slots, tile_us, token_ns, u, empty_ns, cache_mb): a file fitted before
     stops with the key it lacks, and a tiles parameter out of range names itself."""

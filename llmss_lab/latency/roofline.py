@@ -668,27 +668,29 @@ def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Curve]:
     out = {}
     for k, p in classes.items():
         sec = Section.of(p, path, f"classes.{k}")
+        # every value within the fit's bounds: past them a step can take years (f_half 1e308 ran into the
+        # kernel's 100-day stop, which could not say which key)
         if k == "attention_skew":        # fractions of the way to the longest decode's time
             out[k] = Skew(sec.number("decode", minimum=-1.0, maximum=1.0), sec.number("mixed", minimum=-1.0, maximum=1.0))
             continue
-        if k == "attention_prefill":     # vLLM's forms (VLLM_FORMS), in the fit's bounds
-            out[k] = ChunkWaves(sec.number("t0_us", minimum=0), sec.number("slots", minimum=1),
-                                sec.number("e", minimum=0.001, maximum=1.0), sec.number("tile_us", minimum=0))
+        if k == "attention_prefill":     # vLLM's forms (VLLM_FORMS)
+            out[k] = ChunkWaves(sec.number("t0_us", minimum=0, maximum=500.0), sec.number("slots", minimum=1, maximum=1e5),
+                                sec.number("e", minimum=0.001, maximum=1.0), sec.number("tile_us", minimum=0, maximum=1e4))
             continue
         if k == "attention_decode":
-            out[k] = Knee(sec.number("t0_us", minimum=0), sec.number("u_lo", minimum=0.001, maximum=1.0),
-                          sec.number("u_hi", minimum=0.001, maximum=1.0), sec.number("knee_mb", minimum=0.001),
-                          sec.number("tile_ns", minimum=0))
+            out[k] = Knee(sec.number("t0_us", minimum=0, maximum=500.0), sec.number("u_lo", minimum=0.001, maximum=1.0),
+                          sec.number("u_hi", minimum=0.001, maximum=1.0),
+                          sec.number("knee_mb", minimum=0.001, maximum=1e5), sec.number("tile_ns", minimum=0, maximum=1e4))
             continue
         if str(k).rsplit("/", 1)[-1] == "attention_mixed":
-            # counts, times and a fraction of bandwidth (the fit's bounds)
-            out[str(k)] = Tiles(sec.number("slots", minimum=1), sec.number("tile_us", minimum=0),
-                                sec.number("token_ns", minimum=0), sec.number("u", minimum=0.001, maximum=1.0),
-                                sec.number("empty_ns", minimum=0), sec.number("cache_mb", minimum=0))
+            # counts, times and a fraction of bandwidth
+            out[str(k)] = Tiles(sec.number("slots", minimum=1, maximum=1e5), sec.number("tile_us", minimum=0, maximum=100.0),
+                                sec.number("token_ns", minimum=0, maximum=1e4), sec.number("u", minimum=0.001, maximum=1.0),
+                                sec.number("empty_ns", minimum=0, maximum=1e5), sec.number("cache_mb", minimum=0, maximum=1e4))
             continue
         # fractions of peak FLOP/s and bandwidth (the fit keeps them in [0.02, 1]); a size and a launch time
-        out[str(k)] = Efficiency(sec.number("e_max", minimum=0.001, maximum=1.0), sec.number("f_half", minimum=0),
-                                 sec.number("u", minimum=0.001, maximum=1.0), sec.number("t0_us", minimum=0))
+        out[str(k)] = Efficiency(sec.number("e_max", minimum=0.001, maximum=1.0), sec.number("f_half", minimum=0, maximum=1e13),
+                                 sec.number("u", minimum=0.001, maximum=1.0), sec.number("t0_us", minimum=0, maximum=500.0))
     return out
 
 
