@@ -530,12 +530,12 @@ def test_a_search_alone_on_two_workers_tests_two_rates_a_round_to_the_same_answe
     def meets(rate):
         return run_point(base.replace(rate=rate).to_dict(), str(ref), slo)["metrics"]["slo_met"]
 
-    state, rate, asked = _bisect(meets, 1.0, 64.0, 0.05)   # one rate at a time, in this process
+    state, rate, _ = _bisect(meets, 1.0, 64.0, 0.05)   # one rate at a time, in this process
     assert str(cap.bound.values[0]) == state == "inside" and 14.3 < rate <= 15.02
     assert float(cap.max_rate[0]) == rate          # the same pair of rates closes the bracket
-    assert int(cap.rounds[0]) < len(asked) - 1     # bisection's rounds: the top beside the first middle, then one each
-    assert int(cap.runs[0]) > int(cap.rounds[0])
-    assert cap.attrs["runs_cancelled"] > 0   # and those of them it no longer needed ended themselves (the answer held)
+    assert int(cap.runs[0]) > int(cap.rounds[0])   # more than one rate a round
+    # How many rounds, and how many runs end cancelled, turn on which run comes in first: timing, not logic. Fewer
+    # rounds than bisection is checked on simulated finishing orders above, and measured by bench_capacity.py.
 
 
 def test_a_search_uses_the_workers_its_cluster_gains_as_it_goes(ref, monkeypatch):
