@@ -18,20 +18,21 @@ from statistics import median
 
 from machine import banner, default_reference_dir
 
-# name: (requests, rate req/s, arrival, instances)
+# name: (requests, rate req/s, arrival, cluster: "" one Llama-3.1-8B instance, else a reference cluster config)
 CASES = {
-    "dense-10k": (10_000, 4.0, "poisson", 1),       # a busy server: batches of tens of requests
-    "sparse-1d": (1_440, 1 / 60, "gamma", 1),       # one request a minute, regular, for a day
-    "sparse-3d": (4_320, 1 / 60, "gamma", 1),
-    "sparse-30d": (43_000, 1 / 60, "gamma", 1),     # ~28 M steps, ~20 min: the known long case
-    "hourly-30d": (715, 1 / 3600, "gamma", 1),      # 2.6 M one-second bins, few steps
-    "hourly-30d-x4": (715, 1 / 3600, "gamma", 4),   # the same on dual_node_multi_instance: bins per instance
+    "dense-10k": (10_000, 4.0, "poisson", ""),       # a busy server: batches of tens of requests
+    "sparse-1d": (1_440, 1 / 60, "gamma", ""),       # one request a minute, regular, for a day
+    "sparse-3d": (4_320, 1 / 60, "gamma", ""),
+    "sparse-30d": (43_000, 1 / 60, "gamma", ""),     # ~28 M steps, ~20 min: the known long case
+    "hourly-30d": (715, 1 / 3600, "gamma", ""),      # 2.6 M one-second bins, few steps
+    "hourly-30d-x4": (715, 1 / 3600, "gamma", "dual_node_multi_instance"),   # 4 instances, 2 nodes: bins per instance
+    "hourly-30d-power": (715, 1 / 3600, "gamma", "single_node_power_instance"),   # the power model's bins too
 }
 
 CHILD = """
 import json, resource, sys, time
 import llmss_lab as ll
-from llmss_lab.kernel import simulator
+from llmss_lab.kernel import power, simulator
 from llmss_lab.results import dataset
 
 def hwm():
@@ -56,11 +57,12 @@ def timed(name, fn):
         return out
     return run
 
-n, rate, arrival, inst, ref, out, bin_s = sys.argv[1:8]
+n, rate, arrival, cluster, ref, out, bin_s = sys.argv[1:8]
 simulator.run = timed("kernel", simulator.run)
+power.account = timed("power", power.account)
 dataset.Results.from_raw = classmethod(timed("results", dataset.Results.from_raw.__func__))
-spec = ll.ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, mem_bw=1597) if inst == "1" \\
-    else ll.load_cluster(ref + "/configs/cluster/dual_node_multi_instance.json")   # 4 such instances, 2 nodes
+spec = ll.ClusterSpec.single("meta-llama/Llama-3.1-8B", "RTXPRO6000", mem_size=96, mem_bw=1597) if not cluster \\
+    else ll.load_cluster(f"{ref}/configs/cluster/{cluster}.json")
 wl = ll.synthetic(int(n), rate=float(rate), arrival=arrival, cv=0.0, seed=1)
 t0 = time.perf_counter()
 res = ll.simulate(spec, wl, reference_dir=ref, **({"bin_s": float(bin_s)} if bin_s != "1" else {}))
@@ -80,21 +82,21 @@ def main() -> int:
     p.add_argument("--bin", default="1", help="time series bin width, s (simulate's bin_s; default 1)")
     args = p.parse_args()
     print(banner())
-    print(f"{'case':>14}{'steps':>10}{'bins':>9}{'wall s':>8}  {'kernel s/MB':>13}{'results s/MB':>14}"
-          f"{'save s/MB':>12}{'peak MB':>9}")
+    print(f"{'case':>16}{'steps':>10}{'bins':>9}{'wall s':>8}  {'kernel s/MB':>13}{'power s/MB':>12}"
+          f"{'results s/MB':>14}{'save s/MB':>12}{'peak MB':>9}")
     for name in args.cases:
-        n, rate, arrival, inst = CASES[name]
+        n, rate, arrival, cluster = CASES[name]
         runs = []
         for _ in range(args.repeat):
-            run = subprocess.run([sys.executable, "-c", CHILD, str(n), str(rate), arrival, str(inst),
+            run = subprocess.run([sys.executable, "-c", CHILD, str(n), str(rate), arrival, cluster,
                                   args.reference_dir, args.out, args.bin], capture_output=True, text=True, check=True)
             runs.append(json.loads(run.stdout.strip().splitlines()[-1]))
         r = runs[0]
         ph = {k: f"{median(x['phases'][k][0] for x in runs):.1f}/{median(x['phases'][k][1] for x in runs):.0f}"
               for k in r["phases"]}
         peak = median(max(mb for _, mb in x["phases"].values()) for x in runs)
-        print(f"{name:>14}{r['steps']:>10}{r['bins']:>9}{median(x['wall_s'] for x in runs):>8.1f}  "
-              f"{ph['kernel']:>13}{ph['results']:>14}{ph['save']:>12}{peak:>9.0f}")
+        print(f"{name:>16}{r['steps']:>10}{r['bins']:>9}{median(x['wall_s'] for x in runs):>8.1f}  "
+              f"{ph['kernel']:>13}{ph['power']:>12}{ph['results']:>14}{ph['save']:>12}{peak:>9.0f}")
     return 0
 
 

@@ -589,8 +589,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     exists, else the analytical model from ``profiles/hardware``; ``"profile"``; ``"analytical"``),
     ``what_if`` scales the hardware spec for the analytical model (``{"memory_bw_gbs": 2}``) and
     ``efficiency_file`` replaces its fitted curves; the results' ``latency_source`` attr says which ran.
-    ``bin_s`` is the width of ``Results.timeseries``' bins in seconds (coarser for long runs: a day at 1 s is
-    86,400 rows per instance); ``memory_sample_s`` spaces the samples of ``Results.memory`` (default: ``bin_s``;
+    ``bin_s`` is the width of ``Results.timeseries``' and ``Results.power``'s bins in seconds (coarser for long
+    runs: a day at 1 s is 86,400 rows per instance); ``memory_sample_s`` spaces the samples of ``Results.memory`` (default: ``bin_s``;
     finer, to read memory at exact instants).
     ``stop_when(requests, now_ns)`` is asked after each step that finishes requests (the kernel's request table,
     times in ns, -1 where not yet; ``requests.num_finished`` counts the finished), and every
@@ -662,7 +662,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))
     raw = simulator.run(setups, workload, router, progress, links, kv_transfer, seed, memory, stop_when)
-    energy = power.account(raw, node_power(spec, setups))
+    energy = power.account(raw, node_power(spec, setups), bin_s=bin_s)
     attrs = {
         "title": "llmss_lab simulation",
         "Conventions": "CF-1.10",

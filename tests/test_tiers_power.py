@@ -410,3 +410,40 @@ def test_a_pool_in_another_nodes_memory_charges_its_dram_to_that_node_and_the_li
         assert float(e.sel(node=n, component="link")) == pytest.approx(
             spec0.link_idle_w * spec0.link_count * T + 0.5 * spec0.link_pj_per_bit * 8e-12 * remote)
     assert float(m.pool_link_read.sum()) == float(m.pool_link_written.sum()) == nbytes
+
+
+@pytest.mark.parametrize("instances", [4, 1])
+def test_power_bins_follow_the_run_bin_width_and_keep_its_energy(ref, instances):
+    """Power stayed in one-second bins whatever ``bin_s`` said. Now it follows it; the bins' energies sum to the
+    run's, the same at 1 s and 60 s, where four busy instances meet their node CPU's cap (one-second pieces) and
+    where one instance cannot (bins spread into at once)."""
+    from llmss_lab.scenario import Scenario
+
+    sc = Scenario(instances=instances, power=True, num_requests=200, rate=1.5 * instances / 4, seed=3)
+    spec = sc.cluster(ref)
+    wl = sc.workload(ref)
+    runs = {b: simulate(spec, wl, sc.engine(), reference_dir=ref, bin_s=b).power for b in (60.0, 1.0)}
+    for b, p in runs.items():
+        T = p.attrs["simulated_s"]
+        widths = np.diff(np.concatenate([[0.0], p.time.values]))
+        assert p.sizes["time"] == np.ceil(T / b) and p.time.values[-1] == T
+        np.testing.assert_allclose(widths[:-1], b)
+        assert p.attrs["bin_s"] == b and f"{b:g} s bin" in p.power.attrs["long_name"] and p.power.attrs["units"] == "W"
+        np.testing.assert_allclose((p.power.values * widths[:, None, None]).sum(axis=0), p.energy.values, rtol=1e-12)
+    fine, coarse = runs[1.0], runs[60.0]
+    assert fine.sizes["time"] > 120 and coarse.sizes["time"] == np.ceil(fine.sizes["time"] / 60)
+    # one second at a time, the cap also clips spread()'s rounding noise (about 1e-7 J in a fully busy second),
+    # which bins spread into at once keep: 9e-10 of the one instance's CPU energy
+    rtol = 1e-12 if instances > 1 else 1e-8
+    np.testing.assert_allclose(coarse.energy.values, fine.energy.values, rtol=rtol)
+    assert coarse.attrs["total_energy_J"] == pytest.approx(fine.attrs["total_energy_J"], rel=rtol)
+    # each minute's energy is the energy of its seconds, the node CPU's cap included: one busy instance reaches it,
+    # four would pass it fourfold
+    cpu = load_cluster(ref / "configs/cluster/single_node_power_instance.json").nodes[0].power
+    assert float(fine.power.sel(component="cpu").max()) == pytest.approx(cpu.static_w(0, {})["cpu"] +
+                                                                         cpu.cpu_busy_extra_w)
+    per_s = fine.power.values * np.diff(np.concatenate([[0.0], fine.time.values]))[:, None, None]
+    minute = np.arange(fine.sizes["time"]) // 60
+    per_min = np.stack([per_s[minute == k].sum(axis=0) for k in range(coarse.sizes["time"])])
+    widths = np.diff(np.concatenate([[0.0], coarse.time.values]))
+    np.testing.assert_allclose(coarse.power.values * widths[:, None, None], per_min, rtol=max(rtol, 1e-9))

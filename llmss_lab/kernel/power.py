@@ -22,8 +22,10 @@ events add energy where they happen in time:
   the sender alone).
 
 Energies of an interval (a step, a standby period, a transfer) are spread evenly over it, so the
-per-second power is the energy of each second. Summing it over time gives the same total as
-summing the events (energy = integral of power).
+power of a bin (``bin_s`` wide, the run's time series' width; the last bin ends with the run) is the
+energy of the bin over its width. Summing it over time gives the same total as summing the events
+(energy = integral of power), whatever the width: the one thing not linear in the events, the node
+CPU's cap, is applied per second (:data:`CPU_CAP_S`) before the seconds are summed into bins.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from ..config.power import COMPONENTS, PowerSpec
 from .simulator import RawRun
 
 BIT_PJ = 8e-12   # joules per byte for each pJ/bit of a transfer's energy
+CPU_CAP_S = 1.0  # the span over which a node CPU's extra power is capped at its active power (the model's grain)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class PowerAccount:
     edges_s: np.ndarray        # bin edges, seconds
     power_w: np.ndarray        # [bin, node, component] mean power in the bin
     energy_j: np.ndarray       # [node, component] over the run
+    bin_s: float = 1.0         # the bins' width (the last one ends with the run)
 
     @property
     def total_j(self) -> float:
@@ -97,14 +101,59 @@ def _standby(starts: np.ndarray, ends: np.ndarray, horizon: float, limit: float)
     return a, np.minimum(b, a + limit)
 
 
-def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None = None) -> PowerAccount | None:
-    """Per-second power and energy of every node that has a power spec (others count zero)."""
+def _edges(horizon: float, bin_s: float) -> np.ndarray:
+    """Edges of ``bin_s``-wide bins from 0, the last one cut at ``horizon``."""
+    nb = max(1, int(np.ceil(horizon / bin_s - 1e-12)))
+    edges = np.minimum(np.arange(nb + 1, dtype=float) * bin_s, horizon)
+    edges[-1] = horizon
+    return edges
+
+
+def _within(intervals: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cap_w: float) -> bool:
+    """Whether the intervals' summed power stays within ``cap_w`` at every instant: none draws more alone and
+    none overlaps another (one instance's steps), to the kernel's nanosecond (a step's length in seconds, taken
+    as a difference of times a month into a run, is off by up to 5e-10 s)."""
+    starts, ends, energy = (np.concatenate(x) for x in zip(*intervals))
+    if not (energy <= cap_w * (ends - starts + 1e-9)).all():
+        return False
+    order = np.argsort(starts, kind="stable")
+    return bool((starts[order][1:] >= np.maximum.accumulate(ends[order])[:-1] - 1e-9).all())
+
+
+def _capped(intervals: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cap_w: float, edges: np.ndarray,
+            horizon: float) -> np.ndarray:
+    """Energy of each bin of ``edges`` when the summed power of the (starts, ends, energy) intervals may exceed
+    ``cap_w`` in no :data:`CPU_CAP_S` span: spread over the pieces both grids make, each span's excess taken
+    from its pieces in proportion, pieces summed into bins. The total is the same at every bin width. Bins of
+    another width need one-second pieces (80 bytes a second of run: 200 MB for 30 days), so they are cut only
+    where the cap can bind."""
+    grain = _edges(horizon, CPU_CAP_S)
+    same = len(grain) == len(edges) and bool((grain == edges).all())   # the bins are the spans
+    if not same and (not intervals or _within(intervals, cap_w)):
+        return sum((spread(*i, edges) for i in intervals), np.zeros(len(edges) - 1))
+    pieces = edges if same else np.union1d(grain, edges)
+    energy_p = np.zeros(len(pieces) - 1)
+    for starts, ends, energy in intervals:
+        energy_p += spread(starts, ends, energy, pieces)
+    if same:
+        return np.minimum(energy_p, cap_w * np.diff(edges))
+    span = np.searchsorted(grain, pieces[:-1], side="right") - 1
+    in_span = np.bincount(span, weights=energy_p, minlength=len(grain) - 1)
+    room = cap_w * np.diff(grain)
+    over = in_span > room
+    energy_p = np.where(over[span], energy_p / np.where(over, in_span, 1.0)[span] * room[span], energy_p)
+    return np.bincount(np.searchsorted(edges, pieces[:-1], side="right") - 1, weights=energy_p,
+                       minlength=len(edges) - 1)
+
+
+def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None = None,
+            bin_s: float = 1.0) -> PowerAccount | None:
+    """Power in ``bin_s``-wide bins and energy of every node that has a power spec (others count zero)."""
     if not any(nodes):
         return None
     horizon = max(raw.end_ns * 1e-9, horizon_s or 0.0)
-    nb = max(1, int(np.ceil(horizon - 1e-12)))
-    edges = np.minimum(np.arange(nb + 1, dtype=float), horizon)
-    edges[-1] = horizon
+    edges = _edges(horizon, bin_s)
+    nb = len(edges) - 1
     widths = np.diff(edges)
     C = {c: i for i, c in enumerate(COMPONENTS)}
     energy_bins = np.zeros((nb, len(nodes), len(COMPONENTS)))
@@ -118,7 +167,7 @@ def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None 
                 npus[s.info["hardware"]] = npus.get(s.info["hardware"], 0) + s.lanes
         for comp, watts in spec.static_w(node.cpu_mem_gib, npus, node.dram_idle_w).items():
             energy_bins[:, n, C[comp]] += watts * widths
-    cpu_extra = np.zeros((nb, len(nodes)))   # the host CPU's extra power while it feeds busy NPUs
+    cpu_busy: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in nodes]   # steps feeding NPUs
     for inst, s in zip(raw.instances, raw.setups):
         node = nodes[s.node]
         if node is None or not inst.log.start:
@@ -132,7 +181,7 @@ def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None 
         per_stage = s.lanes // max(1, s.pp)
         n = s.node
         energy_bins[:, n, C["npu"]] += spread(start, end, (npu.active_w - npu.idle_w) * busy * per_stage, edges)
-        cpu_extra[:, n] += spread(start, end, spec.cpu_busy_extra_w * busy, edges)
+        cpu_busy[n].append((start, end, spec.cpu_busy_extra_w * busy))
         a, b = _standby(start, end, horizon, npu.standby_s)
         energy_bins[:, n, C["npu"]] += spread(a, b, (npu.standby_w - npu.idle_w) * (b - a) * s.lanes, edges)
         local = np.asarray(log.tier_bytes) - np.asarray(log.pool_link_bytes)   # in this node's own memory or CXL
@@ -156,7 +205,7 @@ def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None 
                                                        edges)
     for n, node in enumerate(nodes):   # one CPU per node: several busy instances cannot drive it past its active power
         if node is not None:
-            energy_bins[:, n, C["cpu"]] += np.minimum(cpu_extra[:, n], node.spec.cpu_busy_extra_w * widths)
+            energy_bins[:, n, C["cpu"]] += _capped(cpu_busy[n], node.spec.cpu_busy_extra_w, edges, horizon)
     R = raw.requests   # P/D hand-offs, when the decode side has them: their wire bytes once, half at each end
     sent = np.flatnonzero(R.kv_bytes > 0)
     t, half = R.first_token[sent] * 1e-9, R.kv_bytes[sent] / 2
@@ -168,4 +217,4 @@ def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None 
                 energy_bins[:, n, C["link"]] += spread(t[mine], t[mine], node.spec.link_pj_per_bit * BIT_PJ * half[mine],
                                                        edges)
     power = energy_bins / widths[:, None, None]
-    return PowerAccount(edges, power, energy_bins.sum(axis=0))
+    return PowerAccount(edges, power, energy_bins.sum(axis=0), bin_s)

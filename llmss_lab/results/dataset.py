@@ -409,12 +409,15 @@ def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
 
 
 def power_dataset(acc: PowerAccount, output_tokens: int) -> xr.Dataset:
+    """Mean power per bin of the run's width (the last bin ends with the run, so it may be narrower) and energy
+    over the run: the bins' power times their widths sums to ``energy``."""
     edges = acc.edges_s
     data = {
-        "power": _var(("time", "node", "component"), acc.power_w, "W", "mean power in the bin"),
+        "power": _var(("time", "node", "component"), acc.power_w, "W", f"mean power in the {acc.bin_s:g} s bin"),
         "energy": _var(("node", "component"), acc.energy_j, "J", "energy over the run"),
     }
-    coords = {"time": _variable("time", edges[1:], {"units": "s", "long_name": "end of the bin"}),
+    coords = {"time": _variable("time", edges[1:], {"units": "s", "long_name": f"end of the {acc.bin_s:g} s bin "
+                                                                                "(the last: the run's end)"}),
               "node": _variable("node", np.arange(acc.power_w.shape[1])),
               "component": _variable("component", list(COMPONENTS))}
     ds = _dataset(data, coords)
