@@ -90,7 +90,7 @@ LONG_RUN = 200_000
 RUN_S_PER_REQUEST = 65 / 100_000
 RUN_BYTES_PER_REQUEST = 484e6 / 100_000
 MAX_GATE_SKEW = 20.0   # Zipf exponent: beyond this every token already goes to one expert
-MAX_BIN_S = 86_400.0     # a day: a month-long run in 30 rows per instance
+MIN_BIN_S, MAX_BIN_S = 0.001, 86_400.0   # a millisecond; a day: a month-long run in 30 rows per instance
 
 
 @dataclass(frozen=True)
@@ -603,8 +603,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
                                                                         memory_sample_s))
     for key, value, high in (("bin_s", bin_s, MAX_BIN_S), ("memory_sample_s", memory_sample_s, 3600)):
         if (value is not None or key == "bin_s") and (isinstance(value, bool) or not (
-                isinstance(value, (int, float)) and 0.001 <= value <= high)):   # NaN is in no range
-            raise InputError(f"must be a number of seconds in [0.001, {high}], got {value!r}", "settings", key)
+                isinstance(value, (int, float)) and MIN_BIN_S <= value <= high)):   # NaN is in no range
+            raise InputError(f"must be a number of seconds in [{MIN_BIN_S}, {high}], got {value!r}", "settings", key)
     if not isinstance(cluster, ClusterSpec) and not _is_path(cluster):
         raise InputError(f"expected a ClusterSpec (ClusterSpec.single(model, hardware, mem_size) builds one) or "
                          f"the path of a cluster JSON, got {cluster!r}", "settings", "cluster")

@@ -207,12 +207,14 @@ def _run_scenario(args: argparse.Namespace):
                "sets what a scenario has no field for (run a cluster config to set it)")
         raise InputError(f"{why}; drop the flag or --scenario", "command line", "--" + dest.replace("_", "-"))
     scenario = Scenario.load(args.scenario)
+    if "bin" in args.given:   # how the results are binned, not what runs: the flag overrides the scenario's bin_s
+        scenario = scenario.replace(bin_s=args.bin)
     if args.out:
         _refuse_to_replace_a_sweep(_results_out(args.out), ANOTHER_NAME)
     workload = scenario.workload(args.reference_dir)
     bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
     try:
-        return scenario.run(args.reference_dir, cb, workload, bin_s=args.bin)
+        return scenario.run(args.reference_dir, cb, workload)
     finally:
         if bar is not None:
             bar.close()

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .api import simulate
+from .api import MAX_BIN_S, MIN_BIN_S, simulate
 from .catalog import scan
 from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
 from .config.engine import EngineConfig
@@ -57,7 +57,7 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
 FIELD_UNITS: dict[str, str] = {
     **dict.fromkeys(("npu_mem_gib", "cpu_mem_gib", "cxl_mem_gib"), "GiB"),
     **dict.fromkeys(("npu_mem_bw", "cpu_mem_bw", "cxl_mem_bw"), "GB/s"),
-    "rate": "req/s", "max_num_seqs": "sequences", "num_requests": "requests",
+    "rate": "req/s", "max_num_seqs": "sequences", "num_requests": "requests", "bin_s": "s",
     **dict.fromkeys(("max_num_batched_tokens", "block_size", "shared_prefix_len"), "tokens"),
     **dict.fromkeys(("instances", "dp", "tp", "pp", "ep", "prefill_instances", "cxl_devices", "num_prefixes",
                      "gpu_memory_utilization", "gate_skew", "arrival_cv", "what_if_mem_bw", "what_if_flops"), "1"),
@@ -230,6 +230,8 @@ class Scenario:
     shared_prefix_len: int = 0
     num_prefixes: int = 4             # distinct shared prefixes the prompts start with
     seed: int = 0
+    # results
+    bin_s: float = 1.0                # width of the time series' and power's bins, s (a day at 1 s: 86,400 rows)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Scenario:
         """A mistyped field is named with the closest one, rather than by Python's bare TypeError."""
@@ -321,6 +323,9 @@ class Scenario:
                 LengthDist.parse(getattr(self, key), key.split("_")[0])
             except InputError as exc:
                 raise InputError(exc.message, source, key) from None
+        if not MIN_BIN_S <= self.bin_s <= MAX_BIN_S:   # NaN is in no range
+            raise InputError(f"must be a number of seconds in [{MIN_BIN_S}, {MAX_BIN_S}], got {self.bin_s!r}", source,
+                             "bin_s")
         if self.gpu_memory_utilization > 1:
             raise InputError(f"must be in (0, 1], got {self.gpu_memory_utilization!r}", source,
                              "gpu_memory_utilization")
@@ -552,11 +557,9 @@ class Scenario:
 
     @permission_named()
     def run(self, reference_dir: str | Path | None = None, progress: Callable[[int], None] | None = None,
-            workload: Workload | None = None, stop_when: Callable[[Any, float], bool] | None = None,
-            bin_s: float = 1.0) -> Results:
+            workload: Workload | None = None, stop_when: Callable[[Any, float], bool] | None = None) -> Results:
         """Simulate the scenario (on ``workload`` if the caller has built it already); the scenario
-        itself is stored in the results' attrs. ``stop_when`` and ``bin_s`` (how the results are binned, not
-        what runs): as :func:`~llmss_lab.api.simulate`'s."""
+        itself is stored in the results' attrs. ``stop_when``: as :func:`~llmss_lab.api.simulate`'s."""
         if workload is None:
             workload = self.workload(reference_dir)   # validates the scenario first
         else:
@@ -568,7 +571,7 @@ class Scenario:
                            seed=self.seed, prefix_storage=self.prefix_storage or None,
                            prefix_sharing=self.prefix_sharing, attn_offload=self.attn_offload,
                            sub_batch_interleaving=self.sub_batch_interleaving, latency=self.latency,
-                           what_if=self.what_if(), stop_when=stop_when, bin_s=bin_s)
+                           what_if=self.what_if(), bin_s=self.bin_s, stop_when=stop_when)
         res.set_attr("scenario_json", json.dumps(self.to_dict()))
         if not res.power.data_vars:   # why, for the power view's hint: the view sees the run, not the catalog
             why = (f"cluster_config {self.cluster_config!r} has no node power section" if self.cluster_config

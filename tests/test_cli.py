@@ -386,7 +386,7 @@ def test_run_scenario_gives_the_summary_of_the_scenarios_own_run(ref, capsys, tm
     code, out, _ = run(capsys, "run", "--scenario", str(path), "--reference-dir", str(ref), "--json", "--bin", "2",
                        "--out", str(tmp_path / "r.nc"), "-q")
     assert code == 0
-    mine = scen.run(ref, bin_s=2)
+    mine = scen.replace(bin_s=2).run(ref)
     assert json.loads(out) == _json_safe(mine.summary())
     direct = ll.simulate(scen.cluster(ref), scen.workload(ref), scen.engine(), reference_dir=ref, router="round_robin",
                          seed=3)

@@ -11,7 +11,7 @@ import warnings
 import ipywidgets as w
 import numpy as np
 import pytest
-from bokeh.models import GlyphRenderer
+from bokeh.models import Axis, GlyphRenderer
 
 from llmss_lab import load_results, views
 from llmss_lab.scenario import ENGINE_FIELDS, SHAPE_FIELDS, Scenario
@@ -889,3 +889,31 @@ def test_notes_on_values_not_used_as_typed_clear_after_a_run(ref):
 
 
 KEPT_NOTE = "is not a value it takes"
+
+
+def test_the_time_bins_are_a_control_carried_into_the_run(explorer, tmp_path):
+    """The explorer had no bin width: a long run's plots drew 86,400 points a day per instance. The width sits
+    with the workload, 1 s unless set, checked like the other boxes, and the run, its plots and a saved scenario
+    take it."""
+    ex = explorer
+    bins = ex.controls["bin_s"]
+    assert bins in ex.view.children[0].children[list(ex.view.children[0].titles).index("Workload")].children
+    assert bins.value == 1.0 and bins.description == "time bins (s)" and "long run" in bins.tooltip
+    bins.set_state({"value": 0.0})                   # as the page sends what was typed
+    said = html.unescape(ex.clamp_note.value)
+    assert bins.value == 0.001 and "time bins (s): 0 is below the lowest allowed 0.001; using 0.001" in said, said
+    bins.value = 1e6
+    assert bins.value == 86_400 and "above the highest allowed 86400" in html.unescape(ex.clamp_note.value)
+    bins.value = float("nan")                        # within no range: the run names the control
+    assert ex.run() is None and "<b>time bins (s)</b> (Workload tab)" in ex.status.value, ex.status.value
+    bins.value = 2.0
+    res = ex.run()
+    assert res is not None and ex.scenario_shown.bin_s == 2.0
+    assert res.timeseries.attrs["bin_s"] == 2.0 and np.allclose(np.diff(res.timeseries.time.values), 2.0)
+    assert np.allclose(np.diff(res.memory.time.values), 2.0)
+    ex.plots.selected_index = list(views.PANELS).index("Time series")
+    labels = [a.axis_label for a in ex.figures["Time series"].select({"type": Axis})]
+    assert "throughput (tokens/s, mean of 2 s bins)" in labels, labels
+    ex.scenario_path.value = str(tmp_path / "s.json")
+    ex.save_scenario()
+    assert Scenario.load(tmp_path / "s.json").bin_s == 2.0

@@ -23,6 +23,7 @@ from bokeh.resources import INLINE, Resources
 from traitlets import Float, Int, TraitError, Union, validate
 
 from .. import views
+from ..api import MAX_BIN_S, MIN_BIN_S
 from ..catalog import scan
 from ..errors import InputError, LlmssError
 from ..latency.specs import read_specs
@@ -44,7 +45,7 @@ GROUPS = {
                        "prefix_storage", "prefix_sharing", "pim_device", "attn_offload", "sub_batch_interleaving",
                        "power"),
     "Workload": ("trace", "num_requests", "rate", "input_len", "output_len", "arrival", "arrival_cv",
-                 "shared_prefix_len", "num_prefixes", "seed"),
+                 "shared_prefix_len", "num_prefixes", "seed", "bin_s"),
 }
 LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU BW, collectives (GB/s)", "cpu_mem_gib": "CPU memory (GiB)",
           "cpu_mem_bw": "CPU bandwidth (GB/s)", "cxl_mem_gib": "CXL memory (GiB)", "cxl_mem_bw": "CXL GB/s per device",
@@ -53,7 +54,7 @@ LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU BW, collectives 
           "attn_offload": "attention on PIM", "sub_batch_interleaving": "sub-batch interleaving",
           "power": "power model", "latency": "latency model", "what_if_mem_bw": "what if: memory BW x",
           "what_if_flops": "what if: peak FLOP/s x", "arrival_cv": "burstiness (CV of gaps)",
-          "num_requests": "requests (0: whole trace)"}
+          "num_requests": "requests (0: whole trace)", "bin_s": "time bins (s)"}
 # the keys an error can name for a value a control sets, besides the Scenario fields (whose controls share their
 # names) and the built cluster's keys (scenario.BUILT_KEYS, which Scenario.run names by field): the run settings
 KEY_CONTROLS: dict[str, tuple[str, ...]] = {"what_if": ("what_if_mem_bw", "what_if_flops")}
@@ -68,7 +69,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "cxl_mem_gib": (0, 1e5), "cxl_mem_bw": (1, 1e5), "cxl_devices": (1, 64), "num_requests": (0, 20_000),
     "rate": (0.01, 1e4), "arrival_cv": (0.0, 10.0), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000),
     "seed": (0, 2**31 - 1),
-    "what_if_mem_bw": (0.01, 100), "what_if_flops": (0.01, 100)}
+    "what_if_mem_bw": (0.01, 100), "what_if_flops": (0.01, 100), "bin_s": (MIN_BIN_S, MAX_BIN_S)}
 # what a control changes, where its label cannot say it all (shown on hover)
 TOOLTIPS = {
     "npu_mem_bw": "The config's npu_mem.mem_bw: the local reads and writes of TP/EP reductions. Operator times come "
@@ -78,6 +79,8 @@ TOOLTIPS = {
     "max_num_batched_tokens": "0: unlimited, as in LLMServingSim's configs (vLLM itself refuses 0).",
     "what_if_mem_bw": "Scales the hardware spec's memory bandwidth in the analytical model (not a measured profile).",
     "what_if_flops": "Scales the hardware spec's peak FLOP/s in the analytical model (not a measured profile).",
+    "bin_s": "Width of the throughput, KV, power and memory series' bins: wider for a long run (a day at 1 s is "
+             "86,400 points per instance). Throughputs stay per second and power in W, averaged over each bin.",
     "scheduler": "vllm_v1: continuous batching, a request joins the batch at any step and leaves when done. static: "
                  "a batch is drawn from the queue only once the last has finished; arrivals wait for it.",
 }
