@@ -5,8 +5,10 @@ One fresh process runs the kernel alone (bench_scaling.py's workload: Llama-3.1-
 ShareGPT-like requests at 8 req/s) and prints, when it returns:
 * the step log's values against the bytes its typed arrays hold (``sys.getsizeof``: CPython's array grows by about
   1/16 on each resize, so up to ~6 % can be slack);
-* glibc's heap (mallinfo2): bytes in use, bytes free but kept (what fragmentation would hold) and bytes in mmapped
-  chunks (large arrays: glibc resizes those with mremap, which copies nothing and leaves no hole);
+* glibc's heap (mallinfo2): bytes in use, bytes free but kept (what fragmentation would hold), bytes in mmapped
+  chunks (large arrays: glibc resizes those with mremap, which copies nothing and leaves no hole) and how much of
+  the step log sits in the heap, where a resize that cannot grow in place moves the array and leaves a hole
+  (glibc maps a block only above its mmap threshold, which rises to the size of each mapped block freed);
 * the process's RSS now and at its peak;
 * with --tracemalloc, Python's allocations at their peak against at the end (traced runs are ~2x slower).
 """
@@ -57,7 +59,9 @@ status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 log = kept["raw"].instances[0].log
 cols = [v for v in vars(log).values() if isinstance(v, array)]
 empty = sys.getsizeof(array("d"))
-out = {"steps": len(log.start), "kernel_s": kept["kernel_s"], "columns": len(cols),
+heap = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in open("/proc/self/maps") if "[heap]" in line]
+in_heap = sum(sys.getsizeof(c) - empty for c in cols if any(lo <= c.buffer_info()[0] < hi for lo, hi in heap))
+out = {"steps": len(log.start), "in_heap_mb": in_heap / 2**20, "kernel_s": kept["kernel_s"], "columns": len(cols),
        "values_mb": sum(len(c) * c.itemsize for c in cols) / 2**20,
        "held_mb": sum(sys.getsizeof(c) - empty for c in cols) / 2**20,
        "heap_used_mb": m.uordblks / 2**20, "heap_free_mb": m.fordblks / 2**20, "mmapped_mb": m.hblkhd / 2**20,
@@ -82,7 +86,7 @@ def main() -> int:
     print(f"step log: {r['columns']} columns, values {r['values_mb']:.1f} MB, arrays hold {r['held_mb']:.1f} MB "
           f"({(r['held_mb'] / r['values_mb'] - 1) * 100:+.1f} %)")
     print(f"glibc heap: in use {r['heap_used_mb']:.1f} MB, free but kept {r['heap_free_mb']:.1f} MB; "
-          f"mmapped chunks {r['mmapped_mb']:.1f} MB")
+          f"mmapped chunks {r['mmapped_mb']:.1f} MB; {r['in_heap_mb']:.1f} MB of the step log in the heap")
     print(f"RSS {r['rss_mb']:.0f} MB, peak {r['hwm_mb']:.0f} MB")
     if args.tracemalloc:
         print(f"tracemalloc over the kernel: {r['traced_now_mb']:.1f} MB at the end, {r['traced_peak_mb']:.1f} MB "
