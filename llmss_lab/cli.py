@@ -764,7 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the synthetic workload and of every random policy (default %(default)s)")
     r.add_argument("--out", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
     r.add_argument("--bin", type=_number(0.001, 86_400), default=1.0, metavar="SECONDS",
-                   help="width of the time series' bins and spacing of the memory samples (default %(default)g s; "
+                   help="width of the time series' and power's bins and spacing of the memory samples (default "
+                        "%(default)g s; "
                         "coarser for long runs; at most a day)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
