@@ -663,3 +663,30 @@ def test_memory_of_a_file_saved_before_the_memory_group_is_labelled_as_the_perce
     on_gib = {r.data_source.data["unit"][0] for r in fig.renderers if isinstance(r, GlyphRenderer)
               and r.y_range_name == "default"}
     assert on_pct == {"%"} and on_gib == {"GiB"}
+
+
+def _time_labels(*runs) -> dict[str, str]:
+    return {view.__name__: view(*runs).yaxis[0].axis_label for view in (views.throughput, views.memory, views.power)}
+
+
+def test_every_time_series_view_says_its_bin_width_read_off_its_data(ref, runs):
+    """Only the throughput view said "mean of N s bins": the power view's bins are as wide and its axis said
+    nothing, nor did the memory view's, whose samples ``memory_sample_s`` spaces apart from ``bin_s``."""
+    import dataclasses
+
+    import xarray as xr
+
+    from llmss_lab import simulate
+
+    sc = Scenario(num_requests=60, power=True)
+    wide = simulate(sc.cluster(ref), sc.workload(ref), sc.engine(), reference_dir=ref, bin_s=2, memory_sample_s=0.5)
+    a, _ = runs
+    assert _time_labels(wide) == {"throughput": "throughput (tokens/s, mean of 2 s bins)",
+                                  "memory": "memory (GiB, sampled every 0.5 s)", "power": "power (W, mean of 2 s bins)"}
+    assert _time_labels(wide, a) == {"throughput": "throughput (tokens/s, mean of 1 and 2 s bins)",
+                                     "memory": "memory (GiB, sampled every 0.5 and 1 s)",
+                                     "power": "power (W, mean of 1 and 2 s bins)"}
+    assert _time_labels(a) == {"throughput": "throughput (tokens/s)", "memory": "memory (GiB)", "power": "power (W)"}
+    # a file without memory samples draws the time series' KV share, a state at each bin's end
+    old = dataclasses.replace(wide, memory=xr.Dataset())
+    assert views.memory(old).yaxis[0].axis_label == "NPU KV in use (% of blocks, sampled every 2 s)"

@@ -426,6 +426,17 @@ def power_dataset(acc: PowerAccount, output_tokens: int) -> xr.Dataset:
     return ds
 
 
+def bin_width(ds: xr.Dataset) -> float | None:
+    """The width of ``ds``'s time bins (of ``memory``: its samples' spacing), read off its time coordinate: bins
+    start at 0 and are labelled by their end, so the first ends one width in (the power's last bin ends with the
+    run, so a run shorter than a bin has one, as long as the run). The ``bin_s`` attr is the run's, not every
+    group's: files saved before the power followed it hold one-second power bins under a wider ``bin_s``, and
+    ``memory_sample_s`` spaces the memory samples otherwise. None without a time coordinate."""
+    if "time" not in ds.coords or ds.sizes["time"] == 0:
+        return None
+    return float(ds.time.values[0])
+
+
 @dataclass
 class Results:
     """The outcome of one simulation: Datasets per request, step (iteration), second (timeseries), inter-token

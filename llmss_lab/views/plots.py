@@ -15,6 +15,7 @@ import re
 from typing import Any, Mapping
 
 import numpy as np
+import xarray as xr
 from bokeh.layouts import column, row
 from bokeh.models import (ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, Label, Legend, LegendItem,
                           LinearAxis, LinearColorMapper, NumeralTickFormatter, Range1d, Tabs, TabPanel)
@@ -24,7 +25,7 @@ from bokeh.plotting import figure
 from ..config.power import COMPONENTS
 from ..config.reader import as_whole
 from ..errors import InputError
-from ..results.dataset import Results
+from ..results.dataset import Results, bin_width
 from ..results.table import SUMMARY_ROWS, UNDEFINED, change_pct, known, settings_changed
 
 A_NAME, B_NAME = "run", "baseline"
@@ -353,6 +354,17 @@ def _overlay_lines(p: figure, run: str, unit: str, series: list[tuple[str, np.nd
     return items
 
 
+def _width_note(datasets: list[xr.Dataset], form: str) -> str:
+    """``", " + form`` with the runs' widths (``"mean of {} s bins"`` -> ``", mean of 1 and 60 s bins"``), read
+    off each Dataset's time coordinate (:func:`~llmss_lab.results.dataset.bin_width`); nothing when all are 1 s."""
+    widths = sorted({float(f"{w:.6g}") for ds in datasets if (w := bin_width(ds)) is not None})
+    return "" if widths in ([], [1.0]) else ", " + form.format(" and ".join(f"{w:g}" for w in widths))
+
+
+MEAN_OF = "mean of {} s bins"   # a rate or power: each point the bin's mean
+SAMPLED = "sampled every {} s"   # a state: each point its value at the sample
+
+
 def _served(counts, other_side: str) -> np.ndarray:
     """``counts`` summed over the instances, leaving out the P/D side that counts them too (files saved before
     the role coordinate: every instance)."""
@@ -364,8 +376,7 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     """Prompt and generation tokens per second over time, summed over instances; in a P/D split each is counted
     where it is served (prompts on the prefill side, tokens on the decode side), not on both."""
     runs = _runs(a, b, label, baseline_label)
-    widths = sorted({float(r.timeseries.attrs.get("bin_s", 1.0)) for _, r, _ in runs})   # older files: 1 s
-    bins = "" if widths == [1.0] else f", mean of {' and '.join(f'{w:g}' for w in widths)} s bins"
+    bins = _width_note([r.timeseries for _, r, _ in runs], MEAN_OF)
     p = _fig(_named("Throughput", runs), f"throughput (tokens/s{bins})", x_range)
     groups = []
     for name, r, base in runs:
@@ -379,7 +390,7 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     return p
 
 
-KV_PCT_LABEL = "NPU KV in use (% of blocks)"   # what results files without memory samples hold
+KV_PCT_LABEL = "NPU KV in use (% of blocks{})"   # what results files without memory samples hold
 
 
 def memory(a: Results, b: Results | None = None, x_range=None, label: str | None = None,
@@ -393,13 +404,15 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
     runs = _runs(a, b, label, baseline_label)
     in_pct = [r for _, r, _ in runs if "npu_kv" not in r.memory]
     in_gib = len(in_pct) < len(runs)
-    p = _fig(_named("Memory per tier", runs), "memory (GiB)" if in_gib else KV_PCT_LABEL, x_range)
+    pct_label = KV_PCT_LABEL.format(_width_note([r.timeseries for r in in_pct], SAMPLED))
+    gib_label = f"memory (GiB{_width_note([r.memory for _, r, _ in runs if 'npu_kv' in r.memory], SAMPLED)})"
+    p = _fig(_named("Memory per tier", runs), gib_label if in_gib else pct_label, x_range)
     pct_style = {}
     if not in_gib:
         p.y_range = Range1d(0, 100)
     elif in_pct:
         p.extra_y_ranges = {"pct": Range1d(0, 100)}
-        p.add_layout(LinearAxis(y_range_name="pct", axis_label=KV_PCT_LABEL), "right")
+        p.add_layout(LinearAxis(y_range_name="pct", axis_label=pct_label), "right")
         pct_style = {"y_range_name": "pct"}
     groups = []
     for name, r, base in runs:
@@ -454,7 +467,8 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         title += f": {name_a}"
         if b is not None and "power" not in b.power:   # else the baseline is missing from this view alone, unsaid
             title += f" ({name_b} has no power model)"
-    p = _fig(title, "power (W)", x_range)
+    drawn = [r.power for r in (a, b) if r is not None and "power" in r.power]
+    p = _fig(title, f"power (W{_width_note(drawn, MEAN_OF)})", x_range)
     pw = a.power
     groups = []
     if "power" in pw:
