@@ -690,3 +690,33 @@ def test_every_time_series_view_says_its_bin_width_read_off_its_data(ref, runs):
     # a file without memory samples draws the time series' KV share, a state at each bin's end
     old = dataclasses.replace(wide, memory=xr.Dataset())
     assert views.memory(old).yaxis[0].axis_label == "NPU KV in use (% of blocks, sampled every 2 s)"
+
+
+def test_a_file_saved_when_power_kept_one_second_bins_reads_its_widths_from_its_data(ref, capsys, tmp_path):
+    """Files saved before the power followed ``bin_s`` hold one-second power bins under a wider ``bin_s`` attr (on
+    every group, power's too): a width taken from that attr would call them 5 s bins. Built here as that code
+    wrote them; the views and ``llmss summary`` read it as it is."""
+    import dataclasses
+
+    from llmss_lab.cli import main
+    from llmss_lab.results.dataset import Results
+
+    sc = Scenario(num_requests=60, power=True)
+    wide, fine = (sc.replace(bin_s=b).run(ref) for b in (5.0, 1.0))
+    power = fine.power.copy()
+    power.attrs.update(bin_s=5.0, summary_json=wide.attrs["summary_json"])
+    power.power.attrs["long_name"], power.time.attrs["long_name"] = "mean power in the bin", "end of the bin"
+    dataclasses.replace(wide, power=power).save(tmp_path / "old.nc")
+    old = Results.load(tmp_path / "old.nc")
+    assert old.power.attrs["bin_s"] == old.attrs["bin_s"] == 5.0 and old.power.time.values[0] == 1.0
+    assert old.timeseries.time.values[0] == old.memory.time.values[0] == 5.0
+    assert _time_labels(old) == {"throughput": "throughput (tokens/s, mean of 5 s bins)",
+                                 "memory": "memory (GiB, sampled every 5 s)", "power": "power (W)"}
+    assert _time_labels(old, wide)["power"] == "power (W, mean of 1 and 5 s bins)"
+    wide.save(tmp_path / "new.nc")
+    assert main(["summary", str(tmp_path / "old.nc")]) == 0
+    out = capsys.readouterr().out
+    assert "J per output token" in out and "requests completed        60" in out, out
+    assert main(["summary", str(tmp_path / "old.nc"), str(tmp_path / "new.nc")]) == 0
+    assert "J per output token" in capsys.readouterr().out
+    assert old.summary()["total_energy_J"] == pytest.approx(wide.summary()["total_energy_J"], rel=1e-9)
