@@ -285,6 +285,12 @@ def _check_size(n: int, source: str) -> None:
                          "their own files (a capacity search needs no rate dimension)", source)
 
 
+# fields that change nothing a sweep keeps (each point's summary metrics): every value would give the same numbers
+NOT_SWEPT = {"bin_s": "is not a sweep axis: it sets the width of each run's time series and power bins, and a sweep "
+                      "keeps only each point's summary metrics, which are the same at every width; drop it from the "
+                      "grid (the scenario's bin_s still sets its runs' bins)"}
+
+
 def _not_a_field(key: str, known: set[str]) -> str:
     hint = closest(key, known)
     return (f"not a scenario field (did you mean {hint!r}?)" if hint else
@@ -307,6 +313,8 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
         for key, values in grid.items():
             if key not in known:
                 raise InputError(_not_a_field(key, known), source, key)
+            if key in NOT_SWEPT:
+                raise InputError(NOT_SWEPT[key], source, key)
             if isinstance(values, np.ndarray) and values.ndim == 1:
                 values = values.tolist()   # np.arange(...), np.linspace(...): plain Python values
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
@@ -328,6 +336,8 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
             for key in point:
                 if key not in known:
                     raise InputError(_not_a_field(key, known), source, f"points[{i}].{key}")
+                if key in NOT_SWEPT:
+                    raise InputError(NOT_SWEPT[key], source, f"points[{i}].{key}")
             point = {k: plain(v) for k, v in point.items()}
             key = _key({k: float(v) if is_real(v) else v for k, v in point.items()})   # 1 and 1.0 are one value
             if key in seen:

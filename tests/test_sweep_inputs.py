@@ -452,3 +452,26 @@ def test_a_slip_in_a_model_or_hardware_name_stops_the_sweep_before_any_point_run
         expand(BASE, grid, reference_dir=ref)
     dims, points = expand(BASE, {"hardware": ["RTXPRO6000", "B200"]}, reference_dir=ref)   # a spec, no profile
     assert [p["hardware"] for p in points] == ["RTXPRO6000", "B200"]
+
+
+def test_a_grid_over_the_bin_width_is_refused_naming_the_grid_file_and_key(ref, tmp_path, monkeypatch, capsys):
+    """bin_s widens a run's time series and power bins, none of which a sweep keeps: every point's metrics came
+    out the same (35 metrics, the energy 6e-14 apart at 1, 0.25 and 60 s) and each point was marked ok. The
+    scenario's own bin_s still sets its runs' bins."""
+    from llmss_lab.cli import main
+
+    for grid, where in (({"bin_s": [1, 60]}, "bin_s"), ([{"rate": 1.0}, {"rate": 2.0, "bin_s": 60}], "points[1].bin_s")):
+        with pytest.raises(InputError, match="is not a sweep axis") as exc:
+            expand(BASE, grid, "g.yaml")
+        assert (exc.value.source, exc.value.where) == ("g.yaml", where)
+    dims, points = expand(BASE.replace(bin_s=60.0), {"max_num_seqs": [8, 16]})
+    assert [p["bin_s"] for p in points] == [60.0, 60.0]
+    scen, grid = BASE.save(tmp_path / "s.json"), tmp_path / "g.yaml"
+    grid.write_text("max_num_seqs: [4, 8]\nbin_s: [1, 60]\n")
+    monkeypatch.setattr(sweeps, "run_points", lambda *a, **k: pytest.fail("the sweep ran"))
+    for command in ("sweep", "capacity"):
+        argv = [command, str(scen), "--grid", str(grid), "--reference-dir", str(ref), "-q", "--slo-ttft-ms", "500",
+                *(["--out", str(tmp_path / "sw.nc")] if command == "sweep" else [])]
+        assert main(argv) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith(f"llmss: error: {grid}: bin_s: is not a sweep axis:"), last
