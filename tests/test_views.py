@@ -706,9 +706,11 @@ def test_a_file_saved_when_power_kept_one_second_bins_reads_its_widths_from_its_
     power = fine.power.copy()
     power.attrs.update(bin_s=5.0, summary_json=wide.attrs["summary_json"])
     power.power.attrs["long_name"], power.time.attrs["long_name"] = "mean power in the bin", "end of the bin"
+    del power.time.attrs["bin_s"]   # which new files' power carries
     dataclasses.replace(wide, power=power).save(tmp_path / "old.nc")
     old = Results.load(tmp_path / "old.nc")
     assert old.power.attrs["bin_s"] == old.attrs["bin_s"] == 5.0 and old.power.time.values[0] == 1.0
+    assert "bin_s" not in old.power.time.attrs and "bin_s" in wide.power.time.attrs
     assert old.timeseries.time.values[0] == old.memory.time.values[0] == 5.0
     assert _time_labels(old) == {"throughput": "throughput (tokens/s, mean of 5 s bins)",
                                  "memory": "memory (GiB, sampled every 5 s)", "power": "power (W)"}
@@ -720,3 +722,14 @@ def test_a_file_saved_when_power_kept_one_second_bins_reads_its_widths_from_its_
     assert main(["summary", str(tmp_path / "old.nc"), str(tmp_path / "new.nc")]) == 0
     assert "J per output token" in capsys.readouterr().out
     assert old.summary()["total_energy_J"] == pytest.approx(wide.summary()["total_energy_J"], rel=1e-9)
+
+
+def test_the_power_of_a_run_shorter_than_its_bin_says_the_bin_width_not_the_runs_length(ref):
+    """The power's one bin of a run shorter than a bin ends with the run, and its width was read off it: 20 s of
+    a 60 s bin said "mean of 20.5648 s bins" beside the throughput's 60, and a 1 s bin half used named its half."""
+    long = Scenario(num_requests=60, power=True, bin_s=60.0).run(ref)
+    short = Scenario(num_requests=1, power=True, input_len="fixed:16", output_len="fixed:8").run(ref)
+    assert long.power.sizes["time"] == 1 and long.power.time.values[0] < 60
+    assert short.power.sizes["time"] == 1 and short.power.time.values[0] < 1
+    assert _time_labels(long)["power"] == "power (W, mean of 60 s bins)"
+    assert _time_labels(short)["power"] == "power (W)"

@@ -416,8 +416,9 @@ def power_dataset(acc: PowerAccount, output_tokens: int) -> xr.Dataset:
         "power": _var(("time", "node", "component"), acc.power_w, "W", f"mean power in the {acc.bin_s:g} s bin"),
         "energy": _var(("node", "component"), acc.energy_j, "J", "energy over the run"),
     }
+    # the width on the coordinate too: a run shorter than a bin has one, cut to the run, that cannot tell it
     coords = {"time": _variable("time", edges[1:], {"units": "s", "long_name": f"end of the {acc.bin_s:g} s bin "
-                                                                                "(the last: the run's end)"}),
+                                                    "(the last: the run's end)", "bin_s": acc.bin_s}),
               "node": _variable("node", np.arange(acc.power_w.shape[1])),
               "component": _variable("component", list(COMPONENTS))}
     ds = _dataset(data, coords)
@@ -427,14 +428,14 @@ def power_dataset(acc: PowerAccount, output_tokens: int) -> xr.Dataset:
 
 
 def bin_width(ds: xr.Dataset) -> float | None:
-    """The width of ``ds``'s time bins (of ``memory``: its samples' spacing), read off its time coordinate: bins
-    start at 0 and are labelled by their end, so the first ends one width in (the power's last bin ends with the
-    run, so a run shorter than a bin has one, as long as the run). The ``bin_s`` attr is the run's, not every
-    group's: files saved before the power followed it hold one-second power bins under a wider ``bin_s``, and
+    """The width of ``ds``'s time bins (of ``memory``: its samples' spacing), read off its time coordinate: its
+    ``bin_s`` attr where it has one (the power's, whose last bin ends with the run), else its first value (bins
+    start at 0 and are labelled by their end). The Dataset's ``bin_s`` attr is the run's, not every group's: files
+    saved before the power followed it hold one-second power bins under a wider ``bin_s``, and
     ``memory_sample_s`` spaces the memory samples otherwise. None without a time coordinate."""
     if "time" not in ds.coords or ds.sizes["time"] == 0:
         return None
-    return float(ds.time.values[0])
+    return float(ds.time.attrs.get("bin_s", ds.time.values[0]))
 
 
 @dataclass
