@@ -254,8 +254,8 @@ def test_the_overlay_plots_take_the_width_of_the_explorer(runs, tmp_path):
                      resources=INLINE, title=title)
                 page = browser.new_page(viewport={"width": page_width, "height": 800})
                 page.goto(html.as_uri())
-                page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0")
-                page.wait_for_timeout(500)
+                page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 "   # drawn, not a guess
+                                       "&& Bokeh.documents.every(d => d.is_idle)")      # at how long it takes
                 frames[title] = page.evaluate("""() => { const out = [];
                     const walk = (v) => { if (v.frame && v.model.title) out.push([v.model.title.text,
                         v.frame.bbox.width, v.frame.bbox.height, v.bbox.width]);
