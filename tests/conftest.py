@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from llmss_lab.config.engine import EngineConfig
 from llmss_lab.kernel.kv_cache import KVCacheManager
@@ -19,6 +20,11 @@ from llmss_lab.kernel.simulator import InstanceSetup
 from llmss_lab.latency.iteration import BatchShape, StepTime
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests draw the same examples on every run (a failure in CI is one a rerun shows again) and keep no
+# example database in the checkout; a test's own @settings still sets its example count.
+settings.register_profile("llmss", derandomize=True, database=None)
+settings.load_profile("llmss")
 
 
 def reference_root() -> Path:
