@@ -111,8 +111,8 @@ def test_sweep_through_a_separate_scheduler_and_worker_on_loopback(ref, tmp_path
         worker = subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--nworkers", "1", "--nthreads",
                                    "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   cwd=tmp_path)
-        with distributed.Client(address, timeout="60s") as c:   # wait for the worker before sweeping
-            c.wait_for_workers(1, timeout=120)
+        with distributed.Client(address, timeout="300s") as c:   # wait for the worker (a bound, not speed)
+            c.wait_for_workers(1, timeout=300)
         ds = ll.sweep(BASE, [{"rate": 4.0}, {"rate": 12.0}], client=address, reference_dir=ref, progress=False)
     finally:
         for proc in (worker, sched):
