@@ -319,6 +319,13 @@ def shared_pools(draw) -> Case:
     return Case(setups, wl, memory=memory)
 
 
+def tell(seen: dict[str, object]) -> None:
+    """Hypothesis's statistics (``pytest --hypothesis-show-statistics``): the kinds of case a test drew."""
+    for label, on in seen.items():
+        if on:
+            event(label)
+
+
 def run_case(c: Case) -> tuple[simulator.RawRun, Tally]:
     with watched() as tally, alarm(30):
         raw = simulator.run(c.setups, c.workload, c.router, links=(Link(8.0, 1e3), Link(2.0, 5e3)),
@@ -435,15 +442,12 @@ def test_kernel_entities_stay_consistent_at_every_step(c):
     raw, tally = run_case(c)
     assert tally.checks > 0
     R = raw.requests
-    for label, on in (("preemption", R.preemptions.any()), ("prefix hits", R.cache_hits.any()),
-                      ("pool recall", R.recalled.any()), ("P/D", (R.prefill_instance >= 0).any()),
-                      ("MoE", c.setups[0].moe is not None), ("PP", c.setups[0].pp > 1),
-                      ("async", c.setups[0].engine.async_scheduling), ("pool", c.memory is not None),
-                      ("re-admitted behind an old step", tally.readmitted_inflight > 0),
-                      ("next chunk behind its chunk in flight", tally.chunk_behind_chunk > 0),
-                      ("finished while preempted", tally.done_while_preempted > 0)):
-        if on:
-            event(label)
+    tell({"preemption": R.preemptions.any(), "prefix hits": R.cache_hits.any(), "pool recall": R.recalled.any(),
+          "P/D": (R.prefill_instance >= 0).any(), "MoE": c.setups[0].moe is not None, "PP": c.setups[0].pp > 1,
+          "async": c.setups[0].engine.async_scheduling, "pool": c.memory is not None,
+          "re-admitted behind an old step": tally.readmitted_inflight > 0,
+          "next chunk behind its chunk in flight": tally.chunk_behind_chunk > 0,
+          "finished while preempted": tally.done_while_preempted > 0})
     check_run(c, raw, tally)
 
 
@@ -454,17 +458,13 @@ def test_preemptions_under_steps_in_flight_keep_the_kernel_consistent(c):
          f"prompts={c.workload.input_toks.tolist()} outputs={c.workload.output_toks.tolist()} "
          f"arrivals={c.workload.arrival_ns.tolist()}")
     raw, tally = run_case(c)
-    if raw.requests.preemptions.any():
-        event("preemption")
     R = raw.requests
     handed = R.kv_bytes / KV_BYTES
-    for label, on in (("async", c.setups[0].engine.async_scheduling), ("P/D", len(c.setups) > 1),
-                      ("re-admitted behind an old step", tally.readmitted_inflight),
-                      ("finished while preempted", tally.done_while_preempted),
-                      ("handed over without KV", len(c.setups) > 1 and (handed == 0).any()),
-                      ("handed over with part of its KV", ((0 < handed) & (handed < R.prompt)).any())):
-        if on:
-            event(label)
+    tell({"preemption": R.preemptions.any(), "async": c.setups[0].engine.async_scheduling, "P/D": len(c.setups) > 1,
+          "re-admitted behind an old step": tally.readmitted_inflight,
+          "finished while preempted": tally.done_while_preempted,
+          "handed over without KV": len(c.setups) > 1 and (handed == 0).any(),
+          "handed over with part of its KV": ((0 < handed) & (handed < R.prompt)).any()})
     check_run(c, raw, tally)
 
 
@@ -537,10 +537,8 @@ def test_whole_run_datasets_agree_with_the_requests_table(ref, sc):
     except LlmssError:
         event("refused")
         return   # refusals are test_scenario_invariants' subject
-    for label, on in (("P/D", sc.prefill_instances > 0), ("power", sc.power), ("PIM", sc.attn_offload),
-                      ("prefix pool", bool(sc.prefix_storage)), ("preemption", res.summary()["preemptions"] > 0)):
-        if on:
-            event(label)
+    tell({"P/D": sc.prefill_instances > 0, "power": sc.power, "PIM": sc.attn_offload,
+          "prefix pool": bool(sc.prefix_storage), "preemption": res.summary()["preemptions"] > 0})
     check_datasets(res)
 
 
