@@ -81,6 +81,10 @@ class Tally:
     chunk_behind_chunk: int = 0    # prompt chunks planned while the request's chunk before them was in flight
     prefilled: dict[int, float] = field(default_factory=dict)   # request -> when its prefill step ended
     held: dict[int, int] = field(default_factory=dict)   # request -> KV tokens its blocks hold when handed over
+    # (instance, request) -> (its preemptions, KV tokens written): at admission its prefix hits, then the end of each
+    # finished step planned since (a preemption starts a new admission: the steps planned before it wrote freed blocks)
+    admission: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    written: dict[int, int] = field(default_factory=dict)   # request -> that KV on its prefill instance when handed over
     checks: int = 0
 
 
@@ -164,6 +168,9 @@ def watched():
             assert all(before[r] == e for r, e in ends.items() if r in before and r not in again)
             tally.chunk_behind_chunk += sum(1 for r, e in ends.items() if r not in again and before.get(r) == e < R.prompt[r])
             tally.preemptions_at[id(p)] = dict(zip(p.step.rids.tolist(), R.preemptions[p.step.rids].tolist()))
+            for r, b in before.items():   # a new admission's first step: what it starts from is there already
+                if tally.admission.get((self.iid, r), (-1,))[0] != R.preemptions[r]:
+                    tally.admission[self.iid, r] = (int(R.preemptions[r]), b)
             tally.inflight[self.iid].append(p)
         check_instance(self)
         tally.checks += 1
@@ -171,16 +178,22 @@ def watched():
 
     def completed(self, p, now):
         tally.inflight[self.iid] = [q for q in tally.inflight[self.iid] if q is not p]
-        tally.preemptions_at.pop(id(p), None)
+        planned_at = tally.preemptions_at.pop(id(p), {})
+        for rid, end in zip(p.step.rids.tolist(), (p.step.computed_before + p.step.num_new).tolist()):
+            e, w = tally.admission[self.iid, rid]
+            if planned_at[rid] == e:   # planned in the request's current admission: its chunk's KV is written now
+                tally.admission[self.iid, rid] = (e, max(w, end))
         waiting = set(self.scheduler.waiting)
         out = complete(self, p, now)
         tally.done_while_preempted += len(waiting.intersection(out[1].tolist()))
         if self.role == "prefill":
-            kv = self.scheduler.kv
+            R, kv = self.R, self.scheduler.kv
             for rid in out[0].tolist():
                 assert rid not in tally.prefilled, f"request {rid} prefilled twice"
                 tally.prefilled[rid] = now
                 tally.held[rid] = len(kv.blocks.get(rid, ())) * kv.block_size
+                e, w = tally.admission[self.iid, rid]
+                tally.written[rid] = w if e == R.preemptions[rid] else 0   # preempted since: its blocks are gone
         check_instance(self)
         return out
 
@@ -360,9 +373,12 @@ def check_run(c: Case, raw: simulator.RawRun, tally: Tally) -> None:
             # (more after a preemption, which drops the handed-over KV: it is recomputed)
             assert per_inst[d] >= R.output[rid] and per_inst[p] >= R.prompt[rid] - R.cache_hits[rid]
             # the KV the prefill instance still held moves: all of the prompt's, or (preempted while its last step
-            # ran) what it computed again, maybe none, and the decode side prefills the rest (Scheduler.finish)
+            # ran) what it computed again, maybe none, and the decode side prefills the rest (Scheduler.finish). Only
+            # KV that finished steps wrote: a chunk still in the pipeline (re-admitted behind that step) has none yet
             handed, rest = divmod(float(R.kv_bytes[rid]), KV_BYTES * c.setups[p].lanes)
             assert rest == 0 and 0 <= handed <= min(R.prompt[rid], tally.held[rid])
+            assert handed <= tally.written[rid], f"request {rid}: {handed:.0f} tokens' KV handed over, " \
+                f"{tally.written[rid]} written"
             assert (handed > 0) == (tally.held[rid] > 0), "KV handed over without blocks, or blocks held for nothing"
             assert (R.kv_transfer[rid] > 0) == (handed > 0) and R.kv_transfer[rid] >= 0
             if not R.preemptions[rid]:
@@ -632,6 +648,38 @@ def test_a_prefill_request_preempted_behind_its_last_step_is_handed_over_without
     assert tally.tokens[1] == {0: 2, 1: 2}   # the prompt on each side
     check_run(c, raw, tally)
 
+
+
+@pytest.mark.parametrize("pp, prompts, budget, chunk, blocks, prefilled", [(3, [5, 3], 4, 2, 7, 5),
+                                                                         (4, [10, 8, 16], 6, 3, 17, 14)])
+def test_a_prefill_request_readmitted_behind_its_last_step_hands_over_only_kv_written(pp, prompts, budget, chunk,
+                                                                                       blocks, prefilled):
+    """A P/D prefill instance with 3 (4) pipeline stages, prompts in chunks of 2 (3), KV for 7 (17) tokens; a step
+    takes 1 ms, and a plan goes in as the first stage frees, every 1/pp ms. Request 1's prompt, 3 (8) tokens, has its
+    last chunk planned at 1/3 (2/4) ms; the next plan gives request 0 its last chunk, which needs a block, and
+    preempts request 1. The plan after re-admits request 1 (chunk 0:2; with 4 stages, 0:3, then 3:6 one plan later),
+    and those chunks are still in the pipeline when its old last step ends and hands it over: its blocks hold no KV
+    yet. It used to hand over 2 (6) tokens' KV, which ``R.computed`` counts as soon as a chunk is planned; now none
+    moves, and the decode instance prefills the whole prompt. Recomputed: the chunks planned again on the prefill
+    side, 2 (6), and all the prompt but its last token on the decode side, 2 (7): 4 (13), where it said 2 (7)."""
+    eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=budget, block_size=1, enable_prefix_caching=False,
+                       reserve_full_isl=False, long_prefill_token_threshold=chunk)
+    n = len(prompts)
+    wl = Workload(np.zeros(n, np.int64), np.array(prompts), np.ones(n, np.int64), [None] * n, "chunked")
+    setups = [simulator.InstanceSetup("p", eng, LinearLatency(1e6, 0.0, pp), blocks, 1 << 20, {}, role="prefill",
+                                      pp=pp, kv_bytes_per_token=KV_BYTES),
+              simulator.InstanceSetup("d", eng, LinearLatency(1e6, 0.0), 64, 1 << 20, {}, role="decode",
+                                      kv_bytes_per_token=KV_BYTES)]
+    c = Case(setups, wl, kv_transfer="whole")
+    raw, tally = run_case(c)
+    R = raw.requests
+    assert R.preemptions[1] == 1 and tally.readmitted_inflight
+    assert tally.held[1] == 0 and tally.written[1] == 0
+    assert R.kv_bytes[1] == 0 and R.kv_transfer[1] == 0
+    assert tally.tokens[1] == {0: prefilled, 1: prompts[1]}
+    again = prefilled - prompts[1]
+    assert R.recomputed[1] == again + prompts[1] - 1
+    check_run(c, raw, tally)
 
 def test_a_pool_shared_across_block_sizes_serves_the_chunks_one_instance_wrote_to_the_other():
     """Two instances on one node share a CPU prefix pool, one with 16-token blocks and one with 32. Request 0 (600

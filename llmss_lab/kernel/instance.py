@@ -283,6 +283,7 @@ class Instance:
         """Tokens of a finished step: returns (requests that got their first token, requests done)."""
         R = self.R
         rids = p.step.rids
+        self.scheduler.step_done(p.step)
         # a token comes out for a request whose chunk in *this* step reached its end; with PP a later
         # micro-batch may already have advanced R.computed, so the step's own range decides
         produced = rids[p.step.computed_before + p.step.num_new >= R.num_tokens[rids]]

@@ -63,6 +63,8 @@ class RequestTable:
         self.cache_hits = np.zeros(n, np.int64)        # tokens found in the prefix cache, all admissions
         self.recalled = np.zeros(n, np.int64)          # of which loaded from a lower-tier pool
         self.kv_ready = np.zeros(n, np.int64)           # tokens whose KV arrives with the request (P/D)
+        self.kv_written = np.zeros(n, np.int64)         # of this admission, tokens whose KV is in its blocks (P/D
+                                                        # prefill instances: what a hand-over can carry)
         self.instance = np.full(n, -1, np.int64)       # instance that produced the output tokens
         self.prefill_instance = np.full(n, -1, np.int64)
         self.kv_transfer = np.full(n, UNSET)            # exposed P/D KV transfer time (ns)

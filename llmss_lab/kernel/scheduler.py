@@ -47,6 +47,7 @@ class ScheduledStep:
     recall_tokens: int = 0        # prefix tokens loaded from a lower-tier pool before the step
     recall_after: float = 0.0     # when the pool chunks holding them have all arrived there (ns)
     store: list[int] = field(default_factory=list)   # chunk keys written through to that pool when the step ends
+    admission: np.ndarray | None = None   # (an instance that hands over) its requests' preemptions when planned
 
 
 class Scheduler:
@@ -69,6 +70,7 @@ class Scheduler:
         self.lookahead = lookahead      # schedule while the previous step runs (async scheduling)
         # tokens a request holds when this instance is done with it (a prefill instance: prompt + 1)
         self.final = reqs.final if output_cap is None else reqs.prompt + np.minimum(reqs.output, output_cap)
+        self.hands_over = output_cap is not None   # a P/D prefill instance: it keeps R.kv_written (step_done)
         self.on_handed_in: Callable[[int], None] | None = None   # told when a handed-over request is admitted
         self.unlogged: list[int] = []   # preempted while scheduling a step that ran nothing
         # the block size for the per-step array arithmetic, as 0-d arrays: numpy takes about twice as long
@@ -101,10 +103,11 @@ class Scheduler:
         (vllm/v1/core/sched/scheduler.py), stops it and removes it from the waiting queue (its
         ``stopped_preempted_reqs``) or the running list. The KV the preemption dropped and no step has computed
         again, ``num_tokens - 1 - computed``, is never recomputed - unless the request is handed over: a prefill
-        instance hands over only the KV it still holds, ``computed`` tokens (none from the waiting queue), and the
-        decode instance computes the rest of the prompt but its last token (which it computes anyway). vLLM does
-        the same: ``Scheduler._connector_finished`` passes the request's block ids to
-        ``NixlConnector.request_finished`` (vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py), which
+        instance hands over only the KV it still holds, ``R.kv_written`` tokens (none from the waiting queue;
+        re-admitted, what prefix hits gave it back, not the chunks planned since, still in the pipeline with their
+        KV unwritten), and the decode instance computes the rest of the prompt but its last token (which it
+        computes anyway). vLLM does the same from the waiting queue: ``Scheduler._connector_finished`` passes the
+        request's block ids to ``NixlConnector.request_finished`` (vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py), which
         for a preempted request are none, so ``delay_free_blocks`` is False, nothing is held for the decode side
         and ``remote_block_ids`` is empty. (vLLM's decode side has no path for that: its
         ``get_num_new_matched_tokens`` counts the whole prompt as remote while ``update_state_after_alloc`` asserts
@@ -116,7 +119,7 @@ class Scheduler:
             self.waiting.remove(rid)
         never = max(int(R.num_tokens[rid] - 1 - R.computed[rid]), 0)
         if keep_kv:
-            held = min(int(R.computed[rid]), int(R.prompt[rid]))
+            held = min(int(R.kv_written[rid]), int(R.prompt[rid]))
             R.kv_ready[rid] = held
             never -= max(int(R.prompt[rid]) - 1 - held, 0)   # the decode instance recomputes these
             keep_kv = held > 0   # nothing held: nothing to wait for
@@ -125,6 +128,16 @@ class Scheduler:
         if not keep_kv:
             self.kv.forget(rid)
         self.R.nblocks[rid] = 0
+
+    def step_done(self, step: ScheduledStep) -> None:
+        """A step ended: its chunks' KV is in their requests' blocks now, ``R.computed`` having counted it since
+        the step was planned. Not for a request preempted since (its blocks went; re-admitted, it has new ones)."""
+        if step.admission is None:
+            return
+        R = self.R
+        same = step.admission == R.preemptions[step.rids]
+        rids, end = step.rids[same], (step.computed_before + step.num_new)[same]
+        R.kv_written[rids] = np.maximum(R.kv_written[rids], end)
 
     def release(self, rid: int) -> None:
         """Free the blocks a finished request kept (``finish(rid, keep_kv=True)``)."""
@@ -213,7 +226,8 @@ class VLLMV1Scheduler(Scheduler):
         if self.lookahead:   # the step will give these a token
             R.pending[ra[after >= R.num_tokens[ra] + R.pending[ra]]] += 1
         R.computed[ra] = after
-        return ScheduledStep(ra, na, before, preempted, recall, recall_after, kv.take_store())
+        return ScheduledStep(ra, na, before, preempted, recall, recall_after, kv.take_store(),
+                             R.preemptions[ra] if self.hands_over else None)
 
     def _running_with_preemption(self, now: float, rids: list[int], news: list[int], preempted: list[int]) -> int:
         """The exact sequential loop, used when KV blocks run short."""
@@ -256,6 +270,7 @@ class VLLMV1Scheduler(Scheduler):
         R.nblocks[rid] = 0
         R.lost[rid] += R.computed[rid]
         R.computed[rid] = 0
+        R.kv_written[rid] = 0
         R.preemptions[rid] += 1
         self.waiting.appendleft(rid)
 
@@ -289,6 +304,7 @@ class VLLMV1Scheduler(Scheduler):
             self._run_arr = None
             R.nblocks[rid] = len(kv.blocks[rid])
             R.computed[rid] = n_hit
+            R.kv_written[rid] = n_npu   # KV recalled from a lower pool arrives with the step (step_done)
             R.kv_ready[rid] = 0
             if ready and self.on_handed_in is not None:
                 self.on_handed_in(rid)
