@@ -84,7 +84,7 @@ class Tally:
     # (instance, request) -> (its preemptions, KV tokens written): at admission its prefix hits, then the end of each
     # finished step planned since (a preemption starts a new admission: the steps planned before it wrote freed blocks)
     admission: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
-    written: dict[int, int] = field(default_factory=dict)   # request -> that KV on its prefill instance when handed over
+    written: dict[int, int] = field(default_factory=dict)   # request -> that KV on its prefill side at the hand-over
     checks: int = 0
 
 

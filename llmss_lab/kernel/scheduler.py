@@ -107,11 +107,12 @@ class Scheduler:
         re-admitted, what prefix hits gave it back, not the chunks planned since, still in the pipeline with their
         KV unwritten), and the decode instance computes the rest of the prompt but its last token (which it
         computes anyway). vLLM does the same from the waiting queue: ``Scheduler._connector_finished`` passes the
-        request's block ids to ``NixlConnector.request_finished`` (vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py), which
-        for a preempted request are none, so ``delay_free_blocks`` is False, nothing is held for the decode side
-        and ``remote_block_ids`` is empty. (vLLM's decode side has no path for that: its
-        ``get_num_new_matched_tokens`` counts the whole prompt as remote while ``update_state_after_alloc`` asserts
-        there is nothing to load without remote blocks; here the decode instance prefills what it lacks.)"""
+        request's block ids to ``NixlConnector.request_finished``
+        (vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py), which for a preempted request are none,
+        so ``delay_free_blocks`` is False, nothing is held for the decode side and ``remote_block_ids`` is empty.
+        (vLLM's decode side has no path for that: its ``get_num_new_matched_tokens`` counts the whole prompt as
+        remote while ``update_state_after_alloc`` asserts there is nothing to load without remote blocks; here the
+        decode instance prefills what it lacks.)"""
         R = self.R
         if rid in self.running:
             self.running.remove(rid)
