@@ -14,7 +14,9 @@ Progress (``num_computed_tokens``) advances when a request is scheduled, as in v
 (``Scheduler._update_after_schedule`` in vllm/v1/core/sched/scheduler.py). So with pipeline stages a
 prompt's next chunk joins the next micro-batch while the chunk before it is still in the pipeline, and
 its first decode has nothing to compute until the last chunk's token is out (vLLM's ``num_new_tokens ==
-0`` case for PP). Older V1 schedulers skipped any request with a step in flight (``scheduled_req_ids``).
+0`` case for PP). vLLM's first pipelined V1 scheduler kept a prompt's chunks apart: ``Scheduler.schedule``
+(then vllm/v1/core/scheduler.py) skipped a running request until its step's output was back, the
+``scheduled_req_ids`` set of vllm-project/vllm PR #13064 (February 2025).
 
 With ``lookahead`` (vLLM's async scheduling) a step is scheduled while the one before it runs: a
 request counts the token that step will give it (``RequestTable.pending``, vLLM's output
