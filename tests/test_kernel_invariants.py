@@ -128,6 +128,9 @@ def check_instance(inst: Instance) -> None:
         assert R.nblocks[rid] == 0
         assert R.computed[rid] == 0 or R.kv_ready[rid], "a waiting request keeps computed tokens"   # handed over: set on admission
     assert len(sched.running) <= sched.max_seqs
+    if sched.hands_over:   # KV written by finished steps: never more than planned, none once preempted
+        assert all(R.kv_written[rid] <= R.computed[rid] for rid in sched.running)
+        assert not any(R.kv_written[rid] for rid in sched.waiting)
     # a lower prefix pool never above its size
     if kv.lower is not None:
         assert len(kv.lower.chunks) <= max(kv.lower.capacity_chunks, 0)
