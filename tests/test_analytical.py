@@ -27,7 +27,8 @@ def llama(ref) -> ModelSpec:
 
 
 def test_attention_costs_match_the_operator_counts(llama):
-    """The attention callable's arithmetic is the FLOPs and bytes of ops.Shapes, on the fitted curves."""
+    """The attention callable's arithmetic is the FLOPs and bytes of ops.Shapes, on the fitted curves scaled to the
+    H100's SMs, cache and bandwidth."""
     spec, eff = find_spec("H100"), efficiency()
     prof = analytical_profile(llama, spec, 2, eff)
     s = Shapes(llama, 2)
@@ -35,16 +36,16 @@ def test_attention_costs_match_the_operator_counts(llama):
     p, d = s.chunk_tiles(512, 1000), s.decode_tiles(16, 700, 0)
     assert (p.blocks, p.heads, p.flops) == (4, 16, s.attention_prefill(512, 1000).flops)
     assert d.nbytes == 16 * s.attention_decode(700).bytes
-    chunk = float(roofline.chunk_ns(eff["attention_prefill"], p, spec.bf16_tflops * 1e12, spec.memory_bw_gbs * 1e9))
+    chunk = float(roofline.chunk_ns(eff["attention_prefill"].at(spec.sms), p, spec.bf16_tflops * 1e12, spec.memory_bw_gbs * 1e9))
     assert prof.attention(512, 1000, 0, 0) == pytest.approx(chunk, rel=1e-9) == pre.chunk(s, 512, 1000)
     assert prof.attention(0, 0, 16, 700) == pytest.approx(
-        float(roofline.knee_ns(eff["attention_decode"], d, spec.memory_bw_gbs * 1e9)), rel=1e-9)
+        float(roofline.knee_ns(eff["attention_decode"].at(spec.memory_bw_gbs), d, spec.memory_bw_gbs * 1e9)), rel=1e-9)
     assert prof.attention(0, 0, 16, 700) == dec.decodes(s, 16, 700, 0)
     # beside a chunk: 16 x 16 query heads' tiles of 700 tokens, 4 query blocks of the 512-token chunk
     tiles = s.decode_tiles(16, 700, 512)
     assert (tiles.tiles, tiles.group, tiles.blocks, tiles.token_bytes) == (256, 4, 4, 512)
     assert prof.attention(512, 1000, 16, 700) == pytest.approx(
-        chunk + float(roofline.tiles_ns(eff["attention_mixed"], tiles, spec.memory_bw_gbs * 1e9)),
+        chunk + float(roofline.tiles_ns(eff["attention_mixed"].at(spec.sms, spec.cache_mb), tiles, spec.memory_bw_gbs * 1e9)),
         rel=1e-9)
 
 

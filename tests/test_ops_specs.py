@@ -75,6 +75,9 @@ def test_every_named_accelerator_has_a_spec_with_sources():
     for name in ("A6000", "RTX4090", "RTXPRO6000", "A100", "H100", "H200", "B200", "MI300X", "TPU-v6e-1"):
         s = specs[name]
         assert s.memory_gib > 0 and s.memory_bw_gbs > 0 and s.bf16_tflops > 0 and s.sources, name
+    # every GPU gives its SMs and shared cache, which vLLM's attention counts scale by; a TPU has neither
+    assert {n for n, s in specs.items() if s.sms is None or s.cache_mb is None} == {"TPU-v6e-1"}
+    assert (specs["RTXPRO6000"].sms, specs["H100"].sms, specs["A6000"].sms) == (188, 132, 84)
     h = specs["H100"]
     assert h.scaled(memory_bw_gbs=2).memory_bw_gbs == 2 * h.memory_bw_gbs
     with pytest.raises(InputError, match="not a numeric spec field"):
@@ -85,6 +88,8 @@ def test_every_named_accelerator_has_a_spec_with_sources():
     ("name: X\nvendor: Y\nmemory_gib: 8\nmemory_bw_gbs: 100\nbf16_tflops: 10\n", "sources"),
     ("name: X\nvendor: Y\nmemory_gib: -8\nmemory_bw_gbs: 100\nbf16_tflops: 10\nsources: [a]\n", "memory_gib"),
     ("name: X\nvendor: Y\nmemory_gib: 8\nmemory_bw_gbs: 100\nbf16_tflop: 10\nsources: [a]\n", "bf16_tflop"),
+    ("name: X\nvendor: Y\nmemory_gib: 8\nmemory_bw_gbs: 100\nbf16_tflops: 10\nsms: 0\nsources: [a]\n", "sms"),
+    ("name: X\nvendor: Y\nmemory_gib: 8\nmemory_bw_gbs: 100\nbf16_tflops: 10\ncache_mb: big\nsources: [a]\n", "cache_mb"),
 ])
 def test_bad_spec_files_name_the_key(tmp_path, text, key):
     p = tmp_path / "x.yaml"

@@ -15,8 +15,8 @@ from llmss_lab.latency.ops import ChunkTiles, DecodeTiles
 from llmss_lab.latency.specs import HardwareSpec, load_specs
 
 
-def fake_spec(name: str, tflops: float, bw: float) -> HardwareSpec:
-    return HardwareSpec(name, "test", 80, bw, tflops, None, None, None, None, ("synthetic",))
+def fake_spec(name: str, tflops: float, bw: float, sms: float | None = 100, cache_mb: float | None = 50) -> HardwareSpec:
+    return HardwareSpec(name, "test", 80, bw, tflops, None, None, None, None, ("synthetic",), sms=sms, cache_mb=cache_mb)
 
 
 def mixed_tiles() -> list[DecodeTiles]:
@@ -32,27 +32,31 @@ def chunks() -> list[ChunkTiles]:
 
 
 def test_fit_recovers_known_efficiency_curves():
-    specs = {"X": fake_spec("X", 400, 2000), "Y": fake_spec("Y", 100, 700)}
+    """Two GPUs of different peaks, SMs, caches and bandwidths, each timed with vLLM's attention counts scaled to its
+    spec: the curves come back, their counts on X's spec (the first of the GPUs with the most samples)."""
+    specs = {"X": fake_spec("X", 400, 2000, 132, 50), "Y": fake_spec("Y", 100, 700, 84, 6)}
     truth = R.Efficiency(e_max=0.6, f_half=2e9, u=0.8, t0_us=6.0)
-    tiles = R.Tiles(slots=120, tile_us=2.0, token_ns=15.0, u=0.8, empty_ns=500.0, cache_mb=60.0)
-    waves = R.ChunkWaves(t0_us=3.0, slots=100.0, e=0.6, tile_us=4.0)
-    knee = R.Knee(t0_us=10.0, u_lo=0.8, u_hi=0.95, knee_mb=300.0, tile_ns=10.0)
+    tiles = R.Tiles(slots=120, tile_us=2.0, token_ns=15.0, u=0.8, empty_ns=500.0, cache_mb=60.0, on_sms=132, on_cache_mb=50)
+    waves = R.ChunkWaves(t0_us=3.0, slots=100.0, e=0.6, tile_us=4.0, on_sms=132)
+    knee = R.Knee(t0_us=10.0, u_lo=0.8, u_hi=0.95, knee_mb=300.0, tile_ns=10.0, on_bw_gbs=2000)
     skew = R.Skew(decode=0.03, mixed=0.06)
     rng = np.random.default_rng(0)
     samples = []
     for cls in R.FIT_ORDER:
         op = "qkv_proj" if cls == "gemm" else cls
         for hw in specs:
-            peak, bw = specs[hw].bf16_tflops * 1e12, specs[hw].memory_bw_gbs * 1e9
+            sp = specs[hw]
+            peak, bw = sp.bf16_tflops * 1e12, sp.memory_bw_gbs * 1e9
+            here = {"waves": waves.at(sp.sms), "knee": knee.at(sp.memory_bw_gbs), "tiles": tiles.at(sp.sms, sp.cache_mb)}
             if cls == "attention_prefill":
-                samples += [R.Sample(f"{hw}/m/tp1", hw, op, c.flops, c.nbytes, float(R.chunk_ns(waves, c, peak, bw)),
+                samples += [R.Sample(f"{hw}/m/tp1", hw, op, c.flops, c.nbytes, float(R.chunk_ns(here["waves"], c, peak, bw)),
                                      "vllm", c) for c in chunks()]
             elif cls == "attention_decode":
-                samples += [R.Sample(f"{hw}/m/tp1", hw, op, 1.0, d.nbytes, float(R.knee_ns(knee, d, bw)), tiles=d)
+                samples += [R.Sample(f"{hw}/m/tp1", hw, op, 1.0, d.nbytes, float(R.knee_ns(here["knee"], d, bw)), tiles=d)
                             for d in mixed_tiles() if d.blocks == 1]
             elif cls == "attention_mixed":      # a prefill chunk rides along, timed by its own curve
                 for d, c in zip(mixed_tiles(), chunks() * 2):
-                    t = float(R.tiles_ns(tiles, d, bw) + R.chunk_ns(waves, c, peak, bw))
+                    t = float(R.tiles_ns(here["tiles"], d, bw) + R.chunk_ns(here["waves"], c, peak, bw))
                     samples.append(R.Sample(f"{hw}/m/tp1", hw, op, 1.0, 1.0, t, "vllm", c, d))
             elif cls == "attention_skew":
                 for mean in np.geomspace(10e3, 1e6, 20):
@@ -368,3 +372,66 @@ def test_unequal_decode_lengths_cost_a_share_of_the_way_to_the_longest(ref):
             g = s[s.regime == regime]
             a, b = (g.t_max_us - g.t_mean_us) / g.t_skew_us, (g.t_skew_us - g.t_mean_us) / g.t_skew_us
             assert len(g) > 300 and lo < (a * b).sum() / (a * a).sum() < hi, (f, regime)
+
+
+def test_more_sms_run_wider_waves_of_prefill_tiles():
+    """A chunk's tiles run in proportion to the SMs (whole tiles): the 101 of the RTX PRO 6000 (188 SMs) are 71 on an
+    H100 (132) and 45 on an A6000 (84). At the same peak FLOP/s, twice the SMs run a chunk whose tiles see nearly the
+    same keys (2,048 tokens over 16,384: 512 tiles) in half the waves, each computing at half an SM's share of the
+    peak, so in a little less time (each wave's launch); a chunk of one wave (128 tokens: 32 tiles) in twice the
+    compute time, as its tiles get half the FLOP/s each."""
+    specs = load_specs()
+    waves = R.ChunkWaves(t0_us=1.6, slots=101.0, e=0.63, tile_us=5.1, on_sms=188)
+    assert [float(waves.on(specs[n]).curve.slots) for n in ("RTXPRO6000", "H100", "A6000", "B200")] == [101, 71, 45, 80]
+
+    def time(sms: int, c: int, k: int) -> float:
+        chunk = ChunkTiles(32, c, k, 128, 4.0 * (c * k + c * (c + 1) / 2) * 128 * 32, 1e7)
+        return waves.on(fake_spec("x", 500, 1600, sms=sms)).chunk_of(R.Sample("b", "x", "attention_prefill", 0, 0, 1,
+                                                                            chunk=chunk))
+    assert 0.95 * time(100, 2048, 16384) < time(200, 2048, 16384) < time(100, 2048, 16384)
+    fixed = (waves.t0_us + waves.tile_us) * 1e3
+    assert time(200, 128, 8192) - fixed == pytest.approx(2 * (time(100, 128, 8192) - fixed), rel=0.02)
+
+
+def test_mixed_batch_decode_tiles_scale_with_the_sms_and_the_cache():
+    """The decodes beside a chunk: slots in proportion to the SMs, the cache that keeps a KV group's reads in proportion
+    to the chip's cache. More SMs run a batch of many tiles in fewer waves, and more cache reads less of it from memory."""
+    tiles = R.Tiles(slots=138.0, tile_us=2.4, token_ns=17.0, u=0.88, empty_ns=556.0, cache_mb=216.0, on_sms=188,
+                    on_cache_mb=128)
+    h100 = tiles.on(load_specs()["H100"]).tiles
+    assert h100.slots == pytest.approx(138 * 132 / 188) and h100.cache_mb == pytest.approx(216 * 50 / 128)
+    batch = R.Sample("b", "X", "attention_mixed", 0, 0, 1, tiles=DecodeTiles(128, 32, 4, 1500, 4, 512.0))  # 4,096 tiles
+    t = {name: tiles.on(fake_spec(name, 500, bw, sms=sms, cache_mb=cache)).sample(batch)
+         for name, sms, cache, bw in (("base", 188, 128, 1597), ("sms", 376, 128, 1597), ("cache", 188, 512, 1597),
+                                       ("bw", 376, 128, 2 * 1597))}
+    # the base batch waits on memory (1.09 ms against 0.88 ms of waves): more cache reads less of it, more SMs run
+    # more of a KV group's query heads at once (so they share reads), and the waves bound it once both are ample
+    assert t["cache"] < t["base"] and t["sms"] < t["base"] and t["bw"] < t["sms"]
+    assert t["cache"] == pytest.approx(4096 / 138 * (tiles.tile_us * 1e3 + 1500 * tiles.token_ns + 3 * tiles.empty_ns))
+
+
+def test_the_decode_bandwidth_knee_is_a_duration():
+    """Decode-only batches reach full bandwidth past a knee; on twice the bandwidth the knee is at twice the bytes, so
+    a batch twice as large takes half as long as on the fitted GPU (the launch and per-tile costs aside)."""
+    knee = R.Knee(t0_us=12.0, u_lo=0.82, u_hi=0.94, knee_mb=400.0, tile_ns=8.6, on_bw_gbs=1597)
+    fast = fake_spec("fast", 500, 2 * 1597)
+    assert knee.on(fast).curve.knee_mb == pytest.approx(800.0) and knee.on(fake_spec("same", 500, 1597)).curve == knee
+    one, two = DecodeTiles(64, 32, 4, 2000, 1, 512.0), DecodeTiles(128, 32, 4, 2000, 1, 512.0)
+    fixed = lambda d: knee.t0_us * 1e3 + d.seqs * d.heads / d.group * knee.tile_ns   # noqa: E731
+    slow_t = R.knee_ns(knee, one, 1597e9) - fixed(one)
+    fast_t = R.knee_ns(knee.on(fast).curve, two, 2 * 1597e9) - fixed(two)
+    assert fast_t == pytest.approx(slow_t)
+
+
+def test_a_spec_without_sms_keeps_the_fitted_gpus_counts_and_the_stored_fit_is_on_the_rtx_pro_6000():
+    """A TPU has no SMs or shared cache to scale by: vLLM's GPU counts stay as fitted. The stored fit's counts are the
+    RTX PRO 6000's (every vLLM profile is of it), so its analytical steps are the fitted curves unscaled."""
+    specs = load_specs()
+    eff = R.load_efficiency()
+    for cls in ("attention_prefill", "attention_decode", "attention_mixed"):
+        curve = eff[cls]
+        roof = curve.on(specs["RTXPRO6000"])
+        assert (roof.tiles if cls == "attention_mixed" else roof.curve) == curve, cls
+        if cls != "attention_decode":
+            tpu = curve.on(specs["TPU-v6e-1"])
+            assert (tpu.tiles if cls == "attention_mixed" else tpu.curve) == curve, cls

@@ -17,13 +17,19 @@ sample; the numbers live in ``profiles/efficiency.yaml`` with the fit's provenan
 The decodes of a mixed prefill+decode batch are not a roofline: FlashAttention's varlen kernel runs
 them as tiles that each stream one query head's K and V alone (:class:`.ops.DecodeTiles`), so their
 time is set by how many tiles run at once and how much their reads share the cache (:class:`Tiles`).
+
+vLLM's attention forms (:class:`ChunkWaves`, :class:`Knee`, :class:`Tiles`) are fitted on the one GPU
+whose profiles ran vLLM's kernels. Their counts are per hardware, so each records the spec it was fitted
+on (``on_*``) and :meth:`on` scales it to another: tiles resident at once with the SMs, the cache that
+keeps a KV group's reads with the chip's cache, the bandwidth knee (a duration at peak bandwidth) with the
+bandwidth. A spec without SMs or cache (a TPU) keeps the fitted GPU's counts.
 """
 from __future__ import annotations
 
 import datetime
 import logging
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -64,6 +70,11 @@ STACKS = ("vllm", "artifact", "xla")
 SHARED = ("gemm",)
 
 
+def ratio(have, fitted: float):
+    """How many times the fitted GPU's amount of a resource a spec has (1 where the spec does not say)."""
+    return 1.0 if have is None else have / fitted
+
+
 @dataclass(frozen=True)
 class Efficiency:
     e_max: float      # highest fraction of peak FLOP/s reached
@@ -86,17 +97,27 @@ class Tiles:
     slot. The query heads of one KV group read its K and V once when they run at the same time (up to
     ``slots`` / sequences of them) or when the group's K and V of every sequence fit in ``cache_mb``;
     the rest is memory traffic at a fraction ``u`` of peak bandwidth. The slower of the two bounds the
-    time. ``slots``, ``tile_us``, ``token_ns``, ``empty_ns`` and ``cache_mb`` are the
-    GPU's, not scaled by its spec: they are fitted on the one GPU whose profiles ran vLLM's kernels."""
+    time. ``slots`` and ``cache_mb`` are on a GPU of ``on_sms`` SMs and ``on_cache_mb`` MB of cache: another
+    has slots in proportion to its SMs (tiles per SM are the kernel's) and keeps reads in proportion to its
+    cache; a tile's times are an SM's own."""
     slots: float      # tiles resident at once
     tile_us: float    # a tile's fixed time
     token_ns: float   # a tile's time per cached token it streams
     u: float          # fraction of peak memory bandwidth reached
     empty_ns: float   # an empty tile's time in its slot
     cache_mb: float   # cache that keeps a KV group's reads for its next query head
+    on_sms: float     # SMs of the GPU fitted on
+    on_cache_mb: float   # and its on-chip cache
+
+    def at(self, sms, cache_mb) -> "Tiles":
+        """On a GPU of ``sms`` SMs and ``cache_mb`` MB of cache (arrays too: the fit's samples)."""
+        return replace(self, slots=self.slots * ratio(sms, self.on_sms),
+                       cache_mb=self.cache_mb * ratio(cache_mb, self.on_cache_mb),
+                       on_sms=self.on_sms if sms is None else sms,
+                       on_cache_mb=self.on_cache_mb if cache_mb is None else cache_mb)
 
     def on(self, spec: HardwareSpec) -> "TilesRoof":
-        return TilesRoof(self, spec)
+        return TilesRoof(self.at(spec.sms, spec.cache_mb), spec)
 
 
 def tiles_ns(p: Tiles, d: DecodeTiles, bw_bytes_s):
@@ -132,14 +153,21 @@ class ChunkWaves:
     """A prefill chunk (:class:`.ops.ChunkTiles`): its tiles run ``slots`` at a time, longest first (the last
     query blocks see the most keys), so a wave lasts as long as its first tile: ``tile_us`` plus the time of
     its keys, where a full wave of tiles computes at a fraction ``e`` of peak FLOP/s. Never faster than
-    reading its bytes at full bandwidth. ``slots`` is the one GPU's with vLLM's kernels, not scaled by a spec."""
+    reading its bytes at full bandwidth. ``slots`` is on a GPU of ``on_sms`` SMs: another runs whole tiles in
+    proportion to its SMs (so each tile's share of the peak FLOP/s is an SM's share times the tiles per SM)."""
     t0_us: float      # launch
     slots: float      # tiles resident at once
     e: float          # fraction of peak FLOP/s a full wave reaches
     tile_us: float    # a tile's fixed time
+    on_sms: float     # SMs of the GPU fitted on
+
+    def at(self, sms) -> "ChunkWaves":
+        """On a GPU of ``sms`` SMs (arrays too)."""
+        return replace(self, slots=np.maximum(1.0, np.round(self.slots * ratio(sms, self.on_sms))),
+                       on_sms=self.on_sms if sms is None else sms)
 
     def on(self, spec: HardwareSpec) -> "CurveRoof":
-        return CurveRoof(self, spec)
+        return CurveRoof(self.at(spec.sms), spec)
 
 
 def chunk_ns(p: ChunkWaves, c: ChunkTiles, peak_flops, bw_bytes_s):
@@ -160,15 +188,22 @@ class Knee:
     splits long caches, so the time follows the batch's K and V bytes, not its heads (README, "Decode-only
     attention"); ``tile_ns`` per tile is what more sequences over the same bytes add. The bytes stream at a
     fraction ``u_lo`` of peak bandwidth in small batches and ``u_hi`` in large ones, with a smooth step
-    between the two around ``knee_mb`` (the RTX PRO 6000 profiles: 81-89 % below 300 MB, 95-96 % past 1 GB)."""
+    between the two around ``knee_mb`` (the RTX PRO 6000 profiles: 81-89 % below 300 MB, 95-96 % past 1 GB).
+    The knee is taken as a duration (its cause is not known; see README): on a GPU of another bandwidth than
+    the ``on_bw_gbs`` fitted on, the batch that streams as long moves as many more bytes."""
     t0_us: float      # launch
     u_lo: float       # fraction of peak bandwidth in small batches
     u_hi: float       # ... in large ones
     knee_mb: float    # batch bytes halfway between the two
     tile_ns: float    # per (sequence, KV head)
+    on_bw_gbs: float  # memory bandwidth of the GPU fitted on
+
+    def at(self, bw_gbs) -> "Knee":
+        """On a GPU of ``bw_gbs`` GB/s of memory bandwidth (arrays too)."""
+        return replace(self, knee_mb=self.knee_mb * ratio(bw_gbs, self.on_bw_gbs), on_bw_gbs=bw_gbs)
 
     def on(self, spec: HardwareSpec) -> "CurveRoof":
-        return CurveRoof(self, spec)
+        return CurveRoof(self.at(spec.memory_bw_gbs), spec)
 
 
 def knee_ns(p: Knee, d: DecodeTiles, bw_bytes_s):
@@ -501,20 +536,33 @@ def _arrays(cls, items: list):
     return cls(*(np.array([getattr(x, f.name) for x in items], float) for f in fields(cls)))
 
 
+def _fitted_on(s: list[Sample], specs: dict[str, HardwareSpec], field: str) -> tuple[float, np.ndarray]:
+    """A spec field of the hardware with the most samples, which the fitted counts are on, and each sample's
+    (that value where its spec does not say)."""
+    hw = max(sorted({x.hardware for x in s}), key=[x.hardware for x in s].count)
+    ref = getattr(specs[hw], field)
+    if ref is None:
+        raise InputError(f"vLLM's attention kernels are fitted per {field}, which this spec does not give",
+                         specs[hw].path or hw, field)
+    return ref, np.array([getattr(specs[x.hardware], field) or ref for x in s], float)
+
+
 def _fit_chunk_waves(s: list[Sample], t: np.ndarray, specs: dict[str, HardwareSpec]) -> ChunkWaves:
     """:class:`ChunkWaves` by least squares on log time; ``slots`` counts waves, so it is searched on a grid
-    (coarse, then every integer near the best) with the other three fitted at each."""
+    (coarse, then every integer near the best: whole tiles on the GPU with the most samples) with the other
+    three fitted at each."""
     from scipy.optimize import least_squares
 
     c = _arrays(ChunkTiles, [x.chunk for x in s])
     peak = np.array([specs[x.hardware].bf16_tflops * 1e12 for x in s])
     bw = np.array([specs[x.hardware].memory_bw_gbs * 1e9 for x in s])
+    on_sms, sms = _fitted_on(s, specs, "sms")
 
     def at(slots: float) -> tuple[float, ChunkWaves]:
         def curve(th) -> ChunkWaves:
             t0, e, tile = (float(v) for v in np.exp(th))
-            return ChunkWaves(t0, slots, e, tile)
-        res = least_squares(lambda th: np.log(chunk_ns(curve(th), c, peak, bw)) - np.log(t), np.log([5.0, 0.5, 2.0]),
+            return ChunkWaves(t0, slots, e, tile, on_sms)
+        res = least_squares(lambda th: np.log(chunk_ns(curve(th).at(sms), c, peak, bw)) - np.log(t), np.log([5.0, 0.5, 2.0]),
                             bounds=(np.log([0.05, 0.02, 0.01]), np.log([500.0, 1.0, 1e4])), loss="soft_l1", f_scale=0.2)
         return float(res.cost), curve(res.x)
 
@@ -528,12 +576,13 @@ def _fit_knee(s: list[Sample], t: np.ndarray, specs: dict[str, HardwareSpec]) ->
     from scipy.optimize import least_squares
 
     d = _arrays(DecodeTiles, [x.tiles for x in s])
-    bw = np.array([specs[x.hardware].memory_bw_gbs * 1e9 for x in s])
-    res = least_squares(lambda th: np.log(knee_ns(Knee(*np.exp(th)), d, bw)) - np.log(t),
+    bw_gbs = np.array([specs[x.hardware].memory_bw_gbs for x in s])
+    on_bw = _fitted_on(s, specs, "memory_bw_gbs")[0]
+    res = least_squares(lambda th: np.log(knee_ns(Knee(*np.exp(th), on_bw).at(bw_gbs), d, bw_gbs * 1e9)) - np.log(t),
                         np.log([10.0, 0.8, 0.95, 300.0, 10.0]),
                         bounds=(np.log([0.05, 0.02, 0.02, 1.0, 0.01]), np.log([500.0, 1.0, 1.0, 1e5, 1e4])),
                         loss="soft_l1", f_scale=0.2)
-    return Knee(*(float(v) for v in np.exp(res.x)))
+    return Knee(*(float(v) for v in np.exp(res.x)), on_bw)
 
 
 def _fit_tiles(s: list[Sample], t: np.ndarray, specs: dict[str, HardwareSpec]) -> Tiles:
@@ -542,11 +591,12 @@ def _fit_tiles(s: list[Sample], t: np.ndarray, specs: dict[str, HardwareSpec]) -
 
     d = _arrays(DecodeTiles, [x.tiles for x in s])
     bw = np.array([specs[x.hardware].memory_bw_gbs * 1e9 for x in s])
+    (on_sms, sms), (on_cache, cache) = _fitted_on(s, specs, "sms"), _fitted_on(s, specs, "cache_mb")
     x0 = np.log([100.0, 2.0, 20.0, 0.7, 500.0, 50.0])
     lo, hi = np.log([1.0, 0.01, 0.01, 0.02, 1.0, 0.1]), np.log([1e5, 100.0, 1e4, 1.0, 1e5, 1e4])
-    res = least_squares(lambda th: np.log(tiles_ns(Tiles(*np.exp(th)), d, bw)) - np.log(t), x0, bounds=(lo, hi),
-                        loss="soft_l1", f_scale=0.2)
-    return Tiles(*(float(v) for v in np.exp(res.x)))
+    res = least_squares(lambda th: np.log(tiles_ns(Tiles(*np.exp(th), on_sms, on_cache).at(sms, cache), d, bw)) - np.log(t),
+                        x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.2)
+    return Tiles(*(float(v) for v in np.exp(res.x)), on_sms, on_cache)
 
 
 def _fit_skew(s: list[Sample], t: np.ndarray) -> Skew:
@@ -643,7 +693,8 @@ def save_efficiency(eff: dict[str, Curve], samples: list[Sample], specs: dict[st
                  "a class per software stack (STACKS in llmss_lab/latency/roofline.py), 'STACK/CLASS' when not vLLM's; "
                  "attention_mixed: the decodes of a mixed batch as varlen kernel tiles (Tiles in roofline.py); "
                  "vLLM's attention_prefill: a chunk's tiles in waves (ChunkWaves); attention_decode: K and V bytes "
-                 "through a bandwidth knee (Knee)",
+                 "through a bandwidth knee (Knee); their on_* fields: the spec of the GPU their counts are on, "
+                 "scaled to another's SMs, cache and bandwidth",
         "classes": {c: {k: float(f"{v:.5g}") for k, v in asdict(e).items()} for c, e in eff.items()},
         "provenance": {
             "fitted_on": sorted({x.bundle for x in samples}),
@@ -675,18 +726,21 @@ def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Curve]:
             continue
         if k == "attention_prefill":     # vLLM's forms (VLLM_FORMS)
             out[k] = ChunkWaves(sec.number("t0_us", minimum=0, maximum=500.0), sec.number("slots", minimum=1, maximum=1e5),
-                                sec.number("e", minimum=0.001, maximum=1.0), sec.number("tile_us", minimum=0, maximum=1e4))
+                                sec.number("e", minimum=0.001, maximum=1.0), sec.number("tile_us", minimum=0, maximum=1e4),
+                                sec.number("on_sms", minimum=1, maximum=1e6))
             continue
         if k == "attention_decode":
             out[k] = Knee(sec.number("t0_us", minimum=0, maximum=500.0), sec.number("u_lo", minimum=0.001, maximum=1.0),
                           sec.number("u_hi", minimum=0.001, maximum=1.0),
-                          sec.number("knee_mb", minimum=0.001, maximum=1e5), sec.number("tile_ns", minimum=0, maximum=1e4))
+                          sec.number("knee_mb", minimum=0.001, maximum=1e5), sec.number("tile_ns", minimum=0, maximum=1e4),
+                          sec.number("on_bw_gbs", minimum=0.001, maximum=1e9))
             continue
         if str(k).rsplit("/", 1)[-1] == "attention_mixed":
             # counts, times and a fraction of bandwidth
             out[str(k)] = Tiles(sec.number("slots", minimum=1, maximum=1e5), sec.number("tile_us", minimum=0, maximum=100.0),
                                 sec.number("token_ns", minimum=0, maximum=1e4), sec.number("u", minimum=0.001, maximum=1.0),
-                                sec.number("empty_ns", minimum=0, maximum=1e5), sec.number("cache_mb", minimum=0, maximum=1e4))
+                                sec.number("empty_ns", minimum=0, maximum=1e5), sec.number("cache_mb", minimum=0, maximum=1e4),
+                                sec.number("on_sms", minimum=1, maximum=1e6), sec.number("on_cache_mb", minimum=0.001, maximum=1e9))
             continue
         # fractions of peak FLOP/s and bandwidth (the fit keeps them in [0.02, 1]); a size and a launch time
         out[str(k)] = Efficiency(sec.number("e_max", minimum=0.001, maximum=1.0), sec.number("f_half", minimum=0, maximum=1e13),

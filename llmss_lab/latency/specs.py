@@ -1,6 +1,8 @@
 """Accelerator specifications as data: ``profiles/hardware/<name>.yaml`` in the project, one file per
 accelerator with its sources (peak dense BF16/FP8 FLOP/s, memory size and bandwidth, interconnect,
-TDP and idle power). They feed the analytical latency model for hardware without a profile.
+TDP and idle power, and for GPUs their SM count and last-level cache). They feed the analytical latency
+model for hardware without a profile: the SMs set how many attention tiles run at once, the cache how much
+of a KV group's reads it keeps (:mod:`.roofline`).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from ..errors import InputError
 
 SPECS_DIR = Path(__file__).resolve().parent.parent.parent / "profiles" / "hardware"
 REQUIRED = ("name", "vendor", "memory_gib", "memory_bw_gbs", "bf16_tflops", "sources")
-OPTIONAL = ("fp8_tflops", "interconnect", "host_link", "tdp_w", "idle_w", "notes")
+OPTIONAL = ("fp8_tflops", "interconnect", "host_link", "tdp_w", "idle_w", "sms", "cache_mb", "notes")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class HardwareSpec:
     idle_w: float | None
     sources: tuple[str, ...]
     path: str = ""
+    sms: float | None = None        # streaming multiprocessors (AMD: compute units); None where there are none (TPU)
+    cache_mb: float | None = None   # on-chip cache every SM shares (NVIDIA: L2; AMD MI300X: Infinity Cache), MB
 
     def scaled(self, **factors: float) -> "HardwareSpec":
         """A what-if copy: ``spec.scaled(memory_bw_gbs=2)`` doubles the memory bandwidth."""
@@ -77,7 +81,8 @@ def load_spec(path: str | Path) -> HardwareSpec:
         memory_gib=_number(data, "memory_gib", path, True), memory_bw_gbs=_number(data, "memory_bw_gbs", path, True),
         bf16_tflops=_number(data, "bf16_tflops", path, True), fp8_tflops=_number(data, "fp8_tflops", path, False),
         interconnect_gbs=link_bw, tdp_w=_number(data, "tdp_w", path, False), idle_w=_number(data, "idle_w", path, False),
-        sources=tuple(sources), path=str(path))
+        sources=tuple(sources), path=str(path), sms=_number(data, "sms", path, False),
+        cache_mb=_number(data, "cache_mb", path, False))
 
 
 def read_specs(folder: str | Path = SPECS_DIR) -> tuple[dict[str, HardwareSpec], list[InputError]]:
