@@ -63,6 +63,20 @@ def test_a_computed_profile_has_every_operator_and_grows_with_work(ref, llama):
     assert (mp.moe(gate.route(4096)) > per_rank).all()
 
 
+def test_a_qwen3_step_runs_its_query_and_key_norms(ref):
+    """Qwen3 normalises every query and key head (qk_norm): its measured profiles charge it each layer (183 us a step
+    of Qwen3-30B-A3B TP2's 27 ms), and a computed profile left it out. Now it is there, costed as an RMSNorm over the
+    heads' elements, and counted in the per-rank weights as ModelSpec counts them."""
+    for name, tp in (("Qwen/Qwen3-32B", 2), ("Qwen/Qwen3-30B-A3B-Instruct-2507", 1)):
+        m = roofline.model_config(ref, name)
+        prof = analytical_profile(m, find_spec("H100"), tp)
+        require_layers(prof, is_moe=m.is_moe, qk_norm=True)     # the same check a measured Qwen3 bundle passes
+        s = Shapes(m, tp)
+        assert s.qk_norm(100).act_bytes == 2 * 100 * (s.q_heads + s.kv_heads) * s.hd * 2
+        assert prof.dense["qk_norm"][1][-1] > prof.dense["qk_norm"][1][0] > 0
+        assert Shapes(m, 1).weight_bytes_per_rank() == m.weight_bytes_per_rank(1, 1, 1, 2)
+
+
 def test_a_step_is_slower_on_slower_hardware_and_faster_with_more_bandwidth(llama):
     decode = BatchShape(64, 64, 0, 0, 64, 1500.0, 1500.0, 1500.0)
     times = {hw: IterationModel(analytical_profile(llama, find_spec(hw), 1), llama).step(decode).total_ns

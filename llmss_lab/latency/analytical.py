@@ -173,6 +173,8 @@ def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[
     dense = {"embedding": tab("embedding", sh.embedding), "layernorm": tab("rms_norm", sh.rms_norm),
              "qkv_proj": tab("gemm", sh.qkv_proj), "rotary_emb": tab("rotary_emb", sh.rotary_emb),
              "o_proj": tab("gemm", sh.o_proj), "final_layernorm": tab("rms_norm", sh.rms_norm)}
+    if model.qk_norm:   # an RMSNorm; its own timings are not among the curve's samples (README, "Qwen3's query")
+        dense["qk_norm"] = tab("rms_norm", sh.qk_norm)
     if not model.is_moe:
         dense.update(gate_up_proj=tab("gemm", sh.gate_up_proj), act_fn=tab("act_fn", sh.act_fn),
                      down_proj=tab("gemm", sh.down_proj))

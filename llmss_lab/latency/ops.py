@@ -127,6 +127,11 @@ class Shapes:
         return OpCost("rms_norm", ELEMENTWISE_FLOPS["rms_norm"] * tokens * self.h, float(self.h * self.b),
                       2.0 * tokens * self.h * self.b)
 
+    def qk_norm(self, tokens: int) -> OpCost:
+        """The RMSNorm of each query and key head (Qwen3), with a weight of ``head_dim`` for each of the two."""
+        elems = tokens * (self.q_heads + self.kv_heads) * self.hd
+        return OpCost("qk_norm", ELEMENTWISE_FLOPS["rms_norm"] * elems, float(2 * self.hd * self.b), 2.0 * elems * self.b)
+
     def rotary_emb(self, tokens: int) -> OpCost:
         elems = tokens * (self.q_heads + self.kv_heads) * self.hd
         return OpCost("rotary_emb", ELEMENTWISE_FLOPS["rotary_emb"] * elems, 0.0, 2.0 * elems * self.b)
@@ -190,6 +195,8 @@ class Shapes:
         """The token-parallel operators of one decoder layer for a batch of ``tokens`` (no attention core)."""
         ops = [self.rms_norm(tokens), self.qkv_proj(tokens), self.rotary_emb(tokens), self.o_proj(tokens),
                self.rms_norm(tokens)]
+        if self.m.qk_norm:
+            ops.append(self.qk_norm(tokens))
         if not self.m.is_moe:
             ops += [self.gate_up_proj(tokens), self.act_fn(tokens), self.down_proj(tokens)]
         return ops
