@@ -194,8 +194,10 @@ def _unknown_scenario(figure: int, word: str, keys: dict[Scenario, set[str]]) ->
     raise InputError(f"no {what} {bad!r} in figure {figure} (it has {have}){hint}", param, bad)
 
 
-def run_scenario(sc: Scenario, reference_dir: Path, num_requests: int | None = None, seed: int = 0) -> Results:
-    """Run one paper scenario; ``num_requests`` keeps the first N requests of its trace (quick looks)."""
+def run_scenario(sc: Scenario, reference_dir: Path, num_requests: int | None = None, seed: int = 0,
+                 **settings) -> Results:
+    """Run one paper scenario; ``num_requests`` keeps the first N requests of its trace (quick looks); ``settings``
+    go to :func:`simulate` (``latency="analytical"``: the paper's cases on the analytical model)."""
     ref = Path(reference_dir)
     cfg = ref / sc.config
     if not cfg.is_file():
@@ -208,7 +210,7 @@ def run_scenario(sc: Scenario, reference_dir: Path, num_requests: int | None = N
     spec = load_cluster(cfg)
     # the artifact routes round-robin; with one instance (or one of each of a P/D pair) there is nothing to route
     router = "round_robin" if routes([i.pd_type for i in spec.instances]) else "load_score"
-    return simulate(spec, workload, engine, reference_dir=ref, router=router, seed=seed, **dict(sc.options))
+    return simulate(spec, workload, engine, reference_dir=ref, router=router, seed=seed, **dict(sc.options), **settings)
 
 
 def power_rows(res: Results) -> list[tuple[int, float]]:
