@@ -191,8 +191,9 @@ def format_summary(summary: dict, attrs: dict) -> str:
     return "\n".join(out)
 
 
-# the flags `run --scenario` takes; every other one sets what the scenario sets
+# the flags `run --scenario` takes; every other one sets what the scenario sets, by the same name but these
 SCENARIO_RUN_FLAGS = {"scenario", "out", "bin", "json", "quiet", "reference_dir", "verbose"}
+SCENARIO_FIELD_OF = {"workload": "trace", "what_if": "what_if_mem_bw and what_if_flops", "efficiency": "efficiency_file"}
 
 
 def _run_scenario(args: argparse.Namespace):
@@ -201,11 +202,8 @@ def _run_scenario(args: argparse.Namespace):
     from .scenario import Scenario
 
     for dest in sorted(args.given - SCENARIO_RUN_FLAGS):
-        field = {"workload": "trace", "what_if": "what_if_mem_bw and what_if_flops"}.get(dest, dest)
-        why = (f"sets the run's {field}, which the scenario sets (edit it in {args.scenario})"
-               if field != dest or field in Scenario.__dataclass_fields__ else
-               "sets what a scenario has no field for (run a cluster config to set it)")
-        raise InputError(f"{why}; drop the flag or --scenario", "command line", "--" + dest.replace("_", "-"))
+        raise InputError(f"sets the run's {SCENARIO_FIELD_OF.get(dest, dest)}, which the scenario sets (edit it in "
+                         f"{args.scenario}); drop the flag or --scenario", "command line", "--" + dest.replace("_", "-"))
     scenario = Scenario.load(args.scenario)
     if "bin" in args.given:   # how the results are binned, not what runs: the flag overrides the scenario's bin_s
         scenario = scenario.replace(bin_s=args.bin)

@@ -36,6 +36,8 @@ def absent(path: Path, what: str = "file") -> str | None:
     try:
         path.stat()
         return None
+    except ValueError:   # raised by stat itself, not an OSError
+        return "the name holds a NUL character, which no file name can"
     except OSError as exc:
         code = exc.errno
     if code == errno.ELOOP:

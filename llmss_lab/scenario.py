@@ -26,7 +26,7 @@ from .config.model import ModelSpec
 from .config.reader import as_path, as_whole, closest, plain, read_json, store_plain
 from .errors import InputError, LlmssError
 from .files import permission_named, write_text
-from .latency.analytical import UnknownHardware, find_spec
+from .latency.analytical import UnknownHardware, efficiency, find_spec
 from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
 from .kernel.kv_cache import EVICTION
@@ -46,6 +46,7 @@ FIELD_RANGES: dict[str, tuple[float, bool]] = {
     "instances": AT_LEAST_ONE, "dp": AT_LEAST_ONE, "tp": AT_LEAST_ONE, "pp": AT_LEAST_ONE, "ep": AT_LEAST_ONE,
     "prefill_instances": NON_NEGATIVE, "max_num_seqs": NON_NEGATIVE, "max_num_batched_tokens": NON_NEGATIVE,
     "block_size": AT_LEAST_ONE, "gpu_memory_utilization": POSITIVE, "gate_skew": NON_NEGATIVE,
+    "num_gpu_blocks": NON_NEGATIVE, "max_model_len": NON_NEGATIVE, "long_prefill_token_threshold": NON_NEGATIVE,
     "cpu_mem_gib": POSITIVE, "cpu_mem_bw": POSITIVE, "cxl_mem_gib": NON_NEGATIVE, "cxl_mem_bw": POSITIVE,
     "cxl_devices": AT_LEAST_ONE, "num_requests": NON_NEGATIVE, "rate": POSITIVE, "arrival_cv": NON_NEGATIVE,
     "shared_prefix_len": NON_NEGATIVE,
@@ -58,7 +59,9 @@ FIELD_UNITS: dict[str, str] = {
     **dict.fromkeys(("npu_mem_gib", "cpu_mem_gib", "cxl_mem_gib"), "GiB"),
     **dict.fromkeys(("npu_mem_bw", "cpu_mem_bw", "cxl_mem_bw"), "GB/s"),
     "rate": "req/s", "max_num_seqs": "sequences", "num_requests": "requests", "bin_s": "s",
-    **dict.fromkeys(("max_num_batched_tokens", "block_size", "shared_prefix_len"), "tokens"),
+    **dict.fromkeys(("max_num_batched_tokens", "block_size", "shared_prefix_len", "max_model_len",
+                     "long_prefill_token_threshold"), "tokens"),
+    "num_gpu_blocks": "blocks",
     **dict.fromkeys(("instances", "dp", "tp", "pp", "ep", "prefill_instances", "cxl_devices", "num_prefixes",
                      "gpu_memory_utilization", "gate_skew", "arrival_cv", "what_if_mem_bw", "what_if_flops"), "1"),
 }
@@ -74,7 +77,9 @@ SHAPE_FIELDS = ("hardware", "model", "npu_mem_gib", "npu_mem_bw", "instances", "
                 "prefill_instances", "weights_on", "cpu_mem_gib", "cpu_mem_bw", "cxl_mem_gib", "cxl_mem_bw",
                 "cxl_devices", "pim_device", "power")
 ENGINE_FIELDS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "enable_prefix_caching",
-                 "enable_chunked_prefill", "async_scheduling", "gpu_memory_utilization", "scheduler", "eviction")
+                 "enable_chunked_prefill", "async_scheduling", "gpu_memory_utilization", "num_gpu_blocks",
+                 "max_model_len", "long_prefill_token_threshold", "reserve_full_isl", "scheduler", "eviction")
+UNSET_AT_0 = ("num_gpu_blocks", "max_model_len")   # 0: left to the engine (sized from the memory, the model's)
 GENERATOR_FIELDS = ("rate", "input_len", "output_len", "arrival", "arrival_cv", "shared_prefix_len", "num_prefixes")
 GENERATOR_ARGS = {"input": "input_len", "output": "output_len", "cv": "arrival_cv"}   # synthetic()'s names for them
 KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}   # of the fields, in errors
@@ -99,11 +104,12 @@ BUILT_KEYS: dict[str, tuple[str, ...]] = {
 @contextmanager
 def _naming_fields(source: str):
     """Re-raise an error in the cluster config a scenario built at the fields the user set, not the key of
-    the config built from them; one in simulate's settings (attn_offload, latency) at the scenario's field."""
+    the config built from them; one in simulate's or the engine's settings (attn_offload, latency, max_model_len)
+    at the scenario's field."""
     try:
         yield
     except InputError as exc:
-        if exc.source == "settings" and exc.where in {f.name for f in fields(Scenario)}:
+        if exc.source in ("settings", "engine settings") and exc.where in {f.name for f in fields(Scenario)}:
             raise type(exc)(exc.message, source, exc.where) from None
         named = BUILT_KEYS.get(re.sub(r"\[\d+\]", "[]", exc.where or ""), ()) if exc.source == BUILT_CLUSTER else ()
         if not named:
@@ -184,6 +190,7 @@ class Scenario:
     latency: str = "auto"             # auto (a profile where one exists), profile or analytical
     what_if_mem_bw: float = 1.0       # analytical model: memory bandwidth x this
     what_if_flops: float = 1.0        # analytical model: peak FLOP/s x this
+    efficiency_file: str = ""         # analytical model: fitted efficiency curves; "": profiles/efficiency.yaml
     # cluster shape
     instances: int = 1                # engine replicas behind the router
     dp: int = 1                       # data-parallel members per replica (one dp_group)
@@ -199,6 +206,10 @@ class Scenario:
     enable_chunked_prefill: bool = True
     async_scheduling: bool = False    # vLLM >= 0.14 turns it on by default
     gpu_memory_utilization: float = 0.9
+    num_gpu_blocks: int = 0           # KV blocks per instance; 0: sized from the memory (vLLM's override otherwise)
+    max_model_len: int = 0            # 0: the model's
+    long_prefill_token_threshold: int = 0   # most prompt tokens a step gives one request; 0: no cap
+    reserve_full_isl: bool = True     # admit a request only when its whole sequence fits in free blocks
     # policies
     scheduler: str = "vllm_v1"        # "static": a new batch only when the last is done (before continuous batching)
     router: str = "load_score"
@@ -315,9 +326,10 @@ class Scenario:
                 hint = closest(v, options)
                 raise InputError(f"{v!r} is not one of {', '.join(repr(o) for o in options)}"
                                  + (f" (did you mean {hint!r}?)" if hint else ""), source, key)
-        for key in ("cluster_config", "trace", "pim_device"):
+        for key in ("cluster_config", "trace", "pim_device", "efficiency_file"):
             if getattr(self, key) and not getattr(self, key).strip():
                 raise InputError("is blank; leave it empty for none", source, key)
+        self._check_efficiency(source)
         for key in ("input_len", "output_len"):
             try:
                 LengthDist.parse(getattr(self, key), key.split("_")[0])
@@ -343,6 +355,22 @@ class Scenario:
         except InputError as exc:
             raise InputError(exc.message, source, exc.where) from None
 
+    def _check_efficiency(self, source: str) -> None:
+        """A missing or unreadable efficiency file is named here, at the scenario's key, before any run; an error
+        inside the file names that file and its key. Read once per change of the file (it is cached)."""
+        if not self.efficiency_file:
+            return
+        if self.latency == "profile":
+            raise InputError("efficiency curves shape the analytical model; a measured profile (latency 'profile') "
+                             "never reads them", source, "efficiency_file")
+        path = Path(self.efficiency_file.strip())
+        try:
+            efficiency(path)
+        except InputError as exc:
+            if exc.where is not None:   # a key or line of the file itself
+                raise
+            raise InputError(f"{exc.message}: {str(path)!r}", source, "efficiency_file") from None
+
     def save(self, path: str | Path) -> Path:
         """Write the scenario as JSON, atomically."""
         return _atomic_write(as_path(path), json.dumps(self.to_dict(), indent=2) + "\n")
@@ -353,7 +381,7 @@ class Scenario:
         p = Path(path)
         data = read_json(p)
         if isinstance(data, dict):   # relative files are the scenario's neighbours, wherever it is run from
-            for key in ("cluster_config", "trace"):
+            for key in ("cluster_config", "trace", "efficiency_file"):
                 v = data.get(key)
                 if isinstance(v, str) and v.strip() and not Path(v).is_absolute() and (p.parent / v).is_file():
                     data[key] = str(p.parent / v)
@@ -528,8 +556,8 @@ class Scenario:
             raise InputError(exc.message, self.source, GENERATOR_ARGS.get(exc.where or "", exc.where)) from None
 
     def engine(self) -> dict[str, Any]:
-        """The engine settings by vLLM's names, as ``simulate(engine=...)`` takes them."""
-        return {k: getattr(self, k) for k in ENGINE_FIELDS}
+        """The engine settings by vLLM's names, as ``simulate(engine=...)`` takes them (None: the engine's own)."""
+        return {k: None if k in UNSET_AT_0 and getattr(self, k) == 0 else getattr(self, k) for k in ENGINE_FIELDS}
 
     def what_if(self) -> dict[str, float]:
         """The hardware spec multipliers that differ from 1."""
@@ -571,7 +599,8 @@ class Scenario:
                            seed=self.seed, prefix_storage=self.prefix_storage or None,
                            prefix_sharing=self.prefix_sharing, attn_offload=self.attn_offload,
                            sub_batch_interleaving=self.sub_batch_interleaving, latency=self.latency,
-                           what_if=self.what_if(), bin_s=self.bin_s, stop_when=stop_when)
+                           what_if=self.what_if(), efficiency_file=self.efficiency_file.strip() or None,
+                           bin_s=self.bin_s, stop_when=stop_when)
         res.set_attr("scenario_json", json.dumps(self.to_dict()))
         if not res.power.data_vars:   # why, for the power view's hint: the view sees the run, not the catalog
             why = (f"cluster_config {self.cluster_config!r} has no node power section" if self.cluster_config

@@ -285,10 +285,14 @@ def _check_size(n: int, source: str) -> None:
                          "their own files (a capacity search needs no rate dimension)", source)
 
 
-# fields that change nothing a sweep keeps (each point's summary metrics): every value would give the same numbers
+# fields that are no sweep axis: bin_s changes nothing a sweep keeps (each point's summary metrics), and an
+# efficiency file is a calibration of the latency model, kept in the points by name only
 NOT_SWEPT = {"bin_s": "is not a sweep axis: it sets the width of each run's time series and power bins, and a sweep "
                       "keeps only each point's summary metrics, which are the same at every width; drop it from the "
-                      "grid (the scenario's bin_s still sets its runs' bins)"}
+                      "grid (the scenario's bin_s still sets its runs' bins)",
+             "efficiency_file": "is not a sweep axis: it calibrates the analytical model rather than setting the system "
+                                "served, and a point records the file's name, not the curves it held; set it in the "
+                                "scenario and run the sweep once per fit"}
 
 
 def _not_a_field(key: str, known: set[str]) -> str:

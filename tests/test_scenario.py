@@ -290,3 +290,78 @@ def test_a_scenario_file_is_checked_whole_before_any_point_runs(ref, tmp_path, m
     p.write_text(json.dumps({"trace": "mine.jsonl", "num_requests": 3}))
     monkeypatch.chdir(ref)   # anywhere but the scenario's folder
     assert len(Scenario.load(p).workload(ref)) == 3
+
+
+# ---- the engine and latency settings `llmss run` has flags for --------------------------------------------------
+
+def _fit_copy(folder, scale: float = 1.0):
+    """The committed efficiency fit, its GEMM peak efficiency scaled (a fit that differs from the stored one)."""
+    import yaml
+
+    from llmss_lab.latency.roofline import EFFICIENCY_FILE
+
+    data = yaml.safe_load(EFFICIENCY_FILE.read_text())
+    data["classes"]["gemm"]["e_max"] *= scale
+    path = folder / "fit.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_run_flags_fields_round_trip_through_a_file(tmp_path, monkeypatch):
+    fit = _fit_copy(tmp_path)
+    s = Scenario(num_gpu_blocks=100, max_model_len=512, long_prefill_token_threshold=64, reserve_full_isl=False,
+                 latency="analytical", efficiency_file=str(fit))
+    assert Scenario.load(s.save(tmp_path / "s.json")) == s
+    assert {k: v for k, v in json.loads((tmp_path / "s.json").read_text()).items() if k in (
+        "num_gpu_blocks", "max_model_len", "long_prefill_token_threshold", "reserve_full_isl")} == {
+        "num_gpu_blocks": 100, "max_model_len": 512, "long_prefill_token_threshold": 64, "reserve_full_isl": False}
+    s.replace(efficiency_file="fit.yaml").save(tmp_path / "rel.json")   # a neighbour of the scenario file
+    monkeypatch.chdir(tmp_path.parent)
+    assert Scenario.load(tmp_path / "rel.json").efficiency_file == str(fit)
+    assert Scenario().engine()["num_gpu_blocks"] is None and Scenario().engine()["max_model_len"] is None   # 0: unset
+
+
+@pytest.mark.parametrize("key,value,says", [
+    ("num_gpu_blocks", -1, "must be a whole number >= 0, got -1"),
+    ("num_gpu_blocks", "40", "must be a whole number, got '40'"),
+    ("num_gpu_blocks", 2.5, "must be a whole number, got 2.5"),
+    ("num_gpu_blocks", 1 << 23, "must be a whole number from 1 to 4194304, got 8388608"),
+    ("max_model_len", -512, "must be a whole number >= 0, got -512"),
+    ("max_model_len", True, "must be a whole number, got True"),
+    ("long_prefill_token_threshold", -1, "must be a whole number >= 0, got -1"),
+    ("long_prefill_token_threshold", None, "must be a whole number, got None"),
+    ("reserve_full_isl", "no", "must be true or false, got 'no'"),
+    ("reserve_full_isl", 0, "must be true or false, got 0"),
+    ("efficiency_file", 3, "must be text, got 3"),
+    ("efficiency_file", "  ", "is blank; leave it empty for none"),
+    ("efficiency_file", "no_such_fit.yaml", "file does not exist: 'no_such_fit.yaml'"),
+    ("efficiency_file", "/", "is a folder, expected a file: '/'"),
+    ("efficiency_file", "fit\x00.yaml", "the name holds a NUL character, which no file name can: 'fit\\x00.yaml'"),
+])
+def test_bad_run_flag_fields_name_the_file_and_key(key, value, says, tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({key: value}))
+    with pytest.raises(InputError) as err:
+        Scenario.load(path)
+    assert str(err.value) == f"{path}: {key}: {says}"
+
+
+def test_an_efficiency_file_with_a_measured_profile_or_a_broken_one_is_refused_at_load(tmp_path):
+    fit = _fit_copy(tmp_path)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"latency": "profile", "efficiency_file": str(fit)}))
+    with pytest.raises(InputError, match=rf"^{path}: efficiency_file: efficiency curves shape the analytical model"):
+        Scenario.load(path)
+    fit.write_text("classes: 3\n")   # an error inside the fit names the fit and its key
+    path.write_text(json.dumps({"latency": "analytical", "efficiency_file": str(fit)}))
+    with pytest.raises(InputError) as err:
+        Scenario.load(path)
+    assert err.value.source == str(fit) and err.value.where and "\n" not in str(err.value)
+
+
+def test_a_max_model_len_past_the_models_is_named_at_the_scenario_key(ref, tmp_path):
+    path = Scenario(num_requests=2, max_model_len=1_000_000).save(tmp_path / "s.json")
+    with pytest.raises(InputError) as err:
+        Scenario.load(path).run(ref)
+    assert (err.value.source, err.value.where) == (str(path), "max_model_len"), err.value
+    assert "is longer than meta-llama/Llama-3.1-8B allows" in err.value.message

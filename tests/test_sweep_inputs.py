@@ -475,3 +475,18 @@ def test_a_grid_over_the_bin_width_is_refused_naming_the_grid_file_and_key(ref, 
         assert main(argv) == 2
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert last.startswith(f"llmss: error: {grid}: bin_s: is not a sweep axis:"), last
+
+
+def test_the_engine_fields_of_the_run_flags_are_sweep_axes_and_the_efficiency_fit_is_not(ref):
+    """num_gpu_blocks, max_model_len, long_prefill_token_threshold and reserve_full_isl set the engine served, as
+    max_num_seqs does; an efficiency file calibrates the latency model, and a point would keep only its name."""
+    grid = {"num_gpu_blocks": [0, 100], "max_model_len": [0, 512], "long_prefill_token_threshold": [0, 64],
+            "reserve_full_isl": [True, False]}
+    dims, points = expand(BASE, grid, reference_dir=ref)
+    assert list(dims) == list(grid) and len(points) == 16 and points[-1]["num_gpu_blocks"] == 100
+    assert {p["reserve_full_isl"] for p in points} == {True, False}
+    for grid, where in (({"efficiency_file": ["a.yaml", "b.yaml"]}, "efficiency_file"),
+                        ([{"rate": 1.0}, {"efficiency_file": "a.yaml"}], "points[1].efficiency_file")):
+        with pytest.raises(InputError, match="is not a sweep axis: it calibrates the analytical model") as exc:
+            expand(BASE, grid, "g.yaml")
+        assert (exc.value.source, exc.value.where) == ("g.yaml", where)

@@ -917,3 +917,21 @@ def test_the_time_bins_are_a_control_carried_into_the_run(explorer, tmp_path):
     ex.scenario_path.value = str(tmp_path / "s.json")
     ex.save_scenario()
     assert Scenario.load(tmp_path / "s.json").bin_s == 2.0
+
+
+def test_every_scenario_field_has_a_control_on_a_tab_and_the_run_flag_fields_run(explorer, tmp_path):
+    """A field without a tab (num_gpu_blocks, max_model_len, ... when they joined) ran at whatever a loaded file
+    said, unseen."""
+    from dataclasses import fields
+
+    from llmss_lab.widgets.explorer import TAB_OF
+
+    assert set(TAB_OF) == {f.name for f in fields(Scenario)}
+    ex = explorer
+    ex.controls["num_gpu_blocks"].value = 300
+    ex.controls["reserve_full_isl"].value = False
+    res = ex.run()
+    assert res is not None, ex.status.value
+    assert res.attrs["num_gpu_blocks"] == 300 and ex.scenario_shown.reserve_full_isl is False
+    ex.controls["num_gpu_blocks"].value = 0   # 0: sized from the memory again
+    assert ex.run().attrs["num_gpu_blocks"] > 300

@@ -25,6 +25,7 @@ from traitlets import Float, Int, TraitError, Union, validate
 from .. import views
 from ..api import MAX_BIN_S, MIN_BIN_S
 from ..catalog import scan
+from ..config.engine import MAX_KV_BLOCKS
 from ..errors import InputError, LlmssError
 from ..latency.specs import read_specs
 from ..reference import resolve_reference_dir
@@ -36,10 +37,11 @@ log = logging.getLogger(__name__)
 
 GROUPS = {
     "Hardware & model": ("cluster_config", "hardware", "model", "npu_mem_gib", "npu_mem_bw", "latency",
-                         "what_if_mem_bw", "what_if_flops"),
+                         "what_if_mem_bw", "what_if_flops", "efficiency_file"),
     "Cluster shape": ("instances", "dp", "tp", "pp", "ep", "prefill_instances"),
     "Engine": ("max_num_seqs", "max_num_batched_tokens", "block_size", "enable_prefix_caching",
-               "enable_chunked_prefill", "async_scheduling", "gpu_memory_utilization"),
+               "enable_chunked_prefill", "async_scheduling", "gpu_memory_utilization", "num_gpu_blocks",
+               "max_model_len", "long_prefill_token_threshold", "reserve_full_isl"),
     "Policies": ("scheduler", "router", "expert_gate", "gate_skew", "eviction", "kv_transfer"),
     "Memory & power": ("weights_on", "cpu_mem_gib", "cpu_mem_bw", "cxl_mem_gib", "cxl_mem_bw", "cxl_devices",
                        "prefix_storage", "prefix_sharing", "pim_device", "attn_offload", "sub_batch_interleaving",
@@ -54,7 +56,9 @@ LABELS = {"npu_mem_gib": "NPU memory (GiB)", "npu_mem_bw": "NPU BW, collectives 
           "attn_offload": "attention on PIM", "sub_batch_interleaving": "sub-batch interleaving",
           "power": "power model", "latency": "latency model", "what_if_mem_bw": "what if: memory BW x",
           "what_if_flops": "what if: peak FLOP/s x", "arrival_cv": "burstiness (CV of gaps)",
-          "num_requests": "requests (0: whole trace)", "bin_s": "time bins (s)"}
+          "num_requests": "requests (0: whole trace)", "bin_s": "time bins (s)",
+          "num_gpu_blocks": "KV blocks (0: from memory)", "max_model_len": "max model len (0: model's)",
+          "long_prefill_token_threshold": "long prefill cap (0: none)", "efficiency_file": "efficiency fit file"}
 # the keys an error can name for a value a control sets, besides the Scenario fields (whose controls share their
 # names) and the built cluster's keys (scenario.BUILT_KEYS, which Scenario.run names by field): the run settings
 KEY_CONTROLS: dict[str, tuple[str, ...]] = {"what_if": ("what_if_mem_bw", "what_if_flops")}
@@ -69,7 +73,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "cxl_mem_gib": (0, 1e5), "cxl_mem_bw": (1, 1e5), "cxl_devices": (1, 64), "num_requests": (0, 20_000),
     "rate": (0.01, 1e4), "arrival_cv": (0.0, 10.0), "shared_prefix_len": (0, 32768), "num_prefixes": (1, 100_000),
     "seed": (0, 2**31 - 1),
-    "what_if_mem_bw": (0.01, 100), "what_if_flops": (0.01, 100), "bin_s": (MIN_BIN_S, MAX_BIN_S)}
+    "what_if_mem_bw": (0.01, 100), "what_if_flops": (0.01, 100), "bin_s": (MIN_BIN_S, MAX_BIN_S),
+    "num_gpu_blocks": (0, MAX_KV_BLOCKS), "max_model_len": (0, 1 << 24), "long_prefill_token_threshold": (0, 1 << 20)}
 # what a control changes, where its label cannot say it all (shown on hover)
 TOOLTIPS = {
     "npu_mem_bw": "The config's npu_mem.mem_bw: the local reads and writes of TP/EP reductions. Operator times come "
@@ -79,6 +84,12 @@ TOOLTIPS = {
     "max_num_batched_tokens": "0: unlimited, as in LLMServingSim's configs (vLLM itself refuses 0).",
     "what_if_mem_bw": "Scales the hardware spec's memory bandwidth in the analytical model (not a measured profile).",
     "what_if_flops": "Scales the hardware spec's peak FLOP/s in the analytical model (not a measured profile).",
+    "num_gpu_blocks": "KV cache blocks per instance (vLLM's num_gpu_blocks_override); 0: sized from the memory left "
+                      "after the weights.",
+    "reserve_full_isl": "Admit a waiting request only when its whole current sequence fits in free blocks, which "
+                        "keeps admissions from causing preemptions.",
+    "efficiency_file": "Fitted efficiency curves of the analytical model (llmss profile-fit --out); empty: "
+                       "profiles/efficiency.yaml. Not read with a measured profile.",
     "bin_s": "Width of the throughput, KV, power and memory series' bins: wider for a long run (a day at 1 s is "
              "86,400 points per instance). Throughputs stay per second and power in W, averaged over each bin.",
     "scheduler": "vllm_v1: continuous batching, a request joins the batch at any step and leaves when done. static: "
