@@ -291,13 +291,27 @@ def pim_for(cluster: ClusterSpec, inst: InstanceSpec, node: int, model: ModelSpe
                         model.head_dim), sbi
 
 
+def _pim_name(cluster: ClusterSpec, node: int) -> Path:
+    """What a node's ``cpu_mem.pim_config`` names: a device name, or a path, which is relative to the cluster
+    file's folder."""
+    name = Path(cluster.nodes[node].pim_config or "")
+    if (name.suffix == ".ini" or name.parent != Path(".")) and not name.is_absolute() and Path(cluster.source).is_file():
+        return Path(cluster.source).parent / name
+    return name
+
+
+def pim_files(cluster: ClusterSpec) -> dict[str, Path]:
+    """The PIM device files the cluster's nodes name (not the devices named by name), by their key: a run reads
+    them, so an output may not replace them."""
+    return {f"nodes[{i}].cpu_mem.pim_config": name for i in range(len(cluster.nodes))
+            if (name := _pim_name(cluster, i)).suffix == ".ini"}
+
+
 def pim_device(cluster: ClusterSpec, node: int, layout: ReferenceLayout) -> PimDevice:
     """The PIM device a node's ``cpu_mem.pim_config`` names: a device name, or an INI path relative to
     the cluster file."""
     src = cluster.source
-    key, name = f"nodes[{node}].cpu_mem.pim_config", Path(cluster.nodes[node].pim_config or "")
-    if (name.suffix == ".ini" or name.parent != Path(".")) and not name.is_absolute() and Path(src).is_file():
-        name = Path(src).parent / name          # a path in a config is relative to the config's folder
+    key, name = f"nodes[{node}].cpu_mem.pim_config", _pim_name(cluster, node)
     if name.suffix == ".ini" and not name.is_file():
         raise InputError(f"no PIM device file {name}", src, key)
     if name.parent != Path(".") and name.suffix != ".ini":   # any file would be read as a device and fail inside

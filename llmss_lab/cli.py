@@ -3,6 +3,7 @@ fetch-reference, profile-fit, profile-check, profile-iterations."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -11,7 +12,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from . import __version__
 from .errors import InputError, LlmssError, WriteFailed
@@ -205,6 +206,7 @@ def _run_scenario(args: argparse.Namespace):
         raise InputError(f"sets the run's {SCENARIO_FIELD_OF.get(dest, dest)}, which the scenario sets (edit it in "
                          f"{args.scenario}); drop the flag or --scenario", "command line", "--" + dest.replace("_", "-"))
     scenario = Scenario.load(args.scenario)
+    _refuse_out_over_scenario(args.out, [scenario], args.scenario, args.reference_dir)
     if "bin" in args.given:   # how the results are binned, not what runs: the flag overrides the scenario's bin_s
         scenario = scenario.replace(bin_s=args.bin)
     if args.out:
@@ -470,6 +472,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _quiet_dask(args)
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid)
+    _refuse_out_over_scenario(args.out, [base], args.scenario, args.reference_dir)
+    _refuse_out_over_scenario(args.out, _grid_scenarios(base, grid), args.grid, args.reference_dir)
     out = _results_out(args.out, netcdf_only=True)
     if not (args.resume or args.overwrite):
         _refuse_to_replace_a_sweep(out)
@@ -515,6 +519,9 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     _quiet_dask(args)
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid) if args.grid else None
+    _refuse_out_over_scenario(args.out, [base], args.scenario, args.reference_dir)
+    if grid is not None:
+        _refuse_out_over_scenario(args.out, _grid_scenarios(base, grid), args.grid, args.reference_dir)
     if args.out:
         _refuse_to_replace_a_sweep(_results_out(args.out, netcdf_only=True), ANOTHER_NAME)
     slo = _slo(args, True)
@@ -889,32 +896,72 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 INPUT_ARGS = {"cluster_config": "CLUSTER", "workload": "--workload", "scenario": "SCENARIO", "grid": "--grid",
-              "known": "--known"}
+              "known": "--known", "efficiency": "--efficiency"}
 
 
-def _refuse_out_over_inputs(args: argparse.Namespace) -> None:
-    """``--out`` naming a file the same command reads would replace it (a cluster config, trace, scenario or
-    grid) with results."""
-    out = getattr(args, "out", None)
+def _refuse_out_over(out: str | None, inputs: dict[str, str | Path]) -> None:
+    """``--out`` naming a file the command reads would replace it with results: ``inputs`` maps what names each
+    file (as the error says it) to the file."""
     if not out:
         return
     target = os.path.realpath(out)   # not Path.resolve, which raises on a loop of links (named by its reader)
-    for key, name in INPUT_ARGS.items():
-        given = getattr(args, key, None)
+    for name, given in inputs.items():
         if given and os.path.realpath(given) == target:
-            raise InputError(f"is also the command's {name} input, which the results would replace; write them "
-                             "to another file", out, "--out")
+            raise InputError(f"is also {name}, which the results would replace; write them to another file", out,
+                             "--out")
+
+
+def _refuse_out_over_inputs(args: argparse.Namespace) -> None:
+    """The files the command line names (a cluster config and the PIM device files it names, a trace, an
+    efficiency fit, a scenario, a grid, a sweep) are inputs ``--out`` may not replace."""
+    inputs = {f"the command's {name} input": getattr(args, key) for key, name in INPUT_ARGS.items()
+              if getattr(args, key, None)}
+    if getattr(args, "out", None) and getattr(args, "cluster_config", None):
+        from .api import pim_files
+        from .config.cluster import load_cluster
+
+        try:
+            cluster = load_cluster(args.cluster_config)
+        except LlmssError:   # the run names what is wrong with it
+            cluster = None
+        if cluster is not None:
+            inputs.update({f"an input of the run ({cluster.source}: {key})": path
+                           for key, path in pim_files(cluster).items()})
+    _refuse_out_over(getattr(args, "out", None), inputs)
+
+
+def _refuse_out_over_scenario(out: str | None, scenarios: Iterable, named_by: str, reference_dir: str | None) -> None:
+    """The files the scenarios read (a trace, a cluster config, an efficiency fit, PIM devices: by the key of
+    ``named_by``, the scenario or grid file) are inputs ``--out`` may not replace."""
+    if out:
+        for scenario in scenarios:
+            _refuse_out_over(out, {f"an input of the run ({named_by}: {key})": path
+                                   for key, path in scenario.input_files(reference_dir).items()})
+
+
+def _grid_scenarios(base, grid) -> Iterator:
+    """The base scenario with each combination of the files a grid names in place of its own."""
+    keys = ("cluster_config", "trace", "pim_device")
+    if isinstance(grid, dict):
+        combos = itertools.product(*[[(k, v) for v in grid[k]] for k in keys if isinstance(grid.get(k), list)])
+    else:
+        combos = ([(k, p[k]) for k in keys if k in p] for p in grid if isinstance(p, dict))
+    for combo in combos:
+        changes = {k: v for k, v in combo if isinstance(v, str)}
+        if changes:
+            yield base.replace(**changes)
 
 
 def _refuse_out_in_reference(args: argparse.Namespace) -> None:
-    """``--out`` inside the reference data would overwrite the measurements or profiles runs read."""
+    """``--out`` inside the reference data would overwrite the measurements or profiles runs read; given the paper
+    artifact inside it (ROOT/ispass26), the bench commands read the root's, so the root is kept whole."""
     out = getattr(args, "out", None)
     if not out or not hasattr(args, "reference_dir"):
         return
-    from .reference import resolve_reference_dir
+    from .reference import bench_root, resolve_reference_dir
 
     try:
-        root = resolve_reference_dir(args.reference_dir)
+        root = bench_root(resolve_reference_dir(args.reference_dir))
     except LlmssError:       # no root: the command says so itself if it needs one
         return
     refuse_inside(out, root, "the reference data")

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .api import MAX_BIN_S, MIN_BIN_S, simulate
+from .api import MAX_BIN_S, MIN_BIN_S, pim_files, simulate
 from .catalog import scan
 from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
 from .config.engine import EngineConfig
@@ -554,6 +554,26 @@ class Scenario:
                              num_prefixes=self.num_prefixes)
         except InputError as exc:   # name the scenario's key, not the generator's argument
             raise InputError(exc.message, self.source, GENERATOR_ARGS.get(exc.where or "", exc.where)) from None
+
+    def input_files(self, reference_dir: str | Path | None = None) -> dict[str, Path]:
+        """The files a run of this scenario reads, by the key that names them (a cluster file's PIM device files
+        by that file and key): an output may not replace one. A name that finds no file is left to the run."""
+        out: dict[str, Path] = {}
+        for key in ("cluster_config", "trace"):
+            if getattr(self, key).strip():
+                try:
+                    out[key] = self._find(getattr(self, key), reference_dir, key)
+                except LlmssError:
+                    pass
+        if self.efficiency_file.strip():
+            out["efficiency_file"] = Path(self.efficiency_file.strip())
+        try:
+            cluster = self.cluster(reference_dir)
+        except LlmssError:
+            return out
+        for key, path in pim_files(cluster).items():
+            out[f"cluster_config {cluster.source}: {key}" if self.cluster_config else "pim_device"] = path
+        return out
 
     def engine(self) -> dict[str, Any]:
         """The engine settings by vLLM's names, as ``simulate(engine=...)`` takes them (None: the engine's own)."""

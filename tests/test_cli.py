@@ -475,3 +475,73 @@ def test_every_run_flag_beside_a_scenario_names_a_field_that_sets_it(capsys):
     dests = {a.dest for a in r._actions if a.option_strings and a.dest != "help"} - SCENARIO_RUN_FLAGS
     names = {n.strip() for d in dests for n in SCENARIO_FIELD_OF.get(d, d).split(" and ")}
     assert names - set(Scenario.__dataclass_fields__) == set()
+
+
+def test_out_may_not_replace_a_file_the_scenario_grid_or_cluster_names(ref, capsys, tmp_path, monkeypatch):
+    """`run --scenario s.json --out r.csv`, r.csv a link to the scenario's own trace, wrote the results over the
+    trace (writes go through links); so for its cluster config, efficiency fit and PIM device file, for a grid's
+    files and for a cluster config's PIM device. Refused before anything runs, the input untouched; relative
+    paths and links resolved."""
+    import shutil
+
+    import llmss_lab.sweeps as sweeps
+    from llmss_lab.scenario import Scenario
+    from tests.test_scenario import _fit_copy
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sweeps, "run_points", lambda *a, **k: pytest.fail("the sweep ran"))
+    shutil.copy(ref / "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl", "t.jsonl")
+    shutil.copy(ref / "configs/cluster/single_node_single_instance.json", "c.json")
+    shutil.copy(ref / "ispass26/pim_config/DDR4_8GB_3200_pim.ini", "dev.ini")
+    pim_cluster = json.loads((tmp_path / "c.json").read_text())
+    pim_cluster["nodes"][0]["cpu_mem"]["pim_config"] = "dev.ini"   # relative to the config's folder
+    (tmp_path / "pim.json").write_text(json.dumps(pim_cluster))
+    fit = _fit_copy(tmp_path).name
+    Scenario(num_requests=4, trace="t.jsonl").save("trace.json")
+    Scenario(num_requests=4, latency="analytical", efficiency_file=fit).save("fit.json")
+    Scenario(num_requests=4, cluster_config="c.json").save("file.json")
+    Scenario(num_requests=4, cluster_config="pim.json").save("file_pim.json")
+    Scenario(num_requests=4, pim_device=str(tmp_path / "dev.ini"), attn_offload=True).save("pim_dev.json")
+    Scenario(num_requests=4).save("plain.json")
+    (tmp_path / "g.yaml").write_text("trace: [t.jsonl]\nseed: [0, 1]\n")
+    (tmp_path / "p.yaml").write_text("points:\n- {seed: 1}\n- {cluster_config: c.json}\n")
+    slo = ["--slo-ttft-ms", "500"]
+    for argv, target, named in (
+            (["run", "--scenario", "trace.json"], "t.jsonl", "(trace.json: trace)"),
+            (["run", "--scenario", "fit.json"], fit, "(fit.json: efficiency_file)"),
+            (["run", "--scenario", "file.json"], "c.json", "(file.json: cluster_config)"),
+            (["run", "--scenario", "file_pim.json"], "dev.ini",
+             "(file_pim.json: cluster_config pim.json: nodes[0].cpu_mem.pim_config)"),
+            (["run", "--scenario", "pim_dev.json"], "dev.ini", "(pim_dev.json: pim_device)"),
+            (["run", "c.json", "--latency", "analytical", "--efficiency", fit], fit, "the command's --efficiency input"),
+            (["run", "pim.json", "--attn-offload"], "dev.ini", "(pim.json: nodes[0].cpu_mem.pim_config)"),
+            (["sweep", "plain.json", "--grid", "g.yaml"], "t.jsonl", "(g.yaml: trace)"),
+            (["sweep", "trace.json", "--grid", "g.yaml"], "t.jsonl", "(trace.json: trace)"),
+            (["capacity", "plain.json", "--grid", "p.yaml", *slo], "c.json", "(p.yaml: cluster_config)"),
+            (["capacity", "file.json", *slo], "c.json", "(file.json: cluster_config)")):
+        link = tmp_path / ("r.nc" if argv[0] != "run" or target == "dev.ini" else "r.csv")
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+        code, _, err = run(capsys, *argv, "--out", link.name, "--reference-dir", str(ref), "-q")
+        said = ("an input of the run " if named.startswith("(") else "") + named
+        assert code == 2 and err == (f"llmss: error: {link.name}: --out: is also {said}, which the results would "
+                                     "replace; write them to another file\n"), (argv, err)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before, argv
+
+
+@pytest.mark.parametrize("command", [["example"], ["profile-fit"], ["figure-data", "5"]])
+def test_out_may_not_land_in_the_reference_root_around_the_artifact_given(command, capsys, tmp_path):
+    """Given the paper artifact (ROOT/ispass26) as --reference-dir, `example` and `profile-fit` read ROOT's bench
+    files and profiles, yet only ROOT/ispass26 was kept from --out: `llmss example --reference-dir ROOT/ispass26
+    --out ROOT/profiles/.../dense.csv` would have written over a profile."""
+    root = tmp_path / "root"
+    for folder in ("configs", "workloads", "profiles", "ispass26/figures"):
+        (root / folder).mkdir(parents=True)
+    profile = root / "profiles" / "dense.csv"
+    profile.write_text("a profile\n")
+    out = profile if command[0] != "figure-data" else root / "profiles"
+    code, _, err = run(capsys, *command, "--reference-dir", str(root / "ispass26"), "--out", str(out))
+    assert code == 2 and err == (f"llmss: error: {out}: --out: is inside the reference data ({root}), whose files it "
+                                 "would overwrite; write somewhere else\n"), err
+    assert profile.read_text() == "a profile\n" and sorted(p.name for p in (root / "profiles").iterdir()) == ["dense.csv"]
