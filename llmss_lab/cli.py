@@ -935,8 +935,7 @@ def _refuse_out_over_scenario(out: str | None, scenarios: Iterable, named_by: st
     ``named_by``, the scenario or grid file) are inputs ``--out`` may not replace."""
     if out:
         for scenario in scenarios:
-            _refuse_out_over(out, {f"an input of the run ({named_by}: {key})": path
-                                   for key, path in scenario.input_files(reference_dir).items()})
+            scenario.refuse_to_replace_an_input(out, "--out", reference_dir, named_by)
 
 
 def _grid_scenarios(base, grid) -> Iterator:

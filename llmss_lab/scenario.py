@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -574,6 +575,16 @@ class Scenario:
         for key, path in pim_files(cluster).items():
             out[f"cluster_config {cluster.source}: {key}" if self.cluster_config else "pim_device"] = path
         return out
+
+    def refuse_to_replace_an_input(self, path: str | Path, key: str, reference_dir: str | Path | None = None,
+                                   named_by: str | None = None, what: str = "results") -> None:
+        """Refuse ``path`` as where ``what`` is written when a run of this scenario reads it (links and relative
+        paths resolved): the error names the scenario (or ``named_by``, a grid) and its key that reads it."""
+        target = os.path.realpath(path)   # not Path.resolve, which raises on a loop of links (named by its writer)
+        for name, file in self.input_files(reference_dir).items():
+            if os.path.realpath(file) == target:
+                raise InputError(f"is also an input of the run ({named_by or self.source}: {name}), which the {what} "
+                                 "would replace; write them to another file", path, key)
 
     def engine(self) -> dict[str, Any]:
         """The engine settings by vLLM's names, as ``simulate(engine=...)`` takes them (None: the engine's own)."""

@@ -935,3 +935,21 @@ def test_every_scenario_field_has_a_control_on_a_tab_and_the_run_flag_fields_run
     assert res.attrs["num_gpu_blocks"] == 300 and ex.scenario_shown.reserve_full_isl is False
     ex.controls["num_gpu_blocks"].value = 0   # 0: sized from the memory again
     assert ex.run().attrs["num_gpu_blocks"] > 300
+
+
+def test_save_may_not_replace_a_file_the_run_reads(ref, tmp_path):
+    """Save results to a link to the run's own trace (or Save scenario to the trace itself) wrote over the trace
+    that the controls name, as `llmss run --scenario --out` did."""
+    import shutil
+
+    trace = tmp_path / "t.jsonl"
+    shutil.copy(ref / "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl", trace)
+    before = trace.read_bytes()
+    ex = Explorer(ref, Scenario(num_requests=5, trace=str(trace)))
+    assert ex.run() is not None, ex.status.value
+    (tmp_path / "r.csv").symlink_to(trace)
+    ex.results_path.value, ex.scenario_path.value = str(tmp_path / "r.csv"), str(trace)
+    for save, what in ((ex.save_results, "results"), (ex.save_scenario, "scenario")):
+        assert save() is None and f"is also an input of the run (the controls: trace), which the {what} would " \
+                                  "replace" in ex.status.value, ex.status.value
+    assert trace.read_bytes() == before

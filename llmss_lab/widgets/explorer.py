@@ -681,6 +681,8 @@ class Explorer:
                 raise InputError("no home folder for that user", path, f"{what} file") from None
             if target.is_dir() or not target.name or target.name in (".", ".."):
                 raise InputError("is a folder; give a file name", target, f"{what} file")
+            for scen in {self.scenario(), self.scenario_shown} - {None}:   # the next run's inputs, and the shown's
+                scen.refuse_to_replace_an_input(target, f"{what} file", self.reference_dir, "the controls", what)
             out = write(target)
         except (LlmssError, OSError, ValueError) as exc:
             if isinstance(exc, OSError):   # a full disk, a read-only place: the system's words, with the file
