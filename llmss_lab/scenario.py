@@ -384,7 +384,8 @@ class Scenario:
         if isinstance(data, dict):   # relative files are the scenario's neighbours, wherever it is run from
             for key in ("cluster_config", "trace", "efficiency_file"):
                 v = data.get(key)
-                if isinstance(v, str) and v.strip() and not Path(v).is_absolute() and (p.parent / v).is_file():
+                v = v.strip() if isinstance(v, str) else ""   # spaces around a name (a paste) are not part of it
+                if v and not Path(v).is_absolute() and (p.parent / v).is_file():
                     data[key] = str(p.parent / v)
         scenario = cls.from_dict(data, str(p))
         default = cls()

@@ -382,6 +382,47 @@ def test_scenario_files(ref, tmp_path, capsys):
     report("scenario files", n, found)
 
 
+# past WRONG, each field's edges: the engine's limits (4M KV blocks, a 64-bit whole number), a request that fits
+# no longer (72 tokens: 64 + 8), and the efficiency file as a path of every odd kind
+RUN_FLAG_EDGES = {
+    "num_gpu_blocks": [1, 4, 5, 1 << 22, (1 << 22) + 1, 2 ** 63 - 1, 2 ** 63],
+    "max_model_len": [1, 71, 72, 2 ** 31, 2 ** 63 - 1],
+    "long_prefill_token_threshold": [1, 2 ** 31, 2 ** 63 - 1],
+    "reserve_full_isl": [False, "false", 1],
+    "efficiency_file": ["", "fit.yaml", " fit.yaml ", "missing.yaml", ".", "LOOP", "FIT/x", "~nobody-here/fit.yaml"],
+}
+
+
+def test_scenario_files_setting_the_run_flags(ref, tmp_path, capsys):
+    """The fields a scenario sets in place of `llmss run`'s --num-gpu-blocks, --max-model-len,
+    --long-prefill-token-threshold, --[no-]reserve-full-isl and --efficiency: each at every wrong value and its
+    edges, and the efficiency fit it names broken, through `llmss run --scenario ... --out`. A request that no
+    longer fits the KV cache or max_model_len is named at its request of the workload (the message names the
+    setting); everything else names the scenario file or the fit."""
+    found, n = [], 0
+    base = ll.Scenario(num_requests=4, input_len="fixed:64", output_len="fixed:8", latency="analytical",
+                       num_gpu_blocks=300, max_model_len=4096, long_prefill_token_threshold=16,
+                       reserve_full_isl=False, efficiency_file="fit.yaml").to_dict()
+    fit = (SPECS / "efficiency.yaml").read_bytes()
+    (tmp_path / "loop.yaml").symlink_to("loop.yaml")
+    odd = {"LOOP": str(tmp_path / "loop.yaml"), "FIT/x": str(tmp_path / "fit.yaml" / "x")}
+    put(tmp_path / "fit.yaml", fit)
+    cases = [(f"{k}={v!r}", {**base, k: odd.get(v, v) if isinstance(v, str) else v}, fit)
+             for k, edges in RUN_FLAG_EDGES.items() for v in WRONG + edges]
+    cases += [(f"fit: {name}", base, content) for name, content in mutants(fit, ".yaml", "scenario fit", 25)]
+    for name, scenario, content in cases:
+        case = tmp_path / f"f{n}"
+        put(case / "fit.yaml", content)
+        put(case / "s.json", json.dumps(scenario).encode())
+        out = case / "out.nc"
+        named = ("s.json", "fit.yaml", "synthetic(poisson") if "=" in name else ("s.json", "fit.yaml")
+        outcome = check(name, named, run_argv("run", "--scenario", case / "s.json", "--reference-dir", ref,
+                                              "--out", out, "-q"), out, capsys)
+        found += [outcome] if outcome else []
+        n += 1
+    report("scenario files setting the run flags", n, found)
+
+
 def test_grid_files(ref, tmp_path, capsys):
     """Grids read, expanded over a scenario and their first point run."""
     from llmss_lab.sweeps import expand, read_grid

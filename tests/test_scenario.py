@@ -318,6 +318,10 @@ def test_the_run_flags_fields_round_trip_through_a_file(tmp_path, monkeypatch):
     s.replace(efficiency_file="fit.yaml").save(tmp_path / "rel.json")   # a neighbour of the scenario file
     monkeypatch.chdir(tmp_path.parent)
     assert Scenario.load(tmp_path / "rel.json").efficiency_file == str(fit)
+    (tmp_path / "t.jsonl").write_text('{"input_toks": 5, "output_toks": 2, "arrival_time_ns": 0}\n')
+    s.replace(efficiency_file=" fit.yaml ", trace="t.jsonl\n").save(tmp_path / "pasted.json")   # spaces around
+    pasted = Scenario.load(tmp_path / "pasted.json")
+    assert (pasted.efficiency_file, pasted.trace) == (str(fit), str(tmp_path / "t.jsonl"))
     assert Scenario().engine()["num_gpu_blocks"] is None and Scenario().engine()["max_model_len"] is None   # 0: unset
 
 
