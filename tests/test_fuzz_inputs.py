@@ -430,7 +430,9 @@ def test_grid_files(ref, tmp_path, capsys):
     found, n = [], 0
     base = ll.Scenario(num_requests=4)
     grids = {"cartesian": b"tp: [1, 2]\nmax_num_seqs: [4, 64]\nrate: [2.0, 8.0]\n",
-             "points": b"points:\n  - {instances: 2, router: round_robin}\n  - {prefill_instances: 1, instances: 2}\n"}
+             "points": b"points:\n  - {instances: 2, router: round_robin}\n  - {prefill_instances: 1, instances: 2}\n",
+             "run flags": b"num_gpu_blocks: [0, 300]\nmax_model_len: [0, 4096]\nlong_prefill_token_threshold: [0, 64]\n"
+                          b"reserve_full_isl: [true, false]\n"}
 
     def first_point(path: Path) -> None:
         _, points = expand(base, read_grid(path), str(path), ref)
