@@ -108,6 +108,26 @@ def test_the_spec_scaling_brings_the_paper_runs_on_other_gpus_closer_to_real_vll
         assert nmae["scaled"] < nmae["unscaled"], (hw, nmae)
 
 
+def test_a_gpu_spec_without_sms_or_cache_says_its_attention_counts_are_not_scaled(llama, caplog):
+    """A new GPU spec file without ``sms``/``cache_mb`` runs the attention counts of the GPU fitted on: its author
+    is told once (naming the file) and the profile's source says so; a TPU, which has neither, only carries the note."""
+    from dataclasses import replace
+
+    h100 = find_spec("H100")
+    assert "not scaled" not in analytical_profile(llama, h100, 1).source
+    bare = replace(h100, name="H100-nosms", path="/specs/H100-nosms.yaml", sms=None)
+    with caplog.at_level("WARNING", logger="llmss_lab.latency.analytical"):
+        for _ in range(3):
+            prof = analytical_profile(llama, bare, 1)
+    assert "not scaled" in prof.source
+    said = [r.getMessage() for r in caplog.records if "H100-nosms.yaml" in r.getMessage()]
+    assert len(said) == 1 and "'sms' or 'cache_mb'" in said[0], said
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="llmss_lab.latency.analytical"):
+        tpu = analytical_profile(llama, find_spec("TPU-v6e-1"), 1)
+    assert "not scaled" in tpu.source and not caplog.records
+
+
 def test_a_step_is_slower_on_slower_hardware_and_faster_with_more_bandwidth(llama):
     decode = BatchShape(64, 64, 0, 0, 64, 1500.0, 1500.0, 1500.0)
     times = {hw: IterationModel(analytical_profile(llama, find_spec(hw), 1), llama).step(decode).total_ns

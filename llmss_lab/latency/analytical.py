@@ -10,6 +10,7 @@ run unchanged. :func:`iteration_errors` compares it step by step with a measured
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from .ops import Shapes
 from .profile import LatencyProfile
 from .roofline import CLASSES, EFFICIENCY_FILE, Curve, CurveRoof, Roof, TilesRoof, load_efficiency, lookup
 from .specs import SPECS_DIR, HardwareSpec, read_specs
+
+log = logging.getLogger(__name__)
 
 TOKEN_GRID = np.unique(np.round(np.geomspace(1, 1 << 17, 260)))
 SEQ_GRID = np.unique(np.round(np.geomspace(1, 1 << 13, 140)))
@@ -157,6 +160,14 @@ def efficiency(path: str | Path = EFFICIENCY_FILE) -> dict[str, Curve]:
     return _efficiency(str(p.resolve()), p.stat().st_mtime)
 
 
+@functools.cache
+def _warn_unscaled(name: str, path: str) -> None:
+    """Once per spec: a GPU spec without its SM count or cache runs vLLM's attention counts as fitted (on the GPU
+    of the stored fit), which a new spec file's author would otherwise not learn."""
+    log.warning("%s: no 'sms' or 'cache_mb' key: the analytical model's attention tile counts are not scaled to "
+                "this GPU (add them from its datasheet)", path or name)
+
+
 def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[str, Curve] | None = None,
                        stack: str = "vllm", note: str = "") -> LatencyProfile:
     """A profile of ``model`` at TP ``tp`` on ``spec``, computed from the roofline with the
@@ -180,6 +191,11 @@ def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[
                      down_proj=tab("gemm", sh.down_proj))
     per_seq = {"lm_head": tab("gemm", sh.lm_head, SEQ_GRID), "sampler": tab("sampler", sh.sampler, SEQ_GRID)}
     moe = AnalyticalExperts(Shapes(model, 1), roof["gemm"], stack == "artifact") if model.is_moe else None
+    if spec.sms is None or spec.cache_mb is None:
+        unscaled = "its spec gives no sms/cache_mb: attention tile counts as fitted, not scaled to it"
+        note = f"{note}; {unscaled}" if note else unscaled
+        if spec.vendor != "Google":   # a TPU has neither; a GPU spec without them lacks two datasheet numbers
+            _warn_unscaled(spec.name, spec.path)
     src = f"{spec.name} spec ({Path(spec.path).name or 'in memory'}){'; ' + note if note else ''}"
     return LatencyProfile(tp=tp, dense=dense, per_sequence=per_seq, attention=AnalyticalAttention(sh, roof["attention_prefill"], roof["attention_decode"],
                                                         roof["attention_mixed"]),
