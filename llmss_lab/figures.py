@@ -30,7 +30,7 @@ from .config.engine import EngineConfig
 from .errors import InputError
 from .files import absent, check_writable_folder, kind_of, refuse_inside, replacing
 from .instruments import RAW_FILES, Fig7Instruments, clock_offset
-from .results.dataset import Results
+from .results.dataset import Results, bin_width
 from .workload import load_trace
 
 log = logging.getLogger(__name__)
@@ -214,10 +214,20 @@ def run_scenario(sc: Scenario, reference_dir: Path, num_requests: int | None = N
 
 
 def power_rows(res: Results) -> list[tuple[int, float]]:
-    """Server power per second: row ``t`` is the mean power over [t, t+1) s of the run (the samples
-    are stamped at the end of their interval; the last interval may be shorter than a second)."""
-    p = res.power.power.sum(["node", "component"])
-    return [(math.ceil(t) - 1, float(w)) for t, w in zip(p.time.values, p.values) if t > 0]
+    """Server power per second, as the artifact's files and the measured server power give it: row ``t`` is the
+    mean power over [t, t+1) s of the run (the last second ends with the run). Bins of 1/n s (``bin_s`` 0.5, 0.25,
+    ...) are summed into their second by energy; a wider bin cannot tell how its energy split between its seconds,
+    so such a run is refused rather than spread evenly."""
+    width = bin_width(res.power)
+    per_second = round(1 / width)
+    if not math.isclose(per_second * width, 1.0, rel_tol=1e-9):
+        raise InputError(f"power per second needs bins that tile each second (1, 0.5, 0.25, ... s); this run's are "
+                         f"{width:g} s: run it with bin_s=1", "power", "bin_s")
+    p = res.power.power.sum(["node", "component"]).values
+    spans = np.diff(res.power.time.values, prepend=0.0)   # bins are labelled by their end; the last ends the run
+    second = np.arange(len(p)) // per_second
+    energy, covered = np.bincount(second, p * spans), np.bincount(second, spans)
+    return [(t, float(e / d)) for t, (e, d) in enumerate(zip(energy, covered)) if d > 0]
 
 
 def periodic_instants(res: Results, instance: int | None = None, pool: int | None = None,

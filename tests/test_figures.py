@@ -300,3 +300,37 @@ def test_the_pages_llmss_figures_saves_carry_bokehjs_once(ref, tmp_path):
     assert runs[0].error is None
     saved = ["figure_09.ipynb", "figure_09.notebook.html", "figure_9.html"]
     assert {name: _copies_of_bokehjs((tmp_path / name).read_text()) for name in saved} == dict.fromkeys(saved, 1)
+
+
+def test_power_per_second_is_the_same_from_half_and_quarter_second_bins(ref):
+    """power_rows took each bin's end to the whole second before it (``ceil(t) - 1``): with bin_s=0.5 two rows
+    named each second and each held half of it; the figure files and their scorer read one row a second."""
+    import numpy as np
+
+    import llmss_lab
+    from llmss_lab.figures import power_rows
+
+    def rows(bin_s):
+        run = llmss_lab.simulate(ref / "configs/cluster/single_node_power_instance.json",
+                                 llmss_lab.synthetic(40, rate=2, seed=3), reference_dir=ref, bin_s=bin_s)
+        return run, power_rows(run)
+
+    run, whole = rows(1.0)
+    seconds = [t for t, _ in whole]
+    assert seconds == list(range(len(seconds))) and seconds[-1] == int(run.requests.finish.max())
+    for bin_s in (0.5, 0.25):
+        _, finer = rows(bin_s)
+        assert [t for t, _ in finer] == seconds, bin_s
+        np.testing.assert_allclose([w for _, w in finer], [w for _, w in whole], rtol=1e-9)
+
+
+def test_power_per_second_refuses_bins_wider_than_a_second(ref):
+    """A 2 s bin's mean cannot be split between its two seconds; it was written as one row at t=1, 3, ..."""
+    import llmss_lab
+    from llmss_lab.errors import InputError
+    from llmss_lab.figures import power_rows
+
+    run = llmss_lab.simulate(ref / "configs/cluster/single_node_power_instance.json",
+                             llmss_lab.synthetic(40, rate=2, seed=3), reference_dir=ref, bin_s=2)
+    with pytest.raises(InputError, match=r"power: bin_s: .*this run's are 2 s: run it with bin_s=1"):
+        power_rows(run)
