@@ -5,10 +5,14 @@ Run: python benchmarks/bench_save.py [--reference-dir ROOT] [--repeat 5]
 `llmss run configs/cluster/single_node_single_instance.json --rate 0.001 --num-requests 300`, whose
 one-second bins span about 4 days. Each is saved as Results.save writes it (numeric variables deflated)
 and raw, as files were written before; times are the best of --repeat, loads through ll.load_results.
+Then the first save in a fresh process (a 20-request run, --repeat processes; medians): what `llmss run --out`
+pays once, imports included, in CPU and wall seconds, and how many dask modules it leaves imported.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +30,26 @@ def save_raw(res, path: Path) -> Path:
         getattr(res, g).to_netcdf(path, group=g, mode=mode, engine="netcdf4")
         mode = "a"
     return path
+
+
+FIRST_SAVE = """
+import sys, time
+import llmss_lab as ll
+res = ll.simulate(sys.argv[1] + "/configs/cluster/single_node_single_instance.json", ll.synthetic(20, seed=1),
+                  reference_dir=sys.argv[1])
+cpu, wall = time.process_time(), time.perf_counter()
+res.save(sys.argv[2])
+print(time.process_time() - cpu, time.perf_counter() - wall,
+      sum(m.split(".")[0] in ("dask", "distributed") for m in sys.modules))
+"""
+
+
+def first_save(ref: Path, path: Path, repeat: int) -> tuple[float, float, int]:
+    """Median CPU and wall seconds of a fresh process's first Results.save, and the dask modules it imported."""
+    runs = [subprocess.run([sys.executable, "-c", FIRST_SAVE, str(ref), str(path)], capture_output=True,
+                           text=True, check=True).stdout.split() for _ in range(repeat)]
+    return (statistics.median(float(r[0]) for r in runs), statistics.median(float(r[1]) for r in runs),
+            int(runs[0][2]))
 
 
 def best(fn, repeat: int) -> float:
@@ -61,6 +85,9 @@ def main() -> int:
                 lo = best(lambda: ll.load_results(path), args.repeat)
                 print(f"{name:<9}{res.timeseries.sizes['time']:>8}{res.iterations.sizes['step']:>8}{how:>9}"
                       f"{path.stat().st_size / 1e6:>8.2f}{s:>8.3f}{lo:>8.3f}")
+        cpu, wall, dask = first_save(ref, Path(tmp) / "first.nc", args.repeat)
+    print(f"first save in a fresh process: {cpu:.3f} s CPU, {wall:.3f} s wall (medians of {args.repeat}); "
+          f"{dask} dask modules imported")
     return 0
 
 

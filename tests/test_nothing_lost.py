@@ -12,6 +12,7 @@ import llmss_lab as ll
 from llmss_lab.cli import main
 from llmss_lab.errors import WriteFailed
 from llmss_lab.figures import _write_tsv
+from llmss_lab.results import netcdf
 from llmss_lab.sweeps import save as save_sweep
 
 BASE = ll.Scenario(num_requests=6)
@@ -31,15 +32,15 @@ def test_a_crash_while_writing_results_keeps_the_previous_file(ref, previous, mo
     path, before = previous
     res = BASE.replace(num_requests=9).run(ref)
     calls = {"n": 0}
-    real = xr.Dataset.to_netcdf
+    real = netcdf._write_group
 
-    def crash_on_second_group(self, *args, **kwargs):
+    def crash_on_second_group(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise OSError("disk full")
-        return real(self, *args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", crash_on_second_group)
+    monkeypatch.setattr(netcdf, "_write_group", crash_on_second_group)
     with pytest.raises(WriteFailed, match=r"r\.nc: cannot write the file \(disk full\)"):
         res.save(path)
     assert digest(path) == before and not list(path.parent.glob("*.part"))
@@ -54,14 +55,20 @@ def full_disk(tmp_path, monkeypatch):
 
     full = tmp_path / "full"
     full.mkdir()
-    real_write, real_statvfs = xr.Dataset.to_netcdf, os.statvfs
+    real_write, real_group, real_statvfs = xr.Dataset.to_netcdf, netcdf._write_group, os.statvfs
 
-    def write(self, path=None, *args, **kwargs):
+    def write(self, path=None, *args, **kwargs):   # a sweep's file
         if path is not None and str(path).startswith(str(full)):
             raise RuntimeError("NetCDF: HDF error")
         return real_write(self, path, *args, **kwargs)
 
+    def write_group(group, *args, **kwargs):       # a run's
+        if group.filepath().startswith(str(full)):
+            raise RuntimeError("NetCDF: HDF error")
+        return real_group(group, *args, **kwargs)
+
     monkeypatch.setattr(xr.Dataset, "to_netcdf", write)
+    monkeypatch.setattr(netcdf, "_write_group", write_group)
     monkeypatch.setattr(os, "statvfs", lambda p: SimpleNamespace(f_flag=0, f_blocks=1 << 20, f_bavail=0, f_frsize=4096)
                         if str(p).startswith(str(full)) else real_statvfs(p))
     return full
@@ -197,15 +204,16 @@ def test_an_interrupted_sweep_says_its_file_holds_the_points_saved(tmp_path, mon
     assert "interrupted; no file was left half-written" in capsys.readouterr().err
 
 
-CTRL_C_INSIDE_XARRAY = """
+CTRL_C_INSIDE_A_WRITE = """
 import os, signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal, whatever the test runner inherited
 import xarray as xr
 import xarray.backends.locks as locks
 import llmss_lab as ll
+from llmss_lab.results import netcdf
 from llmss_lab.sweeps import save as save_sweep
 
-real = locks.acquire
+real, real_group = locks.acquire, netcdf._write_group
 
 def ctrl_c_while_the_file_lock_is_held(lock, blocking=True):
     got = real(lock, blocking)
@@ -214,15 +222,21 @@ def ctrl_c_while_the_file_lock_is_held(lock, blocking=True):
         os.kill(os.getpid(), signal.SIGINT)
     return got
 
+def ctrl_c_between_groups(*args, **kwargs):   # a run's file is written without xarray's locks
+    netcdf._write_group = real_group
+    os.kill(os.getpid(), signal.SIGINT)
+    return real_group(*args, **kwargs)
+
 res = ll.Scenario(num_requests=6).run(sys.argv[1])
 ds = xr.Dataset({"status": ("point", ["ok"]), "scenario": ("point", ["{}"])})
 for name, write in (("r.nc", res.save), ("sweep.nc", lambda p: save_sweep(ds, p))):
-    locks.acquire = ctrl_c_while_the_file_lock_is_held
+    path = os.path.join(sys.argv[2], name)
+    netcdf._write_group, locks.acquire = ctrl_c_between_groups, ctrl_c_while_the_file_lock_is_held
     try:
-        write(os.path.join(sys.argv[2], name))
+        write(path)
     except KeyboardInterrupt:
-        print("interrupted after", name, flush=True)
-    write(os.path.join(sys.argv[2], name))   # what a sweep does when interrupted: save its points once more
+        print("interrupted after", name, "written" if os.path.exists(path) else "lost", flush=True)
+    write(path)   # what a sweep does when interrupted: save its points once more
 print("done", flush=True)
 """
 
@@ -230,19 +244,19 @@ print("done", flush=True)
 def test_ctrl_c_during_a_netcdf_write_neither_hangs_nor_loses_the_file(ref, tmp_path):
     """A Ctrl-C landing while xarray held its file lock left the lock taken, and the next write (an interrupted
     sweep saves its points) waited for it for ever: `llmss sweep` hung on Ctrl-C. The write now finishes and the
-    interrupt surfaces after it."""
+    interrupt surfaces after it; so it does in a run's file, which netCDF4 writes without xarray's locks."""
     import subprocess
     import sys
 
     try:
-        done = subprocess.run([sys.executable, "-c", CTRL_C_INSIDE_XARRAY, str(ref), str(tmp_path)],
+        done = subprocess.run([sys.executable, "-c", CTRL_C_INSIDE_A_WRITE, str(ref), str(tmp_path)],
                               capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
         pytest.fail("a netCDF write after a Ctrl-C inside the previous one hung")
-    assert done.stdout.split("\n")[:3] == ["interrupted after r.nc", "interrupted after sweep.nc", "done"], done.stderr
+    assert done.stdout.split("\n")[:3] == ["interrupted after r.nc written", "interrupted after sweep.nc written",
+                                           "done"], done.stderr
     assert ll.load_results(tmp_path / "r.nc").summary()["completed"] == 6
     assert not list(tmp_path.glob("*.part"))
-
 
 
 def test_a_local_sweep_worker_leaves_ctrl_c_to_the_sweep():

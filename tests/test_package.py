@@ -118,6 +118,16 @@ def test_a_run_and_its_summary_do_not_import_dask(ref):
         f"ll.synthetic(20, seed=1), reference_dir={str(ref)!r}, memory_sample_s=0.5); res.summary()")
 
 
+def test_saving_results_does_not_import_dask(ref, tmp_path):
+    """xarray's to_netcdf asked dask which scheduler runs and whether each array was its own: a first save
+    imported dask, dask.array and distributed (0.4 s of CPU) for a run with no dask arrays."""
+    assert not _imports_dask(
+        "import llmss_lab as ll; "
+        f"res = ll.simulate({str(ref / 'configs/cluster/single_node_power_instance.json')!r}, "
+        f"ll.synthetic(20, seed=1), reference_dir={str(ref)!r}); res.save({str(tmp_path / 'run.nc')!r})")
+    assert (tmp_path / "run.nc").stat().st_size > 0
+
+
 def test_the_explorers_first_view_does_not_import_dask(ref):
     """The explorer's first Run shows the timeline tab: like the run itself, it needs no dask."""
     assert not _imports_dask(

@@ -60,6 +60,52 @@ def test_netcdf_round_trip(res, tmp_path):
     assert back.itl.identical(res.itl)
 
 
+def _outline(path) -> dict:
+    """Everything a netCDF reader sees of a file, group by group: dimensions, and each variable's type, dimensions,
+    compression, chunks, attributes (in any order) and bytes; the group's attributes but the run's wall time."""
+    import netCDF4
+
+    out = {}
+    with netCDF4.Dataset(path) as nc:
+        assert not nc.ncattrs() and not nc.variables
+        for g in nc.groups.values():
+            g.set_auto_maskandscale(False)
+            variables = {n: (str(v.datatype), v.dimensions, v.filters(), v.chunking(),
+                             sorted((k, repr(v.getncattr(k))) for k in v.ncattrs()),
+                             list(v[...]) if v.dtype is str else v[...].tobytes()) for n, v in g.variables.items()}
+            attrs = sorted((k, repr(g.getncattr(k))) for k in g.ncattrs() if k != "sim_wall_s")
+            out[g.name] = ({d.name: d.size for d in g.dimensions.values()}, variables, attrs)
+    return out
+
+
+def test_a_saved_file_holds_what_xarrays_writer_wrote(ref, tmp_path):
+    """save() writes with netCDF4 itself (xarray's writer imported dask); every group of its file holds what
+    to_netcdf wrote, for runs with every group (MoE and P/D, memory tiers, prefix pools, power) and for a run
+    loaded back from its file and saved again, whose strings come back as read."""
+    from llmss_lab.results.dataset import GROUPS, OPTIONAL, compressed
+
+    cluster = ref / "configs/cluster"
+    runs = {"moe_pd": llmss_lab.simulate(cluster / "single_node_moe_pd_instance.json", synthetic(30, seed=2),
+                                         reference_dir=ref),
+            "cxl": llmss_lab.simulate(cluster / "single_node_cxl_instance.json", synthetic(30, seed=2),
+                                      reference_dir=ref),
+            "pools": llmss_lab.simulate(cluster / "single_node_multi_instance.json", synthetic(30, seed=2),
+                                        reference_dir=ref, prefix_storage="cpu"),
+            "power": llmss_lab.simulate(cluster / "single_node_power_instance.json", synthetic(30, seed=2),
+                                        reference_dir=ref, bin_s=0.5)}
+    runs["reloaded"] = Results.load(runs["pools"].save(tmp_path / "first.nc"))
+    assert {"experts", "power"} <= {g for run in runs.values() for g in OPTIONAL if getattr(run, g).data_vars}
+    assert "pool_tier" in runs["pools"].memory and "tier_busy" in runs["cxl"].memory
+    for name, run in runs.items():
+        ours = run.save(tmp_path / f"{name}.nc")
+        theirs = tmp_path / f"{name}-xarray.nc"
+        groups = [g for g in (*GROUPS, "itl", *OPTIONAL) if getattr(run, g).data_vars]
+        for i, g in enumerate(groups):
+            ds = getattr(run, g)
+            ds.to_netcdf(theirs, group=g, mode="a" if i else "w", engine="netcdf4", encoding=compressed(ds))
+        assert _outline(ours) == _outline(theirs), name
+
+
 def test_a_results_file_with_one_entry_per_token_gap_still_loads(res, tmp_path):
     """Files written before the gaps were folded keep their summary."""
     import xarray as xr

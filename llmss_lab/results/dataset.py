@@ -31,6 +31,7 @@ from ..kernel.instance import merge_counts
 from ..kernel.power import PowerAccount
 from ..kernel.simulator import RawRun
 from .metrics import latency_summary, tpot_ms
+from .netcdf import write_groups
 
 GROUPS = ("requests", "iterations", "timeseries")
 OPTIONAL = ("experts", "memory", "power")   # present when the run has MoE, memory tiers, power specs
@@ -516,12 +517,9 @@ class Results:
             with replacing(path) as tmp:
                 self.request_table().to_csv(tmp, index=False)
             return path
+        groups = {g: getattr(self, g) for g in (*GROUPS, "itl", *(g for g in OPTIONAL if getattr(self, g).data_vars))}
         with ctrl_c_held(), replacing(path) as tmp, small_chunk_cache():
-            mode = "w"
-            for g in (*GROUPS, "itl", *(g for g in OPTIONAL if getattr(self, g).data_vars)):
-                ds = getattr(self, g)
-                ds.to_netcdf(tmp, group=g, mode=mode, engine="netcdf4", encoding=compressed(ds))
-                mode = "a"
+            write_groups(tmp, groups, {g: compressed(ds) for g, ds in groups.items()})
         return path
 
     def request_table(self):
