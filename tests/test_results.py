@@ -299,3 +299,41 @@ def test_saving_writes_with_a_small_chunk_cache_and_leaves_the_setting_as_it_was
     assert netCDF4.get_chunk_cache() == before
     back = Results.load(tmp_path / "r.nc")
     assert back.iterations.identical(res.iterations)
+
+
+@pytest.mark.parametrize("config,options", [
+    ("single_node_pim_instance", {"attn_offload": True}),
+    ("single_node_power_instance", {"prefix_storage": "cpu", "engine": {"async_scheduling": True}}),
+    ("single_node_pp_instance", {"prefix_storage": "cpu"}),
+])
+def test_a_step_log_in_chunks_of_seven_rows_gives_the_results_of_one_chunk(ref, monkeypatch, config, options):
+    """The step log fills chunks of CHUNK_ROWS rows (a column grown as one array left holes in glibc's heap).
+    With 7-row chunks every column, the PIM busy time and the bytes a step's stores add after it ends
+    (power), the columns a step's end fills while later steps run (async scheduling, pipeline stages), reads
+    back as it did from one chunk."""
+    from llmss_lab.kernel import instance, simulator
+
+    logs = []
+    real = simulator.run
+
+    def run():
+        def keep(*args, **kwargs):
+            raw = real(*args, **kwargs)
+            logs.append(raw.instances[0].log)
+            return raw
+
+        monkeypatch.setattr(simulator, "run", keep)
+        wl = synthetic(40, rate=8, seed=4, shared_prefix_len=512, num_prefixes=2)
+        res = llmss_lab.simulate(ref / f"configs/cluster/{config}.json", wl, reference_dir=ref, **options)
+        for ds in (res.requests, res.iterations, res.timeseries, res.itl, res.memory, res.power):
+            ds.attrs.pop("sim_wall_s")
+        return res
+
+    whole = run()
+    monkeypatch.setattr(instance, "CHUNK_ROWS", 7)
+    chunked = run()
+    steps = whole.iterations.sizes["step"]
+    assert not logs[0].full and len(logs[1].full["busy"]) == (steps - 1) // 7 > 10   # (start was spent)
+    for g in ("requests", "iterations", "timeseries", "itl", "memory", "power"):
+        assert getattr(chunked, g).identical(getattr(whole, g)), g
+    assert bool(chunked.power.data_vars) == (config != "single_node_pp_instance")
