@@ -4,7 +4,7 @@ Run: python benchmarks/bench_steplog.py [--reference-dir ROOT] [--requests 10000
 One fresh process runs the kernel alone (bench_scaling.py's workload: Llama-3.1-8B on an RTX PRO 6000, seeded
 ShareGPT-like requests at 8 req/s) and prints, when it returns:
 * the step log's values against the bytes its typed arrays hold (``sys.getsizeof``: CPython's array grows by about
-  1/16 on each resize, so up to ~6 % can be slack), over every chunk of every column;
+  1/16 on each resize, so up to ~6 % can be slack);
 * glibc's heap (mallinfo2): bytes in use, bytes free but kept (what fragmentation would hold), bytes in mmapped
   chunks (large arrays: glibc resizes those with mremap, which copies nothing and leaves no hole) and how much of
   the step log sits in the heap, where a resize that cannot grow in place moves the array and leaves a hole
@@ -26,7 +26,6 @@ import ctypes, json, sys, time, tracemalloc
 from array import array
 import llmss_lab as ll
 from llmss_lab.kernel import simulator
-from llmss_lab.kernel.instance import COLUMNS
 
 n, ref, traced = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 kept = {}
@@ -58,12 +57,11 @@ libc.mallinfo2.restype = Mallinfo2
 m = libc.mallinfo2()
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 log = kept["raw"].instances[0].log
-cols = [c for key in COLUMNS for c in (*log.full.get(key, ()), getattr(log, key))]   # every chunk of every column
+cols = [v for v in vars(log).values() if isinstance(v, array)]
 empty = sys.getsizeof(array("d"))
 heap = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in open("/proc/self/maps") if "[heap]" in line]
 in_heap = sum(sys.getsizeof(c) - empty for c in cols if any(lo <= c.buffer_info()[0] < hi for lo, hi in heap))
-out = {"steps": len(log), "in_heap_mb": in_heap / 2**20, "kernel_s": kept["kernel_s"], "columns": len(COLUMNS),
-       "chunks": len(cols),
+out = {"steps": len(log.start), "in_heap_mb": in_heap / 2**20, "kernel_s": kept["kernel_s"], "columns": len(cols),
        "values_mb": sum(len(c) * c.itemsize for c in cols) / 2**20,
        "held_mb": sum(sys.getsizeof(c) - empty for c in cols) / 2**20,
        "heap_used_mb": m.uordblks / 2**20, "heap_free_mb": m.fordblks / 2**20, "mmapped_mb": m.hblkhd / 2**20,
@@ -85,8 +83,8 @@ def main() -> int:
                           "1" if args.tracemalloc else "0"], capture_output=True, text=True, check=True)
     r = json.loads(run.stdout.strip().splitlines()[-1])
     print(f"{args.requests} requests, {r['steps']} steps, kernel {r['kernel_s']:.1f} s")
-    print(f"step log: {r['columns']} columns in {r['chunks']} chunks, values {r['values_mb']:.1f} MB, arrays hold "
-          f"{r['held_mb']:.1f} MB ({(r['held_mb'] / r['values_mb'] - 1) * 100:+.1f} %)")
+    print(f"step log: {r['columns']} columns, values {r['values_mb']:.1f} MB, arrays hold {r['held_mb']:.1f} MB "
+          f"({(r['held_mb'] / r['values_mb'] - 1) * 100:+.1f} %)")
     print(f"glibc heap: in use {r['heap_used_mb']:.1f} MB, free but kept {r['heap_free_mb']:.1f} MB; "
           f"mmapped chunks {r['mmapped_mb']:.1f} MB; {r['in_heap_mb']:.1f} MB of the step log in the heap")
     print(f"RSS {r['rss_mb']:.0f} MB, peak {r['hwm_mb']:.0f} MB")

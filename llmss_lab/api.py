@@ -685,7 +685,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
         "cluster": str(spec.source),
         "workload": workload.name,
         "simulated_s": raw.end_ns * 1e-9,
-        "num_steps": sum(len(i.log) for i in raw.instances),
+        "num_steps": sum(len(i.log.start) for i in raw.instances),
         "latency_model": choice.mode,
         "what_if": choice.what_if.label(),
     }

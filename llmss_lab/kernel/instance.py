@@ -12,7 +12,7 @@ arrives while a step runs is queued when that step ends (that is when vLLM stamp
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -94,20 +94,10 @@ BOUNDED_COUNTS = ("tokens", "seqs", "prefill_tokens", "prefill_seqs", "decode_se
 INT32_MAX = 2**31 - 1
 
 
-# rows per chunk of a step log column: 64 KiB of float64, under glibc's lowest threshold for a block of its own
-CHUNK_ROWS = 1 << 13
-
-
 @dataclass
 class StepLog:
     """One row per step, appended to typed arrays (8 bytes a value, where a list of Python numbers
-    takes about 40; 4 for the bounded counts of :meth:`bounded_by`) and read as numpy arrays at the end
-    (:meth:`values`).
-
-    A column is a chain of chunks of :data:`CHUNK_ROWS` rows: the attribute is the chunk being filled, and full
-    ones wait in ``full``. As one array a column was copied on most of its resizes (by 1/16 each) and, in glibc's
-    heap, every copy left a hole that 30 columns growing side by side rarely fitted again: a 100,000-request run
-    kept ~50 MB of its heap free. A full chunk is never moved again."""
+    takes about 40; 4 for the bounded counts of :meth:`bounded_by`) and read as numpy arrays at the end."""
 
     start: array = field(default_factory=_floats)
     duration: array = field(default_factory=_floats)
@@ -140,40 +130,6 @@ class StepLog:
     prefix_queries: array = field(default_factory=_ints)
     prefix_hits: array = field(default_factory=_ints)
     itl: GapTally = field(default_factory=GapTally)
-    full: dict[str, list[array]] = field(default_factory=dict)   # each column's full chunks, oldest first
-
-    def __len__(self) -> int:
-        """Steps logged."""
-        return len(self.full.get("start", ())) * CHUNK_ROWS + len(self.start)
-
-    def next_row(self) -> int:
-        """The row of the step about to be logged; at a chunk's end every column starts a new one (the columns
-        a step's end fills are a step or two behind: their chunks end where they were when the start's did)."""
-        if len(self.start) == CHUNK_ROWS:
-            for key in COLUMNS:
-                self.full.setdefault(key, []).append(getattr(self, key))
-                setattr(self, key, array(getattr(self, key).typecode))
-        return len(self)
-
-    def chunks(self, key: str) -> list[np.ndarray]:
-        """Column ``key``'s chunks, oldest first, as numpy views of the log."""
-        return [np.asarray(c) for c in (*self.full.get(key, ()), getattr(self, key))]
-
-    def values(self, key: str) -> np.ndarray:
-        """Column ``key`` as one numpy array: a view of the log while it has one chunk, else a new array."""
-        parts = self.chunks(key)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def add(self, key: str, row: int, value: float) -> None:
-        """Add ``value`` to column ``key`` at ``row`` (a column :meth:`next_row`'s step fills at its start)."""
-        chunk, i = divmod(row, CHUNK_ROWS)
-        full = self.full.get(key, [])
-        (full[chunk] if chunk < len(full) else getattr(self, key))[i] += value
-
-    def spend(self, key: str) -> None:
-        """Empty column ``key``: the results' last use of it."""
-        self.full.pop(key, None)
-        setattr(self, key, array(getattr(self, key).typecode))
 
     @classmethod
     def bounded_by(cls, most: int) -> StepLog:
@@ -185,9 +141,6 @@ class StepLog:
             for key in BOUNDED_COUNTS:
                 setattr(log, key, array("i"))
         return log
-
-
-COLUMNS = tuple(f.name for f in fields(StepLog) if f.name not in ("itl", "full"))
 
 
 def batch_shape(step: ScheduledStep) -> BatchShape:
@@ -301,7 +254,7 @@ class Instance:
     def record(self, p: Planned, start: float, t: StepTime, duration: float, recall_ns: float,
                tier_bytes: float, pool_link_bytes: float) -> None:
         log, shape = self.log, p.shape
-        p.row = log.next_row()
+        p.row = len(log.start)
         log.start.append(start)
         log.duration.append(duration)
         log.busy.append(sum(t.stages) - t.npu_wait_ns)
@@ -494,9 +447,9 @@ class Engine:
                 continue
             if p.step.store:   # the chunks this step computed reach the prefix pool now, not when scheduled
                 written = m.scheduler.kv.lower.store(now, p.step.store, m.pool_path)
-                m.log.add("tier_bytes", p.row, written)
+                m.log.tier_bytes[p.row] += written
                 if m.pool_path is not None:
-                    m.log.add("pool_link_bytes", p.row, written)
+                    m.log.pool_link_bytes[p.row] += written
             first, done = m.complete(p, now)
             if self.on_step_done is not None:
                 self.on_step_done(m, first, done, start, now)

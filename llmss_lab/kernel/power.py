@@ -170,32 +170,32 @@ def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None 
     cpu_busy: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in nodes]   # steps feeding NPUs
     for inst, s in zip(raw.instances, raw.setups):
         node = nodes[s.node]
-        if node is None or not len(inst.log):
+        if node is None or not inst.log.start:
             continue
         spec = node.spec
         npu = spec.npu[s.info["hardware"]]
         log = inst.log
-        start = log.values("start") * 1e-9
-        end = start + log.values("duration") * 1e-9
-        busy = log.values("busy") * 1e-9
+        start = np.asarray(log.start) * 1e-9
+        end = start + np.asarray(log.duration) * 1e-9
+        busy = np.asarray(log.busy) * 1e-9
         per_stage = s.lanes // max(1, s.pp)
         n = s.node
         energy_bins[:, n, C["npu"]] += spread(start, end, (npu.active_w - npu.idle_w) * busy * per_stage, edges)
         cpu_busy[n].append((start, end, spec.cpu_busy_extra_w * busy))
         a, b = _standby(start, end, horizon, npu.standby_s)
         energy_bins[:, n, C["npu"]] += spread(a, b, (npu.standby_w - npu.idle_w) * (b - a) * s.lanes, edges)
-        local = log.values("tier_bytes") - log.values("pool_link_bytes")   # in this node's own memory or CXL
+        local = np.asarray(log.tier_bytes) - np.asarray(log.pool_link_bytes)   # in this node's own memory or CXL
         energy_bins[:, n, C["dram"]] += spread(start, end, spec.dram_pj_per_bit * BIT_PJ * local, edges)
-        if (pim := log.values("pim_busy")).size:
-            energy_bins[:, n, C["dram"]] += spread(start, end, node.pim_active_w * pim * 1e-9, edges)
-        energy_bins[:, n, C["link"]] += spread(start, end, spec.link_pj_per_bit * BIT_PJ * log.values("wire_bytes"), edges)
+        if log.pim_busy:
+            energy_bins[:, n, C["dram"]] += spread(start, end, node.pim_active_w * np.asarray(log.pim_busy) * 1e-9, edges)
+        energy_bins[:, n, C["link"]] += spread(start, end, spec.link_pj_per_bit * BIT_PJ * np.asarray(log.wire_bytes), edges)
     for inst in raw.instances:   # a pool in another node's memory: DRAM work there, the wire at both ends
         path, log = inst.pool_path, inst.log
-        if path is None or not len(log):
+        if path is None or not log.start:
             continue
-        start = log.values("start") * 1e-9
-        end = start + log.values("duration") * 1e-9
-        nbytes = log.values("pool_link_bytes")
+        start = np.asarray(log.start) * 1e-9
+        end = start + np.asarray(log.duration) * 1e-9
+        nbytes = np.asarray(log.pool_link_bytes)
         if nodes[path.pool_node] is not None:
             pj = nodes[path.pool_node].spec.dram_pj_per_bit
             energy_bins[:, path.pool_node, C["dram"]] += spread(start, end, pj * BIT_PJ * nbytes, edges)

@@ -13,6 +13,7 @@ Every variable carries ``units`` and ``long_name``; run-level facts sit in the D
 from __future__ import annotations
 
 import json
+from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,8 +224,8 @@ def iterations_dataset(raw: RawRun, spend: bool = False) -> xr.Dataset:
     peaked at 2.4 times the step log on top of it. With ``spend`` each step log column is emptied once copied
     (the run's last use of it), so the log and the Dataset are never both whole."""
     logs = [inst.log for inst in raw.instances]
-    lengths = [len(log) for log in logs]
-    start_all = np.concatenate([c for log in logs for c in log.chunks("start")]) if logs else np.zeros(0)
+    lengths = [len(log.start) for log in logs]
+    start_all = np.concatenate([np.asarray(log.start) for log in logs]) if logs else np.zeros(0)
     # one instance, or several whose steps happen to come in order: the stable sort keeps the order as it is
     order = None if start_all.size < 2 or bool((start_all[1:] >= start_all[:-1]).all()) else \
         np.argsort(start_all, kind="stable")
@@ -233,14 +234,14 @@ def iterations_dataset(raw: RawRun, spend: bool = False) -> xr.Dataset:
     def column(key: str | None, kind: str) -> np.ndarray:
         """The instances' ``key`` columns (None: the instance's id) end to end in step order, as a new array:
         ``concatenate`` always allocates, so it is never a view of the live log."""
-        values = [part for n, inst, log in zip(lengths, raw.instances, logs)
-                  for part in ([np.full(n, inst.iid)] if key is None else log.chunks(key))]
+        values = [np.full(n, inst.iid) if key is None else np.asarray(getattr(log, key))
+                  for n, inst, log in zip(lengths, raw.instances, logs)]
         dtype = _count_dtype(values) if kind == "i" else np.float64
         out = np.concatenate(values, dtype=dtype) if values else np.zeros(0, dtype)
         del values   # the views of the log go before the log's column does
         if spend and key is not None:
             for log in logs:
-                log.spend(key)
+                setattr(log, key, array(getattr(log, key).typecode))
         return out if order is None else out[order]
 
     d = "step"
@@ -267,22 +268,22 @@ def timeseries_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
     preempt = np.zeros(shape)
     for j, inst in enumerate(raw.instances):
         log = inst.log
-        if not len(log):
+        if not log.start:
             continue
-        end = (log.values("start") + log.values("duration")) * 1e-9
+        end = (np.asarray(log.start) + np.asarray(log.duration)) * 1e-9
         b = np.minimum((end // bin_s).astype(np.int64), nbins - 1)
-        prompt[:, j] = np.bincount(b, weights=log.values("prompt_done"), minlength=nbins)[:nbins] / bin_s
-        gen[:, j] = np.bincount(b, weights=log.values("generated"), minlength=nbins)[:nbins] / bin_s
-        preempt[:, j] = np.bincount(b, weights=log.values("preempted"), minlength=nbins)[:nbins]
+        prompt[:, j] = np.bincount(b, weights=log.prompt_done, minlength=nbins)[:nbins] / bin_s
+        gen[:, j] = np.bincount(b, weights=log.generated, minlength=nbins)[:nbins] / bin_s
+        preempt[:, j] = np.bincount(b, weights=log.preempted, minlength=nbins)[:nbins]
         # state at the end of each bin: the last step that ended in or before it
         last = np.searchsorted(end, edges[1:], side="right") - 1
         has = last >= 0
         idx = np.maximum(last, 0)
-        running[:, j] = np.where(has, log.values("running")[idx], 0)
-        waiting[:, j] = np.where(has, log.values("waiting")[idx], 0)
-        kv_pct[:, j] = np.where(has, log.values("kv_blocks_used")[idx] / raw.setups[j].num_blocks * 100, 0)
-        q = np.where(has, log.values("prefix_queries")[idx], 0).astype(float)
-        h = np.where(has, log.values("prefix_hits")[idx], 0).astype(float)
+        running[:, j] = np.where(has, np.asarray(log.running)[idx], 0)
+        waiting[:, j] = np.where(has, np.asarray(log.waiting)[idx], 0)
+        kv_pct[:, j] = np.where(has, np.asarray(log.kv_blocks_used)[idx] / raw.setups[j].num_blocks * 100, 0)
+        q = np.where(has, np.asarray(log.prefix_queries)[idx], 0).astype(float)
+        h = np.where(has, np.asarray(log.prefix_hits)[idx], 0).astype(float)
         dq, dh = np.diff(q, prepend=0.0), np.diff(h, prepend=0.0)
         hit[:, j] = np.where(dq > 0, dh / np.where(dq > 0, dq, 1) * 100, np.nan)
     dims = ("time", "instance")
@@ -355,14 +356,14 @@ def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
     weights = np.array([s.weight_bytes / MIB for s in raw.setups])
     for j, inst in enumerate(raw.instances):
         log, s = inst.log, raw.setups[j]
-        start = log.values("start")
-        used = log.values("kv_blocks_used").astype(float)
-        holding = log.values("kv_blocks_holding").astype(float)
+        start = np.asarray(log.start)
+        used = np.asarray(log.kv_blocks_used, dtype=float)
+        holding = np.asarray(log.kv_blocks_holding, dtype=float)
         kv[:, j] = _at(start, used, t_ns) * s.block_bytes / MIB
         cached[:, j] = _at(start, holding - used, t_ns) * s.block_bytes / MIB
-        end = start + log.values("duration")
-        q = _at(end, log.values("prefix_queries"), t_ns)
-        h = _at(end, log.values("prefix_hits"), t_ns)
+        end = start + np.asarray(log.duration)
+        q = _at(end, log.prefix_queries, t_ns)
+        h = _at(end, log.prefix_hits, t_ns)
         hit[:, j] = np.where(q > 0, h / np.where(q > 0, q, 1) * 100, 0.0)
     di = ("time", "instance")
     data = {
