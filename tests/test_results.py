@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import llmss_lab
 from llmss_lab import ClusterSpec, Results, synthetic
@@ -76,6 +77,20 @@ def _outline(path) -> dict:
             attrs = sorted((k, repr(g.getncattr(k))) for k in g.ncattrs() if k != "sim_wall_s")
             out[g.name] = ({d.name: d.size for d in g.dimensions.values()}, variables, attrs)
     return out
+
+
+def test_the_netcdf_writer_reads_back_every_kind_of_value_a_run_may_hold(tmp_path):
+    """Ints, floats with NaN, strings and booleans (none of a run's Datasets has one today; a new flag column
+    must not make save() fail after a long run) come back from xarray's reader as they went in."""
+    from llmss_lab.results.netcdf import write_groups
+
+    ds = xr.Dataset({"n": ("r", np.array([1, 2, 3])), "x": ("r", np.array([0.5, np.nan, 2.0])),
+                     "name": ("r", np.array(["a", "bb", ""])), "ok": ("r", np.array([True, False, True]))},
+                    coords={"r": [0, 1, 2]}, attrs={"units_note": "none"})
+    write_groups(tmp_path / "x.nc", {"g": ds}, {})
+    back = xr.load_dataset(tmp_path / "x.nc", group="g", engine="netcdf4")
+    xr.testing.assert_identical(back, ds)
+    assert back.ok.dtype == bool
 
 
 def test_a_saved_file_holds_what_xarrays_writer_wrote(ref, tmp_path):

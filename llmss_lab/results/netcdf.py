@@ -34,11 +34,13 @@ def _write_group(group: netCDF4.Group, ds: xr.Dataset, encoding: dict[str, dict]
     for name, var in ds.variables.items():
         values = var.values
         kind = values.dtype.kind
+        attrs = dict(var.attrs)
+        if kind == "b":   # netCDF has no booleans: bytes, which xarray reads back as bool by this attribute
+            values, kind, attrs["dtype"] = values.astype("i1"), "i", "bool"
         if kind not in "iufUO":
             raise TypeError(f"{group.name}/{name}: cannot write {values.dtype} values to netCDF")
         nc_var = group.createVariable(str(name), str if kind in "UO" else values.dtype, tuple(map(str, var.dims)),
                                       fill_value=np.nan if kind == "f" else None, **encoding.get(name, {}))
-        attrs = dict(var.attrs)
         if name in ds.data_vars and (coords := sorted(c for c in extra if set(ds[c].dims) <= set(var.dims))):
             attrs["coordinates"] = " ".join(coords)
         nc_var.setncatts(attrs)
