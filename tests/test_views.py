@@ -552,7 +552,7 @@ def test_axes_name_the_quantity_and_its_unit_and_long_latencies_read_in_seconds(
     labels = {view.__name__: view(a, b).yaxis[0].axis_label for view in (views.throughput, views.memory, views.power)}
     assert labels == {"throughput": "throughput (tokens/s)", "memory": "memory (GiB)", "power": "power (W)"}
     for fig in (views.throughput(a), views.power(a)):
-        assert fig.yaxis[0].formatter.format == fig.xaxis[0].formatter.format == "0,0.[0]"
+        assert fig.yaxis[0].formatter.format == fig.xaxis[0].formatter.format == plots.TICKS
     assert not isinstance(views.batch_timeline(a).yaxis[0].formatter, NumeralTickFormatter)   # rows: names
     slow, quick = views.latency_cdf(b, metric="e2e_latency"), views.latency_cdf(a, metric="tpot")
     assert float(b.requests.e2e_latency.max()) >= plots.SECONDS_FROM_MS > float(a.requests.tpot.max())
@@ -561,6 +561,31 @@ def test_axes_name_the_quantity_and_its_unit_and_long_latencies_read_in_seconds(
     (hover,) = slow.select({"type": HoverTool})
     assert dict(hover.tooltips)["E2E latency"].endswith(" s") and "@y" in dict(hover.tooltips)["at or below"]
     assert views.power(a, b).title.text.endswith(f"({views.run_labels(a, b)[1]} has no power model)")
+
+
+def _decimals(fmt: str) -> int:
+    """The decimals a numbro format such as ``0,0.[000]`` can show (optional ones included)."""
+    m = re.search(r"\.\[?(0+)\]?", fmt)
+    return len(m[1]) if m else 0
+
+
+def test_tick_labels_of_a_short_run_are_told_apart(ref):
+    """One decimal at most: the time axis of a 0.2 s run read 0, 0.1, 0.1, 0.2, 0.2 (ticks 0.05 apart), and its
+    hover said 0.1 s for a step at 0.05 s; a TPOT CDF spanning 22.5-22.9 ms read its ticks alike too."""
+    from bokeh.models import HoverTool
+
+    short = Scenario(num_requests=2, output_len="fixed:4", power=True).run(ref)
+    assert float(short.requests.finish.max()) < 0.5
+    figs = [views.throughput(short), views.memory(short), views.power(short), views.request_lifelines(short),
+            views.batch_timeline(short), *(views.latency_cdf(short, metric=m) for m, _ in plots.METRICS)]
+    for fig in figs:
+        assert _decimals(fig.xaxis[0].formatter.format) >= 3, fig.title.text
+        if fig.yaxis[0].formatter.__class__.__name__ == "NumeralTickFormatter":
+            assert _decimals(fig.yaxis[0].formatter.format) >= 3, fig.title.text
+        for hover in fig.select({"type": HoverTool}):
+            for name, tip in hover.tooltips:
+                if name == "time":
+                    assert _decimals(tip) >= 3, (fig.title.text, tip)
 
 
 def test_the_time_series_give_their_numbers_on_hover(runs):

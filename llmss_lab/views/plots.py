@@ -36,6 +36,9 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 LIMIT_COLOR = "#000000"
 WIDTH = 820   # with the toolbar: fits JupyterLab's output area at 1280 px beside the file browser (848 px; 900 ran past)
 TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
+# tick labels: thousands separated (1,200 s, not 1200) and as many decimals as the ticks need, up to four: one
+# decimal at most read the ticks of a 0.2 s run 0, 0.1, 0.1, 0.2, 0.2
+TICKS = "0,0.[0000]"
 
 
 def _fig(title: str, y_label: str, x_range=None, height: int = 220, **kw) -> figure:
@@ -51,9 +54,9 @@ def _fig(title: str, y_label: str, x_range=None, height: int = 220, **kw) -> fig
                x_axis_label="time (s)", y_axis_label=y_label, **({"x_range": x_range} if x_range is not None else {}),
                **kw)
     p.toolbar.logo = None
-    p.xaxis.formatter = NumeralTickFormatter(format="0,0.[0]")   # 1,200 s, not 1200
+    p.xaxis.formatter = NumeralTickFormatter(format=TICKS)
     if "y_range" not in kw:   # a quantity, not rows: 12,000 tokens/s
-        p.yaxis.formatter = NumeralTickFormatter(format="0,0.[0]")
+        p.yaxis.formatter = NumeralTickFormatter(format=TICKS)
     return p
 
 
@@ -339,7 +342,7 @@ def _hover_lines(p: figure) -> None:
     no number)."""
     lines = [r for r in p.renderers if "series" in r.data_source.data]
     p.add_tools(HoverTool(renderers=lines, tooltips=[("run", "@run"), ("series", "@series"),
-                                                     ("time", "@x{0,0.[0]} s"), ("value", "@y{0,0.[00]} @unit")]))
+                                                     ("time", "@x{0,0.[000]} s"), ("value", "@y{0,0.[00]} @unit")]))
 
 
 def _overlay_lines(p: figure, run: str, unit: str, series: list[tuple[str, np.ndarray, np.ndarray]],
@@ -484,7 +487,7 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         top = p.line("t", "total", source=ColumnDataSource({**data, "total": per.sum("component").values}),
                      line_color=None)
         p.add_tools(HoverTool(renderers=[top], mode="vline", tooltips=[
-            ("run", name_a), ("time", "@t{0,0.[0]} s"), ("total", "@total{0,0} W"),
+            ("run", name_a), ("time", "@t{0,0.[000]} s"), ("total", "@total{0,0} W"),
             *[(c, f"@{{{c}}}{{0,0}} W") for c in reversed(names)]]))
     if b is not None and "power" in b.power:
         bp = b.power
@@ -564,7 +567,7 @@ def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft", labe
         items.append(LegendItem(label=name, renderers=[line]))
     if empty:   # only TPOT and ITL can be: every request has a first token
         p.title.text += f" ({' and '.join(empty) if b is not None else 'empty'}: no request made a second token)"
-    p.xaxis.formatter = NumeralTickFormatter(format="0,0.[0]")   # 1,500 ms, not 1.500e+3
+    p.xaxis.formatter = NumeralTickFormatter(format=TICKS)   # 1,500 ms, not 1.500e+3
     p.add_tools(HoverTool(tooltips=[("run", "@run"), (title, f"@x{{0,0.[000]}} {unit}"),
                                     ("at or below", "@y{0.0%}")]))
     if b is not None:   # under the plot, a run to a row: inside, it covered the long tails its curves are drawn for
