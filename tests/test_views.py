@@ -691,12 +691,15 @@ def test_memory_of_a_file_saved_before_the_memory_group_is_labelled_as_the_perce
 
 
 def _time_labels(*runs) -> dict[str, str]:
-    return {view.__name__: view(*runs).yaxis[0].axis_label for view in (views.throughput, views.memory, views.power)}
+    """Each time view's title up to the run's name: where the bin widths are said."""
+    return {view.__name__: view(*runs).title.text.split(": ")[0]
+            for view in (views.throughput, views.memory, views.power)}
 
 
 def test_every_time_series_view_says_its_bin_width_read_off_its_data(ref, runs):
     """Only the throughput view said "mean of N s bins": the power view's bins are as wide and its axis said
-    nothing, nor did the memory view's, whose samples ``memory_sample_s`` spaces apart from ``bin_s``."""
+    nothing, nor did the memory view's, whose samples ``memory_sample_s`` spaces apart from ``bin_s``. The titles
+    say it: on the y axes (``throughput (tokens/s, mean of 1 and 2 s bins)``) it ran past the figure's top edge."""
     import dataclasses
 
     import xarray as xr
@@ -706,15 +709,22 @@ def test_every_time_series_view_says_its_bin_width_read_off_its_data(ref, runs):
     sc = Scenario(num_requests=60, power=True)
     wide = simulate(sc.cluster(ref), sc.workload(ref), sc.engine(), reference_dir=ref, bin_s=2, memory_sample_s=0.5)
     a, _ = runs
-    assert _time_labels(wide) == {"throughput": "throughput (tokens/s, mean of 2 s bins)",
-                                  "memory": "memory (GiB, sampled every 0.5 s)", "power": "power (W, mean of 2 s bins)"}
-    assert _time_labels(wide, a) == {"throughput": "throughput (tokens/s, mean of 1 and 2 s bins)",
-                                     "memory": "memory (GiB, sampled every 0.5 and 1 s)",
-                                     "power": "power (W, mean of 1 and 2 s bins)"}
-    assert _time_labels(a) == {"throughput": "throughput (tokens/s)", "memory": "memory (GiB)", "power": "power (W)"}
+    assert _time_labels(wide) == {"throughput": "Throughput, mean of 2 s bins",
+                                  "memory": "Memory per tier, sampled every 0.5 s",
+                                  "power": "Power per component, mean of 2 s bins"}
+    assert _time_labels(wide, a) == {"throughput": "Throughput, mean of 1 and 2 s bins",
+                                     "memory": "Memory per tier, sampled every 0.5 and 1 s",
+                                     "power": "Power per component, mean of 1 and 2 s bins"}
+    assert _time_labels(a) == {"throughput": "Throughput", "memory": "Memory per tier", "power": "Power per component"}
     # a file without memory samples draws the time series' KV share, a state at each bin's end
     old = dataclasses.replace(wide, memory=xr.Dataset())
-    assert views.memory(old).yaxis[0].axis_label == "NPU KV in use (% of blocks, sampled every 2 s)"
+    assert views.memory(old).title.text == "Memory per tier, sampled every 2 s"
+    assert views.memory(old, a).title.text == "Memory per tier, sampled every 1 and 2 s"
+    # the y axes name the quantity and unit alone, short enough for the axis: about 32 characters of a 9pt
+    # italic label fit in a 220 px figure, centred on its plot ("memory (GiB, sampled every 0.5 and 1 s)" did not)
+    for fig in (views.throughput(wide, a), views.memory(wide, a), views.power(wide, a), views.memory(a, old)):
+        for axis in (*fig.left, *fig.right):
+            assert len(axis.axis_label) <= 30, axis.axis_label
 
 
 def test_a_file_saved_when_power_kept_one_second_bins_reads_its_widths_from_its_data(ref, capsys, tmp_path):
@@ -737,9 +747,9 @@ def test_a_file_saved_when_power_kept_one_second_bins_reads_its_widths_from_its_
     assert old.power.attrs["bin_s"] == old.attrs["bin_s"] == 5.0 and old.power.time.values[0] == 1.0
     assert "bin_s" not in old.power.time.attrs and "bin_s" in wide.power.time.attrs
     assert old.timeseries.time.values[0] == old.memory.time.values[0] == 5.0
-    assert _time_labels(old) == {"throughput": "throughput (tokens/s, mean of 5 s bins)",
-                                 "memory": "memory (GiB, sampled every 5 s)", "power": "power (W)"}
-    assert _time_labels(old, wide)["power"] == "power (W, mean of 1 and 5 s bins)"
+    assert _time_labels(old) == {"throughput": "Throughput, mean of 5 s bins",
+                                 "memory": "Memory per tier, sampled every 5 s", "power": "Power per component"}
+    assert _time_labels(old, wide)["power"] == "Power per component, mean of 1 and 5 s bins"
     wide.save(tmp_path / "new.nc")
     assert main(["summary", str(tmp_path / "old.nc")]) == 0
     out = capsys.readouterr().out
@@ -756,5 +766,5 @@ def test_the_power_of_a_run_shorter_than_its_bin_says_the_bin_width_not_the_runs
     short = Scenario(num_requests=1, power=True, input_len="fixed:16", output_len="fixed:8").run(ref)
     assert long.power.sizes["time"] == 1 and long.power.time.values[0] < 60
     assert short.power.sizes["time"] == 1 and short.power.time.values[0] < 1
-    assert _time_labels(long)["power"] == "power (W, mean of 60 s bins)"
-    assert _time_labels(short)["power"] == "power (W)"
+    assert _time_labels(long)["power"] == "Power per component, mean of 60 s bins"
+    assert _time_labels(short)["power"] == "Power per component"

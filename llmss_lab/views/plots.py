@@ -359,7 +359,9 @@ def _overlay_lines(p: figure, run: str, unit: str, series: list[tuple[str, np.nd
 
 def _width_note(datasets: list[xr.Dataset], form: str) -> str:
     """``", " + form`` with the runs' widths (``"mean of {} s bins"`` -> ``", mean of 1 and 60 s bins"``), read
-    off each Dataset's time coordinate (:func:`~llmss_lab.results.dataset.bin_width`); nothing when all are 1 s."""
+    off each Dataset's time coordinate (:func:`~llmss_lab.results.dataset.bin_width`); nothing when all are 1 s.
+    It goes in the title: on the y axis it ran past the figure's top edge, cut off (the axis has the plot's height,
+    the title its width)."""
     widths = sorted({float(f"{w:.6g}") for ds in datasets if (w := bin_width(ds)) is not None})
     return "" if widths in ([], [1.0]) else ", " + form.format(" and ".join(f"{w:g}" for w in widths))
 
@@ -380,7 +382,7 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     where it is served (prompts on the prefill side, tokens on the decode side), not on both."""
     runs = _runs(a, b, label, baseline_label)
     bins = _width_note([r.timeseries for _, r, _ in runs], MEAN_OF)
-    p = _fig(_named("Throughput", runs), f"throughput (tokens/s{bins})", x_range)
+    p = _fig(_named(f"Throughput{bins}", runs), "throughput (tokens/s)", x_range)
     groups = []
     for name, r, base in runs:
         ts = r.timeseries
@@ -393,7 +395,7 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     return p
 
 
-KV_PCT_LABEL = "NPU KV in use (% of blocks{})"   # what results files without memory samples hold
+KV_PCT_LABEL = "NPU KV in use (% of blocks)"   # what results files without memory samples hold
 
 
 def memory(a: Results, b: Results | None = None, x_range=None, label: str | None = None,
@@ -407,15 +409,14 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
     runs = _runs(a, b, label, baseline_label)
     in_pct = [r for _, r, _ in runs if "npu_kv" not in r.memory]
     in_gib = len(in_pct) < len(runs)
-    pct_label = KV_PCT_LABEL.format(_width_note([r.timeseries for r in in_pct], SAMPLED))
-    gib_label = f"memory (GiB{_width_note([r.memory for _, r, _ in runs if 'npu_kv' in r.memory], SAMPLED)})"
-    p = _fig(_named("Memory per tier", runs), gib_label if in_gib else pct_label, x_range)
+    samples = _width_note([r.memory if "npu_kv" in r.memory else r.timeseries for _, r, _ in runs], SAMPLED)
+    p = _fig(_named(f"Memory per tier{samples}", runs), "memory (GiB)" if in_gib else KV_PCT_LABEL, x_range)
     pct_style = {}
     if not in_gib:
         p.y_range = Range1d(0, 100)
     elif in_pct:
         p.extra_y_ranges = {"pct": Range1d(0, 100)}
-        p.add_layout(LinearAxis(y_range_name="pct", axis_label=pct_label), "right")
+        p.add_layout(LinearAxis(y_range_name="pct", axis_label=KV_PCT_LABEL), "right")
         pct_style = {"y_range_name": "pct"}
     groups = []
     for name, r, base in runs:
@@ -459,7 +460,8 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
     """Power per component over time (all nodes), stacked; the baseline's total as a dashed line. With no
     power model in either run, a line of text that says why (an empty figure drew nothing and Bokeh warned)."""
     name_a, name_b = _names(a, b, label, baseline_label)
-    title = "Power per component"
+    title = "Power per component" + _width_note([r.power for r in (a, b) if r is not None and "power" in r.power],
+                                                MEAN_OF)
     if "power" not in a.power:
         why = a.attrs.get("no_power", "add a node power section to the cluster config")   # Scenario.run says why
         title += f" ({name_a if b is not None else 'this run'} has no power model: {why})"
@@ -470,8 +472,7 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         title += f": {name_a}"
         if b is not None and "power" not in b.power:   # else the baseline is missing from this view alone, unsaid
             title += f" ({name_b} has no power model)"
-    drawn = [r.power for r in (a, b) if r is not None and "power" in r.power]
-    p = _fig(title, f"power (W{_width_note(drawn, MEAN_OF)})", x_range)
+    p = _fig(title, "power (W)", x_range)
     pw = a.power
     groups = []
     if "power" in pw:
