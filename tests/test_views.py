@@ -768,3 +768,28 @@ def test_the_power_of_a_run_shorter_than_its_bin_says_the_bin_width_not_the_runs
     assert short.power.sizes["time"] == 1 and short.power.time.values[0] < 1
     assert _time_labels(long)["power"] == "Power per component, mean of 60 s bins"
     assert _time_labels(short)["power"] == "Power per component"
+
+
+def test_a_run_within_one_time_bin_says_so_instead_of_an_empty_plot(ref, runs):
+    """A line needs two points: a 20 s run in 60 s bins, or a 0.2 s run in 1 s bins, has one bin (ending after the
+    run, off the plot's range) and one memory sample, and the Time series tab showed three empty frames."""
+    a, _ = runs
+    wide = Scenario(num_requests=60, power=True, bin_s=60.0).run(ref)
+    tiny = Scenario(num_requests=2, output_len="fixed:1", power=True).run(ref)
+    for r, width, took in ((wide, "60 s", f"{float(wide.requests.finish.max()):.3g} s"),
+                           (tiny, "1 s", f"{float(tiny.requests.finish.max()):.3g} s")):
+        for view, what in ((views.throughput, "bin"), (views.memory, "sample interval"), (views.power, "bin")):
+            fig = view(r)
+            assert not _sources(fig), (view.__name__, width)   # nothing drawn...
+            (note,) = fig.select({"type": Label, "name": "no data"})   # ...and why, across the plot
+            assert note.text == (f"this run took {took}, within one {width} {what}: nothing to draw over time; "
+                                 "a narrower time bin (bin_s) draws it"), note.text
+            assert note.x.target == "frame" and note.x.symbol == "center"
+            # beside a run that draws: its lines, and the note in the title, naming the run it is about
+            both = view(a, r, label="1 s bins", baseline_label="short")
+            assert _sources(both) and not both.select({"type": Label, "name": "no data"})
+            assert both.title.text.endswith(f"(short took {took}, within one {width} {what}: nothing to draw over "
+                                            "time; a narrower time bin (bin_s) draws it)"), both.title.text
+    for view in (views.throughput, views.memory, views.power):   # a run of many bins draws as before
+        fig = view(a)
+        assert _sources(fig) and not fig.select({"type": Label, "name": "no data"}) and "(" not in fig.title.text

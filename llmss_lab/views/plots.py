@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 from bokeh.layouts import column, row
 from bokeh.models import (ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, Label, Legend, LegendItem,
-                          LinearAxis, LinearColorMapper, NumeralTickFormatter, Range1d, Tabs, TabPanel)
+                          LinearAxis, LinearColorMapper, Node, NumeralTickFormatter, Range1d, Tabs, TabPanel)
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
@@ -370,6 +370,34 @@ MEAN_OF = "mean of {} s bins"   # a rate or power: each point the bin's mean
 SAMPLED = "sampled every {} s"   # a state: each point its value at the sample
 
 
+def _too_short(who: str, r: Results, ds: xr.Dataset, what: str) -> str | None:
+    """Why ``ds`` (a group of run ``r``) draws no line over time, or None if it does: a line needs two points,
+    and a run within one bin (or sample interval, ``what``) has one, which may end after the plot's range."""
+    if ds.sizes.get("time", 0) >= 2:
+        return None
+    width = bin_width(ds)
+    took = float(np.nanmax(r.requests.finish.values))
+    within = f"within one {width:g} s {what}" if width is not None else f"with no {what}"
+    return f"{who} took {took:.3g} s, {within}: nothing to draw over time; a narrower time bin (bin_s) draws it"
+
+
+def _who(name: str, b: Results | None) -> str:
+    return name if b is not None or name != A_NAME else "this run"
+
+
+def _say(p: figure, notes: list[str], drawn: bool) -> None:
+    """Say why a run draws nothing: beside another run's lines, in the title; else across the empty plot, which
+    was blank but for its title (and Bokeh warned that it had no renderers)."""
+    if not notes:
+        return
+    if drawn:
+        p.title.text += f" ({'; '.join(notes)})"
+        return
+    centre = Node(target="frame", symbol="center")
+    p.add_layout(Label(x=centre, y=centre, text="\n".join(notes), text_align="center", text_baseline="middle",
+                       text_font_size=LEGEND_FONT, text_color="#444444", name="no data"))
+
+
 def _served(counts, other_side: str) -> np.ndarray:
     """``counts`` summed over the instances, leaving out the P/D side that counts them too (files saved before
     the role coordinate: every instance)."""
@@ -383,13 +411,17 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     runs = _runs(a, b, label, baseline_label)
     bins = _width_note([r.timeseries for _, r, _ in runs], MEAN_OF)
     p = _fig(_named(f"Throughput{bins}", runs), "throughput (tokens/s)", x_range)
-    groups = []
+    groups, short = [], []
     for name, r, base in runs:
         ts = r.timeseries
+        if note := _too_short(_who(name, b), r, ts, "bin"):
+            short.append(note)
+            continue
         t = ts.time.values
         groups.append((name if b is not None else None, _overlay_lines(
             p, name, "tokens/s", [("generation", t, _served(ts.generation_throughput, "prefill")),
                                   ("prompt", t, _served(ts.prompt_throughput, "decode"))], base)))
+    _say(p, short, bool(groups))
     _hover_lines(p)
     _legends_below(p, groups)
     return p
@@ -418,9 +450,12 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
         p.extra_y_ranges = {"pct": Range1d(0, 100)}
         p.add_layout(LinearAxis(y_range_name="pct", axis_label=KV_PCT_LABEL), "right")
         pct_style = {"y_range_name": "pct"}
-    groups = []
+    groups, short = [], []
     for name, r, base in runs:
         m = r.memory
+        if note := _too_short(_who(name, b), r, m if "npu_kv" in m else r.timeseries, "sample interval"):
+            short.append(note)
+            continue
         if "npu_kv" not in m:
             ts = r.timeseries
             groups.append((name if b is not None else None, _overlay_lines(
@@ -437,10 +472,11 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
         items = _overlay_lines(p, name, "GiB", series, base)
         if "npu_kv_capacity" in m:   # the ceiling KV use runs into before requests wait or are preempted
             cap = float(m.npu_kv_capacity.sum()) / 1024
-            line = _series_line(p, name, "NPU KV capacity", "GiB", t[[0, -1]] if len(t) else [0, 0], [cap, cap],
+            line = _series_line(p, name, "NPU KV capacity", "GiB", t[[0, -1]], [cap, cap],
                                 color=B_COLOR if base else LIMIT_COLOR, line_dash=[1, 6], line_width=2)   # sparse dots
             items.append(LegendItem(label="NPU KV capacity", renderers=[line]))
         groups.append((name if b is not None else None, items))
+    _say(p, short, bool(groups))
     _hover_lines(p)
     _legends_below(p, groups)
     return p
@@ -474,8 +510,10 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
             title += f" ({name_b} has no power model)"
     p = _fig(title, "power (W)", x_range)
     pw = a.power
-    groups = []
-    if "power" in pw:
+    groups, short = [], []
+    if "power" in pw and (note := _too_short(_who(name_a, b), a, pw, "bin")):
+        short.append(note)
+    elif "power" in pw:
         t = pw.time.values
         per = pw.power.sum("node")
         names = [c for c in COMPONENTS if float(per.sel(component=c).max()) > 0]
@@ -490,12 +528,15 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         p.add_tools(HoverTool(renderers=[top], mode="vline", tooltips=[
             ("run", name_a), ("time", "@t{0,0.[000]} s"), ("total", "@total{0,0} W"),
             *[(c, f"@{{{c}}}{{0,0}} W") for c in reversed(names)]]))
-    if b is not None and "power" in b.power:
+    if b is not None and "power" in b.power and (note := _too_short(name_b, b, b.power, "bin")):
+        short.append(note)
+    elif b is not None and "power" in b.power:
         bp = b.power
         line = _series_line(p, name_b, "total", "W", bp.time.values, bp.power.sum(("node", "component")).values,
                             color=B_COLOR, line_dash="dashed", line_width=2)
         groups.append((name_b, [LegendItem(label="total", renderers=[line])]))
         _hover_lines(p)
+    _say(p, short, bool(groups))
     _legends_below(p, groups)
     return p
 
