@@ -5,7 +5,8 @@ import re
 
 import numpy as np
 import pytest
-from bokeh.models import ColorBar, ColumnDataSource, Div, GlyphRenderer, Label, Legend, LinearColorMapper, Tabs
+from bokeh.models import (ColorBar, ColumnDataSource, Div, GlyphRenderer, Label, Legend, LegendItem,
+                          LinearColorMapper, Tabs)
 
 from llmss_lab import views
 from llmss_lab.views import plots
@@ -91,7 +92,7 @@ def test_power_view_stacks_components_and_says_when_there_is_none(runs):
 def test_cdfs_and_summary_table_compare_two_runs(runs):
     a, b = runs
     fig = views.latency_cdf(a, b, "ttft")
-    xs = [s.data["x"] for s in _sources(fig)]
+    xs = [s.data["x"] for s in _sources(fig) if len(s.data["x"]) > 1]   # the steps (each rise is one point)
     assert fig.xaxis[0].axis_label == "TTFT (s)"   # the baseline's waits run to ~50,000 ms
     assert len(xs) == 2 and np.allclose(np.sort(a.requests.ttft.values) / 1000, xs[0])
     html = views.summary_table(a, b)
@@ -104,6 +105,23 @@ def test_a_metric_no_request_defines_reads_n_a_not_nan(ref, runs):
     html = views.summary_table(one, runs[0])
     assert "nan" not in html.lower()
     assert html.count("title='needs requests with two or more output tokens'>n/a</span>") == 3
+
+
+def test_a_cdf_rises_from_zero_at_its_shortest_value(ref, runs):
+    """The step began at its first point: a CDF of four requests started in mid-air at 25 %, of two at 50 %."""
+    few = Scenario(num_requests=4, output_len="fixed:8").run(ref)
+    for r, b in ((few, None), (few, runs[0])):
+        for metric, _ in plots.METRICS:
+            fig = views.latency_cdf(r, b, metric)
+            (rise,) = [g for g in fig.renderers if type(g.glyph).__name__ == "Segment" and g.glyph.line_color == plots.PALETTE[0]]
+            (step,) = [g for g in fig.renderers if type(g.glyph).__name__ == "Step" and g.glyph.line_color == plots.PALETTE[0]]
+            first = step.data_source.data
+            assert rise.glyph.y0 == 0 and rise.glyph.x0 == rise.glyph.x1 == "x" and rise.glyph.y1 == "y"
+            assert list(rise.data_source.data["x"]) == [first["x"][0]] and list(rise.data_source.data["y"]) == [
+                first["y"][0]] and first["y"][0] > 0
+            if b is not None:   # hidden with its curve from the legend
+                (item,) = [i for i in fig.select({"type": LegendItem}) if step in i.renderers]
+                assert rise in item.renderers
 
 
 def test_the_itl_cdf_counts_every_token_gap(runs):
@@ -119,10 +137,14 @@ def test_the_itl_cdf_counts_every_token_gap(runs):
 
 
 def test_an_empty_tpot_or_itl_cdf_says_why(ref, runs):
-    """With output_len fixed:1 the TPOT and ITL plots were blank, with no word why."""
+    """With output_len fixed:1 the TPOT and ITL plots were blank, with no word why; then blank but for a note in
+    the title (the frame without axes, Bokeh warning that it drew nothing): the note goes across the plot."""
     one = Scenario(num_requests=8, output_len="fixed:1").run(ref)
     for metric in ("tpot", "itl"):
-        assert views.latency_cdf(one, None, metric).title.text.endswith("(empty: no request made a second token)")
+        alone = views.latency_cdf(one, None, metric)
+        (note,) = alone.select({"type": Label, "name": "no data"})
+        assert note.text == "no request made a second token" and not _sources(alone)
+        assert "(" not in alone.title.text
         assert views.latency_cdf(one, runs[0], metric, label="one token").title.text.endswith(
             "(one token: no request made a second token)")
         assert "(" not in views.latency_cdf(runs[0], None, metric).title.text

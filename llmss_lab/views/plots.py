@@ -586,7 +586,8 @@ SECONDS_FROM_MS = 10_000   # a CDF whose longest latency is this many ms or more
 
 def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft", label: str | None = None,
                 baseline_label: str | None = None) -> figure:
-    """Empirical CDF of a latency (ms): per request, or for ITL per token gap."""
+    """Empirical CDF of a latency (ms): per request, or for ITL per token gap. Each curve rises from 0 at its
+    shortest value (a step from the first point alone began in mid-air: at 25 % for four requests)."""
     runs = _runs(a, b, label, baseline_label)
     if not (isinstance(metric, str) and metric in dict(METRICS)):
         raise InputError(f"must be one of {', '.join(m for m, _ in METRICS)}, got {metric!r}", "view", "metric")
@@ -604,11 +605,14 @@ def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft", labe
             empty.append(name)
             continue
         src = ColumnDataSource({"x": v * scale, "y": frac, "run": [name] * len(v)})
-        line = p.step("x", "y", source=src, mode="after", line_width=2, color=B_COLOR if base else PALETTE[0],
-                      line_dash="dashed" if base else "solid")
-        items.append(LegendItem(label=name, renderers=[line]))
+        style = {"line_width": 2, "color": B_COLOR if base else PALETTE[0], "line_dash": "dashed" if base else "solid"}
+        line = p.step("x", "y", source=src, mode="after", **style)
+        rise = p.segment(x0="x", y0=0, x1="x", y1="y", source=ColumnDataSource(
+            {"x": v[:1] * scale, "y": frac[:1], "run": [name]}), **style)
+        items.append(LegendItem(label=name, renderers=[line, rise]))
     if empty:   # only TPOT and ITL can be: every request has a first token
-        p.title.text += f" ({' and '.join(empty) if b is not None else 'empty'}: no request made a second token)"
+        why = "no request made a second token"
+        _say(p, [f"{' and '.join(empty)}: {why}" if b is not None else why], drawn=bool(items))
     p.xaxis.formatter = NumeralTickFormatter(format=TICKS)   # 1,500 ms, not 1.500e+3
     p.add_tools(HoverTool(tooltips=[("run", "@run"), (title, f"@x{{0,0.[000]}} {unit}"),
                                     ("at or below", "@y{0.0%}")]))
