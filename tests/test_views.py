@@ -358,6 +358,25 @@ def test_heatmap_panels_can_share_one_colour_scale():
     assert scale() == (4.0, 7.0) and scale(same_scale=True) == (0.0, 7.0)
 
 
+def test_colour_bars_read_large_counts_in_full(ref):
+    """The expert load's colour bar read 0.000e+0 ... 2.000e+5 (BokehJS's default past 10^5), and its hover the
+    raw float; a sweep's heat map of energy in J read so too."""
+    import xarray as xr
+    from bokeh.models import HoverTool
+
+    from llmss_lab.views import design
+
+    r = Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", num_requests=8, expert_gate="zipf").run(ref)
+    (bar,) = views.expert_load(r).select({"type": ColorBar})
+    assert bar.formatter.format == plots.TICKS   # thousands separated, decimals only where the ticks need them
+    (hover,) = views.expert_load(r).select({"type": HoverTool})
+    assert dict(hover.tooltips)["pairs"] == "@image{0,0}"
+    ds = xr.Dataset({"total_energy_J": (("tp", "rate"), [[1.2e5, 3.4e5]]), "status": (("tp", "rate"), [["ok", "ok"]]),
+                     "error": (("tp", "rate"), [["", ""]])}, coords={"tp": [1], "rate": [1.0, 2.0]})
+    (bar,) = design.heatmap(ds, "total_energy_J", "rate", "tp").select({"type": ColorBar})
+    assert bar.formatter.format == plots.TICKS
+
+
 def test_batch_timeline_names_the_side_of_each_instance_in_a_pd_split(ref):
     """Notebook 03 says the prefill instance runs pure prefill and the decode instance pure decode: its rows
     read n0/i0 and n0/i1, and nothing said which was which."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from bokeh.models import BasicTicker, ColorBar, ColumnDataSource, FactorRange, HoverTool, LinearColorMapper
+from bokeh.models import (BasicTicker, ColorBar, ColumnDataSource, FactorRange, HoverTool, LinearColorMapper,
+                          NumeralTickFormatter)
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
 from ..errors import InputError
 from ..sweeps import why_no_metrics
+from .plots import TICKS
 
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
@@ -83,6 +85,7 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, title: str | None = None, 
                                     ("status", "@status"),
                                     ("error", "@error")]))
     p.add_layout(ColorBar(color_mapper=mapper, ticker=BasicTicker(desired_num_ticks=6), width=10,
+                          formatter=NumeralTickFormatter(format=TICKS),   # 120,000 J, not 1.2e+5
                           title=unit if unit and unit != "1" else None), "right")
     p.grid.grid_line_color = None
     return p

@@ -553,13 +553,15 @@ def expert_load(r: Results, high: float | None = None) -> figure:
     n_layers, n_experts = load.sizes["layer"], load.sizes["expert"]
     p = figure(title="Expert load (token-expert pairs)", height=300, width=WIDTH, tools="hover,save,reset",
                x_axis_label="expert", y_axis_label="MoE layer", x_range=(-0.5, n_experts - 0.5),
-               y_range=(-0.5, n_layers - 0.5), tooltips=[("layer", "$y{0}"), ("expert", "$x{0}"), ("pairs", "@image")])
+               y_range=(-0.5, n_layers - 0.5), tooltips=[("layer", "$y{0}"), ("expert", "$x{0}"), ("pairs", "@image{0,0}")])
     p.toolbar.logo = None
     values = load.transpose("layer", "expert").values.astype(float)
     top = float(values.max()) if high is None else float(high)
     mapper = LinearColorMapper(palette=Viridis256, low=0.0, high=max(top, 1.0))
     p.image(image=[values], x=-0.5, y=-0.5, dw=n_experts, dh=n_layers, color_mapper=mapper)
-    p.add_layout(ColorBar(color_mapper=mapper, width=8, title="pairs"), "right")
+    # 200,000 pairs, not 2.000e+5
+    p.add_layout(ColorBar(color_mapper=mapper, width=8, title="pairs", formatter=NumeralTickFormatter(format=TICKS)),
+                 "right")
     return p
 
 
