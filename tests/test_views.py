@@ -80,6 +80,8 @@ def test_throughput_integrates_to_the_tokens_generated(runs):
 
 
 def test_power_view_stacks_components_and_says_when_there_is_none(runs):
+    import dataclasses
+
     a, b = runs
     fig = views.power(a, b)
     stacked = [s for s in _sources(fig) if "npu" in s.data]
@@ -87,6 +89,13 @@ def test_power_view_stacks_components_and_says_when_there_is_none(runs):
     none = views.power(b)   # nothing to draw: a line that says why, not an empty figure Bokeh warns about
     assert isinstance(none, Div) and "no power model" in none.text
     assert "no power model" in views.power(b, a).title.text   # the baseline's power is drawn under the note
+    # neither has one: said of both (it named the run alone, as if the baseline had one)
+    why = b.attrs["no_power"]
+    assert views.power(b, b, label="x", baseline_label="y").text == (
+        f"<b>Power per component (neither run has a power model: {why})</b>")
+    other = dataclasses.replace(b, attrs={**b.attrs, "no_power": "H100 has none"})
+    assert views.power(b, other, label="x", baseline_label="y").text == (
+        f"<b>Power per component (x has no power model: {why}; nor has y: H100 has none)</b>")
 
 
 def test_cdfs_and_summary_table_compare_two_runs(runs):
@@ -113,8 +122,8 @@ def test_a_cdf_rises_from_zero_at_its_shortest_value(ref, runs):
     for r, b in ((few, None), (few, runs[0])):
         for metric, _ in plots.METRICS:
             fig = views.latency_cdf(r, b, metric)
-            (rise,) = [g for g in fig.renderers if type(g.glyph).__name__ == "Segment" and g.glyph.line_color == plots.PALETTE[0]]
-            (step,) = [g for g in fig.renderers if type(g.glyph).__name__ == "Step" and g.glyph.line_color == plots.PALETTE[0]]
+            (rise,), (step,) = ([g for g in fig.renderers if type(g.glyph).__name__ == kind
+                                 and g.glyph.line_color == plots.PALETTE[0]] for kind in ("Segment", "Step"))
             first = step.data_source.data
             assert rise.glyph.y0 == 0 and rise.glyph.x0 == rise.glyph.x1 == "x" and rise.glyph.y1 == "y"
             assert list(rise.data_source.data["x"]) == [first["x"][0]] and list(rise.data_source.data["y"]) == [

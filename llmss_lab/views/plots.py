@@ -491,6 +491,11 @@ def _pool_label(pool: str, tier: str) -> str:
     return f"{kind.upper()} prefix pool{where}"
 
 
+def _no_power(r: Results) -> str:
+    """Why a run has no power model: Scenario.run records it."""
+    return r.attrs.get("no_power", "add a node power section to the cluster config")
+
+
 def power(a: Results, b: Results | None = None, x_range=None, label: str | None = None,
           baseline_label: str | None = None) -> figure | Div:
     """Power per component over time (all nodes), stacked; the baseline's total as a dashed line. With no
@@ -499,8 +504,12 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
     title = "Power per component" + _width_note([r.power for r in (a, b) if r is not None and "power" in r.power],
                                                 MEAN_OF)
     if "power" not in a.power:
-        why = a.attrs.get("no_power", "add a node power section to the cluster config")   # Scenario.run says why
-        title += f" ({name_a if b is not None else 'this run'} has no power model: {why})"
+        why = _no_power(a)
+        if b is None or "power" in b.power:
+            title += f" ({name_a if b is not None else 'this run'} has no power model: {why})"
+        else:   # neither: naming only the run read as if the baseline had one
+            title += (f" (neither run has a power model: {why})" if _no_power(b) == why else
+                      f" ({name_a} has no power model: {why}; nor has {name_b}: {_no_power(b)})")
         if b is None or "power" not in b.power:
             _fig(title, "power (W)", x_range)   # the range is still checked
             return Div(text=f"<b>{html.escape(title, quote=False)}</b>", width=WIDTH)
@@ -553,7 +562,8 @@ def expert_load(r: Results, high: float | None = None) -> figure:
     n_layers, n_experts = load.sizes["layer"], load.sizes["expert"]
     p = figure(title="Expert load (token-expert pairs)", height=300, width=WIDTH, tools="hover,save,reset",
                x_axis_label="expert", y_axis_label="MoE layer", x_range=(-0.5, n_experts - 0.5),
-               y_range=(-0.5, n_layers - 0.5), tooltips=[("layer", "$y{0}"), ("expert", "$x{0}"), ("pairs", "@image{0,0}")])
+               y_range=(-0.5, n_layers - 0.5),
+               tooltips=[("layer", "$y{0}"), ("expert", "$x{0}"), ("pairs", "@image{0,0}")])
     p.toolbar.logo = None
     values = load.transpose("layer", "expert").values.astype(float)
     top = float(values.max()) if high is None else float(high)
