@@ -429,7 +429,7 @@ def test_every_overlay_view_takes_the_names_of_the_run_and_its_baseline(runs):
     assert {"128 seqs: NPU KV", "8 seqs: NPU KV"} <= set(_legend(views.memory(a, b, **names)))
     # the stacked components are the run's, the dashed total the baseline's: both say whose
     both = views.power(a, a, **names)   # the stack is the run's, named once in the title
-    assert _legend(both)[::7] == ["128 seqs: base_node", "8 seqs: total"]
+    assert _legend(both)[::7] == ["128 seqs: base node", "8 seqs: total"]
     assert both.title.text == "Power per component: 128 seqs"
     assert "128 seqs has no power model" in views.power(b, a, **names).title.text
     for fig in (views.latency_cdf(a, b, "tpot", **names), *views.latency_cdfs(a, b, **names).children[1].children):
@@ -656,9 +656,13 @@ def test_the_time_series_give_their_numbers_on_hover(runs):
                           for v in (True, False))
     tips = dict(stack.tooltips)
     (top,) = stack.renderers
-    names = [c for c in tips if c not in ("run", "time", "total")]
-    assert len(names) == 7 and all(tips[c] == f"@{{{c}}}{{0,0}} W" for c in names)
+    shown = [c for c in tips if c not in ("run", "time", "total")]
+    names = [tips[c].removeprefix("@{").removesuffix("}{0,0} W") for c in shown]   # the columns they read
+    assert len(names) == 7 and all(tips[c] == f"@{{{n}}}{{0,0}} W" for c, n in zip(shown, names))
     np.testing.assert_allclose(top.data_source.data["total"], sum(top.data_source.data[c] for c in names))
+    # each component named as a reader names it, in the hover and the legend (they read base_node, npu, nic)
+    assert shown == ["storage", "NIC", "link", "DRAM", "CPU", "NPU", "base node"]
+    assert [i.label.value for i in [x for x in fig.below if isinstance(x, Legend)][0].items] == shown[::-1]
     assert [r.data_source.data["series"][0] for r in lines.renderers] == ["total"]
 
 

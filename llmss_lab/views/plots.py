@@ -491,6 +491,11 @@ def _pool_label(pool: str, tier: str) -> str:
     return f"{kind.upper()} prefix pool{where}"
 
 
+# the power model's components as a reader names them (the legend read base_node, npu, nic)
+COMPONENT_NAMES = {"base_node": "base node", "npu": "NPU", "cpu": "CPU", "dram": "DRAM", "link": "link", "nic": "NIC",
+                   "storage": "storage"}
+
+
 def _no_power(r: Results) -> str:
     """Why a run has no power model: Scenario.run records it."""
     return r.attrs.get("no_power", "add a node power section to the cluster config")
@@ -530,13 +535,13 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         stack = p.varea_stack(names, x="t", source=ColumnDataSource(data),
                               color=[PALETTE[k % len(PALETTE)] for k in range(len(names))])
         groups.append((name_a if b is not None else None,
-                       [LegendItem(label=c, renderers=[area]) for c, area in zip(names, stack)]))
+                       [LegendItem(label=COMPONENT_NAMES[c], renderers=[area]) for c, area in zip(names, stack)]))
         # the stack's top, unseen, for a hover with each component's share at that second (areas take none)
         top = p.line("t", "total", source=ColumnDataSource({**data, "total": per.sum("component").values}),
                      line_color=None)
         p.add_tools(HoverTool(renderers=[top], mode="vline", tooltips=[
             ("run", name_a), ("time", "@t{0,0.[000]} s"), ("total", "@total{0,0} W"),
-            *[(c, f"@{{{c}}}{{0,0}} W") for c in reversed(names)]]))
+            *[(COMPONENT_NAMES[c], f"@{{{c}}}{{0,0}} W") for c in reversed(names)]]))
     if b is not None and "power" in b.power and (note := _too_short(name_b, b, b.power, "bin")):
         short.append(note)
     elif b is not None and "power" in b.power:
