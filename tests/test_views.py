@@ -1,6 +1,8 @@
 """Bokeh views: the figures carry the run's data, overlay a baseline, and share the time axis."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 
 import numpy as np
@@ -80,8 +82,6 @@ def test_throughput_integrates_to_the_tokens_generated(runs):
 
 
 def test_power_view_stacks_components_and_says_when_there_is_none(runs):
-    import dataclasses
-
     a, b = runs
     fig = views.power(a, b)
     stacked = [s for s in _sources(fig) if "npu" in s.data]
@@ -847,3 +847,28 @@ def test_a_run_within_one_time_bin_says_so_instead_of_an_empty_plot(ref, runs):
     for view in (views.throughput, views.memory, views.power):   # a run of many bins draws as before
         fig = view(a)
         assert _sources(fig) and not fig.select({"type": Label, "name": "no data"}) and "(" not in fig.title.text
+
+
+def test_capacity_bars_name_their_slo_and_the_configurations_outside_the_range():
+    """The title said "within the SLO" without saying which; a configuration that missed the SLO even at the
+    range's bottom (no bar) or met it at its top (a bar like any other) or failed looked like the others."""
+    import xarray as xr
+
+    from llmss_lab.sweeps import SLO
+    from llmss_lab.views import design
+
+    cap = xr.Dataset({"max_rate": ("max_num_seqs", [6.0, 64.0, np.nan, np.nan], {"units": "req/s"}),
+                      "bound": ("max_num_seqs", ["inside", "above", "below", "failed"])},
+                     coords={"max_num_seqs": [16, 64, 128, 256]},
+                     attrs={"slo": json.dumps(dataclasses.asdict(SLO(ttft_ms=500.0, tpot_ms=50.0, quantile=0.9))),
+                            "rate_range": [1.0, 64.0]})
+    bars = design.capacity_bars(cap)
+    assert bars.title.text == "highest request rate within the SLO (p90 TTFT <= 500 ms, TPOT <= 50 ms)"
+    (notes,) = bars.select({"name": "bound notes"})
+    assert list(notes.data_source.data["note"]) == ["", "above 64", "below 1", "failed"]
+    assert list(notes.data_source.data["rate"]) == [6.0, 64.0, 0.0, 0.0]   # over each bar, or at 0
+    assert bars.y_range.start == 0 and bars.y_range.range_padding >= 0.2   # room above the tallest bar's note
+    cap.attrs["slo"] = json.dumps(dataclasses.asdict(SLO(tpot_ms=40.0, quantile=0.5)))
+    assert design.capacity_bars(cap).title.text == "highest request rate within the SLO (p50 TPOT <= 40 ms)"
+    del cap.attrs["slo"]
+    assert design.capacity_bars(cap).title.text == "highest request rate within the SLO"

@@ -2,6 +2,8 @@
 dimensions, a Pareto scatter, and bars of the highest rate within an SLO."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import xarray as xr
 from bokeh.models import (BasicTicker, ColorBar, ColumnDataSource, FactorRange, HoverTool, LinearColorMapper,
@@ -119,22 +121,52 @@ def pareto(ds: xr.Dataset, x: str, y: str, front: xr.DataArray | None = None, la
     return p
 
 
+def slo_text(ds: xr.Dataset) -> str:
+    """The SLO a sweep or capacity search was held to, as its ``slo`` attr records it: ``p90 TTFT <= 500 ms,
+    TPOT <= 50 ms``; empty when it records none."""
+    try:
+        slo = json.loads(ds.attrs.get("slo") or "{}")
+    except (TypeError, ValueError):
+        return ""
+    if not isinstance(slo, dict):
+        return ""
+    limits = [f"{name} <= {slo[key]:g} ms" for key, name in (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"))
+              if isinstance(slo.get(key), (int, float))]
+    quantile = slo.get("quantile")
+    at = f"p{100 * quantile:g} " if isinstance(quantile, (int, float)) else ""
+    return at + ", ".join(limits) if limits else ""
+
+
+# what a bar of a configuration whose edge is not inside the searched range stands for
+BOUND_NOTES = {"above": "above {hi:g}", "below": "below {lo:g}", "failed": "failed"}
+
+
 def capacity_bars(cap: xr.Dataset, title: str | None = None) -> figure:
-    """The highest rate within the SLO for each configuration of a capacity search."""
+    """The highest rate within the SLO for each configuration of a capacity search; the title names the SLO, and
+    a configuration whose edge lies outside the searched range (or whose run failed) says so over its bar, which
+    was otherwise an empty slot or a bar at the range's top like any other."""
     _check(cap, "max_rate", ())
     flat = cap.stack(_p=list(cap.max_rate.dims))   # one dimension too: renaming it would drop its labels
     dims = list(cap.max_rate.dims)
     names = [", ".join(f"{d}={flat[d].values[k]}" for d in dims) for k in range(flat.sizes["_p"])]
     rate = np.nan_to_num(flat.max_rate.values, nan=0.0)
-    p = figure(title=title or "highest request rate within the SLO", x_range=FactorRange(*names), width=620,
+    slo = slo_text(cap)
+    default = "highest request rate within the SLO" + (f" ({slo})" if slo else "")
+    p = figure(title=title or default, x_range=FactorRange(*names), width=620,
                height=320, tools=TOOLS, y_axis_label=label(cap, "max_rate"),
                x_axis_label=", ".join(label(cap, d) for d in dims))
     p.toolbar.logo = None
-    src = ColumnDataSource({"x": names, "rate": rate, "bound": flat.bound.values.astype(str),
+    bound = flat.bound.values.astype(str)
+    lo, hi = (cap.attrs.get("rate_range") or [np.nan, np.nan])[:2]
+    notes = [BOUND_NOTES.get(b, "").format(lo=lo, hi=hi) for b in bound]
+    src = ColumnDataSource({"x": names, "rate": rate, "bound": bound, "note": notes,
                             "gpus": flat.num_gpus.values if "num_gpus" in flat else np.full(len(names), np.nan)})
     p.vbar(x="x", top="rate", width=0.7, source=src, color="#1f77b4")
+    p.text(x="x", y="rate", text="note", source=src, text_align="center", text_baseline="bottom",
+           text_font_size="9pt", y_offset=-2, name="bound notes")
     p.add_tools(HoverTool(tooltips=[("config", "@x"), ("max rate", "@rate{0.00} req/s"), ("bound", "@bound"),
                                     ("GPUs", "@gpus")]))
     p.xaxis.major_label_orientation = 0.5
     p.y_range.start = 0
+    p.y_range.range_padding = 0.2   # 10 % above the tallest bar, for its note (at 5 % "above 64" was cut off)
     return p
