@@ -154,7 +154,7 @@ def test_an_empty_tpot_or_itl_cdf_says_why(ref, runs):
         (note,) = alone.select({"type": Label, "name": "no data"})
         assert note.text == "no request made a second token" and not _sources(alone)
         assert "(" not in alone.title.text
-        assert views.latency_cdf(one, runs[0], metric, label="one token").title.text.endswith(
+        assert views.latency_cdf(one, runs[0], metric, label="one token").title.text.replace("\n", " ").endswith(
             "(one token: no request made a second token)")
         assert "(" not in views.latency_cdf(runs[0], None, metric).title.text
     assert "(" not in views.latency_cdf(one, None, "ttft").title.text
@@ -610,7 +610,7 @@ def test_axes_name_the_quantity_and_its_unit_and_long_latencies_read_in_seconds(
     np.testing.assert_allclose(_sources(slow)[0].data["x"], np.sort(b.requests.e2e_latency.values) / 1000)
     (hover,) = slow.select({"type": HoverTool})
     assert dict(hover.tooltips)["E2E latency"].endswith(" s") and "@y" in dict(hover.tooltips)["at or below"]
-    assert views.power(a, b).title.text.endswith(f"({views.run_labels(a, b)[1]} has no power model)")
+    assert views.power(a, b).title.text.replace("\n", " ").endswith(f"({views.run_labels(a, b)[1]} has no power model)")
 
 
 def _decimals(fmt: str) -> int:
@@ -842,8 +842,9 @@ def test_a_run_within_one_time_bin_says_so_instead_of_an_empty_plot(ref, runs):
             # beside a run that draws: its lines, and the note in the title, naming the run it is about
             both = view(a, r, label="1 s bins", baseline_label="short")
             assert _sources(both) and not both.select({"type": Label, "name": "no data"})
-            assert both.title.text.endswith(f"(short took {took}, within one {width} {what}: nothing to draw over "
-                                            "time; a narrower time bin (bin_s) draws it)"), both.title.text
+            assert both.title.text.replace("\n", " ").endswith(
+                f"(short took {took}, within one {width} {what}: nothing to draw over time; a narrower time bin "
+                "(bin_s) draws it)"), both.title.text
     for view in (views.throughput, views.memory, views.power):   # a run of many bins draws as before
         fig = view(a)
         assert _sources(fig) and not fig.select({"type": Label, "name": "no data"}) and "(" not in fig.title.text
@@ -872,3 +873,24 @@ def test_capacity_bars_name_their_slo_and_the_configurations_outside_the_range()
     assert design.capacity_bars(cap).title.text == "highest request rate within the SLO (p50 TPOT <= 40 ms)"
     del cap.attrs["slo"]
     assert design.capacity_bars(cap).title.text == "highest request rate within the SLO"
+
+
+def test_a_long_title_breaks_into_lines_and_the_plot_keeps_its_height(ref, runs):
+    """Titles ran past the figure's right edge, cut off: the power view's with both runs' derived names (107
+    characters in 820 px), a note beside a run that draws, a CDF's named run in its 410 px."""
+    a, b = runs
+    moe = Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", num_requests=8, expert_gate="zipf").run(ref)
+    names = {"label": "1 prefill + 1 decode (layer-wise KV transfer)", "baseline_label": "2 colocated replicas"}
+    figs = [views.power(a, b), views.throughput(a, b, **names), views.memory(a, b, **names),
+            views.request_lifelines(a, b, **names), views.batch_timeline(a, b, **names),
+            *(views.latency_cdf(a, None, m, label=names["label"]) for m, _ in plots.METRICS),
+            *views.experts(moe, a, **names).children]
+    for fig in figs:   # 7 px a character of the 13 px bold title, ~90 px of the width taken by axis and toolbar
+        lines = fig.title.text.split("\n")
+        assert all(len(line) * 7.0 <= fig.width - 90 for line in lines), lines
+    # the figure grows by each line added, so the plot keeps its height
+    long, short = views.power(a, b), views.power(a, b, label="x", baseline_label="y")
+    assert long.title.text.count("\n") == 1 and "\n" not in short.title.text
+    assert long.height == short.height + 17
+    cdf = views.latency_cdf(a, None, "ttft", label=names["label"])
+    assert cdf.title.text == "TTFT CDF: 1 prefill + 1 decode\n(layer-wise KV transfer)" and cdf.height == 240 + 17

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import textwrap
 from typing import Any, Mapping
 
 import numpy as np
@@ -57,6 +58,24 @@ def _fig(title: str, y_label: str, x_range=None, height: int = 220, **kw) -> fig
     p.xaxis.formatter = NumeralTickFormatter(format=TICKS)
     if "y_range" not in kw:   # a quantity, not rows: 12,000 tokens/s
         p.yaxis.formatter = NumeralTickFormatter(format=TICKS)
+    return p
+
+
+TITLE_CHAR_PX = 7.5   # about the width of a character of Bokeh's 13 px bold title (7.0 measured)
+TITLE_ROOM_PX = 100   # of the figure's width, what the y axis and the toolbar take from the title's
+TITLE_LINE_PX = 17    # a title line's height
+
+
+def _fit_title(p: figure) -> figure:
+    """Break a title too long for the figure into lines (it ran past the right edge, cut off: a run's and its
+    baseline's names with a note), growing the figure by the lines added so that the plot keeps its height."""
+    text = p.title.text
+    room = max(20, int((p.width - TITLE_ROOM_PX) // TITLE_CHAR_PX))
+    if "\n" in text or len(text) <= room:
+        return p
+    lines = textwrap.wrap(text, room, break_on_hyphens=False)
+    p.title.text = "\n".join(lines)
+    p.height += TITLE_LINE_PX * (len(lines) - 1)
     return p
 
 
@@ -218,7 +237,7 @@ def batch_timeline(a: Results, b: Results | None = None, x_range=None, label: st
                                     ("decodes", "@decode_seqs")]))
     p.add_layout(ColorBar(color_mapper=mapper, title="prefill share", width=8,
                           formatter=NumeralTickFormatter(format="0%")), "right")
-    return p
+    return _fit_title(p)
 
 
 GROUP_PADDING = 0.3   # between the rows of the run and those of the baseline, in rows
@@ -277,7 +296,7 @@ def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_re
                                     ("E2E", "@e2e{0.0} ms")]))
     p.y_range.flipped = True
     _legends_below(p, groups)
-    return p
+    return _fit_title(p)
 
 
 def _ordinal(n: int) -> str:
@@ -424,7 +443,7 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     _say(p, short, bool(groups))
     _hover_lines(p)
     _legends_below(p, groups)
-    return p
+    return _fit_title(p)
 
 
 KV_PCT_LABEL = "NPU KV in use (% of blocks)"   # what results files without memory samples hold
@@ -479,7 +498,7 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
     _say(p, short, bool(groups))
     _hover_lines(p)
     _legends_below(p, groups)
-    return p
+    return _fit_title(p)
 
 
 def _pool_label(pool: str, tier: str) -> str:
@@ -552,7 +571,7 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         _hover_lines(p)
     _say(p, short, bool(groups))
     _legends_below(p, groups)
-    return p
+    return _fit_title(p)
 
 
 def expert_load(r: Results, high: float | None = None) -> figure:
@@ -577,7 +596,7 @@ def expert_load(r: Results, high: float | None = None) -> figure:
     # 200,000 pairs, not 2.000e+5
     p.add_layout(ColorBar(color_mapper=mapper, width=8, title="pairs", formatter=NumeralTickFormatter(format=TICKS)),
                  "right")
-    return p
+    return _fit_title(p)
 
 
 # ---- latency distributions -------------------------------------------------------------------------
@@ -635,7 +654,7 @@ def latency_cdf(a: Results, b: Results | None = None, metric: str = "ttft", labe
                                     ("at or below", "@y{0.0%}")]))
     if b is not None:   # under the plot, a run to a row: inside, it covered the long tails its curves are drawn for
         _legends_below(p, [(None, items)], ncols=1)
-    return p
+    return _fit_title(p)
 
 
 def latency_cdfs(a: Results, b: Results | None = None, label: str | None = None, baseline_label: str | None = None):
@@ -710,7 +729,7 @@ def experts(a: Results, b: Results | None = None, x_range=None, label: str | Non
     for name, r in moe:
         f = expert_load(r, high)   # one colour scale for both runs
         f.title.text = _named(f.title.text, runs) if b is None else f"{f.title.text}: {name}"
-        figs.append(f)
+        figs.append(_fit_title(f))
     if not figs:
         models = sorted({str(r.attrs.get("model", "?")) for _, r, _ in runs})
         return column(Div(text=f"<p>No expert load to show: {html.escape(' and '.join(models))} "
