@@ -207,8 +207,8 @@ def test_bin_width_is_a_setting_that_conserves_tokens(ref, res):
                               memory_sample_s=0.5)
     assert np.allclose(np.diff(fine.memory.time.values), 0.5) and fine.timeseries.drop_attrs().identical(ts.drop_attrs())
     assert wide.requests.drop_attrs().identical(res.requests.drop_attrs())
-    assert "2.5 s bins" in plots.throughput(wide).yaxis.axis_label
-    assert "bins" not in plots.throughput(res).yaxis.axis_label
+    assert "2.5 s bins" in plots.throughput(wide).title.text
+    assert "bins" not in plots.throughput(res).title.text
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), 1e6, "1", True])
