@@ -894,3 +894,22 @@ def test_a_long_title_breaks_into_lines_and_the_plot_keeps_its_height(ref, runs)
     assert long.height == short.height + 17
     cdf = views.latency_cdf(a, None, "ttft", label=names["label"])
     assert cdf.title.text == "TTFT CDF: 1 prefill + 1 decode\n(layer-wise KV transfer)" and cdf.height == 240 + 17
+
+
+def test_memory_far_below_its_kv_capacity_fills_the_plot(ref):
+    """8 requests used under 2 GiB of a 71 GiB KV capacity: the y axis ran to the capacity line and the memory
+    in use was a flat line on the floor. Past 8x the peak, the axis fits the memory in use and the legend gives the
+    capacity's value; a run that fills its KV cache keeps the capacity line in view."""
+    few = Scenario(num_requests=8).run(ref)
+    fig = views.memory(few)
+    (cap,) = [i for i in fig.legend[0].items if i.label["value"].startswith("NPU KV capacity")]
+    gib = float(few.memory.npu_kv_capacity.sum()) / 1024
+    assert cap.label["value"] == f"NPU KV capacity ({gib:,.1f} GiB, off the scale)"
+    shown = {r.data_source.data["series"][0] for r in fig.y_range.renderers}
+    assert shown == {"NPU KV", "NPU prefix cache"}                  # the range follows the memory in use alone
+    peak = max(float(few.memory.npu_kv.sum("instance").max()), float(few.memory.npu_prefix_cache.sum("instance").max()))
+    assert gib > plots.OFF_THE_SCALE * peak / 1024                     # memory in MiB
+    full = Scenario(num_requests=200, rate=20.0, gpu_memory_utilization=0.25).run(ref)
+    fig = views.memory(full)
+    assert [i.label["value"] for i in fig.legend[0].items][-1] == "NPU KV capacity"
+    assert not fig.y_range.renderers or fig.y_range.renderers == "auto"   # every line, the capacity's too

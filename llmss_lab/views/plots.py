@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
+from bokeh.core.properties import value
 from bokeh.layouts import column, row
 from bokeh.models import (ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, Label, Legend, LegendItem,
                           LinearAxis, LinearColorMapper, Node, NumeralTickFormatter, Range1d, Tabs, TabPanel)
@@ -469,7 +470,7 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
         p.extra_y_ranges = {"pct": Range1d(0, 100)}
         p.add_layout(LinearAxis(y_range_name="pct", axis_label=KV_PCT_LABEL), "right")
         pct_style = {"y_range_name": "pct"}
-    groups, short = [], []
+    groups, short, used, ceilings = [], [], [], []
     for name, r, base in runs:
         m = r.memory
         if note := _too_short(_who(name, b), r, m if "npu_kv" in m else r.timeseries, "sample interval"):
@@ -489,16 +490,34 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
                 label = _pool_label(str(pool), str(m.pool_tier.sel(pool=pool).values))
                 series.append((label, t, m.pool_used.sel(pool=pool).values / 1024))
         items = _overlay_lines(p, name, "GiB", series, base)
+        used += [i.renderers[0] for i in items]
         if "npu_kv_capacity" in m:   # the ceiling KV use runs into before requests wait or are preempted
             cap = float(m.npu_kv_capacity.sum()) / 1024
             line = _series_line(p, name, "NPU KV capacity", "GiB", t[[0, -1]], [cap, cap],
                                 color=B_COLOR if base else LIMIT_COLOR, line_dash=[1, 6], line_width=2)   # sparse dots
             items.append(LegendItem(label="NPU KV capacity", renderers=[line]))
+            ceilings.append(items[-1])
         groups.append((name if b is not None else None, items))
+    _off_the_scale(p, used, ceilings)
     _say(p, short, bool(groups))
     _hover_lines(p)
     _legends_below(p, groups)
     return _fit_title(p)
+
+
+OFF_THE_SCALE = 8   # a KV capacity this many times the most memory in use leaves the plot to the capacity
+
+
+def _off_the_scale(p: figure, used: list, ceilings: list[LegendItem]) -> None:
+    """Fit the y axis to the memory in use when the KV capacity is far above it, the capacity's value in its legend
+    entry: 0.5 GiB of a 2-request run under a 71 GiB capacity was a flat line on the floor."""
+    peak = max((float(np.nanmax(r.data_source.data["y"], initial=0.0)) for r in used), default=0.0)
+    top = max((float(i.renderers[0].data_source.data["y"][0]) for i in ceilings), default=0.0)
+    if not ceilings or top <= OFF_THE_SCALE * peak:
+        return
+    p.y_range.renderers = used
+    for item in ceilings:
+        item.label = value(f"NPU KV capacity ({item.renderers[0].data_source.data['y'][0]:,.1f} GiB, off the scale)")
 
 
 def _pool_label(pool: str, tier: str) -> str:
