@@ -132,3 +132,19 @@ def test_design_space_heat_maps_name_their_units(design_space):
     for title in ("goodput (req/s), tp=1", "energy_per_output_token_J (J/token), tp=1", "goodput (req/s), tp=2",
                   "rate (req/s)", "max_num_seqs (sequences)"):   # and their axes
         assert title in page
+
+
+def test_every_view_a_teaching_notebook_shows_names_its_runs():
+    """Notebook 06 drew one of its three pool runs titled 'Memory per tier', with no word of which: a view of a
+    run alone names it only when given a label (those of two runs name both, derived or given)."""
+    import ast
+
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            for node in ast.walk(ast.parse(cell.source)):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and isinstance(node.func.value, ast.Name) and node.func.value.id == "views"):
+                    given = {k.arg for k in node.keywords}
+                    assert "label" in given, f"{path.name}: views.{node.func.attr}(...) leaves its run unnamed"
