@@ -913,3 +913,10 @@ def test_memory_far_below_its_kv_capacity_fills_the_plot(ref):
     fig = views.memory(full)
     assert [i.label["value"] for i in fig.legend[0].items][-1] == "NPU KV capacity"
     assert not fig.y_range.renderers or fig.y_range.renderers == "auto"   # every line, the capacity's too
+
+
+def test_the_request_axis_ticks_whole_requests(ref):
+    """The lifelines of two requests read 0, 0.2, 0.4, 0.6, 0.8, 1 up their request axis."""
+    two = Scenario(num_requests=2, output_len="fixed:1").run(ref)
+    for b in (None, two):
+        assert views.request_lifelines(two, b).yaxis[0].ticker.min_interval == 1

@@ -19,8 +19,9 @@ import numpy as np
 import xarray as xr
 from bokeh.core.properties import value
 from bokeh.layouts import column, row
-from bokeh.models import (ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, Label, Legend, LegendItem,
-                          LinearAxis, LinearColorMapper, Node, NumeralTickFormatter, Range1d, Tabs, TabPanel)
+from bokeh.models import (BasicTicker, ColorBar, ColumnDataSource, Div, FactorRange, HoverTool, Label, Legend,
+                          LegendItem, LinearAxis, LinearColorMapper, Node, NumeralTickFormatter, Range1d, Tabs,
+                          TabPanel)
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
@@ -296,6 +297,7 @@ def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_re
     p.add_tools(HoverTool(tooltips=[("request", "@id"), ("phase", "@phase"), ("TTFT", "@ttft{0.0} ms"),
                                     ("E2E", "@e2e{0.0} ms")]))
     p.y_range.flipped = True
+    p.yaxis.ticker = BasicTicker(min_interval=1)   # requests are counted: two read 0, 0.2, 0.4, ... 1
     _legends_below(p, groups)
     return _fit_title(p)
 
