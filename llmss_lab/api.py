@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, fields
 from os import PathLike
@@ -305,6 +306,14 @@ def pim_files(cluster: ClusterSpec) -> dict[str, Path]:
     them, so an output may not replace them."""
     return {f"nodes[{i}].cpu_mem.pim_config": name for i in range(len(cluster.nodes))
             if (name := _pim_name(cluster, i)).suffix == ".ini"}
+
+
+def run_inputs(cluster: ClusterSpec, workload: Workload, efficiency_file: str) -> dict[str, str]:
+    """The files a run reads (its cluster config, trace, efficiency fit and PIM device files), by the key that
+    names them, as absolute paths: recorded with its results, which may then not be saved over one of them."""
+    files = {"cluster_config": cluster.source, "trace": workload.name if workload.lines is not None else "",
+             "efficiency_file": efficiency_file, **pim_files(cluster)}
+    return {key: os.path.abspath(path) for key, path in files.items() if path and Path(path).is_file()}
 
 
 def pim_device(cluster: ClusterSpec, node: int, layout: ReferenceLayout) -> PimDevice:
@@ -695,7 +704,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     attrs["latency_source"] = " | ".join(dict.fromkeys(s.info["latency_source"] for s in setups))
     attrs.update({"num_instances": len(setups), "router": router, "kv_transfer": kv_transfer,
                   "expert_gate": expert_gate, "seed": seed, "kv_bytes_transferred": raw.kv_bytes_moved,
-                  "prefix_storage": prefix_storage or "", "prefix_sharing": prefix_sharing if prefix_storage else ""})
+                  "prefix_storage": prefix_storage or "", "prefix_sharing": prefix_sharing if prefix_storage else "",
+                  "input_files_json": json.dumps(run_inputs(spec, workload, choice.efficiency_file))})
     res = Results.from_raw(raw, attrs, energy, memory_sample_s, bin_s)
     res.set_attr("sim_wall_s", time.perf_counter() - t0)  # inputs read to results built
     return res

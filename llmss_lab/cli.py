@@ -3,7 +3,6 @@ fetch-reference, profile-fit, profile-check, profile-iterations."""
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import math
@@ -12,11 +11,11 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Sequence
 
 from . import __version__
 from .errors import InputError, LlmssError, WriteFailed
-from .files import check_writable_file, check_writable_folder, permission_named, refuse_inside
+from .files import check_writable_file, check_writable_folder, permission_named, refuse_inside, refuse_to_replace
 
 ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
               "long_prefill_token_threshold", "max_model_len")
@@ -206,7 +205,8 @@ def _run_scenario(args: argparse.Namespace):
         raise InputError(f"sets the run's {SCENARIO_FIELD_OF.get(dest, dest)}, which the scenario sets (edit it in "
                          f"{args.scenario}); drop the flag or --scenario", "command line", "--" + dest.replace("_", "-"))
     scenario = Scenario.load(args.scenario)
-    _refuse_out_over_scenario(args.out, [scenario], args.scenario, args.reference_dir)
+    if args.out:
+        scenario.refuse_to_replace_an_input(args.out, "--out", args.reference_dir)
     if "bin" in args.given:   # how the results are binned, not what runs: the flag overrides the scenario's bin_s
         scenario = scenario.replace(bin_s=args.bin)
     if args.out:
@@ -467,13 +467,12 @@ def _refuse_to_replace_a_sweep(out: Path, how: str = "--resume goes on with it (
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .scenario import Scenario
-    from .sweeps import read_grid, sweep
+    from .sweeps import read_grid, refuse_to_replace_an_input, sweep
 
     _quiet_dask(args)
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid)
-    _refuse_out_over_scenario(args.out, [base], args.scenario, args.reference_dir)
-    _refuse_out_over_scenario(args.out, _grid_scenarios(base, grid), args.grid, args.reference_dir)
+    refuse_to_replace_an_input(args.out, "--out", base, grid, args.grid, args.reference_dir)
     out = _results_out(args.out, netcdf_only=True)
     if not (args.resume or args.overwrite):
         _refuse_to_replace_a_sweep(out)
@@ -514,14 +513,13 @@ def _known_sweep(path: str, slo):
 
 def cmd_capacity(args: argparse.Namespace) -> int:
     from .scenario import Scenario
-    from .sweeps import capacity, read_grid, save
+    from .sweeps import capacity, read_grid, refuse_to_replace_an_input, save
 
     _quiet_dask(args)
     base = Scenario.load(args.scenario)
     grid = read_grid(args.grid) if args.grid else None
-    _refuse_out_over_scenario(args.out, [base], args.scenario, args.reference_dir)
-    if grid is not None:
-        _refuse_out_over_scenario(args.out, _grid_scenarios(base, grid), args.grid, args.reference_dir)
+    if args.out:
+        refuse_to_replace_an_input(args.out, "--out", base, grid, args.grid, args.reference_dir)
     if args.out:
         _refuse_to_replace_a_sweep(_results_out(args.out, netcdf_only=True), ANOTHER_NAME)
     slo = _slo(args, True)
@@ -902,13 +900,8 @@ INPUT_ARGS = {"cluster_config": "CLUSTER", "workload": "--workload", "scenario":
 def _refuse_out_over(out: str | None, inputs: dict[str, str | Path]) -> None:
     """``--out`` naming a file the command reads would replace it with results: ``inputs`` maps what names each
     file (as the error says it) to the file."""
-    if not out:
-        return
-    target = os.path.realpath(out)   # not Path.resolve, which raises on a loop of links (named by its reader)
-    for name, given in inputs.items():
-        if given and os.path.realpath(given) == target:
-            raise InputError(f"is also {name}, which the results would replace; write them to another file", out,
-                             "--out")
+    if out:
+        refuse_to_replace(out, inputs, "--out")
 
 
 def _refuse_out_over_inputs(args: argparse.Namespace) -> None:
@@ -928,27 +921,6 @@ def _refuse_out_over_inputs(args: argparse.Namespace) -> None:
             inputs.update({f"an input of the run ({cluster.source}: {key})": path
                            for key, path in pim_files(cluster).items()})
     _refuse_out_over(getattr(args, "out", None), inputs)
-
-
-def _refuse_out_over_scenario(out: str | None, scenarios: Iterable, named_by: str, reference_dir: str | None) -> None:
-    """The files the scenarios read (a trace, a cluster config, an efficiency fit, PIM devices: by the key of
-    ``named_by``, the scenario or grid file) are inputs ``--out`` may not replace."""
-    if out:
-        for scenario in scenarios:
-            scenario.refuse_to_replace_an_input(out, "--out", reference_dir, named_by)
-
-
-def _grid_scenarios(base, grid) -> Iterator:
-    """The base scenario with each combination of the files a grid names in place of its own."""
-    keys = ("cluster_config", "trace", "pim_device")
-    if isinstance(grid, dict):
-        combos = itertools.product(*[[(k, v) for v in grid[k]] for k in keys if isinstance(grid.get(k), list)])
-    else:
-        combos = ([(k, p[k]) for k in keys if k in p] for p in grid if isinstance(p, dict))
-    for combo in combos:
-        changes = {k: v for k, v in combo if isinstance(v, str)}
-        if changes:
-            yield base.replace(**changes)
 
 
 def _refuse_out_in_reference(args: argparse.Namespace) -> None:

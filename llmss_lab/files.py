@@ -11,7 +11,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from .errors import InputError, WriteFailed
 
@@ -192,6 +192,17 @@ def check_writable_file(path: str | Path, key: str = "--out") -> Path:
         raise InputError("output folder does not exist", path.parent, key)
     _probe(path.parent, key)
     return path
+
+
+def refuse_to_replace(path: str | Path, inputs: Mapping[str, str | Path | None], key: str,
+                      what: str = "results") -> None:
+    """Refuse ``path`` as where ``what`` is written when it is one of ``inputs`` (what names each file, as the error
+    says it -> the file), links and relative paths resolved: writes go through a link, so a run's results would
+    replace the trace it read."""
+    target = os.path.realpath(path)   # not Path.resolve, which raises on a loop of links (named by its writer)
+    for name, file in inputs.items():
+        if file and os.path.realpath(file) == target:
+            raise InputError(f"is also {name}, which the {what} would replace; write them to another file", path, key)
 
 
 def refuse_inside(path: str | Path, protected: str | Path, what: str, key: str = "--out") -> None:

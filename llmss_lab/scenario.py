@@ -12,7 +12,6 @@ import inspect
 import json
 import logging
 import math
-import os
 import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -26,7 +25,7 @@ from .config.engine import EngineConfig
 from .config.model import ModelSpec
 from .config.reader import as_path, as_whole, closest, plain, read_json, store_plain
 from .errors import InputError, LlmssError
-from .files import permission_named, write_text
+from .files import permission_named, refuse_to_replace, write_text
 from .latency.analytical import UnknownHardware, efficiency, find_spec
 from .reference import ReferenceLayout, resolve_reference_dir
 from .results.dataset import Results
@@ -373,7 +372,8 @@ class Scenario:
             raise InputError(f"{exc.message}: {str(path)!r}", source, "efficiency_file") from None
 
     def save(self, path: str | Path) -> Path:
-        """Write the scenario as JSON, atomically."""
+        """Write the scenario as JSON, atomically; not over a file a run of it reads (its trace, say)."""
+        self.refuse_to_replace_an_input(as_path(path), "path", what="scenario")
         return _atomic_write(as_path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
@@ -581,11 +581,8 @@ class Scenario:
                                    named_by: str | None = None, what: str = "results") -> None:
         """Refuse ``path`` as where ``what`` is written when a run of this scenario reads it (links and relative
         paths resolved): the error names the scenario (or ``named_by``, a grid) and its key that reads it."""
-        target = os.path.realpath(path)   # not Path.resolve, which raises on a loop of links (named by its writer)
-        for name, file in self.input_files(reference_dir).items():
-            if os.path.realpath(file) == target:
-                raise InputError(f"is also an input of the run ({named_by or self.source}: {name}), which the {what} "
-                                 "would replace; write them to another file", path, key)
+        refuse_to_replace(path, {f"an input of the run ({named_by or self.source}: {name})": file
+                                 for name, file in self.input_files(reference_dir).items()}, key, what)
 
     def engine(self) -> dict[str, Any]:
         """The engine settings by vLLM's names, as ``simulate(engine=...)`` takes them (None: the engine's own)."""

@@ -843,6 +843,29 @@ class SavePacer:
         self.gap = max(self.every_s, self.factor * (end - start))
 
 
+def grid_scenarios(base: Scenario, grid: Grid | None) -> Iterator[Scenario]:
+    """The base scenario with each combination of the files a grid names (cluster configs, traces, PIM devices)
+    in place of its own."""
+    keys = ("cluster_config", "trace", "pim_device")
+    if isinstance(grid, Mapping):
+        combos = itertools.product(*[[(k, v) for v in grid[k]] for k in keys if isinstance(grid.get(k), list)])
+    else:
+        combos = ([(k, p[k]) for k in keys if k in p] for p in grid or () if isinstance(p, Mapping))
+    for combo in combos:
+        changes = {k: v for k, v in combo if isinstance(v, str)}
+        if changes:
+            yield base.replace(**changes)
+
+
+def refuse_to_replace_an_input(path: str | Path, key: str, base: Scenario, grid: Grid | None,
+                               grid_source: str = "grid", reference_dir: str | Path | None = None) -> None:
+    """Refuse ``path`` as where a sweep or capacity search is written when a run of it reads that file: the base
+    scenario's (named by its file and key) or one the grid names (by the grid's source and key)."""
+    base.refuse_to_replace_an_input(path, key, reference_dir)
+    for scenario in grid_scenarios(base, grid):
+        scenario.refuse_to_replace_an_input(path, key, reference_dir, grid_source)
+
+
 def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | Path | None = None,
           n_workers: int | None = None, slo: SLO | None = None, save_to: str | Path | None = None,
           resume: bool = False, progress: bool = True, save_every_s: float = 2.0,
@@ -861,6 +884,7 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     _check_run_args(base, slo, "sweep")
     if save_to is not None:
         check_writable_file(save_to, "save_to")   # before any point runs, not when the results are in
+        refuse_to_replace_an_input(save_to, "save_to", base, grid, grid_source, reference_dir)
     dims, points = expand(base, grid, grid_source, reference_dir)
     _check_cluster_args(client, n_workers, "sweep")   # up front: a fully resumed sweep never opens a client
     ref = str(resolve_reference_dir(reference_dir))

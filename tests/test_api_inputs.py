@@ -284,3 +284,98 @@ def test_a_run_of_many_requests_says_up_front_how_long_it_takes(ref, monkeypatch
     with caplog.at_level("WARNING"):
         ll.simulate(ref / CLUSTER, ref / TRACE, reference_dir=ref, num_requests=6)
     assert "6 requests: expect a run of about 0 min and 0.0 GB of memory" in caplog.text
+
+
+# ---- outputs over the run's own inputs ------------------------------------------------------------
+
+PIM = "DDR4_8GB_3200_pim.ini"   # its name is the device's, whose PIM latency is calibrated
+
+def _inputs_beside(ref: Path, folder: Path) -> None:
+    """A trace, a cluster config, a PIM device and a cluster config naming it (relative to its folder)."""
+    import shutil
+
+    shutil.copy(ref / TRACE, folder / "t.jsonl")
+    shutil.copy(ref / CLUSTER, folder / "c.json")
+    shutil.copy(ref / "ispass26/pim_config/DDR4_8GB_3200_pim.ini", folder / PIM)
+    config = json.loads((folder / "c.json").read_text())
+    config["nodes"][0]["cpu_mem"]["pim_config"] = PIM
+    (folder / "pim.json").write_text(json.dumps(config))
+
+
+def _refused(save, out: str, target: Path, said: str, what: str, key: str) -> None:
+    """``save(out)``, ``out`` a link to ``target`` (given as is, and by a relative path through a folder), is
+    refused with one line naming it and the input, and ``target`` is left as it was."""
+    before = target.read_bytes()
+    link = Path(out)
+    for given in (out, f"sub/../{link.name}"):
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+        with pytest.raises(InputError) as err:
+            save(given)
+        assert str(err.value) == (f"{given}: {key}: is also an input of the run ({said}), which the {what} would "
+                                  "replace; write them to another file")
+        assert target.read_bytes() == before and link.is_symlink()
+
+
+def test_results_save_may_not_replace_an_input_of_its_run(ref, tmp_path, monkeypatch):
+    """`res.save('r.csv')`, r.csv a link to the run's own trace, wrote the results over the trace (the CLI and the
+    explorer refused it; Python did not): so for its cluster config, efficiency fit and PIM device file, also after
+    a change of folder (the run recorded its inputs' absolute paths) and for a results file loaded again."""
+    from tests.test_scenario import _fit_copy
+
+    _inputs_beside(ref, tmp_path)
+    fit = _fit_copy(tmp_path)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    res = ll.simulate("c.json", "t.jsonl", reference_dir=ref, num_requests=4)
+    loaded = ll.Results.load(res.save("r.nc"))
+    fitted = ll.Scenario(num_requests=4, latency="analytical", efficiency_file="fit.yaml").run(ref)
+    pim = ll.simulate("pim.json", "t.jsonl", reference_dir=ref, num_requests=4, attn_offload=True)
+    monkeypatch.chdir(tmp_path / "sub")
+    (tmp_path / "sub" / "sub").mkdir()
+    for run, out, target, said in ((res, "x.csv", "t.jsonl", "trace"), (res, "x.nc", "c.json", "cluster_config"),
+                                   (loaded, "x.csv", "t.jsonl", "trace"),
+                                   (fitted, "x.nc", fit.name, "efficiency_file"),
+                                   (pim, "x.nc", PIM, "nodes[0].cpu_mem.pim_config")):
+        _refused(run.save, out, tmp_path / target, said, "results", "path")
+    assert all(run.save(f"y.{kind}").is_file() for run in (res, loaded, fitted, pim) for kind in ("nc", "csv"))
+
+
+def test_scenario_save_may_not_replace_a_file_it_reads(ref, tmp_path, monkeypatch):
+    """`Scenario(trace='t.jsonl').save('s.json')`, s.json a link to t.jsonl, wrote the scenario over its trace."""
+    from llmss_lab.reference import ENV_VAR
+    from tests.test_scenario import _fit_copy
+
+    _inputs_beside(ref, tmp_path)
+    fit = _fit_copy(tmp_path)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ENV_VAR, str(ref))
+    for scenario, target, said in (
+            (ll.Scenario(trace="t.jsonl"), "t.jsonl", "scenario: trace"),
+            (ll.Scenario(cluster_config="pim.json"), "pim.json", "scenario: cluster_config"),
+            (ll.Scenario(cluster_config="pim.json"), PIM,
+             "scenario: cluster_config pim.json: nodes[0].cpu_mem.pim_config"),
+            (ll.Scenario(latency="analytical", efficiency_file="fit.yaml"), fit.name, "scenario: efficiency_file"),
+            (ll.Scenario(pim_device=str(tmp_path / PIM), attn_offload=True), PIM, "scenario: pim_device")):
+        _refused(scenario.save, "s.json", tmp_path / target, said, "scenario", "path")
+        assert scenario.save("saved.json").is_file()
+
+
+def test_a_sweep_may_not_be_saved_over_a_file_its_runs_read(ref, tmp_path, monkeypatch):
+    """`sweep(base, grid, save_to='r.nc')`, r.nc a link to the trace the base scenario or a grid point reads,
+    would have written the sweep's points over it as they came in; refused before any point runs."""
+    import llmss_lab.sweeps as sweeps
+
+    _inputs_beside(ref, tmp_path)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sweeps, "run_points", lambda *a, **k: pytest.fail("the sweep ran"))
+    with_trace = ll.Scenario(num_requests=4, trace="t.jsonl")
+    for base, grid, target, said in (
+            (with_trace, {"seed": [0, 1]}, "t.jsonl", "scenario: trace"),
+            (ll.Scenario(num_requests=4), {"trace": ["t.jsonl"], "seed": [0, 1]}, "t.jsonl", "g.yaml: trace"),
+            (ll.Scenario(num_requests=4), [{"seed": 1}, {"cluster_config": "pim.json"}], PIM,
+             "g.yaml: cluster_config pim.json: nodes[0].cpu_mem.pim_config")):
+        _refused(lambda out: sweeps.sweep(base, grid, reference_dir=ref, save_to=out, grid_source="g.yaml",
+                                          progress=False), "r.nc", tmp_path / target, said, "results", "save_to")

@@ -25,7 +25,7 @@ from xarray.indexes import PandasIndex
 
 from ..config.reader import as_path
 from ..errors import InputError
-from ..files import absent, ctrl_c_held, kind_of, replacing
+from ..files import absent, ctrl_c_held, kind_of, refuse_to_replace, replacing
 from ..config.power import COMPONENTS
 from ..kernel.instance import merge_counts
 from ..kernel.power import PowerAccount
@@ -511,6 +511,8 @@ class Results:
         :func:`results_format`), atomically (temp file, rename); a Ctrl-C waits for a netCDF write to finish."""
         path = as_path(path)
         kind = results_format(path, "path")
+        refuse_to_replace(path, {f"an input of the run ({key})": file for key, file in self.input_files().items()},
+                          "path")
         if path.parent and not path.parent.exists():
             raise InputError("output folder does not exist", path.parent)
         if kind == "csv":
@@ -521,6 +523,15 @@ class Results:
         with ctrl_c_held(), replacing(path) as tmp, small_chunk_cache():
             write_groups(tmp, groups, {g: compressed(ds) for g, ds in groups.items()})
         return path
+
+    def input_files(self) -> dict[str, str]:
+        """The files the run read, by the key that named them (its ``input_files_json`` attr; none in a file
+        saved before it was recorded, or where the attr is not such a record)."""
+        try:
+            files = json.loads(self.attrs.get("input_files_json", "{}"))
+        except (TypeError, ValueError):
+            return {}
+        return {k: v for k, v in files.items() if isinstance(v, str)} if isinstance(files, dict) else {}
 
     def request_table(self):
         """The requests as a pandas DataFrame, one row per request, units in the column names (``ttft_ms``)."""
