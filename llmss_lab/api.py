@@ -472,13 +472,14 @@ def node_power(spec: ClusterSpec, setups: list[simulator.InstanceSetup]) -> list
     return out
 
 
-def _check_fits(workload: Workload, setups: list[simulator.InstanceSetup]) -> None:
-    """A request that can never fit would wait forever: refuse it up front, naming its line."""
-    for s in setups:
-        _check_fits_one(workload, s)
+def _check_fits(workload: Workload, setups: list[simulator.InstanceSetup], cluster: ClusterSpec) -> None:
+    """A request that can never fit would wait forever: refuse it up front, naming its trace line, or for a
+    workload from no file (a generator's) the setting that bounds it, which is what its writer can change."""
+    for inst, s in zip(cluster.instances, setups):
+        _check_fits_one(workload, s, cluster, inst)
 
 
-def _check_fits_one(workload: Workload, s: simulator.InstanceSetup) -> None:
+def _check_fits_one(workload: Workload, s: simulator.InstanceSetup, cluster: ClusterSpec, inst: InstanceSpec) -> None:
     # a prefill instance holds a request until its first token, then hands it over
     prefill = s.role == "prefill"
     total = workload.input_toks + (np.minimum(workload.output_toks, 1) if prefill else workload.output_toks)
@@ -487,13 +488,27 @@ def _check_fits_one(workload: Workload, s: simulator.InstanceSetup) -> None:
         out = "its first token" if prefill else f"output {int(workload.output_toks[i])}"
         return f"{int(total[i])} tokens (input {int(workload.input_toks[i])} + {out})"
 
-    cap = min(s.num_blocks * s.engine.block_size, s.max_model_len)
+    def set_by(key: str, unset: str) -> tuple[str, str]:
+        """Where the engine setting ``key`` was set: the instance's own key, else the run's settings; its
+        instance's key ``unset`` where it is not set (the memory that sizes the KV cache, the model's length)."""
+        if not getattr(s.engine, key):
+            return cluster.source, f"{inst.where}.{unset}"
+        return (cluster.source, f"{inst.where}.{key}") if key in inst.engine_overrides else ("engine settings", key)
+
+    def refuse(needs: str, i: int, limit: tuple[str, str]) -> None:
+        if workload.lines is not None:   # a trace's: its line
+            raise InputError(f"request needs {needs}", workload.name, workload.where(i))
+        raise InputError(f"{workload.where(i)} of {workload.name} needs {needs}", *limit)
+
+    kv = s.num_blocks * s.engine.block_size
+    length = set_by("max_model_len", "model_name")
+    cap = min(kv, s.max_model_len)
     bad = np.flatnonzero(total > cap)
     if len(bad):
         i = int(bad[0])
-        what = "KV cache" if cap == s.num_blocks * s.engine.block_size else "max_model_len"
-        raise InputError(f"request needs {tokens(i)} but the {what} of {s.name} holds at most {cap}"
-                         f" ({len(bad)} such requests)", workload.name, workload.where(i))
+        what, limit = ("KV cache", set_by("num_gpu_blocks", "npu_mem.mem_size")) if cap == kv else \
+            ("max_model_len" if s.engine.max_model_len else "max_model_len (the model's context length)", length)
+        refuse(f"{tokens(i)} but the {what} of {s.name} holds at most {cap} ({len(bad)} such requests)", i, limit)
     budget = s.engine.max_num_batched_tokens or s.max_model_len   # 0: no budget of its own
     if not s.engine.enable_chunked_prefill:
         # a preempted request is recomputed in one step, prompt and output so far: vLLM refuses a budget
@@ -501,10 +516,11 @@ def _check_fits_one(workload: Workload, s: simulator.InstanceSetup) -> None:
         long = np.flatnonzero(total - 1 > budget)
         if len(long):
             i = int(long[0])
-            raise InputError(f"with chunked prefill off, a request must fit one step whole (if preempted it is "
-                             f"recomputed at once), but request has {tokens(i)} > max_num_batched_tokens {budget} "
-                             f"of {s.name} ({len(long)} such requests); raise max_num_batched_tokens or turn "
-                             "chunked prefill on", workload.name, workload.where(i))
+            refuse(f"{tokens(i)} to fit one step whole, as it must with chunked prefill off (if preempted it is "
+                   f"recomputed at once), but the max_num_batched_tokens of {s.name} is {budget} ({len(long)} such "
+                   "requests); raise max_num_batched_tokens or turn chunked prefill on", i,
+                   set_by("max_num_batched_tokens", "max_num_batched_tokens") if s.engine.max_num_batched_tokens
+                   else length)
 
 
 def routes(pd_types: list[str | None]) -> bool:
@@ -681,7 +697,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
                          choice.efficiency_file, router)
     _warn_overridden_engine(spec, engine)
     _warn_block_size(spec, setups)
-    _check_fits(workload, setups)
+    _check_fits(workload, setups, spec)
     memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))
     raw = simulator.run(setups, workload, router, progress, links, kv_transfer, seed, memory, stop_when)

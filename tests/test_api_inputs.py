@@ -379,3 +379,25 @@ def test_a_sweep_may_not_be_saved_over_a_file_its_runs_read(ref, tmp_path, monke
              "g.yaml: cluster_config pim.json: nodes[0].cpu_mem.pim_config")):
         _refused(lambda out: sweeps.sweep(base, grid, reference_dir=ref, save_to=out, grid_source="g.yaml",
                                           progress=False), "r.nc", tmp_path / target, said, "results", "save_to")
+
+
+def test_a_generated_request_that_cannot_fit_names_the_setting_that_bounds_it(ref, capsys):
+    """simulate(..., engine={'max_model_len': 71}) on 72-token generated requests named the generator
+    ('synthetic(poisson, ...): request 0'), which no one can edit: it names the engine setting (at the prompt, its
+    flag); a trace's request is still named at its line."""
+    from tests.test_cli import run
+
+    wl = synthetic(4, input_len="fixed:64", output_len="fixed:8")
+    says = (f"request 0 of {wl.name} needs 72 tokens (input 64 + output 8) but the max_model_len of "
+            "nodes[0].instances[0] holds at most 71 (4 such requests)")
+    with pytest.raises(InputError) as err:
+        ll.simulate(ref / CLUSTER, wl, engine={"max_model_len": 71}, reference_dir=ref)
+    assert str(err.value) == f"engine settings: max_model_len: {says}"
+    code, _, said = run(capsys, "run", str(ref / CLUSTER), "--num-requests", "4", "--input-len", "fixed:64",
+                        "--output-len", "fixed:8", "--max-model-len", "71", "--reference-dir", str(ref), "-q")
+    assert (code, said) == (2, f"llmss: error: command line: --max-model-len: {says}\n")
+    trace = load_trace(ref / TRACE, 4)
+    with pytest.raises(InputError, match=r"example_trace\.jsonl: line 1: request needs \d+ tokens \(input \d+ \+ "
+                                         r"output \d+\) but the max_model_len of nodes\[0\]\.instances\[0\] holds "
+                                         r"at most 8 \(4 such requests\)$"):
+        ll.simulate(ref / CLUSTER, trace, engine={"max_model_len": 8}, reference_dir=ref)

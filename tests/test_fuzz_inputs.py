@@ -396,9 +396,9 @@ RUN_FLAG_EDGES = {
 def test_scenario_files_setting_the_run_flags(ref, tmp_path, capsys):
     """The fields a scenario sets in place of `llmss run`'s --num-gpu-blocks, --max-model-len,
     --long-prefill-token-threshold, --[no-]reserve-full-isl and --efficiency: each at every wrong value and its
-    edges, and the efficiency fit it names broken, through `llmss run --scenario ... --out`. A request that no
-    longer fits the KV cache or max_model_len is named at its request of the workload (the message names the
-    setting); everything else names the scenario file or the fit."""
+    edges, and the efficiency fit it names broken, through `llmss run --scenario ... --out`. Each names the
+    scenario file or the fit: a request of the generated workload that no longer fits the KV cache or max_model_len
+    too, at the key that set the limit (it named the workload, 'synthetic(poisson, ...): request 0')."""
     found, n = [], 0
     base = ll.Scenario(num_requests=4, input_len="fixed:64", output_len="fixed:8", latency="analytical",
                        num_gpu_blocks=300, max_model_len=4096, long_prefill_token_threshold=16,
@@ -415,9 +415,8 @@ def test_scenario_files_setting_the_run_flags(ref, tmp_path, capsys):
         put(case / "fit.yaml", content)
         put(case / "s.json", json.dumps(scenario).encode())
         out = case / "out.nc"
-        named = ("s.json", "fit.yaml", "synthetic(poisson") if "=" in name else ("s.json", "fit.yaml")
-        outcome = check(name, named, run_argv("run", "--scenario", case / "s.json", "--reference-dir", ref,
-                                              "--out", out, "-q"), out, capsys)
+        outcome = check(name, ("s.json", "fit.yaml"), run_argv("run", "--scenario", case / "s.json", "--reference-dir",
+                                                               ref, "--out", out, "-q"), out, capsys)
         found += [outcome] if outcome else []
         n += 1
     report("scenario files setting the run flags", n, found)

@@ -158,7 +158,8 @@ def test_without_chunking_a_request_that_could_not_be_recomputed_in_one_step_is_
     s = Scenario(npu_mem_gib=16.0, gpu_memory_utilization=1.0, enable_chunked_prefill=False,
                  max_num_batched_tokens=512, max_num_seqs=16, num_requests=20, rate=1000.0, input_len="fixed:500",
                  output_len="fixed:400", enable_prefix_caching=False)
-    with pytest.raises(InputError, match=r"request 0: .*900 tokens .* > max_num_batched_tokens 512"):
+    with pytest.raises(InputError, match=r"^scenario: max_num_batched_tokens: request 0 of .* needs 900 tokens .* "
+                                         r"but the max_num_batched_tokens of nodes\[0\]\.instances\[0\] is 512 "):
         s.run(ref)
     res = s.replace(max_num_batched_tokens=1024).run(ref)
     assert res.summary()["completed"] == 20 and int(res.requests.preemptions.sum()) > 0
@@ -369,3 +370,47 @@ def test_a_max_model_len_past_the_models_is_named_at_the_scenario_key(ref, tmp_p
         Scenario.load(path).run(ref)
     assert (err.value.source, err.value.where) == (str(path), "max_model_len"), err.value
     assert "is longer than meta-llama/Llama-3.1-8B allows" in err.value.message
+
+
+SYNTHETIC = "synthetic(poisson, 10.0/s, n=4, seed=0)"
+
+
+@pytest.mark.parametrize("fields, key, says", [
+    ({"max_model_len": 71}, "max_model_len", "72 tokens (input 64 + output 8) but the max_model_len of "
+                                             "nodes[0].instances[0] holds at most 71 (4 such requests)"),
+    ({"num_gpu_blocks": 4}, "num_gpu_blocks", "72 tokens (input 64 + output 8) but the KV cache of "
+                                              "nodes[0].instances[0] holds at most 64 (4 such requests)"),
+    ({"input_len": "fixed:8000", "npu_mem_gib": 17.5}, "npu_mem_gib, gpu_memory_utilization",
+     "8008 tokens (input 8000 + output 8) but the KV cache of nodes[0].instances[0] holds at most 6480 (4 such "
+     "requests) (the built cluster's nodes[0].instances[0].npu_mem.mem_size)"),
+    ({"input_len": "fixed:8000", "cluster_config": "c.json"}, "c.json: nodes[0].instances[0].npu_mem.mem_size",
+     "8008 tokens (input 8000 + output 8) but the KV cache of nodes[0].instances[0] holds at most 6480 (4 such "
+     "requests)"),
+    ({"input_len": "fixed:5000", "model": "microsoft/Phi-mini-MoE-instruct", "latency": "analytical"}, "model",
+     "5008 tokens (input 5000 + output 8) but the max_model_len (the model's context length) of "
+     "nodes[0].instances[0] holds at most 4096 (4 such requests) (the built cluster's nodes[0].instances[0].model_name)"),
+    ({"enable_chunked_prefill": False, "max_num_batched_tokens": 40, "max_num_seqs": 4}, "max_num_batched_tokens",
+     "72 tokens (input 64 + output 8) to fit one step whole, as it must with chunked prefill off (if preempted it is "
+     "recomputed at once), but the max_num_batched_tokens of nodes[0].instances[0] is 40 (4 such requests); raise "
+     "max_num_batched_tokens or turn chunked prefill on")])
+def test_a_generated_request_that_cannot_fit_names_the_scenario_key_that_sets_the_limit(ref, tmp_path, capsys,
+                                                                                        monkeypatch, fields, key,
+                                                                                        says):
+    """A scenario file with max_model_len 71 and 72-token requests was refused as 'synthetic(poisson, ...):
+    request 0: ...', naming the generated workload, which is no file: its writer is told the file and key to change
+    (the scenario's field, or the cluster config's instance), through `llmss run --scenario` and Scenario.run."""
+    from tests.test_cli import run
+
+    monkeypatch.chdir(tmp_path)
+    config = json.loads((ref / "configs/cluster/single_node_single_instance.json").read_text())
+    config["nodes"][0]["instances"][0]["npu_mem"]["mem_size"] = 17.5   # room for 6,480 tokens of KV cache
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    (tmp_path / "s.json").write_text(json.dumps({"num_requests": 4, "input_len": "fixed:64", "output_len": "fixed:8",
+                                                 "hardware": "RTXPRO6000", **fields}))
+    named = key if key.startswith("c.json") else f"s.json: {key}"
+    with pytest.raises(InputError) as err:
+        Scenario.load("s.json").run(ref)
+    assert str(err.value) == f"{named}: request 0 of {SYNTHETIC} needs {says}"
+    code, _, said = run(capsys, "run", "--scenario", "s.json", "--reference-dir", str(ref), "--out", "r.nc", "-q")
+    assert (code, said) == (2, f"llmss: error: {named}: request 0 of {SYNTHETIC} needs {says}\n")
+    assert not (tmp_path / "r.nc").exists()
