@@ -6,7 +6,8 @@ Run: python benchmarks/bench_save.py [--reference-dir ROOT] [--repeat 5]
 one-second bins span about 4 days. Each is saved as Results.save writes it (numeric variables deflated)
 and raw, as files were written before; times are the best of --repeat, loads through ll.load_results.
 Then the first save in a fresh process (a 20-request run, --repeat processes; medians): what `llmss run --out`
-pays once, imports included, in CPU and wall seconds, and how many dask modules it leaves imported.
+pays once, imports included, in CPU and wall seconds, and how many dask modules it leaves imported; and the first
+load of that file (what `llmss summary` pays), also with dask hidden from xarray, whose reading path imports it.
 """
 from __future__ import annotations
 
@@ -42,6 +43,27 @@ res.save(sys.argv[2])
 print(time.process_time() - cpu, time.perf_counter() - wall,
       sum(m.split(".")[0] in ("dask", "distributed") for m in sys.modules))
 """
+
+
+FIRST_LOAD = """
+import sys, time
+if sys.argv[2] == "hide":
+    sys.modules["dask"] = None   # as if dask were not installed: what xarray's dask checks cost this load
+cpu, wall = time.process_time(), time.perf_counter()
+from llmss_lab.results.dataset import Results
+Results.load(sys.argv[1])
+print(time.process_time() - cpu, time.perf_counter() - wall,
+      sum(m.split(".")[0] == "dask" and sys.modules[m] is not None for m in list(sys.modules)))
+"""
+
+
+def first_load(path: Path, repeat: int, dask: str) -> tuple[float, float, int]:
+    """Median CPU and wall seconds of a fresh process's import of Results and first Results.load (``dask``
+    "hide": with dask hidden from xarray), and the dask modules it imported."""
+    runs = [subprocess.run([sys.executable, "-c", FIRST_LOAD, str(path), dask], capture_output=True, text=True,
+                           check=True).stdout.split() for _ in range(repeat)]
+    return (statistics.median(float(r[0]) for r in runs), statistics.median(float(r[1]) for r in runs),
+            int(runs[0][2]))
 
 
 def first_save(ref: Path, path: Path, repeat: int) -> tuple[float, float, int]:
@@ -86,8 +108,12 @@ def main() -> int:
                 print(f"{name:<9}{res.timeseries.sizes['time']:>8}{res.iterations.sizes['step']:>8}{how:>9}"
                       f"{path.stat().st_size / 1e6:>8.2f}{s:>8.3f}{lo:>8.3f}")
         cpu, wall, dask = first_save(ref, Path(tmp) / "first.nc", args.repeat)
+        loads = {how: first_load(Path(tmp) / "first.nc", args.repeat, how) for how in ("keep", "hide")}
     print(f"first save in a fresh process: {cpu:.3f} s CPU, {wall:.3f} s wall (medians of {args.repeat}); "
           f"{dask} dask modules imported")
+    for how, said in (("keep", "import and first load in a fresh process"), ("hide", "  the same, dask hidden")):
+        cpu, wall, dask = loads[how]
+        print(f"{said}: {cpu:.3f} s CPU, {wall:.3f} s wall (medians of {args.repeat}); {dask} dask modules imported")
     return 0
 
 
