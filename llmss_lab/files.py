@@ -199,9 +199,15 @@ def refuse_to_replace(path: str | Path, inputs: Mapping[str, str | Path | None],
     """Refuse ``path`` as where ``what`` is written when it is one of ``inputs`` (what names each file, as the error
     says it -> the file), links and relative paths resolved: writes go through a link, so a run's results would
     replace the trace it read."""
-    target = os.path.realpath(path)   # not Path.resolve, which raises on a loop of links (named by its writer)
+    def real(p: str | Path) -> str | None:   # not Path.resolve, which raises on a loop of links (named by its writer)
+        try:
+            return os.path.realpath(p)
+        except ValueError:   # a NUL in the name: no file, named by what opens it
+            return None
+
+    target = real(path)
     for name, file in inputs.items():
-        if file and os.path.realpath(file) == target:
+        if file and target is not None and real(file) == target:
             raise InputError(f"is also {name}, which the {what} would replace; write them to another file", path, key)
 
 

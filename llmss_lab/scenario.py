@@ -561,15 +561,17 @@ class Scenario:
         """The files a run of this scenario reads, by the key that names them (a cluster file's PIM device files
         by that file and key): an output may not replace one. A name that finds no file is left to the run."""
         out: dict[str, Path] = {}
-        for key in ("cluster_config", "trace"):
-            if getattr(self, key).strip():
-                try:
-                    out[key] = self._find(getattr(self, key), reference_dir, key)
-                except LlmssError:
-                    pass
-        if self.efficiency_file.strip():
-            out["efficiency_file"] = Path(self.efficiency_file.strip())
+        names = {key: name for key in ("cluster_config", "trace", "efficiency_file")
+                 if isinstance(name := getattr(self, key), str) and name.strip()}   # not a name: left to validate
+        for key in names.keys() - {"efficiency_file"}:
+            try:
+                out[key] = self._find(names[key], reference_dir, key)
+            except LlmssError:
+                pass
+        if "efficiency_file" in names:
+            out["efficiency_file"] = Path(names["efficiency_file"].strip())
         try:
+            self.validate()   # fields of wrong kinds build no cluster
             cluster = self.cluster(reference_dir)
         except LlmssError:
             return out

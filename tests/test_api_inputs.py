@@ -360,6 +360,8 @@ def test_scenario_save_may_not_replace_a_file_it_reads(ref, tmp_path, monkeypatc
             (ll.Scenario(pim_device=str(tmp_path / PIM), attn_offload=True), PIM, "scenario: pim_device")):
         _refused(scenario.save, "s.json", tmp_path / target, said, "scenario", "path")
         assert scenario.save("saved.json").is_file()
+    for odd in ({"trace": 5}, {"cluster_config": [1]}, {"efficiency_file": "\0"}, {"tp": "x"}):   # as before:
+        assert ll.Scenario(**odd).save("odd.json").is_file()   # kinds are validate's to name, not save's
 
 
 def test_a_sweep_may_not_be_saved_over_a_file_its_runs_read(ref, tmp_path, monkeypatch):
