@@ -920,3 +920,14 @@ def test_the_request_axis_ticks_whole_requests(ref):
     two = Scenario(num_requests=2, output_len="fixed:1").run(ref)
     for b in (None, two):
         assert views.request_lifelines(two, b).yaxis[0].ticker.min_interval == 1
+
+
+def test_a_time_view_drawn_alone_starts_its_axis_at_zero(runs):
+    """Drawn without a shared x range, a view fitted its axis to its data, which began at its first bin's end (1 s):
+    no tick at 0, where the run starts. Alone it takes the range the dashboard would give it."""
+    a, b = runs
+    for view in (views.batch_timeline, views.request_lifelines, views.throughput, views.memory, views.power):
+        for other in (None, b):
+            x = view(a, other).x_range
+            end = views.time_range(a, other).end
+            assert (x.start, x.end, x.bounds[0]) == (0.0, end, 0.0), view.__name__

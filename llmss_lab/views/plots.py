@@ -98,6 +98,12 @@ def time_range(a: Results, b: Results | None = None) -> Range1d:
     return Range1d(0.0, end * 1.02, bounds=(0.0, end * 1.05))
 
 
+def _time_axis(x_range, a: Results, b: Results | None):
+    """The x range given, else the one :func:`dashboard` shares: from 0, where runs start. A view drawn alone
+    fitted its axis to its data, which began at the first bin's end (1 s): no tick at 0."""
+    return time_range(a, b) if x_range is None else x_range
+
+
 def _short(label: str) -> str:
     """``nodes[0].instances[1]`` -> ``n0/i1``: row labels that fit beside a plot."""
     m = re.fullmatch(r"nodes\[(\d+)\]\.instances\[(\d+)\]", str(label))
@@ -222,8 +228,8 @@ def batch_timeline(a: Results, b: Results | None = None, x_range=None, label: st
     cols = {k: (sum((part[k] for part in parts), []) if k == "y" else np.concatenate([part[k] for part in parts]))
             for k in parts[0]}
     factors = list(reversed(rows))
-    p = _fig(_named("Batch timeline: engine steps per instance", runs), "", x_range, height=max(160, 60 + 45 * len(rows)),
-             y_range=FactorRange(*factors, group_padding=GROUP_PADDING))
+    p = _fig(_named("Batch timeline: engine steps per instance", runs), "", _time_axis(x_range, a, b),
+             height=max(160, 60 + 45 * len(rows)), y_range=FactorRange(*factors, group_padding=GROUP_PADDING))
     if b is not None:   # the run's name once, across its own row, at the plot's left edge whatever the pan
         p.yaxis.group_text_font_size = "0px"
         p.yaxis.separator_line_color = None
@@ -276,7 +282,8 @@ def request_lifelines(a: Results, b: Results | None = None, x_range=None, max_re
     most = max(r.requests.sizes["request"] for _, r, _ in runs)
     step = -(-most // int(max_requests))
     shown = f"every {_ordinal(step)} of {most}: " if step > 1 else ""
-    p = _fig(_named(f"Request lifelines ({shown}queued, prefill, decode)", runs), "request", x_range, height=320)
+    p = _fig(_named(f"Request lifelines ({shown}queued, prefill, decode)", runs), "request", _time_axis(x_range, a, b),
+             height=320)
     groups = []
     for name, r, base in reversed(runs):
         dy, alpha, width = (0.4 * step, 0.45, 1) if base else (0.0, 0.9, 2)
@@ -432,7 +439,7 @@ def throughput(a: Results, b: Results | None = None, x_range=None, label: str | 
     where it is served (prompts on the prefill side, tokens on the decode side), not on both."""
     runs = _runs(a, b, label, baseline_label)
     bins = _width_note([r.timeseries for _, r, _ in runs], MEAN_OF)
-    p = _fig(_named(f"Throughput{bins}", runs), "throughput (tokens/s)", x_range)
+    p = _fig(_named(f"Throughput{bins}", runs), "throughput (tokens/s)", _time_axis(x_range, a, b))
     groups, short = [], []
     for name, r, base in runs:
         ts = r.timeseries
@@ -464,7 +471,8 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
     in_pct = [r for _, r, _ in runs if "npu_kv" not in r.memory]
     in_gib = len(in_pct) < len(runs)
     samples = _width_note([r.memory if "npu_kv" in r.memory else r.timeseries for _, r, _ in runs], SAMPLED)
-    p = _fig(_named(f"Memory per tier{samples}", runs), "memory (GiB)" if in_gib else KV_PCT_LABEL, x_range)
+    p = _fig(_named(f"Memory per tier{samples}", runs), "memory (GiB)" if in_gib else KV_PCT_LABEL,
+             _time_axis(x_range, a, b))
     pct_style = {}
     if not in_gib:
         p.y_range = Range1d(0, 100)
@@ -562,7 +570,7 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         title += f": {name_a}"
         if b is not None and "power" not in b.power:   # else the baseline is missing from this view alone, unsaid
             title += f" ({name_b} has no power model)"
-    p = _fig(title, "power (W)", x_range)
+    p = _fig(title, "power (W)", _time_axis(x_range, a, b))
     pw = a.power
     groups, short = [], []
     if "power" in pw and (note := _too_short(_who(name_a, b), a, pw, "bin")):
