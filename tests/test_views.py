@@ -896,23 +896,59 @@ def test_a_long_title_breaks_into_lines_and_the_plot_keeps_its_height(ref, runs)
     assert cdf.title.text == "TTFT CDF: 1 prefill + 1 decode\n(layer-wise KV transfer)" and cdf.height == 240 + 17
 
 
+def _capacity(fig) -> tuple[list[str], float, bool]:
+    """The memory view's capacity entries, the highest line of memory in use, and whether the y range leaves the
+    capacity lines out (fitted to the memory in use alone)."""
+    lines = [r for r in fig.renderers if "series" in r.data_source.data]
+    peak = max(float(np.nanmax(r.data_source.data["y"])) for r in lines if "capacity" not in r.data_source.data["series"][0])
+    caps = [getattr(i.label, "value", i.label) for leg in fig.below if isinstance(leg, Legend) for i in leg.items
+            if getattr(i.label, "value", i.label).startswith("NPU KV capacity")]
+    fitted = bool(fig.y_range.renderers) and fig.y_range.renderers != "auto"
+    return caps, peak, fitted
+
+
 def test_memory_far_below_its_kv_capacity_fills_the_plot(ref):
     """8 requests used under 2 GiB of a 71 GiB KV capacity: the y axis ran to the capacity line and the memory
-    in use was a flat line on the floor. Past 8x the peak, the axis fits the memory in use and the legend gives the
-    capacity's value; a run that fills its KV cache keeps the capacity line in view."""
+    in use was a flat line on the floor. The capacity line is drawn when the memory in use reaches half of it, so the
+    use fills at least half the plot; else the axis fits the memory in use and the legend gives the capacity and how
+    far it is; a run that fills its KV cache keeps the capacity line in view."""
     few = Scenario(num_requests=8).run(ref)
     fig = views.memory(few)
-    (cap,) = [i for i in fig.legend[0].items if i.label["value"].startswith("NPU KV capacity")]
     gib = float(few.memory.npu_kv_capacity.sum()) / 1024
-    assert cap.label["value"] == f"NPU KV capacity ({gib:,.1f} GiB, off the scale)"
+    kv = float(few.memory.npu_kv.sum("instance").max()) / 1024    # memory in MiB
+    caps, peak, fitted = _capacity(fig)
+    assert caps == [f"NPU KV capacity: {gib:,.1f} GiB, {gib / kv:,.1f}x the peak NPU KV (off the scale)"] and fitted
     shown = {r.data_source.data["series"][0] for r in fig.y_range.renderers}
     assert shown == {"NPU KV", "NPU prefix cache"}                  # the range follows the memory in use alone
-    peak = max(float(few.memory.npu_kv.sum("instance").max()), float(few.memory.npu_prefix_cache.sum("instance").max()))
-    assert gib > plots.OFF_THE_SCALE * peak / 1024                     # memory in MiB
     full = Scenario(num_requests=200, rate=20.0, gpu_memory_utilization=0.25).run(ref)
-    fig = views.memory(full)
-    assert [i.label["value"] for i in fig.legend[0].items][-1] == "NPU KV capacity"
-    assert not fig.y_range.renderers or fig.y_range.renderers == "auto"   # every line, the capacity's too
+    assert _capacity(views.memory(full))[::2] == (["NPU KV capacity"], False)   # every line, the capacity's too
+
+
+def test_the_memory_in_use_fills_half_the_plot_or_the_capacity_goes_off_the_scale(ref):
+    """A P/D run's 27 GiB in use sat in the bottom fifth under its 143 GiB KV capacity (the line was dropped only past
+    8x). One rule for every kind of run: the capacity is drawn when the highest line reaches half of it."""
+    runs = {"single": Scenario(num_requests=100),
+            "P/D": Scenario(instances=2, prefill_instances=1, num_requests=100),
+            "3 replicas": Scenario(instances=3, num_requests=100, rate=20.0),
+            "CPU pool": Scenario(instances=2, num_requests=60, prefix_storage="cpu", prefix_sharing="node",
+                                 shared_prefix_len=1024, num_prefixes=4),
+            "full": Scenario(num_requests=200, rate=20.0, gpu_memory_utilization=0.25)}
+    seen = {}
+    for name, scen in runs.items():
+        r = scen.run(ref)
+        caps, peak, fitted = _capacity(views.memory(r))
+        gib = float(r.memory.npu_kv_capacity.sum()) / 1024
+        assert fitted == (gib > 2 * peak), name   # the rule: the use fills at least half the plot
+        kv = float(r.memory.npu_kv.sum("instance").max()) / 1024
+        assert caps == [f"NPU KV capacity: {gib:,.1f} GiB, {gib / kv:,.1f}x the peak NPU KV (off the scale)" if fitted
+                        else "NPU KV capacity"], name
+        seen[name] = fitted
+    assert seen == {"single": True, "P/D": True, "3 replicas": True, "CPU pool": True, "full": False}
+    pd = Scenario(instances=2, prefill_instances=1, num_requests=100).run(ref)
+    both = views.memory(pd, Scenario(num_requests=200, rate=20.0, gpu_memory_utilization=0.25).run(ref))
+    caps, peak, fitted = _capacity(both)   # each run's capacity is judged against the plot's highest line
+    assert fitted and caps[0].endswith("(off the scale)") and caps[1] == "NPU KV capacity"
+    assert both.y_range.renderers[-1].data_source.data["series"][0] == "NPU KV capacity"   # the baseline's, in view
 
 
 def test_the_request_axis_ticks_whole_requests(ref):
@@ -931,3 +967,15 @@ def test_a_time_view_drawn_alone_starts_its_axis_at_zero(runs):
             x = view(a, other).x_range
             end = views.time_range(a, other).end
             assert (x.start, x.end, x.bounds[0]) == (0.0, end, 0.0), view.__name__
+
+
+def test_legend_columns_are_as_wide_as_their_own_entries():
+    """Columns were sized by the widest entry of all: one 60-character entry put each of three on its own row
+    (BokehJS makes each column as wide as its own widest entry, which fit them in one)."""
+    from bokeh.plotting import figure
+
+    p = figure(width=820, height=200)
+    items = [LegendItem(label=text, renderers=[p.line([0, 1], [0, 1])]) for text in ("NPU KV", "x" * 60, "prompt")]
+    plots._legends_below(p, [(None, items)])
+    assert p.legend[0].ncols == 3 and p.height == 200 + 20 + 2 * 8
+    assert plots._columns([plots._item_px("y" * 30)] * 5) == 3    # 3 x 232 px of 740

@@ -335,10 +335,11 @@ def _legends_below(p: figure, groups: list[tuple[str | None, list[LegendItem]]],
     for title, items in groups:
         if not items:
             continue
-        entries = sum(len(PHASES) if _entry_text(i) is None else 1 for i in items)   # an entry per phase
-        widest = max(_item_px(_entry_text(i) or max((ph for ph, *_ in PHASES), key=len)) for i in items)
-        cols = ncols or max(1, min(entries, int(LEGEND_ROOM_PX // widest)))
-        rows = -(-entries // cols)
+        # an entry per phase for the lifelines' field label
+        widths = [_item_px(text) for i in items for text in ([ph for ph, *_ in PHASES] if _entry_text(i) is None
+                                                              else [_entry_text(i)])]
+        cols = ncols or _columns(widths)
+        rows = -(-len(widths) // cols)
         legend = Legend(items=items, title=title, orientation="horizontal", ncols=cols,
                         location="top_left", click_policy="hide", label_text_font_size=LEGEND_FONT,
                         title_text_font_size=LEGEND_FONT, title_text_font_style="bold", title_standoff=2,
@@ -347,6 +348,13 @@ def _legends_below(p: figure, groups: list[tuple[str | None, list[LegendItem]]],
         p.add_layout(legend, "below")
         extra += LEGEND_ROW_PX * rows - (LEGEND_ROW_PX - 20) + 2 * LEGEND_EDGE_PX + (LEGEND_TITLE_PX if title else 0)
     p.height += extra
+
+
+def _columns(widths: list[float]) -> int:
+    """The most columns whose entries fit ``LEGEND_ROOM_PX``, each column as wide as its widest entry (as BokehJS
+    lays them out): sized by the widest entry of all, a 60-character one put each of three entries on its own row."""
+    return next(n for n in range(len(widths), 0, -1)
+                if n == 1 or sum(max(widths[c::n]) for c in range(n)) <= LEGEND_ROOM_PX)
 
 
 def _entry_text(item: LegendItem) -> str | None:
@@ -506,28 +514,32 @@ def memory(a: Results, b: Results | None = None, x_range=None, label: str | None
             line = _series_line(p, name, "NPU KV capacity", "GiB", t[[0, -1]], [cap, cap],
                                 color=B_COLOR if base else LIMIT_COLOR, line_dash=[1, 6], line_width=2)   # sparse dots
             items.append(LegendItem(label="NPU KV capacity", renderers=[line]))
-            ceilings.append(items[-1])
+            ceilings.append((items[-1], cap, float(np.nanmax(series[0][2], initial=0.0))))
         groups.append((name if b is not None else None, items))
-    _off_the_scale(p, used, ceilings)
+    _capacities(p, used, ceilings)
     _say(p, short, bool(groups))
     _hover_lines(p)
     _legends_below(p, groups)
     return _fit_title(p)
 
 
-OFF_THE_SCALE = 8   # a KV capacity this many times the most memory in use leaves the plot to the capacity
+CAPACITY_IN_VIEW = 2   # a KV capacity is drawn when the memory in use reaches 1/this of it: the use fills half the plot
 
 
-def _off_the_scale(p: figure, used: list, ceilings: list[LegendItem]) -> None:
-    """Fit the y axis to the memory in use when the KV capacity is far above it, the capacity's value in its legend
-    entry: 0.5 GiB of a 2-request run under a 71 GiB capacity was a flat line on the floor."""
+def _capacities(p: figure, used: list, ceilings: list[tuple[LegendItem, float, float]]) -> None:
+    """Draw each NPU KV capacity that the memory in use reaches half of, so the use fills at least half of the plot
+    and its distance to the capacity shows; fit the axis to the use otherwise, the capacity's value and its distance
+    (times the run's peak NPU KV) in its legend entry. Drawn up to 8x the use, a P/D run's 27 GiB sat in the bottom
+    fifth under its 143 GiB capacity. ``ceilings``: each run's capacity entry, capacity and peak NPU KV (GiB)."""
     peak = max((float(np.nanmax(r.data_source.data["y"], initial=0.0)) for r in used), default=0.0)
-    top = max((float(i.renderers[0].data_source.data["y"][0]) for i in ceilings), default=0.0)
-    if not ceilings or top <= OFF_THE_SCALE * peak:
+    near = [item.renderers[0] for item, cap, _ in ceilings if cap <= CAPACITY_IN_VIEW * peak]
+    if len(near) == len(ceilings):
         return
-    p.y_range.renderers = used
-    for item in ceilings:
-        item.label = value(f"NPU KV capacity ({item.renderers[0].data_source.data['y'][0]:,.1f} GiB, off the scale)")
+    p.y_range.renderers = used + near
+    for item, cap, kv in ceilings:
+        if cap > CAPACITY_IN_VIEW * peak:
+            times = f"{cap / kv:,.1f}x the peak NPU KV" if kv > 0 else "no NPU KV in use"
+            item.label = value(f"NPU KV capacity: {cap:,.1f} GiB, {times} (off the scale)")
 
 
 def _pool_label(pool: str, tier: str) -> str:
