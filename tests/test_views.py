@@ -173,7 +173,10 @@ def test_expert_load_heatmap(ref):
                                                     "Qwen3-30B-A3B-Instruct-\u2026, expert_gate zipf)"]
     assert [f.title.text.split(": ")[-1] for f in views.experts(r, r).children] == ["run", "baseline"]
     alone = [views.experts(r).children[0].title.text, views.experts(r, label="zipf").children[0].title.text]
-    assert alone == ["Expert load (token-expert pairs)", "Expert load (token-expert pairs): zipf"]   # no ": run"
+    # alone: named by what it ran, or by the name given, once
+    assert alone == ["Expert load (token-expert pairs): Qwen3-30B-A3B-Instruct-2507 on RTXPRO6000",
+                     "Expert load (token-expert pairs): zipf"]
+    assert views.expert_load(r).title.text == alone[0]
     (note,) = views.experts(dense).children
     assert "meta-llama/Llama-3.1-8B has no mixture-of-experts layers" in note.text
     # colours from 0 on one scale for a run and its baseline, so cells compare across the two heatmaps
@@ -456,7 +459,8 @@ def test_left_out_the_names_say_what_differs_between_the_runs(runs, ref):
     assert _legend(views.throughput(a, b))[2] == "baseline (max_num_seqs 8, power off): generation"
     assert "<th style='text-align:right;padding:1px 12px 1px 0'>baseline (max_num_seqs 8, power off)</th>" \
         in views.summary_table(a, b)
-    assert views.run_labels(a, a) == views.run_labels(a) == ("run", "baseline")   # nothing to tell apart
+    assert views.run_labels(a, a) == ("run", "baseline")   # nothing to tell apart
+    assert views.run_labels(a) == ("Llama-3.1-8B on RTXPRO6000", "baseline")   # alone: what it ran
     many = Scenario(num_requests=60, max_num_seqs=8, block_size=32, rate=5.0, seed=1).run(ref)
     assert views.run_labels(many, b) == ("run (block_size 32, rate 5.0, +1 more)",
                                          "baseline (block_size 16, rate 10.0, +1 more)")
@@ -494,7 +498,7 @@ def test_a_run_alone_gets_a_legend_only_where_it_names_several_series(runs):
     for metric, title in plots.METRICS:
         fig = views.latency_cdf(a, metric=metric)
         assert not fig.select({"type": Legend}) and fig.height == 240, metric
-        assert fig.title.text == f"{title} CDF"
+        assert fig.title.text == f"{title} CDF: Llama-3.1-8B on RTXPRO6000"
         assert views.latency_cdf(a, metric=metric, label="128 seqs").title.text == f"{title} CDF: 128 seqs"
     for view in (views.throughput, views.memory, views.power, views.request_lifelines):
         legends = [x for x in view(a).below if isinstance(x, Legend)]
@@ -772,7 +776,7 @@ def test_every_time_series_view_says_its_bin_width_read_off_its_data(ref, runs):
     assert _time_labels(a) == {"throughput": "Throughput", "memory": "Memory per tier", "power": "Power per component"}
     # a file without memory samples draws the time series' KV share, a state at each bin's end
     old = dataclasses.replace(wide, memory=xr.Dataset())
-    assert views.memory(old).title.text == "Memory per tier, sampled every 2 s"
+    assert views.memory(old).title.text == "Memory per tier, sampled every 2 s: Llama-3.1-8B on RTXPRO6000"
     assert views.memory(old, a).title.text == "Memory per tier, sampled every 1 and 2 s"
     # the y axes name the quantity and unit alone, short enough for the axis: about 32 characters of a 9pt
     # italic label fit in a 220 px figure, centred on its plot ("memory (GiB, sampled every 0.5 and 1 s)" did not)
@@ -989,3 +993,26 @@ def test_a_title_that_fits_its_figure_is_not_broken(runs):
     assert "\n" not in cdf.title.text and cdf.height == 240
     longer = views.latency_cdf(a, None, "e2e_latency", label="Llama-3.1-8B on RTXPRO6000 (TP2)")   # 49: breaks
     assert longer.title.text == "E2E latency CDF: Llama-3.1-8B on RTXPRO6000\n(TP2)"
+
+
+def test_a_view_of_a_run_alone_says_what_it_ran(ref, runs):
+    """show(views.throughput(r)) was titled 'Throughput' alone, with no word of the model, hardware or cluster shape
+    of the run; a name given (the explorer's, a notebook's) is the title's, not doubled up with it."""
+    a, b = runs
+    llama = "Llama-3.1-8B on RTXPRO6000"
+    assert views.throughput(a).title.text == f"Throughput: {llama}"
+    assert views.power(a).title.text == f"Power per component: {llama}"
+    assert views.power(b).text == f"<b>Power per component: {llama} (this run has no power model: {b.attrs['no_power']})</b>"
+    assert "<th style='text-align:right;padding:1px 12px 1px 0'>Llama-3.1-8B on RTXPRO6000</th>" in views.summary_table(a)
+    assert all(f.title.text.endswith(f": {llama}") for f in views.timeline(a).children)
+    assert views.throughput(a, label="mine").title.text == "Throughput: mine"   # given: that name alone
+    assert views.throughput(a, b).title.text == "Throughput"                   # two runs: their legends name them
+    pd = Scenario(instances=2, prefill_instances=1, num_requests=8).run(ref)
+    assert views.memory(pd).title.text == f"Memory per tier: {llama} (1 prefill + 1 decode)"
+    wide = Scenario(instances=3, tp=2, pp=2, num_requests=8).run(ref)
+    assert views.run_title(wide) == f"{llama} (3 instances, TP2, PP2)"
+    moe = Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", num_requests=4).run(ref)
+    assert views.expert_load(moe).title.text == "Expert load (token-expert pairs): Qwen3-30B-A3B-Instruct-2507 on RTXPRO6000"
+    # a file saved before the instances carried their model and hardware: from its attrs
+    old = dataclasses.replace(a, timeseries=a.timeseries.drop_vars(["model", "hardware", "tp_size", "pp_size", "role"]))
+    assert views.run_title(old) == llama

@@ -953,3 +953,18 @@ def test_save_may_not_replace_a_file_the_run_reads(ref, tmp_path):
         assert save() is None and f"is also an input of the run (the controls: trace), which the {what} would " \
                                   "replace" in ex.status.value, ex.status.value
     assert trace.read_bytes() == before
+
+
+def test_the_panels_plots_leave_the_run_to_its_status_line(explorer):
+    """A view alone names the run's model and hardware in its title (views.run_title); the panel's status line says
+    them right above its plots, so they keep their plain titles, and the table its plain "run" column."""
+    ex = explorer
+    ex.run()
+    assert ex.status_text.startswith("meta-llama/Llama-3.1-8B on RTXPRO6000")
+    titles = [f.title.text for f in ex.figures["Timeline"].children]
+    assert titles == ["Batch timeline: engine steps per instance", "Request lifelines (queued, prefill, decode)"]
+    assert "padding:1px 12px 1px 0'>run</th>" in ex.summary.value
+    ex.keep_baseline()
+    ex.controls["max_num_seqs"].value = 8
+    ex.run()   # with a baseline: each run named by what differs, as before
+    assert ex.names == ("run (max_num_seqs 8)", "baseline (max_num_seqs 128)")

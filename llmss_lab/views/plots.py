@@ -164,10 +164,37 @@ def run_differences(a: Mapping, b: Mapping) -> list[tuple[str, Any, Any]]:
 def run_labels(a: Results, b: Results | None = None) -> tuple[str, str]:
     """The names the views give a run and its baseline when not told (:func:`labels_of`): the settings in which
     the two differ are the Scenario fields of two Scenario runs (less those a side does not use), else the
-    settings ``llmss summary`` compares. Two runs of the same settings, or a run alone, are plain "run" and
-    "baseline"."""
+    settings ``llmss summary`` compares. Two runs of the same settings are plain "run" and "baseline"; a run alone
+    is named by what it ran (:func:`run_title`), as a view of it alone said nothing of that."""
     _check_runs(a, b)
-    return labels_of(run_differences(a.attrs, b.attrs) if b is not None else [])
+    if b is None:
+        return run_title(a) or A_NAME, B_NAME
+    return labels_of(run_differences(a.attrs, b.attrs))
+
+
+def run_title(r: Results) -> str:
+    """A run's model and hardware, and its cluster's shape where it is more than one instance at TP 1:
+    ``Llama-3.1-8B on RTXPRO6000 (1 prefill + 1 decode, TP2)``; "" when the run does not say (read from its
+    instances, else from the attrs of a file saved before they were recorded)."""
+    ts = r.timeseries
+
+    def each(key: str) -> list[str]:
+        values = ts[key].values if key in ts.coords else [r.attrs[key]] if key in r.attrs else []
+        return list(dict.fromkeys(str(v) for v in values))
+
+    models, hardware = [m.rstrip("/").rsplit("/", 1)[-1] for m in each("model")], each("hardware")
+    if not models or not hardware:
+        return ""
+    roles = [str(v) for v in ts.role.values] if "role" in ts.coords else []
+    n = ts.sizes.get("instance", 1)
+    shape = ([f"{roles.count('prefill')} prefill + {roles.count('decode')} decode"] if "prefill" in roles else
+             [f"{n} instances"] if n > 1 else [])
+    for key, name in (("tp_size", "TP"), ("pp_size", "PP"), ("ep_size", "EP")):
+        sizes = sorted({int(float(v)) for v in each(key)})
+        if sizes and sizes != [1]:
+            shape.append(name + "/".join(map(str, sizes)))
+    where = f" ({', '.join(shape)})" if shape else ""
+    return f"{' + '.join(models)} on {' + '.join(hardware)}{where}"
 
 
 def _names(a: Results, b: Results | None, label: str | None, baseline_label: str | None) -> tuple[str, str]:
@@ -421,7 +448,8 @@ def _too_short(who: str, r: Results, ds: xr.Dataset, what: str) -> str | None:
 
 
 def _who(name: str, b: Results | None) -> str:
-    return name if b is not None or name != A_NAME else "this run"
+    """The run a note is about: by name beside a baseline; alone, the title names it."""
+    return name if b is not None else "this run"
 
 
 def _say(p: figure, notes: list[str], drawn: bool) -> None:
@@ -570,6 +598,8 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
     name_a, name_b = _names(a, b, label, baseline_label)
     title = "Power per component" + _width_note([r.power for r in (a, b) if r is not None and "power" in r.power],
                                                 MEAN_OF)
+    if b is None:   # a run alone is named in the title, as the other views name it
+        title = _named(title, [(name_a, a, False)])
     if "power" not in a.power:
         why = _no_power(a)
         if b is None or "power" in b.power:
@@ -580,9 +610,9 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
         if b is None or "power" not in b.power:
             _fig(title, "power (W)", x_range)   # the range is still checked
             return Div(text=f"<b>{html.escape(title, quote=False)}</b>", width=WIDTH)
-    elif b is not None or name_a != A_NAME:   # the stack is the run's: say so once, not in each entry
+    elif b is not None:   # the stack is the run's: say so once, not in each entry
         title += f": {name_a}"
-        if b is not None and "power" not in b.power:   # else the baseline is missing from this view alone, unsaid
+        if "power" not in b.power:   # else the baseline is missing from this view alone, unsaid
             title += f" ({name_b} has no power model)"
     p = _fig(title, "power (W)", _time_axis(x_range, a, b))
     pw = a.power
@@ -617,6 +647,9 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
     return _fit_title(p)
 
 
+EXPERT_TITLE = "Expert load (token-expert pairs)"
+
+
 def expert_load(r: Results, high: float | None = None) -> figure:
     """Token-expert pairs per MoE layer and expert (summed over groups): where a gate's skew lands. The
     colours run from 0 to ``high`` (default: the busiest cell), so a run and its baseline given one ``high``
@@ -627,7 +660,7 @@ def expert_load(r: Results, high: float | None = None) -> figure:
                          "mixture-of-experts models", "view", "r")
     load = r.experts.expert_load.sum("moe_group")
     n_layers, n_experts = load.sizes["layer"], load.sizes["expert"]
-    p = figure(title="Expert load (token-expert pairs)", height=300, width=WIDTH, tools="hover,save,reset",
+    p = figure(title=_named(EXPERT_TITLE, [(run_labels(r)[0], r, False)]), height=300, width=WIDTH, tools="hover,save,reset",
                x_axis_label="expert", y_axis_label="MoE layer", x_range=(-0.5, n_experts - 0.5),
                y_range=(-0.5, n_layers - 0.5),
                tooltips=[("layer", "$y{0}"), ("expert", "$x{0}"), ("pairs", "@image{0,0}")])
@@ -771,7 +804,7 @@ def experts(a: Results, b: Results | None = None, x_range=None, label: str | Non
     high = max((float(r.experts.expert_load.sum("moe_group").max()) for _, r in moe), default=None)
     for name, r in moe:
         f = expert_load(r, high)   # one colour scale for both runs
-        f.title.text = _named(f.title.text, runs) if b is None else f"{f.title.text}: {name}"
+        f.title.text = _named(EXPERT_TITLE, runs) if b is None else f"{EXPERT_TITLE}: {name}"
         figs.append(_fit_title(f))
     if not figs:
         models = sorted({str(r.attrs.get("model", "?")) for _, r, _ in runs})

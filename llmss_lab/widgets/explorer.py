@@ -121,7 +121,7 @@ class Explorer:
         self.tried: tuple[Scenario, str] | None = None   # the settings of a failed run since, and how it ended
         self.loaded: Scenario | None = None   # the controls' scenario as a file set them, naming the file
         self.figures: dict[str, Any] = {}   # plot tab title -> its Bokeh layout, for the tabs opened since the run
-        self.names: tuple[str | None, str | None] = (None, None)   # the plots' names of the run and baseline
+        self.names: tuple[str, str] = views.labels_of([])   # the plots' names of the run and baseline
         self.last_wall_s = float("nan")
         self.wanted: dict[str, Any] = {}    # the model and TP last picked (or given): shown again where offered
         self._refreshing = False            # options are being refilled: a value change is not the user's pick
@@ -563,12 +563,13 @@ class Explorer:
             self.figures[title] = _fit_width(views.PANELS[title](self.result, self._compared(), None, *self.names))
             self.plots.children[i].children = (BokehModel(self.figures[title], layout=w.Layout(width="100%")),)
 
-    def _names(self) -> tuple[str | None, str | None]:
+    def _names(self) -> tuple[str, str]:
         """The names of the run and its baseline in the table and plots: "run" and "baseline", each with its value
         of the settings that differ and that both runs used (a setting neither used, as a cluster file set it, would
-        name a difference the plots do not show; the cluster file that sets it is named instead)."""
+        name a difference the plots do not show; the cluster file that sets it is named instead). A run alone is
+        plain "run": the status line above names its model and hardware, which its plots' titles would repeat."""
         if self._compared() is None:
-            return None, None
+            return views.labels_of([])
         a, b = self.scenario_shown.to_dict(), self.baseline_scenario.to_dict()
         now, then = self.scenario_shown.ignored(self.reference_dir), self.baseline_scenario.ignored(self.reference_dir)
         return views.labels_of([(k, a[k], b[k]) for k in a if a[k] != b[k] and k not in now and k not in then])
