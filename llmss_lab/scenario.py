@@ -138,8 +138,9 @@ def _refuse_unknown(cls: type, names: Any, source: str) -> None:
 
 NO_CXL = "Nothing is placed on CXL memory (neither weights on nor prefix storage is cxl)"
 # A field -> (the fields whose values decide whether it has an effect, why it has none given the setting and
-# whether a cluster file sets the cluster; "" where it has one). The setting holds the scenario's values and two
-# facts: "moe", whether the model has experts (None: unknown), and "no_power", why the hardware has no power model.
+# whether a cluster file sets the cluster; "" where it has one). The setting holds the scenario's values and three
+# facts: "moe", whether the model has experts (None: unknown), "no_power", why the hardware has no power model, and
+# "profiled", what measured profile covers every instance ("" where one lacks it: Scenario.profiled).
 # The explorer greys such a control out, saying why; a sweep over such a field says its points run the same.
 INERT: dict[str, tuple[tuple[str, ...], Callable[[dict, bool], str]]] = {
     "arrival_cv": (("arrival",), lambda v, _file: "" if v["arrival"] == "gamma" else
@@ -163,6 +164,15 @@ INERT: dict[str, tuple[tuple[str, ...], Callable[[dict, bool], str]]] = {
     "npu_mem_bw": (("model", "tp", "ep"), lambda v, _file: "" if v["tp"] > 1 or v["ep"] > 1 and v["moe"] is not False
                    else "No effect at TP 1 and EP 1 (or EP on a dense model): there are no reductions."),
     "power": (("hardware",), lambda v, _file: v["no_power"] and f"No power model: {v['no_power']}"),
+    # a fit shapes the analytical model; 'auto' runs a measured profile where one exists, unless a what-if scales the
+    # spec. Under 'profile' a file named stays live: the run refuses it, naming this control, to be cleared here
+    "efficiency_file": (("latency", "hardware", "model", "tp", "what_if_mem_bw", "what_if_flops", "efficiency_file"),
+                        lambda v, _file: "" if v["latency"] == "analytical" or (v["latency"] == "profile" and
+                                                                                 v["efficiency_file"]) else
+                        "No effect: latency 'profile' runs the measured profile" if v["latency"] == "profile" else
+                        "" if v["what_if_mem_bw"] != 1 or v["what_if_flops"] != 1 or not v["profiled"] else
+                        f"No effect: latency 'auto' runs the measured profile {v['profiled']} (pick the analytical "
+                        "model to use a fit)"),
     # the CPU memory's size counts for what is placed there, the DRAM's power and the PIM channels it holds; its
     # bandwidth only for what is read from there
     "cpu_mem_gib": (("weights_on", "prefix_storage", "power", "attn_offload"),
@@ -432,8 +442,26 @@ class Scenario:
     def inert(self, reference_dir: str | Path | None = None) -> dict[str, str]:
         """The fields that have no effect given the others' values (:data:`INERT`), each with why."""
         setting = {**self.to_dict(), "moe": has_experts(self.model, reference_dir),
-                   "no_power": no_power_model(self.hardware, reference_dir)}
+                   "no_power": no_power_model(self.hardware, reference_dir), "profiled": self.profiled(reference_dir)}
         return {k: why for k, (_, rule) in INERT.items() if (why := rule(setting, bool(self.cluster_config)))}
+
+    def profiled(self, reference_dir: str | Path | None = None) -> str:
+        """The measured profile that covers every instance at its TP, as the reference folder's catalog lists them
+        (no profile is read): "of Llama-3.1-8B on RTXPRO6000 at TP1", "of every instance of the cluster file"; ""
+        when an instance has none (latency 'auto' runs the analytical model there) or a cluster file cannot be
+        read (its run names the error)."""
+        hardware = scan(resolve_reference_dir(reference_dir)).hardware
+        if self.cluster_config:
+            try:
+                insts = [(i.hardware, i.model_name, i.tp_size) for i in self.cluster(reference_dir).instances]
+            except LlmssError:
+                return ""
+        else:
+            insts = [(self.hardware, self.model, self.tp)]
+        if not all(hw in hardware and tp in hardware[hw].models.get(model, ()) for hw, model, tp in insts):
+            return ""
+        return ("of every instance of the cluster file" if self.cluster_config else
+                f"of {self.model.rsplit('/', 1)[-1]} on {self.hardware} at TP{self.tp}")
 
     def set_by_file(self, reference_dir: str | Path | None = None) -> dict[str, tuple[int, int]]:
         """The engine fields the cluster file sets per instance, which win over the scenario's, as in

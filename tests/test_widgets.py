@@ -968,3 +968,39 @@ def test_the_panels_plots_leave_the_run_to_its_status_line(explorer):
     ex.controls["max_num_seqs"].value = 8
     ex.run()   # with a baseline: each run named by what differs, as before
     assert ex.names == ("run (max_num_seqs 8)", "baseline (max_num_seqs 128)")
+
+
+def test_the_efficiency_fit_is_greyed_out_while_a_measured_profile_runs(explorer, monkeypatch):
+    """Under latency 'auto' a measured profile of the hardware, model and TP wins over the analytical model that an
+    efficiency fit shapes, yet the fit's control was live. It is greyed out, saying why, from the catalog (no
+    profile read), and comes back where the analytical model runs: latency analytical, a what-if, no profile."""
+    import llmss_lab.api as api
+
+    def no_profile_read(*args, **kwargs):
+        raise AssertionError("a profile was read to decide")
+
+    monkeypatch.setattr(api, "load_profile", no_profile_read)
+    monkeypatch.setattr(api, "load_bundle", no_profile_read)
+    ex = explorer
+    c, fit = explorer.controls, explorer.controls["efficiency_file"]
+    assert fit.disabled and fit.tooltip.startswith(
+        "No effect: latency 'auto' runs the measured profile of Llama-3.1-8B on RTXPRO6000 at TP1 (pick the "
+        "analytical model to use a fit) Fitted efficiency curves")
+    c["latency"].value = "analytical"
+    assert not fit.disabled and fit.tooltip.startswith("Fitted efficiency curves")
+    c["latency"].value = "auto"
+    assert fit.disabled
+    c["what_if_mem_bw"].value = 2.0   # a what-if runs the spec under 'auto'
+    assert not fit.disabled
+    c["what_if_mem_bw"].value = 1.0
+    c["hardware"].value = "H100"      # known by its spec alone here
+    assert not fit.disabled
+    c["hardware"].value = "RTXPRO6000"
+    c["cluster_config"].value = "single_node_single_instance"
+    assert fit.disabled and "every instance of the cluster file" in fit.tooltip
+    c["cluster_config"].value = ""
+    c["latency"].value = "profile"
+    assert fit.disabled
+    fit.value = "mine.yaml"           # set from code: the run refuses it, so it stays where it can be cleared
+    assert not fit.disabled
+    assert Scenario(latency="analytical").inert(ex.reference_dir).get("efficiency_file") is None
