@@ -88,6 +88,15 @@ def test_kv_cache(ref):
     assert int(small.iterations.kv_blocks_used.max()) == small.attrs["num_gpu_blocks"]
     big = kv["utilisation 0.9"]
     assert int(big.iterations.kv_blocks_used.max()) < 0.8 * big.attrs["num_gpu_blocks"]
+    # ...in the memory view the notebook draws: the small cache's ceiling is in view (the memory view drops a
+    # capacity over twice the memory in use off its scale)
+    from bokeh.models import Legend
+
+    from llmss_lab import views
+
+    fig = views.memory(small, big, label="utilisation 0.25", baseline_label="utilisation 0.9")
+    (run_legend,) = [leg for leg in fig.below if isinstance(leg, Legend) and leg.title == "utilisation 0.25"]
+    assert [getattr(i.label, "value", i.label) for i in run_legend.items][-1] == "NPU KV capacity"
     # a smaller cache costs TTFT and throughput; at 0.25 fewer requests fit, steps are shorter and TPOT drops
     # below the big cache's
     order = ["utilisation 0.9", "utilisation 0.3", "utilisation 0.25"]
