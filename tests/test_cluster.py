@@ -421,6 +421,27 @@ def test_an_ep_rank_is_looked_up_at_its_token_expert_pairs_over_top_k():
     np.testing.assert_allclose(table(routing), [[100_000.0, 100_000.0]])
 
 
+def test_a_legacy_expert_block_costs_only_the_experts_its_tokens_reach():
+    """vLLM's fused MoE kernel skips experts no token picked. Under the balanced gate a one-token step of a
+    top-2-of-16 model (Phi-mini-MoE) was charged all 16 experts at one token each, 8 times the two it runs."""
+    import numpy as np
+
+    from llmss_lab.kernel.moe import GATES
+    from llmss_lab.latency.legacy import EXPERT_OPS, LegacyExperts
+
+    axis = np.array([1.0, 2048.0])
+    experts = LegacyExperts({k: (axis, 10_000.0 + axis) for k in EXPERT_OPS})   # 10 us + 1 ns a token, each op
+    one = 3 * 10_001.0
+    balanced = GATES.get("balanced")(16, 2, 1, 32)
+    for tokens, reached in ((1, 2), (3, 6), (4, 8)):
+        routing = balanced.route(tokens)
+        np.testing.assert_allclose(experts(routing), [[reached * one]])
+        assert routing.activated.tolist() == [[reached]]   # the count the gate itself reports
+    np.testing.assert_allclose(experts(balanced.route(64)), [[16 * 3 * 10_008.0]])   # every expert, 8 tokens each
+    sampled = GATES.get("random")(16, 2, 1, 32, seed=3).route(1)
+    np.testing.assert_allclose(experts(sampled), np.full((32, 1), 2 * one))   # each layer: its two experts
+
+
 def test_a_prefill_instance_needs_room_for_the_prompt_only(ref):
     """It hands a request over after the first token, so a small prefill GPU beside a large decode one serves
     requests whose whole length only the decode side holds (they were refused)."""

@@ -73,7 +73,13 @@ class LegacyAttention:
 
 class LegacyExperts:
     """Expert block of each EP rank: the sum, over the experts it holds, of one expert's operators
-    at the tokens routed to it (experts placed in contiguous ranges)."""
+    at the tokens routed to it (experts placed in contiguous ranges).
+
+    An expert no token reached costs nothing: vLLM's fused MoE kernel computes only the experts that got
+    tokens (``moe_align_block_size`` in vllm/model_executor/layers/fused_moe/ gives an expert without tokens no
+    block, and each block of ``fused_moe_kernel`` in fused_moe.py loads its own expert's weights). The balanced gate's expected count below one pair,
+    ``c < 1``, is an expert reached with chance ``c``, so it costs ``c`` of one token's time: a one-token step of a
+    top-2 model costs two experts (the gate's ``activated``), not all of them at one token each."""
 
     def __init__(self, ops: dict[str, tuple[np.ndarray, np.ndarray]]):
         axis = np.unique(np.concatenate([ops[k][0] for k in EXPERT_OPS]))
@@ -82,7 +88,8 @@ class LegacyExperts:
 
     def __call__(self, routing) -> np.ndarray:
         c = routing.expert_tokens                        # [G, E]
-        t = np.where(c > 0, interp1(self.axis, self.values, np.maximum(c, 1)), 0.0)
+        f = interp1(self.axis, self.values, np.maximum(c, 1))
+        t = np.where(c >= 1, f, c * f)   # a sampled gate's counts are whole: only the balanced gate's fall below 1
         ep = routing.local_tokens.shape[1]
         return t.reshape(t.shape[0], ep, -1).sum(axis=2)
 
