@@ -545,3 +545,19 @@ def test_out_may_not_land_in_the_reference_root_around_the_artifact_given(comman
     assert code == 2 and err == (f"llmss: error: {out}: --out: is inside the reference data ({root}), whose files it "
                                  "would overwrite; write somewhere else\n"), err
     assert profile.read_text() == "a profile\n" and sorted(p.name for p in (root / "profiles").iterdir()) == ["dense.csv"]
+
+
+# a name typed wrong on the command line: (arguments, the end of the one error line, which names the name meant)
+TYPOS = [
+    (["run", "{cluster}", "--scheduler", "stati"], "--scheduler: unknown scheduler 'stati' (did you mean 'static'?); "
+                                                   "registered: ['static', 'vllm_v1']"),
+    (["run", "{cluster}", "--eviction", "LRU"], "--eviction: unknown eviction policy 'LRU' (did you mean 'lru'?); "
+                                                "registered: ['lru', 'mru']"),
+]
+
+
+@pytest.mark.parametrize("argv,says", TYPOS, ids=[" ".join(a) for a, _ in TYPOS])
+def test_a_name_typed_wrong_is_answered_with_the_name_meant(argv, says, ref, capsys):
+    cluster = str(ref / "configs/cluster/single_node_single_instance.json")
+    code, out, err = run(capsys, *[a.format(cluster=cluster) for a in argv], "--reference-dir", str(ref), "-q")
+    assert code == 2 and not out and err.strip().splitlines()[-1].endswith(says), err

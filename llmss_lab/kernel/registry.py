@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
+from ..config.reader import closest
 from ..errors import InputError
 
 T = TypeVar("T")
@@ -25,7 +26,9 @@ class Registry(Generic[T]):
     def get(self, name: str, where: str | None = None) -> type[T]:
         if isinstance(name, str) and name in self._items:
             return self._items[name]
-        raise InputError(f"unknown {self.kind} {name!r}; registered: {sorted(self._items)}",
+        near = closest(name, self._items) if isinstance(name, str) else None
+        hint = f" (did you mean {near!r}?)" if near else ""
+        raise InputError(f"unknown {self.kind} {name!r}{hint}; registered: {sorted(self._items)}",
                          "settings", where or self.kind)
 
     def names(self) -> list[str]:
