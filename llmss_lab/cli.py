@@ -662,7 +662,42 @@ def _latency_kwargs(args: argparse.Namespace) -> dict:
     return {"latency": args.latency, "what_if": what_if, "efficiency_file": args.efficiency}
 
 
-class _Subcommand(argparse.ArgumentParser):
+def _meant(word: str, options) -> str:
+    """`` (did you mean 'x'?)`` for the option a word typed wrong was closest to, or that it begins; else ''."""
+    from .config.reader import closest   # only on a typo: it loads numpy, which `llmss --help` need not
+
+    options = list(options)
+    starts = [o for o in options if o.startswith(word)] if len(word) > 1 else []
+    near = closest(word, options) or (starts[0] if len(starts) == 1 else None)
+    return f" (did you mean {near!r}?)" if near else ""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that names what was meant by a command, a choice or a flag typed wrong (Python 3.14's
+    ``suggest_on_error`` does the first two), and says an unknown flag in the usage of the command it was given to."""
+
+    def _check_value(self, action: argparse.Action, value) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            if not isinstance(value, str) or "did you mean" in exc.message:
+                raise
+            raise argparse.ArgumentError(action, exc.message + _meant(value, action.choices)) from None
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:   # the command's parser puts its unknown flags here, where argparse would show the top usage
+            commands = next((a.choices for a in self._actions if a.dest == "command" and a.choices), {})
+            parser = commands.get(getattr(namespace, "command", None), self)
+            flag = next((a for a in extras if a.startswith("--")), None)
+            known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")
+                     and a.help is not argparse.SUPPRESS]
+            parser.error(f"unrecognized arguments: {' '.join(extras)}"
+                         + (_meant(flag.partition("=")[0], known) if flag else ""))
+        return namespace
+
+
+class _Subcommand(_Parser):
     """A subcommand whose costly arguments (``later``) are added only when it parses or shows its help: `run`'s
     choices and defaults import the kernel and numpy (~0.4 s), which `llmss --help` and other commands never need."""
 
@@ -741,7 +776,7 @@ class _Misplaced(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
+    p = _Parser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Subcommand)

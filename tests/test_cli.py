@@ -553,6 +553,13 @@ TYPOS = [
                                                    "registered: ['static', 'vllm_v1']"),
     (["run", "{cluster}", "--eviction", "LRU"], "--eviction: unknown eviction policy 'LRU' (did you mean 'lru'?); "
                                                 "registered: ['lru', 'mru']"),
+    (["rn", "x.json"], "(did you mean 'run'?)"),
+    (["fetch"], "(did you mean 'fetch-reference'?)"),
+    (["run", "{cluster}", "--router", "round-robin"], "'random', 'round_robin') (did you mean 'round_robin'?)"),
+    # said in the usage of the command given, not llmss's
+    (["run", "{cluster}", "--workloads", "t.jsonl"],
+     "llmss run: error: unrecognized arguments: --workloads t.jsonl (did you mean '--workload'?)"),
+    (["example", "--ouput=x.nc"], "llmss example: error: unrecognized arguments: --ouput=x.nc (did you mean '--out'?)"),
 ]
 
 
