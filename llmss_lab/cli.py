@@ -776,13 +776,20 @@ class _Misplaced(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="llmss", description="Simulate LLM serving on profiled hardware.")
+    p = _Parser(prog="llmss", description="Simulate LLM serving on profiled hardware.",
+                epilog="Start with `llmss example` (a 300-request run of the bundled trace) or `llmss lab` (the "
+                       "explorer in JupyterLab); `llmss COMMAND --help` lists a command's flags.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Subcommand)
+
+    def command(name: str, help: str, **kw) -> _Subcommand:
+        """A command whose own --help opens with the line `llmss --help` gives it."""
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", **kw)
+
     ref_help = "reference data root (default: $LLMSS_REFERENCE_DIR, ../shared/reference/llmservingsim, or the fetch cache)"
 
-    r = sub.add_parser("run", help="simulate a cluster config on a workload, or a scenario file", later=_run_settings)
+    r = command("run", help="simulate a cluster config on a workload, or a scenario file", later=_run_settings)
     what = r.add_mutually_exclusive_group(required=True)
     what.add_argument("cluster_config", nargs="?", help="cluster config JSON (LLMServingSim format)")
     what.add_argument("--scenario", help="scenario JSON (as the explorer saves it) in place of a cluster config: it "
@@ -809,13 +816,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_run)
 
-    e = sub.add_parser("example", help="simulate the bundled example and print its summary")
+    e = command("example", help="simulate the bundled example and print its summary")
     e.add_argument("--reference-dir", help=ref_help)
     e.add_argument("--out", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(fn=cmd_example)
 
-    lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook (the explorer)")
+    lab = command("lab", help="open JupyterLab on the quickstart notebook (the explorer)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL")
     lab.add_argument("--port", type=_whole(1, 65535), help="port (default: Jupyter's, 8888 or the next free one)")
     lab.add_argument("--notebook", default="00_quickstart.ipynb",
@@ -824,26 +831,26 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--reference-dir", help=ref_help)
     lab.set_defaults(fn=cmd_lab)
 
-    v = sub.add_parser("validate", help="compare against a real vLLM run (bench measurement folder)")
+    v = command("validate", help="compare against a real vLLM run (bench measurement folder)")
     v.add_argument("measurement_dir", help="a bench run folder: config.json, vllm/meta.json, vllm/requests.jsonl")
     v.add_argument("--reference-dir", help=ref_help)
     v.add_argument("--json", action="store_true", help="print one JSON object")
     _latency_args(v)
     v.set_defaults(fn=cmd_validate)
 
-    s = sub.add_parser("summary", help="print the summary of a saved results file, or several side by side")
+    s = command("summary", help="print the summary of a saved results file, or several side by side")
     s.add_argument("results", nargs="+", help="results files (.nc); with two or more, a table of their metrics "
                                               "and each one's change from the first")
     s.set_defaults(fn=cmd_summary)
 
-    g = sub.add_parser("figure-data", help="run the paper's scenarios of figures 5-10 and write the artifact's TSVs")
+    g = command("figure-data", help="run the paper's scenarios of figures 5-10 and write the artifact's TSVs")
     g.add_argument("figures", type=int, nargs="+", help="figure numbers (5, 6, 7, 8, 9, 10)")
     g.add_argument("--reference-dir", help=ref_help + "; the root that holds ispass26/, or that folder itself")
     g.add_argument("--out", required=True, help="output folder (figure_N/... is written inside)")
     g.add_argument("--compare", action="store_true", help="also score the files against real vLLM")
     g.set_defaults(fn=cmd_figure_data)
 
-    fg = sub.add_parser("figures", help="regenerate the paper's figures 5-10 and the validation summary "
+    fg = command("figures", help="regenerate the paper's figures 5-10 and the validation summary "
                                         "(papermill notebooks of paper_figures/, HTML + PNG + the published figure)")
     fg.add_argument("only", nargs="*", help="figure numbers and/or 'summary' (default: all)")
     fg.add_argument("--reference-dir", help=ref_help)
@@ -868,7 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--slo-quantile", type=float, help="SLO quantile (default 0.9)")
         q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    sw = sub.add_parser("sweep", help="run a scenario over a grid of settings on dask; one netCDF Dataset")
+    sw = command("sweep", help="run a scenario over a grid of settings on dask; one netCDF Dataset")
     sw.add_argument("scenario", help="scenario JSON (as the explorer saves it)")
     sw.add_argument("--grid", required=True, help="YAML: {field: [values]} (cartesian) or points: [{field: value}]")
     sw.add_argument("--out", required=True, help="results (netCDF), written as points arrive")
@@ -878,7 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
     dask_args(sw)
     sw.set_defaults(fn=cmd_sweep)
 
-    cp = sub.add_parser("capacity", help="highest request rate within an SLO, per grid point (bisection)")
+    cp = command("capacity", help="highest request rate within an SLO, per grid point (bisection)")
     cp.add_argument("scenario", help="scenario JSON with a synthetic workload")
     cp.add_argument("--grid", help="YAML grid of configurations (default: the scenario alone)")
     cp.add_argument("--rate-min", type=_number(0, low_open=True), default=0.5, help="lowest rate searched, req/s (default 0.5)")
@@ -891,7 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
     dask_args(cp)
     cp.set_defaults(fn=cmd_capacity)
 
-    pf = sub.add_parser("profile-fit", help="fit the analytical model's efficiency curves on every profiled bundle")
+    pf = command("profile-fit", help="fit the analytical model's efficiency curves on every profiled bundle")
     pf.add_argument("--reference-dir", help=ref_help)
     pf.add_argument("--out", help="where to write the fit (default: profiles/efficiency.yaml)")
     pf.add_argument("--leave-out", action="append", default=[], metavar="HW/ORG/MODEL",
@@ -901,7 +908,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "on the others")
     pf.set_defaults(fn=cmd_profile_fit)
 
-    pc = sub.add_parser("profile-check", help="compare the analytical model with a profile, operator by operator")
+    pc = command("profile-check", help="compare the analytical model with a profile, operator by operator")
     pc.add_argument("hardware", help="profiled hardware, e.g. RTXPRO6000")
     pc.add_argument("model", help="model, e.g. meta-llama/Llama-3.1-8B")
     pc.add_argument("--tp", type=_whole(1), help="only this TP degree (default: every profiled one)")
@@ -909,7 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--leave-one-out", action="store_true", help="fit on every other profile first")
     pc.set_defaults(fn=cmd_profile_check)
 
-    pi = sub.add_parser("profile-iterations", help="per-step error of the analytical model against every profile, "
+    pi = command("profile-iterations", help="per-step error of the analytical model against every profile, "
                                                    "over the bench workloads' batches")
     pi.add_argument("--reference-dir", help=ref_help)
     pi.add_argument("--stored-fit", action="store_true",
@@ -917,7 +924,7 @@ def build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--json", action="store_true", help="print one JSON list")
     pi.set_defaults(fn=cmd_profile_iterations)
 
-    f = sub.add_parser("fetch-reference", help="download the public reference files (pinned commit) to a cache")
+    f = command("fetch-reference", help="download the public reference files (pinned commit) to a cache")
     f.add_argument("--dest", help="target folder (default: the per-user cache)")
     f.add_argument("--artifact", action="store_true",
                    help="also fetch the paper artifact's figure data, datasets and profiles (for `llmss figures`)")

@@ -568,3 +568,16 @@ def test_a_name_typed_wrong_is_answered_with_the_name_meant(argv, says, ref, cap
     cluster = str(ref / "configs/cluster/single_node_single_instance.json")
     code, out, err = run(capsys, *[a.format(cluster=cluster) for a in argv], "--reference-dir", str(ref), "-q")
     assert code == 2 and not out and err.strip().splitlines()[-1].endswith(says), err
+
+
+def test_every_commands_help_says_what_it_does_and_llmss_help_where_to_start(capsys):
+    from llmss_lab.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    for listed in commands._choices_actions:   # the line `llmss --help` gives each command, atop its own --help
+        code, out, _ = run(capsys, listed.dest, "--help")
+        said = " ".join(out.split())
+        assert code == 0 and f"{listed.help[0].upper()}{listed.help[1:]}." in said, (listed.dest, out[:400])
+    code, out, _ = run(capsys, "--help")
+    said = " ".join(out.split())
+    assert code == 0 and "Start with `llmss example`" in said and "or `llmss lab`" in said, out
