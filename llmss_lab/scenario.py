@@ -132,8 +132,12 @@ def _refuse_unknown(cls: type, names: Any, source: str) -> None:
     unknown = sorted(set(names) - known)
     if unknown:
         hint = closest(unknown[0], known)
-        raise InputError(f"unknown scenario key(s) {unknown}" + (f" (did you mean {hint!r}?)" if hint else ""),
-                         source, unknown[0])
+        if "nodes" in unknown:   # a cluster config given where a scenario is read
+            hint_text = ("; it is a cluster config: run it with `llmss run CLUSTER`, or name it in a scenario's "
+                         "cluster_config")
+        else:
+            hint_text = f" (did you mean {hint!r}?)" if hint else ""
+        raise InputError(f"unknown scenario key(s) {unknown}{hint_text}", source, unknown[0])
 
 
 NO_CXL = "Nothing is placed on CXL memory (neither weights on nor prefix storage is cxl)"

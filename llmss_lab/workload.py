@@ -215,6 +215,18 @@ def _parsed_trace(fresh: tuple, path: Path, num_requests: int | None) -> Workloa
     return _parse_trace(path, num_requests)
 
 
+def _one_document_hint(text: str, lineno: int) -> str:
+    """A JSON file spread over lines (a cluster config or a scenario) given as a trace: say what it is."""
+    if lineno != 1:
+        return ""
+    try:
+        json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return ""
+    return ("; the file is one JSON document over several lines (a cluster config or a scenario?), where a trace "
+            "holds one request object per line")
+
+
 def _parse_trace(path: Path, num_requests: int | None) -> Workload:
     text = read_text(path)
     arrivals, ins, outs, ids, lines = [], [], [], [], []
@@ -226,7 +238,8 @@ def _parse_trace(path: Path, num_requests: int | None) -> Workload:
         try:
             obj = json.loads(line, object_pairs_hook=unique_keys)   # json alone keeps the last of two equal keys
         except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON: {exc.msg}", path, f"line {lineno}") from None
+            raise InputError(f"malformed JSON: {exc.msg}{_one_document_hint(text, lineno)}", path,
+                             f"line {lineno}") from None
         except RecursionError:
             raise InputError("nested too deeply to read", path, f"line {lineno}") from None
         except DuplicateKey as exc:

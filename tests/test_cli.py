@@ -581,3 +581,26 @@ def test_every_commands_help_says_what_it_does_and_llmss_help_where_to_start(cap
     code, out, _ = run(capsys, "--help")
     said = " ".join(out.split())
     assert code == 0 and "Start with `llmss example`" in said and "or `llmss lab`" in said, out
+
+
+# a file of the wrong kind given where another is read: (arguments, what the one error line must end with)
+WRONG_FILES = [
+    (["run", "{trace}"], "line 2: malformed JSON: Extra data (column 1); the file holds JSON Lines, an object per "
+                         "line, where one JSON object is read: a trace goes to --workload or a scenario's trace"),
+    (["run", "--scenario", "{trace}"], "where one JSON object is read: a trace goes to --workload or a scenario's trace"),
+    (["run", "{cluster}", "--workload", "{cluster}"],
+     "line 1: malformed JSON: Expecting property name enclosed in double quotes; the file is one JSON document over "
+     "several lines (a cluster config or a scenario?), where a trace holds one request object per line"),
+    (["run", "--scenario", "{cluster}"], "it is a cluster config: run it with `llmss run CLUSTER`, or name it in a "
+                                         "scenario's cluster_config"),
+    (["capacity", "{cluster}", "--slo-ttft-ms", "100"], "it is a cluster config: run it with `llmss run CLUSTER`, "
+                                                        "or name it in a scenario's cluster_config"),
+]
+
+
+@pytest.mark.parametrize("argv,says", WRONG_FILES, ids=[" ".join(a) for a, _ in WRONG_FILES])
+def test_a_file_of_the_wrong_kind_is_named_for_what_it_is(argv, says, ref, capsys):
+    files = {"cluster": ref / "configs/cluster/single_node_single_instance.json",
+             "trace": ref / "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl"}
+    code, out, err = run(capsys, *[a.format(**files) for a in argv], "--reference-dir", str(ref), "-q")
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1 and err.strip().endswith(says), err

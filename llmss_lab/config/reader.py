@@ -93,6 +93,19 @@ def _deep_line(text: str) -> str | None:
     return None
 
 
+def _json_lines_hint(text: str, exc: json.JSONDecodeError) -> str:
+    """A file of one JSON object per line (a trace) where one JSON document is read: JSON itself only says
+    'Extra data', which does not tell a user they gave the wrong file."""
+    if exc.msg != "Extra data":
+        return ""
+    try:
+        json.loads(text.splitlines()[0])
+    except (json.JSONDecodeError, IndexError, RecursionError):
+        return ""
+    return ("; the file holds JSON Lines, an object per line, where one JSON object is read: a trace goes to "
+            "--workload or a scenario's trace")
+
+
 def read_json(path: str | Path) -> Any:
     text = read_text(path)
     try:
@@ -101,7 +114,8 @@ def read_json(path: str | Path) -> Any:
         raise InputError(f"nested more than {MAX_DEPTH} levels deep (lists or objects within each other)", path,
                          _deep_line(text)) from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, f"line {exc.lineno}") from None
+        raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno}){_json_lines_hint(text, exc)}", path,
+                         f"line {exc.lineno}") from None
     except DuplicateKey as exc:
         key = str(exc)
         quoted = json.dumps(key)
