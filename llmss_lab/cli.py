@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import InputError, LlmssError, WriteFailed
-from .files import check_writable_file, check_writable_folder, permission_named, refuse_inside, refuse_to_replace
+from .files import absent, check_writable_file, check_writable_folder, permission_named, refuse_inside, refuse_to_replace
 
 ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
               "long_prefill_token_threshold", "max_model_len")
@@ -249,6 +249,9 @@ def _run_cluster(args: argparse.Namespace):
 
     engine = _engine_from(args)
     shape = {k: getattr(args, k) for k in ("rate", "input_len", "output_len") if getattr(args, k) is not None}
+    cluster = args.cluster_config
+    if absent(Path(cluster)) == "file does not exist":   # `configs/cluster/x.json` of the reference data, as a trace
+        cluster = ReferenceLayout(resolve_reference_dir(args.reference_dir)).find(cluster)
     if args.workload:
         if shape:
             raise InputError("shapes a synthetic workload only; drop it, or drop --workload", "command line",
@@ -270,7 +273,7 @@ def _run_cluster(args: argparse.Namespace):
         _refuse_to_replace_a_sweep(_results_out(args.out), ANOTHER_NAME)
     bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
     try:
-        return simulate(args.cluster_config, workload, engine=engine, reference_dir=args.reference_dir, progress=cb,
+        return simulate(cluster, workload, engine=engine, reference_dir=args.reference_dir, progress=cb,
                         router=args.router, expert_gate=args.expert_gate, gate_skew=args.gate_skew,
                         kv_transfer=args.kv_transfer, seed=args.seed, prefix_storage=args.prefix_storage,
                         prefix_sharing=args.prefix_sharing, attn_offload=args.attn_offload,
@@ -791,7 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = command("run", help="simulate a cluster config on a workload, or a scenario file", later=_run_settings)
     what = r.add_mutually_exclusive_group(required=True)
-    what.add_argument("cluster_config", nargs="?", help="cluster config JSON (LLMServingSim format)")
+    what.add_argument("cluster_config", nargs="?", help="cluster config JSON (LLMServingSim format); relative paths "
+                                                        "are also tried under the reference root")
     what.add_argument("--scenario", help="scenario JSON (as the explorer saves it) in place of a cluster config: it "
                                          "sets the cluster, workload and every setting, so of the other flags only "
                                          "--out, --bin, --json, --reference-dir and -q are taken")

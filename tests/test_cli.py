@@ -604,3 +604,16 @@ def test_a_file_of_the_wrong_kind_is_named_for_what_it_is(argv, says, ref, capsy
              "trace": ref / "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl"}
     code, out, err = run(capsys, *[a.format(**files) for a in argv], "--reference-dir", str(ref), "-q")
     assert code == 2 and not out and len(err.strip().splitlines()) == 1 and err.strip().endswith(says), err
+
+
+def test_a_cluster_config_is_found_under_the_reference_root_as_a_trace_is(ref, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # not where the reference data is
+    given = "configs/cluster/single_node_single_instance.json"
+    code, out, err = run(capsys, "run", given, "--reference-dir", str(ref), "--num-requests", "5", "--json", "-q")
+    _, whole, _ = run(capsys, "run", str(ref / given), "--reference-dir", str(ref), "--num-requests", "5", "--json",
+                      "-q")
+    assert code == 0 and json.loads(out) == json.loads(whole), err
+    code, _, err = run(capsys, "run", "configs/cluster/nope.json", "--reference-dir", str(ref), "-q")
+    assert code == 2 and err == (f"llmss: error: configs/cluster/nope.json: file does not exist (looked in the current "
+                                 f"directory, {tmp_path}/configs/cluster/nope.json, and in the reference folder, "
+                                 f"{ref.absolute()}/configs/cluster/nope.json)\n"), err
