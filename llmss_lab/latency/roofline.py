@@ -780,7 +780,9 @@ def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_on
     with the stored fit, or (``leave_one_out``) with a fit on every other (hardware, model)."""
     specs = specs if specs is not None else load_specs()
     if hardware not in specs:
-        raise InputError(f"no spec for hardware {hardware!r} (have: {', '.join(sorted(specs))})", SPECS_DIR, "name")
+        near = closest(hardware, specs)   # the hardware was typed at the prompt: name it there, as MODEL is
+        raise InputError(f"no spec for hardware {hardware!r}" + (f"; did you mean {near!r}?" if near else "")
+                         + f" (have: {', '.join(sorted(specs))}, in {SPECS_DIR})", "profile-check", "HW")
     picked = [b for b in profiled_bundles(root) if b[1] == hardware and b[2] == model and (tp is None or b[3] == tp)]
     if not picked:
         bundles = profiled_bundles(root)
