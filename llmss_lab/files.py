@@ -235,3 +235,24 @@ def check_writable_folder(path: str | Path, key: str = "--out") -> Path:
         raise InputError(f"cannot create the folder ({why})", path, key) from None
     _probe(path, key)
     return path
+
+
+def not_netcdf(path: Path) -> str | None:
+    """What a file read as netCDF is instead, by its first bytes, or None when it starts as netCDF does (HDF5 or
+    classic): netCDF's and xarray's own errors name their IO backends, not the file a user gave by mistake."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:   # the reader names it
+        return None
+    if head.startswith((b"\x89HDF", b"CDF")):
+        return None
+    if not head:
+        return "the file is empty"
+    try:
+        text = head.decode("utf-8-sig").lstrip()
+    except UnicodeDecodeError:
+        return "the file is neither netCDF nor text"
+    kind = "JSON" if text[:1] in "{[" else "text"
+    return f"the file is {kind}, not netCDF"
+

@@ -35,7 +35,7 @@ import xarray as xr
 
 from .config.reader import as_path, closest, is_real, plain, store_plain
 from .errors import ClusterStartError, InputError, LlmssError
-from .files import absent, check_writable_file, ctrl_c_held, kind_of, replacing
+from .files import absent, check_writable_file, ctrl_c_held, kind_of, not_netcdf, replacing
 from .progress import progress_bar
 from .reference import resolve_reference_dir
 from .scenario import FIELD_UNITS, GENERATOR_FIELDS, Scenario
@@ -514,6 +514,8 @@ def load(path: str | Path) -> xr.Dataset:
         raise InputError(why, path)
     if not path.is_file():
         raise InputError(f"is {kind_of(path)}, not a sweep file", path)
+    if why := not_netcdf(path):
+        raise InputError(f"not a netCDF sweep file: {why}", path)
     try:
         with xr.open_dataset(path) as ds:
             ds = ds.load()

@@ -620,3 +620,22 @@ def test_a_cluster_config_is_found_under_the_reference_root_as_a_trace_is(ref, c
     assert code == 2 and err == (f"llmss: error: configs/cluster/nope.json: file does not exist (looked in the current "
                                  f"directory, {tmp_path}/configs/cluster/nope.json, and in the reference folder, "
                                  f"{ref.absolute()}/configs/cluster/nope.json)\n"), err
+
+
+@pytest.mark.parametrize("name,content,says", [
+    ("run.json", b'{"num_requests": 10}\n', "the file is JSON, not netCDF"),
+    ("grid.yaml", b"rate: [1, 2]\n", "the file is text, not netCDF"),
+    ("empty.nc", b"", "the file is empty"),
+    ("x.nc", bytes(range(256)), "the file is neither netCDF nor text"),
+])
+def test_a_file_read_as_netcdf_that_is_not_says_what_it_is(name, content, says, ref, capsys, tmp_path):
+    """xarray's error listed its IO backends and a URL cut off by the one-line rule; netCDF's gave an errno."""
+    (tmp_path / name).write_bytes(content)
+    code, _, err = run(capsys, "summary", str(tmp_path / name))
+    assert code == 2 and err == f"llmss: error: {tmp_path / name}: not an llmss_lab results file: {says}\n", err
+    from llmss_lab.scenario import Scenario
+
+    Scenario(num_requests=5).save(tmp_path / "s.json")
+    code, _, err = run(capsys, "capacity", str(tmp_path / "s.json"), "--slo-ttft-ms", "100", "--known",
+                       str(tmp_path / name), "--reference-dir", str(ref))
+    assert code == 2 and err == f"llmss: error: {tmp_path / name}: --known: not a netCDF sweep file: {says}\n", err

@@ -25,7 +25,7 @@ from xarray.indexes import PandasIndex
 
 from ..config.reader import as_path
 from ..errors import InputError
-from ..files import absent, ctrl_c_held, kind_of, refuse_to_replace, replacing
+from ..files import absent, ctrl_c_held, kind_of, not_netcdf, refuse_to_replace, replacing
 from ..config.power import COMPONENTS
 from ..kernel.instance import merge_counts
 from ..kernel.power import PowerAccount
@@ -551,6 +551,8 @@ class Results:
             raise InputError(why, path)
         if not path.is_file():   # a folder, or a device as /dev/null: there, but not a file to read
             raise InputError(f"is {kind_of(path)}, not a results file", path)
+        if why := not_netcdf(path):
+            raise InputError(f"not an llmss_lab results file: {why}", path)
         try:
             parts = {g: xr.load_dataset(path, group=g, engine="netcdf4") for g in (*GROUPS, "itl")}
         except (OSError, ValueError, KeyError) as exc:
