@@ -233,6 +233,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(json.dumps(_json_safe(res.summary()), indent=2))
         else:
             print(format_summary(res.summary(), res.attrs))
+    if not (args.scenario or args.workload):   # after the run: a run that fails prints its one error line alone
+        print(f"no --workload: {_synthetic_said(args, res.requests.sizes['request'])}", file=sys.stderr)
     if args.out:
         from .results.dataset import results_format
 
@@ -281,6 +283,20 @@ def _run_cluster(args: argparse.Namespace):
     finally:
         if bar is not None:
             bar.close()
+
+
+def _synthetic_said(args: argparse.Namespace, n: int) -> str:
+    """The generated workload in words, with the flags that shape it: a run without --workload is not the trace a
+    user may think it is."""
+    import inspect
+
+    from .workload import synthetic
+
+    default = {k: p.default for k, p in inspect.signature(synthetic).parameters.items()}
+    rate, ins, outs = (default[k] if getattr(args, k) is None else getattr(args, k)
+                       for k in ("rate", "input_len", "output_len"))
+    return (f"{n} synthetic requests, Poisson arrivals at {rate:g} req/s, prompt lengths {ins}, output lengths "
+            f"{outs}, seed {args.seed} (--num-requests, --rate, --input-len, --output-len and --seed set them)")
 
 
 def _results_out(out: str, netcdf_only: bool = False) -> Path:

@@ -639,3 +639,15 @@ def test_a_file_read_as_netcdf_that_is_not_says_what_it_is(name, content, says, 
     code, _, err = run(capsys, "capacity", str(tmp_path / "s.json"), "--slo-ttft-ms", "100", "--known",
                        str(tmp_path / name), "--reference-dir", str(ref))
     assert code == 2 and err == f"llmss: error: {tmp_path / name}: --known: not a netCDF sweep file: {says}\n", err
+
+
+def test_a_run_without_a_trace_says_the_workload_it_generated(ref, capsys):
+    cluster = str(ref / "configs/cluster/single_node_single_instance.json")
+    code, _, err = run(capsys, "run", cluster, "--reference-dir", str(ref), "--num-requests", "7", "--rate", "2.5",
+                       "--input-len", "fixed:100", "--seed", "3", "-q")
+    assert code == 0 and err.splitlines()[-1] == (
+        "no --workload: 7 synthetic requests, Poisson arrivals at 2.5 req/s, prompt lengths fixed:100, output lengths "
+        "sharegpt, seed 3 (--num-requests, --rate, --input-len, --output-len and --seed set them)"), err
+    code, _, err = run(capsys, "run", cluster, "--reference-dir", str(ref), "--workload",
+                       "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl", "--num-requests", "5", "-q")
+    assert code == 0 and "synthetic" not in err, err
