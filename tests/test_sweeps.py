@@ -874,3 +874,14 @@ def test_a_sweep_file_is_rewritten_less_often_when_writing_it_is_slow():
     assert pacer.due(4.2)
     pacer.wrote(4.2, 5.2)               # a 1 s write: the next waits 4 s, so writing stays under a fifth
     assert not pacer.due(9.0) and pacer.due(9.3)
+
+
+def test_a_capacity_search_that_cancels_a_run_prints_no_warning_of_dask(ref, tmp_path):
+    """A worker closing under a run the search cancelled logged "Async instruction for <Task cancelled ...> ended
+    with CancelledError" under the table, in dask's own format."""
+    ll.Scenario(num_requests=30, rate=4).save(tmp_path / "s.json")
+    done = subprocess.run([sys.executable, "-m", "llmss_lab", "capacity", str(tmp_path / "s.json"), "--slo-ttft-ms",
+                           "500", "--workers", "1", "--rate-max", "16", "--reference-dir", str(ref), "-q"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0 and "1 runs made" in done.stdout, done.stderr
+    assert "CancelledError" not in done.stderr and "distributed" not in done.stderr, done.stderr
