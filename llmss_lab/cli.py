@@ -1047,6 +1047,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.fn is cmd_sweep and out and Path(out).is_file() and Path(out).stat().st_mtime >= started:
             print(f"llmss: interrupted; {out} holds the points saved so far (run again with --resume to go on)",
                   file=sys.stderr)
+        elif args.fn in (cmd_run, cmd_example):   # the results exist only once the run ends: say none were kept
+            shorter = " (--num-requests N makes a shorter run)" if getattr(args, "cluster_config", None) else ""
+            print(f"llmss: interrupted; a run writes its results only when it ends, so none were{shorter}",
+                  file=sys.stderr)
         else:
             print("llmss: interrupted; no file was left half-written", file=sys.stderr)
         return 130
