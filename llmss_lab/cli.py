@@ -75,10 +75,10 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     for name in ENGINE_BOOL:
         g.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
                        help=_engine_default(name))
-    g.add_argument("--scheduler", default=None,
+    g.add_argument("--scheduler", metavar="NAME", default=None,
                    help=f"scheduler policy, vllm_v1 (continuous batching) or static (a new batch only when the "
                         f"last is done); {_engine_default('scheduler')}")
-    g.add_argument("--eviction", default=None,
+    g.add_argument("--eviction", metavar="NAME", default=None,
                    help=f"KV block eviction policy, lru or mru; {_engine_default('eviction')}")
 
 
@@ -665,7 +665,7 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
                         "auto: the profile where one exists (default)")
     p.add_argument("--what-if", action="append", default=[], metavar="FIELD=X",
                    help="scale the hardware spec for the analytical model, e.g. memory_bw_gbs=2 (repeatable)")
-    p.add_argument("--efficiency", help="fitted efficiency curves (default: profiles/efficiency.yaml)")
+    p.add_argument("--efficiency", metavar="FILE.yaml", help="fitted efficiency curves (default: profiles/efficiency.yaml)")
 
 
 def _latency_kwargs(args: argparse.Namespace) -> dict:
@@ -765,7 +765,7 @@ def _run_settings(r: argparse.ArgumentParser) -> None:
                    help="request routing policy (default %(default)s)")
     r.add_argument("--expert-gate", default="balanced", choices=GATES.names(),
                    help="MoE expert routing policy (default %(default)s)")
-    r.add_argument("--gate-skew", type=_number(0, 20), default=1.0,
+    r.add_argument("--gate-skew", metavar="S", type=_number(0, 20), default=1.0,
                    help="Zipf exponent of the zipf expert gate (0 = uniform, up to 20; default %(default)s)")
     r.add_argument("--kv-transfer", default="layer", choices=KV_TRANSFERS,
                    help="P/D KV hand-off: pushed layer by layer behind the prefill, pushed whole after it, or "
@@ -810,24 +810,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = command("run", help="simulate a cluster config on a workload, or a scenario file", later=_run_settings)
     what = r.add_mutually_exclusive_group(required=True)
-    what.add_argument("cluster_config", nargs="?", help="cluster config JSON (LLMServingSim format); relative paths "
+    what.add_argument("cluster_config", nargs="?", metavar="CLUSTER", help="cluster config JSON (LLMServingSim format); relative paths "
                                                         "are also tried under the reference root")
-    what.add_argument("--scenario", help="scenario JSON (as the explorer saves it) in place of a cluster config: it "
+    what.add_argument("--scenario", metavar="SCENARIO.json", help="scenario JSON (as the explorer saves it) in place of a cluster config: it "
                                          "sets the cluster, workload and every setting, so of the other flags only "
                                          "--out, --bin, --json, --reference-dir and -q are taken")
-    r.add_argument("--workload", help="JSONL trace; relative paths are also tried under the reference root. "
+    r.add_argument("--workload", metavar="TRACE.jsonl", help="JSONL trace; relative paths are also tried under the reference root. "
                                       "Without it, a synthetic Poisson workload is generated")
-    r.add_argument("--reference-dir", help=ref_help)
-    r.add_argument("--num-requests", type=_whole(1), default=None,
+    r.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
+    r.add_argument("--num-requests", metavar="N", type=_whole(1), default=None,
                    help="use only the first N requests (or generate N; default: the whole trace, or 100)")
-    r.add_argument("--rate", type=_number(0, low_open=True), default=None,
+    r.add_argument("--rate", metavar="R", type=_number(0, low_open=True), default=None,
                    help="synthetic arrival rate, req/s (default 10)")
-    r.add_argument("--input-len", help="synthetic prompt lengths: fixed:N, uniform:LO:HI, "
+    r.add_argument("--input-len", metavar="DIST", help="synthetic prompt lengths: fixed:N, uniform:LO:HI, "
                                        "lognormal:MEDIAN:SIGMA or sharegpt (default)")
-    r.add_argument("--output-len", help="synthetic output lengths (same forms; default sharegpt)")
-    r.add_argument("--seed", type=_whole(0), default=0,
+    r.add_argument("--output-len", metavar="DIST", help="synthetic output lengths (same forms; default sharegpt)")
+    r.add_argument("--seed", metavar="N", type=_whole(0), default=0,
                    help="seed of the synthetic workload and of every random policy (default %(default)s)")
-    r.add_argument("--out", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
+    r.add_argument("--out", metavar="FILE", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
     r.add_argument("--bin", type=_number(0.001, 86_400), default=1.0, metavar="SECONDS",
                    help="width of the time series' and power's bins and spacing of the memory samples (default "
                         "%(default)g s; "
@@ -837,47 +837,47 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_run)
 
     e = command("example", help="simulate the bundled example and print its summary")
-    e.add_argument("--reference-dir", help=ref_help)
-    e.add_argument("--out", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
+    e.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
+    e.add_argument("--out", metavar="FILE", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(fn=cmd_example)
 
     lab = command("lab", help="open JupyterLab on the quickstart notebook (the explorer)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL")
-    lab.add_argument("--port", type=_whole(1, 65535), help="port (default: Jupyter's, 8888 or the next free one)")
-    lab.add_argument("--notebook", default="00_quickstart.ipynb",
+    lab.add_argument("--port", metavar="N", type=_whole(1, 65535), help="port (default: Jupyter's, 8888 or the next free one)")
+    lab.add_argument("--notebook", metavar="NB", default="00_quickstart.ipynb",
                      help="notebook to open, from notebooks/: a file name, without .ipynb too, or its number (02) "
                           "(default: 00_quickstart.ipynb)")
-    lab.add_argument("--reference-dir", help=ref_help)
+    lab.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
     lab.set_defaults(fn=cmd_lab)
 
     v = command("validate", help="compare against a real vLLM run (bench measurement folder)")
-    v.add_argument("measurement_dir", help="a bench run folder: config.json, vllm/meta.json, vllm/requests.jsonl")
-    v.add_argument("--reference-dir", help=ref_help)
+    v.add_argument("measurement_dir", metavar="MEASUREMENT_DIR", help="a bench run folder: config.json, vllm/meta.json, vllm/requests.jsonl")
+    v.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
     v.add_argument("--json", action="store_true", help="print one JSON object")
     _latency_args(v)
     v.set_defaults(fn=cmd_validate)
 
     s = command("summary", help="print the summary of a saved results file, or several side by side")
-    s.add_argument("results", nargs="+", help="results files (.nc); with two or more, a table of their metrics "
+    s.add_argument("results", nargs="+", metavar="RESULTS.nc", help="results files (.nc); with two or more, a table of their metrics "
                                               "and each one's change from the first")
     s.set_defaults(fn=cmd_summary)
 
     g = command("figure-data", help="run the paper's scenarios of figures 5-10 and write the artifact's TSVs")
-    g.add_argument("figures", type=int, nargs="+", help="figure numbers (5, 6, 7, 8, 9, 10)")
-    g.add_argument("--reference-dir", help=ref_help + "; the root that holds ispass26/, or that folder itself")
-    g.add_argument("--out", required=True, help="output folder (figure_N/... is written inside)")
+    g.add_argument("figures", type=int, nargs="+", metavar="FIGURE", help="figure numbers (5, 6, 7, 8, 9, 10)")
+    g.add_argument("--reference-dir", metavar="ROOT", help=ref_help + "; the root that holds ispass26/, or that folder itself")
+    g.add_argument("--out", metavar="DIR", required=True, help="output folder (figure_N/... is written inside)")
     g.add_argument("--compare", action="store_true", help="also score the files against real vLLM")
     g.set_defaults(fn=cmd_figure_data)
 
     fg = command("figures", help="regenerate the paper's figures 5-10 and the validation summary "
                                         "(papermill notebooks of paper_figures/, HTML + PNG + the published figure)")
-    fg.add_argument("only", nargs="*", help="figure numbers and/or 'summary' (default: all)")
-    fg.add_argument("--reference-dir", help=ref_help)
-    fg.add_argument("--out", help="output folder (default: paper_figures/output)")
-    fg.add_argument("--num-requests", type=_whole(0), default=0,
+    fg.add_argument("only", nargs="*", metavar="FIGURE", help="figure numbers and/or 'summary' (default: all)")
+    fg.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
+    fg.add_argument("--out", metavar="DIR", help="output folder (default: paper_figures/output)")
+    fg.add_argument("--num-requests", metavar="N", type=_whole(0), default=0,
                     help="only the first N requests of each trace (a quick look; default: the full traces)")
-    fg.add_argument("--seed", type=_whole(0), default=0, help="seed of every random policy (default %(default)s)")
+    fg.add_argument("--seed", metavar="N", type=_whole(0), default=0, help="seed of every random policy (default %(default)s)")
     fg.add_argument("--no-png", action="store_true", help="skip the PNG screenshots (no Chromium needed)")
     fg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     fg.set_defaults(fn=cmd_figures)
@@ -888,17 +888,17 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--scheduler", action=_Misplaced, help=argparse.SUPPRESS,
                        message="--scheduler is the batching policy of `llmss run`; in a sweep it is the scenario's "
                                "(or the grid's) `scheduler` field, and the dask address is --dask-scheduler")
-        q.add_argument("--workers", type=_whole(1), help="worker processes of the local cluster (default: one per core)")
-        q.add_argument("--reference-dir", help=ref_help)
-        q.add_argument("--slo-ttft-ms", type=float, help="SLO: TTFT limit (ms) at --slo-quantile")
-        q.add_argument("--slo-tpot-ms", type=float, help="SLO: TPOT limit (ms) at --slo-quantile")
-        q.add_argument("--slo-quantile", type=float, help="SLO quantile (default 0.9)")
+        q.add_argument("--workers", metavar="N", type=_whole(1), help="worker processes of the local cluster (default: one per core)")
+        q.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
+        q.add_argument("--slo-ttft-ms", metavar="MS", type=float, help="SLO: TTFT limit (ms) at --slo-quantile")
+        q.add_argument("--slo-tpot-ms", metavar="MS", type=float, help="SLO: TPOT limit (ms) at --slo-quantile")
+        q.add_argument("--slo-quantile", metavar="Q", type=float, help="SLO quantile (default 0.9)")
         q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sw = command("sweep", help="run a scenario over a grid of settings on dask; one netCDF Dataset")
-    sw.add_argument("scenario", help="scenario JSON (as the explorer saves it)")
-    sw.add_argument("--grid", required=True, help="YAML: {field: [values]} (cartesian) or points: [{field: value}]")
-    sw.add_argument("--out", required=True, help="results (netCDF), written as points arrive")
+    sw.add_argument("scenario", metavar="SCENARIO.json", help="scenario JSON (as the explorer saves it)")
+    sw.add_argument("--grid", metavar="GRID.yaml", required=True, help="YAML: {field: [values]} (cartesian) or points: [{field: value}]")
+    sw.add_argument("--out", metavar="FILE", required=True, help="results (netCDF), written as points arrive")
     again = sw.add_mutually_exclusive_group()   # both at once: which of the two was meant?
     again.add_argument("--resume", action="store_true", help="reuse the points already done in --out")
     again.add_argument("--overwrite", action="store_true", help="replace a sweep already in --out (refused otherwise)")
@@ -906,12 +906,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(fn=cmd_sweep)
 
     cp = command("capacity", help="highest request rate within an SLO, per grid point (bisection)")
-    cp.add_argument("scenario", help="scenario JSON with a synthetic workload")
-    cp.add_argument("--grid", help="YAML grid of configurations (default: the scenario alone)")
-    cp.add_argument("--rate-min", type=_number(0, low_open=True), default=0.5, help="lowest rate searched, req/s (default 0.5)")
-    cp.add_argument("--rate-max", type=_number(0, low_open=True), default=64.0, help="highest rate searched, req/s (default 64)")
-    cp.add_argument("--rel-tol", type=_number(0, low_open=True), default=0.05, help="stop when high/low <= 1 + this (default 0.05)")
-    cp.add_argument("--out", help="write the results (netCDF) here")
+    cp.add_argument("scenario", metavar="SCENARIO.json", help="scenario JSON with a synthetic workload")
+    cp.add_argument("--grid", metavar="GRID.yaml", help="YAML grid of configurations (default: the scenario alone)")
+    cp.add_argument("--rate-min", metavar="R", type=_number(0, low_open=True), default=0.5, help="lowest rate searched, req/s (default 0.5)")
+    cp.add_argument("--rate-max", metavar="R", type=_number(0, low_open=True), default=64.0, help="highest rate searched, req/s (default 64)")
+    cp.add_argument("--rel-tol", metavar="T", type=_number(0, low_open=True), default=0.05, help="stop when high/low <= 1 + this (default 0.05)")
+    cp.add_argument("--out", metavar="FILE", help="write the results (netCDF) here")
     cp.add_argument("--known", metavar="SWEEP.nc",
                     help="a sweep of the same SLO (llmss sweep --out): its runs at a configuration and a rate in the "
                          "range are not run again")
@@ -919,8 +919,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.set_defaults(fn=cmd_capacity)
 
     pf = command("profile-fit", help="fit the analytical model's efficiency curves on every profiled bundle")
-    pf.add_argument("--reference-dir", help=ref_help)
-    pf.add_argument("--out", help="where to write the fit (default: profiles/efficiency.yaml)")
+    pf.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
+    pf.add_argument("--out", metavar="FILE", help="where to write the fit (default: profiles/efficiency.yaml)")
     pf.add_argument("--leave-out", action="append", default=[], metavar="HW/ORG/MODEL",
                     help="fit without this hardware's profiles of this model (repeatable), e.g. "
                          "RTXPRO6000/meta-llama/Llama-3.1-8B")
@@ -929,23 +929,23 @@ def build_parser() -> argparse.ArgumentParser:
     pf.set_defaults(fn=cmd_profile_fit)
 
     pc = command("profile-check", help="compare the analytical model with a profile, operator by operator")
-    pc.add_argument("hardware", help="profiled hardware, e.g. RTXPRO6000")
-    pc.add_argument("model", help="model, e.g. meta-llama/Llama-3.1-8B")
-    pc.add_argument("--tp", type=_whole(1), help="only this TP degree (default: every profiled one)")
-    pc.add_argument("--reference-dir", help=ref_help)
+    pc.add_argument("hardware", metavar="HW", help="profiled hardware, e.g. RTXPRO6000")
+    pc.add_argument("model", metavar="MODEL", help="model, e.g. meta-llama/Llama-3.1-8B")
+    pc.add_argument("--tp", metavar="N", type=_whole(1), help="only this TP degree (default: every profiled one)")
+    pc.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
     pc.add_argument("--leave-one-out", action="store_true", help="fit on every other profile first")
     pc.set_defaults(fn=cmd_profile_check)
 
     pi = command("profile-iterations", help="per-step error of the analytical model against every profile, "
                                                    "over the bench workloads' batches")
-    pi.add_argument("--reference-dir", help=ref_help)
+    pi.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
     pi.add_argument("--stored-fit", action="store_true",
                     help="use profiles/efficiency.yaml instead of a leave-one-out fit per (hardware, model)")
     pi.add_argument("--json", action="store_true", help="print one JSON list")
     pi.set_defaults(fn=cmd_profile_iterations)
 
     f = command("fetch-reference", help="download the public reference files (pinned commit) to a cache")
-    f.add_argument("--dest", help="target folder (default: the per-user cache)")
+    f.add_argument("--dest", metavar="DIR", help="target folder (default: the per-user cache)")
     f.add_argument("--artifact", action="store_true",
                    help="also fetch the paper artifact's figure data, datasets and profiles (for `llmss figures`)")
     f.set_defaults(fn=cmd_fetch)

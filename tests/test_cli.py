@@ -328,6 +328,22 @@ def test_the_readme_cli_table_has_a_row_per_subcommand_naming_only_its_flags():
         assert set(re.findall(r"--[a-z][a-z-]*", usage)) <= known, (name, usage)
 
 
+def test_the_readme_cli_table_writes_each_flags_value_as_its_help_does(capsys):
+    """The README's `llmss lab [--port N] [--notebook NB]` was `--port PORT --notebook NOTEBOOK` in --help, and
+    `--reference-dir ROOT` was `--reference-dir REFERENCE_DIR`."""
+    checked = 0
+    for line in _readme().split("## Command line", 1)[1].split("\n## ", 1)[0].splitlines():
+        row = re.match(r"\| `llmss ([a-z-]+)([^|]*)` \|", line.replace("\\|", "/"))
+        if not row:
+            continue
+        code, out, _ = run(capsys, row[1], "--help")
+        usage = " ".join(out.split("\n\n", 1)[0].split())
+        for flag, value in re.findall(r"(--[a-z][a-z-]*) ([A-Z][A-Z0-9_]*(?:\.[a-z]+)?)", row[2]):
+            assert f"[{flag} {value}" in usage or f" {flag} {value}" in usage, (row[1], flag, value, usage)
+            checked += 1
+    assert checked >= 25, checked
+
+
 def test_the_readme_names_every_option_of_every_subcommand():
     """The table and text left out capacity's --rate-min, --rate-max and --rel-tol, among others."""
     import argparse
@@ -425,9 +441,9 @@ def test_run_takes_a_cluster_config_or_a_scenario_not_both_nor_neither(ref, caps
     path = ll.Scenario(num_requests=3).save(tmp_path / "s.json")
     code, _, err = run(capsys, "run", str(ref / "configs/cluster/single_node_single_instance.json"), "--scenario",
                        str(path))
-    assert code == 2 and re.search(r"argument (--scenario|cluster_config): not allowed with argument", err), err
+    assert code == 2 and re.search(r"argument (--scenario|CLUSTER): not allowed with argument", err), err
     code, _, err = run(capsys, "run", "-q")
-    assert code == 2 and "one of the arguments cluster_config --scenario is required" in err
+    assert code == 2 and "one of the arguments CLUSTER --scenario is required" in err
 
 
 # base changes under which each field's value matters, the field, its value and the `run` flags that set the same
