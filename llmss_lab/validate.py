@@ -211,8 +211,12 @@ def read_measurement(folder: str | Path, layout: ReferenceLayout) -> Measurement
     if folder.exists() and not folder.is_dir():
         raise InputError(f"is {'a file' if folder.is_file() else kind_of(folder)}, not a measurement folder (give the "
                          "folder holding config.json and vllm/)", folder)
-    if not folder.is_dir():
-        raise InputError("measurement folder does not exist", folder)
+    if not folder.is_dir():   # `measurements/HW/MODEL` of the reference data, as a trace or cluster config is found
+        if folder.is_absolute() or not layout.resolve(folder).is_dir():
+            raise InputError("measurement folder does not exist" + ("" if folder.is_absolute() else
+                             f" (looked in the current directory, {Path.cwd() / folder}, and in the reference folder, "
+                             f"{layout.resolve(folder)})"), folder)
+        folder = layout.resolve(folder)
     meta_path = folder / "vllm" / "meta.json"
     if not meta_path.is_file() and not (folder / "config.json").is_file():
         inside = sorted(d.name for d in folder.iterdir() if (d / "vllm" / "meta.json").is_file())

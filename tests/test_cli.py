@@ -667,3 +667,16 @@ def test_a_run_without_a_trace_says_the_workload_it_generated(ref, capsys):
     code, _, err = run(capsys, "run", cluster, "--reference-dir", str(ref), "--workload",
                        "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl", "--num-requests", "5", "-q")
     assert code == 0 and "synthetic" not in err, err
+
+
+def test_a_measurement_folder_is_found_under_the_reference_root_as_a_trace_is(ref, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    given = "measurements/RTXPRO6000/Llama-3.1-8B"
+    code, out, err = run(capsys, "validate", given, "--reference-dir", str(ref), "--json")
+    _, whole, _ = run(capsys, "validate", str(ref / given), "--reference-dir", str(ref), "--json")
+    drop = lambda report: {k: v for k, v in report.items() if k != "sim_wall_s"}   # noqa: E731 - wall time differs
+    assert code == 0 and drop(json.loads(out)) == drop(json.loads(whole)), err
+    code, _, err = run(capsys, "validate", "measurements/nope", "--reference-dir", str(ref))
+    assert code == 2 and err == (f"llmss: error: measurements/nope: measurement folder does not exist (looked in the "
+                                 f"current directory, {tmp_path}/measurements/nope, and in the reference folder, "
+                                 f"{ref.absolute()}/measurements/nope)\n"), err
