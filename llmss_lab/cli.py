@@ -800,7 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "explorer in JupyterLab); `llmss COMMAND --help` lists a command's flags.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Subcommand)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Subcommand)
 
     def command(name: str, help: str, **kw) -> _Subcommand:
         """A command whose own --help opens with the line `llmss --help` gives it."""
@@ -1019,6 +1019,10 @@ def _name_the_flag(exc: InputError, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:   # `llmss` alone: the commands and where to start, not argparse's "required: command"
+        print(build_parser().format_help(), end="", file=sys.stderr)
+        return 2
     try:   # `run` loads the kernel for its choices while it parses: a second or more on a busy machine
         args = build_parser().parse_args(argv)
     except KeyboardInterrupt:

@@ -680,3 +680,9 @@ def test_a_measurement_folder_is_found_under_the_reference_root_as_a_trace_is(re
     assert code == 2 and err == (f"llmss: error: measurements/nope: measurement folder does not exist (looked in the "
                                  f"current directory, {tmp_path}/measurements/nope, and in the reference folder, "
                                  f"{ref.absolute()}/measurements/nope)\n"), err
+
+
+def test_llmss_alone_lists_the_commands_and_where_to_start(capsys):
+    code, out, err = run(capsys)
+    assert code == 2 and not out and "fetch-reference" in err and "Start with `llmss example`" in " ".join(err.split())
+    assert "required" not in err, err
