@@ -322,7 +322,11 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
             if isinstance(values, np.ndarray) and values.ndim == 1:
                 values = values.tolist()   # np.arange(...), np.linspace(...): plain Python values
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
-                raise InputError(f"must be a non-empty list of values, got {values!r}", source, key)
+                single = not any(isinstance(v, (Sequence, np.ndarray)) and not isinstance(v, (str, bytes))
+                                 for v in grid.values())   # a scenario's file given as the grid
+                raise InputError(f"must be a non-empty list of values, got {values!r}" + (
+                    f"; no field of the grid has a list: a scenario? a grid gives each field its values, "
+                    f"{key}: [{values!r}, ...]" if single else ""), source, key)
             values = [plain(v) for v in values]
             twice = next((v for j, v in enumerate(values) if v in values[:j]), None)
             if twice is not None:

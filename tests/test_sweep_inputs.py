@@ -490,3 +490,13 @@ def test_the_engine_fields_of_the_run_flags_are_sweep_axes_and_the_efficiency_fi
         with pytest.raises(InputError, match="is not a sweep axis: it calibrates the analytical model") as exc:
             expand(BASE, grid, "g.yaml")
         assert (exc.value.source, exc.value.where) == ("g.yaml", where)
+
+
+def test_a_scenario_given_as_the_grid_is_named_for_what_it_looks_like():
+    """`llmss sweep s.json --grid s.json` said only "num_requests: must be a non-empty list of values, got 30"."""
+    with pytest.raises(InputError, match=r"^s.json: num_requests: must be a non-empty list of values, got 30; no field "
+                                         r"of the grid has a list: a scenario\? a grid gives each field its values, "
+                                         r"num_requests: \[30, \.\.\.\]$"):
+        sweeps.expand(ll.Scenario(), {"num_requests": 30, "rate": 4.0}, "s.json")
+    with pytest.raises(InputError, match=r"rate: must be a non-empty list of values, got 4.0$"):   # a grid's slip
+        sweeps.expand(ll.Scenario(), {"max_num_seqs": [8, 16], "rate": 4.0}, "g.yaml")
