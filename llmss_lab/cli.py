@@ -664,7 +664,8 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
                    help="step latencies from a measured profile, the analytical model (profiles/hardware), or "
                         "auto: the profile where one exists (default)")
     p.add_argument("--what-if", action="append", default=[], metavar="FIELD=X",
-                   help="scale the hardware spec for the analytical model, e.g. memory_bw_gbs=2 (repeatable)")
+                   help="scale the hardware spec for the analytical model: FIELD memory_bw_gbs or bf16_tflops, X a "
+                        "multiplier from 0.01 to 100, e.g. memory_bw_gbs=2 (repeatable)")
     p.add_argument("--efficiency", metavar="FILE.yaml", help="fitted efficiency curves (default: profiles/efficiency.yaml)")
 
 

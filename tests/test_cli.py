@@ -576,6 +576,9 @@ TYPOS = [
     (["run", "{cluster}", "--workloads", "t.jsonl"],
      "llmss run: error: unrecognized arguments: --workloads t.jsonl (did you mean '--workload'?)"),
     (["example", "--ouput=x.nc"], "llmss example: error: unrecognized arguments: --ouput=x.nc (did you mean '--out'?)"),
+    (["run", "{cluster}", "--latency", "analytical", "--what-if", "memory_bw=2"],
+     "--what-if: memory_bw: unknown what-if field 'memory_bw' (did you mean 'memory_bw_gbs'?) (known: memory_bw_gbs, "
+     "bf16_tflops)"),
     (["profile-check", "RTXPRO600", "meta-llama/Llama-3.1-8B"],
      "llmss: error: profile-check: HW: no spec for hardware 'RTXPRO600'; did you mean 'RTXPRO6000'? (have: A100, "),
 ]
@@ -686,3 +689,12 @@ def test_llmss_alone_lists_the_commands_and_where_to_start(capsys):
     code, out, err = run(capsys)
     assert code == 2 and not out and "fetch-reference" in err and "Start with `llmss example`" in " ".join(err.split())
     assert "required" not in err, err
+
+
+def test_the_what_if_help_names_every_field_the_model_scales(capsys):
+    from llmss_lab.latency.analytical import WHAT_IF_KEYS
+
+    for command in ("run", "validate"):
+        code, out, _ = run(capsys, command, "--help")
+        said = " ".join(out.split()).split("--what-if FIELD=X ", 2)[-1]
+        assert code == 0 and all(k in said.split("--efficiency")[0] for k in WHAT_IF_KEYS), (command, said[:300])

@@ -89,7 +89,9 @@ class WhatIf:
             raise InputError("hardware what-if must be a mapping {spec field: multiplier}", source, "what_if")
         for k, v in data.items():
             if k not in WHAT_IF_KEYS:
-                raise InputError(f"unknown what-if field {k!r} (known: {', '.join(WHAT_IF_KEYS)})", source,
+                near = closest(k, WHAT_IF_KEYS) if isinstance(k, str) else None
+                raise InputError(f"unknown what-if field {k!r}" + (f" (did you mean {near!r}?)" if near else "")
+                                 + f" (known: {', '.join(WHAT_IF_KEYS)})", source,
                                  f"what_if.{k}")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.01 <= v <= 100:
                 raise InputError(f"must be a multiplier between 0.01 and 100, got {v!r}", source, f"what_if.{k}")
