@@ -90,6 +90,9 @@ def read_specs(folder: str | Path = SPECS_DIR) -> tuple[dict[str, HardwareSpec],
     edited should not stop a run, or the explorer, on other hardware."""
     folder = Path(folder)
     if not folder.is_dir():
+        if folder == SPECS_DIR:   # `pip install .` copies the package alone, not the checkout's profiles/
+            raise InputError("the profiles/ folder (the analytical model's hardware specs) is not beside the "
+                             "installed package; install from a checkout with `python -m pip install -e .`", folder)
         raise InputError("hardware spec folder does not exist", folder)
     specs: dict[str, HardwareSpec] = {}
     errors: list[InputError] = []
