@@ -57,12 +57,13 @@ def resolve_reference_dir(explicit: str | Path | None = None) -> Path:
     elif os.environ.get(ENV_VAR):
         p = Path(os.environ[ENV_VAR]).expanduser()
     else:
-        for p in [*_beside_checkout(), default_cache_dir()]:
+        looked = list(dict.fromkeys([*_beside_checkout(), default_cache_dir()]))
+        for p in looked:
             if _is_root(p):
                 return p
-        raise InputError(
-            "no reference data found: pass --reference-dir, set $LLMSS_REFERENCE_DIR, "
-            "or run `llmss fetch-reference` to download the public files", "reference data")
+        raise InputError(   # where it looked: data a folder off is then seen at a glance
+            f"no reference data found (looked in {', '.join(map(str, looked))}): pass --reference-dir, set "
+            "$LLMSS_REFERENCE_DIR, or run `llmss fetch-reference` to download the public files", "reference data")
     if why := absent(p, "reference folder"):
         raise InputError(why, p, key)
     if not p.is_dir():

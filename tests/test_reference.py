@@ -71,3 +71,15 @@ def test_an_unwritable_cache_or_an_empty_dest_is_named_before_any_download(tmp_p
     with pytest.raises(InputError, match="--dest: expected a file path, got ''"):   # it used the default cache
         fetch_reference("", opener=opener)
     assert urls == []
+
+
+def test_no_reference_data_found_says_where_it_looked(tmp_path, monkeypatch):
+    import llmss_lab.reference as reference
+
+    monkeypatch.delenv("LLMSS_REFERENCE_DIR", raising=False)
+    monkeypatch.setattr(reference, "_beside_checkout", lambda: [tmp_path / "a", tmp_path / "b"])
+    monkeypatch.setattr(reference, "default_cache_dir", lambda: tmp_path / "cache")
+    with pytest.raises(InputError, match=rf"^reference data: no reference data found \(looked in {tmp_path}/a, "
+                                         rf"{tmp_path}/b, {tmp_path}/cache\): pass --reference-dir, set "
+                                         r"\$LLMSS_REFERENCE_DIR, or run `llmss fetch-reference`"):
+        resolve_reference_dir()
