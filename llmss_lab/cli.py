@@ -700,7 +700,7 @@ class _Parser(argparse.ArgumentParser):
         try:
             super()._check_value(action, value)
         except argparse.ArgumentError as exc:
-            if not isinstance(value, str) or "did you mean" in exc.message:
+            if not isinstance(value, str) or "maybe you meant" in exc.message:   # 3.14 with suggest_on_error
                 raise
             raise argparse.ArgumentError(action, exc.message + _meant(value, action.choices)) from None
 
