@@ -566,6 +566,9 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
 
     refuse_inside(args.out or roofline.EFFICIENCY_FILE, SPECS_DIR, "the hardware specs the fit reads")
     out = check_writable_file(args.out or roofline.EFFICIENCY_FILE)
+    if out.suffix.lower() not in (".yaml", ".yml"):   # `--out scenario.json` wrote YAML over the scenario
+        raise InputError(f"the fit is YAML; name a .yaml file (not {out.suffix or 'a name without one'})", args.out,
+                         "--out")
     root = _bench_root(args)   # every profile: the bench's and the artifact's
     specs = load_specs()
     samples = roofline.all_samples(root, specs)

@@ -698,3 +698,14 @@ def test_the_what_if_help_names_every_field_the_model_scales(capsys):
         code, out, _ = run(capsys, command, "--help")
         said = " ".join(out.split()).split("--what-if FIELD=X ", 2)[-1]
         assert code == 0 and all(k in said.split("--efficiency")[0] for k in WHAT_IF_KEYS), (command, said[:300])
+
+
+@pytest.mark.parametrize("name,suffix", [("scenario.json", ".json"), ("fit", "a name without one")])
+def test_profile_fit_writes_its_yaml_only_to_a_yaml_file(name, suffix, ref, capsys, tmp_path):
+    """`llmss profile-fit --out scenario.json` wrote the fit's YAML over the scenario."""
+    out = tmp_path / name
+    if out.suffix:
+        out.write_text('{"num_requests": 10}\n')
+    code, _, err = run(capsys, "profile-fit", "--reference-dir", str(ref), "--out", str(out))
+    assert code == 2 and err == f"llmss: error: {out}: --out: the fit is YAML; name a .yaml file (not {suffix})\n", err
+    assert (out.read_text() == '{"num_requests": 10}\n') if out.suffix else not out.exists()
