@@ -333,6 +333,9 @@ def _bench_root(args: argparse.Namespace) -> Path:
     return bench_root(resolve_reference_dir(args.reference_dir))
 
 
+EXAMPLE = "300 ShareGPT requests at 10 req/s, Llama-3.1-8B on one RTX PRO 6000"
+
+
 def cmd_example(args: argparse.Namespace) -> int:
     root = _bench_root(args)
     cluster = root / "measurements" / "RTXPRO6000" / "Llama-3.1-8B" / "config.json"
@@ -340,7 +343,7 @@ def cmd_example(args: argparse.Namespace) -> int:
         cluster = root / "configs" / "cluster" / "single_node_single_instance.json"
     argv = ["run", str(cluster), "--workload", "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl",
             "--reference-dir", str(root)] + (["--out", args.out] if args.out else []) + (["-q"] if args.quiet else [])
-    print(f"Example: 300 ShareGPT requests at 10 req/s, Llama-3.1-8B on one RTX PRO 6000 ({cluster.name})")
+    print(f"Example: {EXAMPLE} ({cluster.name})")
     return cmd_run(build_parser().parse_args(argv))
 
 
@@ -840,7 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_run)
 
-    e = command("example", help="simulate the bundled example and print its summary")
+    e = command("example", help=f"simulate the bundled example ({EXAMPLE}) and print its summary")
     e.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
     e.add_argument("--out", metavar="FILE", help="write results here: .nc (netCDF, every Dataset) or .csv (one row per request)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -709,3 +709,10 @@ def test_profile_fit_writes_its_yaml_only_to_a_yaml_file(name, suffix, ref, caps
     code, _, err = run(capsys, "profile-fit", "--reference-dir", str(ref), "--out", str(out))
     assert code == 2 and err == f"llmss: error: {out}: --out: the fit is YAML; name a .yaml file (not {suffix})\n", err
     assert (out.read_text() == '{"num_requests": 10}\n') if out.suffix else not out.exists()
+
+
+def test_the_example_says_in_its_help_what_it_runs(ref, capsys):
+    code, out, _ = run(capsys, "example", "--reference-dir", str(ref), "-q")
+    ran = out.splitlines()[0].removeprefix("Example: ").rsplit(" (", 1)[0]
+    _, listed, _ = run(capsys, "--help")
+    assert code == 0 and ran.startswith("300 ShareGPT requests") and ran in " ".join(listed.split()), (ran, listed)
