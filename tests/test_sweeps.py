@@ -881,7 +881,9 @@ def test_a_capacity_search_that_cancels_a_run_prints_no_warning_of_dask(ref, tmp
     with CancelledError" under the table, in dask's own format."""
     ll.Scenario(num_requests=30, rate=4).save(tmp_path / "s.json")
     done = subprocess.run([sys.executable, "-m", "llmss_lab", "capacity", str(tmp_path / "s.json"), "--slo-ttft-ms",
-                           "500", "--workers", "1", "--rate-max", "16", "--reference-dir", str(ref), "-q"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                           "500", "--workers", "1", "--rate-max", "16", "--reference-dir", str(ref), "-q",
+                           "--out", str(tmp_path / "c.nc")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0 and "1 runs made" in done.stdout, done.stderr
+    if not xr.load_dataset(tmp_path / "c.nc").attrs["runs_cancelled"]:   # the case this test is about did not arise
+        pytest.skip("the search cancelled no run on this machine")
     assert "CancelledError" not in done.stderr and "distributed" not in done.stderr, done.stderr
