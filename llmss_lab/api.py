@@ -700,6 +700,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     _check_fits(workload, setups, spec)
     memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))
+    _log_setups(setups, workload)
     raw = simulator.run(setups, workload, router, progress, links, kv_transfer, seed, memory, stop_when)
     energy = power.account(raw, node_power(spec, setups), bin_s=bin_s)
     attrs = {
@@ -724,4 +725,19 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
                   "input_files_json": json.dumps(run_inputs(spec, workload, choice.efficiency_file))})
     res = Results.from_raw(raw, attrs, energy, memory_sample_s, bin_s)
     res.set_attr("sim_wall_s", time.perf_counter() - t0)  # inputs read to results built
+    log.info("simulated %.1f s of serving in %d steps: %.2f s of wall time from inputs to results",
+             attrs["simulated_s"], attrs["num_steps"], res.attrs["sim_wall_s"])
     return res
+
+
+def _log_setups(setups: list, workload: Workload) -> None:
+    """What a run is about to simulate, for ``-v``: each instance's shape, KV cache and latency source."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    log.info("workload %s: %d requests", workload.name, len(workload))
+    for s in setups:
+        i = s.info
+        role = f" ({i['pd_type']})" if i["pd_type"] else ""
+        log.info("%s%s: %s on %s, TP%d PP%d, %d KV blocks (%d tokens), latency %s", s.name, role, i["model"],
+                 i["hardware"], i["tp_size"], i["pp_size"], i["num_gpu_blocks"], i["kv_cache_tokens"],
+                 i["latency_source"])

@@ -716,3 +716,18 @@ def test_the_example_says_in_its_help_what_it_runs(ref, capsys):
     ran = out.splitlines()[0].removeprefix("Example: ").rsplit(" (", 1)[0]
     _, listed, _ = run(capsys, "--help")
     assert code == 0 and ran.startswith("300 ShareGPT requests") and ran in " ".join(listed.split()), (ran, listed)
+
+
+def test_verbose_says_what_a_run_simulates_and_what_it_took(ref, caplog):
+    """``-v`` promises progress details: a run logs its workload, each instance's shape, KV cache and latency
+    source, and how much serving it simulated in how many steps (it logged nothing before)."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="llmss_lab"):
+        assert main(["run", "configs/cluster/single_node_single_instance.json", "--num-requests", "5",
+                     "--reference-dir", str(ref), "-q", "-v"]) in (0, None)
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("llmss_lab")]
+    assert any(m.startswith("workload synthetic(") and m.endswith(": 5 requests") for m in said), said
+    assert any(re.match(r"nodes\[0\]\.instances\[0\]: meta-llama/Llama-3.1-8B on RTXPRO6000, TP1 PP1, \d+ KV blocks "
+                        r"\(\d+ tokens\), latency profile:", m) for m in said), said
+    assert any(re.match(r"simulated \d+\.\d s of serving in \d+ steps", m) for m in said), said
