@@ -542,7 +542,6 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     grid = read_grid(args.grid) if args.grid else None
     if args.out:
         refuse_to_replace_an_input(args.out, "--out", base, grid, args.grid, args.reference_dir)
-    if args.out:
         _refuse_to_replace_a_sweep(_results_out(args.out, netcdf_only=True), ANOTHER_NAME)
     slo = _slo(args, True)
     known = _known_sweep(args.known, slo) if args.known else None
