@@ -563,9 +563,10 @@ def test_whole_run_datasets_agree_with_the_requests_table(ref, sc):
 
 # ---- regressions: minimal examples of what the generated cases found ---------------------------------------------
 
-def _pd_pair(engine: EngineConfig, prefill_blocks: int, decode_blocks: int) -> list[simulator.InstanceSetup]:
-    return [simulator.InstanceSetup("p", engine, LinearLatency(1e6, 0.0), prefill_blocks, 1 << 20, {}, role="prefill",
-                                    kv_bytes_per_token=KV_BYTES),
+def _pd_pair(engine: EngineConfig, prefill_blocks: int, decode_blocks: int,
+             pp: int = 1) -> list[simulator.InstanceSetup]:
+    return [simulator.InstanceSetup("p", engine, LinearLatency(1e6, 0.0, pp), prefill_blocks, 1 << 20, {},
+                                    role="prefill", pp=pp, kv_bytes_per_token=KV_BYTES),
             simulator.InstanceSetup("d", engine, LinearLatency(1e6, 0.0), decode_blocks, 1 << 20, {}, role="decode",
                                     kv_bytes_per_token=KV_BYTES)]
 
@@ -602,16 +603,12 @@ def test_a_request_finished_by_a_step_in_flight_recomputed_only_what_it_recomput
     check_run(c, raw, tally)
 
 
-def _pd_pair(eng: EngineConfig, prompts: list[int], pp: int, blocks: int, name: str, kv_transfer: str) -> Case:
+def _handover_case(eng: EngineConfig, prompts: list[int], pp: int, blocks: int, name: str, kv_transfer: str) -> Case:
     """A prefill instance of ``pp`` stages and KV for ``blocks`` tokens beside a roomy decode instance, 1 ms a step,
     the prompts all arriving at 0 for one output token each: the hand-over cases below."""
     n = len(prompts)
     wl = Workload(np.zeros(n, np.int64), np.array(prompts), np.ones(n, np.int64), [None] * n, name)
-    setups = [simulator.InstanceSetup("p", eng, LinearLatency(1e6, 0.0, pp), blocks, 1 << 20, {}, role="prefill",
-                                      pp=pp, kv_bytes_per_token=KV_BYTES),
-              simulator.InstanceSetup("d", eng, LinearLatency(1e6, 0.0), 64, 1 << 20, {}, role="decode",
-                                      kv_bytes_per_token=KV_BYTES)]
-    return Case(setups, wl, kv_transfer=kv_transfer)
+    return Case(_pd_pair(eng, blocks, 64, pp), wl, kv_transfer=kv_transfer)
 
 
 @pytest.mark.parametrize("pp, prompts, budget, blocks", [(2, [3, 4, 1, 1], 5, 6), (3, [2, 5, 1], 3, 6)])
@@ -623,7 +620,7 @@ def test_a_prefill_request_readmitted_behind_its_last_step_is_handed_over_once(p
     vLLM's update_from_output skips a finished request's output; so does Instance.complete."""
     eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=budget, block_size=1, enable_prefix_caching=False,
                        reserve_full_isl=False, long_prefill_token_threshold=2)
-    c = _pd_pair(eng, prompts, pp, blocks, "short", "whole")
+    c = _handover_case(eng, prompts, pp, blocks, "short", "whole")
     raw, tally = run_case(c)
     assert tally.readmitted_inflight and raw.requests.preemptions.any()
     assert sum(raw.instances[0].log.generated) == len(prompts)   # one token per request, each handed over once
@@ -643,7 +640,7 @@ def test_a_prefill_request_preempted_behind_its_last_step_is_handed_over_without
     eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=4, block_size=1, enable_prefix_caching=False,
                        reserve_full_isl=False, long_prefill_token_threshold=2, async_scheduling=asynchronous)
     pp = 1 if asynchronous else 2
-    c = _pd_pair(eng, [3, 2], pp, 4, "two", kv_transfer)
+    c = _handover_case(eng, [3, 2], pp, 4, "two", kv_transfer)
     raw, tally = run_case(c)
     R = raw.requests
     assert tally.done_while_preempted == 1 and not tally.readmitted_inflight
@@ -668,7 +665,7 @@ def test_a_prefill_request_readmitted_behind_its_last_step_hands_over_only_kv_wr
     side, 2 (6), and all the prompt but its last token on the decode side, 2 (7): 4 (13), where it said 2 (7)."""
     eng = EngineConfig(max_num_seqs=0, max_num_batched_tokens=budget, block_size=1, enable_prefix_caching=False,
                        reserve_full_isl=False, long_prefill_token_threshold=chunk)
-    c = _pd_pair(eng, prompts, pp, blocks, "chunked", "whole")
+    c = _handover_case(eng, prompts, pp, blocks, "chunked", "whole")
     raw, tally = run_case(c)
     R = raw.requests
     assert R.preemptions[1] == 1 and tally.readmitted_inflight
