@@ -340,15 +340,15 @@ def test_the_profiles_skew_correction_lengthens_the_bench_steps_attention(ref, s
 
 
 def test_an_install_without_the_checkouts_profiles_says_how_to_install(tmp_path, monkeypatch):
-    """`pip install .` (not -e) copies llmss_lab alone: the analytical model then said only "hardware spec folder
-    does not exist" of a site-packages path."""
+    """An install made before the wheel carried profiles/ had llmss_lab alone: the analytical model then said only
+    "hardware spec folder does not exist" of a site-packages path."""
     from llmss_lab.latency import specs
 
     missing = tmp_path / "site-packages" / "profiles" / "hardware"
     monkeypatch.setattr(specs, "SPECS_DIR", missing)
-    with pytest.raises(InputError, match=r"the profiles/ folder \(the analytical model's hardware specs\) is not beside "
-                                         r"the installed package; install from a checkout with `python -m pip install "
-                                         r"-e \.`$"):
+    with pytest.raises(InputError, match=r"the profiles/ folder \(the analytical model's hardware specs\) is neither in "
+                                         r"nor beside the installed package; reinstall it from a checkout \(`python -m "
+                                         r"pip install \.`\)$"):
         specs.read_specs(missing)
     with pytest.raises(InputError, match=r": hardware spec folder does not exist$"):   # a folder given: as it was
         specs.read_specs(tmp_path / "mine")

@@ -1,6 +1,7 @@
 """The package surface: every public name resolves, and importing the package stays light."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -134,3 +135,60 @@ def test_the_explorers_first_view_does_not_import_dask(ref):
         "import llmss_lab as ll, llmss_lab.views as v; "
         f"res = ll.simulate({str(ref / 'configs/cluster/single_node_single_instance.json')!r}, "
         f"ll.synthetic(20, seed=1), reference_dir={str(ref)!r}); v.timeline(res, res)")
+
+
+def _regular_install(repo, tmp_path):
+    """What ``pip install /path/to/repo`` puts in site-packages, built offline from a copy of the checkout (the
+    build's build/ and egg-info folders land in the copy): the unpacked wheel, or, where no wheel can be built
+    offline (setuptools before 70.1 without the ``wheel`` package), the files the wheel's build_py step copies."""
+    import importlib.util
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src"
+    for name in ("llmss_lab", "profiles"):
+        shutil.copytree(repo / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    site = tmp_path / "site-packages"
+    if importlib.util.find_spec("wheel") or importlib.util.find_spec("setuptools.command.bdist_wheel"):
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                        "--disable-pip-version-check", "-q", "-w", str(tmp_path / "dist"), str(src)],
+                       check=True, capture_output=True, timeout=120)
+        (wheel,) = (tmp_path / "dist").glob("llmss_lab-*.whl")
+        zipfile.ZipFile(wheel).extractall(site)
+    else:
+        subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py",
+                        "--build-lib", str(site)], cwd=src, check=True, capture_output=True, timeout=120)
+    return src, site
+
+
+def test_a_regular_install_carries_the_kits_profiles(tmp_path):
+    """``pip install .`` (not -e) copied llmss_lab alone, without the top-level profiles/ (hardware specs, stored
+    efficiency fit): the analytical model could not run on any hardware without a measured profile."""
+    import tarfile
+    from pathlib import Path
+
+    repo = Path(llmss_lab.__file__).resolve().parent.parent
+    src, site = _regular_install(repo, tmp_path)
+    shipped = {p.relative_to(repo).as_posix() for p in (repo / "profiles").rglob("*") if p.is_file()}
+    installed = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
+    assert {f"llmss_lab/{p}" for p in shipped} <= installed
+    modules = {p.relative_to(repo).as_posix() for p in (repo / "llmss_lab").rglob("*.py")}
+    assert modules - installed == set()          # every subpackage listed in pyproject.toml
+    subprocess.run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(tmp_path)!r})"],
+                   cwd=src, check=True, capture_output=True, timeout=120)
+    (sdist,) = tmp_path.glob("llmss_lab-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        assert {f"llmss_lab-{llmss_lab.__version__}/{p}" for p in shipped} <= set(tar.getnames())
+
+    code = ("import llmss_lab; from llmss_lab.latency.specs import SPECS_DIR; "
+            "from llmss_lab.latency.roofline import EFFICIENCY_FILE; "
+            "from llmss_lab.latency.analytical import efficiency, find_spec; "
+            "print(llmss_lab.__file__, SPECS_DIR, EFFICIENCY_FILE, find_spec('H100').path, len(efficiency()), sep='\\n')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=site, env={**os.environ, "PYTHONPATH": str(site)},
+                         capture_output=True, text=True, check=True, timeout=120).stdout.split("\n")
+    package, specs, fit, h100 = (Path(p) for p in out[:4])
+    assert package.parent == site / "llmss_lab"
+    assert specs == site / "llmss_lab/profiles/hardware" and fit == site / "llmss_lab/profiles/efficiency.yaml"
+    assert h100 == specs / "H100.yaml" and int(out[4]) > 0

@@ -13,7 +13,16 @@ from typing import Any
 from ..config.reader import read_yaml
 from ..errors import InputError
 
-SPECS_DIR = Path(__file__).resolve().parent.parent.parent / "profiles" / "hardware"
+
+def profiles_dir() -> Path:
+    """The kit's own ``profiles/``: package data ``llmss_lab/profiles`` in a regular install (pyproject.toml maps the
+    repo's top-level folder there), the top-level folder beside the package in a checkout or editable install."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "profiles"
+    return installed if installed.is_dir() else package.parent / "profiles"
+
+
+SPECS_DIR = profiles_dir() / "hardware"
 REQUIRED = ("name", "vendor", "memory_gib", "memory_bw_gbs", "bf16_tflops", "sources")
 OPTIONAL = ("fp8_tflops", "interconnect", "host_link", "tdp_w", "idle_w", "sms", "cache_mb", "notes")
 
@@ -90,9 +99,9 @@ def read_specs(folder: str | Path = SPECS_DIR) -> tuple[dict[str, HardwareSpec],
     edited should not stop a run, or the explorer, on other hardware."""
     folder = Path(folder)
     if not folder.is_dir():
-        if folder == SPECS_DIR:   # `pip install .` copies the package alone, not the checkout's profiles/
-            raise InputError("the profiles/ folder (the analytical model's hardware specs) is not beside the "
-                             "installed package; install from a checkout with `python -m pip install -e .`", folder)
+        if folder == SPECS_DIR:   # an install made before the wheel carried profiles/, or a partial copy
+            raise InputError("the profiles/ folder (the analytical model's hardware specs) is neither in nor beside "
+                             "the installed package; reinstall it from a checkout (`python -m pip install .`)", folder)
         raise InputError("hardware spec folder does not exist", folder)
     specs: dict[str, HardwareSpec] = {}
     errors: list[InputError] = []
