@@ -693,8 +693,14 @@ def _meant(word: str, options) -> str:
 
     options = list(options)
     starts = [o for o in options if o.startswith(word)] if len(word) > 1 else []
-    near = closest(word, options) or (starts[0] if len(starts) == 1 else None)
+    near = (closest(word, options) or next((o for o in options if _swapped(word, o)), None)
+            or (starts[0] if len(starts) == 1 else None))
     return f" (did you mean {near!r}?)" if near else ""
+
+
+def _swapped(word: str, option: str) -> bool:
+    """Two neighbouring letters swapped (`rnu` for `run`): difflib rates that too far off in a short word."""
+    return any(word == option[:i] + option[i + 1] + option[i] + option[i + 2:] for i in range(len(option) - 1))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -707,7 +713,9 @@ class _Parser(argparse.ArgumentParser):
         except argparse.ArgumentError as exc:
             if not isinstance(value, str) or "maybe you meant" in exc.message:   # 3.14 with suggest_on_error
                 raise
-            raise argparse.ArgumentError(action, exc.message + _meant(value, action.choices)) from None
+            choices = ", ".join(map(repr, action.choices))   # after the name meant, which a long list hid
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r}{_meant(value, action.choices)}; "
+                                                 f"choose from {choices}") from None
 
     def parse_args(self, args=None, namespace=None):
         namespace, extras = self.parse_known_args(args, namespace)

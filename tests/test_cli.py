@@ -569,9 +569,12 @@ TYPOS = [
                                                    "registered: ['static', 'vllm_v1']"),
     (["run", "{cluster}", "--eviction", "LRU"], "--eviction: unknown eviction policy 'LRU' (did you mean 'lru'?); "
                                                 "registered: ['lru', 'mru']"),
-    (["rn", "x.json"], "(did you mean 'run'?)"),
-    (["fetch"], "(did you mean 'fetch-reference'?)"),
-    (["run", "{cluster}", "--router", "round-robin"], "'random', 'round_robin') (did you mean 'round_robin'?)"),
+    # the name meant at once, not after the list of every choice (13 commands)
+    (["rn", "x.json"], "llmss: error: argument COMMAND: invalid choice: 'rn' (did you mean 'run'?); choose from 'run', "),
+    (["rnu"], "llmss: error: argument COMMAND: invalid choice: 'rnu' (did you mean 'run'?); choose from 'run', "),
+    (["fetch"], "llmss: error: argument COMMAND: invalid choice: 'fetch' (did you mean 'fetch-reference'?); choose "),
+    (["run", "{cluster}", "--router", "round-robin"],
+     "llmss run: error: argument --router: invalid choice: 'round-robin' (did you mean 'round_robin'?); choose from "),
     # said in the usage of the command given, not llmss's
     (["run", "{cluster}", "--workloads", "t.jsonl"],
      "llmss run: error: unrecognized arguments: --workloads t.jsonl (did you mean '--workload'?)"),
