@@ -1014,6 +1014,13 @@ def _refuse_out_in_reference(args: argparse.Namespace) -> None:
     refuse_inside(out, root, "the reference data")
 
 
+def _same_path(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, ValueError, RuntimeError):   # a NUL byte, a symlink loop (before Python 3.13)
+        return a == b
+
+
 def _name_the_flag(exc: InputError, args: argparse.Namespace) -> None:
     """A library setting that this command's flag set is named as the flag (``what_if.memory_bw_gbs`` is
     ``--what-if: memory_bw_gbs``, ``slo: ttft_ms`` is ``--slo-ttft-ms``): the key means nothing at the prompt."""
@@ -1021,8 +1028,12 @@ def _name_the_flag(exc: InputError, args: argparse.Namespace) -> None:
         exc.where = "--reference-dir"
         return
     if exc.source not in ("settings", "engine settings", "argument", "slo"):
-        if exc.where == "efficiency_file" and getattr(args, "efficiency", None) is not None:   # the file itself:
-            exc.where = "--efficiency"   # the flag ('-1: file does not exist' did not say where -1 came from)
+        given = getattr(args, "efficiency", None)
+        if (given is not None and exc.source and not (exc.where or "").startswith("--")   # not another flag's
+                and _same_path(exc.source, given)):   # the flag's file, a line or key of it: named with the flag
+            # ('-1: file does not exist' did not say where -1 came from, nor a cluster config's 'no fitted classes'
+            # that it was read as --efficiency)
+            exc.where = "--efficiency" + (f": {exc.where}" if exc.where not in (None, "efficiency_file") else "")
         return
     if not exc.where:
         return

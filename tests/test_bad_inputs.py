@@ -580,6 +580,19 @@ def test_an_efficiency_file_of_the_old_mixed_attention_curve_names_the_missing_k
                     efficiency_file=bad)
 
 
+def test_a_file_of_another_kind_as_the_efficiency_fit_names_the_setting(ref, tmp_path):
+    """A cluster config given as the fit said only 'classes: missing the fitted ...' of it, as if it were a broken fit."""
+    with pytest.raises(InputError, match=r"single_node_single_instance.json: efficiency_file: not an efficiency fit: "
+                                         r"no fitted 'classes' \(the YAML file `llmss profile-fit` writes"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=ref, num_requests=3, latency="analytical",
+                    efficiency_file=ref / GOOD_CLUSTER)
+    fit = tmp_path / "fit.yaml"   # a fit with a line broken: that line, and what the file should be
+    fit.write_text("classes:\n  gemm: [\n")
+    with pytest.raises(InputError, match=r"fit.yaml: line 3: malformed YAML: .* \(an efficiency fit is the YAML file"):
+        ll.simulate(ref / GOOD_CLUSTER, TRACE, reference_dir=ref, num_requests=3, latency="analytical",
+                    efficiency_file=fit)
+
+
 def test_more_command_line_mistakes(ref, tmp_path, capsys):
     cluster = str(ref / GOOD_CLUSTER)
     assert main(["run", cluster, "--reference-dir", str(ref), "-q", "--what-if", "memory_bw_gbs=2",

@@ -620,6 +620,13 @@ WRONG_FILES = [
                                          "scenario's cluster_config"),
     (["capacity", "{cluster}", "--slo-ttft-ms", "100"], "it is a cluster config: run it with `llmss run CLUSTER`, "
                                                         "or name it in a scenario's cluster_config"),
+    # said of --efficiency, and what it reads (the cluster config's error was 'classes: missing the fitted ...')
+    (["run", "{cluster}", "--latency", "analytical", "--efficiency", "{cluster}"],
+     "single_node_single_instance.json: --efficiency: not an efficiency fit: no fitted 'classes' (the YAML file "
+     "`llmss profile-fit` writes, like profiles/efficiency.yaml)"),
+    (["run", "{cluster}", "--latency", "analytical", "--efficiency", "{trace}"],
+     ".jsonl: --efficiency: line 2: malformed YAML: did not find expected <document start> (an efficiency fit is the "
+     "YAML file `llmss profile-fit` writes, like profiles/efficiency.yaml)"),
 ]
 
 

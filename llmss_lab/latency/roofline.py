@@ -708,11 +708,22 @@ def save_efficiency(eff: dict[str, Curve], samples: list[Sample], specs: dict[st
     return write_text(path, yaml.safe_dump(doc, sort_keys=False, width=110))
 
 
+FIT_FILE = "the YAML file `llmss profile-fit` writes, like profiles/efficiency.yaml"
+
+
 def load_efficiency(path: Path = EFFICIENCY_FILE) -> dict[str, Curve]:
-    data = read_yaml(path)
-    classes = data.get("classes") if isinstance(data, dict) else None
+    try:
+        data = read_yaml(path)
+    except InputError as exc:
+        if exc.where is None:   # missing, a folder, not text: the caller names the setting that gave the path
+            raise
+        raise InputError(f"{exc.message} (an efficiency fit is {FIT_FILE})", exc.source, exc.where) from None
+    # another kind of file (a cluster config, a hardware spec): an error of the whole file, which the caller names
+    if not isinstance(data, dict) or "classes" not in data:
+        raise InputError(f"not an efficiency fit: no fitted 'classes' ({FIT_FILE})", path)
+    classes = data["classes"]
     if not isinstance(classes, dict):
-        raise InputError("missing the fitted 'classes' (run `llmss profile-fit`)", path, "classes")
+        raise InputError("must be a mapping of the fitted classes (run `llmss profile-fit`)", path, "classes")
     missing = [c for c in CLASSES if not isinstance(classes.get(c), dict)]
     if missing:
         raise InputError("missing fitted parameters", path, f"classes.{missing[0]}")
