@@ -566,8 +566,14 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
     from .latency import roofline
     from .latency.specs import SPECS_DIR, load_specs
 
-    refuse_inside(args.out or roofline.EFFICIENCY_FILE, SPECS_DIR, "the hardware specs the fit reads")
-    out = check_writable_file(args.out or roofline.EFFICIENCY_FILE)
+    stored = roofline.EFFICIENCY_FILE
+    target = stored if args.replace_stored_fit else Path(args.out or "efficiency.yaml")
+    refuse_inside(target, SPECS_DIR, "the hardware specs the fit reads")
+    if not args.replace_stored_fit and _same_path(str(target), str(stored)):   # a refit on one's own profiles lost
+        # the shipped fit every run without --efficiency reads (in a regular install, inside site-packages)
+        raise InputError("is the kit's stored fit, which runs without --efficiency read; write yours elsewhere "
+                         "(maintainers replace it with --replace-stored-fit)", target, "--out" if args.out else None)
+    out = check_writable_file(target)
     if out.suffix.lower() not in (".yaml", ".yml"):   # `--out scenario.json` wrote YAML over the scenario
         raise InputError(f"the fit is YAML; name a .yaml file (not {out.suffix or 'a name without one'})", args.out,
                          "--out")
@@ -583,7 +589,8 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
         samples = roofline.leave_out(samples, hw, model)
     eff = roofline.fit(samples, specs)
     path = roofline.save_efficiency(eff, samples, specs, out)
-    print(f"fitted on {len(samples)} operator timings of {len({x.bundle for x in samples})} profiles; wrote {path}")
+    print(f"fitted on {len(samples)} operator timings of {len({x.bundle for x in samples})} profiles; wrote {path}"
+          + ("" if args.replace_stored_fit else f" (use it with --efficiency {path})"))
     for c, e in eff.items():
         print(f"  {c:<28} " + "  ".join(f"{k} {v:.3g}" for k, v in dataclasses.asdict(e).items()))
     if args.leave_one_out:
@@ -934,7 +941,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     pf = command("profile-fit", help="fit the analytical model's efficiency curves on every profiled bundle")
     pf.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
-    pf.add_argument("--out", metavar="FILE", help="where to write the fit (default: profiles/efficiency.yaml)")
+    where = pf.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="FILE.yaml", help="where to write the fit (default: efficiency.yaml in the "
+                                                          "current folder), for runs to read with --efficiency FILE")
+    where.add_argument("--replace-stored-fit", action="store_true",
+                       help="write the kit's stored fit (profiles/efficiency.yaml), which runs without --efficiency "
+                            "read: for maintainers, after the reference profiles change")
     pf.add_argument("--leave-out", action="append", default=[], metavar="HW/ORG/MODEL",
                     help="fit without this hardware's profiles of this model (repeatable), e.g. "
                          "RTXPRO6000/meta-llama/Llama-3.1-8B")

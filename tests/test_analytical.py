@@ -242,6 +242,33 @@ def test_profile_fit_never_writes_over_the_hardware_specs_it_reads(ref, capsys):
     assert after == before
 
 
+def test_profile_fit_writes_here_and_replaces_the_stored_fit_only_when_asked(ref, capsys, tmp_path, monkeypatch):
+    """`llmss profile-fit` without --out wrote over profiles/efficiency.yaml, the fit the kit ships and every run
+    without --efficiency reads: a user refitting on their own data lost it (in a regular install, in site-packages)."""
+    stored = roofline.EFFICIENCY_FILE
+    before = stored.read_bytes()
+    r = ["--reference-dir", str(ref)]
+    try:
+        monkeypatch.chdir(tmp_path)
+        assert main(["profile-fit", *r]) == 0
+        assert "; wrote efficiency.yaml (use it with --efficiency efficiency.yaml)\n" in capsys.readouterr().out
+        assert set(roofline.load_efficiency(tmp_path / "efficiency.yaml")) == set(roofline.load_efficiency(stored))
+        monkeypatch.chdir(stored.parent)   # its default, or --out, naming the stored fit: refused
+        for out in ([], ["--out", "efficiency.yaml"], ["--out", str(stored)]):
+            assert main(["profile-fit", *r, *out]) == 2
+            err = capsys.readouterr().err
+            assert err == (f"llmss: error: {out[-1] if out else 'efficiency.yaml'}: {'--out: ' if out else ''}is the "
+                           "kit's stored fit, which runs without --efficiency read; write yours elsewhere (maintainers "
+                           "replace it with --replace-stored-fit)\n"), err
+    finally:
+        after = stored.read_bytes()
+        stored.write_bytes(before)
+    assert after == before
+    monkeypatch.setattr(roofline, "EFFICIENCY_FILE", tmp_path / "shipped.yaml")   # what the maintainers' flag writes
+    assert main(["profile-fit", *r, "--replace-stored-fit"]) == 0
+    assert roofline.load_efficiency(tmp_path / "shipped.yaml") and "--efficiency" not in capsys.readouterr().out
+
+
 def test_mixtral_experts_are_sized_by_intermediate_size(ref):
     m = roofline.model_config(ref, "mistralai/Mixtral-8x7B-v0.1")
     assert m.moe_intermediate_size == 14336
