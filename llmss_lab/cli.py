@@ -678,7 +678,8 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--what-if", action="append", default=[], metavar="FIELD=X",
                    help="scale the hardware spec for the analytical model: FIELD memory_bw_gbs or bf16_tflops, X a "
                         "multiplier from 0.01 to 100, e.g. memory_bw_gbs=2 (repeatable)")
-    p.add_argument("--efficiency", metavar="FILE.yaml", help="fitted efficiency curves (default: profiles/efficiency.yaml)")
+    p.add_argument("--efficiency", metavar="FILE.yaml", help="fitted efficiency curves, as `llmss profile-fit` writes them "
+                                                          "(default: the stored fit, profiles/efficiency.yaml)")
 
 
 def _latency_kwargs(args: argparse.Namespace) -> dict:
@@ -873,7 +874,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(fn=cmd_lab)
 
     v = command("validate", help="compare against a real vLLM run (bench measurement folder)")
-    v.add_argument("measurement_dir", metavar="MEASUREMENT_DIR", help="a bench run folder: config.json, vllm/meta.json, vllm/requests.jsonl")
+    v.add_argument("measurement_dir", metavar="MEASUREMENT_DIR", help="a bench run folder: config.json, vllm/meta.json, "
+                   "vllm/requests.jsonl; a relative path is also tried under the reference root")
     v.add_argument("--reference-dir", metavar="ROOT", help=ref_help)
     v.add_argument("--json", action="store_true", help="print one JSON object")
     _latency_args(v)
@@ -888,7 +890,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("figures", type=int, nargs="+", metavar="FIGURE", help="figure numbers (5, 6, 7, 8, 9, 10)")
     g.add_argument("--reference-dir", metavar="ROOT", help=ref_help + "; the root that holds ispass26/, or that folder itself")
     g.add_argument("--out", metavar="DIR", required=True, help="output folder (figure_N/... is written inside)")
-    g.add_argument("--compare", action="store_true", help="also score the files against real vLLM")
+    g.add_argument("--compare", action="store_true", help="also score the files against real vLLM (figure 10, which has "
+                                                          "none: against LLMServingSim 2.0), beside LLMServingSim 2.0's "
+                                                          "own files scored the same way")
     g.set_defaults(fn=cmd_figure_data)
 
     fg = command("figures", help="regenerate the paper's figures 5-10 and the validation summary "
