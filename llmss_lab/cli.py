@@ -1059,6 +1059,21 @@ def _name_the_flag(exc: InputError, args: argparse.Namespace) -> None:
         exc.source, exc.where = "command line", "--" + key.replace("_", "-") + (f": {rest}" if rest else "")
 
 
+def _log_reference(args: argparse.Namespace) -> None:
+    """For ``-v``: the reference root a command reads, and what named it (a wrong one is the usual surprise)."""
+    if not (hasattr(args, "reference_dir") and log.isEnabledFor(logging.INFO)):
+        return
+    from .reference import ENV_VAR, resolve_reference_dir
+
+    try:
+        root = resolve_reference_dir(args.reference_dir)
+    except LlmssError:   # the command names what is wrong with it
+        return
+    how = ("--reference-dir" if args.reference_dir is not None else
+           f"${ENV_VAR}" if os.environ.get(ENV_VAR) else "found by itself: no --reference-dir or $" + ENV_VAR)
+    log.info("reference data: %s (%s)", root, how)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv:   # `llmss` alone: the commands and where to start, not argparse's "required: command"
@@ -1078,9 +1093,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.time()
     try:
         with permission_named():
+            _log_reference(args)
             _refuse_out_over_inputs(args)
             _refuse_out_in_reference(args)
-            return args.fn(args)
+            code = args.fn(args)
+        log.info("llmss %s took %.2f s", args.command, time.time() - started)
+        return code
     except LlmssError as exc:
         if isinstance(exc, InputError):
             _name_the_flag(exc, args)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import time
@@ -33,6 +34,8 @@ from .reference import ReferenceLayout
 from .results.dataset import Results
 from .results.metrics import STATS, describe, diff_pct, tpot_ms
 from .workload import Workload, load_trace
+
+log = logging.getLogger(__name__)
 
 METRICS = ("ttft", "tpot", "e2e")
 LABELS = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "Latency"}
@@ -240,8 +243,17 @@ def read_measurement(folder: str | Path, layout: ReferenceLayout) -> Measurement
     note = f"{dataset}" + (f", num_requests {n} in {meta_path}" if n is not None else "")
     a = _read_requests(folder / "vllm" / "requests.jsonl", workload, note)
     queued, first, last, out = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
+    log.info("measurement %s: cluster config %s; engine settings from %s (%s); workload %s (%d requests); "
+             "vLLM's timestamps from %s", folder, cluster, meta_path, _settings(engine), dataset, len(workload),
+             folder / "vllm" / "requests.jsonl")
     return Measurement(folder, cluster, engine, dataset, n, (first - queued) * 1e3, tpot_ms(first, last, out),
                        (last - queued) * 1e3, workload)
+
+
+def _settings(engine: EngineConfig) -> str:
+    """The engine settings a measurement's run had where they are not the defaults, in words for ``-v``."""
+    default = EngineConfig().to_dict()
+    return ", ".join(f"{k} {v}" for k, v in engine.to_dict().items() if v != default[k]) or "the defaults"
 
 
 def _check_hash(meta: Section, dataset: Path) -> None:
@@ -283,11 +295,14 @@ def validate(folder: str | Path, reference_dir: str | Path, **settings) -> tuple
     from .api import simulate
 
     layout = ReferenceLayout(reference_dir)
-    meas = read_measurement(folder, layout)
     t0 = time.perf_counter()
+    meas = read_measurement(folder, layout)
+    t1 = time.perf_counter()
     res = simulate(meas.cluster_path, meas.workload, engine=meas.engine, reference_dir=reference_dir, **settings)
     report = compare(meas, res)
-    report["sim_wall_s"] = time.perf_counter() - t0
+    report["sim_wall_s"] = time.perf_counter() - t1
+    log.info("validation of %s: measurement read in %.2f s, simulated and compared in %.2f s", meas.folder, t1 - t0,
+             report["sim_wall_s"])
     return report, res
 
 

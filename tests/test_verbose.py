@@ -1,0 +1,54 @@
+"""``-v`` of the long commands: which inputs they resolved (files, profiles, latency model), how long each part
+took and where the outputs went; and without ``-v``, the same output as before (a real process each: under pytest,
+logging's handlers are pytest's, so only a process of its own shows what a user sees)."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+TIMES = re.compile(r"\d+\.\d+ s\b")   # wall times differ from run to run
+
+
+def verbose_and_not(*argv: str, cwd=None) -> tuple[list[str], str]:
+    """Run ``llmss ARGV`` with and without ``-v``: the ``-v`` run's log lines and the plain run's stdout, after
+    checking that the plain run logs nothing and that ``-v`` changes stdout in nothing but wall times."""
+    runs = [subprocess.run([sys.executable, "-m", "llmss_lab", *argv, *verbose], capture_output=True, text=True,
+                           cwd=cwd, timeout=300) for verbose in ([], ["-v"])]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    plain, loud = runs
+    assert "INFO" not in plain.stderr, plain.stderr
+    assert TIMES.sub("T", plain.stdout) == TIMES.sub("T", loud.stdout)
+    said = [line.removeprefix("INFO ") for line in loud.stderr.splitlines() if line.startswith("INFO ")]
+    assert said, loud.stderr
+    return said, plain.stdout
+
+
+def one(said: list[str], pattern: str) -> re.Match:
+    """The log line that matches ``pattern`` (from its start)."""
+    hits = [m for line in said if (m := re.match(pattern, line))]
+    assert hits, (pattern, said)
+    return hits[0]
+
+
+@pytest.fixture(scope="module")
+def bench(ref):
+    return str(ref)
+
+
+def test_validate_says_which_files_it_read_and_how_long_each_part_took(bench):
+    said, out = verbose_and_not("validate", "measurements/RTXPRO6000/Llama-3.1-8B", "--reference-dir", bench)
+    assert "Mean |Diff%|" in out
+    one(said, rf"reference data: {re.escape(bench)} \(--reference-dir\)")
+    m = one(said, r"measurement (\S+): cluster config (\S+); engine settings from (\S+) \((.+)\); workload (\S+) "
+                  r"\(300 requests\); vLLM's timestamps from (\S+)$")
+    folder = m[1]
+    assert m[2] == f"{folder}/config.json" and m[3] == f"{folder}/vllm/meta.json", m[0]
+    assert m[5].endswith("workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl") and m[6].endswith("vllm/requests.jsonl")
+    one(said, r"nodes\[0\]\.instances\[0\]: .* latency profile:\S+/profiles/RTXPRO6000/meta-llama/Llama-3.1-8B/")
+    one(said, rf"validation of {re.escape(folder)}: measurement read in \d+\.\d\d s, simulated and compared in "
+              r"\d+\.\d\d s$")
+    one(said, r"llmss validate took \d+\.\d\d s$")
