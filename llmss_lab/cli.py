@@ -404,13 +404,19 @@ def cmd_figure_data(args: argparse.Namespace) -> int:
             raise InputError(f"figure data exists for figures {sorted(SCENARIOS)}", "figure-data", str(n))
     refuse_inside(args.out, ref, "the paper artifact")
     out = check_writable_folder(args.out)
+    log.info("paper artifact: %s; figure data into %s", ref, out)
     for n in dict.fromkeys(args.figures):   # 6 6 writes figure 6 once
+        t0 = time.perf_counter()
         files = write_figure_data(n, ref, out, on_scenario=lambda sc, wall: print(
             f"{sc.label}: simulated in {wall:.2f} s", file=sys.stderr))
+        log.info("figure %d: %d files written in %.2f s", n, len(files), time.perf_counter() - t0)
         for f in files:
             print(f)
         if args.compare:
-            print(format_scores(compare(n, ref, out)))
+            t0 = time.perf_counter()
+            scores = compare(n, ref, out)
+            log.info("figure %d: scored in %.2f s", n, time.perf_counter() - t0)
+            print(format_scores(scores))
     return 0
 
 

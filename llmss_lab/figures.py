@@ -210,6 +210,7 @@ def run_scenario(sc: Scenario, reference_dir: Path, num_requests: int | None = N
     spec = load_cluster(cfg)
     # the artifact routes round-robin; with one instance (or one of each of a P/D pair) there is nothing to route
     router = "round_robin" if routes([i.pd_type for i in spec.instances]) else "load_score"
+    log.info("%s: cluster config %s, router %s", sc.label, cfg, router)
     return simulate(spec, workload, engine, reference_dir=ref, router=router, seed=seed, **dict(sc.options), **settings)
 
 
@@ -593,6 +594,8 @@ def compare(figure: int, reference_dir: str | Path, out: str | Path, only: Itera
     scores = []
     for sc in select(figure, only):
         real_dir = ref / "figures" / sc.folder / "reference"
+        log.info("%s: scored against real vLLM in %s and LLMServingSim 2.0 in %s", sc.label, real_dir,
+                 ref / "figures" / sc.folder / "parsed")
         score = Score(sc)
         for who, base in (("ours", Path(out) / sc.folder / "parsed"), ("theirs", ref / "figures" / sc.folder / "parsed")):
             d = getattr(score, who)

@@ -52,3 +52,21 @@ def test_validate_says_which_files_it_read_and_how_long_each_part_took(bench):
     one(said, rf"validation of {re.escape(folder)}: measurement read in \d+\.\d\d s, simulated and compared in "
               r"\d+\.\d\d s$")
     one(said, r"llmss validate took \d+\.\d\d s$")
+
+
+def test_figure_data_says_which_configs_and_workloads_it_ran_where_it_wrote_and_how_long_each_figure_took(
+        bench, tmp_path):
+    said, out = verbose_and_not("figure-data", "6", "--reference-dir", bench, "--out", str(tmp_path), "--compare")
+    assert "power_tp1.tsv" in out
+    artifact = f"{bench}/ispass26"
+    one(said, rf"paper artifact: {re.escape(artifact)}; figure data into {re.escape(str(tmp_path))}$")
+    for tp in (1, 2):
+        one(said, rf"figure 6 tp{tp}: cluster config {re.escape(artifact)}/figures/figure_6/config/power_config_tp{tp}"
+                  r"\.json, router load_score$")
+        one(said, rf"nodes\[0\]\.instances\[0\]: meta-llama/Llama-3.1-8B on A6000, TP{tp} .* latency "
+                  rf"profile:{re.escape(artifact)}/profiles/A6000/meta-llama/Llama-3.1-8B/tp{tp}$")
+        one(said, rf"figure 6 tp{tp}: scored against real vLLM in {re.escape(artifact)}/figures/figure_6/reference "
+                  rf"and LLMServingSim 2.0 in {re.escape(artifact)}/figures/figure_6/parsed$")
+    one(said, r"workload \S+/dataset/sharegpt_pulse_req10_n3_delay60\.jsonl: 30 requests$")
+    one(said, r"figure 6: 3 files written in \d+\.\d\d s$")
+    one(said, r"figure 6: scored in \d+\.\d\d s$")
