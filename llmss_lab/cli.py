@@ -372,7 +372,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     runs = []
     for path in args.results:
+        t0 = time.perf_counter()
         res = Results.load(path)
+        a = res.attrs
+        log.info("%s: read in %.2f s; written by llmss_lab %s (git %s) from cluster %s, workload %s, latency %s; "
+                 "its input files: %s", path, time.perf_counter() - t0, a.get("llmss_lab_version", "?"),
+                 a.get("git_hash", "?"), a.get("cluster", "?"), a.get("workload", "?"), a.get("latency_source", "?"),
+                 a.get("input_files_json", "not recorded"))
         try:
             summary = res.summary()
             text = format_summary(summary, res.attrs)   # also what tells a file changed by hand

@@ -70,3 +70,20 @@ def test_figure_data_says_which_configs_and_workloads_it_ran_where_it_wrote_and_
     one(said, r"workload \S+/dataset/sharegpt_pulse_req10_n3_delay60\.jsonl: 30 requests$")
     one(said, r"figure 6: 3 files written in \d+\.\d\d s$")
     one(said, r"figure 6: scored in \d+\.\d\d s$")
+
+
+def test_summary_says_what_each_file_recorded_of_its_run_and_how_long_it_took_to_read(bench, tmp_path):
+    from llmss_lab.cli import main
+
+    files = [str(tmp_path / f"r{n}.nc") for n in (5, 6)]
+    for n, f in zip((5, 6), files):
+        assert main(["run", "configs/cluster/single_node_single_instance.json", "--num-requests", str(n),
+                     "--reference-dir", bench, "--out", f, "-q"]) == 0
+    said, out = verbose_and_not("summary", *files)
+    assert "[2] differs from [1]" in out
+    for n, f in zip((5, 6), files):
+        one(said, rf"{re.escape(f)}: read in \d+\.\d\d s; written by llmss_lab \S+ \(git \S+\) from cluster "
+                  rf"{re.escape(bench)}/configs/cluster/single_node_single_instance\.json, workload "
+                  rf"synthetic\(poisson, 10\.0/s, n={n}, seed=0\), latency profile:\S+/RTXPRO6000/\S+; its input "
+                  r"files: \{\"cluster_config\": ")
+    one(said, r"llmss summary took \d+\.\d\d s$")
