@@ -9,6 +9,8 @@ fitted without any profile of that (hardware, model).
 """
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -26,6 +28,8 @@ from .latency.legacy import is_legacy_dir
 from .latency.profile import LatencyProfile
 from .latency.specs import HardwareSpec, load_specs
 
+log = logging.getLogger(__name__)
+
 BENCH_CASES = ("RTXPRO6000/Llama-3.1-8B", "RTXPRO6000/Qwen3-32B")
 
 
@@ -33,6 +37,7 @@ def bench_shapes(root: Path, cases: Iterable[str] = BENCH_CASES) -> list[BatchSh
     """Every step's batch composition when the bench measurement cases are simulated."""
     from .validate import validate
 
+    t0 = time.perf_counter()
     shapes: list[BatchShape] = []
     for case in cases:
         _, res = validate(root / "measurements" / case, root)
@@ -42,6 +47,7 @@ def bench_shapes(root: Path, cases: Iterable[str] = BENCH_CASES) -> list[BatchSh
         for t, s, pc, kp, n, kv, lo, hi, rms in zip(*cols):
             shapes.append(BatchShape(int(t), int(s), int(pc), int(kp), int(n), float(kv), float(lo), float(hi),
                                      float(rms)))
+    log.info("%d bench steps from simulating %s in %.2f s", len(shapes), ", ".join(cases), time.perf_counter() - t0)
     return shapes
 
 
@@ -94,15 +100,20 @@ def iteration_check(root: Path, leave_one_out: bool = True, only: Callable[[str,
         raise InputError("the bench workloads produced no steps", root / "measurements")
     samples = roofline.all_samples(root, specs) if leave_one_out else []
     stored = None if leave_one_out else roofline.load_efficiency()
+    if stored is not None:
+        log.info("efficiency curves: the stored fit, %s", roofline.EFFICIENCY_FILE)
     fits: dict[tuple[str, str], dict] = {}
     out = []
     bundles = [b for b in roofline.profiled_bundles(root) if b[1] in specs and (only is None or only(b[1], b[2]))]
     for done, (folder, hw, model_name, tp) in enumerate(bundles):
         if progress:
             progress(f"{hw} {model_name} tp{tp}", done, len(bundles))
+        t0 = time.perf_counter()
         model = roofline.model_config(root, model_name)
         prof = measured_profile(folder, tp, model)
         if prof is None:
+            log.info("%s %s tp%d: %s has no attention predictions to drive a step; left out", hw, model_name, tp,
+                     folder)
             continue
         if leave_one_out and (hw, model_name) not in fits:
             fits[(hw, model_name)] = roofline.fit(roofline.leave_out(samples, hw, model_name), specs)
@@ -120,4 +131,6 @@ def iteration_check(root: Path, leave_one_out: bool = True, only: Callable[[str,
                              float(np.median(err)), stack, float(meas.mean() / 1e6), float(pred.mean() / 1e6),
                              float(np.median(rest)), float(meas_att.sum() / meas.sum()),
                              float(np.mean(meas_att < floor_att) * 100.0)))
+        log.info("%s %s tp%d: the profile in %s against the analytical model (%s stack) in %.2f s", hw, model_name,
+                 tp, folder, stack, time.perf_counter() - t0)
     return out

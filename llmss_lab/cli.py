@@ -591,6 +591,7 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
                          "--out")
     root = _bench_root(args)   # every profile: the bench's and the artifact's
     specs = load_specs()
+    log.info("hardware specs of %s from %s", ", ".join(sorted(specs)), SPECS_DIR)
     samples = roofline.all_samples(root, specs)
     profiled = sorted({x.bundle.rsplit("/tp", 1)[0] for x in samples})
     for item in args.leave_out:
@@ -599,6 +600,7 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
                              f"one of {profiled}", "command line", "--leave-out")
         hw, _, model = item.partition("/")
         samples = roofline.leave_out(samples, hw, model)
+        log.info("left out %s: %d operator timings remain", item, len(samples))
     eff = roofline.fit(samples, specs)
     path = roofline.save_efficiency(eff, samples, specs, out)
     print(f"fitted on {len(samples)} operator timings of {len({x.bundle for x in samples})} profiles; wrote {path}"
@@ -659,7 +661,6 @@ def cmd_profile_iterations(args: argparse.Namespace) -> int:
     bar = _stage_bar("simulating the bench workloads", sys.stderr.isatty())
 
     def progress(what: str, done: int, total: int) -> None:
-        log.info("checking %s", what)
         if bar is not None:
             bar.total, bar.n = total, done
             bar.set_description(what)

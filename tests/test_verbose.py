@@ -87,3 +87,42 @@ def test_summary_says_what_each_file_recorded_of_its_run_and_how_long_it_took_to
                   rf"synthetic\(poisson, 10\.0/s, n={n}, seed=0\), latency profile:\S+/RTXPRO6000/\S+; its input "
                   r"files: \{\"cluster_config\": ")
     one(said, r"llmss summary took \d+\.\d\d s$")
+
+
+def test_profile_check_says_which_profiles_spec_and_fit_it_used(bench):
+    said, out = verbose_and_not("profile-check", "RTXPRO6000", "meta-llama/Llama-3.1-8B", "--tp", "1",
+                                "--reference-dir", bench)
+    assert "with the stored fit" in out
+    one(said, r"the roofline of RTXPRO6000 from \S+/profiles/hardware/\S+\.yaml$")
+    one(said, rf"RTXPRO6000/meta-llama/Llama-3.1-8B/tp1: \d+ operator timings from {re.escape(bench)}/profiles/"
+              r"RTXPRO6000/meta-llama/Llama-3.1-8B/bf16/tp1$")
+    one(said, r"efficiency curves: the stored fit, \S+/profiles/efficiency\.yaml$")
+    assert not any("/tp2:" in line for line in said), said   # --tp 1: the one profile it read
+    one(said, r"llmss profile-check took \d+\.\d\d s$")
+
+
+def test_profile_fit_says_which_profiles_and_specs_it_fitted_on_and_how_long_reading_and_fitting_took(bench,
+                                                                                                       tmp_path):
+    out_file = tmp_path / "eff.yaml"
+    said, out = verbose_and_not("profile-fit", "--out", str(out_file), "--leave-out",
+                                "RTXPRO6000/meta-llama/Llama-3.1-8B", "--reference-dir", bench)
+    assert f"wrote {out_file}" in out
+    one(said, r"hardware specs of .*RTXPRO6000.* from \S+/profiles/hardware$")
+    one(said, rf"RTXPRO6000/Qwen/Qwen3-32B/tp2: \d+ operator timings from {re.escape(bench)}/profiles/RTXPRO6000/"
+              r"Qwen/Qwen3-32B/bf16/tp2$")
+    one(said, r"A6000/meta-llama/Llama-3.1-8B/tp1: \d+ operator timings from \S+/ispass26/profiles/A6000/")
+    read = one(said, r"(\d+) operator timings of (\d+) profiles read in \d+\.\d\d s$")
+    left = one(said, r"left out RTXPRO6000/meta-llama/Llama-3.1-8B: (\d+) operator timings remain$")
+    assert int(left[1]) < int(read[1])
+    one(said, r"fitted \d+ curves on \d+ operator timings in \d+\.\d\d s \(the slowest, \S+: \d+\.\d\d s\)$")
+
+
+def test_profile_iterations_says_where_its_steps_fit_and_profiles_came_from_and_each_profiles_time(bench):
+    said, out = verbose_and_not("profile-iterations", "--stored-fit", "--reference-dir", bench)
+    assert "with the stored fit" in out
+    one(said, r"\d+ bench steps from simulating RTXPRO6000/Llama-3.1-8B, RTXPRO6000/Qwen3-32B in \d+\.\d\d s$")
+    one(said, r"measurement \S+/measurements/RTXPRO6000/Qwen3-32B: cluster config ")
+    one(said, r"efficiency curves: the stored fit, \S+/profiles/efficiency\.yaml$")
+    one(said, rf"RTXPRO6000 Qwen/Qwen3-32B tp2: the profile in {re.escape(bench)}/profiles/RTXPRO6000/Qwen/Qwen3-32B/"
+              r"bf16/tp2 against the analytical model \(vllm stack\) in \d+\.\d\d s$")
+    one(said, r"H100 meta-llama/Llama-3.1-8B tp1: \S+ has no attention predictions to drive a step; left out$")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterable
@@ -513,14 +514,24 @@ def model_config(root: Path, model: str) -> ModelSpec:
     raise InputError(f"no model config for {model!r}", root, "model")
 
 
+def read_bundle(root: Path, d: Path, hw: str, model: str, tp: int, spec: HardwareSpec) -> list[Sample]:
+    """:func:`bundle_samples` of one profiled folder, named with its folder for ``-v``."""
+    samples = bundle_samples(d, model_config(root, model), spec, tp, f"{hw}/{model}/tp{tp}")
+    log.info("%s/%s/tp%d: %d operator timings from %s", hw, model, tp, len(samples), d)
+    return samples
+
+
 def all_samples(root: Path, specs: dict[str, HardwareSpec] | None = None) -> list[Sample]:
     specs = specs if specs is not None else load_specs()
-    out = []
+    t0 = time.perf_counter()
+    out: list[Sample] = []
     for d, hw, model, tp in profiled_bundles(root):
         if hw not in specs:
             log.warning("no hardware spec for %s: its profiles are left out of the fit", hw)
             continue
-        out += bundle_samples(d, model_config(root, model), specs[hw], tp, f"{hw}/{model}/tp{tp}")
+        out += read_bundle(root, d, hw, model, tp, specs[hw])
+    log.info("%d operator timings of %d profiles read in %.2f s", len(out), len({x.bundle for x in out}),
+             time.perf_counter() - t0)
     return out
 
 
@@ -627,7 +638,9 @@ def fit(samples: Iterable[Sample], specs: dict[str, HardwareSpec] | None = None)
     if missing:
         raise InputError(f"no profiled samples of {missing} operators (vLLM profiles) to fit", "profiles", missing[0])
     out: dict[str, Curve] = {}
+    marks: list[tuple[str, float]] = []   # when each class's fit began, for -v: which curve a slow fit spends it on
     for k in sorted(groups, key=lambda k: (k.count("/"), FIT_ORDER.index(k.rsplit("/", 1)[-1]))):
+        marks.append((k, time.perf_counter()))
         s = groups[k]
         t = np.array([x.time_ns for x in s])
         if s[0].cls == "attention_mixed":
@@ -654,6 +667,11 @@ def fit(samples: Iterable[Sample], specs: dict[str, HardwareSpec] | None = None)
         res = least_squares(lambda th: np.log(_predict(th, f, b, peak, bw)) - np.log(t), x0, bounds=(lo, hi),
                             loss="soft_l1", f_scale=0.2)
         out[k] = Efficiency(*(float(v) for v in np.exp(res.x)))
+    marks.append(("", time.perf_counter()))
+    took = {k: t1 - t0 for (k, t0), (_, t1) in zip(marks, marks[1:])}
+    slowest = max(took, key=took.__getitem__)
+    log.info("fitted %d curves on %d operator timings in %.2f s (the slowest, %s: %.2f s)", len(out),
+             sum(map(len, groups.values())), marks[-1][1] - marks[0][1], slowest, took[slowest])
     return out
 
 
@@ -809,14 +827,17 @@ def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_on
                if bundle.is_dir() and not (bundle / "meta.yaml").is_file() else "")
         raise InputError(f"no profile of {model} on {hardware}{f' at tp{tp}' if tp else ''} ({why}profiled: {have})",
                          root, "profile")
+    log.info("the roofline of %s from %s", hardware, specs[hardware].path or "its spec")
     test = []
     for d, hw, m, t in picked:
-        test += bundle_samples(d, model_config(root, m), specs[hw], t, f"{hw}/{m}/tp{t}")
+        test += read_bundle(root, d, hw, m, t, specs[hw])
         if (d.parent / "meta.yaml").is_file():      # a current bundle: its skew fit is part of the profile too
             load_bundle(d.parent).skew_fit(t)
     if leave_one_out:
+        log.info("fitting the efficiency curves on every profile but %s's of %s", hardware, model)
         eff = fit(leave_out(all_samples(root, specs), hardware, model), specs)
     else:
+        log.info("efficiency curves: the stored fit, %s", EFFICIENCY_FILE)
         eff = load_efficiency()
     err = errors_pct(test, eff, specs)
     ratio = floor_ratio(test, specs)
