@@ -566,7 +566,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     print(f"{ds.attrs['runs_made']} runs made{reused}")
     _print_failures(ds)
     if args.out:   # after the table: a failed write then loses no answer
-        save(ds, args.out)
+        log.info("wrote %s", save(ds, args.out).absolute())
     return 1 if (ds.bound == "failed").all() else 0
 
 

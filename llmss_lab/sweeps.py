@@ -753,7 +753,9 @@ def _connect(client: Any, n_workers: int | None, n_tasks: int, source: str = "sw
     from distributed import Client
 
     if client is None:
-        with local_client(n_workers or max(1, min(os.cpu_count() or 1, n_tasks))) as c:
+        n = n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
+        log.info("starting a local dask cluster of %d worker process%s", n, "es" if n > 1 else "")
+        with local_client(n) as c:
             yield c
     elif isinstance(client, str):
         where = "--dask-scheduler (client)"
@@ -812,6 +814,7 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
                         results[i] = {"status": "failed", "metrics": {}, "error": f"worker lost: {exc}",
                                       "wall_s": math.nan}
                     bar.update(1)
+                    _log_result(at[i][0] if at else f"{source} {i}", results[i])
                     if on_result is not None:
                         on_result(i, results[i])
             finally:
@@ -823,6 +826,17 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
         if own_bar:
             bar.close()
     return results   # type: ignore[return-value]
+
+
+def _log_result(name: str, result: dict, rate: float | None = None) -> None:
+    """A run that came in, for ``-v``: a long sweep's table shows its points only at the end."""
+    verdict = result["status"]
+    if result["status"] == "failed":
+        verdict += f" ({result['error']})"
+    elif "slo_met" in result["metrics"]:
+        verdict += f", SLO {'met' if result['metrics']['slo_met'] else 'missed'}" + (
+            f" (stopped at {result['stopped_at_s']:.1f} s of serving)" if "stopped_at_s" in result else "")
+    log.info("%s%s: %s in %.2f s", name, "" if rate is None else f" at {rate:g} req/s", verdict, result["wall_s"])
 
 
 def _check_run_args(base: Any, slo: Any, source: str, slo_needed: bool = False) -> None:
@@ -902,6 +916,8 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     dims, points = expand(base, grid, grid_source, reference_dir)
     _check_cluster_args(client, n_workers, "sweep")   # up front: a fully resumed sweep never opens a client
     ref = str(resolve_reference_dir(reference_dir))
+    log.info("sweep of %s over %s: %d points on %s; the workers read the reference data at %s", base.source,
+             grid_source, len(points), ", ".join(f"{k} ({len(v)})" for k, v in dims.items()), ref)
     results: list[dict | None] = [None] * len(points)
     if resume:
         if save_to is None:
@@ -1178,6 +1194,7 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
             except Exception as exc:   # noqa: BLE001 - a worker that died: this configuration fails, the rest go on
                 result = {"status": "failed", "metrics": {}, "error": f"worker lost: {exc}", "wall_s": math.nan}
             verdicts[i][rate] = result
+            _log_result(at[i][0] if at else f"{source} {i}", result, rate)
             if "stopped_at_s" in result:
                 stopped["met" if result["metrics"]["slo_met"] else "missed"] += 1
             runs[i] += 1
@@ -1251,6 +1268,9 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     n = len(points)
     verdicts = _known_runs(known, slo, points, lo0, hi0)   # per configuration: rate -> its run
     reused = sum(map(len, verdicts))
+    log.info("capacity search of %s: %d configuration%s of %s, %g to %g req/s until high/low <= %g, %s, %d runs "
+             "reused; the workers read the reference data at %s", base.source, n, "s" if n > 1 else "", grid_source,
+             lo0, hi0, 1 + rel_tol, slo, reused, ref)
     plans: list[Plan] = [Plan("searching")] * n
     runs, rounds = np.zeros(n, int), np.zeros(n, int)
     steps = math.ceil(math.log2(math.log(hi0 / lo0) / math.log1p(rel_tol))) if hi0 / lo0 > 1 + rel_tol else 0

@@ -12,16 +12,18 @@ import pytest
 TIMES = re.compile(r"\d+\.\d+ s\b")   # wall times differ from run to run
 
 
-def verbose_and_not(*argv: str, cwd=None) -> tuple[list[str], str]:
+def verbose_and_not(*argv: str, cwd=None, times: re.Pattern = TIMES) -> tuple[list[str], str]:
     """Run ``llmss ARGV`` with and without ``-v``: the ``-v`` run's log lines and the plain run's stdout, after
-    checking that the plain run logs nothing and that ``-v`` changes stdout in nothing but wall times."""
-    runs = [subprocess.run([sys.executable, "-m", "llmss_lab", *argv, *verbose], capture_output=True, text=True,
-                           cwd=cwd, timeout=300) for verbose in ([], ["-v"])]
+    checking that the plain run logs nothing and that ``-v`` changes stdout in nothing but wall times (``times``).
+    ``{run}`` in an argument is ``plain`` in the first run and ``loud`` in the second (an --out each)."""
+    runs = [subprocess.run([sys.executable, "-m", "llmss_lab", *(a.replace("{run}", run) for a in argv), *verbose],
+                           capture_output=True, text=True, cwd=cwd, timeout=300)
+            for run, verbose in (("plain", []), ("loud", ["-v"]))]
     for r in runs:
         assert r.returncode == 0, r.stderr
     plain, loud = runs
     assert "INFO" not in plain.stderr, plain.stderr
-    assert TIMES.sub("T", plain.stdout) == TIMES.sub("T", loud.stdout)
+    assert times.sub("T", plain.stdout) == times.sub("T", loud.stdout)
     said = [line.removeprefix("INFO ") for line in loud.stderr.splitlines() if line.startswith("INFO ")]
     assert said, loud.stderr
     return said, plain.stdout
@@ -126,3 +128,36 @@ def test_profile_iterations_says_where_its_steps_fit_and_profiles_came_from_and_
     one(said, rf"RTXPRO6000 Qwen/Qwen3-32B tp2: the profile in {re.escape(bench)}/profiles/RTXPRO6000/Qwen/Qwen3-32B/"
               r"bf16/tp2 against the analytical model \(vllm stack\) in \d+\.\d\d s$")
     one(said, r"H100 meta-llama/Llama-3.1-8B tp1: \S+ has no attention predictions to drive a step; left out$")
+
+
+def test_sweep_says_what_it_runs_where_and_each_point_as_it_comes_in(bench, tmp_path):
+    import llmss_lab as ll
+
+    ll.Scenario(num_requests=20, rate=4).save(tmp_path / "base.json")
+    (tmp_path / "grid.yaml").write_text("max_num_seqs: [8, 16]\n")
+    said, out = verbose_and_not("sweep", "base.json", "--grid", "grid.yaml", "--out", "s.nc", "--overwrite",
+                                "--workers", "1", "--reference-dir", bench, "-q", cwd=tmp_path,
+                                times=re.compile(r"\d+\.\d+(?= +ok$)", re.M))   # the wall_s column
+    assert "2 ok, 0 failed; wrote s.nc" in out
+    one(said, rf"sweep of base\.json over grid\.yaml: 2 points on max_num_seqs \(2\); the workers read the reference "
+              rf"data at {re.escape(bench)}$")
+    one(said, r"starting a local dask cluster of 1 worker process$")
+    for i, n in enumerate((8, 16)):
+        one(said, rf"grid\.yaml: point {i} \(max_num_seqs={n}\): ok in \d+\.\d\d s$")
+    one(said, r"llmss sweep took \d+\.\d\d s$")
+
+
+def test_capacity_says_what_it_searches_each_run_and_its_verdict_and_where_it_wrote(bench, tmp_path):
+    import llmss_lab as ll
+
+    ll.Scenario(num_requests=30, rate=4).save(tmp_path / "s.json")
+    said, out = verbose_and_not("capacity", "s.json", "--slo-ttft-ms", "500", "--workers", "1", "--rate-max", "16",
+                                "--reference-dir", bench, "-q", "--out", "{run}.nc", cwd=tmp_path)
+    assert "runs made" in out
+    one(said, r"capacity search of s\.json: 1 configuration of grid, 0\.5 to 16 req/s until high/low <= 1\.05, "
+              r"SLO\(ttft_ms=500\.0, tpot_ms=None, quantile=0\.9\), 0 runs reused; the workers read the reference "
+              rf"data at {re.escape(bench)}$")
+    one(said, r"starting a local dask cluster of 1 worker process$")
+    one(said, r"grid: point 0 \(\) at 16 req/s: ok, SLO (met|missed)( \(stopped at \d+\.\d s of serving\))? in "
+              r"\d+\.\d\d s$")
+    one(said, rf"wrote {re.escape(str(tmp_path))}/loud\.nc$")
