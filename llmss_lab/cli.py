@@ -101,6 +101,11 @@ def _json_safe(obj):
     return obj
 
 
+def _bars(args: argparse.Namespace) -> bool:
+    """Progress bars on a terminal only: piped into a file, a bar's redraws are noise (and -q turns them off)."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
 def _progress(total: int, enabled: bool):
     if not enabled:
         return None, None
@@ -118,6 +123,15 @@ def _stage_bar(first: str, enabled: bool):
 
     return tqdm(total=None, desc=first, unit="", leave=False, file=sys.stderr,
                 bar_format="{desc} {n_fmt}/{total_fmt} [{elapsed}]")
+
+
+def _stage_progress(bar) -> Callable[[str, int, int], None]:
+    """A ``progress(what, done, total)`` that shows on ``bar`` (None: no bar) what runs and how far it is."""
+    def progress(what: str, done: int, total: int) -> None:
+        if bar is not None:
+            bar.total, bar.n = total or None, done
+            bar.set_description(what)
+    return progress
 
 
 def describe_run(attrs: dict) -> str:
@@ -212,7 +226,7 @@ def _run_scenario(args: argparse.Namespace):
     if args.out:
         _refuse_to_replace_a_sweep(_results_out(args.out), ANOTHER_NAME)
     workload = scenario.workload(args.reference_dir)
-    bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
+    bar, cb = _progress(len(workload), _bars(args))
     try:
         return scenario.run(args.reference_dir, cb, workload)
     finally:
@@ -273,7 +287,7 @@ def _run_cluster(args: argparse.Namespace):
             raise InputError(exc.message, "command line", flag) from None
     if args.out:
         _refuse_to_replace_a_sweep(_results_out(args.out), ANOTHER_NAME)
-    bar, cb = _progress(len(workload), not args.quiet and sys.stderr.isatty())
+    bar, cb = _progress(len(workload), _bars(args))
     try:
         return simulate(cluster, workload, engine=engine, reference_dir=args.reference_dir, progress=cb,
                         router=args.router, expert_gate=args.expert_gate, gate_skew=args.gate_skew,
@@ -432,7 +446,8 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from .paper_run import notebooks, run_all
 
     todo = notebooks(args.only)
-    bar = tqdm(total=len(todo), unit="notebook", desc="paper figures", disable=args.quiet, delay=1)  # not over a quick error
+    bar = tqdm(total=len(todo), unit="notebook", desc="paper figures", disable=not _bars(args),
+               delay=1)  # not over a quick error
 
     def done(run) -> None:
         bar.update(1)
@@ -511,7 +526,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not (args.resume or args.overwrite):
         _refuse_to_replace_a_sweep(out)
     ds = sweep(base, grid, client=args.dask_scheduler, reference_dir=args.reference_dir, n_workers=args.workers,
-               slo=_slo(args, False), save_to=out, resume=args.resume, progress=not args.quiet, grid_source=args.grid)
+               slo=_slo(args, False), save_to=out, resume=args.resume, progress=_bars(args), grid_source=args.grid)
     print(_sweep_table(ds, ["output_throughput", "mean_ttft_ms", "mean_tpot_ms", "goodput",
                             "energy_per_output_token_J", "num_gpus", "wall_s"]))
     _print_failures(ds)
@@ -558,7 +573,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     slo = _slo(args, True)
     known = _known_sweep(args.known, slo) if args.known else None
     ds = capacity(base, slo, grid, (args.rate_min, args.rate_max), args.rel_tol, client=args.dask_scheduler,
-                  reference_dir=args.reference_dir, n_workers=args.workers, progress=not args.quiet,
+                  reference_dir=args.reference_dir, n_workers=args.workers, progress=_bars(args),
                   grid_source=args.grid or "grid", known=known)
     print(_sweep_table(ds, ["max_rate", "min_rate_missed", "bound", "goodput", "energy_per_output_token_J", "num_gpus",
                             "runs", "rounds"]))
@@ -592,16 +607,16 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
     root = _bench_root(args)   # every profile: the bench's and the artifact's
     specs = load_specs()
     log.info("hardware specs of %s from %s", ", ".join(sorted(specs)), SPECS_DIR)
-    samples = roofline.all_samples(root, specs)
-    profiled = sorted({x.bundle.rsplit("/tp", 1)[0] for x in samples})
-    for item in args.leave_out:
-        if item not in profiled:
-            raise InputError(f"no profile {item!r} to leave out{_did_you_mean(item, profiled)}; give HW/ORG/MODEL, "
-                             f"one of {profiled}", "command line", "--leave-out")
-        hw, _, model = item.partition("/")
-        samples = roofline.leave_out(samples, hw, model)
-        log.info("left out %s: %d operator timings remain", item, len(samples))
-    eff = roofline.fit(samples, specs)
+    bar = _stage_bar("reading the profiles", _bars(args))
+    progress = _stage_progress(bar)
+    try:
+        samples = roofline.all_samples(root, specs, progress)
+        samples = _left_out(samples, args.leave_out)
+        progress("fitting the efficiency curves", 0, 0)
+        eff = roofline.fit(samples, specs)
+    finally:
+        if bar is not None:
+            bar.close()
     path = roofline.save_efficiency(eff, samples, specs, out)
     print(f"fitted on {len(samples)} operator timings of {len({x.bundle for x in samples})} profiles; wrote {path}"
           + ("" if args.replace_stored_fit else f" (use it with --efficiency {path})"))
@@ -622,6 +637,21 @@ def cmd_profile_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _left_out(samples: list, leave_out: list[str]) -> list:
+    """The operator timings without those of each ``--leave-out`` HW/ORG/MODEL (one not profiled is refused)."""
+    from .latency import roofline
+
+    profiled = sorted({x.bundle.rsplit("/tp", 1)[0] for x in samples})
+    for item in leave_out:
+        if item not in profiled:
+            raise InputError(f"no profile {item!r} to leave out{_did_you_mean(item, profiled)}; give HW/ORG/MODEL, "
+                             f"one of {profiled}", "command line", "--leave-out")
+        hw, _, model = item.partition("/")
+        samples = roofline.leave_out(samples, hw, model)
+        log.info("left out %s: %d operator timings remain", item, len(samples))
+    return samples
+
+
 def _did_you_mean(item: str, profiled: list[str]) -> str:
     """The profile a HW/ORG/MODEL typo meant: the same hardware and model name, whatever the case, the
     organisation or a /tpN suffix."""
@@ -635,8 +665,13 @@ def _did_you_mean(item: str, profiled: list[str]) -> str:
 def cmd_profile_check(args: argparse.Namespace) -> int:
     from .latency import roofline
 
-    table = roofline.check(_bench_root(args), args.hardware, args.model, args.tp,
-                           args.leave_one_out)
+    bar = _stage_bar("reading the profiles", _bars(args) and args.leave_one_out)   # else it takes under a second
+    try:
+        table = roofline.check(_bench_root(args), args.hardware, args.model, args.tp, args.leave_one_out,
+                               progress=_stage_progress(bar))
+    finally:
+        if bar is not None:
+            bar.close()
     how = "a fit on every other profile" if args.leave_one_out else "the stored fit (profiles/efficiency.yaml)"
     print(f"analytical model vs the profile of {args.model} on {args.hardware}, with {how}")
     print(f"{'operator':<18}{'samples':>8}{'median |err| %':>16}{'p90 |err| %':>13}{'median err %':>14}"
@@ -658,15 +693,9 @@ def cmd_profile_iterations(args: argparse.Namespace) -> int:
     from . import calibration
 
     root = _bench_root(args)
-    bar = _stage_bar("simulating the bench workloads", sys.stderr.isatty())
-
-    def progress(what: str, done: int, total: int) -> None:
-        if bar is not None:
-            bar.total, bar.n = total, done
-            bar.set_description(what)
-
+    bar = _stage_bar("simulating the bench workloads", _bars(args))
     try:
-        rows = calibration.iteration_check(root, leave_one_out=not args.stored_fit, progress=progress)
+        rows = calibration.iteration_check(root, leave_one_out=not args.stored_fit, progress=_stage_progress(bar))
     finally:
         if bar is not None:
             bar.close()

@@ -161,3 +161,58 @@ def test_capacity_says_what_it_searches_each_run_and_its_verdict_and_where_it_wr
     one(said, r"grid: point 0 \(\) at 16 req/s: ok, SLO (met|missed)( \(stopped at \d+\.\d s of serving\))? in "
               r"\d+\.\d\d s$")
     one(said, rf"wrote {re.escape(str(tmp_path))}/loud\.nc$")
+
+
+def on_a_terminal(*argv: str, cwd=None) -> str:
+    """What ``llmss ARGV`` writes to stderr when stderr is a terminal (a pseudo-terminal here); stdout is piped."""
+    import fcntl
+    import os
+    import struct
+    import termios
+
+    main_fd, term = os.openpty()
+    fcntl.ioctl(term, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))   # 0 columns: tqdm draws nothing
+    proc = subprocess.Popen([sys.executable, "-m", "llmss_lab", *argv], stdout=subprocess.PIPE, stderr=term,
+                            cwd=cwd)
+    os.close(term)
+    seen = b""
+    while True:   # read as it comes: a full terminal buffer would stop the process
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:   # EIO: the process closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main_fd)
+    proc.communicate(timeout=300)
+    assert proc.returncode == 0, seen.decode(errors="replace")
+    return seen.decode(errors="replace")
+
+
+def test_profile_check_and_fit_show_on_a_terminal_what_they_read_and_fit(bench, tmp_path):
+    """Seconds of reading 23 profiles and fitting their curves showed nothing; piped, they still show nothing."""
+    shown = on_a_terminal("profile-check", "RTXPRO6000", "meta-llama/Llama-3.1-8B", "--tp", "1", "--leave-one-out",
+                          "--reference-dir", bench)
+    assert "reading A6000/meta-llama/Llama-3.1-8B/tp1" in shown and "fitting the efficiency curves" in shown, shown
+    shown = on_a_terminal("profile-fit", "--out", str(tmp_path / "eff.yaml"), "--reference-dir", bench)
+    assert "reading RTXPRO6000/Qwen/Qwen3-32B/tp2" in shown and "fitting the efficiency curves" in shown, shown
+    piped = subprocess.run([sys.executable, "-m", "llmss_lab", "profile-fit", "--out", str(tmp_path / "eff.yaml"),
+                            "--reference-dir", bench], capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0 and piped.stderr == "", piped.stderr
+
+
+def test_sweep_and_capacity_draw_no_progress_bar_into_a_pipe(bench, tmp_path):
+    """Their bars went to stderr whatever it was: a log file got every redraw ('sweep:  50%|#####  | 1/2')."""
+    import llmss_lab as ll
+
+    ll.Scenario(num_requests=20, rate=4).save(tmp_path / "s.json")
+    (tmp_path / "grid.yaml").write_text("max_num_seqs: [8, 16]\n")
+    for argv in (["sweep", "s.json", "--grid", "grid.yaml", "--out", "s.nc"],
+                 ["capacity", "s.json", "--slo-ttft-ms", "500", "--rate-max", "16"]):
+        done = subprocess.run([sys.executable, "-m", "llmss_lab", *argv, "--workers", "1", "--reference-dir", bench],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0 and "|" not in done.stderr and "/s]" not in done.stderr, done.stderr
+    shown = on_a_terminal("sweep", "s.json", "--grid", "grid.yaml", "--out", "t.nc", "--workers", "1",
+                          "--reference-dir", bench, cwd=tmp_path)
+    assert "2/2" in shown, shown   # on a terminal, the bar as before

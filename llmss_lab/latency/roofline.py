@@ -32,7 +32,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -521,11 +521,17 @@ def read_bundle(root: Path, d: Path, hw: str, model: str, tp: int, spec: Hardwar
     return samples
 
 
-def all_samples(root: Path, specs: dict[str, HardwareSpec] | None = None) -> list[Sample]:
+def all_samples(root: Path, specs: dict[str, HardwareSpec] | None = None,
+                progress: Callable[[str, int, int], None] | None = None) -> list[Sample]:
+    """Every profiled bundle's operator timings; ``progress`` is told each bundle as it starts (its name, how many
+    are done and how many there are)."""
     specs = specs if specs is not None else load_specs()
     t0 = time.perf_counter()
     out: list[Sample] = []
-    for d, hw, model, tp in profiled_bundles(root):
+    bundles = profiled_bundles(root)
+    for done, (d, hw, model, tp) in enumerate(bundles):
+        if progress:
+            progress(f"reading {hw}/{model}/tp{tp}", done, len(bundles))
         if hw not in specs:
             log.warning("no hardware spec for %s: its profiles are left out of the fit", hw)
             continue
@@ -804,9 +810,11 @@ def summary(err: np.ndarray, ratio: np.ndarray | None = None) -> dict[str, float
 
 
 def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_one_out: bool = False,
-          specs: dict[str, HardwareSpec] | None = None) -> dict[str, dict[str, float]]:
+          specs: dict[str, HardwareSpec] | None = None,
+          progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, float]]:
     """Operator-by-operator error of the analytical model against one profiled (hardware, model):
-    with the stored fit, or (``leave_one_out``) with a fit on every other (hardware, model)."""
+    with the stored fit, or (``leave_one_out``) with a fit on every other (hardware, model), whose reading
+    ``progress`` hears as :func:`all_samples` says it."""
     specs = specs if specs is not None else load_specs()
     if hardware not in specs:
         near = closest(hardware, specs)   # the hardware was typed at the prompt: name it there, as MODEL is
@@ -835,7 +843,10 @@ def check(root: Path, hardware: str, model: str, tp: int | None = None, leave_on
             load_bundle(d.parent).skew_fit(t)
     if leave_one_out:
         log.info("fitting the efficiency curves on every profile but %s's of %s", hardware, model)
-        eff = fit(leave_out(all_samples(root, specs), hardware, model), specs)
+        others = leave_out(all_samples(root, specs, progress), hardware, model)
+        if progress:
+            progress("fitting the efficiency curves", 0, 0)
+        eff = fit(others, specs)
     else:
         log.info("efficiency curves: the stored fit, %s", EFFICIENCY_FILE)
         eff = load_efficiency()
