@@ -116,25 +116,34 @@ def run_notebook(nb: Path, out: Path, parameters: dict, png: bool, art: Path | N
     except Exception as exc:   # noqa: BLE001 - a kernel that will not start, a broken file: report, go on
         run.failed(f"{type(exc).__name__}: {exc}")
     ran = run.error is None
+    took = {"executed": time.perf_counter() - t0}   # each part's wall time, for -v: PNG export can outlast the run
     if executed.is_file():
         run.files.append(executed)
+        t = time.perf_counter()
         try:
             run.files.append(_notebook_html(executed, out / f"{nb.stem}.notebook.html"))
         except Exception as exc:   # noqa: BLE001 - nbconvert without its templates, ...: report, go on
             run.failed(f"notebook HTML: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        took["notebook HTML"] = time.perf_counter() - t
     n = _figure_number(nb)
     figure_html = out / (f"figure_{n}.html" if n is not None else f"{nb.stem}.html")
     if ran and figure_html.is_file():   # the figure stands without the notebook's HTML
         run.files.append(figure_html)
         if png:
+            t = time.perf_counter()
             try:
                 run.files.append(html_to_png(figure_html, figure_html.with_suffix(".png")))
             except InputError as exc:
                 run.failed(str(exc) if exc.source == PNG_EXPORT else f"{PNG_EXPORT}: {exc}")
+            took["PNG"] = time.perf_counter() - t
     if n is not None and art is not None:
+        t = time.perf_counter()
         for pdf in sorted((art / "figures" / f"figure_{n}").glob("*_ref.pdf")):
             run.files.append(pdf_to_png(pdf, out / "published" / pdf.with_suffix(".png").name))
+        took["published figure"] = time.perf_counter() - t
     run.seconds = time.perf_counter() - t0
+    log.info("%s: %s; wrote %s", nb.name, ", ".join(f"{k} in {v:.2f} s" for k, v in took.items()),
+             ", ".join(str(f) for f in run.files) or "nothing")
     return run
 
 
@@ -163,6 +172,7 @@ def run_all(reference_dir: str | Path | None = None, out: str | Path | None = No
                          "write somewhere else (default: paper_figures/output)", out, "--out")
     out = check_writable_folder(out).resolve()
     params = {"reference_dir": str(root), "output_dir": str(out), "num_requests": num_requests, "seed": seed}
+    log.info("running %s from %s with %s", ", ".join(nb.name for nb in nbs), notebooks_dir(), params)
     runs = []
     for nb in nbs:
         run = run_notebook(nb, out, params, png, art)

@@ -216,3 +216,14 @@ def test_sweep_and_capacity_draw_no_progress_bar_into_a_pipe(bench, tmp_path):
     shown = on_a_terminal("sweep", "s.json", "--grid", "grid.yaml", "--out", "t.nc", "--workers", "1",
                           "--reference-dir", bench, cwd=tmp_path)
     assert "2/2" in shown, shown   # on a terminal, the bar as before
+
+
+def test_figures_says_which_notebooks_with_what_and_each_ones_parts_times_and_files(bench, tmp_path):
+    pytest.importorskip("papermill")
+    said, out = verbose_and_not("figures", "9", "--num-requests", "5", "--no-png", "--reference-dir", bench,
+                                "--out", str(tmp_path), times=re.compile(r"\d+(\.\d+)? s\b"))
+    assert "1 of 1 notebooks ran" in out
+    one(said, r"running figure_09\.ipynb from \S+/paper_figures with \{'reference_dir': '\S+', 'output_dir': "
+              rf"'{re.escape(str(tmp_path))}', 'num_requests': 5, 'seed': 0\}}$")
+    one(said, r"figure_09\.ipynb: executed in \d+\.\d\d s, notebook HTML in \d+\.\d\d s, published figure in "
+              rf"\d+\.\d\d s; wrote {re.escape(str(tmp_path))}/figure_09\.ipynb, .*/published/figure_9a_ref\.png")
