@@ -409,7 +409,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     from .reference import fetch_reference
 
-    dest = fetch_reference(args.dest, progress=lambda items: tqdm(items, unit="file", desc="fetching"),
+    dest = fetch_reference(args.dest, progress=lambda items: tqdm(items, unit="file", desc="fetching",
+                                                                  disable=not _bars(args)),
                            artifact=args.artifact)
     print(f"reference data in {dest} (use it with --reference-dir {dest}, or it is found automatically)")
     return 0

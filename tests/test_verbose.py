@@ -227,3 +227,19 @@ def test_figures_says_which_notebooks_with_what_and_each_ones_parts_times_and_fi
               rf"'{re.escape(str(tmp_path))}', 'num_requests': 5, 'seed': 0\}}$")
     one(said, r"figure_09\.ipynb: executed in \d+\.\d\d s, notebook HTML in \d+\.\d\d s, published figure in "
               rf"\d+\.\d\d s; wrote {re.escape(str(tmp_path))}/figure_09\.ipynb, .*/published/figure_9a_ref\.png")
+
+
+def test_fetch_reference_draws_no_progress_bar_into_a_pipe(monkeypatch, capsys, tmp_path):
+    """Its bar went to stderr whatever it was, as sweep's did (a fake download here: no network)."""
+    import llmss_lab.reference
+    from llmss_lab.cli import main
+
+    def fetch(dest, progress, artifact):
+        for _ in progress(range(3)):
+            pass
+        return tmp_path
+
+    monkeypatch.setattr(llmss_lab.reference, "fetch_reference", fetch)
+    assert main(["fetch-reference", "--dest", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert f"reference data in {tmp_path}" in captured.out and captured.err == "", captured.err
