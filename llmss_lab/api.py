@@ -343,6 +343,7 @@ def build_instance(cluster: ClusterSpec, inst: InstanceSpec, engine: EngineConfi
     except InputError as e:     # the cluster file names the model: point there, then say where we looked
         raise InputError(e.message, src, f"{inst.where}.model_name") from None
     model = ModelSpec.from_hf_config(config, inst.model_name)
+    log.info("%s: model config %s", inst.where, config)
     eng = engine.with_overrides(inst.engine_overrides, src,
                                 lambda k: f"{inst.where}.{k}" if k in inst.engine_overrides else k)
     dtype = eng.dtype or model.torch_dtype
@@ -700,7 +701,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     _check_fits(workload, setups, spec)
     memory = memory_setup(spec, setups, prefix_storage, prefix_sharing)
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))
-    _log_setups(setups, workload)
+    _log_setups(spec, setups, workload)
     raw = simulator.run(setups, workload, router, progress, links, kv_transfer, seed, memory, stop_when)
     energy = power.account(raw, node_power(spec, setups), bin_s=bin_s)
     attrs = {
@@ -730,10 +731,12 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     return res
 
 
-def _log_setups(setups: list, workload: Workload) -> None:
-    """What a run is about to simulate, for ``-v``: each instance's shape, KV cache and latency source."""
+def _log_setups(spec: ClusterSpec, setups: list, workload: Workload) -> None:
+    """What a run is about to simulate, for ``-v``: its cluster config, workload, and each instance's shape, KV
+    cache and latency source."""
     if not log.isEnabledFor(logging.INFO):
         return
+    log.info("cluster %s: %d node%s", spec.source, len(spec.nodes), "s" if len(spec.nodes) > 1 else "")
     log.info("workload %s: %d requests", workload.name, len(workload))
     for s in setups:
         i = s.info

@@ -239,3 +239,15 @@ def test_fetch_reference_draws_no_progress_bar_into_a_pipe(monkeypatch, capsys, 
     assert main(["fetch-reference", "--dest", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert f"reference data in {tmp_path}" in captured.out and captured.err == "", captured.err
+
+
+def test_run_says_which_cluster_config_and_model_config_it_read(bench):
+    """A relative CLUSTER is also looked up under the reference root: -v says which file ran, and each instance's
+    model config (it named the workload and the instances, not these files)."""
+    said, out = verbose_and_not("run", "configs/cluster/single_node_single_instance.json", "--num-requests", "5",
+                                "--reference-dir", bench, "-q")
+    assert "requests completed" in out
+    one(said, rf"cluster {re.escape(bench)}/configs/cluster/single_node_single_instance\.json: 1 node$")
+    one(said, rf"nodes\[0\]\.instances\[0\]: model config {re.escape(bench)}/configs/model/meta-llama/Llama-3\.1-8B"
+              r"\.json$")
+    one(said, r"llmss run took \d+\.\d\d s$")
