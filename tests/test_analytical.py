@@ -77,6 +77,41 @@ def test_a_qwen3_step_runs_its_query_and_key_norms(ref):
         assert Shapes(m, 1).weight_bytes_per_rank() == m.weight_bytes_per_rank(1, 1, 1, 2)
 
 
+ARTIFACT_GPU_BUNDLES = (("H100", "meta-llama/Llama-3.1-70B", 4), ("H100", "mistralai/Mixtral-8x7B-v0.1", 4),
+                        ("A6000", "meta-llama/Llama-3.1-8B", 1), ("A6000", "meta-llama/Llama-3.1-8B", 2),
+                        ("A6000", "microsoft/Phi-mini-MoE-instruct", 1))
+
+
+def _artifact_rows(ref, hw: str, name: str, tp: int, ops: tuple[str, ...], eff) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer, the summed time of ``ops`` at 1-2048 tokens: the artifact profile's rows and the computed profile
+    of the artifact's stack (every operator of that stack's profile that ``ops`` names)."""
+    from llmss_lab.latency.profile import interp1
+
+    model = roofline.model_config(ref, name)
+    measured = calibration.measured_profile(ref / "ispass26/profiles" / hw / name / f"tp{tp}", tp, model)
+    computed = analytical_profile(model, find_spec(hw), tp, eff, "artifact")
+    tokens = 2.0 ** np.arange(12)
+    return (sum(interp1(*measured.dense[o], tokens) for o in ops if o in measured.dense),
+            sum(interp1(*computed.dense[o], tokens) for o in ops if o in computed.dense))
+
+
+def test_the_artifact_stack_runs_a_gemm_per_projection(ref, llama):
+    """The paper artifact's profiles time HF transformers run eagerly: Q, K and V are three GEMMs (and a dense MLP's
+    gate and up two), each launched on its own, which vLLM fuses into one. The computed profile of that stack ran
+    them fused: the sum of the q, k and v rows was 13-52 % short (median over 1-2048 tokens; H100 Mixtral TP4
+    -52 %, H100 Llama-3.1-70B TP4 -36 %). Charged as the three GEMMs the stack runs, on the shared GEMM curve, each
+    GPU artifact profile's rows are within 10 %; vLLM's stack keeps them fused."""
+    eff = efficiency()
+    for hw, name, tp in ARTIFACT_GPU_BUNDLES:
+        for ops in (("q_proj", "k_proj", "v_proj", "qkv_proj"), ("gate_proj", "up_proj", "gate_up_proj")):
+            measured, computed = _artifact_rows(ref, hw, name, tp, ops, eff)
+            if np.isscalar(measured):       # an MoE model: no dense MLP
+                continue
+            assert np.median(np.abs(computed / measured - 1)) < 0.10, (hw, name, tp, ops)
+    vllm = analytical_profile(llama, find_spec("H100"), 1)
+    assert {"qkv_proj", "gate_up_proj"} <= set(vllm.dense) and not {"q_proj", "gate_proj"} & set(vllm.dense)
+
+
 def test_the_spec_scaling_brings_the_paper_runs_on_other_gpus_closer_to_real_vllm(ref, tmp_path):
     """Fig 5 runs real vLLM on an A6000 (84 SMs, 6 MB of L2) and an H100 (132, 50 MB). Run on the analytical model,
     with vLLM's attention counts scaled to each GPU's spec (fitted on the RTX PRO 6000's 188 SMs and 128 MB), their

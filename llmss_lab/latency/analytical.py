@@ -183,16 +183,19 @@ def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[
         c = cost(axis)
         return axis, np.asarray(roof[cls](c.flops, c.bytes), float)
 
+    # the paper artifact's stack is HF transformers run eagerly: a GEMM per projection (vLLM fuses Q/K/V and gate/up)
+    eager = stack == "artifact"
     dense = {"embedding": tab("embedding", sh.embedding), "layernorm": tab("rms_norm", sh.rms_norm),
-             "qkv_proj": tab("gemm", sh.qkv_proj), "rotary_emb": tab("rotary_emb", sh.rotary_emb),
-             "o_proj": tab("gemm", sh.o_proj), "final_layernorm": tab("rms_norm", sh.rms_norm)}
+             "rotary_emb": tab("rotary_emb", sh.rotary_emb), "o_proj": tab("gemm", sh.o_proj),
+             "final_layernorm": tab("rms_norm", sh.rms_norm)}
+    dense.update({k: tab("gemm", getattr(sh, k)) for k in (("q_proj", "k_proj", "v_proj") if eager else ("qkv_proj",))})
     if model.qk_norm:   # an RMSNorm; its own timings are not among the curve's samples (README, "Qwen3's query")
         dense["qk_norm"] = tab("rms_norm", sh.qk_norm)
     if not model.is_moe:
-        dense.update(gate_up_proj=tab("gemm", sh.gate_up_proj), act_fn=tab("act_fn", sh.act_fn),
-                     down_proj=tab("gemm", sh.down_proj))
+        dense.update({k: tab("gemm", getattr(sh, k)) for k in (("gate_proj", "up_proj") if eager else ("gate_up_proj",))})
+        dense.update(act_fn=tab("act_fn", sh.act_fn), down_proj=tab("gemm", sh.down_proj))
     per_seq = {"lm_head": tab("gemm", sh.lm_head, SEQ_GRID), "sampler": tab("sampler", sh.sampler, SEQ_GRID)}
-    moe = AnalyticalExperts(Shapes(model, 1), roof["gemm"], stack == "artifact") if model.is_moe else None
+    moe = AnalyticalExperts(Shapes(model, 1), roof["gemm"], eager) if model.is_moe else None
     if spec.sms is None or spec.cache_mb is None:
         unscaled = "its spec gives no sms/cache_mb: attention tile counts as fitted, not scaled to it"
         note = f"{note}; {unscaled}" if note else unscaled

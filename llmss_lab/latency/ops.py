@@ -110,11 +110,27 @@ class Shapes:
     def qkv_proj(self, tokens: int) -> OpCost:
         return self.gemm("qkv_proj", tokens, self.h, (self.q_heads + 2 * self.kv_heads) * self.hd)
 
+    # the same projections unfused, as an eager stack runs them (the paper artifact's HF model): a GEMM each
+    def q_proj(self, tokens: int) -> OpCost:
+        return self.gemm("q_proj", tokens, self.h, self.q_heads * self.hd)
+
+    def k_proj(self, tokens: int) -> OpCost:
+        return self.gemm("k_proj", tokens, self.h, self.kv_heads * self.hd)
+
+    def v_proj(self, tokens: int) -> OpCost:
+        return self.gemm("v_proj", tokens, self.h, self.kv_heads * self.hd)
+
     def o_proj(self, tokens: int) -> OpCost:
         return self.gemm("o_proj", tokens, self.q_heads * self.hd, self.h)
 
     def gate_up_proj(self, tokens: int) -> OpCost:
         return self.gemm("gate_up_proj", tokens, self.h, 2 * self.ffn)
+
+    def gate_proj(self, tokens: int) -> OpCost:
+        return self.gemm("gate_proj", tokens, self.h, self.ffn)
+
+    def up_proj(self, tokens: int) -> OpCost:
+        return self.gemm("up_proj", tokens, self.h, self.ffn)
 
     def down_proj(self, tokens: int) -> OpCost:
         return self.gemm("down_proj", tokens, self.ffn, self.h)

@@ -348,11 +348,6 @@ def _spread(rows: list, k: int = PER_BUNDLE_OP) -> list:
 
 def _cost(shapes: Shapes, op: str, n: int) -> OpCost | None:
     m = shapes.m
-    if op in ("q_proj", "k_proj", "v_proj"):
-        heads = shapes.q_heads if op == "q_proj" else shapes.kv_heads
-        return shapes.gemm(op, n, shapes.h, heads * shapes.hd)
-    if op in ("gate_proj", "up_proj"):
-        return shapes.gemm(op, n, shapes.h, shapes.ffn)
     if op.startswith("expert."):       # the artifact times one whole (unsharded) expert
         inter = m.moe_intermediate_size
         return shapes.gemm(op, n, inter, shapes.h) if op == "expert.w2" else shapes.gemm(op, n, shapes.h, inter)
