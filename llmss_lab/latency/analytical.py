@@ -55,7 +55,8 @@ class AnalyticalAttention:
 class AnalyticalExperts:
     """The MoE block of each expert-parallel rank: the router plus its experts' GEMMs for the
     token-expert pairs that reach it, as one fused kernel (vLLM) or (``per_expert``, the paper
-    artifact's eager loop) three GEMMs per expert that has tokens."""
+    artifact's eager loop) three GEMMs per expert that has tokens, the router then an operator of
+    its own (``gate``)."""
 
     def __init__(self, shapes: Shapes, roof: Roof, per_expert: bool = False):
         self.shapes, self.roof, self.per_expert = shapes, roof, per_expert
@@ -176,14 +177,15 @@ def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[
     efficiency curves of a software stack (:data:`.roofline.STACKS`; vLLM's by default)."""
     eff = eff if eff is not None else efficiency()
     sh = Shapes(model, tp)
-    roof = {c: lookup(eff, stack, c).on(spec) for c in CLASSES}
+    roof = {c: lookup(eff, stack, c).on(spec) for c in CLASSES + ("router",)}
     T = TOKEN_GRID
 
     def tab(cls: str, cost, axis=T):
         c = cost(axis)
         return axis, np.asarray(roof[cls](c.flops, c.bytes), float)
 
-    # the paper artifact's stack is HF transformers run eagerly: a GEMM per projection (vLLM fuses Q/K/V and gate/up)
+    # the paper artifact's stack is HF transformers run eagerly: a GEMM per projection, the MoE router an operator
+    # of its own (vLLM fuses Q/K/V and gate/up, and runs the router inside its fused MoE block)
     eager = stack == "artifact"
     dense = {"embedding": tab("embedding", sh.embedding), "layernorm": tab("rms_norm", sh.rms_norm),
              "rotary_emb": tab("rotary_emb", sh.rotary_emb), "o_proj": tab("gemm", sh.o_proj),
@@ -194,6 +196,8 @@ def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[
     if not model.is_moe:
         dense.update({k: tab("gemm", getattr(sh, k)) for k in (("gate_proj", "up_proj") if eager else ("gate_up_proj",))})
         dense.update(act_fn=tab("act_fn", sh.act_fn), down_proj=tab("gemm", sh.down_proj))
+    elif eager:
+        dense["gate"] = tab("router", sh.router)
     per_seq = {"lm_head": tab("gemm", sh.lm_head, SEQ_GRID), "sampler": tab("sampler", sh.sampler, SEQ_GRID)}
     moe = AnalyticalExperts(Shapes(model, 1), roof["gemm"], eager) if model.is_moe else None
     if spec.sms is None or spec.cache_mb is None:

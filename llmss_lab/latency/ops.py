@@ -193,17 +193,26 @@ class Shapes:
         v = self.m.vocab_size
         return OpCost("sampler", 5.0 * sequences * v, 0.0, 2.0 * sequences * v * 4)
 
-    def moe_experts(self, tokens, activated, pairs=None) -> OpCost:
-        """The routed MLP: ``pairs`` token-expert passes (gate, up, down of ``moe_intermediate_size``;
-        ``tokens`` x top-k when not given) over ``activated`` distinct experts' weights, plus the
-        router's [tokens, hidden] x [hidden, E]. Arguments may be arrays (one cost per EP rank)."""
+    def router(self, tokens) -> OpCost:
+        """The MoE router's logits, [tokens, hidden] x [hidden, E], on every rank (its weights are not split). Its
+        softmax and top-k over the E logits per token are a few FLOPs and bytes each: what they cost is their
+        kernels' launches, which the router's own fitted curve carries (``artifact/router``)."""
         m = self.m
         if not m.is_moe:
             raise InputError("not a mixture-of-experts model", m.source or m.name, "num_experts")
+        return self.gemm("router", tokens, self.h, m.num_experts)
+
+    def moe_experts(self, tokens, activated, pairs=None) -> OpCost:
+        """The routed MLP as one fused kernel (vLLM's): ``pairs`` token-expert passes (gate, up, down of
+        ``moe_intermediate_size``; ``tokens`` x top-k when not given) over ``activated`` distinct experts'
+        weights, plus the router's FLOPs and weights (its input is the experts' own). Arguments may be
+        arrays (one cost per EP rank)."""
+        m = self.m
+        r = self.router(tokens)
         inter, b = m.moe_intermediate_size // self.tp, self.b
         pairs = tokens * m.experts_per_token if pairs is None else pairs
-        flops = 2.0 * pairs * 3 * self.h * inter + 2.0 * tokens * self.h * m.num_experts
-        weights = activated * 3 * self.h * inter * b + self.h * m.num_experts * b
+        flops = 2.0 * pairs * 3 * self.h * inter + r.flops
+        weights = activated * 3 * self.h * inter * b + r.weight_bytes
         acts = pairs * (2 * self.h + 3 * inter) * b
         return OpCost("moe_experts", flops, weights, acts)
 

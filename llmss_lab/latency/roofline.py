@@ -51,13 +51,15 @@ log = logging.getLogger(__name__)
 EFFICIENCY_FILE = SPECS_DIR.parent / "efficiency.yaml"
 CLASSES = ("gemm", "attention_prefill", "attention_decode", "attention_mixed", "rms_norm", "rotary_emb", "act_fn",
            "embedding", "sampler")
-FIT_ORDER = CLASSES + ("attention_skew",)   # and the skew of vLLM's decodes, where profiles time it
+# and the classes of operators only some stacks time alone: the MoE router (vLLM's moe.csv times it inside its
+# fused MoE block), and the skew of vLLM's decodes, where profiles time it
+FIT_ORDER = CLASSES + ("router", "attention_skew")
 OP_CLASS = {"qkv_proj": "gemm", "o_proj": "gemm", "gate_up_proj": "gemm", "down_proj": "gemm", "lm_head": "gemm",
             "q_proj": "gemm", "k_proj": "gemm", "v_proj": "gemm", "gate_proj": "gemm", "up_proj": "gemm",
             "attention_prefill": "attention_prefill", "attention_decode": "attention_decode",
             "attention_mixed": "attention_mixed", "act_fn": "act_fn", "rms_norm": "rms_norm", "rotary_emb": "rotary_emb",
             "embedding": "embedding", "sampler": "sampler", "moe_experts": "gemm",
-            "expert.w1": "gemm", "expert.w2": "gemm", "expert.w3": "gemm",
+            "expert.w1": "gemm", "expert.w2": "gemm", "expert.w3": "gemm", "gate": "router", "router": "router",
             "skew_decode": "attention_skew", "skew_mixed": "attention_skew"}
 ALIASES = {"layernorm": "rms_norm", "input_layernorm": "rms_norm", "post_layernorm": "rms_norm",
            "final_layernorm": "rms_norm", "rope": "rotary_emb"}   # profile names of the same operator
@@ -306,6 +308,8 @@ def lookup(eff: dict[str, Curve], stack: str, cls: str) -> Curve:
     a mixed batch's decodes on its decode curve."""
     if cls == "attention_mixed" and stack != "vllm" and key(stack, cls) not in eff and key(stack, "attention_decode") in eff:
         cls = "attention_decode"
+    if cls == "router" and key(stack, cls) not in eff:
+        cls = "gemm"      # no timings of this stack's router: its GEMM, the least of what it runs
     return eff.get(key(stack, cls)) or eff[cls]
 
 
@@ -348,6 +352,8 @@ def _spread(rows: list, k: int = PER_BUNDLE_OP) -> list:
 
 def _cost(shapes: Shapes, op: str, n: int) -> OpCost | None:
     m = shapes.m
+    if op == "gate":                   # the artifact's name of the MoE router
+        return shapes.router(n) if m.is_moe else None
     if op.startswith("expert."):       # the artifact times one whole (unsharded) expert
         inter = m.moe_intermediate_size
         return shapes.gemm(op, n, inter, shapes.h) if op == "expert.w2" else shapes.gemm(op, n, shapes.h, inter)
