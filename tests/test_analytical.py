@@ -136,6 +136,20 @@ def test_the_artifact_stack_runs_its_moe_router_as_an_operator_of_its_own(ref):
     assert s.moe_experts(100, moe.num_experts).flops == pytest.approx(experts + s.router(100).flops, rel=1e-12)
 
 
+def test_phi_moe_s_layernorm_is_neither_fitted_nor_costed_as_an_eager_rmsnorm(ref):
+    """Phi-MoE normalises with LayerNorm, one kernel (8 us a row at 1 token on the A6000 and RTX 3090); the artifact's
+    other models with HF's eager RMSNorm, several (17-19 us). One artifact norm curve was fitted on both: Phi's norms
+    came out 6x too long and the RMSNorm curve bent towards Phi's. LayerNorm is now a class of its own (falling back
+    to the stack's norm where it has no timings). Operator by operator, fitted without the pair (median |error|):
+    Phi's norms 599 -> 4 %, Mixtral's 12.4 -> 6.3 %, H100 Llama-3.1-70B TP4's 26 -> 17 %."""
+    phi = roofline.check(ref, "A6000", "microsoft/Phi-mini-MoE-instruct", leave_one_out=True)
+    assert "rms_norm" not in phi and phi["layer_norm"]["median_abs_pct"] < 10.0
+    for name, tp, bar in (("mistralai/Mixtral-8x7B-v0.1", 4, 10.0), ("meta-llama/Llama-3.1-70B", 4, 20.0)):
+        assert roofline.check(ref, "H100", name, tp, leave_one_out=True)["rms_norm"]["median_abs_pct"] < bar, name
+    llama = roofline.model_config(ref, "meta-llama/Llama-3.1-8B")
+    assert not llama.layer_norm and roofline.model_config(ref, "microsoft/Phi-mini-MoE-instruct").layer_norm
+
+
 def test_the_spec_scaling_brings_the_paper_runs_on_other_gpus_closer_to_real_vllm(ref, tmp_path):
     """Fig 5 runs real vLLM on an A6000 (84 SMs, 6 MB of L2) and an H100 (132, 50 MB). Run on the analytical model,
     with vLLM's attention counts scaled to each GPU's spec (fitted on the RTX PRO 6000's 188 SMs and 128 MB), their

@@ -20,8 +20,8 @@ MAX_CONTEXT = 100_000_000
 # every count and dimension of a config (released models reach 262k vocabularies, 16k hidden sizes, 384 experts);
 # 1e308 heads overflowed the weight size into a traceback
 MAX_SIZE = 1 << 22
-# The decoders whose layers the kit's operators describe: RMSNorm, rotary attention with grouped KV heads,
-# a gated MLP or experts of gated MLPs. Another model_type runs as one of them, which may not be what it is.
+# The decoders whose layers the kit's operators describe: RMSNorm (phimoe: LayerNorm), rotary attention with grouped
+# KV heads, a gated MLP or experts of gated MLPs. Another model_type runs as one of them, which may not be what it is.
 DECODERS = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "phimoe")
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class ModelSpec:
     torch_dtype: str = "bfloat16"
     tie_word_embeddings: bool = False
     qk_norm: bool = False
+    layer_norm: bool = False     # its norms are LayerNorm (one kernel), not RMSNorm (several kernels in eager HF)
     num_experts: int = 0
     experts_per_token: int = 0
     moe_intermediate_size: int = 0
@@ -97,6 +98,7 @@ class ModelSpec:
             torch_dtype=dtype,
             tie_word_embeddings=s.boolean("tie_word_embeddings", required=False, default=False),
             qk_norm=model_type.startswith("qwen3"),
+            layer_norm=model_type == "phimoe",
             num_experts=num_experts,
             experts_per_token=experts_per_token,
             # Mixtral-style configs size their experts with intermediate_size (no moe_intermediate_size)

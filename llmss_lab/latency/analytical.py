@@ -177,7 +177,8 @@ def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[
     efficiency curves of a software stack (:data:`.roofline.STACKS`; vLLM's by default)."""
     eff = eff if eff is not None else efficiency()
     sh = Shapes(model, tp)
-    roof = {c: lookup(eff, stack, c).on(spec) for c in CLASSES + ("router",)}
+    roof = {c: lookup(eff, stack, c).on(spec) for c in CLASSES + ("router", "layer_norm")}
+    norm = "layer_norm" if model.layer_norm else "rms_norm"   # Phi-MoE's LayerNorm: one kernel, unlike HF's eager RMSNorm
     T = TOKEN_GRID
 
     def tab(cls: str, cost, axis=T):
@@ -187,9 +188,9 @@ def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[
     # the paper artifact's stack is HF transformers run eagerly: a GEMM per projection, the MoE router an operator
     # of its own (vLLM fuses Q/K/V and gate/up, and runs the router inside its fused MoE block)
     eager = stack == "artifact"
-    dense = {"embedding": tab("embedding", sh.embedding), "layernorm": tab("rms_norm", sh.rms_norm),
+    dense = {"embedding": tab("embedding", sh.embedding), "layernorm": tab(norm, getattr(sh, norm)),
              "rotary_emb": tab("rotary_emb", sh.rotary_emb), "o_proj": tab("gemm", sh.o_proj),
-             "final_layernorm": tab("rms_norm", sh.rms_norm)}
+             "final_layernorm": tab(norm, getattr(sh, norm))}
     dense.update({k: tab("gemm", getattr(sh, k)) for k in (("q_proj", "k_proj", "v_proj") if eager else ("qkv_proj",))})
     if model.qk_norm:   # an RMSNorm; its own timings are not among the curve's samples (README, "Qwen3's query")
         dense["qk_norm"] = tab("rms_norm", sh.qk_norm)

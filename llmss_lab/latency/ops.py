@@ -143,6 +143,10 @@ class Shapes:
         return OpCost("rms_norm", ELEMENTWISE_FLOPS["rms_norm"] * tokens * self.h, float(self.h * self.b),
                       2.0 * tokens * self.h * self.b)
 
+    def layer_norm(self, tokens: int) -> OpCost:
+        """A LayerNorm's traffic is an RMSNorm's (its bias is ``hidden`` more weights, its mean a few more FLOPs)."""
+        return self.rms_norm(tokens)
+
     def qk_norm(self, tokens: int) -> OpCost:
         """The RMSNorm of each query and key head (Qwen3), with a weight of ``head_dim`` for each of the two."""
         elems = tokens * (self.q_heads + self.kv_heads) * self.hd

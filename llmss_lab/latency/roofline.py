@@ -51,15 +51,17 @@ log = logging.getLogger(__name__)
 EFFICIENCY_FILE = SPECS_DIR.parent / "efficiency.yaml"
 CLASSES = ("gemm", "attention_prefill", "attention_decode", "attention_mixed", "rms_norm", "rotary_emb", "act_fn",
            "embedding", "sampler")
-# and the classes of operators only some stacks time alone: the MoE router (vLLM's moe.csv times it inside its
-# fused MoE block), and the skew of vLLM's decodes, where profiles time it
-FIT_ORDER = CLASSES + ("router", "attention_skew")
+# and the classes of operators only some stacks or models run: the MoE router on its own (vLLM's moe.csv times it
+# inside its fused MoE block), LayerNorm (Phi-MoE; the others normalise with RMSNorm), and the skew of vLLM's decodes
+FIT_ORDER = CLASSES + ("router", "layer_norm", "attention_skew")
+FALLBACK = {"router": "gemm", "layer_norm": "rms_norm"}   # a stack without timings of these: the nearest class
 OP_CLASS = {"qkv_proj": "gemm", "o_proj": "gemm", "gate_up_proj": "gemm", "down_proj": "gemm", "lm_head": "gemm",
             "q_proj": "gemm", "k_proj": "gemm", "v_proj": "gemm", "gate_proj": "gemm", "up_proj": "gemm",
             "attention_prefill": "attention_prefill", "attention_decode": "attention_decode",
             "attention_mixed": "attention_mixed", "act_fn": "act_fn", "rms_norm": "rms_norm", "rotary_emb": "rotary_emb",
             "embedding": "embedding", "sampler": "sampler", "moe_experts": "gemm",
             "expert.w1": "gemm", "expert.w2": "gemm", "expert.w3": "gemm", "gate": "router", "router": "router",
+            "layer_norm": "layer_norm",
             "skew_decode": "attention_skew", "skew_mixed": "attention_skew"}
 ALIASES = {"layernorm": "rms_norm", "input_layernorm": "rms_norm", "post_layernorm": "rms_norm",
            "final_layernorm": "rms_norm", "rope": "rotary_emb"}   # profile names of the same operator
@@ -308,8 +310,8 @@ def lookup(eff: dict[str, Curve], stack: str, cls: str) -> Curve:
     a mixed batch's decodes on its decode curve."""
     if cls == "attention_mixed" and stack != "vllm" and key(stack, cls) not in eff and key(stack, "attention_decode") in eff:
         cls = "attention_decode"
-    if cls == "router" and key(stack, cls) not in eff:
-        cls = "gemm"      # no timings of this stack's router: its GEMM, the least of what it runs
+    if cls in FALLBACK and key(stack, cls) not in eff and cls not in eff:
+        cls = FALLBACK[cls]     # fitted nowhere: the nearest class, of this stack
     return eff.get(key(stack, cls)) or eff[cls]
 
 
@@ -429,6 +431,8 @@ def bundle_samples(tp_dir: Path, model: ModelSpec, spec: HardwareSpec, tp: int, 
     for op, rows in by_op.items():
         if op == "lm_head" or op not in OP_CLASS:
             continue          # the artifact's lm_head rows time every token, not the sampled rows
+        if op == "rms_norm" and model.layer_norm:
+            op = "layer_norm"
         for x, t in _spread(sorted(rows)):
             c = _cost(shapes, op, x)
             if c is not None:
