@@ -188,10 +188,10 @@ def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[
     # the paper artifact's stack is HF transformers run eagerly: a GEMM per projection, the MoE router an operator
     # of its own (vLLM fuses Q/K/V and gate/up, and runs the router inside its fused MoE block)
     eager = stack == "artifact"
+    qkv = ("q_proj", "k_proj", "v_proj") if eager else ("qkv_proj",)
     dense = {"embedding": tab("embedding", sh.embedding), "layernorm": tab(norm, getattr(sh, norm)),
-             "rotary_emb": tab("rotary_emb", sh.rotary_emb), "o_proj": tab("gemm", sh.o_proj),
-             "final_layernorm": tab(norm, getattr(sh, norm))}
-    dense.update({k: tab("gemm", getattr(sh, k)) for k in (("q_proj", "k_proj", "v_proj") if eager else ("qkv_proj",))})
+             **{k: tab("gemm", getattr(sh, k)) for k in qkv}, "rotary_emb": tab("rotary_emb", sh.rotary_emb),
+             "o_proj": tab("gemm", sh.o_proj), "final_layernorm": tab(norm, getattr(sh, norm))}
     if model.qk_norm:   # an RMSNorm; its own timings are not among the curve's samples (README, "Qwen3's query")
         dense["qk_norm"] = tab("rms_norm", sh.qk_norm)
     if not model.is_moe:
