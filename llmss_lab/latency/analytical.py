@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..files import absent, kind_of
 from .ops import Shapes
 from .profile import LatencyProfile
-from .roofline import CLASSES, EFFICIENCY_FILE, Curve, CurveRoof, Roof, TilesRoof, load_efficiency, lookup
+from .roofline import CLASSES, EFFICIENCY_FILE, FALLBACK, Curve, CurveRoof, Roof, TilesRoof, load_efficiency, lookup
 from .specs import SPECS_DIR, HardwareSpec, read_specs
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def analytical_profile(model: ModelSpec, spec: HardwareSpec, tp: int, eff: dict[
     efficiency curves of a software stack (:data:`.roofline.STACKS`; vLLM's by default)."""
     eff = eff if eff is not None else efficiency()
     sh = Shapes(model, tp)
-    roof = {c: lookup(eff, stack, c).on(spec) for c in CLASSES + ("router", "layer_norm")}
+    roof = {c: lookup(eff, stack, c).on(spec) for c in (*CLASSES, *FALLBACK)}
     norm = "layer_norm" if model.layer_norm else "rms_norm"   # Phi-MoE's LayerNorm: one kernel, unlike HF's eager RMSNorm
     T = TOKEN_GRID
 
