@@ -14,7 +14,7 @@ _EXPORTS = {
     "simulate": ".api",
     "ClusterSpec": ".config", "EngineConfig": ".config", "InstanceSpec": ".config", "MemorySpec": ".config",
     "ModelSpec": ".config", "NodeSpec": ".config", "load_cluster": ".config",
-    "ClusterStartError": ".errors", "InputError": ".errors", "LlmssError": ".errors",
+    "ClusterStartError": ".errors", "InputError": ".errors", "LlmssError": ".errors", "RunInterrupted": ".errors",
     "Results": ".results.dataset",
     "Scenario": ".scenario",
     "SLO": ".sweeps", "capacity": ".sweeps", "pareto_front": ".sweeps", "sweep": ".sweeps",
@@ -22,13 +22,14 @@ _EXPORTS = {
 }
 
 __all__ = ["simulate", "Results", "load_results", "ClusterSpec", "EngineConfig", "InstanceSpec", "MemorySpec",
-           "ModelSpec", "NodeSpec", "load_cluster", "InputError", "LlmssError", "ClusterStartError", "Workload", "LengthDist",
-           "load_trace", "synthetic", "Scenario", "sweep", "capacity", "SLO", "pareto_front", "__version__"]
+           "ModelSpec", "NodeSpec", "load_cluster", "InputError", "LlmssError", "ClusterStartError", "RunInterrupted",
+           "Workload", "LengthDist", "load_trace", "synthetic", "Scenario", "sweep", "capacity", "SLO", "pareto_front",
+           "__version__"]
 
 if TYPE_CHECKING:
     from .api import simulate
     from .config import ClusterSpec, EngineConfig, InstanceSpec, MemorySpec, ModelSpec, NodeSpec, load_cluster
-    from .errors import ClusterStartError, InputError, LlmssError
+    from .errors import ClusterStartError, InputError, LlmssError, RunInterrupted
     from .results.dataset import Results
     from .scenario import Scenario
     from .sweeps import SLO, capacity, pareto_front, sweep

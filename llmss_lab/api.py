@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from os import PathLike
 from pathlib import Path
@@ -18,9 +19,10 @@ from .config.cluster import EDGE_LAYERS, ClusterSpec, InstanceSpec, load_cluster
 from .config.engine import MAX_KV_BLOCKS, EngineConfig
 from .config.model import DTYPE_BYTES, GIB, ModelSpec
 from .config.reader import plain
-from .errors import InputError, UnsupportedFeature
+from .errors import InputError, RunInterrupted, UnsupportedFeature
 from .files import permission_named, reachable
 from .kernel import power, simulator
+from .kernel.events import ctrl_c_calls
 from .kernel.moe import GATES
 from .kernel.router import ROUTERS
 from .kernel.tiers import CHUNK_TOKENS
@@ -703,31 +705,42 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     links = (Link(*spec.link(0)), Link(*spec.link(-1)))
     _log_setups(spec, setups, workload)
     raw = simulator.run(setups, workload, router, progress, links, kv_transfer, seed, memory, stop_when)
-    energy = power.account(raw, node_power(spec, setups), bin_s=bin_s)
-    attrs = {
-        "title": "llmss_lab simulation",
-        "Conventions": "CF-1.10",
-        "llmss_lab_version": __version__,
-        "git_hash": git_hash(),
-        "cluster": str(spec.source),
-        "workload": workload.name,
-        "simulated_s": raw.end_ns * 1e-9,
-        "num_steps": sum(len(i.log.start) for i in raw.instances),
-        "latency_model": choice.mode,
-        "what_if": choice.what_if.label(),
-    }
-    attrs.update({k: v for k, v in setups[0].info.items() if len(setups) == 1})
-    if len(setups) > 1:   # every model and hardware of the cluster (per instance: the results' instance coords)
-        attrs.update({k: ", ".join(dict.fromkeys(str(s.info[k]) for s in setups)) for k in ("model", "hardware")})
-    attrs["latency_source"] = " | ".join(dict.fromkeys(s.info["latency_source"] for s in setups))
-    attrs.update({"num_instances": len(setups), "router": router, "kv_transfer": kv_transfer,
-                  "expert_gate": expert_gate, "seed": seed, "kv_bytes_transferred": raw.kv_bytes_moved,
-                  "prefix_storage": prefix_storage or "", "prefix_sharing": prefix_sharing if prefix_storage else "",
-                  "input_files_json": json.dumps(run_inputs(spec, workload, choice.efficiency_file))})
-    res = Results.from_raw(raw, attrs, energy, memory_sample_s, bin_s)
-    res.set_attr("sim_wall_s", time.perf_counter() - t0)  # inputs read to results built
+    done = raw.requests.num_finished
+    said = f"interrupted at {raw.end_ns * 1e-9:.1f} s simulated: {done:,} of {len(workload):,} requests finished"
+    if raw.interrupted and not done:
+        raise RunInterrupted(said, None)
+    # a Ctrl-C again while an interrupted run's results are gathered is ignored: the run is stopping already
+    with ctrl_c_calls(lambda: None) if raw.interrupted else nullcontext():
+        energy = power.account(raw, node_power(spec, setups), bin_s=bin_s)
+        attrs = {
+            "title": "llmss_lab simulation",
+            "Conventions": "CF-1.10",
+            "llmss_lab_version": __version__,
+            "git_hash": git_hash(),
+            "cluster": str(spec.source),
+            "workload": workload.name,
+            "simulated_s": raw.end_ns * 1e-9,
+            "num_steps": sum(len(i.log.start) for i in raw.instances),
+            "latency_model": choice.mode,
+            "what_if": choice.what_if.label(),
+        }
+        attrs.update({k: v for k, v in setups[0].info.items() if len(setups) == 1})
+        if len(setups) > 1:   # every model and hardware of the cluster (per instance: the results' instance coords)
+            attrs.update({k: ", ".join(dict.fromkeys(str(s.info[k]) for s in setups)) for k in ("model", "hardware")})
+        attrs["latency_source"] = " | ".join(dict.fromkeys(s.info["latency_source"] for s in setups))
+        attrs.update({"num_instances": len(setups), "router": router, "kv_transfer": kv_transfer,
+                      "expert_gate": expert_gate, "seed": seed, "kv_bytes_transferred": raw.kv_bytes_moved,
+                      "prefix_storage": prefix_storage or "",
+                      "prefix_sharing": prefix_sharing if prefix_storage else "",
+                      "input_files_json": json.dumps(run_inputs(spec, workload, choice.efficiency_file))})
+        if raw.interrupted:   # what the results hold: the requests finished by then (Results.summary)
+            attrs.update({"interrupted": 1, "requests_finished": done, "requests_total": len(workload)})
+        res = Results.from_raw(raw, attrs, energy, memory_sample_s, bin_s)
+        res.set_attr("sim_wall_s", time.perf_counter() - t0)  # inputs read to results built
     log.info("simulated %.1f s of serving in %d steps: %.2f s of wall time from inputs to results",
              attrs["simulated_s"], attrs["num_steps"], res.attrs["sim_wall_s"])
+    if raw.interrupted:
+        raise RunInterrupted(said, res)
     return res
 
 

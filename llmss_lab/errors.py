@@ -7,6 +7,7 @@ instead of a traceback.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class LlmssError(Exception):
@@ -39,3 +40,13 @@ class ClusterStartError(LlmssError):
 
 class UnsupportedFeature(InputError):
     """A config asks for a feature this version of the kernel does not model yet."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by a Ctrl-C (in Jupyter, the interrupt button). It goes on as the KeyboardInterrupt it is,
+    carrying what was simulated until then: ``results`` are the run so far, marked partial (their ``interrupted``
+    attr; their summary is the finished requests'), or None when no request had finished yet."""
+
+    def __init__(self, message: str, results: Any = None):
+        super().__init__(message)
+        self.results = results

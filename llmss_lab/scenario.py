@@ -24,7 +24,7 @@ from .config.cluster import ClusterSpec, cluster_from_dict, load_cluster
 from .config.engine import EngineConfig
 from .config.model import ModelSpec
 from .config.reader import as_path, as_whole, closest, plain, read_json, store_plain
-from .errors import InputError, LlmssError
+from .errors import InputError, LlmssError, RunInterrupted
 from .files import permission_named, refuse_to_replace, write_text
 from .latency.analytical import UnknownHardware, efficiency, find_spec
 from .reference import ReferenceLayout, resolve_reference_dir
@@ -655,15 +655,24 @@ class Scenario:
             workload = self.workload(reference_dir)   # validates the scenario first
         else:
             self.validate()
-        with _naming_fields(self.source):
-            res = simulate(self.cluster(reference_dir), workload, self.engine(),
-                           reference_dir=reference_dir, progress=progress, router=self.router,
-                           expert_gate=self.expert_gate, gate_skew=self.gate_skew, kv_transfer=self.kv_transfer,
-                           seed=self.seed, prefix_storage=self.prefix_storage or None,
-                           prefix_sharing=self.prefix_sharing, attn_offload=self.attn_offload,
-                           sub_batch_interleaving=self.sub_batch_interleaving, latency=self.latency,
-                           what_if=self.what_if(), efficiency_file=self.efficiency_file.strip() or None,
-                           bin_s=self.bin_s, stop_when=stop_when)
+        try:
+            with _naming_fields(self.source):
+                res = simulate(self.cluster(reference_dir), workload, self.engine(),
+                               reference_dir=reference_dir, progress=progress, router=self.router,
+                               expert_gate=self.expert_gate, gate_skew=self.gate_skew, kv_transfer=self.kv_transfer,
+                               seed=self.seed, prefix_storage=self.prefix_storage or None,
+                               prefix_sharing=self.prefix_sharing, attn_offload=self.attn_offload,
+                               sub_batch_interleaving=self.sub_batch_interleaving, latency=self.latency,
+                               what_if=self.what_if(), efficiency_file=self.efficiency_file.strip() or None,
+                               bin_s=self.bin_s, stop_when=stop_when)
+        except RunInterrupted as stop:   # the run so far is this scenario's too
+            if stop.results is not None:
+                self._describe(stop.results, reference_dir)
+            raise
+        return self._describe(res, reference_dir)
+
+    def _describe(self, res: Results, reference_dir: str | Path | None) -> Results:
+        """The scenario in the results' attrs, and why a run has no power figures."""
         res.set_attr("scenario_json", json.dumps(self.to_dict()))
         if not res.power.data_vars:   # why, for the power view's hint: the view sees the run, not the catalog
             why = (f"cluster_config {self.cluster_config!r} has no node power section" if self.cluster_config

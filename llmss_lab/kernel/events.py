@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Callable
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 
 class EventLoop:
@@ -11,6 +14,7 @@ class EventLoop:
 
     def __init__(self) -> None:
         self.now = 0.0
+        self.halted = False
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
 
@@ -19,17 +23,39 @@ class EventLoop:
             raise ValueError(f"event scheduled in the past ({time} < {self.now})")
         heapq.heappush(self._heap, (time, next(self._seq), fn))
 
-    def run(self, until: float = float("inf"), max_events: int | None = None) -> int:
-        """Run events in time order; returns how many ran."""
+    def halt(self) -> None:
+        """End :meth:`run` once the event under way is done. A signal handler may call it: it only sets a flag,
+        so the state is never left halfway through an event."""
+        self.halted = True
+
+    def run(self, until: float = float("inf")) -> int:
+        """Run events in time order until none is left before ``until`` or :meth:`halt` is called; returns how
+        many ran. ``now`` stays the time of the last event run."""
         heap = self._heap
         count = 0
         while heap and heap[0][0] <= until:
             self.now, _, fn = heapq.heappop(heap)
             fn()
             count += 1
-            if max_events is not None and count >= max_events:
+            if self.halted:
                 break
         return count
 
     def __len__(self) -> int:
         return len(self._heap)
+
+
+@contextmanager
+def ctrl_c_calls(fn: Callable[[], None]) -> Iterator[None]:
+    """While inside, a Ctrl-C (SIGINT) calls ``fn`` instead of raising KeyboardInterrupt wherever the code is.
+    Only where Python's own handler is in place (a terminal, a Jupyter kernel running a cell or a widget's
+    callback) and in the main thread, which is the one signals reach; anywhere else the block runs as it is."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: fn())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -12,7 +12,7 @@ arrives while a step runs is queued when that step ends (that is when vLLM stamp
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import numpy as np
@@ -141,6 +141,16 @@ class StepLog:
             for key in BOUNDED_COUNTS:
                 setattr(log, key, array("i"))
         return log
+
+    def drop_running(self) -> None:
+        """Forget the steps still running (launched, logged, not completed) when a run stops early: steps of an
+        instance complete in the order they were launched, and the columns written at completion (``running``
+        among them) end with the last completed one."""
+        done = len(self.running)
+        for f in fields(self):
+            column = getattr(self, f.name)
+            if isinstance(column, array) and len(column) > done:
+                del column[done:]
 
 
 def batch_shape(step: ScheduledStep) -> BatchShape:

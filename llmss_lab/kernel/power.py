@@ -207,7 +207,7 @@ def account(raw: RawRun, nodes: list[NodePower | None], horizon_s: float | None 
         if node is not None:
             energy_bins[:, n, C["cpu"]] += _capped(cpu_busy[n], node.spec.cpu_busy_extra_w, edges, horizon)
     R = raw.requests   # P/D hand-offs, when the decode side has them: their wire bytes once, half at each end
-    sent = np.flatnonzero(R.kv_bytes > 0)
+    sent = np.flatnonzero((R.kv_bytes > 0) & (R.first_token >= 0))   # (an interrupted run's may be on the way)
     t, half = R.first_token[sent] * 1e-9, R.kv_bytes[sent] / 2
     for end in (R.prefill_instance[sent], R.instance[sent]):
         node_of = np.array([raw.setups[i].node for i in end], dtype=np.int64)

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..latency.interconnect import Link
 from ..latency.iteration import IterationModel
 from ..workload import Workload
-from .events import EventLoop
+from .events import EventLoop, ctrl_c_calls
 from .fabric import Fabric
 from .instance import Engine, Instance
 from .kv_cache import KVCacheManager
@@ -101,6 +101,7 @@ class RawRun:
     kv_bytes_moved: float = 0.0
     tiers: dict[str, Tier] = field(default_factory=dict)
     pools: list[PrefixPool] = field(default_factory=list)
+    interrupted: bool = False   # stopped by a Ctrl-C at ``end_ns``: see :func:`run`
 
 
 def _engines(loop: EventLoop, instances: list[Instance], setups: list[InstanceSetup], on_step) -> list[Engine]:
@@ -180,7 +181,13 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
     STOP_POLL_STEPS-th step (of all instances) since it was last asked, so that what does not wait on a request to
     finish (a cancelled run) is seen within a few steps of a long prefill; if it returns True, the run ends there
     with :class:`RunStopped` (every later event has a time at or after that one). ``R.num_finished`` tells a call
-    after new requests finished from one on the clock."""
+    after new requests finished from one on the clock.
+
+    A Ctrl-C (where Python raises KeyboardInterrupt for it: see :func:`~.events.ctrl_c_calls`) ends the run at the
+    next event boundary instead of halfway through an event; the raw run then has ``interrupted`` set, ``end_ns``
+    at the last event run, the requests not finished by then unfinished (finish time -1), and no step that was
+    still running (its tokens never came out; the KV blocks, memory tiers and MoE routing it took at its launch
+    stay counted)."""
     loop = EventLoop()
     R = RequestTable(workload.arrival_ns, workload.input_toks, workload.output_toks)
     fabric = Fabric()
@@ -299,8 +306,12 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
             loop.at(float(arrivals[rid]), lambda: arrive(rid))
 
     loop.at(float(arrivals[0]), lambda: arrive(0))
-    loop.run(until=HORIZON_NS)
-    if len(loop):
+    with ctrl_c_calls(loop.halt):
+        loop.run(until=HORIZON_NS)
+    if loop.halted:
+        for inst in instances:
+            inst.log.drop_running()
+    elif len(loop):
         raise InputError(f"the run would last more than {HORIZON_NS / 86_400e9:.0f} simulated days (at "
                          f"{loop.now / 86_400e9:.1f} days, {int(np.count_nonzero(R.finished >= 0))} of "
                          f"{len(R.finished)} requests done): a step latency or an arrival time is off by orders "
@@ -308,6 +319,6 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
                          f"{' | '.join(dict.fromkeys(s.info.get('latency_source', '?') for s in setups))}) and the "
                          "trace", "simulation")
     unfinished = int(np.count_nonzero(R.finished < 0))
-    if unfinished:  # cannot happen for admitted requests; a guard against silent loss
+    if unfinished and not loop.halted:  # cannot happen for admitted requests; a guard against silent loss
         raise RuntimeError(f"{unfinished} requests never finished")
-    return RawRun(R, instances, setups, loop.now, engines, fabric.bytes_moved, tiers, pools)
+    return RawRun(R, instances, setups, loop.now, engines, fabric.bytes_moved, tiers, pools, loop.halted)

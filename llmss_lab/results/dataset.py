@@ -175,7 +175,11 @@ def requests_dataset(raw: RawRun) -> xr.Dataset:
         data["kv_transfer"] = _var("request", np.where(sent, R.kv_transfer * 1e-6, np.nan), "ms",
                                    "KV hand-off from the end of the prefill until the decode instance has the KV")
         data["kv_bytes"] = _var("request", R.kv_bytes, "B", "KV bytes moved from the prefill to the decode instance")
-    return _dataset(data, {"request": _variable("request", np.arange(R.n))})
+    ids = np.arange(R.n)
+    if raw.interrupted:   # the finished requests only, by their ids in the workload: the others have no latencies
+        ids = np.flatnonzero(R.finished >= 0)
+        data = {k: _variable("request", v.values[ids], v.attrs) for k, v in data.items()}
+    return _dataset(data, {"request": _variable("request", ids)})
 
 
 # the iterations Dataset: (variable, step log column, kind, units, long_name); kind "f" scales ns to s ("s") or to ms
@@ -409,6 +413,12 @@ def memory_dataset(raw: RawRun, bin_s: float = 1.0) -> xr.Dataset:
     return _dataset(data, coords)
 
 
+def _tokens_out(raw: RawRun) -> int:
+    """The output tokens the run's energy went into: an interrupted run's unfinished requests' so far too."""
+    R = raw.requests
+    return int((R.num_tokens - R.prompt).clip(0).sum()) if raw.interrupted else int(R.output.sum())
+
+
 def power_dataset(acc: PowerAccount, output_tokens: int) -> xr.Dataset:
     """Mean power per bin of the run's width (the last bin ends with the run, so it may be narrower) and energy
     over the run: the bins' power times their widths sums to ``energy``."""
@@ -426,6 +436,15 @@ def power_dataset(acc: PowerAccount, output_tokens: int) -> xr.Dataset:
     ds.attrs["total_energy_J"] = acc.total_j
     ds.attrs["energy_per_output_token_J"] = acc.total_j / output_tokens if output_tokens else float("nan")
     return ds
+
+
+def interrupted_note(attrs: dict) -> str:
+    """What an interrupted run holds, in words ("" for a whole run): where it stopped and how many requests of
+    its workload had finished by then."""
+    if not attrs.get("interrupted"):
+        return ""
+    return (f"interrupted at {float(attrs['simulated_s']):.1f} s simulated: {int(attrs['requests_finished']):,} of "
+            f"{int(attrs['requests_total']):,} requests finished")
 
 
 def bin_width(ds: xr.Dataset) -> float | None:
@@ -466,7 +485,7 @@ class Results:
         memory = memory_dataset(raw, bin_s if memory_sample_s is None else memory_sample_s)
         res = cls(requests_dataset(raw), iterations_dataset(raw, spend=True), timeseries, {},   # the log's last use
                   itl_dataset(gaps * 1e-6, counts), experts_dataset(raw), memory,
-                  power_dataset(power, int(raw.requests.output.sum())) if power is not None else xr.Dataset())
+                  power_dataset(power, _tokens_out(raw)) if power is not None else xr.Dataset())
         for key, value in {**attrs, "bin_s": bin_s}.items():
             res.set_attr(key, value)
         res.set_attr("summary_json", json.dumps(res.summary()))
@@ -504,6 +523,9 @@ class Results:
             out.update({k: float(self.power.attrs[k]) for k in POWER_ATTRS})
         if "pool_hit_pct" in self.memory:
             out["pool_hit_pct"] = [float(v) for v in self.memory.pool_hit_pct.isel(time=-1).values]
+        if self.attrs.get("interrupted"):   # stopped by a Ctrl-C: the metrics above are the finished requests'
+            out.update(interrupted=True, simulated_s=float(self.attrs["simulated_s"]),
+                       requests_total=int(self.attrs["requests_total"]))
         return out
 
     def save(self, path: str | Path) -> Path:

@@ -1,0 +1,126 @@
+"""A Ctrl-C keeps the run: the kernel stops at an event boundary, ``simulate`` raises :class:`RunInterrupted` (a
+KeyboardInterrupt) carrying the run so far. Interrupts are real SIGINTs, sent from inside the run (its progress
+callback, a step's launch), as a terminal or a Jupyter kernel sends them."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import llmss_lab as ll
+from llmss_lab.kernel.instance import Instance
+
+BASE = ll.Scenario(num_requests=80, rate=20)
+CASES = {"one instance, power": BASE.replace(power=True),
+         "P/D split": BASE.replace(instances=2, prefill_instances=1),
+         "PP 2, prefix pool": BASE.replace(pp=2, prefix_storage="cpu", shared_prefix_len=256),
+         "async, 2 replicas": BASE.replace(async_scheduling=True, instances=2)}
+
+
+@pytest.fixture()
+def ctrl_c():
+    """SIGINT raises KeyboardInterrupt, as in a terminal or a Jupyter cell, whatever the test runner set."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def press() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def press_after(n: int):
+    """A progress callback that presses Ctrl-C when the n-th request finishes."""
+    done = [0]
+
+    def tick(k: int) -> None:
+        done[0] += k
+        if done[0] == n:
+            press()
+    return tick
+
+
+def stopped(scen: ll.Scenario, ref, n: int = 25) -> ll.RunInterrupted:
+    with pytest.raises(ll.RunInterrupted) as caught:
+        scen.run(ref, press_after(n))
+    return caught.value
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_run_stopped_by_ctrl_c_is_the_whole_run_cut_where_it_stopped(ref, ctrl_c, tmp_path, case):
+    """Was a bare KeyboardInterrupt that threw the whole run away."""
+    scen = CASES[case]
+    whole = scen.run(ref)
+    stop = stopped(scen, ref)
+    assert isinstance(stop, KeyboardInterrupt)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    part, a = stop.results, stop.results.attrs
+    n, t = part.requests.sizes["request"], a["simulated_s"]
+    assert 25 <= n < scen.num_requests and a["interrupted"] == 1 and a["requests_finished"] == n
+    assert a["requests_total"] == scen.num_requests and "scenario_json" in a
+    assert str(stop) == f"interrupted at {t:.1f} s simulated: {n} of {scen.num_requests} requests finished"
+    # the finished requests, each once, are the whole run's that were done by then, with all their tokens and times
+    ids = part.requests.request.values
+    finish = whole.requests.finish.values
+    assert len(set(ids.tolist())) == n and (finish[ids] <= t).all()
+    assert set(np.flatnonzero(finish < t).tolist()) <= set(ids.tolist())
+    for v in whole.requests.data_vars:
+        np.testing.assert_array_equal(part.requests[v].values, whole.requests[v].values[ids], err_msg=v)
+    # every step that completed, and no other: each instance's steps are the whole run's first ones
+    for i in range(int(whole.iterations.instance.max()) + 1):
+        mine = part.iterations.where(part.iterations.instance == i, drop=True)
+        first = whole.iterations.where(whole.iterations.instance == i, drop=True).isel(step=slice(0, mine.sizes["step"]))
+        for v in whole.iterations.data_vars:
+            np.testing.assert_array_equal(mine[v].values, first[v].values, err_msg=f"instance {i}: {v}")
+    end = part.iterations.start.values + part.iterations.duration.values * 1e-3
+    assert (end <= t + 1e-9).all()
+    # the time series' bins before the stop's are the whole run's, bin for bin
+    for v in whole.timeseries.data_vars:
+        np.testing.assert_array_equal(part.timeseries[v].values[:-1],
+                                      whole.timeseries[v].values[:part.timeseries.sizes["time"] - 1], err_msg=v)
+    summary = part.summary()
+    assert summary["completed"] == n and summary["interrupted"] is True and summary["requests_total"] == 80
+    if part.power.data_vars:   # energy so far: the integral of the power so far, less than the whole run's
+        widths = np.diff(np.concatenate([[0.0], part.power.time.values]))
+        energy = float((part.power.power.values * widths[:, None, None]).sum())
+        assert energy == pytest.approx(summary["total_energy_J"]) and energy < whole.summary()["total_energy_J"]
+    loaded = ll.load_results(part.save(tmp_path / "part.nc"))
+    assert json.dumps(loaded.summary()) == json.dumps(summary) and loaded.attrs["interrupted"] == 1
+
+
+def test_a_ctrl_c_before_any_request_finished_carries_no_results(ref, ctrl_c, monkeypatch):
+    real = Instance.record
+
+    def first_step_then_ctrl_c(self, *args):
+        monkeypatch.setattr(Instance, "record", real)
+        real(self, *args)
+        press()
+
+    monkeypatch.setattr(Instance, "record", first_step_then_ctrl_c)
+    with pytest.raises(ll.RunInterrupted, match=r"^interrupted at 0\.\d s simulated: 0 of 80 requests finished$") as c:
+        BASE.run(ref)
+    assert c.value.results is None
+
+
+def test_a_second_ctrl_c_while_the_run_so_far_is_gathered_is_ignored(ref, ctrl_c, monkeypatch):
+    import llmss_lab.results.dataset as dataset
+
+    real = dataset.timeseries_dataset
+
+    def ctrl_c_again(*args, **kwargs):
+        press()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dataset, "timeseries_dataset", ctrl_c_again)
+    assert stopped(BASE, ref).results.summary()["completed"] >= 25
+
+
+def test_a_run_where_ctrl_c_is_not_python_s_to_handle_is_left_as_it_was(ref, ctrl_c):
+    """A caller's own SIGINT handler (a sweep's) keeps the Ctrl-C: the kernel does not take it over."""
+    pressed = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    res = BASE.run(ref, press_after(25))
+    assert pressed == [signal.SIGINT] and res.summary()["completed"] == 80 and "interrupted" not in res.attrs
