@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import InputError, LlmssError, WriteFailed
+from .errors import InputError, LlmssError, RunInterrupted, WriteFailed
 from .files import absent, check_writable_file, check_writable_folder, permission_named, refuse_inside, refuse_to_replace
 
 ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
@@ -142,7 +142,11 @@ def describe_run(attrs: dict) -> str:
     what = (f"{attrs.get('model', '')} on {attrs.get('hardware', '')} ({par}), "
             f"{attrs.get('num_gpu_blocks', '')} KV blocks" if n_inst == 1 else
             f"{n_inst} instances of {attrs.get('model', '')} on {attrs.get('hardware', '')}")
-    return f"{what}; {attrs.get('num_steps', '')} steps simulated in {attrs.get('sim_wall_s', float('nan')):.3f} s"
+    from .results.dataset import interrupted_note
+
+    partial = f" (partial: {note})" if (note := interrupted_note(attrs)) else ""
+    return (f"{what}; {attrs.get('num_steps', '')} steps simulated in {attrs.get('sim_wall_s', float('nan')):.3f} s"
+            f"{partial}")
 
 
 def format_comparison(runs: list[tuple[str, dict, dict]]) -> str:
@@ -235,18 +239,15 @@ def _run_scenario(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.scenario:
-        res = _run_scenario(args)
-    else:
-        res = _run_cluster(args)
+    try:
+        res = _run_scenario(args) if args.scenario else _run_cluster(args)
+    except RunInterrupted as stop:
+        return _keep_interrupted(stop, args)
     try:   # the file first: nothing after the run may lose it; the summary even when no file could be written
         if args.out:
             _save_or_rescue(res, args.out)
     finally:
-        if args.json:
-            print(json.dumps(_json_safe(res.summary()), indent=2))
-        else:
-            print(format_summary(res.summary(), res.attrs))
+        _print_summary(res, args)
     if not (args.scenario or args.workload):   # after the run: a run that fails prints its one error line alone
         print(f"no --workload: {_synthetic_said(args, res.requests.sizes['request'])}", file=sys.stderr)
     if args.out:
@@ -255,6 +256,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         what = "one row per request" if results_format(args.out) == "csv" else "netCDF"
         print(f"results written to {args.out} ({what})", file=sys.stderr)
     return 0
+
+
+def _print_summary(res, args: argparse.Namespace) -> None:
+    if args.json:
+        print(json.dumps(_json_safe(res.summary()), indent=2))
+    else:
+        print(format_summary(res.summary(), res.attrs))
+
+
+def _keep_interrupted(stop: RunInterrupted, args: argparse.Namespace) -> int:
+    """A run stopped by a Ctrl-C: what it simulated goes to ``--out`` (a Ctrl-C again waits for the file) and its
+    summary is printed, marked partial; one line says what was kept. The status stays a Ctrl-C's."""
+    from .kernel.events import ctrl_c_calls
+
+    res = stop.results
+    if res is None:
+        kept = "nothing to keep"
+    else:
+        if args.out:
+            with ctrl_c_calls(lambda: None):
+                _save_or_rescue(res, args.out)
+        _print_summary(res, args)
+        kept = f"partial results in {args.out}" if args.out else "partial summary above (--out FILE keeps the run)"
+    print(f"llmss: {stop}; {kept}", file=sys.stderr)
+    return 130
 
 
 def _run_cluster(args: argparse.Namespace):
@@ -1149,13 +1175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
+        written = out and Path(out).is_file() and Path(out).stat().st_mtime >= started
         # a sweep saves its points as they come in: say so when this run has written the file
-        if args.fn is cmd_sweep and out and Path(out).is_file() and Path(out).stat().st_mtime >= started:
+        if args.fn is cmd_sweep and written:
             print(f"llmss: interrupted; {out} holds the points saved so far (run again with --resume to go on)",
                   file=sys.stderr)
-        elif args.fn in (cmd_run, cmd_example):   # the results exist only once the run ends: say none were kept
-            shorter = " (--num-requests N makes a shorter run)" if getattr(args, "cluster_config", None) else ""
-            print(f"llmss: interrupted; a run writes its results only when it ends, so none were{shorter}",
+        elif args.fn in (cmd_run, cmd_example):   # a Ctrl-C in the simulation itself keeps it (_keep_interrupted)
+            print(f"llmss: interrupted; the results were written to {out}" if written else
+                  "llmss: interrupted while the run was set up or its results built, so none were kept",
                   file=sys.stderr)
         else:
             print("llmss: interrupted; no file was left half-written", file=sys.stderr)

@@ -1,16 +1,19 @@
 """A Ctrl-C keeps the run: the kernel stops at an event boundary, ``simulate`` raises :class:`RunInterrupted` (a
-KeyboardInterrupt) carrying the run so far. Interrupts are real SIGINTs, sent from inside the run (its progress
-callback, a step's launch), as a terminal or a Jupyter kernel sends them."""
+KeyboardInterrupt) carrying the run so far, and ``llmss run`` saves it. Interrupts are real SIGINTs, sent from
+inside the run (its progress callback, a step's launch, a write), as a terminal or a Jupyter kernel sends them."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 
 import numpy as np
 import pytest
 
 import llmss_lab as ll
+import llmss_lab.api as api
+from llmss_lab.cli import main
 from llmss_lab.kernel.instance import Instance
 
 BASE = ll.Scenario(num_requests=80, rate=20)
@@ -124,3 +127,117 @@ def test_a_run_where_ctrl_c_is_not_python_s_to_handle_is_left_as_it_was(ref, ctr
     signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
     res = BASE.run(ref, press_after(25))
     assert pressed == [signal.SIGINT] and res.summary()["completed"] == 80 and "interrupted" not in res.attrs
+
+
+def cli_pressing_after(monkeypatch, n: int = 25) -> None:
+    """``llmss run`` whose simulation gets a Ctrl-C when its n-th request finishes."""
+    real = api.simulator.run
+
+    def run(setups, workload, router, progress, *args, **kwargs):
+        return real(setups, workload, router, press_after(n), *args, **kwargs)
+
+    monkeypatch.setattr(api.simulator, "run", run)
+
+
+def llmss_run(ref, out, *more) -> list[str]:
+    return ["run", str(ref / "configs/cluster/single_node_single_instance.json"), "--reference-dir", str(ref),
+            "--num-requests", "80", "-q", *(["--out", str(out)] if out else []), *more]
+
+
+@pytest.mark.parametrize("name", ["r.nc", "r.csv"])
+def test_an_interrupted_cli_run_saves_the_run_so_far(ref, ctrl_c, monkeypatch, capsys, tmp_path, name):
+    """Printed "a run writes its results only when it ends, so none were" and kept nothing."""
+    out = tmp_path / name
+    out.write_text("the previous results")
+    cli_pressing_after(monkeypatch)
+    assert main(llmss_run(ref, out)) == 130
+    printed, err = capsys.readouterr()
+    said = err.strip().splitlines()[-1]
+    head = r"llmss: interrupted at \d+\.\d s simulated: (\d+) of 80 requests finished; "
+    m = re.fullmatch(head + f"partial results in {out}", said)
+    assert m, said
+    assert "(partial: interrupted at" in printed.splitlines()[0] and not list(tmp_path.glob("*.part*"))
+    n = int(m.group(1))
+    if name.endswith(".nc"):
+        res = ll.load_results(out)
+        assert res.attrs["interrupted"] == 1 and res.summary()["completed"] == n
+    else:
+        assert len(out.read_text().splitlines()) == n + 1
+
+
+def test_an_interrupted_example_saves_the_run_so_far(ref, ctrl_c, monkeypatch, capsys, tmp_path):
+    out = tmp_path / "r.nc"
+    cli_pressing_after(monkeypatch)
+    assert main(["example", "--reference-dir", str(ref), "--out", str(out), "-q"]) == 130
+    n = ll.load_results(out).summary()["completed"]
+    assert capsys.readouterr().err.endswith(f" {n} of 300 requests finished; partial results in {out}\n")
+
+
+@pytest.mark.parametrize("name", ["r.nc", "r.csv"])
+def test_a_second_ctrl_c_while_the_cli_saves_the_run_so_far_waits_for_the_file(ref, ctrl_c, monkeypatch, capsys,
+                                                                               tmp_path, name):
+    import pandas as pd
+
+    from llmss_lab.results import netcdf
+
+    real_group, real_csv = netcdf._write_group, pd.DataFrame.to_csv
+
+    def group(*args, **kwargs):
+        monkeypatch.setattr(netcdf, "_write_group", real_group)
+        press()
+        return real_group(*args, **kwargs)
+
+    def csv(*args, **kwargs):
+        press()
+        return real_csv(*args, **kwargs)
+
+    monkeypatch.setattr(netcdf, "_write_group", group)
+    monkeypatch.setattr(pd.DataFrame, "to_csv", csv)
+    out = tmp_path / name
+    cli_pressing_after(monkeypatch)
+    assert main(llmss_run(ref, out)) == 130
+    assert capsys.readouterr().err.strip().endswith(f"requests finished; partial results in {out}")
+    assert not list(tmp_path.glob("*.part*"))
+    if name.endswith(".nc"):
+        assert ll.load_results(out).attrs["interrupted"] == 1
+    else:
+        assert out.read_text().startswith("request,")
+
+
+def test_an_interrupted_cli_run_without_out_or_results_says_so(ref, ctrl_c, monkeypatch, capsys, tmp_path):
+    cli_pressing_after(monkeypatch)
+    assert main(llmss_run(ref, None, "--json")) == 130
+    printed, err = capsys.readouterr()
+    assert json.loads(printed)["interrupted"] is True
+    assert err.endswith("requests finished; partial summary above (--out FILE keeps the run)\n")
+    real = Instance.record
+
+    def first_step_then_ctrl_c(self, *args):
+        monkeypatch.setattr(Instance, "record", real)
+        real(self, *args)
+        press()
+
+    monkeypatch.setattr(Instance, "record", first_step_then_ctrl_c)
+    out = tmp_path / "r.nc"
+    assert main(llmss_run(ref, out)) == 130
+    printed, err = capsys.readouterr()
+    assert printed == "" and err.endswith(" 0 of 80 requests finished; nothing to keep\n") and not out.exists()
+
+
+def test_a_ctrl_c_while_the_cli_saves_a_whole_run_says_the_file_was_written(ref, ctrl_c, monkeypatch, capsys, tmp_path):
+    """The write finishes first, then the Ctrl-C; it said "a run writes its results only when it ends, so none
+    were" of the file just written."""
+    from llmss_lab.results import netcdf
+
+    real = netcdf._write_group
+
+    def group(*args, **kwargs):
+        monkeypatch.setattr(netcdf, "_write_group", real)
+        press()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(netcdf, "_write_group", group)
+    out = tmp_path / "r.nc"
+    assert main(llmss_run(ref, out)) == 130
+    assert capsys.readouterr().err == f"llmss: interrupted; the results were written to {out}\n"
+    assert "interrupted" not in ll.load_results(out).attrs
