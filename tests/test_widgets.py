@@ -467,6 +467,35 @@ def test_an_interrupted_run_marks_the_plots_stale(explorer, monkeypatch):
     assert "Interrupted" in ex.status.value and "max num seqs 128 (tried 4)" in ex.stale.value
 
 
+def test_an_interrupted_run_shows_the_run_so_far_marked_partial(explorer, monkeypatch):
+    """Threw the run away: the interrupt button left the previous run's plots, or none, after a long run."""
+    import os
+    import signal
+
+    real = Scenario.run
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if done[0] == 10:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Scenario, "run", lambda self, ref, progress, workload: real(self, ref, tick, workload))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a Jupyter kernel running a callback
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            explorer.run()
+    finally:
+        signal.signal(signal.SIGINT, before)
+    res = explorer.result
+    n = res.summary()["completed"]
+    assert res.attrs["interrupted"] == 1 and 10 <= n < 40 and explorer.figures
+    assert f"Partial run:</b> interrupted at {res.attrs['simulated_s']:.1f} s simulated: {n} of 40 requests" in \
+        explorer.stale.value
+    assert explorer.status_text.startswith("Interrupted, the run so far:")
+    assert not explorer.save_results_button.disabled
+
+
 def test_an_edit_after_a_run_says_the_plots_are_the_earlier_settings(explorer):
     """A control changed after a run left its table and plots on show with no word: they read as the answer to
     the settings now shown until the next Run."""

@@ -26,7 +26,7 @@ from .. import views
 from ..api import MAX_BIN_S, MIN_BIN_S
 from ..catalog import scan
 from ..config.engine import MAX_KV_BLOCKS
-from ..errors import InputError, LlmssError
+from ..errors import InputError, LlmssError, RunInterrupted
 from ..latency.specs import read_specs
 from ..reference import resolve_reference_dir
 from ..results.dataset import Results
@@ -426,12 +426,24 @@ class Explorer:
                                  f"{html.escape(str(exc))}); please report it with the saved scenario.</span>")
             self._mark_stale(scen, "failed")
             return None
-        except KeyboardInterrupt:   # the kernel's interrupt button: say so, and let the interrupt go on
-            self.status.value = "Interrupted: the plots still show the previous run."
-            self._mark_stale(scen, "was interrupted")
+        except KeyboardInterrupt as stop:   # the kernel's interrupt button: say so, and let the interrupt go on
+            if isinstance(stop, RunInterrupted) and stop.results is not None:   # the run so far, marked partial
+                self.result = stop.results
+                self._show(scen, workload, t0)
+                self.status.value = "<b>Interrupted, the run so far:</b> " + self.status.value
+                self.stale.value = ("<div style='border-left:4px solid #b00;background:#fff4e5;padding:2px 8px'>"
+                                    f"<b>Partial run:</b> {html.escape(str(stop))}; the table and plots below show "
+                                    "what ran until then, the table's metrics those of the finished requests.</div>")
+            else:
+                self.status.value = "Interrupted: the plots still show the previous run."
+                self._mark_stale(scen, "was interrupted")
             raise
         finally:
             self.run_button.disabled = False
+        return self._show(scen, workload, t0)
+
+    def _show(self, scen: Scenario, workload, t0: float) -> Results:
+        """Put the run just made on show: table, plots and the status line."""
         self.scenario_shown, self.shown_at = scen, time.strftime("%H:%M:%S")
         self.stale.value, self.tried = "", None
         self.clamped.clear()   # the notes told what this run would use instead of what was typed: it has run
