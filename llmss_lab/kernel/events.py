@@ -14,9 +14,9 @@ class EventLoop:
 
     def __init__(self) -> None:
         self.now = 0.0
-        self.halted = False
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
+        self._halt: list[bool] = []   # a list, not a flag attribute: run() tests it in a local at no cost per event
 
     def at(self, time: float, fn: Callable[[], None]) -> None:
         if time < self.now:
@@ -24,22 +24,23 @@ class EventLoop:
         heapq.heappush(self._heap, (time, next(self._seq), fn))
 
     def halt(self) -> None:
-        """End :meth:`run` once the event under way is done. A signal handler may call it: it only sets a flag,
+        """End :meth:`run` once the event under way is done. A signal handler may call it: it only leaves a mark,
         so the state is never left halfway through an event."""
-        self.halted = True
+        self._halt.append(True)
 
-    def run(self, until: float = float("inf")) -> int:
-        """Run events in time order until none is left before ``until`` or :meth:`halt` is called; returns how
-        many ran. ``now`` stays the time of the last event run."""
-        heap = self._heap
-        count = 0
+    @property
+    def halted(self) -> bool:
+        return bool(self._halt)
+
+    def run(self, until: float = float("inf")) -> None:
+        """Run events in time order until none is left before ``until`` or :meth:`halt` is called; ``now`` stays
+        the time of the last event run."""
+        heap, halt = self._heap, self._halt
         while heap and heap[0][0] <= until:
             self.now, _, fn = heapq.heappop(heap)
             fn()
-            count += 1
-            if self.halted:
+            if halt:
                 break
-        return count
 
     def __len__(self) -> int:
         return len(self._heap)
