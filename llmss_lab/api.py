@@ -35,7 +35,7 @@ from .latency.profile import LatencyProfile, load_bundle, require_layers
 from .latency.roofline import EFFICIENCY_FILE
 from .provenance import git_hash
 from .reference import ReferenceLayout, resolve_reference_dir
-from .results.dataset import Results
+from .results.dataset import Results, interrupted_note
 from .workload import Workload, load_trace
 
 log = logging.getLogger(__name__)
@@ -706,9 +706,9 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     _log_setups(spec, setups, workload)
     raw = simulator.run(setups, workload, router, progress, links, kv_transfer, seed, memory, stop_when)
     done = raw.requests.num_finished
-    said = f"interrupted at {raw.end_ns * 1e-9:.1f} s simulated: {done:,} of {len(workload):,} requests finished"
     if raw.interrupted and not done:
-        raise RunInterrupted(said, None)
+        raise RunInterrupted(interrupted_note({"interrupted": 1, "simulated_s": raw.end_ns * 1e-9,
+                                               "requests_finished": 0, "requests_total": len(workload)}), None)
     # a Ctrl-C again while an interrupted run's results are gathered is ignored: the run is stopping already
     with ctrl_c_calls(lambda: None) if raw.interrupted else nullcontext():
         energy = power.account(raw, node_power(spec, setups), bin_s=bin_s)
@@ -740,7 +740,7 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
     log.info("simulated %.1f s of serving in %d steps: %.2f s of wall time from inputs to results",
              attrs["simulated_s"], attrs["num_steps"], res.attrs["sim_wall_s"])
     if raw.interrupted:
-        raise RunInterrupted(said, res)
+        raise RunInterrupted(interrupted_note(res.attrs), res)
     return res
 
 

@@ -429,7 +429,7 @@ class Explorer:
         except KeyboardInterrupt as stop:   # the kernel's interrupt button: say so, and let the interrupt go on
             if isinstance(stop, RunInterrupted) and stop.results is not None:   # the run so far, marked partial
                 self.result = stop.results
-                self._show(scen, workload, t0)
+                self._show(scen, len(workload), t0)
                 self.status.value = "<b>Interrupted, the run so far:</b> " + self.status.value
                 self.stale.value = ("<div style='border-left:4px solid #b00;background:#fff4e5;padding:2px 8px'>"
                                     f"<b>Partial run:</b> {html.escape(str(stop))}; the table and plots below show "
@@ -440,10 +440,10 @@ class Explorer:
             raise
         finally:
             self.run_button.disabled = False
-        return self._show(scen, workload, t0)
+        return self._show(scen, len(workload), t0)
 
-    def _show(self, scen: Scenario, workload, t0: float) -> Results:
-        """Put the run just made on show: table, plots and the status line."""
+    def _show(self, scen: Scenario, n: int, t0: float) -> Results:
+        """Put the run just made, of ``n`` requests, on show: table, plots and the status line."""
         self.scenario_shown, self.shown_at = scen, time.strftime("%H:%M:%S")
         self.stale.value, self.tried = "", None
         self.clamped.clear()   # the notes told what this run would use instead of what was typed: it has run
@@ -452,7 +452,7 @@ class Explorer:
         self.last_wall_s = time.perf_counter() - t0
         a = self.result.attrs
         self.status.value = (f"{html.escape(str(a.get('model', scen.model)))} on {html.escape(str(a.get('hardware', '')))}: "
-                             f"{len(workload)} requests{self._trace_note(scen, len(workload))}, {a['num_steps']} steps, "
+                             f"{n} requests{self._trace_note(scen, n)}, {a['num_steps']} steps, "
                              f"{a['simulated_s']:.1f} s simulated "
                              f"in {a['sim_wall_s']:.2f} s (panel {self.last_wall_s:.2f} s); latencies from "
                              f"{html.escape(_latency_label(a))}{self._file_note(scen)}{self._ep_note(scen, a)}")
