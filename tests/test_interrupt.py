@@ -8,13 +8,21 @@ import os
 import re
 import signal
 
+from array import array
+from dataclasses import fields
+from unittest import mock
+
 import numpy as np
 import pytest
+from hypothesis import event, given, settings, strategies as st
 
 import llmss_lab as ll
 import llmss_lab.api as api
 from llmss_lab.cli import main
 from llmss_lab.kernel.instance import Instance
+from llmss_lab.results.dataset import Results
+
+from .test_kernel_invariants import KERNEL, cases, run_case
 
 BASE = ll.Scenario(num_requests=80, rate=20)
 CASES = {"one instance, power": BASE.replace(power=True),
@@ -92,6 +100,51 @@ def test_a_run_stopped_by_ctrl_c_is_the_whole_run_cut_where_it_stopped(ref, ctrl
         assert energy == pytest.approx(summary["total_energy_J"]) and energy < whole.summary()["total_energy_J"]
     loaded = ll.load_results(part.save(tmp_path / "part.nc"))
     assert json.dumps(loaded.summary()) == json.dumps(summary) and loaded.attrs["interrupted"] == 1
+
+
+@settings(KERNEL, max_examples=100)
+@given(cases(), st.integers(1, 60))
+def test_a_kernel_run_stopped_after_any_step_is_the_whole_run_cut_there(c, k):
+    """The kernel's generated small clusters (P/D with each hand-over, DP, PP 1-4, async, MoE, prefix pools, tiny
+    KV): a Ctrl-C as the k-th step completes leaves the whole run's first steps and finished requests, nothing more,
+    nothing twice, and Results build from it."""
+    whole, _ = run_case(c)
+    real = Instance.complete
+    completed = [0]
+
+    def complete(self, *args):
+        out = real(self, *args)
+        completed[0] += 1
+        if completed[0] == k:
+            press()
+        return out
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with mock.patch.object(Instance, "complete", complete):
+            part, _ = run_case(c)   # every step checked as it plans and completes, as the whole run's were
+    finally:
+        signal.signal(signal.SIGINT, before)
+    W, P, t = whole.requests, part.requests, part.end_ns
+    assert part.interrupted == (completed[0] >= k)
+    event("stopped" if part.interrupted else "fewer steps than k: ran to its end")
+    done = P.finished >= 0
+    assert P.num_finished == np.count_nonzero(done)
+    np.testing.assert_array_equal(P.finished[done], W.finished[done])
+    assert (P.num_tokens[done] == P.final[done]).all() and (W.finished[~done] >= t).all()
+    for a, b in zip(part.instances, whole.instances):
+        steps = len(a.log.running)
+        for f in fields(a.log):
+            col = getattr(a.log, f.name)
+            if isinstance(col, array):
+                assert len(col) in (steps, 0), f.name   # pim_busy: only with PIM
+                assert col.tolist() == getattr(b.log, f.name)[:len(col)].tolist(), f.name
+        assert all(s + d <= t for s, d in zip(a.log.start, a.log.duration))
+    if part.interrupted and P.num_finished:
+        res = Results.from_raw(part, {"interrupted": 1, "simulated_s": t * 1e-9, "requests_finished": P.num_finished,
+                                      "requests_total": P.n})
+        assert res.requests.request.values.tolist() == np.flatnonzero(done).tolist()
+        assert res.summary()["completed"] == P.num_finished
 
 
 def test_a_ctrl_c_before_any_request_finished_carries_no_results(ref, ctrl_c, monkeypatch):
