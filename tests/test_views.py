@@ -93,10 +93,10 @@ def test_power_view_stacks_components_and_says_when_there_is_none(runs):
     # neither has one: said of both (it named the run alone, as if the baseline had one)
     why = b.attrs["no_power"]
     assert views.power(b, b, label="x", baseline_label="y").text == (
-        f"<b>Power per component (neither run has a power model: {why})</b>")
+        f"<b>Power per component: {views.pair_title(b, b)} (neither run has a power model: {why})</b>")
     other = dataclasses.replace(b, attrs={**b.attrs, "no_power": "H100 has none"})
     assert views.power(b, other, label="x", baseline_label="y").text == (
-        f"<b>Power per component (x has no power model: {why}; nor has y: H100 has none)</b>")
+        f"<b>Power per component: {views.pair_title(b, b)} (x has no power model: {why}; nor has y: H100 has none)</b>")
 
 
 def test_cdfs_and_summary_table_compare_two_runs(runs):
@@ -170,9 +170,11 @@ def test_expert_load_heatmap(ref):
     # the Experts tab: a heatmap per run with MoE layers, titled by run; a dense baseline adds none
     dense = Scenario(num_requests=8).run(ref)
     tab = views.experts(r, dense)
-    assert [f.title.text for f in tab.children] == ["Expert load (token-expert pairs): run (model "
-                                                    "Qwen3-30B-A3B-Instruct-\u2026, expert_gate zipf)"]
-    assert [f.title.text.split(": ")[-1] for f in views.experts(r, r).children] == ["run", "baseline"]
+    assert [f.title.text.replace("\n", " ") for f in tab.children] == [
+        "Expert load (token-expert pairs): both on RTXPRO6000, profiled latencies; Qwen3-30B-A3B-Instruct-2507 vs "
+        "Llama-3.1-8B; run (model Qwen3-30B-A3B-Instruct-\u2026, expert_gate zipf)"]
+    assert [f.title.text.replace("\n", " ").split("; ")[-1] for f in views.experts(r, r).children] == ["run",
+                                                                                                     "baseline"]
     alone = [views.experts(r).children[0].title.text, views.experts(r, label="zipf").children[0].title.text]
     # alone: named by what it ran, or by the name given, once
     assert alone == ["Expert load (token-expert pairs): Qwen3-30B-A3B-Instruct-2507 on RTXPRO6000",
@@ -240,7 +242,7 @@ def test_overlay_legends_sit_under_the_plot_a_run_to_a_row(runs):
         fig = views.latency_cdf(a, b, metric)
         (leg,) = fig.select({"type": Legend})
         assert leg in fig.below and leg.ncols == 1 and _legend(fig) == list(names)
-        assert fig.height == 240 + 2 * 30 - 10 + 2 * 8   # the plot keeps its height
+        assert fig.height == 240 + 2 * 30 - 10 + 2 * 8 + 17 * fig.title.text.count("\n")   # the plot keeps its height
 
 
 def test_the_gantt_names_each_run_once_and_its_rows_by_instance(runs):
@@ -434,7 +436,7 @@ def test_every_overlay_view_takes_the_names_of_the_run_and_its_baseline(runs):
     # the stacked components are the run's, the dashed total the baseline's: both say whose
     both = views.power(a, a, **names)   # the stack is the run's, named once in the title
     assert _legend(both)[::7] == ["128 seqs: base node", "8 seqs: total"]
-    assert both.title.text == "Power per component: 128 seqs"
+    assert both.title.text == f"Power per component: {views.pair_title(a, a)}; stacked: 128 seqs"
     assert "128 seqs has no power model" in views.power(b, a, **names).title.text
     for fig in (views.latency_cdf(a, b, "tpot", **names), *views.latency_cdfs(a, b, **names).children[1].children):
         assert _legend(fig) == ["128 seqs", "8 seqs"]
@@ -778,7 +780,7 @@ def test_every_time_series_view_says_its_bin_width_read_off_its_data(ref, runs):
     # a file without memory samples draws the time series' KV share, a state at each bin's end
     old = dataclasses.replace(wide, memory=xr.Dataset())
     assert views.memory(old).title.text == "Memory per tier, sampled every 2 s: Llama-3.1-8B on RTXPRO6000"
-    assert views.memory(old, a).title.text == "Memory per tier, sampled every 1 and 2 s"
+    assert views.memory(old, a).title.text.startswith("Memory per tier, sampled every 1 and 2 s: both ")
     # the y axes name the quantity and unit alone, short enough for the axis: about 32 characters of a 9pt
     # italic label fit in a 220 px figure, centred on its plot ("memory (GiB, sampled every 0.5 and 1 s)" did not)
     for fig in (views.throughput(wide, a), views.memory(wide, a), views.power(wide, a), views.memory(a, old)):
@@ -894,7 +896,7 @@ def test_a_long_title_breaks_into_lines_and_the_plot_keeps_its_height(ref, runs)
         lines = fig.title.text.split("\n")
         assert all(len(line) * 7.0 <= fig.width - 90 for line in lines), lines
     # the figure grows by each line added, so the plot keeps its height
-    long, short = views.power(a, b), views.power(a, b, label="x", baseline_label="y")
+    long, short = (views.power(a, a, label=name, baseline_label="y") for name in ("run " * 8, "x"))
     assert long.title.text.count("\n") == 1 and "\n" not in short.title.text
     assert long.height == short.height + 17
     cdf = views.latency_cdf(a, None, "ttft", label=names["label"])
@@ -1011,7 +1013,8 @@ def test_a_view_of_a_run_alone_says_what_it_ran(ref, runs):
     assert "<th style='text-align:right;padding:1px 12px 1px 0'>Llama-3.1-8B on RTXPRO6000</th>" in views.summary_table(a)
     assert all(f.title.text.endswith(f": {llama}") for f in views.timeline(a).children)
     assert views.throughput(a, label="mine").title.text == "Throughput: mine"   # given: that name alone
-    assert views.throughput(a, b).title.text == "Throughput"                   # two runs: their legends name them
+    # two runs: their legends name them, the title what they ran (views.pair_title)
+    assert views.throughput(a, b).title.text == f"Throughput: both {llama}, profiled latencies"
     pd = Scenario(instances=2, prefill_instances=1, num_requests=8).run(ref)
     assert views.memory(pd).title.text == f"Memory per tier: {llama} (1 prefill + 1 decode)"
     wide = Scenario(instances=3, tp=2, pp=2, num_requests=8).run(ref)
@@ -1021,3 +1024,45 @@ def test_a_view_of_a_run_alone_says_what_it_ran(ref, runs):
     # a file saved before the instances carried their model and hardware: from its attrs
     old = dataclasses.replace(a, timeseries=a.timeseries.drop_vars(["model", "hardware", "tp_size", "pp_size", "role"]))
     assert views.run_title(old) == llama
+
+
+def test_a_view_of_two_runs_says_what_both_ran_and_what_differs(ref, runs):
+    """A view of one run says its model and hardware (views.run_title), but one of two runs said neither: titled
+    'Throughput' alone, with legends 'run (tp 2)' and 'baseline (tp 1)', it never said which model on which
+    hardware both served, nor that one run's latencies came from a profile and the other's from the roofline."""
+    a, b = runs
+    tp2 = Scenario(num_requests=8, tp=2).run(ref)
+    one = Scenario(num_requests=8).run(ref)
+    llama = "Llama-3.1-8B on RTXPRO6000"
+    assert views.pair_title(tp2, one) == f"both {llama}, profiled latencies; TP2 vs TP1"
+    assert views.pair_title(one, tp2) == f"both {llama}, profiled latencies; TP1 vs TP2"   # the run's first
+    assert views.pair_title(a, b) == f"both {llama}, profiled latencies"   # they differ in engine settings alone
+    # H100 has no profile here: the analytical model runs it, and the title says so
+    h100 = Scenario(num_requests=8, hardware="H100").run(ref)
+    assert views.pair_title(h100, one) == "both Llama-3.1-8B; H100 vs RTXPRO6000; analytical vs profiled latencies"
+    scaled = Scenario(num_requests=8, hardware="H100", what_if_mem_bw=2.0).run(ref)
+    assert views.pair_title(scaled, h100) == ("both Llama-3.1-8B on H100; analytical (memory_bw_gbs x2) vs analytical "
+                                              "latencies")
+    pd = Scenario(num_requests=8, instances=2, prefill_instances=1).run(ref)
+    two_pp = Scenario(num_requests=8, instances=2, pp=2).run(ref)
+    assert views.pair_title(pd, two_pp) == (f"both {llama}, profiled latencies; 1 prefill + 1 decode vs "
+                                            "2 instances; PP1 vs PP2")
+    moe = Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", num_requests=4).run(ref)
+    assert views.pair_title(moe, one) == ("both on RTXPRO6000, profiled latencies; Qwen3-30B-A3B-Instruct-2507 vs "
+                                          "Llama-3.1-8B")
+    assert plots._what_ran({"shape": "2 instances", "TP": "TP1"}) == "2 instances"   # shared, with neither model
+    # every view of the two says it after its own title, whatever the runs are called
+    pair = views.pair_title(tp2, one)
+    figs = [views.batch_timeline(tp2, one), views.request_lifelines(tp2, one), views.throughput(tp2, one),
+            views.memory(tp2, one), views.power(tp2, one, label="TP=2", baseline_label="1 GPU"),
+            *views.latency_cdfs(tp2, one, label="TP=2", baseline_label="1 GPU").select({"type": figure})]
+    for fig in figs:
+        title = fig.text if isinstance(fig, Div) else fig.title.text
+        assert f": {pair}" in title.replace("\n", " "), title
+    assert len(figs) == 9
+    (heat,) = views.experts(moe, one, label="Qwen3", baseline_label="Llama").children
+    assert heat.title.text.replace("\n", " ") == f"Expert load (token-expert pairs): {views.pair_title(moe, one)}; Qwen3"
+    # a file saved before the instances carried their model and hardware: from its attrs
+    old = dataclasses.replace(tp2, timeseries=tp2.timeseries.drop_vars(["model", "hardware", "tp_size", "pp_size",
+                                                                      "role"]))
+    assert views.pair_title(old, one) == pair

@@ -986,7 +986,8 @@ def test_save_may_not_replace_a_file_the_run_reads(ref, tmp_path):
 
 def test_the_panels_plots_leave_the_run_to_its_status_line(explorer):
     """A view alone names the run's model and hardware in its title (views.run_title); the panel's status line says
-    them right above its plots, so they keep their plain titles, and the table its plain "run" column."""
+    them right above its plots, so they keep their plain titles, and the table its plain "run" column. Beside a
+    baseline, the titles say what both ran (views.pair_title), which the status line does not."""
     ex = explorer
     ex.run()
     assert ex.status_text.startswith("meta-llama/Llama-3.1-8B on RTXPRO6000")
@@ -997,6 +998,9 @@ def test_the_panels_plots_leave_the_run_to_its_status_line(explorer):
     ex.controls["max_num_seqs"].value = 8
     ex.run()   # with a baseline: each run named by what differs, as before
     assert ex.names == ("run (max_num_seqs 8)", "baseline (max_num_seqs 128)")
+    # and the plots' titles say what both ran (the status line speaks of the run alone)
+    titles = [f.title.text.replace("\n", " ") for f in ex.figures["Timeline"].children]
+    assert all(t.endswith(": both Llama-3.1-8B on RTXPRO6000, profiled latencies") for t in titles), titles
 
 
 def test_the_efficiency_fit_is_greyed_out_while_a_measured_profile_runs(explorer, monkeypatch):

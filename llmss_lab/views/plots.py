@@ -4,7 +4,8 @@ Every view takes the run (``a``) and optionally a baseline (``b``) and overlays 
 colour, the baseline in grey dashes (or its own rows, under a row with its name, in the Gantt views). The
 names are ``label`` and ``baseline_label``; left out, "run" and "baseline", each followed by what sets it
 apart from the other (:func:`run_labels`). Each run has its own legend under the plot, headed by its name,
-so the plot keeps the figure's width however long the names are. Time views accept an ``x_range`` so that
+so the plot keeps the figure's width however long the names are; the title names what a run alone ran, or what
+two runs share and what differs (:func:`pair_title`). Time views accept an ``x_range`` so that
 :func:`dashboard` can link their x axes. Nothing here runs a simulation or touches widgets.
 """
 from __future__ import annotations
@@ -174,29 +175,63 @@ def run_labels(a: Results, b: Results | None = None) -> tuple[str, str]:
     return labels_of(run_differences(a.attrs, b.attrs))
 
 
-def run_title(r: Results) -> str:
-    """A run's model and hardware, and its cluster's shape where it is more than one instance at TP 1:
-    ``Llama-3.1-8B on RTXPRO6000 (1 prefill + 1 decode, TP2)``; "" when the run does not say (read from its
-    instances, else from the attrs of a file saved before they were recorded)."""
+def _facets(r: Results) -> dict[str, str]:
+    """What a run ran, facet by facet, each as a title shows it: model, hardware, cluster shape, TP, PP, EP and
+    where its step latencies came from (read from its instances, else from the attrs of a file saved before they
+    were recorded); a facet the run does not say is left out."""
     ts = r.timeseries
 
     def each(key: str) -> list[str]:
         values = ts[key].values if key in ts.coords else [r.attrs[key]] if key in r.attrs else []
         return list(dict.fromkeys(str(v) for v in values))
 
-    models, hardware = [m.rstrip("/").rsplit("/", 1)[-1] for m in each("model")], each("hardware")
-    if not models or not hardware:
-        return ""
+    facets = {"model": " + ".join(m.rstrip("/").rsplit("/", 1)[-1] for m in each("model")),
+              "hardware": " + ".join(each("hardware"))}
     roles = [str(v) for v in ts.role.values] if "role" in ts.coords else []
     n = ts.sizes.get("instance", 1)
-    shape = ([f"{roles.count('prefill')} prefill + {roles.count('decode')} decode"] if "prefill" in roles else
-             [f"{n} instances"] if n > 1 else [])
+    facets["shape"] = (f"{roles.count('prefill')} prefill + {roles.count('decode')} decode" if "prefill" in roles
+                       else f"{n} instance{'s' if n > 1 else ''}")
     for key, name in (("tp_size", "TP"), ("pp_size", "PP"), ("ep_size", "EP")):
-        sizes = sorted({int(float(v)) for v in each(key)})
-        if sizes and sizes != [1]:
-            shape.append(name + "/".join(map(str, sizes)))
-    where = f" ({', '.join(shape)})" if shape else ""
-    return f"{' + '.join(models)} on {' + '.join(hardware)}{where}"
+        if sizes := sorted({int(float(v)) for v in each(key)}):
+            facets[name] = name + "/".join(map(str, sizes))
+    if "latency_source" in r.attrs:   # 'profile:<folder> | analytical:<spec>': the kinds, with a what-if if any
+        kinds = dict.fromkeys(str(s).split(":", 1)[0] for s in str(r.attrs["latency_source"]).split(" | "))
+        what_if = str(r.attrs.get("what_if", ""))
+        facets["latencies"] = " + ".join(LATENCY_KINDS.get(k, k) for k in kinds) + (f" ({what_if})" if what_if else "")
+    return {k: v for k, v in facets.items() if v}
+
+
+LATENCY_KINDS = {"profile": "profiled", "analytical": "analytical"}
+SHAPE_FACETS = ("shape", "TP", "PP", "EP")
+PLAIN = {"shape": "1 instance", "TP": "TP1", "PP": "PP1", "EP": "EP1"}   # left unsaid where both runs have them
+
+
+def _what_ran(facets: dict[str, str]) -> str:
+    """``Llama-3.1-8B on RTXPRO6000 (TP2)`` of the facets given (a one-instance TP1 shape goes unsaid)."""
+    shape = [facets[k] for k in SHAPE_FACETS if k in facets and facets[k] != PLAIN[k]]
+    on = f"on {facets['hardware']}" if "hardware" in facets else ""
+    head = " ".join(x for x in (facets.get("model", ""), on) if x)
+    return f"{head} ({', '.join(shape)})" if head and shape else head or ", ".join(shape)
+
+
+def run_title(r: Results) -> str:
+    """A run's model and hardware, and its cluster's shape where it is more than one instance at TP 1:
+    ``Llama-3.1-8B on RTXPRO6000 (1 prefill + 1 decode, TP2)``; "" when the run does not say."""
+    facets = _facets(r)
+    return _what_ran(facets) if "model" in facets and "hardware" in facets else ""
+
+
+def pair_title(a: Results, b: Results) -> str:
+    """What a run and its baseline share, then what sets them apart, the run's value first:
+    ``both Llama-3.1-8B on RTXPRO6000, profiled latencies; TP2 vs TP1``. Their legends name each run by the
+    settings that differ; this says what they ran, which a view of two runs said nowhere. "" when neither says."""
+    fa, fb = _facets(a), _facets(b)
+    keys = [k for k in ("model", "hardware", *SHAPE_FACETS, "latencies") if k in fa and k in fb]   # both say
+    same = {k: fa[k] for k in keys if fa[k] == fb[k]}
+    shared = ", ".join(x for x in (_what_ran(same), f"{same['latencies']} latencies" if "latencies" in same else "")
+                       if x)
+    differ = [f"{fa[k]} vs {fb[k]}" + (" latencies" if k == "latencies" else "") for k in keys if k not in same]
+    return "; ".join(([f"both {shared}"] if shared else []) + differ)
 
 
 def _names(a: Results, b: Results | None, label: str | None, baseline_label: str | None) -> tuple[str, str]:
@@ -216,9 +251,12 @@ def _names(a: Results, b: Results | None, label: str | None, baseline_label: str
 
 
 def _named(title: str, runs: list[tuple[str, Results, bool]]) -> str:
-    """A run alone is named in the title when it has a name of its own: it has no legend to carry it."""
-    (name, _, _), *rest = runs
-    return f"{title}: {name}" if not rest and name != A_NAME else title
+    """A run alone is named in the title when it has a name of its own: it has no legend to carry it. Two runs
+    have their legends: the title says what they share and what sets them apart (:func:`pair_title`)."""
+    (name, a, _), *rest = runs
+    if rest:
+        return f"{title}: {pair}" if (pair := pair_title(a, rest[0][1])) else title
+    return f"{title}: {name}" if name != A_NAME else title
 
 
 def _runs(a: Results, b: Results | None, label: str | None = None,
@@ -598,10 +636,10 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
     """Power per component over time (all nodes), stacked; the baseline's total as a dashed line. With no
     power model in either run, a line of text that says why (an empty figure drew nothing and Bokeh warned)."""
     name_a, name_b = _names(a, b, label, baseline_label)
-    title = "Power per component" + _width_note([r.power for r in (a, b) if r is not None and "power" in r.power],
-                                                MEAN_OF)
-    if b is None:   # a run alone is named in the title, as the other views name it
-        title = _named(title, [(name_a, a, False)])
+    runs = _runs(a, b, name_a, name_b)
+    # a run alone is named in the title, as the other views name it; two runs by what they share and what differs
+    title = _named("Power per component" + _width_note([r.power for r in (a, b) if r is not None and "power" in r.power],
+                                                       MEAN_OF), runs)
     if "power" not in a.power:
         why = _no_power(a)
         if b is None or "power" in b.power:
@@ -613,7 +651,7 @@ def power(a: Results, b: Results | None = None, x_range=None, label: str | None 
             _fig(title, "power (W)", x_range)   # the range is still checked
             return Div(text=f"<b>{html.escape(title, quote=False)}</b>", width=WIDTH)
     elif b is not None:   # the stack is the run's: say so once, not in each entry
-        title += f": {name_a}"
+        title += f"; stacked: {name_a}"
         if "power" not in b.power:   # else the baseline is missing from this view alone, unsaid
             title += f" ({name_b} has no power model)"
     p = _fig(title, "power (W)", _time_axis(x_range, a, b))
@@ -806,7 +844,7 @@ def experts(a: Results, b: Results | None = None, x_range=None, label: str | Non
     high = max((float(r.experts.expert_load.sum("moe_group").max()) for _, r in moe), default=None)
     for name, r in moe:
         f = expert_load(r, high)   # one colour scale for both runs
-        f.title.text = _named(EXPERT_TITLE, runs) if b is None else f"{EXPERT_TITLE}: {name}"
+        f.title.text = _named(EXPERT_TITLE, runs) + (f"; {name}" if b is not None else "")
         figs.append(_fit_title(f))
     if not figs:
         models = sorted({str(r.attrs.get("model", "?")) for _, r, _ in runs})
