@@ -35,6 +35,21 @@ def summaries(runs: dict) -> dict[str, dict[str, float]]:
 
 def test_continuous_batching(ref):
     nb = executed("01_continuous_batching.ipynb", ref)
+    # "Reading the tables": each metric is what the notebook says it is, on one of its runs
+    run = nb["batching"]["vllm_v1"]
+    q, s = run.requests, run.summary()
+    assert np.allclose(q.ttft, (q.first_token - q.arrival) * 1e3)   # queue plus prefill
+    assert float((q.first_token - q.scheduled).min()) > 0 and float((q.scheduled - q.arrival).max()) > 0
+    many = q.output_tokens > 1
+    assert np.allclose(q.tpot[many], ((q.finish - q.first_token) / (q.output_tokens - 1) * 1e3)[many])
+    assert s["mean_tpot_ms"] == pytest.approx(float(q.tpot[many].mean()))
+    assert np.allclose(q.e2e_latency, (q.finish - q.arrival) * 1e3)
+    gaps = run.itl   # every gap between two tokens of a request, pooled
+    assert int(gaps.gaps.sum()) == int((q.output_tokens - 1).sum())
+    assert float((gaps.itl * gaps.gaps).sum()) == pytest.approx(float((q.finish - q.first_token).sum()) * 1e3)
+    assert float(gaps.gaps.where(gaps.itl <= s["p99_itl_ms"]).sum()) >= 0.99 * float(gaps.gaps.sum())
+    assert s["p99_itl_ms"] > s["mean_tpot_ms"]   # the tail of the gaps that TPOT, an average, hides
+    assert s["output_throughput"] == pytest.approx(float(q.output_tokens.sum()) / float(q.finish.max() - q.arrival.min()))
     # static batches: fewer sequences per step, so shorter steps and a lower TPOT, but less throughput and
     # first tokens that wait for the whole batch before
     cont, static = (nb["batching"][k] for k in ("vllm_v1", "static"))
