@@ -279,7 +279,22 @@ def test_memory_tiers_and_pim(ref):
     # weights off the GPU free memory for KV and are streamed in every step
     assert w["weights in CPU memory"].attrs["num_gpu_blocks"] > w["weights on GPU"].attrs["num_gpu_blocks"]
     tpot = {k: r.summary()["mean_tpot_ms"] for k, r in w.items()}
-    assert tpot["weights on GPU"] < tpot["weights in CPU memory"]
+    assert tpot["weights on GPU"] < tpot["weights in CPU memory"] < tpot["weights on CXL"]
+    # about a fifth more KV blocks; every step lasts at least one read of the weights over the tier (CPU memory
+    # 256 GiB/s, CXL 64), most exactly that, and TPOT follows, against 19 ms a step on the GPU; no preemption there
+    gpu = w["weights on GPU"]
+    assert 1.15 < w["weights in CPU memory"].attrs["num_gpu_blocks"] / gpu.attrs["num_gpu_blocks"] < 1.25
+    moved = float(gpu.memory.npu_weights.max() - w["weights in CPU memory"].memory.npu_weights.max())   # MiB
+    assert 14.5 < moved / 1024 < 15.5
+    cpu_bw = nb["base"].replace(weights_on="cpu").cluster_json(ref)["nodes"][0]["cpu_mem"]["mem_bw"]
+    for name, bw in (("weights in CPU memory", cpu_bw), ("weights on CXL", 64.0)):
+        assert bw == {"weights in CPU memory": 256.0, "weights on CXL": 64.0}[name]   # as the text says
+        steps = w[name].iterations.duration
+        read = moved / 1024 / bw * 1e3   # ms
+        assert float(steps.min()) == pytest.approx(read, rel=1e-3), name
+        assert float((abs(steps - float(steps.min())) < 1e-6).mean()) > 0.5, name   # most steps: exactly the read
+        assert tpot[name] == pytest.approx(read, rel=0.05)
+    assert 15 < float(gpu.iterations.duration.mean()) < 25 and gpu.summary()["preemptions"] == 0
 
     pool = nb["pool"]
     hits = {k: r.summary()["prefix_hit_tokens"] for k, r in pool.items()}
