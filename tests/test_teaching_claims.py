@@ -295,6 +295,13 @@ def test_memory_tiers_and_pim(ref):
         assert float((abs(steps - float(steps.min())) < 1e-6).mean()) > 0.5, name   # most steps: exactly the read
         assert tpot[name] == pytest.approx(read, rel=0.05)
     assert 15 < float(gpu.iterations.duration.mean()) < 25 and gpu.summary()["preemptions"] == 0
+    # Try: where the GPU's cache runs short, weights in CPU memory end the preemptions and the seconds-long wait for
+    # a first token (ten times sooner), but each later token still waits for a weight read
+    short = nb["base"].replace(gpu_memory_utilization=0.2)
+    alone, moved_out = (short.replace(**kw).run(ref).summary() for kw in ({}, {"weights_on": "cpu"}))
+    assert alone["preemptions"] > 0 and moved_out["preemptions"] == 0 and alone["mean_ttft_ms"] > 1000
+    assert moved_out["mean_ttft_ms"] < 0.1 * alone["mean_ttft_ms"]
+    assert moved_out["mean_tpot_ms"] > alone["mean_tpot_ms"]
 
     pool = nb["pool"]
     hits = {k: r.summary()["prefix_hit_tokens"] for k, r in pool.items()}
