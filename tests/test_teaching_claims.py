@@ -345,6 +345,10 @@ def test_power_and_energy(ref):
     assert watts.max() < 1.02 * watts.min()
     per_token = [s[c]["energy_per_output_token_J"] for c in caps]
     assert per_token[0] > per_token[1] > per_token[2]
+    # the plot: both lines about as high, the small batches' several times as long
+    assert s[caps[0]]["duration_s"] > 3 * s[caps[2]]["duration_s"]
+    mean_w = {c: float(nb["e"][c].power.power.sum(("node", "component")).mean()) for c in (caps[0], caps[2])}
+    assert mean_w[caps[0]] == pytest.approx(mean_w[caps[2]], rel=0.05)
 
 
 def parameters(name: str) -> dict:
