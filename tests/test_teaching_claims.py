@@ -221,6 +221,9 @@ def test_parallelism(ref):
     assert float(tp.duration[big(tp)].mean()) > float(one.duration[big(one)].mean())
     s = summaries(nb["par"])
     assert s["TP=2"]["p99_itl_ms"] > s["1 GPU"]["p99_itl_ms"]
+    # the throughput plot: the same requests, and TP=2 done with them sooner
+    assert s["TP=2"]["total_output_tokens"] == s["1 GPU"]["total_output_tokens"]
+    assert s["TP=2"]["duration_s"] < 0.95 * s["1 GPU"]["duration_s"]
     # DP of a dense model: independent ranks behind one front end, as two replicas behind load_score
     for key in ("mean_ttft_ms", "mean_tpot_ms", "p99_itl_ms", "output_throughput"):
         assert s["DP=2"][key] == pytest.approx(s["2 replicas (load_score)"][key], rel=1e-9)
