@@ -314,6 +314,14 @@ def test_memory_tiers_and_pim(ref):
     assert hits["+ CPU pool per instance"] == hits["GPU prefix cache only"]
     assert recalled["+ CPU pool shared by the node"] > 0
     assert hits["+ CPU pool shared by the node"] > hits["GPU prefix cache only"]
+    # the memory plot: the pool only grows and never fills its 512 GiB; the GPUs' KV rises and falls, and the
+    # finished requests' blocks stay behind in the GPU prefix cache
+    m = pool["+ CPU pool shared by the node"].memory
+    used = m.pool_used.sum("pool").values
+    assert (np.diff(used) >= 0).all() and used[-1] > 0
+    assert float(m.pool_capacity.sum()) / 1024 == 512 and used[-1] < float(m.pool_capacity.sum())
+    kv, cached = m.npu_kv.sum("instance").values, m.npu_prefix_cache.sum("instance").values
+    assert kv[-1] < 0.1 * kv.max() and cached[-1] > max(0.5 * kv.max(), 10 * cached[kv.argmax()])
 
     # Try: a small GPU cache evicts, and even a per-instance pool pays off
     squeezed = nb["two"].replace(gpu_memory_utilization=0.22)
