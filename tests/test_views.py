@@ -1051,6 +1051,9 @@ def test_a_view_of_two_runs_says_what_both_ran_and_what_differs(ref, runs):
     assert views.pair_title(moe, one) == ("both on RTXPRO6000, profiled latencies; Qwen3-30B-A3B-Instruct-2507 vs "
                                           "Llama-3.1-8B")
     assert plots._what_ran({"shape": "2 instances", "TP": "TP1"}) == "2 instances"   # shared, with neither model
+    # a P/D shape is not broken over two lines ('...; 1\nprefill + 1 decode vs 2 instances')
+    title = views.batch_timeline(pd, two_pp, label="P/D", baseline_label="PP").title.text
+    assert "\n" in title and all(line.count("prefill") == line.count("1 prefill + 1 decode") for line in title.split("\n"))
     # every view of the two says it after its own title, whatever the runs are called
     pair = views.pair_title(tp2, one)
     figs = [views.batch_timeline(tp2, one), views.request_lifelines(tp2, one), views.throughput(tp2, one),

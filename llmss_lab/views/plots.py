@@ -78,8 +78,10 @@ def _fit_title(p: figure) -> figure:
     room = max(20, int((p.width - TITLE_ROOM_PX) // TITLE_CHAR_PX))
     if "\n" in text or len(text) <= room:
         return p
-    # a parenthesis that fits a line ('(1 prefill + 1 decode)') moves to the next line whole, not broken inside
-    glued = re.sub(r"\([^()]{0,%d}\)" % (room - 2), lambda m: m.group().replace(" ", "\0"), text)
+    # a parenthesis that fits a line ('(1 prefill + 1 decode)') moves to the next line whole, not broken inside, and
+    # so does a P/D shape outside one (a pair's '1 prefill + 1 decode vs 2 instances' broke after its '1')
+    glued = re.sub(r"\([^()]{0,%d}\)|\d+ prefill \+ \d+ decode" % (room - 2),
+                   lambda m: m.group().replace(" ", "\0"), text)
     lines = [ln.replace("\0", " ") for ln in textwrap.wrap(glued, room, break_on_hyphens=False)]
     p.title.text = "\n".join(lines)
     p.height += TITLE_LINE_PX * (len(lines) - 1)
