@@ -1063,6 +1063,9 @@ def test_a_view_of_two_runs_says_what_both_ran_and_what_differs(ref, runs):
         title = fig.text if isinstance(fig, Div) else fig.title.text
         assert f": {pair}" in title.replace("\n", " "), title
     assert len(figs) == 9
+    # and so does the summary table of the two (the explorer's Summary tab), above its columns; alone, none
+    assert f"font-weight:bold;padding:1px 12px 1px 0'>{pair}</caption><tr>" in views.summary_table(tp2, one)
+    assert "<caption" not in views.summary_table(tp2)
     (heat,) = views.experts(moe, one, label="Qwen3", baseline_label="Llama").children
     assert heat.title.text.replace("\n", " ") == f"Expert load (token-expert pairs): {views.pair_title(moe, one)}; Qwen3"
     # a file saved before the instances carried their model and hardware: from its attrs

@@ -817,7 +817,10 @@ def summary_table(a: Results, b: Results | None = None, label: str | None = None
             change = "-" if (c := change_pct(va, vb)) is None else f"{c:+.1f} %"
             cells.append(f"<td>{change}</td>")
         body.append("<tr>" + "".join(cells).replace("<td>", f"<td style='{CELL}'>") + "</tr>")
-    return ("<table class='llmss-summary' style='border-collapse:collapse;font-family:monospace'>" + head
+    # beside a baseline, what both ran, as the plots' titles say it (a run alone: its column's name says it)
+    pair = html.escape(pair_title(a, b)) if b is not None else ""
+    caption = f"<caption style='text-align:left;font-weight:bold;{PAD}'>{pair}</caption>" if pair else ""
+    return ("<table class='llmss-summary' style='border-collapse:collapse;font-family:monospace'>" + caption + head
             + "".join(body) + "</table>")
 
 
