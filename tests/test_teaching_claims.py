@@ -69,6 +69,7 @@ def test_continuous_batching(ref):
     longest = {k: float(r.iterations.duration.max()) for k, r in runs.items()}
     # a small budget keeps every step short, but a long prompt needs many steps before its first token
     assert longest[small] < longest[mid] < longest["chunked, budget 8192"]
+    assert s[small]["p99_itl_ms"] < s[mid]["p99_itl_ms"] < s["chunked, budget 8192"]["p99_itl_ms"]   # the worst gap
     assert s[small]["mean_ttft_ms"] > s[mid]["mean_ttft_ms"]
     # whole prompts: most gaps at a decode step's length, with a tail; small chunks cut the tail, move the
     # upper part of the ITL curve right and make first tokens come much later
@@ -176,6 +177,9 @@ def test_pd_disaggregation(ref):
     # the one decode instance fills up to max_num_seqs, so TTFT and TPOT grow; the ITL tail shrinks by half
     split, colocated = s["1 prefill + 1 decode (layer-wise KV)"], s["2 colocated replicas"]
     assert int(decode.num_seqs.max()) == nb["base"].max_num_seqs
+    # ...and its batches are bigger than either colocated replica's
+    both = nb["pd"]["2 colocated replicas"].iterations
+    assert all(float(decode.num_seqs.mean()) > float(both.num_seqs.where(both.instance == i).mean()) for i in (0, 1))
     q = nb["pd"]["1 prefill + 1 decode (layer-wise KV)"].requests
     assert float((q.scheduled - q.arrival).mean()) * 1e3 < 0.2 * float(q.ttft.mean())   # not a prefill queue
     for key in ("mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms"):
