@@ -383,6 +383,10 @@ def test_design_space(ref):
 
     p = parameters("design_space.ipynb")
     n = p["num_requests"]
+    # the SLO the text spells out: 90 % of requests within 500 ms TTFT and 50 ms TPOT
+    assert (p["slo_ttft_ms"], p["slo_tpot_ms"]) == (500.0, 50.0)
+    assert "ll.SLO(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms, quantile=0.9)" in "".join(
+        c.source for c in nbformat.read(NOTEBOOKS / "design_space.ipynb", as_version=4).cells)
     slo = ll.SLO(ttft_ms=p["slo_ttft_ms"], tpot_ms=p["slo_tpot_ms"], quantile=0.9)
     base = ll.Scenario(num_requests=n, seed=p["seed"], power=True, tp=min(p["tp_values"]),
                        max_num_seqs=max(p["max_num_seqs_values"]))
