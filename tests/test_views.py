@@ -1051,6 +1051,12 @@ def test_a_view_of_two_runs_says_what_both_ran_and_what_differs(ref, runs):
     assert views.pair_title(moe, one) == ("both on RTXPRO6000, profiled latencies; Qwen3-30B-A3B-Instruct-2507 vs "
                                           "Llama-3.1-8B")
     assert plots._what_ran({"shape": "2 instances", "TP": "TP1"}) == "2 instances"   # shared, with neither model
+    # expert parallelism over a data-parallel pair (notebook 05): each instance records it, as the attrs of a run
+    # of several instances cannot
+    ep = Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", num_requests=4, dp=2, ep=2).run(ref)
+    assert views.run_title(ep) == "Qwen3-30B-A3B-Instruct-2507 on RTXPRO6000 (2 instances, EP2)"
+    assert views.pair_title(ep, moe) == "both Qwen3-30B-A3B-Instruct-2507 on RTXPRO6000, profiled latencies; " \
+                                        "2 instances vs 1 instance; EP2 vs EP1"
     # a P/D shape is not broken over two lines ('...; 1\nprefill + 1 decode vs 2 instances')
     title = views.batch_timeline(pd, two_pp, label="P/D", baseline_label="PP").title.text
     assert "\n" in title and all(line.count("prefill") == line.count("1 prefill + 1 decode") for line in title.split("\n"))
