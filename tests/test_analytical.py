@@ -452,3 +452,23 @@ def test_an_install_without_the_checkouts_profiles_says_how_to_install(tmp_path,
         specs.read_specs(missing)
     with pytest.raises(InputError, match=r": hardware spec folder does not exist$"):   # a folder given: as it was
         specs.read_specs(tmp_path / "mine")
+
+
+def test_a_one_token_moe_step_over_expert_parallel_ranks_still_runs_its_experts(ref):
+    """The balanced gate spreads a step's expected token-expert pairs evenly: one token of a top-2 model over 4 EP
+    ranks is 0.5 pairs a rank, whose rounded token and expert counts are 0. The computed profile charged such a rank
+    nothing, so a single-sequence Mixtral TP4 decode ran no experts (1.25 ms a step on an H100, where one expert's
+    weights alone take 0.1 ms a layer). As the measured profiles read it (``LegacyExperts``), an expected count c
+    below one is a rank reached with chance c: c of one token on one expert, in both of the model's stacks."""
+    from llmss_lab.kernel.moe import MoeRouting
+
+    model = roofline.model_config(ref, "mistralai/Mixtral-8x7B-v0.1")
+    gate = BalancedGate(model.num_experts, model.experts_per_token, 4, model.num_layers)
+    one = gate.route(1)
+    assert not one.local_tokens.any()            # what the rank-level counts say of a 0.5-pair rank
+    for stack in ("vllm", "artifact"):
+        experts = analytical_profile(model, find_spec("H100"), 4, stack=stack).moe
+        t1, t2 = experts(one), experts(gate.route(2))
+        assert (0 < t1).all() and np.allclose(t1, t2 / 2, rtol=0.05), (stack, t1, t2)
+        whole = MoeRouting(np.ones((1, 8)), np.full((1, 4), 2.0), np.full((1, 4), 2.0), 32, 2)   # a pair per expert
+        assert (experts(whole) > t2).all(), stack

@@ -56,7 +56,9 @@ class AnalyticalExperts:
     """The MoE block of each expert-parallel rank: the router plus its experts' GEMMs for the
     token-expert pairs that reach it, as one fused kernel (vLLM) or (``per_expert``, the paper
     artifact's eager loop) three GEMMs per expert that has tokens, the router then an operator of
-    its own (``gate``)."""
+    its own (``gate``). The balanced gate's expected count below one (one token of a top-2 model
+    over 4 ranks: 0.5 pairs a rank, 0.25 an expert) is work done with that chance, as the measured
+    profiles read it (:class:`.legacy.LegacyExperts`): that share of one token on one expert."""
 
     def __init__(self, shapes: Shapes, roof: Roof, per_expert: bool = False):
         self.shapes, self.roof, self.per_expert = shapes, roof, per_expert
@@ -67,13 +69,17 @@ class AnalyticalExperts:
         if self.per_expert:
             s, n = self.shapes, routing.expert_tokens
             inter = s.m.moe_intermediate_size
-            up = s.gemm("w1", n, s.h, inter)
-            down = s.gemm("w2", n, inter, s.h)
-            t = np.where(n > 0, 2 * self.roof(up.flops, up.bytes) + self.roof(down.flops, down.bytes), 0.0)
-            return t.reshape(G, ep, -1).sum(axis=2)
+            whole = np.maximum(n, 1.0)
+            up = s.gemm("w1", whole, s.h, inter)
+            down = s.gemm("w2", whole, inter, s.h)
+            t = 2 * self.roof(up.flops, up.bytes) + self.roof(down.flops, down.bytes)
+            return np.where(n >= 1, t, n * t).reshape(G, ep, -1).sum(axis=2)
         pairs = routing.expert_tokens.reshape(G, ep, -1).sum(axis=2)
-        c = self.shapes.moe_experts(routing.local_tokens, routing.activated, pairs)
-        return np.where(routing.local_tokens > 0, self.roof(c.flops, c.bytes), 0.0)
+        few = routing.local_tokens < 1
+        c = self.shapes.moe_experts(np.where(few, 1.0, routing.local_tokens), np.where(few, 1.0, routing.activated),
+                                    np.where(few, 1.0, pairs))
+        t = self.roof(c.flops, c.bytes)
+        return np.where(few, np.minimum(pairs, 1.0) * t, t)
 
 
 @dataclass(frozen=True)
