@@ -23,9 +23,10 @@ from .errors import InputError
 from .kernel.moe import BalancedGate
 from .latency import roofline
 from .latency.analytical import analytical_profile
-from .latency.iteration import BatchShape, IterationModel
+from .latency.interconnect import Link
+from .latency.iteration import EDGE_FIRST, EDGE_LAST, PER_BLOCK_REPEATS, BatchShape, IterationModel, pow2_bucket
 from .latency.legacy import is_legacy_dir
-from .latency.profile import LatencyProfile
+from .latency.profile import LatencyProfile, interp1
 from .latency.specs import HardwareSpec, load_specs
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,41 @@ def step_times(profile: LatencyProfile, model: ModelSpec, tp: int, shapes: list[
         st = m.step(b, routing=gate.route(b.num_tokens) if gate else None)
         total[i], attention[i] = st.total_ns, st.attention_ns
     return total, attention
+
+
+# The class of every operator a profile can name: vLLM's fused ones and the paper artifact's eager HF ones.
+OPERATOR_CLASS = {
+    **dict.fromkeys(("qkv_proj", "q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "gate_proj", "up_proj",
+                     "down_proj", "lm_head"), "gemm"),
+    **dict.fromkeys(("layernorm", "input_layernorm", "post_layernorm", "final_layernorm", "qk_norm"), "norms"),
+    "rotary_emb": "rotary", "rope": "rotary", "act_fn": "activation", "gate": "router", "embedding": "embedding",
+    "sampler": "sampler"}
+PARTS = ("gemm", "attention", "moe", "router", "norms", "rotary", "activation", "embedding", "sampler", "collectives")
+
+
+def step_parts(profile: LatencyProfile, model: ModelSpec, tp: int, shapes: list[BatchShape], link: Link | None = None,
+               mem_bw_gbps: float = 0.0, pad_shapes: bool = False) -> dict[str, np.ndarray]:
+    """Each step's time (ns) split by operator class (:data:`PARTS`), so two profiles can be compared part by part
+    on the same batches; the parts add up to the step's time. Collectives are charged over ``link`` as a run
+    charges them (none without it); MoE models route with the balanced gate; one pipeline stage."""
+    m = IterationModel(profile, model, tp, link, mem_bw_gbps, pad_shapes=pad_shapes,
+                       skew_correction=profile.skew is not None)
+    gate = BalancedGate(model.num_experts, model.experts_per_token, tp, model.num_layers) if model.is_moe else None
+    tokens = np.array([b.num_tokens for b in shapes])
+    seqs = np.array([b.num_seqs for b in shapes])
+    if pad_shapes:   # as the step runs them (IterationModel.step)
+        tokens = np.array([pow2_bucket(t, 16) for t in tokens])
+        seqs = np.array([pow2_bucket(s, 8) for s in seqs])
+    parts = {p: np.zeros(len(shapes)) for p in PARTS}
+    for name, (x, v) in profile.dense.items():
+        times = 1 if name in EDGE_FIRST + EDGE_LAST else model.num_layers * PER_BLOCK_REPEATS.get(name, 1)
+        parts[OPERATOR_CLASS[name]] += times * interp1(x, v, tokens)
+    for name, (x, v) in profile.per_sequence.items():
+        parts[OPERATOR_CLASS[name]] += interp1(x, v, seqs)
+    for i, b in enumerate(shapes):
+        st = m.step(b, routing=gate.route(b.num_tokens) if gate else None)
+        parts["attention"][i], parts["moe"][i], parts["collectives"][i] = st.attention_ns, st.moe_ns, st.comm_ns
+    return parts
 
 
 @dataclass(frozen=True)

@@ -454,6 +454,34 @@ def test_an_install_without_the_checkouts_profiles_says_how_to_install(tmp_path,
         specs.read_specs(tmp_path / "mine")
 
 
+def test_step_parts_add_up_to_the_step_on_measured_and_computed_profiles(ref):
+    """``calibration.step_parts`` splits each step by operator class, so the H100 artifact profiles and the analytical
+    model can be compared part by part on the same batches (README, "Why the analytical H100 runs end early"). On a
+    dense and an MoE model at TP4, measured (eager HF operators) and computed (vLLM's), the parts add up to the step
+    the iteration model gives, and a link adds collectives and nothing else."""
+    from llmss_lab.latency.interconnect import Link
+
+    shapes = [BatchShape(1, 1, 0, 0, 1, 900.0, 900.0, 900.0), BatchShape(64, 64, 0, 0, 64, 1200.0, 300.0, 3000.0),
+              BatchShape(700, 40, 661, 0, 39, 800.0, 100.0, 2000.0, 661.0), BatchShape(2048, 1, 2048, 0, 0, 0.0, 0.0,
+                                                                                      0.0, 2048.0)]
+    h100 = find_spec("H100")
+    for name in ("meta-llama/Llama-3.1-70B", "mistralai/Mixtral-8x7B-v0.1"):
+        model = roofline.model_config(ref, name)
+        measured = calibration.measured_profile(ref / "ispass26/profiles/H100" / name / "tp4", 4, model)
+        for prof in (measured, analytical_profile(model, h100, 4)):
+            total, attention = calibration.step_times(prof, model, 4, shapes)
+            parts = calibration.step_parts(prof, model, 4, shapes)
+            assert set(parts) == set(calibration.PARTS)
+            np.testing.assert_allclose(sum(parts.values()), total, rtol=1e-9, err_msg=f"{name} {prof.kind}")
+            np.testing.assert_allclose(parts["attention"], attention, rtol=1e-12)
+            assert all((p >= 0).all() for p in parts.values()) and (parts["gemm"] > 0).all()
+            assert (parts["norms"] > 0).all() and (parts["moe"] > 0).all() == model.is_moe
+            linked = calibration.step_parts(prof, model, 4, shapes, Link(900.0, 0.0), h100.memory_bw_gbs)
+            assert (linked["collectives"] > 0).all() and not parts["collectives"].any()
+            for p in calibration.PARTS[:-1]:
+                np.testing.assert_allclose(linked[p], parts[p], rtol=1e-12, err_msg=p)
+
+
 def test_a_one_token_moe_step_over_expert_parallel_ranks_still_runs_its_experts(ref):
     """The balanced gate spreads a step's expected token-expert pairs evenly: one token of a top-2 model over 4 EP
     ranks is 0.5 pairs a rank, whose rounded token and expert counts are 0. The computed profile charged such a rank
