@@ -1054,9 +1054,9 @@ def test_a_view_of_two_runs_says_what_both_ran_and_what_differs(ref, runs):
     # expert parallelism over a data-parallel pair (notebook 05): each instance records it, as the attrs of a run
     # of several instances cannot
     ep = Scenario(model="Qwen/Qwen3-30B-A3B-Instruct-2507", num_requests=4, dp=2, ep=2).run(ref)
-    assert views.run_title(ep) == "Qwen3-30B-A3B-Instruct-2507 on RTXPRO6000 (2 instances, EP2)"
+    assert views.run_title(ep) == "Qwen3-30B-A3B-Instruct-2507 on RTXPRO6000 (2 instances, DP2, EP2)"
     assert views.pair_title(ep, moe) == "both Qwen3-30B-A3B-Instruct-2507 on RTXPRO6000, profiled latencies; " \
-                                        "2 instances vs 1 instance; EP2 vs EP1"
+                                        "2 instances vs 1 instance; DP2 vs DP1; EP2 vs EP1"
     # a P/D shape is not broken over two lines ('...; 1\nprefill + 1 decode vs 2 instances')
     title = views.batch_timeline(pd, two_pp, label="P/D", baseline_label="PP").title.text
     assert "\n" in title and all(line.count("prefill") == line.count("1 prefill + 1 decode") for line in title.split("\n"))
@@ -1078,3 +1078,27 @@ def test_a_view_of_two_runs_says_what_both_ran_and_what_differs(ref, runs):
     old = dataclasses.replace(tp2, timeseries=tp2.timeseries.drop_vars(["model", "hardware", "tp_size", "pp_size",
                                                                       "role"]))
     assert views.pair_title(old, one) == pair
+
+
+def test_a_title_says_which_instances_share_a_data_parallel_group(ref, tmp_path):
+    """Two instances in one DP group and two on their own were both '2 instances' in a title: the instances did
+    not record their dp_group. Each now does (as its TP, PP and EP), and the title counts a group's members."""
+    from llmss_lab.results.dataset import Results
+    llama = "Llama-3.1-8B on RTXPRO6000"
+    dp = Scenario(num_requests=8, dp=2).run(ref)
+    two = Scenario(num_requests=8, instances=2).run(ref)
+    assert list(dp.timeseries.dp_group.values) == ["replica0", "replica0"] == list(dp.memory.dp_group.values)
+    assert list(two.timeseries.dp_group.values) == ["", ""]
+    assert views.run_title(dp) == f"{llama} (2 instances, DP2)"
+    assert views.run_title(two) == f"{llama} (2 instances)"
+    assert views.pair_title(dp, two) == f"both {llama} (2 instances), profiled latencies; DP2 vs DP1"
+    assert views.run_title(Scenario(num_requests=8, instances=2, dp=2).run(ref)) == f"{llama} (4 instances, DP2)"
+    # a file saved before the instances recorded their dp_group loads, and its title says what it can
+    dp.save(tmp_path / "new.nc")
+    old = dataclasses.replace(dp, timeseries=dp.timeseries.drop_vars("dp_group"), memory=dp.memory.drop_vars("dp_group"))
+    old.save(tmp_path / "old.nc")
+    old = Results.load(tmp_path / "old.nc")
+    assert "dp_group" not in old.timeseries.coords and "dp_group" not in old.memory.coords
+    assert views.run_title(old) == f"{llama} (2 instances)"
+    assert views.pair_title(old, two) == f"both {llama} (2 instances), profiled latencies"   # DP: the old one does not say
+    assert views.run_title(Results.load(tmp_path / "new.nc")) == f"{llama} (2 instances, DP2)"

@@ -320,7 +320,8 @@ def instance_coords(raw: RawRun) -> dict[str, xr.Variable]:
             "node": col("node", "node of the cluster config the instance is on", 0),
             "tp_size": col("tp_size", "tensor-parallel degree", 1),
             "pp_size": col("pp_size", "pipeline-parallel degree", 1),
-            "ep_size": col("ep_size", "expert-parallel degree (1: dense, or every expert on each GPU)", 1)}
+            "ep_size": col("ep_size", "expert-parallel degree (1: dense, or every expert on each GPU)", 1),
+            "dp_group": col("dp_group", "data-parallel group the instance is a member of (\"\": none)", "")}
 
 
 def experts_dataset(raw: RawRun) -> xr.Dataset:

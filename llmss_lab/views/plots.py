@@ -178,7 +178,7 @@ def run_labels(a: Results, b: Results | None = None) -> tuple[str, str]:
 
 
 def _facets(r: Results) -> dict[str, str]:
-    """What a run ran, facet by facet, each as a title shows it: model, hardware, cluster shape, TP, PP, EP and
+    """What a run ran, facet by facet, each as a title shows it: model, hardware, cluster shape, DP, TP, PP, EP and
     where its step latencies came from (read from its instances, else from the attrs of a file saved before they
     were recorded); a facet the run does not say is left out."""
     ts = r.timeseries
@@ -193,6 +193,10 @@ def _facets(r: Results) -> dict[str, str]:
     n = ts.sizes.get("instance", 1)
     facets["shape"] = (f"{roles.count('prefill')} prefill + {roles.count('decode')} decode" if "prefill" in roles
                        else f"{n} instance{'s' if n > 1 else ''}")
+    groups = [str(g) for g in ts.dp_group.values] if "dp_group" in ts.coords else \
+        [str(r.attrs["dp_group"])] if "dp_group" in r.attrs else []
+    if sizes := sorted({groups.count(g) if g else 1 for g in groups}):   # members of each instance's DP group
+        facets["DP"] = "DP" + "/".join(map(str, sizes))
     for key, name in (("tp_size", "TP"), ("pp_size", "PP"), ("ep_size", "EP")):
         if sizes := sorted({int(float(v)) for v in each(key)}):
             facets[name] = name + "/".join(map(str, sizes))
@@ -204,8 +208,8 @@ def _facets(r: Results) -> dict[str, str]:
 
 
 LATENCY_KINDS = {"profile": "profiled", "analytical": "analytical"}
-SHAPE_FACETS = ("shape", "TP", "PP", "EP")
-PLAIN = {"shape": "1 instance", "TP": "TP1", "PP": "PP1", "EP": "EP1"}   # left unsaid where both runs have them
+SHAPE_FACETS = ("shape", "DP", "TP", "PP", "EP")
+PLAIN = {"shape": "1 instance", "DP": "DP1", "TP": "TP1", "PP": "PP1", "EP": "EP1"}   # left unsaid where both runs have them
 
 
 def _what_ran(facets: dict[str, str]) -> str:
