@@ -3,12 +3,14 @@ KeyboardInterrupt) carrying the run so far, and ``llmss run`` saves it. Interrup
 inside the run (its progress callback, a step's launch, a write), as a terminal or a Jupyter kernel sends them."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import signal
 
 from array import array
+from contextlib import ExitStack
 from dataclasses import fields
 from unittest import mock
 
@@ -19,7 +21,10 @@ from hypothesis import event, given, settings, strategies as st
 import llmss_lab as ll
 import llmss_lab.api as api
 from llmss_lab.cli import main
-from llmss_lab.kernel.instance import Instance
+from llmss_lab.kernel import simulator
+from llmss_lab.kernel.instance import Engine, Instance
+from llmss_lab.kernel.moe import GATES
+from llmss_lab.kernel.tiers import PrefixPool
 from llmss_lab.results.dataset import Results
 
 from .test_kernel_invariants import KERNEL, cases, run_case
@@ -102,13 +107,50 @@ def test_a_run_stopped_by_ctrl_c_is_the_whole_run_cut_where_it_stopped(ref, ctrl
     assert json.dumps(loaded.summary()) == json.dumps(summary) and loaded.attrs["interrupted"] == 1
 
 
+def launches(c) -> tuple[simulator.RawRun, list[list[tuple]]]:
+    """The whole run, and what each engine's steps took at their launch, in order: (MoE routing, [(pool, bytes
+    recalled from it, over the network?)])."""
+    taken: dict[Engine, list[tuple]] = {}
+    now: list[tuple] = []
+    real_launch, real_recall = Engine._launch, PrefixPool.recall
+
+    def launch(self, t):
+        now.append((None, []))
+        launched = real_launch(self, t)
+        step = now.pop()
+        if launched:
+            taken.setdefault(self, []).append(step)
+        return launched
+
+    def recall(self, t, nbytes, path=None):
+        now[-1][1].append((self.name, nbytes, path is not None))
+        return real_recall(self, t, nbytes, path)
+
+    def router(real):
+        def route(self, tokens):
+            r = real(self, tokens)
+            now[-1] = (r, now[-1][1])
+            return r
+        return route
+
+    with ExitStack() as patches:
+        patches.enter_context(mock.patch.object(Engine, "_launch", launch))
+        patches.enter_context(mock.patch.object(PrefixPool, "recall", recall))
+        for name in GATES.names():
+            gate = GATES.get(name, "gate")
+            patches.enter_context(mock.patch.object(gate, "route", router(gate.route)))
+        whole, _ = run_case(c)
+    return whole, [taken.get(e, []) for e in whole.engines]
+
+
 @settings(KERNEL, max_examples=100)
 @given(cases(), st.integers(1, 60))
 def test_a_kernel_run_stopped_after_any_step_is_the_whole_run_cut_there(c, k):
     """The kernel's generated small clusters (P/D with each hand-over, DP, PP 1-4, async, MoE, prefix pools, tiny
     KV): a Ctrl-C as the k-th step completes leaves the whole run's first steps and finished requests, nothing more,
-    nothing twice, and Results build from it."""
-    whole, _ = run_case(c)
+    nothing twice, and Results build from it; its expert loads and memory-tier counters are those of these steps
+    (they counted the routing and recalls of the steps still running, which are dropped)."""
+    whole, taken = launches(c)
     real = Instance.complete
     completed = [0]
 
@@ -140,6 +182,22 @@ def test_a_kernel_run_stopped_after_any_step_is_the_whole_run_cut_there(c, k):
                 assert len(col) in (steps, 0), f.name   # pim_busy: only with PIM
                 assert col.tolist() == getattr(b.log, f.name)[:len(col)].tolist(), f.name
         assert all(s + d <= t for s, d in zip(a.log.start, a.log.duration))
+    read: dict[str, float] = {}
+    over_link: dict[str, float] = {}
+    for engine, steps in zip(part.engines, taken):
+        ran = steps[:len(engine.members[0].log.running)]   # a DP group's members log each of its steps
+        if engine.gate is not None:
+            loads = [r.layer_loads(engine.gate.layers) for r, _ in ran]
+            want = None if not loads else functools.reduce(lambda a, b: a + b, loads)
+            np.testing.assert_array_equal(engine.expert_load, want)
+        for _, recalls in ran:
+            for pool, nbytes, remote in recalls:
+                read[pool] = read.get(pool, 0.0) + nbytes
+                over_link[pool] = over_link.get(pool, 0.0) + nbytes * remote
+    for pool in part.pools:   # bytes are whole numbers here: exact in any order
+        assert pool.link_read == over_link.get(pool.name, 0.0)
+    for name, tier in part.tiers.items():
+        assert tier.bytes_read == sum(n for p in part.pools if p.tier is tier for n in [read.get(p.name, 0.0)])
     if part.interrupted and P.num_finished:
         res = Results.from_raw(part, {"interrupted": 1, "simulated_s": t * 1e-9, "requests_finished": P.num_finished,
                                       "requests_total": P.n})
@@ -294,3 +352,21 @@ def test_a_ctrl_c_while_the_cli_saves_a_whole_run_says_the_file_was_written(ref,
     assert main(llmss_run(ref, out)) == 130
     assert capsys.readouterr().err == f"llmss: interrupted; the results were written to {out}\n"
     assert "interrupted" not in ll.load_results(out).attrs
+
+
+def test_a_run_stopped_by_ctrl_c_counts_the_expert_routing_and_memory_reads_of_its_steps_alone(ref, ctrl_c):
+    """The expert loads and the CPU memory's counters took in the routing and the weights streamed of the steps
+    still running at the stop, which the run so far drops: one step more than its iterations."""
+    scen = BASE.replace(model="Qwen/Qwen3-30B-A3B-Instruct-2507", weights_on="cpu")   # weights stream every step
+    whole = scen.run(ref)
+    part = stopped(scen, ref).results
+    steps, top_k = part.iterations.sizes["step"], 8
+    assert 0 < steps < whole.iterations.sizes["step"]
+    # every MoE layer routes each token of a step to top_k experts
+    np.testing.assert_array_equal(part.experts.expert_load.sum("expert").values,
+                                  top_k * int(part.iterations.num_tokens.sum()))
+    # the same weights stream in at every step
+    assert (whole.memory.tier_bytes_read.values > 0).all()
+    for v in ("tier_bytes_read", "tier_busy"):
+        per_step = whole.memory[v].values / whole.iterations.sizes["step"]
+        np.testing.assert_allclose(part.memory[v].values, per_step * steps, rtol=1e-12, err_msg=v)

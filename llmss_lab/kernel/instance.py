@@ -12,6 +12,7 @@ arrives while a step runs is queued when that step ends (that is when vLLM stamp
 from __future__ import annotations
 
 from array import array
+from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Callable
 
@@ -19,14 +20,15 @@ import numpy as np
 
 from ..latency.iteration import BatchShape, IterationModel, StepTime
 from .events import EventLoop
-from .moe import Gate
+from .moe import Gate, MoeRouting
 from .requests import UNSET, RequestTable, col_max, col_stats, col_sum
 from .scheduler import ScheduledStep, Scheduler
-from .tiers import NetPath, Tier
+from .tiers import NetPath, PrefixPool, Tier
 
 DUMMY = BatchShape(1, 1, 0, 0, 1, 1.0, 1.0, 1.0)   # what an idle data-parallel member computes
 IDLE = BatchShape(0, 0)                            # and what it serves: no request
 IDLE_STEP = ScheduledStep(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+Read = tuple[Tier, float, PrefixPool | None]   # a step's read from a tier; the pool, when over the network
 
 
 def merge_counts(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -353,6 +355,9 @@ class Engine:
         # every step, so they are expanded to layers once, when read (expert_load)
         self._pairs: np.ndarray | None = None
         self._pairs_repeat = 1
+        # each step in flight, oldest first (an engine's steps complete in launch order): its expert routing,
+        # counted when it completes, and its reads from CPU / CXL memory, taken back if it never does
+        self._flight: deque[tuple[MoeRouting | None, list[Read]]] = deque()
         self.offload = getattr(members[0].latency, "pim", None) is not None   # decode attention on PIM
         for m in members:
             m.engine = self
@@ -395,14 +400,8 @@ class Engine:
         lockstep = len(self.members) > 1
         if lockstep:   # a member with nothing to run steps too, on a dummy batch: its GPUs are busy, logged as such
             plans = [p or Planned(IDLE_STEP, IDLE) for p in plans]
-        routing = None
         group_tokens = T * len(self.members)
-        if self.gate is not None:
-            routing = self.gate.route(group_tokens)
-            if self._pairs is None:
-                self._pairs, self._pairs_repeat = routing.expert_tokens.copy(), routing.repeat
-            else:
-                self._pairs += routing.expert_tokens
+        routing = self.gate.route(group_tokens) if self.gate is not None else None
         if self.offload:   # PIM offload: a lone instance, one stage
             times = [_offloaded(self.members[0].latency, plans[0].step)]
         else:
@@ -414,11 +413,14 @@ class Engine:
         clock = begin
         moved = [0.0] * len(self.members)
         remote = [0.0] * len(self.members)
+        reads: list[Read] = []
         for i, (m, p) in enumerate(zip(self.members, plans)):
             if p is not None and p.step.recall_tokens:
                 nbytes = p.step.recall_tokens * m.recall_bytes_per_token
-                clock = max(clock, m.scheduler.kv.lower.recall(max(now, p.step.recall_after), nbytes, m.pool_path))
+                pool = m.scheduler.kv.lower
+                clock = max(clock, pool.recall(max(now, p.step.recall_after), nbytes, m.pool_path))
                 moved[i] += nbytes
+                reads.append((pool.tier, nbytes, pool if m.pool_path is not None else None))
                 if m.pool_path is not None:
                     remote[i] += nbytes
         recall_ns = clock - begin
@@ -428,6 +430,7 @@ class Engine:
             for tier, nbytes in m.weight_stream:
                 streamed = max(streamed, tier.move(clock, nbytes))
                 moved[i] += nbytes
+                reads.append((tier, nbytes, None))
         # walk the pipeline: each stage starts when the batch reaches it and the stage is free
         for s, dur in enumerate(t.stages):
             start = max(clock, self.stage_free[s])
@@ -444,6 +447,7 @@ class Engine:
                 if self.offload:
                     m.log.pim_busy.append(t.pim_busy_ns)
         self.inflight += 1
+        self._flight.append((routing, reads))
         if self.pp > 1:
             self.loop.at(self.stage_free[0], self.poke)
         self.loop.at(end, lambda: self._done(plans, begin))
@@ -452,6 +456,12 @@ class Engine:
     def _done(self, plans: list[Planned | None], start: float) -> None:
         now = self.loop.now
         self.inflight -= 1
+        routing, _ = self._flight.popleft()
+        if routing is not None:
+            if self._pairs is None:
+                self._pairs, self._pairs_repeat = routing.expert_tokens.copy(), routing.repeat
+            else:
+                self._pairs += routing.expert_tokens
         for m, p in zip(self.members, plans):
             if p is None:
                 continue
@@ -464,6 +474,17 @@ class Engine:
             if self.on_step_done is not None:
                 self.on_step_done(m, first, done, start, now)
         self.poke()
+
+    def drop_running(self) -> None:
+        """Forget the steps still running when a run stops early, as their members' logs do
+        (:meth:`StepLog.drop_running`): their routing was never counted, and what they read from CPU or CXL
+        memory at their launch is taken back from the tiers' and pools' counters."""
+        for _, reads in self._flight:
+            for tier, nbytes, remote in reads:
+                tier.take_back(nbytes)
+                if remote is not None:
+                    remote.link_read -= nbytes
+        self._flight.clear()
 
 
 def _split(step: ScheduledStep) -> list[ScheduledStep]:

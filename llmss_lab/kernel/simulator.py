@@ -186,8 +186,8 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
     A Ctrl-C (where Python raises KeyboardInterrupt for it: see :func:`~.events.ctrl_c_calls`) ends the run at the
     next event boundary instead of halfway through an event; the raw run then has ``interrupted`` set, ``end_ns``
     at the last event run, the requests not finished by then unfinished (finish time -1), and no step that was
-    still running (its tokens never came out; the KV blocks, memory tiers and MoE routing it took at its launch
-    stay counted)."""
+    still running (its tokens never came out, its MoE routing is not counted and its reads from CPU or CXL memory
+    are taken back from the tiers' counters; the KV blocks it took at its launch stay taken)."""
     loop = EventLoop()
     R = RequestTable(workload.arrival_ns, workload.input_toks, workload.output_toks)
     fabric = Fabric()
@@ -311,6 +311,8 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
     if loop.halted:
         for inst in instances:
             inst.log.drop_running()
+        for engine in engines:
+            engine.drop_running()
     elif len(loop):
         raise InputError(f"the run would last more than {HORIZON_NS / 86_400e9:.0f} simulated days (at "
                          f"{loop.now / 86_400e9:.1f} days, {int(np.count_nonzero(R.finished >= 0))} of "

@@ -67,6 +67,12 @@ class Tier:
             self.bytes_read += nbytes
         return max(self.free_at, wire_end)
 
+    def take_back(self, nbytes: float) -> None:
+        """Uncount a read whose step was dropped at a Ctrl-C (its port time stays booked: nothing runs after)."""
+        if nbytes > 0:
+            self.bytes_read -= nbytes
+            self.busy_ns -= self.transfer_ns(nbytes)
+
 
 @dataclass(frozen=True)
 class NetPath:
