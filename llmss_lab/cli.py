@@ -267,7 +267,7 @@ def _print_summary(res, args: argparse.Namespace) -> None:
 
 def _keep_interrupted(stop: RunInterrupted, args: argparse.Namespace) -> int:
     """A run stopped by a Ctrl-C: what it simulated goes to ``--out`` (a Ctrl-C again is ignored until the file is
-    whole) and its summary is printed, marked partial; one line says what was kept. The status stays a Ctrl-C's."""
+    whole) and its summary is printed, marked partial unless the run had finished; one line says what was kept. The status stays a Ctrl-C's."""
     from .kernel.events import ctrl_c_calls
 
     res = stop.results
@@ -278,7 +278,8 @@ def _keep_interrupted(stop: RunInterrupted, args: argparse.Namespace) -> int:
             with ctrl_c_calls(lambda: None):
                 _save_or_rescue(res, args.out)
         _print_summary(res, args)
-        kept = f"partial results in {args.out}" if args.out else "partial summary above (--out FILE keeps the run)"
+        partial = "partial " if res.attrs.get("interrupted") else ""   # else it came as a finished run's were built
+        kept = f"{partial}results in {args.out}" if args.out else f"{partial}summary above (--out FILE keeps the run)"
     print(f"llmss: {stop}; {kept}", file=sys.stderr)
     return 130
 
@@ -1182,7 +1183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
         elif args.fn in (cmd_run, cmd_example):   # a Ctrl-C in the simulation itself keeps it (_keep_interrupted)
             print(f"llmss: interrupted; the results were written to {out}" if written else
-                  "llmss: interrupted while the run was set up or its results built, so none were kept",
+                  "llmss: interrupted before the run's results were ready, so none were kept",
                   file=sys.stderr)
         else:
             print("llmss: interrupted; no file was left half-written", file=sys.stderr)

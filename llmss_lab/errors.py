@@ -45,7 +45,8 @@ class UnsupportedFeature(InputError):
 class RunInterrupted(KeyboardInterrupt):
     """A run stopped by a Ctrl-C (in Jupyter, the interrupt button). It goes on as the KeyboardInterrupt it is,
     carrying what was simulated until then: ``results`` are the run so far, marked partial (their ``interrupted``
-    attr; their summary is the finished requests'), or None when no request had finished yet."""
+    attr; their summary is the finished requests'), or None when no request had finished yet. A Ctrl-C that comes
+    once the run has finished, while its results are built, carries them whole (no ``interrupted`` attr)."""
 
     def __init__(self, message: str, results: Any = None):
         super().__init__(message)

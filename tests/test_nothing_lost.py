@@ -122,7 +122,7 @@ def test_an_interrupted_cli_run_keeps_the_previous_file(ref, previous, monkeypat
     monkeypatch.setattr(api.simulator, "run", interrupted)
     code = main(["run", str(ref / "configs/cluster/single_node_single_instance.json"), "--reference-dir", str(ref),
                  "--num-requests", "5", "--out", str(path), "-q"])
-    none = "llmss: interrupted while the run was set up or its results built, so none were kept\n"
+    none = "llmss: interrupted before the run's results were ready, so none were kept\n"
     assert code == 130 and capsys.readouterr().err == none
     assert digest(path) == before and not list(path.parent.glob("*.part"))
     assert main(["example", "--reference-dir", str(ref), "--out", str(path), "-q"]) == 130
