@@ -1037,3 +1037,28 @@ def test_the_efficiency_fit_is_greyed_out_while_a_measured_profile_runs(explorer
     fit.value = "mine.yaml"           # set from code: the run refuses it, so it stays where it can be cleared
     assert not fit.disabled
     assert Scenario(latency="analytical").inert(ex.reference_dir).get("efficiency_file") is None
+
+
+def test_a_run_interrupted_as_its_results_were_built_shows_whole(explorer, monkeypatch):
+    """A Ctrl-C once the run had finished keeps all of it (api.simulate): not called a partial run."""
+    import os
+    import signal
+
+    import llmss_lab.results.dataset as dataset
+
+    real = dataset.timeseries_dataset
+
+    def ctrl_c_now(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dataset, "timeseries_dataset", ctrl_c_now)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a Jupyter kernel running a callback
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            explorer.run()
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert "interrupted" not in explorer.result.attrs and explorer.result.summary()["completed"] == 40
+    assert explorer.status_text.startswith("Interrupted as the results were built, all 40 requests finished: ")
+    assert "Partial" not in explorer.stale.value and not explorer.save_results_button.disabled

@@ -430,6 +430,10 @@ class Explorer:
             if isinstance(stop, RunInterrupted) and stop.results is not None:   # the run so far, marked partial
                 self.result = stop.results
                 self._show(scen, len(workload), t0)
+                if not stop.results.attrs.get("interrupted"):   # it came once the run had finished: all of it
+                    said = html.escape(str(stop))
+                    self.status.value = f"<b>{said[0].upper()}{said[1:]}:</b> " + self.status.value
+                    raise
                 self.status.value = "<b>Interrupted, the run so far:</b> " + self.status.value
                 self.stale.value = ("<div style='border-left:4px solid #b00;background:#fff4e5;padding:2px 8px'>"
                                     f"<b>Partial run:</b> {html.escape(str(stop))}; the table and plots below show "
