@@ -1093,6 +1093,10 @@ def test_a_title_says_which_instances_share_a_data_parallel_group(ref, tmp_path)
     assert views.run_title(two) == f"{llama} (2 instances)"
     assert views.pair_title(dp, two) == f"both {llama} (2 instances), profiled latencies; DP2 vs DP1"
     assert views.run_title(Scenario(num_requests=8, instances=2, dp=2).run(ref)) == f"{llama} (4 instances, DP2)"
+    # a cluster file may group some instances and leave others alone: each size, as mixed TPs are said
+    three = Scenario(num_requests=8, instances=3).run(ref)
+    mixed = dataclasses.replace(three, timeseries=three.timeseries.assign_coords(dp_group=("instance", ["g", "", "g"])))
+    assert views.run_title(mixed) == f"{llama} (3 instances, DP1/2)"
     # a file saved before the instances recorded their dp_group loads, and its title says what it can
     dp.save(tmp_path / "new.nc")
     old = dataclasses.replace(dp, timeseries=dp.timeseries.drop_vars("dp_group"), memory=dp.memory.drop_vars("dp_group"))
