@@ -35,7 +35,7 @@ def warm(reference_dir: str) -> None:
 
 def look_s(board: str, n: int = 200) -> float:
     """Median wall time of one look at a search's board of cancelled runs, from inside a task."""
-    from llmss_lab.sweeps import _Wanted
+    from llmss_lab.sweeps.point import _Wanted
 
     wanted = _Wanted(board, every_s=0.0)
     wanted()   # the first look also finds the worker's client
@@ -54,7 +54,7 @@ def clock_look_s(reference_dir: str, n: int = 20_000) -> tuple[float, float, int
 
     import llmss_lab as ll
     from llmss_lab.kernel.simulator import STOP_POLL_STEPS
-    from llmss_lab.sweeps import _Verdict, _Wanted
+    from llmss_lab.sweeps.point import _Verdict, _Wanted
 
     wanted = _Wanted("no-board")
     wanted.next_look = float("inf")   # between two looks at the board, as almost every look is
@@ -71,7 +71,7 @@ def clock_look_s(reference_dir: str, n: int = 20_000) -> tuple[float, float, int
 
 def count_s(client, n: int = 200) -> float:
     """Median wall time of one count of the cluster's workers, as the search makes it each time a run comes in."""
-    from llmss_lab.sweeps import _threads
+    from llmss_lab.sweeps.search import _threads
 
     times = []
     for _ in range(n):

@@ -372,7 +372,7 @@ def test_a_sweep_may_not_be_saved_over_a_file_its_runs_read(ref, tmp_path, monke
     _inputs_beside(ref, tmp_path)
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sweeps, "run_points", lambda *a, **k: pytest.fail("the sweep ran"))
+    monkeypatch.setattr(sweeps.run, "run_points", lambda *a, **k: pytest.fail("the sweep ran"))
     with_trace = ll.Scenario(num_requests=4, trace="t.jsonl")
     for base, grid, target, said in (
             (with_trace, {"seed": [0, 1]}, "t.jsonl", "scenario: trace"),

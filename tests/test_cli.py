@@ -505,7 +505,7 @@ def test_out_may_not_replace_a_file_the_scenario_grid_or_cluster_names(ref, caps
     from tests.test_scenario import _fit_copy
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sweeps, "run_points", lambda *a, **k: pytest.fail("the sweep ran"))
+    monkeypatch.setattr(sweeps.run, "run_points", lambda *a, **k: pytest.fail("the sweep ran"))
     shutil.copy(ref / "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl", "t.jsonl")
     shutil.copy(ref / "configs/cluster/single_node_single_instance.json", "c.json")
     shutil.copy(ref / "ispass26/pim_config/DDR4_8GB_3200_pim.ini", "dev.ini")

@@ -96,7 +96,7 @@ def test_a_refused_dask_argument_leaves_no_progress_bar_behind(ref, capsys):
 
 
 def test_a_scheduler_without_workers_is_an_error_not_a_hang(ref, monkeypatch):
-    monkeypatch.setattr(sweeps, "WORKER_WAIT_S", 1.0)
+    monkeypatch.setattr(sweeps.cluster, "WORKER_WAIT_S", 1.0)
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     sched = subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
@@ -368,7 +368,7 @@ def test_a_client_whose_cluster_has_no_workers_is_named_not_waited_on(ref, monke
     """design_space.ipynb with -p workers 0 built LocalCluster(n_workers=0) and its sweep waited forever."""
     from distributed import Client, LocalCluster
 
-    monkeypatch.setattr(sweeps, "WORKER_WAIT_S", 1.0)
+    monkeypatch.setattr(sweeps.cluster, "WORKER_WAIT_S", 1.0)
     with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster, Client(cluster) as client:
         with alarm(60), pytest.raises(InputError, match="client: the dask client's cluster has no workers"):
             ll.sweep(BASE, {"tp": [1]}, client=client, reference_dir=ref, progress=False)
@@ -407,7 +407,7 @@ def test_the_progress_bar_says_what_it_waits_for_before_the_first_point(ref, cap
     def slow_start(n_workers):
         raise ClusterStartError("no cluster today")
         yield
-    monkeypatch.setattr(sweeps, "local_client", slow_start)
+    monkeypatch.setattr(sweeps.cluster, "local_client", slow_start)
     with pytest.raises(ClusterStartError):
         ll.sweep(BASE, {"tp": [1]}, reference_dir=ref, progress=True)
     with pytest.raises(InputError, match="cannot reach the dask scheduler"):
@@ -468,7 +468,7 @@ def test_a_grid_over_the_bin_width_is_refused_naming_the_grid_file_and_key(ref, 
     assert [p["bin_s"] for p in points] == [60.0, 60.0]
     scen, grid = BASE.save(tmp_path / "s.json"), tmp_path / "g.yaml"
     grid.write_text("max_num_seqs: [4, 8]\nbin_s: [1, 60]\n")
-    monkeypatch.setattr(sweeps, "run_points", lambda *a, **k: pytest.fail("the sweep ran"))
+    monkeypatch.setattr(sweeps.run, "run_points", lambda *a, **k: pytest.fail("the sweep ran"))
     for command in ("sweep", "capacity"):
         argv = [command, str(scen), "--grid", str(grid), "--reference-dir", str(ref), "-q", "--slo-ttft-ms", "500",
                 *(["--out", str(tmp_path / "sw.nc")] if command == "sweep" else [])]

@@ -293,7 +293,7 @@ def test_a_run_stopped_once_its_slo_is_decided_gives_the_verdict_of_the_whole_ru
 
 def test_a_search_whose_passing_runs_stop_early_still_answers_with_a_whole_run():
     """Every run that may stop once it meets the SLO does: the answer is bisection's, and its run is whole."""
-    from llmss_lab.sweeps import _plan
+    from llmss_lab.sweeps.search import _plan
 
     lo0, hi0, tol = 1.0, 64.0, 0.05
     for edge in np.geomspace(0.5, 128.0, 101):
@@ -378,7 +378,7 @@ def test_a_run_on_its_searchs_board_of_cancelled_keys_ends_itself_on_the_worker(
     WANTED_EVERY_S of wall time) and ends once its key is there, or once the board is None (the search ended)."""
     from distributed import Variable
 
-    from llmss_lab.sweeps import _Wanted
+    from llmss_lab.sweeps.point import _Wanted
 
     slo = SLO(ttft_ms=500)
     point = BASE.replace(num_requests=200, max_num_seqs=16, rate=1.0).to_dict()   # met: runs whole, 0.5 s
@@ -418,7 +418,7 @@ def test_the_search_runs_the_bottom_of_the_range_only_when_no_middle_meets_the_s
     slowest runs); it only tells inside from below, which a middle that meets the SLO already does. Same answers as
     the search that ran both ends first, at every edge of a monotone SLO, in no more runs (but for a range that is
     all too much: every middle fails before the bottom does)."""
-    from llmss_lab.sweeps import _plan
+    from llmss_lab.sweeps.search import _plan
 
     def before(meets, lo0, hi0, tol):   # both ends, then the middles
         if meets(hi0):
@@ -448,7 +448,7 @@ def test_the_search_runs_the_bottom_of_the_range_only_when_no_middle_meets_the_s
 
 
 def test_a_sweeps_runs_cut_the_bracket_and_move_the_answer_within_the_tolerance():
-    from llmss_lab.sweeps import _plan
+    from llmss_lab.sweeps.search import _plan
 
     lo0, hi0, tol, free = 1.0, 64.0, 0.05, [4.0, 8.0, 16.0]
     total = {False: 0, True: 0}
@@ -472,7 +472,7 @@ def test_a_sweeps_runs_cut_the_bracket_and_move_the_answer_within_the_tolerance(
 
 def _bisect(meets, lo0, hi0, tol):
     """Plain bisection, one rate at a time: (state, rate, rates tested in order)."""
-    from llmss_lab.sweeps import _plan
+    from llmss_lab.sweeps.search import _plan
 
     verdicts, asked = {}, []
     while (plan := _plan(verdicts, lo0, hi0, tol)).need:
@@ -485,7 +485,7 @@ def _bisect(meets, lo0, hi0, tol):
 def _k_section(meets, lo0, hi0, tol, workers, seed):
     """The search of one configuration on ``workers`` workers, each run taking a random time: (plan, rounds, runs).
     A run's round is one more than the latest round whose results it was planned from."""
-    from llmss_lab.sweeps import _plan
+    from llmss_lab.sweeps.search import _plan
 
     rng = np.random.default_rng(seed)
     verdicts, flying, now, rounds, runs = {}, {}, 0.0, 0, 0   # flying: rate -> (finish time, round)
@@ -547,7 +547,7 @@ def test_a_search_uses_the_workers_its_cluster_gains_as_it_goes(ref, monkeypatch
     from llmss_lab import sweeps
 
     widths = []
-    plan = sweeps._plan
+    plan = sweeps.search._plan
 
     def scaling(verdicts, lo0, hi0, rel_tol, flying, width):
         widths.append(width)
@@ -556,7 +556,7 @@ def test_a_search_uses_the_workers_its_cluster_gains_as_it_goes(ref, monkeypatch
             c.wait_for_workers(2)
         return plan(verdicts, lo0, hi0, rel_tol, flying, width)
 
-    monkeypatch.setattr(sweeps, "_plan", scaling)
+    monkeypatch.setattr(sweeps.search, "_plan", scaling)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster, set_as_default=False) as c:
         cap = ll.capacity(BASE.replace(max_num_seqs=64), SLO(ttft_ms=200), rate_range=(1.0, 64.0), rel_tol=0.05,
@@ -613,7 +613,7 @@ def test_a_search_on_a_workload_too_small_for_its_quantile_says_so_and_gives_its
 
 
 def test_a_bracket_with_a_rate_met_above_one_missed_is_said_to_be_no_edge(caplog):
-    from llmss_lab.sweeps import _bracket
+    from llmss_lab.sweeps.search import _bracket
 
     def runs(verdicts):
         return {r: {"status": "ok", "error": "", "metrics": {"slo_met": float(m)}} for r, m in verdicts.items()}
