@@ -403,3 +403,32 @@ def test_a_generated_request_that_cannot_fit_names_the_setting_that_bounds_it(re
                                          r"output \d+\) but the max_model_len of nodes\[0\]\.instances\[0\] holds "
                                          r"at most 8 \(4 such requests\)$"):
         ll.simulate(ref / CLUSTER, trace, engine={"max_model_len": 8}, reference_dir=ref)
+
+
+def test_a_sweep_saved_by_save_may_not_replace_a_file_its_runs_read(ref, tmp_path, monkeypatch):
+    """`sweeps.save(ds, 'r.nc')`, r.nc a link to the trace or PIM device file the sweep's runs read, wrote the sweep
+    over it (sweep(save_to=) and the CLI refused it; save did not): a sweep's and a capacity search's Datasets record
+    their runs' inputs as absolute paths, as a run's results do, so save refuses them also from another folder and
+    for a sweep loaded again."""
+    import llmss_lab.sweeps as sweeps
+    from tests.conftest import local_dask_client
+
+    _inputs_beside(ref, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    on_pim = [{"max_num_seqs": 8}, {"cluster_config": "pim.json"}]
+    for client in local_dask_client(1):
+        runs = {"trace": sweeps.sweep(ll.Scenario(num_requests=4, trace="t.jsonl"), {"max_num_seqs": [8, 16]},
+                                      client=client, reference_dir=ref, progress=False),
+                "pim": sweeps.sweep(ll.Scenario(num_requests=4), on_pim, client=client, reference_dir=ref,
+                                    grid_source="g.yaml", progress=False),
+                "capacity": sweeps.capacity(ll.Scenario(num_requests=4), ll.SLO(ttft_ms=1e6), on_pim,
+                                            rate_range=(1.0, 2.0), client=client, reference_dir=ref,
+                                            grid_source="g.yaml", progress=False)}
+    runs["loaded"] = sweeps.load(sweeps.save(runs["pim"], "pim.nc"))
+    (tmp_path / "other" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "other")
+    pim = "g.yaml: cluster_config pim.json: nodes[0].cpu_mem.pim_config"
+    for name, target, said in (("trace", "t.jsonl", "scenario: trace"), ("pim", PIM, pim), ("loaded", PIM, pim),
+                               ("capacity", PIM, pim)):
+        _refused(lambda out: sweeps.save(runs[name], out), "r.nc", tmp_path / target, said, "results", "path")
+        assert sweeps.save(runs[name], f"{name}.nc").is_file()

@@ -13,7 +13,7 @@ from ..config.reader import as_path
 from ..errors import InputError
 from ..files import absent, ctrl_c_held, kind_of, not_netcdf, replacing
 from ..scenario import FIELD_UNITS, Scenario
-from .grid import Grid, _current, _key
+from .grid import Grid, _current, _key, refuse_to_replace_one_of
 from .slo import SLO
 
 UNITS = {"energy_per_output_token_J": "J/token", "_ms": "ms", "_J": "J", "_s": "s", "request_throughput": "req/s",
@@ -26,9 +26,10 @@ def _units(name: str) -> str:
 
 
 def to_dataset(base: Scenario, grid: Grid, dims: dict[str, list], points: list[dict], results: list[dict | None],
-               slo: SLO | None = None) -> xr.Dataset:
+               slo: SLO | None = None, inputs: Mapping[str, str] | None = None) -> xr.Dataset:
     """Results laid out on the sweep's dims: one variable per metric (NaN where a point failed or is
-    pending), ``status``, ``error``, ``wall_s`` and the ``scenario`` JSON of every point."""
+    pending), ``status``, ``error``, ``wall_s`` and the ``scenario`` JSON of every point; ``inputs``, the files
+    its runs read (:func:`~.grid.input_files`), in the attr ``input_files_json``."""
     shape = tuple(len(v) for v in dims.values())
     names: list[str] = []
     for r in results:
@@ -61,7 +62,7 @@ def to_dataset(base: Scenario, grid: Grid, dims: dict[str, list], points: list[d
     ds = xr.Dataset(variables, coords=coords)
     ds.attrs.update({"title": "llmss_lab sweep", "base_scenario": json.dumps(base.to_dict()),
                      "grid": json.dumps(grid if isinstance(grid, Mapping) else list(grid), default=str),
-                     "slo": json.dumps(asdict(slo)) if slo else "",
+                     "slo": json.dumps(asdict(slo)) if slo else "", "input_files_json": json.dumps(dict(inputs or {})),
                      "points_ok": int((status == "ok").sum()), "points_failed": int((status == "failed").sum())})
     return ds
 
@@ -82,13 +83,24 @@ def _coord(values: list) -> np.ndarray:
 
 def save(ds: xr.Dataset, path: str | Path) -> Path:
     """Write a sweep Dataset to netCDF atomically: a failed write leaves the previous file, and a Ctrl-C waits
-    for the write to finish."""
+    for the write to finish. A file its runs read (:func:`recorded_inputs`) is refused, as ``sweep(save_to=)`` does."""
     path = as_path(path)
+    refuse_to_replace_one_of(path, recorded_inputs(ds), "path")
     if not path.parent.is_dir():
         raise InputError("output folder does not exist", path.parent)
     with ctrl_c_held(), replacing(path) as tmp:
         ds.to_netcdf(tmp)
     return path
+
+
+def recorded_inputs(ds: xr.Dataset) -> dict[str, str]:
+    """The files a sweep's runs read -> what names them (its ``input_files_json`` attr; none in a file saved before
+    it was recorded, or where the attr is not such a record)."""
+    try:
+        files = json.loads(ds.attrs.get("input_files_json", "{}"))
+    except (TypeError, ValueError):
+        return {}
+    return {k: v for k, v in files.items() if isinstance(v, str)} if isinstance(files, dict) else {}
 
 
 def load(path: str | Path) -> xr.Dataset:

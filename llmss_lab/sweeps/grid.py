@@ -5,6 +5,7 @@ import itertools
 import json
 import logging
 import math
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -13,6 +14,7 @@ import numpy as np
 
 from ..config.reader import closest, is_real, plain
 from ..errors import InputError, LlmssError
+from ..files import refuse_to_replace
 from ..scenario import GENERATOR_FIELDS, Scenario
 
 log = logging.getLogger(__name__)
@@ -205,6 +207,23 @@ def refuse_to_replace_an_input(path: str | Path, key: str, base: Scenario, grid:
                                grid_source: str = "grid", reference_dir: str | Path | None = None) -> None:
     """Refuse ``path`` as where a sweep or capacity search is written when a run of it reads that file: the base
     scenario's (named by its file and key) or one the grid names (by the grid's source and key)."""
-    base.refuse_to_replace_an_input(path, key, reference_dir)
-    for scenario in grid_scenarios(base, grid):
-        scenario.refuse_to_replace_an_input(path, key, reference_dir, grid_source)
+    refuse_to_replace_one_of(path, input_files(base, grid, grid_source, reference_dir), key)
+
+
+def input_files(base: Scenario, grid: Grid | None, grid_source: str = "grid",
+                reference_dir: str | Path | None = None) -> dict[str, str]:
+    """The files the runs of a sweep or capacity search read, as absolute paths (a save from another folder still
+    finds them), each -> what names it in an error: the base scenario's file and key, or the grid's source and key
+    (the first that reads it). Its Dataset records them, so that :func:`~.dataset.save` refuses them too."""
+    out: dict[str, str] = {}
+    for scenario, named_by in ((base, base.source), *((s, grid_source) for s in grid_scenarios(base, grid))):
+        for name, file in scenario.input_files(reference_dir).items():
+            out.setdefault(os.path.abspath(file), f"an input of the run ({named_by}: {name})")
+    return out
+
+
+def refuse_to_replace_one_of(path: str | Path, inputs: Mapping[str, str], key: str) -> None:
+    """Refuse ``path`` when it is one of ``inputs`` (file -> what names it, as :func:`input_files` gives them),
+    links and relative paths resolved."""
+    for file, name in inputs.items():
+        refuse_to_replace(path, {name: file}, key)

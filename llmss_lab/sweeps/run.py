@@ -17,7 +17,7 @@ from ..reference import resolve_reference_dir
 from ..scenario import Scenario
 from .cluster import _check_cluster_args, _client
 from .dataset import _check_same_sweep, _done, load, save, to_dataset
-from .grid import Grid, GridPoint, _key, expand, grid_points, refuse_to_replace_an_input
+from .grid import Grid, GridPoint, _key, expand, grid_points, input_files, refuse_to_replace_one_of
 from .point import _check_run_args, _log_result, run_point
 from .slo import SLO
 
@@ -106,7 +106,9 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     _check_run_args(base, slo, "sweep")
     if save_to is not None:
         check_writable_file(save_to, "save_to")   # before any point runs, not when the results are in
-        refuse_to_replace_an_input(save_to, "save_to", base, grid, grid_source, reference_dir)
+    inputs = input_files(base, grid, grid_source, reference_dir)
+    if save_to is not None:
+        refuse_to_replace_one_of(save_to, inputs, "save_to")
     dims, points = expand(base, grid, grid_source, reference_dir)
     _check_cluster_args(client, n_workers, "sweep")   # up front: a fully resumed sweep never opens a client
     ref = str(resolve_reference_dir(reference_dir))
@@ -131,7 +133,7 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
 
     def write() -> None:
         start = time.monotonic()
-        ds = to_dataset(base, grid, dims, points, results, slo)
+        ds = to_dataset(base, grid, dims, points, results, slo, inputs)
         ds.attrs["points_resumed"] = resumed
         save(ds, save_to)   # type: ignore[arg-type]
         pacer.wrote(start, time.monotonic())
@@ -153,7 +155,7 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     finally:
         if save_to is not None and (finished or arrivals[0]):   # a sweep that never started leaves the file alone
             write()
-    ds = to_dataset(base, grid, dims, points, results, slo)
+    ds = to_dataset(base, grid, dims, points, results, slo, inputs)
     ds.attrs["points_resumed"] = resumed
     if ds.attrs["points_failed"]:
         log.warning("%d of %d sweep points failed; the first: %s", ds.attrs["points_failed"], len(points),

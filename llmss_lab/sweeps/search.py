@@ -21,7 +21,7 @@ from ..reference import resolve_reference_dir
 from ..scenario import Scenario
 from .cluster import _check_cluster_args, _client
 from .dataset import _done, to_dataset
-from .grid import Grid, GridPoint, _key, expand, grid_points
+from .grid import Grid, GridPoint, _key, expand, grid_points, input_files
 from .point import _check_run_args, _log_result, _Wanted, run_point
 from .slo import SLO
 
@@ -351,7 +351,7 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
                     [b if b is not None and state[i] != "failed" else
                      {"status": "failed" if state[i] == "failed" else "ok", "metrics": {},
                                               "error": errors[i], "wall_s": math.nan}
-                     for i, b in enumerate(best)], slo)
+                     for i, b in enumerate(best)], slo, input_files(base, grid, grid_source, reference_dir))
     shape = tuple(len(v) for v in dims.values())
     max_rate = np.where([b is not None and st != "failed" for b, st in zip(best, state)], lo, np.nan)
     ds["max_rate"] = (list(dims), max_rate.reshape(shape), {"units": "req/s",
