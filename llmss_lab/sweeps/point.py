@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -119,6 +120,11 @@ def run_point(scenario: dict[str, Any], reference_dir: str | None, slo: SLO | No
     except Exception as exc:   # noqa: BLE001 - a bug in one point is reported there, the rest go on
         error = f"{type(exc).__name__}: {exc}"
     return {"status": "failed", "metrics": {}, "error": error, "wall_s": time.perf_counter() - t0}
+
+
+def worker_lost(exc: BaseException) -> dict[str, Any]:
+    """The result of a point whose worker died under it (dask raises it from the future): failed, with no wall time."""
+    return {"status": "failed", "metrics": {}, "error": f"worker lost: {exc}", "wall_s": math.nan}
 
 
 def _log_result(name: str, result: dict, rate: float | None = None) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,31 +17,27 @@ from ..scenario import Scenario
 from .cluster import _check_cluster_args, _client
 from .dataset import _check_same_sweep, _done, load, save, to_dataset
 from .grid import Grid, GridPoint, _key, expand, grid_points, input_files, refuse_to_replace_one_of
-from .point import _check_run_args, _log_result, run_point
+from .point import _check_run_args, _log_result, run_point, worker_lost
 from .slo import SLO
 
 log = logging.getLogger(__name__)
 
 
 def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, client: Any = None,
-               n_workers: int | None = None, progress: bool = True, desc: str = "sweep",
-               on_result: Callable[[int, dict], None] | None = None, bar: Any = None,
-               stop_early: bool = False, source: str = "sweep point",
+               n_workers: int | None = None, progress: bool = True,
+               on_result: Callable[[int, dict], None] | None = None, source: str = "sweep point",
                at: list[GridPoint] | None = None) -> list[dict]:
-    """Run scenario dicts as dask tasks; ``on_result(i, result)`` hears each as it arrives. A caller
-    that runs several batches passes its own progress ``bar``. ``stop_early``, and ``at``, each point's
-    ``grid_point``: as :func:`run_point`'s."""
+    """Run scenario dicts as dask tasks under a progress bar; ``on_result(i, result)`` hears each as it arrives.
+    ``source``, and ``at``, each point's ``grid_point``: as :func:`run_point`'s."""
     from distributed import as_completed
 
     results: list[dict | None] = [None] * len(points)
     if not points:
         return []
-    own_bar = bar is None
-    if own_bar:
-        bar = progress_bar(total=len(points), desc=desc, unit="point", disable=not progress)
+    bar = progress_bar(total=len(points), desc="sweep", unit="point", disable=not progress)
     try:
         with _client(client, n_workers, len(points), bar=bar) as c:
-            futures = {c.submit(run_point, p, reference_dir, slo, stop_early, source=source,
+            futures = {c.submit(run_point, p, reference_dir, slo, source=source,
                                 grid_point=at[i] if at else None, pure=False): i for i, p in enumerate(points)}
             try:
                 for fut in as_completed(futures, loop=c.loop):   # c is not dask's default client
@@ -50,8 +45,7 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
                     try:
                         results[i] = fut.result()
                     except Exception as exc:   # noqa: BLE001 - a worker that died: this point fails, the rest go on
-                        results[i] = {"status": "failed", "metrics": {}, "error": f"worker lost: {exc}",
-                                      "wall_s": math.nan}
+                        results[i] = worker_lost(exc)
                     bar.update(1)
                     _log_result(at[i][0] if at else f"{source} {i}", results[i])
                     if on_result is not None:
@@ -62,8 +56,7 @@ def run_points(points: list[dict], reference_dir: str | None, slo: SLO | None, c
         bar.leave = False   # the error (or the interrupt's note) says what happened; a stopped bar would not
         raise
     finally:
-        if own_bar:
-            bar.close()
+        bar.close()
     return results   # type: ignore[return-value]
 
 

@@ -22,7 +22,7 @@ from ..scenario import Scenario
 from .cluster import _check_cluster_args, _client
 from .dataset import _done, to_dataset
 from .grid import Grid, GridPoint, _key, expand, grid_points, input_files
-from .point import _check_run_args, _log_result, _Wanted, run_point
+from .point import _check_run_args, _log_result, _Wanted, run_point, worker_lost
 from .slo import SLO
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def _search(c: Any, points: list[dict], ref: str, slo: SLO, verdicts: list[dict[
             try:
                 result = fut.result()
             except Exception as exc:   # noqa: BLE001 - a worker that died: this configuration fails, the rest go on
-                result = {"status": "failed", "metrics": {}, "error": f"worker lost: {exc}", "wall_s": math.nan}
+                result = worker_lost(exc)
             verdicts[i][rate] = result
             _log_result(at[i][0] if at else f"{source} {i}", result, rate)
             if "stopped_at_s" in result:
