@@ -500,3 +500,13 @@ def test_a_scenario_given_as_the_grid_is_named_for_what_it_looks_like():
         sweeps.expand(ll.Scenario(), {"num_requests": 30, "rate": 4.0}, "s.json")
     with pytest.raises(InputError, match=r"rate: must be a non-empty list of values, got 4.0$"):   # a grid's slip
         sweeps.expand(ll.Scenario(), {"max_num_seqs": [8, 16], "rate": 4.0}, "g.yaml")
+
+
+@pytest.mark.parametrize("save", [False, True])
+@pytest.mark.parametrize("grid", [5, 2.5, None, True])
+def test_a_grid_of_no_kind_is_named_by_sweep_as_by_expand(grid, save, tmp_path, monkeypatch):
+    """sweep(base, 5, save_to=...) raised a bare TypeError ('int' object is not iterable) from listing the files its
+    grid names, before expand could say what a grid is; so without save_to once the sweep's Dataset recorded them."""
+    monkeypatch.setattr(sweeps.run, "run_points", lambda *a, **k: pytest.fail("the sweep ran"))
+    with pytest.raises(InputError, match="a grid is a mapping"):
+        ll.sweep(BASE, grid, save_to=tmp_path / "s.nc" if save else None, progress=False)

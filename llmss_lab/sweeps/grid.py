@@ -191,12 +191,14 @@ def _current(point: Any) -> Any:
 
 def grid_scenarios(base: Scenario, grid: Grid | None) -> Iterator[Scenario]:
     """The base scenario with each combination of the files a grid names (cluster configs, traces, PIM devices)
-    in place of its own."""
+    in place of its own; none for what is no grid (:func:`expand` names it)."""
     keys = ("cluster_config", "trace", "pim_device")
     if isinstance(grid, Mapping):
         combos = itertools.product(*[[(k, v) for v in grid[k]] for k in keys if isinstance(grid.get(k), list)])
+    elif isinstance(grid, Sequence):
+        combos = ([(k, p[k]) for k in keys if k in p] for p in grid if isinstance(p, Mapping))
     else:
-        combos = ([(k, p[k]) for k in keys if k in p] for p in grid or () if isinstance(p, Mapping))
+        return
     for combo in combos:
         changes = {k: v for k, v in combo if isinstance(v, str)}
         if changes:
