@@ -103,6 +103,13 @@ def recorded_inputs(ds: xr.Dataset) -> dict[str, str]:
     return {k: v for k, v in files.items() if isinstance(v, str)} if isinstance(files, dict) else {}
 
 
+def check_sweep(ds: Any, source: str, key: str, needs: tuple[str, ...] = ("status",)) -> None:
+    """``ds`` must be a sweep's Dataset, holding the variables ``needs`` (a file's path: how to load it)."""
+    if not isinstance(ds, xr.Dataset) or any(name not in ds for name in needs):
+        hint = " (load a saved sweep with llmss_lab.sweeps.load)" if isinstance(ds, (str, Path)) else ""
+        raise InputError(f"expected a sweep's Dataset, got {type(ds).__name__}{hint}", source, key)
+
+
 def load(path: str | Path) -> xr.Dataset:
     path = as_path(path)
     if why := absent(path):

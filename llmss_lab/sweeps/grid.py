@@ -44,10 +44,15 @@ NOT_SWEPT = {"bin_s": "is not a sweep axis: it sets the width of each run's time
                                 "scenario and run the sweep once per fit"}
 
 
-def _not_a_field(key: str, known: set[str]) -> str:
-    hint = closest(key, known)
-    return (f"not a scenario field (did you mean {hint!r}?)" if hint else
-            f"not a scenario field (fields: {', '.join(sorted(known))})")
+FIELDS = frozenset(f.name for f in fields(Scenario))
+
+
+def _check_field(key: Any, source: str | Path, where: str) -> None:
+    """A key of a grid (its file's, or a grid given in Python) must be a scenario field: the error names the closest."""
+    if key not in FIELDS:
+        hint = closest(str(key), FIELDS)
+        raise InputError(f"not a scenario field (did you mean {hint!r}?)" if hint else
+                         f"not a scenario field (fields: {', '.join(sorted(FIELDS))})", source, where)
 
 
 def expand(base: Scenario, grid: Grid, source: str = "grid",
@@ -58,14 +63,12 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
     max_num_seqs. A list of mappings is a list of points -> dim ``point`` of that length. Field
     names and value types are checked here, so a typo stops the sweep before any point runs.
     """
-    known = {f.name for f in fields(Scenario)}
     if isinstance(grid, Mapping):
         if not grid:
             raise InputError("the grid is empty: give at least one field with a list of values", source)
         dims: dict[str, list] = {}
         for key, values in grid.items():
-            if key not in known:
-                raise InputError(_not_a_field(key, known), source, key)
+            _check_field(key, source, str(key))
             if key in NOT_SWEPT:
                 raise InputError(NOT_SWEPT[key], source, key)
             if isinstance(values, np.ndarray) and values.ndim == 1:
@@ -91,8 +94,7 @@ def expand(base: Scenario, grid: Grid, source: str = "grid",
             if not isinstance(point, Mapping):
                 raise InputError(f"point {i} must be a mapping of scenario fields, got {point!r}", source, f"points[{i}]")
             for key in point:
-                if key not in known:
-                    raise InputError(_not_a_field(key, known), source, f"points[{i}].{key}")
+                _check_field(key, source, f"points[{i}].{key}")
                 if key in NOT_SWEPT:
                     raise InputError(NOT_SWEPT[key], source, f"points[{i}].{key}")
             point = {k: plain(v) for k, v in point.items()}
@@ -155,18 +157,15 @@ def read_grid(path: str | Path) -> Grid:
         if not isinstance(data, list) or not data:
             raise InputError(f"must be a non-empty list of points (mappings of scenario fields), got {data!r}", path,
                              "points")
-    known = {f.name for f in fields(Scenario)}
     if isinstance(data, Mapping):
         for key in data:
-            if key not in known:
-                raise InputError(_not_a_field(str(key), known), path, str(key))
+            _check_field(key, path, str(key))
     elif isinstance(data, list):
         for i, point in enumerate(data):
             if not isinstance(point, Mapping):
                 raise InputError(f"must be a mapping of scenario fields, got {point!r}", path, f"points[{i}]")
             for key in point:
-                if key not in known:
-                    raise InputError(_not_a_field(str(key), known), path, f"points[{i}].{key}")
+                _check_field(key, path, f"points[{i}].{key}")
     else:
         raise InputError("a grid file holds a mapping {field: [values]} or `points:` with a list of mappings", path)
     return data

@@ -1,23 +1,20 @@
 """The Pareto front of a sweep: the points no other point beats on every objective."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import xarray as xr
 
 from ..errors import InputError
-from .dataset import why_no_metrics
+from .dataset import check_sweep, why_no_metrics
 
 
 def pareto_front(ds: xr.Dataset, maximize: Sequence[str] = ("goodput",),
                  minimize: Sequence[str] = ("energy_per_output_token_J", "num_gpus")) -> xr.DataArray:
     """True where a point is on the Pareto front: no other ok point is at least as good on every
     objective and better on one. Points that failed or lack an objective are never on it."""
-    if not isinstance(ds, xr.Dataset) or "status" not in ds:
-        hint = " (load a saved sweep with llmss_lab.sweeps.load)" if isinstance(ds, (str, Path)) else ""
-        raise InputError(f"expected a sweep's Dataset, got {type(ds).__name__}{hint}", "pareto", "ds")
+    check_sweep(ds, "pareto", "ds")
     maximize, minimize = ([names] if isinstance(names, str) else names for names in (maximize, minimize))
     if isinstance(maximize, Sequence) and isinstance(minimize, Sequence) and not (*maximize, *minimize):
         raise InputError("give at least one objective to maximize or minimize", "pareto", "maximize")

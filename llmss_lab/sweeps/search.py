@@ -20,7 +20,7 @@ from ..progress import progress_bar
 from ..reference import resolve_reference_dir
 from ..scenario import Scenario
 from .cluster import _check_cluster_args, _client
-from .dataset import _done, to_dataset
+from .dataset import _done, check_sweep, to_dataset
 from .grid import Grid, GridPoint, _key, expand, grid_points, input_files
 from .point import _check_run_args, _log_result, _Wanted, run_point, worker_lost
 from .slo import SLO
@@ -128,9 +128,7 @@ def _known_runs(known: Any, slo: SLO, points: list[dict], lo0: float, hi0: float
     out: list[dict[float, dict]] = [{} for _ in points]
     if known is None:
         return out
-    if not isinstance(known, xr.Dataset) or "scenario" not in known or "status" not in known:
-        hint = " (load a saved sweep with llmss_lab.sweeps.load)" if isinstance(known, (str, Path)) else ""
-        raise InputError(f"expected a sweep's Dataset, got {type(known).__name__}{hint}", "capacity", "known")
+    check_sweep(known, "capacity", "known", ("scenario", "status"))
     if (mismatch := other_slo(known, slo)) is not None:
         raise InputError(f"{mismatch}: run the sweep with slo=", "capacity", "known")
     by_config: dict[str, dict[float, dict]] = {}
