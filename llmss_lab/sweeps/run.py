@@ -97,10 +97,9 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     its metrics). ``grid_source`` names the grid (its file) in error messages.
     """
     _check_run_args(base, slo, "sweep")
-    if save_to is not None:
-        check_writable_file(save_to, "save_to")   # before any point runs, not when the results are in
     inputs = input_files(base, grid, grid_source, reference_dir)
-    if save_to is not None:
+    if save_to is not None:   # before any point runs, not when the results are in
+        check_writable_file(save_to, "save_to")
         refuse_to_replace_one_of(save_to, inputs, "save_to")
     dims, points = expand(base, grid, grid_source, reference_dir)
     _check_cluster_args(client, n_workers, "sweep")   # up front: a fully resumed sweep never opens a client
@@ -124,11 +123,14 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     pacer = SavePacer(save_every_s, time.monotonic())
     arrivals = [0]
 
-    def write() -> None:
-        start = time.monotonic()
+    def dataset() -> xr.Dataset:
         ds = to_dataset(base, grid, dims, points, results, slo, inputs)
         ds.attrs["points_resumed"] = resumed
-        save(ds, save_to)   # type: ignore[arg-type]
+        return ds
+
+    def write() -> None:
+        start = time.monotonic()
+        save(dataset(), save_to)   # type: ignore[arg-type]
         pacer.wrote(start, time.monotonic())
 
     def arrived(k: int, result: dict) -> None:
@@ -148,8 +150,7 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     finally:
         if save_to is not None and (finished or arrivals[0]):   # a sweep that never started leaves the file alone
             write()
-    ds = to_dataset(base, grid, dims, points, results, slo, inputs)
-    ds.attrs["points_resumed"] = resumed
+    ds = dataset()
     if ds.attrs["points_failed"]:
         log.warning("%d of %d sweep points failed; the first: %s", ds.attrs["points_failed"], len(points),
                     next(r["error"] for r in results if r is not None and r["status"] == "failed"))
