@@ -43,6 +43,13 @@ class Plan:
     need: tuple[float, ...] = ()
     whole: tuple[float, ...] = ()
 
+    def row(self) -> dict:
+        """The configuration's point in the search's Dataset: the answer's run (its metrics), or a failed run's
+        error, or no metrics (below the range)."""
+        if self.state == "failed":
+            return {"status": "failed", "metrics": {}, "error": self.run["error"], "wall_s": math.nan}
+        return self.run or {"status": "ok", "metrics": {}, "error": "", "wall_s": math.nan}
+
 
 def _middles(lo: float, hi: float, flying: Sequence[float], width: int, rel_tol: float) -> list[float]:
     """The rates to have running inside the bracket (lo, hi): those already running there, and then, up to
@@ -342,16 +349,10 @@ def capacity(base: Scenario, slo: SLO, grid: Grid | None = None, rate_range: tup
     finally:
         bar.close()
     state = np.array([p.state for p in plans], dtype=object)
-    best = [p.run for p in plans]
-    errors = [p.run["error"] if p.state == "failed" and p.run is not None else "" for p in plans]
-    lo = np.array([p.rate for p in plans], dtype=float)
-    ds = to_dataset(base, grid if grid is not None else [{}], dims, points,
-                    [b if b is not None and state[i] != "failed" else
-                     {"status": "failed" if state[i] == "failed" else "ok", "metrics": {},
-                                              "error": errors[i], "wall_s": math.nan}
-                     for i, b in enumerate(best)], slo, input_files(base, grid, grid_source, reference_dir))
+    ds = to_dataset(base, grid if grid is not None else [{}], dims, points, [p.row() for p in plans], slo,
+                    input_files(base, grid, grid_source, reference_dir))
     shape = tuple(len(v) for v in dims.values())
-    max_rate = np.where([b is not None and st != "failed" for b, st in zip(best, state)], lo, np.nan)
+    max_rate = np.array([p.rate for p in plans], dtype=float)   # NaN where no rate met the SLO (below, failed)
     ds["max_rate"] = (list(dims), max_rate.reshape(shape), {"units": "req/s",
                                                              "description": "highest rate seen to meet the SLO below "
                                                                             "the lowest seen to miss it"})
