@@ -103,6 +103,26 @@ def test_the_lower_rooms_never_import_the_upper_ones():
     assert not wrong, "\n".join(wrong)
 
 
+
+SWEEP_ROOMS = ["slo", "grid", "point", "dataset", "cluster", "run", "search", "pareto"]   # lowest first
+
+
+def test_the_sweeps_rooms_import_only_the_ones_before_them():
+    """llmss_lab.sweeps is split along its seams (SLO, grid, one point, Dataset, cluster, sweep, capacity search,
+    Pareto): each module imports only those before it, so none of them reaches back into a driver above it."""
+    import ast
+    from pathlib import Path
+
+    root = Path(llmss_lab.__file__).parent / "sweeps"
+    assert sorted(f.stem for f in root.glob("*.py")) == sorted([*SWEEP_ROOMS, "__init__"])
+    wrong = []
+    for k, name in enumerate(SWEEP_ROOMS):
+        for node in ast.walk(ast.parse((root / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                wrong += [f"{name} imports .{node.module}"] if node.module not in SWEEP_ROOMS[:k] else []
+    assert not wrong, "\n".join(wrong)
+
+
 def _imports_dask(code: str) -> bool:
     """Whether running ``code`` in a fresh interpreter leaves dask imported."""
     out = subprocess.run([sys.executable, "-c", f"import sys; {code}; print('dask' in sys.modules)"],
