@@ -59,6 +59,18 @@ def press_after(n: int):
     return tick
 
 
+def press_after_the_first_step(monkeypatch) -> None:
+    """Ctrl-C once the run's first step is recorded, before any request can have finished."""
+    real = Instance.record
+
+    def first_step_then_ctrl_c(self, *args):
+        monkeypatch.setattr(Instance, "record", real)
+        real(self, *args)
+        press()
+
+    monkeypatch.setattr(Instance, "record", first_step_then_ctrl_c)
+
+
 def stopped(scen: ll.Scenario, ref, n: int = 25) -> ll.RunInterrupted:
     with pytest.raises(ll.RunInterrupted) as caught:
         scen.run(ref, press_after(n))
@@ -206,14 +218,7 @@ def test_a_kernel_run_stopped_after_any_step_is_the_whole_run_cut_there(c, k):
 
 
 def test_a_ctrl_c_before_any_request_finished_carries_no_results(ref, ctrl_c, monkeypatch):
-    real = Instance.record
-
-    def first_step_then_ctrl_c(self, *args):
-        monkeypatch.setattr(Instance, "record", real)
-        real(self, *args)
-        press()
-
-    monkeypatch.setattr(Instance, "record", first_step_then_ctrl_c)
+    press_after_the_first_step(monkeypatch)
     with pytest.raises(ll.RunInterrupted, match=r"^interrupted at 0\.\d s simulated: 0 of 80 requests finished$") as c:
         BASE.run(ref)
     assert c.value.results is None
@@ -321,14 +326,7 @@ def test_an_interrupted_cli_run_without_out_or_results_says_so(ref, ctrl_c, monk
     printed, err = capsys.readouterr()
     assert json.loads(printed)["interrupted"] is True
     assert err.endswith("requests finished; partial summary above (--out FILE keeps the run)\n")
-    real = Instance.record
-
-    def first_step_then_ctrl_c(self, *args):
-        monkeypatch.setattr(Instance, "record", real)
-        real(self, *args)
-        press()
-
-    monkeypatch.setattr(Instance, "record", first_step_then_ctrl_c)
+    press_after_the_first_step(monkeypatch)
     out = tmp_path / "r.nc"
     assert main(llmss_run(ref, out)) == 130
     printed, err = capsys.readouterr()

@@ -5,6 +5,7 @@ import html
 import json
 import os
 import re
+import signal
 import stat
 import warnings
 
@@ -467,10 +468,19 @@ def test_an_interrupted_run_marks_the_plots_stale(explorer, monkeypatch):
     assert "Interrupted" in ex.status.value and "max num seqs 128 (tried 4)" in ex.stale.value
 
 
+def run_interrupted(explorer) -> None:
+    """The explorer's run, with SIGINT raising KeyboardInterrupt as in a Jupyter kernel running a callback: the
+    interrupt must go on after the explorer has shown what it kept."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            explorer.run()
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_an_interrupted_run_shows_the_run_so_far_marked_partial(explorer, monkeypatch):
     """Threw the run away: the interrupt button left the previous run's plots, or none, after a long run."""
-    import os
-    import signal
 
     real = Scenario.run
     done = [0]
@@ -481,12 +491,7 @@ def test_an_interrupted_run_shows_the_run_so_far_marked_partial(explorer, monkey
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(Scenario, "run", lambda self, ref, progress, workload: real(self, ref, tick, workload))
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a Jupyter kernel running a callback
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            explorer.run()
-    finally:
-        signal.signal(signal.SIGINT, before)
+    run_interrupted(explorer)
     res = explorer.result
     n = res.summary()["completed"]
     assert res.attrs["interrupted"] == 1 and 10 <= n < 40 and explorer.figures
@@ -1041,8 +1046,6 @@ def test_the_efficiency_fit_is_greyed_out_while_a_measured_profile_runs(explorer
 
 def test_a_run_interrupted_as_its_results_were_built_shows_whole(explorer, monkeypatch):
     """A Ctrl-C once the run had finished keeps all of it (api.simulate): not called a partial run."""
-    import os
-    import signal
 
     import llmss_lab.results.dataset as dataset
 
@@ -1053,12 +1056,7 @@ def test_a_run_interrupted_as_its_results_were_built_shows_whole(explorer, monke
         return real(*args, **kwargs)
 
     monkeypatch.setattr(dataset, "timeseries_dataset", ctrl_c_now)
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a Jupyter kernel running a callback
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            explorer.run()
-    finally:
-        signal.signal(signal.SIGINT, before)
+    run_interrupted(explorer)
     assert "interrupted" not in explorer.result.attrs and explorer.result.summary()["completed"] == 40
     assert explorer.status_text.startswith("Interrupted as the results were built, all 40 requests finished: ")
     assert "Partial" not in explorer.stale.value and not explorer.save_results_button.disabled
