@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+import xarray as xr
 
 from .api import routes, simulate
 from .config.cluster import load_cluster
@@ -214,6 +215,19 @@ def run_scenario(sc: Scenario, reference_dir: Path, num_requests: int | None = N
     return simulate(spec, workload, engine, reference_dir=ref, router=router, seed=seed, **dict(sc.options), **settings)
 
 
+# The figures' files read the results in numpy: xarray's ``isel``, ``sel`` and reductions build new coordinates,
+# which xarray checks against dask's array type, and that imported dask, dask.array and scipy (0.45 s of CPU) into
+# a process that has no dask arrays.
+def row(da: xr.DataArray, dim: str, i: int) -> np.ndarray:
+    """``da.isel({dim: i}).values``."""
+    return np.take(da.values, i, axis=da.get_axis_num(dim))
+
+
+def summed(da: xr.DataArray, dims: tuple[str, ...]) -> np.ndarray:
+    """``da.sum(dims).values``: NaN skipped, as xarray skips it, by the same sum over the values with NaN as 0."""
+    return np.nansum(da.values, axis=da.get_axis_num(dims))
+
+
 def power_rows(res: Results) -> list[tuple[int, float]]:
     """Server power per second, as the artifact's files and the measured server power give it: row ``t`` is the
     mean power over [t, t+1) s of the run (the last second ends with the run). Bins of 1/n s (``bin_s`` 0.5, 0.25,
@@ -224,7 +238,7 @@ def power_rows(res: Results) -> list[tuple[int, float]]:
     if not math.isclose(per_second * width, 1.0, rel_tol=1e-9):
         raise InputError(f"power per second needs bins that tile each second (1, 0.5, 0.25, ... s); this run's are "
                          f"{width:g} s: run it with bin_s=1", "power", "bin_s")
-    p = res.power.power.sum(["node", "component"]).values
+    p = summed(res.power.power, ("node", "component"))
     spans = np.diff(res.power.time.values, prepend=0.0)   # bins are labelled by their end; the last ends the run
     second = np.arange(len(p)) // per_second
     energy, covered = np.bincount(second, p * spans), np.bincount(second, spans)
@@ -243,7 +257,7 @@ def periodic_instants(res: Results, instance: int | None = None, pool: int | Non
         mine = r.instance.values == instance   # an instance given no request starts with the run's first
         start = float(r.scheduled.values[mine].min() if mine.any() else r.scheduled.values.min())
     else:
-        stored = np.flatnonzero(m.pool_used.isel(pool=pool).values > 0)
+        stored = np.flatnonzero(row(m.pool_used, "pool", pool) > 0)
         start = float(t[stored[0]]) if len(stored) else float(t[0])
     n = int((t[-1] - start) / max(periods) - 0.5)
     mem_at, hit_at = (start + p * (0.5 + np.arange(n)) for p in periods)
@@ -270,9 +284,9 @@ def memory_rows(res: Results, instance: int | None, pool: int | None,
     m = res.memory
     t = m.time.values
     if pool is None:
-        mem, hit = m.npu_used.isel(instance=instance).values, m.prefix_hit_pct.isel(instance=instance).values
+        mem, hit = row(m.npu_used, "instance", instance), row(m.prefix_hit_pct, "instance", instance)
     else:
-        mem, hit = m.pool_used.isel(pool=pool).values, m.pool_hit_pct.isel(pool=pool).values
+        mem, hit = row(m.pool_used, "pool", pool), row(m.pool_hit_pct, "pool", pool)
     n = min(len(mem_at), len(hit_at))
     a, b = (np.minimum(np.searchsorted(t, np.asarray(x[:n]), side="left"), len(t) - 1) for x in (mem_at, hit_at))
     return [(k, float(x), float(y)) for k, (x, y) in enumerate(zip(mem[a], hit[b]))]
@@ -303,15 +317,16 @@ def fig7_series(res: Results, sc: Scenario, reference_dir: Path) -> dict[str, tu
 
 
 def energy_by_label(res: Results) -> dict[str, float]:
-    e = res.power.energy.sum("node")
-    return {label: float(e.sel(component=comp)) for label, comp in COMPONENT_LABELS.items()}
+    e = res.power.energy
+    by_component = dict(zip(e.component.values.tolist(), summed(e, ("node",)).tolist()))
+    return {label: by_component[comp] for label, comp in COMPONENT_LABELS.items()}
 
 
 def throughput_rows(res: Results) -> list[tuple[int, float]]:
     """Generated tokens per second over all instances: row ``t`` holds the tokens of (t-1, t] s;
     row 0 is 0, as in the artifact's files."""
     ts = res.timeseries
-    gen = ts.generation_throughput.sum("instance").values
+    gen = summed(ts.generation_throughput, ("instance",))
     times = ts.time.values
     return [(0, 0.0)] + [(int(round(t)), float(g)) for t, g in zip(times, gen)]
 

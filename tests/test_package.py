@@ -159,6 +159,16 @@ def test_saving_results_does_not_import_dask(ref, tmp_path):
     assert (tmp_path / "run.nc").stat().st_size > 0
 
 
+def test_writing_figure_data_does_not_import_dask(ref, tmp_path):
+    """The figures' files summed power, energy and throughput and took an instance's or a pool's memory with
+    xarray's sum, sel and isel, each of which imported dask (0.45 s of CPU in every `llmss figure-data`)."""
+    assert not _imports_dask(
+        "from llmss_lab.figures import write_figure_data; "
+        f"[write_figure_data(f, {str(ref / 'ispass26')!r}, {str(tmp_path)!r}, num_requests=20) for f in (6, 7, 9)]")
+    assert {p.name for p in tmp_path.rglob("*.tsv")} >= {"power_tp1.tsv", "component_energy.tsv",
+                                                         "MD+PC+PS_shared_cpu.tsv", "SD_throughput.tsv"}
+
+
 def test_the_explorers_first_view_does_not_import_dask(ref):
     """The explorer's first Run shows the timeline tab: like the run itself, it needs no dask."""
     assert not _imports_dask(
