@@ -1,4 +1,4 @@
-"""Wall time of each paper scenario (figures 5, 8, 9; 300 requests each), cold and warm.
+"""Wall and CPU time of each paper scenario (figures 5 to 10), cold and warm.
 
 Run: python benchmarks/bench_figures.py [--reference-dir ROOT/ispass26] [--repeat 3]
 Cold = a fresh process, from reading the config, workload and profiles to finished results.
