@@ -33,7 +33,7 @@ from .latency.pim import PimAttention, PimDevice, load_pim_device, pim_channels
 from .latency.profile import LatencyProfile, load_bundle, require_layers
 from .latency.roofline import EFFICIENCY_FILE
 from .provenance import git_hash
-from .reference import ReferenceLayout, resolve_reference_dir
+from .reference import ReferenceLayout, bench_root, resolve_reference_dir
 from .results.dataset import Results, interrupted_note
 from .workload import Workload, load_trace
 
@@ -733,7 +733,8 @@ def simulate(cluster: ClusterSpec | str | Path, workload: Workload | str | Path,
                       "expert_gate": expert_gate, "seed": seed, "kv_bytes_transferred": raw.kv_bytes_moved,
                       "prefix_storage": prefix_storage or "",
                       "prefix_sharing": prefix_sharing if prefix_storage else "",
-                      "input_files_json": json.dumps(run_inputs(spec, workload, choice.efficiency_file))})
+                      "input_files_json": json.dumps(run_inputs(spec, workload, choice.efficiency_file)),
+                      "reference_dir": str(bench_root(layout.root).absolute())})   # which Results.save keeps out of
         if raw.interrupted:   # what the results hold: the requests finished by then (Results.summary)
             attrs.update({"interrupted": 1, "requests_finished": done, "requests_total": len(workload)})
         res = Results.from_raw(raw, attrs, energy, memory_sample_s, bin_s)

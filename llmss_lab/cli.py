@@ -15,7 +15,8 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import InputError, LlmssError, RunInterrupted, WriteFailed
-from .files import absent, check_writable_file, check_writable_folder, permission_named, refuse_inside, refuse_to_replace
+from .files import (absent, check_writable_file, check_writable_folder, permission_named, refuse_in_reference,
+                    refuse_inside, refuse_to_replace)
 
 ENGINE_INT = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
               "long_prefill_token_threshold", "max_model_len")
@@ -1091,13 +1092,9 @@ def _refuse_out_in_reference(args: argparse.Namespace) -> None:
     out = getattr(args, "out", None)
     if not out or not hasattr(args, "reference_dir"):
         return
-    from .reference import bench_root, resolve_reference_dir
+    from .reference import protected_root
 
-    try:
-        root = bench_root(resolve_reference_dir(args.reference_dir))
-    except LlmssError:       # no root: the command says so itself if it needs one
-        return
-    refuse_inside(out, root, "the reference data")
+    refuse_in_reference(out, protected_root(args.reference_dir))   # no root: the command says so if it needs one
 
 
 def _same_path(a: str, b: str) -> bool:

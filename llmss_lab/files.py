@@ -219,6 +219,13 @@ def refuse_inside(path: str | Path, protected: str | Path, what: str, key: str =
         raise InputError(f"is inside {what} ({q}), whose files it would overwrite; write somewhere else", path, key)
 
 
+def refuse_in_reference(path: str | Path, root: str | Path | None, key: str = "--out") -> None:
+    """The reference data (measurements, profiles) is read-only: every save of results, scenarios and sweeps
+    refuses ``path`` inside ``root`` (none: nothing to keep), as the command line refuses ``--out`` there."""
+    if root:
+        refuse_inside(path, root, "the reference data", key)
+
+
 def check_writable_folder(path: str | Path, key: str = "--out") -> Path:
     """An output folder that exists (created if need be) and takes files, checked before any work."""
     path = Path(path)

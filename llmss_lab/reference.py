@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .config.reader import as_path, closest
-from .errors import InputError
+from .errors import InputError, LlmssError
 from .files import absent, check_writable_folder, kind_of, reachable, write_bytes
 from .instruments import raw_paths
 
@@ -94,6 +94,16 @@ def bench_root(root: str | Path) -> Path:
     if not any((root / d).is_dir() for d in BENCH_FOLDERS) and any((root.parent / d).is_dir() for d in BENCH_FOLDERS):
         return root.parent
     return root
+
+
+def protected_root(explicit: str | Path | None = None) -> Path | None:
+    """The reference data no save may write into: the root a run would read (the whole root when named by its
+    ispass26/, whose parent the bench commands read), absolute, or None where none is found. Folders only are
+    looked at: nothing is fetched."""
+    try:
+        return bench_root(resolve_reference_dir(explicit)).absolute()
+    except LlmssError:   # no root: nothing to keep out of (what reads one says so itself)
+        return None
 
 
 class ReferenceLayout:

@@ -25,9 +25,9 @@ from .config.engine import EngineConfig
 from .config.model import ModelSpec
 from .config.reader import as_path, as_whole, closest, plain, read_json, store_plain
 from .errors import InputError, LlmssError, RunInterrupted
-from .files import permission_named, refuse_to_replace, write_text
+from .files import permission_named, refuse_in_reference, refuse_to_replace, write_text
 from .latency.analytical import UnknownHardware, efficiency, find_spec
-from .reference import ReferenceLayout, resolve_reference_dir
+from .reference import ReferenceLayout, protected_root, resolve_reference_dir
 from .results.dataset import Results
 from .kernel.kv_cache import EVICTION
 from .kernel.moe import GATES
@@ -386,8 +386,10 @@ class Scenario:
             raise InputError(f"{exc.message}: {str(path)!r}", source, "efficiency_file") from None
 
     def save(self, path: str | Path) -> Path:
-        """Write the scenario as JSON, atomically; not over a file a run of it reads (its trace, say)."""
+        """Write the scenario as JSON, atomically; not over a file a run of it reads (its trace, say), nor inside
+        the reference data."""
         self.refuse_to_replace_an_input(as_path(path), "path", what="scenario")
+        refuse_in_reference(path, protected_root(), "path")
         return _atomic_write(as_path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod

@@ -105,3 +105,12 @@ def local_dask_client(n_workers: int):
 
     with local_client(n_workers) as c:
         yield c
+
+
+def linked_root(ref: Path, at: Path) -> Path:
+    """A reference root of our own at ``at``: links to ``ref``'s folders, so that a write refused at its top level
+    would have landed in a scratch folder, never in the real data."""
+    at.mkdir()
+    for folder in ("configs", "profiles", "workloads"):
+        (at / folder).symlink_to(ref / folder)
+    return at

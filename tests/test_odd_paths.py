@@ -13,7 +13,7 @@ import pytest
 from llmss_lab.cli import main
 from llmss_lab.errors import InputError
 
-from .conftest import alarm
+from .conftest import alarm, linked_root
 
 GOOD_CLUSTER = "configs/cluster/single_node_single_instance.json"
 
@@ -262,3 +262,20 @@ def test_a_closed_folder_is_named_where_pathlib_answers_false(what, ref, capsys,
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and any(f"error: {n}/" in err for n in names), err
     assert "no permission to reach it" in err, err
+
+
+def test_results_and_scenarios_are_not_saved_inside_the_reference_data(ref, tmp_path, monkeypatch):
+    """`llmss run --out` refused the reference data, but ``Results.save`` and ``Scenario.save`` wrote there without a
+    word: the run's root is recorded with its results, and a scenario keeps out of the root a run would read."""
+    import llmss_lab as ll
+
+    root = linked_root(ref, tmp_path / "root")
+    res = ll.Scenario(num_requests=3).run(root)
+    for out in (root / "run.nc", root / "run.csv"):
+        with pytest.raises(InputError, match=rf"^{out}: path: is inside the reference data \({root}\), whose files"):
+            res.save(out)
+    monkeypatch.setenv("LLMSS_REFERENCE_DIR", str(root))
+    with pytest.raises(InputError, match=rf"^{root / 's.json'}: path: is inside the reference data \({root}\)"):
+        ll.Scenario().save(root / "s.json")
+    assert sorted(p.name for p in root.iterdir()) == ["configs", "profiles", "workloads"]
+    assert ll.Results.load(res.save(tmp_path / "run.nc")).attrs["reference_dir"] == str(root)

@@ -16,7 +16,7 @@ import llmss_lab.sweeps as sweeps
 from llmss_lab.errors import ClusterStartError, InputError
 from llmss_lab.sweeps import SLO, expand, load, read_grid
 
-from .conftest import alarm, free_port, local_dask_client, stop
+from .conftest import alarm, free_port, linked_root, local_dask_client, stop
 
 distributed = pytest.importorskip("distributed")
 BASE = ll.Scenario(num_requests=10, rate=5.0)
@@ -43,6 +43,18 @@ def test_resume_refuses_a_file_of_another_sweep_and_keeps_its_results(client, re
     same = ll.sweep(BASE, {"max_num_seqs": [64, 128]}, client=client, reference_dir=ref, save_to=out, resume=True,
                     progress=False)
     assert same.attrs["points_resumed"] == 2
+
+
+def test_a_sweep_is_not_saved_inside_the_reference_data_it_read(client, ref, tmp_path):
+    """``sweep(save_to=)`` and ``sweeps.save`` wrote into the reference data that `llmss sweep --out` refuses."""
+    root = linked_root(ref, tmp_path / "root")
+    out = root / "s.nc"
+    with pytest.raises(InputError, match=rf"^{out}: save_to: is inside the reference data \({root}\)"):
+        ll.sweep(BASE, {"max_num_seqs": [64]}, client=client, reference_dir=root, save_to=out, progress=False)
+    ds = ll.sweep(BASE, {"max_num_seqs": [64]}, client=client, reference_dir=root, progress=False)
+    with pytest.raises(InputError, match=rf"^{out}: path: is inside the reference data \({root}\)"):
+        sweeps.save(ds, out)
+    assert sorted(p.name for p in root.iterdir()) == ["configs", "profiles", "workloads"]
 
 
 @pytest.mark.parametrize("n", [0, -2, 1.5, True])

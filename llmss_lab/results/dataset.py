@@ -25,7 +25,7 @@ from xarray.indexes import PandasIndex
 
 from ..config.reader import as_path
 from ..errors import InputError
-from ..files import absent, ctrl_c_held, kind_of, not_netcdf, refuse_to_replace, replacing
+from ..files import absent, ctrl_c_held, kind_of, not_netcdf, refuse_in_reference, refuse_to_replace, replacing
 from ..config.power import COMPONENTS
 from ..kernel.instance import merge_counts
 from ..kernel.power import PowerAccount
@@ -534,11 +534,14 @@ class Results:
 
     def save(self, path: str | Path) -> Path:
         """Write every Dataset as a group of one netCDF file, or the per-request table to a ``.csv`` file (see
-        :func:`results_format`), atomically (temp file, rename); a Ctrl-C waits for a netCDF write to finish."""
+        :func:`results_format`), atomically (temp file, rename); a Ctrl-C waits for a netCDF write to finish. Not
+        over a file the run read, nor inside the reference data it read."""
         path = as_path(path)
         kind = results_format(path, "path")
         refuse_to_replace(path, {f"an input of the run ({key})": file for key, file in self.input_files().items()},
                           "path")
+        root = self.attrs.get("reference_dir")   # the reference data the run read (none in an older file)
+        refuse_in_reference(path, root if isinstance(root, str) else None, "path")
         if path.parent and not path.parent.exists():
             raise InputError("output folder does not exist", path.parent)
         if kind == "csv":

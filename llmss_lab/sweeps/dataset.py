@@ -11,7 +11,7 @@ import xarray as xr
 
 from ..config.reader import as_path
 from ..errors import InputError
-from ..files import absent, ctrl_c_held, kind_of, not_netcdf, replacing
+from ..files import absent, ctrl_c_held, kind_of, not_netcdf, refuse_in_reference, replacing
 from ..scenario import FIELD_UNITS, Scenario
 from .grid import Grid, _current, _key, refuse_to_replace_one_of
 from .slo import SLO
@@ -83,9 +83,12 @@ def _coord(values: list) -> np.ndarray:
 
 def save(ds: xr.Dataset, path: str | Path) -> Path:
     """Write a sweep Dataset to netCDF atomically: a failed write leaves the previous file, and a Ctrl-C waits
-    for the write to finish. A file its runs read (:func:`recorded_inputs`) is refused, as ``sweep(save_to=)`` does."""
+    for the write to finish. A file its runs read (:func:`recorded_inputs`) is refused, as ``sweep(save_to=)`` does,
+    and so is a path inside the reference data they read (the attr ``reference_dir``)."""
     path = as_path(path)
     refuse_to_replace_one_of(path, recorded_inputs(ds), "path")
+    root = ds.attrs.get("reference_dir")
+    refuse_in_reference(path, root if isinstance(root, str) else None, "path")
     if not path.parent.is_dir():
         raise InputError("output folder does not exist", path.parent)
     with ctrl_c_held(), replacing(path) as tmp:

@@ -10,9 +10,9 @@ from typing import Any, Callable
 import xarray as xr
 
 from ..errors import InputError
-from ..files import check_writable_file
+from ..files import check_writable_file, refuse_in_reference
 from ..progress import progress_bar
-from ..reference import resolve_reference_dir
+from ..reference import protected_root, resolve_reference_dir
 from ..scenario import Scenario
 from .cluster import _check_cluster_args, _client
 from .dataset import _check_same_sweep, _done, load, save, to_dataset
@@ -98,7 +98,9 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
     """
     _check_run_args(base, slo, "sweep")
     inputs = input_files(base, grid, grid_source, reference_dir)
+    keep_out = str(protected_root(reference_dir) or "")   # the reference data: no save_to inside it
     if save_to is not None:   # before any point runs, not when the results are in
+        refuse_in_reference(save_to, keep_out, "save_to")   # first: the write check leaves a probe file there
         check_writable_file(save_to, "save_to")
         refuse_to_replace_one_of(save_to, inputs, "save_to")
     dims, points = expand(base, grid, grid_source, reference_dir)
@@ -125,7 +127,7 @@ def sweep(base: Scenario, grid: Grid, client: Any = None, reference_dir: str | P
 
     def dataset() -> xr.Dataset:
         ds = to_dataset(base, grid, dims, points, results, slo, inputs)
-        ds.attrs["points_resumed"] = resumed
+        ds.attrs.update(points_resumed=resumed, reference_dir=keep_out)   # which save() keeps out of
         return ds
 
     def write() -> None:
