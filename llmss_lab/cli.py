@@ -249,8 +249,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             _save_or_rescue(res, args.out)
     finally:
         _print_summary(res, args)
-    if not (args.scenario or args.workload):   # after the run: a run that fails prints its one error line alone
-        print(f"no --workload: {_synthetic_said(args, res.requests.sizes['request'])}", file=sys.stderr)
+    _say_synthetic(args)
     if args.out:
         from .results.dataset import results_format
 
@@ -281,6 +280,7 @@ def _keep_interrupted(stop: RunInterrupted, args: argparse.Namespace) -> int:
         _print_summary(res, args)
         partial = "partial " if res.attrs.get("interrupted") else ""   # else it came as a finished run's were built
         kept = f"{partial}results in {args.out}" if args.out else f"{partial}summary above (--out FILE keeps the run)"
+    _say_synthetic(args)
     print(f"llmss: {stop}; {kept}", file=sys.stderr)
     return 130
 
@@ -307,7 +307,7 @@ def _run_cluster(args: argparse.Namespace):
                         wl, len(workload), args.num_requests)
     else:
         try:
-            workload = synthetic(args.num_requests or 100, seed=args.seed, **shape)   # synthetic's defaults otherwise
+            workload = synthetic(args.num_requests or SYNTHETIC_REQUESTS, seed=args.seed, **shape)   # else its defaults
         except InputError as exc:   # named by synthetic()'s argument: say the flag
             flag = {"input": "--input-len", "output": "--output-len", "rate": "--rate"}.get(exc.where or "")
             if exc.source != "argument" or flag is None:
@@ -327,13 +327,23 @@ def _run_cluster(args: argparse.Namespace):
             bar.close()
 
 
-def _synthetic_said(args: argparse.Namespace, n: int) -> str:
-    """The generated workload in words, with the flags that shape it: a run without --workload is not the trace a
-    user may think it is."""
+SYNTHETIC_REQUESTS = 100   # `run` without --workload or --num-requests
+
+
+def _say_synthetic(args: argparse.Namespace) -> None:
+    """After a run, whole or stopped by a Ctrl-C, the workload it generated when no --workload named one: it is not
+    the trace a user may think it is. Not before: a run that fails prints its one error line alone."""
+    if not (args.scenario or args.workload):
+        print(f"no --workload: {_synthetic_said(args)}", file=sys.stderr)
+
+
+def _synthetic_said(args: argparse.Namespace) -> str:
+    """The generated workload in words, with the flags that shape it."""
     import inspect
 
     from .workload import synthetic
 
+    n = args.num_requests or SYNTHETIC_REQUESTS
     default = {k: p.default for k, p in inspect.signature(synthetic).parameters.items()}
     rate, ins, outs = (default[k] if getattr(args, k) is None else getattr(args, k)
                        for k in ("rate", "input_len", "output_len"))

@@ -333,6 +333,24 @@ def test_an_interrupted_cli_run_without_out_or_results_says_so(ref, ctrl_c, monk
     assert printed == "" and err.endswith(" 0 of 80 requests finished; nothing to keep\n") and not out.exists()
 
 
+def test_an_interrupted_cli_run_without_a_trace_says_the_workload_it_generated(ref, ctrl_c, monkeypatch, capsys):
+    """A whole run said "no --workload: N synthetic requests, ..." after its summary; a run stopped by a Ctrl-C did
+    not, with or without results to keep."""
+    said = ("no --workload: 80 synthetic requests, Poisson arrivals at 2.5 req/s, prompt lengths sharegpt, output "
+            "lengths sharegpt, seed 3 (--num-requests, --rate, --input-len, --output-len and --seed set them)")
+    cli_pressing_after(monkeypatch)
+    assert main(llmss_run(ref, None, "--rate", "2.5", "--seed", "3")) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2] == said and err[-1].endswith("partial summary above (--out FILE keeps the run)"), err
+    press_after_the_first_step(monkeypatch)
+    assert main(llmss_run(ref, None, "--rate", "2.5", "--seed", "3")) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2] == said and err[-1].endswith("nothing to keep"), err
+    cli_pressing_after(monkeypatch)
+    assert main(llmss_run(ref, None, "--workload", "workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl")) == 130
+    assert "synthetic" not in capsys.readouterr().err
+
+
 def test_a_ctrl_c_while_the_cli_saves_a_whole_run_says_the_file_was_written(ref, ctrl_c, monkeypatch, capsys, tmp_path):
     """The write finishes first, then the Ctrl-C; it said "a run writes its results only when it ends, so none
     were" of the file just written."""
