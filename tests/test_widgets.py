@@ -501,6 +501,25 @@ def test_an_interrupted_run_shows_the_run_so_far_marked_partial(explorer, monkey
     assert not explorer.save_results_button.disabled
 
 
+def test_an_edit_after_an_interrupted_run_keeps_the_partial_run_note(explorer, monkeypatch):
+    """An edit replaced the "Partial run" note by "Changed since the run below": the plots on show, still the
+    interrupted run's, then read as a whole run's. Both are said until the next run; the edit's goes when undone."""
+    real = Scenario.run
+    press = lambda n: os.kill(os.getpid(), signal.SIGINT)   # noqa: E731 - at the first request finished
+    monkeypatch.setattr(Scenario, "run", lambda self, ref, progress, workload: real(self, ref, press, workload))
+    run_interrupted(explorer)
+    partial = explorer.stale.value
+    assert "Partial run:</b>" in partial and explorer.result.attrs["interrupted"] == 1
+    shown = explorer.controls["max_num_seqs"].value
+    explorer.controls["max_num_seqs"].value = shown + 4
+    assert explorer.stale.value.startswith(partial) and "Changed since the run below" in explorer.stale.value
+    explorer.controls["max_num_seqs"].value = shown
+    assert explorer.stale.value == partial
+    monkeypatch.setattr(Scenario, "run", real)
+    explorer.run()
+    assert explorer.stale.value == ""
+
+
 def test_an_edit_after_a_run_says_the_plots_are_the_earlier_settings(explorer):
     """A control changed after a run left its table and plots on show with no word: they read as the answer to
     the settings now shown until the next Run."""

@@ -146,6 +146,7 @@ class Explorer:
         self.clear_button = w.Button(description="Clear baseline", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=1, description="requests", bar_style="info")
         self.stale = w.HTML()          # a note while the table and plots are not the controls' (edited, or a failed run)
+        self.partial = ""              # the "Partial run" note of an interrupted run on show: kept above any other
         for ctl in self.controls.values():
             ctl.observe(lambda _: self._note_edits(), "value")
         self.summary = w.HTML()
@@ -435,9 +436,10 @@ class Explorer:
                     self.status.value = f"<b>{said[0].upper()}{said[1:]}:</b> " + self.status.value
                     raise
                 self.status.value = "<b>Interrupted, the run so far:</b> " + self.status.value
-                self.stale.value = ("<div style='border-left:4px solid #b00;background:#fff4e5;padding:2px 8px'>"
-                                    f"<b>Partial run:</b> {html.escape(str(stop))}; the table and plots below show "
-                                    "what ran until then, the table's metrics those of the finished requests.</div>")
+                self.partial = ("<div style='border-left:4px solid #b00;background:#fff4e5;padding:2px 8px'>"
+                                f"<b>Partial run:</b> {html.escape(str(stop))}; the table and plots below show "
+                                "what ran until then, the table's metrics those of the finished requests.</div>")
+                self._note_stale("")
             else:
                 self.status.value = "Interrupted: the plots still show the previous run."
                 self._mark_stale(scen, "was interrupted")
@@ -449,7 +451,7 @@ class Explorer:
     def _show(self, scen: Scenario, n: int, t0: float) -> Results:
         """Put the run just made, of ``n`` requests, on show: table, plots and the status line."""
         self.scenario_shown, self.shown_at = scen, time.strftime("%H:%M:%S")
-        self.stale.value, self.tried = "", None
+        self.stale.value, self.partial, self.tried = "", "", None
         self.clamped.clear()   # the notes told what this run would use instead of what was typed: it has run
         self.clamp_note.value = ""
         self._render()
@@ -529,9 +531,14 @@ class Explorer:
         if self.result is None or self.scenario_shown is None:
             return
         self.tried = tried, how
-        self.stale.value = ("<div style='border-left:4px solid #b00;background:#fff4e5;padding:2px 8px'>"
-                            "<b>Not these settings:</b> the table and plots below are from the last successful run, "
-                            f"at {self.shown_at}, with {html.escape(self._changed(tried))}.</div>")
+        self._note_stale("<div style='border-left:4px solid #b00;background:#fff4e5;padding:2px 8px'>"
+                         "<b>Not these settings:</b> the table and plots below are from the last successful run, "
+                         f"at {self.shown_at}, with {html.escape(self._changed(tried))}.</div>")
+
+    def _note_stale(self, note: str) -> None:
+        """Show ``note`` (HTML; "" for none) on how the run on show differs from the controls, under the partial
+        run's note when the run on show was interrupted: an edit or a failed run since leaves it partial."""
+        self.stale.value = self.partial + note
 
     def _changed(self, tried: Scenario, word: str = "tried") -> str:
         """How the settings tried differ from those of the run on show, by control label."""
@@ -545,10 +552,10 @@ class Explorer:
         if self.scenario_shown is None or self.tried is not None:
             return
         now = self.scenario()
-        self.stale.value = "" if now == self.scenario_shown else (
+        self._note_stale("" if now == self.scenario_shown else (
             "<div style='border-left:4px solid #c80;background:#fffbe6;padding:2px 8px'><b>Changed since the run "
             f"below</b> (at {self.shown_at}): {html.escape(self._changed(now, 'now'))}. Press <b>Run</b> to see "
-            "these settings.</div>")
+            "these settings.</div>"))
 
     def _render(self) -> None:
         """The table, and the plots of the open tab only: a browser takes ~0.1 s to draw each Bokeh figure,
