@@ -21,7 +21,7 @@ from .config.reader import plain
 from .errors import InputError, RunInterrupted, UnsupportedFeature
 from .files import permission_named, reachable
 from .kernel import power, simulator
-from .kernel.events import ctrl_c_calls
+from .ctrl_c import ctrl_c_calls
 from .kernel.moe import GATES
 from .kernel.router import ROUTERS
 from .kernel.tiers import CHUNK_TOKENS

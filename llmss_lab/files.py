@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import stat
 import tempfile
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -99,25 +97,6 @@ def replacing(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
         raise WriteFailed(f"cannot write the file ({_why(exc, path.parent)})", path) from None
     finally:
         tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def ctrl_c_held() -> Iterator[None]:
-    """Hold a Ctrl-C (SIGINT) until the block is done, then deliver it. netCDF writes need this: an interrupt
-    landing while xarray holds netCDF's process-wide lock leaves the lock taken, and the next write (an
-    interrupted sweep saves its points) then waits for it for ever."""
-    handler = signal.getsignal(signal.SIGINT)
-    if not callable(handler) or threading.current_thread() is not threading.main_thread():
-        yield   # Ctrl-C ignored or left to the system, or a thread that no signal reaches
-        return
-    caught: list = []
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, handler)
-        if caught:
-            handler(signal.SIGINT, caught[0])
 
 
 def _why(exc: BaseException, folder: Path) -> str:

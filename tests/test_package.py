@@ -64,9 +64,9 @@ def test_unknown_attribute_is_an_attribute_error():
 
 
 # the rooms, lowest first: a module may import its own room and the rooms before it, never one after
-# (modules at the package's top level that are no room: errors, files, provenance, the base everyone uses)
+# (modules at the package's top level that are no room: errors, files, provenance, ctrl_c, the base everyone uses)
 ROOMS = [("config",), ("workload",), ("latency",), ("kernel",), ("results",)]
-BASE = {"errors", "files", "provenance", "config", "__version__"}
+BASE = {"errors", "files", "provenance", "ctrl_c", "config", "__version__"}
 
 
 def _imports(path, pkg_parts):

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import signal
-import threading
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
 
 class EventLoop:
@@ -44,19 +41,3 @@ class EventLoop:
 
     def __len__(self) -> int:
         return len(self._heap)
-
-
-@contextmanager
-def ctrl_c_calls(fn: Callable[[], None]) -> Iterator[None]:
-    """While inside, a Ctrl-C (SIGINT) calls ``fn`` instead of raising KeyboardInterrupt wherever the code is.
-    Only where Python's own handler is in place (a terminal, a Jupyter kernel running a cell or a widget's
-    callback) and in the main thread, which is the one signals reach; anywhere else the block runs as it is."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    signal.signal(signal.SIGINT, lambda signum, frame: fn())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)

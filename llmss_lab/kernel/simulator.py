@@ -19,11 +19,12 @@ from typing import Callable
 import numpy as np
 
 from ..config.engine import EngineConfig
+from ..ctrl_c import ctrl_c_calls
 from ..errors import InputError
 from ..latency.interconnect import Link
 from ..latency.iteration import IterationModel
 from ..workload import Workload
-from .events import EventLoop, ctrl_c_calls
+from .events import EventLoop
 from .fabric import Fabric
 from .instance import Engine, Instance
 from .kv_cache import KVCacheManager
@@ -183,8 +184,8 @@ def run(setups: list[InstanceSetup], workload: Workload, router: str = "round_ro
     with :class:`RunStopped` (every later event has a time at or after that one). ``R.num_finished`` tells a call
     after new requests finished from one on the clock.
 
-    A Ctrl-C (where Python raises KeyboardInterrupt for it: see :func:`~.events.ctrl_c_calls`) ends the run at the
-    next event boundary instead of halfway through an event; the raw run then has ``interrupted`` set, ``end_ns``
+    A Ctrl-C (where Python raises KeyboardInterrupt for it: see :func:`~llmss_lab.ctrl_c.ctrl_c_calls`) ends the run at
+    the next event boundary instead of halfway through an event; the raw run then has ``interrupted`` set, ``end_ns``
     at the last event run, the requests not finished by then unfinished (finish time -1), and no step that was
     still running (its tokens never came out, its MoE routing is not counted and its reads from CPU or CXL memory
     are taken back from the tiers' counters; the KV blocks it took at its launch stay taken)."""

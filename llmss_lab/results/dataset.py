@@ -24,8 +24,9 @@ import xarray as xr
 from xarray.indexes import PandasIndex
 
 from ..config.reader import as_path
+from ..ctrl_c import ctrl_c_held
 from ..errors import InputError
-from ..files import absent, ctrl_c_held, kind_of, not_netcdf, refuse_in_reference, refuse_to_replace, replacing
+from ..files import absent, kind_of, not_netcdf, refuse_in_reference, refuse_to_replace, replacing
 from ..config.power import COMPONENTS
 from ..kernel.instance import merge_counts
 from ..kernel.power import PowerAccount

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ClusterStartError, InputError
-from ..files import ctrl_c_held
+from ..ctrl_c import ctrl_c_held
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ import numpy as np
 import xarray as xr
 
 from ..config.reader import as_path
+from ..ctrl_c import ctrl_c_held
 from ..errors import InputError
-from ..files import absent, ctrl_c_held, kind_of, not_netcdf, refuse_in_reference, replacing
+from ..files import absent, kind_of, not_netcdf, refuse_in_reference, replacing
 from ..scenario import FIELD_UNITS, Scenario
 from .grid import Grid, _current, _key, refuse_to_replace_one_of
 from .slo import SLO
