@@ -18,6 +18,8 @@ from llmss_lab import load_results, views
 from llmss_lab.scenario import ENGINE_FIELDS, SHAPE_FIELDS, Scenario
 from llmss_lab.widgets import Explorer
 
+from .conftest import linked_root
+
 
 MOE = "Qwen/Qwen3-30B-A3B-Instruct-2507"
 
@@ -1079,3 +1081,15 @@ def test_a_run_interrupted_as_its_results_were_built_shows_whole(explorer, monke
     assert "interrupted" not in explorer.result.attrs and explorer.result.summary()["completed"] == 40
     assert explorer.status_text.startswith("Interrupted as the results were built, all 40 requests finished: ")
     assert "Partial" not in explorer.stale.value and not explorer.save_results_button.disabled
+
+
+def test_save_may_not_write_into_the_reference_data_the_panel_reads(ref, tmp_path):
+    """Save scenario wrote into the reference folder the panel was given (only the one found by itself was kept)."""
+    root = linked_root(ref, tmp_path / "root")
+    ex = Explorer(root, Scenario(num_requests=5))
+    assert ex.run() is not None, ex.status.value
+    ex.results_path.value, ex.scenario_path.value = str(root / "r.nc"), str(root / "s.json")
+    for save, what in ((ex.save_results, "results"), (ex.save_scenario, "scenario")):
+        assert save() is None and f"{root / ('r.nc' if what == 'results' else 's.json')}: {what} file: is inside the " \
+                                  f"reference data ({root})" in ex.status.value, ex.status.value
+    assert sorted(p.name for p in root.iterdir()) == ["configs", "profiles", "workloads"]

@@ -27,8 +27,9 @@ from ..api import MAX_BIN_S, MIN_BIN_S
 from ..catalog import scan
 from ..config.engine import MAX_KV_BLOCKS
 from ..errors import InputError, LlmssError, RunInterrupted
+from ..files import refuse_in_reference
 from ..latency.specs import read_specs
-from ..reference import resolve_reference_dir
+from ..reference import protected_root, resolve_reference_dir
 from ..results.dataset import Results
 from ..scenario import GENERATOR_FIELDS, INERT, SHAPE_FIELDS, Scenario
 from ..scenario import choices as scenario_choices
@@ -705,6 +706,7 @@ class Explorer:
                 raise InputError("no home folder for that user", path, f"{what} file") from None
             if target.is_dir() or not target.name or target.name in (".", ".."):
                 raise InputError("is a folder; give a file name", target, f"{what} file")
+            refuse_in_reference(target, protected_root(self.reference_dir), f"{what} file")   # the root it reads
             for scen in {self.scenario(), self.scenario_shown} - {None}:   # the next run's inputs, and the shown's
                 scen.refuse_to_replace_an_input(target, f"{what} file", self.reference_dir, "the controls", what)
             out = write(target)
