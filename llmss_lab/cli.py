@@ -267,7 +267,8 @@ def _print_summary(res, args: argparse.Namespace) -> None:
 
 def _keep_interrupted(stop: RunInterrupted, args: argparse.Namespace) -> int:
     """A run stopped by a Ctrl-C: what it simulated goes to ``--out`` (a Ctrl-C again is ignored until the file is
-    whole) and its summary is printed, marked partial unless the run had finished; one line says what was kept. The status stays a Ctrl-C's."""
+    whole) and its summary is printed, marked partial unless the run had finished; one line says what was kept.
+    The status stays a Ctrl-C's."""
     from .ctrl_c import ctrl_c_calls
 
     res = stop.results

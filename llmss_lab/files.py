@@ -198,10 +198,11 @@ def refuse_inside(path: str | Path, protected: str | Path, what: str, key: str =
         raise InputError(f"is inside {what} ({q}), whose files it would overwrite; write somewhere else", path, key)
 
 
-def refuse_in_reference(path: str | Path, root: str | Path | None, key: str = "--out") -> None:
+def refuse_in_reference(path: str | Path, root: object, key: str = "--out") -> None:
     """The reference data (measurements, profiles) is read-only: every save of results, scenarios and sweeps
-    refuses ``path`` inside ``root`` (none: nothing to keep), as the command line refuses ``--out`` there."""
-    if root:
+    refuses ``path`` inside ``root`` (a folder name; anything else, such as a file's missing or damaged
+    ``reference_dir`` attr: nothing to keep), as the command line refuses ``--out`` there."""
+    if isinstance(root, (str, Path)) and str(root):
         refuse_inside(path, root, "the reference data", key)
 
 

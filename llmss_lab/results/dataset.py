@@ -541,8 +541,8 @@ class Results:
         kind = results_format(path, "path")
         refuse_to_replace(path, {f"an input of the run ({key})": file for key, file in self.input_files().items()},
                           "path")
-        root = self.attrs.get("reference_dir")   # the reference data the run read (none in an older file)
-        refuse_in_reference(path, root if isinstance(root, str) else None, "path")
+        # the reference data the run read (none in an older file)
+        refuse_in_reference(path, self.attrs.get("reference_dir"), "path")
         if path.parent and not path.parent.exists():
             raise InputError("output folder does not exist", path.parent)
         if kind == "csv":

@@ -88,8 +88,7 @@ def save(ds: xr.Dataset, path: str | Path) -> Path:
     and so is a path inside the reference data they read (the attr ``reference_dir``)."""
     path = as_path(path)
     refuse_to_replace_one_of(path, recorded_inputs(ds), "path")
-    root = ds.attrs.get("reference_dir")
-    refuse_in_reference(path, root if isinstance(root, str) else None, "path")
+    refuse_in_reference(path, ds.attrs.get("reference_dir"), "path")
     if not path.parent.is_dir():
         raise InputError("output folder does not exist", path.parent)
     with ctrl_c_held(), replacing(path) as tmp:
